@@ -1,0 +1,165 @@
+//! One attempt: what to run, and how it ended.
+//!
+//! The engine drives attempts through [`Attempter`]; the real one runs processes
+//! ([`crate::process::ProcessRunner`]), tests may script one.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::exit_code;
+use crate::policy::DefaultAnswer;
+use crate::scan::Scanner;
+
+/// What the engine asks an [`Attempter`] to run.
+#[derive(Debug)]
+pub struct AttemptSpec<'a> {
+    pub argv: &'a [String],
+    /// Extra environment for the child (`BACKSTOP_ATTEMPT` and friends).
+    pub env: Vec<(String, String)>,
+    /// End the attempt after this long; `None` for no limit.
+    pub timeout: Option<Duration>,
+    /// The timeout is the run's deadline rather than the attempt's own limit.
+    pub timeout_is_deadline: bool,
+    pub kill_grace: Duration,
+    /// Patterns to look for in the attempt's output.
+    pub scanner: &'a Scanner,
+    pub stdin: StdinFrom,
+}
+
+/// Where an attempt's standard input comes from.
+#[derive(Debug, Clone)]
+pub enum StdinFrom {
+    /// backstop's own stdin: inherited on a terminal, replayed to retries otherwise.
+    Inherit,
+    /// These bytes, then end of file (the escalation hook's failure summary).
+    Bytes(Vec<u8>),
+    /// Nothing (`/dev/null`): hooks.
+    Null,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum End {
+    Exited {
+        code: i32,
+    },
+    Signaled {
+        signal: i32,
+    },
+    TimedOut {
+        after_ms: u64,
+        deadline: bool,
+    },
+    /// backstop was asked to stop (SIGINT, SIGTERM) and passed the signal on.
+    Interrupted {
+        signal: i32,
+    },
+    /// The command could not be started: `code` is 126 or 127.
+    SpawnFailed {
+        code: u8,
+        message: String,
+    },
+}
+
+impl End {
+    pub fn success(&self) -> bool {
+        matches!(self, End::Exited { code: 0 })
+    }
+
+    /// The exit code backstop ends with when this is the final failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            End::Exited { code } => u8::try_from(*code).unwrap_or(1),
+            End::Signaled { signal } | End::Interrupted { signal } => {
+                exit_code::for_signal(*signal)
+            }
+            End::TimedOut { .. } => exit_code::TIMEOUT,
+            End::SpawnFailed { code, .. } => *code,
+        }
+    }
+
+    /// A short description: `exit 1`, `killed by SIGKILL`, `timed out after 2s`.
+    pub fn describe(&self) -> String {
+        match self {
+            End::Exited { code } => format!("exit {code}"),
+            End::Signaled { signal } => format!("killed by {}", signal_name(*signal)),
+            End::TimedOut { after_ms, deadline } => format!(
+                "{} after {}",
+                if *deadline {
+                    "deadline reached"
+                } else {
+                    "timed out"
+                },
+                crate::policy::values::format_duration(Duration::from_millis(*after_ms))
+            ),
+            End::Interrupted { signal } => format!("interrupted by {}", signal_name(*signal)),
+            End::SpawnFailed { message, .. } => message.clone(),
+        }
+    }
+}
+
+/// `SIGTERM` for 15, `signal 42` for numbers without a common name.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
+/// What an attempt produced.
+#[derive(Clone, Debug)]
+pub struct AttemptOutcome {
+    pub end: End,
+    /// Indices into the spec's scanner of the patterns the output matched.
+    pub matched: Vec<usize>,
+    pub started_at: SystemTime,
+    pub duration: Duration,
+    /// Set when no further attempt may be made whatever the policy says, and why
+    /// (stdin too large to replay).
+    pub no_retry: Option<String>,
+}
+
+/// Runs attempts. The real one spawns processes; a test can script outcomes.
+pub trait Attempter {
+    fn attempt(&mut self, spec: AttemptSpec<'_>) -> impl Future<Output = AttemptOutcome>;
+
+    /// Writes a `default` link's answer where the command's output would have gone.
+    fn answer(&mut self, answer: &DefaultAnswer);
+}
+
+/// A command line as a shell would need it typed: `sh -c 'exit 1'`.
+pub fn command_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,178 @@
+//! Backoff schedules: an iterator of delays, `None` when the attempts are spent.
+//!
+//! A schedule is built per link. The n-th delay is the base delay of the policy's
+//! kind (constant, linear, exponential), capped at `max`, then jittered. The jitter's
+//! random source is seedable, so a test or `policy explain` can pin a schedule.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::policy::{Backoff, BackoffKind, Jitter};
+
+#[derive(Debug)]
+pub struct Schedule {
+    backoff: Backoff,
+    retries_left: u32,
+    retry: u32,
+    rng: StdRng,
+}
+
+impl Schedule {
+    /// The delays before each retry of a link allowed `max_attempts` attempts.
+    pub fn new(backoff: &Backoff, max_attempts: u32) -> Schedule {
+        let rng = match backoff.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_entropy(),
+        };
+        Schedule {
+            backoff: backoff.clone(),
+            retries_left: max_attempts.saturating_sub(1),
+            retry: 0,
+            rng,
+        }
+    }
+}
+
+impl Iterator for Schedule {
+    type Item = Delay;
+
+    fn next(&mut self) -> Option<Delay> {
+        if self.retries_left == 0 {
+            return None;
+        }
+        self.retries_left -= 1;
+        self.retry += 1;
+        let base = base_delay(&self.backoff, self.retry);
+        let (lo, hi) = jitter_bounds(self.backoff.jitter, base);
+        let chosen = if lo == hi {
+            lo
+        } else {
+            let nanos = self.rng.gen_range(lo.as_nanos()..=hi.as_nanos());
+            Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        };
+        Some(Delay {
+            retry: self.retry,
+            base,
+            chosen,
+        })
+    }
+}
+
+/// One delay of a schedule, with what it was drawn from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delay {
+    /// 1 for the delay before the first retry.
+    pub retry: u32,
+    /// The delay before jitter.
+    pub base: Duration,
+    /// The delay after jitter.
+    pub chosen: Duration,
+}
+
+/// The delay before retry `n` (1-based), before jitter, capped at `max`.
+pub fn base_delay(b: &Backoff, n: u32) -> Duration {
+    let n = n.max(1);
+    let uncapped = match b.kind {
+        BackoffKind::Constant => b.initial.0.as_secs_f64(),
+        BackoffKind::Linear => {
+            b.initial.0.as_secs_f64() + b.step.0.as_secs_f64() * f64::from(n - 1)
+        }
+        BackoffKind::Exponential => {
+            b.initial.0.as_secs_f64() * b.multiplier.powi(i32::try_from(n - 1).unwrap_or(i32::MAX))
+        }
+    };
+    let max = b.max.0.as_secs_f64();
+    // Clamping in f64 first keeps huge exponents from overflowing Duration.
+    Duration::from_secs_f64(if uncapped.is_finite() {
+        uncapped.min(max)
+    } else {
+        max
+    })
+}
+
+/// The range jitter draws from for a base delay.
+pub fn jitter_bounds(jitter: Jitter, base: Duration) -> (Duration, Duration) {
+    match jitter {
+        Jitter::None => (base, base),
+        Jitter::Full => (Duration::ZERO, base),
+        Jitter::Equal => (base / 2, base),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::values::Dur;
+
+    fn backoff(kind: BackoffKind, jitter: Jitter) -> Backoff {
+        Backoff {
+            kind,
+            initial: Dur(Duration::from_millis(100)),
+            multiplier: 2.0,
+            step: Dur(Duration::from_millis(50)),
+            max: Dur(Duration::from_secs(2)),
+            jitter,
+            seed: Some(7),
+        }
+    }
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|m| Duration::from_millis(*m)).collect()
+    }
+
+    #[test]
+    fn exponential_doubles_up_to_the_cap() {
+        let b = backoff(BackoffKind::Exponential, Jitter::None);
+        let d: Vec<_> = Schedule::new(&b, 8).map(|d| d.chosen).collect();
+        assert_eq!(d, ms(&[100, 200, 400, 800, 1600, 2000, 2000]));
+    }
+
+    #[test]
+    fn linear_and_constant() {
+        let l: Vec<_> = Schedule::new(&backoff(BackoffKind::Linear, Jitter::None), 4)
+            .map(|d| d.chosen)
+            .collect();
+        assert_eq!(l, ms(&[100, 150, 200]));
+        let c: Vec<_> = Schedule::new(&backoff(BackoffKind::Constant, Jitter::None), 4)
+            .map(|d| d.chosen)
+            .collect();
+        assert_eq!(c, ms(&[100, 100, 100]));
+    }
+
+    #[test]
+    fn one_attempt_means_no_delays() {
+        assert_eq!(
+            Schedule::new(&backoff(BackoffKind::Exponential, Jitter::Full), 1).count(),
+            0
+        );
+    }
+
+    #[test]
+    fn huge_exponents_stay_at_the_cap() {
+        let b = backoff(BackoffKind::Exponential, Jitter::None);
+        assert_eq!(base_delay(&b, 5000), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn jitter_stays_in_bounds_and_a_seed_pins_it() {
+        for jitter in [Jitter::Full, Jitter::Equal] {
+            let b = backoff(BackoffKind::Exponential, jitter);
+            let a: Vec<_> = Schedule::new(&b, 50).collect();
+            for d in &a {
+                let (lo, hi) = jitter_bounds(jitter, d.base);
+                assert!(
+                    d.chosen >= lo && d.chosen <= hi,
+                    "{d:?} outside {lo:?}..={hi:?}"
+                );
+            }
+            let again: Vec<_> = Schedule::new(&b, 50).collect();
+            assert_eq!(a, again, "the same seed gives the same schedule");
+            assert!(
+                a.iter().any(|d| d.chosen != d.base),
+                "jitter changes some delays"
+            );
+        }
+    }
+}

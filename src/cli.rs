@@ -1,0 +1,176 @@
+//! The command line: clap's types live here and nowhere else.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
+
+use crate::exit_code;
+use crate::policy::PolicyChoice;
+use crate::settings::{Color, Command, Settings};
+
+/// Run agent tasks under a policy of retry, fallback and rollback.
+#[derive(Debug, Parser)]
+#[command(name = "backstop", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto).
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto, global = true)]
+    color: ColorArg,
+    /// Print nothing of backstop's own; the command's output still passes through.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Where run records are kept [default: $XDG_STATE_HOME/backstop].
+    #[arg(long, value_name = "DIR", env = "BACKSTOP_HOME", global = true)]
+    store: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Run a command under the policy.
+    Run(RunArgs),
+    /// List the runs recorded for this directory tree, newest first.
+    Runs {
+        /// Show at most this many.
+        #[arg(short = 'n', long, value_name = "N")]
+        limit: Option<usize>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run: every attempt, layer, delay and why.
+    Show {
+        /// The run's id, or a unique prefix of it.
+        run: String,
+        /// Print the run record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check, explain or describe policy files.
+    #[command(subcommand)]
+    Policy(PolicySub),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The policy file [default: ./backstop.yaml if present, else the built-in policy].
+    #[arg(short, long, value_name = "POLICY")]
+    policy: Option<PathBuf>,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicySub {
+    /// Validate a policy and print it resolved, with every default filled in.
+    Check { file: PathBuf },
+    /// Print the schedule a policy produces: attempts, delays, worst-case time.
+    Explain { file: PathBuf },
+    /// Print the JSON Schema of the policy format, for editors.
+    Schema,
+}
+
+/// Parses the command line. On `--help` or `--version`, or a usage error, prints and
+/// returns the exit code to end with (0, or 125 for bad usage).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, u8> {
+    let cli = Cli::try_parse_from(args).map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            exit_code::BACKSTOP_FAILED
+        } else {
+            exit_code::SUCCESS
+        }
+    })?;
+    Ok(cli.into_settings())
+}
+
+impl Cli {
+    fn into_settings(self) -> Settings {
+        let command = match self.command {
+            Sub::Run(r) => Command::Run {
+                policy: r.policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
+                command: r.command,
+            },
+            Sub::Runs { limit, json } => Command::Runs { limit, json },
+            Sub::Show { run, json } => Command::Show { run, json },
+            Sub::Policy(PolicySub::Check { file }) => Command::PolicyCheck { file },
+            Sub::Policy(PolicySub::Explain { file }) => Command::PolicyExplain { file },
+            Sub::Policy(PolicySub::Schema) => Command::PolicySchema,
+            Sub::Completions { shell } => Command::Completions {
+                script: completion_script(shell),
+            },
+        };
+        Settings {
+            color: match self.color {
+                ColorArg::Auto => Color::Auto,
+                ColorArg::Always => Color::Always,
+                ColorArg::Never => Color::Never,
+            },
+            quiet: self.quiet,
+            store: self.store,
+            command,
+        }
+    }
+}
+
+/// The completion script for `shell`, as committed under `completions/`.
+pub fn completion_script(shell: Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "backstop", &mut out);
+    out
+}
+
+/// Every shell with a committed completion script, and the file it lives in.
+pub fn completion_files() -> [(Shell, &'static str); 5] {
+    [
+        (Shell::Bash, "backstop.bash"),
+        (Shell::Zsh, "_backstop"),
+        (Shell::Fish, "backstop.fish"),
+        (Shell::Elvish, "backstop.elv"),
+        (Shell::PowerShell, "_backstop.ps1"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_everything_after_the_command_verbatim() {
+        let s = parse(["backstop", "run", "--", "ls", "-q", "--color", "x"].map(OsString::from))
+            .unwrap();
+        match s.command {
+            Command::Run { command, .. } => assert_eq!(command, ["ls", "-q", "--color", "x"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(!s.quiet);
+    }
+
+    #[test]
+    fn bad_flags_exit_125() {
+        assert_eq!(
+            parse(["backstop", "run", "--nope"].map(OsString::from)).unwrap_err(),
+            125
+        );
+    }
+}

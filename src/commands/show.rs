@@ -1,0 +1,81 @@
+//! `backstop show RUN`: one run, every attempt and why.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::exit_code::SUCCESS;
+use crate::reporter::{format_elapsed, summary_line};
+use crate::store::{Store, tree_root};
+
+use crate::attempt::command_line;
+
+pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let tree = Store::locate(store)?.tree(&tree_root(&cwd));
+    let r = tree.find(prefix)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &r)?;
+        writeln!(out)?;
+        return Ok(SUCCESS);
+    }
+    writeln!(out, "run      {}", r.id)?;
+    writeln!(out, "state    {}", r.state())?;
+    writeln!(out, "command  {}", command_line(&r.command))?;
+    writeln!(out, "in       {}", r.cwd.display())?;
+    writeln!(
+        out,
+        "policy   {} (blake3 {})",
+        r.policy.source,
+        &r.policy.digest[..r.policy.digest.len().min(16)]
+    )?;
+    writeln!(
+        out,
+        "started  {}",
+        humantime::format_rfc3339_millis(r.started_at)
+    )?;
+    if let Some(o) = &r.outcome {
+        writeln!(out, "outcome  {} (exit {})", summary_line(o), o.exit_code)?;
+    }
+    writeln!(out, "\nattempts")?;
+    for a in &r.attempts {
+        let verdict = a.verdict.as_ref().map_or("succeeded".to_string(), |v| {
+            format!(
+                "{} · {} · {}",
+                v.class.as_str(),
+                if v.retry { "retryable" } else { "not retried" },
+                v.rule
+            )
+        });
+        writeln!(
+            out,
+            "  {:<8} link {} {:<24} {}/{}  {:>8}  {:<22} {verdict}",
+            format!("{:?}", a.layer).to_lowercase(),
+            a.link,
+            truncate(&a.link_name, 24),
+            a.attempt,
+            a.max_attempts,
+            format_elapsed(a.duration_ms),
+            a.end.describe(),
+        )?;
+        if let Some(reason) = &a.delay_reason {
+            writeln!(out, "           then: {reason}")?;
+        }
+    }
+    for w in &r.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
+    Ok(SUCCESS)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}

@@ -1,0 +1,515 @@
+//! The retry and fallback engine: runs a command down its chain of links.
+//!
+//! Link 0 is the command itself; the policy's `fallback.chain` follows. Each `run`
+//! link is attempted until it succeeds, fails in a way its `retry` rules do not
+//! retry, or runs out of attempts; then the engine moves to the next link. A
+//! `default` link answers with fixed output; an `escalate` link hands the failure
+//! summary to a hook. Critical failures skip every link but `escalate`. One deadline
+//! (`timeout.total`) covers the whole chain: no attempt outlives it, and no delay
+//! that would cross it is started.
+//!
+//! The engine never sleeps but through tokio's clock (tests pause it) and never
+//! prints: it emits [`Event`]s.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::attempt::{AttemptSpec, Attempter, End, StdinFrom};
+use crate::backoff::{Delay, Schedule, jitter_bounds};
+use crate::classify::{LinkPatterns, Verdict, classify};
+use crate::events::{AttemptReport, Event, EventSink, Layer, Outcome, RunSummary};
+use crate::policy::values::format_duration;
+use crate::policy::{Action, DefaultAnswer, Escalate, Jitter, Policy, RetryPolicy};
+use crate::scan::Scanner;
+
+/// A signal that asked backstop to stop, as seen by everything that waits.
+pub type Interrupt = watch::Receiver<Option<i32>>;
+
+pub struct Engine<'a, A: Attempter> {
+    policy: &'a Policy,
+    attempter: A,
+    sink: &'a mut dyn EventSink,
+    interrupt: Interrupt,
+    run_id: String,
+    start: Instant,
+    attempts: u32,
+    retries: u32,
+    last: Option<(End, Verdict)>,
+}
+
+enum LinkKind<'p> {
+    Run(&'p [String]),
+    Default(&'p DefaultAnswer),
+    Escalate(&'p Escalate),
+}
+
+struct ChainLink<'p> {
+    name: String,
+    kind: LinkKind<'p>,
+    retry: &'p RetryPolicy,
+    timeout: Option<Duration>,
+}
+
+/// How a `run` link ended.
+enum LinkEnd {
+    Succeeded {
+        attempt: u32,
+        max: u32,
+    },
+    /// Go on to the next link, for this reason.
+    Failed {
+        reason: String,
+        critical: bool,
+    },
+    /// Stop the whole run (interrupted).
+    Stop {
+        signal: i32,
+    },
+}
+
+impl<'a, A: Attempter> Engine<'a, A> {
+    pub fn new(
+        policy: &'a Policy,
+        attempter: A,
+        sink: &'a mut dyn EventSink,
+        interrupt: Interrupt,
+        run_id: String,
+    ) -> Self {
+        Engine {
+            policy,
+            attempter,
+            sink,
+            interrupt,
+            run_id,
+            start: Instant::now(),
+            attempts: 0,
+            retries: 0,
+            last: None,
+        }
+    }
+
+    /// Runs `command` and its fallbacks to the end, and says how it went.
+    pub async fn run(mut self, command: &[String]) -> RunSummary {
+        self.start = Instant::now();
+        let policy = self.policy;
+        let mut links = vec![ChainLink {
+            name: crate::attempt::command_line(command),
+            kind: LinkKind::Run(command),
+            retry: &policy.retry,
+            timeout: policy.timeout.attempt.map(|d| d.0),
+        }];
+        for link in &policy.fallback.chain {
+            links.push(ChainLink {
+                name: link.name.clone(),
+                kind: match &link.action {
+                    Action::Run(argv) => LinkKind::Run(&argv.0),
+                    Action::Default(answer) => LinkKind::Default(answer),
+                    Action::Escalate(e) => LinkKind::Escalate(e),
+                },
+                retry: link.retry.as_ref().unwrap_or(&policy.retry),
+                timeout: link.timeout.or(policy.timeout.attempt).map(|d| d.0),
+            });
+        }
+        let deadline = policy.timeout.total().map(|t| self.start + t);
+
+        let mut critical = false;
+        let mut reason = String::new();
+        let mut from = 0;
+        for (i, link) in links.iter().enumerate() {
+            let skip = match link.kind {
+                LinkKind::Escalate(_) => false,
+                _ if critical => true,
+                LinkKind::Run(_) => deadline.is_some_and(|d| Instant::now() >= d),
+                LinkKind::Default(_) => false,
+            };
+            if skip {
+                continue;
+            }
+            if i > 0 {
+                self.sink.event(&Event::Fallback {
+                    from,
+                    to: i,
+                    links: links.len(),
+                    to_name: link.name.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            match link.kind {
+                LinkKind::Run(argv) => {
+                    match self.run_link(i, links.len(), link, argv, deadline).await {
+                        LinkEnd::Succeeded { attempt, max } => {
+                            return self.finish(
+                                Outcome::Succeeded,
+                                0,
+                                i,
+                                link,
+                                links.len(),
+                                (attempt, max),
+                                None,
+                            );
+                        }
+                        LinkEnd::Stop { signal } => {
+                            let code = crate::exit_code::for_signal(signal);
+                            let reason = Some(format!(
+                                "interrupted by {}",
+                                crate::attempt::signal_name(signal)
+                            ));
+                            return self.finish(
+                                Outcome::Interrupted,
+                                code,
+                                i,
+                                link,
+                                links.len(),
+                                (0, 0),
+                                reason,
+                            );
+                        }
+                        LinkEnd::Failed {
+                            reason: why,
+                            critical: c,
+                        } => {
+                            reason = why;
+                            critical = c;
+                            from = i;
+                        }
+                    }
+                }
+                LinkKind::Default(answer) => {
+                    self.attempter.answer(answer);
+                    let code = answer.exit_code;
+                    return self.finish(
+                        Outcome::Degraded,
+                        code,
+                        i,
+                        link,
+                        links.len(),
+                        (0, 0),
+                        Some(reason),
+                    );
+                }
+                LinkKind::Escalate(esc) => {
+                    let code = esc.exit_code.unwrap_or_else(|| self.final_code());
+                    self.escalate(esc, &reason, critical).await;
+                    return self.finish(
+                        Outcome::Escalated,
+                        code,
+                        i,
+                        link,
+                        links.len(),
+                        (0, 0),
+                        Some(reason),
+                    );
+                }
+            }
+        }
+        let code = self.final_code();
+        let last = links.len() - 1;
+        self.finish(
+            Outcome::Failed,
+            code,
+            from,
+            &links[from.min(last)],
+            links.len(),
+            (0, 0),
+            Some(reason),
+        )
+    }
+
+    async fn run_link(
+        &mut self,
+        index: usize,
+        links: usize,
+        link: &ChainLink<'_>,
+        argv: &[String],
+        deadline: Option<Instant>,
+    ) -> LinkEnd {
+        let retry = link.retry;
+        let critical = &self.policy.fallback.critical;
+        let patterns = LinkPatterns::new(retry, critical);
+        let mut schedule = Schedule::new(&retry.backoff, retry.max_attempts);
+        let max = retry.max_attempts;
+        let mut attempt = 1;
+        loop {
+            if let Some(signal) = *self.interrupt.borrow() {
+                return LinkEnd::Stop { signal };
+            }
+            let (timeout, timeout_is_deadline) = match (link.timeout, deadline) {
+                (t, None) => (t, false),
+                (t, Some(d)) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return LinkEnd::Failed {
+                            reason: "timeout.total reached".into(),
+                            critical: false,
+                        };
+                    }
+                    match t {
+                        Some(t) if t <= left => (Some(t), false),
+                        _ => (Some(left), true),
+                    }
+                }
+            };
+            self.sink.event(&Event::AttemptStarted {
+                link: index,
+                links,
+                link_name: link.name.clone(),
+                attempt,
+                max_attempts: max,
+            });
+            let spec = AttemptSpec {
+                argv,
+                env: self.child_env(index, &link.name, attempt, max),
+                timeout,
+                timeout_is_deadline,
+                kill_grace: self.policy.timeout.kill_grace.0,
+                scanner: &patterns.scanner,
+                stdin: StdinFrom::Inherit,
+            };
+            let outcome = self.attempter.attempt(spec).await;
+            self.attempts += 1;
+            if attempt > 1 {
+                self.retries += 1;
+            }
+            let mut verdict = classify(&outcome.end, &outcome.matched, &patterns, retry, critical);
+            if let (Some(v), Some(why)) = (verdict.as_mut(), &outcome.no_retry)
+                && v.retry
+            {
+                v.retry = false;
+                v.rule = why.clone();
+            }
+            let mut report = AttemptReport {
+                layer: match (index, attempt) {
+                    (0, 1) => Layer::Primary,
+                    (0, _) => Layer::Retry,
+                    _ => Layer::Fallback,
+                },
+                link: index,
+                link_name: link.name.clone(),
+                attempt,
+                max_attempts: max,
+                started_at: outcome.started_at,
+                duration_ms: millis(outcome.duration),
+                exit_code: outcome.end.exit_code(),
+                end: outcome.end.clone(),
+                verdict: verdict.clone(),
+                delay_ms: None,
+                delay_reason: None,
+            };
+            let Some(verdict) = verdict else {
+                self.sink.event(&Event::AttemptFinished(report));
+                return LinkEnd::Succeeded { attempt, max };
+            };
+            self.last = Some((outcome.end.clone(), verdict.clone()));
+            let end = if verdict.stop {
+                let signal = match outcome.end {
+                    End::Interrupted { signal } | End::Signaled { signal } => signal,
+                    _ => libc::SIGINT,
+                };
+                Some(LinkEnd::Stop { signal })
+            } else if verdict.critical {
+                Some(LinkEnd::Failed {
+                    reason: format!("critical failure: {}", verdict.rule),
+                    critical: true,
+                })
+            } else if !verdict.retry {
+                Some(LinkEnd::Failed {
+                    reason: format!("not retryable: {}", verdict.rule),
+                    critical: false,
+                })
+            } else {
+                None
+            };
+            if let Some(end) = end {
+                self.sink.event(&Event::AttemptFinished(report));
+                return end;
+            }
+            let Some(delay) = schedule.next() else {
+                self.sink.event(&Event::AttemptFinished(report));
+                return LinkEnd::Failed {
+                    reason: format!("out of retries ({attempt}/{max})"),
+                    critical: false,
+                };
+            };
+            let chosen = delay.chosen;
+            if let Some(d) = deadline
+                && Instant::now() + chosen >= d
+            {
+                let why = format!(
+                    "not waiting {}: it would cross timeout.total",
+                    format_duration(round_ms(chosen))
+                );
+                report.delay_reason = Some(why.clone());
+                self.sink.event(&Event::AttemptFinished(report));
+                return LinkEnd::Failed {
+                    reason: why,
+                    critical: false,
+                };
+            }
+            let reason = delay_reason(retry, &delay);
+            report.delay_ms = Some(millis(chosen));
+            report.delay_reason = Some(reason.clone());
+            self.sink.event(&Event::AttemptFinished(report));
+            self.sink.event(&Event::Waiting {
+                link: index,
+                next_attempt: attempt + 1,
+                max_attempts: max,
+                delay: chosen,
+                reason,
+            });
+            if let Some(hook) = &retry.on_retry {
+                self.hook(
+                    &hook.0,
+                    "on_retry",
+                    self.child_env(index, &link.name, attempt + 1, max),
+                    StdinFrom::Null,
+                )
+                .await;
+            }
+            let mut interrupt = self.interrupt.clone();
+            tokio::select! {
+                () = tokio::time::sleep(chosen) => {}
+                signal = wait_for_interrupt(&mut interrupt) => return LinkEnd::Stop { signal },
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Runs a hook command; its failure is a warning, never the run's failure.
+    async fn hook(
+        &mut self,
+        argv: &[String],
+        what: &str,
+        env: Vec<(String, String)>,
+        stdin: StdinFrom,
+    ) {
+        let scanner = Scanner::default();
+        let spec = AttemptSpec {
+            argv,
+            env,
+            timeout: self.policy.timeout.attempt.map(|d| d.0),
+            timeout_is_deadline: false,
+            kill_grace: self.policy.timeout.kill_grace.0,
+            scanner: &scanner,
+            stdin,
+        };
+        let outcome = self.attempter.attempt(spec).await;
+        if !outcome.end.success() {
+            let message = format!(
+                "{what} hook `{}` failed: {}",
+                argv.join(" "),
+                outcome.end.describe()
+            );
+            self.sink.event(&Event::Warning(message));
+        }
+    }
+
+    async fn escalate(&mut self, esc: &Escalate, reason: &str, critical: bool) {
+        let (end, verdict) = match &self.last {
+            Some((e, v)) => (Some(e), Some(v)),
+            None => (None, None),
+        };
+        let summary = serde_json::json!({
+            "run_id": self.run_id,
+            "reason": reason,
+            "critical": critical,
+            "attempts": self.attempts,
+            "final": end.map(|e| serde_json::json!({
+                "end": e,
+                "exit_code": e.exit_code(),
+                "description": e.describe(),
+                "class": verdict.map(|v| v.class.as_str()),
+                "rule": verdict.map(|v| v.rule.clone()),
+            })),
+        });
+        let mut stdin = serde_json::to_vec_pretty(&summary).expect("summary serializes");
+        stdin.push(b'\n');
+        let env = vec![("BACKSTOP_RUN_ID".to_string(), self.run_id.clone())];
+        self.hook(&esc.run.0, "escalate", env, StdinFrom::Bytes(stdin))
+            .await;
+    }
+
+    fn child_env(&self, link: usize, name: &str, attempt: u32, max: u32) -> Vec<(String, String)> {
+        vec![
+            ("BACKSTOP_RUN_ID".into(), self.run_id.clone()),
+            ("BACKSTOP_ATTEMPT".into(), attempt.to_string()),
+            ("BACKSTOP_MAX_ATTEMPTS".into(), max.to_string()),
+            ("BACKSTOP_LINK".into(), link.to_string()),
+            ("BACKSTOP_LINK_NAME".into(), name.to_string()),
+        ]
+    }
+
+    /// The exit code of the last failure (1 if, oddly, there was none).
+    fn final_code(&self) -> u8 {
+        self.last.as_ref().map_or(1, |(e, _)| e.exit_code())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &mut self,
+        outcome: Outcome,
+        exit_code: u8,
+        index: usize,
+        link: &ChainLink<'_>,
+        links: usize,
+        (link_attempts, link_max_attempts): (u32, u32),
+        reason: Option<String>,
+    ) -> RunSummary {
+        let summary = RunSummary {
+            outcome,
+            exit_code,
+            link: index,
+            link_name: link.name.clone(),
+            links,
+            attempts: self.attempts,
+            link_attempts,
+            link_max_attempts,
+            retries: self.retries,
+            elapsed_ms: millis(self.start.elapsed()),
+            last_failure: self.last.as_ref().map(|(e, _)| e.describe()),
+            reason: reason.filter(|r| !r.is_empty()),
+        };
+        self.sink.event(&Event::Finished(summary.clone()));
+        summary
+    }
+}
+
+async fn wait_for_interrupt(rx: &mut Interrupt) -> i32 {
+    loop {
+        if let Some(signal) = *rx.borrow_and_update() {
+            return signal;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Why a delay is what it is, for the record: `exponential backoff 400ms, full jitter: 123ms`.
+fn delay_reason(retry: &RetryPolicy, delay: &Delay) -> String {
+    let b = &retry.backoff;
+    let kind = format!("{:?}", b.kind).to_lowercase();
+    let chosen = format_duration(round_ms(delay.chosen));
+    let base = format_duration(round_ms(delay.base));
+    match b.jitter {
+        Jitter::None => format!("{kind} backoff: {base}"),
+        j => {
+            let (lo, hi) = jitter_bounds(j, delay.base);
+            format!(
+                "{kind} backoff {base}, {} jitter in {}..{}: {chosen}",
+                format!("{j:?}").to_lowercase(),
+                format_duration(round_ms(lo)),
+                format_duration(round_ms(hi)),
+            )
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(millis(d))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

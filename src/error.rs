@@ -1,0 +1,57 @@
+//! Errors a user can cause, each with the exit code it ends the process with.
+//!
+//! Plumbing errors travel as `anyhow::Error` with context and end with
+//! [`exit_code::BACKSTOP_FAILED`](crate::exit_code::BACKSTOP_FAILED).
+
+use std::path::PathBuf;
+
+use crate::exit_code;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("{file}:{line}:{column}: {key}: {message}")]
+    Policy {
+        file: String,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    PolicyFile { file: String, message: String },
+    #[error("no run matches `{0}` (see `backstop runs`)")]
+    UnknownRun(String),
+    #[error("run id prefix `{prefix}` is ambiguous: it matches {}", .candidates.join(", "))]
+    AmbiguousRun {
+        prefix: String,
+        candidates: Vec<String>,
+    },
+    #[error("no runs recorded for {}", .0.display())]
+    NoRuns(PathBuf),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl UserError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            UserError::NoRuns(_) | UserError::UnknownRun(_) | UserError::AmbiguousRun { .. } => 1,
+            _ => exit_code::BACKSTOP_FAILED,
+        }
+    }
+}
+
+/// The exit code an error ends backstop with.
+pub fn exit_code_of(err: &anyhow::Error) -> u8 {
+    err.downcast_ref::<UserError>()
+        .map_or(exit_code::BACKSTOP_FAILED, UserError::exit_code)
+}
+
+/// An I/O error's message without Rust's `(os error N)` suffix.
+pub fn io_message(err: &std::io::Error) -> String {
+    let s = err.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}

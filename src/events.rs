@@ -1,0 +1,132 @@
+//! What the engine tells the outside world as a run goes: the reporter draws it,
+//! the run record stores it.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::attempt::End;
+use crate::classify::Verdict;
+
+/// Which layer of defence an attempt belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    /// The first try of the command.
+    Primary,
+    /// A retry of the same link (L1).
+    Retry,
+    /// An attempt of a fallback link (L2).
+    Fallback,
+}
+
+/// One finished attempt, as reported and recorded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AttemptReport {
+    pub layer: Layer,
+    /// 0 is the command itself, 1.. the fallback links.
+    pub link: usize,
+    pub link_name: String,
+    /// 1-based within the link.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    #[serde(with = "crate::record::rfc3339")]
+    pub started_at: SystemTime,
+    pub duration_ms: u64,
+    pub end: End,
+    pub exit_code: u8,
+    /// `None` when the attempt succeeded.
+    pub verdict: Option<Verdict>,
+    /// The delay before the next attempt, when there was one.
+    pub delay_ms: Option<u64>,
+    pub delay_reason: Option<String>,
+}
+
+/// How the run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Succeeded,
+    /// A `default` link answered.
+    Degraded,
+    /// An `escalate` link took the failure.
+    Escalated,
+    Failed,
+    Interrupted,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub outcome: Outcome,
+    pub exit_code: u8,
+    /// The link that produced the outcome.
+    pub link: usize,
+    pub link_name: String,
+    pub links: usize,
+    pub attempts: u32,
+    /// Attempts of the link that produced the outcome.
+    pub link_attempts: u32,
+    pub link_max_attempts: u32,
+    pub retries: u32,
+    pub elapsed_ms: u64,
+    /// The last failure, when there was one.
+    pub last_failure: Option<String>,
+    /// Why the chain stopped where it did, when it did not succeed at once.
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Event {
+    AttemptStarted {
+        link: usize,
+        links: usize,
+        link_name: String,
+        attempt: u32,
+        max_attempts: u32,
+    },
+    AttemptFinished(AttemptReport),
+    /// The engine waits before the next attempt of the same link.
+    Waiting {
+        link: usize,
+        next_attempt: u32,
+        max_attempts: u32,
+        delay: Duration,
+        reason: String,
+    },
+    /// The engine moves on to the next link.
+    Fallback {
+        from: usize,
+        to: usize,
+        links: usize,
+        to_name: String,
+        reason: String,
+    },
+    Warning(String),
+    Finished(RunSummary),
+}
+
+/// Receives the engine's events.
+pub trait EventSink {
+    fn event(&mut self, event: &Event);
+}
+
+/// Hands every event to each sink in turn.
+pub struct Fanout<'a>(pub Vec<&'a mut dyn EventSink>);
+
+impl EventSink for Fanout<'_> {
+    fn event(&mut self, event: &Event) {
+        for sink in &mut self.0 {
+            sink.event(event);
+        }
+    }
+}
+
+/// Keeps every event, for tests.
+#[derive(Default, Debug)]
+pub struct Recorded(pub Vec<Event>);
+
+impl EventSink for Recorded {
+    fn event(&mut self, event: &Event) {
+        self.0.push(event.clone());
+    }
+}

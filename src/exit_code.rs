@@ -1,0 +1,21 @@
+//! The exit codes backstop uses of its own, following `timeout(1)`.
+//!
+//! Every other exit code backstop returns is the wrapped command's own.
+
+/// Success: first try, after retries, via a fallback, or a default answer.
+pub const SUCCESS: u8 = 0;
+/// The final failure was a timeout (of an attempt or of the whole run).
+pub const TIMEOUT: u8 = 124;
+/// backstop itself failed: bad flags, an invalid policy, a store it cannot write.
+pub const BACKSTOP_FAILED: u8 = 125;
+/// The command was found but could not be executed.
+pub const CANNOT_EXECUTE: u8 = 126;
+/// The command was not found.
+pub const NOT_FOUND: u8 = 127;
+/// Added to a signal's number when the final attempt died of it.
+pub const SIGNAL_BASE: u8 = 128;
+
+/// The code for a process that died of signal `sig`, as shells report it.
+pub fn for_signal(sig: i32) -> u8 {
+    (i32::from(SIGNAL_BASE) + sig).clamp(0, 255) as u8
+}

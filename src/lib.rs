@@ -1,0 +1,51 @@
+//! backstop: run agent tasks under a policy of retry, fallback and rollback.
+//!
+//! `main` parses the command line into [`settings::Settings`] and calls [`run`]; the
+//! commands live in [`commands`], the engine in [`engine`].
+
+pub mod attempt;
+pub mod backoff;
+pub mod classify;
+pub mod cli;
+pub mod commands;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod exit_code;
+pub mod policy;
+pub mod process;
+pub mod record;
+pub mod reporter;
+pub mod scan;
+pub mod settings;
+pub mod stdin;
+pub mod store;
+pub mod terminal;
+
+use std::io::IsTerminal;
+
+use settings::{Color, Settings};
+
+/// Runs one command line's worth of work and returns the exit code.
+pub fn run(settings: Settings) -> u8 {
+    let color = match settings.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => {
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
+    console::set_colors_enabled_stderr(color);
+    console::set_colors_enabled(color && std::io::stdout().is_terminal());
+    match commands::dispatch(settings) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!(
+                "{} {err:#}",
+                console::style("backstop: error:").red().bold().for_stderr()
+            );
+            error::exit_code_of(&err)
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The validated policy the engine runs: every default filled in, every regex compiled.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use super::raw::{BackoffKind, Jitter};
+use super::values::{Argv, CodeSet, Dur, Pattern};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Policy {
+    /// Where the policy came from: a file path, or `built-in`.
+    #[serde(skip)]
+    pub source: String,
+    /// BLAKE3 of the policy file's bytes (of the built-in text for the default).
+    #[serde(skip)]
+    pub digest: String,
+    pub version: u32,
+    pub retry: RetryPolicy,
+    pub timeout: Timeouts,
+    pub fallback: Fallback,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub on: RetryOn,
+    pub never: Never,
+    pub retry_after: RetryAfter,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_retry: Option<Argv>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Backoff {
+    pub kind: BackoffKind,
+    pub initial: Dur,
+    pub multiplier: f64,
+    pub step: Dur,
+    pub max: Dur,
+    pub jitter: Jitter,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RetryOn {
+    pub exit_codes: CodeSet,
+    pub output: Vec<Pattern>,
+    pub timeout: bool,
+    pub signals: bool,
+    pub status: Vec<u16>,
+    pub network: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Never {
+    pub exit_codes: CodeSet,
+    pub output: Vec<Pattern>,
+    pub status: Vec<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RetryAfter {
+    pub honor: bool,
+    pub max: Dur,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Timeouts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<Dur>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<Dur>,
+    pub kill_grace: Dur,
+}
+
+impl Timeouts {
+    pub fn total(&self) -> Option<Duration> {
+        self.total.map(|d| d.0)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Fallback {
+    pub critical: Critical,
+    pub chain: Vec<Link>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Critical {
+    pub exit_codes: CodeSet,
+    pub output: Vec<Pattern>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Link {
+    pub name: String,
+    #[serde(flatten)]
+    pub action: Action,
+    /// Only `run` links are retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Run(Argv),
+    Default(DefaultAnswer),
+    Escalate(Escalate),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DefaultAnswer {
+    pub stdout: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
+    pub exit_code: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Escalate {
+    pub run: Argv,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u8>,
+}

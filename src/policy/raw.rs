@@ -1,0 +1,223 @@
+//! The policy file as written: every key optional, unknown keys rejected.
+//!
+//! These types are private to parsing; [`super::resolve`] validates them into the
+//! public [`super::model`] types and fills in the defaults.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::values::{Argv, CodeSet, Dur, Pattern};
+
+/// Schema stand-ins for the leaf values, which parse from strings.
+mod schema {
+    use schemars::JsonSchema;
+
+    /// A duration such as `250ms`, `2s`, `5m` or `1m 30s`.
+    #[derive(JsonSchema)]
+    #[schemars(rename = "Duration")]
+    #[allow(dead_code)]
+    pub struct Duration(#[schemars(regex(pattern = r"^\s*[0-9]"))] String);
+
+    /// An exit code from 0 to 255, or an inclusive range written `64..78`.
+    #[derive(JsonSchema)]
+    #[serde(untagged)]
+    #[schemars(rename = "ExitCode")]
+    #[allow(dead_code)]
+    pub enum ExitCode {
+        Code(#[schemars(range(min = 0, max = 255))] u8),
+        Range(#[schemars(regex(pattern = r"^\d+\.\.=?\d+$"))] String),
+    }
+
+    /// A command: a list of arguments (run directly) or a string (run with `sh -c`).
+    #[derive(JsonSchema)]
+    #[serde(untagged)]
+    #[schemars(rename = "Command")]
+    #[allow(dead_code)]
+    pub enum Command {
+        Argv(Vec<String>),
+        Shell(String),
+    }
+}
+
+/// A backstop policy: how to retry, fall back and time out a task.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "backstop policy")]
+pub struct RawPolicy {
+    /// The format version. Always 1.
+    pub version: Option<u32>,
+    /// How the command is retried (layer 1).
+    pub retry: Option<RawRetry>,
+    /// Time limits for each attempt and for the whole run.
+    pub timeout: Option<RawTimeout>,
+    /// What to do when the command is out of retries (layer 2).
+    pub fallback: Option<RawFallback>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Attempts in all, the first try included. A hard cap.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_attempts: Option<u32>,
+    pub backoff: Option<RawBackoff>,
+    /// Failures that are worth another attempt.
+    pub on: Option<RawOn>,
+    /// Failures that are never retried, whatever `on` says.
+    pub never: Option<RawNever>,
+    /// How a server's `Retry-After` is honoured (model calls).
+    pub retry_after: Option<RawRetryAfter>,
+    /// A command run before each retry; its failure is a warning only.
+    #[schemars(with = "Option<schema::Command>")]
+    pub on_retry: Option<Argv>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackoffKind {
+    Constant,
+    Linear,
+    Exponential,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Jitter {
+    /// The delay as computed.
+    None,
+    /// A random delay between zero and the computed one.
+    Full,
+    /// Half the computed delay plus a random part of the other half.
+    Equal,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackoff {
+    pub kind: Option<BackoffKind>,
+    /// The first delay.
+    #[schemars(with = "Option<schema::Duration>")]
+    pub initial: Option<Dur>,
+    /// Exponential: each delay is the previous one times this.
+    #[schemars(range(min = 1.0))]
+    pub multiplier: Option<f64>,
+    /// Linear: each delay adds this (default: `initial`).
+    #[schemars(with = "Option<schema::Duration>")]
+    pub step: Option<Dur>,
+    /// No delay is longer than this.
+    #[schemars(with = "Option<schema::Duration>")]
+    pub max: Option<Dur>,
+    pub jitter: Option<Jitter>,
+    /// Seed for the jitter, to make a schedule reproducible.
+    pub seed: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOn {
+    /// Exit codes worth retrying (default: any non-zero code).
+    #[schemars(with = "Option<Vec<schema::ExitCode>>")]
+    pub exit_codes: Option<CodeSet>,
+    /// Regexes over the attempt's stdout and stderr; a match makes the failure retryable.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub output: Option<Vec<Pattern>>,
+    /// Retry an attempt that timed out.
+    pub timeout: Option<bool>,
+    /// Retry an attempt that died of a signal (SIGINT never is).
+    pub signals: Option<bool>,
+    /// HTTP statuses worth retrying (model calls).
+    pub status: Option<Vec<u16>>,
+    /// Retry network errors (model calls).
+    pub network: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNever {
+    #[schemars(with = "Option<Vec<schema::ExitCode>>")]
+    pub exit_codes: Option<CodeSet>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub output: Option<Vec<Pattern>>,
+    pub status: Option<Vec<u16>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetryAfter {
+    pub honor: Option<bool>,
+    #[schemars(with = "Option<schema::Duration>")]
+    pub max: Option<Dur>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeout {
+    /// Each attempt is ended after this long (SIGTERM, then SIGKILL after `kill_grace`).
+    #[schemars(with = "Option<schema::Duration>")]
+    pub attempt: Option<Dur>,
+    /// The whole run, retries and fallbacks included, ends after this long.
+    #[schemars(with = "Option<schema::Duration>")]
+    pub total: Option<Dur>,
+    /// How long a timed-out attempt has between SIGTERM and SIGKILL.
+    #[schemars(with = "Option<schema::Duration>")]
+    pub kill_grace: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFallback {
+    /// Failures that never degrade: they skip every link but `escalate`.
+    pub critical: Option<RawCritical>,
+    /// The alternatives tried in order once the command is out of retries.
+    pub chain: Option<Vec<RawLink>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCritical {
+    #[schemars(with = "Option<Vec<schema::ExitCode>>")]
+    pub exit_codes: Option<CodeSet>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub output: Option<Vec<Pattern>>,
+}
+
+/// One link of the fallback chain: exactly one of `run`, `default` or `escalate`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLink {
+    /// A name for reports (default: derived from the action).
+    pub name: Option<String>,
+    /// Run another command, with its own retries.
+    #[schemars(with = "Option<schema::Command>")]
+    pub run: Option<Argv>,
+    /// Answer with fixed output: a degraded success.
+    pub default: Option<RawDefault>,
+    /// Hand the failure to a human: run a hook with the failure summary as JSON on stdin.
+    pub escalate: Option<RawEscalate>,
+    /// Overrides of the policy's `retry` for this link.
+    pub retry: Option<RawRetry>,
+    /// The attempt timeout for this link.
+    #[schemars(with = "Option<schema::Duration>")]
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefault {
+    /// Written to stdout.
+    pub stdout: Option<String>,
+    /// Written to stderr.
+    pub stderr: Option<String>,
+    /// The run's exit code (default 0).
+    pub exit_code: Option<u8>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEscalate {
+    /// The hook; it reads the failure summary (JSON) on stdin.
+    #[schemars(with = "schema::Command")]
+    pub run: Argv,
+    /// The run's exit code once escalated (default: the final failure's).
+    pub exit_code: Option<u8>,
+}

@@ -1,0 +1,219 @@
+//! Validates a parsed policy and fills in the defaults.
+//!
+//! The defaults here are the single source of the built-in policy; `policies/default.yaml`
+//! spells them out and a test checks the two agree.
+
+use std::time::Duration;
+
+use super::model::*;
+use super::raw::*;
+use super::values::{CodeSet, Dur};
+
+/// A check that failed after parsing, with the key path it is about.
+#[derive(Debug)]
+pub struct Invalid {
+    pub path: String,
+    pub message: String,
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> Invalid {
+    Invalid {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// The most attempts any link may make; a typo of `max_attempts: 10000` is refused.
+pub const MAX_ATTEMPTS_CAP: u32 = 1000;
+
+const MS: fn(u64) -> Dur = |ms| Dur(Duration::from_millis(ms));
+
+pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy, Invalid> {
+    match raw.version {
+        Some(1) => {}
+        Some(v) => {
+            return Err(invalid(
+                "version",
+                format!("unsupported version {v}: expected 1"),
+            ));
+        }
+        None => return Err(invalid("version", "missing `version: 1`")),
+    }
+    let base = raw.retry.unwrap_or_default();
+    let retry = resolve_retry(&base, "retry")?;
+
+    let t = raw.timeout.unwrap_or_default();
+    for (key, value) in [("attempt", t.attempt), ("total", t.total)] {
+        if value.is_some_and(|d| d.0.is_zero()) {
+            return Err(invalid(
+                format!("timeout.{key}"),
+                "a timeout of zero would end every attempt at once; leave it out for no limit",
+            ));
+        }
+    }
+    let timeout = Timeouts {
+        attempt: t.attempt,
+        total: t.total,
+        kill_grace: t.kill_grace.unwrap_or(MS(5000)),
+    };
+
+    let f = raw.fallback.unwrap_or_default();
+    let critical = f.critical.unwrap_or_default();
+    let critical = Critical {
+        exit_codes: critical.exit_codes.unwrap_or_default(),
+        output: critical.output.unwrap_or_default(),
+    };
+    let mut chain = Vec::new();
+    for (i, link) in f.chain.unwrap_or_default().into_iter().enumerate() {
+        chain.push(resolve_link(link, &base, &format!("fallback.chain[{i}]"))?);
+    }
+
+    Ok(Policy {
+        source,
+        digest,
+        version: 1,
+        retry,
+        timeout,
+        fallback: Fallback { critical, chain },
+    })
+}
+
+fn resolve_link(link: RawLink, base: &RawRetry, path: &str) -> Result<Link, Invalid> {
+    let actions = [
+        link.run.is_some(),
+        link.default.is_some(),
+        link.escalate.is_some(),
+    ];
+    if actions.iter().filter(|x| **x).count() != 1 {
+        return Err(invalid(
+            path,
+            "a link needs exactly one of `run`, `default` or `escalate`",
+        ));
+    }
+    if link.timeout.is_some_and(|d| d.0.is_zero()) {
+        return Err(invalid(
+            format!("{path}.timeout"),
+            "a timeout of zero would end every attempt at once",
+        ));
+    }
+    let (action, default_name) = if let Some(argv) = link.run {
+        let name = format!("run {}", crate::attempt::command_line(&argv.0));
+        (Action::Run(argv), name)
+    } else if let Some(d) = link.default {
+        let answer = DefaultAnswer {
+            stdout: d.stdout.unwrap_or_default(),
+            stderr: d.stderr.unwrap_or_default(),
+            exit_code: d.exit_code.unwrap_or(0),
+        };
+        (Action::Default(answer), "default answer".to_string())
+    } else {
+        let e = link.escalate.expect("one action is present");
+        (
+            Action::Escalate(Escalate {
+                run: e.run,
+                exit_code: e.exit_code,
+            }),
+            "escalate".to_string(),
+        )
+    };
+    let retry = match (&action, link.retry) {
+        (Action::Run(_), over) => {
+            let merged = over.map_or_else(|| base.clone(), |o| merge_retry(base, o));
+            Some(resolve_retry(&merged, &format!("{path}.retry"))?)
+        }
+        (_, Some(_)) => {
+            return Err(invalid(
+                format!("{path}.retry"),
+                "only `run` links are retried",
+            ));
+        }
+        (_, None) => None,
+    };
+    Ok(Link {
+        name: link.name.unwrap_or(default_name),
+        action,
+        retry,
+        timeout: link.timeout,
+    })
+}
+
+/// A link's `retry:` over the policy's: each key it sets wins, key by key.
+fn merge_retry(base: &RawRetry, over: RawRetry) -> RawRetry {
+    let b = base.backoff.clone().unwrap_or_default();
+    let backoff = over.backoff.map(|o| RawBackoff {
+        kind: o.kind.or(b.kind),
+        initial: o.initial.or(b.initial),
+        multiplier: o.multiplier.or(b.multiplier),
+        step: o.step.or(b.step),
+        max: o.max.or(b.max),
+        jitter: o.jitter.or(b.jitter),
+        seed: o.seed.or(b.seed),
+    });
+    RawRetry {
+        max_attempts: over.max_attempts.or(base.max_attempts),
+        backoff: backoff.or_else(|| base.backoff.clone()),
+        on: over.on.or_else(|| base.on.clone()),
+        never: over.never.or_else(|| base.never.clone()),
+        retry_after: over.retry_after.or_else(|| base.retry_after.clone()),
+        on_retry: over.on_retry.or_else(|| base.on_retry.clone()),
+    }
+}
+
+fn resolve_retry(raw: &RawRetry, path: &str) -> Result<RetryPolicy, Invalid> {
+    let max_attempts = raw.max_attempts.unwrap_or(4);
+    if !(1..=MAX_ATTEMPTS_CAP).contains(&max_attempts) {
+        return Err(invalid(
+            format!("{path}.max_attempts"),
+            format!("must be from 1 (no retries) to {MAX_ATTEMPTS_CAP}, not {max_attempts}"),
+        ));
+    }
+    let b = raw.backoff.clone().unwrap_or_default();
+    let initial = b.initial.unwrap_or(MS(100));
+    let multiplier = b.multiplier.unwrap_or(2.0);
+    if !multiplier.is_finite() || multiplier < 1.0 {
+        return Err(invalid(
+            format!("{path}.backoff.multiplier"),
+            format!("must be at least 1, not {multiplier}"),
+        ));
+    }
+    let backoff = Backoff {
+        kind: b.kind.unwrap_or(BackoffKind::Exponential),
+        initial,
+        multiplier,
+        step: b.step.unwrap_or(initial),
+        max: b.max.unwrap_or(MS(2000)),
+        jitter: b.jitter.unwrap_or(Jitter::Full),
+        seed: b.seed,
+    };
+    let on = raw.on.clone().unwrap_or_default();
+    let on = RetryOn {
+        exit_codes: on.exit_codes.unwrap_or(CodeSet(vec![1..=255])),
+        output: on.output.unwrap_or_default(),
+        timeout: on.timeout.unwrap_or(true),
+        signals: on.signals.unwrap_or(true),
+        status: on
+            .status
+            .unwrap_or_else(|| vec![408, 409, 429, 500, 502, 503, 504, 529]),
+        network: on.network.unwrap_or(true),
+    };
+    let never = raw.never.clone().unwrap_or_default();
+    let never = Never {
+        exit_codes: never.exit_codes.unwrap_or(CodeSet(vec![2..=2, 126..=127])),
+        output: never.output.unwrap_or_default(),
+        status: never
+            .status
+            .unwrap_or_else(|| vec![400, 401, 403, 404, 422]),
+    };
+    let ra = raw.retry_after.clone().unwrap_or_default();
+    Ok(RetryPolicy {
+        max_attempts,
+        backoff,
+        on,
+        never,
+        retry_after: RetryAfter {
+            honor: ra.honor.unwrap_or(true),
+            max: ra.max.unwrap_or(MS(60_000)),
+        },
+        on_retry: raw.on_retry.clone(),
+    })
+}

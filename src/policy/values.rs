@@ -1,0 +1,229 @@
+//! Leaf values of a policy file: durations, exit-code sets, regexes and commands.
+//!
+//! Each parses during deserialization, so a bad value is reported by serde_yaml at
+//! its own line and column.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A duration written `250ms`, `2s`, `1m 30s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as `250ms`, `2s` or `5m`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                humantime::parse_duration(s.trim())
+                    .map(Dur)
+                    .map_err(|e| E::custom(format!("invalid duration `{s}`: {e}")))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Dur, E> {
+                Err(E::custom(format!(
+                    "a duration needs a unit: write `{n}ms` or `{n}s`"
+                )))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Dur, E> {
+                self.visit_u64(n.unsigned_abs())
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Dur, E> {
+                Err(E::custom(format!("a duration needs a unit: write `{n}s`")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(self.0))
+    }
+}
+
+/// A duration as a policy would write it: `100ms`, `2s`, `1m 30s`.
+pub fn format_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    humantime::format_duration(d).to_string()
+}
+
+/// A set of exit codes, written as a list of numbers and ranges: `[1, 75, "64..78"]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CodeSet(pub Vec<RangeInclusive<i32>>);
+
+impl CodeSet {
+    pub fn contains(&self, code: i32) -> bool {
+        self.0.iter().any(|r| r.contains(&code))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn parse_code_item<E: de::Error>(s: &str) -> Result<RangeInclusive<i32>, E> {
+    let bad = || {
+        E::custom(format!(
+            "invalid exit code `{s}`: expected a number from 0 to 255 or a range like `64..78`"
+        ))
+    };
+    let number = |t: &str| -> Result<i32, E> {
+        let n: i32 = t.trim().parse().map_err(|_| bad())?;
+        if (0..=255).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        }
+    };
+    let range = match s.split_once("..=").or_else(|| s.split_once("..")) {
+        Some((a, b)) => number(a)?..=number(b)?,
+        None => {
+            let n = number(s)?;
+            n..=n
+        }
+    };
+    if range.start() > range.end() {
+        return Err(E::custom(format!("exit code range `{s}` is empty")));
+    }
+    Ok(range)
+}
+
+impl<'de> Deserialize<'de> for CodeSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Item(RangeInclusive<i32>);
+        impl<'de> Deserialize<'de> for Item {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl Visitor<'_> for V {
+                    type Value = Item;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("an exit code (0-255) or a range like `64..78`")
+                    }
+                    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Item, E> {
+                        parse_code_item(&n.to_string()).map(Item)
+                    }
+                    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Item, E> {
+                        parse_code_item(&n.to_string()).map(Item)
+                    }
+                    fn visit_str<E: de::Error>(self, s: &str) -> Result<Item, E> {
+                        parse_code_item(s).map(Item)
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CodeSet;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of exit codes and ranges, like `[1, 75, 64..78]`")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<CodeSet, A::Error> {
+                let mut out = Vec::new();
+                while let Some(Item(r)) = seq.next_element()? {
+                    out.push(r);
+                }
+                Ok(CodeSet(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+impl Serialize for CodeSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for r in &self.0 {
+            if r.start() == r.end() {
+                seq.serialize_element(r.start())?;
+            } else {
+                seq.serialize_element(&format!("{}..{}", r.start(), r.end()))?;
+            }
+        }
+        seq.end()
+    }
+}
+
+/// A regular expression over an attempt's output, compiled once when the policy loads.
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    pub source: String,
+    pub regex: regex::bytes::Regex,
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(d)?;
+        let regex = regex::bytes::RegexBuilder::new(&source)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| {
+                de::Error::custom(format!(
+                    "invalid regex `{source}`: {}",
+                    e.to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim_start_matches("error: ")
+                ))
+            })?;
+        Ok(Pattern { source, regex })
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+/// A command: an argv list, or a string that is run by `sh -c`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Argv(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Argv {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Argv;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a command as a list (`[\"./x.sh\", \"--flag\"]`) or a shell string")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Argv, E> {
+                if s.trim().is_empty() {
+                    return Err(E::custom("the command is empty"));
+                }
+                Ok(Argv(vec!["sh".into(), "-c".into(), s.into()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Argv, A::Error> {
+                let mut out: Vec<String> = Vec::new();
+                while let Some(arg) = seq.next_element()? {
+                    out.push(arg);
+                }
+                if out.first().is_none_or(|a| a.is_empty()) {
+                    return Err(de::Error::custom("the command is empty"));
+                }
+                Ok(Argv(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,151 @@
+//! The record a run leaves in the store: what ran, under which policy, every attempt
+//! and how it ended. `runs`, `show` and (later) `undo` read it.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::{AttemptReport, Event, EventSink, RunSummary};
+use crate::store::TreeStore;
+
+pub const FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub format: u32,
+    pub id: String,
+    pub status: Status,
+    #[serde(with = "rfc3339")]
+    pub started_at: SystemTime,
+    #[serde(with = "rfc3339::option", default)]
+    pub finished_at: Option<SystemTime>,
+    pub backstop_version: String,
+    /// The backstop process, to tell a run in progress from one that died.
+    pub pid: u32,
+    pub root: PathBuf,
+    pub cwd: PathBuf,
+    pub command: Vec<String>,
+    pub policy: PolicyRef,
+    pub attempts: Vec<AttemptReport>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    pub outcome: Option<RunSummary>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyRef {
+    pub source: String,
+    pub digest: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Written when the run starts; still so if backstop died during it.
+    Running,
+    Finished,
+}
+
+impl RunRecord {
+    /// `running`, `unfinished` (its backstop is gone), or the outcome.
+    pub fn state(&self) -> String {
+        match (&self.status, &self.outcome) {
+            (Status::Finished, Some(o)) => format!("{:?}", o.outcome).to_lowercase(),
+            _ if process_alive(self.pid) => "running".into(),
+            _ => "unfinished".into(),
+        }
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}
+
+/// Keeps the run's record in the store up to date as events arrive.
+pub struct RecordWriter<'a> {
+    store: &'a TreeStore,
+    pub record: RunRecord,
+    /// The first error writing the record; reported once, at the end.
+    pub error: Option<anyhow::Error>,
+}
+
+impl<'a> RecordWriter<'a> {
+    /// Writes the record of a run that is starting; failure here stops the run.
+    pub fn start(store: &'a TreeStore, record: RunRecord) -> anyhow::Result<Self> {
+        store.write(&record)?;
+        Ok(RecordWriter {
+            store,
+            record,
+            error: None,
+        })
+    }
+
+    fn save(&mut self) {
+        if self.error.is_none()
+            && let Err(e) = self.store.write(&self.record)
+        {
+            self.error = Some(e);
+        }
+    }
+}
+
+impl EventSink for RecordWriter<'_> {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::AttemptFinished(report) => {
+                self.record.attempts.push(report.clone());
+                self.save();
+            }
+            Event::Warning(w) => self.record.warnings.push(w.clone()),
+            Event::Finished(summary) => {
+                self.record.outcome = Some(summary.clone());
+                self.record.status = Status::Finished;
+                self.record.finished_at = Some(SystemTime::now());
+                self.save();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// RFC 3339 timestamps with milliseconds, in UTC.
+pub mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_millis(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&s).map_err(serde::de::Error::custom)
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<SystemTime>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|s| humantime::parse_rfc3339_weak(&s).map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Everything backstop itself prints while a run goes: the one owner of indicatif and
+//! console.
+//!
+//! On a terminal: a spinner on stderr with the link, the attempt and a countdown of
+//! the backoff, shown only between attempts so it never draws over the command's
+//! own output. Elsewhere: one plain line per retry or fallback, and under GitHub
+//! Actions a `::warning` annotation as well. Always one summary line at the end,
+//! unless `-q`.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use console::style;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+use crate::events::{AttemptReport, Event, EventSink, Outcome, RunSummary};
+use crate::policy::values::format_duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Quiet,
+    /// Plain lines, for logs and pipes.
+    Plain,
+    /// A spinner and colour, for a person at a terminal.
+    Terminal,
+}
+
+pub struct Reporter {
+    mode: Mode,
+    github: bool,
+    last_failure: Option<AttemptReport>,
+    spinner: Option<ProgressBar>,
+    /// The backoff being counted down, in milliseconds.
+    countdown: Arc<AtomicU64>,
+    err: Box<dyn Write + Send>,
+}
+
+impl Reporter {
+    pub fn new(mode: Mode, github: bool) -> Reporter {
+        Reporter::with_writer(mode, github, Box::new(std::io::stderr()))
+    }
+
+    /// A reporter that writes to `err` (a buffer, in tests).
+    pub fn with_writer(mode: Mode, github: bool, err: Box<dyn Write + Send>) -> Reporter {
+        Reporter {
+            mode,
+            github,
+            last_failure: None,
+            spinner: None,
+            countdown: Arc::new(AtomicU64::new(0)),
+            err,
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        if let Some(s) = &self.spinner {
+            s.suspend(|| {});
+        }
+        let _ = writeln!(self.err, "{} {text}", style("backstop:").dim().for_stderr());
+    }
+
+    fn annotate(&mut self, title: &str, text: &str) {
+        if self.github && self.mode != Mode::Quiet {
+            let _ = writeln!(
+                self.err,
+                "::warning title={title}::{}",
+                escape_annotation(text)
+            );
+        }
+    }
+
+    fn clear_spinner(&mut self) {
+        if let Some(s) = self.spinner.take() {
+            s.finish_and_clear();
+        }
+    }
+
+    fn start_countdown(&mut self, message: String, delay: Duration) {
+        self.clear_spinner();
+        self.countdown
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+        let total = Arc::clone(&self.countdown);
+        let style = ProgressStyle::with_template("{spinner:.cyan} {msg} {countdown:.bold}")
+            .expect("static template")
+            .with_key(
+                "countdown",
+                move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let total = Duration::from_millis(total.load(Ordering::Relaxed));
+                    let left = total.saturating_sub(state.elapsed());
+                    let _ = write!(w, "{:.1}s", left.as_secs_f64());
+                },
+            );
+        let bar =
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
+        bar.set_message(message);
+        bar.enable_steady_tick(Duration::from_millis(100));
+        self.spinner = Some(bar);
+    }
+
+    fn failure_text(report: &AttemptReport) -> String {
+        let rule = report
+            .verdict
+            .as_ref()
+            .map(|v| v.rule.as_str())
+            .unwrap_or("");
+        format!(
+            "attempt {}/{} failed: {} ({rule})",
+            report.attempt,
+            report.max_attempts,
+            report.end.describe()
+        )
+    }
+}
+
+impl EventSink for Reporter {
+    fn event(&mut self, event: &Event) {
+        if self.mode == Mode::Quiet {
+            return;
+        }
+        match event {
+            Event::AttemptStarted { .. } => self.clear_spinner(),
+            Event::AttemptFinished(report) => {
+                if report.verdict.is_some() {
+                    self.last_failure = Some(report.clone());
+                }
+            }
+            Event::Waiting {
+                link,
+                next_attempt,
+                max_attempts,
+                delay,
+                ..
+            } => {
+                let failed = self
+                    .last_failure
+                    .as_ref()
+                    .map(Self::failure_text)
+                    .unwrap_or_default();
+                let wait = format_duration(Duration::from_millis(delay.as_millis() as u64));
+                let where_ = if *link == 0 {
+                    String::new()
+                } else {
+                    format!("fallback {link}: ")
+                };
+                if self.mode == Mode::Terminal {
+                    self.line(&format!("{where_}{}", style(&failed).yellow().for_stderr()));
+                    let class = self
+                        .last_failure
+                        .as_ref()
+                        .and_then(|r| r.verdict.as_ref())
+                        .map_or("", |v| v.class.as_str());
+                    let msg =
+                        format!("{where_}attempt {next_attempt}/{max_attempts} after {class} in");
+                    self.start_countdown(msg, *delay);
+                } else {
+                    self.line(&format!("{where_}{failed}; retrying in {wait}"));
+                }
+                self.annotate(
+                    "backstop retry",
+                    &format!("{where_}{failed}; retrying in {wait}"),
+                );
+            }
+            Event::Fallback {
+                to,
+                links,
+                to_name,
+                reason,
+                ..
+            } => {
+                self.clear_spinner();
+                let failed = self
+                    .last_failure
+                    .take()
+                    .map(|r| Self::failure_text(&r) + "; ")
+                    .unwrap_or_default();
+                let text = format!(
+                    "{failed}{reason}; falling back to {to}/{}: {to_name}",
+                    links - 1
+                );
+                let shown = if self.mode == Mode::Terminal {
+                    style(&text).yellow().for_stderr().to_string()
+                } else {
+                    text.clone()
+                };
+                self.line(&shown);
+                self.annotate("backstop fallback", &text);
+            }
+            Event::Warning(w) => {
+                let text = format!("{} {w}", style("warning:").yellow().bold().for_stderr());
+                self.line(&text);
+            }
+            Event::Finished(summary) => {
+                self.clear_spinner();
+                let text = summary_line(summary);
+                let shown = match summary.outcome {
+                    Outcome::Succeeded => style(text).green().for_stderr().to_string(),
+                    Outcome::Degraded => style(text).yellow().for_stderr().to_string(),
+                    _ => style(text).red().for_stderr().to_string(),
+                };
+                self.line(&shown);
+            }
+        }
+    }
+}
+
+/// "succeeded on attempt 3/4 after 2 retries in 1.2 s", "failed: exit 1 after 4
+/// attempts; fallback 2/3 gave the default answer".
+pub fn summary_line(s: &RunSummary) -> String {
+    let elapsed = format_elapsed(s.elapsed_ms);
+    let retries = match s.retries {
+        0 => String::new(),
+        1 => " after 1 retry".to_string(),
+        n => format!(" after {n} retries"),
+    };
+    let attempts = match s.attempts {
+        1 => "1 attempt".to_string(),
+        n => format!("{n} attempts"),
+    };
+    let fallback = format!("fallback {}/{}", s.link, s.links - 1);
+    let last = s.last_failure.as_deref().unwrap_or("no attempt");
+    match s.outcome {
+        Outcome::Succeeded if s.link == 0 => format!(
+            "succeeded on attempt {}/{}{retries} in {elapsed}",
+            s.link_attempts, s.link_max_attempts
+        ),
+        Outcome::Succeeded => format!(
+            "succeeded via {fallback} ({}) on its attempt {}/{}, after {attempts} in all, in {elapsed}",
+            s.link_name, s.link_attempts, s.link_max_attempts
+        ),
+        Outcome::Degraded => {
+            format!("failed: {last} after {attempts}; {fallback} gave the default answer")
+        }
+        Outcome::Escalated => format!(
+            "failed: {last} after {attempts}; escalated ({fallback}), exit {}",
+            s.exit_code
+        ),
+        Outcome::Failed => {
+            let why = s
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            format!("failed: {last} after {attempts} in {elapsed}{why}")
+        }
+        Outcome::Interrupted => format!(
+            "interrupted after {attempts} in {elapsed}; exit {}",
+            s.exit_code
+        ),
+    }
+}
+
+/// `3 ms`, `1.2 s`, `2 m 5 s`.
+pub fn format_elapsed(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        1000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} m {} s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+/// GitHub's workflow-command escaping of a message.
+fn escape_annotation(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}

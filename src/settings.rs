@@ -1,0 +1,47 @@
+//! Plain settings the commands run on, converted once from the command line.
+
+use std::path::PathBuf;
+
+use crate::policy::PolicyChoice;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug)]
+pub struct Settings {
+    pub color: Color,
+    pub quiet: bool,
+    pub store: Option<PathBuf>,
+    pub command: Command,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Run {
+        policy: PolicyChoice,
+        command: Vec<String>,
+    },
+    Runs {
+        limit: Option<usize>,
+        json: bool,
+    },
+    Show {
+        run: String,
+        json: bool,
+    },
+    PolicyCheck {
+        file: PathBuf,
+    },
+    PolicyExplain {
+        file: PathBuf,
+    },
+    PolicySchema,
+    /// The completion script, already generated (generation needs the clap types).
+    Completions {
+        script: Vec<u8>,
+    },
+}

@@ -1,0 +1,165 @@
+//! The store: where run records live, outside the working tree.
+//!
+//! `$BACKSTOP_HOME` (or `--store`), else `$XDG_STATE_HOME/backstop`, else
+//! `~/.local/state/backstop`. Each working tree has a directory of its own, named by a
+//! hash of its root path: `trees/<key>/runs/<id>.json`. Every file is written to a
+//! temporary file beside it, synced, then renamed over: a reader never sees half a file.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::error::UserError;
+use crate::record::RunRecord;
+
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// The store named by `--store`, `BACKSTOP_HOME`, or the XDG state directory.
+    pub fn locate(explicit: Option<PathBuf>) -> Result<Store> {
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let dir = explicit
+            .or_else(|| env("BACKSTOP_HOME"))
+            .or_else(|| env("XDG_STATE_HOME").map(|d| d.join("backstop")))
+            .or_else(|| env("HOME").map(|h| h.join(".local/state/backstop")))
+            .context("cannot tell where the store is: set BACKSTOP_HOME or HOME")?;
+        Ok(Store { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The part of the store for the working tree at `root`.
+    pub fn tree(&self, root: &Path) -> TreeStore {
+        let key = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
+        let dir = self.dir.join("trees").join(&key.as_str()[..16]);
+        TreeStore {
+            dir,
+            root: root.to_path_buf(),
+        }
+    }
+}
+
+/// The root of the working tree containing `dir`: the nearest ancestor holding
+/// `.git`, else `dir` itself.
+pub fn tree_root(dir: &Path) -> PathBuf {
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(dir)
+        .to_path_buf()
+}
+
+pub struct TreeStore {
+    dir: PathBuf,
+    root: PathBuf,
+}
+
+impl TreeStore {
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn runs_dir(&self) -> PathBuf {
+        self.dir.join("runs")
+    }
+
+    /// Writes a run's record atomically.
+    pub fn write(&self, record: &RunRecord) -> Result<()> {
+        let runs = self.runs_dir();
+        if !runs.is_dir() {
+            fs::create_dir_all(&runs)
+                .with_context(|| format!("cannot create the store at {}", runs.display()))?;
+            let mut json = serde_json::to_vec_pretty(&serde_json::json!({ "root": self.root }))?;
+            json.push(b'\n');
+            write_atomic(&self.dir.join("tree.json"), &json)?;
+        }
+        let mut json = serde_json::to_vec_pretty(record)?;
+        json.push(b'\n');
+        write_atomic(&runs.join(format!("{}.json", record.id)), &json)
+    }
+
+    /// Every readable record, newest first.
+    pub fn list(&self) -> Result<Vec<RunRecord>> {
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(self.runs_dir()) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).context("cannot read the store"),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().is_some_and(|x| x == "json")
+                && let Ok(record) = read_record(&path)
+            {
+                out.push(record);
+            }
+        }
+        out.sort_by(|a, b| {
+            b.started_at
+                .cmp(&a.started_at)
+                .then_with(|| b.id.cmp(&a.id))
+        });
+        Ok(out)
+    }
+
+    /// The run whose id starts with `prefix`, which must be unique.
+    pub fn find(&self, prefix: &str) -> Result<RunRecord> {
+        let prefix = prefix.trim();
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(UserError::UnknownRun(prefix.to_string()).into());
+        }
+        let mut matches: Vec<RunRecord> = self
+            .list()?
+            .into_iter()
+            .filter(|r| r.id.starts_with(prefix))
+            .collect();
+        match matches.len() {
+            0 => Err(UserError::UnknownRun(prefix.to_string()).into()),
+            1 => Ok(matches.remove(0)),
+            _ => Err(UserError::AmbiguousRun {
+                prefix: prefix.to_string(),
+                candidates: matches.into_iter().map(|r| r.id).collect(),
+            }
+            .into()),
+        }
+    }
+}
+
+fn read_record(path: &Path) -> Result<RunRecord> {
+    let bytes = fs::read(path)?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// temp file in the same directory → write → fsync → rename → fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("a store path has a parent")?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write to the store at {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    fs::File::open(dir).and_then(|d| d.sync_all()).ok();
+    Ok(())
+}
+
+/// A new run id: 12 random hex digits, like a short git hash.
+pub fn new_run_id() -> String {
+    use rand::Rng;
+    format!(
+        "{:012x}",
+        rand::thread_rng().r#gen::<u64>() & 0xffff_ffff_ffff
+    )
+}
