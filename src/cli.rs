@@ -166,6 +166,27 @@ mod tests {
         assert!(!s.quiet);
     }
 
+    /// The committed scripts under `completions/` are what the CLI generates now.
+    /// `BACKSTOP_BLESS=1 cargo test` rewrites them.
+    #[test]
+    fn completions_are_up_to_date() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+        let bless = std::env::var_os("BACKSTOP_BLESS").is_some();
+        for (shell, file) in completion_files() {
+            let path = dir.join(file);
+            let want = completion_script(shell);
+            if bless {
+                std::fs::write(&path, &want).unwrap();
+            }
+            let have = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                have == want,
+                "{} is out of date: run `BACKSTOP_BLESS=1 cargo test --lib completions`",
+                path.display()
+            );
+        }
+    }
+
     #[test]
     fn bad_flags_exit_125() {
         assert_eq!(

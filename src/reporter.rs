@@ -175,6 +175,15 @@ impl EventSink for Reporter {
                     .take()
                     .map(|r| Self::failure_text(&r) + "; ")
                     .unwrap_or_default();
+                // The failure line already names the rule: say only which way it went.
+                let reason = match reason.split_once(": ") {
+                    Some((short @ ("not retryable" | "critical failure"), _))
+                        if !failed.is_empty() =>
+                    {
+                        short
+                    }
+                    _ => reason.as_str(),
+                };
                 let text = format!(
                     "{failed}{reason}; falling back to {to}/{}: {to_name}",
                     links - 1

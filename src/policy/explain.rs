@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::model::{Action, Policy, RetryPolicy};
+use super::model::{Action, BackoffKind, Policy, RetryPolicy};
 use super::values::format_duration;
 use crate::backoff::{base_delay, jitter_bounds};
 
@@ -84,16 +84,27 @@ pub fn explain(policy: &Policy) -> String {
         .collect();
     for ((name, steps), retry) in schedule.iter().zip(&retries) {
         let b = &retry.backoff;
+        let shape = match b.kind {
+            BackoffKind::Constant => format!("constant backoff {}", fmt(b.initial.0)),
+            BackoffKind::Linear => format!(
+                "linear backoff from {}, step {}",
+                fmt(b.initial.0),
+                fmt(b.step.0)
+            ),
+            BackoffKind::Exponential => {
+                format!(
+                    "exponential backoff from {}, x{}",
+                    fmt(b.initial.0),
+                    b.multiplier
+                )
+            }
+        };
+        let jitter = format!("{:?}", b.jitter).to_lowercase();
         let _ = writeln!(
             out,
-            "\n{name}: {} attempts, {:?} backoff from {} (x{}, step {}) up to {}, {:?} jitter",
+            "\n{name}: {} attempts, {shape}, up to {}, {jitter} jitter",
             retry.max_attempts,
-            b.kind,
-            fmt(b.initial.0),
-            b.multiplier,
-            fmt(b.step.0),
             fmt(b.max.0),
-            b.jitter
         );
         let _ = writeln!(
             out,

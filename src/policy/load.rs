@@ -117,3 +117,68 @@ fn regex_lite_replace(m: &str) -> String {
     let re = regex::Regex::new(r"struct Raw\w+").expect("static regex");
     re.replace_all(m, "a mapping").into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn policies_dir() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+    }
+
+    #[test]
+    fn every_example_policy_is_valid() {
+        let mut seen = 0;
+        for entry in std::fs::read_dir(policies_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "the examples are there");
+    }
+
+    #[test]
+    fn default_yaml_spells_out_the_builtin() {
+        let file = load_file(&policies_dir().join("default.yaml")).unwrap();
+        let builtin = builtin().unwrap();
+        assert_eq!(
+            serde_yaml::to_string(&file).unwrap(),
+            serde_yaml::to_string(&builtin).unwrap()
+        );
+    }
+
+    /// `policies/backstop.schema.json` is what `backstop policy schema` prints.
+    /// `BACKSTOP_BLESS=1 cargo test` rewrites it.
+    #[test]
+    fn committed_schema_is_up_to_date() {
+        let path = policies_dir().join("backstop.schema.json");
+        let want = crate::policy::schema::schema_json();
+        if std::env::var_os("BACKSTOP_BLESS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), want, "run with BACKSTOP_BLESS=1");
+    }
+
+    #[test]
+    fn errors_name_file_line_column_and_key() {
+        let text = "version: 1\nretry:\n  max_attempts: 0\n";
+        let err = load_str(text, "p.yaml").unwrap_err().to_string();
+        assert_eq!(err, "p.yaml:3:3: retry.max_attempts: must be from 1 (no retries) to 1000, not 0");
+        let err = load_str("version: 2\n", "p.yaml").unwrap_err().to_string();
+        assert_eq!(err, "p.yaml:1:1: version: unsupported version 2: expected 1");
+        let err = load_str("version: 1\nretry: {on: {exit_codes: [300]}}\n", "p.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("p.yaml:2:"), "{err}");
+        assert!(err.contains("retry.on.exit_codes"), "{err}");
+        assert!(err.contains("invalid exit code `300`"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_policy_is_an_error() {
+        let err = load_str("# nothing\n", "p.yaml").unwrap_err().to_string();
+        assert!(err.contains("the policy is empty"), "{err}");
+    }
+}

@@ -1,0 +1,155 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[backstop] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'backstop'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'backstop'= {
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand run 'Run a command under the policy'
+            cand runs 'List the runs recorded for this directory tree, newest first'
+            cand show 'Show one run: every attempt, layer, delay and why'
+            cand policy 'Check, explain or describe policy files'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'backstop;run'= {
+            cand -p 'The policy file [default: ./backstop.yaml if present, else the built-in policy]'
+            cand --policy 'The policy file [default: ./backstop.yaml if present, else the built-in policy]'
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;runs'= {
+            cand -n 'Show at most this many'
+            cand --limit 'Show at most this many'
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --json 'Print JSON'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;show'= {
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --json 'Print the run record as JSON'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;policy'= {
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand check 'Validate a policy and print it resolved, with every default filled in'
+            cand explain 'Print the schedule a policy produces: attempts, delays, worst-case time'
+            cand schema 'Print the JSON Schema of the policy format, for editors'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'backstop;policy;check'= {
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;policy;explain'= {
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;policy;schema'= {
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;policy;help'= {
+            cand check 'Validate a policy and print it resolved, with every default filled in'
+            cand explain 'Print the schedule a policy produces: attempts, delays, worst-case time'
+            cand schema 'Print the JSON Schema of the policy format, for editors'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'backstop;policy;help;check'= {
+        }
+        &'backstop;policy;help;explain'= {
+        }
+        &'backstop;policy;help;schema'= {
+        }
+        &'backstop;policy;help;help'= {
+        }
+        &'backstop;completions'= {
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;help'= {
+            cand run 'Run a command under the policy'
+            cand runs 'List the runs recorded for this directory tree, newest first'
+            cand show 'Show one run: every attempt, layer, delay and why'
+            cand policy 'Check, explain or describe policy files'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'backstop;help;run'= {
+        }
+        &'backstop;help;runs'= {
+        }
+        &'backstop;help;show'= {
+        }
+        &'backstop;help;policy'= {
+            cand check 'Validate a policy and print it resolved, with every default filled in'
+            cand explain 'Print the schedule a policy produces: attempts, delays, worst-case time'
+            cand schema 'Print the JSON Schema of the policy format, for editors'
+        }
+        &'backstop;help;policy;check'= {
+        }
+        &'backstop;help;policy;explain'= {
+        }
+        &'backstop;help;policy;schema'= {
+        }
+        &'backstop;help;completions'= {
+        }
+        &'backstop;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

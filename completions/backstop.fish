@@ -1,0 +1,108 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_backstop_global_optspecs
+    string join \n color= q/quiet store= h/help V/version
+end
+
+function __fish_backstop_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_backstop_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_backstop_using_subcommand
+    set -l cmd (__fish_backstop_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c backstop -n "__fish_backstop_needs_command" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_needs_command" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_needs_command" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_needs_command" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_needs_command" -s V -l version -d 'Print version'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "run" -d 'Run a command under the policy'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "runs" -d 'List the runs recorded for this directory tree, newest first'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "policy" -d 'Check, explain or describe policy files'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c backstop -n "__fish_backstop_using_subcommand run" -s p -l policy -d 'The policy file [default: ./backstop.yaml if present, else the built-in policy]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand run" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand run" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand run" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand run" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand runs" -s n -l limit -d 'Show at most this many' -r
+complete -c backstop -n "__fish_backstop_using_subcommand runs" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand runs" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand runs" -l json -d 'Print JSON'
+complete -c backstop -n "__fish_backstop_using_subcommand runs" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand runs" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand show" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand show" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand show" -l json -d 'Print the run record as JSON'
+complete -c backstop -n "__fish_backstop_using_subcommand show" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand show" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -f -a "check" -d 'Validate a policy and print it resolved, with every default filled in'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -f -a "explain" -d 'Print the schedule a policy produces: attempts, delays, worst-case time'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -f -a "schema" -d 'Print the JSON Schema of the policy format, for editors'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from check" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from check" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from explain" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from explain" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from explain" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from explain" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from schema" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from schema" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from schema" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from schema" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "check" -d 'Validate a policy and print it resolved, with every default filled in'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "explain" -d 'Print the schedule a policy produces: attempts, delays, worst-case time'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "schema" -d 'Print the JSON Schema of the policy format, for editors'
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c backstop -n "__fish_backstop_using_subcommand completions" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand completions" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand completions" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run runs show policy completions help" -f -a "run" -d 'Run a command under the policy'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run runs show policy completions help" -f -a "runs" -d 'List the runs recorded for this directory tree, newest first'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run runs show policy completions help" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run runs show policy completions help" -f -a "policy" -d 'Check, explain or describe policy files'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run runs show policy completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run runs show policy completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "check" -d 'Validate a policy and print it resolved, with every default filled in'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "explain" -d 'Print the schedule a policy produces: attempts, delays, worst-case time'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "schema" -d 'Print the JSON Schema of the policy format, for editors'
