@@ -513,3 +513,7 @@ fn round_ms(d: Duration) -> Duration {
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

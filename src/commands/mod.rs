@@ -1,9 +1,10 @@
 //! One file per subcommand.
 
 mod completions;
+mod dispatch;
 mod policy;
 mod run;
 mod runs;
 mod show;
 
-pub use run::dispatch;
+pub use dispatch::dispatch;

@@ -14,24 +14,10 @@ use crate::policy::{self, PolicyChoice};
 use crate::process::ProcessRunner;
 use crate::record::{PolicyRef, RecordWriter, RunRecord, Status};
 use crate::reporter::{Mode, Reporter};
-use crate::settings::{Command, Settings};
+use crate::settings::Settings;
 use crate::store::{Store, new_run_id, tree_root};
 
-/// Runs the command the settings name.
-pub fn dispatch(settings: Settings) -> Result<u8> {
-    let store = settings.store.clone();
-    match &settings.command {
-        Command::Run { policy, command } => run(&settings, policy, command),
-        Command::Runs { limit, json } => super::runs::list(store, *limit, *json),
-        Command::Show { run, json } => super::show::show(store, run, *json),
-        Command::PolicyCheck { file } => super::policy::check(file, settings.quiet),
-        Command::PolicyExplain { file } => super::policy::explain(file),
-        Command::PolicySchema => super::policy::schema(),
-        Command::Completions { script } => super::completions::print(script),
-    }
-}
-
-fn run(settings: &Settings, choice: &PolicyChoice, command: &[String]) -> Result<u8> {
+pub fn run(settings: &Settings, choice: &PolicyChoice, command: &[String]) -> Result<u8> {
     if command.is_empty() {
         return Err(UserError::Usage(
             "nothing to run: give a command, as in `backstop run -- ./flaky.sh`".into(),

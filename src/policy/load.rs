@@ -160,17 +160,29 @@ mod tests {
         if std::env::var_os("BACKSTOP_BLESS").is_some() {
             std::fs::write(&path, &want).unwrap();
         }
-        assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), want, "run with BACKSTOP_BLESS=1");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap_or_default(),
+            want,
+            "run with BACKSTOP_BLESS=1"
+        );
     }
 
     #[test]
     fn errors_name_file_line_column_and_key() {
         let text = "version: 1\nretry:\n  max_attempts: 0\n";
         let err = load_str(text, "p.yaml").unwrap_err().to_string();
-        assert_eq!(err, "p.yaml:3:3: retry.max_attempts: must be from 1 (no retries) to 1000, not 0");
+        assert_eq!(
+            err,
+            "p.yaml:3:3: retry.max_attempts: must be from 1 (no retries) to 1000, not 0"
+        );
         let err = load_str("version: 2\n", "p.yaml").unwrap_err().to_string();
-        assert_eq!(err, "p.yaml:1:1: version: unsupported version 2: expected 1");
-        let err = load_str("version: 1\nretry: {on: {exit_codes: [300]}}\n", "p.yaml").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "p.yaml:1:1: version: unsupported version 2: expected 1"
+        );
+        let err = load_str("version: 1\nretry: {on: {exit_codes: [300]}}\n", "p.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("p.yaml:2:"), "{err}");
         assert!(err.contains("retry.on.exit_codes"), "{err}");
         assert!(err.contains("invalid exit code `300`"), "{err}");

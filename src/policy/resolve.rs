@@ -198,7 +198,9 @@ fn resolve_retry(raw: &RawRetry, path: &str) -> Result<RetryPolicy, Invalid> {
     };
     let never = raw.never.clone().unwrap_or_default();
     let never = Never {
-        exit_codes: never.exit_codes.unwrap_or(CodeSet(vec![2..=2, 126..=126, 127..=127])),
+        exit_codes: never
+            .exit_codes
+            .unwrap_or(CodeSet(vec![2..=2, 126..=126, 127..=127])),
         output: never.output.unwrap_or_default(),
         status: never
             .status

@@ -1,0 +1,349 @@
+//! The engine against a scripted attempter, on tokio's paused clock: delays and
+//! deadlines are checked to the millisecond without sleeping for real.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::Engine;
+use crate::attempt::{AttemptOutcome, AttemptSpec, Attempter, End, StdinFrom};
+use crate::events::{Event, Outcome, Recorded, RunSummary};
+use crate::policy::{self, DefaultAnswer};
+
+/// One scripted attempt: how it ends, and how long it takes (on the paused clock).
+#[derive(Clone)]
+struct Step {
+    end: End,
+    takes: Duration,
+}
+
+fn fails(code: i32) -> Step {
+    Step {
+        end: End::Exited { code },
+        takes: Duration::ZERO,
+    }
+}
+
+fn ok() -> Step {
+    fails(0)
+}
+
+/// What the engine asked for, and when.
+#[derive(Debug)]
+struct Call {
+    argv: Vec<String>,
+    at: Duration,
+    timeout: Option<Duration>,
+    stdin: Option<Vec<u8>>,
+}
+
+struct Scripted {
+    start: Instant,
+    steps: VecDeque<Step>,
+    calls: Vec<Call>,
+    answers: Vec<String>,
+}
+
+impl Scripted {
+    fn new(steps: impl IntoIterator<Item = Step>) -> Scripted {
+        Scripted {
+            start: Instant::now(),
+            steps: steps.into_iter().collect(),
+            calls: Vec::new(),
+            answers: Vec::new(),
+        }
+    }
+}
+
+impl Attempter for &mut Scripted {
+    async fn attempt(&mut self, spec: AttemptSpec<'_>) -> AttemptOutcome {
+        let started = Instant::now();
+        self.calls.push(Call {
+            argv: spec.argv.to_vec(),
+            at: started - self.start,
+            timeout: spec.timeout,
+            stdin: match spec.stdin {
+                StdinFrom::Bytes(b) => Some(b),
+                _ => None,
+            },
+        });
+        let step = self.steps.pop_front().unwrap_or_else(ok);
+        let end = match spec.timeout {
+            Some(t) if step.takes > t => {
+                tokio::time::sleep(t).await;
+                End::TimedOut {
+                    after_ms: t.as_millis() as u64,
+                    deadline: spec.timeout_is_deadline,
+                }
+            }
+            _ => {
+                tokio::time::sleep(step.takes).await;
+                step.end
+            }
+        };
+        AttemptOutcome {
+            end,
+            matched: Vec::new(),
+            started_at: SystemTime::now(),
+            duration: started.elapsed(),
+            no_retry: None,
+        }
+    }
+
+    fn answer(&mut self, answer: &DefaultAnswer) {
+        self.answers.push(answer.stdout.clone());
+    }
+}
+
+async fn run(yaml: &str, script: &mut Scripted) -> (RunSummary, Vec<Event>) {
+    let policy = policy::load_str(yaml, "test.yaml").unwrap();
+    let (_tx, rx) = watch::channel(None);
+    let mut events = Recorded::default();
+    script.start = Instant::now();
+    let command = vec!["cmd".to_string()];
+    let summary = Engine::new(&policy, script, &mut events, rx, "run".into())
+        .run(&command)
+        .await;
+    (summary, events.0)
+}
+
+fn at_ms(script: &Scripted) -> Vec<u128> {
+    script.calls.iter().map(|c| c.at.as_millis()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn exponential_backoff_without_jitter_waits_exactly() {
+    let mut s = Scripted::new([fails(1), fails(1), fails(1), fails(1)]);
+    let yaml = "version: 1\nretry: { backoff: { initial: 100ms, max: 2s, jitter: none } }\n";
+    let (summary, _) = run(yaml, &mut s).await;
+    assert_eq!(at_ms(&s), [0, 100, 300, 700]);
+    assert_eq!(summary.outcome, Outcome::Failed);
+    assert_eq!(summary.exit_code, 1);
+    assert_eq!(summary.attempts, 4);
+    assert_eq!(summary.elapsed_ms, 700);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cap_bounds_each_delay() {
+    let mut s = Scripted::new(vec![fails(1); 5]);
+    let yaml = "version: 1\nretry: { max_attempts: 5, backoff: { initial: 1s, multiplier: 10, max: 3s, jitter: none } }\n";
+    run(yaml, &mut s).await;
+    assert_eq!(at_ms(&s), [0, 1000, 4000, 7000, 10000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_stays_within_its_bounds_and_the_record_tells_the_truth() {
+    for (jitter, low_half) in [("full", false), ("equal", true)] {
+        let mut s = Scripted::new(vec![fails(1); 8]);
+        let yaml = format!(
+            "version: 1\nretry: {{ max_attempts: 8, backoff: {{ initial: 100ms, max: 1s, jitter: {jitter}, seed: 42 }} }}\n"
+        );
+        let (_, events) = run(&yaml, &mut s).await;
+        let waits: Vec<Duration> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Waiting { delay, .. } => Some(*delay),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(waits.len(), 7);
+        for (i, pair) in s.calls.windows(2).enumerate() {
+            let gap = pair[1].at - pair[0].at;
+            let base = Duration::from_millis(100 * 2u64.pow(i as u32)).min(Duration::from_secs(1));
+            let lo = if low_half { base / 2 } else { Duration::ZERO };
+            assert!(
+                gap >= lo && gap <= base,
+                "{jitter}: gap {gap:?} outside {lo:?}..={base:?}"
+            );
+            // The clock advances as far as the reported delay (tokio's timer rounds
+            // up to whole milliseconds).
+            let slack = gap.abs_diff(waits[i]);
+            assert!(
+                slack <= Duration::from_millis(1),
+                "{jitter}: retry {i}: {gap:?} vs {:?}",
+                waits[i]
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_stops_retries_before_the_cap() {
+    // Instant failures, 600ms apart: the second delay would cross the 1s deadline,
+    // so it is not started and the run ends at 600ms with the failure's own code.
+    let mut s = Scripted::new(vec![fails(7); 10]);
+    let yaml = "version: 1\nretry: { max_attempts: 10, backoff: { kind: constant, initial: 600ms, jitter: none } }\ntimeout: { total: 1s }\n";
+    let (summary, events) = run(yaml, &mut s).await;
+    assert_eq!(at_ms(&s), [0, 600]);
+    assert_eq!(summary.exit_code, 7);
+    assert_eq!(summary.elapsed_ms, 600);
+    let last = events.iter().rev().find_map(|e| match e {
+        Event::AttemptFinished(r) => Some(r.clone()),
+        _ => None,
+    });
+    let reason = last.unwrap().delay_reason.unwrap();
+    assert!(reason.contains("would cross timeout.total"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_is_cut_at_the_deadline_and_reports_124() {
+    let slow = Step {
+        end: End::Exited { code: 1 },
+        takes: Duration::from_millis(400),
+    };
+    let mut s = Scripted::new(vec![slow; 10]);
+    let yaml = "version: 1\nretry: { max_attempts: 10, backoff: { kind: constant, initial: 100ms, jitter: none } }\ntimeout: { total: 1s }\n";
+    let (summary, _) = run(yaml, &mut s).await;
+    // 0..400, wait, 500..900: the next wait would end at the deadline, so it is not
+    // started, and the second attempt's own failure is the final one.
+    assert_eq!(at_ms(&s), [0, 500]);
+    assert_eq!(s.calls[1].timeout, Some(Duration::from_millis(500)));
+    assert_eq!(summary.exit_code, 1);
+
+    let slower = Step {
+        end: End::Exited { code: 1 },
+        takes: Duration::from_millis(700),
+    };
+    let mut s = Scripted::new(vec![slower; 10]);
+    let (summary, _) = run(yaml, &mut s).await;
+    assert_eq!(at_ms(&s), [0, 800]);
+    assert_eq!(summary.exit_code, 124, "the final failure was the deadline");
+    assert_eq!(summary.elapsed_ms, 1000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fallback_links_run_in_order_each_once_and_the_first_success_wins() {
+    let mut s = Scripted::new([fails(1), fails(1), fails(5), ok(), fails(9)]);
+    let yaml = r#"version: 1
+retry: { max_attempts: 2, backoff: { initial: 1ms, jitter: none } }
+fallback:
+  chain:
+    - run: [second]
+      retry: { max_attempts: 1 }
+    - run: [third]
+    - run: [fourth]
+"#;
+    let (summary, events) = run(yaml, &mut s).await;
+    let argv: Vec<&str> = s.calls.iter().map(|c| c.argv[0].as_str()).collect();
+    assert_eq!(argv, ["cmd", "cmd", "second", "third"]);
+    assert_eq!(summary.outcome, Outcome::Succeeded);
+    assert_eq!(summary.exit_code, 0);
+    assert_eq!(summary.link, 2);
+    let fallbacks: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Fallback { to, .. } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fallbacks, [1, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_default_link_answers_and_later_links_are_not_reached() {
+    let mut s = Scripted::new([fails(1)]);
+    let yaml = r#"version: 1
+retry: { max_attempts: 1 }
+fallback:
+  chain:
+    - default: { stdout: "degraded", exit_code: 0 }
+    - escalate: { run: [oncall], exit_code: 3 }
+"#;
+    let (summary, _) = run(yaml, &mut s).await;
+    assert_eq!(summary.outcome, Outcome::Degraded);
+    assert_eq!(summary.exit_code, 0);
+    assert_eq!(s.answers, ["degraded"]);
+    assert_eq!(s.calls.len(), 1, "the escalation hook did not run");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_critical_failure_skips_to_the_escalation() {
+    let mut s = Scripted::new([fails(3), ok()]);
+    let yaml = r#"version: 1
+fallback:
+  critical: { exit_codes: [3] }
+  chain:
+    - run: [other]
+    - default: { stdout: "degraded" }
+    - escalate: { run: [oncall], exit_code: 42 }
+"#;
+    let (summary, _) = run(yaml, &mut s).await;
+    let argv: Vec<&str> = s.calls.iter().map(|c| c.argv[0].as_str()).collect();
+    assert_eq!(argv, ["cmd", "oncall"], "no retry, no fallback, no default");
+    assert!(s.answers.is_empty());
+    assert_eq!(summary.outcome, Outcome::Escalated);
+    assert_eq!(summary.exit_code, 42);
+    let stdin: serde_json::Value =
+        serde_json::from_slice(s.calls[1].stdin.as_ref().unwrap()).unwrap();
+    assert_eq!(stdin["critical"], true);
+    assert_eq!(stdin["final"]["exit_code"], 3);
+    assert_eq!(stdin["run_id"], "run");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_critical_failure_without_escalation_ends_the_run() {
+    let mut s = Scripted::new([fails(3)]);
+    let yaml =
+        "version: 1\nfallback:\n  critical: { exit_codes: [3] }\n  chain:\n    - run: [other]\n";
+    let (summary, _) = run(yaml, &mut s).await;
+    assert_eq!(s.calls.len(), 1);
+    assert_eq!(summary.outcome, Outcome::Failed);
+    assert_eq!(summary.exit_code, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_during_backoff_stops_at_once() {
+    let policy = policy::load_str(
+        "version: 1\nretry: { backoff: { kind: constant, initial: 1h, max: 1h, jitter: none } }\n",
+        "t.yaml",
+    )
+    .unwrap();
+    let (tx, rx) = watch::channel(None);
+    let mut events = Recorded::default();
+    let mut s = Scripted::new([fails(1)]);
+    let command = vec!["cmd".to_string()];
+    let engine = Engine::new(&policy, &mut s, &mut events, rx, "run".into());
+    let start = Instant::now();
+    let (summary, ()) = tokio::join!(engine.run(&command), async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        tx.send(Some(libc::SIGINT)).unwrap();
+    });
+    assert_eq!(summary.outcome, Outcome::Interrupted);
+    assert_eq!(summary.exit_code, 130);
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert_eq!(s.calls.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_on_retry_hook_is_a_warning_only() {
+    let mut s = Scripted::new([fails(1), fails(1), ok()]);
+    let yaml = "version: 1\nretry: { backoff: { initial: 1ms }, on_retry: [cleanup] }\n";
+    let (summary, events) = run(yaml, &mut s).await;
+    let argv: Vec<&str> = s.calls.iter().map(|c| c.argv[0].as_str()).collect();
+    assert_eq!(argv, ["cmd", "cleanup", "cmd"]);
+    assert_eq!(summary.outcome, Outcome::Succeeded);
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::Warning(w) if w.contains("on_retry hook `cleanup` failed"))
+        )
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn not_found_is_never_retried_but_falls_back() {
+    let missing = Step {
+        end: End::SpawnFailed {
+            code: 127,
+            message: "command not found: cmd".into(),
+        },
+        takes: Duration::ZERO,
+    };
+    let mut s = Scripted::new([missing, ok()]);
+    let yaml = "version: 1\nfallback:\n  chain:\n    - run: [other]\n";
+    let (summary, _) = run(yaml, &mut s).await;
+    let argv: Vec<&str> = s.calls.iter().map(|c| c.argv[0].as_str()).collect();
+    assert_eq!(argv, ["cmd", "other"]);
+    assert_eq!(summary.exit_code, 0);
+}
