@@ -132,6 +132,18 @@ pub fn classify(
             )
         });
     }
+    // Exit 130 is how a command that traps Ctrl-C says it was interrupted; on a
+    // terminal only the command sees the Ctrl-C, so this is how backstop learns of it.
+    if let End::Exited { code: 130 } = end {
+        return Some(Verdict {
+            stop: true,
+            ..verdict(
+                FailureClass::Interrupted,
+                false,
+                "exit 130: interrupted (Ctrl-C)".into(),
+            )
+        });
+    }
     if let End::SpawnFailed { code, .. } = end {
         return Some(verdict(class, false, format!("{code} is never retried")));
     }

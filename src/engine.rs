@@ -353,6 +353,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
             self.sink.event(&Event::AttemptFinished(report));
             self.sink.event(&Event::Waiting {
                 link: index,
+                links,
                 next_attempt: attempt + 1,
                 max_attempts: max,
                 delay: chosen,

@@ -88,6 +88,7 @@ pub enum Event {
     /// The engine waits before the next attempt of the same link.
     Waiting {
         link: usize,
+        links: usize,
         next_attempt: u32,
         max_attempts: u32,
         delay: Duration,

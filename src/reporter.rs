@@ -128,6 +128,7 @@ impl EventSink for Reporter {
             }
             Event::Waiting {
                 link,
+                links,
                 next_attempt,
                 max_attempts,
                 delay,
@@ -151,8 +152,10 @@ impl EventSink for Reporter {
                         .as_ref()
                         .and_then(|r| r.verdict.as_ref())
                         .map_or("", |v| v.class.as_str());
-                    let msg =
-                        format!("{where_}attempt {next_attempt}/{max_attempts} after {class} in");
+                    let msg = format!(
+                        "link {}/{links} · attempt {next_attempt}/{max_attempts} · {class} · next in",
+                        link + 1
+                    );
                     self.start_countdown(msg, *delay);
                 } else {
                     self.line(&format!("{where_}{failed}; retrying in {wait}"));
