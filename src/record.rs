@@ -101,7 +101,11 @@ impl EventSink for RecordWriter<'_> {
         match event {
             Event::AttemptFinished(report) => {
                 self.record.attempts.push(report.clone());
-                self.save();
+                // A success is followed at once by `Finished`, which saves; a failure
+                // is saved now, so a backstop killed in the backoff leaves it recorded.
+                if report.verdict.is_some() {
+                    self.save();
+                }
             }
             Event::Warning(w) => self.record.warnings.push(w.clone()),
             Event::Finished(summary) => {
