@@ -82,18 +82,22 @@ impl Attempter for ProcessRunner {
             }
         };
         cmd.stdout(out()).stderr(out());
-        let give_terminal = foreground.is_some();
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setpgid(0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if give_terminal {
+        if foreground.is_some() {
+            // The child must be the terminal's foreground before it execs and reads
+            // a key; as a shell does, it sets that itself between fork and exec.
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::setpgid(0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                     set_foreground(libc::getpid());
-                }
-                Ok(())
-            });
+                    Ok(())
+                });
+            }
+        } else {
+            // Without pre_exec, std can use posix_spawn, the cheaper way to start a child.
+            cmd.process_group(0);
         }
         let mut child = match tokio::process::Command::from(cmd).spawn() {
             Ok(child) => child,

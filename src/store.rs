@@ -80,11 +80,13 @@ impl TreeStore {
                 .with_context(|| format!("cannot create the store at {}", runs.display()))?;
             let mut json = serde_json::to_vec_pretty(&serde_json::json!({ "root": self.root }))?;
             json.push(b'\n');
-            write_atomic(&self.dir.join("tree.json"), &json)?;
+            write_atomic(&self.dir.join("tree.json"), &json, Durability::Atomic)?;
         }
         let mut json = serde_json::to_vec_pretty(record)?;
         json.push(b'\n');
-        write_atomic(&runs.join(format!("{}.json", record.id)), &json)
+        // A record is rewritten several times a run: renaming over is enough to
+        // survive a killed process; fsync here would double the wrapper's overhead.
+        write_atomic(&runs.join(format!("{}.json", record.id)), &json, Durability::Atomic)
     }
 
     /// Every readable record, newest first.
@@ -139,19 +141,35 @@ fn read_record(path: &Path) -> Result<RunRecord> {
     Ok(serde_json::from_slice(&bytes)?)
 }
 
-/// temp file in the same directory → write → fsync → rename → fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// How hard [`write_atomic`] works to keep a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Survives a killed process: readers see the old file or the new one.
+    Atomic,
+    /// Survives power loss too: the file and its directory are synced.
+    Durable,
+}
+
+/// temp file in the same directory → write → (fsync) → rename → (fsync the directory).
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     let dir = path.parent().context("a store path has a parent")?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
         .with_context(|| format!("cannot write to the store at {}", dir.display()))?;
     tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
+        .and_then(|()| match durability {
+            Durability::Durable => tmp.as_file().sync_all(),
+            Durability::Atomic => Ok(()),
+        })
         .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    fs::File::open(dir).and_then(|d| d.sync_all()).ok();
+    if durability == Durability::Durable {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync {}", dir.display()))?;
+    }
     Ok(())
 }
 
