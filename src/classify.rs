@@ -20,6 +20,8 @@ pub enum FailureClass {
     NotFound,
     NotExecutable,
     Interrupted,
+    /// The command succeeded but `rollback.validate` failed.
+    Validation,
 }
 
 impl FailureClass {
@@ -32,6 +34,7 @@ impl FailureClass {
             FailureClass::NotFound => "not-found",
             FailureClass::NotExecutable => "not-executable",
             FailureClass::Interrupted => "interrupted",
+            FailureClass::Validation => "validation",
         }
     }
 }

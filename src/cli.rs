@@ -38,6 +38,22 @@ enum ColorArg {
 enum Sub {
     /// Run a command under the policy.
     Run(RunArgs),
+    /// Revert a run's file changes (default: the latest run).
+    Undo(HistoryArgs),
+    /// Re-apply what undo reverted (or what a failed run's rollback put back).
+    Redo(HistoryArgs),
+    /// Drop old runs and the snapshot contents no run needs any more.
+    Gc {
+        /// Keep this many of the newest runs of this tree.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Drop runs older than this (`30d`, `12h`).
+        #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        /// Fail at once if another backstop holds the tree, instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// List the runs recorded for this directory tree, newest first.
     Runs {
         /// Show at most this many.
@@ -70,9 +86,34 @@ struct RunArgs {
     /// The policy file [default: ./backstop.yaml if present, else the built-in policy].
     #[arg(short, long, value_name = "POLICY")]
     policy: Option<PathBuf>,
+    /// Fail at once if another backstop holds the tree, instead of waiting.
+    #[arg(long)]
+    no_wait: bool,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct HistoryArgs {
+    /// The run's id or a unique prefix [default: the latest run].
+    #[arg(value_name = "RUN")]
+    run: Option<String>,
+    /// Only these paths (and what is below them).
+    #[arg(value_name = "PATH", last = true)]
+    paths: Vec<PathBuf>,
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Overwrite paths that changed again since the run.
+    #[arg(long)]
+    force: bool,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Fail at once if another backstop holds the tree, instead of waiting.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +146,32 @@ impl Cli {
             Sub::Run(r) => Command::Run {
                 policy: r.policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
                 command: r.command,
+                no_wait: r.no_wait,
+            },
+            Sub::Undo(h) => Command::Undo {
+                run: h.run,
+                paths: h.paths,
+                dry_run: h.dry_run,
+                force: h.force,
+                json: h.json,
+                no_wait: h.no_wait,
+            },
+            Sub::Redo(h) => Command::Redo {
+                run: h.run,
+                paths: h.paths,
+                dry_run: h.dry_run,
+                force: h.force,
+                json: h.json,
+                no_wait: h.no_wait,
+            },
+            Sub::Gc {
+                keep,
+                older_than,
+                no_wait,
+            } => Command::Gc {
+                keep,
+                older_than,
+                no_wait,
             },
             Sub::Runs { limit, json } => Command::Runs { limit, json },
             Sub::Show { run, json } => Command::Show { run, json },

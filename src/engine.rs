@@ -37,6 +37,13 @@ pub struct Engine<'a, A: Attempter> {
     attempts: u32,
     retries: u32,
     last: Option<(End, Verdict)>,
+    checkpoint: Option<&'a mut dyn Checkpoint>,
+}
+
+/// Puts the tree back to where the run started (`rollback.between_attempts: restore`).
+pub trait Checkpoint {
+    /// Returns how many paths were put back.
+    fn restore(&mut self) -> anyhow::Result<usize>;
 }
 
 enum LinkKind<'p> {
@@ -87,7 +94,15 @@ impl<'a, A: Attempter> Engine<'a, A> {
             attempts: 0,
             retries: 0,
             last: None,
+            checkpoint: None,
         }
+    }
+
+    /// Restores the tree through `checkpoint` before each retry and fallback link,
+    /// when the policy asks for it.
+    pub fn with_checkpoint(mut self, checkpoint: &'a mut dyn Checkpoint) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
     }
 
     /// Runs `command` and its fallbacks to the end, and says how it went.
@@ -235,6 +250,14 @@ impl<'a, A: Attempter> Engine<'a, A> {
             if let Some(signal) = *self.interrupt.borrow() {
                 return LinkEnd::Stop { signal };
             }
+            if (index, attempt) != (0, 1)
+                && let Err(reason) = self.restore_between()
+            {
+                return LinkEnd::Failed {
+                    reason,
+                    critical: true,
+                };
+            }
             let (timeout, timeout_is_deadline) = match (link.timeout, deadline) {
                 (t, None) => (t, false),
                 (t, Some(d)) => {
@@ -267,12 +290,30 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 scanner: &patterns.scanner,
                 stdin: StdinFrom::Inherit,
             };
-            let outcome = self.attempter.attempt(spec).await;
+            let mut outcome = self.attempter.attempt(spec).await;
+            let mut validation_failed = false;
+            if outcome.end.success()
+                && let Some(validate) = &self.policy.rollback.validate
+            {
+                outcome.end = self
+                    .validate(&validate.0, index, &link.name, attempt, max)
+                    .await;
+                outcome.matched.clear();
+                validation_failed = !outcome.end.success();
+            }
             self.attempts += 1;
             if attempt > 1 {
                 self.retries += 1;
             }
             let mut verdict = classify(&outcome.end, &outcome.matched, &patterns, retry, critical);
+            if let (Some(v), true) = (verdict.as_mut(), validation_failed) {
+                v.class = crate::classify::FailureClass::Validation;
+                v.rule = format!(
+                    "rollback.validate failed ({}); {}",
+                    outcome.end.describe(),
+                    v.rule
+                );
+            }
             if let (Some(v), Some(why)) = (verdict.as_mut(), &outcome.no_retry)
                 && v.retry
             {
@@ -375,6 +416,47 @@ impl<'a, A: Attempter> Engine<'a, A> {
             }
             attempt += 1;
         }
+    }
+
+    /// Puts the tree back before another attempt, if the policy says so.
+    fn restore_between(&mut self) -> Result<(), String> {
+        if self.policy.rollback.between_attempts != crate::policy::BetweenAttempts::Restore {
+            return Ok(());
+        }
+        let Some(checkpoint) = self.checkpoint.as_deref_mut() else {
+            return Ok(());
+        };
+        match checkpoint.restore() {
+            Ok(paths) => {
+                self.sink.event(&Event::Restored { paths });
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "could not restore the tree between attempts: {e:#}"
+            )),
+        }
+    }
+
+    /// Runs `rollback.validate` after a success; its end is the attempt's.
+    async fn validate(
+        &mut self,
+        argv: &[String],
+        link: usize,
+        name: &str,
+        attempt: u32,
+        max: u32,
+    ) -> End {
+        let scanner = Scanner::default();
+        let spec = AttemptSpec {
+            argv,
+            env: self.child_env(link, name, attempt, max),
+            timeout: self.policy.timeout.attempt.map(|d| d.0),
+            timeout_is_deadline: false,
+            kill_grace: self.policy.timeout.kill_grace.0,
+            scanner: &scanner,
+            stdin: StdinFrom::Null,
+        };
+        self.attempter.attempt(spec).await.end
     }
 
     /// Runs a hook command; its failure is a warning, never the run's failure.

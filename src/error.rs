@@ -30,12 +30,20 @@ pub enum UserError {
     NoRuns(PathBuf),
     #[error("{0}")]
     Usage(String),
+    #[error(
+        "another backstop holds this tree's lock ({0}); try again, or leave out --no-wait to wait"
+    )]
+    Locked(String),
+    #[error("{count} path(s) changed again after the run, so undo would lose those edits:\n{list}\nuse --force to overwrite them, or name the other paths to undo only those", count = .paths.len(), list = .paths.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Conflict { paths: Vec<String> },
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl UserError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            UserError::NoRuns(_) | UserError::UnknownRun(_) | UserError::AmbiguousRun { .. } => 1,
+            UserError::Conflict { .. } => exit_code::CONFLICT,
             _ => exit_code::BACKSTOP_FAILED,
         }
     }

@@ -102,6 +102,18 @@ pub enum Event {
         to_name: String,
         reason: String,
     },
+    /// The tree was put back to the run's snapshot before another attempt.
+    Restored {
+        paths: usize,
+    },
+    /// The tree was rolled back to the snapshot before the run.
+    RolledBack {
+        paths: usize,
+        /// Directories kept because they hold files outside the scope.
+        kept: Vec<String>,
+        /// Paths that could not be put back, and why.
+        failed: Vec<(String, String)>,
+    },
     Warning(String),
     Finished(RunSummary),
 }

@@ -8,6 +8,8 @@ pub const SUCCESS: u8 = 0;
 pub const TIMEOUT: u8 = 124;
 /// backstop itself failed: bad flags, an invalid policy, a store it cannot write.
 pub const BACKSTOP_FAILED: u8 = 125;
+/// `undo` or `redo` refused: a path changed again since the run.
+pub const CONFLICT: u8 = 1;
 /// The command was found but could not be executed.
 pub const CANNOT_EXECUTE: u8 = 126;
 /// The command was not found.

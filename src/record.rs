@@ -31,6 +31,61 @@ pub struct RunRecord {
     #[serde(default)]
     pub warnings: Vec<String>,
     pub outcome: Option<RunSummary>,
+    /// What the run did to the tree, when it was snapshotted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotInfo>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// The scope's root.
+    pub root: PathBuf,
+    pub exclude: Vec<String>,
+    pub respect_ignored: bool,
+    pub max_file_size: u64,
+    /// The manifest taken before the run (object id).
+    pub before: String,
+    /// The manifest taken after it; `None` while it runs, or if backstop was killed.
+    pub after: Option<String>,
+    pub state: TreeState,
+    pub changes: Vec<ChangeInfo>,
+    /// Files over the size limit: listed, not kept, so undo cannot restore them.
+    pub skipped: Vec<String>,
+    /// The git HEAD when the run started, if the tree is a git checkout.
+    pub head: Option<String>,
+    /// Every time backstop put the tree back for this run, and why.
+    #[serde(default)]
+    pub restores: Vec<Restore>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Restore {
+    #[serde(with = "rfc3339")]
+    pub at: SystemTime,
+    /// `rollback`, `restore` (between attempts), `undo`, `redo`.
+    pub action: String,
+    pub paths: usize,
+    pub reason: String,
+}
+
+/// Where the tree stands with respect to a run's changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TreeState {
+    /// The run's changes are in the tree.
+    Applied,
+    /// backstop put the tree back when the run failed.
+    RolledBack,
+    /// `backstop undo` reverted it.
+    Undone,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChangeInfo {
+    pub letter: crate::snapshot::diff::Letter,
+    /// The path relative to the root (lossy where the name is not UTF-8).
+    pub path: String,
+    pub detail: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -108,6 +163,17 @@ impl EventSink for RecordWriter<'_> {
                 }
             }
             Event::Warning(w) => self.record.warnings.push(w.clone()),
+            Event::Restored { paths } => {
+                if let Some(s) = self.record.snapshot.as_mut() {
+                    s.restores.push(crate::record::Restore {
+                        at: SystemTime::now(),
+                        action: "restore".into(),
+                        paths: *paths,
+                        reason: "rollback.between_attempts: restore".into(),
+                    });
+                }
+                self.save();
+            }
             Event::Finished(summary) => {
                 self.record.outcome = Some(summary.clone());
                 self.record.status = Status::Finished;

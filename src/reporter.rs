@@ -199,6 +199,29 @@ impl EventSink for Reporter {
                 self.line(&shown);
                 self.annotate("backstop fallback", &text);
             }
+            Event::Restored { paths } => {
+                self.line(&format!("put the tree back to the run's snapshot ({paths} path(s)) before the next attempt"));
+            }
+            Event::RolledBack {
+                paths,
+                kept,
+                failed,
+            } => {
+                let text =
+                    format!("rolled back {paths} change(s): the tree is as it was before the run");
+                self.line(&style(text).cyan().for_stderr().to_string());
+                for dir in kept {
+                    self.line(&format!(
+                        "kept {dir}: it holds files outside the snapshot's scope"
+                    ));
+                }
+                for (path, why) in failed {
+                    self.line(&format!(
+                        "{} could not put back {path}: {why}",
+                        style("warning:").yellow().bold().for_stderr()
+                    ));
+                }
+            }
             Event::Warning(w) => {
                 let text = format!("{} {w}", style("warning:").yellow().bold().for_stderr());
                 self.line(&text);

@@ -24,6 +24,28 @@ pub enum Command {
     Run {
         policy: PolicyChoice,
         command: Vec<String>,
+        no_wait: bool,
+    },
+    Undo {
+        run: Option<String>,
+        paths: Vec<PathBuf>,
+        dry_run: bool,
+        force: bool,
+        json: bool,
+        no_wait: bool,
+    },
+    Redo {
+        run: Option<String>,
+        paths: Vec<PathBuf>,
+        dry_run: bool,
+        force: bool,
+        json: bool,
+        no_wait: bool,
+    },
+    Gc {
+        keep: Option<usize>,
+        older_than: Option<std::time::Duration>,
+        no_wait: bool,
     },
     Runs {
         limit: Option<usize>,

@@ -3,7 +3,7 @@
 //! `$BACKSTOP_HOME` (or `--store`), else `$XDG_STATE_HOME/backstop`, else
 //! `~/.local/state/backstop`. Each working tree has a directory of its own, named by a
 //! hash of its root path: `trees/<key>/runs/<id>.json`. Every file is written to a
-//! temporary file beside it, synced, then renamed over: a reader never sees half a file.
+//! temporary file beside it, then renamed over: a reader never sees half a file.
 
 use std::fs;
 use std::io::Write;
@@ -68,6 +68,19 @@ impl TreeStore {
         &self.root
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads a run's record, changes it, and writes it back atomically.
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut RunRecord)) -> Result<()> {
+        let path = self.runs_dir().join(format!("{id}.json"));
+        let mut record =
+            read_record(&path).with_context(|| format!("cannot read the record of run {id}"))?;
+        change(&mut record);
+        self.write(&record)
+    }
+
     fn runs_dir(&self) -> PathBuf {
         self.dir.join("runs")
     }
@@ -86,7 +99,17 @@ impl TreeStore {
         json.push(b'\n');
         // A record is rewritten several times a run: renaming over is enough to
         // survive a killed process; fsync here would double the wrapper's overhead.
-        write_atomic(&runs.join(format!("{}.json", record.id)), &json, Durability::Atomic)
+        write_atomic(
+            &runs.join(format!("{}.json", record.id)),
+            &json,
+            Durability::Atomic,
+        )
+    }
+
+    /// Deletes a run's record.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        fs::remove_file(self.runs_dir().join(format!("{id}.json")))
+            .with_context(|| format!("cannot remove the record of run {id}"))
     }
 
     /// Every readable record, newest first.

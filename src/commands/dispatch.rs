@@ -3,12 +3,59 @@
 use anyhow::Result;
 
 use crate::settings::{Command, Settings};
+use crate::snapshot::lock::Wait;
+
+use super::history::{Direction, Request};
+
+fn wait(no_wait: bool) -> Wait {
+    if no_wait { Wait::No } else { Wait::Yes }
+}
 
 /// Runs the command the settings name.
 pub fn dispatch(settings: Settings) -> Result<u8> {
     let store = settings.store.clone();
     match &settings.command {
-        Command::Run { policy, command } => super::run::run(&settings, policy, command),
+        Command::Run {
+            policy,
+            command,
+            no_wait,
+        } => super::run::run(&settings, policy, command, wait(*no_wait)),
+        Command::Undo {
+            run,
+            paths,
+            dry_run,
+            force,
+            json,
+            no_wait,
+        }
+        | Command::Redo {
+            run,
+            paths,
+            dry_run,
+            force,
+            json,
+            no_wait,
+        } => {
+            let direction = match &settings.command {
+                Command::Undo { .. } => Direction::Undo,
+                _ => Direction::Redo,
+            };
+            let req = Request {
+                run: run.as_deref(),
+                paths,
+                dry_run: *dry_run,
+                force: *force,
+                json: *json,
+                wait: wait(*no_wait),
+                quiet: settings.quiet,
+            };
+            super::history::undo_or_redo(store, direction, &req)
+        }
+        Command::Gc {
+            keep,
+            older_than,
+            no_wait,
+        } => super::history::gc(store, *keep, *older_than, wait(*no_wait), settings.quiet),
         Command::Runs { limit, json } => super::runs::list(store, *limit, *json),
         Command::Show { run, json } => super::show::show(store, run, *json),
         Command::PolicyCheck { file } => super::policy::check(file, settings.quiet),

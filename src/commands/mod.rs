@@ -2,9 +2,12 @@
 
 mod completions;
 mod dispatch;
+mod history;
 mod policy;
 mod run;
 mod runs;
 mod show;
+mod tree;
 
 pub use dispatch::dispatch;
+use tree::{lock_tree, recover};

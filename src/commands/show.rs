@@ -64,6 +64,26 @@ pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
             writeln!(out, "           then: {reason}")?;
         }
     }
+    if let Some(snap) = &r.snapshot {
+        let state = format!("{:?}", snap.state).to_lowercase();
+        writeln!(out, "\nfiles    {} change(s) under {} ({state})", snap.changes.len(), snap.root.display())?;
+        for c in &snap.changes {
+            writeln!(out, "  {:?} {}  {}", c.letter, c.path, c.detail)?;
+        }
+        for p in &snap.skipped {
+            writeln!(out, "  skipped {p}: over the size limit, not kept")?;
+        }
+        for rs in &snap.restores {
+            writeln!(
+                out,
+                "  {} {}: {} path(s) ({})",
+                humantime::format_rfc3339_seconds(rs.at),
+                rs.action,
+                rs.paths,
+                rs.reason
+            )?;
+        }
+    }
     for w in &r.warnings {
         writeln!(out, "warning: {w}")?;
     }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use super::raw::{BackoffKind, Jitter};
-use super::values::{Argv, CodeSet, Dur, Pattern};
+pub use super::raw::{BackoffKind, BetweenAttempts, Ignored, Jitter, RollbackOn};
+use super::values::{Argv, CodeSet, Dur, Pattern, Size};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Policy {
@@ -19,6 +19,24 @@ pub struct Policy {
     pub retry: RetryPolicy,
     pub timeout: Timeouts,
     pub fallback: Fallback,
+    pub rollback: Rollback,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rollback {
+    pub on: RollbackOn,
+    pub scope: Scope,
+    pub between_attempts: BetweenAttempts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validate: Option<Argv>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Scope {
+    pub root: std::path::PathBuf,
+    pub exclude: Vec<String>,
+    pub ignored: Ignored,
+    pub max_file_size: Size,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -52,6 +52,59 @@ pub struct RawPolicy {
     pub timeout: Option<RawTimeout>,
     /// What to do when the command is out of retries (layer 2).
     pub fallback: Option<RawFallback>,
+    /// Snapshots and automatic rollback of the files a run touches (layer 3).
+    pub rollback: Option<RawRollback>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RollbackOn {
+    /// Put the tree back when the run finally fails, is interrupted or fails validation.
+    Failure,
+    /// Never put it back by itself (`backstop undo` still can).
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ignored {
+    /// Files that .gitignore and .ignore name are outside the scope.
+    Respect,
+    /// They are snapshotted and restored like any other.
+    Include,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BetweenAttempts {
+    /// Put the tree back before each retry and each fallback link.
+    Restore,
+    /// Each attempt starts from what the last one left.
+    Keep,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollback {
+    pub on: Option<RollbackOn>,
+    pub scope: Option<RawScope>,
+    pub between_attempts: Option<BetweenAttempts>,
+    /// Run after a success; if it fails, the attempt counts as failed.
+    #[schemars(with = "Option<schema::Command>")]
+    pub validate: Option<Argv>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawScope {
+    /// The directory snapshotted, relative to where backstop runs (default `.`).
+    pub root: Option<std::path::PathBuf>,
+    /// gitignore-style globs left out of the scope.
+    pub exclude: Option<Vec<String>>,
+    pub ignored: Option<Ignored>,
+    /// Larger files are listed in the run record but not kept (default 100MiB).
+    #[schemars(with = "Option<String>")]
+    pub max_file_size: Option<super::values::Size>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::model::*;
 use super::raw::*;
-use super::values::{CodeSet, Dur};
+use super::values::{CodeSet, Dur, Size};
 
 /// A check that failed after parsing, with the key path it is about.
 #[derive(Debug)]
@@ -68,6 +68,27 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         chain.push(resolve_link(link, &base, &format!("fallback.chain[{i}]"))?);
     }
 
+    let r = raw.rollback.unwrap_or_default();
+    let scope = r.scope.unwrap_or_default();
+    let exclude = scope.exclude.unwrap_or_default();
+    if let Some(i) = exclude.iter().position(|p| p.trim().is_empty()) {
+        return Err(invalid(
+            format!("rollback.scope.exclude[{i}]"),
+            "an empty pattern",
+        ));
+    }
+    let rollback = Rollback {
+        on: r.on.unwrap_or(RollbackOn::Failure),
+        scope: Scope {
+            root: scope.root.unwrap_or_else(|| ".".into()),
+            exclude,
+            ignored: scope.ignored.unwrap_or(Ignored::Respect),
+            max_file_size: scope.max_file_size.unwrap_or(Size(100 << 20)),
+        },
+        between_attempts: r.between_attempts.unwrap_or(BetweenAttempts::Keep),
+        validate: r.validate,
+    };
+
     Ok(Policy {
         source,
         digest,
@@ -75,6 +96,7 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         retry,
         timeout,
         fallback: Fallback { critical, chain },
+        rollback,
     })
 }
 

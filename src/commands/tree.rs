@@ -1,0 +1,28 @@
+//! What every command that touches a tree does first: take its lock, and finish what
+//! a killed backstop left half done.
+
+use anyhow::Result;
+
+use crate::snapshot::lock::{TreeLock, Wait};
+use crate::snapshot::tree::Tree;
+use crate::store::TreeStore;
+
+pub fn lock_tree(tree: &TreeStore, wait: Wait, quiet: bool) -> Result<TreeLock> {
+    TreeLock::take(&tree.dir().join("lock"), wait, |holder| {
+        if !quiet {
+            eprintln!("backstop: waiting for another backstop on this tree ({holder})…");
+        }
+    })
+}
+
+pub fn recover(tree: &Tree, quiet: bool) -> Result<()> {
+    if let Some(j) = tree.recover()?
+        && !quiet
+    {
+        eprintln!(
+            "backstop: finished the {} of run {} that an earlier backstop left half done",
+            j.action, j.run_id
+        );
+    }
+    Ok(())
+}

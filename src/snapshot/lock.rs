@@ -1,0 +1,89 @@
+//! One backstop at a time per tree: runs, undos, redos and gc take this lock.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::error::UserError;
+
+/// Held until dropped.
+#[derive(Debug)]
+pub struct TreeLock {
+    _file: File,
+}
+
+/// Whether to wait for a lock another backstop holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    Yes,
+    No,
+}
+
+impl TreeLock {
+    /// Takes the lock file at `path`; `holder` describes this process for the one who waits.
+    pub fn take(path: &Path, wait: Wait, on_wait: impl FnOnce(&str)) -> Result<TreeLock> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot open the lock {}", path.display()))?;
+        if !flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
+            let holder = fs::read_to_string(path).unwrap_or_default();
+            let holder = holder.trim();
+            if wait == Wait::No {
+                return Err(UserError::Locked(holder.to_string()).into());
+            }
+            on_wait(holder);
+            flock(&file, libc::LOCK_EX)?;
+        }
+        // Tell a waiter who holds it. The lock is on the open file, not its contents.
+        let _ = file.set_len(0);
+        let _ = std::os::unix::fs::FileExt::write_at(
+            &file,
+            format!("backstop pid {}\n", std::process::id()).as_bytes(),
+            0,
+        );
+        Ok(TreeLock { _file: file })
+    }
+}
+
+impl TreeLock {
+    /// A shared hold on `path`, waiting as long as an exclusive holder (gc) has it.
+    pub fn shared(path: &Path) -> Result<TreeLock> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot open the lock {}", path.display()))?;
+        flock(&file, libc::LOCK_SH)?;
+        Ok(TreeLock { _file: file })
+    }
+}
+
+fn flock(file: &File, op: i32) -> Result<bool> {
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            _ => return Err(e).context("cannot lock the tree"),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Layer 3: snapshots of a tree, the change set of a run, and putting paths back.
+
+pub mod apply;
+pub mod diff;
+pub mod git;
+pub mod journal;
+pub mod lock;
+pub mod manifest;
+pub mod objects;
+pub mod scope;
+pub mod take;
+pub mod tree;

@@ -1,0 +1,174 @@
+//! What a snapshot covers, and the walk that lists it.
+//!
+//! The scope is a root directory less `.git` (never snapshotted, never restored),
+//! the store itself if it lies inside, the policy's `exclude` globs and, unless
+//! `ignored: include`, whatever `.gitignore`, `.ignore` and `.git/info/exclude` say.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, anyhow};
+use ignore::WalkState;
+use ignore::overrides::OverrideBuilder;
+
+use super::manifest::Kind;
+use super::objects::Stamp;
+
+#[derive(Clone, Debug)]
+pub struct Scope {
+    /// Absolute.
+    pub root: PathBuf,
+    /// gitignore-style globs, relative to the root.
+    pub exclude: Vec<String>,
+    /// Leave out what ignore files name.
+    pub respect_ignored: bool,
+    /// Larger files are recorded but not kept.
+    pub max_file_size: u64,
+    /// Never walked: the store, when it lies inside the root.
+    pub store: Option<PathBuf>,
+}
+
+/// A path as the walk saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub path: Vec<u8>,
+    pub kind: Kind,
+    pub mode: u32,
+    pub stamp: Stamp,
+}
+
+impl Seen {
+    fn of(path: Vec<u8>, m: &fs::Metadata) -> Option<Seen> {
+        let ft = m.file_type();
+        let kind = if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_file() {
+            Kind::File
+        } else {
+            return None; // sockets, fifos, devices: not content a run can be undone to
+        };
+        Some(Seen {
+            path,
+            kind,
+            mode: m.mode() & 0o7777,
+            stamp: Stamp::of(m),
+        })
+    }
+}
+
+impl Scope {
+    pub fn abs(&self, rel: &[u8]) -> PathBuf {
+        self.root.join(std::ffi::OsStr::from_bytes(rel))
+    }
+
+    /// Whether a relative path is one the scope may contain (not `.git`, not the store).
+    pub fn allows(&self, rel: &[u8]) -> bool {
+        !rel.split(|b| *b == b'/').any(|c| c == b".git")
+            && self
+                .store
+                .as_ref()
+                .is_none_or(|s| !self.abs(rel).starts_with(s))
+    }
+
+    /// Every path in scope, sorted by path bytes; and `also`, each checked directly
+    /// even if the ignore rules now leave it out (so a run cannot hide a change to a
+    /// path the snapshot before it had by editing `.gitignore`).
+    pub fn walk(&self, also: &[&[u8]]) -> Result<Vec<Seen>> {
+        let mut overrides = OverrideBuilder::new(&self.root);
+        for pattern in &self.exclude {
+            overrides
+                .add(&format!("!{pattern}"))
+                .with_context(|| format!("invalid exclude pattern `{pattern}`"))?;
+        }
+        let overrides = overrides.build().context("invalid exclude patterns")?;
+        let respect = self.respect_ignored;
+        let store = self.store.clone();
+        let walker = ignore::WalkBuilder::new(&self.root)
+            .standard_filters(false)
+            .hidden(false)
+            .git_ignore(respect)
+            .git_exclude(respect)
+            .ignore(respect)
+            .parents(respect)
+            .require_git(false)
+            .follow_links(false)
+            .overrides(overrides)
+            .filter_entry(move |e| {
+                e.file_name() != ".git" && store.as_ref().is_none_or(|s| e.path() != s)
+            })
+            .threads(2)
+            .build_parallel();
+
+        let found = Mutex::new(Vec::new());
+        let error = Mutex::new(None);
+        let root = &self.root;
+        walker.run(|| {
+            Box::new(|entry| {
+                let entry = match entry {
+                    Ok(e) => e,
+                    Err(e) => {
+                        error.lock().unwrap().get_or_insert(anyhow!("{e}"));
+                        return WalkState::Quit;
+                    }
+                };
+                if entry.depth() == 0 {
+                    return WalkState::Continue;
+                }
+                let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+                let meta = match fs::symlink_metadata(entry.path()) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return WalkState::Continue;
+                    }
+                    Err(e) => {
+                        let msg = anyhow!(
+                            "cannot read {}: {}",
+                            entry.path().display(),
+                            crate::error::io_message(&e)
+                        );
+                        error.lock().unwrap().get_or_insert(msg);
+                        return WalkState::Quit;
+                    }
+                };
+                if let Some(seen) = Seen::of(rel.as_os_str().as_bytes().to_vec(), &meta) {
+                    found.lock().unwrap().push(seen);
+                }
+                WalkState::Continue
+            })
+        });
+        if let Some(e) = error.into_inner().unwrap() {
+            return Err(e.context(format!("cannot walk {}", self.root.display())));
+        }
+        let mut found = found.into_inner().unwrap();
+        let known: HashSet<&[u8]> = found.iter().map(|s| s.path.as_slice()).collect();
+        let missing: Vec<Vec<u8>> = also
+            .iter()
+            .filter(|p| !known.contains(**p))
+            .map(|p| p.to_vec())
+            .collect();
+        for path in missing {
+            if let Some(seen) = self.stat(&path)? {
+                found.push(seen);
+            }
+        }
+        found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        found.dedup_by(|a, b| a.path == b.path);
+        Ok(found)
+    }
+
+    /// One path, directly; `None` if it does not exist.
+    pub fn stat(&self, rel: &[u8]) -> Result<Option<Seen>> {
+        match fs::symlink_metadata(self.abs(rel)) {
+            Ok(m) => Ok(Seen::of(rel.to_vec(), &m)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.abs(rel).display())),
+        }
+    }
+}

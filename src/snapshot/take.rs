@@ -1,0 +1,267 @@
+//! Taking a snapshot: walk the scope, reuse what the stat cache vouches for, copy the
+//! rest into the object store, and write the manifest.
+//!
+//! A cached hash is reused only when type, mode, size, mtime, ctime and inode all
+//! match and the entry is not racy: modified within [`RACY_NS`] of the snapshot that
+//! recorded it, when a same-size edit could share its timestamp (git's and borg's
+//! rule). A file that changes while it is read is read again, up to
+//! [`SETTLE_TRIES`] times; one that never settles fails the snapshot.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Result, bail};
+
+use super::manifest::{Content, Entry, Hash, Kind, Manifest};
+use super::objects::{Objects, Put};
+use super::scope::{Scope, Seen};
+
+/// How close to a snapshot's start a timestamp must be to be distrusted.
+pub const RACY_NS: i64 = 2_000_000_000;
+/// Reads of a file that keeps changing before the snapshot gives up.
+pub const SETTLE_TRIES: usize = 5;
+
+/// A snapshot taken and stored.
+#[derive(Debug)]
+pub struct Taken {
+    pub manifest: Manifest,
+    /// The manifest's object id.
+    pub id: Hash,
+    /// Files over the size limit: recorded, not kept.
+    pub skipped: Vec<Vec<u8>>,
+    /// Files whose content was read (the rest came from the stat cache).
+    pub hashed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path} kept changing while it was snapshotted ({tries} reads); the command was not started"
+)]
+pub struct Unsettled {
+    pub path: String,
+    pub tries: usize,
+}
+
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Whether `cached` (from a manifest taken at `taken_at_ns`) still vouches for `seen`.
+fn cache_vouches(cached: &Entry, taken_at_ns: i64, seen: &Seen) -> bool {
+    cached.kind == seen.kind
+        && cached.mode == seen.mode
+        && cached.size == seen.stamp.size
+        && cached.mtime_ns == seen.stamp.mtime_ns
+        && cached.ctime_ns == seen.stamp.ctime_ns
+        && cached.ino == seen.stamp.ino
+        && cached.mtime_ns < taken_at_ns - RACY_NS
+        && cached.ctime_ns < taken_at_ns - RACY_NS
+}
+
+/// Takes a snapshot of `scope`. `cache` is the last manifest of the same tree;
+/// its paths are also checked directly, even where ignore rules now hide them.
+pub fn take(scope: &Scope, objects: &Objects, cache: Option<&Manifest>) -> Result<Taken> {
+    let taken_at_ns = now_ns();
+    let also: Vec<&[u8]> = cache.map_or_else(Vec::new, |m| {
+        m.entries.iter().map(|e| e.path.as_slice()).collect()
+    });
+    let seen = scope.walk(&also)?;
+
+    let mut entries: Vec<Option<Entry>> = Vec::with_capacity(seen.len());
+    let mut to_read = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, s) in seen.iter().enumerate() {
+        let entry = |content| Entry {
+            path: s.path.clone(),
+            kind: s.kind,
+            mode: s.mode,
+            size: s.stamp.size,
+            mtime_ns: s.stamp.mtime_ns,
+            ctime_ns: s.stamp.ctime_ns,
+            ino: s.stamp.ino,
+            content,
+        };
+        let cached = cache.and_then(|m| m.find(&s.path).map(|e| (e, m.taken_at_ns)));
+        match s.kind {
+            Kind::Dir => entries.push(Some(entry(Content::None))),
+            Kind::Symlink => match std::fs::read_link(scope.abs(&s.path)) {
+                Ok(target) => {
+                    use std::os::unix::ffi::OsStrExt;
+                    entries.push(Some(entry(Content::Link(
+                        target.as_os_str().as_bytes().to_vec(),
+                    ))));
+                }
+                // Gone between the walk and now: it was never there.
+                Err(_) => entries.push(None),
+            },
+            Kind::File => match cached {
+                Some((c, at))
+                    if cache_vouches(c, at, s) && matches!(c.content, Content::Hash(_)) =>
+                {
+                    entries.push(Some(entry(c.content.clone())));
+                }
+                _ if s.stamp.size > scope.max_file_size => {
+                    skipped.push(s.path.clone());
+                    entries.push(Some(entry(Content::Skipped)));
+                }
+                _ => {
+                    to_read.push(i);
+                    entries.push(None);
+                }
+            },
+        }
+    }
+
+    let new_objects = Mutex::new(Vec::new());
+    let result = read_all(scope, objects, &seen, &to_read, &new_objects);
+    let read = match result {
+        Ok(read) => read,
+        Err(e) => {
+            // Leave the store as it was: drop what this snapshot alone added.
+            for h in new_objects.into_inner().unwrap() {
+                objects.remove(&h);
+            }
+            return Err(e);
+        }
+    };
+    for (i, entry) in read {
+        entries[i] = entry;
+    }
+    let manifest = Manifest {
+        taken_at_ns,
+        entries: entries.into_iter().flatten().collect(),
+    };
+    let stored = objects.put_bytes(&manifest.encode()).and_then(|(id, _)| {
+        objects.sync()?;
+        Ok(id)
+    });
+    let id = match stored {
+        Ok(id) => id,
+        Err(e) => {
+            for h in new_objects.into_inner().unwrap() {
+                objects.remove(&h);
+            }
+            return Err(e);
+        }
+    };
+    Ok(Taken {
+        manifest,
+        id,
+        skipped,
+        hashed: to_read.len(),
+    })
+}
+
+/// Reads the files at `to_read` (indices into `seen`) into the store, on two threads.
+fn read_all(
+    scope: &Scope,
+    objects: &Objects,
+    seen: &[Seen],
+    to_read: &[usize],
+    new_objects: &Mutex<Vec<Hash>>,
+) -> Result<Vec<(usize, Option<Entry>)>> {
+    let next = AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<Vec<(usize, Option<Entry>)>> {
+                    let mut out = Vec::new();
+                    loop {
+                        if failed.load(Ordering::Relaxed) {
+                            return Ok(out);
+                        }
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&i) = to_read.get(k) else {
+                            return Ok(out);
+                        };
+                        match read_one(scope, objects, &seen[i], new_objects) {
+                            Ok(e) => out.push((i, e)),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        let mut first_error = None;
+        for w in workers {
+            match w.join().expect("snapshot worker panicked") {
+                Ok(v) => all.extend(v),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(all),
+        }
+    })
+}
+
+/// One file into the store, read again while it keeps changing.
+fn read_one(
+    scope: &Scope,
+    objects: &Objects,
+    seen: &Seen,
+    new_objects: &Mutex<Vec<Hash>>,
+) -> Result<Option<Entry>> {
+    let path = scope.abs(&seen.path);
+    let mut current = seen.clone();
+    for _ in 0..SETTLE_TRIES {
+        if current.kind != Kind::File {
+            // It became something else while we looked: take it as it is now.
+            return Ok(Some(Entry {
+                path: current.path.clone(),
+                kind: current.kind,
+                mode: current.mode,
+                size: current.stamp.size,
+                mtime_ns: current.stamp.mtime_ns,
+                ctime_ns: current.stamp.ctime_ns,
+                ino: current.stamp.ino,
+                content: match current.kind {
+                    Kind::Symlink => {
+                        use std::os::unix::ffi::OsStrExt;
+                        Content::Link(std::fs::read_link(&path)?.as_os_str().as_bytes().to_vec())
+                    }
+                    _ => Content::None,
+                },
+            }));
+        }
+        match objects.put_file(&path, current.stamp)? {
+            Put::Stored { hash, new } => {
+                if new {
+                    new_objects.lock().unwrap().push(hash);
+                }
+                return Ok(Some(Entry {
+                    path: current.path.clone(),
+                    kind: Kind::File,
+                    mode: current.mode,
+                    size: current.stamp.size,
+                    mtime_ns: current.stamp.mtime_ns,
+                    ctime_ns: current.stamp.ctime_ns,
+                    ino: current.stamp.ino,
+                    content: Content::Hash(hash),
+                }));
+            }
+            Put::Changed => match scope.stat(&seen.path)? {
+                Some(now) => current = now,
+                None => return Ok(None),
+            },
+        }
+    }
+    bail!(Unsettled {
+        path: path.display().to_string(),
+        tries: SETTLE_TRIES
+    })
+}
