@@ -19,11 +19,17 @@ _backstop() {
             backstop,completions)
                 cmd="backstop__subcmd__completions"
                 ;;
+            backstop,gc)
+                cmd="backstop__subcmd__gc"
+                ;;
             backstop,help)
                 cmd="backstop__subcmd__help"
                 ;;
             backstop,policy)
                 cmd="backstop__subcmd__policy"
+                ;;
+            backstop,redo)
+                cmd="backstop__subcmd__redo"
                 ;;
             backstop,run)
                 cmd="backstop__subcmd__run"
@@ -34,14 +40,23 @@ _backstop() {
             backstop,show)
                 cmd="backstop__subcmd__show"
                 ;;
+            backstop,undo)
+                cmd="backstop__subcmd__undo"
+                ;;
             backstop__subcmd__help,completions)
                 cmd="backstop__subcmd__help__subcmd__completions"
+                ;;
+            backstop__subcmd__help,gc)
+                cmd="backstop__subcmd__help__subcmd__gc"
                 ;;
             backstop__subcmd__help,help)
                 cmd="backstop__subcmd__help__subcmd__help"
                 ;;
             backstop__subcmd__help,policy)
                 cmd="backstop__subcmd__help__subcmd__policy"
+                ;;
+            backstop__subcmd__help,redo)
+                cmd="backstop__subcmd__help__subcmd__redo"
                 ;;
             backstop__subcmd__help,run)
                 cmd="backstop__subcmd__help__subcmd__run"
@@ -51,6 +66,9 @@ _backstop() {
                 ;;
             backstop__subcmd__help,show)
                 cmd="backstop__subcmd__help__subcmd__show"
+                ;;
+            backstop__subcmd__help,undo)
+                cmd="backstop__subcmd__help__subcmd__undo"
                 ;;
             backstop__subcmd__help__subcmd__policy,check)
                 cmd="backstop__subcmd__help__subcmd__policy__subcmd__check"
@@ -92,7 +110,7 @@ _backstop() {
 
     case "${cmd}" in
         backstop)
-            opts="-q -h -V --color --quiet --store --help --version run runs show policy completions help"
+            opts="-q -h -V --color --quiet --store --help --version run undo redo gc runs show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -135,8 +153,38 @@ _backstop() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        backstop__subcmd__gc)
+            opts="-q -h --keep --older-than --no-wait --color --quiet --store --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         backstop__subcmd__help)
-            opts="run runs show policy completions help"
+            opts="run undo redo gc runs show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -150,6 +198,20 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__help__subcmd__gc)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -233,6 +295,20 @@ _backstop() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        backstop__subcmd__help__subcmd__redo)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         backstop__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -262,6 +338,20 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__help__subcmd__undo)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -433,8 +523,30 @@ _backstop() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        backstop__subcmd__redo)
+            opts="-q -h --dry-run --force --json --no-wait --color --quiet --store --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         backstop__subcmd__run)
-            opts="-p -q -h --policy --color --quiet --store --help"
+            opts="-p -q -h --policy --no-wait --color --quiet --store --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -495,6 +607,28 @@ _backstop() {
             ;;
         backstop__subcmd__show)
             opts="-q -h --json --color --quiet --store --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__undo)
+            opts="-q -h --dry-run --force --json --no-wait --color --quiet --store --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -27,6 +27,9 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand run 'Run a command under the policy'
+            cand undo 'Revert a run''s file changes (default: the latest run)'
+            cand redo 'Re-apply what undo reverted (or what a failed run''s rollback put back)'
+            cand gc 'Drop old runs and the snapshot contents no run needs any more'
             cand runs 'List the runs recorded for this directory tree, newest first'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
@@ -38,6 +41,42 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand --policy 'The policy file [default: ./backstop.yaml if present, else the built-in policy]'
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
             cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --no-wait 'Fail at once if another backstop holds the tree, instead of waiting'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;undo'= {
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --dry-run 'Print the plan; change nothing'
+            cand --force 'Overwrite paths that changed again since the run'
+            cand --json 'Print the plan as JSON'
+            cand --no-wait 'Fail at once if another backstop holds the tree, instead of waiting'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;redo'= {
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --dry-run 'Print the plan; change nothing'
+            cand --force 'Overwrite paths that changed again since the run'
+            cand --json 'Print the plan as JSON'
+            cand --no-wait 'Fail at once if another backstop holds the tree, instead of waiting'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;gc'= {
+            cand --keep 'Keep this many of the newest runs of this tree'
+            cand --older-than 'Drop runs older than this (`30d`, `12h`)'
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --no-wait 'Fail at once if another backstop holds the tree, instead of waiting'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
             cand -h 'Print help'
@@ -123,6 +162,9 @@ set edit:completion:arg-completer[backstop] = {|@words|
         }
         &'backstop;help'= {
             cand run 'Run a command under the policy'
+            cand undo 'Revert a run''s file changes (default: the latest run)'
+            cand redo 'Re-apply what undo reverted (or what a failed run''s rollback put back)'
+            cand gc 'Drop old runs and the snapshot contents no run needs any more'
             cand runs 'List the runs recorded for this directory tree, newest first'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
@@ -130,6 +172,12 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'backstop;help;run'= {
+        }
+        &'backstop;help;undo'= {
+        }
+        &'backstop;help;redo'= {
+        }
+        &'backstop;help;gc'= {
         }
         &'backstop;help;runs'= {
         }

@@ -32,6 +32,9 @@ complete -c backstop -n "__fish_backstop_needs_command" -s q -l quiet -d 'Print 
 complete -c backstop -n "__fish_backstop_needs_command" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_needs_command" -s V -l version -d 'Print version'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "run" -d 'Run a command under the policy'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "undo" -d 'Revert a run\'s file changes (default: the latest run)'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "redo" -d 'Re-apply what undo reverted (or what a failed run\'s rollback put back)'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "gc" -d 'Drop old runs and the snapshot contents no run needs any more'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "runs" -d 'List the runs recorded for this directory tree, newest first'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "policy" -d 'Check, explain or describe policy files'
@@ -42,8 +45,38 @@ complete -c backstop -n "__fish_backstop_using_subcommand run" -l color -d 'When
 always\t''
 never\t''"
 complete -c backstop -n "__fish_backstop_using_subcommand run" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand run" -l no-wait -d 'Fail at once if another backstop holds the tree, instead of waiting'
 complete -c backstop -n "__fish_backstop_using_subcommand run" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand run" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand undo" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand undo" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand undo" -l dry-run -d 'Print the plan; change nothing'
+complete -c backstop -n "__fish_backstop_using_subcommand undo" -l force -d 'Overwrite paths that changed again since the run'
+complete -c backstop -n "__fish_backstop_using_subcommand undo" -l json -d 'Print the plan as JSON'
+complete -c backstop -n "__fish_backstop_using_subcommand undo" -l no-wait -d 'Fail at once if another backstop holds the tree, instead of waiting'
+complete -c backstop -n "__fish_backstop_using_subcommand undo" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand undo" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand redo" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand redo" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand redo" -l dry-run -d 'Print the plan; change nothing'
+complete -c backstop -n "__fish_backstop_using_subcommand redo" -l force -d 'Overwrite paths that changed again since the run'
+complete -c backstop -n "__fish_backstop_using_subcommand redo" -l json -d 'Print the plan as JSON'
+complete -c backstop -n "__fish_backstop_using_subcommand redo" -l no-wait -d 'Fail at once if another backstop holds the tree, instead of waiting'
+complete -c backstop -n "__fish_backstop_using_subcommand redo" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand redo" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand gc" -l keep -d 'Keep this many of the newest runs of this tree' -r
+complete -c backstop -n "__fish_backstop_using_subcommand gc" -l older-than -d 'Drop runs older than this (`30d`, `12h`)' -r
+complete -c backstop -n "__fish_backstop_using_subcommand gc" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand gc" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand gc" -l no-wait -d 'Fail at once if another backstop holds the tree, instead of waiting'
+complete -c backstop -n "__fish_backstop_using_subcommand gc" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand runs" -s n -l limit -d 'Show at most this many' -r
 complete -c backstop -n "__fish_backstop_using_subcommand runs" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
@@ -97,12 +130,15 @@ never\t''"
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run runs show policy completions help" -f -a "run" -d 'Run a command under the policy'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run runs show policy completions help" -f -a "runs" -d 'List the runs recorded for this directory tree, newest first'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run runs show policy completions help" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run runs show policy completions help" -f -a "policy" -d 'Check, explain or describe policy files'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run runs show policy completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run runs show policy completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "run" -d 'Run a command under the policy'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "undo" -d 'Revert a run\'s file changes (default: the latest run)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "redo" -d 'Re-apply what undo reverted (or what a failed run\'s rollback put back)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "gc" -d 'Drop old runs and the snapshot contents no run needs any more'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "runs" -d 'List the runs recorded for this directory tree, newest first'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "policy" -d 'Check, explain or describe policy files'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "check" -d 'Validate a policy and print it resolved, with every default filled in'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "explain" -d 'Print the schedule a policy produces: attempts, delays, worst-case time'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "schema" -d 'Print the JSON Schema of the policy format, for editors'
