@@ -32,6 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run a command under the policy')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Revert a run''s file changes (default: the latest run)')
             [CompletionResult]::new('redo', 'redo', [CompletionResultType]::ParameterValue, 'Re-apply what undo reverted (or what a failed run''s rollback put back)')
+            [CompletionResult]::new('snapshot', 'snapshot', [CompletionResultType]::ParameterValue, 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)')
             [CompletionResult]::new('gc', 'gc', [CompletionResultType]::ParameterValue, 'Drop old runs and the snapshot contents no run needs any more')
             [CompletionResult]::new('runs', 'runs', [CompletionResultType]::ParameterValue, 'List the runs recorded for this directory tree, newest first')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one run: every attempt, layer, delay and why')
@@ -72,6 +73,18 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Overwrite paths that changed again since the run')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the plan as JSON')
             [CompletionResult]::new('--no-wait', '--no-wait', [CompletionResultType]::ParameterName, 'Fail at once if another backstop holds the tree, instead of waiting')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'backstop;snapshot' {
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'The policy whose `rollback.scope` to use')
+            [CompletionResult]::new('--policy', '--policy', [CompletionResultType]::ParameterName, 'The policy whose `rollback.scope` to use')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $XDG_STATE_HOME/backstop]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the figures as JSON')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -184,6 +197,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run a command under the policy')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Revert a run''s file changes (default: the latest run)')
             [CompletionResult]::new('redo', 'redo', [CompletionResultType]::ParameterValue, 'Re-apply what undo reverted (or what a failed run''s rollback put back)')
+            [CompletionResult]::new('snapshot', 'snapshot', [CompletionResultType]::ParameterValue, 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)')
             [CompletionResult]::new('gc', 'gc', [CompletionResultType]::ParameterValue, 'Drop old runs and the snapshot contents no run needs any more')
             [CompletionResult]::new('runs', 'runs', [CompletionResultType]::ParameterValue, 'List the runs recorded for this directory tree, newest first')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one run: every attempt, layer, delay and why')
@@ -199,6 +213,9 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             break
         }
         'backstop;help;redo' {
+            break
+        }
+        'backstop;help;snapshot' {
             break
         }
         'backstop;help;gc' {

@@ -40,6 +40,9 @@ _backstop() {
             backstop,show)
                 cmd="backstop__subcmd__show"
                 ;;
+            backstop,snapshot)
+                cmd="backstop__subcmd__snapshot"
+                ;;
             backstop,undo)
                 cmd="backstop__subcmd__undo"
                 ;;
@@ -66,6 +69,9 @@ _backstop() {
                 ;;
             backstop__subcmd__help,show)
                 cmd="backstop__subcmd__help__subcmd__show"
+                ;;
+            backstop__subcmd__help,snapshot)
+                cmd="backstop__subcmd__help__subcmd__snapshot"
                 ;;
             backstop__subcmd__help,undo)
                 cmd="backstop__subcmd__help__subcmd__undo"
@@ -110,7 +116,7 @@ _backstop() {
 
     case "${cmd}" in
         backstop)
-            opts="-q -h -V --color --quiet --store --help --version run undo redo gc runs show policy completions help"
+            opts="-q -h -V --color --quiet --store --help --version run undo redo snapshot gc runs show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -184,7 +190,7 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__help)
-            opts="run undo redo gc runs show policy completions help"
+            opts="run undo redo snapshot gc runs show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -338,6 +344,20 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__help__subcmd__snapshot)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -612,6 +632,36 @@ _backstop() {
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__snapshot)
+            opts="-p -q -h --policy --json --color --quiet --store --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0

@@ -29,6 +29,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand run 'Run a command under the policy'
             cand undo 'Revert a run''s file changes (default: the latest run)'
             cand redo 'Re-apply what undo reverted (or what a failed run''s rollback put back)'
+            cand snapshot 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)'
             cand gc 'Drop old runs and the snapshot contents no run needs any more'
             cand runs 'List the runs recorded for this directory tree, newest first'
             cand show 'Show one run: every attempt, layer, delay and why'
@@ -66,6 +67,17 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand --force 'Overwrite paths that changed again since the run'
             cand --json 'Print the plan as JSON'
             cand --no-wait 'Fail at once if another backstop holds the tree, instead of waiting'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;snapshot'= {
+            cand -p 'The policy whose `rollback.scope` to use'
+            cand --policy 'The policy whose `rollback.scope` to use'
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --json 'Print the figures as JSON'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
             cand -h 'Print help'
@@ -164,6 +176,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand run 'Run a command under the policy'
             cand undo 'Revert a run''s file changes (default: the latest run)'
             cand redo 'Re-apply what undo reverted (or what a failed run''s rollback put back)'
+            cand snapshot 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)'
             cand gc 'Drop old runs and the snapshot contents no run needs any more'
             cand runs 'List the runs recorded for this directory tree, newest first'
             cand show 'Show one run: every attempt, layer, delay and why'
@@ -176,6 +189,8 @@ set edit:completion:arg-completer[backstop] = {|@words|
         &'backstop;help;undo'= {
         }
         &'backstop;help;redo'= {
+        }
+        &'backstop;help;snapshot'= {
         }
         &'backstop;help;gc'= {
         }

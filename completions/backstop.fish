@@ -34,6 +34,7 @@ complete -c backstop -n "__fish_backstop_needs_command" -s V -l version -d 'Prin
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "run" -d 'Run a command under the policy'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "undo" -d 'Revert a run\'s file changes (default: the latest run)'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "redo" -d 'Re-apply what undo reverted (or what a failed run\'s rollback put back)'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "snapshot" -d 'Take a snapshot of the policy\'s scope now, and say what it cost (primes the stat cache)'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "gc" -d 'Drop old runs and the snapshot contents no run needs any more'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "runs" -d 'List the runs recorded for this directory tree, newest first'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
@@ -68,6 +69,14 @@ complete -c backstop -n "__fish_backstop_using_subcommand redo" -l json -d 'Prin
 complete -c backstop -n "__fish_backstop_using_subcommand redo" -l no-wait -d 'Fail at once if another backstop holds the tree, instead of waiting'
 complete -c backstop -n "__fish_backstop_using_subcommand redo" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand redo" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand snapshot" -s p -l policy -d 'The policy whose `rollback.scope` to use' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand snapshot" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand snapshot" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand snapshot" -l json -d 'Print the figures as JSON'
+complete -c backstop -n "__fish_backstop_using_subcommand snapshot" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand snapshot" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand gc" -l keep -d 'Keep this many of the newest runs of this tree' -r
 complete -c backstop -n "__fish_backstop_using_subcommand gc" -l older-than -d 'Drop runs older than this (`30d`, `12h`)' -r
 complete -c backstop -n "__fish_backstop_using_subcommand gc" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
@@ -130,15 +139,16 @@ never\t''"
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "run" -d 'Run a command under the policy'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "undo" -d 'Revert a run\'s file changes (default: the latest run)'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "redo" -d 'Re-apply what undo reverted (or what a failed run\'s rollback put back)'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "gc" -d 'Drop old runs and the snapshot contents no run needs any more'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "runs" -d 'List the runs recorded for this directory tree, newest first'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "policy" -d 'Check, explain or describe policy files'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo gc runs show policy completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "run" -d 'Run a command under the policy'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "undo" -d 'Revert a run\'s file changes (default: the latest run)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "redo" -d 'Re-apply what undo reverted (or what a failed run\'s rollback put back)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "snapshot" -d 'Take a snapshot of the policy\'s scope now, and say what it cost (primes the stat cache)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "gc" -d 'Drop old runs and the snapshot contents no run needs any more'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "runs" -d 'List the runs recorded for this directory tree, newest first'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "policy" -d 'Check, explain or describe policy files'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "check" -d 'Validate a policy and print it resolved, with every default filled in'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "explain" -d 'Print the schedule a policy produces: attempts, delays, worst-case time'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "schema" -d 'Print the JSON Schema of the policy format, for editors'

@@ -42,6 +42,15 @@ enum Sub {
     Undo(HistoryArgs),
     /// Re-apply what undo reverted (or what a failed run's rollback put back).
     Redo(HistoryArgs),
+    /// Take a snapshot of the policy's scope now, and say what it cost (primes the stat cache).
+    Snapshot {
+        /// The policy whose `rollback.scope` to use.
+        #[arg(short, long, value_name = "POLICY")]
+        policy: Option<PathBuf>,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Drop old runs and the snapshot contents no run needs any more.
     Gc {
         /// Keep this many of the newest runs of this tree.
@@ -172,6 +181,10 @@ impl Cli {
                 keep,
                 older_than,
                 no_wait,
+            },
+            Sub::Snapshot { policy, json } => Command::Snapshot {
+                policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
+                json,
             },
             Sub::Runs { limit, json } => Command::Runs { limit, json },
             Sub::Show { run, json } => Command::Show { run, json },

@@ -87,7 +87,7 @@ impl<'a> RunTree<'a> {
 
     /// The change set: the tree now against the snapshot before the run.
     pub fn changes(&self) -> Result<(String, Vec<Change>)> {
-        let after = self.tree.snapshot_after(&self.before)?;
+        let after = self.tree.snapshot_after(&self.before, &self.before_id)?;
         Ok((hex(&after.id), diff(&self.before, &after.manifest)))
     }
 

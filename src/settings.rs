@@ -42,6 +42,10 @@ pub enum Command {
         json: bool,
         no_wait: bool,
     },
+    Snapshot {
+        policy: PolicyChoice,
+        json: bool,
+    },
     Gc {
         keep: Option<usize>,
         older_than: Option<std::time::Duration>,

@@ -56,6 +56,9 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
             older_than,
             no_wait,
         } => super::history::gc(store, *keep, *older_than, wait(*no_wait), settings.quiet),
+        Command::Snapshot { policy, json } => {
+            super::snapshot::snapshot(store, policy, *json, settings.quiet)
+        }
         Command::Runs { limit, json } => super::runs::list(store, *limit, *json),
         Command::Show { run, json } => super::show::show(store, run, *json),
         Command::PolicyCheck { file } => super::policy::check(file, settings.quiet),

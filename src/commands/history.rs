@@ -83,7 +83,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         Some(a) => (a.clone(), tree.load(a)?),
         None => {
             // backstop died during the run: the tree as it is now is the run's result.
-            let taken = tree.snapshot_after(&before)?;
+            let taken = tree.snapshot_after(&before, &info.before)?;
             let after_id = hex(&taken.id);
             let infos = change_infos(&diff(&before, &taken.manifest));
             tree_store.update(id, |r| {

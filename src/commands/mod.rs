@@ -7,6 +7,7 @@ mod policy;
 mod run;
 mod runs;
 mod show;
+mod snapshot;
 mod tree;
 
 pub use dispatch::dispatch;

@@ -66,7 +66,12 @@ pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
     }
     if let Some(snap) = &r.snapshot {
         let state = format!("{:?}", snap.state).to_lowercase();
-        writeln!(out, "\nfiles    {} change(s) under {} ({state})", snap.changes.len(), snap.root.display())?;
+        writeln!(
+            out,
+            "\nfiles    {} change(s) under {} ({state})",
+            snap.changes.len(),
+            snap.root.display()
+        )?;
         for c in &snap.changes {
             writeln!(out, "  {:?} {}  {}", c.letter, c.path, c.detail)?;
         }

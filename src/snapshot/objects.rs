@@ -2,8 +2,8 @@
 //!
 //! `objects/ab/cdef…` under the store. An object is written to `objects/tmp/`, then
 //! renamed into place, so a name always holds its whole content. Objects are shared by
-//! every tree and run: identical content is stored once. Durability comes from one
-//! `syncfs` after a batch of writes rather than an fsync per file.
+//! every tree and run: identical content is stored once. A batch of writes is made
+//! durable at once, by fsyncs for a few objects or one `syncfs` for many.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -155,10 +155,32 @@ impl Objects {
         let _ = fs::remove_file(self.path(hash));
     }
 
-    /// Flushes everything written to the store's filesystem to disk.
-    pub fn sync(&self) -> Result<()> {
-        fs::create_dir_all(&self.dir)?;
-        sync_filesystem(&self.dir)
+    /// Makes the objects just written durable: an fsync each for a few, one
+    /// `syncfs` of the store's filesystem for many.
+    pub fn sync(&self, written: &[Hash]) -> Result<()> {
+        const FEW: usize = 64;
+        if written.is_empty() {
+            return Ok(());
+        }
+        if written.len() > FEW {
+            return sync_filesystem(&self.dir);
+        }
+        let mut dirs = Vec::new();
+        for hash in written {
+            let path = self.path(hash);
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot sync {}", path.display()))?;
+            dirs.extend(path.parent().map(Path::to_path_buf));
+        }
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("cannot sync {}", dir.display()))?;
+        }
+        Ok(())
     }
 
     /// Every object's hash (for gc).

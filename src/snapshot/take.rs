@@ -63,7 +63,9 @@ fn cache_vouches(cached: &Entry, taken_at_ns: i64, seen: &Seen) -> bool {
 
 /// Takes a snapshot of `scope`. `cache` is the last manifest of the same tree;
 /// its paths are also checked directly, even where ignore rules now hide them.
-pub fn take(scope: &Scope, objects: &Objects, cache: Option<&Manifest>) -> Result<Taken> {
+pub fn take(scope: &Scope, objects: &Objects, cache: Option<(&Manifest, Hash)>) -> Result<Taken> {
+    let cache_id = cache.map(|(_, id)| id);
+    let cache = cache.map(|(m, _)| m);
     let taken_at_ns = now_ns();
     let also: Vec<&[u8]> = cache.map_or_else(Vec::new, |m| {
         m.entries.iter().map(|e| e.path.as_slice()).collect()
@@ -130,12 +132,31 @@ pub fn take(scope: &Scope, objects: &Objects, cache: Option<&Manifest>) -> Resul
     for (i, entry) in read {
         entries[i] = entry;
     }
+    let entries: Vec<Entry> = entries.into_iter().flatten().collect();
+    // Nothing changed since the cached manifest, and nothing in it was racy: it
+    // stands for this snapshot too.
+    if let (Some(cached), Some(id)) = (cache, cache_id)
+        && to_read.is_empty()
+        && cached.entries == entries
+    {
+        let hashed = to_read.len();
+        return Ok(Taken {
+            manifest: cached.clone(),
+            id,
+            skipped,
+            hashed,
+        });
+    }
     let manifest = Manifest {
         taken_at_ns,
-        entries: entries.into_iter().flatten().collect(),
+        entries,
     };
-    let stored = objects.put_bytes(&manifest.encode()).and_then(|(id, _)| {
-        objects.sync()?;
+    let stored = objects.put_bytes(&manifest.encode()).and_then(|(id, new)| {
+        let mut written = new_objects.lock().unwrap().clone();
+        if new {
+            written.push(id);
+        }
+        objects.sync(&written)?;
         Ok(id)
     });
     let id = match stored {

@@ -53,9 +53,10 @@ impl<'a> Tree<'a> {
     }
 
     /// The last manifest taken of this tree, if it is still readable.
-    fn statcache(&self) -> Option<Manifest> {
+    fn statcache(&self) -> Option<(Manifest, [u8; 32])> {
         let id = fs::read_to_string(self.statcache_path()).ok()?;
-        self.load(id.trim()).ok()
+        let manifest = self.load(id.trim()).ok()?;
+        Some((manifest, parse_hex(id.trim()).ok()?))
     }
 
     fn remember(&self, taken: &Taken) -> Result<()> {
@@ -81,16 +82,24 @@ impl<'a> Tree<'a> {
     pub fn snapshot(&self) -> Result<Taken> {
         let _gc = self.hold_objects()?;
         let cache = self.statcache();
-        let taken = take(&self.scope, &self.objects, cache.as_ref())?;
+        let taken = take(
+            &self.scope,
+            &self.objects,
+            cache.as_ref().map(|(m, id)| (m, *id)),
+        )?;
         self.remember(&taken)?;
         Ok(taken)
     }
 
     /// A snapshot after a run: `before`'s paths are each looked at, whatever the
     /// ignore rules now say.
-    pub fn snapshot_after(&self, before: &Manifest) -> Result<Taken> {
+    pub fn snapshot_after(&self, before: &Manifest, before_id: &str) -> Result<Taken> {
         let _gc = self.hold_objects()?;
-        let taken = take(&self.scope, &self.objects, Some(before))?;
+        let taken = take(
+            &self.scope,
+            &self.objects,
+            Some((before, parse_hex(before_id)?)),
+        )?;
         self.remember(&taken)?;
         Ok(taken)
     }

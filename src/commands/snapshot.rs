@@ -1,0 +1,83 @@
+//! `backstop snapshot`: a snapshot of the scope now, with what it cost.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::exit_code::SUCCESS;
+use crate::policy::{self, PolicyChoice};
+use crate::rollback::scope_for;
+use crate::snapshot::lock::Wait;
+use crate::snapshot::manifest::{Content, hex};
+use crate::snapshot::tree::Tree;
+use crate::store::{Store, tree_root};
+
+use super::{lock_tree, recover};
+
+pub fn snapshot(
+    store: Option<PathBuf>,
+    choice: &PolicyChoice,
+    json: bool,
+    quiet: bool,
+) -> Result<u8> {
+    let policy = policy::choose(choice)?;
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let store = Store::locate(store)?;
+    let tree_store = store.tree(&tree_root(&cwd));
+    let _lock = lock_tree(&tree_store, Wait::Yes, quiet)?;
+    let tree = Tree::new(
+        store.dir(),
+        &tree_store,
+        scope_for(&policy, &cwd, store.dir())?,
+    );
+    recover(&tree, quiet)?;
+    let start = Instant::now();
+    let taken = tree.snapshot().context("cannot snapshot the tree")?;
+    let elapsed = start.elapsed();
+    let files = taken
+        .manifest
+        .entries
+        .iter()
+        .filter(|e| matches!(e.content, Content::Hash(_)))
+        .count();
+    let bytes: u64 = taken
+        .manifest
+        .entries
+        .iter()
+        .filter(|e| e.hash().is_some())
+        .map(|e| e.size)
+        .sum();
+    let doc = serde_json::json!({
+        "manifest": hex(&taken.id),
+        "root": tree.scope.root,
+        "entries": taken.manifest.entries.len(),
+        "files": files,
+        "bytes": bytes,
+        "read": taken.hashed,
+        "from_cache": files - taken.hashed.min(files),
+        "skipped": taken.skipped.len(),
+        "elapsed_ms": elapsed.as_secs_f64() * 1000.0,
+    });
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "snapshot {} of {}: {} entries, {} files ({}), {} read, {} from the stat cache, {} skipped, in {:.1} ms",
+            &hex(&taken.id)[..12],
+            tree.scope.root.display(),
+            taken.manifest.entries.len(),
+            files,
+            crate::policy::values::format_size(bytes),
+            taken.hashed,
+            files - taken.hashed.min(files),
+            taken.skipped.len(),
+            elapsed.as_secs_f64() * 1000.0
+        )?;
+    }
+    Ok(SUCCESS)
+}
