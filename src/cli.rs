@@ -105,12 +105,11 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct HistoryArgs {
-    /// The run's id or a unique prefix [default: the latest run].
-    #[arg(value_name = "RUN")]
-    run: Option<String>,
-    /// Only these paths (and what is below them).
-    #[arg(value_name = "PATH", last = true)]
-    paths: Vec<PathBuf>,
+    /// The run (its id or a unique prefix; default: the latest run), then the paths to
+    /// limit it to (and what is below them). A first word that is a run id and not a
+    /// path names the run.
+    #[arg(value_name = "RUN] [PATH")]
+    targets: Vec<PathBuf>,
     /// Print the plan; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -158,16 +157,14 @@ impl Cli {
                 no_wait: r.no_wait,
             },
             Sub::Undo(h) => Command::Undo {
-                run: h.run,
-                paths: h.paths,
+                targets: h.targets,
                 dry_run: h.dry_run,
                 force: h.force,
                 json: h.json,
                 no_wait: h.no_wait,
             },
             Sub::Redo(h) => Command::Redo {
-                run: h.run,
-                paths: h.paths,
+                targets: h.targets,
                 dry_run: h.dry_run,
                 force: h.force,
                 json: h.json,

@@ -27,16 +27,16 @@ pub enum Command {
         no_wait: bool,
     },
     Undo {
-        run: Option<String>,
-        paths: Vec<PathBuf>,
+        /// A run id (or prefix) first, maybe, then paths.
+        targets: Vec<PathBuf>,
         dry_run: bool,
         force: bool,
         json: bool,
         no_wait: bool,
     },
     Redo {
-        run: Option<String>,
-        paths: Vec<PathBuf>,
+        /// A run id (or prefix) first, maybe, then paths.
+        targets: Vec<PathBuf>,
         dry_run: bool,
         force: bool,
         json: bool,

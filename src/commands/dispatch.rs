@@ -21,16 +21,14 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
             no_wait,
         } => super::run::run(&settings, policy, command, wait(*no_wait)),
         Command::Undo {
-            run,
-            paths,
+            targets,
             dry_run,
             force,
             json,
             no_wait,
         }
         | Command::Redo {
-            run,
-            paths,
+            targets,
             dry_run,
             force,
             json,
@@ -41,8 +39,7 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
                 _ => Direction::Redo,
             };
             let req = Request {
-                run: run.as_deref(),
-                paths,
+                targets,
                 dry_run: *dry_run,
                 force: *force,
                 json: *json,

@@ -28,8 +28,8 @@ pub enum Direction {
 }
 
 pub struct Request<'a> {
-    pub run: Option<&'a str>,
-    pub paths: &'a [PathBuf],
+    /// A run id (or prefix) first, maybe, then paths.
+    pub targets: &'a [PathBuf],
     pub dry_run: bool,
     pub force: bool,
     pub json: bool,
@@ -43,7 +43,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     let tree_store = store.tree(&tree_root(&cwd));
     let _lock = lock_tree(&tree_store, req.wait, req.quiet)?;
 
-    let record = pick(&tree_store, req.run)?;
+    let (record, paths) = pick(&tree_store, &cwd, req.targets)?;
     let info = record.snapshot.clone().ok_or_else(|| {
         UserError::Refused(format!(
             "run {} has no snapshot of its tree to go back to",
@@ -96,10 +96,10 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         }
     };
     let all = diff(&before, &after);
-    let wanted = relative_paths(&info.root, &cwd, req.paths)?;
+    let wanted = relative_paths(&info.root, &cwd, paths)?;
     let chosen = select(&all, &wanted);
     if !wanted.is_empty() && chosen.is_empty() {
-        let names: Vec<String> = req.paths.iter().map(|p| p.display().to_string()).collect();
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(
             UserError::Refused(format!("run {id} did not change {}", names.join(", "))).into(),
         );
@@ -179,15 +179,36 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     Ok(SUCCESS)
 }
 
-fn pick(tree: &TreeStore, run: Option<&str>) -> Result<RunRecord> {
-    match run {
-        Some(prefix) => tree.find(prefix),
-        None => tree
-            .list()?
-            .into_iter()
-            .find(|r| r.snapshot.is_some())
-            .ok_or_else(|| UserError::NoRuns(tree.root().to_path_buf()).into()),
+/// The run the targets name (their first word, when it is a run id and not a path),
+/// else the latest run with a snapshot; and the paths that remain.
+fn pick<'t>(
+    tree: &TreeStore,
+    cwd: &Path,
+    targets: &'t [PathBuf],
+) -> Result<(RunRecord, &'t [PathBuf])> {
+    if let Some(first) = targets.first().and_then(|t| t.to_str())
+        && !first.is_empty()
+        && first.bytes().all(|b| b.is_ascii_hexdigit())
+        && !cwd.join(first).exists()
+    {
+        match tree.find(first) {
+            Ok(record) => return Ok((record, &targets[1..])),
+            Err(e)
+                if e.downcast_ref::<UserError>()
+                    .is_some_and(|u| matches!(u, UserError::AmbiguousRun { .. })) =>
+            {
+                return Err(e);
+            }
+            // Not a run: a path (perhaps one the run deleted).
+            Err(_) => {}
+        }
     }
+    let latest = tree
+        .list()?
+        .into_iter()
+        .find(|r| r.snapshot.is_some())
+        .ok_or_else(|| UserError::NoRuns(tree.root().to_path_buf()))?;
+    Ok((latest, targets))
 }
 
 fn action(c: &Change, to: &Manifest) -> &'static str {
