@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 
 use super::manifest::{Content, Entry, Kind};
 use super::objects::Objects;
+use super::scope::{Ancestors, ancestors};
 
 /// Make `path` be `to` (absent when `None`).
 #[derive(Clone, Debug)]
@@ -45,6 +46,11 @@ pub fn apply(root: &Path, objects: &Objects, ops: &[Op]) -> Result<Report> {
     // 1. Remove what must go or change type, children before their parents.
     for op in ops.iter().rev() {
         let path = abs(&op.path);
+        // Under a symlinked or missing directory the path is not in the tree: never
+        // follow a link out of it.
+        if ancestors(root, &op.path)? != Ancestors::Real {
+            continue;
+        }
         let Ok(current) = fs::symlink_metadata(&path) else {
             continue;
         };
@@ -79,6 +85,13 @@ pub fn apply(root: &Path, objects: &Objects, ops: &[Op]) -> Result<Report> {
     for op in &ops {
         let Some(to) = &op.to else { continue };
         let path = abs(&op.path);
+        if ancestors(root, &op.path)? == Ancestors::Blocked {
+            report.failed.push((
+                path.display().to_string(),
+                "a directory above it is now a file or a symlink".into(),
+            ));
+            continue;
+        }
         let done = match to.kind {
             Kind::Dir => ensure_dir(&path),
             Kind::File => match &to.content {
@@ -103,6 +116,11 @@ pub fn apply(root: &Path, objects: &Objects, ops: &[Op]) -> Result<Report> {
     for op in ops.iter().rev() {
         if let Some(to) = op.to.as_ref().filter(|t| t.kind == Kind::Dir) {
             let path = abs(&op.path);
+            if ancestors(root, &op.path)? != Ancestors::Real
+                || fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir())
+            {
+                continue;
+            }
             if let Err(e) = fs::set_permissions(&path, fs::Permissions::from_mode(to.mode)) {
                 report
                     .failed

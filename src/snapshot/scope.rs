@@ -162,8 +162,12 @@ impl Scope {
         Ok(found)
     }
 
-    /// One path, directly; `None` if it does not exist.
+    /// One path, directly; `None` if it does not exist in the tree — including when a
+    /// directory above it is now a symlink or a file, which lstat would follow out.
     pub fn stat(&self, rel: &[u8]) -> Result<Option<Seen>> {
+        if ancestors(&self.root, rel)? != Ancestors::Real {
+            return Ok(None);
+        }
         match fs::symlink_metadata(self.abs(rel)) {
             Ok(m) => Ok(Seen::of(rel.to_vec(), &m)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -171,4 +175,31 @@ impl Scope {
             Err(e) => Err(e).with_context(|| format!("cannot read {}", self.abs(rel).display())),
         }
     }
+}
+
+/// What stands above a path inside a tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ancestors {
+    /// Every directory above it is a real directory.
+    Real,
+    /// One is missing (and can be created).
+    Missing,
+    /// One is a symlink or not a directory: the path is not in the tree.
+    Blocked,
+}
+
+/// Looks at each directory above `rel` without following symlinks.
+pub fn ancestors(root: &std::path::Path, rel: &[u8]) -> Result<Ancestors> {
+    let parts: Vec<&[u8]> = rel.split(|b| *b == b'/').collect();
+    let mut path = root.to_path_buf();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        path.push(std::ffi::OsStr::from_bytes(part));
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Ok(Ancestors::Blocked),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ancestors::Missing),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+    Ok(Ancestors::Real)
 }
