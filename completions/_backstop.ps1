@@ -47,6 +47,8 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $XDG_STATE_HOME/backstop]')
             [CompletionResult]::new('--no-wait', '--no-wait', [CompletionResultType]::ParameterName, 'Fail at once if another backstop holds the tree, instead of waiting')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Approve every step that asks (`approve: true`) without asking')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Approve every step that asks (`approve: true`) without asking')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

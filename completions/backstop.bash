@@ -566,7 +566,7 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__run)
-            opts="-p -q -h --policy --no-wait --color --quiet --store --help"
+            opts="-p -y -q -h --policy --no-wait --yes --color --quiet --store --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -43,6 +43,8 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
             cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
             cand --no-wait 'Fail at once if another backstop holds the tree, instead of waiting'
+            cand -y 'Approve every step that asks (`approve: true`) without asking'
+            cand --yes 'Approve every step that asks (`approve: true`) without asking'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
             cand -h 'Print help'

@@ -47,6 +47,7 @@ always\t''
 never\t''"
 complete -c backstop -n "__fish_backstop_using_subcommand run" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand run" -l no-wait -d 'Fail at once if another backstop holds the tree, instead of waiting'
+complete -c backstop -n "__fish_backstop_using_subcommand run" -s y -l yes -d 'Approve every step that asks (`approve: true`) without asking'
 complete -c backstop -n "__fish_backstop_using_subcommand run" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand run" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand undo" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''

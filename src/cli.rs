@@ -98,7 +98,10 @@ struct RunArgs {
     /// Fail at once if another backstop holds the tree, instead of waiting.
     #[arg(long)]
     no_wait: bool,
-    /// The command and its arguments.
+    /// Approve every step that asks (`approve: true`) without asking.
+    #[arg(short, long)]
+    yes: bool,
+    /// The command and its arguments; leave it out to run the policy's `steps`.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
@@ -155,6 +158,7 @@ impl Cli {
                 policy: r.policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
                 command: r.command,
                 no_wait: r.no_wait,
+                yes: r.yes,
             },
             Sub::Undo(h) => Command::Undo {
                 targets: h.targets,

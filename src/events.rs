@@ -109,10 +109,18 @@ pub enum Event {
     /// The tree was rolled back to the snapshot before the run.
     RolledBack {
         paths: usize,
+        /// What the tree is as it was before: `the run`, `step \`verify\``.
+        before: String,
         /// Directories kept because they hold files outside the scope.
         kept: Vec<String>,
         /// Paths that could not be put back, and why.
         failed: Vec<(String, String)>,
+    },
+    /// A step of a task begins.
+    StepStarted {
+        index: usize,
+        steps: usize,
+        name: String,
     },
     Warning(String),
     Finished(RunSummary),

@@ -31,9 +31,18 @@ pub struct RunRecord {
     #[serde(default)]
     pub warnings: Vec<String>,
     pub outcome: Option<RunSummary>,
+    /// The steps of a task, as far as it went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepInfo>,
     /// What the run did to the tree, when it was snapshotted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotInfo>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepInfo {
+    pub name: String,
+    pub outcome: Option<RunSummary>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -66,6 +75,16 @@ pub struct Restore {
     pub action: String,
     pub paths: usize,
     pub reason: String,
+}
+
+impl TreeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TreeState::Applied => "applied",
+            TreeState::RolledBack => "rolled-back",
+            TreeState::Undone => "undone",
+        }
+    }
 }
 
 /// Where the tree stands with respect to a run's changes.
@@ -142,6 +161,13 @@ impl<'a> RecordWriter<'a> {
         })
     }
 
+    /// Marks the run finished: every step is done and the tree is settled.
+    pub fn finish(&mut self) {
+        self.record.status = Status::Finished;
+        self.record.finished_at = Some(SystemTime::now());
+        self.save();
+    }
+
     fn save(&mut self) {
         if self.error.is_none()
             && let Err(e) = self.store.write(&self.record)
@@ -174,10 +200,17 @@ impl EventSink for RecordWriter<'_> {
                 }
                 self.save();
             }
+            Event::StepStarted { name, .. } => {
+                self.record.steps.push(StepInfo {
+                    name: name.clone(),
+                    outcome: None,
+                });
+            }
             Event::Finished(summary) => {
+                if let Some(step) = self.record.steps.last_mut() {
+                    step.outcome = Some(summary.clone());
+                }
                 self.record.outcome = Some(summary.clone());
-                self.record.status = Status::Finished;
-                self.record.finished_at = Some(SystemTime::now());
                 self.save();
             }
             _ => {}

@@ -204,11 +204,12 @@ impl EventSink for Reporter {
             }
             Event::RolledBack {
                 paths,
+                before,
                 kept,
                 failed,
             } => {
                 let text =
-                    format!("rolled back {paths} change(s): the tree is as it was before the run");
+                    format!("rolled back {paths} change(s): the tree is as it was before {before}");
                 self.line(&style(text).cyan().for_stderr().to_string());
                 for dir in kept {
                     self.line(&format!(
@@ -221,6 +222,11 @@ impl EventSink for Reporter {
                         style("warning:").yellow().bold().for_stderr()
                     ));
                 }
+            }
+            Event::StepStarted { index, steps, name } => {
+                self.clear_spinner();
+                let text = format!("step {}/{steps}: {name}", index + 1);
+                self.line(&style(text).bold().for_stderr().to_string());
             }
             Event::Warning(w) => {
                 let text = format!("{} {w}", style("warning:").yellow().bold().for_stderr());

@@ -53,8 +53,12 @@ pub fn scope_of(info: &SnapshotInfo, store_dir: &Path) -> Scope {
 /// A run's tree: what it was before, and the means to put it back.
 pub struct RunTree<'a> {
     pub tree: Tree<'a>,
+    /// The checkpoint attempts and a failed step go back to.
     pub before: Manifest,
     pub before_id: String,
+    /// The tree before the whole run (before its first step).
+    pub start: Manifest,
+    pub start_id: String,
     pub run_id: String,
 }
 
@@ -78,6 +82,8 @@ impl<'a> RunTree<'a> {
         };
         let run_tree = RunTree {
             before_id: hex(&taken.id),
+            start_id: hex(&taken.id),
+            start: taken.manifest.clone(),
             before: taken.manifest,
             tree,
             run_id: run_id.into(),
@@ -102,6 +108,32 @@ impl<'a> RunTree<'a> {
         let paths: Vec<Vec<u8>> = changes.iter().map(|c| c.path.clone()).collect();
         let journal = Journal::new(&self.run_id, action, &self.before_id, &paths, then);
         self.tree.put_back(&journal, &self.before, reason)
+    }
+
+    /// The change set of the whole run: the tree now against its start.
+    pub fn changes_since_start(&self) -> Result<(String, Vec<Change>)> {
+        let after = self.tree.snapshot_after(&self.start, &self.start_id)?;
+        Ok((hex(&after.id), diff(&self.start, &after.manifest)))
+    }
+
+    /// A new checkpoint: the tree as it is now (before the next step).
+    pub fn checkpoint(&mut self) -> Result<()> {
+        let taken = self.tree.snapshot_after(&self.before, &self.before_id)?;
+        self.before_id = hex(&taken.id);
+        self.before = taken.manifest;
+        Ok(())
+    }
+
+    /// Puts every changed path back to the start of the run.
+    pub fn put_back_to_start(
+        &self,
+        changes: &[Change],
+        then: Option<TreeState>,
+        reason: &str,
+    ) -> Result<Report> {
+        let paths: Vec<Vec<u8>> = changes.iter().map(|c| c.path.clone()).collect();
+        let journal = Journal::new(&self.run_id, "rollback", &self.start_id, &paths, then);
+        self.tree.put_back(&journal, &self.start, reason)
     }
 }
 

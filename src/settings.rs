@@ -25,6 +25,7 @@ pub enum Command {
         policy: PolicyChoice,
         command: Vec<String>,
         no_wait: bool,
+        yes: bool,
     },
     Undo {
         /// A run id (or prefix) first, maybe, then paths.

@@ -19,7 +19,8 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
             policy,
             command,
             no_wait,
-        } => super::run::run(&settings, policy, command, wait(*no_wait)),
+            yes,
+        } => super::run::run(&settings, policy, command, wait(*no_wait), *yes),
         Command::Undo {
             targets,
             dry_run,

@@ -1,16 +1,18 @@
-//! `backstop run`: a command under the policy, its tree snapshotted, its run recorded.
+//! `backstop run`: a command (or a policy's steps) under the policy, its tree
+//! snapshotted, its run recorded.
 
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal, Write};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
+use crate::attempt::command_line;
 use crate::engine::{Engine, Interrupt};
 use crate::error::UserError;
-use crate::events::{Event, EventSink, Fanout, Outcome};
-use crate::policy::{self, PolicyChoice, RollbackOn};
+use crate::events::{Event, EventSink, Fanout, Outcome, RunSummary};
+use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::ProcessRunner;
 use crate::record::{PolicyRef, RecordWriter, RunRecord, Status, TreeState};
 use crate::reporter::{Mode, Reporter};
@@ -20,19 +22,30 @@ use crate::snapshot::lock::Wait;
 use crate::snapshot::tree::Tree;
 use crate::store::{Store, new_run_id, tree_root};
 
+/// One thing to run: the command, or a step of the policy's task.
+struct Step {
+    name: String,
+    argv: Vec<String>,
+    approve: bool,
+}
+
 pub fn run(
     settings: &Settings,
     choice: &PolicyChoice,
     command: &[String],
     wait: Wait,
+    yes: bool,
 ) -> Result<u8> {
-    if command.is_empty() {
-        return Err(UserError::Usage(
-            "nothing to run: give a command, as in `backstop run -- ./flaky.sh`".into(),
-        )
+    let policy = policy::choose(choice)?;
+    let steps = steps_to_run(&policy, command)?;
+    let terminal = std::io::stdin().is_terminal();
+    if let Some(step) = steps.iter().find(|s| s.approve && !yes && !terminal) {
+        return Err(UserError::Usage(format!(
+            "step `{}` asks for approval: run on a terminal to answer, or pass --yes",
+            step.name
+        ))
         .into());
     }
-    let policy = policy::choose(choice)?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let root = tree_root(&cwd);
     let store = Store::locate(settings.store.clone())?;
@@ -71,7 +84,11 @@ pub fn run(
         pid: std::process::id(),
         root: root.clone(),
         cwd,
-        command: command.to_vec(),
+        command: if command.is_empty() {
+            steps.iter().map(|s| format!("step:{}", s.name)).collect()
+        } else {
+            command.to_vec()
+        },
         policy: PolicyRef {
             source: policy.source.clone(),
             digest: policy.digest.clone(),
@@ -79,6 +96,7 @@ pub fn run(
         attempts: Vec::new(),
         warnings: Vec::new(),
         outcome: None,
+        steps: Vec::new(),
         snapshot: Some(snapshot),
     };
     let mut writer = RecordWriter::start(&tree_store, record)
@@ -88,23 +106,82 @@ pub fn run(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let summary = runtime.block_on(async {
-        let interrupt = forward_signals()?;
-        let runner = ProcessRunner::new(interrupt.clone());
-        let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
-        let engine = Engine::new(&policy, runner, &mut sinks, interrupt, id.clone())
-            .with_checkpoint(&mut run_tree);
-        anyhow::Ok(engine.run(command).await)
-    })?;
+    let interrupt = runtime.block_on(async { forward_signals() })?;
+    let mut last: Option<RunSummary> = None;
+    let mut last_step_name = String::new();
+    let mut failed_step = false;
+    for (i, step) in steps.iter().enumerate() {
+        last_step_name.clone_from(&step.name);
+        if command.is_empty() {
+            if i > 0 {
+                run_tree
+                    .checkpoint()
+                    .context("cannot take the checkpoint before the step")?;
+            }
+            Fanout(vec![&mut reporter, &mut writer]).event(&Event::StepStarted {
+                index: i,
+                steps: steps.len(),
+                name: step.name.clone(),
+            });
+            if step.approve && !yes && !ask(&step.name, &step.argv)? {
+                reporter.event(&Event::Warning(format!(
+                    "step `{}` was not approved; stopping",
+                    step.name
+                )));
+                failed_step = true;
+                break;
+            }
+        }
+        let summary = runtime.block_on(async {
+            let runner = ProcessRunner::new(interrupt.clone());
+            let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
+            Engine::new(&policy, runner, &mut sinks, interrupt.clone(), id.clone())
+                .with_checkpoint(&mut run_tree)
+                .run(&step.argv)
+                .await
+        });
+        let stop = summary.outcome != Outcome::Succeeded;
+        last = Some(summary);
+        if stop {
+            failed_step = true;
+            break;
+        }
+    }
     if let Some(err) = writer.error.take() {
         reporter.event(&Event::Warning(format!(
             "the run record is incomplete: {err:#}"
         )));
     }
 
-    // The change set, and the rollback of a run that did not succeed.
+    writer.finish();
+
+    // A failed step of a task goes back to its checkpoint (`rollback.to: step`);
+    // anything else that failed goes back to the start.
+    let roll_back = failed_step && policy.rollback.on == RollbackOn::Failure;
+    let reason = format!(
+        "the run ended {}",
+        last.as_ref()
+            .map_or("unapproved".to_string(), |s| format!("{:?}", s.outcome)
+                .to_lowercase())
+    );
+    let step_only = command.is_empty() && policy.rollback.to == RollbackTo::Step && steps.len() > 1;
+    if roll_back && step_only {
+        let (_, step_changes) = run_tree.changes()?;
+        if !step_changes.is_empty() {
+            let report = run_tree
+                .put_back(&step_changes, "rollback", Some(TreeState::Applied), &reason)
+                .context("cannot roll the failed step back")?;
+            let before = format!("step `{}`", last_step_name);
+            reporter.event(&Event::RolledBack {
+                paths: step_changes.len(),
+                before,
+                kept: report.kept,
+                failed: report.failed,
+            });
+        }
+    }
     let (after, changes) = run_tree
-        .changes()
+        .changes_since_start()
         .context("cannot take the snapshot after the run")?;
     let infos = change_infos(&changes);
     tree_store.update(&id, |r| {
@@ -113,22 +190,54 @@ pub fn run(
             s.changes = infos;
         }
     })?;
-    let failed = summary.outcome != Outcome::Succeeded;
-    if failed && policy.rollback.on == RollbackOn::Failure && !changes.is_empty() {
-        let reason = format!(
-            "the run ended {}",
-            format!("{:?}", summary.outcome).to_lowercase()
-        );
+    if roll_back && !step_only && !changes.is_empty() {
         let report = run_tree
-            .put_back(&changes, "rollback", Some(TreeState::RolledBack), &reason)
+            .put_back_to_start(&changes, Some(TreeState::RolledBack), &reason)
             .context("cannot roll the tree back")?;
         reporter.event(&Event::RolledBack {
             paths: changes.len(),
+            before: "the run".into(),
             kept: report.kept,
             failed: report.failed,
         });
     }
-    Ok(summary.exit_code)
+    Ok(last.map_or(1, |s| s.exit_code))
+}
+
+/// The command as one step, or the policy's steps.
+fn steps_to_run(policy: &Policy, command: &[String]) -> Result<Vec<Step>> {
+    match (command.is_empty(), policy.steps.is_empty()) {
+        (false, true) => Ok(vec![Step { name: command_line(command), argv: command.to_vec(), approve: false }]),
+        (true, false) => Ok(policy
+            .steps
+            .iter()
+            .map(|s| Step { name: s.name.clone(), argv: s.run.0.clone(), approve: s.approve })
+            .collect()),
+        (true, true) => Err(UserError::Usage(
+            "nothing to run: give a command, as in `backstop run -- ./flaky.sh`, or a policy with `steps:`".into(),
+        )
+        .into()),
+        (false, false) => Err(UserError::Usage(format!(
+            "{} defines steps: run it without a command (`backstop run -p {}`)",
+            policy.source, policy.source
+        ))
+        .into()),
+    }
+}
+
+/// Asks on the terminal whether to run a step.
+fn ask(name: &str, argv: &[String]) -> Result<bool> {
+    eprint!(
+        "backstop: run step `{name}` ({})? [y/N] ",
+        command_line(argv)
+    );
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
 }
 
 /// SIGINT, SIGTERM and SIGHUP no longer end backstop: they reach the engine, which

@@ -65,7 +65,7 @@ pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
         }
     }
     if let Some(snap) = &r.snapshot {
-        let state = format!("{:?}", snap.state).to_lowercase();
+        let state = snap.state.as_str();
         writeln!(
             out,
             "\nfiles    {} change(s) under {} ({state})",

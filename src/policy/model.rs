@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use super::raw::{BackoffKind, BetweenAttempts, Ignored, Jitter, RollbackOn};
+pub use super::raw::{BackoffKind, BetweenAttempts, Ignored, Jitter, RollbackOn, RollbackTo};
 use super::values::{Argv, CodeSet, Dur, Pattern, Size};
 
 #[derive(Clone, Debug, Serialize)]
@@ -20,6 +20,15 @@ pub struct Policy {
     pub timeout: Timeouts,
     pub fallback: Fallback,
     pub rollback: Rollback,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub run: Argv,
+    pub approve: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -29,6 +38,7 @@ pub struct Rollback {
     pub between_attempts: BetweenAttempts,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validate: Option<Argv>,
+    pub to: RollbackTo,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

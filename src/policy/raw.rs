@@ -54,6 +54,28 @@ pub struct RawPolicy {
     pub fallback: Option<RawFallback>,
     /// Snapshots and automatic rollback of the files a run touches (layer 3).
     pub rollback: Option<RawRollback>,
+    /// A task of several steps, run in order with a checkpoint before each
+    /// (`backstop run -p TASK.yaml`, no command).
+    pub steps: Option<Vec<RawStep>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub name: String,
+    #[schemars(with = "schema::Command")]
+    pub run: Argv,
+    /// Ask on the terminal before the step runs (`--yes` answers for a script).
+    pub approve: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RollbackTo {
+    /// A failed step is put back to the checkpoint before it.
+    Step,
+    /// A failed step puts the whole task back to before its first step.
+    Start,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
@@ -92,6 +114,8 @@ pub struct RawRollback {
     /// Run after a success; if it fails, the attempt counts as failed.
     #[schemars(with = "Option<schema::Command>")]
     pub validate: Option<Argv>,
+    /// For `steps`: where a failed step rolls back to.
+    pub to: Option<RollbackTo>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

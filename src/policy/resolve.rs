@@ -87,7 +87,25 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         },
         between_attempts: r.between_attempts.unwrap_or(BetweenAttempts::Keep),
         validate: r.validate,
+        to: r.to.unwrap_or(RollbackTo::Step),
     };
+    let mut steps = Vec::new();
+    for (i, step) in raw.steps.unwrap_or_default().into_iter().enumerate() {
+        if step.name.trim().is_empty() {
+            return Err(invalid(format!("steps[{i}].name"), "a step needs a name"));
+        }
+        if steps.iter().any(|s: &Step| s.name == step.name) {
+            return Err(invalid(
+                format!("steps[{i}].name"),
+                format!("two steps are named `{}`", step.name),
+            ));
+        }
+        steps.push(Step {
+            name: step.name,
+            run: step.run,
+            approve: step.approve.unwrap_or(false),
+        });
+    }
 
     Ok(Policy {
         source,
@@ -97,6 +115,7 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         timeout,
         fallback: Fallback { critical, chain },
         rollback,
+        steps,
     })
 }
 

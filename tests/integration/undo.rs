@@ -928,3 +928,74 @@ fn gc_keeps_what_the_kept_runs_need() {
     sb.ok(&["-q", "redo"]);
     assert_eq!(fs::read_to_string(root.join("f3")).unwrap(), "3\n");
 }
+
+// ---------------------------------------------------------------- steps
+
+const TASK: &str = r#"version: 1
+retry: { max_attempts: 1 }
+rollback: { to: TO }
+steps:
+  - { name: one, run: "echo 1 > state; echo one > one.txt" }
+  - { name: two, run: "echo 2 > state; echo two > two.txt", approve: true }
+  - { name: three, run: "echo 3 > state; echo three > three.txt; exit 4" }
+"#;
+
+#[test]
+fn a_step_that_asks_for_approval_needs_a_terminal_or_yes() {
+    let sb = Sandbox::new();
+    let policy = sb.policy(&TASK.replace("TO", "step"));
+    let out = sb.run(&["run", "-p", &policy]);
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("step `two` asks for approval"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!sb.root().join("one.txt").exists(), "nothing ran");
+}
+
+#[test]
+fn a_failed_step_goes_back_to_its_checkpoint_and_earlier_steps_stand() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::write(root.join("state"), "0\n").unwrap();
+    let policy = sb.policy(&TASK.replace("TO", "step"));
+    let out = sb.run(&["run", "-p", &policy, "--yes"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("before step `three`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_to_string(root.join("state")).unwrap(), "2\n");
+    assert!(root.join("one.txt").exists() && root.join("two.txt").exists());
+    assert!(!root.join("three.txt").exists());
+    let runs: serde_json::Value =
+        serde_json::from_slice(&sb.ok(&["runs", "--json"]).stdout).unwrap();
+    let id = runs[0]["id"].as_str().unwrap();
+    let rec: serde_json::Value =
+        serde_json::from_slice(&sb.ok(&["show", id, "--json"]).stdout).unwrap();
+    let names: Vec<&str> = rec["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["one", "two", "three"]);
+    // The steps that stood can be undone as one run.
+    sb.ok(&["-q", "undo"]);
+    assert_eq!(fs::read_to_string(root.join("state")).unwrap(), "0\n");
+    assert!(!root.join("one.txt").exists());
+}
+
+#[test]
+fn rollback_to_start_undoes_the_whole_task() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::write(root.join("state"), "0\n").unwrap();
+    let before = oracle(&root);
+    let policy = sb.policy(&TASK.replace("TO", "start"));
+    let out = sb.run(&["run", "-p", &policy, "--yes"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert_eq!(oracle(&root), before);
+}
