@@ -30,6 +30,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run a command under the policy')
+            [CompletionResult]::new('call', 'call', [CompletionResultType]::ParameterValue, 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Revert a run''s file changes (default: the latest run)')
             [CompletionResult]::new('redo', 'redo', [CompletionResultType]::ParameterValue, 'Re-apply what undo reverted (or what a failed run''s rollback put back)')
             [CompletionResult]::new('snapshot', 'snapshot', [CompletionResultType]::ParameterValue, 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)')
@@ -49,6 +50,22 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('--no-wait', '--no-wait', [CompletionResultType]::ParameterName, 'Fail at once if another backstop holds the tree, instead of waiting')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Approve every step that asks (`approve: true`) without asking')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Approve every step that asks (`approve: true`) without asking')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'backstop;call' {
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'The policy file with `providers:` and `models:` [default: ./backstop.yaml]')
+            [CompletionResult]::new('--policy', '--policy', [CompletionResultType]::ParameterName, 'The policy file with `providers:` and `models:` [default: ./backstop.yaml]')
+            [CompletionResult]::new('-m', '-m', [CompletionResultType]::ParameterName, 'The model, by its name under `models` [default: the policy''s `model`]')
+            [CompletionResult]::new('--model', '--model', [CompletionResultType]::ParameterName, 'The model, by its name under `models` [default: the policy''s `model`]')
+            [CompletionResult]::new('--system', '--system', [CompletionResultType]::ParameterName, 'A system prompt')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $XDG_STATE_HOME/backstop]')
+            [CompletionResult]::new('--stream', '--stream', [CompletionResultType]::ParameterName, 'Print the answer as it streams in (and say on stderr when an attempt is cut off)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the text, the model that answered, attempts, tokens and cost as JSON')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -197,6 +214,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
         }
         'backstop;help' {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run a command under the policy')
+            [CompletionResult]::new('call', 'call', [CompletionResultType]::ParameterValue, 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Revert a run''s file changes (default: the latest run)')
             [CompletionResult]::new('redo', 'redo', [CompletionResultType]::ParameterValue, 'Re-apply what undo reverted (or what a failed run''s rollback put back)')
             [CompletionResult]::new('snapshot', 'snapshot', [CompletionResultType]::ParameterValue, 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)')
@@ -209,6 +227,9 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             break
         }
         'backstop;help;run' {
+            break
+        }
+        'backstop;help;call' {
             break
         }
         'backstop;help;undo' {

@@ -16,6 +16,9 @@ _backstop() {
             ",$1")
                 cmd="backstop"
                 ;;
+            backstop,call)
+                cmd="backstop__subcmd__call"
+                ;;
             backstop,completions)
                 cmd="backstop__subcmd__completions"
                 ;;
@@ -45,6 +48,9 @@ _backstop() {
                 ;;
             backstop,undo)
                 cmd="backstop__subcmd__undo"
+                ;;
+            backstop__subcmd__help,call)
+                cmd="backstop__subcmd__help__subcmd__call"
                 ;;
             backstop__subcmd__help,completions)
                 cmd="backstop__subcmd__help__subcmd__completions"
@@ -116,12 +122,54 @@ _backstop() {
 
     case "${cmd}" in
         backstop)
-            opts="-q -h -V --color --quiet --store --help --version run undo redo snapshot gc runs show policy completions help"
+            opts="-q -h -V --color --quiet --store --help --version run call undo redo snapshot gc runs show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__call)
+            opts="-p -m -q -h --policy --model --system --stream --json --color --quiet --store --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --model)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --system)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -190,8 +238,22 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__help)
-            opts="run undo redo snapshot gc runs show policy completions help"
+            opts="run call undo redo snapshot gc runs show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__help__subcmd__call)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -27,6 +27,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand run 'Run a command under the policy'
+            cand call 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin'
             cand undo 'Revert a run''s file changes (default: the latest run)'
             cand redo 'Re-apply what undo reverted (or what a failed run''s rollback put back)'
             cand snapshot 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)'
@@ -45,6 +46,21 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand --no-wait 'Fail at once if another backstop holds the tree, instead of waiting'
             cand -y 'Approve every step that asks (`approve: true`) without asking'
             cand --yes 'Approve every step that asks (`approve: true`) without asking'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;call'= {
+            cand -p 'The policy file with `providers:` and `models:` [default: ./backstop.yaml]'
+            cand --policy 'The policy file with `providers:` and `models:` [default: ./backstop.yaml]'
+            cand -m 'The model, by its name under `models` [default: the policy''s `model`]'
+            cand --model 'The model, by its name under `models` [default: the policy''s `model`]'
+            cand --system 'A system prompt'
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --stream 'Print the answer as it streams in (and say on stderr when an attempt is cut off)'
+            cand --json 'Print the text, the model that answered, attempts, tokens and cost as JSON'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
             cand -h 'Print help'
@@ -176,6 +192,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
         }
         &'backstop;help'= {
             cand run 'Run a command under the policy'
+            cand call 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin'
             cand undo 'Revert a run''s file changes (default: the latest run)'
             cand redo 'Re-apply what undo reverted (or what a failed run''s rollback put back)'
             cand snapshot 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)'
@@ -187,6 +204,8 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'backstop;help;run'= {
+        }
+        &'backstop;help;call'= {
         }
         &'backstop;help;undo'= {
         }

@@ -32,6 +32,7 @@ complete -c backstop -n "__fish_backstop_needs_command" -s q -l quiet -d 'Print 
 complete -c backstop -n "__fish_backstop_needs_command" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_needs_command" -s V -l version -d 'Print version'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "run" -d 'Run a command under the policy'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "call" -d 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "undo" -d 'Revert a run\'s file changes (default: the latest run)'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "redo" -d 'Re-apply what undo reverted (or what a failed run\'s rollback put back)'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "snapshot" -d 'Take a snapshot of the policy\'s scope now, and say what it cost (primes the stat cache)'
@@ -50,6 +51,17 @@ complete -c backstop -n "__fish_backstop_using_subcommand run" -l no-wait -d 'Fa
 complete -c backstop -n "__fish_backstop_using_subcommand run" -s y -l yes -d 'Approve every step that asks (`approve: true`) without asking'
 complete -c backstop -n "__fish_backstop_using_subcommand run" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand run" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand call" -s p -l policy -d 'The policy file with `providers:` and `models:` [default: ./backstop.yaml]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand call" -s m -l model -d 'The model, by its name under `models` [default: the policy\'s `model`]' -r
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l system -d 'A system prompt' -r
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l stream -d 'Print the answer as it streams in (and say on stderr when an attempt is cut off)'
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l json -d 'Print the text, the model that answered, attempts, tokens and cost as JSON'
+complete -c backstop -n "__fish_backstop_using_subcommand call" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand call" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand undo" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -140,16 +152,17 @@ never\t''"
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "run" -d 'Run a command under the policy'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "undo" -d 'Revert a run\'s file changes (default: the latest run)'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "redo" -d 'Re-apply what undo reverted (or what a failed run\'s rollback put back)'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "snapshot" -d 'Take a snapshot of the policy\'s scope now, and say what it cost (primes the stat cache)'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "gc" -d 'Drop old runs and the snapshot contents no run needs any more'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "runs" -d 'List the runs recorded for this directory tree, newest first'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "policy" -d 'Check, explain or describe policy files'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run undo redo snapshot gc runs show policy completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc runs show policy completions help" -f -a "run" -d 'Run a command under the policy'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc runs show policy completions help" -f -a "call" -d 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc runs show policy completions help" -f -a "undo" -d 'Revert a run\'s file changes (default: the latest run)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc runs show policy completions help" -f -a "redo" -d 'Re-apply what undo reverted (or what a failed run\'s rollback put back)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc runs show policy completions help" -f -a "snapshot" -d 'Take a snapshot of the policy\'s scope now, and say what it cost (primes the stat cache)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc runs show policy completions help" -f -a "gc" -d 'Drop old runs and the snapshot contents no run needs any more'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc runs show policy completions help" -f -a "runs" -d 'List the runs recorded for this directory tree, newest first'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc runs show policy completions help" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc runs show policy completions help" -f -a "policy" -d 'Check, explain or describe policy files'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc runs show policy completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc runs show policy completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "check" -d 'Validate a policy and print it resolved, with every default filled in'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "explain" -d 'Print the schedule a policy produces: attempts, delays, worst-case time'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "schema" -d 'Print the JSON Schema of the policy format, for editors'

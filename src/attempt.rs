@@ -26,6 +26,61 @@ pub struct AttemptSpec<'a> {
     /// Patterns to look for in the attempt's output.
     pub scanner: &'a Scanner,
     pub stdin: StdinFrom,
+    /// Set for a model call (then `argv` is empty).
+    pub call: Option<&'a CallWork<'a>>,
+}
+
+/// What a model call attempt needs.
+#[derive(Debug)]
+pub struct CallWork<'a> {
+    pub model: &'a crate::policy::Model,
+    pub provider: &'a crate::policy::Provider,
+    pub prompt: Prompt,
+    /// The same for every retry of one logical call.
+    pub idempotency_key: String,
+    pub first_token: Option<Duration>,
+    pub stall: Option<Duration>,
+}
+
+/// The prompt of a model call.
+#[derive(Clone, Debug, Default)]
+pub struct Prompt {
+    pub system: Option<String>,
+    pub user: String,
+}
+
+/// What a model call attempt learned, for the classifier, the budget and the record.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CallReport {
+    /// The policy's name for the model.
+    pub model: String,
+    pub provider: String,
+    pub status: Option<u16>,
+    /// The wait the server asked for, and the header that said so.
+    pub retry_after_ms: Option<u64>,
+    pub retry_after_rule: Option<String>,
+    /// `x-should-retry`, when the server sent it.
+    pub should_retry: Option<bool>,
+    pub error: Option<CallError>,
+    pub message: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: Option<f64>,
+    /// The answer (never recorded).
+    #[serde(skip)]
+    pub text: Option<String>,
+}
+
+/// Failures of a call that are their own class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallError {
+    /// The prompt is too long for the model: a larger one may take it.
+    ContextLength,
+    /// The provider refused on content policy.
+    ContentPolicy,
+    /// The key was missing or refused.
+    Auth,
 }
 
 /// Where an attempt's standard input comes from.
@@ -62,11 +117,25 @@ pub enum End {
         code: u8,
         message: String,
     },
+    /// A model call was answered.
+    Answered,
+    /// A model call got an HTTP error status.
+    Status {
+        status: u16,
+    },
+    /// A model call could not connect, or the connection broke.
+    Network {
+        message: String,
+    },
+    /// A streamed answer stalled, broke off or carried a malformed chunk.
+    Stream {
+        message: String,
+    },
 }
 
 impl End {
     pub fn success(&self) -> bool {
-        matches!(self, End::Exited { code: 0 })
+        matches!(self, End::Exited { code: 0 } | End::Answered)
     }
 
     /// The exit code backstop ends with when this is the final failure.
@@ -78,6 +147,8 @@ impl End {
             }
             End::TimedOut { .. } => exit_code::TIMEOUT,
             End::SpawnFailed { code, .. } => *code,
+            End::Answered => 0,
+            End::Status { .. } | End::Network { .. } | End::Stream { .. } => 1,
         }
     }
 
@@ -97,6 +168,10 @@ impl End {
             ),
             End::Interrupted { signal } => format!("interrupted by {}", signal_name(*signal)),
             End::SpawnFailed { message, .. } => message.clone(),
+            End::Answered => "answered".into(),
+            End::Status { status } => format!("HTTP {status}"),
+            End::Network { message } => format!("network error: {message}"),
+            End::Stream { message } => format!("stream: {message}"),
         }
     }
 }
@@ -137,6 +212,8 @@ pub struct AttemptOutcome {
     /// Set when no further attempt may be made whatever the policy says, and why
     /// (stdin too large to replay).
     pub no_retry: Option<String>,
+    /// For a model call: what it learned.
+    pub call: Option<CallReport>,
 }
 
 /// Runs attempts. The real one spawns processes; a test can script outcomes.

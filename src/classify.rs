@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::attempt::{End, signal_name};
+use crate::attempt::{CallError, CallReport, End, signal_name};
 use crate::policy::{Critical, RetryPolicy};
 use crate::scan::Scanner;
 
@@ -22,6 +22,18 @@ pub enum FailureClass {
     Interrupted,
     /// The command succeeded but `rollback.validate` failed.
     Validation,
+    /// A model call got an HTTP error status.
+    Status,
+    /// A model call could not connect, or its connection broke.
+    Network,
+    /// A streamed answer stalled, broke off or was malformed.
+    Stream,
+    /// The prompt is too long for the model: the next link may have a larger one.
+    ContextLength,
+    /// The provider refused on content policy.
+    ContentPolicy,
+    /// The API key was missing or refused.
+    Auth,
 }
 
 impl FailureClass {
@@ -35,6 +47,12 @@ impl FailureClass {
             FailureClass::NotExecutable => "not-executable",
             FailureClass::Interrupted => "interrupted",
             FailureClass::Validation => "validation",
+            FailureClass::Status => "status",
+            FailureClass::Network => "network",
+            FailureClass::Stream => "stream",
+            FailureClass::ContextLength => "context-length",
+            FailureClass::ContentPolicy => "content-policy",
+            FailureClass::Auth => "auth",
         }
     }
 }
@@ -117,6 +135,9 @@ pub fn classify(
         End::Interrupted { .. } => FailureClass::Interrupted,
         End::SpawnFailed { code: 127, .. } => FailureClass::NotFound,
         End::SpawnFailed { .. } => FailureClass::NotExecutable,
+        End::Answered | End::Status { .. } | End::Network { .. } | End::Stream { .. } => {
+            unreachable!("model calls are classified by classify_call")
+        }
     };
 
     // A user's interrupt ends the run, whether it reached backstop or, on a
@@ -226,6 +247,113 @@ pub fn classify(
         }
         _ => unreachable!("every other end returned above"),
     })
+}
+
+/// Decides about a model call: the status table, `x-should-retry`, and the error
+/// kinds that go straight to the next link. `None` means it was answered.
+pub fn classify_call(end: &End, call: &CallReport, retry: &RetryPolicy) -> Option<Verdict> {
+    let verdict = |class, retry, rule: String| Verdict {
+        class,
+        retry,
+        critical: false,
+        stop: false,
+        rule,
+    };
+    match end {
+        End::Answered => None,
+        End::Interrupted { signal } => Some(Verdict {
+            stop: true,
+            ..verdict(
+                FailureClass::Interrupted,
+                false,
+                format!("interrupted by {}", signal_name(*signal)),
+            )
+        }),
+        End::TimedOut { deadline: true, .. } => Some(verdict(
+            FailureClass::Deadline,
+            false,
+            "timeout.total reached".into(),
+        )),
+        End::TimedOut { .. } => Some(verdict(
+            FailureClass::Timeout,
+            retry.on.timeout,
+            format!("retry.on.timeout is {}", retry.on.timeout),
+        )),
+        End::Network { message } if call.error == Some(CallError::Auth) => Some(verdict(
+            FailureClass::Auth,
+            false,
+            format!("no API key: {message}"),
+        )),
+        End::Network { .. } => Some(verdict(
+            FailureClass::Network,
+            retry.on.network,
+            format!("retry.on.network is {}", retry.on.network),
+        )),
+        End::Stream { .. } => Some(verdict(
+            FailureClass::Stream,
+            retry.on.network,
+            format!(
+                "a broken stream is a network failure; retry.on.network is {}",
+                retry.on.network
+            ),
+        )),
+        End::Status { status } => {
+            let s = *status;
+            match call.error {
+                Some(CallError::ContextLength) => {
+                    return Some(verdict(
+                        FailureClass::ContextLength,
+                        false,
+                        format!("HTTP {s}: context length exceeded; the next link may take it"),
+                    ));
+                }
+                Some(CallError::ContentPolicy) => {
+                    return Some(verdict(
+                        FailureClass::ContentPolicy,
+                        false,
+                        format!("HTTP {s}: refused on content policy"),
+                    ));
+                }
+                _ => {}
+            }
+            let class = if matches!(s, 401 | 403) || call.error == Some(CallError::Auth) {
+                FailureClass::Auth
+            } else {
+                FailureClass::Status
+            };
+            if let Some(b) = call.should_retry {
+                return Some(verdict(
+                    class,
+                    b,
+                    format!("the server said x-should-retry: {b}"),
+                ));
+            }
+            if retry.never.status.contains(&s) {
+                return Some(verdict(
+                    class,
+                    false,
+                    format!("retry.never.status contains {s}"),
+                ));
+            }
+            if retry.on.status.contains(&s) {
+                return Some(verdict(
+                    class,
+                    true,
+                    format!("retry.on.status contains {s}"),
+                ));
+            }
+            if (500..600).contains(&s) && s != 501 {
+                return Some(verdict(class, true, format!("HTTP {s} is a server error")));
+            }
+            Some(verdict(
+                class,
+                false,
+                format!("HTTP {s} is not in retry.on.status"),
+            ))
+        }
+        // A content refusal inside a 200 comes back as an answered call with an error.
+        other => Some(verdict(FailureClass::Exit, false, other.describe())),
+    }
 }
 
 #[cfg(test)]

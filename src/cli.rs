@@ -38,6 +38,26 @@ enum ColorArg {
 enum Sub {
     /// Run a command under the policy.
     Run(RunArgs),
+    /// Call a model over HTTP under the policy; the prompt from the argument and/or stdin.
+    Call {
+        /// The policy file with `providers:` and `models:` [default: ./backstop.yaml].
+        #[arg(short, long, value_name = "POLICY")]
+        policy: Option<PathBuf>,
+        /// The model, by its name under `models` [default: the policy's `model`].
+        #[arg(short, long, value_name = "MODEL")]
+        model: Option<String>,
+        /// A system prompt.
+        #[arg(long, value_name = "TEXT")]
+        system: Option<String>,
+        /// Print the answer as it streams in (and say on stderr when an attempt is cut off).
+        #[arg(long)]
+        stream: bool,
+        /// Print the text, the model that answered, attempts, tokens and cost as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The prompt; stdin, when it is not a terminal, is appended.
+        prompt: Option<String>,
+    },
     /// Revert a run's file changes (default: the latest run).
     Undo(HistoryArgs),
     /// Re-apply what undo reverted (or what a failed run's rollback put back).
@@ -186,6 +206,21 @@ impl Cli {
             Sub::Snapshot { policy, json } => Command::Snapshot {
                 policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
                 json,
+            },
+            Sub::Call {
+                policy,
+                model,
+                system,
+                stream,
+                json,
+                prompt,
+            } => Command::Call {
+                policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
+                model,
+                system,
+                stream,
+                json,
+                prompt,
             },
             Sub::Runs { limit, json } => Command::Runs { limit, json },
             Sub::Show { run, json } => Command::Show { run, json },

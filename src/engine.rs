@@ -16,12 +16,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::attempt::{AttemptSpec, Attempter, End, StdinFrom};
+use crate::attempt::{AttemptOutcome, AttemptSpec, Attempter, CallWork, End, Prompt, StdinFrom};
 use crate::backoff::{Delay, Schedule, jitter_bounds};
-use crate::classify::{LinkPatterns, Verdict, classify};
+use crate::classify::{LinkPatterns, Verdict, classify, classify_call};
 use crate::events::{AttemptReport, Event, EventSink, Layer, Outcome, RunSummary};
 use crate::policy::values::format_duration;
-use crate::policy::{Action, DefaultAnswer, Escalate, Jitter, Policy, RetryPolicy};
+use crate::policy::{Action, CallLink, DefaultAnswer, Escalate, Jitter, Policy, RetryPolicy};
 use crate::scan::Scanner;
 
 /// A signal that asked backstop to stop, as seen by everything that waits.
@@ -38,6 +38,14 @@ pub struct Engine<'a, A: Attempter> {
     retries: u32,
     last: Option<(End, Verdict)>,
     checkpoint: Option<&'a mut dyn Checkpoint>,
+    /// The prompt of a `backstop call`; `call` links without their own use it.
+    prompt: Option<Prompt>,
+    spent_usd: f64,
+    spent_tokens: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    answer: Option<String>,
+    model_used: Option<String>,
 }
 
 /// Puts the tree back to where the run started (`rollback.between_attempts: restore`).
@@ -46,8 +54,17 @@ pub trait Checkpoint {
     fn restore(&mut self) -> anyhow::Result<usize>;
 }
 
+/// What link 0 is: the user's command, or a model call.
+#[derive(Clone, Copy, Debug)]
+pub enum Primary<'p> {
+    Command(&'p [String]),
+    /// The model's name under `models`.
+    Call(&'p str),
+}
+
 enum LinkKind<'p> {
     Run(&'p [String]),
+    Call(CallLink),
     Default(&'p DefaultAnswer),
     Escalate(&'p Escalate),
 }
@@ -95,7 +112,20 @@ impl<'a, A: Attempter> Engine<'a, A> {
             retries: 0,
             last: None,
             checkpoint: None,
+            prompt: None,
+            spent_usd: 0.0,
+            spent_tokens: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            answer: None,
+            model_used: None,
         }
+    }
+
+    /// The prompt for model calls that do not carry their own.
+    pub fn with_prompt(mut self, prompt: Prompt) -> Self {
+        self.prompt = Some(prompt);
+        self
     }
 
     /// Restores the tree through `checkpoint` before each retry and fallback link,
@@ -106,12 +136,31 @@ impl<'a, A: Attempter> Engine<'a, A> {
     }
 
     /// Runs `command` and its fallbacks to the end, and says how it went.
-    pub async fn run(mut self, command: &[String]) -> RunSummary {
+    pub async fn run(self, command: &[String]) -> RunSummary {
+        self.run_primary(Primary::Command(command)).await
+    }
+
+    /// Runs link 0 — a command or a model call — and the fallback chain after it.
+    pub async fn run_primary(mut self, primary: Primary<'_>) -> RunSummary {
         self.start = Instant::now();
         let policy = self.policy;
+        let (name, kind) = match primary {
+            Primary::Command(command) => (
+                crate::attempt::command_line(command),
+                LinkKind::Run(command),
+            ),
+            Primary::Call(model) => (
+                format!("call {model}"),
+                LinkKind::Call(CallLink {
+                    model: model.to_string(),
+                    prompt: None,
+                    system: None,
+                }),
+            ),
+        };
         let mut links = vec![ChainLink {
-            name: crate::attempt::command_line(command),
-            kind: LinkKind::Run(command),
+            name,
+            kind,
             retry: &policy.retry,
             timeout: policy.timeout.attempt.map(|d| d.0),
         }];
@@ -120,6 +169,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 name: link.name.clone(),
                 kind: match &link.action {
                     Action::Run(argv) => LinkKind::Run(&argv.0),
+                    Action::Call(call) => LinkKind::Call(call.clone()),
                     Action::Default(answer) => LinkKind::Default(answer),
                     Action::Escalate(e) => LinkKind::Escalate(e),
                 },
@@ -136,7 +186,9 @@ impl<'a, A: Attempter> Engine<'a, A> {
             let skip = match link.kind {
                 LinkKind::Escalate(_) => false,
                 _ if critical => true,
-                LinkKind::Run(_) => deadline.is_some_and(|d| Instant::now() >= d),
+                LinkKind::Run(_) | LinkKind::Call(_) => {
+                    deadline.is_some_and(|d| Instant::now() >= d)
+                }
                 LinkKind::Default(_) => false,
             };
             if skip {
@@ -151,9 +203,9 @@ impl<'a, A: Attempter> Engine<'a, A> {
                     reason: reason.clone(),
                 });
             }
-            match link.kind {
-                LinkKind::Run(argv) => {
-                    match self.run_link(i, links.len(), link, argv, deadline).await {
+            match &link.kind {
+                LinkKind::Run(_) | LinkKind::Call(_) => {
+                    match self.run_link(i, links.len(), link, deadline).await {
                         LinkEnd::Succeeded { attempt, max } => {
                             return self.finish(
                                 Outcome::Succeeded,
@@ -191,7 +243,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
                         }
                     }
                 }
-                LinkKind::Default(answer) => {
+                &LinkKind::Default(answer) => {
                     self.attempter.answer(answer);
                     let code = answer.exit_code;
                     return self.finish(
@@ -204,7 +256,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
                         Some(reason),
                     );
                 }
-                LinkKind::Escalate(esc) => {
+                &LinkKind::Escalate(esc) => {
                     let code = esc.exit_code.unwrap_or_else(|| self.final_code());
                     self.escalate(esc, &reason, critical).await;
                     return self.finish(
@@ -237,10 +289,22 @@ impl<'a, A: Attempter> Engine<'a, A> {
         index: usize,
         links: usize,
         link: &ChainLink<'_>,
-        argv: &[String],
         deadline: Option<Instant>,
     ) -> LinkEnd {
         let retry = link.retry;
+        let (argv, call): (&[String], Option<CallWork>) = match &link.kind {
+            LinkKind::Run(argv) => (argv, None),
+            LinkKind::Call(c) => match self.call_work(c) {
+                Ok(work) => (&[], Some(work)),
+                Err(reason) => {
+                    return LinkEnd::Failed {
+                        reason,
+                        critical: false,
+                    };
+                }
+            },
+            _ => unreachable!("only run and call links are attempted"),
+        };
         let critical = &self.policy.fallback.critical;
         let patterns = LinkPatterns::new(retry, critical);
         let mut schedule = Schedule::new(&retry.backoff, retry.max_attempts);
@@ -274,6 +338,14 @@ impl<'a, A: Attempter> Engine<'a, A> {
                     }
                 }
             };
+            if let Some(work) = &call
+                && let Err(reason) = self.within_budget(work)
+            {
+                return LinkEnd::Failed {
+                    reason,
+                    critical: false,
+                };
+            }
             self.sink.event(&Event::AttemptStarted {
                 link: index,
                 links,
@@ -289,8 +361,10 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 kill_grace: self.policy.timeout.kill_grace.0,
                 scanner: &patterns.scanner,
                 stdin: StdinFrom::Inherit,
+                call: call.as_ref(),
             };
             let mut outcome = self.attempter.attempt(spec).await;
+            self.account(&outcome);
             let mut validation_failed = false;
             if outcome.end.success()
                 && let Some(validate) = &self.policy.rollback.validate
@@ -305,7 +379,10 @@ impl<'a, A: Attempter> Engine<'a, A> {
             if attempt > 1 {
                 self.retries += 1;
             }
-            let mut verdict = classify(&outcome.end, &outcome.matched, &patterns, retry, critical);
+            let mut verdict = match &outcome.call {
+                Some(report) => classify_call(&outcome.end, report, retry),
+                None => classify(&outcome.end, &outcome.matched, &patterns, retry, critical),
+            };
             if let (Some(v), true) = (verdict.as_mut(), validation_failed) {
                 v.class = crate::classify::FailureClass::Validation;
                 v.rule = format!(
@@ -337,6 +414,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 verdict: verdict.clone(),
                 delay_ms: None,
                 delay_reason: None,
+                call: outcome.call.clone(),
             };
             let Some(verdict) = verdict else {
                 self.sink.event(&Event::AttemptFinished(report));
@@ -373,7 +451,31 @@ impl<'a, A: Attempter> Engine<'a, A> {
                     critical: false,
                 };
             };
-            let chosen = delay.chosen;
+            let mut chosen = delay.chosen;
+            let mut reason = delay_reason(retry, &delay);
+            // The server's word on when to come back beats the backoff's guess.
+            let asked = outcome
+                .call
+                .as_ref()
+                .and_then(|c| Some((c.retry_after_ms?, c.retry_after_rule.clone()?)));
+            if let Some((ms, rule)) = asked.filter(|_| retry.retry_after.honor) {
+                let wait = Duration::from_millis(ms);
+                if wait > retry.retry_after.max.0 {
+                    let why = format!(
+                        "not waiting: {rule} asks for {}, over retry.retry_after.max ({})",
+                        format_duration(wait),
+                        format_duration(retry.retry_after.max.0)
+                    );
+                    report.delay_reason = Some(why.clone());
+                    self.sink.event(&Event::AttemptFinished(report));
+                    return LinkEnd::Failed {
+                        reason: why,
+                        critical: false,
+                    };
+                }
+                chosen = wait;
+                reason = format!("{rule}: {}", format_duration(wait));
+            }
             if let Some(d) = deadline
                 && Instant::now() + chosen >= d
             {
@@ -388,7 +490,6 @@ impl<'a, A: Attempter> Engine<'a, A> {
                     critical: false,
                 };
             }
-            let reason = delay_reason(retry, &delay);
             report.delay_ms = Some(millis(chosen));
             report.delay_reason = Some(reason.clone());
             self.sink.event(&Event::AttemptFinished(report));
@@ -415,6 +516,84 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 signal = wait_for_interrupt(&mut interrupt) => return LinkEnd::Stop { signal },
             }
             attempt += 1;
+        }
+    }
+
+    /// The model, provider and prompt of a call link.
+    fn call_work(&self, link: &CallLink) -> Result<CallWork<'a>, String> {
+        let policy = self.policy;
+        let model = policy
+            .models
+            .get(&link.model)
+            .ok_or_else(|| format!("no model named `{}`", link.model))?;
+        let provider = policy
+            .providers
+            .get(&model.provider)
+            .ok_or_else(|| format!("no provider named `{}`", model.provider))?;
+        let prompt = match (&link.prompt, &self.prompt) {
+            (Some(user), _) => Prompt {
+                system: link.system.clone(),
+                user: user.clone(),
+            },
+            (None, Some(p)) => Prompt {
+                system: link.system.clone().or_else(|| p.system.clone()),
+                user: p.user.clone(),
+            },
+            (None, None) => {
+                return Err(format!("the `call` link to `{}` has no prompt", link.model));
+            }
+        };
+        Ok(CallWork {
+            model,
+            provider,
+            prompt,
+            idempotency_key: format!("backstop-{}-{:016x}", self.run_id, rand::random::<u64>()),
+            first_token: policy.timeout.first_token.map(|d| d.0),
+            stall: policy.timeout.stall.map(|d| d.0),
+        })
+    }
+
+    /// Whether the next call could stay within `budget`, judged by its prompt and
+    /// `max_tokens`.
+    fn within_budget(&self, work: &CallWork) -> Result<(), String> {
+        let budget = &self.policy.budget;
+        let input = (work.prompt.user.len() + work.prompt.system.as_ref().map_or(0, String::len))
+            as u64
+            / 4
+            + 1;
+        let output = u64::from(work.model.max_tokens);
+        if let Some(max) = budget.max_tokens
+            && self.spent_tokens + input + output > max
+        {
+            return Err(format!(
+                "budget.max_tokens ({max}) would be exceeded: {} spent, the next call may take {}",
+                self.spent_tokens,
+                input + output
+            ));
+        }
+        if let (Some(max), Some(price)) = (budget.max_cost_usd, &work.model.price) {
+            let next = price.cost(input, output);
+            if self.spent_usd + next > max {
+                return Err(format!(
+                    "budget.max_cost_usd (${max:.4}) would be exceeded: ${:.4} spent, the next call may cost ${next:.4}",
+                    self.spent_usd
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds what a call spent, and keeps its answer.
+    fn account(&mut self, outcome: &AttemptOutcome) {
+        if let Some(c) = &outcome.call {
+            self.input_tokens += c.input_tokens;
+            self.output_tokens += c.output_tokens;
+            self.spent_tokens += c.input_tokens + c.output_tokens;
+            self.spent_usd += c.cost_usd.unwrap_or(0.0);
+            if outcome.end.success() {
+                self.answer.clone_from(&c.text);
+                self.model_used = Some(c.model.clone());
+            }
         }
     }
 
@@ -455,6 +634,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
             kill_grace: self.policy.timeout.kill_grace.0,
             scanner: &scanner,
             stdin: StdinFrom::Null,
+            call: None,
         };
         self.attempter.attempt(spec).await.end
     }
@@ -476,6 +656,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
             kill_grace: self.policy.timeout.kill_grace.0,
             scanner: &scanner,
             stdin,
+            call: None,
         };
         let outcome = self.attempter.attempt(spec).await;
         if !outcome.end.success() {
@@ -551,6 +732,11 @@ impl<'a, A: Attempter> Engine<'a, A> {
             retries: self.retries,
             elapsed_ms: millis(self.start.elapsed()),
             last_failure: self.last.as_ref().map(|(e, _)| e.describe()),
+            answer: self.answer.take(),
+            model: self.model_used.take(),
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost_usd: (self.spent_usd > 0.0).then_some(self.spent_usd),
             reason: reason.filter(|r| !r.is_empty()),
         };
         self.sink.event(&Event::Finished(summary.clone()));

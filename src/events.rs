@@ -40,6 +40,9 @@ pub struct AttemptReport {
     /// The delay before the next attempt, when there was one.
     pub delay_ms: Option<u64>,
     pub delay_reason: Option<String>,
+    /// For a model call: status, tokens, cost, what the server asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<crate::attempt::CallReport>,
 }
 
 /// How the run ended.
@@ -73,6 +76,18 @@ pub struct RunSummary {
     pub last_failure: Option<String>,
     /// Why the chain stopped where it did, when it did not succeed at once.
     pub reason: Option<String>,
+    /// A model's answer (never recorded: it goes to stdout).
+    #[serde(skip)]
+    pub answer: Option<String>,
+    /// The policy's name of the model that answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 #[derive(Clone, Debug)]

@@ -5,6 +5,7 @@
 
 pub mod attempt;
 pub mod backoff;
+pub mod call;
 pub mod classify;
 pub mod cli;
 pub mod commands;

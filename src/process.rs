@@ -28,6 +28,25 @@ use crate::terminal::{Terminal, set_foreground};
 /// waiting for it (a background process it left may hold the pipe open).
 const OUTPUT_IDLE: Duration = Duration::from_millis(500);
 
+/// Runs each attempt as what it is: a process, or a model call.
+pub struct RealAttempter {
+    pub process: ProcessRunner,
+    pub calls: crate::call::client::ModelClient,
+}
+
+impl Attempter for RealAttempter {
+    async fn attempt(&mut self, spec: AttemptSpec<'_>) -> AttemptOutcome {
+        match spec.call {
+            Some(work) => self.calls.attempt(&spec, work).await,
+            None => self.process.attempt(spec).await,
+        }
+    }
+
+    fn answer(&mut self, answer: &DefaultAnswer) {
+        self.process.answer(answer);
+    }
+}
+
 pub struct ProcessRunner {
     terminal: Option<Terminal>,
     replay: Option<StdinReplay>,
@@ -60,6 +79,7 @@ impl Attempter for ProcessRunner {
             started_at,
             duration: t0.elapsed(),
             no_retry: None,
+            call: None,
         };
 
         let foreground = matches!(spec.stdin, StdinFrom::Inherit)

@@ -43,6 +43,14 @@ pub enum Command {
         json: bool,
         no_wait: bool,
     },
+    Call {
+        policy: PolicyChoice,
+        model: Option<String>,
+        system: Option<String>,
+        stream: bool,
+        json: bool,
+        prompt: Option<String>,
+    },
     Snapshot {
         policy: PolicyChoice,
         json: bool,

@@ -57,6 +57,23 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
         Command::Snapshot { policy, json } => {
             super::snapshot::snapshot(store, policy, *json, settings.quiet)
         }
+        Command::Call {
+            policy,
+            model,
+            system,
+            stream,
+            json,
+            prompt,
+        } => super::call::call(&super::call::CallArgs {
+            policy,
+            model: model.as_deref(),
+            system: system.as_deref(),
+            prompt: prompt.as_deref(),
+            stream: *stream,
+            json: *json,
+            quiet: settings.quiet,
+            store,
+        }),
         Command::Runs { limit, json } => super::runs::list(store, *limit, *json),
         Command::Show { run, json } => super::show::show(store, run, *json),
         Command::PolicyCheck { file } => super::policy::check(file, settings.quiet),

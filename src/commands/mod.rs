@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+mod call;
 mod completions;
 mod dispatch;
 mod history;

@@ -9,11 +9,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::attempt::command_line;
+use crate::call::client::{ModelClient, Print};
 use crate::engine::{Engine, Interrupt};
 use crate::error::UserError;
 use crate::events::{Event, EventSink, Fanout, Outcome, RunSummary};
 use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
-use crate::process::ProcessRunner;
+use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{PolicyRef, RecordWriter, RunRecord, Status, TreeState};
 use crate::reporter::{Mode, Reporter};
 use crate::rollback::{RunTree, change_infos, scope_for};
@@ -133,7 +134,10 @@ pub fn run(
             }
         }
         let summary = runtime.block_on(async {
-            let runner = ProcessRunner::new(interrupt.clone());
+            let runner = RealAttempter {
+                process: ProcessRunner::new(interrupt.clone()),
+                calls: ModelClient::new(interrupt.clone(), Print::AtEnd),
+            };
             let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
             Engine::new(&policy, runner, &mut sinks, interrupt.clone(), id.clone())
                 .with_checkpoint(&mut run_tree)
@@ -242,7 +246,7 @@ fn ask(name: &str, argv: &[String]) -> Result<bool> {
 
 /// SIGINT, SIGTERM and SIGHUP no longer end backstop: they reach the engine, which
 /// passes them to the attempt and stops.
-fn forward_signals() -> Result<Interrupt> {
+pub fn forward_signals() -> Result<Interrupt> {
     let (tx, interrupt) = watch::channel(None);
     for (kind, number) in [
         (SignalKind::interrupt(), libc::SIGINT),

@@ -26,7 +26,7 @@ pub fn schedule(policy: &Policy) -> Vec<(String, Vec<Step>)> {
         policy.timeout.attempt,
     )];
     for link in &policy.fallback.chain {
-        if let (Action::Run(_), Some(retry)) = (&link.action, &link.retry) {
+        if let (Action::Run(_) | Action::Call(_), Some(retry)) = (&link.action, &link.retry) {
             links.push((
                 link.name.clone(),
                 retry,
@@ -144,7 +144,7 @@ pub fn explain(policy: &Policy) -> String {
                     e.run.0.join(" ")
                 );
             }
-            Action::Run(_) => {}
+            Action::Run(_) | Action::Call(_) => {}
         }
     }
     let worst = schedule
@@ -219,7 +219,7 @@ pub fn warnings(policy: &Policy) -> Vec<String> {
         .position(|l| matches!(l.action, Action::Default(_)))
     {
         for (j, link) in policy.fallback.chain.iter().enumerate().skip(i + 1) {
-            if matches!(link.action, Action::Run(_)) {
+            if matches!(link.action, Action::Run(_) | Action::Call(_)) {
                 out.push(format!(
                     "fallback {} ({}) comes after a default answer and is never reached",
                     j + 1,

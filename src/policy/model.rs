@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use super::raw::{BackoffKind, BetweenAttempts, Ignored, Jitter, RollbackOn, RollbackTo};
+pub use super::raw::{
+    BackoffKind, BetweenAttempts, Ignored, Jitter, ProviderKind, RollbackOn, RollbackTo,
+};
 use super::values::{Argv, CodeSet, Dur, Pattern, Size};
 
 #[derive(Clone, Debug, Serialize)]
@@ -22,6 +24,56 @@ pub struct Policy {
     pub rollback: Rollback,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub providers: std::collections::BTreeMap<String, Provider>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub models: std::collections::BTreeMap<String, Model>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub budget: Budget,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Provider {
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub api_key_env: Option<String>,
+    pub anthropic_version: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Model {
+    /// Its name in the policy.
+    #[serde(skip)]
+    pub name: String,
+    pub provider: String,
+    pub model: String,
+    pub max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<Price>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+impl Price {
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        (input_tokens as f64 * self.input_per_mtok + output_tokens as f64 * self.output_per_mtok)
+            / 1e6
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Budget {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -102,6 +154,10 @@ pub struct Timeouts {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<Dur>,
     pub kill_grace: Dur,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_token: Option<Dur>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stall: Option<Dur>,
 }
 
 impl Timeouts {
@@ -138,8 +194,21 @@ pub struct Link {
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Run(Argv),
+    /// Ask a model.
+    Call(CallLink),
     Default(DefaultAnswer),
     Escalate(Escalate),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CallLink {
+    /// The model's name under `models`.
+    pub model: String,
+    /// The prompt, for a `call` link in a `run` policy (a `backstop call` passes its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

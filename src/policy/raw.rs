@@ -57,6 +57,68 @@ pub struct RawPolicy {
     /// A task of several steps, run in order with a checkpoint before each
     /// (`backstop run -p TASK.yaml`, no command).
     pub steps: Option<Vec<RawStep>>,
+    /// Model APIs, by name: where they are and which variable holds the key.
+    pub providers: Option<std::collections::BTreeMap<String, RawProvider>>,
+    /// Models, by name, on those providers.
+    pub models: Option<std::collections::BTreeMap<String, RawModel>>,
+    /// The model `backstop call` uses when `-m` is not given.
+    pub model: Option<String>,
+    /// Limits on what model calls may spend.
+    pub budget: Option<RawBudget>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// The Anthropic Messages API (`/v1/messages`).
+    Anthropic,
+    /// OpenAI-compatible chat completions (`/chat/completions`): OpenAI, vLLM, Ollama,
+    /// LiteLLM, OpenRouter.
+    Openai,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: ProviderKind,
+    /// e.g. `https://api.anthropic.com` or `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// The environment variable that holds the API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// Refused: keys belong in the environment. Accepted here only to say so.
+    #[schemars(skip)]
+    pub api_key: Option<serde_yaml::Value>,
+    /// Anthropic's `anthropic-version` header (default `2023-06-01`).
+    pub anthropic_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub provider: String,
+    /// The provider's name for the model.
+    pub model: String,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub price: Option<RawPrice>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    /// US dollars per million input tokens.
+    pub input_per_mtok: f64,
+    /// US dollars per million output tokens.
+    pub output_per_mtok: f64,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    /// No retry or fallback starts that could take the run's cost past this.
+    pub max_cost_usd: Option<f64>,
+    /// Nor past this many tokens, input and output.
+    pub max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -235,6 +297,12 @@ pub struct RawTimeout {
     /// The whole run, retries and fallbacks included, ends after this long.
     #[schemars(with = "Option<schema::Duration>")]
     pub total: Option<Dur>,
+    /// Model calls: the longest wait for the first byte of an answer.
+    #[schemars(with = "Option<schema::Duration>")]
+    pub first_token: Option<Dur>,
+    /// Model calls: the longest gap between two chunks of a streamed answer.
+    #[schemars(with = "Option<schema::Duration>")]
+    pub stall: Option<Dur>,
     /// How long a timed-out attempt has between SIGTERM and SIGKILL.
     #[schemars(with = "Option<schema::Duration>")]
     pub kill_grace: Option<Dur>,
@@ -267,6 +335,8 @@ pub struct RawLink {
     /// Run another command, with its own retries.
     #[schemars(with = "Option<schema::Command>")]
     pub run: Option<Argv>,
+    /// Ask a model (by its name under `models`), with its own retries.
+    pub call: Option<RawCall>,
     /// Answer with fixed output: a degraded success.
     pub default: Option<RawDefault>,
     /// Hand the failure to a human: run a hook with the failure summary as JSON on stdin.
@@ -276,6 +346,15 @@ pub struct RawLink {
     /// The attempt timeout for this link.
     #[schemars(with = "Option<schema::Duration>")]
     pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCall {
+    pub model: String,
+    /// The prompt (for `run` policies; `backstop call` passes its own).
+    pub prompt: Option<String>,
+    pub system: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

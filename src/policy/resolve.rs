@@ -3,6 +3,7 @@
 //! The defaults here are the single source of the built-in policy; `policies/default.yaml`
 //! spells them out and a test checks the two agree.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::model::*;
@@ -55,6 +56,8 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         attempt: t.attempt,
         total: t.total,
         kill_grace: t.kill_grace.unwrap_or(MS(5000)),
+        first_token: t.first_token,
+        stall: t.stall,
     };
 
     let f = raw.fallback.unwrap_or_default();
@@ -107,6 +110,19 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         });
     }
 
+    let (providers, models, model, budget) =
+        resolve_models(raw.providers, raw.models, raw.model, raw.budget)?;
+    for (i, link) in chain.iter().enumerate() {
+        if let Action::Call(CallLink { model: name, .. }) = &link.action
+            && !models.contains_key(name)
+        {
+            return Err(invalid(
+                format!("fallback.chain[{i}].call.model"),
+                format!("no model named `{name}` under `models`"),
+            ));
+        }
+    }
+
     Ok(Policy {
         source,
         digest,
@@ -116,19 +132,112 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         fallback: Fallback { critical, chain },
         rollback,
         steps,
+        providers,
+        models,
+        model,
+        budget,
     })
+}
+
+type Models = (
+    BTreeMap<String, Provider>,
+    BTreeMap<String, Model>,
+    Option<String>,
+    Budget,
+);
+
+fn resolve_models(
+    providers: Option<BTreeMap<String, RawProvider>>,
+    models: Option<BTreeMap<String, RawModel>>,
+    model: Option<String>,
+    budget: Option<RawBudget>,
+) -> Result<Models, Invalid> {
+    let mut out_providers = BTreeMap::new();
+    for (name, p) in providers.unwrap_or_default() {
+        if p.api_key.is_some() {
+            return Err(invalid(
+                format!("providers.{name}.api_key"),
+                "API keys do not belong in a policy file: put the key in an environment variable and name it with `api_key_env`",
+            ));
+        }
+        let base_url = p.base_url.trim_end_matches('/').to_string();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(invalid(
+                format!("providers.{name}.base_url"),
+                "must start with http:// or https://",
+            ));
+        }
+        out_providers.insert(
+            name,
+            Provider {
+                kind: p.kind,
+                base_url,
+                api_key_env: p.api_key_env,
+                anthropic_version: p.anthropic_version.unwrap_or_else(|| "2023-06-01".into()),
+            },
+        );
+    }
+    let mut out_models = BTreeMap::new();
+    for (name, m) in models.unwrap_or_default() {
+        if !out_providers.contains_key(&m.provider) {
+            return Err(invalid(
+                format!("models.{name}.provider"),
+                format!("no provider named `{}` under `providers`", m.provider),
+            ));
+        }
+        if let Some(p) = &m.price
+            && (p.input_per_mtok < 0.0 || p.output_per_mtok < 0.0)
+        {
+            return Err(invalid(
+                format!("models.{name}.price"),
+                "prices cannot be negative",
+            ));
+        }
+        out_models.insert(
+            name.clone(),
+            Model {
+                name,
+                provider: m.provider,
+                model: m.model,
+                max_tokens: m.max_tokens.unwrap_or(1024),
+                temperature: m.temperature,
+                price: m.price.map(|p| Price {
+                    input_per_mtok: p.input_per_mtok,
+                    output_per_mtok: p.output_per_mtok,
+                }),
+            },
+        );
+    }
+    if let Some(m) = &model
+        && !out_models.contains_key(m)
+    {
+        return Err(invalid(
+            "model",
+            format!("no model named `{m}` under `models`"),
+        ));
+    }
+    let b = budget.unwrap_or_default();
+    if b.max_cost_usd.is_some_and(|c| c.is_nan() || c < 0.0) {
+        return Err(invalid("budget.max_cost_usd", "must be zero or more"));
+    }
+    let budget = Budget {
+        max_cost_usd: b.max_cost_usd,
+        max_tokens: b.max_tokens,
+    };
+    Ok((out_providers, out_models, model, budget))
 }
 
 fn resolve_link(link: RawLink, base: &RawRetry, path: &str) -> Result<Link, Invalid> {
     let actions = [
         link.run.is_some(),
+        link.call.is_some(),
         link.default.is_some(),
         link.escalate.is_some(),
     ];
     if actions.iter().filter(|x| **x).count() != 1 {
         return Err(invalid(
             path,
-            "a link needs exactly one of `run`, `default` or `escalate`",
+            "a link needs exactly one of `run`, `call`, `default` or `escalate`",
         ));
     }
     if link.timeout.is_some_and(|d| d.0.is_zero()) {
@@ -140,6 +249,16 @@ fn resolve_link(link: RawLink, base: &RawRetry, path: &str) -> Result<Link, Inva
     let (action, default_name) = if let Some(argv) = link.run {
         let name = format!("run {}", crate::attempt::command_line(&argv.0));
         (Action::Run(argv), name)
+    } else if let Some(call) = link.call {
+        let name = format!("call {}", call.model);
+        (
+            Action::Call(CallLink {
+                model: call.model,
+                prompt: call.prompt,
+                system: call.system,
+            }),
+            name,
+        )
     } else if let Some(d) = link.default {
         let answer = DefaultAnswer {
             stdout: d.stdout.unwrap_or_default(),
@@ -158,14 +277,14 @@ fn resolve_link(link: RawLink, base: &RawRetry, path: &str) -> Result<Link, Inva
         )
     };
     let retry = match (&action, link.retry) {
-        (Action::Run(_), over) => {
+        (Action::Run(_) | Action::Call(_), over) => {
             let merged = over.map_or_else(|| base.clone(), |o| merge_retry(base, o));
             Some(resolve_retry(&merged, &format!("{path}.retry"))?)
         }
         (_, Some(_)) => {
             return Err(invalid(
                 format!("{path}.retry"),
-                "only `run` links are retried",
+                "only `run` and `call` links are retried",
             ));
         }
         (_, None) => None,

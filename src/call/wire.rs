@@ -1,0 +1,324 @@
+//! The two wire formats: OpenAI-compatible chat completions and Anthropic Messages.
+//! Requests, answers (whole and streamed), and error bodies.
+
+use serde_json::{Value, json};
+
+use super::sse::SseEvent;
+use crate::attempt::{CallError, Prompt};
+use crate::policy::{Model, Provider, ProviderKind};
+
+pub struct Request {
+    pub url: String,
+    /// Header name and value; the key's header is marked secret.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+}
+
+pub fn build(
+    provider: &Provider,
+    model: &Model,
+    prompt: &Prompt,
+    stream: bool,
+    key: Option<&str>,
+    idempotency_key: &str,
+) -> Request {
+    let mut headers = vec![("idempotency-key", idempotency_key.to_string())];
+    match provider.kind {
+        ProviderKind::Openai => {
+            if let Some(k) = key {
+                headers.push(("authorization", format!("Bearer {k}")));
+            }
+            let mut messages = Vec::new();
+            if let Some(s) = &prompt.system {
+                messages.push(json!({ "role": "system", "content": s }));
+            }
+            messages.push(json!({ "role": "user", "content": prompt.user }));
+            let mut body = json!({
+                "model": model.model,
+                "messages": messages,
+                "max_tokens": model.max_tokens,
+                "stream": stream,
+            });
+            if stream {
+                body["stream_options"] = json!({ "include_usage": true });
+            }
+            if let Some(t) = model.temperature {
+                body["temperature"] = json!(t);
+            }
+            Request {
+                url: format!("{}/chat/completions", provider.base_url),
+                headers,
+                body,
+            }
+        }
+        ProviderKind::Anthropic => {
+            if let Some(k) = key {
+                headers.push(("x-api-key", k.to_string()));
+            }
+            headers.push(("anthropic-version", provider.anthropic_version.clone()));
+            let mut body = json!({
+                "model": model.model,
+                "max_tokens": model.max_tokens,
+                "messages": [{ "role": "user", "content": prompt.user }],
+                "stream": stream,
+            });
+            if let Some(s) = &prompt.system {
+                body["system"] = json!(s);
+            }
+            if let Some(t) = model.temperature {
+                body["temperature"] = json!(t);
+            }
+            Request {
+                url: format!("{}/v1/messages", provider.base_url),
+                headers,
+                body,
+            }
+        }
+    }
+}
+
+/// An answer, whole or put together from a stream.
+#[derive(Debug, Default, PartialEq)]
+pub struct Answer {
+    pub text: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// The provider's finish or stop reason.
+    pub finish: Option<String>,
+}
+
+impl Answer {
+    /// A provider that answers with a refusal has not answered.
+    pub fn refused(&self) -> bool {
+        matches!(self.finish.as_deref(), Some("content_filter" | "refusal"))
+    }
+}
+
+pub fn parse_answer(kind: ProviderKind, body: &[u8]) -> Result<Answer, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    let u64_at = |v: &Value| v.as_u64().unwrap_or(0);
+    match kind {
+        ProviderKind::Openai => {
+            let choice = v["choices"].get(0).ok_or("the answer has no choices")?;
+            let text = choice["message"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let finish = choice["finish_reason"].as_str().map(String::from);
+            if finish.is_none() {
+                return Err("the answer has no finish_reason".into());
+            }
+            Ok(Answer {
+                text,
+                input_tokens: u64_at(&v["usage"]["prompt_tokens"]),
+                output_tokens: u64_at(&v["usage"]["completion_tokens"]),
+                finish,
+            })
+        }
+        ProviderKind::Anthropic => {
+            let blocks = v["content"].as_array().ok_or("the answer has no content")?;
+            let text = blocks
+                .iter()
+                .filter(|b| b["type"] == "text")
+                .filter_map(|b| b["text"].as_str())
+                .collect::<String>();
+            let finish = v["stop_reason"].as_str().map(String::from);
+            if finish.is_none() {
+                return Err("the answer has no stop_reason".into());
+            }
+            Ok(Answer {
+                text,
+                input_tokens: u64_at(&v["usage"]["input_tokens"]),
+                output_tokens: u64_at(&v["usage"]["output_tokens"]),
+                finish,
+            })
+        }
+    }
+}
+
+/// Puts a streamed answer together, event by event.
+#[derive(Debug)]
+pub struct StreamState {
+    kind: ProviderKind,
+    pub answer: Answer,
+    /// The protocol's end marker was seen: `[DONE]` or `message_stop`.
+    pub done: bool,
+}
+
+impl StreamState {
+    pub fn new(kind: ProviderKind) -> StreamState {
+        StreamState {
+            kind,
+            answer: Answer::default(),
+            done: false,
+        }
+    }
+
+    /// Takes one event; returns the text it adds. A malformed event is an error.
+    pub fn on_event(&mut self, ev: &SseEvent) -> Result<String, String> {
+        if self.kind == ProviderKind::Openai && ev.data.trim() == "[DONE]" {
+            self.done = true;
+            return Ok(String::new());
+        }
+        if ev.data.trim().is_empty() {
+            return Ok(String::new());
+        }
+        let v: Value =
+            serde_json::from_str(&ev.data).map_err(|e| format!("malformed chunk: {e}"))?;
+        let mut delta = String::new();
+        match self.kind {
+            ProviderKind::Openai => {
+                if !v.is_object() || v.get("error").is_some() {
+                    return Err(format!(
+                        "error in stream: {}",
+                        v["error"]["message"].as_str().unwrap_or("unknown")
+                    ));
+                }
+                if let Some(choice) = v["choices"].get(0) {
+                    if let Some(t) = choice["delta"]["content"].as_str() {
+                        delta.push_str(t);
+                    }
+                    if let Some(f) = choice["finish_reason"].as_str() {
+                        self.answer.finish = Some(f.to_string());
+                    }
+                }
+                if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+                    self.answer.input_tokens = u["prompt_tokens"]
+                        .as_u64()
+                        .unwrap_or(self.answer.input_tokens);
+                    self.answer.output_tokens = u["completion_tokens"]
+                        .as_u64()
+                        .unwrap_or(self.answer.output_tokens);
+                }
+            }
+            ProviderKind::Anthropic => match v["type"].as_str().unwrap_or_default() {
+                "message_start" => {
+                    let u = &v["message"]["usage"];
+                    self.answer.input_tokens = u["input_tokens"].as_u64().unwrap_or(0);
+                    self.answer.output_tokens = u["output_tokens"].as_u64().unwrap_or(0);
+                }
+                "content_block_delta" => {
+                    if let Some(t) = v["delta"]["text"].as_str() {
+                        delta.push_str(t);
+                    }
+                }
+                "message_delta" => {
+                    if let Some(r) = v["delta"]["stop_reason"].as_str() {
+                        self.answer.finish = Some(r.to_string());
+                    }
+                    if let Some(o) = v["usage"]["output_tokens"].as_u64() {
+                        self.answer.output_tokens = o;
+                    }
+                }
+                "message_stop" => self.done = true,
+                "error" => {
+                    return Err(format!(
+                        "error in stream: {}",
+                        v["error"]["message"].as_str().unwrap_or("unknown")
+                    ));
+                }
+                "content_block_start" | "content_block_stop" | "ping" => {}
+                "" => return Err("malformed chunk: an event without a type".into()),
+                _ => {}
+            },
+        }
+        self.answer.text.push_str(&delta);
+        Ok(delta)
+    }
+
+    /// Whether the stream ended as its protocol says a whole answer ends.
+    pub fn complete(&self) -> bool {
+        match self.kind {
+            ProviderKind::Openai => self.answer.finish.is_some() && self.done,
+            ProviderKind::Anthropic => self.done && self.answer.finish.is_some(),
+        }
+    }
+}
+
+/// What an error body says: its kind, when it is one of ours, and its message.
+pub fn parse_error(body: &[u8]) -> (Option<CallError>, Option<String>) {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        let text = String::from_utf8_lossy(body)
+            .trim()
+            .chars()
+            .take(300)
+            .collect::<String>();
+        return (None, (!text.is_empty()).then_some(text));
+    };
+    let err = if v["error"].is_object() {
+        &v["error"]
+    } else {
+        &v
+    };
+    let message = err["message"].as_str().map(String::from);
+    let code = err["code"].as_str().unwrap_or_default();
+    let kind = err["type"].as_str().unwrap_or_default();
+    let m = message.as_deref().unwrap_or_default().to_lowercase();
+    let error = if code == "context_length_exceeded"
+        || m.contains("maximum context length")
+        || m.contains("context length")
+        || m.contains("context window")
+        || m.contains("prompt is too long")
+        || m.contains("too many tokens")
+    {
+        Some(CallError::ContextLength)
+    } else if code == "content_policy_violation"
+        || code == "content_filter"
+        || m.contains("content policy")
+        || m.contains("content filtering")
+    {
+        Some(CallError::ContentPolicy)
+    } else if kind == "authentication_error"
+        || kind == "permission_error"
+        || code == "invalid_api_key"
+    {
+        Some(CallError::Auth)
+    } else {
+        None
+    };
+    (error, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_error_shapes_of_a_context_length_error() {
+        let openai = br#"{"error":{"message":"This model's maximum context length is 8192 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
+        let anthropic = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#;
+        assert_eq!(parse_error(openai).0, Some(CallError::ContextLength));
+        assert_eq!(parse_error(anthropic).0, Some(CallError::ContextLength));
+        let auth = br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#;
+        assert_eq!(parse_error(auth).0, Some(CallError::Auth));
+        assert_eq!(
+            parse_error(b"<html>bad gateway</html>").1.as_deref(),
+            Some("<html>bad gateway</html>")
+        );
+    }
+
+    #[test]
+    fn whole_answers_of_both_providers() {
+        let o = br#"{"choices":[{"message":{"content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+        let a = br#"{"content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}"#;
+        let want = |f: &str| Answer {
+            text: "hi".into(),
+            input_tokens: 3,
+            output_tokens: 1,
+            finish: Some(f.into()),
+        };
+        assert_eq!(parse_answer(ProviderKind::Openai, o).unwrap(), want("stop"));
+        assert_eq!(
+            parse_answer(ProviderKind::Anthropic, a).unwrap(),
+            want("end_turn")
+        );
+        assert!(
+            parse_answer(
+                ProviderKind::Openai,
+                br#"{"choices":[{"message":{"content":"x"}}]}"#
+            )
+            .is_err()
+        );
+    }
+}

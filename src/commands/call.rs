@@ -1,0 +1,175 @@
+//! `backstop call`: a model call under the policy's retries, fallbacks and budget.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+
+use crate::attempt::Prompt;
+use crate::call::client::{ModelClient, Print};
+use crate::engine::{Engine, Primary};
+use crate::error::UserError;
+use crate::events::{Event, EventSink, Fanout};
+use crate::policy::{self, PolicyChoice};
+use crate::process::{ProcessRunner, RealAttempter};
+use crate::record::{PolicyRef, RecordWriter, RunRecord, Status};
+use crate::reporter::{Mode, Reporter};
+use crate::store::{Store, new_run_id, tree_root};
+
+pub struct CallArgs<'a> {
+    pub policy: &'a PolicyChoice,
+    pub model: Option<&'a str>,
+    pub system: Option<&'a str>,
+    pub prompt: Option<&'a str>,
+    pub stream: bool,
+    pub json: bool,
+    pub quiet: bool,
+    pub store: Option<PathBuf>,
+}
+
+pub fn call(args: &CallArgs) -> Result<u8> {
+    let policy = policy::choose(args.policy)?;
+    if policy.models.is_empty() {
+        return Err(UserError::Usage(format!(
+            "{} defines no `models`: a call needs `providers:` and `models:` (see policies/models.yaml)",
+            policy.source
+        ))
+        .into());
+    }
+    let model = match (args.model, &policy.model) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(m)) => m.clone(),
+        (None, None) if policy.models.len() == 1 => {
+            policy.models.keys().next().expect("one").clone()
+        }
+        (None, None) => {
+            return Err(UserError::Usage(format!(
+                "which model? pass -m NAME or set `model:` in {} (it has {})",
+                policy.source,
+                policy.models.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+            .into());
+        }
+    };
+    if !policy.models.contains_key(&model) {
+        return Err(UserError::Usage(format!(
+            "no model named `{model}` in {} (it has {})",
+            policy.source,
+            policy.models.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+        .into());
+    }
+    let mut prompt = read_prompt(args.prompt)?;
+    prompt.system = args.system.map(String::from);
+
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let root = tree_root(&cwd);
+    let store = Store::locate(args.store.clone())?;
+    let tree_store = store.tree(&root);
+    let id = new_run_id();
+    let record = RunRecord {
+        format: crate::record::FORMAT,
+        id: id.clone(),
+        status: Status::Running,
+        started_at: SystemTime::now(),
+        finished_at: None,
+        backstop_version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        root,
+        cwd,
+        command: vec!["call".into(), model.clone()],
+        policy: PolicyRef {
+            source: policy.source.clone(),
+            digest: policy.digest.clone(),
+        },
+        attempts: Vec::new(),
+        warnings: Vec::new(),
+        outcome: None,
+        steps: Vec::new(),
+        snapshot: None,
+    };
+    let mut writer = RecordWriter::start(&tree_store, record)
+        .context("cannot record the call, so it was not made")?;
+    let mode = if args.quiet {
+        Mode::Quiet
+    } else if std::io::stderr().is_terminal() {
+        Mode::Terminal
+    } else {
+        Mode::Plain
+    };
+    let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    let mut reporter = Reporter::new(mode, github);
+    let print = match (args.json, args.stream) {
+        (true, _) => Print::Never,
+        (false, true) => Print::Live,
+        (false, false) => Print::AtEnd,
+    };
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let summary = runtime.block_on(async {
+        let interrupt = super::run::forward_signals()?;
+        let attempter = RealAttempter {
+            process: ProcessRunner::new(interrupt.clone()),
+            calls: ModelClient::new(interrupt.clone(), print),
+        };
+        let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
+        let engine =
+            Engine::new(&policy, attempter, &mut sinks, interrupt, id.clone()).with_prompt(prompt);
+        anyhow::Ok(engine.run_primary(Primary::Call(&model)).await)
+    })?;
+    writer.finish();
+    if let Some(err) = writer.error.take() {
+        reporter.event(&Event::Warning(format!(
+            "the run record is incomplete: {err:#}"
+        )));
+    }
+    if args.json {
+        let doc = serde_json::json!({
+            "run_id": id,
+            "outcome": summary.outcome,
+            "exit_code": summary.exit_code,
+            "text": summary.answer,
+            "model": summary.model,
+            "attempts": summary.attempts,
+            "input_tokens": summary.input_tokens,
+            "output_tokens": summary.output_tokens,
+            "cost_usd": summary.cost_usd,
+            "reason": summary.reason,
+        });
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+    }
+    Ok(summary.exit_code)
+}
+
+/// The argument, then stdin when it is not a terminal, joined by a blank line.
+fn read_prompt(arg: Option<&str>) -> Result<Prompt> {
+    let mut parts = Vec::new();
+    if let Some(a) = arg.filter(|a| !a.is_empty()) {
+        parts.push(a.to_string());
+    }
+    if !std::io::stdin().is_terminal() {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("cannot read the prompt from stdin")?;
+        if !input.trim().is_empty() {
+            parts.push(input);
+        }
+    }
+    if parts.is_empty() {
+        return Err(UserError::Usage(
+            "no prompt: give it as an argument or on stdin, as in `backstop call \"Summarise\" < notes.md`".into(),
+        )
+        .into());
+    }
+    Ok(Prompt {
+        system: None,
+        user: parts.join("\n\n"),
+    })
+}
