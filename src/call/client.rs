@@ -104,15 +104,16 @@ impl ModelClient {
         // Whatever a server or a library put in a message, the key is not in it.
         let end = redact_end(end, &secret);
         report.message = report.message.map(|m| redact(&m, &secret));
-        if end.success() && self.print == Print::AtEnd {
-            if let Some(text) = &report.text {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(text.as_bytes());
-                if !text.ends_with('\n') {
-                    let _ = out.write_all(b"\n");
-                }
-                let _ = out.flush();
+        if end.success()
+            && self.print == Print::AtEnd
+            && let Some(text) = &report.text
+        {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            if !text.ends_with('\n') {
+                let _ = out.write_all(b"\n");
             }
+            let _ = out.flush();
         }
         outcome(end, report, started_at, t0)
     }

@@ -17,10 +17,10 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<(Duration, &'
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        if let Some(d) = sane(ms / 1000.0) {
-            return Some((d, "retry-after-ms header"));
-        }
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && let Some(d) = sane(ms / 1000.0)
+    {
+        return Some((d, "retry-after-ms header"));
     }
     let value = get("retry-after")?;
     if let Ok(secs) = value.parse::<f64>() {
