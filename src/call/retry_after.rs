@@ -62,7 +62,8 @@ mod tests {
     fn every_form_and_its_rule() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let later = httpdate::fmt_http_date(now + Duration::from_secs(7));
-        let cases: Vec<(Vec<(&'static str, &str)>, Option<(u64, &str)>)> = vec![
+        type Case<'a> = (Vec<(&'static str, &'a str)>, Option<(u64, &'a str)>);
+        let cases: Vec<Case> = vec![
             (
                 vec![("retry-after-ms", "1500")],
                 Some((1500, "retry-after-ms header")),
