@@ -28,6 +28,8 @@ pub struct ModelClient {
     /// Built at the first call, so runs without model calls never pay for it.
     http: Option<reqwest::Client>,
     print: Print,
+    /// Ask for streamed answers (`--stream`; stall timeouts need it).
+    stream: bool,
     interrupt: Interrupt,
 }
 
@@ -35,10 +37,11 @@ pub struct ModelClient {
 const ERROR_BODY: usize = 64 * 1024;
 
 impl ModelClient {
-    pub fn new(interrupt: Interrupt, print: Print) -> ModelClient {
+    pub fn new(interrupt: Interrupt, print: Print, stream: bool) -> ModelClient {
         ModelClient {
             http: None,
             print,
+            stream: stream || print == Print::Live,
             interrupt,
         }
     }
@@ -82,7 +85,7 @@ impl ModelClient {
             Err(message) => return outcome(End::Network { message }, report, started_at, t0),
         };
         let live = self.print == Print::Live;
-        let call = Self::call(&http, work, key.as_deref(), live, &mut report);
+        let call = Self::call(&http, work, key.as_deref(), self.stream, live, &mut report);
         let mut interrupt = self.interrupt.clone();
         let timer = async {
             match spec.timeout {
@@ -122,6 +125,7 @@ impl ModelClient {
         http: &reqwest::Client,
         work: &CallWork<'_>,
         key: Option<&str>,
+        stream: bool,
         live: bool,
         report: &mut CallReport,
     ) -> End {
@@ -129,7 +133,7 @@ impl ModelClient {
             work.provider,
             work.model,
             &work.prompt,
-            live,
+            stream,
             key,
             &work.idempotency_key,
         );
@@ -180,7 +184,7 @@ impl ModelClient {
             return End::Status { status };
         }
 
-        if !live {
+        if !stream {
             let body = match response.bytes().await {
                 Ok(b) => b,
                 Err(e) => return network_end(&e),

@@ -114,7 +114,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         let interrupt = super::run::forward_signals()?;
         let attempter = RealAttempter {
             process: ProcessRunner::new(interrupt.clone()),
-            calls: ModelClient::new(interrupt.clone(), print),
+            calls: ModelClient::new(interrupt.clone(), print, args.stream),
         };
         let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
         let engine =

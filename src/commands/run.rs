@@ -136,7 +136,7 @@ pub fn run(
         let summary = runtime.block_on(async {
             let runner = RealAttempter {
                 process: ProcessRunner::new(interrupt.clone()),
-                calls: ModelClient::new(interrupt.clone(), Print::AtEnd),
+                calls: ModelClient::new(interrupt.clone(), Print::AtEnd, false),
             };
             let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
             Engine::new(&policy, runner, &mut sinks, interrupt.clone(), id.clone())
