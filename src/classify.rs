@@ -237,6 +237,14 @@ pub fn classify(
             false,
             format!("exit {code} is not in retry.on.exit_codes"),
         ),
+        End::Signaled {
+            signal: libc::SIGPIPE,
+        } => verdict(
+            class,
+            false,
+            "killed by SIGPIPE: whatever read its output is gone, so another attempt cannot help"
+                .into(),
+        ),
         End::Signaled { .. } => {
             let rule = if retry.on.signals {
                 "retry.on.signals is true"

@@ -244,6 +244,38 @@ fn signal_group(pgid: libc::pid_t, signal: i32) -> bool {
     pgid > 1 && unsafe { libc::kill(-pgid, signal) } == 0
 }
 
+/// Whether the group has a member that is still running. A member that has died but
+/// not been reaped yet (a zombie waiting for whoever adopted it, which may be slow, or
+/// backstop itself when it is PID 1) does not count: it can hold nothing open.
+fn group_alive(pgid: libc::pid_t) -> bool {
+    if !signal_group(pgid, 0) {
+        return false;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for entry in procs.flatten() {
+        let name = entry.file_name();
+        if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<libc::pid_t>().ok());
+        if pgrp == Some(pgid) && state != "Z" && state != "X" {
+            return true;
+        }
+    }
+    false
+}
+
 /// Sends `signal` to the attempt's group, gives it `grace` to exit, then kills the
 /// group. Returns once the child is reaped and the group is gone.
 async fn terminate(child: &mut Child, pgid: libc::pid_t, signal: i32, grace: Duration) {
@@ -258,7 +290,7 @@ async fn terminate(child: &mut Child, pgid: libc::pid_t, signal: i32, grace: Dur
 /// Ends what a failed attempt left running in its group, so it cannot overlap the
 /// next attempt.
 async fn end_leftovers(pgid: libc::pid_t, grace: Duration) {
-    if !signal_group(pgid, 0) {
+    if !group_alive(pgid) {
         return;
     }
     signal_group(pgid, libc::SIGTERM);
@@ -270,7 +302,7 @@ async fn end_leftovers(pgid: libc::pid_t, grace: Duration) {
 
 async fn wait_group_gone(pgid: libc::pid_t, limit: Duration) -> bool {
     let until = Instant::now() + limit;
-    while signal_group(pgid, 0) {
+    while group_alive(pgid) {
         if Instant::now() >= until {
             return false;
         }

@@ -1,0 +1,21 @@
+//! Integration tests: each drives the real `backstop` binary (see `helpers`).
+//!
+//! One test binary, one module per area, in the style of casey/just's `tests/`.
+//! Linux only: some tests read `/proc` and use `wait4`.
+
+mod helpers;
+
+mod call;
+mod cli;
+mod environment;
+mod exit_codes;
+mod fallback;
+mod output;
+mod policy_command;
+mod policy_errors;
+mod records;
+mod reporting;
+mod retry;
+mod signals;
+mod timeout;
+mod undo;
