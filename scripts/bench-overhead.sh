@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# bench-overhead.sh — what backstop costs a command that needs no help.
+#
+# Measures, on this machine:
+#   * the median wall time of `backstop run -- true` against bare `true` and against
+#     Debian's `retry --times=1 -- true`, with hyperfine (warmup, many runs, JSON export);
+#     backstop writes and fsyncs a run record on every run, which is part of the honest
+#     overhead, so the store (BACKSTOP_HOME) is a throwaway directory, measured once on
+#     disk and once on tmpfs (/dev/shm) when there is one;
+#   * backstop's peak memory (max RSS, /usr/bin/time -f %M) over repeated runs of
+#     `backstop run -- true`, and for one run that pipes 100 MiB through a policy with an
+#     output pattern, to show memory stays flat however much output passes.
+#
+# Aim (from the issue): under 3 ms added per run, peak RSS under 15 MB.
+#
+# Installs hyperfine, retry and time with apt-get when missing (needs root). Without
+# hyperfine it falls back to a timing loop of its own, so it always prints figures.
+# The closing summary is Markdown, ready to paste. Exits 0 once figures are printed,
+# whether or not the aim is met.
+#
+# Tunables (environment): RUNS (300), WARMUP (20), RSS_RUNS (20),
+#   BENCH_DISK_DIR (/var/tmp): where the on-disk store goes,
+#   BENCH_TMPFS_DIR (/dev/shm): where the tmpfs store goes ("" to skip),
+#   BENCH_OUT_DIR (target/bench-overhead): where the hyperfine JSON is kept,
+#   BENCH_NO_INSTALL=1: never call apt-get,
+#   BENCH_TIMER=loop: use the fallback timing loop even when hyperfine is there.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUNS=${RUNS:-300}
+WARMUP=${WARMUP:-20}
+RSS_RUNS=${RSS_RUNS:-20}
+BENCH_DISK_DIR=${BENCH_DISK_DIR:-/var/tmp}
+BENCH_TMPFS_DIR=${BENCH_TMPFS_DIR-/dev/shm}
+BENCH_OUT_DIR=${BENCH_OUT_DIR:-$ROOT/target/bench-overhead}
+AIM_MS=3
+AIM_MB=15
+STARTED=$SECONDS
+
+say() { printf '==> %s\n' "$*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+# Single-quote a word for hyperfine's shell-word splitting (-N) or for sh -c.
+q() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+
+# --- tools -----------------------------------------------------------------------------
+install_missing() {
+    local pkgs=()
+    have hyperfine || pkgs+=(hyperfine)
+    have retry || pkgs+=(retry)
+    [[ -x /usr/bin/time ]] || pkgs+=(time)
+    ((${#pkgs[@]})) || return 0
+    if [[ ${BENCH_NO_INSTALL:-} == 1 ]] || ! have apt-get; then
+        say "missing: ${pkgs[*]} (no apt-get, or BENCH_NO_INSTALL=1); carrying on without"
+        return 0
+    fi
+    local sudo=()
+    if ((EUID != 0)); then
+        if have sudo; then sudo=(sudo -n); else
+            say "missing: ${pkgs[*]}; not root and no sudo, carrying on without"
+            return 0
+        fi
+    fi
+    say "installing ${pkgs[*]} with apt-get"
+    if ! { "${sudo[@]}" apt-get update -q >/dev/null &&
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${pkgs[@]}" >/dev/null; }; then
+        say "apt-get failed; carrying on with what is there"
+    fi
+}
+
+# --- build -----------------------------------------------------------------------------
+say "building backstop (cargo build --release)"
+(cd "$ROOT" && cargo build --release --quiet)
+BACKSTOP=$ROOT/target/release/backstop
+[[ -x $BACKSTOP ]] || { echo "no binary at $BACKSTOP" >&2; exit 1; }
+
+install_missing
+TRUE=$(command -v true)
+[[ $TRUE == /* ]] || TRUE=/bin/true # `command -v true` is the builtin's name
+RETRY=$(command -v retry || true)
+
+# --- scratch space ---------------------------------------------------------------------
+WORK=$(mktemp -d "${BENCH_DISK_DIR%/}/backstop-bench.XXXXXX")
+TMPFS_WORK=
+if [[ -n $BENCH_TMPFS_DIR && -d $BENCH_TMPFS_DIR && -w $BENCH_TMPFS_DIR ]]; then
+    TMPFS_WORK=$(mktemp -d "${BENCH_TMPFS_DIR%/}/backstop-bench.XXXXXX")
+fi
+# shellcheck disable=SC2317 # invoked by the trap
+cleanup() { rm -rf -- "$WORK" ${TMPFS_WORK:+"$TMPFS_WORK"}; }
+trap cleanup EXIT
+# Commands run from an empty directory, so no ./backstop.yaml is picked up and the
+# working tree backstop records runs for is a small one.
+mkdir -p "$WORK/cwd" "$WORK/home-disk"
+cd "$WORK/cwd"
+fstype() { # findmnt names ext4 as such (stat says ext2/ext3); a stacked mount prints twice
+    local t
+    t=$(findmnt -no FSTYPE -T "$1" 2>/dev/null | head -n1) || t=
+    [[ -n $t ]] || t=$(stat -f -c %T "$1" 2>/dev/null) || t='?'
+    printf '%s\n' "$t"
+}
+STORES=("disk:$WORK/home-disk")
+if [[ -n $TMPFS_WORK ]]; then
+    if [[ $(fstype "$TMPFS_WORK") == tmpfs ]]; then
+        mkdir -p "$TMPFS_WORK/home"
+        STORES+=("tmpfs:$TMPFS_WORK/home")
+    fi
+fi
+POLICY=$WORK/output-policy.yaml
+printf 'version: 1\nretry:\n  on: { output: ["ECONNRESET"] }\n' >"$POLICY"
+mkdir -p "$BENCH_OUT_DIR"
+
+# Sanity: everything measured must succeed, or the timings mean nothing.
+BACKSTOP_HOME=$WORK/home-disk "$BACKSTOP" run -- true </dev/null >/dev/null 2>&1 ||
+    { echo "backstop run -- true failed" >&2; exit 1; }
+"$BACKSTOP" policy check "$POLICY" >/dev/null ||
+    { echo "the output-pattern policy does not validate" >&2; exit 1; }
+if [[ -n $RETRY ]] && ! "$RETRY" --times=1 -- true </dev/null >/dev/null 2>&1; then
+    say "retry --times=1 -- true failed here; leaving retry out"
+    RETRY=
+fi
+
+# --- timing ----------------------------------------------------------------------------
+# Results: one line per measured command, "label<TAB>median<TAB>mean<TAB>stddev<TAB>group"
+# in milliseconds; "group" ties a command to the `true` baseline measured alongside it.
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+TIMER=
+
+# hyperfine, one invocation per store; each invocation measures its own `true` baseline.
+time_hyperfine() { # group store-dir
+    local group=$1 home=$2 json=$BENCH_OUT_DIR/hyperfine-$1.json
+    local args=(-N --warmup "$WARMUP" --runs "$RUNS" --style basic --export-json "$json"
+        --command-name true "$(q "$TRUE")")
+    if [[ $group == disk && -n $RETRY ]]; then
+        args+=(--command-name "retry --times=1 -- true" "$(q "$RETRY") --times=1 -- $(q "$TRUE")")
+    fi
+    args+=(--command-name "backstop run -- true [store: $group]" "$(q "$BACKSTOP") run -- true")
+    say "hyperfine: $group store ($home, $(fstype "$home"))"
+    BACKSTOP_HOME=$home hyperfine "${args[@]}" >&2
+    # Seconds in the JSON; the median field has been there since hyperfine 1.6.
+    if have python3; then
+        python3 - "$json" "$group" >>"$RESULTS" <<'EOF'
+import json, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    ms = lambda k: 1000 * r[k]
+    print(f'{r["command"]}\t{ms("median"):.3f}\t{ms("mean"):.3f}\t{ms("stddev"):.3f}\t{sys.argv[2]}')
+EOF
+    elif have jq; then
+        jq -r --arg g "$group" '.results[] |
+            [.command, (.median*1000), (.mean*1000), (.stddev*1000), $g] | @tsv' "$json" >>"$RESULTS"
+    else
+        echo "need python3 or jq to read hyperfine's JSON" >&2
+        exit 1
+    fi
+}
+
+# Fallback: a loop of our own. Bash 5's EPOCHREALTIME costs no fork; otherwise
+# `date +%s%N`, whose fork lands on every command alike and cancels out of "added".
+now_us() {
+    if [[ -n ${EPOCHREALTIME:-} ]]; then
+        local t=${EPOCHREALTIME/[.,]/}
+        printf '%s\n' "$t"
+    else
+        echo $(($(date +%s%N) / 1000))
+    fi
+}
+time_loop() { # label group store-dir command...
+    local label=$1 group=$2 home=$3 i t0 t1
+    shift 3
+    local samples=$WORK/samples-$group-$RANDOM
+    for ((i = 0; i < WARMUP; i++)); do
+        BACKSTOP_HOME=$home "$@" </dev/null >/dev/null 2>&1
+    done
+    : >"$samples"
+    for ((i = 0; i < RUNS; i++)); do
+        t0=$(now_us)
+        BACKSTOP_HOME=$home "$@" </dev/null >/dev/null 2>&1
+        t1=$(now_us)
+        echo $((t1 - t0)) >>"$samples"
+    done
+    sort -n "$samples" | awk -v label="$label" -v group="$group" '
+        { v[NR] = $1 / 1000; s += v[NR]; ss += v[NR] * v[NR] }
+        END {
+            med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            mean = s / NR; var = NR > 1 ? (ss - NR * mean * mean) / (NR - 1) : 0
+            printf "%s\t%.3f\t%.3f\t%.3f\t%s\n", label, med, mean, sqrt(var < 0 ? 0 : var), group
+        }' >>"$RESULTS"
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
+for entry in "${STORES[@]}"; do
+    group=${entry%%:*} home=${entry#*:}
+    if have hyperfine && [[ ${BENCH_TIMER:-} != loop ]]; then
+        TIMER="hyperfine $(hyperfine --version | awk '{print $2}'), -N, --warmup $WARMUP, --runs $RUNS"
+        time_hyperfine "$group" "$home"
+    else
+        TIMER="own bash loop ($([[ -n ${EPOCHREALTIME:-} ]] && echo EPOCHREALTIME || echo 'date +%s%N')), warmup $WARMUP, runs $RUNS"
+        say "timing loop: $group store ($home)"
+        time_loop true "$group" "$home" "$TRUE"
+        if [[ $group == disk && -n $RETRY ]]; then
+            time_loop "retry --times=1 -- true" "$group" "$home" "$RETRY" --times=1 -- "$TRUE"
+        fi
+        time_loop "backstop run -- true [store: $group]" "$group" "$home" "$BACKSTOP" run -- true
+    fi
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
+
+# --- peak memory -----------------------------------------------------------------------
+# Max RSS in KiB of one run. GNU time reports the child's peak, which the kernel takes as
+# the larger of the child's own and that of the children it reaped (here `true`, `head`).
+max_rss_kib() { # command...
+    local out=$WORK/rss
+    if [[ -x /usr/bin/time ]]; then
+        /usr/bin/time -f %M -o "$out" "$@" </dev/null >/dev/null 2>"$WORK/rss-stderr" || true
+        tail -n1 "$out"
+    elif have python3; then
+        python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$@"
+    else
+        echo 0
+    fi
+}
+RSS_TOOL=$([[ -x /usr/bin/time ]] && echo '/usr/bin/time -f %M' || { have python3 && echo 'python3 getrusage'; } || echo none)
+export BACKSTOP_HOME=$WORK/home-disk
+say "peak RSS: $RSS_RUNS runs of backstop run -- true, and one 100 MiB run with an output pattern"
+rss_true=0 rss_backstop=0 rss_retry=0
+for ((i = 0; i < RSS_RUNS; i++)); do
+    k=$(max_rss_kib "$BACKSTOP" run -- true)
+    if ((k > rss_backstop)); then rss_backstop=$k; fi
+    k=$(max_rss_kib "$TRUE")
+    if ((k > rss_true)); then rss_true=$k; fi
+    if [[ -n $RETRY ]]; then
+        k=$(max_rss_kib "$RETRY" --times=1 -- "$TRUE")
+        if ((k > rss_retry)); then rss_retry=$k; fi
+    fi
+done
+rss_bulk=$(max_rss_kib "$BACKSTOP" run -p "$POLICY" -- sh -c 'head -c 104857600 /dev/zero')
+# The same run again, untimed, to check the 100 MiB really passed through and it succeeded.
+bulk_rc=0
+bulk_bytes=$("$BACKSTOP" run -p "$POLICY" -- sh -c 'head -c 104857600 /dev/zero' </dev/null 2>/dev/null | wc -c) ||
+    bulk_rc=$?
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# --- report ----------------------------------------------------------------------------
+baseline() { awk -F'\t' -v g="$1" '$1 == "true" && $5 == g { print $2; exit }' "$RESULTS"; }
+added() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.2f", a - b }'; }
+below() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+dirty=$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | head -c1)
+version=$("$BACKSTOP" --version 2>/dev/null || echo backstop)
+
+echo
+echo "### backstop wrapper overhead"
+echo
+echo "$version (git $rev${dirty:+, uncommitted changes}), release build; $(uname -sr), ${cpu:-unknown CPU}, $(nproc) cores"
+echo "Timing: $TIMER. Load average before/after: $LOAD_BEFORE / $LOAD_AFTER."
+for entry in "${STORES[@]}"; do
+    echo "Store ${entry%%:*}: BACKSTOP_HOME on $(fstype "${entry#*:}") (each run writes and fsyncs one run record)."
+done
+echo
+echo "| command | median ms | mean ± σ ms | added vs true (median) ms |"
+echo "|---|---:|---:|---:|"
+verdict_ms=
+while IFS=$'\t' read -r label median mean sd group; do
+    base=$(baseline "$group")
+    if [[ $label == true ]]; then
+        add='—'
+        # Several baselines (one per store): label them so the rows are distinguishable.
+        if ((${#STORES[@]} > 1)); then label="true [with $group]"; fi
+    else
+        add=$(added "$median" "$base")
+        if [[ $label == backstop* ]]; then
+            verdict_ms+="${verdict_ms:+, }$group store $add ms"
+        fi
+    fi
+    # shellcheck disable=SC2016 # the backticks are Markdown
+    printf '| `%s` | %.2f | %.2f ± %.2f | %s |\n' "$label" "$median" "$mean" "$sd" "$add"
+done <"$RESULTS"
+echo
+echo "Peak RSS ($RSS_TOOL, max of $RSS_RUNS runs):"
+echo
+echo "| command | max RSS MB |"
+echo "|---|---:|"
+echo "| \`true\` | $(mb "$rss_true") |"
+if [[ -n $RETRY ]]; then echo "| \`retry --times=1 -- true\` | $(mb "$rss_retry") |"; fi
+echo "| \`backstop run -- true\` | $(mb "$rss_backstop") |"
+echo "| \`backstop run -p output-pattern.yaml -- sh -c 'head -c 104857600 /dev/zero'\` (100 MiB through an output regex, 1 run; check run: $bulk_bytes bytes out, exit $bulk_rc) | $(mb "$rss_bulk") |"
+echo
+worst_ms=$(awk -F'\t' '$1 ~ /^backstop/ { print $2 - 0 }' "$RESULTS" | sort -n | tail -n1)
+worst_add=0
+while IFS=$'\t' read -r label median _ _ group; do
+    [[ $label == backstop* ]] || continue
+    a=$(added "$median" "$(baseline "$group")")
+    if below "$worst_add" "$a"; then worst_add=$a; fi
+done <"$RESULTS"
+peak=$((rss_backstop > rss_bulk ? rss_backstop : rss_bulk))
+ms_ok=$(below "$worst_add" "$AIM_MS" && echo met || echo 'NOT met')
+mb_ok=$(below "$(mb "$peak")" "$AIM_MB" && echo met || echo 'NOT met')
+echo "Aim: < $AIM_MS ms added per run — $ms_ok (added: $verdict_ms; slowest backstop median $worst_ms ms)."
+echo "Aim: peak RSS < $AIM_MB MB — $mb_ok (peak $(mb "$peak") MB; 100 MiB of output: $(mb "$rss_bulk") MB vs $(mb "$rss_backstop") MB for \`true\`)."
+echo
+echo "hyperfine JSON: $BENCH_OUT_DIR; script took $((SECONDS - STARTED)) s."
+exit 0
