@@ -56,11 +56,14 @@ pub struct ProcessRunner {
 impl ProcessRunner {
     pub fn new(interrupt: Interrupt) -> ProcessRunner {
         let terminal = Terminal::detect();
-        let replay = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            None
-        } else {
-            Some(StdinReplay::from_stdin())
-        };
+        // A terminal is inherited; so is a character device such as /dev/null, which
+        // gives every attempt the same (nothing) without a copy.
+        let replay =
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) || stdin_is_char_device() {
+                None
+            } else {
+                Some(StdinReplay::from_stdin())
+            };
         ProcessRunner {
             terminal,
             replay,
@@ -204,6 +207,11 @@ impl Attempter for ProcessRunner {
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().write_all(answer.stderr.as_bytes());
     }
+}
+
+fn stdin_is_char_device() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata("/dev/stdin").is_ok_and(|m| m.file_type().is_char_device())
 }
 
 fn end_of(status: ExitStatus) -> End {

@@ -2,6 +2,7 @@
 //! set after it, and the rollback when it finally fails.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
@@ -54,10 +55,10 @@ pub fn scope_of(info: &SnapshotInfo, store_dir: &Path) -> Scope {
 pub struct RunTree<'a> {
     pub tree: Tree<'a>,
     /// The checkpoint attempts and a failed step go back to.
-    pub before: Manifest,
+    pub before: Arc<Manifest>,
     pub before_id: String,
     /// The tree before the whole run (before its first step).
-    pub start: Manifest,
+    pub start: Arc<Manifest>,
     pub start_id: String,
     pub run_id: String,
 }
@@ -80,11 +81,12 @@ impl<'a> RunTree<'a> {
             head: crate::snapshot::git::head(&scope.root),
             restores: Vec::new(),
         };
+        let manifest = Arc::new(taken.manifest);
         let run_tree = RunTree {
             before_id: hex(&taken.id),
             start_id: hex(&taken.id),
-            start: taken.manifest.clone(),
-            before: taken.manifest,
+            start: Arc::clone(&manifest),
+            before: manifest,
             tree,
             run_id: run_id.into(),
         };
@@ -120,7 +122,7 @@ impl<'a> RunTree<'a> {
     pub fn checkpoint(&mut self) -> Result<()> {
         let taken = self.tree.snapshot_after(&self.before, &self.before_id)?;
         self.before_id = hex(&taken.id);
-        self.before = taken.manifest;
+        self.before = Arc::new(taken.manifest);
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use crate::error::UserError;
 use crate::events::{Event, EventSink, Fanout, Outcome, RunSummary};
 use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
-use crate::record::{PolicyRef, RecordWriter, RunRecord, Status, TreeState};
+use crate::record::{PolicyRef, RecordWriter, Restore, RunRecord, Status, TreeState};
 use crate::reporter::{Mode, Reporter};
 use crate::rollback::{RunTree, change_infos, scope_for};
 use crate::settings::Settings;
@@ -157,8 +157,6 @@ pub fn run(
         )));
     }
 
-    writer.finish();
-
     // A failed step of a task goes back to its checkpoint (`rollback.to: step`);
     // anything else that failed goes back to the start.
     let roll_back = failed_step && policy.rollback.on == RollbackOn::Failure;
@@ -173,9 +171,17 @@ pub fn run(
         let (_, step_changes) = run_tree.changes()?;
         if !step_changes.is_empty() {
             let report = run_tree
-                .put_back(&step_changes, "rollback", Some(TreeState::Applied), &reason)
+                .put_back(&step_changes, "rollback", None, &reason)
                 .context("cannot roll the failed step back")?;
-            let before = format!("step `{}`", last_step_name);
+            if let Some(s) = writer.record.snapshot.as_mut() {
+                s.restores.push(Restore {
+                    at: SystemTime::now(),
+                    action: "rollback".into(),
+                    paths: step_changes.len(),
+                    reason: format!("{reason}: step `{last_step_name}` put back to its checkpoint"),
+                });
+            }
+            let before = format!("step `{last_step_name}`");
             reporter.event(&Event::RolledBack {
                 paths: step_changes.len(),
                 before,
@@ -187,13 +193,11 @@ pub fn run(
     let (after, changes) = run_tree
         .changes_since_start()
         .context("cannot take the snapshot after the run")?;
-    let infos = change_infos(&changes);
-    tree_store.update(&id, |r| {
-        if let Some(s) = r.snapshot.as_mut() {
-            s.after = Some(after);
-            s.changes = infos;
-        }
-    })?;
+    if let Some(s) = writer.record.snapshot.as_mut() {
+        s.after = Some(after);
+        s.changes = change_infos(&changes);
+    }
+    writer.finish();
     if roll_back && !step_only && !changes.is_empty() {
         let report = run_tree
             .put_back_to_start(&changes, Some(TreeState::RolledBack), &reason)

@@ -18,6 +18,9 @@ use ignore::overrides::OverrideBuilder;
 use super::manifest::Kind;
 use super::objects::Stamp;
 
+/// Below this many entries in the last snapshot, the walk stays on one thread.
+const SMALL_TREE: usize = 2000;
+
 #[derive(Clone, Debug)]
 pub struct Scope {
     /// Absolute.
@@ -80,6 +83,8 @@ impl Scope {
     /// even if the ignore rules now leave it out (so a run cannot hide a change to a
     /// path the snapshot before it had by editing `.gitignore`).
     pub fn walk(&self, also: &[&[u8]]) -> Result<Vec<Seen>> {
+        // A small tree (as the last snapshot knew it) is walked faster than threads start.
+        let threads = if also.len() < SMALL_TREE { 1 } else { 2 };
         let mut overrides = OverrideBuilder::new(&self.root);
         for pattern in &self.exclude {
             overrides
@@ -102,7 +107,7 @@ impl Scope {
             .filter_entry(move |e| {
                 e.file_name() != ".git" && store.as_ref().is_none_or(|s| e.path() != s)
             })
-            .threads(2)
+            .threads(threads)
             .build_parallel();
 
         let found = Mutex::new(Vec::new());

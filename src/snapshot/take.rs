@@ -71,13 +71,48 @@ pub fn take(scope: &Scope, objects: &Objects, cache: Option<(&Manifest, Hash)>) 
         m.entries.iter().map(|e| e.path.as_slice()).collect()
     });
     let seen = scope.walk(&also)?;
+    drop(also);
 
-    let mut entries: Vec<Option<Entry>> = Vec::with_capacity(seen.len());
+    // One entry per path seen, built in place (the walk's list is consumed as it goes):
+    // files to read keep a placeholder until they are read; `gone` marks paths that
+    // vanished meanwhile. A tree of 100,000 paths is held once, not twice.
+    let mut entries: Vec<Entry> = Vec::with_capacity(seen.len());
+    let mut gone = vec![false; seen.len()];
     let mut to_read = Vec::new();
     let mut skipped = Vec::new();
-    for (i, s) in seen.iter().enumerate() {
-        let entry = |content| Entry {
-            path: s.path.clone(),
+    for (i, s) in seen.into_iter().enumerate() {
+        let cached = cache.and_then(|m| m.find(&s.path).map(|e| (e, m.taken_at_ns)));
+        let content = match s.kind {
+            Kind::Dir => Content::None,
+            Kind::Symlink => match std::fs::read_link(scope.abs(&s.path)) {
+                Ok(target) => {
+                    use std::os::unix::ffi::OsStrExt;
+                    Content::Link(target.as_os_str().as_bytes().to_vec())
+                }
+                // Gone between the walk and now: it was never there.
+                Err(_) => {
+                    gone[i] = true;
+                    Content::None
+                }
+            },
+            Kind::File => match cached {
+                Some((c, at))
+                    if cache_vouches(c, at, &s) && matches!(c.content, Content::Hash(_)) =>
+                {
+                    c.content.clone()
+                }
+                _ if s.stamp.size > scope.max_file_size => {
+                    skipped.push(s.path.clone());
+                    Content::Skipped
+                }
+                _ => {
+                    to_read.push(i);
+                    Content::None
+                }
+            },
+        };
+        entries.push(Entry {
+            path: s.path,
             kind: s.kind,
             mode: s.mode,
             size: s.stamp.size,
@@ -85,40 +120,11 @@ pub fn take(scope: &Scope, objects: &Objects, cache: Option<(&Manifest, Hash)>) 
             ctime_ns: s.stamp.ctime_ns,
             ino: s.stamp.ino,
             content,
-        };
-        let cached = cache.and_then(|m| m.find(&s.path).map(|e| (e, m.taken_at_ns)));
-        match s.kind {
-            Kind::Dir => entries.push(Some(entry(Content::None))),
-            Kind::Symlink => match std::fs::read_link(scope.abs(&s.path)) {
-                Ok(target) => {
-                    use std::os::unix::ffi::OsStrExt;
-                    entries.push(Some(entry(Content::Link(
-                        target.as_os_str().as_bytes().to_vec(),
-                    ))));
-                }
-                // Gone between the walk and now: it was never there.
-                Err(_) => entries.push(None),
-            },
-            Kind::File => match cached {
-                Some((c, at))
-                    if cache_vouches(c, at, s) && matches!(c.content, Content::Hash(_)) =>
-                {
-                    entries.push(Some(entry(c.content.clone())));
-                }
-                _ if s.stamp.size > scope.max_file_size => {
-                    skipped.push(s.path.clone());
-                    entries.push(Some(entry(Content::Skipped)));
-                }
-                _ => {
-                    to_read.push(i);
-                    entries.push(None);
-                }
-            },
-        }
+        });
     }
 
     let new_objects = Mutex::new(Vec::new());
-    let result = read_all(scope, objects, &seen, &to_read, &new_objects);
+    let result = read_all(scope, objects, &entries, &to_read, &new_objects);
     let read = match result {
         Ok(read) => read,
         Err(e) => {
@@ -130,9 +136,16 @@ pub fn take(scope: &Scope, objects: &Objects, cache: Option<(&Manifest, Hash)>) 
         }
     };
     for (i, entry) in read {
-        entries[i] = entry;
+        match entry {
+            Some(e) => entries[i] = e,
+            None => gone[i] = true,
+        }
     }
-    let entries: Vec<Entry> = entries.into_iter().flatten().collect();
+    let mut index = 0;
+    entries.retain(|_| {
+        index += 1;
+        !gone[index - 1]
+    });
     // Nothing changed since the cached manifest, and nothing in it was racy: it
     // stands for this snapshot too.
     if let (Some(cached), Some(id)) = (cache, cache_id)
@@ -180,7 +193,7 @@ pub fn take(scope: &Scope, objects: &Objects, cache: Option<(&Manifest, Hash)>) 
 fn read_all(
     scope: &Scope,
     objects: &Objects,
-    seen: &[Seen],
+    entries: &[Entry],
     to_read: &[usize],
     new_objects: &Mutex<Vec<Hash>>,
 ) -> Result<Vec<(usize, Option<Entry>)>> {
@@ -202,7 +215,19 @@ fn read_all(
                         let Some(&i) = to_read.get(k) else {
                             return Ok(out);
                         };
-                        match read_one(scope, objects, &seen[i], new_objects) {
+                        let e = &entries[i];
+                        let seen = Seen {
+                            path: e.path.clone(),
+                            kind: e.kind,
+                            mode: e.mode,
+                            stamp: super::objects::Stamp {
+                                size: e.size,
+                                mtime_ns: e.mtime_ns,
+                                ctime_ns: e.ctime_ns,
+                                ino: e.ino,
+                            },
+                        };
+                        match read_one(scope, objects, &seen, new_objects) {
                             Ok(e) => out.push((i, e)),
                             Err(e) => {
                                 failed.store(true, Ordering::Relaxed);

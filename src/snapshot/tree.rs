@@ -60,6 +60,10 @@ impl<'a> Tree<'a> {
     }
 
     fn remember(&self, taken: &Taken) -> Result<()> {
+        let id = hex(&taken.id);
+        if fs::read_to_string(self.statcache_path()).is_ok_and(|old| old.trim() == id) {
+            return Ok(());
+        }
         write_atomic(
             &self.statcache_path(),
             hex(&taken.id).as_bytes(),
