@@ -84,7 +84,7 @@ impl Scope {
     /// path the snapshot before it had by editing `.gitignore`).
     pub fn walk(&self, also: &[&[u8]]) -> Result<Vec<Seen>> {
         // A small tree (as the last snapshot knew it) is walked faster than threads start.
-        let threads = if also.len() < SMALL_TREE { 1 } else { 2 };
+        let small = also.len() < SMALL_TREE;
         let mut overrides = OverrideBuilder::new(&self.root);
         for pattern in &self.exclude {
             overrides
@@ -94,7 +94,8 @@ impl Scope {
         let overrides = overrides.build().context("invalid exclude patterns")?;
         let respect = self.respect_ignored;
         let store = self.store.clone();
-        let walker = ignore::WalkBuilder::new(&self.root)
+        let mut builder = ignore::WalkBuilder::new(&self.root);
+        builder
             .standard_filters(false)
             .hidden(false)
             .git_ignore(respect)
@@ -107,46 +108,53 @@ impl Scope {
             .filter_entry(move |e| {
                 e.file_name() != ".git" && store.as_ref().is_none_or(|s| e.path() != s)
             })
-            .threads(threads)
-            .build_parallel();
+            .threads(2);
 
         let found = Mutex::new(Vec::new());
         let error = Mutex::new(None);
         let root = &self.root;
-        walker.run(|| {
-            Box::new(|entry| {
-                let entry = match entry {
-                    Ok(e) => e,
-                    Err(e) => {
-                        error.lock().unwrap().get_or_insert(anyhow!("{e}"));
-                        return WalkState::Quit;
-                    }
-                };
-                if entry.depth() == 0 {
+        let visit = |entry: Result<ignore::DirEntry, ignore::Error>| {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    error.lock().unwrap().get_or_insert(anyhow!("{e}"));
+                    return WalkState::Quit;
+                }
+            };
+            if entry.depth() == 0 {
+                return WalkState::Continue;
+            }
+            let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+            let meta = match fs::symlink_metadata(entry.path()) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return WalkState::Continue;
                 }
-                let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-                let meta = match fs::symlink_metadata(entry.path()) {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return WalkState::Continue;
-                    }
-                    Err(e) => {
-                        let msg = anyhow!(
-                            "cannot read {}: {}",
-                            entry.path().display(),
-                            crate::error::io_message(&e)
-                        );
-                        error.lock().unwrap().get_or_insert(msg);
-                        return WalkState::Quit;
-                    }
-                };
-                if let Some(seen) = Seen::of(rel.as_os_str().as_bytes().to_vec(), &meta) {
-                    found.lock().unwrap().push(seen);
+                Err(e) => {
+                    let msg = anyhow!(
+                        "cannot read {}: {}",
+                        entry.path().display(),
+                        crate::error::io_message(&e)
+                    );
+                    error.lock().unwrap().get_or_insert(msg);
+                    return WalkState::Quit;
                 }
-                WalkState::Continue
-            })
-        });
+            };
+            if let Some(seen) = Seen::of(rel.as_os_str().as_bytes().to_vec(), &meta) {
+                found.lock().unwrap().push(seen);
+            }
+            WalkState::Continue
+        };
+        // A small tree (as the last snapshot knew it) is walked before threads could start.
+        if small {
+            for entry in builder.build() {
+                if visit(entry) == WalkState::Quit {
+                    break;
+                }
+            }
+        } else {
+            builder.build_parallel().run(|| Box::new(visit));
+        }
         if let Some(e) = error.into_inner().unwrap() {
             return Err(e.context(format!("cannot walk {}", self.root.display())));
         }

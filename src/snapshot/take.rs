@@ -199,9 +199,14 @@ fn read_all(
 ) -> Result<Vec<(usize, Option<Entry>)>> {
     let next = AtomicUsize::new(0);
     let failed = std::sync::atomic::AtomicBool::new(false);
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 4);
+    // A few files are read before a thread would start; many, on every core (up to 4).
+    let threads = match to_read.len() {
+        0 => return Ok(Vec::new()),
+        1..64 => 1,
+        _ => std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 4),
+    };
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
