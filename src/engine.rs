@@ -744,7 +744,8 @@ impl<'a, A: Attempter> Engine<'a, A> {
     }
 }
 
-async fn wait_for_interrupt(rx: &mut Interrupt) -> i32 {
+/// Resolves with the signal once backstop has been asked to stop.
+pub async fn wait_for_interrupt(rx: &mut Interrupt) -> i32 {
     loop {
         if let Some(signal) = *rx.borrow_and_update() {
             return signal;

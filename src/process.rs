@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::attempt::{AttemptOutcome, AttemptSpec, Attempter, End, StdinFrom};
-use crate::engine::Interrupt;
+use crate::engine::{Interrupt, wait_for_interrupt};
 use crate::policy::DefaultAnswer;
 use crate::scan::LineScan;
 use crate::stdin::StdinReplay;
@@ -175,7 +175,7 @@ impl Attempter for ProcessRunner {
                 let after_ms = spec.timeout.map_or(0, |t| t.as_millis() as u64);
                 End::TimedOut { after_ms, deadline: spec.timeout_is_deadline }
             }
-            signal = wait_for_signal(&mut interrupt) => {
+            signal = wait_for_interrupt(&mut interrupt) => {
                 terminate(&mut child, pgid, signal, spec.kill_grace).await;
                 End::Interrupted { signal }
             }
@@ -233,17 +233,6 @@ fn spawn_failure(program: &str, e: &std::io::Error) -> End {
             code: crate::exit_code::CANNOT_EXECUTE,
             message: format!("cannot execute {program}: {}", detail.to_lowercase()),
         },
-    }
-}
-
-async fn wait_for_signal(rx: &mut Interrupt) -> i32 {
-    loop {
-        if let Some(signal) = *rx.borrow_and_update() {
-            return signal;
-        }
-        if rx.changed().await.is_err() {
-            return std::future::pending().await;
-        }
     }
 }
 

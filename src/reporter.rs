@@ -38,6 +38,20 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// The reporter a command line asks for: quiet with `-q`, a spinner on a terminal,
+    /// plain lines elsewhere, and annotations under GitHub Actions.
+    pub fn for_stderr(quiet: bool) -> Reporter {
+        let mode = if quiet {
+            Mode::Quiet
+        } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            Mode::Terminal
+        } else {
+            Mode::Plain
+        };
+        let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+        Reporter::new(mode, github)
+    }
+
     pub fn new(mode: Mode, github: bool) -> Reporter {
         Reporter::with_writer(mode, github, Box::new(std::io::stderr()))
     }

@@ -11,7 +11,7 @@ use super::retry_after::{retry_after, should_retry};
 use super::sse::SseParser;
 use super::wire::{StreamState, build, parse_answer, parse_error};
 use crate::attempt::{AttemptOutcome, AttemptSpec, CallError, CallReport, CallWork, End};
-use crate::engine::Interrupt;
+use crate::engine::{Interrupt, wait_for_interrupt};
 
 /// Where a model's answer goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,7 +99,7 @@ impl ModelClient {
                 after_ms: spec.timeout.map_or(0, |t| t.as_millis() as u64),
                 deadline: spec.timeout_is_deadline,
             },
-            signal = wait_for_signal(&mut interrupt) => End::Interrupted { signal },
+            signal = wait_for_interrupt(&mut interrupt) => End::Interrupted { signal },
         };
         if let Some(price) = &work.model.price {
             report.cost_usd = Some(price.cost(report.input_tokens, report.output_tokens));
@@ -339,16 +339,5 @@ fn redact_end(end: End, secret: &str) -> End {
             message: redact(&message, secret),
         },
         other => other,
-    }
-}
-
-async fn wait_for_signal(rx: &mut Interrupt) -> i32 {
-    loop {
-        if let Some(signal) = *rx.borrow_and_update() {
-            return signal;
-        }
-        if rx.changed().await.is_err() {
-            return std::future::pending().await;
-        }
     }
 }

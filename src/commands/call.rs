@@ -14,7 +14,7 @@ use crate::events::{Event, EventSink, Fanout};
 use crate::policy::{self, PolicyChoice};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{PolicyRef, RecordWriter, RunRecord, Status};
-use crate::reporter::{Mode, Reporter};
+use crate::reporter::Reporter;
 use crate::store::{Store, new_run_id, tree_root};
 
 pub struct CallArgs<'a> {
@@ -91,15 +91,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
     };
     let mut writer = RecordWriter::start(&tree_store, record)
         .context("cannot record the call, so it was not made")?;
-    let mode = if args.quiet {
-        Mode::Quiet
-    } else if std::io::stderr().is_terminal() {
-        Mode::Terminal
-    } else {
-        Mode::Plain
-    };
-    let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
-    let mut reporter = Reporter::new(mode, github);
+    let mut reporter = Reporter::for_stderr(args.quiet);
     let print = match (args.json, args.stream) {
         (true, _) => Print::Never,
         (false, true) => Print::Live,

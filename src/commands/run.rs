@@ -16,7 +16,7 @@ use crate::events::{Event, EventSink, Fanout, Outcome, RunSummary};
 use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{PolicyRef, RecordWriter, Restore, RunRecord, Status, TreeState};
-use crate::reporter::{Mode, Reporter};
+use crate::reporter::Reporter;
 use crate::rollback::{RunTree, change_infos, scope_for};
 use crate::settings::Settings;
 use crate::snapshot::lock::Wait;
@@ -51,15 +51,7 @@ pub fn run(
     let root = tree_root(&cwd);
     let store = Store::locate(settings.store.clone())?;
     let tree_store = store.tree(&root);
-    let mode = if settings.quiet {
-        Mode::Quiet
-    } else if std::io::stderr().is_terminal() {
-        Mode::Terminal
-    } else {
-        Mode::Plain
-    };
-    let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
-    let mut reporter = Reporter::new(mode, github);
+    let mut reporter = Reporter::for_stderr(settings.quiet);
 
     // Layer 3 first: no snapshot, no run.
     let _lock = super::lock_tree(&tree_store, wait, settings.quiet)?;

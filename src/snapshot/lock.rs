@@ -25,16 +25,7 @@ pub enum Wait {
 impl TreeLock {
     /// Takes the lock file at `path`; `holder` describes this process for the one who waits.
     pub fn take(path: &Path, wait: Wait, on_wait: impl FnOnce(&str)) -> Result<TreeLock> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("cannot open the lock {}", path.display()))?;
+        let file = open(path)?;
         if !flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
             let holder = fs::read_to_string(path).unwrap_or_default();
             let holder = holder.trim();
@@ -58,19 +49,23 @@ impl TreeLock {
 impl TreeLock {
     /// A shared hold on `path`, waiting as long as an exclusive holder (gc) has it.
     pub fn shared(path: &Path) -> Result<TreeLock> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("cannot open the lock {}", path.display()))?;
+        let file = open(path)?;
         flock(&file, libc::LOCK_SH)?;
         Ok(TreeLock { _file: file })
     }
+}
+
+fn open(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot open the lock {}", path.display()))
 }
 
 fn flock(file: &File, op: i32) -> Result<bool> {
