@@ -38,6 +38,17 @@ pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
     )?;
     if let Some(o) = &r.outcome {
         writeln!(out, "outcome  {} (exit {})", summary_line(o), o.exit_code)?;
+        if o.input_tokens + o.output_tokens > 0 || o.model.is_some() {
+            let cost = o
+                .cost_usd
+                .map_or("no price set".to_string(), |c| format!("${c:.6}"));
+            let model = o.model.as_deref().unwrap_or("-");
+            writeln!(
+                out,
+                "model    {model}: {} tokens in, {} out, {cost}",
+                o.input_tokens, o.output_tokens
+            )?;
+        }
     }
     writeln!(out, "\nattempts")?;
     for a in &r.attempts {
