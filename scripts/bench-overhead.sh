@@ -4,7 +4,7 @@
 # Measures, on this machine:
 #   * the median wall time of `backstop run -- true` against bare `true` and against
 #     Debian's `retry --times=1 -- true`, with hyperfine (warmup, many runs, JSON export);
-#     backstop writes and fsyncs a run record on every run, which is part of the honest
+#     backstop snapshots the directory and writes a run record on every run, which is part of the honest
 #     overhead, so the store (BACKSTOP_HOME) is a throwaway directory, measured once on
 #     disk and once on tmpfs (/dev/shm) when there is one;
 #   * backstop's peak memory (max RSS, /usr/bin/time -f %M) over repeated runs of
@@ -257,7 +257,7 @@ echo
 echo "$version (git $rev${dirty:+, uncommitted changes}), release build; $(uname -sr), ${cpu:-unknown CPU}, $(nproc) cores"
 echo "Timing: $TIMER. Load average before/after: $LOAD_BEFORE / $LOAD_AFTER."
 for entry in "${STORES[@]}"; do
-    echo "Store ${entry%%:*}: BACKSTOP_HOME on $(fstype "${entry#*:}") (each run writes and fsyncs one run record)."
+    echo "Store ${entry%%:*}: BACKSTOP_HOME on $(fstype "${entry#*:}") (each run takes its lock, snapshots the (empty) directory before and after, and writes its run record)."
 done
 echo
 echo "| command | median ms | mean ± σ ms | added vs true (median) ms |"
