@@ -36,6 +36,7 @@ pub fn scope_for(policy: &Policy, cwd: &Path, store_dir: &Path) -> Result<Scope>
         exclude: s.exclude.clone(),
         respect_ignored: s.ignored == Ignored::Respect,
         max_file_size: s.max_file_size.0,
+        max_total_size: s.max_total_size.0,
         store: store_dir.canonicalize().ok(),
     })
 }
@@ -47,6 +48,7 @@ pub fn scope_of(info: &SnapshotInfo, store_dir: &Path) -> Scope {
         exclude: info.exclude.clone(),
         respect_ignored: info.respect_ignored,
         max_file_size: info.max_file_size,
+        max_total_size: u64::MAX,
         store: store_dir.canonicalize().ok(),
     }
 }

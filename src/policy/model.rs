@@ -99,6 +99,7 @@ pub struct Scope {
     pub exclude: Vec<String>,
     pub ignored: Ignored,
     pub max_file_size: Size,
+    pub max_total_size: Size,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

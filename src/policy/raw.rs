@@ -191,6 +191,10 @@ pub struct RawScope {
     /// Larger files are listed in the run record but not kept (default 100MiB).
     #[schemars(with = "Option<String>")]
     pub max_file_size: Option<super::values::Size>,
+    /// The most one snapshot may copy into the store (default 4GiB): a run started in
+    /// the wrong directory stops instead of copying a home directory.
+    #[schemars(with = "Option<String>")]
+    pub max_total_size: Option<super::values::Size>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]

@@ -284,6 +284,22 @@ fn parse_size(s: &str) -> Option<u64> {
     (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
 }
 
+/// `4.8 MiB`, `512 KiB`, `17 B`: a size for people, rounded.
+pub fn human_size(n: u64) -> String {
+    let mut value = n as f64;
+    for unit in ["B", "KiB", "MiB", "GiB", "TiB"] {
+        if value < 1024.0 || unit == "TiB" {
+            return if unit == "B" {
+                format!("{n} B")
+            } else {
+                format!("{value:.1} {unit}")
+            };
+        }
+        value /= 1024.0;
+    }
+    unreachable!("the loop returns at TiB")
+}
+
 /// `100MiB`, `512KiB`, `17B`.
 pub fn format_size(n: u64) -> String {
     for (unit, size) in [

@@ -31,6 +31,8 @@ pub struct Scope {
     pub respect_ignored: bool,
     /// Larger files are recorded but not kept.
     pub max_file_size: u64,
+    /// The most one snapshot may copy into the store.
+    pub max_total_size: u64,
     /// Never walked: the store, when it lies inside the root.
     pub store: Option<PathBuf>,
 }

@@ -123,6 +123,15 @@ pub fn take(scope: &Scope, objects: &Objects, cache: Option<(&Manifest, Hash)>) 
         });
     }
 
+    let to_copy: u64 = to_read.iter().map(|i| entries[*i].size).sum();
+    if to_copy > scope.max_total_size {
+        bail!(
+            "the snapshot would copy {} into the store, over rollback.scope.max_total_size ({}): \
+             narrow rollback.scope.root, exclude what the run does not touch, or raise the limit",
+            crate::policy::values::human_size(to_copy),
+            crate::policy::values::human_size(scope.max_total_size)
+        );
+    }
     let new_objects = Mutex::new(Vec::new());
     let result = read_all(scope, objects, &entries, &to_read, &new_objects);
     let read = match result {

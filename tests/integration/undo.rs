@@ -567,6 +567,32 @@ fn files_over_the_size_cap_are_listed_not_silently_dropped() {
     assert_eq!(rec["snapshot"]["skipped"][0], "big.bin");
 }
 
+#[test]
+fn a_snapshot_over_the_total_size_cap_stops_the_run_before_it_starts() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    for i in 0..4 {
+        fs::write(root.join(format!("f{i}")), vec![i as u8; 3000]).unwrap();
+    }
+    let marker = sb.file("ran");
+    let policy = sb.policy("version: 1\nrollback: { scope: { max_total_size: 10KiB } }\n");
+    let out = sb.run(&[
+        "run",
+        "-p",
+        &policy,
+        "--",
+        "touch",
+        marker.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("over rollback.scope.max_total_size (10.0 KiB)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!marker.exists(), "the command was not run");
+}
+
 // ---------------------------------------------------------------- undo conflicts
 
 #[test]
