@@ -616,37 +616,14 @@ impl<'a, A: Attempter> Engine<'a, A> {
         }
     }
 
-    /// Runs `rollback.validate` after a success; its end is the attempt's.
-    async fn validate(
+    /// Runs a command that is not an attempt of the chain (a hook, `validate`): no
+    /// patterns, the attempt timeout, stdin as given.
+    async fn side_command(
         &mut self,
         argv: &[String],
-        link: usize,
-        name: &str,
-        attempt: u32,
-        max: u32,
-    ) -> End {
-        let scanner = Scanner::default();
-        let spec = AttemptSpec {
-            argv,
-            env: self.child_env(link, name, attempt, max),
-            timeout: self.policy.timeout.attempt.map(|d| d.0),
-            timeout_is_deadline: false,
-            kill_grace: self.policy.timeout.kill_grace.0,
-            scanner: &scanner,
-            stdin: StdinFrom::Null,
-            call: None,
-        };
-        self.attempter.attempt(spec).await.end
-    }
-
-    /// Runs a hook command; its failure is a warning, never the run's failure.
-    async fn hook(
-        &mut self,
-        argv: &[String],
-        what: &str,
         env: Vec<(String, String)>,
         stdin: StdinFrom,
-    ) {
+    ) -> End {
         let scanner = Scanner::default();
         let spec = AttemptSpec {
             argv,
@@ -658,12 +635,36 @@ impl<'a, A: Attempter> Engine<'a, A> {
             stdin,
             call: None,
         };
-        let outcome = self.attempter.attempt(spec).await;
-        if !outcome.end.success() {
+        self.attempter.attempt(spec).await.end
+    }
+
+    /// Runs `rollback.validate` after a success; its end is the attempt's.
+    async fn validate(
+        &mut self,
+        argv: &[String],
+        link: usize,
+        name: &str,
+        attempt: u32,
+        max: u32,
+    ) -> End {
+        let env = self.child_env(link, name, attempt, max);
+        self.side_command(argv, env, StdinFrom::Null).await
+    }
+
+    /// Runs a hook command; its failure is a warning, never the run's failure.
+    async fn hook(
+        &mut self,
+        argv: &[String],
+        what: &str,
+        env: Vec<(String, String)>,
+        stdin: StdinFrom,
+    ) {
+        let end = self.side_command(argv, env, stdin).await;
+        if !end.success() {
             let message = format!(
                 "{what} hook `{}` failed: {}",
                 argv.join(" "),
-                outcome.end.describe()
+                end.describe()
             );
             self.sink.event(&Event::Warning(message));
         }
