@@ -122,6 +122,37 @@ pub enum Status {
 }
 
 impl RunRecord {
+    /// The record of a run that is starting: nothing attempted yet.
+    pub fn new(
+        id: &str,
+        root: PathBuf,
+        cwd: PathBuf,
+        command: Vec<String>,
+        policy: &crate::policy::Policy,
+    ) -> RunRecord {
+        RunRecord {
+            format: FORMAT,
+            id: id.to_string(),
+            status: Status::Running,
+            started_at: SystemTime::now(),
+            finished_at: None,
+            backstop_version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            root,
+            cwd,
+            command,
+            policy: PolicyRef {
+                source: policy.source.clone(),
+                digest: policy.digest.clone(),
+            },
+            attempts: Vec::new(),
+            warnings: Vec::new(),
+            outcome: None,
+            steps: Vec::new(),
+            snapshot: None,
+        }
+    }
+
     /// `running`, `unfinished` (its backstop is gone), or the outcome.
     pub fn state(&self) -> String {
         match (&self.status, &self.outcome) {

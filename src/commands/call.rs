@@ -2,7 +2,6 @@
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
@@ -13,7 +12,7 @@ use crate::error::UserError;
 use crate::events::{Event, EventSink, Fanout};
 use crate::policy::{self, PolicyChoice};
 use crate::process::{ProcessRunner, RealAttempter};
-use crate::record::{PolicyRef, RecordWriter, RunRecord, Status};
+use crate::record::{RecordWriter, RunRecord};
 use crate::reporter::Reporter;
 use crate::store::{Store, new_run_id, tree_root};
 
@@ -68,27 +67,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
     let store = Store::locate(args.store.clone())?;
     let tree_store = store.tree(&root);
     let id = new_run_id();
-    let record = RunRecord {
-        format: crate::record::FORMAT,
-        id: id.clone(),
-        status: Status::Running,
-        started_at: SystemTime::now(),
-        finished_at: None,
-        backstop_version: env!("CARGO_PKG_VERSION").into(),
-        pid: std::process::id(),
-        root,
-        cwd,
-        command: vec!["call".into(), model.clone()],
-        policy: PolicyRef {
-            source: policy.source.clone(),
-            digest: policy.digest.clone(),
-        },
-        attempts: Vec::new(),
-        warnings: Vec::new(),
-        outcome: None,
-        steps: Vec::new(),
-        snapshot: None,
-    };
+    let record = RunRecord::new(&id, root, cwd, vec!["call".into(), model.clone()], &policy);
     let mut writer = RecordWriter::start(&tree_store, record)
         .context("cannot record the call, so it was not made")?;
     let mut reporter = Reporter::for_stderr(args.quiet);

@@ -15,7 +15,7 @@ use crate::error::UserError;
 use crate::events::{Event, EventSink, Fanout, Outcome, RunSummary};
 use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
-use crate::record::{PolicyRef, RecordWriter, Restore, RunRecord, Status, TreeState};
+use crate::record::{RecordWriter, Restore, RunRecord, TreeState};
 use crate::reporter::Reporter;
 use crate::rollback::{RunTree, change_infos, scope_for};
 use crate::settings::Settings;
@@ -67,30 +67,14 @@ pub fn run(
         )));
     }
 
+    let command_words = if command.is_empty() {
+        steps.iter().map(|s| format!("step:{}", s.name)).collect()
+    } else {
+        command.to_vec()
+    };
     let record = RunRecord {
-        format: crate::record::FORMAT,
-        id: id.clone(),
-        status: Status::Running,
-        started_at: SystemTime::now(),
-        finished_at: None,
-        backstop_version: env!("CARGO_PKG_VERSION").into(),
-        pid: std::process::id(),
-        root: root.clone(),
-        cwd,
-        command: if command.is_empty() {
-            steps.iter().map(|s| format!("step:{}", s.name)).collect()
-        } else {
-            command.to_vec()
-        },
-        policy: PolicyRef {
-            source: policy.source.clone(),
-            digest: policy.digest.clone(),
-        },
-        attempts: Vec::new(),
-        warnings: Vec::new(),
-        outcome: None,
-        steps: Vec::new(),
         snapshot: Some(snapshot),
+        ..RunRecord::new(&id, root, cwd, command_words, &policy)
     };
     let mut writer = RecordWriter::start(&tree_store, record)
         .context("cannot record the run, so it was not started")?;
