@@ -114,6 +114,11 @@ impl TreeStore {
 
     /// Every readable record, newest first.
     pub fn list(&self) -> Result<Vec<RunRecord>> {
+        self.records(|_| true)
+    }
+
+    /// The readable records whose id passes `keep`, newest first; only those are read.
+    fn records(&self, keep: impl Fn(&str) -> bool) -> Result<Vec<RunRecord>> {
         let mut out = Vec::new();
         let entries = match fs::read_dir(self.runs_dir()) {
             Ok(e) => e,
@@ -122,7 +127,12 @@ impl TreeStore {
         };
         for entry in entries {
             let path = entry?.path();
+            let id = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
             if path.extension().is_some_and(|x| x == "json")
+                && keep(id)
                 && let Ok(record) = read_record(&path)
             {
                 out.push(record);
@@ -142,11 +152,7 @@ impl TreeStore {
         if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(UserError::UnknownRun(prefix.to_string()).into());
         }
-        let mut matches: Vec<RunRecord> = self
-            .list()?
-            .into_iter()
-            .filter(|r| r.id.starts_with(prefix))
-            .collect();
+        let mut matches = self.records(|id| id.starts_with(prefix))?;
         match matches.len() {
             0 => Err(UserError::UnknownRun(prefix.to_string()).into()),
             1 => Ok(matches.remove(0)),
