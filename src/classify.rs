@@ -147,26 +147,15 @@ pub fn classify(
         signal: signal @ libc::SIGINT,
     } = end
     {
-        return Some(Verdict {
-            stop: true,
-            ..verdict(
-                FailureClass::Interrupted,
-                false,
-                format!("interrupted by {}", signal_name(*signal)),
-            )
-        });
+        return Some(interrupted(format!(
+            "interrupted by {}",
+            signal_name(*signal)
+        )));
     }
     // Exit 130 is how a command that traps Ctrl-C says it was interrupted; on a
     // terminal only the command sees the Ctrl-C, so this is how backstop learns of it.
     if let End::Exited { code: 130 } = end {
-        return Some(Verdict {
-            stop: true,
-            ..verdict(
-                FailureClass::Interrupted,
-                false,
-                "exit 130: interrupted (Ctrl-C)".into(),
-            )
-        });
+        return Some(interrupted("exit 130: interrupted (Ctrl-C)".into()));
     }
     if let End::SpawnFailed { code, .. } = end {
         return Some(verdict(class, false, format!("{code} is never retried")));
@@ -257,6 +246,17 @@ pub fn classify(
     })
 }
 
+/// The verdict that ends the whole run: the user asked to stop.
+fn interrupted(rule: String) -> Verdict {
+    Verdict {
+        class: FailureClass::Interrupted,
+        retry: false,
+        critical: false,
+        stop: true,
+        rule,
+    }
+}
+
 /// Decides about a model call: the status table, `x-should-retry`, and the error
 /// kinds that go straight to the next link. `None` means it was answered.
 pub fn classify_call(end: &End, call: &CallReport, retry: &RetryPolicy) -> Option<Verdict> {
@@ -269,14 +269,10 @@ pub fn classify_call(end: &End, call: &CallReport, retry: &RetryPolicy) -> Optio
     };
     match end {
         End::Answered => None,
-        End::Interrupted { signal } => Some(Verdict {
-            stop: true,
-            ..verdict(
-                FailureClass::Interrupted,
-                false,
-                format!("interrupted by {}", signal_name(*signal)),
-            )
-        }),
+        End::Interrupted { signal } => Some(interrupted(format!(
+            "interrupted by {}",
+            signal_name(*signal)
+        ))),
         End::TimedOut { deadline: true, .. } => Some(verdict(
             FailureClass::Deadline,
             false,

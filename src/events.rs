@@ -158,9 +158,11 @@ impl EventSink for Fanout<'_> {
 }
 
 /// Keeps every event, for tests.
+#[cfg(test)]
 #[derive(Default, Debug)]
 pub struct Recorded(pub Vec<Event>);
 
+#[cfg(test)]
 impl EventSink for Recorded {
     fn event(&mut self, event: &Event) {
         self.0.push(event.clone());
