@@ -1,9 +1,11 @@
 //! Content-addressed objects: each file content stored once, named by its BLAKE3.
 //!
-//! `objects/ab/cdef…` under the store. An object is written to `objects/tmp/`, then
-//! renamed into place, so a name always holds its whole content. Objects are shared by
-//! every tree and run: identical content is stored once. A batch of writes is made
-//! durable at once, by fsyncs for a few objects or one `syncfs` for many.
+//! `objects/ab/cdef…` under the store. An object is staged in `objects/tmp/`, made
+//! durable, and only then renamed to its name (temp file → fsync → rename → fsync of
+//! the directory), so a name always holds its whole content, even after a power loss.
+//! A snapshot stages all its objects first and commits them together, with fsyncs for a
+//! few or one `syncfs` for many. Objects are shared by every tree and run: identical
+//! content is stored once.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -19,13 +21,19 @@ pub struct Objects {
     dir: PathBuf,
 }
 
+/// An object written to `objects/tmp/` that has no name yet: [`Objects::commit`]
+/// names it, [`Objects::discard`] drops it.
+#[derive(Debug)]
+pub struct Staged {
+    hash: Hash,
+    tmp: PathBuf,
+}
+
 /// What storing a file found.
 #[derive(Debug)]
 pub enum Put {
-    Stored {
-        hash: Hash,
-        new: bool,
-    },
+    /// `staged` is `None` when the store already had the content.
+    Stored { hash: Hash, staged: Option<Staged> },
     /// The file changed while it was read: read it again.
     Changed,
 }
@@ -106,38 +114,101 @@ impl Objects {
             return Ok(Put::Changed);
         }
         let hash = *hasher.finalize().as_bytes();
-        let new = self.settle(tmp, &hash)?;
-        Ok(Put::Stored { hash, new })
+        Ok(Put::Stored {
+            hash,
+            staged: self.keep(tmp, hash)?,
+        })
     }
 
-    /// Stores `bytes` (a manifest) and returns their hash.
-    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(Hash, bool)> {
+    /// Stages `bytes` (a manifest); `None` when the store has them already.
+    pub fn stage_bytes(&self, bytes: &[u8]) -> Result<(Hash, Option<Staged>)> {
         let hash = *blake3::hash(bytes).as_bytes();
         if self.contains(&hash) {
-            return Ok((hash, false));
+            return Ok((hash, None));
         }
         let mut tmp = tempfile::Builder::new()
             .prefix("obj-")
             .tempfile_in(self.tmp_dir()?)
             .context("cannot write to the store")?;
         tmp.write_all(bytes).context("cannot write to the store")?;
-        let new = self.settle(tmp, &hash)?;
-        Ok((hash, new))
+        Ok((hash, self.keep(tmp, hash)?))
     }
 
-    /// Moves a finished temporary file to its name, unless the object is there already.
-    fn settle(&self, tmp: tempfile::NamedTempFile, hash: &Hash) -> Result<bool> {
-        let dest = self.path(hash);
-        if dest.exists() {
-            return Ok(false);
+    /// Keeps a written temporary file for [`Objects::commit`], unless the store has
+    /// its content already.
+    fn keep(&self, tmp: tempfile::NamedTempFile, hash: Hash) -> Result<Option<Staged>> {
+        if self.contains(&hash) {
+            return Ok(None);
         }
-        let parent = dest.parent().expect("objects live in a fan-out directory");
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-        match tmp.persist_noclobber(&dest) {
-            Ok(_) => Ok(true),
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e.error).with_context(|| format!("cannot write {}", dest.display())),
+        let tmp = tmp
+            .into_temp_path()
+            .keep()
+            .context("cannot keep a staged object")?;
+        Ok(Some(Staged { hash, tmp }))
+    }
+
+    /// Makes staged objects durable, then names them, then makes the names durable.
+    /// Returns the objects this added. On an error, nothing it staged or named is left.
+    pub fn commit(&self, staged: Vec<Staged>) -> Result<Vec<Hash>> {
+        const FEW: usize = 64;
+        if staged.is_empty() {
+            return Ok(Vec::new());
+        }
+        let many = staged.len() > FEW;
+        let mut named = Vec::new();
+        let result = (|| -> Result<()> {
+            if many {
+                sync_filesystem(&self.dir)?;
+            } else {
+                for s in &staged {
+                    File::open(&s.tmp)
+                        .and_then(|f| f.sync_all())
+                        .with_context(|| format!("cannot sync {}", s.tmp.display()))?;
+                }
+            }
+            let mut dirs = Vec::new();
+            for s in &staged {
+                let dest = self.path(&s.hash);
+                if dest.exists() {
+                    continue; // the same content, named meanwhile
+                }
+                let parent = dest.parent().expect("objects live in a fan-out directory");
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+                fs::rename(&s.tmp, &dest)
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
+                named.push(s.hash);
+                dirs.push(parent.to_path_buf());
+            }
+            if many {
+                sync_filesystem(&self.dir)
+            } else {
+                dirs.sort();
+                dirs.dedup();
+                for dir in dirs {
+                    File::open(&dir)
+                        .and_then(|d| d.sync_all())
+                        .with_context(|| format!("cannot sync {}", dir.display()))?;
+                }
+                Ok(())
+            }
+        })();
+        self.discard(staged);
+        match result {
+            Ok(()) => Ok(named),
+            Err(e) => {
+                for hash in &named {
+                    self.remove(hash);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops staged objects (those already named are not touched).
+    pub fn discard(&self, staged: Vec<Staged>) {
+        for s in staged {
+            let _ = fs::remove_file(&s.tmp);
         }
     }
 
@@ -153,34 +224,6 @@ impl Objects {
 
     pub fn remove(&self, hash: &Hash) {
         let _ = fs::remove_file(self.path(hash));
-    }
-
-    /// Makes the objects just written durable: an fsync each for a few, one
-    /// `syncfs` of the store's filesystem for many.
-    pub fn sync(&self, written: &[Hash]) -> Result<()> {
-        const FEW: usize = 64;
-        if written.is_empty() {
-            return Ok(());
-        }
-        if written.len() > FEW {
-            return sync_filesystem(&self.dir);
-        }
-        let mut dirs = Vec::new();
-        for hash in written {
-            let path = self.path(hash);
-            File::open(&path)
-                .and_then(|f| f.sync_all())
-                .with_context(|| format!("cannot sync {}", path.display()))?;
-            dirs.extend(path.parent().map(Path::to_path_buf));
-        }
-        dirs.sort();
-        dirs.dedup();
-        for dir in dirs {
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .with_context(|| format!("cannot sync {}", dir.display()))?;
-        }
-        Ok(())
     }
 
     /// Every object's hash (for gc).
@@ -225,4 +268,47 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
             .with_context(|| format!("cannot sync {}", path.display()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp_files(objects: &Objects) -> usize {
+        fs::read_dir(objects.dir.join("tmp")).map_or(0, |d| d.count())
+    }
+
+    #[test]
+    fn staged_objects_have_no_name_until_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::new(dir.path());
+        let (a, staged_a) = objects.stage_bytes(b"alpha").unwrap();
+        let (b, staged_b) = objects.stage_bytes(b"beta").unwrap();
+        assert!(
+            !objects.contains(&a) && !objects.contains(&b),
+            "staged, not named"
+        );
+        assert_eq!(tmp_files(&objects), 2);
+
+        let added = objects
+            .commit(staged_a.into_iter().chain(staged_b).collect())
+            .unwrap();
+        assert_eq!(added, [a, b]);
+        assert_eq!(objects.read(&a).unwrap(), b"alpha");
+        assert_eq!(tmp_files(&objects), 0, "nothing left in tmp");
+
+        let (_, again) = objects.stage_bytes(b"alpha").unwrap();
+        assert!(again.is_none(), "content the store has is not staged twice");
+    }
+
+    #[test]
+    fn discarded_objects_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::new(dir.path());
+        let (h, staged) = objects.stage_bytes(b"gone").unwrap();
+        objects.discard(staged.into_iter().collect());
+        assert!(!objects.contains(&h));
+        assert_eq!(tmp_files(&objects), 0);
+        assert!(objects.list().unwrap().is_empty());
+    }
 }

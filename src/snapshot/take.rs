@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Result, bail};
 
 use super::manifest::{Content, Entry, Hash, Kind, Manifest};
-use super::objects::{Objects, Put};
+use super::objects::{Objects, Put, Staged};
 use super::scope::{Scope, Seen};
 
 /// How close to a snapshot's start a timestamp must be to be distrusted.
@@ -132,15 +132,14 @@ pub fn take(scope: &Scope, objects: &Objects, cache: Option<(&Manifest, Hash)>) 
             crate::policy::values::human_size(scope.max_total_size)
         );
     }
-    let new_objects = Mutex::new(Vec::new());
-    let result = read_all(scope, objects, &entries, &to_read, &new_objects);
+    let staged = Mutex::new(Vec::new());
+    let result = read_all(scope, objects, &entries, &to_read, &staged);
+    let staged = staged.into_inner().unwrap();
     let read = match result {
         Ok(read) => read,
         Err(e) => {
-            // Leave the store as it was: drop what this snapshot alone added.
-            for h in new_objects.into_inner().unwrap() {
-                objects.remove(&h);
-            }
+            // Leave the store as it was: nothing this snapshot staged gets a name.
+            objects.discard(staged);
             return Err(e);
         }
     };
@@ -173,19 +172,17 @@ pub fn take(scope: &Scope, objects: &Objects, cache: Option<(&Manifest, Hash)>) 
         taken_at_ns,
         entries,
     };
-    let stored = objects.put_bytes(&manifest.encode()).and_then(|(id, new)| {
-        let mut written = new_objects.lock().unwrap().clone();
-        if new {
-            written.push(id);
-        }
-        objects.sync(&written)?;
+    // The contents first, then the manifest that names them: each staged, synced,
+    // then renamed, so no manifest ever points at an object a crash could lose.
+    let added = objects.commit(staged)?;
+    let id = match objects.stage_bytes(&manifest.encode()).and_then(|(id, m)| {
+        objects.commit(m.into_iter().collect())?;
         Ok(id)
-    });
-    let id = match stored {
+    }) {
         Ok(id) => id,
         Err(e) => {
-            for h in new_objects.into_inner().unwrap() {
-                objects.remove(&h);
+            for h in &added {
+                objects.remove(h);
             }
             return Err(e);
         }
@@ -204,7 +201,7 @@ fn read_all(
     objects: &Objects,
     entries: &[Entry],
     to_read: &[usize],
-    new_objects: &Mutex<Vec<Hash>>,
+    staged: &Mutex<Vec<Staged>>,
 ) -> Result<Vec<(usize, Option<Entry>)>> {
     let next = AtomicUsize::new(0);
     let failed = std::sync::atomic::AtomicBool::new(false);
@@ -241,7 +238,7 @@ fn read_all(
                                 ino: e.ino,
                             },
                         };
-                        match read_one(scope, objects, &seen, new_objects) {
+                        match read_one(scope, objects, &seen, staged) {
                             Ok(e) => out.push((i, e)),
                             Err(e) => {
                                 failed.store(true, Ordering::Relaxed);
@@ -274,7 +271,7 @@ fn read_one(
     scope: &Scope,
     objects: &Objects,
     seen: &Seen,
-    new_objects: &Mutex<Vec<Hash>>,
+    staged: &Mutex<Vec<Staged>>,
 ) -> Result<Option<Entry>> {
     let path = scope.abs(&seen.path);
     let mut current = seen.clone();
@@ -299,10 +296,8 @@ fn read_one(
             }));
         }
         match objects.put_file(&path, current.stamp)? {
-            Put::Stored { hash, new } => {
-                if new {
-                    new_objects.lock().unwrap().push(hash);
-                }
+            Put::Stored { hash, staged: s } => {
+                staged.lock().unwrap().extend(s);
                 return Ok(Some(Entry {
                     path: current.path.clone(),
                     kind: Kind::File,
