@@ -33,7 +33,12 @@ struct Shared {
 impl StdinReplay {
     /// Replays backstop's own stdin (fd 0).
     pub fn from_stdin() -> StdinReplay {
-        let source = std::io::stdin().as_fd_dup();
+        use std::os::fd::AsFd;
+        let source = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(File::from);
         StdinReplay::new(source, REPLAY_LIMIT)
     }
 
@@ -129,17 +134,6 @@ fn keep(s: &mut Shared, data: &[u8]) -> bool {
         return false;
     };
     spill.write_all_at(data, s.len).is_ok()
-}
-
-trait DupFd {
-    fn as_fd_dup(&self) -> Option<File>;
-}
-
-impl DupFd for std::io::Stdin {
-    fn as_fd_dup(&self) -> Option<File> {
-        use std::os::fd::AsFd;
-        self.as_fd().try_clone_to_owned().ok().map(File::from)
-    }
 }
 
 #[cfg(test)]
