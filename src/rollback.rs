@@ -83,7 +83,7 @@ impl<'a> RunTree<'a> {
             head: crate::snapshot::git::head(&scope.root),
             restores: Vec::new(),
         };
-        let manifest = Arc::new(taken.manifest);
+        let manifest = taken.manifest;
         let run_tree = RunTree {
             before_id: hex(&taken.id),
             start_id: hex(&taken.id),
@@ -124,7 +124,7 @@ impl<'a> RunTree<'a> {
     pub fn checkpoint(&mut self) -> Result<()> {
         let taken = self.tree.snapshot_after(&self.before, &self.before_id)?;
         self.before_id = hex(&taken.id);
-        self.before = Arc::new(taken.manifest);
+        self.before = taken.manifest;
         Ok(())
     }
 

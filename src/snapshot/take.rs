@@ -7,8 +7,8 @@
 //! rule). A file that changes while it is read is read again, up to
 //! [`SETTLE_TRIES`] times; one that never settles fails the snapshot.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
@@ -25,7 +25,8 @@ pub const SETTLE_TRIES: usize = 5;
 /// A snapshot taken and stored.
 #[derive(Debug)]
 pub struct Taken {
-    pub manifest: Manifest,
+    /// Shared with the cache when nothing changed: a tree is held once.
+    pub manifest: Arc<Manifest>,
     /// The manifest's object id.
     pub id: Hash,
     /// Files over the size limit: recorded, not kept.
@@ -63,9 +64,14 @@ fn cache_vouches(cached: &Entry, taken_at_ns: i64, seen: &Seen) -> bool {
 
 /// Takes a snapshot of `scope`. `cache` is the last manifest of the same tree;
 /// its paths are also checked directly, even where ignore rules now hide them.
-pub fn take(scope: &Scope, objects: &Objects, cache: Option<(&Manifest, Hash)>) -> Result<Taken> {
+pub fn take(
+    scope: &Scope,
+    objects: &Objects,
+    cache: Option<(&Arc<Manifest>, Hash)>,
+) -> Result<Taken> {
     let cache_id = cache.map(|(_, id)| id);
-    let cache = cache.map(|(m, _)| m);
+    let cache_arc = cache.map(|(m, _)| m);
+    let cache: Option<&Manifest> = cache_arc.map(|m| &**m);
     let taken_at_ns = now_ns();
     let also: Vec<&[u8]> = cache.map_or_else(Vec::new, |m| {
         m.entries.iter().map(|e| e.path.as_slice()).collect()
@@ -156,13 +162,13 @@ pub fn take(scope: &Scope, objects: &Objects, cache: Option<(&Manifest, Hash)>) 
     });
     // Nothing changed since the cached manifest, and nothing in it was racy: it
     // stands for this snapshot too.
-    if let (Some(cached), Some(id)) = (cache, cache_id)
+    if let (Some(cached), Some(id)) = (cache_arc, cache_id)
         && to_read.is_empty()
         && cached.entries == entries
     {
         let hashed = to_read.len();
         return Ok(Taken {
-            manifest: cached.clone(),
+            manifest: Arc::clone(cached),
             id,
             skipped,
             hashed,
@@ -188,7 +194,7 @@ pub fn take(scope: &Scope, objects: &Objects, cache: Option<(&Manifest, Hash)>) 
         }
     };
     Ok(Taken {
-        manifest,
+        manifest: Arc::new(manifest),
         id,
         skipped,
         hashed: to_read.len(),

@@ -4,6 +4,7 @@
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
@@ -47,13 +48,15 @@ impl<'a> Tree<'a> {
         }
     }
 
-    pub fn load(&self, id: &str) -> Result<Manifest> {
+    pub fn load(&self, id: &str) -> Result<Arc<Manifest>> {
         let hash = parse_hex(id)?;
-        Manifest::decode(&self.objects.read(&hash)?).with_context(|| format!("manifest {id}"))
+        let manifest = Manifest::decode(&self.objects.read(&hash)?)
+            .with_context(|| format!("manifest {id}"))?;
+        Ok(Arc::new(manifest))
     }
 
     /// The last manifest taken of this tree, if it is still readable.
-    fn statcache(&self) -> Option<(Manifest, [u8; 32])> {
+    fn statcache(&self) -> Option<(Arc<Manifest>, [u8; 32])> {
         let id = fs::read_to_string(self.statcache_path()).ok()?;
         let manifest = self.load(id.trim()).ok()?;
         Some((manifest, parse_hex(id.trim()).ok()?))
@@ -97,7 +100,7 @@ impl<'a> Tree<'a> {
 
     /// A snapshot after a run: `before`'s paths are each looked at, whatever the
     /// ignore rules now say.
-    pub fn snapshot_after(&self, before: &Manifest, before_id: &str) -> Result<Taken> {
+    pub fn snapshot_after(&self, before: &Arc<Manifest>, before_id: &str) -> Result<Taken> {
         let _gc = self.hold_objects()?;
         let taken = take(
             &self.scope,
