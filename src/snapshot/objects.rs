@@ -166,20 +166,34 @@ impl Objects {
                         .with_context(|| format!("cannot sync {}", s.tmp.display()))?;
                 }
             }
-            let mut dirs = Vec::new();
-            for s in &staged {
-                let dest = self.path(&s.hash);
-                if dest.exists() {
-                    continue; // the same content, named meanwhile
+            // Naming is one renameat2(RENAME_NOREPLACE) per object, on a few threads:
+            // it never replaces an object, and says whether this one is new.
+            let threads = if many { 4 } else { 1 };
+            let chunk = staged.len().div_ceil(threads);
+            let results: Vec<Result<Vec<Hash>>> = std::thread::scope(|scope| {
+                let workers: Vec<_> = staged
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || self.name_all(part)))
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| w.join().expect("naming thread panicked"))
+                    .collect()
+            });
+            let mut failure = None;
+            for r in results {
+                match r {
+                    Ok(hashes) => named.extend(hashes),
+                    Err(e) => failure = failure.or(Some(e)),
                 }
-                let parent = dest.parent().expect("objects live in a fan-out directory");
-                fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
-                fs::rename(&s.tmp, &dest)
-                    .with_context(|| format!("cannot write {}", dest.display()))?;
-                named.push(s.hash);
-                dirs.push(parent.to_path_buf());
             }
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            let mut dirs: Vec<PathBuf> = named
+                .iter()
+                .filter_map(|h| self.path(h).parent().map(Path::to_path_buf))
+                .collect();
             if many {
                 sync_filesystem(&self.dir)
             } else {
@@ -203,6 +217,33 @@ impl Objects {
                 Err(e)
             }
         }
+    }
+
+    /// Names each staged object; returns those that were new.
+    fn name_all(&self, staged: &[Staged]) -> Result<Vec<Hash>> {
+        let mut named = Vec::new();
+        for s in staged {
+            let dest = self.path(&s.hash);
+            let mut result = rename_noreplace(&s.tmp, &dest);
+            if result
+                .as_ref()
+                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+            {
+                let parent = dest.parent().expect("objects live in a fan-out directory");
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+                result = rename_noreplace(&s.tmp, &dest);
+            }
+            match result {
+                Ok(()) => named.push(s.hash),
+                // The same content, named meanwhile: the staged copy goes (in discard).
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot write {}", dest.display()));
+                }
+            }
+        }
+        Ok(named)
     }
 
     /// Drops staged objects (those already named are not touched).
@@ -256,6 +297,38 @@ impl Objects {
             }
         }
     }
+}
+
+/// `rename` that fails with `AlreadyExists` rather than replace `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let (c_from, c_to) = (
+        std::ffi::CString::new(from.as_os_str().as_bytes())?,
+        std::ffi::CString::new(to.as_os_str().as_bytes())?,
+    );
+    // SAFETY: two NUL-terminated paths we own, relative to no directory descriptor.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            c_from.as_ptr(),
+            libc::AT_FDCWD,
+            c_to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    // A filesystem without RENAME_NOREPLACE: check, then rename (objects are immutable,
+    // so a race only replaces a name with the same content).
+    if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
+        if to.exists() {
+            return Err(io::ErrorKind::AlreadyExists.into());
+        }
+        return fs::rename(from, to);
+    }
+    Err(e)
 }
 
 /// `syncfs(2)` on the filesystem holding `path`: one call instead of an fsync per file.
