@@ -35,6 +35,8 @@ enum End {
 
 #[derive(Debug, Clone)]
 struct Seen {
+    /// Which connection (in accept order) the request came on.
+    conn: usize,
     path: String,
     headers: Vec<(String, String)>,
     body: Value,
@@ -67,11 +69,11 @@ impl Server {
                 .collect::<std::collections::VecDeque<_>>(),
         ));
         std::thread::spawn(move || {
-            for conn in listener.incoming() {
+            for (number, conn) in listener.incoming().enumerate() {
                 let Ok(conn) = conn else { return };
                 // A connection of its own thread: a hung stream must not hold up a retry.
                 let (replies, log) = (Arc::clone(&replies), Arc::clone(&log));
-                std::thread::spawn(move || serve(conn, &replies, &log));
+                std::thread::spawn(move || serve(number, conn, &replies, &log));
             }
         });
         Server { port, seen }
@@ -87,6 +89,7 @@ impl Server {
 }
 
 fn serve(
+    number: usize,
     conn: TcpStream,
     replies: &Mutex<std::collections::VecDeque<Reply>>,
     log: &Mutex<Vec<Seen>>,
@@ -119,6 +122,7 @@ fn serve(
         reader.read_exact(&mut body).unwrap();
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         log.lock().unwrap().push(Seen {
+            conn: number,
             path,
             headers,
             body,
@@ -483,6 +487,50 @@ fn x_should_retry_overrides_the_status_both_ways() {
     assert_eq!(
         sb.last_record()["attempts"][0]["verdict"]["rule"],
         "the server said x-should-retry: false"
+    );
+}
+
+#[test]
+fn retries_reuse_the_connection_and_the_idempotency_key() {
+    let server = Server::start(vec![status(503), status(503), ok("third time")]);
+    let sb = Sandbox::new();
+    let extra = "fallback:\n  chain:\n    - call: { model: large }\n";
+    // The small model fails twice with 503 and answers on its third attempt.
+    let out = sb.run(&[
+        "call",
+        "-p",
+        &sb.policy(&policy(&server.url(), "openai", extra)),
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter().all(|r| r.conn == seen[0].conn),
+        "one connection for every retry: {seen:?}"
+    );
+    let keys: Vec<_> = seen
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_string())
+        .collect();
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "one idempotency key per logical call: {keys:?}"
+    );
+
+    // A fallback link is another logical call: a key of its own.
+    let server = Server::start(vec![status(400), ok("from large")]);
+    let out = sb.run(&[
+        "call",
+        "-p",
+        &sb.policy(&policy(&server.url(), "openai", extra)),
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let seen = server.seen();
+    assert_ne!(
+        seen[0].header("idempotency-key"),
+        seen[1].header("idempotency-key")
     );
 }
 
