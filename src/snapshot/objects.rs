@@ -19,6 +19,8 @@ use super::manifest::{Hash, hex};
 #[derive(Clone, Debug)]
 pub struct Objects {
     dir: PathBuf,
+    /// `objects/tmp`, once it is known to exist.
+    tmp: std::sync::OnceLock<PathBuf>,
 }
 
 /// An object written to `objects/tmp/` that has no name yet: [`Objects::commit`]
@@ -62,6 +64,7 @@ impl Objects {
     pub fn new(store: &Path) -> Objects {
         Objects {
             dir: store.join("objects"),
+            tmp: std::sync::OnceLock::new(),
         }
     }
 
@@ -74,10 +77,13 @@ impl Objects {
         self.path(hash).exists()
     }
 
-    fn tmp_dir(&self) -> Result<PathBuf> {
+    fn tmp_dir(&self) -> Result<&Path> {
+        if let Some(tmp) = self.tmp.get() {
+            return Ok(tmp);
+        }
         let tmp = self.dir.join("tmp");
         fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        Ok(tmp)
+        Ok(self.tmp.get_or_init(|| tmp))
     }
 
     /// Copies the file at `path`, which the walk saw as `seen`, into the store.
@@ -134,12 +140,9 @@ impl Objects {
         Ok((hash, self.keep(tmp, hash)?))
     }
 
-    /// Keeps a written temporary file for [`Objects::commit`], unless the store has
-    /// its content already.
+    /// Keeps a written temporary file for [`Objects::commit`]; content the store has
+    /// already is found there, when naming it fails with `AlreadyExists`.
     fn keep(&self, tmp: tempfile::NamedTempFile, hash: Hash) -> Result<Option<Staged>> {
-        if self.contains(&hash) {
-            return Ok(None);
-        }
         let tmp = tmp
             .into_temp_path()
             .keep()
@@ -207,10 +210,11 @@ impl Objects {
                 Ok(())
             }
         })();
-        self.discard(staged);
         match result {
+            // Every staged file is named now, or was removed as a duplicate.
             Ok(()) => Ok(named),
             Err(e) => {
+                self.discard(staged);
                 for hash in &named {
                     self.remove(hash);
                 }
@@ -236,8 +240,10 @@ impl Objects {
             }
             match result {
                 Ok(()) => named.push(s.hash),
-                // The same content, named meanwhile: the staged copy goes (in discard).
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                // The same content is there already: the staged copy goes.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let _ = fs::remove_file(&s.tmp);
+                }
                 Err(e) => {
                     return Err(e).with_context(|| format!("cannot write {}", dest.display()));
                 }
