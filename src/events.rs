@@ -131,6 +131,11 @@ pub enum Event {
         /// Paths that could not be put back, and why.
         failed: Vec<(String, String)>,
     },
+    /// A rollback wrote nothing: its root is not the directory it snapshotted.
+    PutBackRefused {
+        before: String,
+        why: String,
+    },
     /// A step of a task begins.
     StepStarted {
         index: usize,

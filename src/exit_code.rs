@@ -8,6 +8,9 @@ pub const SUCCESS: u8 = 0;
 pub const TIMEOUT: u8 = 124;
 /// backstop itself failed: bad flags, an invalid policy, a store it cannot write.
 pub const BACKSTOP_FAILED: u8 = 125;
+/// A rollback, undo or redo could not put every path back (the paths are on stderr
+/// and in the record); the same code as [`BACKSTOP_FAILED`]: backstop's own layer failed.
+pub const PUT_BACK_INCOMPLETE: u8 = 125;
 /// `undo` or `redo` refused: a path changed again since the run.
 pub const CONFLICT: u8 = 1;
 /// The command was found but could not be executed.

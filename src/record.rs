@@ -65,6 +65,28 @@ pub struct SnapshotInfo {
     /// Every time backstop put the tree back for this run, and why.
     #[serde(default)]
     pub restores: Vec<Restore>,
+    /// The ignore rules the run's scope was fixed with (an object), so a walk after
+    /// the run never goes by rules the run itself rewrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
+    /// The scope root's device and inode when the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_id: Option<crate::snapshot::scope::RootId>,
+    /// Paths the last put-back (rollback, undo, redo) could not put into their
+    /// planned state: when not empty, that put-back was incomplete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_restored: Vec<NotRestored>,
+    /// Why the state after the run could not be stored, if it could not: redo cannot
+    /// re-apply what was not stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_error: Option<String>,
+}
+
+/// A path a put-back could not put into its planned state, and why.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NotRestored {
+    pub path: String,
+    pub why: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -75,6 +97,13 @@ pub struct Restore {
     pub action: String,
     pub paths: usize,
     pub reason: String,
+    /// How many of those paths it could not put back.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_restored: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl TreeState {
@@ -227,6 +256,7 @@ impl EventSink for RecordWriter<'_> {
                         action: "restore".into(),
                         paths: *paths,
                         reason: "rollback.between_attempts: restore".into(),
+                        not_restored: 0,
                     });
                 }
                 self.save();

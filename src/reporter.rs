@@ -85,6 +85,40 @@ impl Reporter {
         }
     }
 
+    /// What a rollback could not put back, path by path.
+    fn put_back_problems(&mut self, event: &Event) {
+        match event {
+            Event::RolledBack {
+                paths,
+                before,
+                failed,
+                ..
+            } if !failed.is_empty() => {
+                self.clear_spinner();
+                let text = format!(
+                    "rollback incomplete: {} of {paths} change(s) could not be put back to before {before}:",
+                    failed.len()
+                );
+                self.line(&style(text).red().bold().for_stderr().to_string());
+                for (path, why) in failed {
+                    self.line(&format!("  not restored: {path}: {why}"));
+                }
+                self.annotate(
+                    "backstop rollback incomplete",
+                    &format!("{} path(s) not restored", failed.len()),
+                );
+            }
+            Event::PutBackRefused { before, why } => {
+                self.clear_spinner();
+                let text =
+                    format!("rollback incomplete: nothing was put back to before {before}: {why}");
+                self.line(&style(text).red().bold().for_stderr().to_string());
+                self.annotate("backstop rollback refused", why);
+            }
+            _ => {}
+        }
+    }
+
     fn clear_spinner(&mut self) {
         if let Some(s) = self.spinner.take() {
             s.finish_and_clear();
@@ -131,6 +165,10 @@ impl Reporter {
 impl EventSink for Reporter {
     fn event(&mut self, event: &Event) {
         if self.mode == Mode::Quiet {
+            // An incomplete put-back is never silent: the tree is not as backstop says.
+            if let Event::RolledBack { .. } | Event::PutBackRefused { .. } = event {
+                self.put_back_problems(event);
+            }
             return;
         }
         match event {
@@ -222,21 +260,20 @@ impl EventSink for Reporter {
                 kept,
                 failed,
             } => {
-                let text =
-                    format!("rolled back {paths} change(s): the tree is as it was before {before}");
-                self.line(&style(text).cyan().for_stderr().to_string());
+                if failed.is_empty() {
+                    let text = format!(
+                        "rolled back {paths} change(s): the tree is as it was before {before}"
+                    );
+                    self.line(&style(text).cyan().for_stderr().to_string());
+                }
                 for dir in kept {
                     self.line(&format!(
                         "kept {dir}: it holds files outside the snapshot's scope"
                     ));
                 }
-                for (path, why) in failed {
-                    self.line(&format!(
-                        "{} could not put back {path}: {why}",
-                        style("warning:").yellow().bold().for_stderr()
-                    ));
-                }
+                self.put_back_problems(event);
             }
+            Event::PutBackRefused { .. } => self.put_back_problems(event),
             Event::StepStarted { index, steps, name } => {
                 self.clear_spinner();
                 let text = format!("step {}/{steps}: {name}", index + 1);

@@ -13,7 +13,7 @@ use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff};
 use crate::snapshot::journal::Journal;
 use crate::snapshot::manifest::{Manifest, hex};
-use crate::snapshot::scope::Scope;
+use crate::snapshot::scope::{RootId, Scope};
 use crate::snapshot::tree::{Tree, display_path};
 
 /// The scope a policy gives, for a run started in `cwd` with its store at `store_dir`.
@@ -38,6 +38,8 @@ pub fn scope_for(policy: &Policy, cwd: &Path, store_dir: &Path) -> Result<Scope>
         max_file_size: s.max_file_size.0,
         max_total_size: s.max_total_size.0,
         store: store_dir.canonicalize().ok(),
+        rules: None,
+        identity: None,
     })
 }
 
@@ -50,6 +52,8 @@ pub fn scope_of(info: &SnapshotInfo, store_dir: &Path) -> Scope {
         max_file_size: info.max_file_size,
         max_total_size: u64::MAX,
         store: store_dir.canonicalize().ok(),
+        rules: None,
+        identity: info.root_id,
     }
 }
 
@@ -65,10 +69,35 @@ pub struct RunTree<'a> {
     pub run_id: String,
 }
 
+/// What a put-back must go over: the change set, or — when the state after the run
+/// could not be observed or stored — every path that may have changed.
+pub struct Plan {
+    pub paths: Vec<Vec<u8>>,
+    /// The change set and the after-state's manifest, when it could be stored.
+    pub changes: Option<(String, Vec<Change>)>,
+    /// Why it could not.
+    pub after_error: Option<String>,
+    /// The root is not the directory the run started in: nothing will be written.
+    pub root_changed: bool,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+}
+
 impl<'a> RunTree<'a> {
-    /// Takes the snapshot before the run. An error here means the command must not run.
-    pub fn start(tree: Tree<'a>, run_id: &str) -> Result<(RunTree<'a>, SnapshotInfo)> {
-        let taken = tree.snapshot()?;
+    /// Takes the snapshot before the run and fixes its scope (root identity, ignore
+    /// rules) for every later walk. An error here means the command must not run.
+    pub fn start(mut tree: Tree<'a>, run_id: &str) -> Result<(RunTree<'a>, SnapshotInfo)> {
+        let identity = RootId::of(&tree.scope.root)?;
+        tree.scope.identity = Some(identity);
+        let mut taken = tree.snapshot()?;
+        let rules = match taken.rules.take() {
+            Some(rules) => Some(tree.fix_rules(rules)?),
+            None => None,
+        };
         let scope = &tree.scope;
         let info = SnapshotInfo {
             root: scope.root.clone(),
@@ -82,6 +111,10 @@ impl<'a> RunTree<'a> {
             skipped: taken.skipped.iter().map(|p| display_path(p)).collect(),
             head: crate::snapshot::git::head(&scope.root),
             restores: Vec::new(),
+            rules,
+            root_id: Some(identity),
+            not_restored: Vec::new(),
+            after_error: None,
         };
         let manifest = taken.manifest;
         let run_tree = RunTree {
@@ -97,64 +130,140 @@ impl<'a> RunTree<'a> {
 
     /// The change set: the tree now against the snapshot before the run.
     pub fn changes(&self) -> Result<(String, Vec<Change>)> {
+        self.check_root()?;
         let after = self.tree.snapshot_after(&self.before, &self.before_id)?;
         Ok((hex(&after.id), diff(&self.before, &after.manifest)))
     }
 
-    /// Puts every changed path back to the snapshot before the run.
-    pub fn put_back(
-        &self,
-        changes: &[Change],
-        action: &str,
-        then: Option<TreeState>,
-        reason: &str,
-    ) -> Result<Report> {
-        let paths: Vec<Vec<u8>> = changes.iter().map(|c| c.path.clone()).collect();
-        let journal = Journal::new(&self.run_id, action, &self.before_id, &paths, then);
-        self.tree.put_back(&journal, &self.before, reason)
-    }
-
     /// The change set of the whole run: the tree now against its start.
     pub fn changes_since_start(&self) -> Result<(String, Vec<Change>)> {
+        self.check_root()?;
         let after = self.tree.snapshot_after(&self.start, &self.start_id)?;
         Ok((hex(&after.id), diff(&self.start, &after.manifest)))
     }
 
+    /// What going back to the start (or to the last checkpoint) must go over. Never
+    /// fails for want of storing the after-state: rolling back needs only the state
+    /// before, so a tree that cannot be snapshotted now is still put back.
+    pub fn plan(&self, to_start: bool) -> Plan {
+        if let Err(e) = self.check_root() {
+            let base = if to_start { &self.start } else { &self.before };
+            return Plan {
+                paths: base.entries.iter().map(|e| e.path.clone()).collect(),
+                changes: None,
+                after_error: Some(format!("{e:#}")),
+                root_changed: true,
+            };
+        }
+        let (base, changes) = if to_start {
+            (&self.start, self.changes_since_start())
+        } else {
+            (&self.before, self.changes())
+        };
+        match changes {
+            Ok((after, changes)) => Plan {
+                paths: changes.iter().map(|c| c.path.clone()).collect(),
+                changes: Some((after, changes)),
+                after_error: None,
+                root_changed: false,
+            },
+            Err(e) => Plan {
+                paths: self.maybe_changed(base),
+                changes: None,
+                after_error: Some(format!("{e:#}")),
+                root_changed: false,
+            },
+        }
+    }
+
+    /// Every path of `base` that is not as it was, and every path now in the scope
+    /// that it lacks, found by a walk that goes on past what it cannot read.
+    fn maybe_changed(&self, base: &Manifest) -> Vec<Vec<u8>> {
+        let also: Vec<&[u8]> = base.entries.iter().map(|e| e.path.as_slice()).collect();
+        let seen = self.tree.scope.walk_best_effort(&also);
+        let mut paths: Vec<Vec<u8>> = Vec::new();
+        let mut present = std::collections::HashSet::new();
+        for s in &seen {
+            present.insert(s.path.as_slice());
+            let same = base.find(&s.path).is_some_and(|e| {
+                e.kind == s.kind
+                    && e.mode == s.mode
+                    && e.size == s.stamp.size
+                    && e.mtime_ns == s.stamp.mtime_ns
+                    && e.ctime_ns == s.stamp.ctime_ns
+                    && e.ino == s.stamp.ino
+            });
+            if !same {
+                paths.push(s.path.clone());
+            }
+        }
+        for e in &base.entries {
+            if !present.contains(e.path.as_slice()) {
+                paths.push(e.path.clone());
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
+    /// Refuses a root that is no longer the directory the run started in: walking it
+    /// would read another tree, and putting it back would write there.
+    fn check_root(&self) -> Result<()> {
+        let now = RootId::of(&self.tree.scope.root).ok();
+        if now != self.tree.scope.identity {
+            return Err(crate::snapshot::apply::RootChanged {
+                root: self.tree.scope.root.clone(),
+                why: "it is no longer the directory the run started in (moved or replaced)".into(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Puts `paths` back to the last checkpoint (`to_start`: to the start of the run).
+    pub fn put_back(
+        &self,
+        paths: &[Vec<u8>],
+        to_start: bool,
+        action: &str,
+        then: Option<TreeState>,
+        reason: &str,
+    ) -> Result<Report> {
+        let (id, manifest) = if to_start {
+            (&self.start_id, &self.start)
+        } else {
+            (&self.before_id, &self.before)
+        };
+        let journal = Journal::new(&self.run_id, action, id, paths, then);
+        self.tree.put_back(&journal, manifest, reason)
+    }
+
     /// A new checkpoint: the tree as it is now (before the next step).
     pub fn checkpoint(&mut self) -> Result<()> {
+        self.check_root()?;
         let taken = self.tree.snapshot_after(&self.before, &self.before_id)?;
         self.before_id = hex(&taken.id);
         self.before = taken.manifest;
         Ok(())
     }
-
-    /// Puts every changed path back to the start of the run.
-    pub fn put_back_to_start(
-        &self,
-        changes: &[Change],
-        then: Option<TreeState>,
-        reason: &str,
-    ) -> Result<Report> {
-        let paths: Vec<Vec<u8>> = changes.iter().map(|c| c.path.clone()).collect();
-        let journal = Journal::new(&self.run_id, "rollback", &self.start_id, &paths, then);
-        self.tree.put_back(&journal, &self.start, reason)
-    }
 }
 
 impl Checkpoint for RunTree<'_> {
     fn restore(&mut self) -> Result<usize> {
-        let (_, changes) = self.changes()?;
-        if changes.is_empty() {
+        let plan = self.plan(false);
+        if plan.is_empty() {
             return Ok(0);
         }
         let report = self.put_back(
-            &changes,
+            &plan.paths,
+            false,
             "restore",
             None,
             "rollback.between_attempts: restore",
         )?;
         report_errors(&report)?;
-        Ok(changes.len())
+        Ok(plan.paths.len())
     }
 }
 

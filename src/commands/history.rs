@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use crate::error::UserError;
 use crate::exit_code::SUCCESS;
 use crate::record::{RunRecord, TreeState};
-use crate::rollback::{change_infos, report_errors, scope_of};
+use crate::rollback::{change_infos, scope_of};
 use crate::snapshot::diff::{Change, diff, select};
 use crate::snapshot::journal::Journal;
 use crate::snapshot::lock::{TreeLock, Wait};
@@ -50,7 +50,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
             record.id
         ))
     })?;
-    let tree = Tree::new(store.dir(), &tree_store, scope_of(&info, store.dir()));
+    let mut tree = Tree::new(store.dir(), &tree_store, scope_of(&info, store.dir()));
     recover(&tree, req.quiet)?;
     // Recovery may have moved the run on.
     let record = tree_store.find(&record.id)?;
@@ -82,7 +82,11 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     let (after_id, after) = match &info.after {
         Some(a) => (a.clone(), tree.load(a)?),
         None => {
-            // backstop died during the run: the tree as it is now is the run's result.
+            // backstop died during the run: the tree as it is now is the run's result,
+            // walked by the ignore rules the run started with.
+            if let Some(rules) = &info.rules {
+                tree.load_rules(rules)?;
+            }
             let taken = tree.snapshot_after(&before, &info.before)?;
             let after_id = hex(&taken.id);
             let infos = change_infos(&diff(&before, &taken.manifest));
@@ -169,7 +173,18 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     for dir in &report.kept {
         eprintln!("backstop: kept {dir}: it holds files outside the run's scope");
     }
-    report_errors(&report)?;
+    if !report.complete() {
+        // Never silent, even with -q or --json: the tree is not what was asked for.
+        eprintln!(
+            "backstop: {verb} of run {id} incomplete: {} of {} path(s) not put back:",
+            report.failed.len(),
+            paths.len()
+        );
+        for (path, why) in &report.failed {
+            eprintln!("backstop:   not restored: {path}: {why}");
+        }
+        return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
+    }
     if !req.quiet && !req.json {
         eprintln!(
             "backstop: {verb} of run {id}: {} path(s) put back",

@@ -17,10 +17,12 @@ use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{RecordWriter, Restore, RunRecord, TreeState};
 use crate::reporter::Reporter;
-use crate::rollback::{RunTree, change_infos, scope_for};
+use crate::rollback::{Plan, RunTree, change_infos, scope_for};
 use crate::settings::Settings;
+use crate::snapshot::apply::Report;
 use crate::snapshot::lock::Wait;
 use crate::snapshot::tree::Tree;
+use crate::snapshot::tree::not_restored;
 use crate::store::{Store, new_run_id, tree_root};
 
 /// One thing to run: the command, or a step of the policy's task.
@@ -143,49 +145,103 @@ pub fn run(
                 .to_lowercase())
     );
     let step_only = command.is_empty() && policy.rollback.to == RollbackTo::Step && steps.len() > 1;
+    let mut complete = true;
     if roll_back && step_only {
-        let (_, step_changes) = run_tree.changes()?;
-        if !step_changes.is_empty() {
-            let report = run_tree
-                .put_back(&step_changes, "rollback", None, &reason)
-                .context("cannot roll the failed step back")?;
+        let before = format!("step `{last_step_name}`");
+        let plan = run_tree.plan(false);
+        warn_after_error(&mut reporter, &plan);
+        if !plan.is_empty() {
+            let result = run_tree.put_back(&plan.paths, false, "rollback", None, &reason);
+            let done = report_rollback(&mut reporter, result, plan.paths.len(), before);
+            complete &= done.as_ref().is_some_and(|r| r.complete());
             if let Some(s) = writer.record.snapshot.as_mut() {
                 s.restores.push(Restore {
                     at: SystemTime::now(),
                     action: "rollback".into(),
-                    paths: step_changes.len(),
+                    paths: plan.paths.len(),
                     reason: format!("{reason}: step `{last_step_name}` put back to its checkpoint"),
+                    not_restored: done.as_ref().map_or(plan.paths.len(), |r| r.failed.len()),
                 });
+                s.not_restored = done.as_ref().map(not_restored).unwrap_or_default();
             }
-            let before = format!("step `{last_step_name}`");
-            reporter.event(&Event::RolledBack {
-                paths: step_changes.len(),
-                before,
-                kept: report.kept,
-                failed: report.failed,
+        }
+    }
+    // The record names the after-state before the tree is touched again: a backstop
+    // killed during the rollback leaves a record that says what the run did.
+    let plan = run_tree.plan(true);
+    if !(roll_back && step_only) {
+        warn_after_error(&mut reporter, &plan);
+    }
+    if let Some(s) = writer.record.snapshot.as_mut() {
+        if let Some((after, changes)) = &plan.changes {
+            s.after = Some(after.clone());
+            s.changes = change_infos(changes);
+        }
+        s.after_error.clone_from(&plan.after_error);
+    }
+    writer.finish();
+    if roll_back && !step_only && !plan.is_empty() {
+        let result = run_tree.put_back(
+            &plan.paths,
+            true,
+            "rollback",
+            Some(TreeState::RolledBack),
+            &reason,
+        );
+        let done = report_rollback(&mut reporter, result, plan.paths.len(), "the run".into());
+        complete &= done.as_ref().is_some_and(|r| r.complete());
+        if done.is_none() {
+            let _ = tree_store.update(&id, |r| {
+                if let Some(s) = r.snapshot.as_mut() {
+                    s.not_restored = vec![crate::record::NotRestored {
+                        path: s.root.display().to_string(),
+                        why: "the rollback was refused: the root is not the directory the run started in".into(),
+                    }];
+                }
             });
         }
     }
-    let (after, changes) = run_tree
-        .changes_since_start()
-        .context("cannot take the snapshot after the run")?;
-    if let Some(s) = writer.record.snapshot.as_mut() {
-        s.after = Some(after);
-        s.changes = change_infos(&changes);
-    }
-    writer.finish();
-    if roll_back && !step_only && !changes.is_empty() {
-        let report = run_tree
-            .put_back_to_start(&changes, Some(TreeState::RolledBack), &reason)
-            .context("cannot roll the tree back")?;
-        reporter.event(&Event::RolledBack {
-            paths: changes.len(),
-            before: "the run".into(),
-            kept: report.kept,
-            failed: report.failed,
-        });
+    if !complete {
+        return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
     }
     Ok(last.map_or(1, |s| s.exit_code))
+}
+
+/// Says that the state after the run could not be stored, so redo cannot bring it back.
+fn warn_after_error(reporter: &mut Reporter, plan: &Plan) {
+    if let Some(e) = plan.after_error.as_ref().filter(|_| !plan.root_changed) {
+        reporter.event(&Event::Warning(format!(
+            "cannot store the state after the run ({e}); the rollback goes by the snapshot before it, \
+             and `backstop redo` will not be able to re-apply this run"
+        )));
+    }
+}
+
+/// Reports a rollback's result; `None` when it was refused as a whole.
+fn report_rollback(
+    reporter: &mut Reporter,
+    result: Result<Report>,
+    paths: usize,
+    before: String,
+) -> Option<Report> {
+    match result {
+        Ok(report) => {
+            reporter.event(&Event::RolledBack {
+                paths,
+                before,
+                kept: report.kept.clone(),
+                failed: report.failed.clone(),
+            });
+            Some(report)
+        }
+        Err(e) => {
+            reporter.event(&Event::PutBackRefused {
+                before,
+                why: format!("{e:#}"),
+            });
+            None
+        }
+    }
 }
 
 /// The command as one step, or the policy's steps.

@@ -16,11 +16,19 @@ pub fn lock_tree(tree: &TreeStore, wait: Wait, quiet: bool) -> Result<TreeLock> 
 }
 
 pub fn recover(tree: &Tree, quiet: bool) -> Result<()> {
-    if let Some(j) = tree.recover()?
-        && !quiet
-    {
+    let Some((j, report)) = tree.recover()? else {
+        return Ok(());
+    };
+    if !quiet {
         eprintln!(
             "backstop: finished the {} of run {} that an earlier backstop left half done",
+            j.action, j.run_id
+        );
+    }
+    // Never silent, even with -q: the tree is not what the put-back planned.
+    for (path, why) in &report.failed {
+        eprintln!(
+            "backstop: {} of run {} incomplete: not restored: {path}: {why}",
             j.action, j.run_id
         );
     }

@@ -11,7 +11,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 
 use super::manifest::{Content, Entry, Kind};
 use super::objects::Objects;
-use super::scope::{Ancestors, ancestors};
+use super::scope::{Ancestors, RootId, ancestors};
 
 /// Make `path` be `to` (absent when `None`).
 #[derive(Clone, Debug)]
@@ -37,47 +37,92 @@ pub struct Report {
     pub failed: Vec<(String, String)>,
 }
 
-pub fn apply(root: &Path, objects: &Objects, ops: &[Op]) -> Result<Report> {
+impl Report {
+    /// Whether every path is as planned (kept directories are as planned: they hold
+    /// what the scope never covered).
+    pub fn complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// The scope root, held open: every path is written through the directory this
+/// descriptor names, so a root renamed or swapped for a symlink during a put-back
+/// is never followed.
+struct Anchor {
+    _dir: File,
+    /// `/proc/self/fd/N`, or the root itself where `/proc` is not mounted.
+    base: PathBuf,
+}
+
+/// Opens `root` without following a symlink and checks it is the directory `id` names.
+fn anchor(root: &Path, id: Option<RootId>) -> Result<Anchor> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(root)
+        .map_err(|e| RootChanged {
+            root: root.to_path_buf(),
+            why: match e.raw_os_error() {
+                Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+                    "it is no longer a directory (a symlink or a file now stands there)".into()
+                }
+                _ => crate::error::io_message(&e).to_lowercase(),
+            },
+        })?;
+    if let Some(id) = id {
+        let now = RootId::of_file(&dir)?;
+        if now != id {
+            return Err(RootChanged {
+                root: root.to_path_buf(),
+                why: "it is a different directory now (moved or replaced since the snapshot)"
+                    .into(),
+            }
+            .into());
+        }
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
+    let proc_path = PathBuf::from(format!("/proc/self/fd/{fd}"));
+    let base = if fs::metadata(&proc_path).is_ok_and(|m| m.is_dir()) {
+        proc_path
+    } else {
+        root.to_path_buf()
+    };
+    Ok(Anchor { _dir: dir, base })
+}
+
+/// Whether `root` is still the directory `id` names (and not a symlink).
+pub fn check_root(root: &Path, id: Option<RootId>) -> Result<()> {
+    anchor(root, id).map(drop)
+}
+
+/// A put-back refused as a whole: its root is not the directory it snapshotted.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing to write into {}: {why}", root.display())]
+pub struct RootChanged {
+    pub root: PathBuf,
+    pub why: String,
+}
+
+/// Puts each path of `ops` into its state, best effort: a path that cannot be put back
+/// is listed in the report and the rest go on. Fails as a whole only when `root` is
+/// not the directory `id` names.
+pub fn apply(root: &Path, id: Option<RootId>, objects: &Objects, ops: &[Op]) -> Result<Report> {
+    let anchor = anchor(root, id)?;
+    let base = anchor.base.as_path();
     let mut ops: Vec<&Op> = ops.iter().collect();
     ops.sort_by(|a, b| a.path.cmp(&b.path));
-    let abs = |rel: &[u8]| root.join(OsStr::from_bytes(rel));
+    let abs = |rel: &[u8]| base.join(OsStr::from_bytes(rel));
+    let shown = |rel: &[u8]| root.join(OsStr::from_bytes(rel)).display().to_string();
     let mut report = Report::default();
+    let mut opened = Opened::default();
 
     // 1. Remove what must go or change type, children before their parents.
     for op in ops.iter().rev() {
-        let path = abs(&op.path);
-        // Under a symlinked or missing directory the path is not in the tree: never
-        // follow a link out of it.
-        if ancestors(root, &op.path)? != Ancestors::Real {
-            continue;
-        }
-        let Ok(current) = fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let keep = match &op.to {
-            Some(to) => match to.kind {
-                Kind::Dir => current.is_dir(),
-                Kind::File => current.is_file(),
-                // A symlink is replaced by rename below, whatever its target.
-                Kind::Symlink => current.file_type().is_symlink(),
-            },
-            None => false,
-        };
-        if keep {
-            continue;
-        }
-        let removed = if current.is_dir() {
-            fs::remove_dir(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        match removed {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if current.is_dir() && e.kind() == io::ErrorKind::DirectoryNotEmpty => {
-                report.kept.push(path.display().to_string());
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        match remove_if_needed(base, op, &mut opened) {
+            Ok(Removed::Done) => {}
+            Ok(Removed::Kept) => report.kept.push(shown(&op.path)),
+            Err(e) => report.failed.push((shown(&op.path), format!("{e:#}"))),
         }
     }
 
@@ -85,14 +130,21 @@ pub fn apply(root: &Path, objects: &Objects, ops: &[Op]) -> Result<Report> {
     for op in &ops {
         let Some(to) = &op.to else { continue };
         let path = abs(&op.path);
-        if ancestors(root, &op.path)? == Ancestors::Blocked {
-            report.failed.push((
-                path.display().to_string(),
-                "a directory above it is now a file or a symlink".into(),
-            ));
-            continue;
+        match ancestors(base, &op.path) {
+            Ok(Ancestors::Blocked) => {
+                report.failed.push((
+                    shown(&op.path),
+                    "a directory above it is now a file or a symlink".into(),
+                ));
+                continue;
+            }
+            Err(e) => {
+                report.failed.push((shown(&op.path), format!("{e:#}")));
+                continue;
+            }
+            Ok(_) => {}
         }
-        let done = match to.kind {
+        let done = opened.retry(base, &op.path, || match to.kind {
             Kind::Dir => ensure_dir(&path),
             Kind::File => match &to.content {
                 Content::Hash(h) => write_file(&path, objects, h, to),
@@ -104,31 +156,160 @@ pub fn apply(root: &Path, objects: &Objects, ops: &[Op]) -> Result<Report> {
                 Content::Link(target) => write_link(&path, target),
                 _ => Err(io::Error::other("the snapshot has no link target").into()),
             },
-        };
+        });
         if let Err(e) = done {
-            report
-                .failed
-                .push((path.display().to_string(), format!("{e:#}")));
+            report.failed.push((shown(&op.path), format!("{e:#}")));
         }
     }
 
-    // 3. Directory modes last, so a read-only directory is filled before it closes.
+    // 3. Directory modes last, so a read-only directory is filled before it closes;
+    // then the modes of directories opened only to write in them.
+    let mut moded = std::collections::HashSet::new();
     for op in ops.iter().rev() {
         if let Some(to) = op.to.as_ref().filter(|t| t.kind == Kind::Dir) {
             let path = abs(&op.path);
-            if ancestors(root, &op.path)? != Ancestors::Real
+            if ancestors(base, &op.path).ok() != Some(Ancestors::Real)
                 || fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir())
             {
                 continue;
             }
+            moded.insert(op.path.clone());
             if let Err(e) = fs::set_permissions(&path, fs::Permissions::from_mode(to.mode)) {
                 report
                     .failed
-                    .push((path.display().to_string(), crate::error::io_message(&e)));
+                    .push((shown(&op.path), crate::error::io_message(&e)));
             }
         }
     }
+    opened.close(base, &moded, &mut report, &shown);
     Ok(report)
+}
+
+enum Removed {
+    Done,
+    /// A directory that holds what the scope does not cover.
+    Kept,
+}
+
+fn remove_if_needed(base: &Path, op: &Op, opened: &mut Opened) -> Result<Removed> {
+    let path = base.join(OsStr::from_bytes(&op.path));
+    // Under a symlinked or missing directory the path is not in the tree: never
+    // follow a link out of it.
+    if ancestors(base, &op.path)? != Ancestors::Real {
+        return Ok(Removed::Done);
+    }
+    let current = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removed::Done),
+        Err(e) => return Err(e).with_context(|| "cannot read it".to_string()),
+    };
+    let keep = match &op.to {
+        Some(to) => match to.kind {
+            Kind::Dir => current.is_dir(),
+            Kind::File => current.is_file(),
+            // A symlink is replaced by rename below, whatever its target.
+            Kind::Symlink => current.file_type().is_symlink(),
+        },
+        None => false,
+    };
+    if keep {
+        return Ok(Removed::Done);
+    }
+    let removed = opened.retry(base, &op.path, || {
+        let r = if current.is_dir() {
+            fs::remove_dir(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r.map_err(anyhow::Error::from),
+        }
+    });
+    match removed {
+        Ok(()) => Ok(Removed::Done),
+        Err(e)
+            if current.is_dir()
+                && e.downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::DirectoryNotEmpty) =>
+        {
+            Ok(Removed::Kept)
+        }
+        Err(e) => Err(e.context("cannot remove it")),
+    }
+}
+
+/// Directories a put-back made writable to change what they hold, with the modes to
+/// give back: a run that ends with `chmod 555 dir` must not block its own rollback.
+#[derive(Default)]
+struct Opened {
+    modes: Vec<(Vec<u8>, u32)>,
+}
+
+impl Opened {
+    /// Runs `f`; if it is refused for want of permission on the directory holding
+    /// `rel`, makes that directory writable and runs `f` again.
+    fn retry(&mut self, base: &Path, rel: &[u8], mut f: impl FnMut() -> Result<()>) -> Result<()> {
+        match f() {
+            Err(e) if is_permission(&e) => {
+                let parent = parent_of(rel);
+                let dir = base.join(OsStr::from_bytes(parent));
+                let Ok(m) = fs::symlink_metadata(&dir) else {
+                    return Err(e);
+                };
+                if !m.is_dir() || m.mode() & 0o300 == 0o300 {
+                    return Err(e);
+                }
+                if !self.modes.iter().any(|(p, _)| p == parent) {
+                    self.modes.push((parent.to_vec(), m.mode() & 0o7777));
+                }
+                fs::set_permissions(
+                    &dir,
+                    fs::Permissions::from_mode((m.mode() & 0o7777) | 0o700),
+                )
+                .map_err(|_| e)?;
+                f()
+            }
+            r => r,
+        }
+    }
+
+    /// Gives back the modes of the directories it opened, but those step 3 set.
+    fn close(
+        self,
+        base: &Path,
+        moded: &std::collections::HashSet<Vec<u8>>,
+        report: &mut Report,
+        shown: &dyn Fn(&[u8]) -> String,
+    ) {
+        for (rel, mode) in self.modes.into_iter().rev() {
+            if moded.contains(&rel) {
+                continue;
+            }
+            let dir = base.join(OsStr::from_bytes(&rel));
+            if let Err(e) = fs::set_permissions(&dir, fs::Permissions::from_mode(mode)) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    report
+                        .failed
+                        .push((shown(&rel), crate::error::io_message(&e)));
+                }
+            }
+        }
+    }
+}
+
+fn parent_of(rel: &[u8]) -> &[u8] {
+    match rel.iter().rposition(|b| *b == b'/') {
+        Some(i) => &rel[..i],
+        None => &[],
+    }
+}
+
+fn is_permission(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied)
+    })
 }
 
 fn ensure_dir(path: &Path) -> Result<()> {

@@ -26,6 +26,12 @@ pub struct Journal {
     pub paths: Vec<String>,
     /// The tree state the run record is given once this is done.
     pub then: Option<crate::record::TreeState>,
+    /// The scope root the paths are relative to, and which directory it was: a
+    /// journal is applied to its own root only (`None` in journals of backstop 0.1).
+    #[serde(default)]
+    pub root: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub root_id: Option<super::scope::RootId>,
 }
 
 impl Journal {
@@ -42,6 +48,8 @@ impl Journal {
             target: target.into(),
             paths: paths.iter().map(|p| to_hex(p)).collect(),
             then,
+            root: None,
+            root_id: None,
         }
     }
 

@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
 use ignore::WalkState;
@@ -17,6 +17,7 @@ use ignore::overrides::OverrideBuilder;
 
 use super::manifest::Kind;
 use super::objects::Stamp;
+use super::rules::{Matcher, Rules};
 
 /// Below this many entries in the last snapshot, the walk stays on one thread.
 const SMALL_TREE: usize = 2000;
@@ -35,6 +36,19 @@ pub struct Scope {
     pub max_total_size: u64,
     /// Never walked: the store, when it lies inside the root.
     pub store: Option<PathBuf>,
+    /// The ignore rules fixed when the run's first snapshot was taken; `None`: read
+    /// them from the tree (and keep what was read, see [`Walked::rules`]).
+    pub rules: Option<Arc<Rules>>,
+    /// The root's device and inode when the scope was fixed: a put-back refuses a
+    /// root that is no longer that directory.
+    pub identity: Option<RootId>,
+}
+
+/// What a walk found, and the ignore rules it went by.
+pub struct Walked {
+    pub seen: Vec<Seen>,
+    /// The rules read from the tree, when the scope had none fixed.
+    pub rules: Option<Rules>,
 }
 
 /// A path as the walk saw it.
@@ -84,44 +98,98 @@ impl Scope {
     /// Every path in scope, sorted by path bytes; and `also`, each checked directly
     /// even if the ignore rules now leave it out (so a run cannot hide a change to a
     /// path the snapshot before it had by editing `.gitignore`).
-    pub fn walk(&self, also: &[&[u8]]) -> Result<Vec<Seen>> {
+    pub fn walk(&self, also: &[&[u8]]) -> Result<Walked> {
+        let (walked, mut errors) = self.walk_with(also, true);
+        match errors.drain(..).next() {
+            Some(e) => Err(e.context(format!("cannot walk {}", self.root.display()))),
+            None => Ok(walked),
+        }
+    }
+
+    /// Like [`Scope::walk`], but goes on past what it cannot read: for a rollback,
+    /// which must find what it can, not stop at the first unreadable path.
+    pub fn walk_best_effort(&self, also: &[&[u8]]) -> Vec<Seen> {
+        self.walk_with(also, false).0.seen
+    }
+
+    fn walk_with(&self, also: &[&[u8]], strict: bool) -> (Walked, Vec<anyhow::Error>) {
         // A small tree (as the last snapshot knew it) is walked faster than threads start.
         let small = also.len() < SMALL_TREE;
         let mut overrides = OverrideBuilder::new(&self.root);
         for pattern in &self.exclude {
-            overrides
-                .add(&format!("!{pattern}"))
-                .with_context(|| format!("invalid exclude pattern `{pattern}`"))?;
+            if let Err(e) = overrides.add(&format!("!{pattern}")) {
+                let e = anyhow!("invalid exclude pattern `{pattern}`: {e}");
+                return (
+                    Walked {
+                        seen: Vec::new(),
+                        rules: None,
+                    },
+                    vec![e],
+                );
+            }
         }
-        let overrides = overrides.build().context("invalid exclude patterns")?;
-        let respect = self.respect_ignored;
+        let overrides = match overrides.build() {
+            Ok(o) => o,
+            Err(e) => {
+                let e = anyhow!("invalid exclude patterns: {e}");
+                return (
+                    Walked {
+                        seen: Vec::new(),
+                        rules: None,
+                    },
+                    vec![e],
+                );
+            }
+        };
+        // The ignore rules are ours, not the walker's: they are read once and then
+        // fixed for the run (see `rules.rs`).
+        let matcher = self.respect_ignored.then(|| {
+            Arc::new(match &self.rules {
+                Some(rules) => Matcher::fixed(&self.root, Arc::clone(rules)),
+                None => Matcher::from_disk(&self.root),
+            })
+        });
         let store = self.store.clone();
+        let filter_root = self.root.clone();
+        let filter_matcher = matcher.clone();
         let mut builder = ignore::WalkBuilder::new(&self.root);
         builder
             .standard_filters(false)
             .hidden(false)
-            .git_ignore(respect)
-            .git_exclude(respect)
-            .ignore(respect)
-            .parents(respect)
             .require_git(false)
             .follow_links(false)
             .overrides(overrides)
             .filter_entry(move |e| {
-                e.file_name() != ".git" && store.as_ref().is_none_or(|s| e.path() != s)
+                if e.file_name() == ".git" || store.as_ref().is_some_and(|s| e.path() == s) {
+                    return false;
+                }
+                let Some(m) = &filter_matcher else {
+                    return true;
+                };
+                let rel = e.path().strip_prefix(&filter_root).unwrap_or(e.path());
+                let rel = rel.as_os_str().as_bytes();
+                let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+                rel.is_empty() || !m.ignored(rel, is_dir)
             })
             .threads(2);
 
         let found = Mutex::new(Vec::new());
-        let error = Mutex::new(None);
+        let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
+        let fail = |e: anyhow::Error| {
+            if let Ok(mut errors) = errors.lock() {
+                errors.push(e);
+            }
+            if strict {
+                WalkState::Quit
+            } else {
+                WalkState::Continue
+            }
+        };
         let root = &self.root;
         let visit = |entry: Result<ignore::DirEntry, ignore::Error>| {
             let entry = match entry {
                 Ok(e) => e,
-                Err(e) => {
-                    error.lock().unwrap().get_or_insert(anyhow!("{e}"));
-                    return WalkState::Quit;
-                }
+                Err(e) => return fail(anyhow!("{e}")),
             };
             if entry.depth() == 0 {
                 return WalkState::Continue;
@@ -133,13 +201,11 @@ impl Scope {
                     return WalkState::Continue;
                 }
                 Err(e) => {
-                    let msg = anyhow!(
+                    return fail(anyhow!(
                         "cannot read {}: {}",
                         entry.path().display(),
                         crate::error::io_message(&e)
-                    );
-                    error.lock().unwrap().get_or_insert(msg);
-                    return WalkState::Quit;
+                    ));
                 }
             };
             if let Some(seen) = Seen::of(rel.as_os_str().as_bytes().to_vec(), &meta) {
@@ -157,10 +223,17 @@ impl Scope {
         } else {
             builder.build_parallel().run(|| Box::new(visit));
         }
-        if let Some(e) = error.into_inner().unwrap() {
-            return Err(e.context(format!("cannot walk {}", self.root.display())));
+        let mut errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+        if strict && !errors.is_empty() {
+            return (
+                Walked {
+                    seen: Vec::new(),
+                    rules: None,
+                },
+                errors,
+            );
         }
-        let mut found = found.into_inner().unwrap();
+        let mut found = found.into_inner().unwrap_or_else(|p| p.into_inner());
         let known: HashSet<&[u8]> = found.iter().map(|s| s.path.as_slice()).collect();
         let missing: Vec<Vec<u8>> = also
             .iter()
@@ -168,13 +241,28 @@ impl Scope {
             .map(|p| p.to_vec())
             .collect();
         for path in missing {
-            if let Some(seen) = self.stat(&path)? {
-                found.push(seen);
+            match self.stat(&path) {
+                Ok(Some(seen)) => found.push(seen),
+                Ok(None) => {}
+                Err(e) if strict => {
+                    return (
+                        Walked {
+                            seen: Vec::new(),
+                            rules: None,
+                        },
+                        vec![e],
+                    );
+                }
+                Err(e) => errors.push(e),
             }
         }
         found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         found.dedup_by(|a, b| a.path == b.path);
-        Ok(found)
+        let rules = match (&self.rules, matcher) {
+            (None, Some(m)) => Some(m.rules()),
+            _ => None,
+        };
+        (Walked { seen: found, rules }, errors)
     }
 
     /// One path, directly; `None` if it does not exist in the tree — including when a
@@ -189,6 +277,35 @@ impl Scope {
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", self.abs(rel).display())),
         }
+    }
+}
+
+/// Which directory a scope root is: its device and inode, so a root moved away or
+/// swapped for a symlink after its snapshot is told from the one that was snapshotted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RootId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl RootId {
+    /// The directory at `root`, which must be a directory and not a symlink.
+    pub fn of(root: &std::path::Path) -> Result<RootId> {
+        let m = fs::symlink_metadata(root)
+            .with_context(|| format!("cannot read {}", root.display()))?;
+        anyhow::ensure!(m.is_dir(), "{} is not a directory", root.display());
+        Ok(RootId {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    pub fn of_file(dir: &fs::File) -> Result<RootId> {
+        let m = dir.metadata().context("cannot read the scope root")?;
+        Ok(RootId {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
     }
 }
 

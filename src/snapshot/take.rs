@@ -15,7 +15,8 @@ use anyhow::{Result, bail};
 
 use super::manifest::{Content, Entry, Hash, Kind, Manifest};
 use super::objects::{Objects, Put, Staged};
-use super::scope::{Scope, Seen};
+use super::rules::Rules;
+use super::scope::{Scope, Seen, Walked};
 
 /// How close to a snapshot's start a timestamp must be to be distrusted.
 pub const RACY_NS: i64 = 2_000_000_000;
@@ -33,6 +34,8 @@ pub struct Taken {
     pub skipped: Vec<Vec<u8>>,
     /// Files whose content was read (the rest came from the stat cache).
     pub hashed: usize,
+    /// The ignore rules read from the tree, when the scope had none fixed.
+    pub rules: Option<Rules>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +79,7 @@ pub fn take(
     let also: Vec<&[u8]> = cache.map_or_else(Vec::new, |m| {
         m.entries.iter().map(|e| e.path.as_slice()).collect()
     });
-    let seen = scope.walk(&also)?;
+    let Walked { seen, rules } = scope.walk(&also)?;
     drop(also);
 
     // One entry per path seen, built in place (the walk's list is consumed as it goes):
@@ -172,6 +175,7 @@ pub fn take(
             id,
             skipped,
             hashed,
+            rules,
         });
     }
     let manifest = Manifest {
@@ -198,6 +202,7 @@ pub fn take(
         id,
         skipped,
         hashed: to_read.len(),
+        rules,
     })
 }
 

@@ -113,35 +113,48 @@ impl<'a> Tree<'a> {
 
     /// Puts the journal's paths into their states in `target` (absent where it lacks
     /// them), writing the journal first so a crash at any point is finished by
-    /// [`Tree::recover`].
+    /// [`Tree::recover`]. Best effort: the report lists every path not put back.
     pub fn put_back(&self, journal: &Journal, target: &Manifest, reason: &str) -> Result<Report> {
-        self.journal().write(journal)?;
-        self.execute(journal, target, reason)
+        let mut journal = journal.clone();
+        journal.root = Some(self.scope.root.clone());
+        journal.root_id = self.scope.identity;
+        // A root that is not the one snapshotted gets no journal: nothing will be written.
+        super::apply::check_root(&self.scope.root, self.scope.identity)?;
+        self.journal().write(&journal)?;
+        self.execute(&self.scope, &journal, target, reason)
     }
 
-    fn execute(&self, journal: &Journal, target: &Manifest, reason: &str) -> Result<Report> {
+    fn execute(
+        &self,
+        scope: &Scope,
+        journal: &Journal,
+        target: &Manifest,
+        reason: &str,
+    ) -> Result<Report> {
         let paths = journal.path_bytes()?;
         let ops: Vec<Op> = paths
             .iter()
-            .filter(|p| self.scope.allows(p))
+            .filter(|p| scope.allows(p))
             .map(|p| Op {
                 path: p.clone(),
                 to: target.find(p).cloned(),
             })
             .collect();
-        sweep_staging(&self.scope.root, &ops);
-        let report = apply(&self.scope.root, &self.objects, &ops)?;
-        sync_filesystem(&self.scope.root)?;
+        let report = apply(&scope.root, scope.identity, &self.objects, &ops)?;
+        sweep_staging(&scope.root, &ops);
+        sync_filesystem(&scope.root)?;
         // A restore between attempts is recorded by the run itself, through its events.
         if let Some(state) = journal.then {
             self.store.update(&journal.run_id, |r| {
                 if let Some(s) = r.snapshot.as_mut() {
                     s.state = state;
+                    s.not_restored = not_restored(&report);
                     s.restores.push(Restore {
                         at: SystemTime::now(),
                         action: journal.action.clone(),
                         paths: ops.len(),
                         reason: reason.into(),
+                        not_restored: report.failed.len(),
                     });
                 }
             })?;
@@ -150,14 +163,61 @@ impl<'a> Tree<'a> {
         Ok(report)
     }
 
-    /// Finishes a put-back a killed backstop left half done. Returns what it finished.
-    pub fn recover(&self) -> Result<Option<Journal>> {
+    /// Finishes a put-back a killed backstop left half done — in the root it was
+    /// writing, whichever directory of the tree this backstop was started in; refused
+    /// (the journal kept) when that root is no longer the directory it was.
+    pub fn recover(&self) -> Result<Option<(Journal, Report)>> {
         let Some(journal) = self.journal().read()? else {
             return Ok(None);
         };
+        let scope = match &journal.root {
+            Some(root) if *root != self.scope.root || journal.root_id != self.scope.identity => {
+                Scope {
+                    root: root.clone(),
+                    exclude: Vec::new(),
+                    respect_ignored: false,
+                    max_file_size: u64::MAX,
+                    max_total_size: u64::MAX,
+                    store: self.scope.store.clone(),
+                    rules: None,
+                    identity: journal.root_id,
+                }
+            }
+            _ => self.scope.clone(),
+        };
         let target = self.load(&journal.target)?;
-        self.execute(&journal, &target, "finished after an interruption")?;
-        Ok(Some(journal))
+        let report = self
+            .execute(&scope, &journal, &target, "finished after an interruption")
+            .map_err(|e| match e.downcast::<super::apply::RootChanged>() {
+                Ok(changed) => anyhow::Error::from(crate::error::UserError::Refused(format!(
+                    "the {} of run {} was interrupted and cannot be finished: {changed}; \
+                     nothing was written. If that directory is gone for good, delete {} to give the {} up",
+                    journal.action,
+                    journal.run_id,
+                    self.journal().path.display(),
+                    journal.action
+                ))),
+                Err(e) => e,
+            })?;
+        Ok(Some((journal, report)))
+    }
+
+    /// Stores the ignore rules a snapshot read and fixes them for this tree's later
+    /// walks. Returns the object that holds them.
+    pub fn fix_rules(&mut self, rules: super::rules::Rules) -> Result<String> {
+        let (id, staged) = self.objects.stage_bytes(&rules.encode()?)?;
+        self.objects.commit(staged.into_iter().collect())?;
+        self.scope.rules = Some(Arc::new(rules));
+        Ok(hex(&id))
+    }
+
+    /// The ignore rules a run recorded, fixed for this tree's walks.
+    pub fn load_rules(&mut self, id: &str) -> Result<()> {
+        let bytes = self.objects.read(&parse_hex(id)?)?;
+        let rules =
+            super::rules::Rules::decode(&bytes).with_context(|| format!("ignore rules {id}"))?;
+        self.scope.rules = Some(Arc::new(rules));
+        Ok(())
     }
 
     /// What a path holds now, with its content hashed (not stored).
@@ -203,6 +263,18 @@ fn hash_file(path: &Path) -> Result<[u8; 32]> {
         }
         h.update(&buf[..n]);
     }
+}
+
+/// The paths a put-back left out, for the record.
+pub fn not_restored(report: &Report) -> Vec<crate::record::NotRestored> {
+    report
+        .failed
+        .iter()
+        .map(|(path, why)| crate::record::NotRestored {
+            path: path.clone(),
+            why: why.clone(),
+        })
+        .collect()
 }
 
 /// Removes staging files (`.backstop-<16 hex>.tmp`) a killed put-back left beside
