@@ -9,6 +9,7 @@ pub mod call;
 pub mod classify;
 pub mod cli;
 pub mod commands;
+pub mod crash;
 pub mod engine;
 pub mod error;
 pub mod events;

@@ -192,8 +192,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result
             Durability::Atomic => Ok(()),
         })
         .with_context(|| format!("cannot write {}", path.display()))?;
+    crate::crash::point("write");
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    crate::crash::point("written");
     if durability == Durability::Durable {
         fs::File::open(dir)
             .and_then(|d| d.sync_all())

@@ -69,6 +69,13 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
             ))
             .into());
         }
+        (Direction::Redo, _) if info.after.is_none() && info.after_error.is_some() => {
+            return Err(UserError::Refused(format!(
+                "run {id}'s changes were never stored ({}), so redo cannot re-apply them",
+                info.after_error.as_deref().unwrap_or_default()
+            ))
+            .into());
+        }
         (Direction::Redo, TreeState::Applied) => {
             return Err(UserError::Refused(format!(
                 "run {id} is not undone: its changes are in the tree already"

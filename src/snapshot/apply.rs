@@ -119,6 +119,7 @@ pub fn apply(root: &Path, id: Option<RootId>, objects: &Objects, ops: &[Op]) -> 
 
     // 1. Remove what must go or change type, children before their parents.
     for op in ops.iter().rev() {
+        crate::crash::point("apply");
         match remove_if_needed(base, op, &mut opened) {
             Ok(Removed::Done) => {}
             Ok(Removed::Kept) => report.kept.push(shown(&op.path)),
@@ -129,6 +130,7 @@ pub fn apply(root: &Path, id: Option<RootId>, objects: &Objects, ops: &[Op]) -> 
     // 2. Create and fill, parents before their children.
     for op in &ops {
         let Some(to) = &op.to else { continue };
+        crate::crash::point("apply");
         let path = abs(&op.path);
         match ancestors(base, &op.path) {
             Ok(Ancestors::Blocked) => {
@@ -287,12 +289,12 @@ impl Opened {
                 continue;
             }
             let dir = base.join(OsStr::from_bytes(&rel));
-            if let Err(e) = fs::set_permissions(&dir, fs::Permissions::from_mode(mode)) {
-                if e.kind() != io::ErrorKind::NotFound {
-                    report
-                        .failed
-                        .push((shown(&rel), crate::error::io_message(&e)));
-                }
+            if let Err(e) = fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                report
+                    .failed
+                    .push((shown(&rel), crate::error::io_message(&e)));
             }
         }
     }

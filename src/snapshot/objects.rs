@@ -239,7 +239,10 @@ impl Objects {
                 result = rename_noreplace(&s.tmp, &dest);
             }
             match result {
-                Ok(()) => named.push(s.hash),
+                Ok(()) => {
+                    crate::crash::point("name");
+                    named.push(s.hash)
+                }
                 // The same content is there already: the staged copy goes.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     let _ = fs::remove_file(&s.tmp);

@@ -143,6 +143,7 @@ impl<'a> Tree<'a> {
         let report = apply(&scope.root, scope.identity, &self.objects, &ops)?;
         sweep_staging(&scope.root, &ops);
         sync_filesystem(&scope.root)?;
+        crate::crash::point("applied");
         // A restore between attempts is recorded by the run itself, through its events.
         if let Some(state) = journal.then {
             self.store.update(&journal.run_id, |r| {
@@ -159,6 +160,7 @@ impl<'a> Tree<'a> {
                 }
             })?;
         }
+        crate::crash::point("recorded");
         self.journal().remove()?;
         Ok(report)
     }

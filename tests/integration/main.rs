@@ -13,6 +13,7 @@ mod fallback;
 mod output;
 mod policy_command;
 mod policy_errors;
+mod put_back;
 mod records;
 mod reporting;
 mod retry;

@@ -18,15 +18,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_backstop");
 
 /// What a path is, as the oracle sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Node {
+pub(crate) enum Node {
     File { mode: u32, content: Vec<u8> },
     Dir { mode: u32 },
     Link { target: Vec<u8> },
 }
 
-type State = BTreeMap<Vec<u8>, Node>;
+pub(crate) type State = BTreeMap<Vec<u8>, Node>;
 
-fn oracle(root: &Path) -> State {
+pub(crate) fn oracle(root: &Path) -> State {
     fn walk(root: &Path, dir: &Path, out: &mut State) {
         let mut entries: Vec<_> = fs::read_dir(dir)
             .unwrap()
@@ -69,12 +69,12 @@ fn oracle(root: &Path) -> State {
 }
 
 /// A tree and a store beside it (never inside it).
-struct Sandbox {
+pub(crate) struct Sandbox {
     dir: tempfile::TempDir,
 }
 
 impl Sandbox {
-    fn new() -> Sandbox {
+    pub(crate) fn new() -> Sandbox {
         let dir = tempfile::Builder::new()
             .prefix("backstop-undo-")
             .tempdir()
@@ -83,15 +83,15 @@ impl Sandbox {
         Sandbox { dir }
     }
 
-    fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.dir.path().join("tree")
     }
 
-    fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .current_dir(self.root())
@@ -102,12 +102,12 @@ impl Sandbox {
     }
 
     #[track_caller]
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
 
     #[track_caller]
-    fn ok(&self, args: &[&str]) -> Output {
+    pub(crate) fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -117,18 +117,18 @@ impl Sandbox {
         out
     }
 
-    fn policy(&self, yaml: &str) -> String {
+    pub(crate) fn policy(&self, yaml: &str) -> String {
         let path = self.file("policy.yaml");
         fs::write(&path, yaml).unwrap();
         path.to_str().unwrap().to_string()
     }
 }
 
-fn code(out: &Output) -> i32 {
+pub(crate) fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -814,7 +814,7 @@ fn kill_9_during_undo_is_finished_by_the_next_command() {
 
 // ---------------------------------------------------------------- full disk
 
-struct Mount(PathBuf);
+pub(crate) struct Mount(pub(crate) PathBuf);
 
 impl Drop for Mount {
     fn drop(&mut self) {

@@ -1,0 +1,408 @@
+//! The invariants every put-back keeps: a fixed scope, its own root, best effort
+//! with an exact report. Each test here failed on the code before them.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use super::helpers::eventually;
+use super::undo::{Sandbox, State, code, oracle, stderr};
+
+const ONE_TRY: &str = "version: 1\nretry: { max_attempts: 1 }\n";
+
+/// A repository with ignored, excluded and tracked files. `.git` is a plain directory:
+/// the rules are what matters, not git itself.
+fn repo(root: &Path) {
+    fs::create_dir_all(root.join(".git/info")).unwrap();
+    fs::write(root.join(".git/info/exclude"), "local.txt\n").unwrap();
+    fs::write(
+        root.join(".gitignore"),
+        "secret.env\nnode_modules/\n*.log\n",
+    )
+    .unwrap();
+    fs::write(root.join("secret.env"), "API=xyz\n").unwrap();
+    fs::create_dir(root.join("node_modules")).unwrap();
+    fs::write(root.join("node_modules/a.js"), "lib\n").unwrap();
+    fs::write(root.join("local.txt"), "mine\n").unwrap();
+    fs::write(root.join("build.log"), "old log\n").unwrap();
+    fs::write(root.join("tracked.txt"), "tracked\n").unwrap();
+}
+
+/// Everything but `.git`, which backstop never snapshots or restores.
+fn tree_without_git(root: &Path) -> State {
+    oracle(root)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with(b".git/") && p.as_slice() != b".git")
+        .collect()
+}
+
+#[track_caller]
+fn assert_same(root: &Path, want: &State, what: &str) {
+    let now = tree_without_git(root);
+    let show = |s: &State| {
+        s.keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        now == *want,
+        "{what}: the tree differs\n now:  {:?}\n want: {:?}",
+        show(&now),
+        show(want)
+    );
+}
+
+#[test]
+fn a_run_that_deletes_gitignore_never_deletes_the_ignored_files() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    repo(&root);
+    let before = tree_without_git(&root);
+    let p = sb.policy(ONE_TRY);
+    let out = sb.run(&[
+        "run",
+        "-p",
+        &p,
+        "--",
+        "sh",
+        "-c",
+        "rm .gitignore; echo x > tracked.txt; echo new > new.txt; echo run > run.log; exit 1",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // `run.log` is new but the rules at the start ignored it: not the run's to delete.
+    let mut want = before.clone();
+    want.insert(
+        b"run.log".to_vec(),
+        super::undo::Node::File {
+            mode: 0o644,
+            content: b"run\n".to_vec(),
+        },
+    );
+    assert_same(&root, &want, "after the rollback");
+}
+
+#[test]
+fn a_run_that_rewrites_gitignore_is_rolled_back_by_the_rules_it_started_with() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    repo(&root);
+    let before = tree_without_git(&root);
+    let p = sb.policy(ONE_TRY);
+    // The new rules un-ignore what was ignored and ignore what was tracked.
+    let out = sb.run(&[
+        "run",
+        "-p",
+        &p,
+        "--",
+        "sh",
+        "-c",
+        "printf 'tracked.txt\\n' > .gitignore; echo x > tracked.txt; echo y > secret.env; exit 1",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // secret.env was never stored: the run's edit to it stays (never guessed at),
+    // everything the start rules covered is back.
+    let mut want = before.clone();
+    want.insert(
+        b"secret.env".to_vec(),
+        super::undo::Node::File {
+            mode: 0o644,
+            content: b"y\n".to_vec(),
+        },
+    );
+    assert_same(&root, &want, "after the rollback");
+}
+
+#[test]
+fn a_run_that_deletes_git_keeps_what_info_exclude_left_out() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    repo(&root);
+    let before = tree_without_git(&root);
+    let p = sb.policy(ONE_TRY);
+    let out = sb.run(&[
+        "run",
+        "-p",
+        &p,
+        "--",
+        "sh",
+        "-c",
+        "rm -rf .git; echo x > tracked.txt; exit 1",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_same(&root, &before, "after the rollback");
+}
+
+#[test]
+fn undo_of_a_killed_run_walks_by_the_rules_the_run_started_with() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    repo(&root);
+    let before = tree_without_git(&root);
+    let ready = sb.file("ready");
+    let script = format!(
+        "rm .gitignore; echo new > new.txt; touch {}; exec sleep 30 # undo-killed-run",
+        ready.display()
+    );
+    let mut child = sb
+        .command(&["run", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(20), || ready.exists()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = Command::new("pkill")
+        .args(["-f", "undo-killed-run"])
+        .status();
+    // The record has no after-state: undo takes it now, by the run's own rules.
+    let out = sb.run(&["undo", "--force"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_same(&root, &before, "after undo");
+}
+
+#[test]
+fn an_interrupted_rollback_is_finished_in_its_own_directory_not_the_callers() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::create_dir(root.join(".git")).unwrap();
+    for sub in ["sub1", "sub2"] {
+        fs::create_dir(root.join(sub)).unwrap();
+        for i in 0..50 {
+            fs::write(root.join(format!("{sub}/f{i}")), format!("{sub} {i}\n")).unwrap();
+        }
+    }
+    let before = tree_without_git(&root);
+    let p = sb.policy(ONE_TRY);
+    // Killed right after the rollback's journal is written, before it touches a file.
+    let out = sb
+        .command(&[
+            "run",
+            "-p",
+            &p,
+            "--",
+            "sh",
+            "-c",
+            "for f in f*; do echo changed > $f; done; exit 2",
+        ])
+        .current_dir(root.join("sub1"))
+        .env("BACKSTOP_CRASH_AT", "apply:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "killed: {}", stderr(&out));
+    assert!(fs::read_to_string(root.join("sub1/f0")).unwrap() == "changed\n");
+    let out = sb
+        .command(&["run", "--", "true"])
+        .current_dir(root.join("sub2"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("finished the rollback"),
+        "{}",
+        stderr(&out)
+    );
+    assert_same(&root, &before, "sub1 put back, sub2 untouched");
+}
+
+#[test]
+fn recovery_refuses_a_root_that_is_another_directory_now() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::create_dir(root.join(".git")).unwrap();
+    fs::create_dir(root.join("sub1")).unwrap();
+    fs::write(root.join("sub1/a"), "a\n").unwrap();
+    let p = sb.policy(ONE_TRY);
+    let out = sb
+        .command(&[
+            "run",
+            "-p",
+            &p,
+            "--",
+            "sh",
+            "-c",
+            "echo changed > a; exit 2",
+        ])
+        .current_dir(root.join("sub1"))
+        .env("BACKSTOP_CRASH_AT", "apply:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "killed: {}", stderr(&out));
+    // sub1 is replaced by another directory of the same name.
+    fs::rename(root.join("sub1"), sb.file("sub1.moved")).unwrap();
+    fs::create_dir(root.join("sub1")).unwrap();
+    fs::write(root.join("sub1/other"), "other\n").unwrap();
+    let out = sb.run(&["run", "--", "true"]);
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sub1") && stderr(&out).contains("different directory"),
+        "names the root and why: {}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_dir(root.join("sub1")).unwrap().count(), 1);
+    assert_eq!(
+        fs::read_to_string(sb.file("sub1.moved/a")).unwrap(),
+        "changed\n",
+        "nothing followed the moved directory either"
+    );
+}
+
+#[test]
+fn a_rollback_never_writes_through_a_root_swapped_for_a_symlink() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    let elsewhere = sb.file("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::write(elsewhere.join("keep.txt"), "precious\n").unwrap();
+    fs::write(root.join("a.txt"), "tree\n").unwrap();
+    let p = sb.policy(ONE_TRY);
+    let script = format!(
+        "d=$PWD; cd ..; mv \"$d\" \"$d.moved\"; ln -s {} \"$d\"; exit 2",
+        elsewhere.display()
+    );
+    let out = sb.run(&["-q", "run", "-p", &p, "--", "sh", "-c", &script]);
+    assert_eq!(code(&out), 125, "incomplete rollback: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rollback incomplete"),
+        "said even with -q: {}",
+        stderr(&out)
+    );
+    let mut left: Vec<_> = fs::read_dir(&elsewhere)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["keep.txt"], "nothing written into the link's target");
+    assert_eq!(
+        fs::read_to_string(elsewhere.join("keep.txt")).unwrap(),
+        "precious\n"
+    );
+}
+
+#[test]
+fn an_after_state_too_large_to_store_still_rolls_back_and_redo_says_why_not() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::write(root.join("a.txt"), "orig\n").unwrap();
+    let before = oracle(&root);
+    let p = sb.policy(&format!(
+        "{ONE_TRY}rollback: {{ scope: {{ max_total_size: 10KiB }} }}\n"
+    ));
+    let out = sb.run(&[
+        "run",
+        "-p",
+        &p,
+        "--",
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > big.bin; echo changed > a.txt; exit 3",
+    ]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot store the state after the run"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(oracle(&root), before, "rolled back all the same");
+    let out = sb.run(&["redo"]);
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    assert!(stderr(&out).contains("never stored"), "{}", stderr(&out));
+}
+
+/// Runs `backstop` as `nobody` (through `setpriv` when the tests run as root), in a
+/// sandbox that user owns: permissions are what root would ignore.
+fn as_nobody(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    let euid = unsafe { libc::geteuid() };
+    let mut cmd = if euid == 0 {
+        for dir in [sb.file(""), sb.root(), sb.file("store")] {
+            fs::create_dir_all(&dir).unwrap();
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let status = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(sb.root())
+            .arg(sb.file("store"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "chown to nobody");
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(super::helpers::BIN);
+        c
+    } else {
+        Command::new(super::helpers::BIN)
+    };
+    cmd.args(args)
+        .current_dir(sb.root())
+        .env("BACKSTOP_HOME", sb.file("store"))
+        .env("NO_COLOR", "1");
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_read_only_directory_does_not_block_the_rollback_as_a_plain_user() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::create_dir(root.join("d")).unwrap();
+    fs::write(root.join("d/old"), "keep\n").unwrap();
+    fs::write(root.join("a"), "a\n").unwrap();
+    let p = sb.policy(ONE_TRY);
+    fs::set_permissions(sb.file("policy.yaml"), fs::Permissions::from_mode(0o644)).unwrap();
+    let out = as_nobody(
+        &sb,
+        &[
+            "run",
+            "-p",
+            &p,
+            "--",
+            "sh",
+            "-c",
+            "echo new > d/created; echo changed > d/old; rm a; chmod 555 d; exit 2",
+        ],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let now = oracle(&root);
+    assert!(!root.join("d/created").exists(), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(root.join("d/old")).unwrap(), "keep\n");
+    assert_eq!(fs::read_to_string(root.join("a")).unwrap(), "a\n");
+    let mode = fs::metadata(root.join("d")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "its mode is put back too: {now:?}");
+    assert!(
+        !walk_has(&sb.file("store"), "journal.json"),
+        "no journal left to block the next command"
+    );
+}
+
+#[test]
+fn a_file_the_run_made_unreadable_does_not_stop_the_rollback() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::create_dir(root.join("d")).unwrap();
+    fs::write(root.join("a"), "a\n").unwrap();
+    let p = sb.policy(ONE_TRY);
+    fs::set_permissions(sb.file("policy.yaml"), fs::Permissions::from_mode(0o644)).unwrap();
+    let out = as_nobody(
+        &sb,
+        &[
+            "run",
+            "-p",
+            &p,
+            "--",
+            "sh",
+            "-c",
+            "echo secret > d/x; chmod 000 d/x; echo changed > a; exit 2",
+        ],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(!root.join("d/x").exists(), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(root.join("a")).unwrap(), "a\n");
+    assert!(stderr(&out).contains("cannot store the state after the run"));
+}
+
+fn walk_has(dir: &Path, name: &str) -> bool {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name() == name || (e.path().is_dir() && walk_has(&e.path(), name)))
+}
