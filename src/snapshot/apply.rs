@@ -26,6 +26,9 @@ use super::scope::{Ancestors, RootId, ancestors};
 pub struct Op {
     pub path: Vec<u8>,
     pub to: Option<Entry>,
+    /// Another name of the same file in the target state that the put-back leaves as
+    /// it is: the path is put back as a hard link to it, as it was.
+    pub link: Option<Vec<u8>>,
 }
 
 /// What could not be done without touching what the scope does not cover.
@@ -116,6 +119,7 @@ pub fn apply(root: &Path, id: Option<RootId>, objects: &Objects, ops: &[Op]) -> 
     let shown = |rel: &[u8]| root.join(OsStr::from_bytes(rel)).display().to_string();
     let mut report = Report::default();
     let mut opened = Opened::default();
+    let mut links = Links::default();
 
     // 1. Remove what must go or change type, children before their parents.
     for op in ops.iter().rev() {
@@ -146,19 +150,32 @@ pub fn apply(root: &Path, id: Option<RootId>, objects: &Objects, ops: &[Op]) -> 
             }
             Ok(_) => {}
         }
-        let done = opened.retry(base, &op.path, || match to.kind {
-            Kind::Dir => ensure_dir(&path),
-            Kind::File => match &to.content {
-                Content::Hash(h) => write_file(&path, objects, h, to),
-                _ => Err(
-                    io::Error::other("its content was over the size limit and was not kept").into(),
-                ),
-            },
-            Kind::Symlink => match &to.content {
-                Content::Link(target) => write_link(&path, target),
-                _ => Err(io::Error::other("the snapshot has no link target").into()),
-            },
+        let done = opened.retry(base, &op.path, || {
+            match to.kind {
+                Kind::Dir => ensure_dir(&path),
+                Kind::File => match links.source(base, op, to) {
+                    Some(existing) => write_hard_link(&existing, &path),
+                    None => match &to.content {
+                        Content::Hash(h) => write_file(&path, objects, h, to),
+                        _ => Err(io::Error::other(
+                            "its content was over the size limit and was not kept",
+                        )
+                        .into()),
+                    },
+                },
+                Kind::Symlink => match &to.content {
+                    Content::Link(target) => write_link(&path, target),
+                    _ => Err(io::Error::other("the snapshot has no link target").into()),
+                },
+                Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {
+                    make_special(&path, to)
+                }
+            }?;
+            set_owner(&path, to)
         });
+        if done.is_ok() {
+            links.written(to, path);
+        }
         if let Err(e) = done {
             report.failed.push((shown(&op.path), format!("{e:#}")));
         }
@@ -187,6 +204,115 @@ pub fn apply(root: &Path, id: Option<RootId>, objects: &Objects, ops: &[Op]) -> 
     Ok(report)
 }
 
+/// What kind of path stands there now.
+fn kind_of(m: &fs::Metadata) -> Option<Kind> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    Some(if t.is_file() {
+        Kind::File
+    } else if t.is_dir() {
+        Kind::Dir
+    } else if t.is_symlink() {
+        Kind::Symlink
+    } else if t.is_fifo() {
+        Kind::Fifo
+    } else if t.is_socket() {
+        Kind::Socket
+    } else if t.is_char_device() {
+        Kind::CharDevice
+    } else if t.is_block_device() {
+        Kind::BlockDevice
+    } else {
+        return None;
+    })
+}
+
+/// Re-creates a named pipe, socket or device node (`mknod`; a device needs root).
+fn make_special(path: &Path, to: &Entry) -> Result<()> {
+    if fs::symlink_metadata(path).is_ok_and(|m| kind_of(&m) == Some(to.kind)) {
+        return fs::set_permissions(path, fs::Permissions::from_mode(to.mode))
+            .with_context(|| format!("cannot set the mode of {}", path.display()));
+    }
+    let kind = match to.kind {
+        Kind::Fifo => libc::S_IFIFO,
+        Kind::Socket => libc::S_IFSOCK,
+        Kind::CharDevice => libc::S_IFCHR,
+        _ => libc::S_IFBLK,
+    };
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: a NUL-terminated path we own; mknod reads nothing else of ours.
+    let rc = unsafe { libc::mknod(c.as_ptr(), kind | (to.mode & 0o7777), to.meta.rdev) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("cannot re-create {}", path.display()));
+    }
+    // mknod's mode is filtered by the umask: set the recorded one.
+    fs::set_permissions(path, fs::Permissions::from_mode(to.mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))
+}
+
+/// Gives a path back its owner and group, when backstop runs as root and the snapshot
+/// recorded them. Changing the owner clears set-user-ID bits: the mode is set again.
+fn set_owner(path: &Path, to: &Entry) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || to.meta.uid == super::manifest::UNKNOWN_OWNER {
+        return Ok(());
+    }
+    let now = fs::symlink_metadata(path)?;
+    if now.uid() == to.meta.uid && now.gid() == to.meta.gid {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(path, Some(to.meta.uid), Some(to.meta.gid))
+        .with_context(|| format!("cannot give {} its owner back", path.display()))?;
+    if to.kind != Kind::Symlink && to.kind != Kind::Dir {
+        fs::set_permissions(path, fs::Permissions::from_mode(to.mode))?;
+    }
+    Ok(())
+}
+
+/// The hard-link groups of a put-back: the first name of a group is written from the
+/// store, the others are linked to it (or to a name the put-back leaves alone).
+#[derive(Default)]
+struct Links {
+    written: std::collections::HashMap<(u64, u64), PathBuf>,
+}
+
+impl Links {
+    fn source(&self, base: &Path, op: &Op, to: &Entry) -> Option<PathBuf> {
+        let group = to.link_group()?;
+        if let Some(p) = self.written.get(&group) {
+            return Some(p.clone());
+        }
+        let peer = base.join(OsStr::from_bytes(op.link.as_ref()?));
+        // Still the very file the snapshot saw under that other name.
+        let m = fs::symlink_metadata(&peer).ok()?;
+        (m.is_file() && m.ino() == to.ino && m.dev() == to.meta.dev).then_some(peer)
+    }
+
+    fn written(&mut self, to: &Entry, path: PathBuf) {
+        if let Some(group) = to.link_group() {
+            self.written.entry(group).or_insert(path);
+        }
+    }
+}
+
+/// Makes `path` another name of `existing`: linked beside it, renamed over.
+fn write_hard_link(existing: &Path, path: &Path) -> Result<()> {
+    let (a, b) = (
+        fs::symlink_metadata(existing)?,
+        fs::symlink_metadata(path).ok(),
+    );
+    if b.is_some_and(|b| b.ino() == a.ino() && b.dev() == a.dev()) {
+        return Ok(());
+    }
+    let (tmp, _) = stage(path)?;
+    fs::hard_link(existing, &tmp)
+        .with_context(|| format!("cannot link {} to {}", path.display(), existing.display()))?;
+    let renamed = fs::rename(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    renamed.with_context(|| format!("cannot replace {}", path.display()))
+}
+
 enum Removed {
     Done,
     /// A directory that holds what the scope does not cover.
@@ -211,6 +337,7 @@ fn remove_if_needed(base: &Path, op: &Op, opened: &mut Opened) -> Result<Removed
             Kind::File => current.is_file(),
             // A symlink is replaced by rename below, whatever its target.
             Kind::Symlink => current.file_type().is_symlink(),
+            special => kind_of(&current) == Some(special),
         },
         None => false,
     };

@@ -39,6 +39,10 @@ impl Change {
             Kind::File => "file",
             Kind::Dir => "directory",
             Kind::Symlink => "symlink",
+            Kind::Fifo => "fifo",
+            Kind::Socket => "socket",
+            Kind::CharDevice => "character device",
+            Kind::BlockDevice => "block device",
         };
         match (&self.before, &self.after) {
             (None, Some(a)) => kind(a).to_string(),
@@ -55,6 +59,12 @@ impl Change {
                 }
                 if b.mode != a.mode {
                     what.push("mode");
+                }
+                if !b.same_owner(a) {
+                    what.push("owner");
+                }
+                if b.meta.rdev != a.meta.rdev && b.kind != Kind::File {
+                    what.push("device");
                 }
                 what.join(", ")
             }

@@ -14,6 +14,65 @@ pub enum Kind {
     File,
     Dir,
     Symlink,
+    /// Named pipes, sockets and device nodes: recorded so a rollback removes those a
+    /// run made and re-creates (`mknod`) those it removed; no content.
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl Kind {
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice
+        )
+    }
+}
+
+/// Who owns a path, and what ties it to others: restored as root (owner, group),
+/// used to put hard links back as links (`nlink`, `dev`), and to re-create device
+/// nodes (`rdev`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub dev: u64,
+    pub rdev: u64,
+}
+
+/// The owner of entries from manifests that did not record one: never restored.
+pub const UNKNOWN_OWNER: u32 = u32::MAX;
+
+impl Default for Meta {
+    fn default() -> Meta {
+        Meta {
+            uid: UNKNOWN_OWNER,
+            gid: UNKNOWN_OWNER,
+            nlink: 1,
+            dev: 0,
+            rdev: 0,
+        }
+    }
+}
+
+impl Meta {
+    pub fn of(m: &std::fs::Metadata) -> Meta {
+        use std::os::unix::fs::MetadataExt;
+        Meta {
+            uid: m.uid(),
+            gid: m.gid(),
+            nlink: u32::try_from(m.nlink()).unwrap_or(u32::MAX),
+            dev: m.dev(),
+            rdev: m.rdev(),
+        }
+    }
+
+    fn owner_known(&self) -> bool {
+        self.uid != UNKNOWN_OWNER && self.gid != UNKNOWN_OWNER
+    }
 }
 
 /// What a path holds, beyond its metadata.
@@ -41,6 +100,7 @@ pub struct Entry {
     pub ctime_ns: i64,
     pub ino: u64,
     pub content: Content,
+    pub meta: Meta,
 }
 
 impl Entry {
@@ -48,12 +108,30 @@ impl Entry {
     pub fn same_state(&self, other: &Entry) -> bool {
         self.kind == other.kind
             && self.mode == other.mode
+            && self.same_owner(other)
+            // A hard link split or made is a change: put back, the names share again.
+            && (self.kind != Kind::File || self.meta.nlink == other.meta.nlink)
+            && (!matches!(self.kind, Kind::CharDevice | Kind::BlockDevice)
+                || self.meta.rdev == other.meta.rdev)
             && match (&self.content, &other.content) {
                 (Content::Skipped, _) | (_, Content::Skipped) => {
                     self.size == other.size && self.mtime_ns == other.mtime_ns
                 }
                 (a, b) => a == b,
             }
+    }
+
+    /// Same owner and group, where both entries know them.
+    pub fn same_owner(&self, other: &Entry) -> bool {
+        !self.meta.owner_known()
+            || !other.meta.owner_known()
+            || (self.meta.uid == other.meta.uid && self.meta.gid == other.meta.gid)
+    }
+
+    /// The hard-link group of a file with more than one name, within one device.
+    pub fn link_group(&self) -> Option<(u64, u64)> {
+        (self.kind == Kind::File && self.meta.nlink > 1 && self.meta.dev != 0)
+            .then_some((self.meta.dev, self.ino))
     }
 
     /// The metadata the stat cache compares: unchanged means the content is too.
@@ -82,7 +160,10 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
 }
 
-const MAGIC: &[u8; 8] = b"BSMANIF1";
+/// Version 2 adds kinds for special files and each entry's [`Meta`]; version 1
+/// manifests are still read (owner unknown, one link).
+const MAGIC: &[u8; 8] = b"BSMANIF2";
+const MAGIC_V1: &[u8; 8] = b"BSMANIF1";
 
 impl Manifest {
     pub fn find(&self, path: &[u8]) -> Option<&Entry> {
@@ -104,12 +185,21 @@ impl Manifest {
                 Kind::File => 0,
                 Kind::Dir => 1,
                 Kind::Symlink => 2,
+                Kind::Fifo => 3,
+                Kind::Socket => 4,
+                Kind::CharDevice => 5,
+                Kind::BlockDevice => 6,
             });
             out.extend_from_slice(&e.mode.to_le_bytes());
             out.extend_from_slice(&e.size.to_le_bytes());
             out.extend_from_slice(&e.mtime_ns.to_le_bytes());
             out.extend_from_slice(&e.ctime_ns.to_le_bytes());
             out.extend_from_slice(&e.ino.to_le_bytes());
+            out.extend_from_slice(&e.meta.uid.to_le_bytes());
+            out.extend_from_slice(&e.meta.gid.to_le_bytes());
+            out.extend_from_slice(&e.meta.nlink.to_le_bytes());
+            out.extend_from_slice(&e.meta.dev.to_le_bytes());
+            out.extend_from_slice(&e.meta.rdev.to_le_bytes());
             match &e.content {
                 Content::None => out.push(0),
                 Content::Hash(h) => {
@@ -140,7 +230,9 @@ impl Manifest {
             "the manifest's checksum does not match"
         );
         let mut r = Reader { bytes: body, at: 0 };
-        ensure!(r.take(8)? == MAGIC, "not a backstop manifest");
+        let magic = r.take(8)?;
+        let v2 = magic == MAGIC;
+        ensure!(v2 || magic == MAGIC_V1, "not a backstop manifest");
         let taken_at_ns = r.i64()?;
         let count = r.u64()?;
         let mut entries = Vec::with_capacity(count.min(1 << 24) as usize);
@@ -151,6 +243,10 @@ impl Manifest {
                 0 => Kind::File,
                 1 => Kind::Dir,
                 2 => Kind::Symlink,
+                3 if v2 => Kind::Fifo,
+                4 if v2 => Kind::Socket,
+                5 if v2 => Kind::CharDevice,
+                6 if v2 => Kind::BlockDevice,
                 k => bail!("unknown entry kind {k}"),
             };
             let mode = r.u32()?;
@@ -158,6 +254,17 @@ impl Manifest {
             let mtime_ns = r.i64()?;
             let ctime_ns = r.i64()?;
             let ino = r.u64()?;
+            let meta = if v2 {
+                Meta {
+                    uid: r.u32()?,
+                    gid: r.u32()?,
+                    nlink: r.u32()?,
+                    dev: r.u64()?,
+                    rdev: r.u64()?,
+                }
+            } else {
+                Meta::default()
+            };
             let content = match r.u8()? {
                 0 => Content::None,
                 1 => Content::Hash(r.take(32)?.try_into().expect("32 bytes")),
@@ -177,6 +284,7 @@ impl Manifest {
                 ctime_ns,
                 ino,
                 content,
+                meta,
             });
         }
         ensure!(r.at == body.len(), "the manifest has trailing bytes");
@@ -246,6 +354,13 @@ mod tests {
             ctime_ns: 7,
             ino: 42,
             content,
+            meta: Meta {
+                uid: 1000,
+                gid: 100,
+                nlink: 2,
+                dev: 9,
+                rdev: 0,
+            },
         }
     }
 

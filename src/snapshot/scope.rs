@@ -15,7 +15,7 @@ use anyhow::{Context, Result, anyhow};
 use ignore::WalkState;
 use ignore::overrides::OverrideBuilder;
 
-use super::manifest::Kind;
+use super::manifest::{Kind, Meta};
 use super::objects::Stamp;
 use super::rules::{Matcher, Rules};
 
@@ -58,25 +58,36 @@ pub struct Seen {
     pub kind: Kind,
     pub mode: u32,
     pub stamp: Stamp,
+    pub meta: Meta,
 }
 
 impl Seen {
     fn of(path: Vec<u8>, m: &fs::Metadata) -> Option<Seen> {
         let ft = m.file_type();
+        use std::os::unix::fs::FileTypeExt;
         let kind = if ft.is_symlink() {
             Kind::Symlink
         } else if ft.is_dir() {
             Kind::Dir
         } else if ft.is_file() {
             Kind::File
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else if ft.is_socket() {
+            Kind::Socket
+        } else if ft.is_char_device() {
+            Kind::CharDevice
+        } else if ft.is_block_device() {
+            Kind::BlockDevice
         } else {
-            return None; // sockets, fifos, devices: not content a run can be undone to
+            return None;
         };
         Some(Seen {
             path,
             kind,
             mode: m.mode() & 0o7777,
             stamp: Stamp::of(m),
+            meta: Meta::of(m),
         })
     }
 }

@@ -93,6 +93,7 @@ pub fn take(
         let cached = cache.and_then(|m| m.find(&s.path).map(|e| (e, m.taken_at_ns)));
         let content = match s.kind {
             Kind::Dir => Content::None,
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => Content::None,
             Kind::Symlink => match std::fs::read_link(scope.abs(&s.path)) {
                 Ok(target) => {
                     use std::os::unix::ffi::OsStrExt;
@@ -129,6 +130,7 @@ pub fn take(
             ctime_ns: s.stamp.ctime_ns,
             ino: s.stamp.ino,
             content,
+            meta: s.meta,
         });
     }
 
@@ -248,6 +250,7 @@ fn read_all(
                                 ctime_ns: e.ctime_ns,
                                 ino: e.ino,
                             },
+                            meta: e.meta,
                         };
                         match read_one(scope, objects, &seen, staged) {
                             Ok(e) => out.push((i, e)),
@@ -304,6 +307,7 @@ fn read_one(
                     }
                     _ => Content::None,
                 },
+                meta: current.meta,
             }));
         }
         match objects.put_file(&path, current.stamp)? {
@@ -318,6 +322,7 @@ fn read_one(
                     ctime_ns: current.stamp.ctime_ns,
                     ino: current.stamp.ino,
                     content: Content::Hash(hash),
+                    meta: current.meta,
                 }));
             }
             Put::Changed => match scope.stat(&seen.path)? {

@@ -132,12 +132,31 @@ impl<'a> Tree<'a> {
         reason: &str,
     ) -> Result<Report> {
         let paths = journal.path_bytes()?;
+        let planned: std::collections::HashSet<&[u8]> = paths.iter().map(Vec::as_slice).collect();
+        // Names of hard-linked files the put-back leaves alone, to link the others to.
+        let mut untouched: std::collections::HashMap<(u64, u64), &[u8]> = Default::default();
+        for e in &target.entries {
+            if let Some(group) = e.link_group()
+                && !planned.contains(e.path.as_slice())
+            {
+                untouched.entry(group).or_insert(e.path.as_slice());
+            }
+        }
         let ops: Vec<Op> = paths
             .iter()
             .filter(|p| scope.allows(p))
-            .map(|p| Op {
-                path: p.clone(),
-                to: target.find(p).cloned(),
+            .map(|p| {
+                let to = target.find(p).cloned();
+                let link = to
+                    .as_ref()
+                    .and_then(Entry::link_group)
+                    .and_then(|g| untouched.get(&g))
+                    .map(|p| p.to_vec());
+                Op {
+                    path: p.clone(),
+                    to,
+                    link,
+                }
             })
             .collect();
         let report = apply(&scope.root, scope.identity, &self.objects, &ops)?;
@@ -236,10 +255,12 @@ impl<'a> Tree<'a> {
             ctime_ns: seen.stamp.ctime_ns,
             ino: seen.stamp.ino,
             content: Content::None,
+            meta: seen.meta,
         };
         let path = self.scope.abs(rel);
         entry.content = match seen.kind {
             Kind::Dir => Content::None,
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => Content::None,
             Kind::Symlink => {
                 use std::os::unix::ffi::OsStrExt;
                 Content::Link(fs::read_link(&path)?.as_os_str().as_bytes().to_vec())
