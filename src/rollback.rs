@@ -12,6 +12,7 @@ use crate::record::{ChangeInfo, SnapshotInfo, TreeState};
 use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff};
 use crate::snapshot::journal::Journal;
+use crate::snapshot::lock::TreeLock;
 use crate::snapshot::manifest::{Manifest, hex};
 use crate::snapshot::scope::Scope;
 use crate::snapshot::tree::{Tree, display_path};
@@ -63,11 +64,15 @@ pub struct RunTree<'a> {
     pub start: Arc<Manifest>,
     pub start_id: String,
     pub run_id: String,
+    /// A shared hold on the objects, from a snapshot until the record names it
+    /// ([`RunTree::recorded`]): gc cannot sweep a manifest nothing names yet.
+    pending: Option<TreeLock>,
 }
 
 impl<'a> RunTree<'a> {
     /// Takes the snapshot before the run. An error here means the command must not run.
     pub fn start(tree: Tree<'a>, run_id: &str) -> Result<(RunTree<'a>, SnapshotInfo)> {
+        let hold = tree.hold_objects()?;
         let taken = tree.snapshot()?;
         let scope = &tree.scope;
         let info = SnapshotInfo {
@@ -82,6 +87,7 @@ impl<'a> RunTree<'a> {
             skipped: taken.skipped.iter().map(|p| display_path(p)).collect(),
             head: crate::snapshot::git::head(&scope.root),
             restores: Vec::new(),
+            checkpoints: Vec::new(),
         };
         let manifest = taken.manifest;
         let run_tree = RunTree {
@@ -91,6 +97,7 @@ impl<'a> RunTree<'a> {
             before: manifest,
             tree,
             run_id: run_id.into(),
+            pending: Some(hold),
         };
         Ok((run_tree, info))
     }
@@ -120,12 +127,21 @@ impl<'a> RunTree<'a> {
         Ok((hex(&after.id), diff(&self.start, &after.manifest)))
     }
 
-    /// A new checkpoint: the tree as it is now (before the next step).
-    pub fn checkpoint(&mut self) -> Result<()> {
+    /// A new checkpoint: the tree as it is now (before the next step). Returns its
+    /// manifest's id, which the run must record before calling [`RunTree::recorded`].
+    pub fn checkpoint(&mut self) -> Result<String> {
+        let hold = self.tree.hold_objects()?;
         let taken = self.tree.snapshot_after(&self.before, &self.before_id)?;
         self.before_id = hex(&taken.id);
         self.before = taken.manifest;
-        Ok(())
+        self.pending = Some(hold);
+        Ok(self.before_id.clone())
+    }
+
+    /// The last snapshot is named in the run's record: gc may run again. Called before
+    /// any put-back, which must not wait for the journal while holding the objects.
+    pub fn recorded(&mut self) {
+        self.pending = None;
     }
 
     /// Puts every changed path back to the start of the run.

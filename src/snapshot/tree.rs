@@ -74,8 +74,16 @@ impl<'a> Tree<'a> {
         )
     }
 
+    /// The tree's journal is one file for every scope under it: runs in disjoint
+    /// regions hold it only while they write, run or finish a put-back.
+    fn lock_journal(&self) -> Result<super::lock::TreeLock> {
+        super::lock::TreeLock::exclusive(&self.store.dir().join("journal.lock"))
+    }
+
     /// Keeps gc from sweeping objects this snapshot writes before a record names them.
-    fn hold_objects(&self) -> Result<super::lock::TreeLock> {
+    /// Never held while waiting for the tree or journal lock (gc waits for this one
+    /// while holding the tree lock).
+    pub fn hold_objects(&self) -> Result<super::lock::TreeLock> {
         let store = self
             .store
             .dir()
@@ -115,6 +123,7 @@ impl<'a> Tree<'a> {
     /// them), writing the journal first so a crash at any point is finished by
     /// [`Tree::recover`].
     pub fn put_back(&self, journal: &Journal, target: &Manifest, reason: &str) -> Result<Report> {
+        let _journal_lock = self.lock_journal()?;
         self.journal().write(journal)?;
         self.execute(journal, target, reason)
     }
@@ -152,6 +161,7 @@ impl<'a> Tree<'a> {
 
     /// Finishes a put-back a killed backstop left half done. Returns what it finished.
     pub fn recover(&self) -> Result<Option<Journal>> {
+        let _journal_lock = self.lock_journal()?;
         let Some(journal) = self.journal().read()? else {
             return Ok(None);
         };
