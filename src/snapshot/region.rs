@@ -50,13 +50,15 @@ pub struct Holder {
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {}, {}", self.pid, self.action)?;
-        if let Some(id) = &self.run_id {
-            write!(f, " of run {id}")?;
+        match (&self.run_id, self.action.as_str()) {
+            (Some(id), "run") => write!(f, "run {id}")?,
+            (Some(id), action) => write!(f, "{action} of run {id}")?,
+            (None, action) => write!(f, "{action}")?,
         }
         write!(
             f,
-            " on {} since {}",
+            " (pid {}) in {} since {}",
+            self.pid,
             self.root.display(),
             humantime::format_rfc3339_seconds(self.since)
         )

@@ -10,6 +10,8 @@ mod cli;
 mod environment;
 mod exit_codes;
 mod fallback;
+mod gc;
+mod locks;
 mod output;
 mod policy_command;
 mod policy_errors;
