@@ -91,9 +91,10 @@ fn outer_waits_for_inner(git: bool) {
     assert_eq!(code, 0, "the inner run failed: {err}");
     let (code, err) = finish(outer);
     assert_eq!(code, 3, "the outer run should fail with its command: {err}");
-    assert!(
-        err.contains("waiting for another backstop"),
-        "the outer run did not say it waited: {err}"
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("sub/new.txt")).unwrap_or_default(),
+        "made\n",
+        "the outer run's rollback deleted what the inner, successful run wrote"
     );
     assert_eq!(
         t.lines("log"),
@@ -101,14 +102,13 @@ fn outer_waits_for_inner(git: bool) {
         "the outer run started while the inner one was still writing"
     );
     assert_eq!(
-        std::fs::read_to_string(t.path().join("sub/new.txt")).unwrap_or_default(),
-        "made\n",
-        "the outer run's rollback deleted what the inner, successful run wrote"
-    );
-    assert_eq!(
         std::fs::read_to_string(t.path().join("top.txt")).unwrap_or_default(),
         "top\n",
         "the outer run was not rolled back"
+    );
+    assert!(
+        err.contains("waiting for another backstop"),
+        "the outer run did not say it waited: {err}"
     );
 }
 
@@ -215,4 +215,38 @@ fn siblings_run_at_once(git: bool) {
 fn disjoint_siblings_never_wait_for_each_other_with_or_without_git() {
     siblings_run_at_once(false);
     siblings_run_at_once(true);
+}
+
+#[test]
+fn undo_waits_for_a_run_whose_scope_contains_the_undone_runs() {
+    let t = sandbox(false);
+    let (code, err) = finish(spawn(&t, &t.path().join("sub"), &[], "echo x > undone.txt"));
+    assert_eq!(code, 0, "{err}");
+    // An outer run holds the tree's root; undoing the inner run would write into it.
+    let outer = spawn(
+        &t,
+        &t.path(),
+        &[],
+        "touch $OUT/held; while [ ! -e $OUT/go ]; do sleep 0.05; done",
+    );
+    wait_for(&t, "held");
+    let ran = t.backstop_in("sub", &["undo", "--no-wait"]);
+    let pid = outer.id();
+    std::fs::write(t.out_path().join("go"), "").expect("release the outer run");
+    let (outer_code, outer_err) = finish(outer);
+    assert_eq!(outer_code, 0, "{outer_err}");
+    assert_eq!(ran.status, 125, "undo did not wait: {}", ran.stderr);
+    assert!(
+        ran.stderr.contains(&format!("(pid {pid})")),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        t.path().join("sub/undone.txt").exists(),
+        "the refused undo wrote the tree"
+    );
+    // Once the outer run is done, the undo goes through.
+    let ran = t.backstop_in("sub", &["-q", "undo", "--no-wait"]);
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    assert!(!t.path().join("sub/undone.txt").exists());
 }
