@@ -366,7 +366,7 @@ fn read_records(dir: &Path) -> Result<Vec<(PathBuf, RunRecord)>> {
     for entry in entries {
         let path = entry.map_err(|e| unreadable(&runs, e))?.path();
         // Only records: a killed writer's `.tmp-*` file is not one.
-        if !path.extension().is_some_and(|x| x == "json") {
+        if path.extension().is_none_or(|x| x != "json") {
             continue;
         }
         let bytes = std::fs::read(&path).map_err(|e| unreadable(&path, e))?;

@@ -242,7 +242,7 @@ fn holders_overlapping(store: &Path, root: &Path) -> Vec<Holder> {
         .flatten()
     {
         let path = entry.path();
-        if !path.extension().is_some_and(|x| x == "lock") {
+        if path.extension().is_none_or(|x| x != "lock") {
             continue;
         }
         let Ok(f) = File::open(&path) else { continue };

@@ -257,7 +257,7 @@ fn liveness_is_the_runs_lock_not_a_pid_and_gc_never_drops_a_live_run() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         left,
-        [live_id.clone()],
+        std::slice::from_ref(&live_id),
         "gc should drop the dead 'running' record and keep the live run"
     );
     // What the live run needs was kept: it can be undone exactly.
