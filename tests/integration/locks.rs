@@ -195,7 +195,7 @@ fn siblings_run_at_once(git: bool) {
     let script = |me: &str, other: &str| {
         format!(
             "touch $OUT/started-{me}; i=0; while [ ! -e $OUT/started-{other} ]; do \
-             i=$((i+1)); [ $i -gt 100 ] && exit 7; sleep 0.05; done; echo {me} > mine.txt"
+             i=$((i+1)); [ $i -gt 300 ] && exit 7; sleep 0.05; done; echo {me} > mine.txt"
         )
     };
     let a = spawn(&t, &t.path().join("sub"), &[], &script("a", "b"));
