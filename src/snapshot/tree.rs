@@ -124,6 +124,22 @@ impl<'a> Tree<'a> {
     /// [`Tree::recover`].
     pub fn put_back(&self, journal: &Journal, target: &Manifest, reason: &str) -> Result<Report> {
         let _journal_lock = self.lock_journal()?;
+        // Under the lock, another run's journal here is a killed put-back's, perhaps in
+        // a disjoint region of this tree that runs beside this one: overwriting it would
+        // lose the only record of what is half done there. (This run's own is an
+        // earlier put-back that failed; the new one supersedes it, as it always did.)
+        if let Some(left) = self.journal().read()?
+            && left.run_id != journal.run_id
+        {
+            return Err(crate::error::UserError::Refused(format!(
+                "cannot put back run {}: the {} of run {} was interrupted and its journal {} is still pending; the next backstop in that run's directory finishes it",
+                journal.run_id,
+                left.action,
+                left.run_id,
+                self.journal().path.display()
+            ))
+            .into());
+        }
         self.journal().write(journal)?;
         self.execute(journal, target, reason)
     }

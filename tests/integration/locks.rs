@@ -250,3 +250,48 @@ fn undo_waits_for_a_run_whose_scope_contains_the_undone_runs() {
     assert_eq!(ran.status, 0, "{}", ran.stderr);
     assert!(!t.path().join("sub/undone.txt").exists());
 }
+
+#[test]
+fn a_put_back_never_overwrites_the_pending_journal_of_a_run_beside_it() {
+    // sub and sub2 of one git checkout share the tree's journal file. A run in sub2
+    // is going when a run in sub is killed in its rollback (its journal is planted
+    // here, as the kill would leave it); sub2's restore between attempts must not
+    // write over it.
+    let t = sandbox(true);
+    std::fs::write(
+        t.out_path().join("policy.yaml"),
+        "version: 1\nretry: { max_attempts: 2, backoff: { initial: 1ms } }\n\
+         rollback: { between_attempts: restore }\n",
+    )
+    .expect("write the policy");
+    let b = spawn(
+        &t,
+        &t.path().join("sub2"),
+        &[],
+        "echo changed > keep.txt; touch $OUT/b-started; \
+         while [ ! -e $OUT/planted ]; do sleep 0.05; done; exit 1",
+    );
+    wait_for(&t, "b-started");
+    let store = t.path().parent().expect("the sandbox").join("store");
+    let tree = std::fs::read_dir(store.join("trees"))
+        .expect("the tree's store")
+        .flatten()
+        .map(|d| d.path())
+        .find(|d| d.join("tree.json").exists())
+        .expect("the tree's store");
+    let journal = tree.join("journal.json");
+    let pending = format!(
+        r#"{{"run_id":"aaaaaaaaaaaa","action":"rollback","target":"{}","paths":[],"then":"rolled-back"}}"#,
+        "0".repeat(64)
+    );
+    std::fs::write(&journal, &pending).expect("plant the journal");
+    std::fs::write(t.out_path().join("planted"), "").expect("let the attempt fail");
+    let (code, err) = finish(b);
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap_or_default(),
+        pending,
+        "the pending journal of the run beside it was overwritten or removed: {err}"
+    );
+    assert!(err.contains("interrupted"), "{err}");
+}
