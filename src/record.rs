@@ -1,7 +1,7 @@
 //! The record a run leaves in the store: what ran, under which policy, every attempt
 //! and how it ended. `runs`, `show` and (later) `undo` read it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,8 @@ pub struct RunRecord {
     #[serde(with = "rfc3339::option", default)]
     pub finished_at: Option<SystemTime>,
     pub backstop_version: String,
-    /// The backstop process, to tell a run in progress from one that died.
+    /// The backstop process (for people: liveness is told by the run's lock, see
+    /// [`is_live`], as a pid may be reused).
     pub pid: u32,
     pub root: PathBuf,
     pub cwd: PathBuf,
@@ -65,6 +66,10 @@ pub struct SnapshotInfo {
     /// Every time backstop put the tree back for this run, and why.
     #[serde(default)]
     pub restores: Vec<Restore>,
+    /// The checkpoints of a task (before each step after the first): a failed step,
+    /// or a retry of it, goes back to the last one, so gc must keep them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<String>,
     /// The ignore rules the run's scope was fixed with (an object), so a walk after
     /// the run never goes by rules the run itself rewrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,24 +187,21 @@ impl RunRecord {
         }
     }
 
-    /// `running`, `unfinished` (its backstop is gone), or the outcome.
-    pub fn state(&self) -> String {
+    /// `running`, `unfinished` (its backstop is gone), or the outcome; `store` is the
+    /// store's directory, where a live run holds its lock.
+    pub fn state(&self, store: &Path) -> String {
         match (&self.status, &self.outcome) {
             (Status::Finished, Some(o)) => format!("{:?}", o.outcome).to_lowercase(),
-            _ if process_alive(self.pid) => "running".into(),
+            _ if is_live(store, &self.id) => "running".into(),
             _ => "unfinished".into(),
         }
     }
 }
 
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks that the process exists.
-    pid > 0
-        && (unsafe { libc::kill(pid, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+/// Whether run `id` is in progress: its backstop holds the run's lock in the store.
+/// Not the record's pid, which another process may have been given since.
+pub fn is_live(store: &Path, id: &str) -> bool {
+    crate::snapshot::region::is_live(store, id)
 }
 
 /// Keeps the run's record in the store up to date as events arrive.
@@ -226,6 +228,15 @@ impl<'a> RecordWriter<'a> {
         self.record.status = Status::Finished;
         self.record.finished_at = Some(SystemTime::now());
         self.save();
+    }
+
+    /// Names a checkpoint's manifest in the record, so gc keeps it; unlike the other
+    /// events, a failure here is returned: an unnamed checkpoint is not safe to use.
+    pub fn checkpoint(&mut self, manifest: &str) -> anyhow::Result<()> {
+        if let Some(s) = self.record.snapshot.as_mut() {
+            s.checkpoints.push(manifest.to_string());
+        }
+        self.store.write(&self.record)
     }
 
     fn save(&mut self) {

@@ -12,6 +12,7 @@ use crate::record::{ChangeInfo, SnapshotInfo, TreeState};
 use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff};
 use crate::snapshot::journal::Journal;
+use crate::snapshot::lock::TreeLock;
 use crate::snapshot::manifest::{Manifest, hex};
 use crate::snapshot::scope::{RootId, Scope};
 use crate::snapshot::tree::{Tree, display_path};
@@ -67,6 +68,9 @@ pub struct RunTree<'a> {
     pub start: Arc<Manifest>,
     pub start_id: String,
     pub run_id: String,
+    /// A shared hold on the objects, from a snapshot until the record names it
+    /// ([`RunTree::recorded`]): gc cannot sweep a manifest nothing names yet.
+    pending: Option<TreeLock>,
 }
 
 /// What a put-back must go over: the change set, or — when the state after the run
@@ -93,6 +97,7 @@ impl<'a> RunTree<'a> {
     pub fn start(mut tree: Tree<'a>, run_id: &str) -> Result<(RunTree<'a>, SnapshotInfo)> {
         let identity = RootId::of(&tree.scope.root)?;
         tree.scope.identity = Some(identity);
+        let hold = tree.hold_objects()?;
         let mut taken = tree.snapshot()?;
         let rules = match taken.rules.take() {
             Some(rules) => Some(tree.fix_rules(rules)?),
@@ -115,6 +120,7 @@ impl<'a> RunTree<'a> {
             root_id: Some(identity),
             not_restored: Vec::new(),
             after_error: None,
+            checkpoints: Vec::new(),
         };
         let manifest = taken.manifest;
         let run_tree = RunTree {
@@ -124,6 +130,7 @@ impl<'a> RunTree<'a> {
             before: manifest,
             tree,
             run_id: run_id.into(),
+            pending: Some(hold),
         };
         Ok((run_tree, info))
     }
@@ -239,13 +246,22 @@ impl<'a> RunTree<'a> {
         self.tree.put_back(&journal, manifest, reason)
     }
 
-    /// A new checkpoint: the tree as it is now (before the next step).
-    pub fn checkpoint(&mut self) -> Result<()> {
+    /// A new checkpoint: the tree as it is now (before the next step). Returns its
+    /// manifest's id, which the run must record before calling [`RunTree::recorded`].
+    pub fn checkpoint(&mut self) -> Result<String> {
         self.check_root()?;
+        let hold = self.tree.hold_objects()?;
         let taken = self.tree.snapshot_after(&self.before, &self.before_id)?;
         self.before_id = hex(&taken.id);
         self.before = taken.manifest;
-        Ok(())
+        self.pending = Some(hold);
+        Ok(self.before_id.clone())
+    }
+
+    /// The last snapshot is named in the run's record: gc may run again. Called before
+    /// any put-back, which must not wait for the journal while holding the objects.
+    pub fn recorded(&mut self) {
+        self.pending = None;
     }
 }
 

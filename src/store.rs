@@ -63,13 +63,38 @@ pub struct TreeStore {
     root: PathBuf,
 }
 
+/// Where the intent journal of a put-back in the scope `root` lives: one per scope
+/// root, store-wide (`journals/<key>.json`), so runs in disjoint directories never
+/// share one, and a command can find the journals of every directory inside its own.
+pub fn journal_path(store: &Path, root: &Path) -> PathBuf {
+    let key = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
+    journals_dir(store).join(format!("{}.json", &key.as_str()[..16]))
+}
+
+pub fn journals_dir(store: &Path) -> PathBuf {
+    store.join("journals")
+}
+
 impl TreeStore {
+    /// The tree store at `dir` (as a journal names it), for the tree at `root`.
+    pub fn open(dir: &Path, root: &Path) -> TreeStore {
+        TreeStore {
+            dir: dir.to_path_buf(),
+            root: root.to_path_buf(),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether a record of run `id` is here.
+    pub fn contains(&self, id: &str) -> bool {
+        self.runs_dir().join(format!("{id}.json")).exists()
     }
 
     /// Reads a run's record, changes it, and writes it back atomically.
@@ -182,6 +207,9 @@ pub enum Durability {
 /// temp file in the same directory → write → (fsync) → rename → (fsync the directory).
 pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     let dir = path.parent().context("a store path has a parent")?;
+    if !dir.is_dir() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)

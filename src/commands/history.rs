@@ -9,17 +9,17 @@ use anyhow::{Context, Result};
 
 use crate::error::UserError;
 use crate::exit_code::SUCCESS;
-use crate::record::{RunRecord, TreeState};
+use crate::record::{RunRecord, TreeState, is_live};
 use crate::rollback::{change_infos, scope_of};
 use crate::snapshot::diff::{Change, diff, select};
-use crate::snapshot::journal::Journal;
+use crate::snapshot::journal::{Journal, JournalFile};
 use crate::snapshot::lock::{TreeLock, Wait};
 use crate::snapshot::manifest::{Entry, Manifest, hex, parse_hex};
 use crate::snapshot::objects::Objects;
 use crate::snapshot::tree::{Tree, display_path, relative_paths};
 use crate::store::{Store, TreeStore, tree_root};
 
-use super::{lock_tree, recover};
+use super::{lock_region, lock_tree, recover, token};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -41,7 +41,10 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
     let tree_store = store.tree(&tree_root(&cwd));
-    let _lock = lock_tree(&tree_store, req.wait, req.quiet)?;
+    let verb = match direction {
+        Direction::Undo => "undo",
+        Direction::Redo => "redo",
+    };
 
     let (record, paths) = pick(&tree_store, &cwd, req.targets)?;
     let info = record.snapshot.clone().ok_or_else(|| {
@@ -50,11 +53,31 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
             record.id
         ))
     })?;
+    // The region the run recorded (not the tree's root): nothing whose scope overlaps
+    // it writes the tree meanwhile, the run itself included if it is still going.
+    // Then the tree's history, then a hold on the objects so gc sweeps nothing this
+    // reads; in that order, the order gc takes the last two in.
+    let _region = lock_region(
+        store.dir(),
+        &info.root,
+        &token(verb),
+        verb,
+        Some(&record.id),
+        req.wait,
+        req.quiet,
+    )?;
+    let _lock = lock_tree(&tree_store, req.wait, req.quiet)?;
     let mut tree = Tree::new(store.dir(), &tree_store, scope_of(&info, store.dir()));
+    let _objects = tree.hold_objects()?;
     recover(&tree, req.quiet)?;
-    // Recovery may have moved the run on.
+    // Recovery, or the run itself (if it was still going), may have moved it on.
     let record = tree_store.find(&record.id)?;
-    let info = record.snapshot.clone().expect("checked above");
+    let info = record.snapshot.clone().ok_or_else(|| {
+        UserError::Refused(format!(
+            "run {} has no snapshot of its tree to go back to",
+            record.id
+        ))
+    })?;
     let id = &record.id;
     match (direction, info.state) {
         (Direction::Undo, TreeState::Undone) => {
@@ -134,10 +157,6 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
             conflicts.push(display_path(&c.path));
         }
     }
-    let verb = match direction {
-        Direction::Undo => "undo",
-        Direction::Redo => "redo",
-    };
     if req.json {
         print_json(id, verb, req.dry_run, &chosen, &conflicts, to)?;
     }
@@ -290,6 +309,10 @@ fn print_json(
 }
 
 /// `backstop gc`: old runs of this tree, then objects no tree references.
+///
+/// Fails closed: everything gc reads to learn what is still needed (every tree's
+/// records, journal and stat caches, and the manifests they name) is read before
+/// anything is deleted, and anything it cannot read stops it.
 pub fn gc(
     store: Option<PathBuf>,
     keep: Option<usize>,
@@ -301,85 +324,166 @@ pub fn gc(
     let store = Store::locate(store)?;
     let tree_store = store.tree(&tree_root(&cwd));
     let _lock = lock_tree(&tree_store, wait, quiet)?;
-    if tree_store.dir().join("journal.json").exists() {
-        return Err(UserError::Refused(
-            "a put-back on this tree was interrupted; run `backstop undo --dry-run` first to finish it".into(),
-        )
-        .into());
-    }
-    let runs = tree_store.list()?;
+    // A put-back left half done still needs its run's record (and its target).
+    let journals_dir = crate::store::journals_dir(store.dir());
+    let pending: HashSet<String> = JournalFile::all(&journals_dir)
+        .map_err(|e| unreadable(&journals_dir, format!("{e:#}")))?
+        .into_iter()
+        .map(|(_, j)| j.run_id)
+        .collect();
+    let mut runs = read_records(tree_store.dir())?;
+    runs.sort_by(|(_, a), (_, b)| {
+        b.started_at
+            .cmp(&a.started_at)
+            .then_with(|| b.id.cmp(&a.id))
+    });
     let now = SystemTime::now();
-    let mut dropped = 0;
-    for (i, r) in runs.iter().enumerate() {
+    let mut dropping: Vec<(PathBuf, String)> = Vec::new();
+    for (i, (path, r)) in runs.iter().enumerate() {
         let too_many = keep.is_some_and(|k| i >= k);
         let too_old =
             older_than.is_some_and(|d| now.duration_since(r.started_at).is_ok_and(|age| age > d));
-        let running = r.state() == "running";
-        if (too_many || too_old) && !running {
-            tree_store.remove(&r.id)?;
-            dropped += 1;
+        // A live run may still restore from anything it named; a "running" record
+        // whose backstop is gone is like any other.
+        if (too_many || too_old) && !is_live(store.dir(), &r.id) && !pending.contains(&r.id) {
+            dropping.push((path.clone(), r.id.clone()));
         }
     }
+    // Held from here to the end: no snapshot writes objects that nothing names yet.
     let _objects_lock = TreeLock::take(&store.dir().join("objects.lock"), wait, |_| {})?;
-    let (objects, bytes) = sweep(store.dir())?;
+    let skip: HashSet<PathBuf> = dropping.iter().map(|(p, _)| p.clone()).collect();
+    let live = reachable(store.dir(), &skip)?;
+    for (_, id) in &dropping {
+        tree_store.remove(id)?;
+    }
+    let (objects, bytes) = sweep(store.dir(), &live)?;
+    crate::snapshot::region::sweep_dead(store.dir());
     if !quiet {
         eprintln!(
-            "backstop: removed {dropped} run(s) and {objects} unreferenced object(s) ({})",
+            "backstop: removed {} run(s) and {objects} unreferenced object(s) ({})",
+            dropping.len(),
             crate::policy::values::format_size(bytes)
         );
     }
     Ok(SUCCESS)
 }
 
-/// Deletes every object that no record, stat cache or journal of any tree reaches.
-fn sweep(store: &Path) -> Result<(usize, u64)> {
+/// gc cannot tell what `file` keeps alive: it stops before deleting anything.
+fn unreadable(file: &Path, why: impl std::fmt::Display) -> anyhow::Error {
+    UserError::Refused(format!(
+        "gc stopped before deleting anything: cannot read {}: {why}; `backstop fsck` says what it affects",
+        file.display()
+    ))
+    .into()
+}
+
+/// Every record of the tree store at `dir`, with its file; any it cannot read is an error.
+fn read_records(dir: &Path) -> Result<Vec<(PathBuf, RunRecord)>> {
+    let runs = dir.join("runs");
+    let entries = match std::fs::read_dir(&runs) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(unreadable(&runs, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| unreadable(&runs, e))?.path();
+        // Only records: a killed writer's `.tmp-*` file is not one.
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(|e| unreadable(&path, e))?;
+        let record =
+            serde_json::from_slice::<RunRecord>(&bytes).map_err(|e| unreadable(&path, e))?;
+        out.push((path, record));
+    }
+    Ok(out)
+}
+
+/// The objects that every tree's records (but those in `skip`), journal and stat
+/// caches reach: the manifests they name and every object those list.
+fn reachable(store: &Path, skip: &HashSet<PathBuf>) -> Result<HashSet<[u8; 32]>> {
     let objects = Objects::new(store);
-    let mut manifests: HashSet<String> = HashSet::new();
-    if let Ok(trees) = std::fs::read_dir(store.join("trees")) {
-        for t in trees.flatten() {
-            let dir = t.path();
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with("statcache-")
-                    && let Ok(id) = std::fs::read_to_string(entry.path())
-                {
-                    manifests.insert(id.trim().to_string());
-                }
-                if name == "journal.json"
-                    && let Ok(bytes) = std::fs::read(entry.path())
-                    && let Ok(j) =
-                        serde_json::from_slice::<crate::snapshot::journal::Journal>(&bytes)
-                {
-                    manifests.insert(j.target);
-                }
+    // Each manifest, with the first file found naming it (for messages).
+    let mut manifests: Vec<(String, PathBuf)> = Vec::new();
+    // Objects that are not manifests: a run's fixed ignore rules.
+    let mut rules_objects: Vec<(String, PathBuf)> = Vec::new();
+    let trees_dir = store.join("trees");
+    let trees = match std::fs::read_dir(&trees_dir) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) => return Err(unreadable(&trees_dir, e)),
+    };
+    for t in trees {
+        let dir = t.map_err(|e| unreadable(&trees_dir, e))?.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).map_err(|e| unreadable(&dir, e))? {
+            let path = entry.map_err(|e| unreadable(&dir, e))?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.starts_with("statcache-") {
+                let id = std::fs::read_to_string(&path).map_err(|e| unreadable(&path, e))?;
+                manifests.push((id.trim().to_string(), path));
+            } else if name == "journal.json" {
+                let bytes = std::fs::read(&path).map_err(|e| unreadable(&path, e))?;
+                let j =
+                    serde_json::from_slice::<Journal>(&bytes).map_err(|e| unreadable(&path, e))?;
+                manifests.push((j.target, path));
             }
-            for entry in std::fs::read_dir(dir.join("runs"))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let Ok(bytes) = std::fs::read(entry.path()) else {
-                    continue;
-                };
-                let Ok(r) = serde_json::from_slice::<RunRecord>(&bytes) else {
-                    continue;
-                };
-                if let Some(s) = r.snapshot {
-                    manifests.insert(s.before);
-                    manifests.extend(s.after);
+        }
+        for (path, r) in read_records(&dir)? {
+            if skip.contains(&path) {
+                continue;
+            }
+            if let Some(s) = r.snapshot {
+                manifests.push((s.before, path.clone()));
+                manifests.extend(s.after.map(|a| (a, path.clone())));
+                manifests.extend(s.checkpoints.into_iter().map(|c| (c, path.clone())));
+                if let Some(rules) = s.rules {
+                    rules_objects.push((rules, path.clone()));
                 }
             }
         }
+    }
+    let journals_dir = crate::store::journals_dir(store);
+    for (file, j) in
+        JournalFile::all(&journals_dir).map_err(|e| unreadable(&journals_dir, format!("{e:#}")))?
+    {
+        manifests.push((j.target, file.path));
     }
     let mut live: HashSet<[u8; 32]> = HashSet::new();
-    for id in &manifests {
-        let Ok(hash) = parse_hex(id) else { continue };
-        live.insert(hash);
-        // An unreadable manifest keeps nothing alive but itself; its record says so.
-        if let Ok(m) = objects.read(&hash).and_then(|b| Manifest::decode(&b)) {
-            live.extend(m.entries.iter().filter_map(Entry::hash).copied());
+    for (id, named_by) in &manifests {
+        let hash =
+            parse_hex(id).map_err(|e| unreadable(named_by, format!("manifest id `{id}`: {e}")))?;
+        if !live.insert(hash) {
+            continue;
         }
+        let m = objects
+            .read(&hash)
+            .and_then(|b| Manifest::decode(&b))
+            .map_err(|e| {
+                unreadable(
+                    &objects.path(&hash),
+                    format!("manifest {id} (named by {}): {e:#}", named_by.display()),
+                )
+            })?;
+        live.extend(m.entries.iter().filter_map(Entry::hash).copied());
     }
+    for (id, named_by) in &rules_objects {
+        let hash =
+            parse_hex(id).map_err(|e| unreadable(named_by, format!("rules id `{id}`: {e}")))?;
+        live.insert(hash);
+    }
+    Ok(live)
+}
+
+/// Deletes every object not in `live`.
+fn sweep(store: &Path, live: &HashSet<[u8; 32]>) -> Result<(usize, u64)> {
+    let objects = Objects::new(store);
     let mut removed = 0;
     let mut bytes = 0;
     for hash in objects.list()? {

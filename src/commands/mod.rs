@@ -12,4 +12,4 @@ mod snapshot;
 mod tree;
 
 pub use dispatch::dispatch;
-use tree::{lock_tree, recover};
+use tree::{lock_region, lock_tree, recover, token};

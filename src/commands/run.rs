@@ -55,12 +55,22 @@ pub fn run(
     let tree_store = store.tree(&root);
     let mut reporter = Reporter::for_stderr(settings.quiet);
 
-    // Layer 3 first: no snapshot, no run.
-    let _lock = super::lock_tree(&tree_store, wait, settings.quiet)?;
+    // Layer 3 first: no snapshot, no run. The region is locked before the snapshot,
+    // and it is the scope's root (known from the policy) that is locked, not the
+    // tree's: runs whose scopes overlap never write the tree at once.
     let scope = scope_for(&policy, &cwd, store.dir())?;
+    let id = new_run_id();
+    let _region = super::lock_region(
+        store.dir(),
+        &scope.root,
+        &id,
+        "run",
+        Some(&id),
+        wait,
+        settings.quiet,
+    )?;
     let tree = Tree::new(store.dir(), &tree_store, scope);
     super::recover(&tree, settings.quiet)?;
-    let id = new_run_id();
     let (mut run_tree, snapshot) = RunTree::start(tree, &id)
         .context("cannot snapshot the tree, so the command was not run")?;
     for path in &snapshot.skipped {
@@ -80,6 +90,8 @@ pub fn run(
     };
     let mut writer = RecordWriter::start(&tree_store, record)
         .context("cannot record the run, so it was not started")?;
+    // The record names the snapshot now: gc may run.
+    run_tree.recorded();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -93,9 +105,14 @@ pub fn run(
         last_step_name.clone_from(&step.name);
         if command.is_empty() {
             if i > 0 {
-                run_tree
+                let checkpoint = run_tree
                     .checkpoint()
                     .context("cannot take the checkpoint before the step")?;
+                // Named in the record before gc may sweep it: the step may go back to it.
+                writer
+                    .checkpoint(&checkpoint)
+                    .context("cannot record the checkpoint before the step")?;
+                run_tree.recorded();
             }
             Fanout(vec![&mut reporter, &mut writer]).event(&Event::StepStarted {
                 index: i,

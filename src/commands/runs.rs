@@ -11,12 +11,13 @@ use crate::store::{Store, tree_root};
 
 pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let tree = Store::locate(store)?.tree(&tree_root(&cwd));
+    let store = Store::locate(store)?;
+    let tree = store.tree(&tree_root(&cwd));
     let mut runs = tree.list()?;
     runs.truncate(limit.unwrap_or(usize::MAX));
     let mut out = std::io::stdout().lock();
     if json {
-        let rows: Vec<_> = runs.iter().map(row_json).collect();
+        let rows: Vec<_> = runs.iter().map(|r| row_json(r, store.dir())).collect();
         serde_json::to_writer_pretty(&mut out, &rows)?;
         writeln!(out)?;
         return Ok(SUCCESS);
@@ -40,7 +41,7 @@ pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<
             "{:<12}  {:<24}  {:<11}  {:>4}  {:>8}  {}",
             r.id,
             humantime::format_rfc3339_seconds(r.started_at).to_string(),
-            r.state(),
+            r.state(store.dir()),
             exit,
             r.attempts.len(),
             crate::attempt::command_line(&r.command)
@@ -49,11 +50,11 @@ pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<
     Ok(SUCCESS)
 }
 
-fn row_json(r: &RunRecord) -> serde_json::Value {
+fn row_json(r: &RunRecord, store: &std::path::Path) -> serde_json::Value {
     serde_json::json!({
         "id": r.id,
         "started_at": humantime::format_rfc3339_millis(r.started_at).to_string(),
-        "state": r.state(),
+        "state": r.state(store),
         "exit_code": r.outcome.as_ref().map(|o| o.exit_code),
         "attempts": r.attempts.len(),
         "command": r.command,

@@ -13,7 +13,8 @@ use crate::attempt::command_line;
 
 pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let tree = Store::locate(store)?.tree(&tree_root(&cwd));
+    let store = Store::locate(store)?;
+    let tree = store.tree(&tree_root(&cwd));
     let r = tree.find(prefix)?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -22,7 +23,7 @@ pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
         return Ok(SUCCESS);
     }
     writeln!(out, "run      {}", r.id)?;
-    writeln!(out, "state    {}", r.state())?;
+    writeln!(out, "state    {}", r.state(store.dir()))?;
     writeln!(out, "command  {}", command_line(&r.command))?;
     writeln!(out, "in       {}", r.cwd.display())?;
     writeln!(

@@ -14,7 +14,7 @@ use crate::snapshot::manifest::{Content, hex};
 use crate::snapshot::tree::Tree;
 use crate::store::{Store, tree_root};
 
-use super::{lock_tree, recover};
+use super::{lock_region, recover, token};
 
 pub fn snapshot(
     store: Option<PathBuf>,
@@ -26,12 +26,17 @@ pub fn snapshot(
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
     let tree_store = store.tree(&tree_root(&cwd));
-    let _lock = lock_tree(&tree_store, Wait::Yes, quiet)?;
-    let tree = Tree::new(
+    let scope = scope_for(&policy, &cwd, store.dir())?;
+    let _region = lock_region(
         store.dir(),
-        &tree_store,
-        scope_for(&policy, &cwd, store.dir())?,
-    );
+        &scope.root,
+        &token("snapshot"),
+        "snapshot",
+        None,
+        Wait::Yes,
+        quiet,
+    )?;
+    let tree = Tree::new(store.dir(), &tree_store, scope);
     recover(&tree, quiet)?;
     let start = Instant::now();
     let taken = tree.snapshot().context("cannot snapshot the tree")?;

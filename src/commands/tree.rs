@@ -1,12 +1,18 @@
-//! What every command that touches a tree does first: take its lock, and finish what
-//! a killed backstop left half done.
+//! What every command that touches a tree does first: lock the region it writes (and
+//! the tree's history where it edits that), and finish what a killed backstop left
+//! half done.
+
+use std::path::Path;
+use std::time::SystemTime;
 
 use anyhow::Result;
 
 use crate::snapshot::lock::{TreeLock, Wait};
+use crate::snapshot::region::{self, Holder, RegionLock};
 use crate::snapshot::tree::Tree;
 use crate::store::TreeStore;
 
+/// Locks the tree's history (its records), for undo, redo and gc.
 pub fn lock_tree(tree: &TreeStore, wait: Wait, quiet: bool) -> Result<TreeLock> {
     TreeLock::take(&tree.dir().join("lock"), wait, |holder| {
         if !quiet {
@@ -15,22 +21,59 @@ pub fn lock_tree(tree: &TreeStore, wait: Wait, quiet: bool) -> Result<TreeLock> 
     })
 }
 
-pub fn recover(tree: &Tree, quiet: bool) -> Result<()> {
-    let Some((j, report)) = tree.recover()? else {
-        return Ok(());
+/// Locks the region under the scope `root` against every other backstop whose scope
+/// overlaps it, registering this process as `token` (a run's id for a run).
+pub fn lock_region(
+    store: &Path,
+    root: &Path,
+    token: &str,
+    action: &str,
+    run_id: Option<&str>,
+    wait: Wait,
+    quiet: bool,
+) -> Result<RegionLock> {
+    let holder = Holder {
+        pid: std::process::id(),
+        run_id: run_id.map(str::to_string),
+        action: action.into(),
+        root: root.to_path_buf(),
+        since: SystemTime::now(),
     };
-    if !quiet {
-        eprintln!(
-            "backstop: finished the {} of run {} that an earlier backstop left half done",
-            j.action, j.run_id
-        );
-    }
-    // Never silent, even with -q: the tree is not what the put-back planned.
-    for (path, why) in &report.failed {
-        eprintln!(
-            "backstop: {} of run {} incomplete: not restored: {path}: {why}",
-            j.action, j.run_id
-        );
+    region::lock(store, root, token, holder, wait, |who| {
+        if !quiet {
+            eprintln!(
+                "backstop: waiting for another backstop working in {} ({who})…",
+                root.display()
+            );
+        }
+    })
+}
+
+/// A registry token for a process that is not a run.
+pub fn token(action: &str) -> String {
+    format!("{action}-{}", crate::store::new_run_id())
+}
+
+pub fn recover(tree: &Tree, quiet: bool) -> Result<()> {
+    for (j, report) in tree.recover()? {
+        if !quiet {
+            eprintln!(
+                "backstop: finished the {} of run {} that an earlier backstop left half done{}",
+                j.action,
+                j.run_id,
+                j.root
+                    .as_ref()
+                    .map(|r| format!(" in {}", r.display()))
+                    .unwrap_or_default()
+            );
+        }
+        // Never silent, even with -q: the tree is not what the put-back planned.
+        for (path, why) in &report.failed {
+            eprintln!(
+                "backstop: {} of run {} incomplete: not restored: {path}: {why}",
+                j.action, j.run_id
+            );
+        }
     }
     Ok(())
 }

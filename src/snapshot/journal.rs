@@ -32,6 +32,9 @@ pub struct Journal {
     pub root: Option<std::path::PathBuf>,
     #[serde(default)]
     pub root_id: Option<super::scope::RootId>,
+    /// The tree store that holds the run's record.
+    #[serde(default)]
+    pub records: Option<PathBuf>,
 }
 
 impl Journal {
@@ -50,6 +53,7 @@ impl Journal {
             then,
             root: None,
             root_id: None,
+            records: None,
         }
     }
 
@@ -78,6 +82,36 @@ impl JournalFile {
                 Err(e).with_context(|| format!("cannot read the journal {}", self.path.display()))
             }
         }
+    }
+
+    /// Every journal in `dir`, each with its file; an unreadable one is an error.
+    pub fn all(dir: &std::path::Path) -> Result<Vec<(JournalFile, Journal)>> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read the journals in {}", dir.display()));
+            }
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("cannot read the journals in {}", dir.display()))?
+                .path();
+            // A killed writer's `.tmp-*` file is not a journal.
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if path.extension().is_none_or(|x| x != "json")
+                || name.is_some_and(|n| n.starts_with('.'))
+            {
+                continue;
+            }
+            let file = JournalFile { path };
+            if let Some(j) = file.read()? {
+                out.push((file, j));
+            }
+        }
+        Ok(out)
     }
 
     pub fn remove(&self) -> Result<()> {

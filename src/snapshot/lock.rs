@@ -1,4 +1,6 @@
-//! One backstop at a time per tree: runs, undos, redos and gc take this lock.
+//! Plain `flock` locks on files in the store: a tree's history (undo, redo, gc), its
+//! journal, and the objects (snapshots shared, gc exclusive). Scope regions are in
+//! `region.rs`.
 
 use std::fs::{self, File};
 use std::io;
@@ -51,6 +53,16 @@ impl TreeLock {
     pub fn shared(path: &Path) -> Result<TreeLock> {
         let file = open(path)?;
         flock(&file, libc::LOCK_SH)?;
+        Ok(TreeLock { _file: file })
+    }
+}
+
+impl TreeLock {
+    /// An exclusive hold on `path`, waiting as long as it takes: for short critical
+    /// sections (the journal) that never wait for anything else while held.
+    pub fn exclusive(path: &Path) -> Result<TreeLock> {
+        let file = open(path)?;
+        flock(&file, libc::LOCK_EX)?;
         Ok(TreeLock { _file: file })
     }
 }

@@ -7,6 +7,7 @@ pub mod journal;
 pub mod lock;
 pub mod manifest;
 pub mod objects;
+pub mod region;
 pub mod rules;
 pub mod scope;
 pub mod take;

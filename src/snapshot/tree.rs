@@ -42,10 +42,20 @@ impl<'a> Tree<'a> {
             .join(format!("statcache-{}", &key.as_str()[..16]))
     }
 
-    fn journal(&self) -> JournalFile {
-        JournalFile {
-            path: self.store.dir().join("journal.json"),
-        }
+    /// The journal of put-backs in the scope `root`.
+    fn journal_for(&self, root: &Path) -> Result<JournalFile> {
+        Ok(JournalFile {
+            path: crate::store::journal_path(self.store_dir()?, root),
+        })
+    }
+
+    /// The store this tree store is part of (`<store>/trees/<key>`).
+    fn store_dir(&self) -> Result<&Path> {
+        self.store
+            .dir()
+            .parent()
+            .and_then(Path::parent)
+            .context("the store has trees/<key>")
     }
 
     pub fn load(&self, id: &str) -> Result<Arc<Manifest>> {
@@ -75,7 +85,9 @@ impl<'a> Tree<'a> {
     }
 
     /// Keeps gc from sweeping objects this snapshot writes before a record names them.
-    fn hold_objects(&self) -> Result<super::lock::TreeLock> {
+    /// Never held while waiting for the tree or journal lock (gc waits for this one
+    /// while holding the tree lock).
+    pub fn hold_objects(&self) -> Result<super::lock::TreeLock> {
         let store = self
             .store
             .dir()
@@ -118,15 +130,28 @@ impl<'a> Tree<'a> {
         let mut journal = journal.clone();
         journal.root = Some(self.scope.root.clone());
         journal.root_id = self.scope.identity;
+        journal.records = Some(self.store.dir().to_path_buf());
         // A root that is not the one snapshotted gets no journal: nothing will be written.
         super::apply::check_root(&self.scope.root, self.scope.identity)?;
-        self.journal().write(&journal)?;
+        self.journal_for(&self.scope.root)?.write(&journal)?;
         self.execute(&self.scope, &journal, target, reason)
     }
 
     fn execute(
         &self,
         scope: &Scope,
+        journal: &Journal,
+        target: &Manifest,
+        reason: &str,
+    ) -> Result<Report> {
+        let file = self.journal_for(&scope.root)?;
+        self.execute_in(scope, &file, journal, target, reason)
+    }
+
+    fn execute_in(
+        &self,
+        scope: &Scope,
+        file: &JournalFile,
         journal: &Journal,
         target: &Manifest,
         reason: &str,
@@ -164,8 +189,17 @@ impl<'a> Tree<'a> {
         sync_filesystem(&scope.root)?;
         crate::crash::point("applied");
         // A restore between attempts is recorded by the run itself, through its events.
-        if let Some(state) = journal.then {
-            self.store.update(&journal.run_id, |r| {
+        // The record of the run, wherever its tree store is (a journal finished from
+        // another directory of the tree may belong to another store's run); a record gc
+        // dropped meanwhile has nothing left to update.
+        let records = match &journal.records {
+            Some(dir) => crate::store::TreeStore::open(dir, &scope.root),
+            None => crate::store::TreeStore::open(self.store.dir(), self.store.root()),
+        };
+        if let Some(state) = journal.then
+            && records.contains(&journal.run_id)
+        {
+            records.update(&journal.run_id, |r| {
                 if let Some(s) = r.snapshot.as_mut() {
                     s.state = state;
                     s.not_restored = not_restored(&report);
@@ -180,17 +214,48 @@ impl<'a> Tree<'a> {
             })?;
         }
         crate::crash::point("recorded");
-        self.journal().remove()?;
+        file.remove()?;
         Ok(report)
     }
 
-    /// Finishes a put-back a killed backstop left half done — in the root it was
-    /// writing, whichever directory of the tree this backstop was started in; refused
-    /// (the journal kept) when that root is no longer the directory it was.
-    pub fn recover(&self) -> Result<Option<(Journal, Report)>> {
-        let Some(journal) = self.journal().read()? else {
-            return Ok(None);
+    /// Finishes the put-backs killed backstops left half done in this scope: its own
+    /// root's, and those of directories inside it (nothing else can be writing there
+    /// while this backstop holds the scope's region). Each is applied to the root it
+    /// was writing, and refused (its journal kept) when that root is no longer the
+    /// directory it was. One left in a directory that contains this scope is not this
+    /// backstop's to finish, nor to run beside: refused, naming where to finish it.
+    pub fn recover(&self) -> Result<Vec<(Journal, Report)>> {
+        let mut done = Vec::new();
+        // backstop 0.1 kept one journal per tree store, for the scope it was started in.
+        let legacy = JournalFile {
+            path: self.store.dir().join("journal.json"),
         };
+        if let Some(journal) = legacy.read()? {
+            done.push(self.finish(&legacy, journal)?);
+        }
+        let store = self.store_dir()?;
+        for (file, journal) in JournalFile::all(&crate::store::journals_dir(store))? {
+            let Some(root) = journal.root.clone() else {
+                continue;
+            };
+            if root.starts_with(&self.scope.root) {
+                done.push(self.finish(&file, journal)?);
+            } else if self.scope.root.starts_with(&root) {
+                return Err(crate::error::UserError::Refused(format!(
+                    "the {} of run {} in {}, which contains this directory, was interrupted; \
+                     run any backstop command there (`cd {} && backstop runs`) to finish it first",
+                    journal.action,
+                    journal.run_id,
+                    root.display(),
+                    root.display()
+                ))
+                .into());
+            }
+        }
+        Ok(done)
+    }
+
+    fn finish(&self, file: &JournalFile, journal: Journal) -> Result<(Journal, Report)> {
         let scope = match &journal.root {
             Some(root) if *root != self.scope.root || journal.root_id != self.scope.identity => {
                 Scope {
@@ -208,19 +273,19 @@ impl<'a> Tree<'a> {
         };
         let target = self.load(&journal.target)?;
         let report = self
-            .execute(&scope, &journal, &target, "finished after an interruption")
+            .execute_in(&scope, file, &journal, &target, "finished after an interruption")
             .map_err(|e| match e.downcast::<super::apply::RootChanged>() {
                 Ok(changed) => anyhow::Error::from(crate::error::UserError::Refused(format!(
                     "the {} of run {} was interrupted and cannot be finished: {changed}; \
                      nothing was written. If that directory is gone for good, delete {} to give the {} up",
                     journal.action,
                     journal.run_id,
-                    self.journal().path.display(),
+                    file.path.display(),
                     journal.action
                 ))),
                 Err(e) => e,
             })?;
-        Ok(Some((journal, report)))
+        Ok((journal, report))
     }
 
     /// Stores the ignore rules a snapshot read and fixes them for this tree's later

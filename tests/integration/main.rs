@@ -11,6 +11,8 @@ mod crash_campaign;
 mod environment;
 mod exit_codes;
 mod fallback;
+mod gc;
+mod locks;
 mod output;
 mod policy_command;
 mod policy_errors;

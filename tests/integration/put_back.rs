@@ -191,14 +191,26 @@ fn an_interrupted_rollback_is_finished_in_its_own_directory_not_the_callers() {
         .unwrap();
     assert_eq!(out.status.code(), None, "killed: {}", stderr(&out));
     assert!(fs::read_to_string(root.join("sub1/f0")).unwrap() == "changed\n");
+    let changed = tree_without_git(&root);
+    // A run in sub2 neither applies sub1's journal to sub2 nor reaches into sub1.
     let out = sb
         .command(&["run", "--", "true"])
         .current_dir(root.join("sub2"))
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_same(
+        &root,
+        &changed,
+        "sub2 untouched, sub1 left for its own backstop",
+    );
+    // A backstop whose scope holds sub1 finishes it there.
+    let out = sb.run(&["runs"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = sb.run(&["run", "--", "true"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("finished the rollback"),
+        stderr(&out).contains("finished the rollback") && stderr(&out).contains("sub1"),
         "{}",
         stderr(&out)
     );
