@@ -354,6 +354,7 @@ pub fn gc(
     let skip: HashSet<PathBuf> = dropping.iter().map(|(p, _)| p.clone()).collect();
     let live = reachable(store.dir(), &skip)?;
     for (_, id) in &dropping {
+        crate::crash::point("drop");
         tree_store.remove(id)?;
     }
     let (objects, bytes) = sweep(store.dir(), &live)?;
@@ -489,6 +490,7 @@ fn sweep(store: &Path, live: &HashSet<[u8; 32]>) -> Result<(usize, u64)> {
     for hash in objects.list()? {
         if !live.contains(&hash) {
             bytes += std::fs::metadata(objects.path(&hash)).map_or(0, |m| m.len());
+            crate::crash::point("sweep");
             objects.remove(&hash);
             removed += 1;
         }

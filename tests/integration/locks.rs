@@ -299,11 +299,7 @@ fn a_pending_put_back_beside_a_run_neither_blocks_it_nor_is_lost() {
     );
     let next = t.backstop_in("sub", &["run", "--", "true"]);
     assert_eq!(next.status, 0, "{}", next.stderr);
-    assert!(
-        next.stderr.contains("left half done"),
-        "{}",
-        next.stderr
-    );
+    assert!(next.stderr.contains("left half done"), "{}", next.stderr);
     assert_eq!(
         std::fs::read_to_string(t.path().join("sub/keep.txt")).unwrap(),
         "kept\n"

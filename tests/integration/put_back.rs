@@ -509,3 +509,52 @@ fn owner_and_group_come_back_when_backstop_runs_as_root() {
     let m = fs::metadata(root.join("deleted")).unwrap();
     assert_eq!((m.uid(), m.gid()), (1234, 4321));
 }
+
+#[test]
+fn a_put_back_pending_in_a_containing_directory_is_finished_there_first() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::create_dir(root.join("sub")).unwrap();
+    fs::write(root.join("sub/a"), "a\n").unwrap();
+    fs::write(root.join("top"), "top\n").unwrap();
+    let before = oracle(&root);
+    let p = sb.policy(ONE_TRY);
+    // Killed in the rollback of a run over the whole tree (no .git: the scope is the cwd).
+    let out = sb
+        .command(&[
+            "run",
+            "-p",
+            &p,
+            "--",
+            "sh",
+            "-c",
+            "echo x > top; echo x > sub/a; exit 2",
+        ])
+        .env("BACKSTOP_CRASH_AT", "apply:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "killed: {}", stderr(&out));
+    let changed = oracle(&root);
+    // A run in sub must neither run over the half-restored tree nor finish a put-back
+    // that also writes outside its own scope.
+    let marker = sb.file("ran");
+    let out = sb
+        .command(&["run", "--", "touch", marker.to_str().unwrap()])
+        .current_dir(root.join("sub"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("contains this directory")
+            && stderr(&out).contains(root.to_str().unwrap()),
+        "names where to finish it: {}",
+        stderr(&out)
+    );
+    assert!(!marker.exists(), "the command did not run");
+    assert_eq!(oracle(&root), changed);
+    let out = sb.run(&["runs"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = sb.run(&["run", "--", "true"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(oracle(&root), before, "finished where it was started");
+}
