@@ -83,6 +83,8 @@ pub struct Plan {
     pub after_error: Option<String>,
     /// The root is not the directory the run started in: nothing will be written.
     pub root_changed: bool,
+    /// What the walk for `paths` could not read: whatever is there was not put back.
+    pub unread: Vec<String>,
 }
 
 impl Plan {
@@ -160,6 +162,7 @@ impl<'a> RunTree<'a> {
                 changes: None,
                 after_error: Some(format!("{e:#}")),
                 root_changed: true,
+                unread: Vec::new(),
             };
         }
         let (base, changes) = if to_start {
@@ -173,21 +176,26 @@ impl<'a> RunTree<'a> {
                 changes: Some((after, changes)),
                 after_error: None,
                 root_changed: false,
+                unread: Vec::new(),
             },
-            Err(e) => Plan {
-                paths: self.maybe_changed(base),
-                changes: None,
-                after_error: Some(format!("{e:#}")),
-                root_changed: false,
-            },
+            Err(e) => {
+                let (paths, unread) = self.maybe_changed(base);
+                Plan {
+                    paths,
+                    changes: None,
+                    after_error: Some(format!("{e:#}")),
+                    root_changed: false,
+                    unread,
+                }
+            }
         }
     }
 
     /// Every path of `base` that is not as it was, and every path now in the scope
     /// that it lacks, found by a walk that goes on past what it cannot read.
-    fn maybe_changed(&self, base: &Manifest) -> Vec<Vec<u8>> {
+    fn maybe_changed(&self, base: &Manifest) -> (Vec<Vec<u8>>, Vec<String>) {
         let also: Vec<&[u8]> = base.entries.iter().map(|e| e.path.as_slice()).collect();
-        let seen = self.tree.scope.walk_best_effort(&also);
+        let (seen, unread) = self.tree.scope.walk_best_effort(&also);
         let mut paths: Vec<Vec<u8>> = Vec::new();
         let mut present = std::collections::HashSet::new();
         for s in &seen {
@@ -211,7 +219,7 @@ impl<'a> RunTree<'a> {
         }
         paths.sort();
         paths.dedup();
-        paths
+        (paths, unread)
     }
 
     /// Refuses a root that is no longer the directory the run started in: walking it

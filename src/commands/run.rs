@@ -168,7 +168,9 @@ pub fn run(
         let plan = run_tree.plan(false);
         warn_after_error(&mut reporter, &plan);
         if !plan.is_empty() {
-            let result = run_tree.put_back(&plan.paths, false, "rollback", None, &reason);
+            let result = run_tree
+                .put_back(&plan.paths, false, "rollback", None, &reason)
+                .map(|r| with_unread(r, &plan, &run_tree));
             let done = report_rollback(&mut reporter, result, plan.paths.len(), before);
             complete &= done.as_ref().is_some_and(|r| r.complete());
             if let Some(s) = writer.record.snapshot.as_mut() {
@@ -198,15 +200,25 @@ pub fn run(
     }
     writer.finish();
     if roll_back && !step_only && !plan.is_empty() {
-        let result = run_tree.put_back(
-            &plan.paths,
-            true,
-            "rollback",
-            Some(TreeState::RolledBack),
-            &reason,
-        );
+        let result = run_tree
+            .put_back(
+                &plan.paths,
+                true,
+                "rollback",
+                Some(TreeState::RolledBack),
+                &reason,
+            )
+            .map(|r| with_unread(r, &plan, &run_tree));
         let done = report_rollback(&mut reporter, result, plan.paths.len(), "the run".into());
         complete &= done.as_ref().is_some_and(|r| r.complete());
+        if let Some(report) = done.as_ref().filter(|_| !plan.unread.is_empty()) {
+            let list = not_restored(report);
+            let _ = tree_store.update(&id, |r| {
+                if let Some(s) = r.snapshot.as_mut() {
+                    s.not_restored = list;
+                }
+            });
+        }
         if done.is_none() {
             let _ = tree_store.update(&id, |r| {
                 if let Some(s) = r.snapshot.as_mut() {
@@ -232,6 +244,16 @@ fn warn_after_error(reporter: &mut Reporter, plan: &Plan) {
              and `backstop redo` will not be able to re-apply this run"
         )));
     }
+}
+
+/// A put-back's report, with what the walk before it could not read: whatever is
+/// there was neither seen nor put back.
+fn with_unread(mut report: Report, plan: &Plan, run_tree: &RunTree) -> Report {
+    let root = run_tree.tree.scope.root.display().to_string();
+    for why in &plan.unread {
+        report.failed.push((root.clone(), why.clone()));
+    }
+    report
 }
 
 /// Reports a rollback's result; `None` when it was refused as a whole.

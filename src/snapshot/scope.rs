@@ -119,8 +119,13 @@ impl Scope {
 
     /// Like [`Scope::walk`], but goes on past what it cannot read: for a rollback,
     /// which must find what it can, not stop at the first unreadable path.
-    pub fn walk_best_effort(&self, also: &[&[u8]]) -> Vec<Seen> {
-        self.walk_with(also, false).0.seen
+    /// Returns, beside what it found, what it could not read.
+    pub fn walk_best_effort(&self, also: &[&[u8]]) -> (Vec<Seen>, Vec<String>) {
+        let (walked, errors) = self.walk_with(also, false);
+        (
+            walked.seen,
+            errors.iter().map(|e| format!("{e:#}")).collect(),
+        )
     }
 
     fn walk_with(&self, also: &[&[u8]], strict: bool) -> (Walked, Vec<anyhow::Error>) {

@@ -558,3 +558,41 @@ fn a_put_back_pending_in_a_containing_directory_is_finished_there_first() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(oracle(&root), before, "finished where it was started");
 }
+
+#[test]
+fn a_directory_the_run_made_unreadable_is_reported_not_called_restored() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::write(root.join("a"), "a\n").unwrap();
+    let p = sb.policy(ONE_TRY);
+    fs::set_permissions(sb.file("policy.yaml"), fs::Permissions::from_mode(0o644)).unwrap();
+    let out = as_nobody(
+        &sb,
+        &[
+            "-q",
+            "run",
+            "-p",
+            &p,
+            "--",
+            "sh",
+            "-c",
+            "mkdir d; echo x > d/f; chmod 000 d; echo changed > a; exit 2",
+        ],
+    );
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rollback incomplete"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("/d"),
+        "names what it could not read: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("a")).unwrap(),
+        "a\n",
+        "the rest is put back"
+    );
+}
