@@ -7,6 +7,7 @@ mod helpers;
 
 mod call;
 mod cli;
+mod descendants;
 mod environment;
 mod exit_codes;
 mod fallback;
