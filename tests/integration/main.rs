@@ -11,6 +11,7 @@ mod descendants;
 mod environment;
 mod exit_codes;
 mod fallback;
+mod history;
 mod output;
 mod policy_command;
 mod policy_errors;
