@@ -158,9 +158,10 @@ fn state_and_parent(stat: &str) -> Option<(char, libc::pid_t)> {
 }
 
 fn signal(pid: libc::pid_t, sig: i32) {
-    // SAFETY: kill(2) by pid; the pid was just read as a running descendant of
-    // backstop, and pids > 1 only, so never a group or every process.
+    // Never 0, -1 or a negative pid: those mean a group or every process.
     if pid > 1 {
+        // SAFETY: kill(2) by pid on a process just read as a running descendant of
+        // backstop; it takes plain integers.
         unsafe { libc::kill(pid, sig) };
     }
 }

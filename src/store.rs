@@ -150,7 +150,7 @@ impl TreeStore {
                 .and_then(|s| s.to_str())
                 .unwrap_or_default()
                 .to_string();
-            if !path.extension().is_some_and(|x| x == "json") || !keep(&id) {
+            if path.extension().is_none_or(|x| x != "json") || !keep(&id) {
                 continue;
             }
             match read_record(&path) {

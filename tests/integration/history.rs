@@ -29,7 +29,10 @@ fn newest(out: &Output) -> String {
 fn record_file(out: &Output, id: &str) -> PathBuf {
     let store = out.out_path().with_file_name("store").join("trees");
     let name = format!("{id}.json");
-    for tree in std::fs::read_dir(&store).expect("the store has trees").flatten() {
+    for tree in std::fs::read_dir(&store)
+        .expect("the store has trees")
+        .flatten()
+    {
         let file = tree.path().join("runs").join(&name);
         if file.exists() {
             return file;
@@ -46,14 +49,25 @@ fn read(root: &Path, name: &str) -> Option<String> {
 fn undo_refuses_to_skip_a_damaged_newest_record_and_names_it() {
     let out = first_run("echo a > a.txt");
     let older = newest(&out);
-    ok(out.backstop(&["run", "--", "sh", "-c", "echo b > b.txt"]), "run");
+    ok(
+        out.backstop(&["run", "--", "sh", "-c", "echo b > b.txt"]),
+        "run",
+    );
     let damaged = record_file(&out, &newest(&out));
     std::fs::write(&damaged, "{\"id\": \"trunc").expect("damage the record");
 
     let ran = out.backstop(&["undo"]);
     assert_eq!(ran.status, 125, "{}", ran.stderr);
-    assert!(ran.stderr.contains(&damaged.display().to_string()), "{}", ran.stderr);
-    assert!(ran.stderr.contains(&older), "says which run is readable: {}", ran.stderr);
+    assert!(
+        ran.stderr.contains(&damaged.display().to_string()),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains(&older),
+        "says which run is readable: {}",
+        ran.stderr
+    );
     // Nothing was undone: not the damaged run, and not the older one in its place.
     assert_eq!(read(&out.path(), "a.txt").as_deref(), Some("a\n"));
     assert_eq!(read(&out.path(), "b.txt").as_deref(), Some("b\n"));
@@ -72,7 +86,11 @@ fn runs_and_show_name_a_damaged_record() {
     let file = damaged.display().to_string();
 
     let ran = ok(out.backstop(&["runs"]), "runs");
-    assert!(ran.stdout.contains(&id) && ran.stdout.contains("damaged"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains(&id) && ran.stdout.contains("damaged"),
+        "{}",
+        ran.stdout
+    );
     assert!(ran.stderr.contains(&file), "{}", ran.stderr);
 
     let rows = out.runs();
@@ -135,7 +153,10 @@ fn run_and_path(second: &str) -> (Output, String, String) {
     let word = id[..4].to_string();
     std::fs::write(out.path().join(&word), "old\n").expect("write the file");
     let script = format!("{second} {word}");
-    ok(out.backstop(&["run", "--", "sh", "-c", &script]), "second run");
+    ok(
+        out.backstop(&["run", "--", "sh", "-c", &script]),
+        "second run",
+    );
     (out, id, word)
 }
 
@@ -144,10 +165,25 @@ fn undo_of_a_word_that_is_a_run_and_an_existing_path_is_refused() {
     let (out, id, word) = run_and_path("echo new >");
     let ran = out.backstop(&["undo", &word]);
     assert_eq!(ran.status, 125, "{}", ran.stderr);
-    assert!(ran.stderr.contains(&format!("`{word}` is both a run {id}")), "{}", ran.stderr);
-    assert!(ran.stderr.contains(&format!("backstop undo -- {word}")), "{}", ran.stderr);
-    assert_eq!(read(&out.path(), &word).as_deref(), Some("new\n"), "changed anyway");
-    assert!(out.path().join("other").exists(), "the run was undone anyway");
+    assert!(
+        ran.stderr.contains(&format!("`{word}` is both a run {id}")),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains(&format!("backstop undo -- {word}")),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        read(&out.path(), &word).as_deref(),
+        Some("new\n"),
+        "changed anyway"
+    );
+    assert!(
+        out.path().join("other").exists(),
+        "the run was undone anyway"
+    );
 
     // After `--`, a path: the latest run's change to it is undone, nothing else.
     ok(out.backstop(&["undo", "--", &word]), "undo -- PATH");
@@ -164,8 +200,15 @@ fn undo_of_a_word_that_is_a_run_and_a_path_a_run_deleted_is_refused() {
     let (out, id, word) = run_and_path("rm");
     let ran = out.backstop(&["undo", &word]);
     assert_eq!(ran.status, 125, "{}", ran.stderr);
-    assert!(ran.stderr.contains(&format!("`{word}` is both a run {id}")), "{}", ran.stderr);
-    assert!(out.path().join("other").exists(), "the run was undone anyway");
+    assert!(
+        ran.stderr.contains(&format!("`{word}` is both a run {id}")),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        out.path().join("other").exists(),
+        "the run was undone anyway"
+    );
 
     ok(out.backstop(&["undo", "--", &word]), "undo -- PATH");
     assert_eq!(read(&out.path(), &word).as_deref(), Some("old\n"));
