@@ -52,6 +52,9 @@ pub fn disown(pid: libc::pid_t) {
 /// cases, such as a process stuck in uninterruptible I/O).
 pub async fn end_descendants(grace: Duration) -> usize {
     let me = std::process::id() as libc::pid_t;
+    if has_children() == Some(false) {
+        return 0;
+    }
     let mut found = scan(me);
     if found.is_empty() {
         return 0;
@@ -78,6 +81,20 @@ pub async fn end_descendants(grace: Duration) -> usize {
         found = scan(me);
     }
     found.len()
+}
+
+/// Whether backstop has any child at all, from `/proc/self/task/*/children` (a few
+/// small reads instead of a walk of every process; `None` where the kernel does not
+/// offer that file). Every descendant's parent chain passes through a child, so
+/// none means nothing to end.
+fn has_children() -> Option<bool> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).ok()?;
+        if !children.trim().is_empty() {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 /// One pass over `/proc`: reaps backstop's own dead orphans and returns the pids of

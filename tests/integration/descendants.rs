@@ -135,3 +135,42 @@ fn a_daemon_started_by_a_validate_command_is_ended_too() {
     let left = leftovers(marker);
     assert!(left.is_empty(), "left running: {left:?}");
 }
+
+#[test]
+fn a_backstop_ends_only_its_own_descendants() {
+    // Backstop A's attempt sleeps (under a daemon of its own, as a setsid child
+    // would be) while backstop B, in another tree, ends a daemon of its own: B's
+    // reaper must leave A's processes alone.
+    let a = Test::new().args(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "exec >/dev/null 2>&1; setsid sleep 1.2 & wait $!; sleep 0.1 && echo ok >> $OUT/log",
+    ]);
+    let mut first = a
+        .command()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn backstop A");
+    std::thread::sleep(Duration::from_millis(300));
+    let marker = "601.105";
+    let b = Test::new()
+        .policy("version: 1\ntimeout: { kill_grace: 100ms }\n")
+        .args(&[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            &format!("exec >/dev/null 2>&1; {}; sleep 0.1", daemon(marker, false)),
+        ])
+        .run();
+    assert!(b.elapsed < Duration::from_secs(1), "{:?}", b.elapsed);
+    let status = crate::helpers::wait_bounded(&mut first, Duration::from_secs(30));
+    assert_eq!(status, 0);
+    assert_eq!(a.lines("log"), ["ok"], "backstop B ended A's processes");
+    let left = leftovers(marker);
+    assert!(left.is_empty(), "left running: {left:?}");
+}
