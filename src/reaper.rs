@@ -47,7 +47,7 @@ pub fn disown(pid: libc::pid_t) {
 }
 
 /// Ends every running descendant of backstop that no one in backstop waits for:
-/// SIGTERM (and SIGCONT, so a stopped one can act on it), up to `grace` to exit, then
+/// SIGTERM (all stopped first, then continued together), up to `grace` to exit, then
 /// SIGKILL. Returns how many were still running after that (0 in all but pathological
 /// cases, such as a process stuck in uninterruptible I/O).
 pub async fn end_descendants(grace: Duration) -> usize {
@@ -61,10 +61,14 @@ pub async fn end_descendants(grace: Duration) -> usize {
     }
     let until = Instant::now() + grace;
     while !found.is_empty() && Instant::now() < until {
-        // Re-signalled each round: a process forked since the last scan is new.
-        for &pid in &found {
-            signal(pid, libc::SIGTERM);
-            signal(pid, libc::SIGCONT);
+        // Re-signalled each round: a process forked since the last scan is new. All
+        // are stopped before any is told to end: otherwise a shell whose `sleep` dies
+        // first could run its next line (`echo LATE > a`) before its own SIGTERM
+        // comes. Continued together, each has its SIGTERM pending before it runs.
+        for sig in [libc::SIGSTOP, libc::SIGTERM, libc::SIGCONT] {
+            for &pid in &found {
+                signal(pid, sig);
+            }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
         found = scan(me);
