@@ -129,10 +129,13 @@ struct RunArgs {
 #[derive(Debug, Args)]
 struct HistoryArgs {
     /// The run (its id or a unique prefix; default: the latest run), then the paths to
-    /// limit it to (and what is below them). A first word that is a run id and not a
-    /// path names the run.
+    /// limit it to (and what is below them). A first word that is both a run id and a
+    /// path is refused as ambiguous: put `--` after a run id, or before paths.
     #[arg(value_name = "RUN] [PATH")]
     targets: Vec<PathBuf>,
+    /// After `--`: paths only, never a run id (as in git: `backstop undo -- 5`).
+    #[arg(last = true, value_name = "PATH")]
+    paths: Option<Vec<PathBuf>>,
     /// Print the plan; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -160,6 +163,9 @@ enum PolicySub {
 /// Parses the command line. On `--help` or `--version`, or a usage error, prints and
 /// returns the exit code to end with (0, or 125 for bad usage).
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, u8> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    // clap drops a `--` with nothing after it, but `undo RUN --` says RUN is a run.
+    let dashes = args.iter().any(|a| a == "--");
     let cli = Cli::try_parse_from(args).map_err(|e| {
         let _ = e.print();
         if e.use_stderr() {
@@ -168,11 +174,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, u8> {
             exit_code::SUCCESS
         }
     })?;
-    Ok(cli.into_settings())
+    Ok(cli.into_settings(dashes))
 }
 
 impl Cli {
-    fn into_settings(self) -> Settings {
+    fn into_settings(self, dashes: bool) -> Settings {
         let command = match self.command {
             Sub::Run(r) => Command::Run {
                 policy: r.policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
@@ -182,6 +188,7 @@ impl Cli {
             },
             Sub::Undo(h) => Command::Undo {
                 targets: h.targets,
+                paths: h.paths.or_else(|| dashes.then(Vec::new)),
                 dry_run: h.dry_run,
                 force: h.force,
                 json: h.json,
@@ -189,6 +196,7 @@ impl Cli {
             },
             Sub::Redo(h) => Command::Redo {
                 targets: h.targets,
+                paths: h.paths.or_else(|| dashes.then(Vec::new)),
                 dry_run: h.dry_run,
                 force: h.force,
                 json: h.json,
@@ -301,6 +309,29 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    fn undo_words(args: &[&str]) -> (Vec<PathBuf>, Option<Vec<PathBuf>>) {
+        let mut all = vec!["backstop", "undo"];
+        all.extend(args);
+        match parse(all.into_iter().map(OsString::from)).unwrap().command {
+            Command::Undo { targets, paths, .. } => (targets, paths),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn undo_tells_words_before_and_after_the_double_dash_apart() {
+        let p = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(undo_words(&["5"]), (p(&["5"]), None));
+        assert_eq!(undo_words(&["--", "5"]), (p(&[]), Some(p(&["5"]))));
+        assert_eq!(
+            undo_words(&["ab", "--", "5", "x"]),
+            (p(&["ab"]), Some(p(&["5", "x"])))
+        );
+        let (run, paths) = undo_words(&["ab", "--"]);
+        assert_eq!(run, p(&["ab"]));
+        assert_eq!(paths, Some(vec![]), "`RUN --` says RUN is a run");
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub enum UserError {
         prefix: String,
         candidates: Vec<String>,
     },
+    #[error("the record of run {id} is damaged and cannot be read: {}: {error}", .file.display())]
+    DamagedRecord {
+        id: String,
+        file: PathBuf,
+        error: String,
+    },
     #[error("no runs recorded for {}", .0.display())]
     NoRuns(PathBuf),
     #[error("{0}")]

@@ -16,6 +16,7 @@ pub mod events;
 pub mod exit_code;
 pub mod policy;
 pub mod process;
+pub mod reaper;
 pub mod record;
 pub mod reporter;
 pub mod rollback;

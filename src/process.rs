@@ -4,7 +4,8 @@
 //! grandchild outlives its attempt, and a failed attempt's leftovers are ended
 //! before the next one starts. SIGINT or SIGTERM sent to backstop is passed on to
 //! the group. Output is inherited untouched unless the policy has output patterns;
-//! then it is piped through, byte for byte, and scanned on the way.
+//! then it is piped through, byte for byte, and scanned on the way. What left the
+//! group (`setsid`, a daemon) is ended after every attempt by [`crate::reaper`].
 
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -55,6 +56,7 @@ pub struct ProcessRunner {
 
 impl ProcessRunner {
     pub fn new(interrupt: Interrupt) -> ProcessRunner {
+        crate::reaper::adopt_orphans();
         let terminal = Terminal::detect();
         // A terminal is inherited; so is a character device such as /dev/null, which
         // gives every attempt the same (nothing) without a copy.
@@ -127,6 +129,8 @@ impl Attempter for ProcessRunner {
             Err(e) => return outcome(spawn_failure(&spec.argv[0], &e), Vec::new()),
         };
         let pgid = child.id().map_or(0, |id| id as libc::pid_t);
+        // tokio reaps this one; the reaper must leave it (and its zombie) alone.
+        crate::reaper::own(pgid);
         if let Some(t) = foreground {
             t.give_to(pgid);
         }
@@ -180,12 +184,17 @@ impl Attempter for ProcessRunner {
                 End::Interrupted { signal }
             }
         };
+        crate::reaper::disown(pgid);
         if let Some(t) = foreground {
             t.take_back();
         }
         if !end.success() {
             end_leftovers(pgid, spec.kill_grace).await;
         }
+        // Whatever the attempt started and left running, in its group or out of it,
+        // ends with it, success or not: a daemon left behind could write into the
+        // tree after the after-snapshot, the rollback, or the next attempt's start.
+        crate::reaper::end_descendants(spec.kill_grace).await;
         let mut matched = Vec::new();
         for pump in pumps {
             matched.extend(pump.finish().await);

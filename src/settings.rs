@@ -30,6 +30,8 @@ pub enum Command {
     Undo {
         /// A run id (or prefix) first, maybe, then paths.
         targets: Vec<PathBuf>,
+        /// The words after `--`: paths only (`Some` when `--` was given).
+        paths: Option<Vec<PathBuf>>,
         dry_run: bool,
         force: bool,
         json: bool,
@@ -38,6 +40,8 @@ pub enum Command {
     Redo {
         /// A run id (or prefix) first, maybe, then paths.
         targets: Vec<PathBuf>,
+        /// The words after `--`: paths only (`Some` when `--` was given).
+        paths: Option<Vec<PathBuf>>,
         dry_run: bool,
         force: bool,
         json: bool,

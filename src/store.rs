@@ -137,37 +137,64 @@ impl TreeStore {
             .with_context(|| format!("cannot remove the record of run {id}"))
     }
 
-    /// Every readable record, newest first.
+    /// Every readable record, newest first. (Damaged ones: [`TreeStore::listing`].)
     pub fn list(&self) -> Result<Vec<RunRecord>> {
+        Ok(self.listing()?.records)
+    }
+
+    /// Every record file: the readable ones newest first, and the damaged ones.
+    pub fn listing(&self) -> Result<Listing> {
         self.records(|_| true)
     }
 
-    /// The readable records whose id passes `keep`, newest first; only those are read.
-    fn records(&self, keep: impl Fn(&str) -> bool) -> Result<Vec<RunRecord>> {
-        let mut out = Vec::new();
-        let entries = match fs::read_dir(self.runs_dir()) {
+    /// Where a put-back writes its intent journal (one per tree at a time).
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.join("journal.json")
+    }
+
+    /// The record files whose id passes `keep`, newest first; only those are read.
+    /// One that cannot be read is returned as [`Damaged`], never left out: a history
+    /// that silently loses its newest run would make `undo` revert an older one.
+    fn records(&self, keep: impl Fn(&str) -> bool) -> Result<Listing> {
+        let mut out = Listing::default();
+        let dir = self.runs_dir();
+        let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e).context("cannot read the store"),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read the store at {}", dir.display()));
+            }
         };
         for entry in entries {
-            let path = entry?.path();
+            let path = entry
+                .with_context(|| format!("cannot read the store at {}", dir.display()))?
+                .path();
             let id = path
                 .file_stem()
                 .and_then(|s| s.to_str())
-                .unwrap_or_default();
-            if path.extension().is_some_and(|x| x == "json")
-                && keep(id)
-                && let Ok(record) = read_record(&path)
-            {
-                out.push(record);
+                .unwrap_or_default()
+                .to_string();
+            if path.extension().is_none_or(|x| x != "json") || !keep(&id) {
+                continue;
+            }
+            match read_record(&path) {
+                Ok(record) => out.records.push(record),
+                Err(e) => out.damaged.push(Damaged {
+                    modified: fs::metadata(&path).and_then(|m| m.modified()).ok(),
+                    id,
+                    file: path,
+                    error: format!("{e:#}"),
+                }),
             }
         }
-        out.sort_by(|a, b| {
+        out.records.sort_by(|a, b| {
             b.started_at
                 .cmp(&a.started_at)
                 .then_with(|| b.id.cmp(&a.id))
         });
+        out.damaged
+            .sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| b.id.cmp(&a.id)));
         Ok(out)
     }
 
@@ -177,17 +204,53 @@ impl TreeStore {
         if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(UserError::UnknownRun(prefix.to_string()).into());
         }
-        let mut matches = self.records(|id| id.starts_with(prefix))?;
-        match matches.len() {
-            0 => Err(UserError::UnknownRun(prefix.to_string()).into()),
-            1 => Ok(matches.remove(0)),
+        let Listing {
+            mut records,
+            mut damaged,
+        } = self.records(|id| id.starts_with(prefix))?;
+        match (records.len(), damaged.len()) {
+            (0, 0) => Err(UserError::UnknownRun(prefix.to_string()).into()),
+            (1, 0) => Ok(records.remove(0)),
+            (0, 1) => {
+                let d = damaged.remove(0);
+                Err(UserError::DamagedRecord {
+                    id: d.id,
+                    file: d.file,
+                    error: d.error,
+                }
+                .into())
+            }
             _ => Err(UserError::AmbiguousRun {
                 prefix: prefix.to_string(),
-                candidates: matches.into_iter().map(|r| r.id).collect(),
+                candidates: records
+                    .into_iter()
+                    .map(|r| r.id)
+                    .chain(damaged.into_iter().map(|d| format!("{} (damaged)", d.id)))
+                    .collect(),
             }
             .into()),
         }
     }
+}
+
+/// What a tree's `runs/` directory holds.
+#[derive(Default)]
+pub struct Listing {
+    /// The readable records, newest first.
+    pub records: Vec<RunRecord>,
+    /// The record files that cannot be read, most recently written first.
+    pub damaged: Vec<Damaged>,
+}
+
+/// A record file that is there but is not a readable record.
+pub struct Damaged {
+    /// The file's name without `.json`: the run id it was written for.
+    pub id: String,
+    pub file: PathBuf,
+    pub error: String,
+    /// When it was last written. A record is first written when its run starts, so
+    /// a damaged file last written before a run started belongs to an older run.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 fn read_record(path: &Path) -> Result<RunRecord> {

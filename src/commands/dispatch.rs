@@ -23,6 +23,7 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
         } => super::run::run(&settings, policy, command, wait(*no_wait), *yes),
         Command::Undo {
             targets,
+            paths,
             dry_run,
             force,
             json,
@@ -30,6 +31,7 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
         }
         | Command::Redo {
             targets,
+            paths,
             dry_run,
             force,
             json,
@@ -41,6 +43,7 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
             };
             let req = Request {
                 targets,
+                paths: paths.as_deref(),
                 dry_run: *dry_run,
                 force: *force,
                 json: *json,

@@ -30,6 +30,8 @@ pub enum Direction {
 pub struct Request<'a> {
     /// A run id (or prefix) first, maybe, then paths.
     pub targets: &'a [PathBuf],
+    /// The words after `--`, paths only; `Some` when `--` was given.
+    pub paths: Option<&'a [PathBuf]>,
     pub dry_run: bool,
     pub force: bool,
     pub json: bool,
@@ -45,8 +47,8 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         Direction::Undo => "undo",
         Direction::Redo => "redo",
     };
-
-    let (record, paths) = pick(&tree_store, &cwd, req.targets)?;
+    let (record, paths) = pick(&tree_store, &cwd, verb, req.targets, req.paths)?;
+    let paths = &paths[..];
     let info = record.snapshot.clone().ok_or_else(|| {
         UserError::Refused(format!(
             "run {} has no snapshot of its tree to go back to",
@@ -220,36 +222,105 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     Ok(SUCCESS)
 }
 
-/// The run the targets name (their first word, when it is a run id and not a path),
-/// else the latest run with a snapshot; and the paths that remain.
-fn pick<'t>(
+/// The run the words name, and the paths that remain. As in git, a word before `--`
+/// may name a run and the words after it are paths only; without `--`, a first word
+/// that is both a run id (prefix) and a path (one that exists, or one a run changed)
+/// is refused as ambiguous rather than guessed. No run named: the latest run with a
+/// snapshot, unless a damaged record may be a later one.
+fn pick(
     tree: &TreeStore,
     cwd: &Path,
-    targets: &'t [PathBuf],
-) -> Result<(RunRecord, &'t [PathBuf])> {
-    if let Some(first) = targets.first().and_then(|t| t.to_str())
-        && !first.is_empty()
-        && first.bytes().all(|b| b.is_ascii_hexdigit())
-        && !cwd.join(first).exists()
-    {
-        match tree.find(first) {
-            Ok(record) => return Ok((record, &targets[1..])),
-            Err(e)
-                if e.downcast_ref::<UserError>()
-                    .is_some_and(|u| matches!(u, UserError::AmbiguousRun { .. })) =>
-            {
-                return Err(e);
+    verb: &str,
+    words: &[PathBuf],
+    after_dashes: Option<&[PathBuf]>,
+) -> Result<(RunRecord, Vec<PathBuf>)> {
+    let first = words
+        .first()
+        .and_then(|t| t.to_str())
+        .filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_hexdigit()));
+    if let Some(paths) = after_dashes {
+        let mut rest: Vec<PathBuf> = words.iter().skip(1).cloned().collect();
+        rest.extend_from_slice(paths);
+        return match words.first() {
+            // Before `--` a word can only be a run: any error (unknown, ambiguous,
+            // damaged) is the answer.
+            Some(word) => Ok((tree.find(&word.to_string_lossy())?, rest)),
+            None => Ok((latest(tree, verb)?, rest)),
+        };
+    }
+    if let Some(word) = first {
+        let as_run = tree.find(word);
+        let not_a_run = as_run.as_ref().is_err_and(|e| {
+            e.downcast_ref::<UserError>()
+                .is_some_and(|u| matches!(u, UserError::UnknownRun(_)))
+        });
+        if !not_a_run {
+            if let Some(path) = path_meaning(tree, cwd, word)? {
+                let run = match &as_run {
+                    Ok(r) => format!("run {}", r.id),
+                    Err(_) => format!("run id prefix `{word}`"),
+                };
+                return Err(UserError::Usage(format!(
+                    "`{word}` is both a {run} and {path}; say which: `backstop {verb} {word} --` for the run, `backstop {verb} -- {word}` for the path"
+                ))
+                .into());
             }
-            // Not a run: a path (perhaps one the run deleted).
-            Err(_) => {}
+            return Ok((as_run?, words[1..].to_vec()));
         }
     }
-    let latest = tree
-        .list()?
-        .into_iter()
-        .find(|r| r.snapshot.is_some())
-        .ok_or_else(|| UserError::NoRuns(tree.root().to_path_buf()))?;
-    Ok((latest, targets))
+    Ok((latest(tree, verb)?, words.to_vec()))
+}
+
+/// What `word` means as a path, if it means one: it exists under `cwd` (even as a
+/// dangling link), or a recorded run changed it (it may be gone now).
+fn path_meaning(tree: &TreeStore, cwd: &Path, word: &str) -> Result<Option<String>> {
+    let path = cwd.join(word);
+    if path.symlink_metadata().is_ok() {
+        return Ok(Some(format!("a path ({})", path.display())));
+    }
+    for r in tree.list()? {
+        let Some(snap) = &r.snapshot else { continue };
+        let Ok(rel) = relative_paths(&snap.root, cwd, &[PathBuf::from(word)]) else {
+            continue;
+        };
+        let rel = String::from_utf8_lossy(&rel[0]).into_owned();
+        let below = format!("{rel}/");
+        if snap
+            .changes
+            .iter()
+            .any(|c| c.path == rel || c.path.starts_with(&below))
+        {
+            return Ok(Some(format!("a path run {} changed ({rel})", r.id)));
+        }
+    }
+    Ok(None)
+}
+
+/// The latest run with a snapshot. A damaged record file written since that run
+/// started may be a later run: then no run is guessed, and the file is named.
+fn latest(tree: &TreeStore, verb: &str) -> Result<RunRecord> {
+    let listing = tree.listing()?;
+    let latest = listing.records.into_iter().find(|r| r.snapshot.is_some());
+    let newer: Vec<String> = listing
+        .damaged
+        .iter()
+        .filter(|d| match (&latest, d.modified) {
+            (Some(l), Some(m)) => m >= l.started_at,
+            _ => true,
+        })
+        .map(|d| format!("  {}: {}", d.file.display(), d.error))
+        .collect();
+    if !newer.is_empty() {
+        let older = latest.as_ref().map_or(String::new(), |l| {
+            format!(" (the latest readable one is {})", l.id)
+        });
+        return Err(UserError::Refused(format!(
+            "the latest run's record may be damaged, so no run is taken by default:\n{}\nname the run, e.g. `backstop {verb} RUN`{older}; `backstop runs` lists them",
+            newer.join("\n")
+        ))
+        .into());
+    }
+    latest.ok_or_else(|| UserError::NoRuns(tree.root().to_path_buf()).into())
 }
 
 fn action(c: &Change, to: &Manifest) -> &'static str {

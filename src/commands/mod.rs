@@ -3,6 +3,7 @@
 mod call;
 mod completions;
 mod dispatch;
+mod health;
 mod history;
 mod policy;
 mod run;

@@ -1,29 +1,66 @@
-//! `backstop runs`: the runs recorded for this tree, newest first.
+//! `backstop runs`: the runs recorded for this tree, newest first, with what is wrong
+//! with the history said by name: damaged record files, an interrupted put-back.
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
 use crate::exit_code::SUCCESS;
 use crate::record::RunRecord;
-use crate::store::{Store, tree_root};
+use crate::store::{Damaged, Store, tree_root};
+
+use super::health::{Interrupted, damaged_message, interrupted};
+
+/// One line of the list: a record, or a record file that cannot be read.
+enum Row<'a> {
+    Run(&'a RunRecord),
+    Damaged(&'a Damaged),
+}
+
+impl Row<'_> {
+    /// A damaged file has no readable start time; when it was last written is the
+    /// nearest thing (never earlier than its run's start).
+    fn time(&self) -> SystemTime {
+        match self {
+            Row::Run(r) => r.started_at,
+            Row::Damaged(d) => d.modified.unwrap_or(SystemTime::UNIX_EPOCH),
+        }
+    }
+}
 
 pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
     let tree = store.tree(&tree_root(&cwd));
-    let mut runs = tree.list()?;
-    runs.truncate(limit.unwrap_or(usize::MAX));
+    let listing = tree.listing()?;
+    let pending = interrupted(store.dir(), &tree);
+    let mut rows: Vec<Row> = listing.records.iter().map(Row::Run).collect();
+    rows.extend(listing.damaged.iter().map(Row::Damaged));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.time()));
+    rows.truncate(limit.unwrap_or(usize::MAX));
+    // Said on stderr in both modes, so that neither a person nor a script misses it.
+    for p in &pending {
+        eprintln!("backstop: warning: {}", p.message());
+    }
+    for d in &listing.damaged {
+        eprintln!("backstop: warning: {}", damaged_message(d));
+    }
     let mut out = std::io::stdout().lock();
     if json {
-        let rows: Vec<_> = runs.iter().map(|r| row_json(r, store.dir())).collect();
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| row_json(r, &pending, store.dir()))
+            .collect();
         serde_json::to_writer_pretty(&mut out, &rows)?;
         writeln!(out)?;
         return Ok(SUCCESS);
     }
-    if runs.is_empty() {
-        eprintln!("backstop: no runs recorded for {}", tree.root().display());
+    if rows.is_empty() {
+        if pending.is_empty() {
+            eprintln!("backstop: no runs recorded for {}", tree.root().display());
+        }
         return Ok(SUCCESS);
     }
     writeln!(
@@ -31,32 +68,67 @@ pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<
         "{:<12}  {:<24}  {:<11}  {:>4}  {:>8}  COMMAND",
         "ID", "STARTED", "STATE", "EXIT", "ATTEMPTS"
     )?;
-    for r in &runs {
-        let exit = r
-            .outcome
-            .as_ref()
-            .map_or("-".to_string(), |o| o.exit_code.to_string());
-        writeln!(
-            out,
-            "{:<12}  {:<24}  {:<11}  {:>4}  {:>8}  {}",
-            r.id,
-            humantime::format_rfc3339_seconds(r.started_at).to_string(),
-            r.state(store.dir()),
-            exit,
-            r.attempts.len(),
-            crate::attempt::command_line(&r.command)
-        )?;
+    for row in &rows {
+        match row {
+            Row::Run(r) => {
+                let exit = r
+                    .outcome
+                    .as_ref()
+                    .map_or("-".to_string(), |o| o.exit_code.to_string());
+                let mut state = r.state(store.dir());
+                if pending.iter().any(|p| p.run_id() == Some(r.id.as_str())) {
+                    state.push('!');
+                }
+                writeln!(
+                    out,
+                    "{:<12}  {:<24}  {:<11}  {:>4}  {:>8}  {}",
+                    r.id,
+                    humantime::format_rfc3339_seconds(r.started_at).to_string(),
+                    state,
+                    exit,
+                    r.attempts.len(),
+                    crate::attempt::command_line(&r.command)
+                )?;
+            }
+            Row::Damaged(d) => writeln!(
+                out,
+                "{:<12}  {:<24}  {:<11}  {:>4}  {:>8}  (record unreadable: {})",
+                d.id,
+                "-",
+                "damaged",
+                "-",
+                "-",
+                d.file.display()
+            )?,
+        }
     }
     Ok(SUCCESS)
 }
 
-fn row_json(r: &RunRecord, store: &std::path::Path) -> serde_json::Value {
-    serde_json::json!({
-        "id": r.id,
-        "started_at": humantime::format_rfc3339_millis(r.started_at).to_string(),
-        "state": r.state(store),
-        "exit_code": r.outcome.as_ref().map(|o| o.exit_code),
-        "attempts": r.attempts.len(),
-        "command": r.command,
-    })
+fn row_json(row: &Row, pending: &[Interrupted], store: &std::path::Path) -> serde_json::Value {
+    match row {
+        Row::Run(r) => {
+            let mine = pending.iter().find(|p| p.run_id() == Some(r.id.as_str()));
+            serde_json::json!({
+                "id": r.id,
+                "started_at": humantime::format_rfc3339_millis(r.started_at).to_string(),
+                "state": r.state(store),
+                "exit_code": r.outcome.as_ref().map(|o| o.exit_code),
+                "attempts": r.attempts.len(),
+                "command": r.command,
+                "interrupted": mine.map(Interrupted::json),
+            })
+        }
+        Row::Damaged(d) => serde_json::json!({
+            "id": d.id,
+            "started_at": null,
+            "state": "damaged",
+            "exit_code": null,
+            "attempts": null,
+            "command": null,
+            "interrupted": null,
+            "file": d.file,
+            "error": d.error,
+        }),
+    }
 }

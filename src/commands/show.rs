@@ -1,4 +1,5 @@
-//! `backstop show RUN`: one run, every attempt and why.
+//! `backstop show RUN`: one run, every attempt and why; and, by name, an interrupted
+//! put-back of it or the damaged file its record is.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,14 +17,32 @@ pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
     let store = Store::locate(store)?;
     let tree = store.tree(&tree_root(&cwd));
     let r = tree.find(prefix)?;
+    let pending = super::health::interrupted(store.dir(), &tree)
+        .into_iter()
+        .find(|p| p.run_id() == Some(r.id.as_str()));
+    if let Some(p) = &pending {
+        eprintln!("backstop: warning: {}", p.message());
+    }
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &r)?;
+        let mut doc = serde_json::to_value(&r)?;
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert(
+                "interrupted".into(),
+                pending
+                    .as_ref()
+                    .map_or(serde_json::Value::Null, |p| p.json()),
+            );
+        }
+        serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
         return Ok(SUCCESS);
     }
     writeln!(out, "run      {}", r.id)?;
     writeln!(out, "state    {}", r.state(store.dir()))?;
+    if let Some(p) = &pending {
+        writeln!(out, "         ! {}", p.message())?;
+    }
     writeln!(out, "command  {}", command_line(&r.command))?;
     writeln!(out, "in       {}", r.cwd.display())?;
     writeln!(

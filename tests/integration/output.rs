@@ -26,14 +26,12 @@ struct Passed {
 /// Runs `test`, counts the bytes backstop writes to stdout as they arrive, and
 /// measures backstop's peak RSS.
 ///
-/// The peak RSS comes from `wait4(2)`: the kernel's `ru_maxrss` for the backstop
-/// process (KiB on Linux), which covers its whole life, so nothing has to be sampled
-/// at the right moment and no external `time` binary is needed. (It also covers the
-/// descendants backstop reaped, here `head` and `sh`, which are tiny.)
-#[allow(
-    clippy::zombie_processes,
-    reason = "the child is reaped by wait4(2), which also gives its rusage"
-)]
+/// The peak RSS is the kernel's `VmHWM` for backstop's own address space, read from
+/// `/proc/PID/status` every few milliseconds while it runs (it only grows, so the last
+/// reading before exit is the peak up to then). Not `wait4(2)`'s `ru_maxrss`: that one
+/// starts from the test process's own resident set at fork (exec keeps the larger of
+/// the two), and the test binary runs many tests at once — it measured the harness.
+#[allow(clippy::zombie_processes, reason = "the child is reaped by wait4(2)")]
 fn run_counting(test: &Test) -> Passed {
     let mut child = test
         .command()
@@ -68,6 +66,24 @@ fn run_counting(test: &Test) -> Passed {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     });
+    let hwm = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (hwm, sampling) = (hwm.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            let file = format!("/proc/{pid}/status");
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(kib) = std::fs::read_to_string(&file).ok().and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("VmHWM:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+                }) {
+                    hwm.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
     let mut status = 0;
     // SAFETY: a zeroed rusage is a valid out-parameter for wait4.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -75,6 +91,8 @@ fn run_counting(test: &Test) -> Passed {
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let _ = done.send(());
     let _ = guard.join();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = sampler.join();
     assert_eq!(rc, pid, "wait4: {}", std::io::Error::last_os_error());
     let histogram = counter.join().expect("counting thread");
     let code = if libc::WIFEXITED(status) {
@@ -86,7 +104,11 @@ fn run_counting(test: &Test) -> Passed {
         code,
         bytes: histogram.iter().sum(),
         histogram,
-        peak_rss_kib: usage.ru_maxrss,
+        peak_rss_kib: {
+            let kib = hwm.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(kib > 500, "backstop's VmHWM was read ({kib} KiB)");
+            kib
+        },
     }
 }
 

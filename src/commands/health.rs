@@ -1,0 +1,97 @@
+//! What a tree's history says about itself beyond its readable records: an
+//! interrupted put-back (a journal left by a killed backstop) and damaged record
+//! files. `runs`, `show` and `undo` report both by name rather than leave them out.
+
+use std::path::{Path, PathBuf};
+
+use crate::snapshot::journal::{Journal, JournalFile};
+use crate::store::{Damaged, TreeStore};
+
+/// A put-back that a killed backstop left half done: the tree is between two states.
+pub struct Interrupted {
+    pub journal: PathBuf,
+    /// What the journal says, or why it cannot be read.
+    pub plan: Result<Journal, String>,
+}
+
+/// The interrupted put-backs of this tree's runs, or in directories under its root:
+/// the journals in the store that name this tree's records or a root inside it (and
+/// the one-per-tree journal of backstop 0.1). A journal that cannot be read is listed
+/// too: nobody can tell whose it is.
+pub fn interrupted(store: &Path, tree: &TreeStore) -> Vec<Interrupted> {
+    let mut files = vec![tree.journal_path()];
+    if let Ok(entries) = std::fs::read_dir(crate::store::journals_dir(store)) {
+        for e in entries.flatten() {
+            let path = e.path();
+            let hidden = e.file_name().to_string_lossy().starts_with('.');
+            if path.extension().is_some_and(|x| x == "json") && !hidden {
+                files.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for path in files {
+        let file = JournalFile { path };
+        let plan = match file.read() {
+            Ok(None) => continue,
+            Ok(Some(j)) => {
+                let ours = j.records.as_deref() == Some(tree.dir())
+                    || j.root.as_ref().is_none_or(|r| r.starts_with(tree.root()));
+                if !ours {
+                    continue;
+                }
+                Ok(j)
+            }
+            Err(e) => Err(format!("{e:#}")),
+        };
+        out.push(Interrupted {
+            journal: file.path,
+            plan,
+        });
+    }
+    out
+}
+
+impl Interrupted {
+    /// The run the put-back was for, when the journal can be read.
+    pub fn run_id(&self) -> Option<&str> {
+        self.plan.as_ref().ok().map(|j| j.run_id.as_str())
+    }
+
+    /// One line for people; it says what the tree is like and what finishes it.
+    pub fn message(&self) -> String {
+        match &self.plan {
+            Ok(j) => format!(
+                "the {} of run {} was interrupted: {} is half-way; the next `backstop run`, `undo` or `redo` there finishes it (journal {})",
+                j.action,
+                j.run_id,
+                j.root
+                    .as_ref()
+                    .map_or("the tree".to_string(), |r| r.display().to_string()),
+                self.journal.display()
+            ),
+            Err(e) => format!(
+                "a put-back on this tree was interrupted and its journal cannot be read ({e}): the tree may be half-way"
+            ),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "run": self.run_id(),
+            "action": self.plan.as_ref().ok().map(|j| j.action.as_str()),
+            "journal": self.journal,
+            "error": self.plan.as_ref().err(),
+            "message": self.message(),
+        })
+    }
+}
+
+/// One line for people about a record file that cannot be read.
+pub fn damaged_message(d: &Damaged) -> String {
+    format!(
+        "the record {} is damaged and cannot be read: {}",
+        d.file.display(),
+        d.error
+    )
+}
