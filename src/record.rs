@@ -191,6 +191,15 @@ impl RunRecord {
     /// store's directory, where a live run holds its lock.
     pub fn state(&self, store: &Path) -> String {
         match (&self.status, &self.outcome) {
+            // A put-back that left paths behind is not hidden behind the outcome.
+            (Status::Finished, Some(o))
+                if self
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|s| !s.not_restored.is_empty()) =>
+            {
+                format!("{:?}!", o.outcome).to_lowercase()
+            }
             (Status::Finished, Some(o)) => format!("{:?}", o.outcome).to_lowercase(),
             _ if is_live(store, &self.id) => "running".into(),
             _ => "unfinished".into(),

@@ -215,6 +215,9 @@ pub fn run(
             let list = not_restored(report);
             let _ = tree_store.update(&id, |r| {
                 if let Some(s) = r.snapshot.as_mut() {
+                    if let Some(last) = s.restores.last_mut() {
+                        last.not_restored = list.len();
+                    }
                     s.not_restored = list;
                 }
             });

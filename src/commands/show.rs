@@ -110,13 +110,37 @@ pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
             writeln!(out, "  skipped {p}: over the size limit, not kept")?;
         }
         for rs in &snap.restores {
+            let missed = if rs.not_restored > 0 {
+                format!(", {} not restored", rs.not_restored)
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
-                "  {} {}: {} path(s) ({})",
+                "  {} {}: {} path(s){missed} ({})",
                 humantime::format_rfc3339_seconds(rs.at),
                 rs.action,
                 rs.paths,
                 rs.reason
+            )?;
+        }
+        if !snap.not_restored.is_empty() {
+            writeln!(
+                out,
+                "  ! {} incomplete: {} path(s) not restored:",
+                snap.restores
+                    .last()
+                    .map_or("put-back", |r| r.action.as_str()),
+                snap.not_restored.len()
+            )?;
+            for n in &snap.not_restored {
+                writeln!(out, "    {}: {}", n.path, n.why)?;
+            }
+        }
+        if let Some(e) = &snap.after_error {
+            writeln!(
+                out,
+                "  ! the state after the run was not stored ({e}): redo cannot re-apply it"
             )?;
         }
     }

@@ -595,4 +595,20 @@ fn a_directory_the_run_made_unreadable_is_reported_not_called_restored() {
         "a\n",
         "the rest is put back"
     );
+    let runs = as_nobody(&sb, &["runs"]);
+    let listed = String::from_utf8_lossy(&runs.stdout).into_owned();
+    assert!(listed.contains("failed!"), "runs flags it: {listed}");
+    let id = listed
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let shown = as_nobody(&sb, &["show", &id]);
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.contains("rollback incomplete: 1 path(s) not restored"),
+        "{shown}"
+    );
+    assert!(shown.contains("redo cannot re-apply it"), "{shown}");
 }
