@@ -19,3 +19,4 @@ mod retry;
 mod signals;
 mod timeout;
 mod undo;
+mod verify;
