@@ -509,9 +509,10 @@ impl Objects {
     /// Re-creates the object `hash` from the file at `path` if it holds that content
     /// now (read, hashed, kept only on a match). Replaces a damaged object of that name.
     pub fn restore_from(&self, path: &Path, hash: &Hash) -> Result<bool> {
+        // O_NONBLOCK: a FIFO where the file was must not hang the repair.
         let mut src = fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         if !src.metadata().is_ok_and(|m| m.is_file()) {

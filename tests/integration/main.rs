@@ -10,6 +10,7 @@ mod cli;
 mod environment;
 mod exit_codes;
 mod fallback;
+mod fsck;
 mod output;
 mod policy_command;
 mod policy_errors;

@@ -82,7 +82,8 @@ fn undo_refuses_a_damaged_object_and_names_the_path_and_the_object() {
     assert_eq!(undo.status, 125, "{}", undo.stderr);
     assert!(undo.stderr.contains("a.txt"), "{}", undo.stderr);
     assert!(
-        undo.stderr.contains("is damaged: its contents no longer match its name"),
+        undo.stderr
+            .contains("is damaged: its contents no longer match its name"),
         "{}",
         undo.stderr
     );
@@ -101,10 +102,25 @@ fn a_fresh_read_of_the_same_content_repairs_a_damaged_object() {
     // Another file with the same content: reading it finds the name taken by an
     // object that no longer holds it, and replaces that object.
     fs::write(out.path().join("copy.txt"), "original\n").unwrap();
-    let ran = out.backstop(&["-q", "run", "--", "sh", "-c", "echo changed > a.txt; exit 2"]);
+    let ran = out.backstop(&[
+        "-q",
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo changed > a.txt; exit 2",
+    ]);
     assert_eq!(ran.status, 2, "{}", ran.stderr);
-    assert_eq!(fs::read(&obj).unwrap(), b"original\n", "the object is whole again");
-    assert_eq!(read(&out, "a.txt"), "original\n", "and the rollback used it");
+    assert_eq!(
+        fs::read(&obj).unwrap(),
+        b"original\n",
+        "the object is whole again"
+    );
+    assert_eq!(
+        read(&out, "a.txt"),
+        "original\n",
+        "and the rollback used it"
+    );
 }
 
 #[test]
@@ -126,9 +142,19 @@ fn a_missing_object_the_stat_cache_vouches_for_is_read_again_before_the_run() {
     let script = format!("touch '{}'; echo changed > a.txt; exit 2", marker.display());
     let ran = out.backstop(&["-q", "run", "--", "sh", "-c", &script]);
     assert_eq!(ran.status, 2, "{}", ran.stderr);
-    assert!(marker.exists(), "the command ran on a snapshot it can restore");
-    assert!(obj.exists(), "the snapshot re-read a.txt and put its object back");
-    assert_eq!(read(&out, "a.txt"), "original\n", "so the rollback could restore it");
+    assert!(
+        marker.exists(),
+        "the command ran on a snapshot it can restore"
+    );
+    assert!(
+        obj.exists(),
+        "the snapshot re-read a.txt and put its object back"
+    );
+    assert_eq!(
+        read(&out, "a.txt"),
+        "original\n",
+        "so the rollback could restore it"
+    );
 }
 
 #[test]
@@ -148,7 +174,8 @@ fn a_manifest_swapped_for_another_is_refused_not_followed() {
     let undo = out.backstop(&["undo"]);
     assert_eq!(undo.status, 125, "{}", undo.stderr);
     assert!(
-        undo.stderr.contains(&format!("object {before} in the store is damaged")),
+        undo.stderr
+            .contains(&format!("object {before} in the store is damaged")),
         "{}",
         undo.stderr
     );
