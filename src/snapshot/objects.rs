@@ -409,8 +409,8 @@ impl Objects {
     /// [`Objects::missing`], but skipping every fan-out directory that has not changed
     /// since a check found all of `of`'s objects there ([`Objects::remember_present`]):
     /// removing a file changes its directory's mtime and ctime. A directory changed
-    /// within [`RACY_NS`](super::take::RACY_NS) of that check is listed again, since a
-    /// removal in the same clock tick could leave its times as they were.
+    /// within [`DIR_RACY_NS`] of that check is listed again, since a removal in the
+    /// same clock tick could leave its times as they were.
     pub fn missing_since<'h>(
         &self,
         of: Option<Hash>,
@@ -425,8 +425,8 @@ impl Objects {
             let (then, now) = (known.stamps[fan], now[fan]);
             then != DirStamp::default()
                 && then == now
-                && then.mtime_ns < known.at_ns - super::take::RACY_NS
-                && then.ctime_ns < known.at_ns - super::take::RACY_NS
+                && then.mtime_ns < known.at_ns - DIR_RACY_NS
+                && then.ctime_ns < known.at_ns - DIR_RACY_NS
         };
         self.missing(hashes.into_iter().filter(|h| !trusted(usize::from(h[0]))))
     }
@@ -630,6 +630,13 @@ const PRESENCE_FILE: &str = "present";
 const PRESENCE_MAGIC: &[u8; 8] = b"BSPRES01";
 /// Manifest id, time, 256 stamps of 24 bytes.
 const PRESENCE_LEN: usize = 32 + 8 + 256 * 24;
+/// How close to a presence check a fan-out directory's change must be to be
+/// distrusted. Timestamps come from the kernel's coarse clock, which ticks at least
+/// every 10 ms (HZ >= 100): this is ten ticks, short enough that a run right after
+/// another does not list the whole store again. On a filesystem with coarser times
+/// (FAT's 2 s) a removal could go unseen here; a put-back still refuses the missing
+/// object by name, it is only found later.
+const DIR_RACY_NS: i64 = 100_000_000;
 /// One per tree snapshotted lately is enough: a stat cache is one manifest per tree.
 const PRESENCE_KEPT: usize = 16;
 
@@ -748,6 +755,61 @@ mod tests {
 
         let (_, again) = objects.stage_bytes(b"alpha").unwrap();
         assert!(again.is_none(), "content the store has is not staged twice");
+    }
+
+    #[test]
+    fn a_damaged_object_is_refused_and_a_fresh_copy_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::new(dir.path());
+        let (h, staged) = objects.stage_bytes(b"content").unwrap();
+        objects.commit(staged.into_iter().collect()).unwrap();
+        fs::write(objects.path(&h), b"CONTENT").unwrap();
+        assert!(matches!(objects.check(&h), Check::Damaged));
+        let mut copy = Vec::new();
+        let err = objects.copy_to(&h, &mut copy).unwrap_err();
+        assert!(err.downcast_ref::<Unusable>().is_some(), "{err:#}");
+        assert!(objects.read(&h).is_err(), "read checks the name too");
+        // Staged again (same size, other bytes): naming finds it damaged and replaces it.
+        let (_, again) = objects.stage_bytes(b"content").unwrap();
+        assert!(
+            again.is_some(),
+            "a damaged object is not taken as a duplicate"
+        );
+        objects.commit(again.into_iter().collect()).unwrap();
+        assert_eq!(objects.read(&h).unwrap(), b"content");
+        assert_eq!(tmp_files(&objects), 0);
+    }
+
+    #[test]
+    fn missing_lists_or_stats_each_fan_out_directory_and_finds_the_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::new(dir.path());
+        let mut staged = Vec::new();
+        let mut hashes = Vec::new();
+        for i in 0..600 {
+            let (h, s) = objects
+                .stage_bytes(format!("object {i}").as_bytes())
+                .unwrap();
+            hashes.push(h);
+            staged.extend(s);
+        }
+        objects.commit(staged).unwrap();
+        assert!(objects.missing(&hashes).unwrap().is_empty());
+        let gone = [hashes[7], hashes[300]];
+        for h in &gone {
+            objects.remove(h);
+        }
+        let mut found = objects.missing(&hashes).unwrap();
+        found.sort();
+        let mut want = gone.to_vec();
+        want.sort();
+        assert_eq!(found, want);
+        // Remembered whole, then one removed: the changed directory is listed again.
+        objects.remember_present([1; 32]);
+        assert_eq!(
+            objects.missing_since(Some([1; 32]), &hashes).unwrap().len(),
+            2
+        );
     }
 
     #[test]

@@ -181,3 +181,28 @@ fn a_manifest_swapped_for_another_is_refused_not_followed() {
     );
     assert_eq!(read(&out, "a.txt"), "changed\n");
 }
+
+#[test]
+fn a_run_whose_missing_object_cannot_be_put_back_does_not_start() {
+    let out = Test::new().policy(ONCE).write("a.txt", "original\n");
+    std::thread::sleep(Duration::from_millis(2200));
+    let snap = out.backstop(&["-q", "snapshot"]);
+    assert_eq!(snap.status, 0, "{}", snap.stderr);
+    // The object is gone and its fan-out directory is now a file: the store cannot
+    // take the object back, so the snapshot before the run cannot be made whole.
+    let obj = object(&out, b"original\n");
+    let fan = obj.parent().unwrap().to_path_buf();
+    fs::remove_dir_all(&fan).unwrap();
+    fs::write(&fan, "in the way").unwrap();
+    let marker = out.out_path().join("ran");
+    let script = format!("touch '{}'; echo changed > a.txt", marker.display());
+    let ran = out.backstop(&["run", "--", "sh", "-c", &script]);
+    assert_eq!(ran.status, 125, "{}", ran.stderr);
+    assert!(!marker.exists(), "the command did not run");
+    assert!(
+        ran.stderr.contains(&fan.display().to_string()),
+        "the message names the store's directory: {}",
+        ran.stderr
+    );
+    assert_eq!(read(&out, "a.txt"), "original\n");
+}
