@@ -70,8 +70,12 @@ struct Findings {
     damaged: BTreeSet<Hash>,
     /// Objects that cannot be read at all, and why.
     unreadable: BTreeMap<Hash, String>,
-    /// Objects a manifest names that are not in the store.
+    /// Objects a manifest names, that an undo, redo, put-back or stat cache needs, and
+    /// that are not in the store.
     missing: BTreeSet<Hash>,
+    /// Objects only unchanged paths of finished runs name, not in the store: nothing
+    /// needs them.
+    dangling: BTreeSet<Hash>,
     /// Manifests that cannot be used, and why.
     bad_manifests: BTreeMap<String, String>,
     bad_records: Vec<(PathBuf, String)>,
@@ -98,18 +102,6 @@ impl Findings {
             && self.bad_records.is_empty()
             && self.bad_journals.is_empty()
             && self.bad_statcaches.is_empty()
-    }
-
-    fn bad(&self, hash: &Hash) -> Option<&'static str> {
-        if self.damaged.contains(hash) {
-            Some("damaged")
-        } else if self.missing.contains(hash) {
-            Some("missing")
-        } else if self.unreadable.contains_key(hash) {
-            Some("unreadable")
-        } else {
-            None
-        }
     }
 }
 
@@ -270,23 +262,28 @@ fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> 
         for e in &manifest.entries {
             let Some(h) = e.hash() else { continue };
             let check = checks.entry(*h).or_insert_with(|| objects.check(h));
-            match check {
-                Check::Missing => {
-                    f.missing.insert(*h);
-                }
+            let kind = match check {
+                Check::Missing => "missing",
                 Check::Damaged => {
                     f.damaged.insert(*h);
+                    "damaged"
                 }
                 Check::Unreadable(why) => {
                     f.unreadable.insert(*h, why.clone());
+                    "unreadable"
                 }
-                Check::Sound => {}
-            }
-            if let Some(kind) = f.bad(h) {
-                let path = display_path(&e.path);
-                if n.changed.as_ref().is_none_or(|c| c.contains(&path)) {
-                    hurt.push((path, kind));
+                Check::Sound => continue,
+            };
+            let path = display_path(&e.path);
+            // A finished run puts back only the paths it changed: the rest of its
+            // manifest may name objects gone for good without costing anything.
+            if n.changed.as_ref().is_none_or(|c| c.contains(&path)) {
+                if kind == "missing" {
+                    f.missing.insert(*h);
                 }
+                hurt.push((path, kind));
+            } else if kind == "missing" {
+                f.dangling.insert(*h);
             }
         }
         if hurt.is_empty() {
@@ -479,7 +476,13 @@ fn repair_store(dir: &Path, objects: &Objects, f: &Findings) -> Result<Vec<Strin
     }
     // Candidate files for each object wanted: every path a readable manifest with a
     // known root gives that content.
-    let wanted: BTreeSet<Hash> = f.damaged.iter().chain(&f.missing).copied().collect();
+    let wanted: BTreeSet<Hash> = f
+        .damaged
+        .iter()
+        .chain(&f.missing)
+        .chain(&f.dangling)
+        .copied()
+        .collect();
     if wanted.is_empty() {
         return Ok(done);
     }
@@ -528,6 +531,29 @@ fn repair_store(dir: &Path, objects: &Objects, f: &Findings) -> Result<Vec<Strin
             ));
         }
     }
+    // A stat cache that still names what is gone is dropped: it only saves reading
+    // files, and the next snapshot of its tree reads them all instead.
+    let still_bad: BTreeSet<Hash> = wanted
+        .into_iter()
+        .filter(|h| !matches!(objects.check(h), Check::Sound))
+        .collect();
+    for n in &named {
+        let Source::StatCache { file } = &n.source else {
+            continue;
+        };
+        let stale = load(objects, &n.id).map_or(true, |m| {
+            m.entries
+                .iter()
+                .filter_map(|e| e.hash())
+                .any(|h| still_bad.contains(h))
+        });
+        if stale && std::fs::remove_file(file).is_ok() {
+            done.push(format!(
+                "removed the stat cache {}: it named contents that are gone (the next snapshot of its tree reads every file)",
+                file.display()
+            ));
+        }
+    }
     Ok(done)
 }
 
@@ -573,6 +599,7 @@ fn print(f: &Findings, repaired: &[String], repair: bool, json: bool) -> Result<
             },
             "damaged_objects": f.damaged.iter().map(hex).collect::<Vec<_>>(),
             "missing_objects": f.missing.iter().map(hex).collect::<Vec<_>>(),
+            "unneeded_missing_objects": f.dangling.difference(&f.missing).map(hex).collect::<Vec<_>>(),
             "unreadable_objects": f.unreadable.iter().map(|(h, why)| json!({"object": hex(h), "error": why})).collect::<Vec<_>>(),
             "damaged_manifests": f.bad_manifests.iter().map(|(id, why)| json!({"manifest": id, "error": why})).collect::<Vec<_>>(),
             "damaged_records": f.bad_records.iter().map(|(p, why)| json!({"path": p, "error": why})).collect::<Vec<_>>(),
@@ -602,6 +629,13 @@ fn print(f: &Findings, repaired: &[String], repair: bool, json: bool) -> Result<
     }
     for (h, why) in &f.unreadable {
         writeln!(out, "unreadable object {}: {why}", hex(h))?;
+    }
+    for h in f.dangling.difference(&f.missing) {
+        writeln!(
+            out,
+            "note: object {} is gone, but only paths no run changed name it: nothing needs it",
+            hex(h)
+        )?;
     }
     for (id, why) in &f.bad_manifests {
         writeln!(out, "damaged manifest {id}: {why}")?;
