@@ -3,10 +3,11 @@
 //! fresh read of the trees can and names the rest.
 
 use std::fs;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{Output, Test};
+use crate::helpers::{Output, Test, eventually};
 use crate::verify::{object, object_at, store};
 
 const ONCE: &str = "version: 1\nretry: { max_attempts: 1 }\n";
@@ -162,4 +163,39 @@ fn a_swapped_manifest_is_damage_too() {
         "{}",
         fsck.stdout
     );
+}
+
+#[test]
+fn repair_waits_for_a_snapshot_in_progress_and_a_plain_check_does_not() {
+    let out = one_run();
+    let lock = store(&out).join("objects.lock");
+    let marker = out.out_path().join("holding");
+    // What a snapshot in progress holds: the store's object lock, shared.
+    let mut holder = std::process::Command::new("flock")
+        .arg("-s")
+        .arg(&lock)
+        .args([
+            "sh",
+            "-c",
+            &format!("touch '{}'; sleep 3", marker.display()),
+        ])
+        .spawn()
+        .expect("flock(1) runs");
+    assert!(
+        eventually(Duration::from_secs(10), || marker.exists()),
+        "the holder took the lock"
+    );
+    let look = out.backstop(&["fsck"]);
+    assert_eq!(look.status, 0, "{}", look.stdout);
+    assert!(
+        holder.try_wait().unwrap().is_none(),
+        "checking did not wait for the snapshot"
+    );
+    let repair = out.backstop(&["fsck", "--repair"]);
+    assert_eq!(repair.status, 0, "{}", repair.stdout);
+    assert!(
+        holder.try_wait().unwrap().is_some(),
+        "repairing waited until the snapshot let go of the store"
+    );
+    let _ = holder.wait();
 }
