@@ -168,11 +168,10 @@ fn write_file(
     let result = (|| -> Result<()> {
         let mut dst =
             File::create_new(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        // Hashed as it is copied: a missing or damaged object is an error here, and
-        // the staged copy is removed below, so its bytes never reach `path`.
-        objects
-            .copy_to(hash, &mut dst)
-            .with_context(|| format!("{} was not restored", path.display()))?;
+        // Hashed as it is copied: a missing or damaged object is an error here (the
+        // caller reports `path` as not restored, with the object), and the staged copy
+        // is removed below, so its bytes never reach `path`.
+        objects.copy_to(hash, &mut dst)?;
         dst.set_permissions(fs::Permissions::from_mode(to.mode))?;
         let mtime = if to.mtime_ns >= 0 {
             UNIX_EPOCH + Duration::from_nanos(to.mtime_ns as u64)
