@@ -319,9 +319,10 @@ impl Objects {
 
     /// Re-hashes one object.
     pub fn check(&self, hash: &Hash) -> Check {
-        let mut file = match File::open(self.path(hash)) {
+        let mut file = match open_object(&self.path(hash)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Check::Missing,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return Check::Damaged,
             Err(e) => return Check::Unreadable(crate::error::io_message(&e)),
         };
         match copy_hashing(&mut file, &mut io::sink()) {
@@ -331,19 +332,23 @@ impl Objects {
         }
     }
 
-    /// Copies an object into `dst`, hashing as it goes; an object whose contents do not
-    /// match its name is an [`Unusable::Damaged`] error (what was copied must then be
-    /// thrown away).
-    pub fn copy_to(&self, hash: &Hash, dst: &mut impl Write) -> Result<()> {
+    /// Copies an object of `size` bytes into `dst`, hashing as it goes; an object whose
+    /// contents do not match its name is an [`Unusable::Damaged`] error (what was
+    /// copied must then be thrown away). At most `size + 1` bytes are read, so an
+    /// object grown huge cannot fill the disk it is copied to.
+    pub fn copy_to(&self, hash: &Hash, size: u64, dst: &mut impl Write) -> Result<()> {
         let path = self.path(hash);
-        let mut src = match File::open(&path) {
+        let src = match open_object(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Unusable::Missing { hash: *hash, path }.into());
             }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Unusable::Damaged { hash: *hash, path }.into());
+            }
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let got = copy_hashing(&mut src, dst)
+        let got = copy_hashing(&mut src.take(size.saturating_add(1)), dst)
             .with_context(|| format!("cannot copy object {}", hex(hash)))?;
         if got != *hash {
             return Err(Unusable::Damaged { hash: *hash, path }.into());
@@ -575,10 +580,16 @@ impl Objects {
     /// An object's bytes, checked against its name (manifests are read this way).
     pub fn read(&self, hash: &Hash) -> Result<Vec<u8>> {
         let path = self.path(hash);
-        let bytes = match fs::read(&path) {
+        let bytes = match open_object(&path).and_then(|mut f| {
+            let mut b = Vec::new();
+            f.read_to_end(&mut b).map(|_| b)
+        }) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Unusable::Missing { hash: *hash, path }.into());
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Unusable::Damaged { hash: *hash, path }.into());
             }
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
@@ -651,6 +662,29 @@ struct Presence {
     id: Hash,
     at_ns: i64,
     stamps: [DirStamp; 256],
+}
+
+/// Opens an object for reading: never through a symlink, never blocking on a FIFO put
+/// in its place; anything but a regular file is `InvalidData` (damage).
+fn open_object(path: &Path) -> io::Result<File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(io::ErrorKind::InvalidData, "a symlink, not an object")
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
 }
 
 /// Copies `src` to `dst` and returns the BLAKE3 of what went through.
@@ -766,7 +800,7 @@ mod tests {
         fs::write(objects.path(&h), b"CONTENT").unwrap();
         assert!(matches!(objects.check(&h), Check::Damaged));
         let mut copy = Vec::new();
-        let err = objects.copy_to(&h, &mut copy).unwrap_err();
+        let err = objects.copy_to(&h, 7, &mut copy).unwrap_err();
         assert!(err.downcast_ref::<Unusable>().is_some(), "{err:#}");
         assert!(objects.read(&h).is_err(), "read checks the name too");
         // Staged again (same size, other bytes): naming finds it damaged and replaces it.

@@ -206,3 +206,29 @@ fn a_run_whose_missing_object_cannot_be_put_back_does_not_start() {
     );
     assert_eq!(read(&out, "a.txt"), "original\n");
 }
+
+#[test]
+fn an_object_swapped_for_a_symlink_to_an_endless_file_is_refused_at_once() {
+    let out = Test::new()
+        .policy(ONCE)
+        .write("a.txt", "original\n")
+        .args(&["run", "--", "sh", "-c", "echo changed > a.txt"])
+        .run();
+    let obj = object(&out, b"original\n");
+    fs::remove_file(&obj).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &obj).unwrap();
+    let undo = out.backstop(&["undo"]);
+    assert_eq!(undo.status, 125, "{}", undo.stderr);
+    assert!(undo.stderr.contains("is damaged"), "{}", undo.stderr);
+    assert_eq!(read(&out, "a.txt"), "changed\n");
+    let left: Vec<_> = fs::read_dir(out.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".backstop-"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "no staging file is left in the tree: {left:?}"
+    );
+}
