@@ -413,9 +413,9 @@ impl Objects {
     /// Which of `hashes` (all named by the manifest `of`) have no object, like
     /// [`Objects::missing`], but skipping every fan-out directory that has not changed
     /// since a check found all of `of`'s objects there ([`Objects::remember_present`]):
-    /// removing a file changes its directory's mtime and ctime. A directory changed
-    /// within [`DIR_RACY_NS`] of that check is listed again, since a removal in the
-    /// same clock tick could leave its times as they were.
+    /// removing a file changes its directory's mtime and ctime. A directory whose times
+    /// are not older than the filesystem's clock when the check was noted is listed
+    /// again: a removal in the same clock tick could leave its times as they were.
     pub fn missing_since<'h>(
         &self,
         of: Option<Hash>,
@@ -430,8 +430,8 @@ impl Objects {
             let (then, now) = (known.stamps[fan], now[fan]);
             then != DirStamp::default()
                 && then == now
-                && then.mtime_ns < known.at_ns - DIR_RACY_NS
-                && then.ctime_ns < known.at_ns - DIR_RACY_NS
+                && then.mtime_ns < known.at_ns
+                && then.ctime_ns < known.at_ns
         };
         self.missing(hashes.into_iter().filter(|h| !trusted(usize::from(h[0]))))
     }
@@ -440,11 +440,13 @@ impl Objects {
     /// directories' stamps, for [`Objects::missing_since`]. Only a cache: a failure to
     /// write it costs a directory listing next time, nothing else.
     pub fn remember_present(&self, id: Hash) {
-        let entry = Presence {
-            id,
-            at_ns: super::take::now_ns(),
-            stamps: self.fan_stamps(),
+        // The stamps first, then the filesystem's own clock: a directory whose times
+        // are older than that tick cannot change again without its times changing.
+        let stamps = self.fan_stamps();
+        let Ok(at_ns) = self.fs_clock() else {
+            return;
         };
+        let entry = Presence { id, at_ns, stamps };
         let mut all = self.presence();
         all.retain(|p| p.id != id);
         all.insert(0, entry);
@@ -493,6 +495,29 @@ impl Objects {
                 }
             })
             .collect()
+    }
+
+    /// The time the store's filesystem gives a change now (its coarse clock, which
+    /// may differ from the system's: an NFS server's), read back from `objects/clock`
+    /// after setting its times to "now".
+    fn fs_clock(&self) -> io::Result<i64> {
+        let clock = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.dir.join(PRESENCE_CLOCK))?;
+        let now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        };
+        // SAFETY: futimens on a descriptor we own, with two valid timespecs.
+        let rc =
+            unsafe { libc::futimens(std::os::fd::AsRawFd::as_raw_fd(&clock), [now, now].as_ptr()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let m = clock.metadata()?;
+        Ok(m.mtime() * 1_000_000_000 + m.mtime_nsec())
     }
 
     /// Every fan-out directory's inode and times (zero where it does not exist).
@@ -641,13 +666,8 @@ const PRESENCE_FILE: &str = "present";
 const PRESENCE_MAGIC: &[u8; 8] = b"BSPRES01";
 /// Manifest id, time, 256 stamps of 24 bytes.
 const PRESENCE_LEN: usize = 32 + 8 + 256 * 24;
-/// How close to a presence check a fan-out directory's change must be to be
-/// distrusted. Timestamps come from the kernel's coarse clock, which ticks at least
-/// every 10 ms (HZ >= 100): this is ten ticks, short enough that a run right after
-/// another does not list the whole store again. On a filesystem with coarser times
-/// (FAT's 2 s) a removal could go unseen here; a put-back still refuses the missing
-/// object by name, it is only found later.
-const DIR_RACY_NS: i64 = 100_000_000;
+/// `objects/clock`: touched to read the filesystem's clock (see `fs_clock`).
+const PRESENCE_CLOCK: &str = "clock";
 /// One per tree snapshotted lately is enough: a stat cache is one manifest per tree.
 const PRESENCE_KEPT: usize = 16;
 
@@ -829,21 +849,21 @@ mod tests {
         }
         objects.commit(staged).unwrap();
         assert!(objects.missing(&hashes).unwrap().is_empty());
+        // Remembered whole: a removal changes its directory, which is listed again.
+        objects.remember_present([1; 32]);
         let gone = [hashes[7], hashes[300]];
         for h in &gone {
             objects.remove(h);
         }
-        let mut found = objects.missing(&hashes).unwrap();
-        found.sort();
         let mut want = gone.to_vec();
         want.sort();
-        assert_eq!(found, want);
-        // Remembered whole, then one removed: the changed directory is listed again.
-        objects.remember_present([1; 32]);
-        assert_eq!(
-            objects.missing_since(Some([1; 32]), &hashes).unwrap().len(),
-            2
-        );
+        for mut found in [
+            objects.missing(&hashes).unwrap(),
+            objects.missing_since(Some([1; 32]), &hashes).unwrap(),
+        ] {
+            found.sort();
+            assert_eq!(found, want);
+        }
     }
 
     #[test]
