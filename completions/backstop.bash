@@ -22,6 +22,9 @@ _backstop() {
             backstop,completions)
                 cmd="backstop__subcmd__completions"
                 ;;
+            backstop,fsck)
+                cmd="backstop__subcmd__fsck"
+                ;;
             backstop,gc)
                 cmd="backstop__subcmd__gc"
                 ;;
@@ -54,6 +57,9 @@ _backstop() {
                 ;;
             backstop__subcmd__help,completions)
                 cmd="backstop__subcmd__help__subcmd__completions"
+                ;;
+            backstop__subcmd__help,fsck)
+                cmd="backstop__subcmd__help__subcmd__fsck"
                 ;;
             backstop__subcmd__help,gc)
                 cmd="backstop__subcmd__help__subcmd__gc"
@@ -122,7 +128,7 @@ _backstop() {
 
     case "${cmd}" in
         backstop)
-            opts="-q -h -V --color --quiet --store --help --version run call undo redo snapshot gc runs show policy completions help"
+            opts="-q -h -V --color --quiet --store --help --version run call undo redo snapshot gc fsck runs show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -207,6 +213,28 @@ _backstop() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        backstop__subcmd__fsck)
+            opts="-q -h --repair --json --color --quiet --store --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         backstop__subcmd__gc)
             opts="-q -h --keep --older-than --no-wait --color --quiet --store --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -238,7 +266,7 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__help)
-            opts="run call undo redo snapshot gc runs show policy completions help"
+            opts="run call undo redo snapshot gc fsck runs show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -266,6 +294,20 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__help__subcmd__fsck)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -32,6 +32,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand redo 'Re-apply what undo reverted (or what a failed run''s rollback put back)'
             cand snapshot 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)'
             cand gc 'Drop old runs and the snapshot contents no run needs any more'
+            cand fsck 'Check every object, manifest, record and journal in the store; say what damage affects (exit 4 if any remains)'
             cand runs 'List the runs recorded for this directory tree, newest first'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
@@ -107,6 +108,16 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
             cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
             cand --no-wait 'Fail at once if another backstop holds the tree, instead of waiting'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;fsck'= {
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --repair 'Quarantine damaged objects, re-create them from files that still hold their content, and remove leftover staging files'
+            cand --json 'Print the findings as JSON'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
             cand -h 'Print help'
@@ -197,6 +208,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand redo 'Re-apply what undo reverted (or what a failed run''s rollback put back)'
             cand snapshot 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)'
             cand gc 'Drop old runs and the snapshot contents no run needs any more'
+            cand fsck 'Check every object, manifest, record and journal in the store; say what damage affects (exit 4 if any remains)'
             cand runs 'List the runs recorded for this directory tree, newest first'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
@@ -214,6 +226,8 @@ set edit:completion:arg-completer[backstop] = {|@words|
         &'backstop;help;snapshot'= {
         }
         &'backstop;help;gc'= {
+        }
+        &'backstop;help;fsck'= {
         }
         &'backstop;help;runs'= {
         }

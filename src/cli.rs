@@ -83,6 +83,17 @@ enum Sub {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Check every object, manifest, record and journal in the store; say what damage
+    /// affects (exit 4 if any remains).
+    Fsck {
+        /// Quarantine damaged objects, re-create them from files that still hold their
+        /// content, and remove leftover staging files.
+        #[arg(long)]
+        repair: bool,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the runs recorded for this directory tree, newest first.
     Runs {
         /// Show at most this many.
@@ -230,6 +241,7 @@ impl Cli {
                 json,
                 prompt,
             },
+            Sub::Fsck { repair, json } => Command::Fsck { repair, json },
             Sub::Runs { limit, json } => Command::Runs { limit, json },
             Sub::Show { run, json } => Command::Show { run, json },
             Sub::Policy(PolicySub::Check { file }) => Command::PolicyCheck { file },

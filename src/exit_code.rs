@@ -13,6 +13,9 @@ pub const BACKSTOP_FAILED: u8 = 125;
 pub const PUT_BACK_INCOMPLETE: u8 = 125;
 /// `undo` or `redo` refused: a path changed again since the run.
 pub const CONFLICT: u8 = 1;
+/// `fsck` found damage in the store that it did not (or could not) repair; the number
+/// `fsck(8)` uses for "errors left uncorrected".
+pub const STORE_DAMAGED: u8 = 4;
 /// The command was found but could not be executed.
 pub const CANNOT_EXECUTE: u8 = 126;
 /// The command was not found.

@@ -64,6 +64,10 @@ pub enum Command {
         older_than: Option<std::time::Duration>,
         no_wait: bool,
     },
+    Fsck {
+        repair: bool,
+        json: bool,
+    },
     Runs {
         limit: Option<usize>,
         json: bool,

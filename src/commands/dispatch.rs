@@ -77,6 +77,7 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
             quiet: settings.quiet,
             store,
         }),
+        Command::Fsck { repair, json } => super::fsck::fsck(store, *repair, *json, settings.quiet),
         Command::Runs { limit, json } => super::runs::list(store, *limit, *json),
         Command::Show { run, json } => super::show::show(store, run, *json),
         Command::PolicyCheck { file } => super::policy::check(file, settings.quiet),

@@ -3,6 +3,7 @@
 mod call;
 mod completions;
 mod dispatch;
+mod fsck;
 mod health;
 mod history;
 mod policy;

@@ -476,10 +476,12 @@ fn write_file(
 ) -> Result<()> {
     let (tmp, _) = stage(path)?;
     let result = (|| -> Result<()> {
-        let mut src = objects.open(hash)?;
         let mut dst =
             File::create_new(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        io::copy(&mut src, &mut dst).with_context(|| format!("cannot write {}", path.display()))?;
+        // Hashed as it is copied: a missing or damaged object is an error here (the
+        // caller reports `path` as not restored, with the object), and the staged copy
+        // is removed below, so its bytes never reach `path`.
+        objects.copy_to(hash, to.size, &mut dst)?;
         dst.set_permissions(fs::Permissions::from_mode(to.mode))?;
         let mtime = if to.mtime_ns >= 0 {
             UNIX_EPOCH + Duration::from_nanos(to.mtime_ns as u64)

@@ -6,11 +6,17 @@
 //! A snapshot stages all its objects first and commits them together, with fsyncs for a
 //! few or one `syncfs` for many. Objects are shared by every tree and run: identical
 //! content is stored once.
+//!
+//! A name is never trusted blindly: every read for a put-back hashes what it reads and
+//! refuses contents that do not match their name, and a fresh read of the same content
+//! replaces a damaged object instead of deduplicating against it.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
@@ -21,6 +27,32 @@ pub struct Objects {
     dir: PathBuf,
     /// `objects/tmp`, once it is known to exist.
     tmp: std::sync::OnceLock<PathBuf>,
+    /// Objects this process found named already and hashed once: a duplicate of them
+    /// is not hashed again (a tree of many identical files costs one check each).
+    checked: Arc<Mutex<HashSet<Hash>>>,
+}
+
+/// An object that cannot be used: what a put-back reports instead of writing it.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    #[error("object {} is missing from the store ({})", hex(.hash), .path.display())]
+    Missing { hash: Hash, path: PathBuf },
+    #[error(
+        "object {} in the store is damaged: its contents no longer match its name ({})",
+        hex(.hash),
+        .path.display()
+    )]
+    Damaged { hash: Hash, path: PathBuf },
+}
+
+/// What checking one object found.
+#[derive(Debug)]
+pub enum Check {
+    Sound,
+    Missing,
+    Damaged,
+    /// It is there but cannot be read (permissions, I/O error).
+    Unreadable(String),
 }
 
 /// An object written to `objects/tmp/` that has no name yet: [`Objects::commit`]
@@ -65,7 +97,13 @@ impl Objects {
         Objects {
             dir: store.join("objects"),
             tmp: std::sync::OnceLock::new(),
+            checked: Arc::default(),
         }
+    }
+
+    /// The store's `objects/` directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn path(&self, hash: &Hash) -> PathBuf {
@@ -129,7 +167,9 @@ impl Objects {
     /// Stages `bytes` (a manifest); `None` when the store has them already.
     pub fn stage_bytes(&self, bytes: &[u8]) -> Result<(Hash, Option<Staged>)> {
         let hash = *blake3::hash(bytes).as_bytes();
-        if self.contains(&hash) {
+        // A manifest named already is reused only if it is sound; a damaged one is
+        // staged again, and naming replaces it.
+        if self.contains(&hash) && matches!(self.check(&hash), Check::Sound) {
             return Ok((hash, None));
         }
         let mut tmp = tempfile::Builder::new()
@@ -243,9 +283,17 @@ impl Objects {
                     crate::crash::point("name");
                     named.push(s.hash)
                 }
-                // The same content is there already: the staged copy goes.
+                // The name is taken: the staged copy goes if what holds the name is
+                // sound, else it replaces the damaged object (a fresh read repairs).
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let _ = fs::remove_file(&s.tmp);
+                    if self.existing_is_sound(s, &dest) {
+                        let _ = fs::remove_file(&s.tmp);
+                    } else {
+                        fs::rename(&s.tmp, &dest).with_context(|| {
+                            format!("cannot replace the damaged object {}", dest.display())
+                        })?;
+                        named.push(s.hash);
+                    }
                 }
                 Err(e) => {
                     return Err(e).with_context(|| format!("cannot write {}", dest.display()));
@@ -255,6 +303,301 @@ impl Objects {
         Ok(named)
     }
 
+    /// Whether the object at `dest` holds what `staged` holds: the sizes first (one
+    /// stat), then its hash, once per object and process.
+    fn existing_is_sound(&self, staged: &Staged, dest: &Path) -> bool {
+        let size = |p: &Path| fs::metadata(p).map(|m| m.len()).ok();
+        if size(&staged.tmp) != size(dest) {
+            return false;
+        }
+        if self.checked.lock().is_ok_and(|c| c.contains(&staged.hash)) {
+            return true;
+        }
+        let sound = matches!(self.check(&staged.hash), Check::Sound);
+        if sound && let Ok(mut c) = self.checked.lock() {
+            c.insert(staged.hash);
+        }
+        sound
+    }
+
+    /// Re-hashes one object.
+    pub fn check(&self, hash: &Hash) -> Check {
+        let mut file = match open_object(&self.path(hash)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Check::Missing,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return Check::Damaged,
+            Err(e) => return Check::Unreadable(crate::error::io_message(&e)),
+        };
+        match copy_hashing(&mut file, &mut io::sink()) {
+            Ok(h) if h == *hash => Check::Sound,
+            Ok(_) => Check::Damaged,
+            Err(e) => Check::Unreadable(crate::error::io_message(&e)),
+        }
+    }
+
+    /// Copies an object of `size` bytes into `dst`, hashing as it goes; an object whose
+    /// contents do not match its name is an [`Unusable::Damaged`] error (what was
+    /// copied must then be thrown away). At most `size + 1` bytes are read, so an
+    /// object grown huge cannot fill the disk it is copied to.
+    pub fn copy_to(&self, hash: &Hash, size: u64, dst: &mut impl Write) -> Result<()> {
+        let path = self.path(hash);
+        let src = match open_object(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Unusable::Missing { hash: *hash, path }.into());
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Unusable::Damaged { hash: *hash, path }.into());
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let got = copy_hashing(&mut src.take(size.saturating_add(1)), dst)
+            .with_context(|| format!("cannot copy object {}", hex(hash)))?;
+        if got != *hash {
+            return Err(Unusable::Damaged { hash: *hash, path }.into());
+        }
+        Ok(())
+    }
+
+    /// Which of `hashes` have no object: one directory listing per fan-out directory
+    /// they fall in, rather than a stat per object.
+    pub fn missing<'h>(&self, hashes: impl IntoIterator<Item = &'h Hash>) -> Result<Vec<Hash>> {
+        let mut by_fan: Vec<Vec<&Hash>> = vec![Vec::new(); 256];
+        for h in hashes {
+            by_fan[usize::from(h[0])].push(h);
+        }
+        let mut missing = Vec::new();
+        for (fan, wanted) in by_fan.iter().enumerate() {
+            if wanted.is_empty() {
+                continue;
+            }
+            let dir = self.dir.join(format!("{fan:02x}"));
+            // A few are cheaper to stat than a large directory is to list.
+            if wanted.len() <= 4 {
+                for h in wanted {
+                    match fs::symlink_metadata(self.path(h)) {
+                        Ok(m) if m.is_file() => {}
+                        Ok(_) => missing.push(**h),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(**h),
+                        Err(e) => {
+                            return Err(e)
+                                .with_context(|| format!("cannot read {}", dir.display()));
+                        }
+                    }
+                }
+                continue;
+            }
+            let entries = match fs::read_dir(&dir) {
+                Ok(d) => d,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    missing.extend(wanted.iter().map(|h| **h));
+                    continue;
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+            };
+            let mut present: HashSet<[u8; 31]> = HashSet::with_capacity(wanted.len());
+            for e in entries {
+                let e = e.with_context(|| format!("cannot read {}", dir.display()))?;
+                if let Some(rest) = parse_rest(e.file_name().as_encoded_bytes()) {
+                    present.insert(rest);
+                }
+            }
+            for h in wanted {
+                let mut rest = [0u8; 31];
+                rest.copy_from_slice(&h[1..]);
+                if !present.contains(&rest) {
+                    missing.push(**h);
+                }
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Which of `hashes` (all named by the manifest `of`) have no object, like
+    /// [`Objects::missing`], but skipping every fan-out directory that has not changed
+    /// since a check found all of `of`'s objects there ([`Objects::remember_present`]):
+    /// removing a file changes its directory's mtime and ctime. A directory whose times
+    /// are not older than the filesystem's clock when the check was noted is listed
+    /// again: a removal in the same clock tick could leave its times as they were.
+    pub fn missing_since<'h>(
+        &self,
+        of: Option<Hash>,
+        hashes: impl IntoIterator<Item = &'h Hash>,
+    ) -> Result<Vec<Hash>> {
+        let known = of.and_then(|id| self.presence().into_iter().find(|p| p.id == id));
+        let Some(known) = known else {
+            return self.missing(hashes);
+        };
+        let now = self.fan_stamps();
+        let trusted = |fan: usize| {
+            let (then, now) = (known.stamps[fan], now[fan]);
+            then != DirStamp::default()
+                && then == now
+                && then.mtime_ns < known.at_ns
+                && then.ctime_ns < known.at_ns
+        };
+        self.missing(hashes.into_iter().filter(|h| !trusted(usize::from(h[0]))))
+    }
+
+    /// Notes that every object of the manifest `id` is present now, with the fan-out
+    /// directories' stamps, for [`Objects::missing_since`]. Only a cache: a failure to
+    /// write it costs a directory listing next time, nothing else.
+    pub fn remember_present(&self, id: Hash) {
+        // The stamps first, then the filesystem's own clock: a directory whose times
+        // are older than that tick cannot change again without its times changing.
+        let stamps = self.fan_stamps();
+        let Ok(at_ns) = self.fs_clock() else {
+            return;
+        };
+        let entry = Presence { id, at_ns, stamps };
+        let mut all = self.presence();
+        all.retain(|p| p.id != id);
+        all.insert(0, entry);
+        all.truncate(PRESENCE_KEPT);
+        let mut bytes = Vec::with_capacity(8 + all.len() * PRESENCE_LEN);
+        bytes.extend_from_slice(PRESENCE_MAGIC);
+        for p in &all {
+            bytes.extend_from_slice(&p.id);
+            bytes.extend_from_slice(&p.at_ns.to_le_bytes());
+            for s in &p.stamps {
+                bytes.extend_from_slice(&s.ino.to_le_bytes());
+                bytes.extend_from_slice(&s.mtime_ns.to_le_bytes());
+                bytes.extend_from_slice(&s.ctime_ns.to_le_bytes());
+            }
+        }
+        let _ = crate::store::write_atomic(
+            &self.dir.join(PRESENCE_FILE),
+            &bytes,
+            crate::store::Durability::Atomic,
+        );
+    }
+
+    /// The manifests last found whole, newest first; nothing when the file is unreadable.
+    fn presence(&self) -> Vec<Presence> {
+        let Ok(bytes) = fs::read(self.dir.join(PRESENCE_FILE)) else {
+            return Vec::new();
+        };
+        let Some(body) = bytes.strip_prefix(PRESENCE_MAGIC.as_slice()) else {
+            return Vec::new();
+        };
+        let int = |b: &[u8]| i64::from_le_bytes(b.try_into().unwrap_or_default());
+        body.chunks_exact(PRESENCE_LEN)
+            .map(|c| {
+                let mut stamps = [DirStamp::default(); 256];
+                for (k, s) in c[40..].chunks_exact(24).enumerate() {
+                    stamps[k] = DirStamp {
+                        ino: int(&s[..8]) as u64,
+                        mtime_ns: int(&s[8..16]),
+                        ctime_ns: int(&s[16..]),
+                    };
+                }
+                Presence {
+                    id: c[..32].try_into().unwrap_or_default(),
+                    at_ns: int(&c[32..40]),
+                    stamps,
+                }
+            })
+            .collect()
+    }
+
+    /// The time the store's filesystem gives a change now (its coarse clock, which
+    /// may differ from the system's: an NFS server's), read back from `objects/clock`
+    /// after setting its times to "now".
+    fn fs_clock(&self) -> io::Result<i64> {
+        let clock = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.dir.join(PRESENCE_CLOCK))?;
+        let now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        };
+        // SAFETY: futimens on a descriptor we own, with two valid timespecs.
+        let rc =
+            unsafe { libc::futimens(std::os::fd::AsRawFd::as_raw_fd(&clock), [now, now].as_ptr()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let m = clock.metadata()?;
+        Ok(m.mtime() * 1_000_000_000 + m.mtime_nsec())
+    }
+
+    /// Every fan-out directory's inode and times (zero where it does not exist).
+    fn fan_stamps(&self) -> [DirStamp; 256] {
+        let mut out = [DirStamp::default(); 256];
+        for (fan, stamp) in out.iter_mut().enumerate() {
+            if let Ok(m) = fs::symlink_metadata(self.dir.join(format!("{fan:02x}"))) {
+                let s = Stamp::of(&m);
+                *stamp = DirStamp {
+                    ino: s.ino,
+                    mtime_ns: s.mtime_ns,
+                    ctime_ns: s.ctime_ns,
+                };
+            }
+        }
+        out
+    }
+
+    /// Re-creates the object `hash` from the file at `path` if it holds that content
+    /// now (read, hashed, kept only on a match). Replaces a damaged object of that name.
+    pub fn restore_from(&self, path: &Path, hash: &Hash) -> Result<bool> {
+        // O_NONBLOCK: a FIFO where the file was must not hang the repair.
+        let mut src = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if !src.metadata().is_ok_and(|m| m.is_file()) {
+            return Ok(false);
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix("obj-")
+            .tempfile_in(self.tmp_dir()?)
+            .context("cannot write to the store")?;
+        let got = copy_hashing(&mut src, &mut tmp)
+            .with_context(|| format!("cannot copy {} into the store", path.display()))?;
+        if got != *hash {
+            return Ok(false);
+        }
+        tmp.as_file()
+            .sync_all()
+            .context("cannot sync a staged object")?;
+        let dest = self.path(hash);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        tmp.persist(&dest)
+            .with_context(|| format!("cannot write {}", dest.display()))?;
+        if let Some(parent) = dest.parent() {
+            File::open(parent)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("cannot sync {}", parent.display()))?;
+        }
+        Ok(true)
+    }
+
+    /// Moves a damaged object to `<store>/quarantine/`, out of every reader's way but
+    /// kept for a human to look at. Returns where it went.
+    pub fn quarantine(&self, hash: &Hash) -> Result<PathBuf> {
+        let store = self.dir.parent().context("objects/ lives in a store")?;
+        let dir = store.join("quarantine");
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let to = dir.join(format!("{}-{:08x}", hex(hash), rand::random::<u32>()));
+        let from = self.path(hash);
+        fs::rename(&from, &to)
+            .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+        Ok(to)
+    }
+
+    /// Files left in `objects/tmp/` (by a killed backstop, or one staging now).
+    pub fn staging_files(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.dir.join("tmp"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
     /// Drops staged objects (those already named are not touched).
     pub fn discard(&self, staged: Vec<Staged>) {
         for s in staged {
@@ -262,14 +605,26 @@ impl Objects {
         }
     }
 
+    /// An object's bytes, checked against its name (manifests are read this way).
     pub fn read(&self, hash: &Hash) -> Result<Vec<u8>> {
         let path = self.path(hash);
-        fs::read(&path).with_context(|| format!("object {} is missing from the store", hex(hash)))
-    }
-
-    pub fn open(&self, hash: &Hash) -> Result<File> {
-        File::open(self.path(hash))
-            .with_context(|| format!("object {} is missing from the store", hex(hash)))
+        let bytes = match open_object(&path).and_then(|mut f| {
+            let mut b = Vec::new();
+            f.read_to_end(&mut b).map(|_| b)
+        }) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Unusable::Missing { hash: *hash, path }.into());
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Unusable::Damaged { hash: *hash, path }.into());
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        if blake3::hash(&bytes).as_bytes() != hash {
+            return Err(Unusable::Damaged { hash: *hash, path }.into());
+        }
+        Ok(bytes)
     }
 
     pub fn remove(&self, hash: &Hash) {
@@ -306,6 +661,82 @@ impl Objects {
             }
         }
     }
+}
+
+/// `objects/present`: which manifests were last found with all their objects, and the
+/// fan-out directories' stamps then (see [`Objects::missing_since`]).
+const PRESENCE_FILE: &str = "present";
+const PRESENCE_MAGIC: &[u8; 8] = b"BSPRES01";
+/// Manifest id, time, 256 stamps of 24 bytes.
+const PRESENCE_LEN: usize = 32 + 8 + 256 * 24;
+/// `objects/clock`: touched to read the filesystem's clock (see `fs_clock`).
+const PRESENCE_CLOCK: &str = "clock";
+/// One per tree snapshotted lately is enough: a stat cache is one manifest per tree.
+const PRESENCE_KEPT: usize = 16;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct DirStamp {
+    ino: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+struct Presence {
+    id: Hash,
+    at_ns: i64,
+    stamps: [DirStamp; 256],
+}
+
+/// Opens an object for reading: never through a symlink, never blocking on a FIFO put
+/// in its place; anything but a regular file is `InvalidData` (damage).
+fn open_object(path: &Path) -> io::Result<File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(io::ErrorKind::InvalidData, "a symlink, not an object")
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// Copies `src` to `dst` and returns the BLAKE3 of what went through.
+fn copy_hashing(src: &mut impl Read, dst: &mut impl Write) -> io::Result<Hash> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(*hasher.finalize().as_bytes()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        dst.write_all(&buf[..n])?;
+    }
+}
+
+/// The last 31 bytes of a hash from an object's file name (62 hex digits).
+fn parse_rest(name: &[u8]) -> Option<[u8; 31]> {
+    if name.len() != 62 {
+        return None;
+    }
+    let mut out = [0u8; 31];
+    for (i, pair) in name.chunks_exact(2).enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16);
+        out[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+    }
+    Some(out)
 }
 
 /// `rename` that fails with `AlreadyExists` rather than replace `to`.
@@ -381,6 +812,61 @@ mod tests {
 
         let (_, again) = objects.stage_bytes(b"alpha").unwrap();
         assert!(again.is_none(), "content the store has is not staged twice");
+    }
+
+    #[test]
+    fn a_damaged_object_is_refused_and_a_fresh_copy_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::new(dir.path());
+        let (h, staged) = objects.stage_bytes(b"content").unwrap();
+        objects.commit(staged.into_iter().collect()).unwrap();
+        fs::write(objects.path(&h), b"CONTENT").unwrap();
+        assert!(matches!(objects.check(&h), Check::Damaged));
+        let mut copy = Vec::new();
+        let err = objects.copy_to(&h, 7, &mut copy).unwrap_err();
+        assert!(err.downcast_ref::<Unusable>().is_some(), "{err:#}");
+        assert!(objects.read(&h).is_err(), "read checks the name too");
+        // Staged again (same size, other bytes): naming finds it damaged and replaces it.
+        let (_, again) = objects.stage_bytes(b"content").unwrap();
+        assert!(
+            again.is_some(),
+            "a damaged object is not taken as a duplicate"
+        );
+        objects.commit(again.into_iter().collect()).unwrap();
+        assert_eq!(objects.read(&h).unwrap(), b"content");
+        assert_eq!(tmp_files(&objects), 0);
+    }
+
+    #[test]
+    fn missing_lists_or_stats_each_fan_out_directory_and_finds_the_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::new(dir.path());
+        let mut staged = Vec::new();
+        let mut hashes = Vec::new();
+        for i in 0..600 {
+            let (h, s) = objects
+                .stage_bytes(format!("object {i}").as_bytes())
+                .unwrap();
+            hashes.push(h);
+            staged.extend(s);
+        }
+        objects.commit(staged).unwrap();
+        assert!(objects.missing(&hashes).unwrap().is_empty());
+        // Remembered whole: a removal changes its directory, which is listed again.
+        objects.remember_present([1; 32]);
+        let gone = [hashes[7], hashes[300]];
+        for h in &gone {
+            objects.remove(h);
+        }
+        let mut want = gone.to_vec();
+        want.sort();
+        for mut found in [
+            objects.missing(&hashes).unwrap(),
+            objects.missing_since(Some([1; 32]), &hashes).unwrap(),
+        ] {
+            found.sort();
+            assert_eq!(found, want);
+        }
     }
 
     #[test]

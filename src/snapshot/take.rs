@@ -6,14 +6,20 @@
 //! recorded it, when a same-size edit could share its timestamp (git's and borg's
 //! rule). A file that changes while it is read is read again, up to
 //! [`SETTLE_TRIES`] times; one that never settles fails the snapshot.
+//!
+//! A snapshot never names an object the store lacks: the objects the stat cache
+//! vouches for are checked (cheaply: see [`Objects::missing_since`]), and a file whose
+//! object is gone is read again, which puts it back; if it cannot be, the snapshot
+//! fails and the run does not start.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
-use super::manifest::{Content, Entry, Hash, Kind, Manifest};
+use super::manifest::{Content, Entry, Hash, Kind, Manifest, hex};
 use super::objects::{Objects, Put, Staged};
 use super::rules::Rules;
 use super::scope::{Scope, Seen, Walked};
@@ -88,6 +94,7 @@ pub fn take(
     let mut entries: Vec<Entry> = Vec::with_capacity(seen.len());
     let mut gone = vec![false; seen.len()];
     let mut to_read = Vec::new();
+    let mut vouched = Vec::new();
     let mut skipped = Vec::new();
     for (i, s) in seen.into_iter().enumerate() {
         let cached = cache.and_then(|m| m.find(&s.path).map(|e| (e, m.taken_at_ns)));
@@ -109,6 +116,7 @@ pub fn take(
                 Some((c, at))
                     if cache_vouches(c, at, &s) && matches!(c.content, Content::Hash(_)) =>
                 {
+                    vouched.push(i);
                     c.content.clone()
                 }
                 _ if s.stamp.size > scope.max_file_size => {
@@ -134,6 +142,24 @@ pub fn take(
         });
     }
 
+    // The stat cache vouches for a file's content, not for the store still holding it:
+    // a snapshot that names an object the store lacks could not be restored. Those
+    // files are read again (a fresh read of the same content re-creates the object).
+    let repairs = objects
+        .missing_since(cache_id, vouched.iter().filter_map(|i| entries[*i].hash()))
+        .context("cannot check the store's objects")?;
+    let mut repairing = HashMap::new();
+    if !repairs.is_empty() {
+        let repairs: HashSet<Hash> = repairs.into_iter().collect();
+        for i in vouched {
+            if let Some(h) = entries[i].hash().filter(|h| repairs.contains(*h)) {
+                repairing.insert(i, *h);
+                entries[i].content = Content::None;
+                to_read.push(i);
+            }
+        }
+    }
+
     let to_copy: u64 = to_read.iter().map(|i| entries[*i].size).sum();
     if to_copy > scope.max_total_size {
         bail!(
@@ -144,7 +170,7 @@ pub fn take(
         );
     }
     let staged = Mutex::new(Vec::new());
-    let result = read_all(scope, objects, &entries, &to_read, &staged);
+    let result = read_all(scope, objects, &entries, &to_read, &staged, &repairing);
     let staged = staged.into_inner().unwrap();
     let read = match result {
         Ok(read) => read,
@@ -172,6 +198,7 @@ pub fn take(
         && cached.entries == entries
     {
         let hashed = to_read.len();
+        objects.remember_present(id);
         return Ok(Taken {
             manifest: Arc::clone(cached),
             id,
@@ -199,6 +226,8 @@ pub fn take(
             return Err(e);
         }
     };
+    // Every object it names is there now: vouched ones were checked, the rest named.
+    objects.remember_present(id);
     Ok(Taken {
         manifest: Arc::new(manifest),
         id,
@@ -215,6 +244,7 @@ fn read_all(
     entries: &[Entry],
     to_read: &[usize],
     staged: &Mutex<Vec<Staged>>,
+    repairing: &HashMap<usize, Hash>,
 ) -> Result<Vec<(usize, Option<Entry>)>> {
     let next = AtomicUsize::new(0);
     let failed = std::sync::atomic::AtomicBool::new(false);
@@ -252,7 +282,18 @@ fn read_all(
                             },
                             meta: e.meta,
                         };
-                        match read_one(scope, objects, &seen, staged) {
+                        let read = read_one(scope, objects, &seen, staged).map_err(|e| {
+                            match repairing.get(&i) {
+                                Some(h) => e.context(format!(
+                                    "object {} of {} is missing from the store, and the file \
+                                     cannot be read again to replace it",
+                                    hex(h),
+                                    scope.abs(&seen.path).display()
+                                )),
+                                None => e,
+                            }
+                        });
+                        match read {
                             Ok(e) => out.push((i, e)),
                             Err(e) => {
                                 failed.store(true, Ordering::Relaxed);
