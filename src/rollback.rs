@@ -200,14 +200,7 @@ impl<'a> RunTree<'a> {
         let mut present = std::collections::HashSet::new();
         for s in &seen {
             present.insert(s.path.as_slice());
-            let same = base.find(&s.path).is_some_and(|e| {
-                e.kind == s.kind
-                    && e.mode == s.mode
-                    && e.size == s.stamp.size
-                    && e.mtime_ns == s.stamp.mtime_ns
-                    && e.ctime_ns == s.stamp.ctime_ns
-                    && e.ino == s.stamp.ino
-            });
+            let same = base.find(&s.path).is_some_and(|e| s.same_stat(e));
             if !same {
                 paths.push(s.path.clone());
             }

@@ -440,22 +440,7 @@ fn named_manifests(dir: &Path, f: &mut Findings) -> Result<Vec<Named>> {
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
             if name == "journal.json" {
-                f.journals += 1;
-                let journal = std::fs::read(&path)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|b| Ok(serde_json::from_slice::<Journal>(&b)?));
-                match journal {
-                    Ok(j) => {
-                        f.pending_journals.push(path.clone());
-                        named.push(Named {
-                            id: j.target,
-                            root: None,
-                            source: Source::Journal { file: path },
-                            changed: None,
-                        });
-                    }
-                    Err(e) => f.bad_journals.push((path, format!("{e:#}"))),
-                }
+                note_journal(path, f, &mut named);
             } else if let Some(key) = name.strip_prefix("statcache-") {
                 f.statcaches += 1;
                 match std::fs::read_to_string(&path) {
@@ -485,6 +470,26 @@ fn named_manifests(dir: &Path, f: &mut Findings) -> Result<Vec<Named>> {
     Ok(named)
 }
 
+/// A journal: a put-back left half done (its target is needed), or damage.
+fn note_journal(path: PathBuf, f: &mut Findings, named: &mut Vec<Named>) {
+    f.journals += 1;
+    let journal = std::fs::read(&path)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(serde_json::from_slice::<Journal>(&b)?));
+    match journal {
+        Ok(j) => {
+            f.pending_journals.push(path.clone());
+            named.push(Named {
+                id: j.target,
+                root: j.root,
+                source: Source::Journal { file: path },
+                changed: None,
+            });
+        }
+        Err(e) => f.bad_journals.push((path, format!("{e:#}"))),
+    }
+}
+
 /// The put-backs left half done, one journal per scope root (`<store>/journals/`).
 fn journals(dir: &Path, f: &mut Findings, named: &mut Vec<Named>) -> Result<()> {
     let jdir = crate::store::journals_dir(dir);
@@ -503,22 +508,7 @@ fn journals(dir: &Path, f: &mut Findings, named: &mut Vec<Named>) -> Result<()> 
         if hidden || path.extension().is_none_or(|x| x != "json") {
             continue;
         }
-        f.journals += 1;
-        let journal = std::fs::read(&path)
-            .map_err(anyhow::Error::from)
-            .and_then(|b| Ok(serde_json::from_slice::<Journal>(&b)?));
-        match journal {
-            Ok(j) => {
-                f.pending_journals.push(path.clone());
-                named.push(Named {
-                    id: j.target,
-                    root: j.root,
-                    source: Source::Journal { file: path },
-                    changed: None,
-                });
-            }
-            Err(e) => f.bad_journals.push((path, format!("{e:#}"))),
-        }
+        note_journal(path, f, named);
     }
     Ok(())
 }

@@ -206,25 +206,7 @@ pub fn apply(root: &Path, id: Option<RootId>, objects: &Objects, ops: &[Op]) -> 
 
 /// What kind of path stands there now.
 fn kind_of(m: &fs::Metadata) -> Option<Kind> {
-    use std::os::unix::fs::FileTypeExt;
-    let t = m.file_type();
-    Some(if t.is_file() {
-        Kind::File
-    } else if t.is_dir() {
-        Kind::Dir
-    } else if t.is_symlink() {
-        Kind::Symlink
-    } else if t.is_fifo() {
-        Kind::Fifo
-    } else if t.is_socket() {
-        Kind::Socket
-    } else if t.is_char_device() {
-        Kind::CharDevice
-    } else if t.is_block_device() {
-        Kind::BlockDevice
-    } else {
-        return None;
-    })
+    Kind::of(m.file_type())
 }
 
 /// Re-creates a named pipe, socket or device node (`mknod`; a device needs root).

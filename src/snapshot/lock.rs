@@ -28,14 +28,14 @@ impl TreeLock {
     /// Takes the lock file at `path`; `holder` describes this process for the one who waits.
     pub fn take(path: &Path, wait: Wait, on_wait: impl FnOnce(&str)) -> Result<TreeLock> {
         let file = open(path)?;
-        if !flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
+        if !flock(&file, libc::LOCK_EX | libc::LOCK_NB).context("cannot lock the tree")? {
             let holder = fs::read_to_string(path).unwrap_or_default();
             let holder = holder.trim();
             if wait == Wait::No {
                 return Err(UserError::Locked(holder.to_string()).into());
             }
             on_wait(holder);
-            flock(&file, libc::LOCK_EX)?;
+            flock(&file, libc::LOCK_EX).context("cannot lock the tree")?;
         }
         // Tell a waiter who holds it. The lock is on the open file, not its contents.
         let _ = file.set_len(0);
@@ -52,7 +52,7 @@ impl TreeLock {
     /// A shared hold on `path`, waiting as long as an exclusive holder (gc) has it.
     pub fn shared(path: &Path) -> Result<TreeLock> {
         let file = open(path)?;
-        flock(&file, libc::LOCK_SH)?;
+        flock(&file, libc::LOCK_SH).context("cannot lock the tree")?;
         Ok(TreeLock { _file: file })
     }
 }
@@ -62,7 +62,7 @@ impl TreeLock {
     /// sections (the journal) that never wait for anything else while held.
     pub fn exclusive(path: &Path) -> Result<TreeLock> {
         let file = open(path)?;
-        flock(&file, libc::LOCK_EX)?;
+        flock(&file, libc::LOCK_EX).context("cannot lock the tree")?;
         Ok(TreeLock { _file: file })
     }
 }
@@ -80,7 +80,8 @@ fn open(path: &Path) -> Result<File> {
         .with_context(|| format!("cannot open the lock {}", path.display()))
 }
 
-fn flock(file: &File, op: i32) -> Result<bool> {
+/// `flock(2)`, again on EINTR; `Ok(false)` when a non-blocking request would block.
+pub(crate) fn flock(file: &File, op: i32) -> io::Result<bool> {
     loop {
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
@@ -90,7 +91,7 @@ fn flock(file: &File, op: i32) -> Result<bool> {
         match e.raw_os_error() {
             Some(libc::EINTR) => continue,
             Some(libc::EWOULDBLOCK) => return Ok(false),
-            _ => return Err(e).context("cannot lock the tree"),
+            _ => return Err(e),
         }
     }
 }

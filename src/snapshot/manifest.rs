@@ -23,6 +23,28 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind of a path with this file type; `None` for none backstop knows.
+    pub fn of(t: std::fs::FileType) -> Option<Kind> {
+        use std::os::unix::fs::FileTypeExt;
+        Some(if t.is_symlink() {
+            Kind::Symlink
+        } else if t.is_dir() {
+            Kind::Dir
+        } else if t.is_file() {
+            Kind::File
+        } else if t.is_fifo() {
+            Kind::Fifo
+        } else if t.is_socket() {
+            Kind::Socket
+        } else if t.is_char_device() {
+            Kind::CharDevice
+        } else if t.is_block_device() {
+            Kind::BlockDevice
+        } else {
+            return None;
+        })
+    }
+
     pub fn is_special(self) -> bool {
         matches!(
             self,

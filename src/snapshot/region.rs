@@ -23,8 +23,7 @@
 //! with its holder.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -32,7 +31,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::lock::Wait;
+use super::lock::{Wait, flock};
 use crate::error::UserError;
 
 /// What a holder tells a waiter about itself.
@@ -284,21 +283,6 @@ fn held_by_other(f: &File) -> bool {
         Ok(false) => true,
         // Cannot tell: say alive, which keeps things (records, waits) rather than losing them.
         Err(_) => true,
-    }
-}
-
-fn flock(file: &File, op: i32) -> io::Result<bool> {
-    loop {
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            _ => return Err(e),
-        }
     }
 }
 

@@ -62,26 +62,20 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// Whether `e` recorded this path with the same stat (type, mode, size, times,
+    /// inode): unchanged since, as far as a stat can tell.
+    pub fn same_stat(&self, e: &super::manifest::Entry) -> bool {
+        e.kind == self.kind
+            && e.mode == self.mode
+            && e.size == self.stamp.size
+            && e.mtime_ns == self.stamp.mtime_ns
+            && e.ctime_ns == self.stamp.ctime_ns
+            && e.ino == self.stamp.ino
+    }
+
     fn of(path: Vec<u8>, m: &fs::Metadata) -> Option<Seen> {
         let ft = m.file_type();
-        use std::os::unix::fs::FileTypeExt;
-        let kind = if ft.is_symlink() {
-            Kind::Symlink
-        } else if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_file() {
-            Kind::File
-        } else if ft.is_fifo() {
-            Kind::Fifo
-        } else if ft.is_socket() {
-            Kind::Socket
-        } else if ft.is_char_device() {
-            Kind::CharDevice
-        } else if ft.is_block_device() {
-            Kind::BlockDevice
-        } else {
-            return None;
-        };
+        let kind = Kind::of(ft)?;
         Some(Seen {
             path,
             kind,

@@ -61,12 +61,7 @@ pub fn now_ns() -> i64 {
 
 /// Whether `cached` (from a manifest taken at `taken_at_ns`) still vouches for `seen`.
 fn cache_vouches(cached: &Entry, taken_at_ns: i64, seen: &Seen) -> bool {
-    cached.kind == seen.kind
-        && cached.mode == seen.mode
-        && cached.size == seen.stamp.size
-        && cached.mtime_ns == seen.stamp.mtime_ns
-        && cached.ctime_ns == seen.stamp.ctime_ns
-        && cached.ino == seen.stamp.ino
+    seen.same_stat(cached)
         && cached.mtime_ns < taken_at_ns - RACY_NS
         && cached.ctime_ns < taken_at_ns - RACY_NS
 }
