@@ -318,3 +318,135 @@ fn redo_re_applies_a_partial_undo() {
 fn output_text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out))
 }
+
+// ------------------------------------------------------------------ fifos
+
+/// Waits for `cmd` at most `secs` seconds; kills it (and says so) past that.
+fn output_within(mut cmd: Command, secs: u64) -> Result<Output, String> {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(out) => Ok(out.unwrap()),
+        Err(_) => {
+            // SAFETY: a pid of our own child, still unreaped (its waiter is blocked).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            Err(format!("still running after {secs} s: killed"))
+        }
+    }
+}
+
+/// Nothing blocks on a FIFO: a run that leaves a named pipe where an ignore file is
+/// read (`.gitignore`, `.git/info/exclude`) — the run succeeded, so nothing rolls it
+/// back — makes every later `backstop run` on the tree hang for ever in its snapshot
+/// (opening the pipe for reading waits for a writer), holding the tree's region.
+#[test]
+fn nothing_blocks_on_a_fifo_left_where_an_ignore_file_is_read() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::create_dir_all(root.join(".git/info")).unwrap();
+    fs::write(root.join("a"), "a\n").unwrap();
+    let p = sb.policy(ONE_TRY);
+    sb.ok(&["run", "-p", &p, "--", "sh", "-c", "mkfifo .gitignore"]);
+    let next = output_within(sb.command(&["run", "-p", &p, "--", "true"]), 15);
+    assert!(
+        next.as_ref().is_ok_and(|o| o.status.success()),
+        "the run after a .gitignore fifo: {:?}",
+        next.map(|o| stderr(&o))
+    );
+    fs::remove_file(root.join(".gitignore")).unwrap();
+    nix_mkfifo(&root.join(".git/info/exclude"));
+    let next = output_within(sb.command(&["run", "-p", &p, "--", "true"]), 15);
+    assert!(
+        next.as_ref().is_ok_and(|o| o.status.success()),
+        "a run with .git/info/exclude a fifo: {:?}",
+        next.map(|o| stderr(&o))
+    );
+}
+
+fn nix_mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+// ------------------------------------------------- best effort, as a plain user
+
+fn as_nobody(sb: &Sandbox, args: &[&str]) -> Output {
+    use std::os::unix::fs::PermissionsExt;
+    let mut cmd = if is_root() {
+        for dir in [sb.file(""), sb.root(), sb.file("store")] {
+            fs::create_dir_all(&dir).unwrap();
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let status = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(sb.root())
+            .arg(sb.file("store"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "chown to nobody");
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(super::helpers::BIN);
+        c
+    } else {
+        Command::new(super::helpers::BIN)
+    };
+    cmd.args(args)
+        .current_dir(sb.root())
+        .env("BACKSTOP_HOME", sb.file("store"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    cmd.output().unwrap()
+}
+
+/// Best effort, never lie: a run that edits files in a directory of the user's, adds
+/// one, then makes the directory unreadable (`chmod 000 d`). The snapshot before the
+/// run knows `d` and all it held; the put-back gives `d` its mode back — and then
+/// leaves `d/h`, the run's own file, in place without naming it, while it lists `d/f`
+/// and `d/g` as not restored although they are as before ("5 of 3 change(s)").
+#[test]
+fn best_effort_a_directory_the_run_locked_is_put_back_whole_or_named_exactly() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::create_dir(root.join("d")).unwrap();
+    fs::write(root.join("d/f"), "x\n").unwrap();
+    fs::write(root.join("d/g"), "y\n").unwrap();
+    let before = oracle(&root);
+    let p = sb.policy(ONE_TRY);
+    fs::set_permissions(sb.file("policy.yaml"), fs::Permissions::from_mode(0o644)).unwrap();
+    let out = as_nobody(
+        &sb,
+        &[
+            "run",
+            "-p",
+            &p,
+            "--",
+            "sh",
+            "-c",
+            "echo z > d/f; echo new > d/h; chmod 000 d; exit 1",
+        ],
+    );
+    let err = stderr(&out);
+    let now = oracle(&root);
+    if now != before {
+        // Not put back whole: then what is left must be named, and only that.
+        assert!(
+            err.contains("d/h"),
+            "d/h, made by the run, is left in the tree and not named (exit {}): {err}",
+            code(&out)
+        );
+    }
+    assert!(
+        !err.contains("/d/g"),
+        "d/g was never changed and is as before, yet listed as not restored: {err}"
+    );
+}
