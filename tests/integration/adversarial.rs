@@ -450,3 +450,66 @@ fn best_effort_a_directory_the_run_locked_is_put_back_whole_or_named_exactly() {
         "d/g was never changed and is as before, yet listed as not restored: {err}"
     );
 }
+
+// ------------------------------------------- fixed scope: ignored data moved in
+
+/// A repository whose `data/` is ignored: never stored, outside the scope.
+fn ignored_data(root: &Path, bytes: usize) -> Vec<u8> {
+    fs::create_dir_all(root.join(".git/info")).unwrap();
+    fs::write(root.join(".gitignore"), "data/\n").unwrap();
+    fs::create_dir(root.join("data")).unwrap();
+    let precious: Vec<u8> = (0..bytes as u32).map(|i| (i * 13 % 253) as u8).collect();
+    fs::write(root.join("data/precious.bin"), &precious).unwrap();
+    fs::write(root.join("t.txt"), "t\n").unwrap();
+    precious
+}
+
+fn find_content(root: &Path, want: &[u8]) -> Vec<Vec<u8>> {
+    oracle(root)
+        .into_iter()
+        .filter(|(_, n)| matches!(n, super::undo::Node::File { content, .. } if content == want))
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// Fixed scope, never lose a byte: a run renames the ignored `data/` (never stored)
+/// to `data_old/`, a new path the starting rules cover; its after-state is over
+/// `max_total_size`, so nothing of it is stored either. The rollback deletes
+/// `data_old/` — the only copy of the user's data — and says "the tree is as it was
+/// before the run" (exit 1); `redo` then says it was never stored.
+#[test]
+fn fixed_scope_a_rollback_never_deletes_ignored_data_the_run_moved_into_scope() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    let precious = ignored_data(&root, 20_000);
+    let p = sb.policy(&format!(
+        "{ONE_TRY}rollback: {{ scope: {{ max_total_size: 10KiB }} }}\n"
+    ));
+    let out = sb.run(&["run", "-p", &p, "--", "sh", "-c", "mv data data_old; exit 1"]);
+    assert!(
+        !find_content(&root, &precious).is_empty(),
+        "the rollback deleted the only copy of data/precious.bin (exit {}): {}",
+        code(&out),
+        stderr(&out)
+    );
+}
+
+/// Never lie: the same rename with small data (the after-state is stored, so `redo`
+/// could bring it back): `data/` is gone, yet the rollback says "the tree is as it
+/// was before the run" and exits with the command's code, not 125.
+#[test]
+fn never_lie_a_rollback_that_leaves_ignored_data_gone_does_not_say_the_tree_is_as_before() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    let precious = ignored_data(&root, 100);
+    let p = sb.policy(ONE_TRY);
+    let out = sb.run(&["run", "-p", &p, "--", "sh", "-c", "mv data data_old; exit 1"]);
+    if find_content(&root, &precious).is_empty() {
+        assert!(
+            !stderr(&out).contains("the tree is as it was before the run"),
+            "data/ is gone but the rollback says the tree is as before: {}",
+            stderr(&out)
+        );
+        assert_eq!(code(&out), 125, "{}", stderr(&out));
+    }
+}
