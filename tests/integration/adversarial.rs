@@ -513,3 +513,32 @@ fn never_lie_a_rollback_that_leaves_ignored_data_gone_does_not_say_the_tree_is_a
         assert_eq!(code(&out), 125, "{}", stderr(&out));
     }
 }
+
+/// The same, by a restore between attempts (`rollback.on: never`: the user keeps what
+/// the run did): attempt 1 renames the ignored `data/`; the restore before attempt 2
+/// deletes the new name, though nothing of it was ever stored.
+#[test]
+fn fixed_scope_a_restore_between_attempts_never_deletes_ignored_data_the_run_moved() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    let precious = ignored_data(&root, 20_000);
+    let p = sb.policy(
+        "version: 1\nretry: { max_attempts: 2, backoff: { initial: 10ms } }\n\
+         rollback: { on: never, between_attempts: restore, scope: { max_total_size: 10KiB } }\n",
+    );
+    let out = sb.run(&[
+        "run",
+        "-p",
+        &p,
+        "--",
+        "sh",
+        "-c",
+        "[ -d data ] && mv data data_old; exit 1",
+    ]);
+    assert!(
+        !find_content(&root, &precious).is_empty(),
+        "the restore between attempts deleted the only copy of data/precious.bin (exit {}): {}",
+        code(&out),
+        stderr(&out)
+    );
+}
