@@ -542,3 +542,67 @@ fn fixed_scope_a_restore_between_attempts_never_deletes_ignored_data_the_run_mov
         stderr(&out)
     );
 }
+
+/// The same by `undo`: a successful run renamed a file over `max_file_size` (listed,
+/// never stored); `undo` cannot give back the old name, but deletes the new one —
+/// the only copy — and exits 125 naming only the old name.
+#[test]
+fn fixed_scope_undo_never_deletes_the_only_copy_of_a_file_it_never_stored() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    let big: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+    fs::write(root.join("model.bin"), &big).unwrap();
+    let p = sb.policy(&format!(
+        "{ONE_TRY}rollback: {{ scope: {{ max_file_size: 1KiB }} }}\n"
+    ));
+    sb.ok(&["run", "-p", &p, "--", "sh", "-c", "mv model.bin model2.bin"]);
+    let out = sb.run(&["undo"]);
+    assert!(
+        !find_content(&root, &big).is_empty(),
+        "undo destroyed the only copy of model.bin (exit {}): {}",
+        code(&out),
+        stderr(&out)
+    );
+}
+
+/// Everything a path is — "mode, times, content and link targets": the times of
+/// directories and symlinks the rollback re-creates are those of the rollback, not
+/// the snapshot's.
+#[test]
+fn metadata_directories_and_symlinks_get_their_times_back() {
+    use std::os::unix::fs::MetadataExt;
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::create_dir(root.join("d")).unwrap();
+    fs::write(root.join("d/a"), "a\n").unwrap();
+    std::os::unix::fs::symlink("d/a", root.join("l")).unwrap();
+    let status = Command::new("touch")
+        .args(["-h", "-d", "2001-02-03 04:05:06.123456789"])
+        .arg(root.join("d/a"))
+        .arg(root.join("l"))
+        .arg(root.join("d"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mtime = |p: &str| {
+        let m = fs::symlink_metadata(root.join(p)).unwrap();
+        (m.mtime(), m.mtime_nsec())
+    };
+    let before = [mtime("d"), mtime("d/a"), mtime("l")];
+    let p = sb.policy(ONE_TRY);
+    let out = sb.run(&[
+        "run",
+        "-p",
+        &p,
+        "--",
+        "sh",
+        "-c",
+        "rm -r d l; mkdir d; echo x > d/a; ln -s zz l; exit 1",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(
+        [mtime("d"), mtime("d/a"), mtime("l")],
+        before,
+        "times of d, d/a, l"
+    );
+}
