@@ -606,3 +606,48 @@ fn metadata_directories_and_symlinks_get_their_times_back() {
         "times of d, d/a, l"
     );
 }
+
+// ------------------------------------------- undo of a run whose after-state is lost
+
+/// Undo refuses, naming them, paths that changed again since the run. A successful run
+/// whose after-state could not be stored (over `max_total_size`: the run only warns)
+/// is undone by diffing the tree now against the snapshot before the run: every edit
+/// the user made afterwards — even to files the run never touched — is silently
+/// reverted, exit 0.
+#[test]
+fn undo_never_overwrites_later_edits_when_the_runs_after_state_was_not_stored() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::write(root.join("a.txt"), "orig\n").unwrap();
+    fs::write(root.join("u.txt"), "u\n").unwrap();
+    let p = sb.policy(&format!(
+        "{ONE_TRY}rollback: {{ scope: {{ max_total_size: 10KiB }} }}\n"
+    ));
+    sb.ok(&[
+        "run",
+        "-p",
+        &p,
+        "--",
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > big.bin; echo run > a.txt",
+    ]);
+    // The user's own work after the run.
+    fs::write(root.join("a.txt"), "USER WORK on a\n").unwrap();
+    fs::write(root.join("u.txt"), "USER WORK on u\n").unwrap();
+    let out = sb.run(&["undo"]);
+    assert_eq!(
+        fs::read_to_string(root.join("u.txt")).unwrap(),
+        "USER WORK on u\n",
+        "undo reverted an edit to a file the run never touched (exit {}): {}",
+        code(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("a.txt")).unwrap(),
+        "USER WORK on a\n",
+        "undo overwrote an edit made after the run without --force (exit {}): {}",
+        code(&out),
+        stderr(&out)
+    );
+}
