@@ -651,3 +651,45 @@ fn undo_never_overwrites_later_edits_when_the_runs_after_state_was_not_stored() 
         stderr(&out)
     );
 }
+
+/// The same for a run backstop was killed in (`kill -9`, a crash point here): with no
+/// after-state, `undo` takes the tree as it is now for the run's result and reverts the
+/// user's later edits to files the run never touched, exit 0.
+#[test]
+fn undo_never_overwrites_later_edits_after_a_run_backstop_was_killed_in() {
+    use std::os::unix::process::ExitStatusExt;
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::write(root.join("a.txt"), "orig\n").unwrap();
+    fs::write(root.join("u.txt"), "u\n").unwrap();
+    let p = sb.policy(ONE_TRY);
+    // Kill backstop at the first crash point after the command has run.
+    let mut killed = false;
+    for n in 1..200 {
+        fs::write(root.join("a.txt"), "orig\n").unwrap();
+        let _ = fs::remove_dir_all(sb.file("store"));
+        let out = sb
+            .command(&["run", "-q", "-p", &p, "--", "sh", "-c", "echo run > a.txt"])
+            .env("BACKSTOP_CRASH_AT", format!("*:{n}"))
+            .output()
+            .unwrap();
+        if out.status.signal() == Some(libc::SIGKILL)
+            && fs::read_to_string(root.join("a.txt")).unwrap() == "run\n"
+        {
+            killed = true;
+            break;
+        }
+        assert!(out.status.signal().is_some(), "no crash point after the command");
+    }
+    assert!(killed);
+    fs::write(root.join("u.txt"), "USER WORK on u\n").unwrap();
+    let out = sb.run(&["undo"]);
+    assert_eq!(
+        fs::read_to_string(root.join("u.txt")).unwrap(),
+        "USER WORK on u\n",
+        "undo of the killed run reverted an edit made after it to a file it never \
+         touched (exit {}): {}",
+        code(&out),
+        stderr(&out)
+    );
+}
