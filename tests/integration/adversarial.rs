@@ -693,3 +693,41 @@ fn undo_never_overwrites_later_edits_after_a_run_backstop_was_killed_in() {
         stderr(&out)
     );
 }
+
+// ------------------------------------------------------- the store inside the tree
+
+/// Scope identity / never lose a byte: a store inside the tree (`--store .backstop`,
+/// `BACKSTOP_HOME=.backstop` for a per-project store) is part of the snapshot; the
+/// rollback deletes the objects and records the run wrote — including the one holding
+/// `a`'s content before the run — so `a` keeps the run's bytes and the run is gone
+/// from `runs`. backstop must leave its own store out of any scope (or refuse it).
+#[test]
+fn a_store_inside_the_tree_is_never_part_of_the_scope() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::write(root.join("a"), "original\n").unwrap();
+    let p = sb.policy(ONE_TRY);
+    let store = root.join(".backstop");
+    let out = sb
+        .command(&["run", "-p", &p, "--", "sh", "-c", "echo run > a; exit 1"])
+        .env("BACKSTOP_HOME", &store)
+        .output()
+        .unwrap();
+    let runs = sb
+        .command(&["runs"])
+        .env("BACKSTOP_HOME", &store)
+        .output()
+        .unwrap();
+    assert_eq!(
+        fs::read_to_string(root.join("a")).unwrap(),
+        "original\n",
+        "the rollback deleted the store's copy of a and could not put it back (exit {}): {}",
+        code(&out),
+        stderr(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&runs.stdout).contains("failed"),
+        "the run's record is gone: {}",
+        stderr(&runs)
+    );
+}
