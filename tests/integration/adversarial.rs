@@ -731,3 +731,41 @@ fn a_store_inside_the_tree_is_never_part_of_the_scope() {
         stderr(&runs)
     );
 }
+
+/// Best effort, mode for mode: a run that ends with `chmod 555 .` (or `000`) on its
+/// own root. With 555 the rollback says "the tree is as it was before the run" and
+/// leaves the root read-only; with 000 it puts nothing back, though the user owns the
+/// root and backstop knows its mode from the snapshot.
+#[test]
+fn best_effort_a_root_the_run_locked_gets_its_mode_and_contents_back() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::write(root.join("a"), "a\n").unwrap();
+    let p = sb.policy(ONE_TRY);
+    fs::set_permissions(sb.file("policy.yaml"), fs::Permissions::from_mode(0o644)).unwrap();
+    for mode in ["555", "000"] {
+        let out = as_nobody(
+            &sb,
+            &[
+                "run",
+                "-p",
+                &p,
+                "--",
+                "sh",
+                "-c",
+                &format!("echo run > a; chmod {mode} .; exit 1"),
+            ],
+        );
+        let now = fs::metadata(&root).unwrap().permissions().mode() & 0o7777;
+        // Let the checks below (and the next round) read the tree.
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            (now, fs::read_to_string(root.join("a")).unwrap().as_str()),
+            (0o755, "a\n"),
+            "after `chmod {mode} .` (exit {}): {}",
+            code(&out),
+            stderr(&out)
+        );
+    }
+}
