@@ -769,3 +769,63 @@ fn best_effort_a_root_the_run_locked_gets_its_mode_and_contents_back() {
         );
     }
 }
+
+/// kill -9, before or after: a put-back that opened a read-only directory of the
+/// user's (mode 555 before and after the run) to remove what the run added there is
+/// killed before it gives the mode back; the next backstop finishes the journal
+/// (nothing left to remove, so nothing opened) and leaves the directory 755 — a tree
+/// that is neither the state before the run nor the one after it.
+#[test]
+fn kill_9_in_a_put_back_never_leaves_a_directory_opened() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::ExitStatusExt;
+    if !is_root() {
+        eprintln!("SKIPPED kill_9_in_a_put_back_never_leaves_a_directory_opened: needs root");
+        return;
+    }
+    let mut finished = false;
+    for n in 1..120 {
+        let sb = Sandbox::new();
+        let root = sb.root();
+        fs::create_dir(root.join("d")).unwrap();
+        fs::write(root.join("d/a"), "a\n").unwrap();
+        fs::write(root.join("z"), "z\n").unwrap();
+        fs::set_permissions(root.join("d"), fs::Permissions::from_mode(0o555)).unwrap();
+        let p = sb.policy(ONE_TRY);
+        fs::set_permissions(sb.file("policy.yaml"), fs::Permissions::from_mode(0o644)).unwrap();
+        let crash = format!("*:{n}");
+        let out = {
+            // As `nobody`, with the crash point set (`runs` chowns the sandbox).
+            let _ = as_nobody(&sb, &["runs"]);
+            let mut cmd = Command::new("setpriv");
+            cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(super::helpers::BIN)
+                .args([
+                    "run",
+                    "-q",
+                    "-p",
+                    &p,
+                    "--",
+                    "sh",
+                    "-c",
+                    "chmod 755 d; echo x > d/new; echo y > d/new2; chmod 555 d; echo zz > z; exit 1",
+                ])
+                .current_dir(&root)
+                .env("BACKSTOP_HOME", sb.file("store"))
+                .env("BACKSTOP_CRASH_AT", &crash)
+                .stdin(Stdio::null());
+            cmd.output().unwrap()
+        };
+        let killed = out.status.signal() == Some(libc::SIGKILL);
+        // The next command on the tree finishes what was left.
+        let next = as_nobody(&sb, &["run", "-q", "-p", &p, "--", "true"]);
+        assert_eq!(code(&next), 0, "crash {crash}: {}", stderr(&next));
+        let mode = fs::metadata(root.join("d")).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o555, "crash at {crash}: d was left opened");
+        if !killed {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished, "ran out of crash points");
+}
