@@ -74,7 +74,15 @@ fn verified_contents_a_fresh_read_repairs_a_damaged_object_before_a_rollback_use
     fs::write(root.join("a.txt"), "original-content\n").unwrap();
     let before = oracle(&root);
     let p = sb.policy(ONE_TRY);
-    let out = sb.run(&["run", "-p", &p, "--", "sh", "-c", "echo new > a.txt; exit 1"]);
+    let out = sb.run(&[
+        "run",
+        "-p",
+        &p,
+        "--",
+        "sh",
+        "-c",
+        "echo new > a.txt; exit 1",
+    ]);
     assert_eq!(
         fs::read_to_string(root.join("a.txt")).unwrap(),
         "original-content\n",
@@ -180,7 +188,11 @@ fn one_writer_per_region_even_through_a_bind_mount() {
     fs::write(root.join("sub/f"), "orig\n").unwrap();
     let alias = sb.file("alias");
     fs::create_dir(&alias).unwrap();
-    let mounted = Command::new("mount").arg("--bind").arg(&root).arg(&alias).status();
+    let mounted = Command::new("mount")
+        .arg("--bind")
+        .arg(&root)
+        .arg(&alias)
+        .status();
     if !mounted.is_ok_and(|s| s.success()) {
         assert!(!is_root(), "running as root but cannot bind-mount");
         eprintln!("SKIPPED one_writer_per_region_even_through_a_bind_mount: needs root");
@@ -485,7 +497,15 @@ fn fixed_scope_a_rollback_never_deletes_ignored_data_the_run_moved_into_scope() 
     let p = sb.policy(&format!(
         "{ONE_TRY}rollback: {{ scope: {{ max_total_size: 10KiB }} }}\n"
     ));
-    let out = sb.run(&["run", "-p", &p, "--", "sh", "-c", "mv data data_old; exit 1"]);
+    let out = sb.run(&[
+        "run",
+        "-p",
+        &p,
+        "--",
+        "sh",
+        "-c",
+        "mv data data_old; exit 1",
+    ]);
     assert!(
         !find_content(&root, &precious).is_empty(),
         "the rollback deleted the only copy of data/precious.bin (exit {}): {}",
@@ -503,7 +523,15 @@ fn never_lie_a_rollback_that_leaves_ignored_data_gone_does_not_say_the_tree_is_a
     let root = sb.root();
     let precious = ignored_data(&root, 100);
     let p = sb.policy(ONE_TRY);
-    let out = sb.run(&["run", "-p", &p, "--", "sh", "-c", "mv data data_old; exit 1"]);
+    let out = sb.run(&[
+        "run",
+        "-p",
+        &p,
+        "--",
+        "sh",
+        "-c",
+        "mv data data_old; exit 1",
+    ]);
     if find_content(&root, &precious).is_empty() {
         assert!(
             !stderr(&out).contains("the tree is as it was before the run"),
@@ -679,7 +707,10 @@ fn undo_never_overwrites_later_edits_after_a_run_backstop_was_killed_in() {
             killed = true;
             break;
         }
-        assert!(out.status.signal().is_some(), "no crash point after the command");
+        assert!(
+            out.status.signal().is_some(),
+            "no crash point after the command"
+        );
     }
     assert!(killed);
     fs::write(root.join("u.txt"), "USER WORK on u\n").unwrap();
