@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod adversarial;
 mod call;
 mod cli;
 mod crash_campaign;
