@@ -38,10 +38,18 @@ pub fn scope_for(policy: &Policy, cwd: &Path, store_dir: &Path) -> Result<Scope>
         respect_ignored: s.ignored == Ignored::Respect,
         max_file_size: s.max_file_size.0,
         max_total_size: s.max_total_size.0,
-        store: store_dir.canonicalize().ok(),
+        store: store_path(store_dir),
         rules: None,
         identity: None,
     })
+}
+
+/// The store's real path, so a walk leaves it out when it lies inside the scope. It is
+/// made first: a store that does not exist yet has no real path, and would otherwise
+/// be walked — and rolled back — with the tree it is being written into.
+fn store_path(store_dir: &Path) -> Option<std::path::PathBuf> {
+    let _ = std::fs::create_dir_all(store_dir);
+    store_dir.canonicalize().ok()
 }
 
 /// The scope a run recorded, to undo or redo it.
@@ -52,7 +60,7 @@ pub fn scope_of(info: &SnapshotInfo, store_dir: &Path) -> Scope {
         respect_ignored: info.respect_ignored,
         max_file_size: info.max_file_size,
         max_total_size: u64::MAX,
-        store: store_dir.canonicalize().ok(),
+        store: store_path(store_dir),
         rules: None,
         identity: info.root_id,
     }

@@ -47,10 +47,10 @@ impl DirRules {
 
     /// Reads the rule files of `dir` as they are now.
     fn read(dir: &Path) -> DirRules {
-        let file = |name: &str| fs::read(dir.join(name)).ok();
+        let file = |name: &str| read_regular(&dir.join(name));
         let git = dir.join(".git");
         let (has_git, exclude) = match fs::symlink_metadata(&git) {
-            Ok(m) if m.is_dir() => (true, fs::read(git.join("info/exclude")).ok()),
+            Ok(m) if m.is_dir() => (true, read_regular(&git.join("info/exclude"))),
             Ok(m) if m.is_file() => (true, linked_exclude(&git)),
             _ => (false, None),
         };
@@ -63,18 +63,36 @@ impl DirRules {
     }
 }
 
+/// A rule file's bytes, if it is a regular file: never a FIFO (opening one for reading
+/// would wait for a writer for ever), a device, or a link to one.
+fn read_regular(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut out = Vec::new();
+    f.read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
 /// `.git` as a file (a worktree or submodule): `gitdir: X`, whose `commondir` holds
 /// the `info/exclude` that applies.
 fn linked_exclude(git_file: &Path) -> Option<Vec<u8>> {
-    let text = fs::read_to_string(git_file).ok()?;
+    let text = String::from_utf8(read_regular(git_file)?).ok()?;
     let gitdir = text.strip_prefix("gitdir:")?.trim();
     let base = git_file.parent()?;
     let gitdir = base.join(gitdir);
-    let common = match fs::read_to_string(gitdir.join("commondir")) {
-        Ok(c) => gitdir.join(c.trim()),
-        Err(_) => gitdir,
+    let common = match read_regular(&gitdir.join("commondir")).map(String::from_utf8) {
+        Some(Ok(c)) => gitdir.join(c.trim()),
+        _ => gitdir,
     };
-    fs::read(common.join("info/exclude")).ok()
+    read_regular(&common.join("info/exclude"))
 }
 
 /// Every rule file a walk read: per directory relative to the root (`""` is the
