@@ -110,7 +110,13 @@ pub struct RootChanged {
 /// Puts each path of `ops` into its state, best effort: a path that cannot be put back
 /// is listed in the report and the rest go on. Fails as a whole only when `root` is
 /// not the directory `id` names.
-pub fn apply(root: &Path, id: Option<RootId>, objects: &Objects, ops: &[Op]) -> Result<Report> {
+pub fn apply(
+    root: &Path,
+    id: Option<RootId>,
+    objects: &Objects,
+    ops: &[Op],
+    parents: &[Entry],
+) -> Result<Report> {
     let anchor = anchor(root, id)?;
     let base = anchor.base.as_path();
     let mut ops: Vec<&Op> = ops.iter().collect();
@@ -164,7 +170,9 @@ pub fn apply(root: &Path, id: Option<RootId>, objects: &Objects, ops: &[Op]) -> 
                     },
                 },
                 Kind::Symlink => match &to.content {
-                    Content::Link(target) => write_link(&path, target),
+                    Content::Link(target) => write_link(&path, target).map(|()| {
+                        let _ = set_mtime(&path, to.mtime_ns);
+                    }),
                     _ => Err(io::Error::other("the snapshot has no link target").into()),
                 },
                 Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {
@@ -181,27 +189,80 @@ pub fn apply(root: &Path, id: Option<RootId>, objects: &Objects, ops: &[Op]) -> 
         }
     }
 
-    // 3. Directory modes last, so a read-only directory is filled before it closes;
-    // then the modes of directories opened only to write in them.
+    // 3. Directory modes and times last, so a read-only directory is filled before it
+    // closes and no later write moves its time; then the directories that hold what
+    // was put back (`parents`, in their target state): their times, and their modes
+    // where a put-back — this one, or one killed half-way — opened them (the mode is
+    // the target's with u+rwx added, and nothing else changed it: it is not an op).
     let mut moded = std::collections::HashSet::new();
-    for op in ops.iter().rev() {
-        if let Some(to) = op.to.as_ref().filter(|t| t.kind == Kind::Dir) {
-            let path = abs(&op.path);
-            if ancestors(base, &op.path).ok() != Some(Ancestors::Real)
-                || fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir())
-            {
-                continue;
-            }
-            moded.insert(op.path.clone());
-            if let Err(e) = fs::set_permissions(&path, fs::Permissions::from_mode(to.mode)) {
-                report
-                    .failed
-                    .push((shown(&op.path), crate::error::io_message(&e)));
-            }
+    let mut dirs: Vec<(&Entry, bool)> = ops
+        .iter()
+        .filter_map(|op| op.to.as_ref().filter(|t| t.kind == Kind::Dir))
+        .map(|to| (to, true))
+        .collect();
+    let planned: std::collections::HashSet<&[u8]> =
+        ops.iter().map(|op| op.path.as_slice()).collect();
+    dirs.extend(
+        parents
+            .iter()
+            .filter(|p| p.kind == Kind::Dir && !planned.contains(p.path.as_slice()))
+            .map(|p| (p, false)),
+    );
+    dirs.sort_by(|a, b| b.0.path.cmp(&a.0.path));
+    dirs.dedup_by(|a, b| a.0.path == b.0.path);
+    for (to, planned) in dirs {
+        let path = abs(&to.path);
+        if ancestors(base, &to.path).ok() != Some(Ancestors::Real) {
+            continue;
         }
+        let Ok(now) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !now.is_dir() {
+            continue;
+        }
+        moded.insert(to.path.clone());
+        let current = now.mode() & 0o7777;
+        let set_mode = planned || (current != to.mode && current == to.mode | 0o700);
+        if set_mode && let Err(e) = fs::set_permissions(&path, fs::Permissions::from_mode(to.mode))
+        {
+            report
+                .failed
+                .push((shown(&to.path), crate::error::io_message(&e)));
+        }
+        let _ = set_mtime(&path, to.mtime_ns);
     }
     opened.close(base, &moded, &mut report, &shown);
     Ok(report)
+}
+
+/// Gives `path` (not what a symlink there points to) the modification time `ns`.
+fn set_mtime(path: &Path, ns: i64) -> io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: ns.div_euclid(1_000_000_000),
+            tv_nsec: ns.rem_euclid(1_000_000_000),
+        },
+    ];
+    // SAFETY: a NUL-terminated path and two timespecs we own, for the duration of the call.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// What kind of path stands there now.
@@ -230,7 +291,9 @@ fn make_special(path: &Path, to: &Entry) -> Result<()> {
     }
     // mknod's mode is filtered by the umask: set the recorded one.
     fs::set_permissions(path, fs::Permissions::from_mode(to.mode))
-        .with_context(|| format!("cannot set the mode of {}", path.display()))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    let _ = set_mtime(path, to.mtime_ns);
+    Ok(())
 }
 
 /// Gives a path back its owner and group, when backstop runs as root and the snapshot

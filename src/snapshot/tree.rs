@@ -184,7 +184,19 @@ impl<'a> Tree<'a> {
                 }
             })
             .collect();
-        let report = apply(&scope.root, scope.identity, &self.objects, &ops)?;
+        // The directories that hold what is put back, as the target has them: their
+        // times (and a mode a killed put-back left opened) are given back too.
+        let mut parents: Vec<Entry> = Vec::new();
+        for op in &ops {
+            if let Some(i) = op.path.iter().rposition(|b| *b == b'/')
+                && let Some(e) = target.find(&op.path[..i])
+            {
+                parents.push(e.clone());
+            }
+        }
+        parents.sort_by(|a, b| a.path.cmp(&b.path));
+        parents.dedup_by(|a, b| a.path == b.path);
+        let report = apply(&scope.root, scope.identity, &self.objects, &ops, &parents)?;
         sweep_staging(&scope.root, &ops);
         sync_filesystem(&scope.root)?;
         crate::crash::point("applied");
