@@ -329,14 +329,35 @@ impl Links {
             return Some(p.clone());
         }
         let peer = base.join(OsStr::from_bytes(op.link.as_ref()?));
-        // Still the very file the snapshot saw under that other name.
+        // Still the very file the snapshot saw under that other name, with the content
+        // it had then (a run that wrote through one name changed them all).
         let m = fs::symlink_metadata(&peer).ok()?;
-        (m.is_file() && m.ino() == to.ino && m.dev() == to.meta.dev).then_some(peer)
+        let same_file = m.is_file() && m.ino() == to.ino && m.dev() == to.meta.dev;
+        (same_file && to.hash().is_some_and(|h| holds(&peer, h))).then_some(peer)
     }
 
     fn written(&mut self, to: &Entry, path: PathBuf) {
         if let Some(group) = to.link_group() {
             self.written.entry(group).or_insert(path);
+        }
+    }
+}
+
+/// Whether the regular file at `path` holds exactly the content named `hash`.
+fn holds(path: &Path, hash: &super::manifest::Hash) -> bool {
+    use std::io::Read;
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return h.finalize().as_bytes() == hash,
+            Ok(n) => {
+                h.update(&buf[..n]);
+            }
+            Err(_) => return false,
         }
     }
 }
