@@ -223,6 +223,25 @@ impl<'a> RunTree<'a> {
         (paths, unread)
     }
 
+    /// Paths the scope left out when it was fixed (ignored or excluded, never stored)
+    /// that are gone now or another file: the run moved or removed them, and no
+    /// put-back can bring them back.
+    pub fn lost_outside_scope(&self) -> Vec<String> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(rules) = &self.tree.scope.rules else {
+            return Vec::new();
+        };
+        rules
+            .pruned
+            .iter()
+            .filter(|p| {
+                std::fs::symlink_metadata(self.tree.scope.abs(&p.path))
+                    .map_or(true, |m| m.ino() != p.ino)
+            })
+            .map(|p| display_path(&p.path))
+            .collect()
+    }
+
     /// Refuses a root that is no longer the directory the run started in: walking it
     /// would read another tree, and putting it back would write there.
     fn check_root(&self) -> Result<()> {

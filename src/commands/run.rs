@@ -199,6 +199,20 @@ pub fn run(
         s.after_error.clone_from(&plan.after_error);
     }
     writer.finish();
+    if roll_back {
+        let lost = run_tree.lost_outside_scope();
+        if !lost.is_empty() {
+            let shown: Vec<&str> = lost.iter().take(10).map(String::as_str).collect();
+            let more = lost.len().saturating_sub(shown.len());
+            reporter.event(&Event::Warning(format!(
+                "the run moved or removed {} path(s) outside the snapshot's scope (ignored or excluded, never stored), \
+                 which no rollback can bring back: {}{}",
+                lost.len(),
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            )));
+        }
+    }
     if roll_back && !step_only && !plan.is_empty() {
         let result = run_tree
             .put_back(

@@ -116,6 +116,7 @@ pub fn apply(
     objects: &Objects,
     ops: &[Op],
     parents: &[Entry],
+    unstored: &Unstored,
 ) -> Result<Report> {
     let anchor = anchor(root, id)?;
     let base = anchor.base.as_path();
@@ -126,6 +127,38 @@ pub fn apply(
     let mut report = Report::default();
     let mut opened = Opened::default();
     let mut links = Links::default();
+
+    // 0. What must not be touched: a path (and all under it) that is, by inode, a
+    // file or directory backstop never stored — left out of the scope or over the
+    // size limit — that the run moved here. Deleting or replacing it would destroy
+    // the only copy; it is left, and named.
+    let mut shielded: Vec<(Vec<u8>, String)> = Vec::new();
+    if !unstored.is_empty() {
+        for op in &ops {
+            if shielded.iter().any(|(p, _)| under(&op.path, p)) {
+                continue;
+            }
+            if ancestors(base, &op.path).ok() != Some(Ancestors::Real) {
+                continue;
+            }
+            if let Ok(m) = fs::symlink_metadata(abs(&op.path))
+                && let Some(what) = unstored.get(&(m.dev(), m.ino()))
+            {
+                shielded.push((op.path.clone(), what.clone()));
+            }
+        }
+    }
+    let shield = |path: &[u8]| shielded.iter().any(|(p, _)| under(path, p));
+    let ops: Vec<&Op> = ops.into_iter().filter(|op| !shield(&op.path)).collect();
+    for (path, what) in &shielded {
+        report.failed.push((
+            shown(path),
+            format!(
+                "left as it is: it is {what}, which the run moved here; backstop never stored it, \
+                 so putting the path back would destroy the only copy"
+            ),
+        ));
+    }
 
     // 1. Remove what must go or change type, children before their parents.
     for op in ops.iter().rev() {
@@ -263,6 +296,14 @@ fn set_mtime(path: &Path, ns: i64) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Inodes (device, inode) of what the scope never stored, and what each was.
+pub type Unstored = std::collections::HashMap<(u64, u64), String>;
+
+/// Whether `path` is `prefix` or inside it.
+fn under(path: &[u8], prefix: &[u8]) -> bool {
+    path == prefix || (path.starts_with(prefix) && path.get(prefix.len()) == Some(&b'/'))
 }
 
 /// What kind of path stands there now.

@@ -102,6 +102,19 @@ pub struct Rules {
     #[serde(with = "hex_map")]
     pub dirs: BTreeMap<Vec<u8>, DirRules>,
     pub parents: Vec<(PathBuf, DirRules)>,
+    /// What the walk left out (ignored or excluded), by name and inode: never stored,
+    /// so never to be destroyed by a put-back wherever a run moved it.
+    #[serde(default)]
+    pub pruned: Vec<Pruned>,
+}
+
+/// A path the scope left out when it was fixed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    #[serde(with = "hex_bytes")]
+    pub path: Vec<u8>,
+    pub ino: u64,
+    pub dir: bool,
 }
 
 impl Rules {
@@ -220,6 +233,7 @@ impl Matcher {
                     .map(|r| r.clone())
                     .unwrap_or_else(|p| p.into_inner().clone()),
                 parents: self.parents.clone(),
+                pruned: Vec::new(),
             },
             Source::Fixed(rules) => (**rules).clone(),
         }
@@ -329,6 +343,19 @@ mod hex_opt {
         let s: Option<String> = Option::deserialize(d)?;
         s.map(|s| crate::snapshot::journal::from_hex(&s).map_err(serde::de::Error::custom))
             .transpose()
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::snapshot::journal::to_hex(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        crate::snapshot::journal::from_hex(&s).map_err(serde::de::Error::custom)
     }
 }
 

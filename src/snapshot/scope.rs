@@ -17,7 +17,7 @@ use ignore::overrides::OverrideBuilder;
 
 use super::manifest::{Kind, Meta};
 use super::objects::Stamp;
-use super::rules::{Matcher, Rules};
+use super::rules::{Matcher, Pruned, Rules};
 
 /// Below this many entries in the last snapshot, the walk stays on one thread.
 const SMALL_TREE: usize = 2000;
@@ -162,24 +162,42 @@ impl Scope {
         let store = self.store.clone();
         let filter_root = self.root.clone();
         let filter_matcher = matcher.clone();
+        // The first walk of a run keeps what the rules and `exclude` leave out (names
+        // and inodes, not contents): a put-back never destroys one that a run moved
+        // into the scope, and says so when one is gone.
+        let pruned: Arc<Mutex<Vec<Pruned>>> = Arc::default();
+        let keep_pruned = self.rules.is_none().then(|| Arc::clone(&pruned));
         let mut builder = ignore::WalkBuilder::new(&self.root);
         builder
             .standard_filters(false)
             .hidden(false)
             .require_git(false)
             .follow_links(false)
-            .overrides(overrides)
             .filter_entry(move |e| {
                 if e.file_name() == ".git" || store.as_ref().is_some_and(|s| e.path() == s) {
                     return false;
                 }
-                let Some(m) = &filter_matcher else {
-                    return true;
-                };
                 let rel = e.path().strip_prefix(&filter_root).unwrap_or(e.path());
-                let rel = rel.as_os_str().as_bytes();
                 let is_dir = e.file_type().is_some_and(|t| t.is_dir());
-                rel.is_empty() || !m.ignored(rel, is_dir)
+                if rel.as_os_str().is_empty() {
+                    return true;
+                }
+                let left_out = overrides.matched(e.path(), is_dir).is_ignore()
+                    || filter_matcher
+                        .as_ref()
+                        .is_some_and(|m| m.ignored(rel.as_os_str().as_bytes(), is_dir));
+                if left_out
+                    && let Some(keep) = &keep_pruned
+                    && let Some(ino) = e.ino()
+                    && let Ok(mut list) = keep.lock()
+                {
+                    list.push(Pruned {
+                        path: rel.as_os_str().as_bytes().to_vec(),
+                        ino,
+                        dir: is_dir,
+                    });
+                }
+                !left_out
             })
             .threads(2);
 
@@ -269,8 +287,14 @@ impl Scope {
         found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         found.dedup_by(|a, b| a.path == b.path);
         let rules = match (&self.rules, matcher) {
-            (None, Some(m)) => Some(m.rules()),
-            _ => None,
+            (Some(_), _) => None,
+            (None, m) => {
+                let mut rules = m.map(|m| m.rules()).unwrap_or_default();
+                rules.pruned =
+                    std::mem::take(&mut *pruned.lock().unwrap_or_else(|p| p.into_inner()));
+                rules.pruned.sort_by(|a, b| a.path.cmp(&b.path));
+                Some(rules)
+            }
         };
         (Walked { seen: found, rules }, errors)
     }

@@ -196,7 +196,14 @@ impl<'a> Tree<'a> {
         }
         parents.sort_by(|a, b| a.path.cmp(&b.path));
         parents.dedup_by(|a, b| a.path == b.path);
-        let report = apply(&scope.root, scope.identity, &self.objects, &ops, &parents)?;
+        let report = apply(
+            &scope.root,
+            scope.identity,
+            &self.objects,
+            &ops,
+            &parents,
+            &unstored(scope, target),
+        )?;
         sweep_staging(&scope.root, &ops);
         sync_filesystem(&scope.root)?;
         crate::crash::point("applied");
@@ -363,6 +370,37 @@ fn hash_file(path: &Path) -> Result<[u8; 32]> {
         }
         h.update(&buf[..n]);
     }
+}
+
+/// What the scope never stored, by inode: files over the size limit, and what the
+/// ignore rules and `exclude` left out when the scope was fixed.
+fn unstored(scope: &Scope, target: &Manifest) -> super::apply::Unstored {
+    let root_dev = scope.identity.map(|i| i.dev);
+    let mut out = super::apply::Unstored::new();
+    for e in &target.entries {
+        if e.content == Content::Skipped {
+            let dev = if e.meta.dev != 0 {
+                Some(e.meta.dev)
+            } else {
+                root_dev
+            };
+            if let Some(dev) = dev {
+                out.insert(
+                    (dev, e.ino),
+                    format!("{} (over max_file_size)", display_path(&e.path)),
+                );
+            }
+        }
+    }
+    if let (Some(rules), Some(dev)) = (&scope.rules, root_dev) {
+        for p in &rules.pruned {
+            out.insert(
+                (dev, p.ino),
+                format!("{} (left out of the scope)", display_path(&p.path)),
+            );
+        }
+    }
+    out
 }
 
 /// The paths a put-back left out, for the record.
