@@ -79,6 +79,9 @@ pub struct RunTree<'a> {
     /// A shared hold on the objects, from a snapshot until the record names it
     /// ([`RunTree::recorded`]): gc cannot sweep a manifest nothing names yet.
     pending: Option<TreeLock>,
+    /// The root's permission bits when the run started (the manifest holds only what
+    /// is under the root).
+    root_mode: u32,
 }
 
 /// What a put-back must go over: the change set, or — when the state after the run
@@ -106,6 +109,13 @@ impl<'a> RunTree<'a> {
     /// rules) for every later walk. An error here means the command must not run.
     pub fn start(mut tree: Tree<'a>, run_id: &str) -> Result<(RunTree<'a>, SnapshotInfo)> {
         let identity = RootId::of(&tree.scope.root)?;
+        let root_mode = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::symlink_metadata(&tree.scope.root)
+                .with_context(|| format!("cannot read {}", tree.scope.root.display()))?
+                .mode()
+                & 0o7777
+        };
         tree.scope.identity = Some(identity);
         let hold = tree.hold_objects()?;
         let mut taken = tree.snapshot()?;
@@ -141,6 +151,7 @@ impl<'a> RunTree<'a> {
             tree,
             run_id: run_id.into(),
             pending: Some(hold),
+            root_mode,
         };
         Ok((run_tree, info))
     }
@@ -187,6 +198,7 @@ impl<'a> RunTree<'a> {
                 unread: Vec::new(),
             },
             Err(e) => {
+                self.open_for_walk(base);
                 let (paths, unread) = self.maybe_changed(base);
                 Plan {
                     paths,
@@ -221,6 +233,53 @@ impl<'a> RunTree<'a> {
         paths.sort();
         paths.dedup();
         (paths, unread)
+    }
+
+    /// Makes readable again the root and the directories of `base` that the run made
+    /// unreadable (`chmod 000 d`), so the walk before a put-back sees what they hold:
+    /// each is an op of the put-back (its mode changed), which gives it its mode back;
+    /// the root's mode is given back by [`RunTree::restore_root_mode`].
+    fn open_for_walk(&self, base: &Manifest) {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dirs = std::iter::once(Vec::new()).chain(
+            base.entries
+                .iter()
+                .filter(|e| {
+                    e.kind == crate::snapshot::manifest::Kind::Dir && e.mode & 0o500 == 0o500
+                })
+                .map(|e| e.path.clone()),
+        );
+        for rel in dirs {
+            if crate::snapshot::scope::ancestors(&self.tree.scope.root, &rel).ok()
+                != Some(crate::snapshot::scope::Ancestors::Real)
+            {
+                continue;
+            }
+            let path = self.tree.scope.abs(&rel);
+            if let Ok(m) = std::fs::symlink_metadata(&path)
+                && m.is_dir()
+                && m.mode() & 0o500 != 0o500
+            {
+                let _ = std::fs::set_permissions(
+                    &path,
+                    std::fs::Permissions::from_mode((m.mode() & 0o7777) | 0o700),
+                );
+            }
+        }
+    }
+
+    /// Gives the root the mode it had when the run started (a run may `chmod 555 .`);
+    /// an error names the root.
+    pub fn restore_root_mode(&self) -> Option<(String, String)> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let root = &self.tree.scope.root;
+        let now = std::fs::symlink_metadata(root).ok()?;
+        if self.check_root().is_err() || now.mode() & 0o7777 == self.root_mode {
+            return None;
+        }
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(self.root_mode))
+            .err()
+            .map(|e| (root.display().to_string(), crate::error::io_message(&e)))
     }
 
     /// Paths the scope left out when it was fixed (ignored or excluded, never stored)

@@ -247,6 +247,21 @@ pub fn run(
             });
         }
     }
+    if roll_back && plan.is_empty() {
+        // Nothing under the root changed; the root itself may have (`chmod 555 .`).
+        if let Some(failed) = run_tree.restore_root_mode() {
+            report_rollback(
+                &mut reporter,
+                Ok(Report {
+                    kept: Vec::new(),
+                    failed: vec![failed],
+                }),
+                1,
+                "the run".into(),
+            );
+            complete = false;
+        }
+    }
     if !complete {
         return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
     }
@@ -270,6 +285,7 @@ fn with_unread(mut report: Report, plan: &Plan, run_tree: &RunTree) -> Report {
     for why in &plan.unread {
         report.failed.push((root.clone(), why.clone()));
     }
+    report.failed.extend(run_tree.restore_root_mode());
     report
 }
 
