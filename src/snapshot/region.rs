@@ -1,27 +1,25 @@
 //! One writer per tree region, and who is alive.
 //!
-//! A scope root is locked hierarchically: a shared `flock` on a lock file for every
-//! ancestor of the (canonical) root, then an exclusive one on the root itself, taken
-//! from `/` downwards. Two roots where one contains the other (or equal roots) then
-//! meet on the inner one's path: the outer holds it shared, the inner wants it
-//! exclusive, or the other way round, so the second waits. Disjoint siblings share
-//! only ancestors, all shared, so they never wait for each other. Every process takes
-//! its locks in the same order (by depth along its own chain), and holds only strict
-//! ancestors of the lock it waits for, so no cycle of waiters can form. This does not
-//! depend on git: the tree store key (nearest `.git`) plays no part.
+//! A scope root is locked hierarchically: a shared `flock` on every ancestor of the
+//! (canonical) root, then an exclusive one on the root itself, taken from `/`
+//! downwards. Two roots where one contains the other (or equal roots) then meet on
+//! the inner one: the outer holds it shared, the inner wants it exclusive, or the
+//! other way round, so the second waits. Disjoint siblings share only ancestors, all
+//! shared, so they never wait for each other. Every process takes its locks in the
+//! same order (by depth along its own chain), and holds only strict ancestors of the
+//! lock it waits for, so no cycle of waiters can form. This does not depend on git:
+//! the tree store key (nearest `.git`) plays no part.
 //!
-//! Lock files live in `<store>/locks/<hash of the path>`; they are never deleted
-//! (deleting a lock file others may have open would let two processes hold "the
-//! same" lock on different inodes). They only meet runs that use the same store and
-//! spell the root the same way. So at every level, after its lock file, the directory
-//! itself is locked the same way (shared or exclusive): a `flock` on the directory,
-//! opened read-only, one level at a time from its parent's descriptor without
-//! following a symlink. The kernel keys that lock by inode, so it holds whatever store
-//! (another `BACKSTOP_HOME`, `sudo`, `--store`) or path (a bind mount) reached the
-//! directory. A directory this user cannot read is skipped: the store's lock file still
-//! covers runs of the same store there. The lock files are kept beside the directory
-//! locks because they name their region without needing the directory to exist (undo
-//! of a run whose root is gone) or be readable.
+//! Each level is locked twice, the same way (shared or exclusive) both times. First
+//! the directory itself: opened read-only (`flock` needs a real descriptor, not
+//! `O_PATH`), one level at a time from its parent's descriptor without following a
+//! symlink. The kernel keys that lock by inode, so it holds whatever store (another
+//! `BACKSTOP_HOME`, `sudo`, `--store`) or path (a bind mount) reached the directory.
+//! Then a lock file in the store, `<store>/locks/<hash of the path>`, which covers
+//! what a directory lock cannot: a directory this user cannot read (skipped), one on
+//! a file system that cannot lock it (skipped), one that is gone (undo of a run whose
+//! root was removed). Lock files are never deleted (deleting a lock file others may
+//! have open would let two processes hold "the same" lock on different inodes).
 //!
 //! Every holder also registers in `<store>/live/<token>.lock`: a JSON description
 //! (pid, run id, action, root, start time) in a file it holds an exclusive `flock` on
@@ -144,25 +142,37 @@ pub fn lock(
     let mut seen: Vec<(DirId, usize)> = Vec::new();
     let mut walk = Walk::default();
     let mut on_wait = Some(on_wait);
-    let mut take = |file: &File, op: i32, what: Blocked| -> Result<()> {
+    // Whether the lock was taken: a directory's may not be (see `unlockable`).
+    let mut take = |file: &File, op: i32, what: Blocked| -> Result<bool> {
         let path = what.path();
-        if flock(file, op | libc::LOCK_NB)
-            .with_context(|| format!("cannot lock {} for {}", path.display(), root.display()))?
-        {
-            return Ok(());
+        match flock(file, op | libc::LOCK_NB) {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(e) if matches!(what, Blocked::Dir(..)) && unlockable(&e) => return Ok(false),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot lock {} for {}", path.display(), root.display())
+                });
+            }
         }
         let who = match what {
             Blocked::LockFile(_) => describe(&holders_overlapping(store, root, None)),
-            Blocked::Dir(path, id) => match &holders_overlapping(store, root, Some(id))[..] {
-                // Whoever holds the directory is not in this store's registry. (A
-                // holder of this store reaching it by another path between locking
-                // and registering looks the same; it is far the rarer.)
-                [] => format!(
-                    "another backstop (using another store) in {}",
-                    path.display()
-                ),
-                found => describe(found),
-            },
+            Blocked::Dir(path, id, lock_file) => {
+                match &holders_overlapping(store, root, Some(id))[..] {
+                    // Whoever holds the directory is in no registry of this store. If
+                    // it holds this store's lock file too, it is one of ours that has
+                    // not registered yet (its directory lock comes first); if not, it
+                    // uses another store.
+                    [] if held_against(lock_file, op) => {
+                        "a backstop that is just starting".to_string()
+                    }
+                    [] => format!(
+                        "another backstop (using another store) in {}",
+                        path.display()
+                    ),
+                    found => describe(found),
+                }
+            }
         };
         if wait == Wait::No {
             return Err(UserError::Locked(who).into());
@@ -172,7 +182,7 @@ pub fn lock(
         }
         flock(file, op)
             .with_context(|| format!("cannot lock {} for {}", path.display(), root.display()))?;
-        Ok(())
+        Ok(true)
     };
     for (i, path) in chain.iter().enumerate() {
         let exclusive = i + 1 == chain.len();
@@ -181,33 +191,48 @@ pub fn lock(
         } else {
             libc::LOCK_SH
         };
-        // The store's lock file first, then the directory, at every level: one order
-        // for every process, so that a same-store waiter always meets the other on
-        // the lock file, which its registry can name.
-        let file = open_lock(&dir.join(key(path)), path)?;
-        take(&file, op, Blocked::LockFile(path))?;
-        held.push(file);
-        let Some((file, id)) = walk.next(path)? else {
-            continue;
-        };
-        match seen.iter().find(|(other, _)| *other == id) {
-            // The same directory again, deeper (a directory bind-mounted inside
-            // itself): a second `flock` on it would wait for this very process. The
-            // first hold stands for both; made exclusive when this is the root.
-            Some(&(_, at)) => {
-                if exclusive {
-                    take(&held[at], op, Blocked::Dir(path, id))?;
+        // The directory first, then the store's lock file, at every level: one order
+        // for every process. Whoever waits meets the holder on the directory, the
+        // lock that every store and every path to it shares, and a waiter holds
+        // nothing at the level it waits on that a later comer could wait for.
+        let lock_file = open_lock(&dir.join(key(path)), path)?;
+        if let Some((file, id)) = walk.next(path)? {
+            let blocked = Blocked::Dir(path, id, &lock_file);
+            match seen.iter().find(|(other, _)| *other == id) {
+                // The same directory again, deeper (a directory bind-mounted inside
+                // itself): a second `flock` on it would wait for this very process.
+                // The first hold stands for both; made exclusive when this is the root.
+                Some(&(_, at)) => {
+                    if exclusive {
+                        take(&held[at], op, blocked)?;
+                    }
+                }
+                None => {
+                    if take(&file, op, blocked)? {
+                        seen.push((id, held.len()));
+                        held.push(file);
+                    }
                 }
             }
-            None => {
-                take(&file, op, Blocked::Dir(path, id))?;
-                seen.push((id, held.len()));
-                held.push(file);
-            }
         }
+        take(&lock_file, op, Blocked::LockFile(path))?;
+        held.push(lock_file);
     }
     let live = register(store, token, holder)?;
     Ok(RegionLock { _locks: held, live })
+}
+
+/// Whether `flock` on a directory failed because its file system cannot lock one.
+/// NFS emulates `flock` with POSIX locks, which want a descriptor open for writing
+/// for an exclusive lock (EBADF), and some file systems lock nothing (ENOLCK,
+/// EOPNOTSUPP). Such a directory is skipped like an unreadable one: failing would keep
+/// backstop from running at all on an NFS home, and the store's lock file still keeps
+/// the runs of one store apart there.
+fn unlockable(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADF | libc::ENOLCK | libc::EOPNOTSUPP | libc::EINVAL)
+    )
 }
 
 /// A directory's identity: device and inode.
@@ -216,13 +241,14 @@ type DirId = (u64, u64);
 /// What a lock request would have waited for.
 enum Blocked<'a> {
     LockFile(&'a Path),
-    Dir(&'a Path, DirId),
+    /// A directory, its identity, and the store's lock file for the same level.
+    Dir(&'a Path, DirId, &'a File),
 }
 
 impl Blocked<'_> {
     fn path(&self) -> &Path {
         match self {
-            Blocked::LockFile(p) | Blocked::Dir(p, _) => p,
+            Blocked::LockFile(p) | Blocked::Dir(p, ..) => p,
         }
     }
 }
@@ -477,6 +503,19 @@ fn describe(holders: &[Holder]) -> String {
         .join("; ")
 }
 
+/// Whether another open file description holds a lock on `f`'s file that keeps `op`
+/// (`LOCK_SH` or `LOCK_EX`) from being taken. Only a question: nothing stays locked.
+fn held_against(f: &File, op: i32) -> bool {
+    match flock(f, op | libc::LOCK_NB) {
+        Ok(true) => {
+            let _ = flock(f, libc::LOCK_UN);
+            false
+        }
+        Ok(false) => true,
+        Err(_) => false,
+    }
+}
+
 /// Whether another open file description holds a lock on `f`'s file.
 fn held_by_other(f: &File) -> bool {
     match flock(f, libc::LOCK_SH | libc::LOCK_NB) {
@@ -526,5 +565,45 @@ mod tests {
         assert!(is_live(s, "b") && is_live(s, "d") && !is_live(s, "a"));
         drop((inner, sibling));
         assert!(!is_live(s, "b"));
+    }
+
+    #[test]
+    fn real_directories_exclude_each_other_across_stores_and_name_the_directory() {
+        let tree = tempfile::tempdir().unwrap();
+        let root = tree.path().canonicalize().unwrap();
+        fs::create_dir(root.join("sub")).unwrap();
+        fs::create_dir(root.join("sub2")).unwrap();
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let outer = try_lock(a.path(), &root, "a").unwrap();
+        let err = try_lock(b.path(), &root.join("sub"), "b").unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!(
+                "another backstop (using another store) in {}",
+                root.display()
+            )),
+            "{err:#}"
+        );
+        drop(outer);
+        let inner = try_lock(b.path(), &root.join("sub"), "b").unwrap();
+        // The other store's sibling is not kept out; its ancestor is.
+        let sibling = try_lock(a.path(), &root.join("sub2"), "c").unwrap();
+        assert!(try_lock(a.path(), &root, "d").is_err());
+        drop((inner, sibling));
+        try_lock(a.path(), &root, "d").unwrap();
+    }
+
+    #[test]
+    fn a_directory_held_by_this_store_before_it_registers_is_not_called_another_store() {
+        let tree = tempfile::tempdir().unwrap();
+        let root = tree.path().canonicalize().unwrap();
+        let store = tempfile::tempdir().unwrap();
+        fs::create_dir(store.path().join("locks")).unwrap();
+        // What a holder of this store has between its locks and its registry entry.
+        let dir = File::open(&root).unwrap();
+        assert!(flock(&dir, libc::LOCK_EX).unwrap());
+        let file = open_lock(&store.path().join("locks").join(key(&root)), &root).unwrap();
+        assert!(flock(&file, libc::LOCK_EX).unwrap());
+        let err = try_lock(store.path(), &root, "x").unwrap_err();
+        assert!(format!("{err:#}").contains("just starting"), "{err:#}");
     }
 }

@@ -223,7 +223,10 @@ fn through_a_bind_mount_a_holder_of_the_same_store_is_named() {
     ));
     let pid = outer.id();
     release(&t, outer);
-    assert_eq!(code, 125, "the run through the mount was not refused: {err}");
+    assert_eq!(
+        code, 125,
+        "the run through the mount was not refused: {err}"
+    );
     assert!(!t.exists("inner-ran"), "the refused run ran its command");
     // Its own store knows the holder, though by another path: it is named.
     assert!(err.contains(&format!("(pid {pid})")), "{err}");
@@ -259,21 +262,28 @@ fn a_root_run_and_a_user_run_exclude_each_other_across_an_unreadable_ancestor() 
     }
     let user_run = |extra: &[&str], script: &str| {
         let mut cmd = Command::new("/usr/bin/setpriv");
-        cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--"])
-            .arg(crate::helpers::BIN)
-            .current_dir(t.path().join("sub"))
-            .env("BACKSTOP_HOME", &user_store)
-            .env("OUT", t.out_path())
-            .env("NO_COLOR", "1")
-            .env_remove("XDG_STATE_HOME")
-            .arg("run")
-            .arg("-p")
-            .arg(t.out_path().join("policy.yaml"))
-            .args(extra)
-            .args(["--", "sh", "-c", script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(crate::helpers::BIN)
+        .current_dir(t.path().join("sub"))
+        .env("BACKSTOP_HOME", &user_store)
+        .env("OUT", t.out_path())
+        .env("NO_COLOR", "1")
+        .env_remove("XDG_STATE_HOME")
+        .arg("run")
+        .arg("-p")
+        .arg(t.out_path().join("policy.yaml"))
+        .args(extra)
+        .args(["--", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         finish(cmd.spawn().expect("spawn setpriv backstop"))
     };
     let root_store = sandbox_dir.join("store");
@@ -309,7 +319,10 @@ fn a_root_a_thousand_levels_deep_is_locked_under_the_usual_open_file_limit() {
         .arg(t.out_path().join("policy.yaml"))
         .args(["--", "sh", "-c", "echo changed > f; exit 3"])
         .current_dir(&dir)
-        .env("BACKSTOP_HOME", t.out_path().parent().expect("sandbox").join("store"))
+        .env(
+            "BACKSTOP_HOME",
+            t.out_path().parent().expect("sandbox").join("store"),
+        )
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .output()
