@@ -1,18 +1,25 @@
 //! One writer per tree region, and who is alive.
 //!
-//! A scope root is locked hierarchically: a shared `flock` on a lock file for every
-//! ancestor of the (canonical) root, then an exclusive one on the root itself, taken
-//! from `/` downwards. Two roots where one contains the other (or equal roots) then
-//! meet on the inner one's path: the outer holds it shared, the inner wants it
-//! exclusive, or the other way round, so the second waits. Disjoint siblings share
-//! only ancestors, all shared, so they never wait for each other. Every process takes
-//! its locks in the same order (by depth along its own chain), and holds only strict
-//! ancestors of the lock it waits for, so no cycle of waiters can form. This does not
-//! depend on git: the tree store key (nearest `.git`) plays no part.
+//! A scope root is locked hierarchically: a shared `flock` on every ancestor of the
+//! (canonical) root, then an exclusive one on the root itself, taken from `/`
+//! downwards. Two roots where one contains the other (or equal roots) then meet on
+//! the inner one: the outer holds it shared, the inner wants it exclusive, or the
+//! other way round, so the second waits. Disjoint siblings share only ancestors, all
+//! shared, so they never wait for each other. Every process takes its locks in the
+//! same order (by depth along its own chain), and holds only strict ancestors of the
+//! lock it waits for, so no cycle of waiters can form. This does not depend on git:
+//! the tree store key (nearest `.git`) plays no part.
 //!
-//! Lock files live in `<store>/locks/<hash of the path>`; they are never deleted
-//! (deleting a lock file others may have open would let two processes hold "the
-//! same" lock on different inodes).
+//! Each level is locked twice, the same way (shared or exclusive) both times. First
+//! the directory itself: opened read-only (`flock` needs a real descriptor, not
+//! `O_PATH`), one level at a time from its parent's descriptor without following a
+//! symlink. The kernel keys that lock by inode, so it holds whatever store (another
+//! `BACKSTOP_HOME`, `sudo`, `--store`) or path (a bind mount) reached the directory.
+//! Then a lock file in the store, `<store>/locks/<hash of the path>`, which covers
+//! what a directory lock cannot: a directory this user cannot read (skipped), one on
+//! a file system that cannot lock it (skipped), one that is gone (undo of a run whose
+//! root was removed). Lock files are never deleted (deleting a lock file others may
+//! have open would let two processes hold "the same" lock on different inodes).
 //!
 //! Every holder also registers in `<store>/live/<token>.lock`: a JSON description
 //! (pid, run id, action, root, start time) in a file it holds an exclusive `flock` on
@@ -20,11 +27,21 @@
 //! temporary name, locked, then renamed), so a registry file whose lock can be taken
 //! belongs to a dead process. That lock is how a waiter names the holder, and how
 //! anyone tells a live run from a dead one: a PID alone can be reused, a lock dies
-//! with its holder.
+//! with its holder. A waiter blocked on a directory lock whose holder is not in its
+//! own store's registry names "another backstop (using another store)" and the
+//! directory.
+//!
+//! Any user who can read a directory can `flock` it, so a process that holds an
+//! exclusive lock on an ancestor of a scope root (another user's run in `/tmp`, or a
+//! plain `flock /tmp sleep …`) makes runs below it wait; the wait names the
+//! directory, and `--no-wait` fails at once.
 
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -117,34 +134,237 @@ pub fn lock(
     // `/`, `/a`, `/a/b`, … root: ancestors first, the root last.
     let mut chain: Vec<&Path> = root.ancestors().collect();
     chain.reverse();
-    let mut held = Vec::with_capacity(chain.len());
+    // Up to two descriptors per level (its lock file and the directory) stay open
+    // until the run ends.
+    make_room_for(2 * chain.len());
+    let mut held = Vec::with_capacity(2 * chain.len());
+    // Directories locked so far, by identity, and where in `held` their descriptor is.
+    let mut seen: Vec<(DirId, usize)> = Vec::new();
+    let mut walk = Walk::default();
     let mut on_wait = Some(on_wait);
+    // Whether the lock was taken: a directory's may not be (see `unlockable`).
+    let mut take = |file: &File, op: i32, what: Blocked| -> Result<bool> {
+        let path = what.path();
+        match flock(file, op | libc::LOCK_NB) {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(e) if matches!(what, Blocked::Dir(..)) && unlockable(&e) => return Ok(false),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot lock {} for {}", path.display(), root.display())
+                });
+            }
+        }
+        let who = match what {
+            Blocked::LockFile(_) => describe(&holders_overlapping(store, root, None)),
+            Blocked::Dir(path, id, lock_file) => {
+                match &holders_overlapping(store, root, Some(id))[..] {
+                    // Whoever holds the directory is in no registry of this store. If
+                    // it holds this store's lock file too, it is one of ours that has
+                    // not registered yet (its directory lock comes first); if not, it
+                    // uses another store.
+                    [] if held_against(lock_file, op) => {
+                        "a backstop that is just starting".to_string()
+                    }
+                    [] => format!(
+                        "another backstop (using another store) in {}",
+                        path.display()
+                    ),
+                    found => describe(found),
+                }
+            }
+        };
+        if wait == Wait::No {
+            return Err(UserError::Locked(who).into());
+        }
+        if let Some(f) = on_wait.take() {
+            f(&who);
+        }
+        flock(file, op)
+            .with_context(|| format!("cannot lock {} for {}", path.display(), root.display()))?;
+        Ok(true)
+    };
     for (i, path) in chain.iter().enumerate() {
         let exclusive = i + 1 == chain.len();
-        let file = open_lock(&dir.join(key(path)), path)?;
         let op = if exclusive {
             libc::LOCK_EX
         } else {
             libc::LOCK_SH
         };
-        if !flock(&file, op | libc::LOCK_NB)
-            .with_context(|| format!("cannot lock {} for {}", path.display(), root.display()))?
-        {
-            let who = describe(&holders_overlapping(store, root));
-            if wait == Wait::No {
-                return Err(UserError::Locked(who).into());
+        // The directory first, then the store's lock file, at every level: one order
+        // for every process. Whoever waits meets the holder on the directory, the
+        // lock that every store and every path to it shares, and a waiter holds
+        // nothing at the level it waits on that a later comer could wait for.
+        let lock_file = open_lock(&dir.join(key(path)), path)?;
+        if let Some((file, id)) = walk.next(path)? {
+            let blocked = Blocked::Dir(path, id, &lock_file);
+            match seen.iter().find(|(other, _)| *other == id) {
+                // The same directory again, deeper (a directory bind-mounted inside
+                // itself): a second `flock` on it would wait for this very process.
+                // The first hold stands for both; made exclusive when this is the root.
+                Some(&(_, at)) => {
+                    if exclusive {
+                        take(&held[at], op, blocked)?;
+                    }
+                }
+                None => {
+                    if take(&file, op, blocked)? {
+                        seen.push((id, held.len()));
+                        held.push(file);
+                    }
+                }
             }
-            if let Some(f) = on_wait.take() {
-                f(&who);
-            }
-            flock(&file, op).with_context(|| {
-                format!("cannot lock {} for {}", path.display(), root.display())
-            })?;
         }
-        held.push(file);
+        take(&lock_file, op, Blocked::LockFile(path))?;
+        held.push(lock_file);
     }
     let live = register(store, token, holder)?;
     Ok(RegionLock { _locks: held, live })
+}
+
+/// Whether `flock` on a directory failed because its file system cannot lock one.
+/// NFS emulates `flock` with POSIX locks, which want a descriptor open for writing
+/// for an exclusive lock (EBADF), and some file systems lock nothing (ENOLCK,
+/// EOPNOTSUPP). Such a directory is skipped like an unreadable one: failing would keep
+/// backstop from running at all on an NFS home, and the store's lock file still keeps
+/// the runs of one store apart there.
+fn unlockable(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADF | libc::ENOLCK | libc::EOPNOTSUPP | libc::EINVAL)
+    )
+}
+
+/// A directory's identity: device and inode.
+type DirId = (u64, u64);
+
+/// What a lock request would have waited for.
+enum Blocked<'a> {
+    LockFile(&'a Path),
+    /// A directory, its identity, and the store's lock file for the same level.
+    Dir(&'a Path, DirId, &'a File),
+}
+
+impl Blocked<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Blocked::LockFile(p) | Blocked::Dir(p, ..) => p,
+        }
+    }
+}
+
+/// Opens a scope root's chain of directories from `/` down, each from its parent's
+/// descriptor and never through a symlink, so the directories locked are the ones a
+/// walk down the path meets now, whatever is renamed meanwhile.
+#[derive(Default)]
+struct Walk {
+    /// The last directory reached; `None` before `/`.
+    parent: Option<OwnedFd>,
+    /// Nothing further down can be reached.
+    done: bool,
+}
+
+impl Walk {
+    /// The next level (`path`, a child of the previous one) opened for `flock`, or
+    /// `None` when it is skipped.
+    fn next(&mut self, path: &Path) -> Result<Option<(File, DirId)>> {
+        if self.done {
+            return Ok(None);
+        }
+        let name = match (&self.parent, path.file_name()) {
+            (None, _) => OsStr::new("/"),
+            (Some(_), Some(name)) => name,
+            // `..` or the like: not a canonical path; the lock files still cover it.
+            (Some(_), None) => {
+                self.done = true;
+                return Ok(None);
+            }
+        };
+        let Ok(cname) = CString::new(name.as_bytes()) else {
+            self.done = true;
+            return Ok(None);
+        };
+        let at = self
+            .parent
+            .as_ref()
+            .map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
+        // Read-only, not O_PATH: flock(2) needs a descriptor opened for real.
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        match openat(at, &cname, flags) {
+            Ok(fd) => {
+                let file = File::from(fd);
+                let meta = file
+                    .metadata()
+                    .with_context(|| format!("cannot read {} to lock it", path.display()))?;
+                let walker = file
+                    .try_clone()
+                    .with_context(|| format!("cannot open {} to lock it", path.display()))?;
+                self.parent = Some(walker.into());
+                Ok(Some((file, (meta.dev(), meta.ino()))))
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
+                // Searchable but not readable (a 711 home): it cannot be locked, and
+                // is skipped. Runs of this store there still meet on its lock file;
+                // a run of another store whose root is exactly this directory does
+                // not, which is the best an unreadable directory allows.
+                let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+                match openat(at, &cname, flags) {
+                    Ok(fd) => self.parent = Some(fd),
+                    Err(_) => self.done = true,
+                }
+                Ok(None)
+            }
+            // Gone, or no longer a directory (a symlink now): there is nothing below
+            // to lock. Undo of a run whose root was removed or swapped gets here;
+            // whether to write there is for the put-back to decide, and the lock
+            // files still keep the region's writers apart.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) =>
+            {
+                self.done = true;
+                Ok(None)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot open {} to lock it", path.display())),
+        }
+    }
+}
+
+fn openat(at: RawFd, name: &CStr, flags: i32) -> std::io::Result<OwnedFd> {
+    loop {
+        // SAFETY: `name` is NUL-terminated; `at` is AT_FDCWD or a descriptor we own.
+        let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
+        if fd >= 0 {
+            // SAFETY: a fresh descriptor nobody else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// Raises the soft limit on open files when a deep root needs more than it allows.
+/// Only then: the command inherits the limit, and some programs behave differently
+/// above the usual 1,024.
+fn make_room_for(fds: usize) {
+    // What backstop itself keeps open besides the locks (store, pipes, walks).
+    let want = (fds as libc::rlim_t).saturating_add(256);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= want {
+        return;
+    }
+    lim.rlim_cur = want.min(lim.rlim_max);
+    // SAFETY: setrlimit reads the struct we pass. If it fails, opening a lock fails
+    // later with "too many open files", naming the directory.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
 }
 
 /// Whether the run `id` is alive: its registry file exists and its lock is held.
@@ -232,8 +452,10 @@ fn register(store: &Path, token: &str, holder: Holder) -> Result<Live> {
     })
 }
 
-/// The live holders whose roots overlap `root` (equal, ancestor or descendant).
-fn holders_overlapping(store: &Path, root: &Path) -> Vec<Holder> {
+/// The live holders whose roots overlap `root` (equal, ancestor or descendant), or,
+/// given the directory `through` that a lock request found held, whose root is that
+/// directory or below it by whatever path (a bind mount, a symlink) they reached it.
+fn holders_overlapping(store: &Path, root: &Path, through: Option<DirId>) -> Vec<Holder> {
     let mut out = Vec::new();
     for entry in fs::read_dir(live_dir(store))
         .into_iter()
@@ -252,12 +474,21 @@ fn holders_overlapping(store: &Path, root: &Path) -> Vec<Holder> {
         let Ok(h) = serde_json::from_slice::<Holder>(&text) else {
             continue;
         };
-        if h.root.starts_with(root) || root.starts_with(&h.root) {
+        if h.root.starts_with(root)
+            || root.starts_with(&h.root)
+            || through.is_some_and(|id| passes_through(&h.root, id))
+        {
             out.push(h);
         }
     }
     out.sort_by_key(|h| h.since);
     out
+}
+
+/// Whether `root` or one of its ancestors is the directory `id`.
+fn passes_through(root: &Path, id: DirId) -> bool {
+    root.ancestors()
+        .any(|p| fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == id))
 }
 
 fn describe(holders: &[Holder]) -> String {
@@ -270,6 +501,19 @@ fn describe(holders: &[Holder]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Whether another open file description holds a lock on `f`'s file that keeps `op`
+/// (`LOCK_SH` or `LOCK_EX`) from being taken. Only a question: nothing stays locked.
+fn held_against(f: &File, op: i32) -> bool {
+    match flock(f, op | libc::LOCK_NB) {
+        Ok(true) => {
+            let _ = flock(f, libc::LOCK_UN);
+            false
+        }
+        Ok(false) => true,
+        Err(_) => false,
+    }
 }
 
 /// Whether another open file description holds a lock on `f`'s file.
@@ -321,5 +565,45 @@ mod tests {
         assert!(is_live(s, "b") && is_live(s, "d") && !is_live(s, "a"));
         drop((inner, sibling));
         assert!(!is_live(s, "b"));
+    }
+
+    #[test]
+    fn real_directories_exclude_each_other_across_stores_and_name_the_directory() {
+        let tree = tempfile::tempdir().unwrap();
+        let root = tree.path().canonicalize().unwrap();
+        fs::create_dir(root.join("sub")).unwrap();
+        fs::create_dir(root.join("sub2")).unwrap();
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let outer = try_lock(a.path(), &root, "a").unwrap();
+        let err = try_lock(b.path(), &root.join("sub"), "b").unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!(
+                "another backstop (using another store) in {}",
+                root.display()
+            )),
+            "{err:#}"
+        );
+        drop(outer);
+        let inner = try_lock(b.path(), &root.join("sub"), "b").unwrap();
+        // The other store's sibling is not kept out; its ancestor is.
+        let sibling = try_lock(a.path(), &root.join("sub2"), "c").unwrap();
+        assert!(try_lock(a.path(), &root, "d").is_err());
+        drop((inner, sibling));
+        try_lock(a.path(), &root, "d").unwrap();
+    }
+
+    #[test]
+    fn a_directory_held_by_this_store_before_it_registers_is_not_called_another_store() {
+        let tree = tempfile::tempdir().unwrap();
+        let root = tree.path().canonicalize().unwrap();
+        let store = tempfile::tempdir().unwrap();
+        fs::create_dir(store.path().join("locks")).unwrap();
+        // What a holder of this store has between its locks and its registry entry.
+        let dir = File::open(&root).unwrap();
+        assert!(flock(&dir, libc::LOCK_EX).unwrap());
+        let file = open_lock(&store.path().join("locks").join(key(&root)), &root).unwrap();
+        assert!(flock(&file, libc::LOCK_EX).unwrap());
+        let err = try_lock(store.path(), &root, "x").unwrap_err();
+        assert!(format!("{err:#}").contains("just starting"), "{err:#}");
     }
 }

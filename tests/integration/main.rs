@@ -22,6 +22,7 @@ mod policy_command;
 mod policy_errors;
 mod put_back;
 mod records;
+mod region;
 mod reporting;
 mod retry;
 mod signals;
