@@ -460,3 +460,50 @@ fn undo_of_a_killed_run_goes_by_named_paths_or_force_only() {
     assert_eq!(content(&sb, "u.txt"), "u\n");
     assert_eq!(newest_record(&sb)["snapshot"]["state"], "undone");
 }
+
+/// An undo that cannot put a path back (its content before the run is damaged in the
+/// store) leaves that path on the run's side in the record: the run is not called
+/// undone, `redo` re-applies only what was undone, and nothing it did is called an
+/// edit made after the run.
+#[test]
+fn a_path_an_undo_could_not_put_back_stays_on_the_runs_side() {
+    let sb = Sandbox::new();
+    let (_, after) = two_changes(&sb);
+    // The store keeps small contents as they are: find `a`'s before the run.
+    let mut damaged = 0;
+    for fan in fs::read_dir(sb.file("store").join("objects"))
+        .unwrap()
+        .flatten()
+    {
+        for obj in fs::read_dir(fan.path()).into_iter().flatten().flatten() {
+            if fs::read(obj.path()).is_ok_and(|c| c == b"a1\n") {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(obj.path(), fs::Permissions::from_mode(0o600)).unwrap();
+                fs::write(obj.path(), b"aX\n").unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert_eq!(damaged, 1, "one object holds a's content before the run");
+
+    let out = sb.run(&["undo"]);
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    assert!(stderr(&out).contains("incomplete"), "{}", stderr(&out));
+    assert_eq!(
+        (content(&sb, "a"), content(&sb, "b")),
+        ("a2\n".into(), "b1\n".into())
+    );
+    let snap = &newest_record(&sb)["snapshot"];
+    assert_eq!(snap["state"], "applied", "{snap:#}");
+    assert_eq!(snap["undone"].as_array().map(Vec::len), Some(1), "{snap:#}");
+    let out = sb.run(&["show", newest_record(&sb)["id"].as_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(applied; 1 path(s) undone)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = sb.run(&["redo"]);
+    assert_eq!(code(&out), 0, "redo: {}", stderr(&out));
+    assert_eq!(oracle(&sb.root()), after);
+}
