@@ -507,3 +507,64 @@ fn a_path_an_undo_could_not_put_back_stays_on_the_runs_side() {
     assert_eq!(code(&out), 0, "redo: {}", stderr(&out));
     assert_eq!(oracle(&sb.root()), after);
 }
+
+/// Every crash point of a `redo` after `undo -- a`: after recovery the record's undone
+/// paths are what the tree shows, and undo and redo go on from there.
+#[test]
+fn a_redo_of_a_partial_undo_killed_at_any_point_leaves_tree_and_record_agreeing() {
+    let mut points = 0;
+    for n in 1..100 {
+        let sb = Sandbox::new();
+        let (before, after) = two_changes(&sb);
+        sb.ok(&["undo", "--", "a"]);
+        let out = sb
+            .command(&["redo"])
+            .env("BACKSTOP_CRASH_AT", format!("*:{n}"))
+            .output()
+            .unwrap();
+        if out.status.signal().is_none() {
+            assert_eq!(code(&out), 0, "redo: {}", stderr(&out));
+            assert_eq!(oracle(&sb.root()), after);
+            break;
+        }
+        points += 1;
+        sb.ok(&["undo", "--dry-run"]);
+        let redone = content(&sb, "a") == "a2\n";
+        let snap = &newest_record(&sb)["snapshot"];
+        assert_eq!(
+            snap["undone"].as_array().map_or(0, Vec::len),
+            usize::from(!redone),
+            "point {n}: the record disagrees with the tree: {snap:#}"
+        );
+        let undo = sb.run(&["undo"]);
+        assert_eq!(code(&undo), 0, "point {n}: undo: {}", stderr(&undo));
+        assert_eq!(oracle(&sb.root()), before, "point {n}: after undo");
+        let redo = sb.run(&["redo"]);
+        assert_eq!(code(&redo), 0, "point {n}: redo: {}", stderr(&redo));
+        assert_eq!(oracle(&sb.root()), after, "point {n}: after redo");
+    }
+    assert!(points >= 3, "only {points} crash point(s) in `redo`");
+}
+
+/// Two partial undos of one run at once: they take turns, each reads the record the
+/// other left, and together they undo the whole run.
+#[test]
+fn two_partial_undos_at_once_together_undo_the_run() {
+    let sb = Sandbox::new();
+    let (before, after) = two_changes(&sb);
+    let spawn = |path: &str| {
+        sb.command(&["undo", "--", path])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_eq!(code(&a), 0, "undo -- a: {}", stderr(&a));
+    assert_eq!(code(&b), 0, "undo -- b: {}", stderr(&b));
+    assert_eq!(oracle(&sb.root()), before);
+    assert_eq!(newest_record(&sb)["snapshot"]["state"], "undone");
+    sb.ok(&["redo"]);
+    assert_eq!(oracle(&sb.root()), after);
+}
