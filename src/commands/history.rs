@@ -164,7 +164,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
                 .after_error
                 .clone()
                 .unwrap_or_else(|| "its backstop was killed before the run ended".to_string()),
-            paths: candidates.iter().map(|c| display_path(&c.path)).collect(),
+            paths: listed(&candidates),
         }
         .into());
     }
@@ -298,6 +298,23 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         );
     }
     Ok(SUCCESS)
+}
+
+/// The paths of `changes` for a message: the first hundred, and how to see the rest.
+fn listed(changes: &[Change]) -> Vec<String> {
+    const SHOWN: usize = 100;
+    let mut out: Vec<String> = changes
+        .iter()
+        .take(SHOWN)
+        .map(|c| display_path(&c.path))
+        .collect();
+    if changes.len() > SHOWN {
+        out.push(format!(
+            "… and {} more (`backstop undo --dry-run --force` lists them all)",
+            changes.len() - SHOWN
+        ));
+    }
+    out
 }
 
 /// The tree as it is now in the run's scope, as a manifest: what was in the snapshot
