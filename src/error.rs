@@ -40,8 +40,21 @@ pub enum UserError {
         "another backstop holds this tree's lock ({0}); try again, or leave out --no-wait to wait"
     )]
     Locked(String),
-    #[error("{count} path(s) changed again after the run, so undo would lose those edits:\n{list}\nuse --force to overwrite them, or name the other paths to undo only those", count = .paths.len(), list = .paths.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
-    Conflict { paths: Vec<String> },
+    /// `verb` (undo, redo) would overwrite paths changed since `since` (the run, the undo).
+    #[error("{count} path(s) changed again after {since}, so {verb} would lose those edits:\n{list}\nuse --force to overwrite them, or name the other paths to {verb} only those", count = .paths.len(), list = .paths.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Conflict {
+        verb: String,
+        since: String,
+        paths: Vec<String>,
+    },
+    /// Undo of a run whose state after it was never recorded: the tree now differs from
+    /// the state before the run at `paths`, but which of those the run made is unknown.
+    #[error("run {run}'s result was not recorded ({why}), so backstop cannot tell its changes from edits made after it; undo would put back every path that differs from the state before the run:\n{list}\nname the paths to undo (`backstop undo {run} -- PATH...`), or use --force to put all of them back", list = .paths.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Unrecorded {
+        run: String,
+        why: String,
+        paths: Vec<String>,
+    },
     #[error("{0}")]
     Refused(String),
 }
@@ -49,7 +62,7 @@ pub enum UserError {
 impl UserError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            UserError::Conflict { .. } => exit_code::CONFLICT,
+            UserError::Conflict { .. } | UserError::Unrecorded { .. } => exit_code::CONFLICT,
             _ => exit_code::BACKSTOP_FAILED,
         }
     }

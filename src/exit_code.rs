@@ -11,7 +11,8 @@ pub const BACKSTOP_FAILED: u8 = 125;
 /// A rollback, undo or redo could not put every path back (the paths are on stderr
 /// and in the record); the same code as [`BACKSTOP_FAILED`]: backstop's own layer failed.
 pub const PUT_BACK_INCOMPLETE: u8 = 125;
-/// `undo` or `redo` refused: a path changed again since the run.
+/// `undo` or `redo` refused: a path changed again since the run (or the undo), or the
+/// run's result was not recorded so its changes cannot be told from later edits.
 pub const CONFLICT: u8 = 1;
 /// `fsck` found damage in the store that it did not (or could not) repair; the number
 /// `fsck(8)` uses for "errors left uncorrected".

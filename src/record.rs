@@ -85,6 +85,12 @@ pub struct SnapshotInfo {
     /// re-apply what was not stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_error: Option<String>,
+    /// While the state is `applied`: the paths of the change set that a partial undo
+    /// put back to their state before the run (hex-encoded bytes, as in the journal;
+    /// names need not be UTF-8); the others are as the run left them. Empty when none
+    /// is, and when the state says it of every path (`undone`, `rolled-back`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undone: Vec<String>,
 }
 
 /// A path a put-back could not put into its planned state, and why.

@@ -141,6 +141,7 @@ impl<'a> RunTree<'a> {
             not_restored: Vec::new(),
             after_error: None,
             checkpoints: Vec::new(),
+            undone: Vec::new(),
         };
         let manifest = taken.manifest;
         let run_tree = RunTree {

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -10,11 +11,11 @@ use anyhow::{Context, Result};
 use crate::error::UserError;
 use crate::exit_code::SUCCESS;
 use crate::record::{RunRecord, TreeState, is_live};
-use crate::rollback::{change_infos, scope_of};
+use crate::rollback::scope_of;
 use crate::snapshot::diff::{Change, diff, select};
-use crate::snapshot::journal::{Journal, JournalFile};
+use crate::snapshot::journal::{Journal, JournalFile, from_hex, to_hex};
 use crate::snapshot::lock::{TreeLock, Wait};
-use crate::snapshot::manifest::{Entry, Manifest, hex, parse_hex};
+use crate::snapshot::manifest::{Content, Entry, Kind, Manifest, parse_hex};
 use crate::snapshot::objects::Objects;
 use crate::snapshot::tree::{Tree, display_path, relative_paths};
 use crate::store::{Store, TreeStore, tree_root};
@@ -101,7 +102,13 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
             ))
             .into());
         }
-        (Direction::Redo, TreeState::Applied) => {
+        (Direction::Redo, _) if info.after.is_none() => {
+            return Err(UserError::Refused(format!(
+                "run {id}'s result was never recorded (its backstop was killed before the run ended), so redo has nothing to re-apply"
+            ))
+            .into());
+        }
+        (Direction::Redo, TreeState::Applied) if info.undone.is_empty() => {
             return Err(UserError::Refused(format!(
                 "run {id} is not undone: its changes are in the tree already"
             ))
@@ -111,34 +118,85 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     }
 
     let before = tree.load(&info.before)?;
-    let (after_id, after) = match &info.after {
-        Some(a) => (a.clone(), tree.load(a)?),
+    // The run's fixed scope: what its rules left out is never destroyed by a put-back
+    // (and, with no after-state, it is what the walk below goes by). Without it an
+    // undo can still go by its two manifests, as runs of backstop 0.1 do.
+    if let Some(rules) = &info.rules
+        && let Err(e) = tree.load_rules(rules)
+    {
+        if info.after.is_none() {
+            return Err(e);
+        }
+        if !req.quiet {
+            eprintln!("backstop: warning: the scope run {id} started with cannot be read ({e:#})");
+        }
+    }
+    let (after_id, after, all) = match &info.after {
+        Some(a) => {
+            let m = tree.load(a)?;
+            let all = diff(&before, &m);
+            (a.clone(), m, all)
+        }
         None => {
-            // backstop died during the run: the tree as it is now is the run's result,
-            // walked by the ignore rules the run started with.
-            if let Some(rules) = &info.rules {
-                tree.load_rules(rules)?;
-            }
-            let taken = tree.snapshot_after(&before, &info.before)?;
-            let after_id = hex(&taken.id);
-            let infos = change_infos(&diff(&before, &taken.manifest));
-            tree_store.update(id, |r| {
-                if let Some(s) = r.snapshot.as_mut() {
-                    s.after = Some(after_id.clone());
-                    s.changes = infos;
-                }
-            })?;
-            (after_id, taken.manifest)
+            // Only undo gets here (redo was refused above). What the run left is
+            // unknown; the tree as it is now, walked by the rules the run started
+            // with, is only what undo would go over. Nothing of it is stored, and it is
+            // never recorded as the run's result: it holds any later edits too.
+            let now = Arc::new(observe_now(&tree, &before)?);
+            let all = diff(&before, &now);
+            (String::new(), now, all)
         }
     };
-    let all = diff(&before, &after);
+    // Which of the run's paths are at their state before the run now: all of them
+    // when undone or rolled back, those a partial undo put back when applied.
+    let undone: HashSet<Vec<u8>> = match info.state {
+        TreeState::Undone | TreeState::RolledBack => all.iter().map(|c| c.path.clone()).collect(),
+        TreeState::Applied => info
+            .undone
+            .iter()
+            .map(|h| from_hex(h))
+            .collect::<Result<_>>()
+            .with_context(|| format!("the record of run {id} lists a bad undone path"))?,
+    };
+    // Undo goes over the paths not undone yet, redo over the undone ones.
+    let candidates: Vec<Change> = all
+        .iter()
+        .filter(|c| undone.contains(&c.path) == (direction == Direction::Redo))
+        .cloned()
+        .collect();
     let wanted = relative_paths(&info.root, &cwd, paths)?;
-    let chosen = select(&all, &wanted);
+    if info.after.is_none() && wanted.is_empty() && !req.force && !candidates.is_empty() {
+        // Without the run's result, every difference from the state before it looks
+        // like the run's: put back blindly, later edits would be lost.
+        return Err(UserError::Unrecorded {
+            run: id.clone(),
+            why: info
+                .after_error
+                .clone()
+                .unwrap_or_else(|| "its backstop was killed before the run ended".to_string()),
+            paths: listed(&candidates),
+        }
+        .into());
+    }
+    let chosen = select(&candidates, &wanted);
     if !wanted.is_empty() && chosen.is_empty() {
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        return Err(
-            UserError::Refused(format!("run {id} did not change {}", names.join(", "))).into(),
-        );
+        let names = names.join(", ");
+        let named_undone = wanted.iter().any(|w| {
+            undone
+                .iter()
+                .any(|u| u == w || (u.starts_with(w) && u.get(w.len()) == Some(&b'/')))
+        });
+        return Err(UserError::Refused(match direction {
+            Direction::Undo if named_undone => format!(
+                "run {id}'s changes to {names} are undone already; `backstop redo {id} -- {names}` re-applies them"
+            ),
+            Direction::Redo if !select(&all, &wanted).is_empty() => format!(
+                "run {id}'s changes to {names} are not undone: they are in the tree already"
+            ),
+            _ => format!("run {id} did not change {names}"),
+        })
+        .into());
     }
     let (from, to, to_id) = match direction {
         Direction::Undo => (&after, &before, &info.before),
@@ -163,7 +221,15 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         print_json(id, verb, req.dry_run, &chosen, &conflicts, to)?;
     }
     if !conflicts.is_empty() && !req.force {
-        return Err(UserError::Conflict { paths: conflicts }.into());
+        return Err(UserError::Conflict {
+            verb: verb.into(),
+            since: match direction {
+                Direction::Undo => "the run".into(),
+                Direction::Redo => "the undo".into(),
+            },
+            paths: conflicts,
+        }
+        .into());
     }
     if req.dry_run {
         if !req.json {
@@ -173,7 +239,13 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     }
     if chosen.is_empty() {
         if !req.quiet {
-            eprintln!("backstop: run {id} changed nothing in its scope; nothing to {verb}");
+            if all.is_empty() && undone.is_empty() {
+                eprintln!("backstop: run {id} changed nothing in its scope; nothing to {verb}");
+            } else {
+                eprintln!(
+                    "backstop: every change of run {id} is undone already; nothing to {verb}"
+                );
+            }
         }
         return Ok(SUCCESS);
     }
@@ -185,18 +257,34 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
             "backstop: warning: git HEAD moved since run {id} ({was} → {now}); {verb} puts files back, never .git"
         );
     }
-    let whole = chosen.len() == all.len();
-    let then = match (direction, whole) {
-        (Direction::Undo, true) => TreeState::Undone,
-        _ => TreeState::Applied,
+    // The undone paths once this is done, and the run's state: `undone` when every
+    // path of the run is, `applied` otherwise (its changes are in the tree, or some).
+    let mut after_undone: std::collections::BTreeSet<Vec<u8>> = undone.iter().cloned().collect();
+    for c in &chosen {
+        match direction {
+            Direction::Undo => after_undone.insert(c.path.clone()),
+            Direction::Redo => after_undone.remove(&c.path),
+        };
+    }
+    let every: HashSet<&[u8]> = all
+        .iter()
+        .map(|c| c.path.as_slice())
+        .chain(undone.iter().map(Vec::as_slice))
+        .collect();
+    let whole = every.iter().all(|p| after_undone.contains(*p));
+    let then = if whole {
+        TreeState::Undone
+    } else {
+        TreeState::Applied
     };
     let paths: Vec<Vec<u8>> = chosen.iter().map(|c| c.path.clone()).collect();
-    let reason = if whole {
+    let reason = if paths.len() == every.len() {
         format!("backstop {verb}")
     } else {
         format!("backstop {verb} of {} path(s)", paths.len())
     };
-    let journal = Journal::new(id, verb, to_id, &paths, Some(then));
+    let mut journal = Journal::new(id, verb, to_id, &paths, Some(then));
+    journal.undone = Some(after_undone.iter().map(|p| to_hex(p)).collect());
     let report = tree.put_back(&journal, to, &reason)?;
     for dir in &report.kept {
         eprintln!("backstop: kept {dir}: it holds files outside the run's scope");
@@ -220,6 +308,69 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         );
     }
     Ok(SUCCESS)
+}
+
+/// The paths of `changes` for a message: the first hundred, and how to see the rest.
+fn listed(changes: &[Change]) -> Vec<String> {
+    const SHOWN: usize = 100;
+    let mut out: Vec<String> = changes
+        .iter()
+        .take(SHOWN)
+        .map(|c| display_path(&c.path))
+        .collect();
+    if changes.len() > SHOWN {
+        out.push(format!(
+            "… and {} more (`backstop undo --dry-run --force` lists them all)",
+            changes.len() - SHOWN
+        ));
+    }
+    out
+}
+
+/// The tree as it is now in the run's scope, as a manifest: what was in the snapshot
+/// before the run, and what the walk finds (by the run's fixed rules). Contents are
+/// hashed where the stat differs from the snapshot, never stored: a run whose result
+/// could not be stored (over `max_total_size`, say) can still be undone by name.
+fn observe_now(tree: &Tree, before: &Manifest) -> Result<Manifest> {
+    let also: Vec<&[u8]> = before.entries.iter().map(|e| e.path.as_slice()).collect();
+    let (seen, unread) = tree.scope.walk_best_effort(&also);
+    if !unread.is_empty() {
+        // What cannot be read cannot be told from the state before the run.
+        return Err(UserError::Refused(format!(
+            "cannot read all of {}, so backstop cannot tell what differs from the state before the run:\n  {}",
+            tree.scope.root.display(),
+            unread.join("\n  ")
+        ))
+        .into());
+    }
+    let mut entries = Vec::with_capacity(seen.len());
+    for s in seen {
+        let known = before.find(&s.path);
+        if let Some(k) = known.filter(|k| s.same_stat(k)) {
+            entries.push(k.clone());
+        } else if s.kind == Kind::File && s.stamp.size > tree.scope.max_file_size {
+            // Listed, not read, as a snapshot does with a file over the size limit.
+            entries.push(Entry {
+                path: s.path,
+                kind: s.kind,
+                mode: s.mode,
+                size: s.stamp.size,
+                mtime_ns: s.stamp.mtime_ns,
+                ctime_ns: s.stamp.ctime_ns,
+                ino: s.stamp.ino,
+                content: Content::Skipped,
+                meta: s.meta,
+            });
+        } else if let Some(e) = tree.observe(&s.path, known)? {
+            entries.push(e);
+        }
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries.dedup_by(|a, b| a.path == b.path);
+    Ok(Manifest {
+        taken_at_ns: 0,
+        entries,
+    })
 }
 
 /// The run the words name, and the paths that remain. As in git, a word before `--`

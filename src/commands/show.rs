@@ -96,7 +96,11 @@ pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
         }
     }
     if let Some(snap) = &r.snapshot {
-        let state = snap.state.as_str();
+        let mut state = snap.state.as_str().to_string();
+        // A partial undo leaves the run applied but for the paths it put back.
+        if !snap.undone.is_empty() {
+            state.push_str(&format!("; {} path(s) undone", snap.undone.len()));
+        }
         writeln!(
             out,
             "\nfiles    {} change(s) under {} ({state})",

@@ -35,6 +35,11 @@ pub struct Journal {
     /// The tree store that holds the run's record.
     #[serde(default)]
     pub records: Option<PathBuf>,
+    /// For an undo or redo: the record's `undone` paths (hex) once every path is put
+    /// back, written with the plan so that recovery after a crash leaves the same
+    /// record as the put-back would have (a path not put back keeps its old side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undone: Option<Vec<String>>,
 }
 
 impl Journal {
@@ -54,6 +59,7 @@ impl Journal {
             root: None,
             root_id: None,
             records: None,
+            undone: None,
         }
     }
 

@@ -218,9 +218,13 @@ impl<'a> Tree<'a> {
         if let Some(state) = journal.then
             && records.contains(&journal.run_id)
         {
+            let (state, undone) = settle(scope, journal, &report, state);
             records.update(&journal.run_id, |r| {
                 if let Some(s) = r.snapshot.as_mut() {
                     s.state = state;
+                    if let Some(undone) = &undone {
+                        s.undone.clone_from(undone);
+                    }
                     s.not_restored = not_restored(&report);
                     s.restores.push(Restore {
                         at: SystemTime::now(),
@@ -401,6 +405,52 @@ fn unstored(scope: &Scope, target: &Manifest) -> super::apply::Unstored {
         }
     }
     out
+}
+
+/// The record's state and `undone` paths once `journal` is done. An undo or redo
+/// planned them; a path it could not put back is still on the side it was on (an
+/// undo's is not undone, a redo's is still undone), and a run is `undone` only when
+/// every path is. `undone` is `None` for the put-backs that keep no per-path state.
+fn settle(
+    scope: &Scope,
+    journal: &Journal,
+    report: &Report,
+    planned: crate::record::TreeState,
+) -> (crate::record::TreeState, Option<Vec<String>>) {
+    use crate::record::TreeState;
+    use std::os::unix::ffi::OsStrExt;
+    let Some(undone) = &journal.undone else {
+        return (planned, None);
+    };
+    let mut undone: std::collections::BTreeSet<String> = undone.iter().cloned().collect();
+    // The report names paths as `root/rel`.
+    let failed: std::collections::HashSet<&str> =
+        report.failed.iter().map(|(p, _)| p.as_str()).collect();
+    let mut missed = false;
+    for hex_path in &journal.paths {
+        let Ok(rel) = super::journal::from_hex(hex_path) else {
+            continue;
+        };
+        let shown = scope.root.join(std::ffi::OsStr::from_bytes(&rel));
+        if !failed.contains(shown.display().to_string().as_str()) {
+            continue;
+        }
+        missed = true;
+        match journal.action.as_str() {
+            "undo" => undone.remove(hex_path),
+            _ => undone.insert(hex_path.clone()),
+        };
+    }
+    let state = match planned {
+        TreeState::Undone if missed => TreeState::Applied,
+        s => s,
+    };
+    // `undone` and `rolled-back` say it of every path: no list to keep.
+    let undone = match state {
+        TreeState::Applied => undone.into_iter().collect(),
+        TreeState::Undone | TreeState::RolledBack => Vec::new(),
+    };
+    (state, Some(undone))
 }
 
 /// The paths a put-back left out, for the record.
