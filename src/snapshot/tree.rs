@@ -85,8 +85,8 @@ impl<'a> Tree<'a> {
     }
 
     /// Keeps gc from sweeping objects this snapshot writes before a record names them.
-    /// Never held while waiting for the tree or journal lock (gc waits for this one
-    /// while holding the tree lock).
+    /// Never held while waiting for the tree lock (gc waits for this one while holding
+    /// the tree lock).
     pub fn hold_objects(&self) -> Result<super::lock::TreeLock> {
         let store = self
             .store
