@@ -160,6 +160,9 @@ pub fn apply(
         ));
     }
 
+    // Staging files a killed put-back left, through the root held open.
+    sweep_staging(base, &ops);
+
     // 1. Remove what must go or change type, children before their parents.
     for op in ops.iter().rev() {
         crate::crash::point("apply");
@@ -340,8 +343,10 @@ fn make_special(path: &Path, to: &Entry) -> Result<()> {
 /// Gives a path back its owner and group, when backstop runs as root and the snapshot
 /// recorded them. Changing the owner clears set-user-ID bits: the mode is set again.
 fn set_owner(path: &Path, to: &Entry) -> Result<()> {
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || to.meta.uid == super::manifest::UNKNOWN_OWNER {
+    let euid = *EUID.get_or_init(|| unsafe { libc::geteuid() });
+    if euid != 0 || to.meta.uid == super::manifest::UNKNOWN_OWNER {
         return Ok(());
     }
     let now = fs::symlink_metadata(path)?;
@@ -616,4 +621,35 @@ fn write_link(path: &Path, target: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     })?;
     Ok(())
+}
+
+/// Removes staging files (`.backstop-<16 hex>.tmp`) a killed put-back left beside
+/// the paths it was writing.
+fn sweep_staging(root: &Path, ops: &[&Op]) {
+    let mut dirs: Vec<PathBuf> = ops
+        .iter()
+        .filter_map(|op| {
+            root.join(std::ffi::OsStr::from_bytes(&op.path))
+                .parent()
+                .map(Path::to_path_buf)
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.as_bytes();
+            let staged = name.len() == ".backstop-".len() + 16 + ".tmp".len()
+                && name.starts_with(b".backstop-")
+                && name.ends_with(b".tmp")
+                && name[10..26].iter().all(u8::is_ascii_hexdigit);
+            if staged {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
 }

@@ -351,7 +351,13 @@ impl Objects {
             }
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let got = copy_hashing(&mut src.take(size.saturating_add(1)), dst)
+        // An object holds exactly the file's bytes: another length is damage, found
+        // without reading it; the right length is read and no further (`take` answers
+        // the last read itself).
+        if src.metadata().map(|m| m.len()).ok() != Some(size) {
+            return Err(Unusable::Damaged { hash: *hash, path }.into());
+        }
+        let got = copy_hashing_sized(&mut src.take(size), dst, size)
             .with_context(|| format!("cannot copy object {}", hex(hash)))?;
         if got != *hash {
             return Err(Unusable::Damaged { hash: *hash, path }.into());
@@ -712,8 +718,21 @@ fn open_object(path: &Path) -> io::Result<File> {
 
 /// Copies `src` to `dst` and returns the BLAKE3 of what went through.
 fn copy_hashing(src: &mut impl Read, dst: &mut impl Write) -> io::Result<Hash> {
+    copy_hashing_sized(src, dst, 256 * 1024)
+}
+
+/// [`copy_hashing`] with a buffer for about `expected` bytes: a put-back of a
+/// thousand small files would otherwise clear 256 KiB for each.
+fn copy_hashing_sized(
+    src: &mut impl Read,
+    dst: &mut impl Write,
+    expected: u64,
+) -> io::Result<Hash> {
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
+    let len = usize::try_from(expected.saturating_add(1))
+        .unwrap_or(usize::MAX)
+        .clamp(4096, 256 * 1024);
+    let mut buf = vec![0u8; len];
     loop {
         let n = match src.read(&mut buf) {
             Ok(0) => return Ok(*hasher.finalize().as_bytes()),

@@ -204,7 +204,6 @@ impl<'a> Tree<'a> {
             &parents,
             &unstored(scope, target),
         )?;
-        sweep_staging(&scope.root, &ops);
         sync_filesystem(&scope.root)?;
         crate::crash::point("applied");
         // A restore between attempts is recorded by the run itself, through its events.
@@ -463,38 +462,6 @@ pub fn not_restored(report: &Report) -> Vec<crate::record::NotRestored> {
             why: why.clone(),
         })
         .collect()
-}
-
-/// Removes staging files (`.backstop-<16 hex>.tmp`) a killed put-back left beside
-/// the paths it was writing.
-fn sweep_staging(root: &Path, ops: &[Op]) {
-    use std::os::unix::ffi::OsStrExt;
-    let mut dirs: Vec<PathBuf> = ops
-        .iter()
-        .filter_map(|op| {
-            root.join(std::ffi::OsStr::from_bytes(&op.path))
-                .parent()
-                .map(Path::to_path_buf)
-        })
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    for dir in dirs {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let name = name.as_bytes();
-            let staged = name.len() == ".backstop-".len() + 16 + ".tmp".len()
-                && name.starts_with(b".backstop-")
-                && name.ends_with(b".tmp")
-                && name[10..26].iter().all(u8::is_ascii_hexdigit);
-            if staged {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
 }
 
 /// Paths named on the command line, relative to the scope's root.
