@@ -10,9 +10,14 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-/// A duration written `250ms`, `2s`, `1m 30s`.
+/// A duration written `250ms`, `2s`, `1m 30s`, at most [`MAX_DURATION`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dur(pub Duration);
+
+/// The longest duration a policy may write: 365 days. Longer is a typo, not a
+/// timeout; and with every duration bounded, sums of delays and deadlines added to
+/// the clock cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -23,9 +28,14 @@ impl<'de> Deserialize<'de> for Dur {
                 f.write_str("a duration such as `250ms`, `2s` or `5m`")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
-                humantime::parse_duration(s.trim())
-                    .map(Dur)
-                    .map_err(|e| E::custom(format!("invalid duration `{s}`: {e}")))
+                let d = humantime::parse_duration(s.trim())
+                    .map_err(|e| E::custom(format!("invalid duration `{s}`: {e}")))?;
+                if d > MAX_DURATION {
+                    return Err(E::custom(format!(
+                        "duration `{s}` is over the longest a policy may write (365 days)"
+                    )));
+                }
+                Ok(Dur(d))
             }
             fn visit_u64<E: de::Error>(self, n: u64) -> Result<Dur, E> {
                 Err(E::custom(format!(

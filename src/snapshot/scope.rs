@@ -42,6 +42,8 @@ pub struct Scope {
     /// The root's device and inode when the scope was fixed: a put-back refuses a
     /// root that is no longer that directory.
     pub identity: Option<RootId>,
+    /// What the last snapshot knew, to read fewer rule files (see [`Hint`]).
+    pub hint: Option<super::rules::Hint>,
 }
 
 /// What a walk found, and the ignore rules it went by.
@@ -156,7 +158,7 @@ impl Scope {
         let matcher = self.respect_ignored.then(|| {
             Arc::new(match &self.rules {
                 Some(rules) => Matcher::fixed(&self.root, Arc::clone(rules)),
-                None => Matcher::from_disk(&self.root),
+                None => Matcher::from_disk(&self.root, self.hint.clone()),
             })
         });
         let store = self.store.clone();
@@ -236,6 +238,12 @@ impl Scope {
                     ));
                 }
             };
+            // Visited before its entries are matched: settle its rules cheaply if it can.
+            if meta.is_dir()
+                && let Some(m) = &matcher
+            {
+                m.prepare(rel.as_os_str().as_bytes(), &meta);
+            }
             if let Some(seen) = Seen::of(rel.as_os_str().as_bytes().to_vec(), &meta) {
                 found.lock().unwrap().push(seen);
             }

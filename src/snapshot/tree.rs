@@ -101,11 +101,21 @@ impl<'a> Tree<'a> {
     pub fn snapshot(&self) -> Result<Taken> {
         let _gc = self.hold_objects()?;
         let cache = self.statcache();
+        let mut scope = self.scope.clone();
+        if scope.rules.is_none() {
+            scope.hint = cache
+                .as_ref()
+                .and_then(|(m, _)| Some((Arc::clone(m), self.last_rules()?)))
+                .map(|(manifest, rules)| super::rules::Hint { manifest, rules });
+        }
         let taken = take(
-            &self.scope,
+            &scope,
             &self.objects,
             cache.as_ref().map(|(m, id)| (m, *id)),
         )?;
+        if let Some(rules) = &taken.rules {
+            self.keep_rules(rules)?;
+        }
         self.remember(&taken)?;
         Ok(taken)
     }
@@ -289,6 +299,7 @@ impl<'a> Tree<'a> {
                     store: self.scope.store.clone(),
                     rules: None,
                     identity: journal.root_id,
+                    hint: None,
                 }
             }
             _ => self.scope.clone(),
@@ -313,10 +324,37 @@ impl<'a> Tree<'a> {
     /// Stores the ignore rules a snapshot read and fixes them for this tree's later
     /// walks. Returns the object that holds them.
     pub fn fix_rules(&mut self, rules: super::rules::Rules) -> Result<String> {
+        let id = self.keep_rules(&rules)?;
+        self.scope.rules = Some(Arc::new(rules));
+        Ok(id)
+    }
+
+    /// Stores the rules a walk read, and names them as the hint for the next walk
+    /// (losing that name only costs the next walk some reads).
+    fn keep_rules(&self, rules: &super::rules::Rules) -> Result<String> {
         let (id, staged) = self.objects.stage_bytes(&rules.encode()?)?;
         self.objects.commit(staged.into_iter().collect())?;
-        self.scope.rules = Some(Arc::new(rules));
-        Ok(hex(&id))
+        let id = hex(&id);
+        if fs::read_to_string(self.rulescache_path()).ok().as_deref() != Some(id.as_str()) {
+            let _ = write_atomic(&self.rulescache_path(), id.as_bytes(), Durability::Atomic);
+        }
+        Ok(id)
+    }
+
+    /// Beside the stat cache: the rules object the last run of this scope read.
+    fn rulescache_path(&self) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        let key = blake3::hash(self.scope.root.as_os_str().as_bytes()).to_hex();
+        self.store
+            .dir()
+            .join(format!("rulescache-{}", &key.as_str()[..16]))
+    }
+
+    /// The rules the last run of this scope read, if they are still readable.
+    fn last_rules(&self) -> Option<Arc<super::rules::Rules>> {
+        let id = fs::read_to_string(self.rulescache_path()).ok()?;
+        let bytes = self.objects.read(&parse_hex(id.trim()).ok()?).ok()?;
+        super::rules::Rules::decode(&bytes).ok().map(Arc::new)
     }
 
     /// The ignore rules a run recorded, fixed for this tree's walks.
