@@ -133,10 +133,12 @@ struct Compiled {
     gitignore: Option<Gitignore>,
     exclude: Option<Gitignore>,
     has_git: bool,
+    /// The directory relative to the root; `None` above the root.
+    rel: Option<Vec<u8>>,
 }
 
 impl Compiled {
-    fn of(dir: &Path, rules: &DirRules) -> Compiled {
+    fn of(dir: &Path, rel: Option<&[u8]>, rules: &DirRules) -> Compiled {
         let build = |bytes: &Option<Vec<u8>>, from: &str| {
             bytes.as_ref().map(|b| compile(dir, &dir.join(from), b))
         };
@@ -145,6 +147,7 @@ impl Compiled {
             gitignore: build(&rules.gitignore, ".gitignore"),
             exclude: build(&rules.exclude, ".git/info/exclude"),
             has_git: rules.has_git,
+            rel: rel.map(<[u8]>::to_vec),
         }
     }
 }
@@ -290,18 +293,28 @@ impl Matcher {
             None => &[][..],
         };
         let chain = self.chain(parent);
-        let path = self.root.join(OsStr::from_bytes(rel));
+        if chain.is_empty() {
+            return false;
+        }
+        // Each matcher gets the path relative to its own directory (no join, no prefix
+        // to strip); those above the root get it whole.
+        let mut absolute: Option<PathBuf> = None;
         let (mut by_ignore, mut by_git, mut by_exclude) = (None, None, None);
         let mut saw_git = false;
         for c in chain.iter().rev() {
+            let path: &Path = match &c.rel {
+                Some(d) if d.is_empty() => Path::new(OsStr::from_bytes(rel)),
+                Some(d) => Path::new(OsStr::from_bytes(&rel[(d.len() + 1).min(rel.len())..])),
+                None => absolute.get_or_insert_with(|| self.root.join(OsStr::from_bytes(rel))),
+            };
             if by_ignore.is_none() {
-                by_ignore = decide(c.ignore.as_ref(), &path, is_dir);
+                by_ignore = decide(c.ignore.as_ref(), path, is_dir);
             }
             if !saw_git && by_git.is_none() {
-                by_git = decide(c.gitignore.as_ref(), &path, is_dir);
+                by_git = decide(c.gitignore.as_ref(), path, is_dir);
             }
             if !saw_git && by_exclude.is_none() {
-                by_exclude = decide(c.exclude.as_ref(), &path, is_dir);
+                by_exclude = decide(c.exclude.as_ref(), path, is_dir);
             }
             saw_git |= c.has_git;
         }
@@ -318,7 +331,7 @@ impl Matcher {
                 .parents
                 .iter()
                 .rev()
-                .map(|(d, r)| Arc::new(Compiled::of(d, r)))
+                .map(|(d, r)| Arc::new(Compiled::of(d, None, r)))
                 .collect();
             Arc::new(parents)
         } else {
@@ -333,7 +346,7 @@ impl Matcher {
             Some(r) if !r.is_empty() => {
                 let abs = self.root.join(OsStr::from_bytes(dir));
                 let mut v = (*base).clone();
-                v.push(Arc::new(Compiled::of(&abs, &r)));
+                v.push(Arc::new(Compiled::of(&abs, Some(dir), &r)));
                 Arc::new(v)
             }
             _ => base,

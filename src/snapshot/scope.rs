@@ -5,10 +5,11 @@
 //! `ignored: include`, whatever `.gitignore`, `.ignore` and `.git/info/exclude` say.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
@@ -179,7 +180,7 @@ impl Scope {
                 if e.file_name() == ".git" || store.as_ref().is_some_and(|s| e.path() == s) {
                     return false;
                 }
-                let rel = e.path().strip_prefix(&filter_root).unwrap_or(e.path());
+                let rel = Path::new(OsStr::from_bytes(relative(&filter_root, e.path())));
                 let is_dir = e.file_type().is_some_and(|t| t.is_dir());
                 if rel.as_os_str().is_empty() {
                     return true;
@@ -224,7 +225,7 @@ impl Scope {
             if entry.depth() == 0 {
                 return WalkState::Continue;
             }
-            let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+            let rel = Path::new(OsStr::from_bytes(relative(root, entry.path())));
             let meta = match fs::symlink_metadata(entry.path()) {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -349,6 +350,17 @@ impl RootId {
             ino: m.ino(),
         })
     }
+}
+
+/// `path`, which the walk of `root` produced (so `root` joined with more), relative
+/// to `root`: its bytes after the root's and a slash, without comparing components.
+fn relative<'p>(root: &Path, path: &'p Path) -> &'p [u8] {
+    let (root, path) = (root.as_os_str().as_bytes(), path.as_os_str().as_bytes());
+    if !path.starts_with(root) {
+        return path;
+    }
+    let rest = &path[root.len()..];
+    rest.strip_prefix(b"/").unwrap_or(rest)
 }
 
 /// What stands above a path inside a tree.
