@@ -138,9 +138,8 @@ pub fn apply(
             if shielded.iter().any(|(p, _)| under(&op.path, p)) {
                 continue;
             }
-            if ancestors(base, &op.path).ok() != Some(Ancestors::Real) {
-                continue;
-            }
+            // Only read here (no check of what stands above it): what is found under
+            // a swapped directory is shielded, never written through.
             if let Ok(m) = fs::symlink_metadata(abs(&op.path))
                 && let Some(what) = unstored.get(&(m.dev(), m.ino()))
             {
@@ -246,10 +245,20 @@ pub fn apply(
     );
     dirs.sort_by(|a, b| b.0.path.cmp(&a.0.path));
     dirs.dedup_by(|a, b| a.0.path == b.0.path);
+    // Directories found real above a path of this step: each is checked once, not
+    // once for every directory below it.
+    let mut real: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
     for (to, planned) in dirs {
         let path = abs(&to.path);
-        if ancestors(base, &to.path).ok() != Some(Ancestors::Real) {
-            continue;
+        let above = parent_of(&to.path);
+        if !above.is_empty() && !real.contains(above) {
+            if ancestors(base, &to.path).ok() != Some(Ancestors::Real) {
+                continue;
+            }
+            let mut prefix = above;
+            while !prefix.is_empty() && real.insert(prefix.to_vec()) {
+                prefix = parent_of(prefix);
+            }
         }
         let Ok(now) = fs::symlink_metadata(&path) else {
             continue;
