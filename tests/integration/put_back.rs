@@ -612,3 +612,46 @@ fn a_directory_the_run_made_unreadable_is_reported_not_called_restored() {
     );
     assert!(shown.contains("redo cannot re-apply it"), "{shown}");
 }
+
+#[test]
+fn a_store_that_fills_up_after_the_run_still_rolls_the_tree_back() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::write(root.join("a"), "a\n").unwrap();
+    let before = oracle(&root);
+    let store = sb.file("store");
+    fs::create_dir(&store).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&store)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        // Mounting needs root (CI runs as root); say so rather than pass quietly.
+        // SAFETY: geteuid has no preconditions.
+        assert!(
+            unsafe { libc::geteuid() } != 0,
+            "root but cannot mount a tmpfs"
+        );
+        eprintln!("SKIPPED a_store_that_fills_up_after_the_run: needs root to mount a tmpfs");
+        return;
+    }
+    let _mount = super::undo::Mount(store.clone());
+    let p = sb.policy(ONE_TRY);
+    // 3 MB of new output cannot be stored in a 1 MiB store.
+    let out = sb.run(&[
+        "run",
+        "-p",
+        &p,
+        "--",
+        "sh",
+        "-c",
+        "head -c 3000000 /dev/urandom > big.bin; echo changed > a; exit 4",
+    ]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot store the state after the run"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(oracle(&root), before, "rolled back all the same");
+}
