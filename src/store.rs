@@ -31,6 +31,15 @@ impl Store {
             .or_else(|| env("XDG_STATE_HOME").map(|d| d.join("backstop")))
             .or_else(|| env("HOME").map(|h| h.join(".local/state/backstop")))
             .context("cannot tell where the store is: set BACKSTOP_HOME or HOME")?;
+        // Absolute, so no later change of working directory (a put-back works from
+        // the tree's root) moves it.
+        let dir = if dir.is_relative() {
+            std::env::current_dir()
+                .context("cannot read the current directory")?
+                .join(dir)
+        } else {
+            dir
+        };
         Ok(Store { dir })
     }
 

@@ -50,15 +50,59 @@ impl Report {
 
 /// The scope root, held open: every path is written through the directory this
 /// descriptor names, so a root renamed or swapped for a symlink during a put-back
-/// is never followed.
+/// is never followed. The process works from that directory while the put-back
+/// lasts (`fchdir`), and paths are relative to it: resolved through the held inode,
+/// at no cost per call (a `/proc/self/fd/N/...` prefix costs a procfs lookup in
+/// every syscall). The working directory is given back when the anchor is dropped.
 struct Anchor {
     _dir: File,
-    /// `/proc/self/fd/N`, or the root itself where `/proc` is not mounted.
+    /// `.` (the anchored working directory), else `/proc/self/fd/N`, else the root.
     base: PathBuf,
+    /// The working directory to go back to.
+    back: Option<File>,
+}
+
+impl Drop for Anchor {
+    fn drop(&mut self) {
+        if let Some(back) = &self.back {
+            // SAFETY: fchdir on a descriptor we own; it only changes our working directory.
+            unsafe {
+                libc::fchdir(std::os::fd::AsRawFd::as_raw_fd(back));
+            }
+        }
+    }
+}
+
+/// Opens `root`, checks it, and makes it the working directory for a put-back.
+fn enter(root: &Path, id: Option<RootId>) -> Result<Anchor> {
+    let dir = anchor(root, id)?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
+    if let Ok(back) = File::open(".")
+        // SAFETY: fchdir on a descriptor we own (kept open in the anchor).
+        && unsafe { libc::fchdir(fd) } == 0
+    {
+        return Ok(Anchor {
+            _dir: dir,
+            base: PathBuf::from("."),
+            back: Some(back),
+        });
+    }
+    // No working directory to come back to (deleted, unreadable): go through /proc.
+    let proc_path = PathBuf::from(format!("/proc/self/fd/{fd}"));
+    let base = if fs::metadata(&proc_path).is_ok_and(|m| m.is_dir()) {
+        proc_path
+    } else {
+        root.to_path_buf()
+    };
+    Ok(Anchor {
+        _dir: dir,
+        base,
+        back: None,
+    })
 }
 
 /// Opens `root` without following a symlink and checks it is the directory `id` names.
-fn anchor(root: &Path, id: Option<RootId>) -> Result<Anchor> {
+fn anchor(root: &Path, id: Option<RootId>) -> Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = fs::OpenOptions::new()
         .read(true)
@@ -84,14 +128,7 @@ fn anchor(root: &Path, id: Option<RootId>) -> Result<Anchor> {
             .into());
         }
     }
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
-    let proc_path = PathBuf::from(format!("/proc/self/fd/{fd}"));
-    let base = if fs::metadata(&proc_path).is_ok_and(|m| m.is_dir()) {
-        proc_path
-    } else {
-        root.to_path_buf()
-    };
-    Ok(Anchor { _dir: dir, base })
+    Ok(dir)
 }
 
 /// Whether `root` is still the directory `id` names (and not a symlink).
@@ -118,7 +155,7 @@ pub fn apply(
     parents: &[Entry],
     unstored: &Unstored,
 ) -> Result<Report> {
-    let anchor = anchor(root, id)?;
+    let anchor = enter(root, id)?;
     let base = anchor.base.as_path();
     let mut ops: Vec<&Op> = ops.iter().collect();
     ops.sort_by(|a, b| a.path.cmp(&b.path));

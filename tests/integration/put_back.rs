@@ -655,3 +655,34 @@ fn a_store_that_fills_up_after_the_run_still_rolls_the_tree_back() {
     );
     assert_eq!(oracle(&root), before, "rolled back all the same");
 }
+
+#[test]
+fn a_relative_store_path_still_finds_its_objects_during_a_put_back() {
+    // A put-back works from the tree's root: a store named relative to where backstop
+    // started must not be looked for relative to the root.
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::create_dir(root.join("sub")).unwrap();
+    fs::write(root.join("sub/a"), "a\n").unwrap();
+    let p = sb.policy(ONE_TRY);
+    let out = sb
+        .command(&[
+            "run",
+            "-p",
+            &p,
+            "--",
+            "sh",
+            "-c",
+            "echo changed > a; exit 2",
+        ])
+        .current_dir(root.join("sub"))
+        .env("BACKSTOP_HOME", "../../relative-store")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(root.join("sub/a")).unwrap(), "a\n");
+    assert!(
+        sb.file("relative-store").is_dir(),
+        "the store is where it was named"
+    );
+}
