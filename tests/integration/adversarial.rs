@@ -390,34 +390,7 @@ fn nix_mkfifo(path: &Path) {
 
 // ------------------------------------------------- best effort, as a plain user
 
-fn as_nobody(sb: &Sandbox, args: &[&str]) -> Output {
-    use std::os::unix::fs::PermissionsExt;
-    let mut cmd = if is_root() {
-        for dir in [sb.file(""), sb.root(), sb.file("store")] {
-            fs::create_dir_all(&dir).unwrap();
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        let status = Command::new("chown")
-            .args(["-R", "65534:65534"])
-            .arg(sb.root())
-            .arg(sb.file("store"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "chown to nobody");
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(super::helpers::BIN);
-        c
-    } else {
-        Command::new(super::helpers::BIN)
-    };
-    cmd.args(args)
-        .current_dir(sb.root())
-        .env("BACKSTOP_HOME", sb.file("store"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
-    cmd.output().unwrap()
-}
+use super::put_back::as_nobody;
 
 /// Best effort, never lie: a run that edits files in a directory of the user's, adds
 /// one, then makes the directory unreadable (`chmod 000 d`). The snapshot before the

@@ -12,6 +12,11 @@ use super::undo::{Sandbox, State, code, oracle, stderr};
 
 const ONE_TRY: &str = "version: 1\nretry: { max_attempts: 1 }\n";
 
+/// `backstop run -p POLICY -- sh -c SCRIPT` in the sandbox's tree.
+fn run_sh(sb: &Sandbox, policy: &str, script: &str) -> std::process::Output {
+    sb.run(&["run", "-p", policy, "--", "sh", "-c", script])
+}
+
 /// A repository with ignored, excluded and tracked files. `.git` is a plain directory:
 /// the rules are what matters, not git itself.
 fn repo(root: &Path) {
@@ -61,15 +66,11 @@ fn a_run_that_deletes_gitignore_never_deletes_the_ignored_files() {
     repo(&root);
     let before = tree_without_git(&root);
     let p = sb.policy(ONE_TRY);
-    let out = sb.run(&[
-        "run",
-        "-p",
+    let out = run_sh(
+        &sb,
         &p,
-        "--",
-        "sh",
-        "-c",
         "rm .gitignore; echo x > tracked.txt; echo new > new.txt; echo run > run.log; exit 1",
-    ]);
+    );
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     // `run.log` is new but the rules at the start ignored it: not the run's to delete.
     let mut want = before.clone();
@@ -91,15 +92,11 @@ fn a_run_that_rewrites_gitignore_is_rolled_back_by_the_rules_it_started_with() {
     let before = tree_without_git(&root);
     let p = sb.policy(ONE_TRY);
     // The new rules un-ignore what was ignored and ignore what was tracked.
-    let out = sb.run(&[
-        "run",
-        "-p",
+    let out = run_sh(
+        &sb,
         &p,
-        "--",
-        "sh",
-        "-c",
         "printf 'tracked.txt\\n' > .gitignore; echo x > tracked.txt; echo y > secret.env; exit 1",
-    ]);
+    );
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     // secret.env was never stored: the run's edit to it stays (never guessed at),
     // everything the start rules covered is back.
@@ -121,15 +118,7 @@ fn a_run_that_deletes_git_keeps_what_info_exclude_left_out() {
     repo(&root);
     let before = tree_without_git(&root);
     let p = sb.policy(ONE_TRY);
-    let out = sb.run(&[
-        "run",
-        "-p",
-        &p,
-        "--",
-        "sh",
-        "-c",
-        "rm -rf .git; echo x > tracked.txt; exit 1",
-    ]);
+    let out = run_sh(&sb, &p, "rm -rf .git; echo x > tracked.txt; exit 1");
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_same(&root, &before, "after the rollback");
 }
@@ -300,15 +289,11 @@ fn an_after_state_too_large_to_store_still_rolls_back_and_redo_says_why_not() {
     let p = sb.policy(&format!(
         "{ONE_TRY}rollback: {{ scope: {{ max_total_size: 10KiB }} }}\n"
     ));
-    let out = sb.run(&[
-        "run",
-        "-p",
+    let out = run_sh(
+        &sb,
         &p,
-        "--",
-        "sh",
-        "-c",
         "head -c 100000 /dev/zero > big.bin; echo changed > a.txt; exit 3",
-    ]);
+    );
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("cannot store the state after the run"),
@@ -323,7 +308,7 @@ fn an_after_state_too_large_to_store_still_rolls_back_and_redo_says_why_not() {
 
 /// Runs `backstop` as `nobody` (through `setpriv` when the tests run as root), in a
 /// sandbox that user owns: permissions are what root would ignore.
-fn as_nobody(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+pub(crate) fn as_nobody(sb: &Sandbox, args: &[&str]) -> std::process::Output {
     let euid = unsafe { libc::geteuid() };
     let mut cmd = if euid == 0 {
         for dir in [sb.file(""), sb.root(), sb.file("store")] {
@@ -347,7 +332,8 @@ fn as_nobody(sb: &Sandbox, args: &[&str]) -> std::process::Output {
     cmd.args(args)
         .current_dir(sb.root())
         .env("BACKSTOP_HOME", sb.file("store"))
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
     cmd.output().unwrap()
 }
 
@@ -430,15 +416,11 @@ fn hard_links_come_back_as_links() {
     fs::hard_link(root.join("a"), root.join("d/c")).unwrap();
     let p = sb.policy(ONE_TRY);
     // Each name is split off its own inode; one is edited too.
-    let out = sb.run(&[
-        "run",
-        "-p",
+    let out = run_sh(
+        &sb,
         &p,
-        "--",
-        "sh",
-        "-c",
         "cp a t && mv t a; cp b t && mv t b; echo edited > d/c; exit 2",
-    ]);
+    );
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     let ino = |p: &str| fs::metadata(root.join(p)).unwrap().ino();
     assert_eq!(ino("a"), ino("b"), "a and b are one file again");
@@ -457,15 +439,11 @@ fn special_files_made_by_the_run_are_removed_and_a_removed_fifo_comes_back() {
     };
     mkfifo(&root.join("old.pipe"));
     let p = sb.policy(ONE_TRY);
-    let out = sb.run(&[
-        "run",
-        "-p",
+    let out = run_sh(
+        &sb,
         &p,
-        "--",
-        "sh",
-        "-c",
         "rm old.pipe; mkfifo new.pipe; python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"s.sock\")'; exit 2",
-    ]);
+    );
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(!root.join("new.pipe").exists(), "the run's fifo is gone");
     assert!(
@@ -493,15 +471,7 @@ fn owner_and_group_come_back_when_backstop_runs_as_root() {
     fs::write(root.join("deleted"), "d\n").unwrap();
     std::os::unix::fs::chown(root.join("deleted"), Some(1234), Some(4321)).unwrap();
     let p = sb.policy(ONE_TRY);
-    let out = sb.run(&[
-        "run",
-        "-p",
-        &p,
-        "--",
-        "sh",
-        "-c",
-        "chown 0:0 owned; rm deleted; exit 2",
-    ]);
+    let out = run_sh(&sb, &p, "chown 0:0 owned; rm deleted; exit 2");
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     let m = fs::metadata(root.join("owned")).unwrap();
     assert_eq!((m.uid(), m.gid()), (65534, 65534));
@@ -638,15 +608,11 @@ fn a_store_that_fills_up_after_the_run_still_rolls_the_tree_back() {
     let _mount = super::undo::Mount(store.clone());
     let p = sb.policy(ONE_TRY);
     // 3 MB of new output cannot be stored in a 1 MiB store.
-    let out = sb.run(&[
-        "run",
-        "-p",
+    let out = run_sh(
+        &sb,
         &p,
-        "--",
-        "sh",
-        "-c",
         "head -c 3000000 /dev/urandom > big.bin; echo changed > a; exit 4",
-    ]);
+    );
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("cannot store the state after the run"),
