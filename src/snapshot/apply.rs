@@ -7,6 +7,7 @@
 //! ever deleted: a directory that must go but still holds untracked files is kept,
 //! and said so.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes};
 use std::io;
@@ -165,27 +166,12 @@ pub fn apply(
     let mut opened = Opened::default();
     let mut links = Links::default();
 
-    // 0. What must not be touched: a path (and all under it) that is, by inode, a
-    // file or directory backstop never stored — left out of the scope or over the
-    // size limit — that the run moved here. Deleting or replacing it would destroy
-    // the only copy; it is left, and named.
-    let mut shielded: Vec<(Vec<u8>, String)> = Vec::new();
-    if !unstored.is_empty() {
-        for op in &ops {
-            if shielded.iter().any(|(p, _)| under(&op.path, p)) {
-                continue;
-            }
-            // Only read here (no check of what stands above it): what is found under
-            // a swapped directory is shielded, never written through.
-            if let Ok(m) = fs::symlink_metadata(abs(&op.path))
-                && let Some(what) = unstored.get(&(m.dev(), m.ino()))
-            {
-                shielded.push((op.path.clone(), what.clone()));
-            }
-        }
-    }
-    let shield = |path: &[u8]| shielded.iter().any(|(p, _)| under(path, p));
-    let ops: Vec<&Op> = ops.into_iter().filter(|op| !shield(&op.path)).collect();
+    // 0. What must not be touched (see `shield`): left, and named.
+    let shielded = shield(base, &ops, unstored);
+    let ops: Vec<&Op> = ops
+        .into_iter()
+        .filter(|op| !shielded.iter().any(|(p, _)| under(&op.path, p)))
+        .collect();
     for (path, what) in &shielded {
         report.failed.push((
             shown(path),
@@ -261,19 +247,31 @@ pub fn apply(
         }
     }
 
-    // 3. Directory modes and times last, so a read-only directory is filled before it
-    // closes and no later write moves its time; then the directories that hold what
-    // was put back (`parents`, in their target state): their times, and their modes
-    // where a put-back — this one, or one killed half-way — opened them (the mode is
-    // the target's with u+rwx added, and nothing else changed it: it is not an op).
-    let mut moded = std::collections::HashSet::new();
+    // 3. Directory modes and times last (see `settle_dirs`).
+    let moded = settle_dirs(base, &ops, parents, &mut report, &shown);
+    opened.close(base, &moded, &mut report, &shown);
+    Ok(report)
+}
+
+/// Step 3: directory modes and times last, so a read-only directory is filled before it
+/// closes and no later write moves its time; then the directories that hold what
+/// was put back (`parents`, in their target state): their times, and their modes
+/// where a put-back — this one, or one killed half-way — opened them (the mode is
+/// the target's with u+rwx added, and nothing else changed it: it is not an op).
+fn settle_dirs(
+    base: &Path,
+    ops: &[&Op],
+    parents: &[Entry],
+    report: &mut Report,
+    shown: &dyn Fn(&[u8]) -> String,
+) -> HashSet<Vec<u8>> {
+    let mut moded = HashSet::new();
     let mut dirs: Vec<(&Entry, bool)> = ops
         .iter()
         .filter_map(|op| op.to.as_ref().filter(|t| t.kind == Kind::Dir))
         .map(|to| (to, true))
         .collect();
-    let planned: std::collections::HashSet<&[u8]> =
-        ops.iter().map(|op| op.path.as_slice()).collect();
+    let planned: HashSet<&[u8]> = ops.iter().map(|op| op.path.as_slice()).collect();
     dirs.extend(
         parents
             .iter()
@@ -284,9 +282,9 @@ pub fn apply(
     dirs.dedup_by(|a, b| a.0.path == b.0.path);
     // Directories found real above a path of this step: each is checked once, not
     // once for every directory below it.
-    let mut real: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+    let mut real: HashSet<Vec<u8>> = HashSet::new();
     for (to, planned) in dirs {
-        let path = abs(&to.path);
+        let path = base.join(OsStr::from_bytes(&to.path));
         let above = parent_of(&to.path);
         if !above.is_empty() && !real.contains(above) {
             if ancestors(base, &to.path).ok() != Some(Ancestors::Real) {
@@ -314,8 +312,30 @@ pub fn apply(
         }
         let _ = set_mtime(&path, to.mtime_ns);
     }
-    opened.close(base, &moded, &mut report, &shown);
-    Ok(report)
+    moded
+}
+
+/// Step 0: the ops' paths that are, by inode, a file or directory backstop never
+/// stored — left out of the scope or over the size limit — that the run moved here,
+/// with what each was. Deleting or replacing one (or anything under it) would
+/// destroy the only copy. Only read here, without checking what stands above: what
+/// is found under a swapped directory is shielded, never written through.
+fn shield(base: &Path, ops: &[&Op], unstored: &Unstored) -> Vec<(Vec<u8>, String)> {
+    let mut shielded: Vec<(Vec<u8>, String)> = Vec::new();
+    if unstored.is_empty() {
+        return shielded;
+    }
+    for op in ops {
+        if shielded.iter().any(|(p, _)| under(&op.path, p)) {
+            continue;
+        }
+        if let Ok(m) = fs::symlink_metadata(base.join(OsStr::from_bytes(&op.path)))
+            && let Some(what) = unstored.get(&(m.dev(), m.ino()))
+        {
+            shielded.push((op.path.clone(), what.clone()));
+        }
+    }
+    shielded
 }
 
 /// Gives `path` (not what a symlink there points to) the modification time `ns`.
