@@ -199,73 +199,88 @@ pub fn run(
         s.after_error.clone_from(&plan.after_error);
     }
     writer.finish();
-    if roll_back {
-        let lost = run_tree.lost_outside_scope();
-        if !lost.is_empty() {
-            let shown: Vec<&str> = lost.iter().take(10).map(String::as_str).collect();
-            let more = lost.len().saturating_sub(shown.len());
-            reporter.event(&Event::Warning(format!(
-                "the run moved or removed {} path(s) outside the snapshot's scope (ignored or excluded, never stored), \
-                 which no rollback can bring back: {}{}",
-                lost.len(),
-                shown.join(", "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
-            )));
-        }
-    }
-    if roll_back && !step_only && !plan.is_empty() {
-        let result = run_tree
-            .put_back(
-                &plan.paths,
-                true,
-                "rollback",
-                Some(TreeState::RolledBack),
-                &reason,
-            )
-            .map(|r| with_unread(r, &plan, &run_tree));
-        let done = report_rollback(&mut reporter, result, plan.paths.len(), "the run".into());
-        complete &= done.as_ref().is_some_and(|r| r.complete());
-        if let Some(report) = done.as_ref().filter(|_| !plan.unread.is_empty()) {
-            let list = not_restored(report);
-            let _ = tree_store.update(&id, |r| {
-                if let Some(s) = r.snapshot.as_mut() {
-                    if let Some(last) = s.restores.last_mut() {
-                        last.not_restored = list.len();
-                    }
-                    s.not_restored = list;
-                }
-            });
-        }
-        if done.is_none() {
-            let _ = tree_store.update(&id, |r| {
-                if let Some(s) = r.snapshot.as_mut() {
-                    s.not_restored = vec![crate::record::NotRestored {
-                        path: s.root.display().to_string(),
-                        why: "the rollback was refused: the root is not the directory the run started in".into(),
-                    }];
-                }
-            });
-        }
-    }
-    if roll_back && plan.is_empty() {
-        // Nothing under the root changed; the root itself may have (`chmod 555 .`).
-        if let Some(failed) = run_tree.restore_root_mode() {
-            report_rollback(
-                &mut reporter,
-                Ok(Report {
-                    kept: Vec::new(),
-                    failed: vec![failed],
-                }),
-                1,
-                "the run".into(),
-            );
-            complete = false;
-        }
+    if roll_back && !step_only {
+        warn_lost_outside_scope(&mut reporter, &run_tree);
+        complete &= roll_back_run(&mut reporter, &run_tree, &tree_store, &id, &plan, &reason);
+    } else if roll_back {
+        warn_lost_outside_scope(&mut reporter, &run_tree);
     }
     if !complete {
         return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
     }
     Ok(last.map_or(1, |s| s.exit_code))
+}
+
+/// Warns of paths outside the scope that the run moved or removed: never stored, no
+/// rollback brings them back.
+fn warn_lost_outside_scope(reporter: &mut Reporter, run_tree: &RunTree) {
+    let lost = run_tree.lost_outside_scope();
+    if lost.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = lost.iter().take(10).map(String::as_str).collect();
+    let more = lost.len().saturating_sub(shown.len());
+    reporter.event(&Event::Warning(format!(
+        "the run moved or removed {} path(s) outside the snapshot's scope (ignored or excluded, never stored), \
+         which no rollback can bring back: {}{}",
+        lost.len(),
+        shown.join(", "),
+        if more > 0 { format!(" and {more} more") } else { String::new() }
+    )));
+}
+
+/// Puts the whole run back to its start (and the root's own mode); returns whether
+/// every path is as it was. What was not restored is in the record whatever happened:
+/// the put-back's own report, what the walk could not read, or a refused root.
+fn roll_back_run(
+    reporter: &mut Reporter,
+    run_tree: &RunTree,
+    tree_store: &crate::store::TreeStore,
+    id: &str,
+    plan: &Plan,
+    reason: &str,
+) -> bool {
+    if plan.is_empty() {
+        // Nothing under the root changed; the root itself may have (`chmod 555 .`).
+        let Some(failed) = run_tree.restore_root_mode() else {
+            return true;
+        };
+        let report = Report {
+            kept: Vec::new(),
+            failed: vec![failed],
+        };
+        report_rollback(reporter, Ok(report), 1, "the run".into());
+        return false;
+    }
+    let result = run_tree
+        .put_back(
+            &plan.paths,
+            true,
+            "rollback",
+            Some(TreeState::RolledBack),
+            reason,
+        )
+        .map(|r| with_unread(r, plan, run_tree));
+    let done = report_rollback(reporter, result, plan.paths.len(), "the run".into());
+    let list = match &done {
+        // The put-back recorded its own report already.
+        Some(report) if plan.unread.is_empty() => return report.complete(),
+        Some(report) => not_restored(report),
+        None => vec![crate::record::NotRestored {
+            path: run_tree.tree.scope.root.display().to_string(),
+            why: "the rollback was refused: the root is not the directory the run started in"
+                .into(),
+        }],
+    };
+    let _ = tree_store.update(id, |r| {
+        if let Some(s) = r.snapshot.as_mut() {
+            if let Some(last) = s.restores.last_mut().filter(|_| done.is_some()) {
+                last.not_restored = list.len();
+            }
+            s.not_restored = list;
+        }
+    });
+    done.is_some_and(|r| r.complete())
 }
 
 /// Says that the state after the run could not be stored, so redo cannot bring it back.
