@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::error::UserError;
 use crate::exit_code::SUCCESS;
-use crate::record::{RunRecord, TreeState, is_live};
+use crate::record::{RunRecord, SnapshotInfo, TreeState, is_live};
 use crate::rollback::scope_of;
 use crate::snapshot::diff::{Change, diff, select};
 use crate::snapshot::journal::{Journal, JournalFile, from_hex, to_hex};
@@ -82,40 +82,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         ))
     })?;
     let id = &record.id;
-    match (direction, info.state) {
-        (Direction::Undo, TreeState::Undone) => {
-            return Err(UserError::Refused(format!(
-                "run {id} is undone already; `backstop redo {id}` re-applies it"
-            ))
-            .into());
-        }
-        (Direction::Undo, TreeState::RolledBack) => {
-            return Err(UserError::Refused(format!(
-                "run {id} was rolled back when it failed, so its changes are not in the tree; `backstop redo {id}` re-applies them"
-            ))
-            .into());
-        }
-        (Direction::Redo, _) if info.after.is_none() && info.after_error.is_some() => {
-            return Err(UserError::Refused(format!(
-                "run {id}'s changes were never stored ({}), so redo cannot re-apply them",
-                info.after_error.as_deref().unwrap_or_default()
-            ))
-            .into());
-        }
-        (Direction::Redo, _) if info.after.is_none() => {
-            return Err(UserError::Refused(format!(
-                "run {id}'s result was never recorded (its backstop was killed before the run ended), so redo has nothing to re-apply"
-            ))
-            .into());
-        }
-        (Direction::Redo, TreeState::Applied) if info.undone.is_empty() => {
-            return Err(UserError::Refused(format!(
-                "run {id} is not undone: its changes are in the tree already"
-            ))
-            .into());
-        }
-        _ => {}
-    }
+    refuse_by_state(direction, id, &info)?;
 
     let before = tree.load(&info.before)?;
     // The run's fixed scope: what its rules left out is never destroyed by a put-back
@@ -308,6 +275,45 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         );
     }
     Ok(SUCCESS)
+}
+
+/// Refuses what the run's state makes impossible: undoing what is not in the tree,
+/// redoing what was never stored or is not undone.
+fn refuse_by_state(direction: Direction, id: &str, info: &SnapshotInfo) -> Result<()> {
+    match (direction, info.state) {
+        (Direction::Undo, TreeState::Undone) => {
+            Err(UserError::Refused(format!(
+                "run {id} is undone already; `backstop redo {id}` re-applies it"
+            ))
+            .into())
+        }
+        (Direction::Undo, TreeState::RolledBack) => {
+            Err(UserError::Refused(format!(
+                "run {id} was rolled back when it failed, so its changes are not in the tree; `backstop redo {id}` re-applies them"
+            ))
+            .into())
+        }
+        (Direction::Redo, _) if info.after.is_none() && info.after_error.is_some() => {
+            Err(UserError::Refused(format!(
+                "run {id}'s changes were never stored ({}), so redo cannot re-apply them",
+                info.after_error.as_deref().unwrap_or_default()
+            ))
+            .into())
+        }
+        (Direction::Redo, _) if info.after.is_none() => {
+            Err(UserError::Refused(format!(
+                "run {id}'s result was never recorded (its backstop was killed before the run ended), so redo has nothing to re-apply"
+            ))
+            .into())
+        }
+        (Direction::Redo, TreeState::Applied) if info.undone.is_empty() => {
+            Err(UserError::Refused(format!(
+                "run {id} is not undone: its changes are in the tree already"
+            ))
+            .into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The paths of `changes` for a message: the first hundred, and how to see the rest.
