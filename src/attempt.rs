@@ -233,6 +233,28 @@ pub fn command_line(argv: &[String]) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
             if plain {
                 a.clone()
+            } else if a.chars().any(char::is_control) {
+                // A newline or an escape sequence must not reach the terminal as is:
+                // the ANSI-C quoting bash reads back.
+                let mut q = String::from("$'");
+                for c in a.chars() {
+                    match c {
+                        '\n' => q.push_str("\\n"),
+                        '\t' => q.push_str("\\t"),
+                        '\r' => q.push_str("\\r"),
+                        '\\' => q.push_str("\\\\"),
+                        '\'' => q.push_str("\\'"),
+                        c if c.is_control() => {
+                            let mut buf = [0; 4];
+                            for b in c.encode_utf8(&mut buf).bytes() {
+                                q.push_str(&format!("\\x{b:02x}"));
+                            }
+                        }
+                        c => q.push(c),
+                    }
+                }
+                q.push('\'');
+                q
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
             }

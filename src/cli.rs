@@ -105,8 +105,8 @@ enum Sub {
     },
     /// Show one run: every attempt, layer, delay and why.
     Show {
-        /// The run's id, or a unique prefix of it.
-        run: String,
+        /// The run's id, or a unique prefix of it [default: the latest run].
+        run: Option<String>,
         /// Print the run record as JSON.
         #[arg(long)]
         json: bool,

@@ -26,9 +26,7 @@ pub fn point(name: &str) {
         return;
     }
     if REACHED.fetch_add(1, Ordering::Relaxed) + 1 == *at {
-        // SAFETY: raising SIGKILL at ourselves; nothing to uphold.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     }
 }

@@ -74,6 +74,18 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
         .map_or(exit_code::BACKSTOP_FAILED, UserError::exit_code)
 }
 
+/// Whether `err` is a write to a pipe whose reader has gone (`backstop runs | head`):
+/// for a command that only reports, that is the end of its output, not a failure.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || e.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                .is_some_and(|k| k == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// An I/O error's message without Rust's `(os error N)` suffix.
 pub fn io_message(err: &std::io::Error) -> String {
     let s = err.to_string();

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod exit_code;
+pub mod names;
 pub mod policy;
 pub mod process;
 pub mod reaper;
@@ -43,8 +44,17 @@ pub fn run(settings: Settings) -> u8 {
     };
     console::set_colors_enabled_stderr(color);
     console::set_colors_enabled(color && std::io::stdout().is_terminal());
+    // `run` and `call` decide for themselves what a reader that went away means for
+    // the command they run; every other command only reports.
+    let reports = !matches!(
+        settings.command,
+        settings::Command::Run { .. } | settings::Command::Call { .. }
+    );
     match commands::dispatch(settings) {
         Ok(code) => code,
+        // Like ripgrep and git: a reader that stopped reading (`backstop runs | head`)
+        // ends the output, quietly.
+        Err(err) if reports && error::is_broken_pipe(&err) => exit_code::SUCCESS,
         Err(err) => {
             eprintln!(
                 "{} {err:#}",

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{AttemptReport, Event, EventSink, RunSummary};
+use crate::names::Name;
 use crate::store::TreeStore;
 
 pub const FORMAT: u32 = 1;
@@ -24,7 +25,9 @@ pub struct RunRecord {
     /// The backstop process (for people: liveness is told by the run's lock, see
     /// [`is_live`], as a pid may be reused).
     pub pid: u32,
+    #[serde(with = "crate::names::path")]
     pub root: PathBuf,
+    #[serde(with = "crate::names::path")]
     pub cwd: PathBuf,
     pub command: Vec<String>,
     pub policy: PolicyRef,
@@ -49,6 +52,7 @@ pub struct StepInfo {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SnapshotInfo {
     /// The scope's root.
+    #[serde(with = "crate::names::path")]
     pub root: PathBuf,
     pub exclude: Vec<String>,
     pub respect_ignored: bool,
@@ -60,7 +64,7 @@ pub struct SnapshotInfo {
     pub state: TreeState,
     pub changes: Vec<ChangeInfo>,
     /// Files over the size limit: listed, not kept, so undo cannot restore them.
-    pub skipped: Vec<String>,
+    pub skipped: Vec<Name>,
     /// The git HEAD when the run started, if the tree is a git checkout.
     pub head: Option<String>,
     /// Every time backstop put the tree back for this run, and why.
@@ -96,7 +100,7 @@ pub struct SnapshotInfo {
 /// A path a put-back could not put into its planned state, and why.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NotRestored {
-    pub path: String,
+    pub path: Name,
     pub why: String,
 }
 
@@ -142,8 +146,8 @@ pub enum TreeState {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ChangeInfo {
     pub letter: crate::snapshot::diff::Letter,
-    /// The path relative to the root (lossy where the name is not UTF-8).
-    pub path: String,
+    /// The path relative to the root.
+    pub path: Name,
     pub detail: String,
 }
 

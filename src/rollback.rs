@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::engine::Checkpoint;
+use crate::names::Name;
 use crate::policy::{Ignored, Policy};
 use crate::record::{ChangeInfo, SnapshotInfo, TreeState};
 use crate::snapshot::apply::Report;
@@ -135,7 +136,7 @@ impl<'a> RunTree<'a> {
             after: None,
             state: TreeState::Applied,
             changes: Vec::new(),
-            skipped: taken.skipped.iter().map(|p| display_path(p)).collect(),
+            skipped: taken.skipped.iter().map(|p| Name(p.clone())).collect(),
             head: crate::snapshot::git::head(&scope.root),
             restores: Vec::new(),
             rules,
@@ -273,7 +274,7 @@ impl<'a> RunTree<'a> {
 
     /// Gives the root the mode it had when the run started (a run may `chmod 555 .`);
     /// an error names the root.
-    pub fn restore_root_mode(&self) -> Option<(String, String)> {
+    pub fn restore_root_mode(&self) -> Option<(std::path::PathBuf, String)> {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let root = &self.tree.scope.root;
         let now = std::fs::symlink_metadata(root).ok()?;
@@ -282,7 +283,7 @@ impl<'a> RunTree<'a> {
         }
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(self.root_mode))
             .err()
-            .map(|e| (root.display().to_string(), crate::error::io_message(&e)))
+            .map(|e| (root.clone(), crate::error::io_message(&e)))
     }
 
     /// Paths the scope left out when it was fixed (ignored or excluded, never stored)
@@ -376,7 +377,7 @@ impl Checkpoint for RunTree<'_> {
 /// A put-back that could not do all it should is an error for a run to stop on.
 pub fn report_errors(report: &Report) -> Result<()> {
     if let Some((path, why)) = report.failed.first() {
-        anyhow::bail!("cannot put back {path}: {why}");
+        anyhow::bail!("cannot put back {}: {why}", crate::names::quote_path(path));
     }
     Ok(())
 }
@@ -386,7 +387,7 @@ pub fn change_infos(changes: &[Change]) -> Vec<ChangeInfo> {
         .iter()
         .map(|c| ChangeInfo {
             letter: c.letter(),
-            path: display_path(&c.path),
+            path: Name(c.path.clone()),
             detail: c.detail(),
         })
         .collect()

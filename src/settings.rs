@@ -73,7 +73,8 @@ pub enum Command {
         json: bool,
     },
     Show {
-        run: String,
+        /// `None`: the latest run.
+        run: Option<String>,
         json: bool,
     },
     PolicyCheck {

@@ -125,7 +125,9 @@ impl TreeStore {
         if !runs.is_dir() {
             fs::create_dir_all(&runs)
                 .with_context(|| format!("cannot create the store at {}", runs.display()))?;
-            let mut json = serde_json::to_vec_pretty(&serde_json::json!({ "root": self.root }))?;
+            let mut json = serde_json::to_vec_pretty(
+                &serde_json::json!({ "root": crate::names::Name::from(self.root.as_path()) }),
+            )?;
             json.push(b'\n');
             write_atomic(&self.dir.join("tree.json"), &json, Durability::Atomic)?;
         }

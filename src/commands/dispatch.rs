@@ -79,7 +79,7 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
         }),
         Command::Fsck { repair, json } => super::fsck::fsck(store, *repair, *json, settings.quiet),
         Command::Runs { limit, json } => super::runs::list(store, *limit, *json),
-        Command::Show { run, json } => super::show::show(store, run, *json),
+        Command::Show { run, json } => super::show::show(store, run.as_deref(), *json),
         Command::PolicyCheck { file } => super::policy::check(file, settings.quiet),
         Command::PolicyExplain { file } => super::policy::explain(file),
         Command::PolicySchema => super::policy::schema(),

@@ -29,6 +29,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use crate::exit_code::{STORE_DAMAGED, SUCCESS};
+use crate::names::Name;
 use crate::record::RunRecord;
 use crate::snapshot::journal::Journal;
 use crate::snapshot::lock::{TreeLock, Wait};
@@ -58,7 +59,7 @@ struct Named {
     root: Option<PathBuf>,
     source: Source,
     /// The paths the run changed (only those are put back), when known.
-    changed: Option<BTreeSet<String>>,
+    changed: Option<BTreeSet<crate::names::Name>>,
 }
 
 #[derive(Default)]
@@ -284,9 +285,10 @@ fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> 
                 Check::Sound => continue,
             };
             let path = display_path(&e.path);
+            let name = crate::names::Name(e.path.clone());
             // A finished run puts back only the paths it changed: the rest of its
             // manifest may name objects gone for good without costing anything.
-            if n.changed.as_ref().is_none_or(|c| c.contains(&path)) {
+            if n.changed.as_ref().is_none_or(|c| c.contains(&name)) {
                 if kind == "missing" {
                     f.missing.insert(*h);
                 }
@@ -670,12 +672,12 @@ fn print(f: &Findings, repaired: &[String], repair: bool, json: bool) -> Result<
             "unneeded_missing_objects": f.dangling.difference(&f.missing).map(hex).collect::<Vec<_>>(),
             "unreadable_objects": f.unreadable.iter().map(|(h, why)| json!({"object": hex(h), "error": why})).collect::<Vec<_>>(),
             "damaged_manifests": f.bad_manifests.iter().map(|(id, why)| json!({"manifest": id, "error": why})).collect::<Vec<_>>(),
-            "damaged_records": f.bad_records.iter().map(|(p, why)| json!({"path": p, "error": why})).collect::<Vec<_>>(),
-            "damaged_journals": f.bad_journals.iter().map(|(p, why)| json!({"path": p, "error": why})).collect::<Vec<_>>(),
-            "damaged_statcaches": f.bad_statcaches.iter().map(|(p, why)| json!({"path": p, "error": why})).collect::<Vec<_>>(),
-            "damaged_rules": f.bad_rules.iter().map(|(p, id)| json!({"record": p, "object": id})).collect::<Vec<_>>(),
-            "pending_journals": f.pending_journals,
-            "staging_files": f.staging,
+            "damaged_records": f.bad_records.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
+            "damaged_journals": f.bad_journals.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
+            "damaged_statcaches": f.bad_statcaches.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
+            "damaged_rules": f.bad_rules.iter().map(|(p, id)| json!({"record": Name::from(p.as_path()), "object": id})).collect::<Vec<_>>(),
+            "pending_journals": f.pending_journals.iter().map(|p| Name::from(p.as_path())).collect::<Vec<_>>(),
+            "staging_files": f.staging.iter().map(|p| Name::from(p.as_path())).collect::<Vec<_>>(),
             "affected": f.affected.iter().map(|a| json!({"run": a.run, "what": a.what, "paths": a.paths})).collect::<Vec<_>>(),
             "repaired": repaired,
         });

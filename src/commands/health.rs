@@ -80,7 +80,7 @@ impl Interrupted {
         serde_json::json!({
             "run": self.run_id(),
             "action": self.plan.as_ref().ok().map(|j| j.action.as_str()),
-            "journal": self.journal,
+            "journal": crate::names::Name::from(self.journal.as_path()),
             "error": self.plan.as_ref().err(),
             "message": self.message(),
         })

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::error::UserError;
 use crate::exit_code::SUCCESS;
+use crate::names::quote_path;
 use crate::record::{RunRecord, SnapshotInfo, TreeState, is_live};
 use crate::rollback::scope_of;
 use crate::snapshot::diff::{Change, diff, select};
@@ -17,7 +18,7 @@ use crate::snapshot::journal::{Journal, JournalFile, from_hex, to_hex};
 use crate::snapshot::lock::{TreeLock, Wait};
 use crate::snapshot::manifest::{Content, Entry, Kind, Manifest, parse_hex};
 use crate::snapshot::objects::Objects;
-use crate::snapshot::tree::{Tree, display_path, relative_paths};
+use crate::snapshot::tree::{Tree, relative_paths};
 use crate::store::{Store, TreeStore, tree_root};
 
 use super::{lock_region, lock_tree, recover, token};
@@ -181,11 +182,16 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
             _ => false,
         };
         if !same {
-            conflicts.push(display_path(&c.path));
+            conflicts.push(crate::names::Name(c.path.clone()));
         }
     }
     if req.json {
-        print_json(id, verb, req.dry_run, &chosen, &conflicts, to)?;
+        match print_json(id, verb, req.dry_run, &chosen, &conflicts, to) {
+            // The reader of the plan went away (`| head`): the undo itself does not
+            // depend on anyone reading it.
+            Err(e) if crate::error::is_broken_pipe(&e) => {}
+            r => r?,
+        }
     }
     if !conflicts.is_empty() && !req.force {
         return Err(UserError::Conflict {
@@ -194,7 +200,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
                 Direction::Undo => "the run".into(),
                 Direction::Redo => "the undo".into(),
             },
-            paths: conflicts,
+            paths: conflicts.iter().map(ToString::to_string).collect(),
         }
         .into());
     }
@@ -254,7 +260,10 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     journal.undone = Some(after_undone.iter().map(|p| to_hex(p)).collect());
     let report = tree.put_back(&journal, to, &reason)?;
     for dir in &report.kept {
-        eprintln!("backstop: kept {dir}: it holds files outside the run's scope");
+        eprintln!(
+            "backstop: kept {}: it holds files outside the run's scope",
+            quote_path(dir)
+        );
     }
     if !report.complete() {
         // Never silent, even with -q or --json: the tree is not what was asked for.
@@ -264,7 +273,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
             paths.len()
         );
         for (path, why) in &report.failed {
-            eprintln!("backstop:   not restored: {path}: {why}");
+            eprintln!("backstop:   not restored: {}: {why}", quote_path(path));
         }
         return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
     }
@@ -322,7 +331,7 @@ fn listed(changes: &[Change]) -> Vec<String> {
     let mut out: Vec<String> = changes
         .iter()
         .take(SHOWN)
-        .map(|c| display_path(&c.path))
+        .map(|c| crate::names::quote(&c.path))
         .collect();
     if changes.len() > SHOWN {
         out.push(format!(
@@ -440,14 +449,16 @@ fn path_meaning(tree: &TreeStore, cwd: &Path, word: &str) -> Result<Option<Strin
         let Ok(rel) = relative_paths(&snap.root, cwd, &[PathBuf::from(word)]) else {
             continue;
         };
-        let rel = String::from_utf8_lossy(&rel[0]).into_owned();
-        let below = format!("{rel}/");
-        if snap
-            .changes
-            .iter()
-            .any(|c| c.path == rel || c.path.starts_with(&below))
-        {
-            return Ok(Some(format!("a path run {} changed ({rel})", r.id)));
+        let rel = &rel[0];
+        if snap.changes.iter().any(|c| {
+            let p = c.path.as_bytes();
+            p == rel.as_slice() || (p.starts_with(rel) && p.get(rel.len()) == Some(&b'/'))
+        }) {
+            return Ok(Some(format!(
+                "a path run {} changed ({})",
+                r.id,
+                crate::names::quote(rel)
+            )));
         }
     }
     Ok(None)
@@ -496,7 +507,7 @@ fn print_plan(id: &str, verb: &str, chosen: &[&Change], to: &Manifest) -> Result
             out,
             "  {:<7} {}  ({:?} {})",
             action(c, to),
-            display_path(&c.path),
+            crate::names::quote(&c.path),
             c.letter(),
             c.detail()
         )?;
@@ -509,14 +520,14 @@ fn print_json(
     verb: &str,
     dry_run: bool,
     chosen: &[&Change],
-    conflicts: &[String],
+    conflicts: &[crate::names::Name],
     to: &Manifest,
 ) -> Result<()> {
     let changes: Vec<_> = chosen
         .iter()
         .map(|c| {
             serde_json::json!({
-                "path": display_path(&c.path),
+                "path": crate::names::Name(c.path.clone()),
                 "letter": c.letter(),
                 "detail": c.detail(),
                 "action": action(c, to),

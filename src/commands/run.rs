@@ -13,6 +13,7 @@ use crate::call::client::{ModelClient, Print};
 use crate::engine::{Engine, Interrupt};
 use crate::error::UserError;
 use crate::events::{Event, EventSink, Fanout, Outcome, RunSummary};
+use crate::names::quote_path;
 use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{RecordWriter, Restore, RunRecord, TreeState};
@@ -267,7 +268,7 @@ fn roll_back_run(
         Some(report) if plan.unread.is_empty() => return report.complete(),
         Some(report) => not_restored(report),
         None => vec![crate::record::NotRestored {
-            path: run_tree.tree.scope.root.display().to_string(),
+            path: run_tree.tree.scope.root.as_path().into(),
             why: "the rollback was refused: the root is not the directory the run started in"
                 .into(),
         }],
@@ -296,7 +297,7 @@ fn warn_after_error(reporter: &mut Reporter, plan: &Plan) {
 /// A put-back's report, with what the walk before it could not read: whatever is
 /// there was neither seen nor put back.
 fn with_unread(mut report: Report, plan: &Plan, run_tree: &RunTree) -> Report {
-    let root = run_tree.tree.scope.root.display().to_string();
+    let root = run_tree.tree.scope.root.clone();
     for why in &plan.unread {
         report.failed.push((root.clone(), why.clone()));
     }
@@ -316,8 +317,12 @@ fn report_rollback(
             reporter.event(&Event::RolledBack {
                 paths,
                 before,
-                kept: report.kept.clone(),
-                failed: report.failed.clone(),
+                kept: report.kept.iter().map(|p| quote_path(p)).collect(),
+                failed: report
+                    .failed
+                    .iter()
+                    .map(|(p, why)| (quote_path(p), why.clone()))
+                    .collect(),
             });
             Some(report)
         }

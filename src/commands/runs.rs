@@ -127,7 +127,7 @@ fn row_json(row: &Row, pending: &[Interrupted], store: &std::path::Path) -> serd
             "attempts": null,
             "command": null,
             "interrupted": null,
-            "file": d.file,
+            "file": crate::names::Name::from(d.file.as_path()),
             "error": d.error,
         }),
     }

@@ -6,17 +6,23 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+use crate::error::UserError;
 use crate::exit_code::SUCCESS;
+use crate::names::quote_path;
+use crate::record::RunRecord;
 use crate::reporter::{format_elapsed, summary_line};
-use crate::store::{Store, tree_root};
+use crate::store::{Store, TreeStore, tree_root};
 
 use crate::attempt::command_line;
 
-pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
+pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
     let tree = store.tree(&tree_root(&cwd));
-    let r = tree.find(prefix)?;
+    let r = match prefix {
+        Some(prefix) => tree.find(prefix)?,
+        None => latest(&tree)?,
+    };
     let pending = super::health::interrupted(store.dir(), &tree)
         .into_iter()
         .find(|p| p.run_id() == Some(r.id.as_str()));
@@ -44,7 +50,7 @@ pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
         writeln!(out, "         ! {}", p.message())?;
     }
     writeln!(out, "command  {}", command_line(&r.command))?;
-    writeln!(out, "in       {}", r.cwd.display())?;
+    writeln!(out, "in       {}", quote_path(&r.cwd))?;
     writeln!(
         out,
         "policy   {} (blake3 {})",
@@ -105,7 +111,7 @@ pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
             out,
             "\nfiles    {} change(s) under {} ({state})",
             snap.changes.len(),
-            snap.root.display()
+            quote_path(&snap.root)
         )?;
         for c in &snap.changes {
             writeln!(out, "  {:?} {}  {}", c.letter, c.path, c.detail)?;
@@ -152,6 +158,27 @@ pub fn show(store: Option<PathBuf>, prefix: &str, json: bool) -> Result<u8> {
         writeln!(out, "warning: {w}")?;
     }
     Ok(SUCCESS)
+}
+
+/// The latest run, as `runs` lists it first. A newer record that cannot be read is
+/// named on stderr: the run shown may not be the last one started.
+fn latest(tree: &TreeStore) -> Result<RunRecord> {
+    let listing = tree.listing()?;
+    let latest = listing.records.into_iter().next();
+    for d in &listing.damaged {
+        let newer = match (&latest, d.modified) {
+            (Some(l), Some(m)) => m >= l.started_at,
+            _ => true,
+        };
+        if newer {
+            eprintln!(
+                "backstop: warning: {}: a run record that cannot be read ({}); it may be a later run than the one shown",
+                quote_path(&d.file),
+                d.error
+            );
+        }
+    }
+    latest.ok_or_else(|| UserError::NoRuns(tree.root().to_path_buf()).into())
 }
 
 fn truncate(s: &str, n: usize) -> String {

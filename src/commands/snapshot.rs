@@ -56,7 +56,7 @@ pub fn snapshot(
         .sum();
     let doc = serde_json::json!({
         "manifest": hex(&taken.id),
-        "root": tree.scope.root,
+        "root": crate::names::Name::from(tree.scope.root.as_path()),
         "entries": taken.manifest.entries.len(),
         "files": files,
         "bytes": bytes,

@@ -70,8 +70,10 @@ pub fn recover(tree: &Tree, quiet: bool) -> Result<()> {
         // Never silent, even with -q: the tree is not what the put-back planned.
         for (path, why) in &report.failed {
             eprintln!(
-                "backstop: {} of run {} incomplete: not restored: {path}: {why}",
-                j.action, j.run_id
+                "backstop: {} of run {} incomplete: not restored: {}: {why}",
+                j.action,
+                j.run_id,
+                crate::names::quote_path(path)
             );
         }
     }

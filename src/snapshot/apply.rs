@@ -36,9 +36,9 @@ pub struct Op {
 #[derive(Debug, Default)]
 pub struct Report {
     /// Directories left in place because they hold files outside the scope.
-    pub kept: Vec<String>,
+    pub kept: Vec<PathBuf>,
     /// Paths that could not be put back, and why.
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<(PathBuf, String)>,
 }
 
 impl Report {
@@ -66,10 +66,7 @@ struct Anchor {
 impl Drop for Anchor {
     fn drop(&mut self) {
         if let Some(back) = &self.back {
-            // SAFETY: fchdir on a descriptor we own; it only changes our working directory.
-            unsafe {
-                libc::fchdir(std::os::fd::AsRawFd::as_raw_fd(back));
-            }
+            let _ = rustix::process::fchdir(back);
         }
     }
 }
@@ -79,8 +76,7 @@ fn enter(root: &Path, id: Option<RootId>) -> Result<Anchor> {
     let dir = anchor(root, id)?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
     if let Ok(back) = File::open(".")
-        // SAFETY: fchdir on a descriptor we own (kept open in the anchor).
-        && unsafe { libc::fchdir(fd) } == 0
+        && rustix::process::fchdir(&dir).is_ok()
     {
         return Ok(Anchor {
             _dir: dir,
@@ -161,7 +157,7 @@ pub fn apply(
     let mut ops: Vec<&Op> = ops.iter().collect();
     ops.sort_by(|a, b| a.path.cmp(&b.path));
     let abs = |rel: &[u8]| base.join(OsStr::from_bytes(rel));
-    let shown = |rel: &[u8]| root.join(OsStr::from_bytes(rel)).display().to_string();
+    let shown = |rel: &[u8]| root.join(OsStr::from_bytes(rel));
     let mut report = Report::default();
     let mut opened = Opened::default();
     let mut links = Links::default();
@@ -263,7 +259,7 @@ fn settle_dirs(
     ops: &[&Op],
     parents: &[Entry],
     report: &mut Report,
-    shown: &dyn Fn(&[u8]) -> String,
+    shown: &dyn Fn(&[u8]) -> PathBuf,
 ) -> HashSet<Vec<u8>> {
     let mut moded = HashSet::new();
     let mut dirs: Vec<(&Entry, bool)> = ops
@@ -340,31 +336,18 @@ fn shield(base: &Path, ops: &[&Op], unstored: &Unstored) -> Vec<(Vec<u8>, String
 
 /// Gives `path` (not what a symlink there points to) the modification time `ns`.
 fn set_mtime(path: &Path, ns: i64) -> io::Result<()> {
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    let times = [
-        libc::timespec {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT, utimensat};
+    let times = Timestamps {
+        last_access: Timespec {
             tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
+            tv_nsec: UTIME_OMIT,
         },
-        libc::timespec {
+        last_modification: Timespec {
             tv_sec: ns.div_euclid(1_000_000_000),
             tv_nsec: ns.rem_euclid(1_000_000_000),
         },
-    ];
-    // SAFETY: a NUL-terminated path and two timespecs we own, for the duration of the call.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    Ok(utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)?)
 }
 
 /// Inodes (device, inode) of what the scope never stored, and what each was.
@@ -386,19 +369,22 @@ fn make_special(path: &Path, to: &Entry) -> Result<()> {
         return fs::set_permissions(path, fs::Permissions::from_mode(to.mode))
             .with_context(|| format!("cannot set the mode of {}", path.display()));
     }
+    use rustix::fs::{CWD, FileType, Mode, mknodat};
     let kind = match to.kind {
-        Kind::Fifo => libc::S_IFIFO,
-        Kind::Socket => libc::S_IFSOCK,
-        Kind::CharDevice => libc::S_IFCHR,
-        _ => libc::S_IFBLK,
+        Kind::Fifo => FileType::Fifo,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharacterDevice,
+        _ => FileType::BlockDevice,
     };
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: a NUL-terminated path we own; mknod reads nothing else of ours.
-    let rc = unsafe { libc::mknod(c.as_ptr(), kind | (to.mode & 0o7777), to.meta.rdev) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error())
-            .with_context(|| format!("cannot re-create {}", path.display()));
-    }
+    mknodat(
+        CWD,
+        path,
+        kind,
+        Mode::from_bits_truncate(to.mode & 0o7777),
+        to.meta.rdev,
+    )
+    .map_err(io::Error::from)
+    .with_context(|| format!("cannot re-create {}", path.display()))?;
     // mknod's mode is filtered by the umask: set the recorded one.
     fs::set_permissions(path, fs::Permissions::from_mode(to.mode))
         .with_context(|| format!("cannot set the mode of {}", path.display()))?;
@@ -409,10 +395,7 @@ fn make_special(path: &Path, to: &Entry) -> Result<()> {
 /// Gives a path back its owner and group, when backstop runs as root and the snapshot
 /// recorded them. Changing the owner clears set-user-ID bits: the mode is set again.
 fn set_owner(path: &Path, to: &Entry) -> Result<()> {
-    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    // SAFETY: geteuid has no preconditions.
-    let euid = *EUID.get_or_init(|| unsafe { libc::geteuid() });
-    if euid != 0 || to.meta.uid == super::manifest::UNKNOWN_OWNER {
+    if !rustix::process::geteuid().is_root() || to.meta.uid == super::manifest::UNKNOWN_OWNER {
         return Ok(());
     }
     let now = fs::symlink_metadata(path)?;
@@ -587,7 +570,7 @@ impl Opened {
         base: &Path,
         moded: &std::collections::HashSet<Vec<u8>>,
         report: &mut Report,
-        shown: &dyn Fn(&[u8]) -> String,
+        shown: &dyn Fn(&[u8]) -> PathBuf,
     ) {
         for (rel, mode) in self.modes.into_iter().rev() {
             if moded.contains(&rel) {

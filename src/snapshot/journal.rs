@@ -28,12 +28,12 @@ pub struct Journal {
     pub then: Option<crate::record::TreeState>,
     /// The scope root the paths are relative to, and which directory it was: a
     /// journal is applied to its own root only (`None` in journals of backstop 0.1).
-    #[serde(default)]
+    #[serde(default, with = "crate::names::opt_path")]
     pub root: Option<std::path::PathBuf>,
     #[serde(default)]
     pub root_id: Option<super::scope::RootId>,
     /// The tree store that holds the run's record.
-    #[serde(default)]
+    #[serde(default, with = "crate::names::opt_path")]
     pub records: Option<PathBuf>,
     /// For an undo or redo: the record's `undone` paths (hex) once every path is put
     /// back, written with the plan so that recovery after a crash leaves the same

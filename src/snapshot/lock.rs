@@ -4,7 +4,6 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -81,17 +80,25 @@ fn open(path: &Path) -> Result<File> {
 }
 
 /// `flock(2)`, again on EINTR; `Ok(false)` when a non-blocking request would block.
+/// `op` is `LOCK_SH`, `LOCK_EX` or `LOCK_UN`, with or without `LOCK_NB`, as in C.
 pub(crate) fn flock(file: &File, op: i32) -> io::Result<bool> {
+    use rustix::fs::FlockOperation as Op;
+    let nb = op & libc::LOCK_NB != 0;
+    let op = match (op & !libc::LOCK_NB, nb) {
+        (libc::LOCK_SH, false) => Op::LockShared,
+        (libc::LOCK_SH, true) => Op::NonBlockingLockShared,
+        (libc::LOCK_EX, false) => Op::LockExclusive,
+        (libc::LOCK_EX, true) => Op::NonBlockingLockExclusive,
+        (libc::LOCK_UN, false) => Op::Unlock,
+        (libc::LOCK_UN, true) => Op::NonBlockingUnlock,
+        _ => return Err(io::ErrorKind::InvalidInput.into()),
+    };
     loop {
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            _ => return Err(e),
+        match rustix::fs::flock(file, op) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -515,16 +515,17 @@ impl Objects {
             .create(true)
             .truncate(false)
             .open(self.dir.join(PRESENCE_CLOCK))?;
-        let now = libc::timespec {
+        let now = rustix::fs::Timespec {
             tv_sec: 0,
-            tv_nsec: libc::UTIME_NOW,
+            tv_nsec: rustix::fs::UTIME_NOW,
         };
-        // SAFETY: futimens on a descriptor we own, with two valid timespecs.
-        let rc =
-            unsafe { libc::futimens(std::os::fd::AsRawFd::as_raw_fd(&clock), [now, now].as_ptr()) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        rustix::fs::futimens(
+            &clock,
+            &rustix::fs::Timestamps {
+                last_access: now,
+                last_modification: now,
+            },
+        )?;
         let m = clock.metadata()?;
         Ok(m.mtime() * 1_000_000_000 + m.mtime_nsec())
     }
@@ -760,25 +761,11 @@ fn parse_rest(name: &[u8]) -> Option<[u8; 31]> {
 
 /// `rename` that fails with `AlreadyExists` rather than replace `to`.
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let (c_from, c_to) = (
-        std::ffi::CString::new(from.as_os_str().as_bytes())?,
-        std::ffi::CString::new(to.as_os_str().as_bytes())?,
-    );
-    // SAFETY: two NUL-terminated paths we own, relative to no directory descriptor.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            c_from.as_ptr(),
-            libc::AT_FDCWD,
-            c_to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    let Err(e) = renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) else {
         return Ok(());
-    }
-    let e = io::Error::last_os_error();
+    };
+    let e = io::Error::from(e);
     // A filesystem without RENAME_NOREPLACE: check, then rename (objects are immutable,
     // so a race only replaces a name with the same content).
     if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
@@ -793,12 +780,9 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 /// `syncfs(2)` on the filesystem holding `path`: one call instead of an fsync per file.
 pub fn sync_filesystem(path: &Path) -> Result<()> {
     let dir = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: syncfs on a descriptor we own.
-    let rc = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error())
-            .with_context(|| format!("cannot sync {}", path.display()));
-    }
+    rustix::fs::syncfs(&dir)
+        .map_err(io::Error::from)
+        .with_context(|| format!("cannot sync {}", path.display()))?;
     Ok(())
 }
 

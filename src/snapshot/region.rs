@@ -39,7 +39,7 @@
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -59,6 +59,7 @@ pub struct Holder {
     pub run_id: Option<String>,
     /// `run`, `undo`, `redo`, `snapshot`.
     pub action: String,
+    #[serde(with = "crate::names::path")]
     pub root: PathBuf,
     #[serde(with = "crate::record::rfc3339")]
     pub since: SystemTime,
@@ -284,12 +285,10 @@ impl Walk {
             self.done = true;
             return Ok(None);
         };
-        let at = self
-            .parent
-            .as_ref()
-            .map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
+        use rustix::fs::OFlags;
+        let at = self.parent.as_ref().map(|fd| fd.as_fd());
         // Read-only, not O_PATH: flock(2) needs a descriptor opened for real.
-        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match openat(at, &cname, flags) {
             Ok(fd) => {
                 let file = File::from(fd);
@@ -307,7 +306,7 @@ impl Walk {
                 // is skipped. Runs of this store there still meet on its lock file;
                 // a run of another store whose root is exactly this directory does
                 // not, which is the best an unreadable directory allows.
-                let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+                let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 match openat(at, &cname, flags) {
                     Ok(fd) => self.parent = Some(fd),
                     Err(_) => self.done = true,
@@ -332,17 +331,20 @@ impl Walk {
     }
 }
 
-fn openat(at: RawFd, name: &CStr, flags: i32) -> std::io::Result<OwnedFd> {
+/// `openat(2)` below `at` (the working directory when `None`), again on EINTR.
+fn openat(
+    at: Option<std::os::fd::BorrowedFd<'_>>,
+    name: &CStr,
+    flags: rustix::fs::OFlags,
+) -> std::io::Result<OwnedFd> {
     loop {
-        // SAFETY: `name` is NUL-terminated; `at` is AT_FDCWD or a descriptor we own.
-        let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
-        if fd >= 0 {
-            // SAFETY: a fresh descriptor nobody else owns.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
+        let opened = match at {
+            Some(dir) => rustix::fs::openat(dir, name, flags, rustix::fs::Mode::empty()),
+            None => rustix::fs::openat(rustix::fs::CWD, name, flags, rustix::fs::Mode::empty()),
+        };
+        match opened {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(std::io::Error::from),
         }
     }
 }
@@ -351,20 +353,18 @@ fn openat(at: RawFd, name: &CStr, flags: i32) -> std::io::Result<OwnedFd> {
 /// Only then: the command inherits the limit, and some programs behave differently
 /// above the usual 1,024.
 fn make_room_for(fds: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
     // What backstop itself keeps open besides the locks (store, pipes, walks).
-    let want = (fds as libc::rlim_t).saturating_add(256);
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= want {
+    let want = u64::try_from(fds).unwrap_or(u64::MAX).saturating_add(256);
+    let mut lim = getrlimit(Resource::Nofile);
+    // `None` is unlimited.
+    if lim.current.is_none_or(|cur| cur >= want) {
         return;
     }
-    lim.rlim_cur = want.min(lim.rlim_max);
-    // SAFETY: setrlimit reads the struct we pass. If it fails, opening a lock fails
-    // later with "too many open files", naming the directory.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    lim.current = Some(lim.maximum.map_or(want, |max| want.min(max)));
+    // If it fails, opening a lock fails later with "too many open files", naming the
+    // directory.
+    let _ = setrlimit(Resource::Nofile, lim);
 }
 
 /// Whether the run `id` is alive: its registry file exists and its lock is held.

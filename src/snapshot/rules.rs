@@ -65,7 +65,7 @@ impl DirRules {
 
 /// A rule file's bytes, if it is a regular file: never a FIFO (opening one for reading
 /// would wait for a writer for ever), a device, or a link to one.
-fn read_regular(path: &Path) -> Option<Vec<u8>> {
+pub(super) fn read_regular(path: &Path) -> Option<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = fs::OpenOptions::new()
@@ -84,15 +84,7 @@ fn read_regular(path: &Path) -> Option<Vec<u8>> {
 /// `.git` as a file (a worktree or submodule): `gitdir: X`, whose `commondir` holds
 /// the `info/exclude` that applies.
 fn linked_exclude(git_file: &Path) -> Option<Vec<u8>> {
-    let text = String::from_utf8(read_regular(git_file)?).ok()?;
-    let gitdir = text.strip_prefix("gitdir:")?.trim();
-    let base = git_file.parent()?;
-    let gitdir = base.join(gitdir);
-    let common = match read_regular(&gitdir.join("commondir")).map(String::from_utf8) {
-        Some(Ok(c)) => gitdir.join(c.trim()),
-        _ => gitdir,
-    };
-    read_regular(&common.join("info/exclude"))
+    read_regular(&super::git::dirs(git_file)?.common.join("info/exclude"))
 }
 
 /// Every rule file a walk read: per directory relative to the root (`""` is the
@@ -101,6 +93,7 @@ fn linked_exclude(git_file: &Path) -> Option<Vec<u8>> {
 pub struct Rules {
     #[serde(with = "hex_map")]
     pub dirs: BTreeMap<Vec<u8>, DirRules>,
+    #[serde(with = "crate::names::path_pairs")]
     pub parents: Vec<(PathBuf, DirRules)>,
     /// What the walk left out (ignored or excluded), by name and inode: never stored,
     /// so never to be destroyed by a put-back wherever a run moved it.

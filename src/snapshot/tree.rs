@@ -462,15 +462,15 @@ fn settle(
     };
     let mut undone: std::collections::BTreeSet<String> = undone.iter().cloned().collect();
     // The report names paths as `root/rel`.
-    let failed: std::collections::HashSet<&str> =
-        report.failed.iter().map(|(p, _)| p.as_str()).collect();
+    let failed: std::collections::HashSet<&Path> =
+        report.failed.iter().map(|(p, _)| p.as_path()).collect();
     let mut missed = false;
     for hex_path in &journal.paths {
         let Ok(rel) = super::journal::from_hex(hex_path) else {
             continue;
         };
         let shown = scope.root.join(std::ffi::OsStr::from_bytes(&rel));
-        if !failed.contains(shown.display().to_string().as_str()) {
+        if !failed.contains(shown.as_path()) {
             continue;
         }
         missed = true;
@@ -497,7 +497,7 @@ pub fn not_restored(report: &Report) -> Vec<crate::record::NotRestored> {
         .failed
         .iter()
         .map(|(path, why)| crate::record::NotRestored {
-            path: path.clone(),
+            path: path.as_path().into(),
             why: why.clone(),
         })
         .collect()
@@ -538,5 +538,5 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 pub fn display_path(rel: &[u8]) -> String {
-    String::from_utf8_lossy(rel).into_owned()
+    crate::names::quote(rel)
 }

@@ -169,3 +169,43 @@ fn signals_are_not_retried_when_the_policy_says_so() {
         .run();
     assert_eq!(out.lines("log"), ["attempt"]);
 }
+
+/// The README's exit-code table names every code backstop has of its own, so a user
+/// can look any of them up.
+#[test]
+fn the_readme_table_lists_every_exit_code_backstop_has() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let section = readme
+        .split("## Exit codes")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a section headed Exit codes");
+    let rows: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| ")?.split(" |").next())
+        .collect();
+    let source = std::fs::read_to_string(format!("{root}/src/exit_code.rs")).unwrap();
+    let mut seen = 0;
+    for line in source.lines() {
+        let Some(rest) = line.strip_prefix("pub const ") else {
+            continue;
+        };
+        let (name, value) = rest.split_once(": u8 = ").unwrap();
+        let value = value.trim_end_matches(';');
+        let cell = if name == "SIGNAL_BASE" {
+            "128+N".to_string()
+        } else {
+            value.to_string()
+        };
+        assert!(
+            rows.contains(&cell.as_str()),
+            "exit_code::{name} ({value}) is not in the README's table: {rows:?}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 8, "read {seen} codes from src/exit_code.rs");
+    for code in ["0", "N", "130"] {
+        assert!(rows.contains(&code), "{code} missing: {rows:?}");
+    }
+}

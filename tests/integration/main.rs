@@ -17,6 +17,7 @@ mod fsck;
 mod gc;
 mod history;
 mod locks;
+mod names;
 mod output;
 mod policy_command;
 mod policy_errors;

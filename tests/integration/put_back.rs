@@ -309,7 +309,7 @@ fn an_after_state_too_large_to_store_still_rolls_back_and_redo_says_why_not() {
 /// Runs `backstop` as `nobody` (through `setpriv` when the tests run as root), in a
 /// sandbox that user owns: permissions are what root would ignore.
 pub(crate) fn as_nobody(sb: &Sandbox, args: &[&str]) -> std::process::Output {
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     let mut cmd = if euid == 0 {
         for dir in [sb.file(""), sb.root(), sb.file("store")] {
             fs::create_dir_all(&dir).unwrap();
@@ -458,7 +458,7 @@ fn special_files_made_by_the_run_are_removed_and_a_removed_fifo_comes_back() {
 fn owner_and_group_come_back_when_backstop_runs_as_root() {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if rustix::process::geteuid().as_raw() != 0 {
         // Only root can give a file away; CI runs as root. Say so, never pass quietly.
         eprintln!("SKIPPED owner_and_group_come_back: needs root");
         return;
@@ -599,7 +599,7 @@ fn a_store_that_fills_up_after_the_run_still_rolls_the_tree_back() {
         // Mounting needs root (CI runs as root); say so rather than pass quietly.
         // SAFETY: geteuid has no preconditions.
         assert!(
-            unsafe { libc::geteuid() } != 0,
+            rustix::process::geteuid().as_raw() != 0,
             "root but cannot mount a tmpfs"
         );
         eprintln!("SKIPPED a_store_that_fills_up_after_the_run: needs root to mount a tmpfs");

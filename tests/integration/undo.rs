@@ -834,7 +834,7 @@ fn a_snapshot_that_fills_the_disk_exits_125_runs_nothing_and_leaves_the_store_cl
         .status();
     if !mounted.is_ok_and(|s| s.success()) {
         // Mounting needs root (CI runs as root); say so rather than pass quietly.
-        let root_user = unsafe { libc::geteuid() } == 0;
+        let root_user = rustix::process::geteuid().as_raw() == 0;
         assert!(
             !root_user,
             "running as root but cannot mount a tmpfs for the ENOSPC test"
