@@ -16,6 +16,7 @@ mod fallback;
 mod fsck;
 mod gc;
 mod history;
+mod load;
 mod locks;
 mod names;
 mod output;
