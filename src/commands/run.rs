@@ -140,9 +140,11 @@ pub fn run(
                 .await
         });
         let stop = summary.outcome != Outcome::Succeeded;
+        // A pipeline's reader that went away ends the run, but the work stands.
+        let failed = stop && summary.outcome != Outcome::OutputClosed;
         last = Some(summary);
         if stop {
-            failed_step = true;
+            failed_step = failed;
             break;
         }
     }
