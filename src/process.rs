@@ -31,9 +31,9 @@ use crate::terminal::{Terminal, set_foreground};
 const OUTPUT_IDLE: Duration = Duration::from_millis(500);
 
 /// After the command and what it left behind have ended, how long backstop goes on
-/// copying (and scanning) output still in the pipes: a writer that keeps the pipe
-/// open and busy, or a reader of backstop's output that stopped reading, must not
-/// keep the run alive. Output past this is dropped, and its patterns are not seen.
+/// waiting for output still coming through the pipes: a writer it could not end
+/// that keeps the pipe open and busy must not keep the run alive. Output past this
+/// is dropped, and patterns in the unfinished stream are not seen.
 pub const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 /// Runs each attempt as what it is: a process, or a model call.
@@ -200,11 +200,11 @@ impl Attempter for ProcessRunner {
         // ends with it, success or not: a daemon left behind could write into the
         // tree after the after-snapshot, the rollback, or the next attempt's start.
         crate::reaper::end_descendants(grace()).await;
-        let drain_until = Instant::now() + OUTPUT_DRAIN;
+        let mut budget = OUTPUT_DRAIN;
         let mut matched = Vec::new();
         let mut reader_gone = false;
         for pump in &mut pumps {
-            if let Drained::Matched(m) = pump.finish(drain_until, &mut interrupt).await {
+            if let Drained::Matched(m) = pump.finish(&mut budget, &mut interrupt).await {
                 matched.extend(m);
             }
             reader_gone |= pump.reader_gone();
@@ -364,9 +364,10 @@ impl Sink {
 
 /// How a drain ended.
 enum Drained {
-    /// The stream ended (or sat idle): these patterns matched.
+    /// The stream ended: these patterns matched.
     Matched(Vec<usize>),
-    /// Cut short: the drain limit passed, or backstop was asked to stop.
+    /// Cut short: the stream sat idle, the drain limit passed, or backstop was asked
+    /// to stop.
     Cut,
 }
 
@@ -409,27 +410,37 @@ impl Pump {
         Pump { done, shared }
     }
 
-    /// Waits for the stream to end, or to sit idle for [`OUTPUT_IDLE`], until `until`
-    /// at most; a signal to backstop cuts it short.
-    async fn finish(&mut self, until: Instant, interrupt: &mut Interrupt) -> Drained {
+    /// Waits for the stream to end or to sit idle for [`OUTPUT_IDLE`], spending at
+    /// most `budget` waiting on the pipe; a signal to backstop cuts it short. Time
+    /// blocked writing to backstop's own reader is not counted: a slow reader holds
+    /// the command's output back as it would without backstop, and loses none of it.
+    async fn finish(&mut self, budget: &mut Duration, interrupt: &mut Interrupt) -> Drained {
+        const TICK: Duration = Duration::from_millis(50);
         let mut last = self.shared.progress.load(Ordering::Relaxed);
-        let mut idle_since = Instant::now();
+        let mut idle = Duration::ZERO;
         loop {
-            let tick = Instant::now() + Duration::from_millis(50);
             tokio::select! {
                 result = &mut self.done => return Drained::Matched(result.unwrap_or_default()),
-                () = tokio::time::sleep_until(tick.min(until)) => {}
+                () = tokio::time::sleep(TICK.min(*budget)) => {}
                 _ = wait_for_interrupt(interrupt) => return self.abandon(),
             }
-            if Instant::now() >= until {
+            let now = self.shared.progress.load(Ordering::Relaxed);
+            if now & WRITING != 0 {
+                idle = Duration::ZERO;
+                continue;
+            }
+            *budget = budget.saturating_sub(TICK);
+            if budget.is_zero() {
                 return self.abandon();
             }
-            let now = self.shared.progress.load(Ordering::Relaxed);
-            if now != last || now & WRITING != 0 {
+            if now != last {
                 last = now;
-                idle_since = Instant::now();
-            } else if idle_since.elapsed() >= OUTPUT_IDLE {
-                return Drained::Matched(Vec::new());
+                idle = Duration::ZERO;
+            } else {
+                idle += TICK;
+                if idle >= OUTPUT_IDLE {
+                    return self.abandon();
+                }
             }
         }
     }
