@@ -15,6 +15,7 @@ mod exit_codes;
 mod fallback;
 mod fsck;
 mod gc;
+mod hangs;
 mod history;
 mod locks;
 mod output;
