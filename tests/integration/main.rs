@@ -6,6 +6,7 @@
 mod helpers;
 
 mod adversarial;
+mod broken_pipe;
 mod call;
 mod cli;
 mod crash_campaign;
