@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::process::Child;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -57,6 +58,8 @@ impl Attempter for RealAttempter {
 
 pub struct ProcessRunner {
     terminal: Option<Terminal>,
+    /// SIGCHLD, to see an attempt that holds the terminal stop (Ctrl-Z).
+    sigchld: Option<Signal>,
     replay: Option<StdinReplay>,
     interrupt: Interrupt,
 }
@@ -73,8 +76,10 @@ impl ProcessRunner {
             } else {
                 Some(StdinReplay::from_stdin())
             };
+        let sigchld = terminal.and_then(|_| signal(SignalKind::child()).ok());
         ProcessRunner {
             terminal,
+            sigchld,
             replay,
             interrupt,
         }
@@ -165,34 +170,46 @@ impl Attempter for ProcessRunner {
             pumps.push(Pump::start(p.into(), Sink::Stderr, spec.scanner.stream()));
         }
 
-        let timer = async {
-            match spec.timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
+        // Far enough to never fire, near enough that adding to it cannot overflow.
+        let never = Duration::from_secs(100 * 365 * 24 * 3600);
+        let timer = tokio::time::sleep(spec.timeout.unwrap_or(never));
+        tokio::pin!(timer);
         let mut interrupt = self.interrupt.clone();
         // Once backstop is asked to stop, everything the attempt left ends within
         // `kill_grace` of that moment, not a fresh grace per cleanup step.
         let mut stop_by = None;
-        let end = tokio::select! {
-            status = child.wait() => status.map_or(End::Exited { code: 1 }, end_of),
-            () = timer => {
-                terminate(&mut child, pgid, libc::SIGTERM, spec.kill_grace).await;
-                let after_ms = spec.timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
-                End::TimedOut { after_ms, deadline: spec.timeout_is_deadline }
-            }
-            signal = wait_for_interrupt(&mut interrupt) => {
-                stop_by = Some(Instant::now() + spec.kill_grace);
-                terminate(&mut child, pgid, signal, spec.kill_grace).await;
-                End::Interrupted { signal }
+        let end = loop {
+            tokio::select! {
+                status = child.wait() => break status.map_or(End::Exited { code: 1 }, end_of),
+                () = &mut timer => {
+                    terminate(&mut child, pgid, libc::SIGTERM, spec.kill_grace).await;
+                    let after_ms = spec.timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+                    break End::TimedOut { after_ms, deadline: spec.timeout_is_deadline };
+                }
+                signal = wait_for_interrupt(&mut interrupt) => {
+                    stop_by = Some(Instant::now() + spec.kill_grace);
+                    terminate(&mut child, pgid, signal, spec.kill_grace).await;
+                    break End::Interrupted { signal };
+                }
+                Some(()) = child_changed(self.sigchld.as_mut()), if foreground.is_some() => {
+                    if let (Some(t), Some(signal)) = (foreground, stopped(pgid)) {
+                        // Time spent stopped is not the attempt's: its timeout waits.
+                        let left = timer.deadline().saturating_duration_since(Instant::now());
+                        t.suspend_job(pgid, signal);
+                        timer.as_mut().reset(Instant::now() + left);
+                    }
+                }
             }
         };
         crate::reaper::disown(pgid);
         if let Some(t) = foreground {
             t.take_back();
         }
-        let grace = || stop_by.map_or(spec.kill_grace, |t| t.saturating_duration_since(Instant::now()));
+        let grace = || {
+            stop_by.map_or(spec.kill_grace, |t| {
+                t.saturating_duration_since(Instant::now())
+            })
+        };
         if !end.success() {
             end_leftovers(pgid, grace()).await;
         }
@@ -254,6 +271,27 @@ fn spawn_failure(program: &str, e: &std::io::Error) -> End {
             message: format!("cannot execute {program}: {}", detail.to_lowercase()),
         },
     }
+}
+
+/// The next SIGCHLD; never, without a listener.
+async fn child_changed(sigchld: Option<&mut Signal>) -> Option<()> {
+    match sigchld {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The signal that stopped the attempt's leader, if it has stopped since the last
+/// look. Asks only for stops (no `WEXITED`), so an exit stays for tokio to reap.
+fn stopped(pid: libc::pid_t) -> Option<i32> {
+    use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+    let pid = Pid::from_raw(pid)?;
+    let status = waitid(
+        WaitId::Pid(pid),
+        WaitIdOptions::STOPPED | WaitIdOptions::NOHANG,
+    )
+    .ok()??;
+    status.stopping_signal()
 }
 
 fn signal_group(pgid: libc::pid_t, signal: i32) -> bool {

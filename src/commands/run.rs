@@ -389,7 +389,10 @@ async fn ask(name: &str, argv: &[String], mut interrupt: Interrupt) -> Result<An
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let mut answer = String::new();
-        let read = std::io::stdin().lock().read_line(&mut answer).map(|_| answer);
+        let read = std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map(|_| answer);
         let _ = tx.send(read);
     });
     tokio::select! {

@@ -35,7 +35,9 @@ fn run_into_head(test: &Test) -> (i32, String) {
 }
 
 fn the_reader_went_away(policy: &str, command: &str) {
-    let test = Test::new().policy(policy).args(&["run", "--", "sh", "-c", command]);
+    let test = Test::new()
+        .policy(policy)
+        .args(&["run", "--", "sh", "-c", command]);
     let (status, stderr) = run_into_head(&test);
     assert_eq!(status, 141, "stderr:\n{stderr}");
     assert_eq!(test.lines("log"), ["attempt"], "not retried");
@@ -44,7 +46,10 @@ fn the_reader_went_away(policy: &str, command: &str) {
         "work\n",
         "the work stands, as without backstop; stderr:\n{stderr}"
     );
-    assert!(stderr.contains("reader of backstop's output went away"), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("reader of backstop's output went away"),
+        "stderr:\n{stderr}"
+    );
     let record = test.record();
     assert_eq!(record["outcome"]["outcome"], "output_closed", "{record:#}");
     assert_eq!(record["outcome"]["exit_code"], 141);

@@ -99,9 +99,13 @@ fn a_writer_outside_the_run_that_keeps_the_output_pipe_busy_does_not_keep_backst
 #[test]
 fn sigterm_while_draining_a_failed_attempts_output_ends_the_run_without_another_attempt() {
     // A slow drain: the command failed, so another attempt would follow it.
-    let test = Test::new()
-        .policy(&SCANNING.replace("1ms", "30s"))
-        .args(&["run", "--", "sh", "-c", &command_held_open(1)]);
+    let test = Test::new().policy(&SCANNING.replace("1ms", "30s")).args(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        &command_held_open(1),
+    ]);
     let mut writer = writer_outside_the_run(&test);
     let child = spawn(&test, Stdio::null());
     wait_for_file(&test, "opened");

@@ -18,6 +18,7 @@ mod fsck;
 mod gc;
 mod hangs;
 mod history;
+mod job_control;
 mod locks;
 mod output;
 mod policy_command;
