@@ -187,7 +187,7 @@ impl Attempter for ProcessRunner {
                     break End::TimedOut { after_ms, deadline: spec.timeout_is_deadline };
                 }
                 signal = wait_for_interrupt(&mut interrupt) => {
-                    stop_by = Some(Instant::now() + spec.kill_grace);
+                    stop_by = Some(after(spec.kill_grace));
                     terminate(&mut child, pgid, signal, spec.kill_grace).await;
                     break End::Interrupted { signal };
                 }
@@ -273,6 +273,13 @@ fn spawn_failure(program: &str, e: &std::io::Error) -> End {
     }
 }
 
+/// `d` from now, or a far future for an absurd `d` (an `Instant` must not overflow).
+pub fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
+}
+
 /// The next SIGCHLD; never, without a listener.
 async fn child_changed(sigchld: Option<&mut Signal>) -> Option<()> {
     match sigchld {
@@ -356,7 +363,7 @@ async fn end_leftovers(pgid: libc::pid_t, grace: Duration) {
 }
 
 async fn wait_group_gone(pgid: libc::pid_t, limit: Duration) -> bool {
-    let until = Instant::now() + limit;
+    let until = after(limit);
     while group_alive(pgid) {
         if Instant::now() >= until {
             return false;

@@ -80,10 +80,11 @@ while [ ! -e "$OUT/opened" ]; do sleep 0.01; done; echo done; exit {code}"#
     )
 }
 
-#[test]
-fn a_writer_outside_the_run_that_keeps_the_output_pipe_busy_does_not_keep_backstop_alive() {
+/// The command exits at once but a writer that no reaper can end keeps its stdout
+/// open and busy: backstop must still end, with and without output patterns.
+fn a_busy_writer_does_not_keep_backstop_alive(policy: &str) {
     let test = Test::new()
-        .policy(SCANNING)
+        .policy(policy)
         .args(&["run", "--", "sh", "-c", &command_held_open(0)]);
     let mut writer = writer_outside_the_run(&test);
     let child = spawn(&test, Stdio::null());
@@ -94,6 +95,16 @@ fn a_writer_outside_the_run_that_keeps_the_output_pipe_busy_does_not_keep_backst
     // The drain is 2 s of waiting on the pipe; the bound leaves room for a loaded machine.
     assert!(took < Duration::from_secs(15), "took {took:?}");
     assert_eq!(test.lines("log"), ["attempt"]);
+}
+
+#[test]
+fn a_writer_outside_the_run_that_keeps_the_output_pipe_busy_does_not_keep_backstop_alive() {
+    a_busy_writer_does_not_keep_backstop_alive(SCANNING);
+}
+
+#[test]
+fn without_output_patterns_a_busy_writer_on_the_inherited_output_does_not_keep_backstop_alive() {
+    a_busy_writer_does_not_keep_backstop_alive("version: 1\n");
 }
 
 #[test]
