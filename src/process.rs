@@ -534,3 +534,55 @@ pub fn output_reader_gone() -> bool {
     fds.iter()
         .any(|f| f.revents().intersects(PollFlags::ERR | PollFlags::HUP))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::Scanner;
+
+    fn pump_on_a_pipe() -> (Pump, std::io::PipeWriter) {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        let from = std::fs::File::from(std::os::fd::OwnedFd::from(reader));
+        (
+            Pump::start(from, Sink::Stderr, Scanner::default().stream()),
+            writer,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pipe_held_open_and_silent_is_given_up_after_the_idle_time() {
+        let (mut pump, _writer) = pump_on_a_pipe();
+        let (_tx, mut interrupt) = tokio::sync::watch::channel(None);
+        let mut budget = OUTPUT_DRAIN;
+        let t0 = Instant::now();
+        assert!(matches!(
+            pump.finish(&mut budget, &mut interrupt).await,
+            Drained::Cut
+        ));
+        assert_eq!(t0.elapsed(), OUTPUT_IDLE);
+        assert_eq!(budget, OUTPUT_DRAIN - OUTPUT_IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_drain_budget_gives_up_at_once_and_a_signal_cuts_the_wait() {
+        let (mut pump, _writer) = pump_on_a_pipe();
+        let (tx, mut interrupt) = tokio::sync::watch::channel(None);
+        let mut budget = Duration::ZERO;
+        let t0 = Instant::now();
+        assert!(matches!(
+            pump.finish(&mut budget, &mut interrupt).await,
+            Drained::Cut
+        ));
+        assert!(t0.elapsed() <= Duration::from_millis(50));
+
+        let (mut pump, _writer) = pump_on_a_pipe();
+        let mut budget = OUTPUT_DRAIN;
+        tx.send(Some(libc::SIGTERM)).expect("send");
+        let t0 = Instant::now();
+        assert!(matches!(
+            pump.finish(&mut budget, &mut interrupt).await,
+            Drained::Cut
+        ));
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+    }
+}
