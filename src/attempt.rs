@@ -214,6 +214,9 @@ pub struct AttemptOutcome {
     pub no_retry: Option<String>,
     /// For a model call: what it learned.
     pub call: Option<CallReport>,
+    /// The reader of backstop's own stdout or stderr was gone when the attempt ended
+    /// (`backstop run -- cmd | head -1`).
+    pub output_closed: bool,
 }
 
 /// Runs attempts. The real one spawns processes; a test can script outcomes.

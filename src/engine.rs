@@ -91,6 +91,9 @@ enum LinkEnd {
     Stop {
         signal: i32,
     },
+    /// Stop the whole run: the reader of backstop's output is gone and the command
+    /// died of SIGPIPE, as the rest of the pipeline expects.
+    OutputClosed,
 }
 
 impl<'a, A: Attempter> Engine<'a, A> {
@@ -225,6 +228,19 @@ impl<'a, A: Attempter> Engine<'a, A> {
                             ));
                             return self.finish(
                                 Outcome::Interrupted,
+                                code,
+                                i,
+                                link,
+                                links.len(),
+                                (0, 0),
+                                reason,
+                            );
+                        }
+                        LinkEnd::OutputClosed => {
+                            let code = crate::exit_code::for_signal(libc::SIGPIPE);
+                            let reason = Some("the reader of backstop's output went away".into());
+                            return self.finish(
+                                Outcome::OutputClosed,
                                 code,
                                 i,
                                 link,
@@ -369,6 +385,10 @@ impl<'a, A: Attempter> Engine<'a, A> {
             if outcome.end.success()
                 && let Some(validate) = &self.policy.rollback.validate
             {
+                if let Some(signal) = *self.interrupt.borrow() {
+                    // Asked to stop before the success was validated: not a success.
+                    return LinkEnd::Stop { signal };
+                }
                 outcome.end = self
                     .validate(&validate.0, index, &link.name, attempt, max)
                     .await;
@@ -421,6 +441,16 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 return LinkEnd::Succeeded { attempt, max };
             };
             self.last = Some((outcome.end.clone(), verdict.clone()));
+            if outcome.output_closed && died_of_sigpipe(&outcome.end) {
+                // Killed only because its output had nowhere to go: as without
+                // backstop, the pipeline's end is the command's end.
+                if let Some(v) = report.verdict.as_mut() {
+                    v.retry = false;
+                    v.rule = "the reader of backstop's output went away".into();
+                }
+                self.sink.event(&Event::AttemptFinished(report));
+                return LinkEnd::OutputClosed;
+            }
             let end = if verdict.stop {
                 let signal = match outcome.end {
                     End::Interrupted { signal } | End::Signaled { signal } => signal,
@@ -624,6 +654,10 @@ impl<'a, A: Attempter> Engine<'a, A> {
         env: Vec<(String, String)>,
         stdin: StdinFrom,
     ) -> End {
+        if let Some(signal) = *self.interrupt.borrow() {
+            // Asked to stop: no new process starts.
+            return End::Interrupted { signal };
+        }
         let scanner = Scanner::default();
         let spec = AttemptSpec {
             argv,
@@ -743,6 +777,13 @@ impl<'a, A: Attempter> Engine<'a, A> {
         self.sink.event(&Event::Finished(summary.clone()));
         summary
     }
+}
+
+/// Killed by SIGPIPE, or a shell's report of a child that was (`sh -c 'yes'`: 141).
+fn died_of_sigpipe(end: &End) -> bool {
+    let shell_code = 128 + libc::SIGPIPE;
+    matches!(end, End::Signaled { signal } if *signal == libc::SIGPIPE)
+        || matches!(end, End::Exited { code } if *code == shell_code)
 }
 
 /// Resolves with the signal once backstop has been asked to stop.

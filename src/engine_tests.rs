@@ -89,6 +89,7 @@ impl Attempter for &mut Scripted {
             started_at: SystemTime::now(),
             duration: started.elapsed(),
             no_retry: None,
+            output_closed: false,
             call: None,
         }
     }

@@ -56,6 +56,10 @@ pub enum Outcome {
     Escalated,
     Failed,
     Interrupted,
+    /// The reader of backstop's output went away and the command died of SIGPIPE, as
+    /// a pipeline member does: not retried, not rolled back, exit 141.
+    #[serde(rename = "output_closed")]
+    OutputClosed,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -8,13 +8,15 @@
 //! group (`setsid`, a daemon) is ended after every attempt by [`crate::reaper`].
 
 use std::io::{Read, Write};
+use std::os::fd::BorrowedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::process::Child;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -28,6 +30,12 @@ use crate::terminal::{Terminal, set_foreground};
 /// After the command exits, how long its output may sit idle before backstop stops
 /// waiting for it (a background process it left may hold the pipe open).
 const OUTPUT_IDLE: Duration = Duration::from_millis(500);
+
+/// After the command and what it left behind have ended, how long backstop goes on
+/// waiting for output still coming through the pipes: a writer it could not end
+/// that keeps the pipe open and busy must not keep the run alive. Output past this
+/// is dropped, and patterns in the unfinished stream are not seen.
+pub const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 /// Runs each attempt as what it is: a process, or a model call.
 pub struct RealAttempter {
@@ -50,6 +58,8 @@ impl Attempter for RealAttempter {
 
 pub struct ProcessRunner {
     terminal: Option<Terminal>,
+    /// SIGCHLD, to see an attempt that holds the terminal stop (Ctrl-Z).
+    sigchld: Option<Signal>,
     replay: Option<StdinReplay>,
     interrupt: Interrupt,
 }
@@ -66,8 +76,10 @@ impl ProcessRunner {
             } else {
                 Some(StdinReplay::from_stdin())
             };
+        let sigchld = terminal.and_then(|_| signal(SignalKind::child()).ok());
         ProcessRunner {
             terminal,
+            sigchld,
             replay,
             interrupt,
         }
@@ -85,6 +97,7 @@ impl Attempter for ProcessRunner {
             duration: t0.elapsed(),
             no_retry: None,
             call: None,
+            output_closed: false,
         };
 
         let foreground = matches!(spec.stdin, StdinFrom::Inherit)
@@ -151,57 +164,72 @@ impl Attempter for ProcessRunner {
         }
         let mut pumps = Vec::new();
         if let Some(p) = child.stdout.take().and_then(|p| p.into_owned_fd().ok()) {
-            pumps.push(Pump::start(
-                p.into(),
-                std::io::stdout(),
-                spec.scanner.stream(),
-            ));
+            pumps.push(Pump::start(p.into(), Sink::Stdout, spec.scanner.stream()));
         }
         if let Some(p) = child.stderr.take().and_then(|p| p.into_owned_fd().ok()) {
-            pumps.push(Pump::start(
-                p.into(),
-                std::io::stderr(),
-                spec.scanner.stream(),
-            ));
+            pumps.push(Pump::start(p.into(), Sink::Stderr, spec.scanner.stream()));
         }
 
-        let timer = async {
-            match spec.timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
+        // Far enough to never fire, near enough that adding to it cannot overflow.
+        let never = Duration::from_secs(100 * 365 * 24 * 3600);
+        let timer = tokio::time::sleep(spec.timeout.unwrap_or(never));
+        tokio::pin!(timer);
         let mut interrupt = self.interrupt.clone();
-        let end = tokio::select! {
-            status = child.wait() => status.map_or(End::Exited { code: 1 }, end_of),
-            () = timer => {
-                terminate(&mut child, pgid, libc::SIGTERM, spec.kill_grace).await;
-                let after_ms = spec.timeout.map_or(0, |t| t.as_millis() as u64);
-                End::TimedOut { after_ms, deadline: spec.timeout_is_deadline }
-            }
-            signal = wait_for_interrupt(&mut interrupt) => {
-                terminate(&mut child, pgid, signal, spec.kill_grace).await;
-                End::Interrupted { signal }
+        // Once backstop is asked to stop, everything the attempt left ends within
+        // `kill_grace` of that moment, not a fresh grace per cleanup step.
+        let mut stop_by = None;
+        let end = loop {
+            tokio::select! {
+                status = child.wait() => break status.map_or(End::Exited { code: 1 }, end_of),
+                () = &mut timer => {
+                    terminate(&mut child, pgid, libc::SIGTERM, spec.kill_grace).await;
+                    let after_ms = spec.timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+                    break End::TimedOut { after_ms, deadline: spec.timeout_is_deadline };
+                }
+                signal = wait_for_interrupt(&mut interrupt) => {
+                    stop_by = Some(after(spec.kill_grace));
+                    terminate(&mut child, pgid, signal, spec.kill_grace).await;
+                    break End::Interrupted { signal };
+                }
+                Some(()) = child_changed(self.sigchld.as_mut()), if foreground.is_some() => {
+                    if let (Some(t), Some(signal)) = (foreground, stopped(pgid)) {
+                        // Time spent stopped is not the attempt's: its timeout waits.
+                        let left = timer.deadline().saturating_duration_since(Instant::now());
+                        t.suspend_job(pgid, signal);
+                        timer.as_mut().reset(Instant::now() + left);
+                    }
+                }
             }
         };
         crate::reaper::disown(pgid);
         if let Some(t) = foreground {
             t.take_back();
         }
+        let grace = || {
+            stop_by.map_or(spec.kill_grace, |t| {
+                t.saturating_duration_since(Instant::now())
+            })
+        };
         if !end.success() {
-            end_leftovers(pgid, spec.kill_grace).await;
+            end_leftovers(pgid, grace()).await;
         }
         // Whatever the attempt started and left running, in its group or out of it,
         // ends with it, success or not: a daemon left behind could write into the
         // tree after the after-snapshot, the rollback, or the next attempt's start.
-        crate::reaper::end_descendants(spec.kill_grace).await;
+        crate::reaper::end_descendants(grace()).await;
+        let mut budget = OUTPUT_DRAIN;
         let mut matched = Vec::new();
-        for pump in pumps {
-            matched.extend(pump.finish().await);
+        let mut reader_gone = false;
+        for pump in &mut pumps {
+            if let Drained::Matched(m) = pump.finish(&mut budget, &mut interrupt).await {
+                matched.extend(m);
+            }
+            reader_gone |= pump.reader_gone();
         }
         matched.sort_unstable();
         matched.dedup();
         let mut result = outcome(end, matched);
+        result.output_closed = reader_gone || output_reader_gone();
         if self.replay.as_ref().is_some_and(|r| !r.replayable()) {
             result.no_retry = Some(format!(
                 "stdin is over the replay limit ({} MiB)",
@@ -243,6 +271,34 @@ fn spawn_failure(program: &str, e: &std::io::Error) -> End {
             message: format!("cannot execute {program}: {}", detail.to_lowercase()),
         },
     }
+}
+
+/// `d` from now, or a far future for an absurd `d` (an `Instant` must not overflow).
+pub fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
+}
+
+/// The next SIGCHLD; never, without a listener.
+async fn child_changed(sigchld: Option<&mut Signal>) -> Option<()> {
+    match sigchld {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The signal that stopped the attempt's leader, if it has stopped since the last
+/// look. Asks only for stops (no `WEXITED`), so an exit stays for tokio to reap.
+fn stopped(pid: libc::pid_t) -> Option<i32> {
+    use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+    let pid = Pid::from_raw(pid)?;
+    let status = waitid(
+        WaitId::Pid(pid),
+        WaitIdOptions::STOPPED | WaitIdOptions::NOHANG,
+    )
+    .ok()??;
+    status.stopping_signal()
 }
 
 fn signal_group(pgid: libc::pid_t, signal: i32) -> bool {
@@ -307,7 +363,7 @@ async fn end_leftovers(pgid: libc::pid_t, grace: Duration) {
 }
 
 async fn wait_group_gone(pgid: libc::pid_t, limit: Duration) -> bool {
-    let until = Instant::now() + limit;
+    let until = after(limit);
     while group_alive(pgid) {
         if Instant::now() >= until {
             return false;
@@ -320,25 +376,54 @@ async fn wait_group_gone(pgid: libc::pid_t, limit: Duration) -> bool {
 /// Copies one output stream of the child to ours, scanning it on the way.
 struct Pump {
     done: oneshot::Receiver<Vec<usize>>,
+    shared: Arc<PumpState>,
+}
+
+#[derive(Default)]
+struct PumpState {
     /// Bytes copied so far, and whether the thread is blocked writing (not reading).
-    progress: Arc<AtomicU64>,
+    progress: AtomicU64,
+    /// backstop stopped waiting: the thread copies nothing more and ends at its next read.
+    abandoned: AtomicBool,
+    /// A write to backstop's own output failed with EPIPE: its reader is gone.
+    reader_gone: AtomicBool,
 }
 
 const WRITING: u64 = 1 << 63;
 
+/// Which of backstop's own streams a pump copies to.
+#[derive(Clone, Copy)]
+enum Sink {
+    Stdout,
+    Stderr,
+}
+
+impl Sink {
+    fn fd(self) -> BorrowedFd<'static> {
+        match self {
+            Sink::Stdout => rustix::stdio::stdout(),
+            Sink::Stderr => rustix::stdio::stderr(),
+        }
+    }
+}
+
+/// How a drain ended.
+enum Drained {
+    /// The stream ended: these patterns matched.
+    Matched(Vec<usize>),
+    /// Cut short: the stream sat idle, the drain limit passed, or backstop was asked
+    /// to stop.
+    Cut,
+}
+
 impl Pump {
-    fn start(
-        mut from: std::fs::File,
-        mut to: impl Write + Send + 'static,
-        mut scan: LineScan,
-    ) -> Pump {
+    fn start(mut from: std::fs::File, to: Sink, mut scan: LineScan) -> Pump {
         let (tx, done) = oneshot::channel();
-        let progress = Arc::new(AtomicU64::new(0));
-        let p = Arc::clone(&progress);
+        let shared = Arc::new(PumpState::default());
+        let state = Arc::clone(&shared);
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
             let mut copied = 0u64;
-            let mut sink_ok = true;
             loop {
                 let n = match from.read(&mut buf) {
                     Ok(0) => break,
@@ -346,40 +431,158 @@ impl Pump {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(_) => break,
                 };
+                if state.abandoned.load(Ordering::Relaxed) {
+                    // Dropping the pipe's read end: a writer left behind gets EPIPE.
+                    break;
+                }
                 scan.feed(&buf[..n]);
-                if sink_ok {
-                    p.store(copied | WRITING, Ordering::Relaxed);
-                    sink_ok = to.write_all(&buf[..n]).and_then(|()| to.flush()).is_ok();
-                    if !sink_ok {
+                state.progress.store(copied | WRITING, Ordering::Relaxed);
+                match write_all(to.fd(), &buf[..n]) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        if e == rustix::io::Errno::PIPE {
+                            state.reader_gone.store(true, Ordering::Relaxed);
+                        }
                         // Our reader went away: close the pipe so the child sees it too.
                         break;
                     }
                 }
                 copied += n as u64;
-                p.store(copied, Ordering::Relaxed);
+                state.progress.store(copied, Ordering::Relaxed);
             }
             let _ = tx.send(scan.finish());
         });
-        Pump { done, progress }
+        Pump { done, shared }
     }
 
-    /// Waits for the stream to end, or to sit idle for [`OUTPUT_IDLE`].
-    async fn finish(mut self) -> Vec<usize> {
-        let mut last = self.progress.load(Ordering::Relaxed);
-        let mut idle_since = Instant::now();
+    /// Waits for the stream to end or to sit idle for [`OUTPUT_IDLE`], spending at
+    /// most `budget` waiting on the pipe; a signal to backstop cuts it short. Time
+    /// blocked writing to backstop's own reader is not counted: a slow reader holds
+    /// the command's output back as it would without backstop, and loses none of it.
+    async fn finish(&mut self, budget: &mut Duration, interrupt: &mut Interrupt) -> Drained {
+        const TICK: Duration = Duration::from_millis(50);
+        let mut last = self.shared.progress.load(Ordering::Relaxed);
+        let mut idle = Duration::ZERO;
         loop {
-            match tokio::time::timeout(Duration::from_millis(50), &mut self.done).await {
-                Ok(result) => return result.unwrap_or_default(),
-                Err(_) => {
-                    let now = self.progress.load(Ordering::Relaxed);
-                    if now != last || now & WRITING != 0 {
-                        last = now;
-                        idle_since = Instant::now();
-                    } else if idle_since.elapsed() >= OUTPUT_IDLE {
-                        return Vec::new();
-                    }
+            tokio::select! {
+                result = &mut self.done => return Drained::Matched(result.unwrap_or_default()),
+                () = tokio::time::sleep(TICK.min(*budget)) => {}
+                _ = wait_for_interrupt(interrupt) => return self.abandon(),
+            }
+            let now = self.shared.progress.load(Ordering::Relaxed);
+            if now & WRITING != 0 {
+                idle = Duration::ZERO;
+                continue;
+            }
+            *budget = budget.saturating_sub(TICK);
+            if budget.is_zero() {
+                return self.abandon();
+            }
+            if now != last {
+                last = now;
+                idle = Duration::ZERO;
+            } else {
+                idle += TICK;
+                if idle >= OUTPUT_IDLE {
+                    return self.abandon();
                 }
             }
         }
+    }
+
+    fn abandon(&self) -> Drained {
+        self.shared.abandoned.store(true, Ordering::Relaxed);
+        Drained::Cut
+    }
+
+    fn reader_gone(&self) -> bool {
+        self.shared.reader_gone.load(Ordering::Relaxed)
+    }
+}
+
+/// Writes all of `buf` to `fd` without std's lock on stdout (a pump blocked on a
+/// full pipe must not hold it) and without retrying on a broken pipe.
+fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), rustix::io::Errno> {
+    while !buf.is_empty() {
+        match rustix::io::write(fd, buf) {
+            Ok(0) => return Err(rustix::io::Errno::IO),
+            Ok(n) => buf = &buf[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Whether the reader of backstop's stdout or stderr is gone (a pipe whose read end
+/// is closed polls as an error, a closed socket as a hang-up). Seen without
+/// writing, so it also tells when the command wrote there itself.
+pub fn output_reader_gone() -> bool {
+    use rustix::event::{PollFd, PollFlags};
+    let (out, err) = (rustix::stdio::stdout(), rustix::stdio::stderr());
+    let mut fds = [
+        PollFd::new(&out, PollFlags::OUT),
+        PollFd::new(&err, PollFlags::OUT),
+    ];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    if rustix::event::poll(&mut fds, Some(&zero)).is_err() {
+        return false;
+    }
+    fds.iter()
+        .any(|f| f.revents().intersects(PollFlags::ERR | PollFlags::HUP))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::Scanner;
+
+    fn pump_on_a_pipe() -> (Pump, std::io::PipeWriter) {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        let from = std::fs::File::from(std::os::fd::OwnedFd::from(reader));
+        (
+            Pump::start(from, Sink::Stderr, Scanner::default().stream()),
+            writer,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pipe_held_open_and_silent_is_given_up_after_the_idle_time() {
+        let (mut pump, _writer) = pump_on_a_pipe();
+        let (_tx, mut interrupt) = tokio::sync::watch::channel(None);
+        let mut budget = OUTPUT_DRAIN;
+        let t0 = Instant::now();
+        assert!(matches!(
+            pump.finish(&mut budget, &mut interrupt).await,
+            Drained::Cut
+        ));
+        assert_eq!(t0.elapsed(), OUTPUT_IDLE);
+        assert_eq!(budget, OUTPUT_DRAIN - OUTPUT_IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_drain_budget_gives_up_at_once_and_a_signal_cuts_the_wait() {
+        let (mut pump, _writer) = pump_on_a_pipe();
+        let (tx, mut interrupt) = tokio::sync::watch::channel(None);
+        let mut budget = Duration::ZERO;
+        let t0 = Instant::now();
+        assert!(matches!(
+            pump.finish(&mut budget, &mut interrupt).await,
+            Drained::Cut
+        ));
+        assert!(t0.elapsed() <= Duration::from_millis(50));
+
+        let (mut pump, _writer) = pump_on_a_pipe();
+        let mut budget = OUTPUT_DRAIN;
+        tx.send(Some(libc::SIGTERM)).expect("send");
+        let t0 = Instant::now();
+        assert!(matches!(
+            pump.finish(&mut budget, &mut interrupt).await,
+            Drained::Cut
+        ));
+        assert_eq!(t0.elapsed(), Duration::ZERO);
     }
 }

@@ -59,7 +59,7 @@ pub async fn end_descendants(grace: Duration) -> usize {
     if found.is_empty() {
         return 0;
     }
-    let until = Instant::now() + grace;
+    let until = crate::process::after(grace);
     while !found.is_empty() && Instant::now() < until {
         // Re-signalled each round: a process forked since the last scan is new. All
         // are stopped before any is told to end: otherwise a shell whose `sleep` dies

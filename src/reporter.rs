@@ -340,6 +340,10 @@ pub fn summary_line(s: &RunSummary) -> String {
             "interrupted after {attempts} in {elapsed}; exit {}",
             s.exit_code
         ),
+        Outcome::OutputClosed => format!(
+            "stopped: the reader of backstop's output went away ({last}); not retried, not rolled back; exit {}",
+            s.exit_code
+        ),
     }
 }
 

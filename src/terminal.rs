@@ -32,6 +32,45 @@ impl Terminal {
     pub fn take_back(&self) {
         set_foreground(self.our_group);
     }
+
+    /// What a job-control shell does when a job it ran in the foreground stops:
+    /// the attempt's group (`group`) stopped with `signal` (Ctrl-Z, or a read of the
+    /// terminal from the background). Unless backstop has the terminal itself (the
+    /// shell gave it back with `fg` and the attempt stopped reading it meanwhile),
+    /// backstop takes the terminal back, stops the whole attempt, and stops its own
+    /// group so that the shell sees the job stopped. Once continued, it hands the
+    /// terminal to the attempt again if the shell gave it to backstop (`fg`; not
+    /// after `bg`) and continues the attempt.
+    pub fn suspend_job(&self, group: libc::pid_t, signal: i32) {
+        let ours = self.is_foreground();
+        if !(ours && matches!(signal, libc::SIGTTIN | libc::SIGTTOU)) {
+            self.take_back();
+            signal_group(group, libc::SIGSTOP);
+            // SIGSTOP, not SIGTSTP: the kernel drops SIGTSTP sent to an orphaned
+            // group (backstop as a session's leader), and the job must stop.
+            signal_group(self.our_group, libc::SIGSTOP);
+        }
+        if self.is_foreground() {
+            self.give_to(group);
+        }
+        signal_group(group, libc::SIGCONT);
+    }
+
+    /// Whether backstop's group has the terminal.
+    fn is_foreground(&self) -> bool {
+        rustix::termios::tcgetpgrp(rustix::stdio::stdin())
+            .is_ok_and(|g| g.as_raw_nonzero().get() == self.our_group)
+    }
+}
+
+fn signal_group(group: libc::pid_t, signal: i32) {
+    let (Some(group), Some(signal)) = (
+        rustix::process::Pid::from_raw(group).filter(|_| group > 1),
+        rustix::process::Signal::from_named_raw(signal),
+    ) else {
+        return;
+    };
+    let _ = rustix::process::kill_process_group(group, signal);
 }
 
 /// `tcsetpgrp` on stdin with SIGTTOU blocked, which a process outside the foreground

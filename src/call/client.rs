@@ -298,6 +298,7 @@ fn outcome(end: End, report: CallReport, started_at: SystemTime, t0: Instant) ->
         started_at,
         duration: t0.elapsed(),
         no_retry: None,
+        output_closed: false,
         call: Some(report),
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::attempt::command_line;
 use crate::call::client::{ModelClient, Print};
-use crate::engine::{Engine, Interrupt};
+use crate::engine::{Engine, Interrupt, wait_for_interrupt};
 use crate::error::UserError;
 use crate::events::{Event, EventSink, Fanout, Outcome, RunSummary};
 use crate::names::quote_path;
@@ -120,13 +120,26 @@ pub fn run(
                 steps: steps.len(),
                 name: step.name.clone(),
             });
-            if step.approve && !yes && !ask(&step.name, &step.argv)? {
-                reporter.event(&Event::Warning(format!(
-                    "step `{}` was not approved; stopping",
-                    step.name
-                )));
-                failed_step = true;
-                break;
+            if step.approve && !yes {
+                match runtime.block_on(ask(&step.name, &step.argv, interrupt.clone()))? {
+                    Answer::Yes => {}
+                    Answer::No => {
+                        reporter.event(&Event::Warning(format!(
+                            "step `{}` was not approved; stopping",
+                            step.name
+                        )));
+                        failed_step = true;
+                        break;
+                    }
+                    Answer::Interrupted(signal) => {
+                        let summary = interrupted_at_prompt(&step.name, signal);
+                        Fanout(vec![&mut reporter, &mut writer])
+                            .event(&Event::Finished(summary.clone()));
+                        last = Some(summary);
+                        failed_step = true;
+                        break;
+                    }
+                }
             }
         }
         let summary = runtime.block_on(async {
@@ -141,9 +154,11 @@ pub fn run(
                 .await
         });
         let stop = summary.outcome != Outcome::Succeeded;
+        // A pipeline's reader that went away ends the run, but the work stands.
+        let failed = stop && summary.outcome != Outcome::OutputClosed;
         last = Some(summary);
         if stop {
-            failed_step = true;
+            failed_step = failed;
             break;
         }
     }
@@ -357,19 +372,73 @@ fn steps_to_run(policy: &Policy, command: &[String]) -> Result<Vec<Step>> {
     }
 }
 
-/// Asks on the terminal whether to run a step.
-fn ask(name: &str, argv: &[String]) -> Result<bool> {
+/// What the user said at a step's prompt.
+enum Answer {
+    Yes,
+    No,
+    /// Ctrl-C (or another stopping signal) came first.
+    Interrupted(i32),
+}
+
+/// Asks on the terminal whether to run a step. A signal ends the question at once:
+/// the line is read on a thread of its own, which is left blocked when the run stops.
+async fn ask(name: &str, argv: &[String], mut interrupt: Interrupt) -> Result<Answer> {
+    if let Some(signal) = *interrupt.borrow() {
+        return Ok(Answer::Interrupted(signal));
+    }
     eprint!(
         "backstop: run step `{name}` ({})? [y/N] ",
         command_line(argv)
     );
     std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .context("cannot read the answer")?;
-    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut answer = String::new();
+        let read = std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map(|_| answer);
+        let _ = tx.send(read);
+    });
+    tokio::select! {
+        read = rx => {
+            let answer = read
+                .context("cannot read the answer")?
+                .context("cannot read the answer")?;
+            let yes = matches!(answer.trim().to_lowercase().as_str(), "y" | "yes");
+            Ok(if yes { Answer::Yes } else { Answer::No })
+        }
+        signal = wait_for_interrupt(&mut interrupt) => {
+            eprintln!();
+            Ok(Answer::Interrupted(signal))
+        }
+    }
+}
+
+/// The run's summary when a signal came at a step's prompt: nothing of the step ran.
+fn interrupted_at_prompt(step: &str, signal: i32) -> RunSummary {
+    RunSummary {
+        outcome: Outcome::Interrupted,
+        exit_code: crate::exit_code::for_signal(signal),
+        link: 0,
+        link_name: step.to_string(),
+        links: 1,
+        attempts: 0,
+        link_attempts: 0,
+        link_max_attempts: 0,
+        retries: 0,
+        elapsed_ms: 0,
+        last_failure: None,
+        answer: None,
+        model: None,
+        input_tokens: 0,
+        output_tokens: 0,
+        cost_usd: None,
+        reason: Some(format!(
+            "interrupted by {} at the prompt of step `{step}`",
+            crate::attempt::signal_name(signal)
+        )),
+    }
 }
 
 /// SIGINT, SIGTERM and SIGHUP no longer end backstop: they reach the engine, which

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod adversarial;
+mod broken_pipe;
 mod call;
 mod cli;
 mod crash_campaign;
@@ -15,7 +16,9 @@ mod exit_codes;
 mod fallback;
 mod fsck;
 mod gc;
+mod hangs;
 mod history;
+mod job_control;
 mod load;
 mod locks;
 mod names;
