@@ -302,8 +302,15 @@ fn stopped(pid: libc::pid_t) -> Option<i32> {
 }
 
 fn signal_group(pgid: libc::pid_t, signal: i32) -> bool {
-    // SAFETY: kill(2) on a process group we created; pgid > 1 is checked.
-    pgid > 1 && unsafe { libc::kill(-pgid, signal) } == 0
+    // Never 0 or 1: those would mean our own group or init's.
+    pgid > 1
+        && match (
+            rustix::process::Pid::from_raw(pgid),
+            rustix::process::Signal::from_named_raw(signal),
+        ) {
+            (Some(group), Some(sig)) => rustix::process::kill_process_group(group, sig).is_ok(),
+            _ => false,
+        }
 }
 
 /// Whether the group has a member that is still running. A member that has died but

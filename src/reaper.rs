@@ -27,9 +27,7 @@ const AFTER_KILL: Duration = Duration::from_secs(2);
 /// Makes backstop the reaper of whatever its attempts orphan. Failure (an old kernel)
 /// leaves the process group as the only net, which is what it was before.
 pub fn adopt_orphans() {
-    // SAFETY: prctl(2) with PR_SET_CHILD_SUBREAPER takes plain integers and touches
-    // no memory of ours; it changes only which process inherits our orphans.
-    let _ = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
 }
 
 /// Marks `pid` as a child some code in backstop waits for itself.
@@ -180,18 +178,21 @@ fn state_and_parent(stat: &str) -> Option<(char, libc::pid_t)> {
 
 fn signal(pid: libc::pid_t, sig: i32) {
     // Never 0, -1 or a negative pid: those mean a group or every process.
-    if pid > 1 {
-        // SAFETY: kill(2) by pid on a process just read as a running descendant of
-        // backstop; it takes plain integers.
-        unsafe { libc::kill(pid, sig) };
+    if pid > 1
+        && let (Some(pid), Some(sig)) = (
+            rustix::process::Pid::from_raw(pid),
+            rustix::process::Signal::from_named_raw(sig),
+        )
+    {
+        let _ = rustix::process::kill_process(pid, sig);
     }
 }
 
 fn reap(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waitpid(2) on one pid that is our own zombie child and not owned by
-    // tokio; WNOHANG never blocks; `status` is a valid out pointer.
-    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    // One pid that is our own zombie child and not owned by tokio; never blocks.
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
+    }
 }
 
 #[cfg(test)]

@@ -18,9 +18,11 @@ impl Terminal {
         if !std::io::stdin().is_terminal() {
             return None;
         }
-        // SAFETY: plain queries of this process and of fd 0.
-        let (ours, foreground) = unsafe { (libc::getpgrp(), libc::tcgetpgrp(0)) };
-        (ours == foreground).then_some(Terminal { our_group: ours })
+        let ours = rustix::process::getpgrp();
+        let foreground = rustix::termios::tcgetpgrp(std::io::stdin()).ok()?;
+        (ours == foreground).then_some(Terminal {
+            our_group: ours.as_raw_nonzero().get(),
+        })
     }
 
     /// Makes `group` the terminal's foreground process group.
