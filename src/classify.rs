@@ -135,7 +135,11 @@ pub fn classify(
         End::Interrupted { .. } => FailureClass::Interrupted,
         End::SpawnFailed { code: 127, .. } => FailureClass::NotFound,
         End::SpawnFailed { .. } => FailureClass::NotExecutable,
-        End::Answered | End::Status { .. } | End::Network { .. } | End::Stream { .. } => {
+        End::Answered
+        | End::Status { .. }
+        | End::Network { .. }
+        | End::Stream { .. }
+        | End::CallTimedOut { .. } => {
             unreachable!("model calls are classified by classify_call")
         }
     };
@@ -278,7 +282,7 @@ pub fn classify_call(end: &End, call: &CallReport, retry: &RetryPolicy) -> Optio
             false,
             "timeout.total reached".into(),
         )),
-        End::TimedOut { .. } => Some(verdict(
+        End::TimedOut { .. } | End::CallTimedOut { .. } => Some(verdict(
             FailureClass::Timeout,
             retry.on.timeout,
             format!("retry.on.timeout is {}", retry.on.timeout),

@@ -366,7 +366,11 @@ impl<'a, A: Attempter> Engine<'a, A> {
             let mut outcome = self.attempter.attempt(spec).await;
             self.account(&outcome);
             let mut validation_failed = false;
+            // `validate` checks what a command left on disk. A call link leaves nothing
+            // there, and its answer is already printed: validating it could only fail
+            // it for the tree's state and make it answer again.
             if outcome.end.success()
+                && call.is_none()
                 && let Some(validate) = &self.policy.rollback.validate
             {
                 outcome.end = self
@@ -548,8 +552,9 @@ impl<'a, A: Attempter> Engine<'a, A> {
             provider,
             prompt,
             idempotency_key: format!("backstop-{}-{:016x}", self.run_id, rand::random::<u64>()),
-            first_token: policy.timeout.first_token.map(|d| d.0),
-            stall: policy.timeout.stall.map(|d| d.0),
+            connect: policy.timeout.connect.0,
+            first_token: policy.timeout.first_token.0,
+            stall: policy.timeout.stall.0,
         })
     }
 
