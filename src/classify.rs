@@ -324,6 +324,15 @@ pub fn classify_call(end: &End, call: &CallReport, retry: &RetryPolicy) -> Optio
                 }
                 _ => {}
             }
+            // A redirect that came back was not followed (it left the provider's
+            // origin): asking again gets the same answer.
+            if (300..400).contains(&s) {
+                let why = call
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| format!("HTTP {s}: a redirect that was not followed"));
+                return Some(verdict(FailureClass::Status, false, why));
+            }
             let class = if matches!(s, 401 | 403) || call.error == Some(CallError::Auth) {
                 FailureClass::Auth
             } else {

@@ -12,9 +12,9 @@ use super::retry_after::{retry_after, should_retry};
 use super::secret::{read_key, redact, redact_then_truncate};
 use super::sse::SseParser;
 use super::wire::{StreamState, build, parse_answer, parse_error};
-use crate::policy::values::format_duration;
 use crate::attempt::{AttemptOutcome, AttemptSpec, CallError, CallReport, CallWork, End};
 use crate::engine::{Interrupt, wait_for_interrupt};
+use crate::policy::values::format_duration;
 
 /// Where a model's answer goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,8 +153,7 @@ impl ModelClient {
         // One deadline from sending to the first byte of the body: a server that
         // accepts and never answers, or sends its headers and then nothing, meets it.
         let mut body = Body::new(work, &target);
-        let response = match tokio::time::timeout_at(body.first_deadline, builder.send()).await
-        {
+        let response = match tokio::time::timeout_at(body.first_deadline, builder.send()).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return network_end(e, work, &target),
             Err(_) => return body.first_token_end("response headers"),
@@ -209,7 +208,10 @@ impl ModelClient {
                 }
                 if whole.len() > ANSWER_BODY {
                     return End::Stream {
-                        message: format!("the answer of {target} is over {} MiB", ANSWER_BODY >> 20),
+                        message: format!(
+                            "the answer of {target} is over {} MiB",
+                            ANSWER_BODY >> 20
+                        ),
                     };
                 }
             }
@@ -313,7 +315,9 @@ impl<'t> Body<'t> {
     fn new(work: &CallWork<'_>, target: &'t str) -> Body<'t> {
         let now = Instant::now();
         Body {
-            first_deadline: now.checked_add(work.first_token).unwrap_or(now + DEFAULT_CALL_ATTEMPT),
+            first_deadline: now
+                .checked_add(work.first_token)
+                .unwrap_or(now + DEFAULT_CALL_ATTEMPT),
             first_token: work.first_token,
             stall: work.stall,
             started: false,
@@ -342,7 +346,7 @@ impl<'t> Body<'t> {
                     error_chain(&e.without_url())
                 ),
             }),
-            Err(_) if first => Err(self.first_token_end("the first byte of the answer")),
+            Err(_) if first => Err(self.first_token_end("first byte of the answer")),
             Err(_) => Err(End::CallTimedOut {
                 limit: "timeout.stall".into(),
                 after_ms: millis(self.stall),

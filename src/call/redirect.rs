@@ -62,7 +62,10 @@ mod tests {
     #[test]
     fn origins() {
         let u = |s: &str| Url::parse(s).unwrap();
-        assert!(same_origin(&u("https://a.com/x"), &u("https://a.com:443/y")));
+        assert!(same_origin(
+            &u("https://a.com/x"),
+            &u("https://a.com:443/y")
+        ));
         assert!(!same_origin(&u("https://a.com/x"), &u("http://a.com/x")));
         assert!(!same_origin(&u("http://a.com:80/"), &u("http://a.com:81/")));
         assert!(!same_origin(&u("http://a.com/"), &u("http://b.a.com/")));

@@ -25,9 +25,9 @@ pub fn read_key(provider: &Provider) -> Result<Option<String>, String> {
         Err(std::env::VarError::NotPresent) => {
             Err(format!("the environment variable {var} is not set"))
         }
-        Err(std::env::VarError::NotUnicode(_)) => Err(format!(
-            "the environment variable {var} is not valid UTF-8"
-        )),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(format!("the environment variable {var} is not valid UTF-8"))
+        }
     }
 }
 
@@ -36,10 +36,14 @@ pub fn read_key(provider: &Provider) -> Result<Option<String>, String> {
 /// before the command runs or any request is made, not a network failure found when
 /// the fallback is needed.
 pub fn check_keys(policy: &Policy, primary: Option<&str>) -> Result<(), UserError> {
-    let chain = policy.fallback.chain.iter().filter_map(|l: &Link| match &l.action {
-        crate::policy::Action::Call(c) => Some(c.model.as_str()),
-        _ => None,
-    });
+    let chain = policy
+        .fallback
+        .chain
+        .iter()
+        .filter_map(|l: &Link| match &l.action {
+            crate::policy::Action::Call(c) => Some(c.model.as_str()),
+            _ => None,
+        });
     for name in primary.into_iter().chain(chain) {
         let Some(model) = policy.models.get(name) else {
             continue;
@@ -60,37 +64,19 @@ pub fn check_keys(policy: &Policy, primary: Option<&str>) -> Result<(), UserErro
     Ok(())
 }
 
-/// Every form in which a key might come back in a server's text: as sent, and
-/// percent-encoded (an echoed URL or form body). JSON escapes are undone by parsing,
-/// so parsed strings are redacted again after parsing.
-fn forms(secret: &str) -> Vec<String> {
-    let mut out = vec![secret.to_string()];
-    let encoded: String = secret
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    if encoded != secret {
-        out.push(encoded.clone());
-        out.push(encoded.to_lowercase());
-    }
-    out
-}
-
-/// `text` with every form of `secret` replaced by `[redacted]`.
+/// `text` with `secret` replaced by `[redacted]`, also where it was percent-encoded
+/// (an echoed URL or form body, in any mix of encoded and plain characters): such a
+/// text is decoded before it is redacted. JSON escapes are undone by parsing, so
+/// parsed strings are redacted again after parsing.
 pub fn redact(text: &str, secret: &str) -> String {
     if secret.len() < SHORTEST {
         return text.to_string();
     }
-    let mut out = text.to_string();
-    for form in forms(secret) {
-        if out.contains(&form) {
-            out = out.replace(&form, "[redacted]");
+    let mut out = text.replace(secret, "[redacted]");
+    if out.contains('%') {
+        let decoded = percent_encoding::percent_decode_str(&out).decode_utf8_lossy();
+        if decoded.contains(secret) {
+            out = decoded.replace(secret, "[redacted]");
         }
     }
     out
@@ -144,7 +130,9 @@ mod tests {
     fn percent_encoded_and_short_keys() {
         let key = "a/b+c=d";
         assert_eq!(redact("u?k=a%2Fb%2Bc%3Dd", key), "u?k=[redacted]");
-        assert_eq!(redact("u?k=a%2fb%2bc%3dd", key), "u?k=[redacted]");
+        assert_eq!(redact("u?k=a%2fb%2bc%3dd&x=%20", key), "u?k=[redacted]&x= ");
+        assert_eq!(redact("u?k=%61%2F%62+c=d", key), "u?k=[redacted]");
+        assert_eq!(redact("100% sure", key), "100% sure");
         assert_eq!(redact("abc", "ab"), "abc");
     }
 

@@ -70,9 +70,7 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        let ev = p
-            .feed(b":1}\r\n\r\n: comment\n\ndata: [DONE]\n\n")
-            .unwrap();
+        let ev = p.feed(b":1}\r\n\r\n: comment\n\ndata: [DONE]\n\n").unwrap();
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[0].event.as_deref(), Some("message_start"));
         assert_eq!(ev[0].data, "{\"a\":1}");
@@ -94,6 +92,9 @@ mod tests {
         let mut p = SseParser::default();
         let line = format!("data: {}\n", "y".repeat(1000));
         let refused = (0..2000).any(|_| p.feed(line.as_bytes()).is_err());
-        assert!(refused, "data lines that never end their event are bounded too");
+        assert!(
+            refused,
+            "data lines that never end their event are bounded too"
+        );
     }
 }

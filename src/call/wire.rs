@@ -296,12 +296,20 @@ mod tests {
     fn both_error_shapes_of_a_context_length_error() {
         let openai = br#"{"error":{"message":"This model's maximum context length is 8192 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
         let anthropic = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#;
-        assert_eq!(parse_error(openai, "", 300, false).0, Some(CallError::ContextLength));
-        assert_eq!(parse_error(anthropic, "", 300, false).0, Some(CallError::ContextLength));
+        assert_eq!(
+            parse_error(openai, "", 300, false).0,
+            Some(CallError::ContextLength)
+        );
+        assert_eq!(
+            parse_error(anthropic, "", 300, false).0,
+            Some(CallError::ContextLength)
+        );
         let auth = br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#;
         assert_eq!(parse_error(auth, "", 300, false).0, Some(CallError::Auth));
         assert_eq!(
-            parse_error(b"<html>bad gateway</html>", "", 300, false).1.as_deref(),
+            parse_error(b"<html>bad gateway</html>", "", 300, false)
+                .1
+                .as_deref(),
             Some("<html>bad gateway</html>")
         );
     }

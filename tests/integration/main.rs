@@ -7,6 +7,7 @@ mod helpers;
 
 mod adversarial;
 mod call;
+mod call_limits;
 mod cli;
 mod crash_campaign;
 mod descendants;
