@@ -327,10 +327,8 @@ fn a_redirect_to_another_origin_is_not_followed_and_the_key_never_arrives() {
             );
         }
     }
-}
 
-#[test]
-fn a_redirect_within_the_origin_is_followed_with_the_key() {
+    // Within the origin a redirect is followed, key and all.
     let own = Server::start(vec![
         redirect_to(307, "/moved/chat/completions".into()),
         ok("moved"),
@@ -345,6 +343,25 @@ fn a_redirect_within_the_origin_is_followed_with_the_key() {
     assert_eq!(
         seen[1].header("authorization"),
         Some(format!("Bearer {KEY}").as_str())
+    );
+}
+
+#[test]
+fn a_redirect_whose_location_holds_the_key_is_reported_without_it() {
+    let server = Server::start(vec![redirect_to(
+        307,
+        format!("http://127.0.0.1:9/{KEY}/v1/messages?k={KEY}"),
+    )]);
+    let sb = Sandbox::new();
+    let p = sb.policy(&policy(&server.url(), "anthropic", ""));
+    let (out, _) = run_bounded(&sb, &["call", "-p", &p, "--json", "x"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("another origin"), "{}", stderr(&out));
+    let hay = everything(&sb, &out);
+    assert!(fragments(&hay).is_empty(), "{:?}", fragments(&hay));
+    assert!(
+        hay.contains("http://127.0.0.1:9/[redacted]/v1/messages"),
+        "{hay}"
     );
 }
 
