@@ -429,3 +429,72 @@ fn redact_end(end: End, secret: &str) -> End {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attempt::{Prompt, StdinFrom};
+    use crate::policy::{Model, Provider, ProviderKind};
+    use crate::scan::Scanner;
+
+    /// With no `timeout.attempt` and every limit of its own an hour away, a call to a
+    /// server that accepts and says nothing still ends, after the default.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_without_an_attempt_limit_ends_after_the_default() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(1).collect();
+            std::thread::sleep(Duration::from_secs(3600));
+            drop(held);
+        });
+        let provider = Provider {
+            kind: ProviderKind::Openai,
+            base_url: format!("http://127.0.0.1:{port}"),
+            api_key_env: None,
+            anthropic_version: String::new(),
+        };
+        let model = Model {
+            name: "m".into(),
+            provider: "p".into(),
+            model: "m-1".into(),
+            max_tokens: 10,
+            temperature: None,
+            price: None,
+        };
+        let hour = Duration::from_secs(3600);
+        let work = CallWork {
+            model: &model,
+            provider: &provider,
+            prompt: Prompt {
+                system: None,
+                user: "x".into(),
+            },
+            idempotency_key: "k".into(),
+            connect: hour,
+            first_token: hour,
+            stall: hour,
+        };
+        let scanner = Scanner::default();
+        let spec = AttemptSpec {
+            argv: &[],
+            env: Vec::new(),
+            timeout: None,
+            timeout_is_deadline: false,
+            kill_grace: Duration::ZERO,
+            scanner: &scanner,
+            stdin: StdinFrom::Null,
+            call: Some(&work),
+        };
+        let (_tx, rx) = tokio::sync::watch::channel(None);
+        let mut client = ModelClient::new(rx, Print::Never, false);
+        let outcome = client.attempt(&spec, &work).await;
+        assert_eq!(
+            outcome.end,
+            End::TimedOut {
+                after_ms: 600_000,
+                deadline: false
+            }
+        );
+    }
+}
