@@ -322,7 +322,12 @@ impl<'a, A: Attempter> Engine<'a, A> {
                     critical: true,
                 };
             }
-            let (timeout, timeout_is_deadline) = match (link.timeout, deadline) {
+            // A model call never goes without a limit of its own (see `call::client`).
+            let own = link.timeout.or_else(|| {
+                call.as_ref()
+                    .map(|_| crate::call::client::DEFAULT_CALL_ATTEMPT)
+            });
+            let (timeout, timeout_is_deadline) = match (own, deadline) {
                 (t, None) => (t, false),
                 (t, Some(d)) => {
                     let left = d.saturating_duration_since(Instant::now());
