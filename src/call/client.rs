@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use super::redirect::{refused, same_origin_only};
@@ -28,8 +29,9 @@ pub enum Print {
 }
 
 pub struct ModelClient {
-    /// Built at the first call, so runs without model calls never pay for it.
-    http: Option<reqwest::Client>,
+    /// Built at the first call, so runs without model calls never pay for it; dropped
+    /// after an attempt that ended on a limit, so a connection gone bad is not reused.
+    http: Option<Http>,
     print: Print,
     /// Ask for streamed answers (`--stream`; stall timeouts need it).
     stream: bool,
@@ -48,6 +50,46 @@ const ANSWER_BODY: usize = 16 * 1024 * 1024;
 /// forever is not an answer.
 pub const DEFAULT_CALL_ATTEMPT: Duration = Duration::from_secs(10 * 60);
 
+/// The HTTP client and the thread its connections run on. hyper drives each
+/// connection in a task of its own; a server that floods it (endless `100 Continue`
+/// heads, say) keeps that task busy for seconds per poll. On a thread of its own it
+/// cannot hold up the run's clock, so the call's limits and Ctrl-C still act on time;
+/// and shutting the thread down ends the connection.
+struct Http {
+    client: reqwest::Client,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Http {
+    fn new(connect: Duration) -> Result<Http, String> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("backstop/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(connect)
+            .redirect(same_origin_only())
+            .build()
+            .map_err(|e| format!("cannot set up HTTP: {e}"))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("backstop-http")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
+        Ok(Http {
+            client,
+            runtime: Some(runtime),
+        })
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        // Dropped inside the run's runtime, where waiting for a thread is not allowed.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 impl ModelClient {
     pub fn new(interrupt: Interrupt, print: Print, stream: bool) -> ModelClient {
         ModelClient {
@@ -58,18 +100,17 @@ impl ModelClient {
         }
     }
 
-    fn http(&mut self, connect: Duration) -> Result<reqwest::Client, String> {
-        if let Some(client) = &self.http {
-            return Ok(client.clone());
+    fn http(&mut self, connect: Duration) -> Result<(reqwest::Client, Handle), String> {
+        if self.http.is_none() {
+            self.http = Some(Http::new(connect)?);
         }
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("backstop/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(connect)
-            .redirect(same_origin_only())
-            .build()
-            .map_err(|e| format!("cannot set up HTTP: {e}"))?;
-        self.http = Some(client.clone());
-        Ok(client)
+        match &self.http {
+            Some(Http {
+                client,
+                runtime: Some(runtime),
+            }) => Ok((client.clone(), runtime.handle().clone())),
+            _ => Err("cannot set up HTTP".into()),
+        }
     }
 
     pub async fn attempt(&mut self, spec: &AttemptSpec<'_>, work: &CallWork<'_>) -> AttemptOutcome {
@@ -91,12 +132,20 @@ impl ModelClient {
             }
         };
         let secret = key.clone().unwrap_or_default();
-        let http = match self.http(work.connect) {
+        let (http, runtime) = match self.http(work.connect) {
             Ok(h) => h,
             Err(message) => return outcome(End::Network { message }, report, started_at, t0),
         };
         let live = self.print == Print::Live;
-        let call = Self::call(&http, work, key.as_deref(), self.stream, live, &mut report);
+        let call = Self::call(
+            &http,
+            &runtime,
+            work,
+            key.as_deref(),
+            self.stream,
+            live,
+            &mut report,
+        );
         let mut interrupt = self.interrupt.clone();
         let limit = spec.timeout.unwrap_or(DEFAULT_CALL_ATTEMPT);
         let end = tokio::select! {
@@ -107,6 +156,16 @@ impl ModelClient {
             },
             signal = wait_for_interrupt(&mut interrupt) => End::Interrupted { signal },
         };
+        if matches!(
+            end,
+            End::TimedOut { .. }
+                | End::CallTimedOut { .. }
+                | End::Interrupted { .. }
+                | End::Stream { .. }
+                | End::Network { .. }
+        ) {
+            self.http = None;
+        }
         if let Some(price) = &work.model.price {
             report.cost_usd = Some(price.cost(report.input_tokens, report.output_tokens));
         }
@@ -129,8 +188,10 @@ impl ModelClient {
         outcome(end, report, started_at, t0)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn call(
         http: &reqwest::Client,
+        runtime: &Handle,
         work: &CallWork<'_>,
         key: Option<&str>,
         stream: bool,
@@ -153,10 +214,21 @@ impl ModelClient {
         // One deadline from sending to the first byte of the body: a server that
         // accepts and never answers, or sends its headers and then nothing, meets it.
         let mut body = Body::new(work, &target);
-        let response = match tokio::time::timeout_at(body.first_deadline, builder.send()).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return network_end(e, work, &target),
-            Err(_) => return body.first_token_end("response headers"),
+        // Sent from the HTTP thread, so the connection's task lives there; the
+        // deadline is kept here.
+        let mut sent = runtime.spawn(builder.send());
+        let response = match tokio::time::timeout_at(body.first_deadline, &mut sent).await {
+            Ok(Ok(Ok(r))) => r,
+            Ok(Ok(Err(e))) => return network_end(e, work, &target),
+            Ok(Err(e)) => {
+                return End::Network {
+                    message: format!("{target}: the HTTP task ended: {e}"),
+                };
+            }
+            Err(_) => {
+                sent.abort();
+                return body.first_token_end("response headers");
+            }
         };
         let status = response.status().as_u16();
         report.status = Some(status);

@@ -619,3 +619,19 @@ fn an_endless_answer_body_is_refused() {
     assert!(stderr(&out).contains("over 16 MiB"), "{}", stderr(&out));
     let _: Value = sb.last_record();
 }
+
+#[test]
+fn a_flood_of_informational_heads_does_not_hold_up_the_limit() {
+    let server = Raw::start(|conn| {
+        let heads = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(4096);
+        while conn.write_all(&heads).is_ok() {}
+    });
+    let sb = Sandbox::new();
+    let p = sb.policy(&limits(&server.url(), "openai", "{ first_token: 1s }", 1));
+    let (out, took) = run_bounded(&sb, &["call", "-p", &p, "x"]);
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert!(stderr(&out).contains("timeout.first_token"), "{}", stderr(&out));
+    // hyper parses the heads in its connection's task for seconds per poll; the limit
+    // is kept on another thread, so it ends near its 1s, not when hyper yields.
+    assert!(took < Duration::from_secs(8), "{took:?}");
+}
