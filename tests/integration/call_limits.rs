@@ -630,8 +630,13 @@ fn a_flood_of_informational_heads_does_not_hold_up_the_limit() {
     let p = sb.policy(&limits(&server.url(), "openai", "{ first_token: 1s }", 1));
     let (out, took) = run_bounded(&sb, &["call", "-p", &p, "x"]);
     assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
-    assert!(stderr(&out).contains("timeout.first_token"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("timeout.first_token"),
+        "{}",
+        stderr(&out)
+    );
     // hyper parses the heads in its connection's task for seconds per poll; the limit
     // is kept on another thread, so it ends near its 1s, not when hyper yields.
-    assert!(took < Duration::from_secs(8), "{took:?}");
+    // (On one thread it took 6.4s in a debug build.)
+    assert!(took < Duration::from_secs(4), "{took:?}");
 }
