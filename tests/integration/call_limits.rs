@@ -622,10 +622,7 @@ fn an_endless_answer_body_is_refused() {
 
 #[test]
 fn a_flood_of_informational_heads_does_not_hold_up_the_limit() {
-    let server = Raw::start(|conn| {
-        let heads = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(4096);
-        while conn.write_all(&heads).is_ok() {}
-    });
+    let server = Raw::start(flood);
     let sb = Sandbox::new();
     let p = sb.policy(&limits(&server.url(), "openai", "{ first_token: 1s }", 1));
     let (out, took) = run_bounded(&sb, &["call", "-p", &p, "x"]);
@@ -639,4 +636,34 @@ fn a_flood_of_informational_heads_does_not_hold_up_the_limit() {
     // is kept on another thread, so it ends near its 1s, not when hyper yields.
     // (On one thread it took 6.4s in a debug build.)
     assert!(took < Duration::from_secs(4), "{took:?}");
+}
+
+fn flood(conn: &mut TcpStream) {
+    let heads = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(4096);
+    while conn.write_all(&heads).is_ok() {}
+}
+
+#[test]
+fn sigterm_during_a_flooded_call_ends_it_at_once() {
+    let server = Raw::start(flood);
+    let sb = Sandbox::new();
+    let p = sb.policy(&limits(&server.url(), "openai", "{ first_token: 1m }", 3));
+    let mut child = sb.cmd(&["call", "-p", &p, "x"]).spawn().unwrap();
+    assert!(
+        super::helpers::eventually(Duration::from_secs(10), || server.requests() > 0),
+        "the request arrived"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    // SAFETY: kill(2) on the child this test spawned and has not reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let code = super::helpers::wait_bounded(&mut child, BOUND);
+    assert_eq!(code, 143);
+    // On the run's own thread, hyper's busy connection held the signal up for seconds.
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(server.requests(), 1, "an interrupt is not retried");
 }
