@@ -573,12 +573,16 @@ impl<'a, A: Attempter> Engine<'a, A> {
             + 1;
         let output = u64::from(work.model.max_tokens);
         if let Some(max) = budget.max_tokens
-            && self.spent_tokens + input + output > max
+            && self
+                .spent_tokens
+                .saturating_add(input)
+                .saturating_add(output)
+                > max
         {
             return Err(format!(
                 "budget.max_tokens ({max}) would be exceeded: {} spent, the next call may take {}",
                 self.spent_tokens,
-                input + output
+                input.saturating_add(output)
             ));
         }
         if let (Some(max), Some(price)) = (budget.max_cost_usd, &work.model.price) {
@@ -596,9 +600,14 @@ impl<'a, A: Attempter> Engine<'a, A> {
     /// Adds what a call spent, and keeps its answer.
     fn account(&mut self, outcome: &AttemptOutcome) {
         if let Some(c) = &outcome.call {
-            self.input_tokens += c.input_tokens;
-            self.output_tokens += c.output_tokens;
-            self.spent_tokens += c.input_tokens + c.output_tokens;
+            // The counts are the server's word: one that claims 2^64 tokens must not
+            // overflow them.
+            self.input_tokens = self.input_tokens.saturating_add(c.input_tokens);
+            self.output_tokens = self.output_tokens.saturating_add(c.output_tokens);
+            self.spent_tokens = self
+                .spent_tokens
+                .saturating_add(c.input_tokens)
+                .saturating_add(c.output_tokens);
             self.spent_usd += c.cost_usd.unwrap_or(0.0);
             if outcome.end.success() {
                 self.answer.clone_from(&c.text);

@@ -667,3 +667,33 @@ fn sigterm_during_a_flooded_call_ends_it_at_once() {
     );
     assert_eq!(server.requests(), 1, "an interrupt is not retried");
 }
+
+#[test]
+fn an_absurd_token_count_from_the_server_is_kept_not_a_crash() {
+    let refused = Reply::Json(
+        200,
+        vec![],
+        json!({"choices":[{"message":{"content":""},"finish_reason":"content_filter"}],
+               "usage":{"prompt_tokens":u64::MAX,"completion_tokens":u64::MAX}}),
+    );
+    let server = Server::start(vec![refused, ok("never")]);
+    let sb = Sandbox::new();
+    let p = sb.policy(&policy(
+        &server.url(),
+        "openai",
+        "budget: { max_tokens: 100000 }\nfallback:\n  chain:\n    - call: { model: large }\n",
+    ));
+    let (out, _) = run_bounded(&sb, &["call", "-p", &p, "x"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("budget.max_tokens"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(server.seen().len(), 1, "the budget stopped the fallback");
+    let rec = sb.last_record();
+    assert_eq!(rec["outcome"]["input_tokens"], json!(u64::MAX), "{rec}");
+    let id = rec["id"].as_str().unwrap().to_string();
+    let shown = sb.run(&["show", &id]);
+    assert_eq!(shown.status.code(), Some(0), "{}", stderr(&shown));
+}
