@@ -38,8 +38,10 @@ pub struct CallWork<'a> {
     pub prompt: Prompt,
     /// The same for every retry of one logical call.
     pub idempotency_key: String,
-    pub first_token: Option<Duration>,
-    pub stall: Option<Duration>,
+    /// `timeout.connect`, `timeout.first_token`, `timeout.stall`.
+    pub connect: Duration,
+    pub first_token: Duration,
+    pub stall: Duration,
 }
 
 /// The prompt of a model call.
@@ -131,6 +133,15 @@ pub enum End {
     Stream {
         message: String,
     },
+    /// A model call hit one of its own limits (`timeout.connect`, `timeout.first_token`,
+    /// `timeout.stall`): a timeout like any other, so exit 124 and `retry.on.timeout`.
+    CallTimedOut {
+        /// The policy key of the limit that was hit.
+        limit: String,
+        after_ms: u64,
+        /// Which model and endpoint, and what was awaited.
+        message: String,
+    },
 }
 
 impl End {
@@ -145,7 +156,7 @@ impl End {
             End::Signaled { signal } | End::Interrupted { signal } => {
                 exit_code::for_signal(*signal)
             }
-            End::TimedOut { .. } => exit_code::TIMEOUT,
+            End::TimedOut { .. } | End::CallTimedOut { .. } => exit_code::TIMEOUT,
             End::SpawnFailed { code, .. } => *code,
             End::Answered => 0,
             End::Status { .. } | End::Network { .. } | End::Stream { .. } => 1,
@@ -172,6 +183,7 @@ impl End {
             End::Status { status } => format!("HTTP {status}"),
             End::Network { message } => format!("network error: {message}"),
             End::Stream { message } => format!("stream: {message}"),
+            End::CallTimedOut { message, .. } => format!("timed out: {message}"),
         }
     }
 }

@@ -135,7 +135,11 @@ pub fn classify(
         End::Interrupted { .. } => FailureClass::Interrupted,
         End::SpawnFailed { code: 127, .. } => FailureClass::NotFound,
         End::SpawnFailed { .. } => FailureClass::NotExecutable,
-        End::Answered | End::Status { .. } | End::Network { .. } | End::Stream { .. } => {
+        End::Answered
+        | End::Status { .. }
+        | End::Network { .. }
+        | End::Stream { .. }
+        | End::CallTimedOut { .. } => {
             unreachable!("model calls are classified by classify_call")
         }
     };
@@ -278,7 +282,7 @@ pub fn classify_call(end: &End, call: &CallReport, retry: &RetryPolicy) -> Optio
             false,
             "timeout.total reached".into(),
         )),
-        End::TimedOut { .. } => Some(verdict(
+        End::TimedOut { .. } | End::CallTimedOut { .. } => Some(verdict(
             FailureClass::Timeout,
             retry.on.timeout,
             format!("retry.on.timeout is {}", retry.on.timeout),
@@ -319,6 +323,15 @@ pub fn classify_call(end: &End, call: &CallReport, retry: &RetryPolicy) -> Optio
                     ));
                 }
                 _ => {}
+            }
+            // A redirect that came back was not followed (it left the provider's
+            // origin): asking again gets the same answer.
+            if (300..400).contains(&s) {
+                let why = call
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| format!("HTTP {s}: a redirect that was not followed"));
+                return Some(verdict(FailureClass::Status, false, why));
             }
             let class = if matches!(s, 401 | 403) || call.error == Some(CallError::Auth) {
                 FailureClass::Auth

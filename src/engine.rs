@@ -338,7 +338,12 @@ impl<'a, A: Attempter> Engine<'a, A> {
                     critical: true,
                 };
             }
-            let (timeout, timeout_is_deadline) = match (link.timeout, deadline) {
+            // A model call never goes without a limit of its own (see `call::client`).
+            let own = link.timeout.or_else(|| {
+                call.as_ref()
+                    .map(|_| crate::call::client::DEFAULT_CALL_ATTEMPT)
+            });
+            let (timeout, timeout_is_deadline) = match (own, deadline) {
                 (t, None) => (t, false),
                 (t, Some(d)) => {
                     let left = d.saturating_duration_since(Instant::now());
@@ -382,7 +387,11 @@ impl<'a, A: Attempter> Engine<'a, A> {
             let mut outcome = self.attempter.attempt(spec).await;
             self.account(&outcome);
             let mut validation_failed = false;
+            // `validate` checks what a command left on disk. A call link leaves nothing
+            // there, and its answer is already printed: validating it could only fail
+            // it for the tree's state and make it answer again.
             if outcome.end.success()
+                && call.is_none()
                 && let Some(validate) = &self.policy.rollback.validate
             {
                 if let Some(signal) = *self.interrupt.borrow() {
@@ -578,8 +587,9 @@ impl<'a, A: Attempter> Engine<'a, A> {
             provider,
             prompt,
             idempotency_key: format!("backstop-{}-{:016x}", self.run_id, rand::random::<u64>()),
-            first_token: policy.timeout.first_token.map(|d| d.0),
-            stall: policy.timeout.stall.map(|d| d.0),
+            connect: policy.timeout.connect.0,
+            first_token: policy.timeout.first_token.0,
+            stall: policy.timeout.stall.0,
         })
     }
 
@@ -593,12 +603,16 @@ impl<'a, A: Attempter> Engine<'a, A> {
             + 1;
         let output = u64::from(work.model.max_tokens);
         if let Some(max) = budget.max_tokens
-            && self.spent_tokens + input + output > max
+            && self
+                .spent_tokens
+                .saturating_add(input)
+                .saturating_add(output)
+                > max
         {
             return Err(format!(
                 "budget.max_tokens ({max}) would be exceeded: {} spent, the next call may take {}",
                 self.spent_tokens,
-                input + output
+                input.saturating_add(output)
             ));
         }
         if let (Some(max), Some(price)) = (budget.max_cost_usd, &work.model.price) {
@@ -616,9 +630,14 @@ impl<'a, A: Attempter> Engine<'a, A> {
     /// Adds what a call spent, and keeps its answer.
     fn account(&mut self, outcome: &AttemptOutcome) {
         if let Some(c) = &outcome.call {
-            self.input_tokens += c.input_tokens;
-            self.output_tokens += c.output_tokens;
-            self.spent_tokens += c.input_tokens + c.output_tokens;
+            // The counts are the server's word: one that claims 2^64 tokens must not
+            // overflow them.
+            self.input_tokens = self.input_tokens.saturating_add(c.input_tokens);
+            self.output_tokens = self.output_tokens.saturating_add(c.output_tokens);
+            self.spent_tokens = self
+                .spent_tokens
+                .saturating_add(c.input_tokens)
+                .saturating_add(c.output_tokens);
             self.spent_usd += c.cost_usd.unwrap_or(0.0);
             if outcome.end.success() {
                 self.answer.clone_from(&c.text);

@@ -349,3 +349,63 @@ async fn not_found_is_never_retried_but_falls_back() {
     assert_eq!(argv, ["cmd", "other"]);
     assert_eq!(summary.exit_code, 0);
 }
+
+/// A command that fails once, then a `call` link, under `extra`.
+fn with_call_link(extra: &str) -> String {
+    format!(
+        "version: 1\nretry: {{ max_attempts: 1 }}\n\
+         providers: {{ p: {{ kind: openai, base_url: \"http://127.0.0.1:9\" }} }}\n\
+         models: {{ m: {{ provider: p, model: m-1 }} }}\n{extra}"
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_link_gets_a_limit_of_its_own_unless_one_is_set_or_the_deadline_is_nearer() {
+    let minutes = |m: u64| Some(Duration::from_secs(60 * m));
+    for (chain, total, want) in [
+        ("- call: { model: m, prompt: p }", "1h", minutes(10)),
+        (
+            "- { call: { model: m, prompt: p }, timeout: 20m }",
+            "1h",
+            minutes(20),
+        ),
+        ("- call: { model: m, prompt: p }", "5m", minutes(5)),
+    ] {
+        let yaml = with_call_link(&format!(
+            "timeout: {{ total: {total} }}\nfallback:\n  chain:\n    {chain}\n"
+        ));
+        let mut s = Scripted::new(vec![fails(7), ok()]);
+        let (summary, _) = run(&yaml, &mut s).await;
+        assert_eq!(summary.exit_code, 0, "{chain}");
+        assert_eq!(s.calls[1].timeout, want, "{chain} under {total}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn validate_follows_commands_not_call_links() {
+    let yaml = with_call_link(
+        "rollback: { validate: [checker] }\nfallback:\n  chain:\n    - call: { model: m, prompt: p }\n",
+    );
+    // The command fails; the call answers; the checker would fail, but is not run.
+    let mut s = Scripted::new(vec![fails(7), ok(), fails(1)]);
+    let (summary, _) = run(&yaml, &mut s).await;
+    assert_eq!(summary.exit_code, 0);
+    assert_eq!(summary.outcome, Outcome::Succeeded);
+    assert_eq!(
+        s.calls.len(),
+        2,
+        "no validate after the call: {:?}",
+        s.calls
+    );
+    assert!(s.calls[1].argv.is_empty(), "the second attempt is the call");
+
+    // After a command's success it still runs.
+    let mut s = Scripted::new(vec![ok(), ok()]);
+    let (summary, _) = run(
+        &with_call_link("rollback: { validate: [checker] }\n"),
+        &mut s,
+    )
+    .await;
+    assert_eq!(summary.exit_code, 0);
+    assert_eq!(s.calls[1].argv, ["checker"]);
+}

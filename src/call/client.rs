@@ -5,13 +5,17 @@ use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 
+use super::redirect::{refused, same_origin_only};
 use super::retry_after::{retry_after, should_retry};
+use super::secret::{read_key, redact, redact_then_truncate};
 use super::sse::SseParser;
 use super::wire::{StreamState, build, parse_answer, parse_error};
 use crate::attempt::{AttemptOutcome, AttemptSpec, CallError, CallReport, CallWork, End};
 use crate::engine::{Interrupt, wait_for_interrupt};
+use crate::policy::values::format_duration;
 
 /// Where a model's answer goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,8 +29,9 @@ pub enum Print {
 }
 
 pub struct ModelClient {
-    /// Built at the first call, so runs without model calls never pay for it.
-    http: Option<reqwest::Client>,
+    /// Built at the first call, so runs without model calls never pay for it; dropped
+    /// after an attempt that ended on a limit, so a connection gone bad is not reused.
+    http: Option<Http>,
     print: Print,
     /// Ask for streamed answers (`--stream`; stall timeouts need it).
     stream: bool,
@@ -35,6 +40,55 @@ pub struct ModelClient {
 
 /// Longest error body kept for its message.
 const ERROR_BODY: usize = 64 * 1024;
+/// Longest error message kept, in characters, once the key is out of it.
+const ERROR_MESSAGE: usize = 300;
+/// Largest answer body, whole or streamed: far past any model's output, short of
+/// what a runaway server could make backstop hold in memory.
+const ANSWER_BODY: usize = 16 * 1024 * 1024;
+/// A call attempt with no `timeout.attempt` (nor a link's `timeout`) ends after
+/// this, as the providers' own SDKs do: a stream that keeps sending keep-alives
+/// forever is not an answer.
+pub const DEFAULT_CALL_ATTEMPT: Duration = Duration::from_secs(10 * 60);
+
+/// The HTTP client and the thread its connections run on. hyper drives each
+/// connection in a task of its own; a server that floods it (endless `100 Continue`
+/// heads, say) keeps that task busy for seconds per poll. On a thread of its own it
+/// cannot hold up the run's clock, so the call's limits and Ctrl-C still act on time;
+/// and shutting the thread down ends the connection.
+struct Http {
+    client: reqwest::Client,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Http {
+    fn new(connect: Duration) -> Result<Http, String> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("backstop/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(connect)
+            .redirect(same_origin_only())
+            .build()
+            .map_err(|e| format!("cannot set up HTTP: {e}"))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("backstop-http")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
+        Ok(Http {
+            client,
+            runtime: Some(runtime),
+        })
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        // Dropped inside the run's runtime, where waiting for a thread is not allowed.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
 
 impl ModelClient {
     pub fn new(interrupt: Interrupt, print: Print, stream: bool) -> ModelClient {
@@ -46,15 +100,17 @@ impl ModelClient {
         }
     }
 
-    fn http(&mut self) -> Result<reqwest::Client, String> {
+    fn http(&mut self, connect: Duration) -> Result<(reqwest::Client, Handle), String> {
         if self.http.is_none() {
-            let client = reqwest::Client::builder()
-                .user_agent(concat!("backstop/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| format!("cannot set up HTTP: {e}"))?;
-            self.http = Some(client);
+            self.http = Some(Http::new(connect)?);
         }
-        Ok(self.http.clone().expect("just built"))
+        match &self.http {
+            Some(Http {
+                client,
+                runtime: Some(runtime),
+            }) => Ok((client.clone(), runtime.handle().clone())),
+            _ => Err("cannot set up HTTP".into()),
+        }
     }
 
     pub async fn attempt(&mut self, spec: &AttemptSpec<'_>, work: &CallWork<'_>) -> AttemptOutcome {
@@ -65,48 +121,59 @@ impl ModelClient {
             provider: work.model.provider.clone(),
             ..CallReport::default()
         };
-        let key = match &work.provider.api_key_env {
-            Some(var) => match std::env::var(var) {
-                Ok(k) if !k.is_empty() => Some(k),
-                _ => {
-                    report.error = Some(CallError::Auth);
-                    report.message = Some(format!("the environment variable {var} is not set"));
-                    let end = End::Network {
-                        message: format!("{var} is not set"),
-                    };
-                    return outcome(end, report, started_at, t0);
-                }
-            },
-            None => None,
+        // `call` and `run` check every key before they start (`secret::check_keys`);
+        // this is for a variable that went away since.
+        let key = match read_key(work.provider) {
+            Ok(k) => k,
+            Err(why) => {
+                report.error = Some(CallError::Auth);
+                report.message = Some(why.clone());
+                return outcome(End::Network { message: why }, report, started_at, t0);
+            }
         };
         let secret = key.clone().unwrap_or_default();
-        let http = match self.http() {
+        let (http, runtime) = match self.http(work.connect) {
             Ok(h) => h,
             Err(message) => return outcome(End::Network { message }, report, started_at, t0),
         };
         let live = self.print == Print::Live;
-        let call = Self::call(&http, work, key.as_deref(), self.stream, live, &mut report);
+        let call = Self::call(
+            &http,
+            &runtime,
+            work,
+            key.as_deref(),
+            self.stream,
+            live,
+            &mut report,
+        );
         let mut interrupt = self.interrupt.clone();
-        let timer = async {
-            match spec.timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
+        let limit = spec.timeout.unwrap_or(DEFAULT_CALL_ATTEMPT);
         let end = tokio::select! {
             end = call => end,
-            () = timer => End::TimedOut {
-                after_ms: spec.timeout.map_or(0, |t| t.as_millis() as u64),
+            () = tokio::time::sleep(limit) => End::TimedOut {
+                after_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
                 deadline: spec.timeout_is_deadline,
             },
             signal = wait_for_interrupt(&mut interrupt) => End::Interrupted { signal },
         };
+        if matches!(
+            end,
+            End::TimedOut { .. }
+                | End::CallTimedOut { .. }
+                | End::Interrupted { .. }
+                | End::Stream { .. }
+                | End::Network { .. }
+        ) {
+            self.http = None;
+        }
         if let Some(price) = &work.model.price {
             report.cost_usd = Some(price.cost(report.input_tokens, report.output_tokens));
         }
         // Whatever a server or a library put in a message, the key is not in it.
         let end = redact_end(end, &secret);
-        report.message = report.message.map(|m| redact(&m, &secret));
+        report.message = report
+            .message
+            .map(|m| redact_then_truncate(&m, &secret, ERROR_MESSAGE, false));
         if end.success()
             && self.print == Print::AtEnd
             && let Some(text) = &report.text
@@ -121,8 +188,10 @@ impl ModelClient {
         outcome(end, report, started_at, t0)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn call(
         http: &reqwest::Client,
+        runtime: &Handle,
         work: &CallWork<'_>,
         key: Option<&str>,
         stream: bool,
@@ -137,59 +206,88 @@ impl ModelClient {
             key,
             &work.idempotency_key,
         );
+        let target = format!("model `{}` at POST {}", work.model.name, req.url);
         let mut builder = http.post(&req.url).json(&req.body);
         for (name, value) in &req.headers {
             builder = builder.header(*name, value);
         }
-        let first_token = work.first_token;
-        let send = builder.send();
-        let response = match first_token {
-            Some(limit) => match tokio::time::timeout(limit, send).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return End::Stream {
-                        message: format!("no answer within timeout.first_token ({limit:?})"),
-                    };
-                }
-            },
-            None => send.await,
-        };
-        let response = match response {
-            Ok(r) => r,
-            Err(e) => return network_end(&e),
+        // One deadline from sending to the first byte of the body: a server that
+        // accepts and never answers, or sends its headers and then nothing, meets it.
+        let mut body = Body::new(work, &target);
+        // Sent from the HTTP thread, so the connection's task lives there; the
+        // deadline is kept here.
+        let mut sent = runtime.spawn(builder.send());
+        let response = match tokio::time::timeout_at(body.first_deadline, &mut sent).await {
+            Ok(Ok(Ok(r))) => r,
+            Ok(Ok(Err(e))) => return network_end(e, work, &target),
+            Ok(Err(e)) => {
+                return End::Network {
+                    message: format!("{target}: the HTTP task ended: {e}"),
+                };
+            }
+            Err(_) => {
+                sent.abort();
+                return body.first_token_end("response headers");
+            }
         };
         let status = response.status().as_u16();
         report.status = Some(status);
         if let Some((wait, rule)) = retry_after(response.headers(), SystemTime::now()) {
-            report.retry_after_ms = Some(wait.as_millis() as u64);
+            report.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
             report.retry_after_rule = Some(rule.to_string());
         }
         report.should_retry = should_retry(response.headers());
         let kind = work.provider.kind;
 
-        if !response.status().is_success() {
-            let mut body = Vec::new();
-            let mut stream = response.bytes_stream();
-            while let Ok(Some(Ok(chunk))) =
-                tokio::time::timeout(Duration::from_secs(10), stream.next()).await
-            {
-                body.extend_from_slice(&chunk);
-                if body.len() > ERROR_BODY {
+        if response.status().is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            report.message = Some(refused(status, location, response.url()));
+            return End::Status { status };
+        }
+        let mut chunks = response.bytes_stream();
+        if !(200..300).contains(&status) {
+            let mut text = Vec::new();
+            loop {
+                match body.next(&mut chunks).await {
+                    Ok(Some(chunk)) => text.extend_from_slice(&chunk),
+                    // The status is what counts; a body that stalls or breaks only
+                    // loses its message.
+                    Ok(None) | Err(_) => break,
+                }
+                if text.len() > ERROR_BODY {
                     break;
                 }
             }
-            let (error, message) = parse_error(&body);
+            let cut = text.len() > ERROR_BODY;
+            text.truncate(ERROR_BODY);
+            let secret = key.unwrap_or_default();
+            let (error, message) = parse_error(&text, secret, ERROR_MESSAGE, cut);
             report.error = error;
             report.message = message;
             return End::Status { status };
         }
 
         if !stream {
-            let body = match response.bytes().await {
-                Ok(b) => b,
-                Err(e) => return network_end(&e),
-            };
-            return match parse_answer(kind, &body) {
+            let mut whole = Vec::new();
+            loop {
+                match body.next(&mut chunks).await {
+                    Ok(Some(chunk)) => whole.extend_from_slice(&chunk),
+                    Ok(None) => break,
+                    Err(end) => return end,
+                }
+                if whole.len() > ANSWER_BODY {
+                    return End::Stream {
+                        message: format!(
+                            "the answer of {target} is over {} MiB",
+                            ANSWER_BODY >> 20
+                        ),
+                    };
+                }
+            }
+            return match parse_answer(kind, &whole) {
                 Ok(answer) => {
                     report.input_tokens = answer.input_tokens;
                     report.output_tokens = answer.output_tokens;
@@ -209,43 +307,26 @@ impl ModelClient {
 
         let mut state = StreamState::new(kind);
         let mut parser = SseParser::default();
-        let mut stream = response.bytes_stream();
         let mut printed = false;
-        let mut first = true;
+        let mut total = 0usize;
         let end = loop {
-            let limit = if first {
-                first_token.or(work.stall)
-            } else {
-                work.stall
+            let chunk = match body.next(&mut chunks).await {
+                Ok(Some(c)) => c,
+                Ok(None) => break End::Answered,
+                Err(end) => break end,
             };
-            let next = match limit {
-                Some(limit) => match tokio::time::timeout(limit, stream.next()).await {
-                    Ok(n) => n,
-                    Err(_) => {
-                        let what = if first {
-                            "timeout.first_token"
-                        } else {
-                            "timeout.stall"
-                        };
-                        break End::Stream {
-                            message: format!("stalled: nothing for {limit:?} ({what})"),
-                        };
-                    }
-                },
-                None => stream.next().await,
-            };
-            first = false;
-            let chunk = match next {
-                None => break End::Answered,
-                Some(Ok(c)) => c,
-                Some(Err(e)) => {
-                    break End::Stream {
-                        message: format!("the connection broke mid-answer: {}", error_chain(&e)),
-                    };
-                }
+            total += chunk.len();
+            if total > ANSWER_BODY {
+                break End::Stream {
+                    message: format!("the stream of {target} is over {} MiB", ANSWER_BODY >> 20),
+                };
+            }
+            let events = match parser.feed(&chunk) {
+                Ok(events) => events,
+                Err(message) => break End::Stream { message },
             };
             let mut failed = None;
-            for ev in parser.feed(&chunk) {
+            for ev in events {
                 match state.on_event(&ev) {
                     Ok(delta) if !delta.is_empty() && live => {
                         let mut out = std::io::stdout().lock();
@@ -278,7 +359,8 @@ impl ModelClient {
             other => other,
         };
         if live && printed {
-            println!();
+            // Not println!: a reader that went away (`| head -c 10`) must not panic us.
+            let _ = writeln!(std::io::stdout());
             if !end.success() {
                 eprintln!(
                     "backstop: the answer above was cut off ({}); it does not count",
@@ -289,6 +371,82 @@ impl ModelClient {
         report.text = Some(state.answer.text);
         end
     }
+}
+
+/// The body of a response, read chunk by chunk under the call's limits: the first
+/// chunk by `timeout.first_token` (counted from the request), each later one within
+/// `timeout.stall` of the one before.
+struct Body<'t> {
+    first_deadline: Instant,
+    first_token: Duration,
+    stall: Duration,
+    started: bool,
+    target: &'t str,
+}
+
+impl<'t> Body<'t> {
+    fn new(work: &CallWork<'_>, target: &'t str) -> Body<'t> {
+        let now = Instant::now();
+        Body {
+            first_deadline: now
+                .checked_add(work.first_token)
+                .unwrap_or(now + DEFAULT_CALL_ATTEMPT),
+            first_token: work.first_token,
+            stall: work.stall,
+            started: false,
+            target,
+        }
+    }
+
+    async fn next<S, B>(&mut self, chunks: &mut S) -> Result<Option<B>, End>
+    where
+        S: futures_util::Stream<Item = reqwest::Result<B>> + Unpin,
+    {
+        let next = if self.started {
+            tokio::time::timeout(self.stall, chunks.next()).await
+        } else {
+            tokio::time::timeout_at(self.first_deadline, chunks.next()).await
+        };
+        let first = !self.started;
+        self.started = true;
+        match next {
+            Ok(None) => Ok(None),
+            Ok(Some(Ok(chunk))) => Ok(Some(chunk)),
+            Ok(Some(Err(e))) => Err(End::Stream {
+                message: format!(
+                    "the connection to {} broke mid-answer: {}",
+                    self.target,
+                    error_chain(&e.without_url())
+                ),
+            }),
+            Err(_) if first => Err(self.first_token_end("first byte of the answer")),
+            Err(_) => Err(End::CallTimedOut {
+                limit: "timeout.stall".into(),
+                after_ms: millis(self.stall),
+                message: format!(
+                    "{} went silent mid-answer for {} (timeout.stall)",
+                    self.target,
+                    format_duration(self.stall)
+                ),
+            }),
+        }
+    }
+
+    fn first_token_end(&self, awaited: &str) -> End {
+        End::CallTimedOut {
+            limit: "timeout.first_token".into(),
+            after_ms: millis(self.first_token),
+            message: format!(
+                "no {awaited} from {} within {} (timeout.first_token)",
+                self.target,
+                format_duration(self.first_token)
+            ),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn outcome(end: End, report: CallReport, started_at: SystemTime, t0: Instant) -> AttemptOutcome {
@@ -303,9 +461,20 @@ fn outcome(end: End, report: CallReport, started_at: SystemTime, t0: Instant) ->
     }
 }
 
-fn network_end(e: &reqwest::Error) -> End {
+fn network_end(e: reqwest::Error, work: &CallWork<'_>, target: &str) -> End {
+    if e.is_connect() && e.is_timeout() {
+        return End::CallTimedOut {
+            limit: "timeout.connect".into(),
+            after_ms: millis(work.connect),
+            message: format!(
+                "could not connect for {target} within {} (timeout.connect)",
+                format_duration(work.connect)
+            ),
+        };
+    }
+    // The URL is in `target` already; reqwest's copy would repeat it.
     End::Network {
-        message: error_chain(e),
+        message: format!("{target}: {}", error_chain(&e.without_url())),
     }
 }
 
@@ -323,22 +492,83 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-pub fn redact(text: &str, secret: &str) -> String {
-    if secret.len() < 4 {
-        text.to_string()
-    } else {
-        text.replace(secret, "[redacted]")
-    }
-}
-
 fn redact_end(end: End, secret: &str) -> End {
     match end {
         End::Network { message } => End::Network {
             message: redact(&message, secret),
         },
         End::Stream { message } => End::Stream {
-            message: redact(&message, secret),
+            message: redact_then_truncate(&message, secret, ERROR_MESSAGE, false),
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attempt::{Prompt, StdinFrom};
+    use crate::policy::{Model, Provider, ProviderKind};
+    use crate::scan::Scanner;
+
+    /// With no `timeout.attempt` and every limit of its own an hour away, a call to a
+    /// server that accepts and says nothing still ends, after the default.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_without_an_attempt_limit_ends_after_the_default() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(1).collect();
+            std::thread::sleep(Duration::from_secs(3600));
+            drop(held);
+        });
+        let provider = Provider {
+            kind: ProviderKind::Openai,
+            base_url: format!("http://127.0.0.1:{port}"),
+            api_key_env: None,
+            anthropic_version: String::new(),
+        };
+        let model = Model {
+            name: "m".into(),
+            provider: "p".into(),
+            model: "m-1".into(),
+            max_tokens: 10,
+            temperature: None,
+            price: None,
+        };
+        let hour = Duration::from_secs(3600);
+        let work = CallWork {
+            model: &model,
+            provider: &provider,
+            prompt: Prompt {
+                system: None,
+                user: "x".into(),
+            },
+            idempotency_key: "k".into(),
+            connect: hour,
+            first_token: hour,
+            stall: hour,
+        };
+        let scanner = Scanner::default();
+        let spec = AttemptSpec {
+            argv: &[],
+            env: Vec::new(),
+            timeout: None,
+            timeout_is_deadline: false,
+            kill_grace: Duration::ZERO,
+            scanner: &scanner,
+            stdin: StdinFrom::Null,
+            call: Some(&work),
+        };
+        let (_tx, rx) = tokio::sync::watch::channel(None);
+        let mut client = ModelClient::new(rx, Print::Never, false);
+        let outcome = client.attempt(&spec, &work).await;
+        assert_eq!(
+            outcome.end,
+            End::TimedOut {
+                after_ms: 600_000,
+                deadline: false
+            }
+        );
     }
 }

@@ -32,9 +32,9 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<(Duration, &'
 }
 
 fn sane(secs: f64) -> Option<Duration> {
-    (secs.is_finite() && secs > 0.0)
+    // Compared before converting: `Duration::from_secs_f64` panics past u64 seconds.
+    (secs.is_finite() && secs > 0.0 && secs <= ABSURD.as_secs_f64())
         .then(|| Duration::from_secs_f64(secs))
-        .filter(|d| *d <= ABSURD)
 }
 
 /// `x-should-retry: true|false`, the server's override of the status rule.
@@ -88,6 +88,9 @@ mod tests {
             (vec![("retry-after", "-3")], None),
             (vec![("retry-after", "soon")], None),
             (vec![("retry-after", "99999999")], None),
+            (vec![("retry-after", "1e20")], None),
+            (vec![("retry-after", "1e300")], None),
+            (vec![("retry-after-ms", "1e30")], None),
             (
                 vec![("retry-after-ms", "nan"), ("retry-after", "1")],
                 Some((1000, "retry-after header (seconds)")),

@@ -1,6 +1,10 @@
 //! Server-sent events, parsed as bytes arrive: `event:` and `data:` lines, an event
 //! ending at a blank line.
 
+/// The most an event may hold before it ends: far past any chunk of an answer, and a
+/// bound on what a server that never sends a newline can make backstop buffer.
+pub const MAX_EVENT: usize = 1024 * 1024;
+
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SseEvent {
     pub event: Option<String>,
@@ -15,8 +19,9 @@ pub struct SseParser {
 }
 
 impl SseParser {
-    /// Feeds bytes; returns the events they complete.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+    /// Feeds bytes; returns the events they complete, or why the stream is refused:
+    /// an event (or a line) that grows past [`MAX_EVENT`] without ending.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, String> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
         while let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
@@ -42,7 +47,14 @@ impl SseParser {
             }
             // `id:`, `retry:` and `:` comments carry nothing we use.
         }
-        out
+        let pending = self.buf.len() + self.data.iter().map(String::len).sum::<usize>();
+        if pending > MAX_EVENT {
+            return Err(format!(
+                "a stream event over {} MiB without an end (no blank line)",
+                MAX_EVENT >> 20
+            ));
+        }
+        Ok(out)
     }
 }
 
@@ -53,11 +65,36 @@ mod tests {
     #[test]
     fn events_split_across_chunks_and_crlf() {
         let mut p = SseParser::default();
-        assert!(p.feed(b"event: message_start\r\ndata: {\"a\"").is_empty());
-        let ev = p.feed(b":1}\r\n\r\n: comment\n\ndata: [DONE]\n\n");
+        assert!(
+            p.feed(b"event: message_start\r\ndata: {\"a\"")
+                .unwrap()
+                .is_empty()
+        );
+        let ev = p.feed(b":1}\r\n\r\n: comment\n\ndata: [DONE]\n\n").unwrap();
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[0].event.as_deref(), Some("message_start"));
         assert_eq!(ev[0].data, "{\"a\":1}");
         assert_eq!(ev[1].data, "[DONE]");
+    }
+
+    #[test]
+    fn a_line_without_end_is_refused_past_the_limit() {
+        let mut p = SseParser::default();
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut refused = false;
+        for _ in 0..(MAX_EVENT / chunk.len() + 2) {
+            if p.feed(&chunk).is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused);
+        let mut p = SseParser::default();
+        let line = format!("data: {}\n", "y".repeat(1000));
+        let refused = (0..2000).any(|_| p.feed(line.as_bytes()).is_err());
+        assert!(
+            refused,
+            "data lines that never end their event are bounded too"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::secret::redact_then_truncate;
 use super::sse::SseEvent;
 use crate::attempt::{CallError, Prompt};
 use crate::policy::{Model, Provider, ProviderKind};
@@ -236,14 +237,18 @@ impl StreamState {
     }
 }
 
-/// What an error body says: its kind, when it is one of ours, and its message.
-pub fn parse_error(body: &[u8]) -> (Option<CallError>, Option<String>) {
+/// What an error body says: its kind, when it is one of ours, and its message, with
+/// `secret` redacted before it is cut to `max` characters. `cut`: the body is the
+/// start of a longer one.
+pub fn parse_error(
+    body: &[u8],
+    secret: &str,
+    max: usize,
+    cut: bool,
+) -> (Option<CallError>, Option<String>) {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        let text = String::from_utf8_lossy(body)
-            .trim()
-            .chars()
-            .take(300)
-            .collect::<String>();
+        let text = String::from_utf8_lossy(body);
+        let text = redact_then_truncate(text.trim(), secret, max, cut);
         return (None, (!text.is_empty()).then_some(text));
     };
     let err = if v["error"].is_object() {
@@ -251,7 +256,10 @@ pub fn parse_error(body: &[u8]) -> (Option<CallError>, Option<String>) {
     } else {
         &v
     };
-    let message = err["message"].as_str().map(String::from);
+    // Parsing undid any JSON escapes a key was hidden behind: redact what was parsed.
+    let message = err["message"]
+        .as_str()
+        .map(|m| redact_then_truncate(m, secret, max, false));
     let code = err["code"].as_str().unwrap_or_default();
     let kind = err["type"].as_str().unwrap_or_default();
     let m = message.as_deref().unwrap_or_default().to_lowercase();
@@ -288,14 +296,34 @@ mod tests {
     fn both_error_shapes_of_a_context_length_error() {
         let openai = br#"{"error":{"message":"This model's maximum context length is 8192 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
         let anthropic = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#;
-        assert_eq!(parse_error(openai).0, Some(CallError::ContextLength));
-        assert_eq!(parse_error(anthropic).0, Some(CallError::ContextLength));
-        let auth = br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#;
-        assert_eq!(parse_error(auth).0, Some(CallError::Auth));
         assert_eq!(
-            parse_error(b"<html>bad gateway</html>").1.as_deref(),
+            parse_error(openai, "", 300, false).0,
+            Some(CallError::ContextLength)
+        );
+        assert_eq!(
+            parse_error(anthropic, "", 300, false).0,
+            Some(CallError::ContextLength)
+        );
+        let auth = br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#;
+        assert_eq!(parse_error(auth, "", 300, false).0, Some(CallError::Auth));
+        assert_eq!(
+            parse_error(b"<html>bad gateway</html>", "", 300, false)
+                .1
+                .as_deref(),
             Some("<html>bad gateway</html>")
         );
+    }
+
+    #[test]
+    fn a_key_is_redacted_before_the_message_is_cut() {
+        let key = "sk-test-7f3a9c1e5b2d4f60-secret";
+        let plain = format!("{}{key}", "x".repeat(290));
+        let (_, m) = parse_error(plain.as_bytes(), key, 300, false);
+        assert!(!m.unwrap().contains("sk-test"));
+        // A key spelled with JSON escapes is whole again once parsed.
+        let escaped = r#"{"error":{"message":"bad key \u0073k-test-7f3a9c1e5b2d4f60-secret"}}"#;
+        let (_, m) = parse_error(escaped.as_bytes(), key, 300, false);
+        assert_eq!(m.as_deref(), Some("bad key [redacted]"));
     }
 
     #[test]

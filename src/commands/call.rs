@@ -59,6 +59,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         ))
         .into());
     }
+    crate::call::secret::check_keys(&policy, Some(&model))?;
     let mut prompt = read_prompt(args.prompt)?;
     prompt.system = args.system.map(String::from);
 

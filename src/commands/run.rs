@@ -41,6 +41,8 @@ pub fn run(
     yes: bool,
 ) -> Result<u8> {
     let policy = policy::choose(choice)?;
+    // A fallback that could never call its model is found now, not when it is needed.
+    crate::call::secret::check_keys(&policy, None)?;
     let steps = steps_to_run(&policy, command)?;
     let terminal = std::io::stdin().is_terminal();
     if let Some(step) = steps.iter().find(|s| s.approve && !yes && !terminal) {

@@ -64,7 +64,7 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
     )?;
     if let Some(o) = &r.outcome {
         writeln!(out, "outcome  {} (exit {})", summary_line(o), o.exit_code)?;
-        if o.input_tokens + o.output_tokens > 0 || o.model.is_some() {
+        if o.input_tokens > 0 || o.output_tokens > 0 || o.model.is_some() {
             let cost = o
                 .cost_usd
                 .map_or("no price set".to_string(), |c| format!("${c:.6}"));

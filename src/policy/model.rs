@@ -155,10 +155,10 @@ pub struct Timeouts {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<Dur>,
     pub kill_grace: Dur,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_token: Option<Dur>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stall: Option<Dur>,
+    /// Model calls: connecting, the first byte of the answer, silence mid-answer.
+    pub connect: Dur,
+    pub first_token: Dur,
+    pub stall: Dur,
 }
 
 impl Timeouts {

@@ -301,10 +301,14 @@ pub struct RawTimeout {
     /// The whole run, retries and fallbacks included, ends after this long.
     #[schemars(with = "Option<schema::Duration>")]
     pub total: Option<Dur>,
-    /// Model calls: the longest wait for the first byte of an answer.
+    /// Model calls: the longest wait for a connection to the provider (default 10s).
+    #[schemars(with = "Option<schema::Duration>")]
+    pub connect: Option<Dur>,
+    /// Model calls: the longest wait, from sending the request, for the first byte of
+    /// the answer's body or stream (default 5m).
     #[schemars(with = "Option<schema::Duration>")]
     pub first_token: Option<Dur>,
-    /// Model calls: the longest gap between two chunks of a streamed answer.
+    /// Model calls: the longest silence between two chunks of an answer (default 1m).
     #[schemars(with = "Option<schema::Duration>")]
     pub stall: Option<Dur>,
     /// How long a timed-out attempt has between SIGTERM and SIGKILL.

@@ -27,6 +27,13 @@ fn invalid(path: impl Into<String>, message: impl Into<String>) -> Invalid {
 /// The most attempts any link may make; a typo of `max_attempts: 10000` is refused.
 pub const MAX_ATTEMPTS_CAP: u32 = 1000;
 
+/// Model calls never wait forever: a server that accepts and then says nothing is
+/// a timeout. Five minutes to the first byte leaves room for a long answer that is
+/// not streamed (it arrives whole).
+const CALL_CONNECT_MS: u64 = 10_000;
+const CALL_FIRST_TOKEN_MS: u64 = 300_000;
+const CALL_STALL_MS: u64 = 60_000;
+
 const MS: fn(u64) -> Dur = |ms| Dur(Duration::from_millis(ms));
 
 pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy, Invalid> {
@@ -44,11 +51,19 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
     let retry = resolve_retry(&base, "retry")?;
 
     let t = raw.timeout.unwrap_or_default();
-    for (key, value) in [("attempt", t.attempt), ("total", t.total)] {
+    for (key, value, without) in [
+        ("attempt", t.attempt, "no limit"),
+        ("total", t.total, "no limit"),
+        ("connect", t.connect, "the default"),
+        ("first_token", t.first_token, "the default"),
+        ("stall", t.stall, "the default"),
+    ] {
         if value.is_some_and(|d| d.0.is_zero()) {
             return Err(invalid(
                 format!("timeout.{key}"),
-                "a timeout of zero would end every attempt at once; leave it out for no limit",
+                format!(
+                    "a timeout of zero would end every attempt at once; leave it out for {without}"
+                ),
             ));
         }
     }
@@ -56,8 +71,9 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         attempt: t.attempt,
         total: t.total,
         kill_grace: t.kill_grace.unwrap_or(MS(5000)),
-        first_token: t.first_token,
-        stall: t.stall,
+        connect: t.connect.unwrap_or(MS(CALL_CONNECT_MS)),
+        first_token: t.first_token.unwrap_or(MS(CALL_FIRST_TOKEN_MS)),
+        stall: t.stall.unwrap_or(MS(CALL_STALL_MS)),
     };
 
     let f = raw.fallback.unwrap_or_default();
@@ -167,6 +183,27 @@ fn resolve_models(
                 format!("providers.{name}.base_url"),
                 "must start with http:// or https://",
             ));
+        }
+        // Error messages name the endpoint, so it must hold nothing secret; and the
+        // request path is appended to it, which a query or fragment would swallow.
+        match reqwest::Url::parse(&base_url) {
+            Ok(url)
+                if url.username().is_empty()
+                    && url.password().is_none()
+                    && url.query().is_none()
+                    && url.fragment().is_none() => {}
+            Ok(_) => {
+                return Err(invalid(
+                    format!("providers.{name}.base_url"),
+                    "must not hold a user, password, query or fragment: credentials go in the variable named by `api_key_env`",
+                ));
+            }
+            Err(e) => {
+                return Err(invalid(
+                    format!("providers.{name}.base_url"),
+                    format!("not a URL: {e}"),
+                ));
+            }
         }
         out_providers.insert(
             name,

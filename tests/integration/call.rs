@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_backstop");
-const KEY: &str = "sk-test-7f3a9c1e5b2d4f60-secret";
+pub(super) const KEY: &str = "sk-test-7f3a9c1e5b2d4f60-secret";
 
 /// One scripted reply.
 #[derive(Clone)]
-enum Reply {
+pub(super) enum Reply {
     Json(u16, Vec<(&'static str, String)>, Value),
     /// An SSE stream: events with a pause before each, then how it ends.
     Sse(Vec<(Duration, String)>, End),
@@ -28,23 +28,23 @@ enum Reply {
 }
 
 #[derive(Clone, Copy)]
-enum End {
+pub(super) enum End {
     Clean,
     Hang(Duration),
 }
 
 #[derive(Debug, Clone)]
-struct Seen {
+pub(super) struct Seen {
     /// Which connection (in accept order) the request came on.
-    conn: usize,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Value,
-    at: Instant,
+    pub(super) conn: usize,
+    pub(super) path: String,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) body: Value,
+    pub(super) at: Instant,
 }
 
 impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -52,13 +52,13 @@ impl Seen {
     }
 }
 
-struct Server {
+pub(super) struct Server {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Server {
-    fn start(replies: Vec<Reply>) -> Server {
+    pub(super) fn start(replies: Vec<Reply>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -79,11 +79,11 @@ impl Server {
         Server { port, seen }
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(super) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -203,15 +203,15 @@ fn reset(conn: &TcpStream) {
     drop(conn.try_clone());
 }
 
-fn openai_answer(text: &str) -> Value {
+pub(super) fn openai_answer(text: &str) -> Value {
     json!({"choices":[{"message":{"content":text},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5}})
 }
 
-fn anthropic_answer(text: &str) -> Value {
+pub(super) fn anthropic_answer(text: &str) -> Value {
     json!({"content":[{"type":"text","text":text}],"stop_reason":"end_turn","usage":{"input_tokens":10,"output_tokens":5}})
 }
 
-fn ok(text: &str) -> Reply {
+pub(super) fn ok(text: &str) -> Reply {
     Reply::Json(200, vec![], openai_answer(text))
 }
 
@@ -223,14 +223,14 @@ fn status(s: u16) -> Reply {
     )
 }
 
-fn sse(events: &[Value]) -> Vec<(Duration, String)> {
+pub(super) fn sse(events: &[Value]) -> Vec<(Duration, String)> {
     events
         .iter()
         .map(|e| (Duration::from_millis(5), format!("data: {e}\n\n")))
         .collect()
 }
 
-fn openai_stream(words: &[&str]) -> Vec<(Duration, String)> {
+pub(super) fn openai_stream(words: &[&str]) -> Vec<(Duration, String)> {
     let mut out: Vec<Value> = words
         .iter()
         .map(|w| json!({"choices":[{"delta":{"content":w},"finish_reason":null}]}))
@@ -242,12 +242,12 @@ fn openai_stream(words: &[&str]) -> Vec<(Duration, String)> {
     ev
 }
 
-struct Sandbox {
+pub(super) struct Sandbox {
     dir: tempfile::TempDir,
 }
 
 impl Sandbox {
-    fn new() -> Sandbox {
+    pub(super) fn new() -> Sandbox {
         Sandbox {
             dir: tempfile::Builder::new()
                 .prefix("backstop-call-")
@@ -256,13 +256,13 @@ impl Sandbox {
         }
     }
 
-    fn policy(&self, yaml: &str) -> String {
+    pub(super) fn policy(&self, yaml: &str) -> String {
         let path = self.dir.path().join("models.yaml");
         fs::write(&path, yaml).unwrap();
         path.to_str().unwrap().into()
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(super) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args)
             .current_dir(self.dir.path())
@@ -273,18 +273,18 @@ impl Sandbox {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(super) fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
 
-    fn last_record(&self) -> Value {
+    pub(super) fn last_record(&self) -> Value {
         let runs = self.run(&["runs", "--json"]);
         let runs: Value = serde_json::from_slice(&runs.stdout).unwrap();
         let id = runs[0]["id"].as_str().unwrap().to_string();
         serde_json::from_slice(&self.run(&["show", &id, "--json"]).stdout).unwrap()
     }
 
-    fn store_files(&self) -> Vec<PathBuf> {
+    pub(super) fn store_files(&self) -> Vec<PathBuf> {
         fn walk(d: &std::path::Path, out: &mut Vec<PathBuf>) {
             for e in fs::read_dir(d).into_iter().flatten().flatten() {
                 if e.path().is_dir() {
@@ -300,7 +300,7 @@ impl Sandbox {
     }
 }
 
-fn policy(url: &str, kind: &str, extra: &str) -> String {
+pub(super) fn policy(url: &str, kind: &str, extra: &str) -> String {
     format!(
         "version: 1\nretry: {{ max_attempts: 3, backoff: {{ initial: 10ms, max: 20ms, jitter: none }} }}\n\
          providers:\n  p: {{ kind: {kind}, base_url: \"{url}\", api_key_env: TEST_API_KEY }}\n\
@@ -309,11 +309,11 @@ fn policy(url: &str, kind: &str, extra: &str) -> String {
     )
 }
 
-fn stdout(o: &Output) -> String {
+pub(super) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(super) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -702,7 +702,7 @@ fn a_stream_that_stalls_is_abandoned_and_retried() {
     assert!(stdout(&out).ends_with("whole\n"), "{}", stdout(&out));
     assert_eq!(
         sb.last_record()["attempts"][0]["verdict"]["class"],
-        "stream"
+        "timeout"
     );
 }
 
@@ -894,25 +894,6 @@ fn the_api_key_appears_in_no_output_and_no_record() {
         hay.contains("[redacted]"),
         "the server's echo of it was redacted"
     );
-}
-
-#[test]
-fn a_missing_key_is_an_auth_failure_naming_the_variable() {
-    let server = Server::start(vec![ok("never")]);
-    let sb = Sandbox::new();
-    let out = sb
-        .cmd(&[
-            "call",
-            "-p",
-            &sb.policy(&policy(&server.url(), "openai", "")),
-            "x",
-        ])
-        .env_remove("TEST_API_KEY")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("TEST_API_KEY"), "{}", stderr(&out));
-    assert!(server.seen().is_empty());
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod helpers;
 mod adversarial;
 mod broken_pipe;
 mod call;
+mod call_limits;
 mod cli;
 mod crash_campaign;
 mod descendants;

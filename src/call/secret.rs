@@ -1,0 +1,144 @@
+//! API keys: read from the variables a policy names, checked before any request, and
+//! kept out of every message backstop prints or records.
+//!
+//! Redaction always comes before truncation: a key cut in two by a length limit can no
+//! longer be found and would land in the record in pieces.
+
+use crate::error::UserError;
+use crate::policy::{Link, Policy, Provider};
+
+/// A key shorter than this is not worth hiding (and hiding it would mangle messages).
+const SHORTEST: usize = 4;
+
+/// The key of `provider`, or why there is none usable. `Ok(None)`: the provider needs
+/// no key (`api_key_env` unset).
+pub fn read_key(provider: &Provider) -> Result<Option<String>, String> {
+    let Some(var) = &provider.api_key_env else {
+        return Ok(None);
+    };
+    match std::env::var(var) {
+        Ok(k) if k.is_empty() => Err(format!("the environment variable {var} is empty")),
+        Ok(k) if !k.bytes().all(|b| b.is_ascii_graphic()) => Err(format!(
+            "the environment variable {var} holds characters that cannot go in an HTTP header (spaces, control characters or non-ASCII)"
+        )),
+        Ok(k) => Ok(Some(k)),
+        Err(std::env::VarError::NotPresent) => {
+            Err(format!("the environment variable {var} is not set"))
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(format!("the environment variable {var} is not valid UTF-8"))
+        }
+    }
+}
+
+/// Checks the key of every model a run may call (`primary`, then the `call` links of
+/// the chain) before anything starts: a missing key is a configuration error, found
+/// before the command runs or any request is made, not a network failure found when
+/// the fallback is needed.
+pub fn check_keys(policy: &Policy, primary: Option<&str>) -> Result<(), UserError> {
+    let chain = policy
+        .fallback
+        .chain
+        .iter()
+        .filter_map(|l: &Link| match &l.action {
+            crate::policy::Action::Call(c) => Some(c.model.as_str()),
+            _ => None,
+        });
+    for name in primary.into_iter().chain(chain) {
+        let Some(model) = policy.models.get(name) else {
+            continue;
+        };
+        let Some(provider) = policy.providers.get(&model.provider) else {
+            continue;
+        };
+        if let Err(why) = read_key(provider) {
+            return Err(UserError::PolicyFile {
+                file: policy.source.clone(),
+                message: format!(
+                    "model `{name}` needs an API key: {why} (providers.{}.api_key_env); nothing was run",
+                    model.provider
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `text` with `secret` replaced by `[redacted]`, also where it was percent-encoded
+/// (an echoed URL or form body, in any mix of encoded and plain characters): such a
+/// text is decoded before it is redacted. JSON escapes are undone by parsing, so
+/// parsed strings are redacted again after parsing.
+pub fn redact(text: &str, secret: &str) -> String {
+    if secret.len() < SHORTEST {
+        return text.to_string();
+    }
+    let mut out = text.replace(secret, "[redacted]");
+    if out.contains('%') {
+        let decoded = percent_encoding::percent_decode_str(&out).decode_utf8_lossy();
+        if decoded.contains(secret) {
+            out = decoded.replace(secret, "[redacted]");
+        }
+    }
+    out
+}
+
+/// `text` redacted, then cut to `max` characters (on a character boundary). When the
+/// text is itself a piece cut from something longer (`cut`), a tail that could be the
+/// start of the key is dropped too: its other half is gone, so it cannot be matched.
+pub fn redact_then_truncate(text: &str, secret: &str, max: usize, cut: bool) -> String {
+    let mut clean = redact(text, secret);
+    if cut && secret.len() >= SHORTEST {
+        for n in (1..secret.len()).rev() {
+            if secret.is_char_boundary(n) && clean.ends_with(&secret[..n]) {
+                clean.truncate(clean.len() - n);
+                break;
+            }
+        }
+    }
+    match clean.char_indices().nth(max) {
+        Some((at, _)) => {
+            clean.truncate(at);
+            clean.push('…');
+            clean
+        }
+        None => clean,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "sk-test-7f3a9c1e5b2d4f60-secret";
+
+    #[test]
+    fn a_key_across_the_cut_is_redacted_before_the_cut() {
+        let text = format!("{}{KEY} trailing", "x".repeat(290));
+        let out = redact_then_truncate(&text, KEY, 300, false);
+        assert!(!out.contains("sk-test"), "{out}");
+        assert!(out.starts_with(&"x".repeat(290)));
+    }
+
+    #[test]
+    fn a_key_cut_off_by_an_earlier_limit_loses_its_start_too() {
+        let text = format!("error: {}", &KEY[..12]);
+        let out = redact_then_truncate(&text, KEY, 300, true);
+        assert_eq!(out, "error: ");
+    }
+
+    #[test]
+    fn percent_encoded_and_short_keys() {
+        let key = "a/b+c=d";
+        assert_eq!(redact("u?k=a%2Fb%2Bc%3Dd", key), "u?k=[redacted]");
+        assert_eq!(redact("u?k=a%2fb%2bc%3dd&x=%20", key), "u?k=[redacted]&x= ");
+        assert_eq!(redact("u?k=%61%2F%62+c=d", key), "u?k=[redacted]");
+        assert_eq!(redact("100% sure", key), "100% sure");
+        assert_eq!(redact("abc", "ab"), "abc");
+    }
+
+    #[test]
+    fn truncation_is_on_a_character_boundary() {
+        let out = redact_then_truncate(&"é".repeat(400), KEY, 300, false);
+        assert_eq!(out.chars().count(), 301);
+    }
+}
