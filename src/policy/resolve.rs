@@ -40,8 +40,14 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         }
         None => return Err(invalid("version", "missing `version: 1`")),
     }
+    let f = raw.fallback.unwrap_or_default();
+    let critical = f.critical.unwrap_or_default();
+    let critical = Critical {
+        exit_codes: critical.exit_codes.unwrap_or_default(),
+        output: critical.output.unwrap_or_default(),
+    };
     let base = raw.retry.unwrap_or_default();
-    let retry = resolve_retry(&base, "retry")?;
+    let retry = resolve_retry(&base, "retry", &critical)?;
 
     let t = raw.timeout.unwrap_or_default();
     for (key, value) in [("attempt", t.attempt), ("total", t.total)] {
@@ -60,15 +66,14 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         stall: t.stall,
     };
 
-    let f = raw.fallback.unwrap_or_default();
-    let critical = f.critical.unwrap_or_default();
-    let critical = Critical {
-        exit_codes: critical.exit_codes.unwrap_or_default(),
-        output: critical.output.unwrap_or_default(),
-    };
     let mut chain = Vec::new();
     for (i, link) in f.chain.unwrap_or_default().into_iter().enumerate() {
-        chain.push(resolve_link(link, &base, &format!("fallback.chain[{i}]"))?);
+        chain.push(resolve_link(
+            link,
+            &base,
+            &format!("fallback.chain[{i}]"),
+            &critical,
+        )?);
     }
 
     let r = raw.rollback.unwrap_or_default();
@@ -228,7 +233,12 @@ fn resolve_models(
     Ok((out_providers, out_models, model, budget))
 }
 
-fn resolve_link(link: RawLink, base: &RawRetry, path: &str) -> Result<Link, Invalid> {
+fn resolve_link(
+    link: RawLink,
+    base: &RawRetry,
+    path: &str,
+    critical: &Critical,
+) -> Result<Link, Invalid> {
     let actions = [
         link.run.is_some(),
         link.call.is_some(),
@@ -280,7 +290,7 @@ fn resolve_link(link: RawLink, base: &RawRetry, path: &str) -> Result<Link, Inva
     let retry = match (&action, link.retry) {
         (Action::Run(_) | Action::Call(_), over) => {
             let merged = over.map_or_else(|| base.clone(), |o| merge_retry(base, o));
-            Some(resolve_retry(&merged, &format!("{path}.retry"))?)
+            Some(resolve_retry(&merged, &format!("{path}.retry"), critical)?)
         }
         (_, Some(_)) => {
             return Err(invalid(
@@ -320,7 +330,7 @@ fn merge_retry(base: &RawRetry, over: RawRetry) -> RawRetry {
     }
 }
 
-fn resolve_retry(raw: &RawRetry, path: &str) -> Result<RetryPolicy, Invalid> {
+fn resolve_retry(raw: &RawRetry, path: &str, critical: &Critical) -> Result<RetryPolicy, Invalid> {
     let max_attempts = raw.max_attempts.unwrap_or(4);
     if !(1..=MAX_ATTEMPTS_CAP).contains(&max_attempts) {
         return Err(invalid(
@@ -367,6 +377,7 @@ fn resolve_retry(raw: &RawRetry, path: &str) -> Result<RetryPolicy, Invalid> {
             .status
             .unwrap_or_else(|| vec![400, 401, 403, 404, 422]),
     };
+    let scanner = compile_patterns(&on, &never, critical, path)?;
     let ra = raw.retry_after.clone().unwrap_or_default();
     Ok(RetryPolicy {
         max_attempts,
@@ -378,5 +389,37 @@ fn resolve_retry(raw: &RawRetry, path: &str) -> Result<RetryPolicy, Invalid> {
             max: ra.max.unwrap_or(MS(60_000)),
         },
         on_retry: raw.on_retry.clone(),
+        scanner,
+    })
+}
+
+/// Builds the one set a link's output is matched against, so that patterns which
+/// each compile but together exceed the set's limit are refused here, not at a link.
+fn compile_patterns(
+    on: &RetryOn,
+    never: &Never,
+    critical: &Critical,
+    path: &str,
+) -> Result<crate::scan::Scanner, Invalid> {
+    let all = on
+        .output
+        .iter()
+        .chain(&never.output)
+        .chain(&critical.output);
+    crate::scan::Scanner::new(all).map_err(|e| {
+        let key = if !on.output.is_empty() {
+            format!("{path}.on.output")
+        } else if !never.output.is_empty() {
+            format!("{path}.never.output")
+        } else {
+            "fallback.critical.output".to_string()
+        };
+        invalid(
+            key,
+            format!(
+                "the output patterns of `{path}.on.output`, `{path}.never.output` and \
+                 `fallback.critical.output` together are too large to match: {e}"
+            ),
+        )
     })
 }
