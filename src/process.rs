@@ -176,7 +176,7 @@ impl Attempter for ProcessRunner {
             status = child.wait() => status.map_or(End::Exited { code: 1 }, end_of),
             () = timer => {
                 terminate(&mut child, pgid, libc::SIGTERM, spec.kill_grace).await;
-                let after_ms = spec.timeout.map_or(0, |t| t.as_millis() as u64);
+                let after_ms = spec.timeout.map_or(0, crate::policy::values::millis);
                 End::TimedOut { after_ms, deadline: spec.timeout_is_deadline }
             }
             signal = wait_for_interrupt(&mut interrupt) => {
@@ -307,9 +307,10 @@ async fn end_leftovers(pgid: libc::pid_t, grace: Duration) {
 }
 
 async fn wait_group_gone(pgid: libc::pid_t, limit: Duration) -> bool {
-    let until = Instant::now() + limit;
+    // None: beyond the clock's range, so never.
+    let until = Instant::now().checked_add(limit);
     while group_alive(pgid) {
-        if Instant::now() >= until {
+        if until.is_some_and(|u| Instant::now() >= u) {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -59,8 +59,8 @@ pub async fn end_descendants(grace: Duration) -> usize {
     if found.is_empty() {
         return 0;
     }
-    let until = Instant::now() + grace;
-    while !found.is_empty() && Instant::now() < until {
+    let until = Instant::now().checked_add(grace);
+    while !found.is_empty() && until.is_none_or(|u| Instant::now() < u) {
         // Re-signalled each round: a process forked since the last scan is new. All
         // are stopped before any is told to end: otherwise a shell whose `sleep` dies
         // first could run its next line (`echo LATE > a`) before its own SIGTERM

@@ -59,6 +59,16 @@ impl Serialize for Dur {
     }
 }
 
+/// Whole milliseconds, saturating: `as_millis() as u64` would wrap silently.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A duration rounded down to whole milliseconds, for people.
+pub fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(millis(d))
+}
+
 /// A duration as a policy would write it: `100ms`, `2s`, `1m 30s`.
 pub fn format_duration(d: Duration) -> String {
     if d.is_zero() {

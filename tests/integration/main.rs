@@ -20,6 +20,7 @@ mod locks;
 mod output;
 mod policy_command;
 mod policy_errors;
+mod policy_limits;
 mod put_back;
 mod records;
 mod region;
