@@ -178,7 +178,10 @@ impl<'a, A: Attempter> Engine<'a, A> {
             });
         }
         // A deadline past the clock's range is no deadline.
-        let deadline = policy.timeout.total().and_then(|t| self.start.checked_add(t));
+        let deadline = policy
+            .timeout
+            .total()
+            .and_then(|t| self.start.checked_add(t));
 
         let mut critical = false;
         let mut reason = String::new();
@@ -777,7 +780,6 @@ fn delay_reason(retry: &RetryPolicy, delay: &Delay) -> String {
         }
     }
 }
-
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

@@ -27,6 +27,10 @@ fn invalid(path: impl Into<String>, message: impl Into<String>) -> Invalid {
 /// The most attempts any link may make; a typo of `max_attempts: 10000` is refused.
 pub const MAX_ATTEMPTS_CAP: u32 = 1000;
 
+/// The most links `fallback.chain` may hold; each with a `retry:` of its own
+/// compiles its own set of output patterns when the policy loads.
+pub const MAX_CHAIN_LINKS: usize = 100;
+
 const MS: fn(u64) -> Dur = |ms| Dur(Duration::from_millis(ms));
 
 pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy, Invalid> {
@@ -66,11 +70,21 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         stall: t.stall,
     };
 
+    let links = f.chain.unwrap_or_default();
+    if links.len() > MAX_CHAIN_LINKS {
+        return Err(invalid(
+            "fallback.chain",
+            format!(
+                "at most {MAX_CHAIN_LINKS} links, not {}: each is a whole plan B",
+                links.len()
+            ),
+        ));
+    }
     let mut chain = Vec::new();
-    for (i, link) in f.chain.unwrap_or_default().into_iter().enumerate() {
+    for (i, link) in links.into_iter().enumerate() {
         chain.push(resolve_link(
             link,
-            &base,
+            (&base, &retry),
             &format!("fallback.chain[{i}]"),
             &critical,
         )?);
@@ -233,9 +247,10 @@ fn resolve_models(
     Ok((out_providers, out_models, model, budget))
 }
 
+/// `base` is the policy's `retry:` as written and as resolved.
 fn resolve_link(
     link: RawLink,
-    base: &RawRetry,
+    base: (&RawRetry, &RetryPolicy),
     path: &str,
     critical: &Critical,
 ) -> Result<Link, Invalid> {
@@ -288,8 +303,11 @@ fn resolve_link(
         )
     };
     let retry = match (&action, link.retry) {
-        (Action::Run(_) | Action::Call(_), over) => {
-            let merged = over.map_or_else(|| base.clone(), |o| merge_retry(base, o));
+        // Without a `retry:` of its own a link shares the policy's, compiled patterns
+        // and all: a long chain costs no compile per link.
+        (Action::Run(_) | Action::Call(_), None) => Some(base.1.clone()),
+        (Action::Run(_) | Action::Call(_), Some(over)) => {
+            let merged = merge_retry(base.0, over);
             Some(resolve_retry(&merged, &format!("{path}.retry"), critical)?)
         }
         (_, Some(_)) => {
