@@ -13,35 +13,36 @@ use crate::policy::values::Pattern;
 
 /// How much of each line is matched; the rest of a longer line is not.
 pub const MAX_SCAN: usize = 64 * 1024;
-/// The most a compiled set of one link's patterns may take (regex's own measure).
-pub const SET_SIZE_LIMIT: usize = 10 << 20;
+/// The most one list of patterns (`on.output`, `never.output`, `critical.output`)
+/// may take compiled as a set (regex's own measure).
+pub const SET_SIZE_LIMIT: usize = 4 << 20;
 /// Memory the lazy DFA of one stream may cache; more than regex's 2 MiB default,
 /// so a large counted repetition stays on the DFA instead of the much slower NFA.
 pub const DFA_CACHE_LIMIT: usize = 16 << 20;
 
-/// The patterns one link's attempts are scanned for.
+/// One list of patterns compiled as a set, when the policy loads. Cheap to clone:
+/// the compiled program is shared.
 #[derive(Clone, Debug, Default)]
-pub struct Scanner {
+pub struct PatternSet {
     set: Option<RegexSet>,
 }
 
-/// Two scanners are equal when they look for the same patterns in the same order.
-impl PartialEq for Scanner {
+/// Two sets are equal when they hold the same patterns in the same order.
+impl PartialEq for PatternSet {
     fn eq(&self, other: &Self) -> bool {
-        let sources = |s: &Scanner| s.set.as_ref().map(|s| s.patterns().to_vec());
+        let sources = |s: &PatternSet| s.set.as_ref().map(|s| s.patterns().to_vec());
         sources(self) == sources(other)
     }
 }
 
-impl Scanner {
-    /// Compiles the patterns into one set; each compiled alone, but together they
-    /// can still exceed [`SET_SIZE_LIMIT`], which is the error returned.
-    pub fn new<'a>(patterns: impl IntoIterator<Item = &'a Pattern>) -> Result<Scanner, String> {
-        let sources: Vec<&str> = patterns.into_iter().map(|p| p.source.as_str()).collect();
-        if sources.is_empty() {
-            return Ok(Scanner { set: None });
+impl PatternSet {
+    /// Each pattern compiled alone when it was read; together they can still
+    /// exceed [`SET_SIZE_LIMIT`], which is the error returned.
+    pub fn new(patterns: &[Pattern]) -> Result<PatternSet, String> {
+        if patterns.is_empty() {
+            return Ok(PatternSet { set: None });
         }
-        let set = RegexSetBuilder::new(sources)
+        let set = RegexSetBuilder::new(patterns.iter().map(|p| p.source.as_str()))
             .size_limit(SET_SIZE_LIMIT)
             .dfa_size_limit(DFA_CACHE_LIMIT)
             .build()
@@ -53,20 +54,37 @@ impl Scanner {
                     .trim_start_matches("error: ")
                     .to_string()
             })?;
-        Ok(Scanner { set: Some(set) })
+        Ok(PatternSet { set: Some(set) })
+    }
+
+    fn len(&self) -> usize {
+        self.set.as_ref().map_or(0, RegexSet::len)
+    }
+}
+
+/// The patterns one link's attempts are scanned for: its lists in order, a
+/// pattern's index counted across them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scanner {
+    sets: Vec<PatternSet>,
+}
+
+impl Scanner {
+    pub fn new(sets: Vec<PatternSet>) -> Scanner {
+        Scanner { sets }
     }
 
     /// Whether there is anything to look for (if not, output need not be piped).
     pub fn is_active(&self) -> bool {
-        self.set.is_some()
+        self.sets.iter().any(|s| s.set.is_some())
     }
 
     pub fn stream(&self) -> LineScan {
         LineScan {
-            set: self.set.clone(),
+            sets: self.sets.clone(),
             line: Vec::new(),
             scanned: false,
-            matched: vec![false; self.set.as_ref().map_or(0, RegexSet::len)],
+            matched: vec![false; self.sets.iter().map(PatternSet::len).sum()],
         }
     }
 }
@@ -74,7 +92,7 @@ impl Scanner {
 /// Scans one output stream, fed in chunks of any size.
 #[derive(Debug)]
 pub struct LineScan {
-    set: Option<RegexSet>,
+    sets: Vec<PatternSet>,
     /// The current line's first bytes, at most [`MAX_SCAN`].
     line: Vec<u8>,
     /// The current line's first [`MAX_SCAN`] bytes were matched already.
@@ -84,7 +102,7 @@ pub struct LineScan {
 
 impl LineScan {
     pub fn feed(&mut self, mut chunk: &[u8]) {
-        if self.set.is_none() {
+        if self.matched.is_empty() {
             return;
         }
         while let Some(nl) = memchr(b'\n', chunk) {
@@ -137,9 +155,13 @@ impl LineScan {
     }
 
     fn check(&mut self, line: &[u8]) {
-        if let Some(set) = &self.set {
-            for i in set.matches(line).iter() {
-                self.matched[i] = true;
+        let mut offset = 0;
+        for s in &self.sets {
+            if let Some(set) = &s.set {
+                for i in set.matches(line).iter() {
+                    self.matched[offset + i] = true;
+                }
+                offset += set.len();
             }
         }
     }
@@ -160,7 +182,7 @@ mod tests {
     #[test]
     fn matches_across_chunk_boundaries() {
         let pats = [pattern("rate limit"), pattern("^FATAL")];
-        let scanner = Scanner::new(&pats).unwrap();
+        let scanner = Scanner::new(vec![PatternSet::new(&pats).unwrap()]);
         let mut s = scanner.stream();
         for chunk in [&b"ok\nrate li"[..], b"mit hit\nnot FATAL\n"] {
             s.feed(chunk);
@@ -171,7 +193,7 @@ mod tests {
     #[test]
     fn anchors_apply_per_line_and_the_last_line_counts() {
         let pats = [pattern("^FATAL$")];
-        let scanner = Scanner::new(&pats).unwrap();
+        let scanner = Scanner::new(vec![PatternSet::new(&pats).unwrap()]);
         let mut s = scanner.stream();
         s.feed(b"first\nFATAL");
         assert_eq!(s.finish(), vec![0]);
@@ -180,7 +202,7 @@ mod tests {
     #[test]
     fn only_the_first_max_scan_bytes_of_a_line_are_matched() {
         let pats = [pattern("needle")];
-        let scanner = Scanner::new(&pats).unwrap();
+        let scanner = Scanner::new(vec![PatternSet::new(&pats).unwrap()]);
         let mut s = scanner.stream();
         let hay = vec![b'x'; MAX_SCAN - 6];
         s.feed(&hay);
@@ -203,7 +225,7 @@ mod tests {
     #[test]
     fn a_new_line_is_scanned_after_an_unscanned_tail() {
         let pats = [pattern("^needle")];
-        let scanner = Scanner::new(&pats).unwrap();
+        let scanner = Scanner::new(vec![PatternSet::new(&pats).unwrap()]);
         let mut s = scanner.stream();
         s.feed(&vec![b'x'; 3 * MAX_SCAN]);
         s.feed(b"needle\nneedle");
@@ -218,7 +240,7 @@ mod tests {
     #[test]
     fn a_costly_pattern_over_a_huge_line_is_bounded() {
         let pats = [pattern("x{4000}y")];
-        let scanner = Scanner::new(&pats).unwrap();
+        let scanner = Scanner::new(vec![PatternSet::new(&pats).unwrap()]);
         let mut s = scanner.stream();
         let chunk = vec![b'x'; 64 * 1024];
         let started = std::time::Instant::now();
@@ -231,9 +253,9 @@ mod tests {
 
     #[test]
     fn patterns_that_compile_alone_can_fail_together() {
-        let big = pattern(r"\w{20}");
-        let many: Vec<Pattern> = (0..20).map(|_| big.clone()).collect();
-        let err = Scanner::new(&many).unwrap_err();
+        let big = pattern(r"\w{4}");
+        let many: Vec<Pattern> = (0..32).map(|_| big.clone()).collect();
+        let err = PatternSet::new(&many).unwrap_err();
         assert!(err.contains("size limit"), "{err}");
     }
 }

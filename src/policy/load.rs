@@ -90,6 +90,7 @@ pub fn load_str(text: &str, file: &str) -> Result<Policy, UserError> {
             message: "the policy is empty: it needs at least `version: 1`".into(),
         });
     }
+    let _budget = super::values::PatternBudget::start();
     let de = serde_yaml::Deserializer::from_str(text);
     let raw: RawPolicy = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = match e.path().to_string() {

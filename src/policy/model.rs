@@ -112,7 +112,7 @@ pub struct RetryPolicy {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_retry: Option<Argv>,
     /// `on.output`, `never.output` and `fallback.critical.output` in that order,
-    /// compiled as one set when the policy loads.
+    /// each compiled as a set when the policy loads.
     #[serde(skip)]
     pub scanner: crate::scan::Scanner,
 }

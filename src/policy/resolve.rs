@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::model::*;
 use super::raw::*;
-use super::values::{CodeSet, Dur, Size};
+use super::values::{CodeSet, Dur, Pattern, Size};
+use crate::scan::{PatternSet, Scanner};
 
 /// A check that failed after parsing, with the key path it is about.
 #[derive(Debug)]
@@ -51,7 +52,9 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         output: critical.output.unwrap_or_default(),
     };
     let base = raw.retry.unwrap_or_default();
-    let retry = resolve_retry(&base, "retry", &critical)?;
+    let mut sets = Sets::default();
+    let critical_set = sets.compile(&critical.output, "fallback.critical.output")?;
+    let retry = resolve_retry(&base, "retry", (&critical_set, &mut sets))?;
 
     let t = raw.timeout.unwrap_or_default();
     for (key, value) in [("attempt", t.attempt), ("total", t.total)] {
@@ -86,7 +89,7 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
             link,
             (&base, &retry),
             &format!("fallback.chain[{i}]"),
-            &critical,
+            (&critical_set, &mut sets),
         )?);
     }
 
@@ -252,7 +255,7 @@ fn resolve_link(
     link: RawLink,
     base: (&RawRetry, &RetryPolicy),
     path: &str,
-    critical: &Critical,
+    critical: (&PatternSet, &mut Sets),
 ) -> Result<Link, Invalid> {
     let actions = [
         link.run.is_some(),
@@ -348,7 +351,11 @@ fn merge_retry(base: &RawRetry, over: RawRetry) -> RawRetry {
     }
 }
 
-fn resolve_retry(raw: &RawRetry, path: &str, critical: &Critical) -> Result<RetryPolicy, Invalid> {
+fn resolve_retry(
+    raw: &RawRetry,
+    path: &str,
+    (critical, sets): (&PatternSet, &mut Sets),
+) -> Result<RetryPolicy, Invalid> {
     let max_attempts = raw.max_attempts.unwrap_or(4);
     if !(1..=MAX_ATTEMPTS_CAP).contains(&max_attempts) {
         return Err(invalid(
@@ -395,7 +402,11 @@ fn resolve_retry(raw: &RawRetry, path: &str, critical: &Critical) -> Result<Retr
             .status
             .unwrap_or_else(|| vec![400, 401, 403, 404, 422]),
     };
-    let scanner = compile_patterns(&on, &never, critical, path)?;
+    let scanner = Scanner::new(vec![
+        sets.compile(&on.output, &format!("{path}.on.output"))?,
+        sets.compile(&never.output, &format!("{path}.never.output"))?,
+        critical.clone(),
+    ]);
     let ra = raw.retry_after.clone().unwrap_or_default();
     Ok(RetryPolicy {
         max_attempts,
@@ -411,33 +422,28 @@ fn resolve_retry(raw: &RawRetry, path: &str, critical: &Critical) -> Result<Retr
     })
 }
 
-/// Builds the one set a link's output is matched against, so that patterns which
-/// each compile but together exceed the set's limit are refused here, not at a link.
-fn compile_patterns(
-    on: &RetryOn,
-    never: &Never,
-    critical: &Critical,
-    path: &str,
-) -> Result<crate::scan::Scanner, Invalid> {
-    let all = on
-        .output
-        .iter()
-        .chain(&never.output)
-        .chain(&critical.output);
-    crate::scan::Scanner::new(all).map_err(|e| {
-        let key = if !on.output.is_empty() {
-            format!("{path}.on.output")
-        } else if !never.output.is_empty() {
-            format!("{path}.never.output")
-        } else {
-            "fallback.critical.output".to_string()
-        };
-        invalid(
-            key,
-            format!(
-                "the output patterns of `{path}.on.output`, `{path}.never.output` and \
-                 `fallback.critical.output` together are too large to match: {e}"
-            ),
-        )
-    })
+/// Each list of output patterns compiled once as a set, however many links
+/// inherit it: a long chain costs no compile per link.
+#[derive(Default)]
+struct Sets {
+    compiled: BTreeMap<Vec<String>, PatternSet>,
+}
+
+impl Sets {
+    /// Patterns that each compiled but together exceed the set's limit are refused
+    /// here, naming the list, not when a link starts.
+    fn compile(&mut self, patterns: &[Pattern], key: &str) -> Result<PatternSet, Invalid> {
+        let sources: Vec<String> = patterns.iter().map(|p| p.source.clone()).collect();
+        if let Some(set) = self.compiled.get(&sources) {
+            return Ok(set.clone());
+        }
+        let set = PatternSet::new(patterns).map_err(|e| {
+            invalid(
+                key,
+                format!("these patterns together are too large to match: {e}"),
+            )
+        })?;
+        self.compiled.insert(sources, set.clone());
+        Ok(set)
+    }
 }
