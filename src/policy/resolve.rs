@@ -116,11 +116,13 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         to: r.to.unwrap_or(RollbackTo::Step),
     };
     let mut steps = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
     for (i, step) in raw.steps.unwrap_or_default().into_iter().enumerate() {
         if step.name.trim().is_empty() {
             return Err(invalid(format!("steps[{i}].name"), "a step needs a name"));
         }
-        if steps.iter().any(|s: &Step| s.name == step.name) {
+        // A set, not a scan of the steps so far: 40,000 steps took 12 s.
+        if !names.insert(step.name.clone()) {
             return Err(invalid(
                 format!("steps[{i}].name"),
                 format!("two steps are named `{}`", step.name),

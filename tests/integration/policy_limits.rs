@@ -275,3 +275,22 @@ fn a_fallback_chain_over_100_links_is_refused() {
         .stderr_contains("fallback.chain: at most 100 links, not 101")
         .run();
 }
+
+/// Duplicate step names were found by scanning the steps so far: 40,000 steps in a
+/// 1 MiB policy took 12 s to check.
+#[test]
+fn a_policy_of_40000_steps_is_checked_at_once() {
+    let steps: String = (0..40_000)
+        .map(|i| format!("- {{name: s{i}, run: x}}\n"))
+        .collect();
+    let out = Test::new()
+        .write(
+            "p.yaml",
+            &format!("version: 1\nsteps:\n{steps}- {{name: s7, run: x}}\n"),
+        )
+        .args(&["policy", "check", "p.yaml"])
+        .status(125)
+        .stderr_contains("steps[40000].name: two steps are named `s7`")
+        .run();
+    assert!(out.elapsed < PROMPT, "took {:?}", out.elapsed);
+}
