@@ -269,7 +269,7 @@ fn mutate(rng: &mut StdRng, text: &str, corpus: &[String]) -> String {
             let mut laughs = String::from("version: 1\nx0: &x0 [a, a, a, a, a, a, a, a, a]\n");
             for k in 1..rng.gen_range(2..12) {
                 let alias = format!("*x{}", k - 1);
-                let row = vec![alias.as_str(); 9].join(", ");
+                let row = [alias.as_str(); 9].join(", ");
                 laughs.push_str(&format!("x{k}: &x{k} [{row}]\n"));
             }
             return laughs + text;
