@@ -85,11 +85,14 @@ pub fn base_delay(b: &Backoff, n: u32) -> Duration {
     };
     let max = b.max.0.as_secs_f64();
     // Clamping in f64 first keeps huge exponents from overflowing Duration.
-    Duration::from_secs_f64(if uncapped.is_finite() {
+    // `try_from`: a NaN (a zero initial times an infinite power) or anything else
+    // out of range means the cap, never a panic.
+    Duration::try_from_secs_f64(if uncapped.is_finite() {
         uncapped.min(max)
     } else {
         max
     })
+    .unwrap_or(b.max.0)
 }
 
 /// The range jitter draws from for a base delay.

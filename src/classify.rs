@@ -93,14 +93,8 @@ impl LinkPatterns {
         roles.extend((0..retry.on.output.len()).map(Role::On));
         roles.extend((0..retry.never.output.len()).map(Role::Never));
         roles.extend((0..critical.output.len()).map(Role::Critical));
-        let patterns = retry
-            .on
-            .output
-            .iter()
-            .chain(&retry.never.output)
-            .chain(&critical.output);
         LinkPatterns {
-            scanner: Scanner::new(patterns),
+            scanner: retry.scanner.clone(),
             roles,
         }
     }

@@ -20,7 +20,7 @@ use crate::attempt::{AttemptOutcome, AttemptSpec, Attempter, CallWork, End, Prom
 use crate::backoff::{Delay, Schedule, jitter_bounds};
 use crate::classify::{LinkPatterns, Verdict, classify, classify_call};
 use crate::events::{AttemptReport, Event, EventSink, Layer, Outcome, RunSummary};
-use crate::policy::values::format_duration;
+use crate::policy::values::{format_duration, millis, round_ms};
 use crate::policy::{Action, CallLink, DefaultAnswer, Escalate, Jitter, Policy, RetryPolicy};
 use crate::scan::Scanner;
 
@@ -180,7 +180,11 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 timeout: link.timeout.or(policy.timeout.attempt).map(|d| d.0),
             });
         }
-        let deadline = policy.timeout.total().map(|t| self.start + t);
+        // A deadline past the clock's range is no deadline.
+        let deadline = policy
+            .timeout
+            .total()
+            .and_then(|t| self.start.checked_add(t));
 
         let mut critical = false;
         let mut reason = String::new();
@@ -516,7 +520,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 reason = format!("{rule}: {}", format_duration(wait));
             }
             if let Some(d) = deadline
-                && Instant::now() + chosen >= d
+                && Instant::now().checked_add(chosen).is_none_or(|t| t >= d)
             {
                 let why = format!(
                     "not waiting {}: it would cross timeout.total",
@@ -835,14 +839,6 @@ fn delay_reason(retry: &RetryPolicy, delay: &Delay) -> String {
             )
         }
     }
-}
-
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(millis(d))
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -189,6 +189,27 @@ async fn the_deadline_stops_retries_before_the_cap() {
     assert!(reason.contains("would cross timeout.total"), "{reason}");
 }
 
+/// The longest durations a policy may write, everywhere at once: the deadline and
+/// every wait are added to the clock without overflow, a year's wait crossing a
+/// year's deadline is not started, and the run ends with the failure's code.
+#[tokio::test(start_paused = true)]
+async fn the_longest_durations_neither_overflow_nor_wait() {
+    let mut s = Scripted::new(vec![fails(7); 3]);
+    let yaml = "version: 1\nretry: { max_attempts: 1000, backoff: { initial: 365days, max: 365days, multiplier: 1.0e300, jitter: none } }\ntimeout: { total: 365days, attempt: 365days, kill_grace: 365days }\n";
+    let (summary, events) = run(yaml, &mut s).await;
+    assert_eq!(at_ms(&s), [0]);
+    assert_eq!(summary.exit_code, 7);
+    let reason = events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::AttemptFinished(r) => r.delay_reason.clone(),
+            _ => None,
+        })
+        .unwrap();
+    assert!(reason.contains("would cross timeout.total"), "{reason}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_attempt_is_cut_at_the_deadline_and_reports_124() {
     let slow = Step {

@@ -183,7 +183,7 @@ impl Attempter for ProcessRunner {
                 status = child.wait() => break status.map_or(End::Exited { code: 1 }, end_of),
                 () = &mut timer => {
                     terminate(&mut child, pgid, libc::SIGTERM, spec.kill_grace).await;
-                    let after_ms = spec.timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+                    let after_ms = spec.timeout.map_or(0, crate::policy::values::millis);
                     break End::TimedOut { after_ms, deadline: spec.timeout_is_deadline };
                 }
                 signal = wait_for_interrupt(&mut interrupt) => {

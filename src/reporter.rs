@@ -128,7 +128,7 @@ impl Reporter {
     fn start_countdown(&mut self, message: String, delay: Duration) {
         self.clear_spinner();
         self.countdown
-            .store(delay.as_millis() as u64, Ordering::Relaxed);
+            .store(crate::policy::values::millis(delay), Ordering::Relaxed);
         let total = Arc::clone(&self.countdown);
         let style = ProgressStyle::with_template("{spinner:.cyan} {msg} {countdown:.bold}")
             .expect("static template")
@@ -191,7 +191,7 @@ impl EventSink for Reporter {
                     .as_ref()
                     .map(Self::failure_text)
                     .unwrap_or_default();
-                let wait = format_duration(Duration::from_millis(delay.as_millis() as u64));
+                let wait = format_duration(crate::policy::values::round_ms(*delay));
                 let where_ = if *link == 0 {
                     String::new()
                 } else {

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::model::{Action, BackoffKind, Policy, RetryPolicy};
-use super::values::format_duration;
+use super::values::{format_duration, round_ms};
 use crate::backoff::{base_delay, jitter_bounds};
 
 /// One attempt of a link in the schedule.
@@ -46,7 +46,10 @@ pub fn schedule(policy: &Policy) -> Vec<(String, Vec<Step>)> {
                 )
             });
             so_far = match (so_far, timeout) {
-                (Some(t), Some(limit)) => Some(t + wait.map_or(Duration::ZERO, |w| w.1) + limit.0),
+                (Some(t), Some(limit)) => Some(
+                    t.saturating_add(wait.map_or(Duration::ZERO, |w| w.1))
+                        .saturating_add(limit.0),
+                ),
                 _ => None,
             };
             steps.push(Step {
@@ -64,12 +67,12 @@ pub fn schedule(policy: &Policy) -> Vec<(String, Vec<Step>)> {
 fn worst_wait(retry: &RetryPolicy) -> Duration {
     (1..retry.max_attempts)
         .map(|n| jitter_bounds(retry.backoff.jitter, base_delay(&retry.backoff, n)).1)
-        .sum()
+        .fold(Duration::ZERO, Duration::saturating_add)
 }
 
 pub fn explain(policy: &Policy) -> String {
     let mut out = String::new();
-    let fmt = |d: Duration| format_duration(Duration::from_millis(d.as_millis() as u64));
+    let fmt = |d: Duration| format_duration(round_ms(d));
     let _ = writeln!(out, "policy {}", policy.source);
     let mut waits = Duration::ZERO;
     let schedule = schedule(policy);
@@ -124,7 +127,7 @@ pub fn explain(policy: &Policy) -> String {
                 .map_or("unbounded (no timeout.attempt)".to_string(), fmt);
             let _ = writeln!(out, "  {:<8} {:<22} {}", s.attempt, wait, worst);
         }
-        waits += worst_wait(retry);
+        waits = waits.saturating_add(worst_wait(retry));
     }
     for (i, link) in policy.fallback.chain.iter().enumerate() {
         match &link.action {
@@ -195,9 +198,9 @@ pub fn warnings(policy: &Policy) -> Vec<String> {
                 .filter_map(|l| l.retry.as_ref()),
         )
         .map(worst_wait)
-        .sum();
+        .fold(Duration::ZERO, Duration::saturating_add);
     if let Some(total) = policy.timeout.total() {
-        let fmt = |d: Duration| format_duration(Duration::from_millis(d.as_millis() as u64));
+        let fmt = |d: Duration| format_duration(round_ms(d));
         if let Some(w) = worst.filter(|w| *w > total) {
             out.push(format!(
                 "the worst case ({}) overruns timeout.total ({}): the deadline will cut the schedule short",

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::UserError;
 
+use super::limits;
 use super::locate::locate;
 use super::model::Policy;
 use super::raw::RawPolicy;
@@ -43,9 +44,13 @@ pub fn builtin() -> Result<Policy, UserError> {
 
 pub fn load_file(path: &Path) -> Result<Policy, UserError> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| UserError::PolicyFile {
+    let bytes = read_bounded(path).map_err(|e| UserError::PolicyFile {
         file: file.clone(),
         message: format!("cannot read the policy: {}", crate::error::io_message(&e)),
+    })?;
+    limits::check_size(bytes.len()).map_err(|message| UserError::PolicyFile {
+        file: file.clone(),
+        message,
     })?;
     let text = String::from_utf8(bytes).map_err(|e| UserError::PolicyFile {
         file: file.clone(),
@@ -57,7 +62,25 @@ pub fn load_file(path: &Path) -> Result<Policy, UserError> {
     load_str(&text, &file)
 }
 
+/// Reads at most one byte over the limit, so `-p /dev/zero` ends too.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limits::MAX_POLICY_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 pub fn load_str(text: &str, file: &str) -> Result<Policy, UserError> {
+    limits::check_size(text.len()).map_err(|message| UserError::PolicyFile {
+        file: file.into(),
+        message,
+    })?;
+    limits::check_depth(text).map_err(|too| UserError::PolicyFile {
+        file: format!("{file}:{}:{}", too.line, too.column),
+        message: too.message,
+    })?;
     if text
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
@@ -67,6 +90,7 @@ pub fn load_str(text: &str, file: &str) -> Result<Policy, UserError> {
             message: "the policy is empty: it needs at least `version: 1`".into(),
         });
     }
+    let _budget = super::values::PatternBudget::start();
     let de = serde_yaml::Deserializer::from_str(text);
     let raw: RawPolicy = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = match e.path().to_string() {

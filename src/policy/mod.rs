@@ -1,6 +1,7 @@
 //! The policy file: parsing, validation, defaults, schema and schedule.
 
 pub mod explain;
+pub mod limits;
 pub mod load;
 mod locate;
 pub mod model;

@@ -111,6 +111,10 @@ pub struct RetryPolicy {
     pub retry_after: RetryAfter,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_retry: Option<Argv>,
+    /// `on.output`, `never.output` and `fallback.critical.output` in that order,
+    /// each compiled as a set when the policy loads.
+    #[serde(skip)]
+    pub scanner: crate::scan::Scanner,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

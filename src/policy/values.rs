@@ -59,6 +59,16 @@ impl Serialize for Dur {
     }
 }
 
+/// Whole milliseconds, saturating: `as_millis() as u64` would wrap silently.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A duration rounded down to whole milliseconds, for people.
+pub fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(millis(d))
+}
+
 /// A duration as a policy would write it: `100ms`, `2s`, `1m 30s`.
 pub fn format_duration(d: Duration) -> String {
     if d.is_zero() {
@@ -178,11 +188,50 @@ impl PartialEq for Pattern {
     }
 }
 
+/// The most one regex may take compiled (regex's own measure). Compiling costs
+/// time in proportion, about 5 ms at the limit.
+pub const PATTERN_SIZE_LIMIT: usize = 256 << 10;
+
+/// The most output patterns one policy may hold, counted where written: with
+/// [`PATTERN_SIZE_LIMIT`] this bounds what compiling them costs when it loads.
+pub const MAX_PATTERNS: usize = 64;
+
+thread_local! {
+    /// Patterns the policy being loaded may still compile; unlimited outside a load.
+    static PATTERNS_LEFT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Limits the patterns compiled on this thread to [`MAX_PATTERNS`] until dropped.
+pub struct PatternBudget(());
+
+impl PatternBudget {
+    pub fn start() -> PatternBudget {
+        PATTERNS_LEFT.with(|left| left.set(MAX_PATTERNS));
+        PatternBudget(())
+    }
+}
+
+impl Drop for PatternBudget {
+    fn drop(&mut self) {
+        PATTERNS_LEFT.with(|left| left.set(usize::MAX));
+    }
+}
+
 impl<'de> Deserialize<'de> for Pattern {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let source = String::deserialize(d)?;
+        let spent = PATTERNS_LEFT.with(|left| {
+            let n = left.get();
+            left.set(n.saturating_sub(1));
+            n == 0
+        });
+        if spent {
+            return Err(de::Error::custom(format!(
+                "more than {MAX_PATTERNS} output patterns in one policy"
+            )));
+        }
         let regex = regex::bytes::RegexBuilder::new(&source)
-            .size_limit(1 << 20)
+            .size_limit(PATTERN_SIZE_LIMIT)
             .build()
             .map_err(|e| {
                 de::Error::custom(format!(

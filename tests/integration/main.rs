@@ -26,6 +26,7 @@ mod names;
 mod output;
 mod policy_command;
 mod policy_errors;
+mod policy_limits;
 mod put_back;
 mod records;
 mod region;
