@@ -15,7 +15,7 @@ use crate::policy::values::Pattern;
 pub const MAX_SCAN: usize = 64 * 1024;
 /// The most one list of patterns (`on.output`, `never.output`, `critical.output`)
 /// may take compiled as a set (regex's own measure).
-pub const SET_SIZE_LIMIT: usize = 4 << 20;
+pub const SET_SIZE_LIMIT: usize = 8 << 20;
 /// Memory the lazy DFA of one stream may cache; more than regex's 2 MiB default,
 /// so a large counted repetition stays on the DFA instead of the much slower NFA.
 pub const DFA_CACHE_LIMIT: usize = 16 << 20;
@@ -253,8 +253,8 @@ mod tests {
 
     #[test]
     fn patterns_that_compile_alone_can_fail_together() {
-        let big = pattern(r"\w{4}");
-        let many: Vec<Pattern> = (0..32).map(|_| big.clone()).collect();
+        let big = pattern(r"\w{8}");
+        let many: Vec<Pattern> = (0..40).map(|_| big.clone()).collect();
         let err = PatternSet::new(&many).unwrap_err();
         assert!(err.contains("size limit"), "{err}");
     }

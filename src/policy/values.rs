@@ -175,11 +175,11 @@ impl Serialize for CodeSet {
     }
 }
 
-/// A regular expression over an attempt's output, compiled once when the policy loads.
+/// A regular expression over an attempt's output: checked when the policy loads, compiled
+/// with the others of its list into one set (`scan::PatternSet`).
 #[derive(Clone, Debug)]
 pub struct Pattern {
     pub source: String,
-    pub regex: regex::bytes::Regex,
 }
 
 impl PartialEq for Pattern {
@@ -188,12 +188,8 @@ impl PartialEq for Pattern {
     }
 }
 
-/// The most one regex may take compiled (regex's own measure). Compiling costs
-/// time in proportion, about 5 ms at the limit.
-pub const PATTERN_SIZE_LIMIT: usize = 256 << 10;
-
 /// The most output patterns one policy may hold, counted where written: with
-/// [`PATTERN_SIZE_LIMIT`] this bounds what compiling them costs when it loads.
+/// the size limit of each list's set this bounds what compiling them costs.
 pub const MAX_PATTERNS: usize = 64;
 
 thread_local! {
@@ -230,9 +226,13 @@ impl<'de> Deserialize<'de> for Pattern {
                 "more than {MAX_PATTERNS} output patterns in one policy"
             )));
         }
-        let regex = regex::bytes::RegexBuilder::new(&source)
-            .size_limit(PATTERN_SIZE_LIMIT)
+        // Parsed here, to name the pattern that is wrong; compiled once, with the
+        // others of its list, into the set that matches (`scan::PatternSet`), whose
+        // size limit bounds what compiling a policy's patterns costs.
+        regex_syntax::ParserBuilder::new()
+            .utf8(false)
             .build()
+            .parse(&source)
             .map_err(|e| {
                 de::Error::custom(format!(
                     "invalid regex `{source}`: {}",
@@ -243,7 +243,7 @@ impl<'de> Deserialize<'de> for Pattern {
                         .trim_start_matches("error: ")
                 ))
             })?;
-        Ok(Pattern { source, regex })
+        Ok(Pattern { source })
     }
 }
 

@@ -152,9 +152,27 @@ fn a_year_of_backoff_ends_at_the_deadline_and_rolls_back() {
         .run();
 }
 
-/// Patterns that each compile under their limit but not as one set.
+/// Patterns that each compile under the limit but not as one set.
 fn too_many_patterns() -> String {
-    vec![r"'\w{4}'"; 32].join(", ")
+    vec![r"'\w{8}'"; 40].join(", ")
+}
+
+/// The set limit leaves room for the Unicode classes people write: `\w{10}` alone
+/// takes over 256 KiB compiled.
+#[test]
+fn common_unicode_patterns_load() {
+    Test::new()
+        .write(
+            "p.yaml",
+            r"version: 1
+retry:
+  on:
+    output: ['\b\w{8}\b', '\w{40}', '(?i)rate.?limit', '\d{12}', '[[:alpha:]]{20}']
+",
+        )
+        .args(&["policy", "check", "p.yaml"])
+        .status(0)
+        .run();
 }
 
 #[test]
