@@ -29,10 +29,20 @@ pub fn choose(choice: &PolicyChoice) -> Result<Policy, UserError> {
         PolicyChoice::File(path) => load_file(path),
         PolicyChoice::Implicit => {
             let path = Path::new(DEFAULT_FILE);
-            if path.exists() {
-                load_file(path)
-            } else {
-                builtin()
+            match std::fs::metadata(path) {
+                // Found in whatever tree backstop runs in, so never opened unless it is
+                // a file: a FIFO there would hang every run until something wrote to it.
+                // (`-p` may name a pipe: `-p <(make-policy)` is the user's own choice.)
+                Ok(m) if !m.is_file() => Err(UserError::PolicyFile {
+                    file: DEFAULT_FILE.into(),
+                    message: "not a regular file, so it is not read as the policy; remove it or name a policy with -p".into(),
+                }),
+                Ok(_) => load_file(path),
+                Err(_) if path.symlink_metadata().is_ok() => Err(UserError::PolicyFile {
+                    file: DEFAULT_FILE.into(),
+                    message: "a symlink to nothing; remove it or name a policy with -p".into(),
+                }),
+                Err(_) => builtin(),
             }
         }
     }

@@ -312,3 +312,29 @@ fn a_policy_of_40000_steps_is_checked_at_once() {
         .run();
     assert!(out.elapsed < PROMPT, "took {:?}", out.elapsed);
 }
+
+/// `./backstop.yaml` comes with whatever tree backstop runs in: a FIFO there would
+/// hang every run until something wrote to it.
+#[test]
+fn an_implicit_policy_that_is_not_a_file_is_refused_not_waited_on() {
+    let t = Test::new().args(&["run", "--", "sh", "-c", "touch $OUT/created"]);
+    let status = std::process::Command::new("mkfifo")
+        .arg(t.path().join("backstop.yaml"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = t
+        .status(125)
+        .stderr_contains("backstop.yaml: not a regular file")
+        .run();
+    assert!(out.elapsed < PROMPT, "took {:?}", out.elapsed);
+    assert!(!out.exists("created"), "the command ran");
+
+    let t = Test::new().args(&["run", "--", "sh", "-c", "touch $OUT/created"]);
+    std::os::unix::fs::symlink("gone.yaml", t.path().join("backstop.yaml")).unwrap();
+    let out = t
+        .status(125)
+        .stderr_contains("backstop.yaml: a symlink to nothing")
+        .run();
+    assert!(!out.exists("created"), "the command ran");
+}
