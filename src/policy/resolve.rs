@@ -247,12 +247,26 @@ fn resolve_models(
                 format!("no provider named `{}` under `providers`", m.provider),
             ));
         }
+        // `.nan` and `.inf` are YAML floats: a NaN price slips past `< 0.0`, makes
+        // every cost NaN (recorded as `null`) and every budget comparison false, so
+        // `budget.max_cost_usd` would never stop a call; `.inf` makes `0 * inf` NaN.
         if let Some(p) = &m.price
-            && (p.input_per_mtok < 0.0 || p.output_per_mtok < 0.0)
+            && !(p.input_per_mtok.is_finite()
+                && p.output_per_mtok.is_finite()
+                && p.input_per_mtok >= 0.0
+                && p.output_per_mtok >= 0.0)
         {
             return Err(invalid(
                 format!("models.{name}.price"),
-                "prices cannot be negative",
+                "prices must be finite numbers, zero or more",
+            ));
+        }
+        // serde_json writes a non-finite float as `null`: `.nan` would be sent to the
+        // provider as `"temperature": null`, not refused here where it was written.
+        if m.temperature.is_some_and(|t| !t.is_finite()) {
+            return Err(invalid(
+                format!("models.{name}.temperature"),
+                "must be a finite number",
             ));
         }
         out_models.insert(
