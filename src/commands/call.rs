@@ -119,6 +119,10 @@ pub fn call(args: &CallArgs) -> Result<u8> {
     Ok(summary.exit_code)
 }
 
+/// The most a prompt may hold, read from stdin: far past any model's context window
+/// (the largest take a few million tokens, some 10 MiB of text).
+const MAX_PROMPT: usize = 32 << 20;
+
 /// The argument, then stdin when it is not a terminal, joined by a blank line.
 fn read_prompt(arg: Option<&str>) -> Result<Prompt> {
     let mut parts = Vec::new();
@@ -126,10 +130,26 @@ fn read_prompt(arg: Option<&str>) -> Result<Prompt> {
         parts.push(a.to_string());
     }
     if !std::io::stdin().is_terminal() {
-        let mut input = String::new();
+        // Bounded: `< /dev/zero` (or a runaway producer) read to the end would take
+        // every byte of memory before anything was sent. One byte over says "too big".
+        let mut bytes = Vec::new();
         std::io::stdin()
-            .read_to_string(&mut input)
+            .take(MAX_PROMPT as u64 + 1)
+            .read_to_end(&mut bytes)
             .context("cannot read the prompt from stdin")?;
+        if bytes.len() > MAX_PROMPT {
+            return Err(UserError::Usage(format!(
+                "the prompt on stdin is over {} MiB, the most a call sends",
+                MAX_PROMPT >> 20
+            ))
+            .into());
+        }
+        let input = String::from_utf8(bytes).map_err(|e| {
+            UserError::Usage(format!(
+                "the prompt on stdin is not UTF-8 (byte {})",
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
         if !input.trim().is_empty() {
             parts.push(input);
         }

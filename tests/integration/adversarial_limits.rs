@@ -91,3 +91,23 @@ fn block_sequences_nested_ten_thousand_deep_are_refused_promptly() {
         assert!(out.elapsed < PROMPT, "took {:?}", out.elapsed);
     }
 }
+
+/// `backstop call x < /dev/zero` read stdin to the end: gigabytes a second until the
+/// machine ran out of memory, with no request ever sent. The prompt is bounded.
+#[test]
+fn a_prompt_on_stdin_that_never_ends_is_refused_without_eating_memory() {
+    let server = Server::start(vec![ok("answer")]);
+    let sb = Sandbox::new();
+    let p = sb.policy(&policy(&server.url(), "openai", ""));
+    let zero = std::fs::File::open("/dev/zero").unwrap();
+    let started = std::time::Instant::now();
+    let out = sb
+        .cmd(&["call", "-p", &p, "x"])
+        .stdin(zero)
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("over 32 MiB"), "{}", stderr(&out));
+    assert!(server.seen().is_empty(), "a request was sent");
+}
