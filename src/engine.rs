@@ -642,7 +642,8 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 .spent_tokens
                 .saturating_add(c.input_tokens)
                 .saturating_add(c.output_tokens);
-            self.spent_usd += c.cost_usd.unwrap_or(0.0);
+            // Saturating, as each cost is: a sum past f64::MAX would be recorded `null`.
+            self.spent_usd = (self.spent_usd + c.cost_usd.unwrap_or(0.0)).min(f64::MAX);
             if outcome.end.success() {
                 self.answer.clone_from(&c.text);
                 self.model_used = Some(c.model.clone());

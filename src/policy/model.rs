@@ -62,9 +62,14 @@ pub struct Price {
 }
 
 impl Price {
+    /// Saturates at `f64::MAX`: the counts are the server's word, and one claiming
+    /// 2^64 tokens at a large price made the cost infinite, which JSON cannot hold:
+    /// records and `--json` said `null`, and `show` said "no price set".
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
-        (input_tokens as f64 * self.input_per_mtok + output_tokens as f64 * self.output_per_mtok)
-            / 1e6
+        let cost = (input_tokens as f64 * self.input_per_mtok
+            + output_tokens as f64 * self.output_per_mtok)
+            / 1e6;
+        cost.min(f64::MAX)
     }
 }
 

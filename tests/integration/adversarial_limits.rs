@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::call::{Sandbox, Server, ok, policy, stderr};
+use crate::call::{Reply, Sandbox, Server, ok, policy, stderr};
 use crate::helpers::Test;
 
 /// The bugs guarded against hang or crawl; a correct load takes milliseconds.
@@ -110,4 +110,35 @@ fn a_prompt_on_stdin_that_never_ends_is_refused_without_eating_memory() {
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     assert!(stderr(&out).contains("over 32 MiB"), "{}", stderr(&out));
     assert!(server.seen().is_empty(), "a request was sent");
+}
+
+/// A server claiming 2^64 tokens at a large (finite) price made the cost infinite,
+/// which JSON cannot hold: `--json` and the record said `"cost_usd": null` and `show`
+/// said "no price set". The cost saturates at the largest finite number instead.
+#[test]
+fn a_cost_too_large_for_a_float_is_recorded_as_a_number_not_null() {
+    let answer = serde_json::json!({
+        "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": u64::MAX, "completion_tokens": u64::MAX},
+    });
+    let server = Server::start(vec![Reply::Json(200, vec![], answer)]);
+    let sb = Sandbox::new();
+    let p = sb.policy(&priced(
+        &server.url(),
+        "{ input_per_mtok: 1e300, output_per_mtok: 1e300 }",
+        "",
+    ));
+    let out = sb.run(&["call", "-p", &p, "--json", "x"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["cost_usd"].as_f64(), Some(f64::MAX), "{doc}");
+    let record = sb.last_record();
+    let text = record.to_string();
+    assert!(!text.contains("\"cost_usd\":null"), "{text}");
+    let shown = sb.run(&["show"]);
+    assert!(
+        !String::from_utf8_lossy(&shown.stdout).contains("no price set"),
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
 }
