@@ -235,8 +235,9 @@ pub struct AttemptOutcome {
 pub trait Attempter {
     fn attempt(&mut self, spec: AttemptSpec<'_>) -> impl Future<Output = AttemptOutcome>;
 
-    /// Writes a `default` link's answer where the command's output would have gone.
-    fn answer(&mut self, answer: &DefaultAnswer);
+    /// Writes a `default` link's answer where the command's output would have gone;
+    /// `Some(signal)` if a signal to backstop came while a reader held the write up.
+    fn answer(&mut self, answer: &DefaultAnswer) -> impl Future<Output = Option<i32>>;
 }
 
 /// A command line as a shell would need it typed: `sh -c 'exit 1'`.

@@ -264,7 +264,20 @@ impl<'a, A: Attempter> Engine<'a, A> {
                     }
                 }
                 &LinkKind::Default(answer) => {
-                    self.attempter.answer(answer);
+                    if let Some(signal) = self.attempter.answer(answer).await {
+                        return self.finish(
+                            Outcome::Interrupted,
+                            crate::exit_code::for_signal(signal),
+                            i,
+                            link,
+                            links.len(),
+                            (0, 0),
+                            Some(format!(
+                                "interrupted by {}",
+                                crate::attempt::signal_name(signal)
+                            )),
+                        );
+                    }
                     let code = answer.exit_code;
                     return self.finish(
                         Outcome::Degraded,

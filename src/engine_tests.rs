@@ -94,8 +94,9 @@ impl Attempter for &mut Scripted {
         }
     }
 
-    fn answer(&mut self, answer: &DefaultAnswer) {
+    async fn answer(&mut self, answer: &DefaultAnswer) -> Option<i32> {
         self.answers.push(answer.stdout.clone());
+        None
     }
 }
 

@@ -51,8 +51,8 @@ impl Attempter for RealAttempter {
         }
     }
 
-    fn answer(&mut self, answer: &DefaultAnswer) {
-        self.process.answer(answer);
+    async fn answer(&mut self, answer: &DefaultAnswer) -> Option<i32> {
+        self.process.answer(answer).await
     }
 }
 
@@ -239,10 +239,16 @@ impl Attempter for ProcessRunner {
         result
     }
 
-    fn answer(&mut self, answer: &DefaultAnswer) {
-        let _ = std::io::stdout().write_all(answer.stdout.as_bytes());
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().write_all(answer.stderr.as_bytes());
+    /// Written off the runtime's thread: a reader that stops reading must not leave
+    /// a signal to backstop unheard (see [`write_stdout`]).
+    async fn answer(&mut self, answer: &DefaultAnswer) -> Option<i32> {
+        let mut interrupt = self.interrupt.clone();
+        let out = answer.stdout.clone().into_bytes();
+        let err = answer.stderr.clone().into_bytes();
+        if let Err(signal) = write_to(Sink::Stdout, out, &mut interrupt).await {
+            return Some(signal);
+        }
+        write_to(Sink::Stderr, err, &mut interrupt).await.err()
     }
 }
 
@@ -519,6 +525,33 @@ fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), rustix::io::Errno
         }
     }
     Ok(())
+}
+
+/// Writes `bytes` to backstop's stdout from a thread of its own, waiting for it
+/// here; `Err(signal)` if a signal to backstop came first. A reader that stops
+/// reading (`backstop call --stream | less`, paused) blocks a write on a full pipe
+/// for as long as it likes; written from the runtime's thread, that froze the
+/// runtime with it, so neither the attempt's limits nor SIGTERM or Ctrl-C could act.
+/// A write left blocked by a signal is abandoned: nothing more is printed after it.
+/// A failed write (the reader went away) is ignored, as before.
+pub async fn write_stdout(bytes: Vec<u8>, interrupt: &mut Interrupt) -> Result<(), i32> {
+    write_to(Sink::Stdout, bytes, interrupt).await
+}
+
+/// [`write_stdout`] to either of backstop's own streams.
+async fn write_to(to: Sink, bytes: Vec<u8>, interrupt: &mut Interrupt) -> Result<(), i32> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let (tx, done) = oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = write_all(to.fd(), &bytes);
+        let _ = tx.send(());
+    });
+    tokio::select! {
+        _ = done => Ok(()),
+        signal = wait_for_interrupt(interrupt) => Err(signal),
+    }
 }
 
 /// Whether the reader of backstop's stdout or stderr is gone (a pipe whose read end

@@ -1,7 +1,6 @@
 //! The HTTP attempter: one model call per attempt, over one client per run so that
 //! retries reuse connections.
 
-use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
@@ -16,6 +15,7 @@ use super::wire::{StreamState, build, parse_answer, parse_error};
 use crate::attempt::{AttemptOutcome, AttemptSpec, CallError, CallReport, CallWork, End};
 use crate::engine::{Interrupt, wait_for_interrupt};
 use crate::policy::values::format_duration;
+use crate::process::write_stdout;
 
 /// Where a model's answer goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,16 +137,16 @@ impl ModelClient {
             Err(message) => return outcome(End::Network { message }, report, started_at, t0),
         };
         let live = self.print == Print::Live;
+        let mut interrupt = self.interrupt.clone();
         let call = Self::call(
             &http,
             &runtime,
             work,
             key.as_deref(),
-            self.stream,
-            live,
+            (self.stream, live),
+            self.interrupt.clone(),
             &mut report,
         );
-        let mut interrupt = self.interrupt.clone();
         let limit = spec.timeout.unwrap_or(DEFAULT_CALL_ATTEMPT);
         let end = tokio::select! {
             end = call => end,
@@ -174,16 +174,19 @@ impl ModelClient {
         report.message = report
             .message
             .map(|m| redact_then_truncate(&m, &secret, ERROR_MESSAGE, false));
+        let mut end = end;
         if end.success()
             && self.print == Print::AtEnd
             && let Some(text) = &report.text
         {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(text.as_bytes());
+            let mut bytes = text.clone().into_bytes();
             if !text.ends_with('\n') {
-                let _ = out.write_all(b"\n");
+                bytes.push(b'\n');
             }
-            let _ = out.flush();
+            // Not from this thread: a reader that stops reading would freeze the run.
+            if let Err(signal) = write_stdout(bytes, &mut self.interrupt.clone()).await {
+                end = End::Interrupted { signal };
+            }
         }
         outcome(end, report, started_at, t0)
     }
@@ -194,8 +197,8 @@ impl ModelClient {
         runtime: &Handle,
         work: &CallWork<'_>,
         key: Option<&str>,
-        stream: bool,
-        live: bool,
+        (stream, live): (bool, bool),
+        mut interrupt: crate::engine::Interrupt,
         report: &mut CallReport,
     ) -> End {
         let req = build(
@@ -326,28 +329,32 @@ impl ModelClient {
                 Err(message) => break End::Stream { message },
             };
             let mut failed = None;
+            let mut live_text = Vec::new();
             for ev in events {
                 match state.on_event(&ev) {
-                    Ok(delta) if !delta.is_empty() && live => {
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(delta.as_bytes());
-                        let _ = out.flush();
-                        printed = true;
-                    }
+                    Ok(delta) if live => live_text.extend_from_slice(delta.as_bytes()),
                     Ok(_) => {}
                     Err(message) => {
-                        failed = Some(message);
+                        failed = Some(End::Stream { message });
                         break;
                     }
                 }
             }
-            if let Some(message) = failed {
-                break End::Stream { message };
+            // Written off this thread, so a reader that stops reading cannot freeze
+            // the run: the attempt's limit and signals still act.
+            if !live_text.is_empty() {
+                printed = true;
+                if let Err(signal) = write_stdout(live_text, &mut interrupt).await {
+                    failed = Some(End::Interrupted { signal });
+                }
+            }
+            if let Some(end) = failed {
+                break end;
             }
         };
         report.input_tokens = state.answer.input_tokens;
         report.output_tokens = state.answer.output_tokens;
-        let end = match end {
+        let mut end = match end {
             End::Answered if !state.complete() => End::Stream {
                 message: "the stream ended before its finish event".into(),
             },
@@ -359,8 +366,13 @@ impl ModelClient {
             other => other,
         };
         if live && printed {
-            // Not println!: a reader that went away (`| head -c 10`) must not panic us.
-            let _ = writeln!(std::io::stdout());
+            // Not println!: a reader that went away (`| head -c 10`) must not panic us;
+            // and not from this thread, where a reader that stops reading froze us.
+            if !matches!(end, End::Interrupted { .. })
+                && let Err(signal) = write_stdout(b"\n".to_vec(), &mut interrupt).await
+            {
+                end = End::Interrupted { signal };
+            }
             if !end.success() {
                 eprintln!(
                     "backstop: the answer above was cut off ({}); it does not count",

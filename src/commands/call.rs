@@ -1,6 +1,6 @@
 //! `backstop call`: a model call under the policy's retries, fallbacks and budget.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -82,8 +82,9 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let summary = runtime.block_on(async {
+    let (summary, mut interrupt) = runtime.block_on(async {
         let interrupt = super::run::forward_signals()?;
+        let kept = interrupt.clone();
         let attempter = RealAttempter {
             process: ProcessRunner::new(interrupt.clone()),
             calls: ModelClient::new(interrupt.clone(), print, args.stream),
@@ -91,7 +92,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
         let engine =
             Engine::new(&policy, attempter, &mut sinks, interrupt, id.clone()).with_prompt(prompt);
-        anyhow::Ok(engine.run_primary(Primary::Call(&model)).await)
+        anyhow::Ok((engine.run_primary(Primary::Call(&model)).await, kept))
     })?;
     writer.finish();
     if let Some(err) = writer.error.take() {
@@ -112,9 +113,14 @@ pub fn call(args: &CallArgs) -> Result<u8> {
             "cost_usd": summary.cost_usd,
             "reason": summary.reason,
         });
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
+        let mut bytes = serde_json::to_vec_pretty(&doc)?;
+        bytes.push(b'\n');
+        // Written under the runtime that forwards signals: with backstop's handlers
+        // installed, a plain write blocked on a reader that stops reading could not
+        // be ended by SIGTERM or Ctrl-C.
+        if let Err(signal) = runtime.block_on(crate::process::write_stdout(bytes, &mut interrupt)) {
+            return Ok(u8::try_from(128 + signal).unwrap_or(u8::MAX));
+        }
     }
     Ok(summary.exit_code)
 }

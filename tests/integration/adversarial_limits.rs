@@ -142,3 +142,80 @@ fn a_cost_too_large_for_a_float_is_recorded_as_a_number_not_null() {
         String::from_utf8_lossy(&shown.stdout)
     );
 }
+
+/// The answer was written to stdout from the run's own (single) thread: a reader
+/// that stops reading (a paused pager, `| sleep`) blocked that write on a full pipe,
+/// and with it the runtime, so SIGTERM went unheard and the call hung until SIGKILL.
+/// Each way an answer is printed: whole, streamed, and as `--json`.
+#[test]
+fn sigterm_ends_a_call_whose_stdout_reader_stopped_reading() {
+    let big = "x".repeat(1 << 20);
+    let words: Vec<String> = (0..512).map(|_| "y".repeat(4096)).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let cases: Vec<(Reply, &[&str])> = vec![
+        (ok(&big), &[]),
+        (
+            Reply::Sse(crate::call::openai_stream(&words), crate::call::End::Clean),
+            &["--stream"],
+        ),
+        (ok(&big), &["--json"]),
+    ];
+    for (reply, flags) in cases {
+        let server = Server::start(vec![reply]);
+        let sb = Sandbox::new();
+        let p = sb.policy(&policy(&server.url(), "openai", ""));
+        let mut args = vec!["call", "-p", &p];
+        args.extend_from_slice(flags);
+        args.push("x");
+        // stdout is a pipe this test holds open and never reads.
+        let mut child = sb
+            .cmd(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            crate::helpers::eventually(PROMPT, || !server.seen().is_empty()),
+            "{flags:?}: the request arrived"
+        );
+        // Time to fill the pipe and block on it.
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: kill(2) on the child this test spawned and has not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let code = crate::helpers::wait_bounded(&mut child, PROMPT);
+        assert_eq!(code, 143, "{flags:?}");
+    }
+}
+
+/// The same freeze with a `default` link whose answer is larger than a pipe holds:
+/// written from the runtime's thread, it left SIGTERM unheard.
+#[test]
+fn sigterm_ends_a_run_whose_default_answer_is_held_up_by_its_reader() {
+    let sb = Sandbox::new();
+    let p = sb.policy(&format!(
+        "version: 1\nretry: {{ max_attempts: 1 }}\nfallback:\n  chain:\n    - default: {{ stdout: \"{}\", exit_code: 0 }}\n",
+        "z".repeat(512 * 1024)
+    ));
+    let mut child = sb
+        .cmd(&["run", "-p", &p, "--", "false"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    // Wait for the fallback to start, then for the pipe to fill.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("default answer") {
+        use std::io::Read;
+        let n = err.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on the child this test spawned and has not reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let code = crate::helpers::wait_bounded(&mut child, PROMPT);
+    assert_eq!(code, 143);
+    drop(err);
+}
