@@ -38,17 +38,24 @@ pub fn same_origin(a: &Url, b: &Url) -> bool {
 
 /// The message for a redirect that was not followed: where it pointed, without its
 /// query (which could carry anything).
+///
+/// Only a redirect to another origin is said to be one: a 3xx with no usable
+/// `Location` (a `304 Not Modified`) or to the same origin (a `300`, which is never
+/// followed) was reported as "redirects to ..., another origin", which it is not.
 pub fn refused(status: u16, location: Option<&str>, from: &Url) -> String {
-    let to = location
-        .and_then(|l| from.join(l).ok())
-        .map(|mut u| {
-            u.set_query(None);
-            u.set_fragment(None);
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        })
-        .unwrap_or_else(|| "an unreadable location".into());
+    let Some(mut to) = location.and_then(|l| from.join(l).ok()) else {
+        return format!("HTTP {status} without a usable Location: not an answer");
+    };
+    let elsewhere = !same_origin(&to, from);
+    to.set_query(None);
+    to.set_fragment(None);
+    let _ = to.set_username("");
+    let _ = to.set_password(None);
+    if !elsewhere {
+        return format!(
+            "HTTP {status} points to {to}: not an answer, nor a redirect that is followed"
+        );
+    }
     format!(
         "HTTP {status} redirects to {to}, another origin than {}: not followed, so the API key is not sent there; set the provider's base_url to where the API now lives",
         from.origin().ascii_serialization()
@@ -78,5 +85,18 @@ mod tests {
         assert!(m.contains("http://evil:8/x"), "{m}");
         assert!(!m.contains("sk-1") && !m.contains("u:p"), "{m}");
         assert!(m.contains("http://127.0.0.1:9"), "{m}");
+    }
+
+    #[test]
+    fn a_3xx_that_is_no_redirect_elsewhere_is_not_called_one() {
+        let from = Url::parse("http://127.0.0.1:9/v1/messages").unwrap();
+        let m = refused(304, None, &from);
+        assert_eq!(m, "HTTP 304 without a usable Location: not an answer");
+        let m = refused(300, Some("/v2/messages?k=sk-1"), &from);
+        assert!(!m.contains("another origin"), "{m}");
+        assert!(
+            m.contains("http://127.0.0.1:9/v2/messages") && !m.contains("sk-1"),
+            "{m}"
+        );
     }
 }

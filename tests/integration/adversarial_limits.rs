@@ -219,3 +219,18 @@ fn sigterm_ends_a_run_whose_default_answer_is_held_up_by_its_reader() {
     assert_eq!(code, 143);
     drop(err);
 }
+
+/// A `304` (no `Location`) was reported as "redirects to an unreadable location,
+/// another origin than ...: set the provider's base_url to where the API now lives",
+/// sending the user to fix a base_url that was fine.
+#[test]
+fn a_304_is_not_reported_as_a_redirect_to_another_origin() {
+    let server = Server::start(vec![Reply::Json(304, vec![], serde_json::json!({}))]);
+    let sb = Sandbox::new();
+    let p = sb.policy(&policy(&server.url(), "openai", ""));
+    let out = sb.run(&["call", "-p", &p, "x"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("HTTP 304 without a usable Location"), "{err}");
+    assert!(!err.contains("another origin"), "{err}");
+}
