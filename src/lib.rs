@@ -3,6 +3,16 @@
 //! `main` parses the command line into [`settings::Settings`] and calls [`run`]; the
 //! commands live in [`commands`], the engine in [`engine`].
 
+/// `eprintln!` that cannot panic. std's panics when stderr is a pipe whose reader is
+/// gone (`backstop undo 2>&1 | head -1`, or one message longer than the pipe holds):
+/// exit 101 instead of the documented code. A message that cannot be written is lost.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod attempt;
 pub mod backoff;
 pub mod call;

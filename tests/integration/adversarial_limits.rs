@@ -234,3 +234,23 @@ fn a_304_is_not_reported_as_a_redirect_to_another_origin() {
     assert!(err.contains("HTTP 304 without a usable Location"), "{err}");
     assert!(!err.contains("another origin"), "{err}");
 }
+
+/// `eprintln!` panics when stderr's reader is gone: an error message longer than a
+/// pipe holds (here a 100,000-character `api_key_env`), with the reader gone before
+/// it was all read (`2>&1 | head -c 300`), exited 101, not the documented 125.
+#[test]
+fn a_long_error_to_a_stderr_whose_reader_went_away_exits_125_not_a_panic() {
+    let sb = Sandbox::new();
+    let p = sb.policy(&format!(
+        "version: 1\nproviders:\n  p: {{ kind: openai, base_url: \"http://127.0.0.1:9\", api_key_env: {} }}\nmodels:\n  m: {{ provider: p, model: x }}\n",
+        "A".repeat(100_000)
+    ));
+    let mut child = sb
+        .cmd(&["call", "-p", &p, "x"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let code = crate::helpers::wait_bounded(&mut child, PROMPT);
+    assert_eq!(code, 125);
+}
