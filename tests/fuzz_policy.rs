@@ -180,7 +180,7 @@ fn mutate(rng: &mut StdRng, text: &str, corpus: &[String]) -> String {
         lines.push(String::new());
     }
     let i = rng.gen_range(0..lines.len());
-    match rng.gen_range(0..12) {
+    match rng.gen_range(0..14) {
         // A value made absurd.
         0 | 1 => {
             let line = &lines[i];
@@ -192,6 +192,21 @@ fn mutate(rng: &mut StdRng, text: &str, corpus: &[String]) -> String {
                     None => format!("{line} {value}"),
                 },
             };
+        }
+        // A value inside a flow mapping made absurd (`{ a: 1, b: 2 }`): the arm
+        // above replaces the whole mapping, so the prices and temperatures of the
+        // example models were never mutated alone (a NaN price loaded unseen).
+        12 | 13 => {
+            let line = lines[i].clone();
+            let colons: Vec<usize> = line.match_indices(": ").map(|(at, _)| at).collect();
+            if !colons.is_empty() {
+                let start = colons[rng.gen_range(0..colons.len())] + 2;
+                let end = line[start..]
+                    .find([',', '}'])
+                    .map_or(line.len(), |n| start + n);
+                let value = pick(rng, VALUES);
+                lines[i] = format!("{}{value}{}", &line[..start], &line[end..]);
+            }
         }
         // A key swapped for another, keeping the indentation.
         2 => {
@@ -310,6 +325,22 @@ fn exercise(text: &str) -> bool {
     let _ = explain::explain(&policy);
     let _ = explain::warnings(&policy);
     let _ = serde_yaml::to_string(&policy);
+    // A NaN or infinite number that loads is one no comparison can bound: a NaN price
+    // made every cost NaN and the budget moot; a non-finite temperature went out as
+    // `null`. (An infinite `max_cost_usd` is "no limit", and fine.)
+    for (name, model) in &policy.models {
+        if let Some(p) = &model.price {
+            assert!(
+                p.input_per_mtok.is_finite() && p.output_per_mtok.is_finite(),
+                "models.{name}.price loaded non-finite"
+            );
+        }
+        assert!(
+            model.temperature.is_none_or(f64::is_finite),
+            "models.{name}.temperature loaded non-finite"
+        );
+    }
+    assert!(!policy.budget.max_cost_usd.is_some_and(f64::is_nan));
     let retries = std::iter::once(&policy.retry).chain(
         policy
             .fallback
@@ -318,6 +349,10 @@ fn exercise(text: &str) -> bool {
             .filter_map(|l| l.retry.as_ref()),
     );
     for retry in retries {
+        assert!(
+            retry.backoff.multiplier.is_finite(),
+            "a non-finite multiplier loaded"
+        );
         let mut backoff = retry.backoff.clone();
         backoff.seed = Some(1);
         for delay in Schedule::new(&backoff, retry.max_attempts) {
