@@ -73,10 +73,35 @@ pub fn redact(text: &str, secret: &str) -> String {
         return text.to_string();
     }
     let mut out = text.replace(secret, "[redacted]");
+    // A JSON text that could not be parsed (cut at the error-body limit, or JSON
+    // inside an HTML page) still spells the key with its escapes: `"` and `\` always,
+    // and `/` as `\/` where a server's encoder escapes it (PHP's does), which a
+    // base64 key holds.
+    for escaped in json_spellings(secret) {
+        out = out.replace(&escaped, "[redacted]");
+    }
     if out.contains('%') {
         let decoded = percent_encoding::percent_decode_str(&out).decode_utf8_lossy();
         if decoded.contains(secret) {
             out = decoded.replace(secret, "[redacted]");
+        }
+    }
+    out
+}
+
+/// How JSON may spell `secret`, where that differs from the key itself.
+fn json_spellings(secret: &str) -> Vec<String> {
+    let quoted = serde_json::to_string(secret).unwrap_or_default();
+    let plain = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(secret)
+        .to_string();
+    let slashed = plain.replace('/', "\\/");
+    let mut out = Vec::new();
+    for s in [plain, slashed] {
+        if s != secret && !out.contains(&s) {
+            out.push(s);
         }
     }
     out
@@ -134,6 +159,16 @@ mod tests {
         assert_eq!(redact("u?k=%61%2F%62+c=d", key), "u?k=[redacted]");
         assert_eq!(redact("100% sure", key), "100% sure");
         assert_eq!(redact("abc", "ab"), "abc");
+    }
+
+    #[test]
+    fn a_key_spelled_with_json_escapes_in_unparsed_text_is_redacted() {
+        let key = "ab/c\\d\"e+f=";
+        assert_eq!(
+            redact(r#"k "ab\/c\\d\"e+f=" x"#, key),
+            r#"k "[redacted]" x"#
+        );
+        assert_eq!(redact(r#"k "ab/c\\d\"e+f=" x"#, key), r#"k "[redacted]" x"#);
     }
 
     #[test]

@@ -254,3 +254,78 @@ fn a_long_error_to_a_stderr_whose_reader_went_away_exits_125_not_a_panic() {
     let code = crate::helpers::wait_bounded(&mut child, PROMPT);
     assert_eq!(code, 125);
 }
+
+/// Serves every connection `response` after reading its request; returns its URL.
+fn raw_server(response: Vec<u8>) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let response = response.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line.trim_end().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("content-length")
+                    {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                let _ = conn.write_all(&response);
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A base64 key holds `/`, which some servers' JSON encoders (PHP's) write `\/`. An
+/// error body too long to parse whole (cut at 64 KiB) was redacted as plain text,
+/// where only the key's literal spelling was looked for: `sk-Ab\/cd+ef\/GH==` went to
+/// stderr, the record and `show --json`.
+#[test]
+fn a_key_echoed_with_json_escapes_in_an_unparsable_error_body_is_redacted() {
+    let key = "sk-Ab/cd+ef/GH0123456789==";
+    let escaped = key.replace('/', "\\/");
+    let body = format!(
+        "{{\"error\":{{\"message\":\"invalid api key {escaped}: {}\"}}}}",
+        "x".repeat(70_000)
+    );
+    let response = format!(
+        "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let url = raw_server(response.into_bytes());
+    let sb = Sandbox::new();
+    let p = sb.policy(&policy(&url, "openai", ""));
+    let out = sb
+        .cmd(&["call", "-p", &p, "x"])
+        .env("TEST_API_KEY", key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let unescape = |s: &str| s.replace('\\', "");
+    let err = stderr(&out);
+    assert!(!unescape(&err).contains(key), "stderr: {err}");
+    let shown = String::from_utf8_lossy(&sb.run(&["show", "--json"]).stdout).into_owned();
+    assert!(
+        shown.contains("invalid api key"),
+        "the message is kept: {shown}"
+    );
+    assert!(!unescape(&shown).contains(key), "show --json: {shown}");
+    for file in sb.store_files() {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        assert!(!unescape(&text).contains(key), "{}", file.display());
+    }
+}
