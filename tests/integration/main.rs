@@ -6,6 +6,7 @@
 mod helpers;
 
 mod adversarial;
+mod adversarial_runs;
 mod broken_pipe;
 mod call;
 mod call_limits;

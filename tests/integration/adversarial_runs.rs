@@ -1,0 +1,64 @@
+//! A hostile user's runs: signals at every phase, names and arguments that hold
+//! control bytes, reports read by a reader that goes away, and runs that race.
+
+use std::fs;
+
+use crate::undo::{Sandbox, code, stderr};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// No raw control byte (an escape, a newline inside a line) in what people read.
+#[track_caller]
+fn no_raw_escape(what: &str, out: &str) {
+    assert!(
+        !out.contains('\x1b'),
+        "{what} printed a raw escape byte: {out:?}"
+    );
+}
+
+#[test]
+fn a_command_not_found_whose_name_holds_an_escape_is_quoted_on_stderr_and_in_show() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["run", "--", "no\n\x1b[31mcmd"]);
+    assert_eq!(code(&out), 127, "{}", stderr(&out));
+    let err = stderr(&out);
+    no_raw_escape("run's stderr", &err);
+    assert!(
+        !err.lines().any(|l| l.starts_with("\x1b") || l.starts_with("[31m")),
+        "a name's newline forged a line: {err:?}"
+    );
+    assert!(err.contains(r#""no\n\033[31mcmd""#), "{err}");
+    let shown = text(&sb.ok(&["show"]).stdout);
+    no_raw_escape("show", &shown);
+    assert!(
+        shown.lines().filter(|l| l.contains("cmd")).all(|l| l.contains("no")),
+        "a name's newline forged a line of show: {shown}"
+    );
+}
+
+#[test]
+fn a_policy_path_that_holds_an_escape_is_quoted_in_errors_explain_and_show() {
+    let sb = Sandbox::new();
+    let good = sb.file("p\n\x1b[31m.yaml");
+    fs::write(&good, "version: 1\nretry: {max_attempts: 1}\n").unwrap();
+    let good = good.to_str().unwrap();
+    let bad = sb.file("q\n\x1b[31m.yaml");
+    fs::write(&bad, "version: 1\nretry: {max_attempts: x}\n").unwrap();
+    let bad = bad.to_str().unwrap();
+
+    let out = sb.run(&["run", "-p", bad, "--", "true"]);
+    assert_eq!(code(&out), 125);
+    no_raw_escape("a policy error", &stderr(&out));
+    assert!(stderr(&out).contains(r#"q\n\033[31m.yaml""#), "{}", stderr(&out));
+
+    for args in [["policy", "explain", good], ["policy", "check", good]] {
+        let out = sb.ok(&args);
+        no_raw_escape(&format!("{args:?}"), &text(&out.stdout));
+    }
+    sb.ok(&["run", "-p", good, "--", "true"]);
+    let shown = text(&sb.ok(&["show"]).stdout);
+    no_raw_escape("show", &shown);
+    assert!(shown.contains(r#"policy   "/"#), "{shown}");
+}
