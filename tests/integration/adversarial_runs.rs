@@ -26,14 +26,18 @@ fn a_command_not_found_whose_name_holds_an_escape_is_quoted_on_stderr_and_in_sho
     let err = stderr(&out);
     no_raw_escape("run's stderr", &err);
     assert!(
-        !err.lines().any(|l| l.starts_with("\x1b") || l.starts_with("[31m")),
+        !err.lines()
+            .any(|l| l.starts_with("\x1b") || l.starts_with("[31m")),
         "a name's newline forged a line: {err:?}"
     );
     assert!(err.contains(r#""no\n\033[31mcmd""#), "{err}");
     let shown = text(&sb.ok(&["show"]).stdout);
     no_raw_escape("show", &shown);
     assert!(
-        shown.lines().filter(|l| l.contains("cmd")).all(|l| l.contains("no")),
+        shown
+            .lines()
+            .filter(|l| l.contains("cmd"))
+            .all(|l| l.contains("no")),
         "a name's newline forged a line of show: {shown}"
     );
 }
@@ -51,7 +55,11 @@ fn a_policy_path_that_holds_an_escape_is_quoted_in_errors_explain_and_show() {
     let out = sb.run(&["run", "-p", bad, "--", "true"]);
     assert_eq!(code(&out), 125);
     no_raw_escape("a policy error", &stderr(&out));
-    assert!(stderr(&out).contains(r#"q\n\033[31m.yaml""#), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(r#"q\n\033[31m.yaml""#),
+        "{}",
+        stderr(&out)
+    );
 
     for args in [["policy", "explain", good], ["policy", "check", good]] {
         let out = sb.ok(&args);
@@ -61,4 +69,20 @@ fn a_policy_path_that_holds_an_escape_is_quoted_in_errors_explain_and_show() {
     let shown = text(&sb.ok(&["show"]).stdout);
     no_raw_escape("show", &shown);
     assert!(shown.contains(r#"policy   "/"#), "{shown}");
+}
+
+#[test]
+fn a_step_name_that_holds_an_escape_is_refused_at_load_before_anything_runs() {
+    let sb = Sandbox::new();
+    let p = sb.policy(
+        "version: 1\nsteps:\n  - { name: \"o\\n\\e[31mne\", run: [\"sh\", \"-c\", \"echo ran > ran\"] }\n",
+    );
+    let out = sb.run(&["run", "-p", &p]);
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    let err = stderr(&out);
+    no_raw_escape("run's stderr", &err);
+    assert!(err.contains("steps[0].name"), "{err}");
+    assert!(!sb.root().join("ran").exists(), "the step ran");
+    let out = sb.run(&["policy", "check", &p]);
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
 }
