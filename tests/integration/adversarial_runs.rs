@@ -86,3 +86,37 @@ fn a_step_name_that_holds_an_escape_is_refused_at_load_before_anything_runs() {
     let out = sb.run(&["policy", "check", &p]);
     assert_eq!(code(&out), 125, "{}", stderr(&out));
 }
+
+/// A stray file in the store named with an escape (a damaged record, as far as
+/// backstop can tell) and a path argument that holds one.
+#[test]
+fn names_from_the_store_and_from_arguments_are_quoted_in_runs_fsck_gc_and_undo() {
+    let sb = Sandbox::new();
+    sb.ok(&["-q", "run", "--", "sh", "-c", "echo 1 > f"]);
+    let runs = sb.file("store").join("trees");
+    let tree = fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    fs::write(tree.join("runs").join("ff\x1b[2J.json"), "{\"id\": \"zz\n").unwrap();
+
+    for args in [
+        &["runs"][..],
+        &["fsck"],
+        &["gc"],
+        &["undo"],
+        &["show"],
+        &["undo", "--", "no\n\x1b[31mpath"],
+    ] {
+        let out = sb.run(args);
+        no_raw_escape(&format!("{args:?} stdout"), &text(&out.stdout));
+        no_raw_escape(&format!("{args:?} stderr"), &stderr(&out));
+    }
+    // JSON keeps the name, escaped as JSON does.
+    let doc: serde_json::Value =
+        serde_json::from_slice(&sb.ok(&["runs", "--json"]).stdout).unwrap();
+    assert!(
+        doc.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == "ff\x1b[2J"),
+        "{doc}"
+    );
+}
