@@ -120,3 +120,40 @@ fn names_from_the_store_and_from_arguments_are_quoted_in_runs_fsck_gc_and_undo()
         "{doc}"
     );
 }
+
+/// The terminal goes away (its window closed) while a step's approval prompt waits:
+/// backstop gets SIGHUP and its stderr now fails with EIO. It must end as SIGHUP says
+/// (129), never panic (101) on a message it can no longer print.
+#[test]
+fn a_terminal_closed_at_a_steps_prompt_ends_the_run_with_129_not_a_panic() {
+    let sb = Sandbox::new();
+    let p = sb.policy(
+        "version: 1\nsteps:\n  - { name: one, run: [\"sh\", \"-c\", \"echo 1 > s1\"] }\n  - { name: two, run: [\"sh\", \"-c\", \"echo 2 > s2\"], approve: true }\n",
+    );
+    let script = r#"
+import os, pty, sys, time, select, signal
+signal.alarm(40)
+binary, policy = sys.argv[1], sys.argv[2]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(binary, [binary, "run", "-p", policy])
+buf = b""
+while b"[y/N]" not in buf:
+    r, _, _ = select.select([fd], [], [], 10)
+    if not r:
+        sys.exit("never saw the prompt: %r" % buf)
+    buf += os.read(fd, 4096)
+os.close(fd)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"#;
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.args(["60", "python3", "-c", script, crate::helpers::BIN, &p])
+        .current_dir(sb.root())
+        .env("BACKSTOP_HOME", sb.file("store"))
+        .env("NO_COLOR", "1");
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(text(&out.stdout).trim(), "129", "{}", stderr(&out));
+    assert!(!sb.root().join("s2").exists(), "the unapproved step ran");
+}
