@@ -157,3 +157,28 @@ print(os.waitstatus_to_exitcode(status))
     assert_eq!(text(&out.stdout).trim(), "129", "{}", stderr(&out));
     assert!(!sb.root().join("s2").exists(), "the unapproved step ran");
 }
+
+/// Two runs in a directory whose name holds an escape: the second waits, and the
+/// line that says so names the directory quoted.
+#[test]
+fn the_wait_for_another_run_quotes_a_tree_whose_name_holds_an_escape() {
+    let sb = Sandbox::new();
+    let dir = sb.root().join("t\n\x1b[31m");
+    fs::create_dir(&dir).unwrap();
+    let mut first = sb.command(&["-q", "run", "--", "sh", "-c", "touch started; sleep 2"]);
+    let mut first = first.current_dir(&dir).spawn().unwrap();
+    assert!(crate::helpers::eventually(
+        std::time::Duration::from_secs(20),
+        || dir.join("started").exists()
+    ));
+    let out = sb
+        .command(&["run", "--", "true"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    first.wait().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("waiting for another backstop"), "{err}");
+    no_raw_escape("the wait message", &err);
+}
