@@ -26,13 +26,13 @@ pub enum UserError {
         prefix: String,
         candidates: Vec<String>,
     },
-    #[error("the record of run {id} is damaged and cannot be read: {}: {error}", .file.display())]
+    #[error("the record of run {id} is damaged and cannot be read: {}: {error}", crate::names::quote_path(.file))]
     DamagedRecord {
         id: String,
         file: PathBuf,
         error: String,
     },
-    #[error("no runs recorded for {}", .0.display())]
+    #[error("no runs recorded for {}", crate::names::quote_path(.0))]
     NoRuns(PathBuf),
     #[error("{0}")]
     Usage(String),

@@ -3,13 +3,22 @@
 //! `main` parses the command line into [`settings::Settings`] and calls [`run`]; the
 //! commands live in [`commands`], the engine in [`engine`].
 
-/// `eprintln!` that cannot panic. std's panics when stderr is a pipe whose reader is
-/// gone (`backstop undo 2>&1 | head -1`, or one message longer than the pipe holds):
-/// exit 101 instead of the documented code. A message that cannot be written is lost.
+// `eprintln!` and `eprint!` panic when stderr cannot be written, and it can fail at
+// any moment: the terminal was closed (EIO after SIGHUP), or stderr is a pipe whose
+// reader left. A message backstop can no longer show must never turn a run into a
+// panic (exit 101) that skips its rollback or its record, so within this crate both
+// are shadowed by these, which drop a failed write. Defined before the modules, so
+// every module sees them (textual scope).
 macro_rules! eprintln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
     }};
 }
 

@@ -58,6 +58,28 @@ pub fn quote(name: &[u8]) -> String {
     out
 }
 
+/// Free text (a failure's message, a reason, a warning) for a terminal: as it is, but
+/// with each control character escaped (`\n`, `\x1b`), so a message that carries a
+/// name or a server's words cannot forge a line or drive the terminal. Not quoted: it
+/// is a sentence, not a name.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            // Every control character is below U+0100.
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A path for a terminal or a log, quoted as [`quote`] does.
 pub fn quote_path(path: &Path) -> String {
     quote(path.as_os_str().as_bytes())

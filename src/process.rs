@@ -267,6 +267,9 @@ fn end_of(status: ExitStatus) -> End {
 
 fn spawn_failure(program: &str, e: &std::io::Error) -> End {
     let detail = crate::error::io_message(e);
+    // The program's name is the user's argument and lands on stderr and in `show`: a
+    // newline or an escape in it must not forge a line or drive the terminal.
+    let program = crate::names::quote(program.as_bytes());
     match e.kind() {
         std::io::ErrorKind::NotFound => End::SpawnFailed {
             code: crate::exit_code::NOT_FOUND,

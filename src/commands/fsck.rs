@@ -712,23 +712,27 @@ fn print(f: &Findings, repaired: &[String], repair: bool, json: bool) -> Result<
         writeln!(out, "damaged manifest {id}: {why}")?;
     }
     for (p, why) in &f.bad_records {
-        writeln!(out, "damaged record {}: {why}", p.display())?;
+        writeln!(out, "damaged record {}: {why}", crate::names::quote_path(p))?;
     }
     for (p, why) in &f.bad_journals {
         writeln!(
             out,
             "damaged journal {}: {why}; every command on that tree stops on it",
-            p.display()
+            crate::names::quote_path(p)
         )?;
     }
     for (p, why) in &f.bad_statcaches {
-        writeln!(out, "damaged stat cache {}: {why}", p.display())?;
+        writeln!(
+            out,
+            "damaged stat cache {}: {why}",
+            crate::names::quote_path(p)
+        )?;
     }
     for p in &f.pending_journals {
         writeln!(
             out,
             "pending put-back {}: the next command on that tree finishes it",
-            p.display()
+            crate::names::quote_path(p)
         )?;
     }
     if !f.staging.is_empty() && !repair {

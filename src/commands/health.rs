@@ -67,8 +67,8 @@ impl Interrupted {
                 j.run_id,
                 j.root
                     .as_ref()
-                    .map_or("the tree".to_string(), |r| r.display().to_string()),
-                self.journal.display()
+                    .map_or("the tree".to_string(), |r| crate::names::quote_path(r)),
+                crate::names::quote_path(&self.journal)
             ),
             Err(e) => format!(
                 "a put-back on this tree was interrupted and its journal cannot be read ({e}): the tree may be half-way"
@@ -91,7 +91,8 @@ impl Interrupted {
 pub fn damaged_message(d: &Damaged) -> String {
     format!(
         "the record {} is damaged and cannot be read: {}",
-        d.file.display(),
+        // Quoted: a stray file in the store may be named with an escape or a newline.
+        crate::names::quote_path(&d.file),
         d.error
     )
 }

@@ -148,7 +148,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     }
     let chosen = select(&candidates, &wanted);
     if !wanted.is_empty() && chosen.is_empty() {
-        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let names: Vec<String> = paths.iter().map(|p| crate::names::quote_path(p)).collect();
         let names = names.join(", ");
         let named_undone = wanted.iter().any(|w| {
             undone
@@ -353,7 +353,7 @@ fn observe_now(tree: &Tree, before: &Manifest) -> Result<Manifest> {
         // What cannot be read cannot be told from the state before the run.
         return Err(UserError::Refused(format!(
             "cannot read all of {}, so backstop cannot tell what differs from the state before the run:\n  {}",
-            tree.scope.root.display(),
+            crate::names::quote_path(&tree.scope.root),
             unread.join("\n  ")
         ))
         .into());
@@ -442,7 +442,10 @@ fn pick(
 fn path_meaning(tree: &TreeStore, cwd: &Path, word: &str) -> Result<Option<String>> {
     let path = cwd.join(word);
     if path.symlink_metadata().is_ok() {
-        return Ok(Some(format!("a path ({})", path.display())));
+        return Ok(Some(format!(
+            "a path ({})",
+            crate::names::quote_path(&path)
+        )));
     }
     for r in tree.list()? {
         let Some(snap) = &r.snapshot else { continue };
@@ -476,7 +479,7 @@ fn latest(tree: &TreeStore, verb: &str) -> Result<RunRecord> {
             (Some(l), Some(m)) => m >= l.started_at,
             _ => true,
         })
-        .map(|d| format!("  {}: {}", d.file.display(), d.error))
+        .map(|d| format!("  {}: {}", crate::names::quote_path(&d.file), d.error))
         .collect();
     if !newer.is_empty() {
         let older = latest.as_ref().map_or(String::new(), |l| {
@@ -612,7 +615,7 @@ pub fn gc(
 fn unreadable(file: &Path, why: impl std::fmt::Display) -> anyhow::Error {
     UserError::Refused(format!(
         "gc stopped before deleting anything: cannot read {}: {why}; `backstop fsck` says what it affects",
-        file.display()
+        crate::names::quote_path(file)
     ))
     .into()
 }

@@ -14,7 +14,7 @@ pub fn check(file: &Path, quiet: bool) -> Result<u8> {
     writeln!(
         out,
         "# {}: valid; resolved with every default",
-        file.display()
+        crate::names::quote_path(file)
     )?;
     out.write_all(serde_yaml::to_string(&policy)?.as_bytes())?;
     if !quiet {

@@ -404,9 +404,21 @@ async fn ask(name: &str, argv: &[String], mut interrupt: Interrupt) -> Result<An
     });
     tokio::select! {
         read = rx => {
-            let answer = read
-                .context("cannot read the answer")?
-                .context("cannot read the answer")?;
+            let read = read.context("cannot read the answer")?;
+            // The end of input (or a read error) is no answer: a closed terminal gives
+            // EOF and SIGHUP at once, and the read may win the race. A signal that
+            // comes with it ends the run as that signal says (129 for SIGHUP), never
+            // as a declined step that exits 0.
+            if read.as_ref().is_ok_and(|a| a.is_empty()) || read.is_err() {
+                let grace = std::time::Duration::from_secs(1);
+                if let Ok(signal) =
+                    tokio::time::timeout(grace, wait_for_interrupt(&mut interrupt)).await
+                {
+                    eprintln!();
+                    return Ok(Answer::Interrupted(signal));
+                }
+            }
+            let answer = read.context("cannot read the answer")?;
             let yes = matches!(answer.trim().to_lowercase().as_str(), "y" | "yes");
             Ok(if yes { Answer::Yes } else { Answer::No })
         }

@@ -59,7 +59,10 @@ pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<
     }
     if rows.is_empty() {
         if pending.is_empty() {
-            eprintln!("backstop: no runs recorded for {}", tree.root().display());
+            eprintln!(
+                "backstop: no runs recorded for {}",
+                crate::names::quote_path(tree.root())
+            );
         }
         return Ok(SUCCESS);
     }
@@ -93,12 +96,14 @@ pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<
             Row::Damaged(d) => writeln!(
                 out,
                 "{:<12}  {:<24}  {:<11}  {:>4}  {:>8}  (record unreadable: {})",
-                d.id,
+                // The id and file are a stray file's name in the store: quoted, so
+                // an escape or a newline in it cannot drive the terminal.
+                crate::names::quote(d.id.as_bytes()),
                 "-",
                 "damaged",
                 "-",
                 "-",
-                d.file.display()
+                crate::names::quote_path(&d.file)
             )?,
         }
     }

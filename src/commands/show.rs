@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::error::UserError;
 use crate::exit_code::SUCCESS;
-use crate::names::quote_path;
+use crate::names::{printable, quote_path};
 use crate::record::RunRecord;
 use crate::reporter::{format_elapsed, summary_line};
 use crate::store::{Store, TreeStore, tree_root};
@@ -54,7 +54,7 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
     writeln!(
         out,
         "policy   {} (blake3 {})",
-        r.policy.source,
+        printable(&r.policy.source),
         &r.policy.digest[..r.policy.digest.len().min(16)]
     )?;
     writeln!(
@@ -63,7 +63,15 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
         humantime::format_rfc3339_millis(r.started_at)
     )?;
     if let Some(o) = &r.outcome {
-        writeln!(out, "outcome  {} (exit {})", summary_line(o), o.exit_code)?;
+        // Free text from the record is escaped: it may carry a name (a program not
+        // found) or a server's words, and records written before names were quoted
+        // at their origin hold them raw.
+        writeln!(
+            out,
+            "outcome  {} (exit {})",
+            printable(&summary_line(o)),
+            o.exit_code
+        )?;
         if o.input_tokens > 0 || o.output_tokens > 0 || o.model.is_some() {
             let cost = o
                 .cost_usd
@@ -88,17 +96,18 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
         });
         writeln!(
             out,
-            "  {:<8} link {} {:<24} {}/{}  {:>8}  {:<22} {verdict}",
+            "  {:<8} link {} {:<24} {}/{}  {:>8}  {:<22} {}",
             format!("{:?}", a.layer).to_lowercase(),
             a.link,
             truncate(&a.link_name, 24),
             a.attempt,
             a.max_attempts,
             format_elapsed(a.duration_ms),
-            a.end.describe(),
+            printable(&a.end.describe()),
+            printable(&verdict),
         )?;
         if let Some(reason) = &a.delay_reason {
-            writeln!(out, "           then: {reason}")?;
+            writeln!(out, "           then: {}", printable(reason))?;
         }
     }
     if let Some(snap) = &r.snapshot {
@@ -131,7 +140,7 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
                 humantime::format_rfc3339_seconds(rs.at),
                 rs.action,
                 rs.paths,
-                rs.reason
+                printable(&rs.reason)
             )?;
         }
         if !snap.not_restored.is_empty() {
@@ -144,18 +153,19 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
                 snap.not_restored.len()
             )?;
             for n in &snap.not_restored {
-                writeln!(out, "    {}: {}", n.path, n.why)?;
+                writeln!(out, "    {}: {}", n.path, printable(&n.why))?;
             }
         }
         if let Some(e) = &snap.after_error {
             writeln!(
                 out,
-                "  ! the state after the run was not stored ({e}): redo cannot re-apply it"
+                "  ! the state after the run was not stored ({}): redo cannot re-apply it",
+                printable(e)
             )?;
         }
     }
     for w in &r.warnings {
-        writeln!(out, "warning: {w}")?;
+        writeln!(out, "warning: {}", printable(w))?;
     }
     Ok(SUCCESS)
 }

@@ -43,7 +43,8 @@ pub fn lock_region(
         if !quiet {
             eprintln!(
                 "backstop: waiting for another backstop working in {} ({who})…",
-                root.display()
+                // Quoted: the tree's name may hold a newline or an escape.
+                crate::names::quote_path(root)
             );
         }
     })

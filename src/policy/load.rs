@@ -53,7 +53,10 @@ pub fn builtin() -> Result<Policy, UserError> {
 }
 
 pub fn load_file(path: &Path) -> Result<Policy, UserError> {
-    let file = path.display().to_string();
+    // Quoted as git quotes paths: the name lands in error messages, `explain` and the
+    // run record's `policy.source`, and a newline or an escape in it would forge a line
+    // or drive the terminal (a plain name is unchanged).
+    let file = crate::names::quote_path(path);
     let bytes = read_bounded(path).map_err(|e| UserError::PolicyFile {
         file: file.clone(),
         message: format!("cannot read the policy: {}", crate::error::io_message(&e)),

@@ -137,6 +137,15 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         if step.name.trim().is_empty() {
             return Err(invalid(format!("steps[{i}].name"), "a step needs a name"));
         }
+        // A step's name is printed as each step starts, in prompts and in `show`; a policy
+        // may come from a checked-out repository (`./backstop.yaml`), so a name must not
+        // be able to forge a line or send escape sequences to the user's terminal.
+        if step.name.chars().any(char::is_control) {
+            return Err(invalid(
+                format!("steps[{i}].name"),
+                "a step's name must not hold a control character (a newline, an escape)",
+            ));
+        }
         // A set, not a scan of the steps so far: 40,000 steps took 12 s.
         if !names.insert(step.name.clone()) {
             return Err(invalid(

@@ -76,7 +76,7 @@ impl std::fmt::Display for Holder {
             f,
             " (pid {}) in {} since {}",
             self.pid,
-            self.root.display(),
+            crate::names::quote_path(&self.root),
             humantime::format_rfc3339_seconds(self.since)
         )
     }
@@ -169,7 +169,7 @@ pub fn lock(
                     }
                     [] => format!(
                         "another backstop (using another store) in {}",
-                        path.display()
+                        crate::names::quote_path(path)
                     ),
                     found => describe(found),
                 }

@@ -7,6 +7,7 @@ mod helpers;
 
 mod adversarial;
 mod adversarial_limits;
+mod adversarial_runs;
 mod broken_pipe;
 mod call;
 mod call_limits;
