@@ -130,11 +130,22 @@ pub fn run(
                             "step `{}` was not approved; stopping",
                             step.name
                         )));
+                        // The task did not do what it was asked to: a failure (exit 1,
+                        // as `terraform apply` answered "no"), rolled back as any other.
+                        let summary = at_prompt(&step.name, Outcome::Failed, 1, "not approved");
+                        Fanout(vec![&mut reporter, &mut writer])
+                            .event(&Event::Finished(summary.clone()));
+                        last = Some(summary);
                         failed_step = true;
                         break;
                     }
                     Answer::Interrupted(signal) => {
-                        let summary = interrupted_at_prompt(&step.name, signal);
+                        let summary = at_prompt(
+                            &step.name,
+                            Outcome::Interrupted,
+                            crate::exit_code::for_signal(signal),
+                            &format!("interrupted by {}", crate::attempt::signal_name(signal)),
+                        );
                         Fanout(vec![&mut reporter, &mut writer])
                             .event(&Event::Finished(summary.clone()));
                         last = Some(summary);
@@ -429,11 +440,12 @@ async fn ask(name: &str, argv: &[String], mut interrupt: Interrupt) -> Result<An
     }
 }
 
-/// The run's summary when a signal came at a step's prompt: nothing of the step ran.
-fn interrupted_at_prompt(step: &str, signal: i32) -> RunSummary {
+/// The run's summary when it ended at a step's prompt (not approved, or a signal):
+/// nothing of the step ran.
+fn at_prompt(step: &str, outcome: Outcome, exit_code: u8, why: &str) -> RunSummary {
     RunSummary {
-        outcome: Outcome::Interrupted,
-        exit_code: crate::exit_code::for_signal(signal),
+        outcome,
+        exit_code,
         link: 0,
         link_name: step.to_string(),
         links: 1,
@@ -448,10 +460,7 @@ fn interrupted_at_prompt(step: &str, signal: i32) -> RunSummary {
         input_tokens: 0,
         output_tokens: 0,
         cost_usd: None,
-        reason: Some(format!(
-            "interrupted by {} at the prompt of step `{step}`",
-            crate::attempt::signal_name(signal)
-        )),
+        reason: Some(format!("{why} at the prompt of step `{step}`")),
     }
 }
 

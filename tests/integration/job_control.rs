@@ -126,3 +126,52 @@ print(seen.decode(errors="replace") + text)
     );
     assert_eq!(test.record()["outcome"]["outcome"], "interrupted");
 }
+
+/// Answering no at a step's prompt is not success: the task did not do what it was
+/// asked to. The run fails with 1 and is rolled back as any failed run.
+#[test]
+fn a_step_not_approved_fails_the_run_and_rolls_it_back() {
+    let test = Test::new().policy(
+        r#"version: 1
+retry: { max_attempts: 1 }
+rollback: { to: start }
+steps:
+  - { name: one, run: "echo one > one.txt" }
+  - { name: two, run: "echo two > two.txt", approve: true }
+"#,
+    );
+    let script = format!(
+        r#"{PTY}
+pid, fd = start("run", "-p", policy)
+seen = b""
+while b"[y/N]" not in seen:
+    chunk = os.read(fd, 4096)
+    if not chunk:
+        sys.exit("no prompt: " + seen.decode(errors="replace"))
+    seen += chunk
+os.write(fd, b"n\n")
+text = read_all(fd).decode(errors="replace")
+_, status = os.waitpid(pid, 0)
+print("exit", os.waitstatus_to_exitcode(status))
+print(seen.decode(errors="replace") + text)
+"#
+    );
+    let said = drive(&test, &script);
+    assert!(said.contains("exit 1\n"), "{said}");
+    assert!(said.contains("was not approved"), "{said}");
+    assert!(!test.path().join("two.txt").exists(), "{said}");
+    assert!(
+        !test.path().join("one.txt").exists(),
+        "step one is rolled back: {said}"
+    );
+    let record = test.record();
+    assert_eq!(record["outcome"]["outcome"], "failed", "{record}");
+    assert_eq!(record["outcome"]["exit_code"], 1, "{record}");
+    assert!(
+        record["outcome"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not approved at the prompt of step `two`"),
+        "{record}"
+    );
+}
