@@ -128,6 +128,8 @@ pub enum Event {
     /// The tree was rolled back to the snapshot before the run.
     RolledBack {
         paths: usize,
+        /// The first few of those paths, quoted: a rollback never deletes silently.
+        names: Vec<String>,
         /// What the tree is as it was before: `the run`, `step \`verify\``.
         before: String,
         /// Directories kept because they hold files outside the scope.

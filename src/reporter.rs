@@ -18,6 +18,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use crate::events::{AttemptReport, Event, EventSink, Outcome, RunSummary};
 use crate::policy::values::format_duration;
 
+/// How many of a rollback's paths its message names; the count covers the rest.
+pub const SHOWN_PATHS: usize = 5;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Quiet,
@@ -73,6 +76,13 @@ impl Reporter {
             s.suspend(|| {});
         }
         let _ = writeln!(self.err, "{} {text}", style("backstop:").dim().for_stderr());
+    }
+
+    /// A line of backstop's own, said once (never with `-q`).
+    pub fn note(&mut self, text: &str) {
+        if self.mode != Mode::Quiet {
+            self.line(text);
+        }
     }
 
     fn annotate(&mut self, title: &str, text: &str) {
@@ -256,13 +266,15 @@ impl EventSink for Reporter {
             }
             Event::RolledBack {
                 paths,
+                names,
                 before,
                 kept,
                 failed,
             } => {
                 if failed.is_empty() {
                     let text = format!(
-                        "rolled back {paths} change(s): the tree is as it was before {before}"
+                        "rolled back {paths} change(s) ({}): the tree is as it was before {before}",
+                        name_some(names, *paths)
                     );
                     self.line(&style(text).cyan().for_stderr().to_string());
                 }
@@ -353,6 +365,16 @@ pub fn format_elapsed(ms: u64) -> String {
         0..1000 => format!("{ms} ms"),
         1000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
         _ => format!("{} m {} s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+/// `a.txt, b.txt and 3 more`: the first paths of a rollback, then how many are not named.
+fn name_some(names: &[String], count: usize) -> String {
+    let more = count.saturating_sub(names.len());
+    if more > 0 {
+        format!("{} and {more} more", names.join(", "))
+    } else {
+        names.join(", ")
     }
 }
 

@@ -61,25 +61,44 @@ pub fn run(
     // Layer 3 first: no snapshot, no run. The region is locked before the snapshot,
     // and it is the scope's root (known from the policy) that is locked, not the
     // tree's: runs whose scopes overlap never write the tree at once.
-    let scope = scope_for(&policy, &cwd, store.dir())?;
+    // Under CI a policy without `rollback:` takes no snapshot at all: nothing is
+    // written to the tree by backstop, so no region is locked either.
     let id = new_run_id();
-    let _region = super::lock_region(
-        store.dir(),
-        &scope.root,
-        &id,
-        "run",
-        Some(&id),
-        wait,
-        settings.quiet,
-    )?;
-    let tree = Tree::new(store.dir(), &tree_store, scope);
-    super::recover(&tree, settings.quiet)?;
-    let (mut run_tree, snapshot) = RunTree::start(tree, &id)
-        .context("cannot snapshot the tree, so the command was not run")?;
-    for path in &snapshot.skipped {
-        reporter.event(&Event::Warning(format!(
-            "{path} is over rollback.scope.max_file_size: it is not kept and cannot be restored"
-        )));
+    let mut _region = None;
+    let mut run_tree = None;
+    let mut snapshot = None;
+    if policy.snapshots(policy::under_ci()) {
+        let scope = scope_for(&policy, &cwd, store.dir())?;
+        _region = Some(super::lock_region(
+            store.dir(),
+            &scope.root,
+            &id,
+            "run",
+            Some(&id),
+            wait,
+            settings.quiet,
+        )?);
+        let tree = Tree::new(store.dir(), &tree_store, scope);
+        super::recover(&tree, settings.quiet)?;
+        let (started, taken) = RunTree::start(tree, &id)
+            .context("cannot snapshot the tree, so the command was not run")?;
+        for path in &taken.skipped {
+            reporter.event(&Event::Warning(format!(
+                "{path} is over rollback.scope.max_file_size: it is not kept and cannot be restored"
+            )));
+        }
+        run_tree = Some(started);
+        snapshot = Some(taken);
+    } else {
+        let which = if policy.source == "built-in" {
+            "the built-in policy".to_string()
+        } else {
+            format!("{} has no `rollback:`, so it", policy.source)
+        };
+        reporter.note(&format!(
+            "CI is set: {which} takes no snapshot, and a failure leaves the tree as the command left it \
+             (a policy that sets `rollback:` decides for itself)"
+        ));
     }
 
     let command_words = if command.is_empty() {
@@ -88,13 +107,15 @@ pub fn run(
         command.to_vec()
     };
     let record = RunRecord {
-        snapshot: Some(snapshot),
+        snapshot,
         ..RunRecord::new(&id, root, cwd, command_words, &policy)
     };
     let mut writer = RecordWriter::start(&tree_store, record)
         .context("cannot record the run, so it was not started")?;
     // The record names the snapshot now: gc may run.
-    run_tree.recorded();
+    if let Some(t) = run_tree.as_mut() {
+        t.recorded();
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -107,7 +128,7 @@ pub fn run(
     for (i, step) in steps.iter().enumerate() {
         last_step_name.clone_from(&step.name);
         if command.is_empty() {
-            if i > 0 {
+            if let Some(run_tree) = run_tree.as_mut().filter(|_| i > 0) {
                 let checkpoint = run_tree
                     .checkpoint()
                     .context("cannot take the checkpoint before the step")?;
@@ -161,10 +182,12 @@ pub fn run(
                 calls: ModelClient::new(interrupt.clone(), Print::AtEnd, false),
             };
             let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
-            Engine::new(&policy, runner, &mut sinks, interrupt.clone(), id.clone())
-                .with_checkpoint(&mut run_tree)
-                .run(&step.argv)
-                .await
+            let mut engine =
+                Engine::new(&policy, runner, &mut sinks, interrupt.clone(), id.clone());
+            if let Some(t) = run_tree.as_mut() {
+                engine = engine.with_checkpoint(t);
+            }
+            engine.run(&step.argv).await
         });
         let stop = summary.outcome != Outcome::Succeeded;
         // A pipeline's reader that went away ends the run, but the work stands.
@@ -181,6 +204,10 @@ pub fn run(
         )));
     }
 
+    let Some(run_tree) = run_tree else {
+        writer.finish();
+        return Ok(last.map_or(1, |s| s.exit_code));
+    };
     // A failed step of a task goes back to its checkpoint (`rollback.to: step`);
     // anything else that failed goes back to the start.
     let roll_back = failed_step && policy.rollback.on == RollbackOn::Failure;
@@ -200,7 +227,7 @@ pub fn run(
             let result = run_tree
                 .put_back(&plan.paths, false, "rollback", None, &reason)
                 .map(|r| with_unread(r, &plan, &run_tree));
-            let done = report_rollback(&mut reporter, result, plan.paths.len(), before);
+            let done = report_rollback(&mut reporter, result, &plan.paths, before);
             complete &= done.as_ref().is_some_and(|r| r.complete());
             if let Some(s) = writer.record.snapshot.as_mut() {
                 s.restores.push(Restore {
@@ -278,7 +305,7 @@ fn roll_back_run(
             kept: Vec::new(),
             failed: vec![failed],
         };
-        report_rollback(reporter, Ok(report), 1, "the run".into());
+        report_rollback(reporter, Ok(report), &[b".".to_vec()], "the run".into());
         return false;
     }
     let result = run_tree
@@ -290,7 +317,7 @@ fn roll_back_run(
             reason,
         )
         .map(|r| with_unread(r, plan, run_tree));
-    let done = report_rollback(reporter, result, plan.paths.len(), "the run".into());
+    let done = report_rollback(reporter, result, &plan.paths, "the run".into());
     let list = match &done {
         // The put-back recorded its own report already.
         Some(report) if plan.unread.is_empty() => return report.complete(),
@@ -337,13 +364,18 @@ fn with_unread(mut report: Report, plan: &Plan, run_tree: &RunTree) -> Report {
 fn report_rollback(
     reporter: &mut Reporter,
     result: Result<Report>,
-    paths: usize,
+    paths: &[Vec<u8>],
     before: String,
 ) -> Option<Report> {
     match result {
         Ok(report) => {
             reporter.event(&Event::RolledBack {
-                paths,
+                paths: paths.len(),
+                names: paths
+                    .iter()
+                    .take(crate::reporter::SHOWN_PATHS)
+                    .map(|p| crate::names::quote(p))
+                    .collect(),
                 before,
                 kept: report.kept.iter().map(|p| quote_path(p)).collect(),
                 failed: report

@@ -13,3 +13,21 @@ pub mod values;
 pub use load::{PolicyChoice, builtin, choose, load_file, load_str};
 pub use model::*;
 pub use resolve::MAX_ATTEMPTS_CAP;
+
+/// Whether backstop runs under CI: `CI` set to anything but empty, `false` or `0`, as
+/// GitHub Actions, GitLab CI, CircleCI and others set it.
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| {
+        let v = v.to_string_lossy().trim().to_ascii_lowercase();
+        !(v.is_empty() || v == "false" || v == "0")
+    })
+}
+
+impl Policy {
+    /// Whether a run takes a snapshot: always, but under CI only when the policy sets
+    /// `rollback:` itself. A CI checkout is thrown away after the job, so a rollback
+    /// there only destroys the evidence (a test report, a log) of a failure.
+    pub fn snapshots(&self, ci: bool) -> bool {
+        !ci || self.rollback.explicit
+    }
+}

@@ -90,6 +90,9 @@ pub struct Step {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Rollback {
+    /// The policy has a `rollback:` section: under CI only such a policy snapshots.
+    #[serde(skip)]
+    pub explicit: bool,
     pub on: RollbackOn,
     pub scope: Scope,
     pub between_attempts: BetweenAttempts,

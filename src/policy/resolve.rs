@@ -109,6 +109,7 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         )?);
     }
 
+    let explicit = raw.rollback.is_some();
     let r = raw.rollback.unwrap_or_default();
     let scope = r.scope.unwrap_or_default();
     let exclude = scope.exclude.unwrap_or_default();
@@ -119,6 +120,7 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         ));
     }
     let rollback = Rollback {
+        explicit,
         on: r.on.unwrap_or(RollbackOn::Failure),
         scope: Scope {
             root: scope.root.unwrap_or_else(|| ".".into()),

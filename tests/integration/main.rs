@@ -11,6 +11,7 @@ mod adversarial_runs;
 mod broken_pipe;
 mod call;
 mod call_limits;
+mod ci;
 mod cli;
 mod crash_campaign;
 mod descendants;

@@ -1,0 +1,98 @@
+//! Issue 15, the CI engineer's part: no snapshot under CI unless the policy asks,
+//! rollback messages that name what they put back, the shipped CI template,
+//! constant backoff, the time split, `continue_on_error`, GitHub annotations.
+
+use crate::helpers::Test;
+
+/// Writes a test report, then fails in a way that is never retried.
+const FAILS_WITH_REPORT: &str = "echo '<testsuite failures=\"1\"/>' > report.xml; exit 2";
+
+#[test]
+fn under_ci_the_built_in_policy_takes_no_snapshot_and_keeps_the_report() {
+    let out = Test::new()
+        .env("CI", "true")
+        .args(&["run", "--", "sh", "-c", FAILS_WITH_REPORT])
+        .status(2)
+        .stderr_lacks("rolled back")
+        .run();
+    let report = std::fs::read_to_string(out.path().join("report.xml")).unwrap_or_default();
+    assert!(
+        report.contains("failures=\"1\""),
+        "the report is kept:\n{}",
+        out.stderr
+    );
+    let notes = out.stderr.matches("CI is set").count();
+    assert_eq!(notes, 1, "said once:\n{}", out.stderr);
+    let record = out.record();
+    assert!(record["snapshot"].is_null(), "no snapshot: {record}");
+    assert_eq!(record["outcome"]["outcome"], "failed", "{record}");
+}
+
+#[test]
+fn ci_false_or_zero_is_not_ci() {
+    for value in ["false", "0", ""] {
+        let out = Test::new()
+            .env("CI", value)
+            .args(&["run", "--", "sh", "-c", FAILS_WITH_REPORT])
+            .status(2)
+            .stderr_lacks("CI is set")
+            .stderr_contains("rolled back 1 change(s) (report.xml)")
+            .run();
+        assert!(!out.path().join("report.xml").exists(), "CI={value:?}");
+    }
+}
+
+#[test]
+fn under_ci_a_policy_that_sets_rollback_decides() {
+    let out = Test::new()
+        .env("CI", "true")
+        .policy("version: 1\nrollback: { on: failure }\n")
+        .args(&["run", "--", "sh", "-c", FAILS_WITH_REPORT])
+        .status(2)
+        .stderr_lacks("CI is set")
+        .stderr_contains("rolled back 1 change(s) (report.xml)")
+        .run();
+    assert!(!out.path().join("report.xml").exists());
+}
+
+#[test]
+fn under_ci_a_policy_without_rollback_takes_no_snapshot_either() {
+    let out = Test::new()
+        .env("CI", "1")
+        .policy("version: 1\nretry: { max_attempts: 1 }\n")
+        .args(&["run", "--", "sh", "-c", FAILS_WITH_REPORT])
+        .status(2)
+        .stderr_contains("backstop.yaml has no `rollback:`, so it takes no snapshot")
+        .run();
+    assert!(out.path().join("report.xml").exists());
+}
+
+#[test]
+fn the_ci_note_is_silent_with_quiet() {
+    Test::new()
+        .env("CI", "true")
+        .args(&["-q", "run", "--", "true"])
+        .stderr("")
+        .run();
+}
+
+#[test]
+fn a_rollback_names_the_first_paths_and_counts_the_rest() {
+    let out = Test::new()
+        .args(&[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7; do echo x > f$i; done; exit 2",
+        ])
+        .status(2)
+        .run();
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("rolled back 7 change(s) ("))
+        .unwrap_or_else(|| panic!("no rollback line:\n{}", out.stderr));
+    assert!(line.contains(" and 2 more)"), "{line}");
+    assert_eq!(line.matches(", ").count(), 4, "five named: {line}");
+}
