@@ -75,7 +75,8 @@ pub struct Delay {
 pub fn base_delay(b: &Backoff, n: u32) -> Duration {
     let n = n.max(1);
     let uncapped = match b.kind {
-        BackoffKind::Constant => b.initial.0.as_secs_f64(),
+        // `max` bounds a delay that grows; a constant one is what the policy says.
+        BackoffKind::Constant => return b.initial.0,
         BackoffKind::Linear => {
             b.initial.0.as_secs_f64() + b.step.0.as_secs_f64() * f64::from(n - 1)
         }
@@ -142,6 +143,29 @@ mod tests {
             .map(|d| d.chosen)
             .collect();
         assert_eq!(c, ms(&[100, 100, 100]));
+    }
+
+    /// Issue 15: `kind: constant` with no `jitter` waits exactly `initial`, every time,
+    /// even past the default `max` (which bounds only growing kinds).
+    #[test]
+    fn constant_waits_exactly_initial_without_jitter_asked_for() {
+        let policy = crate::policy::load_str(
+            "version: 1\nretry: { max_attempts: 5, backoff: { kind: constant, initial: 3s } }\n",
+            "test",
+        )
+        .unwrap();
+        let b = &policy.retry.backoff;
+        assert_eq!(b.jitter, Jitter::None);
+        let d: Vec<_> = Schedule::new(b, 5).map(|d| d.chosen).collect();
+        assert_eq!(d, vec![Duration::from_secs(3); 4]);
+        let asked = crate::policy::load_str(
+            "version: 1\nretry: { backoff: { kind: constant, initial: 1s, jitter: full } }\n",
+            "test",
+        )
+        .unwrap();
+        assert_eq!(asked.retry.backoff.jitter, Jitter::Full);
+        let exp = crate::policy::load_str("version: 1\n", "test").unwrap();
+        assert_eq!(exp.retry.backoff.jitter, Jitter::Full);
     }
 
     #[test]

@@ -103,11 +103,15 @@ pub fn explain(policy: &Policy) -> String {
             }
         };
         let jitter = format!("{:?}", b.jitter).to_lowercase();
+        // `max` bounds only a delay that grows.
+        let cap = match b.kind {
+            BackoffKind::Constant => String::new(),
+            _ => format!(", up to {}", fmt(b.max.0)),
+        };
         let _ = writeln!(
             out,
-            "\n{name}: {} attempts, {shape}, up to {}, {jitter} jitter",
+            "\n{name}: {} attempts, {shape}{cap}, {jitter} jitter",
             retry.max_attempts,
-            fmt(b.max.0),
         );
         let _ = writeln!(
             out,

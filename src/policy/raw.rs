@@ -247,9 +247,11 @@ pub struct RawBackoff {
     /// Linear: each delay adds this (default: `initial`).
     #[schemars(with = "Option<schema::Duration>")]
     pub step: Option<Dur>,
-    /// No delay is longer than this.
+    /// No delay of a linear or exponential backoff is longer than this (a constant
+    /// one waits `initial`).
     #[schemars(with = "Option<schema::Duration>")]
     pub max: Option<Dur>,
+    /// Default `none` for `kind: constant`, `full` for the others.
     pub jitter: Option<Jitter>,
     /// Seed for the jitter, to make a schedule reproducible.
     pub seed: Option<u64>,

@@ -436,13 +436,19 @@ fn resolve_retry(
             format!("must be at least 1, not {multiplier}"),
         ));
     }
+    let kind = b.kind.unwrap_or(BackoffKind::Exponential);
     let backoff = Backoff {
-        kind: b.kind.unwrap_or(BackoffKind::Exponential),
+        kind,
         initial,
         multiplier,
         step: b.step.unwrap_or(initial),
         max: b.max.unwrap_or(MS(2000)),
-        jitter: b.jitter.unwrap_or(Jitter::Full),
+        // A constant backoff is chosen to wait a known time: jittered only when asked.
+        // The growing kinds spread out the retries of many clients by default.
+        jitter: b.jitter.unwrap_or(match kind {
+            BackoffKind::Constant => Jitter::None,
+            _ => Jitter::Full,
+        }),
         seed: b.seed,
     };
     let on = raw.on.clone().unwrap_or_default();

@@ -96,3 +96,27 @@ fn a_rollback_names_the_first_paths_and_counts_the_rest() {
     assert!(line.contains(" and 2 more)"), "{line}");
     assert_eq!(line.matches(", ").count(), 4, "five named: {line}");
 }
+
+#[test]
+fn explain_shows_a_constant_backoff_without_a_max_and_without_jitter() {
+    let out = Test::new()
+        .policy(
+            "version: 1\nretry: { max_attempts: 3, backoff: { kind: constant, initial: 1s } }\n",
+        )
+        .args(&["policy", "explain", "backstop.yaml"])
+        .stdout_contains("3 attempts, constant backoff 1s, none jitter")
+        .run();
+    assert!(!out.stdout.contains(", up to"), "{}", out.stdout);
+}
+
+#[test]
+fn a_constant_backoff_waits_its_initial_in_the_retry_line() {
+    Test::new()
+        .policy(
+            "version: 1\nretry: { max_attempts: 2, backoff: { kind: constant, initial: 300ms } }\n",
+        )
+        .args(&["run", "--", "false"])
+        .status(1)
+        .stderr_contains("; retrying in 300ms")
+        .run();
+}
