@@ -120,3 +120,62 @@ fn a_constant_backoff_waits_its_initial_in_the_retry_line() {
         .stderr_contains("; retrying in 300ms")
         .run();
 }
+
+fn ci_template() -> String {
+    format!(
+        "{}/policies/ci-flaky-tests.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn the_ci_template_fits_its_own_total_timeout() {
+    let out = Test::new()
+        .args(&["policy", "explain", &ci_template()])
+        .stdout_contains("deadline: timeout.total 50m")
+        .run();
+    assert!(
+        !out.stdout.to_lowercase().contains("warning")
+            && !out.stderr.to_lowercase().contains("warning"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[test]
+fn the_ci_template_retries_a_failed_test_run() {
+    // pytest's exit 1 on the first attempt, then a pass; `timeout` bounds the test.
+    let out = Test::new()
+        .args(&[
+            "run",
+            "-p",
+            &ci_template(),
+            "--",
+            "sh",
+            "-c",
+            "echo 'FAILED test_x.py::test_flaky' ; test $BACKSTOP_ATTEMPT -ge 2 || exit 1",
+        ])
+        .stderr_contains("attempt 1/3 failed: exit 1")
+        .stderr_contains("retrying in 2s")
+        .stderr_contains("succeeded on attempt 2/3")
+        .run();
+    assert!(out.elapsed < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn the_ci_template_never_retries_a_build_that_does_not_compile() {
+    Test::new()
+        .args(&[
+            "run",
+            "-p",
+            &ci_template(),
+            "--",
+            "sh",
+            "-c",
+            "echo 'error[E0425]: cannot find value `x`' >&2; exit 101",
+        ])
+        .status(101)
+        .stderr_contains("after 1 attempt")
+        .run();
+}
