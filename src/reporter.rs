@@ -3,9 +3,9 @@
 //!
 //! On a terminal: a spinner on stderr with the link, the attempt and a countdown of
 //! the backoff, shown only between attempts so it never draws over the command's
-//! own output. Elsewhere: one plain line per retry or fallback, and under GitHub
-//! Actions a `::warning` annotation as well. Always one summary line at the end,
-//! unless `-q`.
+//! own output. Elsewhere: one plain line per retry or fallback; under GitHub
+//! Actions that line is a `::warning` annotation instead, and a final failure's
+//! summary an `::error`. Always one summary line at the end, unless `-q`.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -85,13 +85,21 @@ impl Reporter {
         }
     }
 
-    fn annotate(&mut self, title: &str, text: &str) {
+    /// One line for an event: under GitHub Actions the annotation replaces the plain
+    /// line (`shown`, which may be styled), so a log never says the same thing twice.
+    fn say(&mut self, level: &str, title: &str, shown: &str, text: &str) {
         if self.github && self.mode != Mode::Quiet {
+            if let Some(s) = &self.spinner {
+                s.suspend(|| {});
+            }
             let _ = writeln!(
                 self.err,
-                "::warning title={title}::{}",
+                "::{level} title={}::{}",
+                escape_property(title),
                 escape_annotation(text)
             );
+        } else {
+            self.line(shown);
         }
     }
 
@@ -109,21 +117,18 @@ impl Reporter {
                     "rollback incomplete: {} of {paths} change(s) could not be put back to before {before}:",
                     failed.len()
                 );
-                self.line(&style(text).red().bold().for_stderr().to_string());
+                let shown = style(&text).red().bold().for_stderr().to_string();
+                self.say("error", "backstop rollback incomplete", &shown, &text);
                 for (path, why) in failed {
                     self.line(&format!("  not restored: {path}: {why}"));
                 }
-                self.annotate(
-                    "backstop rollback incomplete",
-                    &format!("{} path(s) not restored", failed.len()),
-                );
             }
             Event::PutBackRefused { before, why } => {
                 self.clear_spinner();
                 let text =
                     format!("rollback incomplete: nothing was put back to before {before}: {why}");
-                self.line(&style(text).red().bold().for_stderr().to_string());
-                self.annotate("backstop rollback refused", why);
+                let shown = style(&text).red().bold().for_stderr().to_string();
+                self.say("error", "backstop rollback refused", &shown, &text);
             }
             _ => {}
         }
@@ -207,7 +212,10 @@ impl EventSink for Reporter {
                 } else {
                     format!("fallback {link}: ")
                 };
-                if self.mode == Mode::Terminal {
+                let text = format!("{where_}{failed}; retrying in {wait}");
+                if self.github {
+                    self.say("warning", "backstop retry", &text, &text);
+                } else if self.mode == Mode::Terminal {
                     self.line(&format!("{where_}{}", style(&failed).yellow().for_stderr()));
                     let class = self
                         .last_failure
@@ -220,12 +228,8 @@ impl EventSink for Reporter {
                     );
                     self.start_countdown(msg, *delay);
                 } else {
-                    self.line(&format!("{where_}{failed}; retrying in {wait}"));
+                    self.line(&text);
                 }
-                self.annotate(
-                    "backstop retry",
-                    &format!("{where_}{failed}; retrying in {wait}"),
-                );
             }
             Event::Fallback {
                 to,
@@ -258,8 +262,7 @@ impl EventSink for Reporter {
                 } else {
                     text.clone()
                 };
-                self.line(&shown);
-                self.annotate("backstop fallback", &text);
+                self.say("warning", "backstop fallback", &shown, &text);
             }
             Event::Restored { paths } => {
                 self.line(&format!("put the tree back to the run's snapshot ({paths} path(s)) before the next attempt"));
@@ -298,12 +301,24 @@ impl EventSink for Reporter {
             Event::Finished(summary) => {
                 self.clear_spinner();
                 let text = summary_line(summary);
-                let shown = match summary.outcome {
-                    Outcome::Succeeded => style(text).green().for_stderr().to_string(),
-                    Outcome::Degraded => style(text).yellow().for_stderr().to_string(),
-                    _ => style(text).red().for_stderr().to_string(),
-                };
-                self.line(&shown);
+                match summary.outcome {
+                    Outcome::Succeeded | Outcome::OutputClosed => {
+                        let shown = match summary.outcome {
+                            Outcome::Succeeded => style(&text).green(),
+                            _ => style(&text).red(),
+                        };
+                        self.line(&shown.for_stderr().to_string());
+                    }
+                    Outcome::Degraded => {
+                        let shown = style(&text).yellow().for_stderr().to_string();
+                        self.say("warning", "backstop", &shown, &text);
+                    }
+                    // Failed, escalated, interrupted: the run did not do its job.
+                    _ => {
+                        let shown = style(&text).red().for_stderr().to_string();
+                        self.say("error", "backstop", &shown, &text);
+                    }
+                }
             }
         }
     }
@@ -376,6 +391,13 @@ fn name_some(names: &[String], count: usize) -> String {
     } else {
         names.join(", ")
     }
+}
+
+/// GitHub's workflow-command escaping of a property (`title=`).
+fn escape_property(text: &str) -> String {
+    escape_annotation(text)
+        .replace(':', "%3A")
+        .replace(',', "%2C")
 }
 
 /// GitHub's workflow-command escaping of a message.

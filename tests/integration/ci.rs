@@ -179,3 +179,57 @@ fn the_ci_template_never_retries_a_build_that_does_not_compile() {
         .stderr_contains("after 1 attempt")
         .run();
 }
+
+const FLAKY: &str =
+    "version: 1\nretry: { max_attempts: 3, backoff: { kind: constant, initial: 1ms } }\n";
+
+#[test]
+fn under_github_actions_a_retry_is_one_warning_line_not_two() {
+    let out = Test::new()
+        .policy(FLAKY)
+        .env("GITHUB_ACTIONS", "true")
+        .args(&["run", "--", "sh", "-c", "test $BACKSTOP_ATTEMPT -ge 2"])
+        .run();
+    let ours: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("backstop:") || l.starts_with("::"))
+        .collect();
+    assert_eq!(ours.len(), 2, "a retry and the summary:\n{}", out.stderr);
+    assert!(
+        ours[0].starts_with("::warning title=backstop retry::attempt 1/3 failed: exit 1"),
+        "{}",
+        ours[0]
+    );
+    assert!(
+        ours[1].starts_with("backstop: succeeded on attempt 2/3"),
+        "{}",
+        ours[1]
+    );
+}
+
+#[test]
+fn under_github_actions_a_final_failure_is_an_error_annotation() {
+    let out = Test::new()
+        .policy(FLAKY)
+        .env("GITHUB_ACTIONS", "true")
+        .args(&["run", "--", "false"])
+        .status(1)
+        .run();
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("::error"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert!(
+        errors[0].starts_with("::error title=backstop::failed: exit 1 after 3 attempts"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        !out.stderr.contains("backstop: failed"),
+        "no plain line besides it:\n{}",
+        out.stderr
+    );
+}
