@@ -41,6 +41,24 @@ pub struct RunRecord {
     /// What the run did to the tree, when it was snapshotted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotInfo>,
+    /// backstop's own time, apart from the command's (`outcome.elapsed_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backstop_time: Option<BackstopTime>,
+}
+
+/// The time backstop itself spent on a run's tree, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackstopTime {
+    /// The snapshot before the run, the checkpoints between steps, the walk after it.
+    pub snapshot_ms: u64,
+    /// Putting the tree back: a step's rollback or the run's.
+    pub rollback_ms: u64,
+}
+
+impl BackstopTime {
+    pub fn total_ms(&self) -> u64 {
+        self.snapshot_ms.saturating_add(self.rollback_ms)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -194,6 +212,7 @@ impl RunRecord {
             outcome: None,
             steps: Vec::new(),
             snapshot: None,
+            backstop_time: None,
         }
     }
 

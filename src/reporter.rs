@@ -37,6 +37,9 @@ pub struct Reporter {
     spinner: Option<ProgressBar>,
     /// The backoff being counted down, in milliseconds.
     countdown: Arc<AtomicU64>,
+    /// Whether the summary line waits for [`Reporter::finish_summary`].
+    hold: bool,
+    held: Option<RunSummary>,
     err: Box<dyn Write + Send>,
 }
 
@@ -67,6 +70,8 @@ impl Reporter {
             last_failure: None,
             spinner: None,
             countdown: Arc::new(AtomicU64::new(0)),
+            hold: false,
+            held: None,
             err,
         }
     }
@@ -76,6 +81,41 @@ impl Reporter {
             s.suspend(|| {});
         }
         let _ = writeln!(self.err, "{} {text}", style("backstop:").dim().for_stderr());
+    }
+
+    /// Keeps the summary line until [`Reporter::finish_summary`] adds backstop's own time.
+    pub fn hold_summary(&mut self) {
+        self.hold = true;
+    }
+
+    /// Prints the summary held back, with backstop's own time when it took a snapshot.
+    pub fn finish_summary(&mut self, spent: Option<crate::record::BackstopTime>) {
+        if let Some(summary) = self.held.take() {
+            self.summary(&summary, &spent.map(backstop_time).unwrap_or_default());
+        }
+    }
+
+    fn summary(&mut self, summary: &RunSummary, spent: &str) {
+        self.clear_spinner();
+        let text = format!("{}{spent}", summary_line(summary));
+        match summary.outcome {
+            Outcome::Succeeded | Outcome::OutputClosed => {
+                let shown = match summary.outcome {
+                    Outcome::Succeeded => style(&text).green(),
+                    _ => style(&text).red(),
+                };
+                self.line(&shown.for_stderr().to_string());
+            }
+            Outcome::Degraded => {
+                let shown = style(&text).yellow().for_stderr().to_string();
+                self.say("warning", "backstop", &shown, &text);
+            }
+            // Failed, escalated, interrupted: the run did not do its job.
+            _ => {
+                let shown = style(&text).red().for_stderr().to_string();
+                self.say("error", "backstop", &shown, &text);
+            }
+        }
     }
 
     /// A line of backstop's own, said once (never with `-q`).
@@ -299,29 +339,40 @@ impl EventSink for Reporter {
                 self.line(&text);
             }
             Event::Finished(summary) => {
-                self.clear_spinner();
-                let text = summary_line(summary);
-                match summary.outcome {
-                    Outcome::Succeeded | Outcome::OutputClosed => {
-                        let shown = match summary.outcome {
-                            Outcome::Succeeded => style(&text).green(),
-                            _ => style(&text).red(),
-                        };
-                        self.line(&shown.for_stderr().to_string());
-                    }
-                    Outcome::Degraded => {
-                        let shown = style(&text).yellow().for_stderr().to_string();
-                        self.say("warning", "backstop", &shown, &text);
-                    }
-                    // Failed, escalated, interrupted: the run did not do its job.
-                    _ => {
-                        let shown = style(&text).red().for_stderr().to_string();
-                        self.say("error", "backstop", &shown, &text);
-                    }
+                // A task's earlier step that finished is said as it was.
+                if let Some(previous) = self.held.take() {
+                    self.summary(&previous, "");
+                }
+                if self.hold {
+                    self.held = Some(summary.clone());
+                } else {
+                    self.summary(summary, "");
                 }
             }
         }
     }
+}
+
+impl Drop for Reporter {
+    /// A run that stopped on an error after its command still says how the command ended.
+    fn drop(&mut self) {
+        if let Some(summary) = self.held.take() {
+            self.summary(&summary, "");
+        }
+    }
+}
+
+/// ` (+2.5 s backstop: snapshot 2.4 s, rollback 80 ms)`.
+fn backstop_time(spent: crate::record::BackstopTime) -> String {
+    let mut parts = vec![format!("snapshot {}", format_elapsed(spent.snapshot_ms))];
+    if spent.rollback_ms > 0 {
+        parts.push(format!("rollback {}", format_elapsed(spent.rollback_ms)));
+    }
+    format!(
+        " (+{} backstop: {})",
+        format_elapsed(spent.total_ms()),
+        parts.join(", ")
+    )
 }
 
 /// "succeeded on attempt 3/4 after 2 retries in 1.2 s", "failed: exit 1 after 4

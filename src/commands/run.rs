@@ -2,7 +2,7 @@
 //! snapshotted, its run recorded.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
@@ -16,7 +16,7 @@ use crate::events::{Event, EventSink, Fanout, Outcome, RunSummary};
 use crate::names::quote_path;
 use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
-use crate::record::{RecordWriter, Restore, RunRecord, TreeState};
+use crate::record::{BackstopTime, RecordWriter, Restore, RunRecord, TreeState};
 use crate::reporter::Reporter;
 use crate::rollback::{Plan, RunTree, change_infos, scope_for};
 use crate::settings::Settings;
@@ -57,6 +57,10 @@ pub fn run(
     let store = Store::locate(settings.store.clone())?;
     let tree_store = store.tree(&root);
     let mut reporter = Reporter::for_stderr(settings.quiet);
+    // The summary waits for the rollback, so that it can say what backstop's own
+    // work cost apart from the command's.
+    reporter.hold_summary();
+    let mut spent = BackstopTime::default();
 
     // Layer 3 first: no snapshot, no run. The region is locked before the snapshot,
     // and it is the scope's root (known from the policy) that is locked, not the
@@ -80,8 +84,10 @@ pub fn run(
         )?);
         let tree = Tree::new(store.dir(), &tree_store, scope);
         super::recover(&tree, settings.quiet)?;
+        let clock = Instant::now();
         let (started, taken) = RunTree::start(tree, &id)
             .context("cannot snapshot the tree, so the command was not run")?;
+        spent.snapshot_ms += millis(clock.elapsed());
         for path in &taken.skipped {
             reporter.event(&Event::Warning(format!(
                 "{path} is over rollback.scope.max_file_size: it is not kept and cannot be restored"
@@ -129,9 +135,11 @@ pub fn run(
         last_step_name.clone_from(&step.name);
         if command.is_empty() {
             if let Some(run_tree) = run_tree.as_mut().filter(|_| i > 0) {
+                let clock = Instant::now();
                 let checkpoint = run_tree
                     .checkpoint()
                     .context("cannot take the checkpoint before the step")?;
+                spent.snapshot_ms += millis(clock.elapsed());
                 // Named in the record before gc may sweep it: the step may go back to it.
                 writer
                     .checkpoint(&checkpoint)
@@ -206,6 +214,7 @@ pub fn run(
 
     let Some(run_tree) = run_tree else {
         writer.finish();
+        reporter.finish_summary(None);
         return Ok(last.map_or(1, |s| s.exit_code));
     };
     // A failed step of a task goes back to its checkpoint (`rollback.to: step`);
@@ -221,6 +230,7 @@ pub fn run(
     let mut complete = true;
     if roll_back && step_only {
         let before = format!("step `{last_step_name}`");
+        let clock = Instant::now();
         let plan = run_tree.plan(false);
         warn_after_error(&mut reporter, &plan);
         if !plan.is_empty() {
@@ -240,10 +250,13 @@ pub fn run(
                 s.not_restored = done.as_ref().map(not_restored).unwrap_or_default();
             }
         }
+        spent.rollback_ms += millis(clock.elapsed());
     }
     // The record names the after-state before the tree is touched again: a backstop
     // killed during the rollback leaves a record that says what the run did.
+    let clock = Instant::now();
     let plan = run_tree.plan(true);
+    spent.snapshot_ms += millis(clock.elapsed());
     if !(roll_back && step_only) {
         warn_after_error(&mut reporter, &plan);
     }
@@ -254,17 +267,27 @@ pub fn run(
         }
         s.after_error.clone_from(&plan.after_error);
     }
+    writer.record.backstop_time = Some(spent);
     writer.finish();
     if roll_back && !step_only {
         warn_lost_outside_scope(&mut reporter, &run_tree);
+        let clock = Instant::now();
         complete &= roll_back_run(&mut reporter, &run_tree, &tree_store, &id, &plan, &reason);
+        spent.rollback_ms += millis(clock.elapsed());
+        // Best effort: the record is whole without it.
+        let _ = tree_store.update(&id, |r| r.backstop_time = Some(spent));
     } else if roll_back {
         warn_lost_outside_scope(&mut reporter, &run_tree);
     }
+    reporter.finish_summary(Some(spent));
     if !complete {
         return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
     }
     Ok(last.map_or(1, |s| s.exit_code))
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    crate::policy::values::millis(d)
 }
 
 /// Warns of paths outside the scope that the run moved or removed: never stored, no

@@ -233,3 +233,47 @@ fn under_github_actions_a_final_failure_is_an_error_annotation() {
         out.stderr
     );
 }
+
+#[test]
+fn the_summary_reports_backstops_own_time_apart_and_the_record_keeps_it() {
+    let out = Test::new()
+        .args(&["run", "--", "sh", "-c", FAILS_WITH_REPORT])
+        .status(2)
+        .run();
+    let ours: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("backstop:"))
+        .collect();
+    let last = ours.last().copied().unwrap_or_default();
+    // One line, after the rollback, with both times: the command's and backstop's.
+    assert!(
+        ours.iter().any(|l| l.contains("rolled back")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        last.starts_with("backstop: failed: exit 2 after 1 attempt in ")
+            && last.contains(" backstop: snapshot "),
+        "{}",
+        out.stderr
+    );
+    let record = out.record();
+    let time = &record["backstop_time"];
+    assert!(
+        time["snapshot_ms"].is_u64() && time["rollback_ms"].is_u64(),
+        "{record}"
+    );
+    assert!(record["outcome"]["elapsed_ms"].is_u64(), "{record}");
+}
+
+#[test]
+fn without_a_snapshot_the_summary_has_no_backstop_time() {
+    let out = Test::new()
+        .env("CI", "true")
+        .args(&["run", "--", "true"])
+        .stderr_contains("backstop: succeeded on attempt 1/4 in ")
+        .stderr_lacks(" backstop: snapshot")
+        .run();
+    assert!(out.record()["backstop_time"].is_null());
+}
