@@ -391,6 +391,11 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 attempt,
                 max_attempts: max,
             });
+            // `retry.command` replaces the command for every attempt after the first.
+            let argv = match &retry.command {
+                Some(other) if attempt > 1 && call.is_none() => &other.0[..],
+                _ => argv,
+            };
             let spec = AttemptSpec {
                 argv,
                 env: self.child_env(index, &link.name, attempt, max),

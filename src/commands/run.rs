@@ -215,7 +215,7 @@ pub fn run(
     let Some(run_tree) = run_tree else {
         writer.finish();
         reporter.finish_summary(None);
-        return Ok(last.map_or(1, |s| s.exit_code));
+        return Ok(final_code(&policy, last.as_ref(), &mut reporter));
     };
     // A failed step of a task goes back to its checkpoint (`rollback.to: step`);
     // anything else that failed goes back to the start.
@@ -283,7 +283,22 @@ pub fn run(
     if !complete {
         return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
     }
-    Ok(last.map_or(1, |s| s.exit_code))
+    Ok(final_code(&policy, last.as_ref(), &mut reporter))
+}
+
+/// The run's exit code: the last summary's, but 0 for a failure under
+/// `continue_on_error: true` (the record still says it failed). An interruption or
+/// a reader that went away is not the command's error: it exits as it did.
+fn final_code(policy: &Policy, last: Option<&RunSummary>, reporter: &mut Reporter) -> u8 {
+    let code = last.map_or(1, |s| s.exit_code);
+    let failed = last.is_none_or(|s| matches!(s.outcome, Outcome::Failed | Outcome::Escalated));
+    if policy.continue_on_error && failed && code != 0 {
+        reporter.note(&format!(
+            "continue_on_error: the run failed (exit {code}), recorded as failed; exiting 0"
+        ));
+        return 0;
+    }
+    code
 }
 
 fn millis(d: std::time::Duration) -> u64 {

@@ -131,6 +131,13 @@ pub fn explain(policy: &Policy) -> String {
                 .map_or("unbounded (no timeout.attempt)".to_string(), fmt);
             let _ = writeln!(out, "  {:<8} {:<22} {}", s.attempt, wait, worst);
         }
+        if let Some(command) = &retry.command {
+            let _ = writeln!(
+                out,
+                "  attempts after the first run `{}` (retry.command)",
+                crate::attempt::command_line(&command.0)
+            );
+        }
         waits = waits.saturating_add(worst_wait(retry));
     }
     for (i, link) in policy.fallback.chain.iter().enumerate() {
@@ -178,6 +185,12 @@ pub fn explain(policy: &Policy) -> String {
         None => {
             let _ = writeln!(out, "deadline: none (set timeout.total to bound the run)");
         }
+    }
+    if policy.continue_on_error {
+        let _ = writeln!(
+            out,
+            "continue_on_error: a final failure exits 0 (recorded as failed, rolled back as `rollback.on` says)"
+        );
     }
     for w in warnings(policy) {
         let _ = writeln!(out, "warning: {w}");

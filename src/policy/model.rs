@@ -31,6 +31,8 @@ pub struct Policy {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     pub budget: Budget,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub continue_on_error: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -119,6 +121,9 @@ pub struct RetryPolicy {
     pub retry_after: RetryAfter,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_retry: Option<Argv>,
+    /// Run instead of the link's command for every attempt after the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Argv>,
     /// `on.output`, `never.output` and `fallback.critical.output` in that order,
     /// each compiled as a set when the policy loads.
     #[serde(skip)]

@@ -65,6 +65,9 @@ pub struct RawPolicy {
     pub model: Option<String>,
     /// Limits on what model calls may spend.
     pub budget: Option<RawBudget>,
+    /// A final failure of `backstop run` exits 0; the run is still recorded (and
+    /// rolled back) as failed. An interruption still exits as its signal says.
+    pub continue_on_error: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
@@ -213,6 +216,11 @@ pub struct RawRetry {
     /// A command run before each retry; its failure is a warning only.
     #[schemars(with = "Option<schema::Command>")]
     pub on_retry: Option<Argv>,
+    /// The command run for every attempt after the first, instead of the original
+    /// (e.g. rerunning only the failed tests). For a `run` link's own `retry:`, that
+    /// link's retries; never inherited by a link.
+    #[schemars(with = "Option<schema::Command>")]
+    pub command: Option<Argv>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]

@@ -162,6 +162,12 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         });
     }
 
+    if retry.command.is_some() && !steps.is_empty() {
+        return Err(invalid(
+            "retry.command",
+            "a policy with `steps:` retries each step as written: give a step's own command instead",
+        ));
+    }
     let (providers, models, model, budget) =
         resolve_models(raw.providers, raw.models, raw.model, raw.budget)?;
     for (i, link) in chain.iter().enumerate() {
@@ -188,6 +194,7 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         models,
         model,
         budget,
+        continue_on_error: raw.continue_on_error.unwrap_or(false),
     })
 }
 
@@ -372,7 +379,16 @@ fn resolve_link(
     let retry = match (&action, link.retry) {
         // Without a `retry:` of its own a link shares the policy's, compiled patterns
         // and all: a long chain costs no compile per link.
-        (Action::Run(_) | Action::Call(_), None) => Some(base.1.clone()),
+        (Action::Run(_) | Action::Call(_), None) => Some(RetryPolicy {
+            command: None,
+            ..base.1.clone()
+        }),
+        (Action::Call(_), Some(over)) if over.command.is_some() => {
+            return Err(invalid(
+                format!("{path}.retry.command"),
+                "a `call` link asks a model: it has no command to replace",
+            ));
+        }
         (Action::Run(_) | Action::Call(_), Some(over)) => {
             let merged = merge_retry(base.0, over);
             Some(resolve_retry(&merged, &format!("{path}.retry"), critical)?)
@@ -412,6 +428,8 @@ fn merge_retry(base: &RawRetry, over: RawRetry) -> RawRetry {
         never: over.never.or_else(|| base.never.clone()),
         retry_after: over.retry_after.or_else(|| base.retry_after.clone()),
         on_retry: over.on_retry.or_else(|| base.on_retry.clone()),
+        // The policy's `retry.command` stands for the command, not for a link's.
+        command: over.command,
     }
 }
 
@@ -488,6 +506,7 @@ fn resolve_retry(
             max: ra.max.unwrap_or(MS(60_000)),
         },
         on_retry: raw.on_retry.clone(),
+        command: raw.command.clone(),
         scanner,
     })
 }

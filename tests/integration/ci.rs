@@ -277,3 +277,82 @@ fn without_a_snapshot_the_summary_has_no_backstop_time() {
         .run();
     assert!(out.record()["backstop_time"].is_null());
 }
+
+#[test]
+fn continue_on_error_exits_0_but_records_and_rolls_back_the_failure() {
+    let out = Test::new()
+        .policy("version: 1\ncontinue_on_error: true\nretry: { max_attempts: 1 }\n")
+        .args(&["run", "--", "sh", "-c", "echo x > made; exit 3"])
+        .status(0)
+        .stderr_contains("backstop: failed: exit 3 after 1 attempt")
+        .stderr_contains("continue_on_error: the run failed (exit 3)")
+        .stderr_contains("rolled back 1 change(s) (made)")
+        .run();
+    let record = out.record();
+    assert_eq!(record["outcome"]["outcome"], "failed", "{record}");
+    assert_eq!(record["outcome"]["exit_code"], 3, "{record}");
+    assert!(!out.path().join("made").exists());
+}
+
+#[test]
+fn continue_on_error_does_not_hide_an_interruption() {
+    // SIGTERM to backstop itself: the run is interrupted, not failed.
+    let t = Test::new()
+        .policy("version: 1\ncontinue_on_error: true\n")
+        .args(&["run", "--", "sleep", "30"]);
+    let mut child = t.command().spawn().expect("spawn backstop");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let code = crate::helpers::wait_bounded(&mut child, std::time::Duration::from_secs(20));
+    assert_eq!(code, 143);
+}
+
+#[test]
+fn retry_command_runs_for_attempts_after_the_first() {
+    let out = Test::new()
+        .policy(
+            "version: 1\nretry:\n  max_attempts: 3\n  backoff: { kind: constant, initial: 1ms }\n  command: [sh, -c, 'echo retry $BACKSTOP_ATTEMPT >> \"$OUT/log\"; test $BACKSTOP_ATTEMPT -ge 3']\n",
+        )
+        .args(&["run", "--", "sh", "-c", "echo first >> \"$OUT/log\"; exit 1"])
+        .stderr_contains("succeeded on attempt 3/3")
+        .run();
+    assert_eq!(out.lines("log"), ["first", "retry 2", "retry 3"]);
+}
+
+#[test]
+fn retry_command_is_not_inherited_by_a_fallback_link() {
+    let out = Test::new()
+        .policy(
+            "version: 1\nretry:\n  max_attempts: 2\n  backoff: { kind: constant, initial: 1ms }\n  command: 'echo again >> \"$OUT/log\"; exit 1'\nfallback:\n  chain:\n    - run: 'echo plan-b >> \"$OUT/log\"; exit 1'\n",
+        )
+        .args(&["run", "--", "sh", "-c", "echo first >> \"$OUT/log\"; exit 1"])
+        .status(1)
+        .run();
+    assert_eq!(out.lines("log"), ["first", "again", "plan-b", "plan-b"]);
+}
+
+#[test]
+fn explain_shows_continue_on_error_and_retry_command() {
+    Test::new()
+        .policy("version: 1\ncontinue_on_error: true\nretry: { command: 'pytest --lf' }\n")
+        .args(&["policy", "explain", "backstop.yaml"])
+        .stdout_contains("attempts after the first run `sh -c 'pytest --lf'` (retry.command)")
+        .stdout_contains("continue_on_error: a final failure exits 0")
+        .run();
+}
+
+#[test]
+fn retry_command_on_a_call_link_or_with_steps_is_refused_by_key() {
+    Test::new()
+        .policy("version: 1\nretry: { command: 'true' }\nsteps:\n  - { name: a, run: 'true' }\n")
+        .args(&["policy", "check", "backstop.yaml"])
+        .status(125)
+        .stderr_contains("backstop.yaml:2:10: retry.command: a policy with `steps:`")
+        .run();
+    Test::new()
+        .policy("version: 1\nfallback:\n  chain:\n    - call: { model: m }\n      retry: { command: 'x' }\n")
+        .args(&["policy", "check", "backstop.yaml"])
+        .status(125)
+        .stderr_contains("fallback.chain[0].retry.command")
+        .run();
+}
