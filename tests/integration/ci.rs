@@ -299,10 +299,15 @@ fn continue_on_error_does_not_hide_an_interruption() {
     // SIGTERM to backstop itself: the run is interrupted, not failed.
     let t = Test::new()
         .policy("version: 1\ncontinue_on_error: true\n")
-        .args(&["run", "--", "sleep", "30"]);
+        .args(&["run", "--", "sh", "-c", "touch \"$OUT/started\"; sleep 30"]);
     let mut child = t.command().spawn().expect("spawn backstop");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started =
+        crate::helpers::eventually(std::time::Duration::from_secs(20), || t.exists("started"));
+    assert!(started, "the command never started");
+    let pid = i32::try_from(child.id()).expect("a pid fits i32");
+    // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(rc, 0);
     let code = crate::helpers::wait_bounded(&mut child, std::time::Duration::from_secs(20));
     assert_eq!(code, 143);
 }
