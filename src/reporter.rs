@@ -330,6 +330,10 @@ impl EventSink for Reporter {
             }
             Event::PutBackRefused { .. } => self.put_back_problems(event),
             Event::StepStarted { index, steps, name } => {
+                // The step before this one is said before this one starts.
+                if let Some(previous) = self.held.take() {
+                    self.summary(&previous, "");
+                }
                 self.clear_spinner();
                 let text = format!("step {}/{steps}: {name}", index + 1);
                 self.line(&style(text).bold().for_stderr().to_string());

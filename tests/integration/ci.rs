@@ -361,3 +361,30 @@ fn retry_command_on_a_call_link_or_with_steps_is_refused_by_key() {
         .stderr_contains("fallback.chain[0].retry.command")
         .run();
 }
+
+#[test]
+fn a_tasks_step_summary_comes_before_the_next_step() {
+    let out = Test::new()
+        .policy("version: 1\nretry: { max_attempts: 1 }\nsteps:\n  - { name: a, run: 'true' }\n  - { name: b, run: 'exit 4' }\n")
+        .args(&["run"])
+        .status(4)
+        .run();
+    let ours: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("backstop:"))
+        .collect();
+    let at = |prefix: &str| {
+        ours.iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?}:\n{}", out.stderr))
+    };
+    assert!(at("backstop: step 1/2: a") < at("backstop: succeeded on attempt 1/1"));
+    assert!(at("backstop: succeeded on attempt 1/1") < at("backstop: step 2/2: b"));
+    assert!(
+        ours.last()
+            .is_some_and(|l| l.starts_with("backstop: failed: exit 4")),
+        "{}",
+        out.stderr
+    );
+}
