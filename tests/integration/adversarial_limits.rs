@@ -156,7 +156,7 @@ fn sigterm_ends_a_call_whose_stdout_reader_stopped_reading() {
         (ok(&big), &[]),
         (
             Reply::Sse(crate::call::openai_stream(&words), crate::call::End::Clean),
-            &["--stream"],
+            &["--stream=always"],
         ),
         (ok(&big), &["--json"]),
     ];

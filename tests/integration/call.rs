@@ -691,7 +691,7 @@ fn a_stream_that_stalls_is_abandoned_and_retried() {
     let sb = Sandbox::new();
     let p = policy(&server.url(), "openai", "timeout: { stall: 300ms }\n");
     let started = Instant::now();
-    let out = sb.run(&["call", "-p", &sb.policy(&p), "--stream", "x"]);
+    let out = sb.run(&["call", "-p", &sb.policy(&p), "--stream=always", "x"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(started.elapsed() < Duration::from_secs(4));
     assert!(

@@ -10,6 +10,7 @@ mod adversarial_limits;
 mod adversarial_runs;
 mod broken_pipe;
 mod call;
+mod call_everyday;
 mod call_limits;
 mod cli;
 mod crash_campaign;
