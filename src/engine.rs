@@ -460,11 +460,23 @@ impl<'a, A: Attempter> Engine<'a, A> {
             };
             if let (Some(v), true) = (verdict.as_mut(), validation_failed) {
                 v.class = crate::classify::FailureClass::Validation;
-                v.rule = format!(
-                    "rollback.validate failed ({}); {}",
-                    outcome.end.describe(),
-                    v.rule
-                );
+                // The check's exit code says nothing of whether the command would do
+                // better on another try (`cargo check` exits 101, `test -f` 1): its
+                // own rule decides. A stop or a critical failure stays one.
+                if !v.stop && !v.critical {
+                    v.retry = retry.on.validate;
+                    v.rule = format!(
+                        "rollback.validate failed ({}); retry.on.validate is {}",
+                        outcome.end.describe(),
+                        retry.on.validate
+                    );
+                } else {
+                    v.rule = format!(
+                        "rollback.validate failed ({}); {}",
+                        outcome.end.describe(),
+                        v.rule
+                    );
+                }
             }
             if let (Some(v), Some(why)) = (verdict.as_mut(), &outcome.no_retry)
                 && v.retry

@@ -38,4 +38,5 @@ mod retry;
 mod signals;
 mod timeout;
 mod undo;
+mod validate_rule;
 mod verify;
