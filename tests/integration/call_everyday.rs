@@ -4,9 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::call::{
-    End, KEY, Reply, Sandbox, Server, ok, openai_stream, policy, stderr, stdout,
-};
+use crate::call::{End, KEY, Reply, Sandbox, Server, ok, openai_stream, policy, stderr, stdout};
 
 fn error(status: u16, message: &str) -> Reply {
     Reply::Json(
@@ -140,7 +138,10 @@ fn a_refused_key_fails_the_run_past_a_default_link() {
     assert_eq!(doc["exit_code"], 125);
     assert!(doc["text"].is_null());
     assert!(
-        doc["reason"].as_str().unwrap().contains("configuration error"),
+        doc["reason"]
+            .as_str()
+            .unwrap()
+            .contains("configuration error"),
         "{doc}"
     );
 }
@@ -177,7 +178,12 @@ fn m_skips_a_chain_link_to_the_model_already_tried() {
         .collect();
     assert_eq!(
         models,
-        vec![json!("small-1"), json!("small-1"), json!("small-1"), json!("large-1")],
+        vec![
+            json!("small-1"),
+            json!("small-1"),
+            json!("small-1"),
+            json!("large-1")
+        ],
         "small is not asked again as fallback 1"
     );
     let err = stderr(&out);

@@ -1,5 +1,6 @@
-//! `rollback.validate` is judged by its own rule, `retry.on.validate`, not by the
-//! command's exit-code lists (issue 15, item 16).
+//! Policies as written every day (issue 15, item 16): `rollback.validate` is judged
+//! by its own rule, `retry.on.validate`, not by the command's exit-code lists; a
+//! YAML indentation mistake names its line and what was expected.
 
 use crate::helpers::Test;
 
@@ -34,4 +35,18 @@ fn retry_on_validate_false_stops_at_the_first_failed_check() {
         .stderr_contains("retry.on.validate is false")
         .run();
     assert_eq!(out.lines("log").len(), 1);
+}
+
+#[test]
+fn an_indentation_mistake_names_the_line_and_what_was_expected() {
+    Test::new()
+        .policy("version: 1\nretry:\n  max_attempts: 3\n backoff: { initial: 1s }\n")
+        .args(&["run", "--", "true"])
+        .status(125)
+        .stderr_contains(
+            "backstop.yaml:4:2: YAML: the indentation is off: line 4 starts at column 2",
+        )
+        .stderr_contains("the keys of the mapping from line 1 (`version: 1`) start at column 1")
+        .stderr_lacks("?:")
+        .run();
 }
