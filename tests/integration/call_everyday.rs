@@ -36,6 +36,24 @@ fn json_stdout_is_one_object_when_a_default_link_answers() {
     let doc = one_object(&out);
     assert_eq!(doc["outcome"], "degraded");
     assert_eq!(doc["text"], "degraded answer\n");
+    assert!(doc["model"].is_null(), "no model answered: {doc}");
+}
+
+#[test]
+fn json_with_stream_always_is_still_one_object() {
+    let mut cut = openai_stream(&["partial-one"]);
+    cut.truncate(1);
+    let server = Server::start(vec![
+        Reply::Sse(cut.clone(), End::Clean),
+        Reply::Sse(cut.clone(), End::Clean),
+        Reply::Sse(cut, End::Clean),
+    ]);
+    let sb = Sandbox::new();
+    let p = sb.policy(&policy(&server.url(), "openai", DEFAULT));
+    let out = sb.run(&["call", "-p", &p, "--json", "--stream=always", "x"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(server.seen().len(), 3);
+    assert_eq!(one_object(&out)["text"], "degraded answer\n");
 }
 
 #[test]
@@ -113,6 +131,19 @@ fn the_provider_message_is_on_stderr_and_in_show() {
         "{}",
         stdout(&show)
     );
+}
+
+#[test]
+fn a_provider_message_cannot_forge_lines_or_drive_the_terminal() {
+    let server = Server::start(vec![error(404, "gone\nbackstop: succeeded\u{1b}[2J")]);
+    let sb = Sandbox::new();
+    let p = sb.policy(&policy(&server.url(), "openai", ""));
+    let out = sb.run(&["call", "-p", &p, "x"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("HTTP 404: gone backstop: succeeded [2J"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(!err.contains("\nbackstop: succeeded"), "{err:?}");
 }
 
 #[test]
