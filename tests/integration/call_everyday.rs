@@ -141,7 +141,10 @@ fn a_provider_message_cannot_forge_lines_or_drive_the_terminal() {
     let out = sb.run(&["call", "-p", &p, "x"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("HTTP 404: gone backstop: succeeded [2J"), "{err}");
+    assert!(
+        err.contains("HTTP 404: gone backstop: succeeded [2J"),
+        "{err}"
+    );
     assert!(!err.contains('\u{1b}'), "{err:?}");
     assert!(!err.contains("\nbackstop: succeeded"), "{err:?}");
 }
@@ -181,8 +184,8 @@ fn a_refused_key_fails_the_run_past_a_default_link() {
 fn a_refused_key_can_still_fall_back_to_another_model() {
     let server = Server::start(vec![error(401, "invalid x-api-key"), ok("from large")]);
     let sb = Sandbox::new();
-    let extra = format!("fallback: {{ chain: [ {{ call: {{ model: large }} }} ] }}\n");
-    let p = sb.policy(&policy(&server.url(), "openai", &extra));
+    let extra = "fallback: { chain: [ { call: { model: large } } ] }\n";
+    let p = sb.policy(&policy(&server.url(), "openai", extra));
     let out = sb.run(&["call", "-p", &p, "x"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "from large\n");
@@ -230,4 +233,49 @@ fn usage_lines_do_not_show_store_as_required_with_backstop_home() {
     let err = stderr(&out);
     assert!(err.contains("Usage: backstop policy check <FILE>"), "{err}");
     assert!(!err.contains("--store"), "{err}");
+}
+
+#[test]
+fn stream_on_a_terminal_prints_as_it_comes_in() {
+    let server = cut_then_whole();
+    let sb = Sandbox::new();
+    let p = sb.policy(&policy(&server.url(), "openai", ""));
+    // python3's `pty` plays the terminal: stdout is a tty, so `--stream` is live.
+    let script = r#"
+import os, pty, sys, signal
+signal.alarm(40)
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+data = b""
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    data += chunk
+os.waitpid(pid, 0)
+sys.stdout.write(data.decode("utf-8", "replace"))
+"#;
+    let dir = std::path::Path::new(&p).parent().unwrap().to_path_buf();
+    let out = std::process::Command::new("timeout")
+        .args([
+            "60",
+            "python3",
+            "-c",
+            script,
+            env!("CARGO_BIN_EXE_backstop"),
+        ])
+        .args(["call", "-p", &p, "--stream", "x"])
+        .current_dir(&dir)
+        .env("BACKSTOP_HOME", dir.join("store"))
+        .env("NO_COLOR", "1")
+        .env("TEST_API_KEY", KEY)
+        .output()
+        .unwrap();
+    let seen = stdout(&out);
+    assert!(seen.contains("partial-one"), "live on a terminal: {seen:?}");
+    assert!(seen.contains("whole"), "{seen:?}");
 }
