@@ -189,6 +189,11 @@ fn a_refused_key_can_still_fall_back_to_another_model() {
     let out = sb.run(&["call", "-p", &p, "x"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "from large\n");
+    assert!(
+        stderr(&out).contains("HTTP 401: invalid x-api-key"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -268,7 +273,7 @@ sys.stdout.write(data.decode("utf-8", "replace"))
             script,
             env!("CARGO_BIN_EXE_backstop"),
         ])
-        .args(["call", "-p", &p, "--stream", "x"])
+        .args(["call", "-p", &p, "--stream=auto", "x"])
         .current_dir(&dir)
         .env("BACKSTOP_HOME", dir.join("store"))
         .env("NO_COLOR", "1")
