@@ -197,6 +197,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
             .and_then(|t| self.start.checked_add(t));
 
         let mut critical = false;
+        let mut default_skipped = false;
         let mut reason = String::new();
         let mut from = 0;
         for (i, link) in links.iter().enumerate() {
@@ -209,6 +210,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 LinkKind::Default(_) => self.config_error.is_some(),
             };
             if skip {
+                default_skipped |= matches!(link.kind, LinkKind::Default(_));
                 continue;
             }
             if let LinkKind::Call(c) = &link.kind
@@ -331,8 +333,13 @@ impl<'a, A: Attempter> Engine<'a, A> {
             }
         }
         let code = self.final_code();
-        if let Some(why) = &self.config_error {
-            reason = format!("configuration error ({why}); no `default` answer covers it");
+        if self.config_error.is_some() {
+            // The failure itself (`HTTP 401: invalid x-api-key`) is the summary's last
+            // failure: say only what kind of failure it is.
+            reason = "a configuration error: the API key was refused or missing".into();
+            if default_skipped {
+                reason.push_str("; a `default` link does not answer for it");
+            }
         }
         let last = links.len() - 1;
         self.finish(
@@ -487,7 +494,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
             if let Some(v) = &verdict
                 && v.class == crate::classify::FailureClass::Auth
             {
-                self.config_error = Some(v.rule.clone());
+                self.config_error = Some(outcome.end.describe());
             }
             let mut report = AttemptReport {
                 layer: match (index, attempt) {
