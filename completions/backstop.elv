@@ -19,7 +19,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
     var completions = [
         &'backstop'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
             cand -h 'Print help'
@@ -43,7 +43,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand -p 'The policy file [default: ./backstop.yaml if present, else the built-in policy]'
             cand --policy 'The policy file [default: ./backstop.yaml if present, else the built-in policy]'
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand --no-wait 'Fail at once if another backstop holds the tree, instead of waiting'
             cand -y 'Approve every step that asks (`approve: true`) without asking'
             cand --yes 'Approve every step that asks (`approve: true`) without asking'
@@ -58,18 +58,18 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand -m 'The model, by its name under `models` [default: the policy''s `model`]'
             cand --model 'The model, by its name under `models` [default: the policy''s `model`]'
             cand --system 'A system prompt'
+            cand --stream 'Stream the answer: on a terminal as it comes in; to a pipe or file only the finished answer, unless `--stream=always` (a cut-off attempt is then said on stderr)'
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
-            cand --stream 'Print the answer as it streams in (and say on stderr when an attempt is cut off)'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand --json 'Print the text, the model that answered, attempts, tokens and cost as JSON'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'backstop;undo'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand --dry-run 'Print the plan; change nothing'
             cand --force 'Overwrite paths that changed again since the run'
             cand --json 'Print the plan as JSON'
@@ -81,7 +81,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
         }
         &'backstop;redo'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand --dry-run 'Print the plan; change nothing'
             cand --force 'Overwrite paths that changed again since the run'
             cand --json 'Print the plan as JSON'
@@ -95,7 +95,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand -p 'The policy whose `rollback.scope` to use'
             cand --policy 'The policy whose `rollback.scope` to use'
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand --json 'Print the figures as JSON'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
@@ -106,7 +106,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand --keep 'Keep this many of the newest runs of this tree'
             cand --older-than 'Drop runs older than this (`30d`, `12h`)'
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand --no-wait 'Fail at once if another backstop holds the tree, instead of waiting'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
@@ -115,7 +115,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
         }
         &'backstop;fsck'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand --repair 'Quarantine damaged objects, re-create them from files that still hold their content, and remove leftover staging files'
             cand --json 'Print the findings as JSON'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
@@ -127,7 +127,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand -n 'Show at most this many'
             cand --limit 'Show at most this many'
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand --json 'Print JSON'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
@@ -136,7 +136,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
         }
         &'backstop;show'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand --json 'Print the run record as JSON'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
@@ -145,7 +145,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
         }
         &'backstop;policy'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
             cand -h 'Print help'
@@ -157,7 +157,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
         }
         &'backstop;policy;check'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
             cand -h 'Print help'
@@ -165,7 +165,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
         }
         &'backstop;policy;explain'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
             cand -h 'Print help'
@@ -173,7 +173,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
         }
         &'backstop;policy;schema'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
             cand -h 'Print help'
@@ -195,7 +195,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
         }
         &'backstop;completions'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
-            cand --store 'Where run records are kept [default: $XDG_STATE_HOME/backstop]'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
             cand -h 'Print help'

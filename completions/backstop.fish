@@ -27,7 +27,7 @@ end
 complete -c backstop -n "__fish_backstop_needs_command" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_needs_command" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_needs_command" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_needs_command" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_needs_command" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_needs_command" -s V -l version -d 'Print version'
@@ -47,7 +47,7 @@ complete -c backstop -n "__fish_backstop_using_subcommand run" -s p -l policy -d
 complete -c backstop -n "__fish_backstop_using_subcommand run" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand run" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand run" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand run" -l no-wait -d 'Fail at once if another backstop holds the tree, instead of waiting'
 complete -c backstop -n "__fish_backstop_using_subcommand run" -s y -l yes -d 'Approve every step that asks (`approve: true`) without asking'
 complete -c backstop -n "__fish_backstop_using_subcommand run" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
@@ -55,18 +55,20 @@ complete -c backstop -n "__fish_backstop_using_subcommand run" -s h -l help -d '
 complete -c backstop -n "__fish_backstop_using_subcommand call" -s p -l policy -d 'The policy file with `providers:` and `models:` [default: ./backstop.yaml]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand call" -s m -l model -d 'The model, by its name under `models` [default: the policy\'s `model`]' -r
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l system -d 'A system prompt' -r
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l stream -d 'Stream the answer: on a terminal as it comes in; to a pipe or file only the finished answer, unless `--stream=always` (a cut-off attempt is then said on stderr)' -r -f -a "auto\t'Print as it streams in only when stdout is a terminal'
+always\t'Print as it streams in, to whatever stdout is'
+never\t'Ask the provider for a stream, print only the finished answer'"
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand call" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
-complete -c backstop -n "__fish_backstop_using_subcommand call" -l stream -d 'Print the answer as it streams in (and say on stderr when an attempt is cut off)'
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l json -d 'Print the text, the model that answered, attempts, tokens and cost as JSON'
 complete -c backstop -n "__fish_backstop_using_subcommand call" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
-complete -c backstop -n "__fish_backstop_using_subcommand call" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand call" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c backstop -n "__fish_backstop_using_subcommand undo" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand undo" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand undo" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand undo" -l dry-run -d 'Print the plan; change nothing'
 complete -c backstop -n "__fish_backstop_using_subcommand undo" -l force -d 'Overwrite paths that changed again since the run'
 complete -c backstop -n "__fish_backstop_using_subcommand undo" -l json -d 'Print the plan as JSON'
@@ -76,7 +78,7 @@ complete -c backstop -n "__fish_backstop_using_subcommand undo" -s h -l help -d 
 complete -c backstop -n "__fish_backstop_using_subcommand redo" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand redo" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand redo" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand redo" -l dry-run -d 'Print the plan; change nothing'
 complete -c backstop -n "__fish_backstop_using_subcommand redo" -l force -d 'Overwrite paths that changed again since the run'
 complete -c backstop -n "__fish_backstop_using_subcommand redo" -l json -d 'Print the plan as JSON'
@@ -87,7 +89,7 @@ complete -c backstop -n "__fish_backstop_using_subcommand snapshot" -s p -l poli
 complete -c backstop -n "__fish_backstop_using_subcommand snapshot" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand snapshot" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand snapshot" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand snapshot" -l json -d 'Print the figures as JSON'
 complete -c backstop -n "__fish_backstop_using_subcommand snapshot" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand snapshot" -s h -l help -d 'Print help'
@@ -96,14 +98,14 @@ complete -c backstop -n "__fish_backstop_using_subcommand gc" -l older-than -d '
 complete -c backstop -n "__fish_backstop_using_subcommand gc" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand gc" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand gc" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand gc" -l no-wait -d 'Fail at once if another backstop holds the tree, instead of waiting'
 complete -c backstop -n "__fish_backstop_using_subcommand gc" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand fsck" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand fsck" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand fsck" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand fsck" -l repair -d 'Quarantine damaged objects, re-create them from files that still hold their content, and remove leftover staging files'
 complete -c backstop -n "__fish_backstop_using_subcommand fsck" -l json -d 'Print the findings as JSON'
 complete -c backstop -n "__fish_backstop_using_subcommand fsck" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
@@ -112,21 +114,21 @@ complete -c backstop -n "__fish_backstop_using_subcommand runs" -s n -l limit -d
 complete -c backstop -n "__fish_backstop_using_subcommand runs" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand runs" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand runs" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand runs" -l json -d 'Print JSON'
 complete -c backstop -n "__fish_backstop_using_subcommand runs" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand runs" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand show" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand show" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand show" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand show" -l json -d 'Print the run record as JSON'
 complete -c backstop -n "__fish_backstop_using_subcommand show" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand show" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish_seen_subcommand_from check explain schema help" -f -a "check" -d 'Validate a policy and print it resolved, with every default filled in'
@@ -136,19 +138,19 @@ complete -c backstop -n "__fish_backstop_using_subcommand policy; and not __fish
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from check" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from check" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from check" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from explain" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from explain" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from explain" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from explain" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from explain" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from schema" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from schema" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from schema" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from schema" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from schema" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "check" -d 'Validate a policy and print it resolved, with every default filled in'
@@ -158,7 +160,7 @@ complete -c backstop -n "__fish_backstop_using_subcommand policy; and __fish_see
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c backstop -n "__fish_backstop_using_subcommand completions" -l store -d 'Where run records are kept [default: $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand completions" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs show policy completions help" -f -a "run" -d 'Run a command under the policy'

@@ -124,6 +124,10 @@ pub enum End {
     /// A model call got an HTTP error status.
     Status {
         status: u16,
+        /// The provider's own words, key redacted, control characters out: "HTTP 401"
+        /// alone does not say whether the key or the URL is wrong.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
     /// A model call could not connect, or the connection broke.
     Network {
@@ -180,7 +184,11 @@ impl End {
             End::Interrupted { signal } => format!("interrupted by {}", signal_name(*signal)),
             End::SpawnFailed { message, .. } => message.clone(),
             End::Answered => "answered".into(),
-            End::Status { status } => format!("HTTP {status}"),
+            End::Status {
+                status,
+                message: Some(m),
+            } => format!("HTTP {status}: {m}"),
+            End::Status { status, .. } => format!("HTTP {status}"),
             End::Network { message } => format!("network error: {message}"),
             End::Stream { message } => format!("stream: {message}"),
             End::CallTimedOut { message, .. } => format!("timed out: {message}"),

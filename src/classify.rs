@@ -299,7 +299,7 @@ pub fn classify_call(end: &End, call: &CallReport, retry: &RetryPolicy) -> Optio
                 retry.on.network
             ),
         )),
-        End::Status { status } => {
+        End::Status { status, .. } => {
             let s = *status;
             match call.error {
                 Some(CallError::ContextLength) => {

@@ -8,7 +8,7 @@ use clap_complete::Shell;
 
 use crate::exit_code;
 use crate::policy::PolicyChoice;
-use crate::settings::{Color, Command, Settings};
+use crate::settings::{Color, Command, Settings, StreamWhen};
 
 /// Run agent tasks under a policy of retry, fallback and rollback.
 #[derive(Debug, Parser)]
@@ -20,8 +20,11 @@ pub struct Cli {
     /// Print nothing of backstop's own; the command's output still passes through.
     #[arg(short, long, global = true)]
     quiet: bool,
-    /// Where run records are kept [default: $XDG_STATE_HOME/backstop].
-    #[arg(long, value_name = "DIR", env = "BACKSTOP_HOME", global = true)]
+    /// Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop].
+    // Not clap's `env`: a global argument filled from the environment is shown in
+    // usage lines as if it were required (`backstop policy check --store <DIR> <FILE>`);
+    // `Store::locate` reads BACKSTOP_HOME itself.
+    #[arg(long, value_name = "DIR", global = true)]
     store: Option<PathBuf>,
     #[command(subcommand)]
     command: Sub,
@@ -31,6 +34,17 @@ pub struct Cli {
 enum ColorArg {
     Auto,
     Always,
+    Never,
+}
+
+/// `--stream[=WHEN]`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StreamArg {
+    /// Print as it streams in only when stdout is a terminal.
+    Auto,
+    /// Print as it streams in, to whatever stdout is.
+    Always,
+    /// Ask the provider for a stream, print only the finished answer.
     Never,
 }
 
@@ -49,9 +63,11 @@ enum Sub {
         /// A system prompt.
         #[arg(long, value_name = "TEXT")]
         system: Option<String>,
-        /// Print the answer as it streams in (and say on stderr when an attempt is cut off).
-        #[arg(long)]
-        stream: bool,
+        /// Stream the answer: on a terminal as it comes in; to a pipe or file only the
+        /// finished answer, unless `--stream=always` (a cut-off attempt is then said on stderr).
+        #[arg(long, value_enum, value_name = "WHEN", num_args = 0..=1, require_equals = true,
+              default_missing_value = "auto")]
+        stream: Option<StreamArg>,
         /// Print the text, the model that answered, attempts, tokens and cost as JSON.
         #[arg(long)]
         json: bool,
@@ -237,7 +253,11 @@ impl Cli {
                 policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
                 model,
                 system,
-                stream,
+                stream: stream.map(|w| match w {
+                    StreamArg::Auto => StreamWhen::Auto,
+                    StreamArg::Always => StreamWhen::Always,
+                    StreamArg::Never => StreamWhen::Never,
+                }),
                 json,
                 prompt,
             },

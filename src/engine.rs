@@ -46,6 +46,9 @@ pub struct Engine<'a, A: Attempter> {
     output_tokens: u64,
     answer: Option<String>,
     model_used: Option<String>,
+    /// A key refused or missing: the policy's or the environment's fault, which no
+    /// `default` answer may cover up (the run ends 125).
+    config_error: Option<String>,
 }
 
 /// Puts the tree back to where the run started (`rollback.between_attempts: restore`).
@@ -122,6 +125,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
             output_tokens: 0,
             answer: None,
             model_used: None,
+            config_error: None,
         }
     }
 
@@ -147,6 +151,12 @@ impl<'a, A: Attempter> Engine<'a, A> {
     pub async fn run_primary(mut self, primary: Primary<'_>) -> RunSummary {
         self.start = Instant::now();
         let policy = self.policy;
+        // `-m cheap` with a chain holding `call: {model: cheap}`: that link would only
+        // ask the same model the same thing again.
+        let primary_model = match primary {
+            Primary::Call(model) => Some(model),
+            Primary::Command(_) => None,
+        };
         let (name, kind) = match primary {
             Primary::Command(command) => (
                 crate::attempt::command_line(command),
@@ -187,6 +197,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
             .and_then(|t| self.start.checked_add(t));
 
         let mut critical = false;
+        let mut default_skipped = false;
         let mut reason = String::new();
         let mut from = 0;
         for (i, link) in links.iter().enumerate() {
@@ -196,9 +207,24 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 LinkKind::Run(_) | LinkKind::Call(_) => {
                     deadline.is_some_and(|d| Instant::now() >= d)
                 }
-                LinkKind::Default(_) => false,
+                LinkKind::Default(_) => self.config_error.is_some(),
             };
             if skip {
+                default_skipped |= matches!(link.kind, LinkKind::Default(_));
+                continue;
+            }
+            if let LinkKind::Call(c) = &link.kind
+                && i > 0
+                && primary_model == Some(c.model.as_str())
+                && c.prompt.is_none()
+                && c.system.is_none()
+            {
+                self.sink.event(&Event::Warning(format!(
+                    "skipping fallback {i}/{} ({}): model `{}` was already tried as link 0",
+                    links.len() - 1,
+                    link.name,
+                    c.model
+                )));
                 continue;
             }
             if i > 0 {
@@ -279,6 +305,8 @@ impl<'a, A: Attempter> Engine<'a, A> {
                         );
                     }
                     let code = answer.exit_code;
+                    // The answer of the run, for `call --json`, whichever link gave it.
+                    self.answer = Some(answer.stdout.clone());
                     return self.finish(
                         Outcome::Degraded,
                         code,
@@ -305,6 +333,14 @@ impl<'a, A: Attempter> Engine<'a, A> {
             }
         }
         let code = self.final_code();
+        if self.config_error.is_some() {
+            // The failure itself (`HTTP 401: invalid x-api-key`) is the summary's last
+            // failure: say only what kind of failure it is.
+            reason = "a configuration error: the API key was refused or missing".into();
+            if default_skipped {
+                reason.push_str("; a `default` link does not answer for it");
+            }
+        }
         let last = links.len() - 1;
         self.finish(
             Outcome::Failed,
@@ -436,17 +472,34 @@ impl<'a, A: Attempter> Engine<'a, A> {
             };
             if let (Some(v), true) = (verdict.as_mut(), validation_failed) {
                 v.class = crate::classify::FailureClass::Validation;
-                v.rule = format!(
-                    "rollback.validate failed ({}); {}",
-                    outcome.end.describe(),
-                    v.rule
-                );
+                // The check's exit code says nothing of whether the command would do
+                // better on another try (`cargo check` exits 101, `test -f` 1): its
+                // own rule decides. A stop or a critical failure stays one.
+                if !v.stop && !v.critical {
+                    v.retry = retry.on.validate;
+                    v.rule = format!(
+                        "rollback.validate failed ({}); retry.on.validate is {}",
+                        outcome.end.describe(),
+                        retry.on.validate
+                    );
+                } else {
+                    v.rule = format!(
+                        "rollback.validate failed ({}); {}",
+                        outcome.end.describe(),
+                        v.rule
+                    );
+                }
             }
             if let (Some(v), Some(why)) = (verdict.as_mut(), &outcome.no_retry)
                 && v.retry
             {
                 v.retry = false;
                 v.rule = why.clone();
+            }
+            if let Some(v) = &verdict
+                && v.class == crate::classify::FailureClass::Auth
+            {
+                self.config_error = Some(outcome.end.describe());
             }
             let mut report = AttemptReport {
                 layer: match (index, attempt) {
@@ -781,8 +834,12 @@ impl<'a, A: Attempter> Engine<'a, A> {
         ]
     }
 
-    /// The exit code of the last failure (1 if, oddly, there was none).
+    /// The exit code of the last failure (1 if, oddly, there was none); 125 once a
+    /// key was missing or refused, whatever failed after it.
     fn final_code(&self) -> u8 {
+        if self.config_error.is_some() {
+            return crate::exit_code::BACKSTOP_FAILED;
+        }
         self.last.as_ref().map_or(1, |(e, _)| e.exit_code())
     }
 

@@ -6,7 +6,9 @@
 pub const SUCCESS: u8 = 0;
 /// The final failure was a timeout (of an attempt or of the whole run).
 pub const TIMEOUT: u8 = 124;
-/// backstop itself failed: bad flags, an invalid policy, a store it cannot write.
+/// backstop itself failed: bad flags, an invalid policy, a store it cannot write; or
+/// a model call's key was refused or went missing (a configuration error, which a
+/// `default` link does not answer for).
 pub const BACKSTOP_FAILED: u8 = 125;
 /// A rollback, undo or redo could not put every path back (the paths are on stderr
 /// and in the record); the same code as [`BACKSTOP_FAILED`]: backstop's own layer failed.

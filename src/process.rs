@@ -52,6 +52,13 @@ impl Attempter for RealAttempter {
     }
 
     async fn answer(&mut self, answer: &DefaultAnswer) -> Option<i32> {
+        // Under `call --json` stdout holds one JSON object and nothing else: the
+        // default text goes into its `text`, not before it.
+        if self.calls.print() == crate::call::client::Print::Never {
+            let mut interrupt = self.process.interrupt.clone();
+            let err = answer.stderr.clone().into_bytes();
+            return write_to(Sink::Stderr, err, &mut interrupt).await.err();
+        }
         self.process.answer(answer).await
     }
 }

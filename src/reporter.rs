@@ -262,10 +262,7 @@ impl EventSink for Reporter {
                         .as_ref()
                         .and_then(|r| r.verdict.as_ref())
                         .map_or("", |v| v.class.as_str());
-                    let msg = format!(
-                        "link {}/{links} · attempt {next_attempt}/{max_attempts} · {class} · next in",
-                        link + 1
-                    );
+                    let msg = countdown_text(*link, *links, *next_attempt, *max_attempts, class);
                     self.start_countdown(msg, *delay);
                 } else {
                     self.line(&text);
@@ -379,6 +376,17 @@ fn backstop_time(spent: crate::record::BackstopTime) -> String {
     )
 }
 
+/// The spinner's words while it waits. Links are counted as everywhere else (log
+/// lines, `show`, `BACKSTOP_LINK`): 0 is the command, fallback N is link N.
+fn countdown_text(link: usize, links: usize, next: u32, max: u32, class: &str) -> String {
+    let fallback = if link == 0 {
+        String::new()
+    } else {
+        format!("fallback {link}/{} · ", links.saturating_sub(1))
+    };
+    format!("{fallback}attempt {next}/{max} · {class} · next in")
+}
+
 /// "succeeded on attempt 3/4 after 2 retries in 1.2 s", "failed: exit 1 after 4
 /// attempts; fallback 2/3 gave the default answer".
 pub fn summary_line(s: &RunSummary) -> String {
@@ -460,4 +468,23 @@ fn escape_annotation(text: &str) -> String {
     text.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
+}
+
+#[cfg(test)]
+mod countdown_tests {
+    use super::countdown_text;
+
+    /// One numbering everywhere: the spinner on fallback 2 of 3 says "fallback 2/3",
+    /// as the log line "falling back to 2/3" and `BACKSTOP_LINK=2` do.
+    #[test]
+    fn the_spinner_counts_links_as_the_log_lines_do() {
+        assert_eq!(
+            countdown_text(2, 4, 3, 5, "network"),
+            "fallback 2/3 · attempt 3/5 · network · next in"
+        );
+        assert_eq!(
+            countdown_text(0, 4, 2, 3, "exit"),
+            "attempt 2/3 · exit · next in"
+        );
+    }
 }

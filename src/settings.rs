@@ -51,7 +51,8 @@ pub enum Command {
         policy: PolicyChoice,
         model: Option<String>,
         system: Option<String>,
-        stream: bool,
+        /// `--stream[=WHEN]`; `None` without the flag.
+        stream: Option<StreamWhen>,
         json: bool,
         prompt: Option<String>,
     },
@@ -88,4 +89,15 @@ pub enum Command {
     Completions {
         script: Vec<u8>,
     },
+}
+
+/// When `call --stream` prints the answer as it comes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamWhen {
+    /// When stdout is a terminal; a pipe gets the finished answer only, so the
+    /// partial answers of failed attempts never reach the next program.
+    Auto,
+    Always,
+    /// Streamed from the provider (its stall limit applies), printed at the end.
+    Never,
 }

@@ -100,6 +100,11 @@ impl ModelClient {
         }
     }
 
+    /// Where answers go.
+    pub fn print(&self) -> Print {
+        self.print
+    }
+
     fn http(&mut self, connect: Duration) -> Result<(reqwest::Client, Handle), String> {
         if self.http.is_none() {
             self.http = Some(Http::new(connect)?);
@@ -175,6 +180,9 @@ impl ModelClient {
             .message
             .map(|m| redact_then_truncate(&m, &secret, ERROR_MESSAGE, false));
         let mut end = end;
+        if let End::Status { message, .. } = &mut end {
+            message.clone_from(&report.message.as_deref().map(printable_line));
+        }
         if end.success()
             && self.print == Print::AtEnd
             && let Some(text) = &report.text
@@ -248,7 +256,10 @@ impl ModelClient {
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok());
             report.message = Some(refused(status, location, response.url()));
-            return End::Status { status };
+            return End::Status {
+                status,
+                message: None,
+            };
         }
         let mut chunks = response.bytes_stream();
         if !(200..300).contains(&status) {
@@ -270,7 +281,10 @@ impl ModelClient {
             let (error, message) = parse_error(&text, secret, ERROR_MESSAGE, cut);
             report.error = error;
             report.message = message;
-            return End::Status { status };
+            return End::Status {
+                status,
+                message: None,
+            };
         }
 
         if !stream {
@@ -299,7 +313,10 @@ impl ModelClient {
                     if refused {
                         report.error = Some(CallError::ContentPolicy);
                         report.message = Some("the model refused (content policy)".into());
-                        End::Status { status }
+                        End::Status {
+                            status,
+                            message: None,
+                        }
                     } else {
                         End::Answered
                     }
@@ -361,7 +378,10 @@ impl ModelClient {
             End::Answered if state.answer.refused() => {
                 report.error = Some(CallError::ContentPolicy);
                 report.message = Some("the model refused (content policy)".into());
-                End::Status { status }
+                End::Status {
+                    status,
+                    message: None,
+                }
             }
             other => other,
         };
@@ -383,6 +403,15 @@ impl ModelClient {
         report.text = Some(state.answer.text);
         end
     }
+}
+
+/// A server's message on one line, without the control characters that could forge
+/// a line of backstop's own or drive the terminal.
+fn printable_line(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// The body of a response, read chunk by chunk under the call's limits: the first

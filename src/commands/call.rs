@@ -14,6 +14,7 @@ use crate::policy::{self, PolicyChoice};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{RecordWriter, RunRecord};
 use crate::reporter::Reporter;
+use crate::settings::StreamWhen;
 use crate::store::{Store, new_run_id, tree_root};
 
 pub struct CallArgs<'a> {
@@ -21,7 +22,7 @@ pub struct CallArgs<'a> {
     pub model: Option<&'a str>,
     pub system: Option<&'a str>,
     pub prompt: Option<&'a str>,
-    pub stream: bool,
+    pub stream: Option<crate::settings::StreamWhen>,
     pub json: bool,
     pub quiet: bool,
     pub store: Option<PathBuf>,
@@ -72,7 +73,12 @@ pub fn call(args: &CallArgs) -> Result<u8> {
     let mut writer = RecordWriter::start(&tree_store, record)
         .context("cannot record the call, so it was not made")?;
     let mut reporter = Reporter::for_stderr(args.quiet);
-    let print = match (args.json, args.stream) {
+    let live = match args.stream {
+        Some(StreamWhen::Always) => true,
+        Some(StreamWhen::Auto) => std::io::stdout().is_terminal(),
+        Some(StreamWhen::Never) | None => false,
+    };
+    let print = match (args.json, live) {
         (true, _) => Print::Never,
         (false, true) => Print::Live,
         (false, false) => Print::AtEnd,
@@ -87,7 +93,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         let kept = interrupt.clone();
         let attempter = RealAttempter {
             process: ProcessRunner::new(interrupt.clone()),
-            calls: ModelClient::new(interrupt.clone(), print, args.stream),
+            calls: ModelClient::new(interrupt.clone(), print, args.stream.is_some()),
         };
         let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
         let engine =
@@ -107,6 +113,13 @@ pub fn call(args: &CallArgs) -> Result<u8> {
             "exit_code": summary.exit_code,
             "text": summary.answer,
             "model": summary.model,
+            // The id the provider knows it by: the alias alone does not say which
+            // model version answered.
+            "provider_model": summary
+                .model
+                .as_ref()
+                .and_then(|m| policy.models.get(m))
+                .map(|m| m.model.clone()),
             "attempts": summary.attempts,
             "input_tokens": summary.input_tokens,
             "output_tokens": summary.output_tokens,

@@ -112,12 +112,27 @@ pub fn load_str(text: &str, file: &str) -> Result<Policy, UserError> {
         };
         let inner = e.into_inner();
         let (line, column) = inner.location().map_or((1, 1), |l| (l.line(), l.column()));
-        UserError::Policy {
-            file: file.into(),
-            line,
-            column,
-            key,
-            message: clean_message(&inner.to_string()),
+        let raw = inner.to_string();
+        match syntax_message(&raw, text, line, column) {
+            // A mistake in the YAML itself is at no key: "?" said nothing.
+            Some(message) => UserError::Policy {
+                file: file.into(),
+                line,
+                column,
+                key: match key.strip_suffix(".?") {
+                    _ if key == "?" => "YAML".into(),
+                    Some(parent) => parent.to_string(),
+                    None => key,
+                },
+                message,
+            },
+            None => UserError::Policy {
+                file: file.into(),
+                line,
+                column,
+                key,
+                message: clean_message(&raw),
+            },
         }
     })?;
     let digest = blake3::hash(text.as_bytes()).to_hex().to_string();
@@ -130,6 +145,65 @@ pub fn load_str(text: &str, file: &str) -> Result<Policy, UserError> {
             key: invalid.path,
             message: invalid.message,
         }
+    })
+}
+
+/// libyaml's words for a misplaced line ("did not find expected key") name neither
+/// the line nor what it should have looked like: say both, from the problem's mark
+/// and the mark of the block it broke (`while parsing a block mapping at line 2
+/// column 1`; libyaml leaves out a mark at the very start of the file).
+fn syntax_message(raw: &str, text: &str, line: usize, column: usize) -> Option<String> {
+    let re = regex::Regex::new(
+        r"^(?P<problem>.+?) at line \d+ column \d+(?:, while (?:parsing|scanning) (?P<what>[a-z ]+?)(?: at line (?P<l>\d+) column (?P<c>\d+))?)?$",
+    )
+    .expect("static regex");
+    let caps = re.captures(raw)?;
+    let problem = caps.name("problem")?.as_str();
+    let what = caps.name("what").map(|m| m.as_str());
+    let number = |name| {
+        caps.name(name)
+            .and_then(|m| m.as_str().parse::<usize>().ok())
+    };
+    let (from_line, from_column) = (number("l").unwrap_or(1), number("c").unwrap_or(1));
+    let quoted = |n: usize| {
+        let l = text.lines().nth(n.saturating_sub(1)).unwrap_or("").trim();
+        let l: String = l.chars().take(60).collect();
+        crate::names::quote(l.as_bytes())
+    };
+    let indented = format!("line {line} starts at column {column}: `{}`", quoted(line));
+    let found = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .and_then(|l| l.chars().nth(column.saturating_sub(1)));
+    Some(match (problem, what) {
+        (_, _) if found == Some('\t') => {
+            format!("a tab at line {line} column {column}: YAML indents with spaces only")
+        }
+        ("did not find expected key", Some("a block mapping")) => format!(
+            "the indentation is off: {indented}, but the keys of the mapping from line {from_line} \
+             (`{}`) start at column {from_column}; indent it to column {from_column}, \
+             or further to put it under the key above",
+            quoted(from_line)
+        ),
+        ("did not find expected '-' indicator", Some("a block collection")) => format!(
+            "the indentation is off: {indented}, but the items of the list from line {from_line} \
+             (`{}`) start with `- ` at column {from_column}",
+            quoted(from_line)
+        ),
+        ("mapping values are not allowed in this context", _) => format!(
+            "a `key:` where a value was expected at line {line} column {column}: \
+             the line is indented further than the keys beside it, or a value before it \
+             lacks its quotes; check the indentation of line {line}"
+        ),
+        ("did not find expected ',' or '}'", Some("a flow mapping")) => format!(
+            "the `{{` at line {from_line} column {from_column} is not closed: expected `,` or `}}` \
+             at line {line} column {column}"
+        ),
+        ("did not find expected ',' or ']'", Some("a flow sequence")) => format!(
+            "the `[` at line {from_line} column {from_column} is not closed: expected `,` or `]` \
+             at line {line} column {column}"
+        ),
+        _ => return None,
     })
 }
 
@@ -223,6 +297,62 @@ mod tests {
         assert!(err.starts_with("p.yaml:2:"), "{err}");
         assert!(err.contains("retry.on.exit_codes"), "{err}");
         assert!(err.contains("invalid exit code `300`"), "{err}");
+    }
+
+    #[test]
+    fn an_indentation_mistake_names_the_line_and_what_was_expected() {
+        let err = load_str(
+            "version: 1\nretry:\n  max_attempts: 3\n backoff: { initial: 1s }\n",
+            "p.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("p.yaml:4:2: YAML: the indentation is off"),
+            "{err}"
+        );
+        assert!(
+            err.contains("line 4 starts at column 2: `backoff: { initial: 1s }`"),
+            "{err}"
+        );
+        assert!(err.contains("start at column 1"), "{err}");
+
+        let err = load_str(
+            "version: 1\nretry:\n  backoff:\n    initial: 1s\n   max: 2s\n",
+            "p.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("p.yaml:5:4: retry: the indentation is off"),
+            "{err}"
+        );
+        assert!(
+            err.contains("the mapping from line 3 (`backoff:`) start at column 3"),
+            "{err}"
+        );
+
+        let err = load_str(
+            "version: 1\nfallback:\n  chain:\n    - run: [a]\n     - run: [b]\n",
+            "p.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("the items of the list from line 4"), "{err}");
+        assert!(err.contains("at column 5"), "{err}");
+
+        let err = load_str("version: 1\nretry:\n\tmax_attempts: 3\n", "p.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("YAML indents with spaces only"), "{err}");
+
+        let err = load_str("version: 1\nretry: { max_attempts: 3 ]\n", "p.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the `{` at line 2 column 8 is not closed"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub struct RetryOn {
     pub signals: bool,
     pub status: Vec<u16>,
     pub network: bool,
+    /// A failed `rollback.validate` is retried (its own rule, not the exit codes').
+    pub validate: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -282,6 +282,9 @@ pub struct RawOn {
     pub status: Option<Vec<u16>>,
     /// Retry network errors (model calls).
     pub network: Option<bool>,
+    /// Retry an attempt whose `rollback.validate` failed, whatever its exit code
+    /// (default: true); `exit_codes` and `never.exit_codes` judge the command only.
+    pub validate: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]

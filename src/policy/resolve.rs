@@ -479,6 +479,7 @@ fn resolve_retry(
             .status
             .unwrap_or_else(|| vec![408, 409, 429, 500, 502, 503, 504, 529]),
         network: on.network.unwrap_or(true),
+        validate: on.validate.unwrap_or(true),
     };
     let never = raw.never.clone().unwrap_or_default();
     let never = Never {

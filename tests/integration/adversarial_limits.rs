@@ -156,7 +156,7 @@ fn sigterm_ends_a_call_whose_stdout_reader_stopped_reading() {
         (ok(&big), &[]),
         (
             Reply::Sse(crate::call::openai_stream(&words), crate::call::End::Clean),
-            &["--stream"],
+            &["--stream=always"],
         ),
         (ok(&big), &["--json"]),
     ];
@@ -314,7 +314,8 @@ fn a_key_echoed_with_json_escapes_in_an_unparsable_error_body_is_redacted() {
         .env("TEST_API_KEY", key)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // A refused key is a configuration error (see `call_everyday`).
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     let unescape = |s: &str| s.replace('\\', "");
     let err = stderr(&out);
     assert!(!unescape(&err).contains(key), "stderr: {err}");
