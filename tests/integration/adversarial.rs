@@ -164,6 +164,8 @@ fn one_writer_per_region_even_when_the_runs_use_different_stores() {
         .current_dir(root.join("sub"))
         .env("BACKSTOP_HOME", sb.file("other-store"))
         .env("NO_COLOR", "1")
+        .env_remove("CI")
+        .env_remove("GITHUB_ACTIONS")
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -151,7 +151,9 @@ print(os.waitstatus_to_exitcode(status))
     cmd.args(["60", "python3", "-c", script, crate::helpers::BIN, &p])
         .current_dir(sb.root())
         .env("BACKSTOP_HOME", sb.file("store"))
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        .env_remove("CI")
+        .env_remove("GITHUB_ACTIONS");
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(text(&out.stdout).trim(), "129", "{}", stderr(&out));

@@ -277,6 +277,8 @@ sys.stdout.write(data.decode("utf-8", "replace"))
         .current_dir(&dir)
         .env("BACKSTOP_HOME", dir.join("store"))
         .env("NO_COLOR", "1")
+        .env_remove("CI")
+        .env_remove("GITHUB_ACTIONS")
         .env("TEST_API_KEY", KEY)
         .output()
         .unwrap();

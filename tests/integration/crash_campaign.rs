@@ -90,6 +90,8 @@ impl Field {
             .current_dir(self.root())
             .env("BACKSTOP_HOME", self.store())
             .env("NO_COLOR", "1")
+            .env_remove("CI")
+            .env_remove("GITHUB_ACTIONS")
             .env_remove("BACKSTOP_CRASH_AT")
             .stdin(Stdio::null());
         if let Some(n) = crash_at {

@@ -18,6 +18,8 @@ fn drive(test: &Test, script: &str) -> String {
         .env("BACKSTOP_HOME", test.out_path().join("../store"))
         .env("OUT", test.out_path())
         .env("NO_COLOR", "1")
+        .env_remove("CI")
+        .env_remove("GITHUB_ACTIONS")
         .output()
         .expect("run python3");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -333,6 +333,8 @@ pub(crate) fn as_nobody(sb: &Sandbox, args: &[&str]) -> std::process::Output {
         .current_dir(sb.root())
         .env("BACKSTOP_HOME", sb.file("store"))
         .env("NO_COLOR", "1")
+        .env_remove("CI")
+        .env_remove("GITHUB_ACTIONS")
         .stdin(std::process::Stdio::null());
     cmd.output().unwrap()
 }

@@ -275,6 +275,8 @@ fn a_root_run_and_a_user_run_exclude_each_other_across_an_unreadable_ancestor() 
         .env("BACKSTOP_HOME", &user_store)
         .env("OUT", t.out_path())
         .env("NO_COLOR", "1")
+        .env_remove("CI")
+        .env_remove("GITHUB_ACTIONS")
         .env_remove("XDG_STATE_HOME")
         .arg("run")
         .arg("-p")
@@ -324,6 +326,8 @@ fn a_root_a_thousand_levels_deep_is_locked_under_the_usual_open_file_limit() {
             t.out_path().parent().expect("sandbox").join("store"),
         )
         .env("NO_COLOR", "1")
+        .env_remove("CI")
+        .env_remove("GITHUB_ACTIONS")
         .stdin(Stdio::null())
         .output()
         .expect("run backstop");
