@@ -130,9 +130,10 @@ pub fn run(
                             "step `{}` was not approved; stopping",
                             step.name
                         )));
-                        // The task did not do what it was asked to: a failure (exit 1,
-                        // as `terraform apply` answered "no"), rolled back as any other.
-                        let summary = at_prompt(&step.name, Outcome::Failed, 1, "not approved");
+                        // The task did not do what it was asked to: exit 1 (as
+                        // `terraform apply` answered "no"), recorded as declined, rolled
+                        // back as a failure is (`rollback.to: step` keeps earlier steps).
+                        let summary = at_prompt(&step.name, Outcome::Declined, 1, "not approved");
                         Fanout(vec![&mut reporter, &mut writer])
                             .event(&Event::Finished(summary.clone()));
                         last = Some(summary);

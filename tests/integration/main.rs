@@ -15,6 +15,7 @@ mod cli;
 mod crash_campaign;
 mod descendants;
 mod environment;
+mod everyday_agent;
 mod exit_codes;
 mod fallback;
 mod fsck;
