@@ -189,14 +189,15 @@ fn write_steps(out: &mut impl Write, r: &RunRecord) -> Result<()> {
     let total = all.len().max(r.steps.len());
     writeln!(out, "\nsteps")?;
     for i in 0..total {
-        let (name, outcome) = match r.steps.get(i) {
-            Some(step) => (
+        let (name, outcome) = match (r.steps.get(i), all.get(i)) {
+            (Some(step), _) => (
                 step.name.as_str(),
                 step.outcome.as_ref().map_or("unfinished".to_string(), |o| {
                     format!("{:?} (exit {})", o.outcome, o.exit_code).to_lowercase()
                 }),
             ),
-            None => (all[i], "not reached".to_string()),
+            (None, Some(name)) => (*name, "not reached".to_string()),
+            (None, None) => break,
         };
         writeln!(
             out,
