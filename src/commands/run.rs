@@ -201,7 +201,8 @@ pub fn run(
             let result = run_tree
                 .put_back(&plan.paths, false, "rollback", None, &reason)
                 .map(|r| with_unread(r, &plan, &run_tree));
-            let done = report_rollback(&mut reporter, result, plan.paths.len(), before);
+            let root = run_tree.tree.scope.root.clone();
+            let done = report_rollback(&mut reporter, result, plan.paths.len(), before, &root);
             complete &= done.as_ref().is_some_and(|r| r.complete());
             if let Some(s) = writer.record.snapshot.as_mut() {
                 s.restores.push(Restore {
@@ -279,7 +280,13 @@ fn roll_back_run(
             kept: Vec::new(),
             failed: vec![failed],
         };
-        report_rollback(reporter, Ok(report), 1, "the run".into());
+        report_rollback(
+            reporter,
+            Ok(report),
+            1,
+            "the run".into(),
+            &run_tree.tree.scope.root,
+        );
         return false;
     }
     let result = run_tree
@@ -291,7 +298,13 @@ fn roll_back_run(
             reason,
         )
         .map(|r| with_unread(r, plan, run_tree));
-    let done = report_rollback(reporter, result, plan.paths.len(), "the run".into());
+    let done = report_rollback(
+        reporter,
+        result,
+        plan.paths.len(),
+        "the run".into(),
+        &run_tree.tree.scope.root,
+    );
     let list = match &done {
         // The put-back recorded its own report already.
         Some(report) if plan.unread.is_empty() => return report.complete(),
@@ -340,7 +353,11 @@ fn report_rollback(
     result: Result<Report>,
     paths: usize,
     before: String,
+    root: &std::path::Path,
 ) -> Option<Report> {
+    // The directory is named: the scope may be the repository above the one the
+    // command ran in, and a rollback should never leave its reach to be guessed.
+    let before = format!("{before}, under {}", quote_path(root));
     match result {
         Ok(report) => {
             reporter.event(&Event::RolledBack {

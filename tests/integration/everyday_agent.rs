@@ -221,3 +221,66 @@ steps:
         "{show}"
     );
 }
+
+/// From `src/` of a checkout, a failed run that edited `../README.md` is rolled back
+/// there too: the scope is the repository's root by default, and the message names it.
+#[test]
+fn the_default_scope_is_the_repository_root_and_the_rollback_names_it() {
+    let t = Test::new()
+        .write("README.md", "readme\n")
+        .write("src/main.c", "int main;\n");
+    std::fs::create_dir(t.path().join(".git")).expect("make .git");
+    let ran = t.backstop_in(
+        "src",
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo edit >> ../README.md; echo edit >> main.c; exit 1",
+        ],
+    );
+    assert_eq!(ran.status, 1, "{}", ran.stderr);
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("README.md")).expect("README.md"),
+        "readme\n",
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("src/main.c")).expect("main.c"),
+        "int main;\n"
+    );
+    let root = t.path().canonicalize().expect("canonical root");
+    assert!(
+        ran.stderr
+            .contains(&format!("before the run, under {}", root.display())),
+        "{}",
+        ran.stderr
+    );
+    // `root: "."` keeps a run to the directory it starts in.
+    std::fs::write(
+        t.out_path().join("here.yaml"),
+        "version: 1\nretry: { max_attempts: 1 }\nrollback: { scope: { root: \".\" } }\n",
+    )
+    .expect("write policy");
+    let policy = t.out_path().join("here.yaml");
+    let ran = t.backstop_in(
+        "src",
+        &[
+            "run",
+            "-p",
+            policy.to_str().expect("utf-8 path"),
+            "--",
+            "sh",
+            "-c",
+            "echo edit >> ../README.md; exit 1",
+        ],
+    );
+    assert_eq!(ran.status, 1, "{}", ran.stderr);
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("README.md")).expect("README.md"),
+        "readme\nedit\n",
+        "outside the scope"
+    );
+}
