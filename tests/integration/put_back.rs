@@ -290,7 +290,7 @@ fn an_after_state_too_large_to_store_still_rolls_back_and_redo_says_why_not() {
     fs::write(root.join("a.txt"), "orig\n").unwrap();
     let before = oracle(&root);
     let p = sb.policy(&format!(
-        "{ONE_TRY}rollback: {{ scope: {{ max_total_size: 10KiB }} }}\n"
+        "version: 1\nretry: {{ max_attempts: 1 }}\nrollback: {{ scope: {{ max_total_size: 10KiB }} }}\n"
     ));
     let out = run_sh(
         &sb,
