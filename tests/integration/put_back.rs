@@ -289,9 +289,9 @@ fn an_after_state_too_large_to_store_still_rolls_back_and_redo_says_why_not() {
     let root = sb.root();
     fs::write(root.join("a.txt"), "orig\n").unwrap();
     let before = oracle(&root);
-    let p = sb.policy(&format!(
-        "version: 1\nretry: {{ max_attempts: 1 }}\nrollback: {{ scope: {{ max_total_size: 10KiB }} }}\n"
-    ));
+    let p = sb.policy(
+        "version: 1\nretry: { max_attempts: 1 }\nrollback: { scope: { max_total_size: 10KiB } }\n",
+    );
     let out = run_sh(
         &sb,
         &p,
