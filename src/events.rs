@@ -55,6 +55,9 @@ pub enum Outcome {
     /// An `escalate` link took the failure.
     Escalated,
     Failed,
+    /// A step was not approved at its prompt (answered no, or the input ended):
+    /// exit 1, rolled back as a failure is.
+    Declined,
     Interrupted,
     /// The reader of backstop's output went away and the command died of SIGPIPE, as
     /// a pipeline member does: not retried, not rolled back, exit 141.

@@ -236,6 +236,28 @@ impl RunRecord {
     }
 }
 
+impl RunRecord {
+    /// Where the tree stands with respect to this run's changes, as `runs` shows it:
+    /// `applied`, `partly-undone`, `undone`, `rolled-back`; `None` when the run took
+    /// no snapshot (a model call).
+    pub fn tree_state(&self) -> Option<&'static str> {
+        let s = self.snapshot.as_ref()?;
+        Some(match s.state {
+            TreeState::Applied if !s.undone.is_empty() => "partly-undone",
+            state => state.as_str(),
+        })
+    }
+
+    /// Whether some of this run's changes may still be in the tree: what a bare
+    /// `backstop undo` looks for. A run whose result was never recorded counts (what
+    /// it did is unknown); one recorded as changing nothing does not.
+    pub fn has_changes_in_tree(&self) -> bool {
+        self.snapshot.as_ref().is_some_and(|s| {
+            s.state == TreeState::Applied && (s.after.is_none() || s.undone.len() < s.changes.len())
+        })
+    }
+}
+
 /// Whether run `id` is in progress: its backstop holds the run's lock in the store.
 /// Not the record's pid, which another process may have been given since.
 pub fn is_live(store: &Path, id: &str) -> bool {

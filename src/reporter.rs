@@ -426,6 +426,11 @@ pub fn summary_line(s: &RunSummary) -> String {
                 .unwrap_or_default();
             format!("failed: {last} after {attempts} in {elapsed}{why}")
         }
+        Outcome::Declined => format!(
+            "declined: {}; exit {}",
+            s.reason.as_deref().unwrap_or("a step was not approved"),
+            s.exit_code
+        ),
         Outcome::Interrupted => format!(
             "interrupted after {attempts} in {elapsed}; exit {}",
             s.exit_code

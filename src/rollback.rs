@@ -21,7 +21,12 @@ use crate::snapshot::tree::{Tree, display_path};
 /// The scope a policy gives, for a run started in `cwd` with its store at `store_dir`.
 pub fn scope_for(policy: &Policy, cwd: &Path, store_dir: &Path) -> Result<Scope> {
     let s = &policy.rollback.scope;
-    let root = cwd.join(&s.root);
+    // By default the whole repository: a run from `src/` that edits `../README.md`
+    // is rolled back there too, and runs are listed under that root already.
+    let root = match &s.root {
+        Some(r) => cwd.join(r),
+        None => crate::store::tree_root(cwd),
+    };
     let root = root.canonicalize().with_context(|| {
         format!(
             "rollback.scope.root {} is not a directory backstop can read",

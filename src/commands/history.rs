@@ -49,7 +49,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         Direction::Undo => "undo",
         Direction::Redo => "redo",
     };
-    let (record, paths) = pick(&tree_store, &cwd, verb, req.targets, req.paths)?;
+    let (record, paths) = pick(&tree_store, &cwd, verb, req.targets, req.paths, req.quiet)?;
     let paths = &paths[..];
     let info = record.snapshot.clone().ok_or_else(|| {
         UserError::Refused(format!(
@@ -391,14 +391,14 @@ fn observe_now(tree: &Tree, before: &Manifest) -> Result<Manifest> {
 /// The run the words name, and the paths that remain. As in git, a word before `--`
 /// may name a run and the words after it are paths only; without `--`, a first word
 /// that is both a run id (prefix) and a path (one that exists, or one a run changed)
-/// is refused as ambiguous rather than guessed. No run named: the latest run with a
-/// snapshot, unless a damaged record may be a later one.
+/// is refused as ambiguous rather than guessed. No run named: see [`latest`].
 fn pick(
     tree: &TreeStore,
     cwd: &Path,
     verb: &str,
     words: &[PathBuf],
     after_dashes: Option<&[PathBuf]>,
+    quiet: bool,
 ) -> Result<(RunRecord, Vec<PathBuf>)> {
     let first = words
         .first()
@@ -411,7 +411,7 @@ fn pick(
             // Before `--` a word can only be a run: any error (unknown, ambiguous,
             // damaged) is the answer.
             Some(word) => Ok((tree.find(&word.to_string_lossy())?, rest)),
-            None => Ok((latest(tree, verb)?, rest)),
+            None => Ok((latest(tree, verb, quiet)?, rest)),
         };
     }
     if let Some(word) = first {
@@ -434,7 +434,7 @@ fn pick(
             return Ok((as_run?, words[1..].to_vec()));
         }
     }
-    Ok((latest(tree, verb)?, words.to_vec()))
+    Ok((latest(tree, verb, quiet)?, words.to_vec()))
 }
 
 /// What `word` means as a path, if it means one: it exists under `cwd` (even as a
@@ -467,11 +467,33 @@ fn path_meaning(tree: &TreeStore, cwd: &Path, word: &str) -> Result<Option<Strin
     Ok(None)
 }
 
-/// The latest run with a snapshot. A damaged record file written since that run
-/// started may be a later run: then no run is guessed, and the file is named.
-fn latest(tree: &TreeStore, verb: &str) -> Result<RunRecord> {
+/// The run a bare `undo` or `redo` goes by. Redo takes the latest run with a snapshot;
+/// undo the latest whose changes are still in the tree (at least partly), saying which
+/// and why the newer ones were passed over. A damaged record file written since that
+/// run started may be a later run: then no run is guessed, and the file is named.
+fn latest(tree: &TreeStore, verb: &str, quiet: bool) -> Result<RunRecord> {
     let listing = tree.listing()?;
-    let latest = listing.records.into_iter().find(|r| r.snapshot.is_some());
+    let snapshotted: Vec<&RunRecord> = listing
+        .records
+        .iter()
+        .filter(|r| r.snapshot.is_some())
+        .collect();
+    let undo = verb == "undo";
+    // When no run has changes in the tree, undo goes by the latest one all the same:
+    // its refusal says what became of it (rolled back, undone, changed nothing).
+    let found = match snapshotted.iter().position(|r| r.has_changes_in_tree()) {
+        Some(i) if undo => Some(i),
+        _ if snapshotted.is_empty() => None,
+        _ => Some(0),
+    };
+    let latest = found.map(|i| snapshotted[i]);
+    // The newer runs with a snapshot an undo passed over, and what became of them.
+    // The first few by name: a long streak of failed runs would flood the line.
+    let skipped = &snapshotted[..found.unwrap_or(0)];
+    let mut passed: Vec<String> = skipped.iter().take(5).map(|r| passed_over(r)).collect();
+    if skipped.len() > passed.len() {
+        passed.push(format!("{} more", skipped.len() - passed.len()));
+    }
     let newer: Vec<String> = listing
         .damaged
         .iter()
@@ -491,7 +513,35 @@ fn latest(tree: &TreeStore, verb: &str) -> Result<RunRecord> {
         ))
         .into());
     }
-    latest.ok_or_else(|| UserError::NoRuns(tree.root().to_path_buf()).into())
+    match latest {
+        Some(l) => {
+            if undo && !quiet && !passed.is_empty() {
+                eprintln!(
+                    "backstop: undo of run {} (the latest run with changes in the tree; {})",
+                    l.id,
+                    passed.join(", ")
+                );
+            }
+            Ok(l.clone())
+        }
+        None if !listing.records.is_empty() => Err(UserError::Refused(format!(
+            "nothing to {verb}: the runs recorded for {} took no snapshot of the tree (model calls change no files); `backstop runs` lists them",
+            crate::names::quote_path(tree.root())
+        ))
+        .into()),
+        None => Err(UserError::NoRuns(tree.root().to_path_buf()).into()),
+    }
+}
+
+/// Why a bare undo passed over a newer run: `RUN was rolled back`.
+fn passed_over(r: &RunRecord) -> String {
+    let what = match r.tree_state() {
+        Some("rolled-back") => "was rolled back",
+        Some("undone") => "is undone",
+        _ if r.snapshot.as_ref().is_some_and(|s| s.changes.is_empty()) => "changed nothing",
+        _ => "has no changes in the tree",
+    };
+    format!("{} {what}", r.id)
 }
 
 fn action(c: &Change, to: &Manifest) -> &'static str {

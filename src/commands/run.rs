@@ -159,9 +159,10 @@ pub fn run(
                             "step `{}` was not approved; stopping",
                             step.name
                         )));
-                        // The task did not do what it was asked to: a failure (exit 1,
-                        // as `terraform apply` answered "no"), rolled back as any other.
-                        let summary = at_prompt(&step.name, Outcome::Failed, 1, "not approved");
+                        // The task did not do what it was asked to: exit 1 (as
+                        // `terraform apply` answered "no"), recorded as declined, rolled
+                        // back as a failure is (`rollback.to: step` keeps earlier steps).
+                        let summary = at_prompt(&step.name, Outcome::Declined, 1, "not approved");
                         Fanout(vec![&mut reporter, &mut writer])
                             .event(&Event::Finished(summary.clone()));
                         last = Some(summary);
@@ -237,7 +238,8 @@ pub fn run(
             let result = run_tree
                 .put_back(&plan.paths, false, "rollback", None, &reason)
                 .map(|r| with_unread(r, &plan, &run_tree));
-            let done = report_rollback(&mut reporter, result, &plan.paths, before);
+            let root = run_tree.tree.scope.root.clone();
+            let done = report_rollback(&mut reporter, result, &plan.paths, before, &root);
             complete &= done.as_ref().is_some_and(|r| r.complete());
             if let Some(s) = writer.record.snapshot.as_mut() {
                 s.restores.push(Restore {
@@ -343,7 +345,13 @@ fn roll_back_run(
             kept: Vec::new(),
             failed: vec![failed],
         };
-        report_rollback(reporter, Ok(report), &[b".".to_vec()], "the run".into());
+        report_rollback(
+            reporter,
+            Ok(report),
+            &[b".".to_vec()],
+            "the run".into(),
+            &run_tree.tree.scope.root,
+        );
         return false;
     }
     let result = run_tree
@@ -355,7 +363,13 @@ fn roll_back_run(
             reason,
         )
         .map(|r| with_unread(r, plan, run_tree));
-    let done = report_rollback(reporter, result, &plan.paths, "the run".into());
+    let done = report_rollback(
+        reporter,
+        result,
+        &plan.paths,
+        "the run".into(),
+        &run_tree.tree.scope.root,
+    );
     let list = match &done {
         // The put-back recorded its own report already.
         Some(report) if plan.unread.is_empty() => return report.complete(),
@@ -404,7 +418,11 @@ fn report_rollback(
     result: Result<Report>,
     paths: &[Vec<u8>],
     before: String,
+    root: &std::path::Path,
 ) -> Option<Report> {
+    // The directory is named: the scope may be the repository above the one the
+    // command ran in, and a rollback should never leave its reach to be guessed.
+    let before = format!("{before}, under {}", quote_path(root));
     match result {
         Ok(report) => {
             reporter.event(&Event::RolledBack {

@@ -68,8 +68,8 @@ pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<
     }
     writeln!(
         out,
-        "{:<12}  {:<24}  {:<11}  {:>4}  {:>8}  COMMAND",
-        "ID", "STARTED", "STATE", "EXIT", "ATTEMPTS"
+        "{:<12}  {:<24}  {:<11}  {:<13}  {:>4}  {:>8}  COMMAND",
+        "ID", "STARTED", "STATE", "TREE", "EXIT", "ATTEMPTS"
     )?;
     for row in &rows {
         match row {
@@ -84,10 +84,11 @@ pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<
                 }
                 writeln!(
                     out,
-                    "{:<12}  {:<24}  {:<11}  {:>4}  {:>8}  {}",
+                    "{:<12}  {:<24}  {:<11}  {:<13}  {:>4}  {:>8}  {}",
                     r.id,
                     humantime::format_rfc3339_seconds(r.started_at).to_string(),
                     state,
+                    r.tree_state().unwrap_or("-"),
                     exit,
                     r.attempts.len(),
                     crate::attempt::command_line(&r.command)
@@ -95,12 +96,13 @@ pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<
             }
             Row::Damaged(d) => writeln!(
                 out,
-                "{:<12}  {:<24}  {:<11}  {:>4}  {:>8}  (record unreadable: {})",
+                "{:<12}  {:<24}  {:<11}  {:<13}  {:>4}  {:>8}  (record unreadable: {})",
                 // The id and file are a stray file's name in the store: quoted, so
                 // an escape or a newline in it cannot drive the terminal.
                 crate::names::quote(d.id.as_bytes()),
                 "-",
                 "damaged",
+                "-",
                 "-",
                 "-",
                 crate::names::quote_path(&d.file)
@@ -118,6 +120,7 @@ fn row_json(row: &Row, pending: &[Interrupted], store: &std::path::Path) -> serd
                 "id": r.id,
                 "started_at": humantime::format_rfc3339_millis(r.started_at).to_string(),
                 "state": r.state(store),
+                "tree": r.tree_state(),
                 "exit_code": r.outcome.as_ref().map(|o| o.exit_code),
                 "attempts": r.attempts.len(),
                 "command": r.command,
@@ -128,6 +131,7 @@ fn row_json(row: &Row, pending: &[Interrupted], store: &std::path::Path) -> serd
             "id": d.id,
             "started_at": null,
             "state": "damaged",
+            "tree": null,
             "exit_code": null,
             "attempts": null,
             "command": null,

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use crate::error::UserError;
+use crate::events::Outcome;
 use crate::exit_code::SUCCESS;
 use crate::names::{printable, quote_path};
-use crate::record::RunRecord;
+use crate::record::{RunRecord, TreeState};
 use crate::reporter::{format_elapsed, summary_line};
 use crate::store::{Store, TreeStore, tree_root};
 
@@ -110,6 +111,7 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
             writeln!(out, "           then: {}", printable(reason))?;
         }
     }
+    write_steps(&mut out, &r)?;
     if let Some(snap) = &r.snapshot {
         let mut state = snap.state.as_str().to_string();
         // A partial undo leaves the run applied but for the paths it put back.
@@ -168,6 +170,92 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
         writeln!(out, "warning: {}", printable(w))?;
     }
     Ok(SUCCESS)
+}
+
+/// The steps of a task: each by name with its outcome, those never reached, and,
+/// when a failed step left the tree applied (`rollback.to: step`, or `on: never`),
+/// which steps' changes remain in it.
+fn write_steps(out: &mut impl Write, r: &RunRecord) -> Result<()> {
+    if r.steps.is_empty() {
+        return Ok(());
+    }
+    // A task's record names every step in its command (`step:NAME`), the ones after
+    // the last started too.
+    let all: Vec<&str> = r
+        .command
+        .iter()
+        .map(|w| w.strip_prefix("step:").unwrap_or(w))
+        .collect();
+    let total = all.len().max(r.steps.len());
+    writeln!(out, "\nsteps")?;
+    for i in 0..total {
+        let (name, outcome) = match (r.steps.get(i), all.get(i)) {
+            (Some(step), _) => (
+                step.name.as_str(),
+                step.outcome.as_ref().map_or("unfinished".to_string(), |o| {
+                    format!("{:?} (exit {})", o.outcome, o.exit_code).to_lowercase()
+                }),
+            ),
+            (None, Some(name)) => (*name, "not reached".to_string()),
+            (None, None) => break,
+        };
+        writeln!(
+            out,
+            "  {}/{total}  {:<24} {outcome}",
+            i + 1,
+            truncate(&printable(name), 24)
+        )?;
+    }
+    let failed = r
+        .steps
+        .last()
+        .and_then(|s| s.outcome.as_ref())
+        .is_some_and(|o| o.outcome != Outcome::Succeeded);
+    let applied = r
+        .snapshot
+        .as_ref()
+        .is_some_and(|s| s.state == TreeState::Applied && s.undone.is_empty());
+    if failed && applied {
+        let done: Vec<String> = r
+            .steps
+            .iter()
+            .filter(|s| {
+                s.outcome
+                    .as_ref()
+                    .is_some_and(|o| o.outcome == Outcome::Succeeded)
+            })
+            .map(|s| format!("`{}`", printable(&s.name)))
+            .collect();
+        let last = r
+            .steps
+            .last()
+            .map_or(String::new(), |s| printable(&s.name).into_owned());
+        let declined = r
+            .outcome
+            .as_ref()
+            .is_some_and(|o| o.outcome == Outcome::Declined);
+        let rolled_back = r
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.restores.iter().any(|x| x.action == "rollback"));
+        let failed_step = if declined {
+            format!("step `{last}` did not run")
+        } else if rolled_back {
+            format!("step `{last}`'s were put back")
+        } else {
+            format!("step `{last}`'s were not rolled back")
+        };
+        let remain = if done.is_empty() {
+            "no earlier step's changes remain in the tree".to_string()
+        } else {
+            format!(
+                "the changes of step(s) {} remain in the tree",
+                done.join(", ")
+            )
+        };
+        writeln!(out, "  {remain}; {failed_step}")?;
+    }
+    Ok(())
 }
 
 /// The latest run, as `runs` lists it first. A newer record that cannot be read is

@@ -105,7 +105,9 @@ pub struct Rollback {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Scope {
-    pub root: std::path::PathBuf,
+    /// `None`: the repository root (the nearest directory above the run's with a
+    /// `.git`, as runs are keyed), else the run's directory.
+    pub root: Option<std::path::PathBuf>,
     pub exclude: Vec<String>,
     pub ignored: Ignored,
     pub max_file_size: Size,

@@ -186,7 +186,8 @@ pub struct RawRollback {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawScope {
-    /// The directory snapshotted, relative to where backstop runs (default `.`).
+    /// The directory snapshotted, relative to where backstop runs (default: the
+    /// repository root, the nearest directory with `.git`, else `.`).
     pub root: Option<std::path::PathBuf>,
     /// gitignore-style globs left out of the scope.
     pub exclude: Option<Vec<String>>,

@@ -123,7 +123,7 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         explicit,
         on: r.on.unwrap_or(RollbackOn::Failure),
         scope: Scope {
-            root: scope.root.unwrap_or_else(|| ".".into()),
+            root: scope.root,
             exclude,
             ignored: scope.ignored.unwrap_or(Ignored::Respect),
             max_file_size: scope.max_file_size.unwrap_or(Size(100 << 20)),

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use crate::helpers::{Test, eventually, wait_bounded};
 
-const ONE_ATTEMPT: &str = "version: 1\nretry: { max_attempts: 1 }\n";
+/// Scoped to the directory it runs in (not the repository's root, the default): these
+/// tests are of scopes side by side, and one inside another, in one checkout.
+const ONE_ATTEMPT: &str =
+    "version: 1\nretry: { max_attempts: 1 }\nrollback: { scope: { root: \".\" } }\n";
 
 /// A sandbox whose tree has `sub/` (and `sub2/`), optionally a git checkout, and a
 /// one-attempt policy outside the tree.
@@ -260,7 +263,7 @@ fn a_pending_put_back_beside_a_run_neither_blocks_it_nor_is_lost() {
     std::fs::write(
         t.out_path().join("policy.yaml"),
         "version: 1\nretry: { max_attempts: 2, backoff: { initial: 1ms } }\n\
-         rollback: { between_attempts: restore }\n",
+         rollback: { between_attempts: restore, scope: { root: \".\" } }\n",
     )
     .expect("write the policy");
     let b = spawn(
@@ -297,7 +300,8 @@ fn a_pending_put_back_beside_a_run_neither_blocks_it_nor_is_lost() {
         "changed\n",
         "sub's rollback is still pending"
     );
-    let next = t.backstop_in("sub", &["run", "--", "true"]);
+    let policy = policy.to_string_lossy().into_owned();
+    let next = t.backstop_in("sub", &["run", "-p", &policy, "--", "true"]);
     assert_eq!(next.status, 0, "{}", next.stderr);
     assert!(next.stderr.contains("left half done"), "{}", next.stderr);
     assert_eq!(

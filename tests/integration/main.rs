@@ -17,6 +17,7 @@ mod cli;
 mod crash_campaign;
 mod descendants;
 mod environment;
+mod everyday_agent;
 mod everyday_policy;
 mod exit_codes;
 mod fallback;

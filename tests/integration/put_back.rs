@@ -10,7 +10,10 @@ use std::time::Duration;
 use super::helpers::eventually;
 use super::undo::{Sandbox, State, code, oracle, stderr};
 
-const ONE_TRY: &str = "version: 1\nretry: { max_attempts: 1 }\n";
+/// Scoped to the directory it runs in (not the repository's root, the default), as
+/// the tests of scopes side by side in one checkout need.
+const ONE_TRY: &str =
+    "version: 1\nretry: { max_attempts: 1 }\nrollback: { scope: { root: \".\" } }\n";
 
 /// `backstop run -p POLICY -- sh -c SCRIPT` in the sandbox's tree.
 fn run_sh(sb: &Sandbox, policy: &str, script: &str) -> std::process::Output {
@@ -183,7 +186,7 @@ fn an_interrupted_rollback_is_finished_in_its_own_directory_not_the_callers() {
     let changed = tree_without_git(&root);
     // A run in sub2 neither applies sub1's journal to sub2 nor reaches into sub1.
     let out = sb
-        .command(&["run", "--", "true"])
+        .command(&["run", "-p", &p, "--", "true"])
         .current_dir(root.join("sub2"))
         .output()
         .unwrap();
@@ -286,9 +289,9 @@ fn an_after_state_too_large_to_store_still_rolls_back_and_redo_says_why_not() {
     let root = sb.root();
     fs::write(root.join("a.txt"), "orig\n").unwrap();
     let before = oracle(&root);
-    let p = sb.policy(&format!(
-        "{ONE_TRY}rollback: {{ scope: {{ max_total_size: 10KiB }} }}\n"
-    ));
+    let p = sb.policy(
+        "version: 1\nretry: { max_attempts: 1 }\nrollback: { scope: { max_total_size: 10KiB } }\n",
+    );
     let out = run_sh(
         &sb,
         &p,
