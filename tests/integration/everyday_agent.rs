@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::call::{Server, ok, policy};
 use crate::helpers::{Ran, Test};
-use crate::job_control::{PTY, drive};
+use crate::job_control::answer_prompt;
 
 #[track_caller]
 fn ok_ran(ran: Ran, what: &str) -> Ran {
@@ -147,23 +147,7 @@ steps:
   - { name: three, run: "echo three > three.txt" }
 "#,
     );
-    let script = format!(
-        r#"{PTY}
-pid, fd = start("run", "-p", policy)
-seen = b""
-while b"[y/N]" not in seen:
-    chunk = os.read(fd, 4096)
-    if not chunk:
-        sys.exit("no prompt: " + seen.decode(errors="replace"))
-    seen += chunk
-os.write(fd, b"n\n")
-text = read_all(fd).decode(errors="replace")
-_, status = os.waitpid(pid, 0)
-print("exit", os.waitstatus_to_exitcode(status))
-print(seen.decode(errors="replace") + text)
-"#
-    );
-    let said = drive(&test, &script);
+    let said = answer_prompt(&test, r"n\n");
     assert!(said.contains("exit 1\n"), "{said}");
     assert!(
         said.contains("declined: not approved at the prompt of step `two`"),

@@ -60,6 +60,29 @@ def wait_for(path):
     sys.exit("never saw " + path)
 "#;
 
+/// Runs `backstop run -p backstop.yaml` on a pty, waits for a step's `[y/N]` prompt,
+/// types `keys` (a Python bytes literal's body: `n\n`, `\x03`), and returns what the
+/// terminal showed, after a line `exit N`.
+pub(crate) fn answer_prompt(test: &Test, keys: &str) -> String {
+    let script = format!(
+        r#"{PTY}
+pid, fd = start("run", "-p", policy)
+seen = b""
+while b"[y/N]" not in seen:
+    chunk = os.read(fd, 4096)
+    if not chunk:
+        sys.exit("no prompt: " + seen.decode(errors="replace"))
+    seen += chunk
+os.write(fd, b"{keys}")
+text = read_all(fd).decode(errors="replace")
+_, status = os.waitpid(pid, 0)
+print("exit", os.waitstatus_to_exitcode(status))
+print(seen.decode(errors="replace") + text)
+"#
+    );
+    drive(test, &script)
+}
+
 #[test]
 fn ctrl_z_stops_the_attempt_and_backstop_and_fg_continues_both() {
     // The attempt's 3 s timeout does not run while it is stopped for 4 s.
@@ -100,23 +123,7 @@ steps:
   - { name: two, run: "echo two > two.txt", approve: true }
 "#,
     );
-    let script = format!(
-        r#"{PTY}
-pid, fd = start("run", "-p", policy)
-seen = b""
-while b"[y/N]" not in seen:
-    chunk = os.read(fd, 4096)
-    if not chunk:
-        sys.exit("no prompt: " + seen.decode(errors="replace"))
-    seen += chunk
-os.write(fd, b"\x03")
-text = read_all(fd).decode(errors="replace")
-_, status = os.waitpid(pid, 0)
-print("exit", os.waitstatus_to_exitcode(status))
-print(seen.decode(errors="replace") + text)
-"#
-    );
-    let said = drive(&test, &script);
+    let said = answer_prompt(&test, r"\x03");
     assert!(said.contains("exit 130"), "{said}");
     assert!(
         !test.path().join("two.txt").exists(),
@@ -142,23 +149,7 @@ steps:
   - { name: two, run: "echo two > two.txt", approve: true }
 "#,
     );
-    let script = format!(
-        r#"{PTY}
-pid, fd = start("run", "-p", policy)
-seen = b""
-while b"[y/N]" not in seen:
-    chunk = os.read(fd, 4096)
-    if not chunk:
-        sys.exit("no prompt: " + seen.decode(errors="replace"))
-    seen += chunk
-os.write(fd, b"n\n")
-text = read_all(fd).decode(errors="replace")
-_, status = os.waitpid(pid, 0)
-print("exit", os.waitstatus_to_exitcode(status))
-print(seen.decode(errors="replace") + text)
-"#
-    );
-    let said = drive(&test, &script);
+    let said = answer_prompt(&test, r"n\n");
     assert!(said.contains("exit 1\n"), "{said}");
     assert!(said.contains("was not approved"), "{said}");
     assert!(!test.path().join("two.txt").exists(), "{said}");
