@@ -253,6 +253,23 @@ pub struct Listing {
     pub damaged: Vec<Damaged>,
 }
 
+impl Listing {
+    /// The damaged record files that may belong to a run later than `run` (all of
+    /// them without one): written since it started, or of unknown age.
+    pub fn damaged_since<'a>(
+        &'a self,
+        run: Option<&RunRecord>,
+    ) -> impl Iterator<Item = &'a Damaged> {
+        let started = run.map(|r| r.started_at);
+        self.damaged
+            .iter()
+            .filter(move |d| match (started, d.modified) {
+                (Some(s), Some(m)) => m >= s,
+                _ => true,
+            })
+    }
+}
+
 /// A record file that is there but is not a readable record.
 pub struct Damaged {
     /// The file's name without `.json`: the run id it was written for.

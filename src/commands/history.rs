@@ -495,12 +495,7 @@ fn latest(tree: &TreeStore, verb: &str, quiet: bool) -> Result<RunRecord> {
         passed.push(format!("{} more", skipped.len() - passed.len()));
     }
     let newer: Vec<String> = listing
-        .damaged
-        .iter()
-        .filter(|d| match (&latest, d.modified) {
-            (Some(l), Some(m)) => m >= l.started_at,
-            _ => true,
-        })
+        .damaged_since(latest)
         .map(|d| format!("  {}: {}", crate::names::quote_path(&d.file), d.error))
         .collect();
     if !newer.is_empty() {

@@ -262,21 +262,18 @@ fn write_steps(out: &mut impl Write, r: &RunRecord) -> Result<()> {
 /// named on stderr: the run shown may not be the last one started.
 fn latest(tree: &TreeStore) -> Result<RunRecord> {
     let listing = tree.listing()?;
-    let latest = listing.records.into_iter().next();
-    for d in &listing.damaged {
-        let newer = match (&latest, d.modified) {
-            (Some(l), Some(m)) => m >= l.started_at,
-            _ => true,
-        };
-        if newer {
-            eprintln!(
-                "backstop: warning: {}: a run record that cannot be read ({}); it may be a later run than the one shown",
-                quote_path(&d.file),
-                d.error
-            );
-        }
+    for d in listing.damaged_since(listing.records.first()) {
+        eprintln!(
+            "backstop: warning: {}: a run record that cannot be read ({}); it may be a later run than the one shown",
+            quote_path(&d.file),
+            d.error
+        );
     }
-    latest.ok_or_else(|| UserError::NoRuns(tree.root().to_path_buf()).into())
+    listing
+        .records
+        .into_iter()
+        .next()
+        .ok_or_else(|| UserError::NoRuns(tree.root().to_path_buf()).into())
 }
 
 fn truncate(s: &str, n: usize) -> String {
