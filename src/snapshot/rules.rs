@@ -66,9 +66,14 @@ impl DirRules {
 /// A rule file's bytes, if it is a regular file: never a FIFO (opening one for reading
 /// would wait for a writer for ever), a device, or a link to one.
 pub(super) fn read_regular(path: &Path) -> Option<Vec<u8>> {
+    read_regular_at_most(path, u64::MAX)
+}
+
+/// [`read_regular`], `None` past `limit` bytes: for files whose size nothing else bounds.
+pub(super) fn read_regular_at_most(path: &Path, limit: u64) -> Option<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = fs::OpenOptions::new()
+    let f = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
@@ -77,8 +82,8 @@ pub(super) fn read_regular(path: &Path) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = Vec::new();
-    f.read_to_end(&mut out).ok()?;
-    Some(out)
+    f.take(limit.saturating_add(1)).read_to_end(&mut out).ok()?;
+    (out.len() as u64 <= limit).then_some(out)
 }
 
 /// `.git` as a file (a worktree or submodule): `gitdir: X`, whose `commondir` holds

@@ -243,3 +243,21 @@ fn head_is_read_through_a_dot_git_file_as_in_a_linked_worktree() {
         text(&out.stderr)
     );
 }
+
+/// A checked-out tree may hold anything named `.git/HEAD`: a huge one is not read
+/// whole (nor copied into the record), and the run goes on without a HEAD.
+#[test]
+fn a_huge_head_file_is_not_read_into_the_record() {
+    let sb = Sandbox::new();
+    fs::create_dir(sb.root().join(".git")).unwrap();
+    let head = fs::File::create(sb.root().join(".git/HEAD")).unwrap();
+    // Sparse: a gibibyte of NULs (valid UTF-8) that costs no disk.
+    head.set_len(1 << 30).unwrap();
+    sb.ok(&["-q", "run", "--", "true"]);
+    let doc: Value = serde_json::from_slice(&sb.ok(&["show", "--json"]).stdout).unwrap();
+    assert!(
+        doc["snapshot"]["head"].is_null(),
+        "head: {:.80}",
+        doc["snapshot"]["head"]
+    );
+}
