@@ -259,30 +259,53 @@ pub fn command_line(argv: &[String]) -> String {
                 a.clone()
             } else if a.chars().any(char::is_control) {
                 // A newline or an escape sequence must not reach the terminal as is:
-                // the ANSI-C quoting bash reads back.
-                let mut q = String::from("$'");
-                for c in a.chars() {
-                    match c {
-                        '\n' => q.push_str("\\n"),
-                        '\t' => q.push_str("\\t"),
-                        '\r' => q.push_str("\\r"),
-                        '\\' => q.push_str("\\\\"),
-                        '\'' => q.push_str("\\'"),
-                        c if c.is_control() => {
-                            let mut buf = [0; 4];
-                            for b in c.encode_utf8(&mut buf).bytes() {
-                                q.push_str(&format!("\\x{b:02x}"));
-                            }
-                        }
-                        c => q.push(c),
-                    }
-                }
-                q.push('\'');
-                q
+                // the ANSI-C quoting bash reads back (`\` and `'` escaped first, then
+                // the control characters as `printable` writes them).
+                let inner = a.replace('\\', "\\\\").replace('\'', "\\'");
+                format!("$'{}'", crate::names::printable(&inner))
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
             }
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_line;
+
+    /// What `command_line` prints, read back by bash, is the argv it was given: a
+    /// name with a newline, an escape sequence, a C1 control, quotes and backslashes.
+    #[test]
+    fn command_lines_read_back_by_bash_give_the_same_arguments() {
+        let argv: Vec<String> = [
+            "plain",
+            "two words",
+            "it's",
+            "a\nb",
+            "esc\x1b[31m",
+            "c1\u{85}x",
+            "back\\slash'and\tquote",
+            "",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        let line = command_line(&argv);
+        assert!(!line.contains('\n') && !line.contains('\x1b'), "{line}");
+        let out = std::process::Command::new("bash")
+            .args([
+                "-c",
+                &format!(r#"for a in {line}; do printf '%s\0' "$a"; done"#),
+            ])
+            .output()
+            .unwrap();
+        let back: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .split_terminator('\0')
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(back, argv, "{line}");
+    }
 }

@@ -72,8 +72,14 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            // Every control character is below U+0100.
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            // Byte by byte (C1 controls are two bytes in UTF-8), as bash's `$'…'`
+            // reads them back.
+            c if c.is_control() => {
+                let mut buf = [0; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
             c => out.push(c),
         }
     }
