@@ -15,6 +15,16 @@ use serde_json::{Value, json};
 
 use super::call::{KEY, Reply, Sandbox, Server, ok, policy, stderr, stdout};
 
+/// Asserts that `out` ended with `code` and that its stderr says each of `says`;
+/// a failure shows the stderr.
+fn assert_exit(out: &Output, code: i32, says: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    for said in says {
+        assert!(err.contains(said), "{err}");
+    }
+}
+
 /// No case here may take near this; the bugs they guard against hang forever.
 const BOUND: Duration = Duration::from_secs(20);
 
@@ -109,10 +119,8 @@ fn a_server_that_accepts_and_never_answers_times_out_on_first_token_and_is_retri
         2,
     ));
     let (out, _) = run_bounded(&sb, &["call", "-p", &p, "x"]);
-    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert_exit(&out, 124, &["timeout.first_token", "model `small`"]);
     let err = stderr(&out);
-    assert!(err.contains("timeout.first_token"), "{err}");
-    assert!(err.contains("model `small`"), "{err}");
     assert!(err.contains(&server.url()), "names the endpoint: {err}");
     assert_eq!(
         server.requests(),
@@ -160,12 +168,7 @@ fn headers_sent_a_byte_at_a_time_meet_the_first_token_limit() {
         1,
     ));
     let (out, _) = run_bounded(&sb, &["call", "-p", &p, "x"]);
-    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("timeout.first_token"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit(&out, 124, &["timeout.first_token"]);
 }
 
 #[test]
@@ -184,10 +187,11 @@ fn headers_then_never_the_body_times_out_on_first_token() {
         1,
     ));
     let (out, _) = run_bounded(&sb, &["call", "-p", &p, "x"]);
-    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(err.contains("no first byte of the answer"), "{err}");
-    assert!(err.contains("timeout.first_token"), "{err}");
+    assert_exit(
+        &out,
+        124,
+        &["no first byte of the answer", "timeout.first_token"],
+    );
 }
 
 #[test]
@@ -212,11 +216,11 @@ fn headers_and_a_first_event_then_silence_times_out_on_stall() {
         1,
     ));
     let (out, _) = run_bounded(&sb, &["call", "-p", &p, "--stream", "x"]);
-    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(err.contains("timeout.stall"), "{err}");
-    assert!(err.contains("went silent mid-answer"), "{err}");
-    assert!(err.contains("model `small`"), "{err}");
+    assert_exit(
+        &out,
+        124,
+        &["timeout.stall", "went silent mid-answer", "model `small`"],
+    );
 }
 
 #[test]
@@ -233,8 +237,7 @@ fn an_error_status_whose_body_never_comes_ends_with_the_status() {
         2,
     ));
     let (out, _) = run_bounded(&sb, &["call", "-p", &p, "x"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("HTTP 503"), "{}", stderr(&out));
+    assert_exit(&out, 1, &["HTTP 503"]);
     assert_eq!(server.requests(), 2);
 }
 
@@ -256,8 +259,7 @@ fn a_server_that_never_accepts_meets_the_connect_limit() {
         2,
     ));
     let (out, took) = run_bounded(&sb, &["call", "-p", &p, "x"]);
-    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
-    assert!(stderr(&out).contains("timeout.connect"), "{}", stderr(&out));
+    assert_exit(&out, 124, &["timeout.connect"]);
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert_eq!(
         sb.last_record()["attempts"].as_array().unwrap().len(),
@@ -280,8 +282,7 @@ fn policy_check_shows_the_call_limits_and_refuses_zero() {
         "check",
         &sb.policy("version: 1\ntimeout: { stall: 0s }\n"),
     ]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("timeout.stall"), "{}", stderr(&out));
+    assert_exit(&out, 125, &["timeout.stall"]);
 }
 
 // ---------------------------------------------------------------- redirects
@@ -355,8 +356,7 @@ fn a_redirect_whose_location_holds_the_key_is_reported_without_it() {
     let sb = Sandbox::new();
     let p = sb.policy(&policy(&server.url(), "anthropic", ""));
     let (out, _) = run_bounded(&sb, &["call", "-p", &p, "--json", "x"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("another origin"), "{}", stderr(&out));
+    assert_exit(&out, 1, &["another origin"]);
     let hay = everything(&sb, &out);
     assert!(fragments(&hay).is_empty(), "{:?}", fragments(&hay));
     assert!(
@@ -497,8 +497,7 @@ fn a_run_whose_call_fallback_has_no_key_does_not_start() {
         .env_remove("TEST_API_KEY")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
-    assert!(stderr(&out).contains("model `large`"), "{}", stderr(&out));
+    assert_exit(&out, 125, &["model `large`"]);
     assert!(server.seen().is_empty());
     assert!(
         !std::path::Path::new(&p).with_file_name("ran").exists(),
@@ -599,8 +598,7 @@ fn an_endless_stream_line_without_a_newline_is_refused() {
     let sb = Sandbox::new();
     let p = sb.policy(&limits(&server.url(), "openai", "{ stall: 5s }", 1));
     let (out, _) = run_bounded(&sb, &["call", "-p", &p, "--stream", "x"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("without an end"), "{}", stderr(&out));
+    assert_exit(&out, 1, &["without an end"]);
 }
 
 #[test]
@@ -615,8 +613,7 @@ fn an_endless_answer_body_is_refused() {
     let sb = Sandbox::new();
     let p = sb.policy(&limits(&server.url(), "anthropic", "{ stall: 5s }", 1));
     let (out, _) = run_bounded(&sb, &["call", "-p", &p, "x"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("over 16 MiB"), "{}", stderr(&out));
+    assert_exit(&out, 1, &["over 16 MiB"]);
     let _: Value = sb.last_record();
 }
 
@@ -626,12 +623,7 @@ fn a_flood_of_informational_heads_does_not_hold_up_the_limit() {
     let sb = Sandbox::new();
     let p = sb.policy(&limits(&server.url(), "openai", "{ first_token: 1s }", 1));
     let (out, took) = run_bounded(&sb, &["call", "-p", &p, "x"]);
-    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("timeout.first_token"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit(&out, 124, &["timeout.first_token"]);
     // hyper parses the heads in its connection's task for seconds per poll; the limit
     // is kept on another thread, so it ends near its 1s, not when hyper yields.
     // (On one thread it took 6.4s in a debug build.)
@@ -684,12 +676,7 @@ fn an_absurd_token_count_from_the_server_is_kept_not_a_crash() {
         "budget: { max_tokens: 100000 }\nfallback:\n  chain:\n    - call: { model: large }\n",
     ));
     let (out, _) = run_bounded(&sb, &["call", "-p", &p, "x"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("budget.max_tokens"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit(&out, 1, &["budget.max_tokens"]);
     assert_eq!(server.seen().len(), 1, "the budget stopped the fallback");
     let rec = sb.last_record();
     assert_eq!(rec["outcome"]["input_tokens"], json!(u64::MAX), "{rec}");

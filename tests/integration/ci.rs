@@ -7,12 +7,17 @@ use crate::helpers::Test;
 /// Writes a test report, then fails in a way that is never retried.
 const FAILS_WITH_REPORT: &str = "echo '<testsuite failures=\"1\"/>' > report.xml; exit 2";
 
-#[test]
-fn under_ci_the_built_in_policy_takes_no_snapshot_and_keeps_the_report() {
-    let out = Test::new()
-        .env("CI", "true")
+/// backstop runs `FAILS_WITH_REPORT` with `CI` set to `ci`, and ends 2.
+fn fails_with_report_under_ci(ci: &str) -> Test {
+    Test::new()
+        .env("CI", ci)
         .args(&["run", "--", "sh", "-c", FAILS_WITH_REPORT])
         .status(2)
+}
+
+#[test]
+fn under_ci_the_built_in_policy_takes_no_snapshot_and_keeps_the_report() {
+    let out = fails_with_report_under_ci("true")
         .stderr_lacks("rolled back")
         .run();
     let report = std::fs::read_to_string(out.path().join("report.xml")).unwrap_or_default();
@@ -31,10 +36,7 @@ fn under_ci_the_built_in_policy_takes_no_snapshot_and_keeps_the_report() {
 #[test]
 fn ci_false_or_zero_is_not_ci() {
     for value in ["false", "0", ""] {
-        let out = Test::new()
-            .env("CI", value)
-            .args(&["run", "--", "sh", "-c", FAILS_WITH_REPORT])
-            .status(2)
+        let out = fails_with_report_under_ci(value)
             .stderr_lacks("CI is set")
             .stderr_contains("rolled back 1 change(s) (report.xml)")
             .run();
@@ -44,11 +46,8 @@ fn ci_false_or_zero_is_not_ci() {
 
 #[test]
 fn under_ci_a_policy_that_sets_rollback_decides() {
-    let out = Test::new()
-        .env("CI", "true")
+    let out = fails_with_report_under_ci("true")
         .policy("version: 1\nrollback: { on: failure }\n")
-        .args(&["run", "--", "sh", "-c", FAILS_WITH_REPORT])
-        .status(2)
         .stderr_lacks("CI is set")
         .stderr_contains("rolled back 1 change(s) (report.xml)")
         .run();
@@ -57,11 +56,8 @@ fn under_ci_a_policy_that_sets_rollback_decides() {
 
 #[test]
 fn under_ci_a_policy_without_rollback_takes_no_snapshot_either() {
-    let out = Test::new()
-        .env("CI", "1")
+    let out = fails_with_report_under_ci("1")
         .policy("version: 1\nretry: { max_attempts: 1 }\n")
-        .args(&["run", "--", "sh", "-c", FAILS_WITH_REPORT])
-        .status(2)
         .stderr_contains("backstop.yaml has no `rollback:`, so it takes no snapshot")
         .run();
     assert!(out.path().join("report.xml").exists());

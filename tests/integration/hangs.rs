@@ -152,6 +152,19 @@ fn sigterm_while_the_output_is_blocked_on_a_reader_that_never_reads_ends_the_run
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
+/// Starts `test`, sends SIGTERM once the command wrote `$OUT/{marker}`, and asserts
+/// the run ended 143 within 10 s after one attempt.
+#[track_caller]
+fn sigterm_once_at(test: &Test, marker: &str) {
+    let child = spawn(test, Stdio::null());
+    wait_for_file(test, marker);
+    send(&child, libc::SIGTERM);
+    let (status, took, stderr) = finish(child, Duration::from_secs(20));
+    assert_eq!(status, 143, "stderr:\n{stderr}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(test.lines("log"), ["attempt"]);
+}
+
 #[test]
 fn sigterm_during_an_on_retry_hook_ends_the_run() {
     let test = Test::new()
@@ -168,13 +181,7 @@ timeout: { kill_grace: 1s }
             "-c",
             r#"echo attempt >> "$OUT/log"; exit 1"#,
         ]);
-    let child = spawn(&test, Stdio::null());
-    wait_for_file(&test, "hook");
-    send(&child, libc::SIGTERM);
-    let (status, took, stderr) = finish(child, Duration::from_secs(20));
-    assert_eq!(status, 143, "stderr:\n{stderr}");
-    assert!(took < Duration::from_secs(10), "took {took:?}");
-    assert_eq!(test.lines("log"), ["attempt"]);
+    sigterm_once_at(&test, "hook");
 }
 
 #[test]
@@ -194,13 +201,7 @@ timeout: { kill_grace: 1s }
             "-c",
             r#"echo attempt >> "$OUT/log"; echo work > work.txt"#,
         ]);
-    let child = spawn(&test, Stdio::null());
-    wait_for_file(&test, "validating");
-    send(&child, libc::SIGTERM);
-    let (status, took, stderr) = finish(child, Duration::from_secs(20));
-    assert_eq!(status, 143, "stderr:\n{stderr}");
-    assert!(took < Duration::from_secs(10), "took {took:?}");
-    assert_eq!(test.lines("log"), ["attempt"]);
+    sigterm_once_at(&test, "validating");
     assert!(!test.path().join("work.txt").exists(), "rolled back");
 }
 

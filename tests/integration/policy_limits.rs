@@ -4,10 +4,24 @@
 
 use std::time::Duration;
 
-use crate::helpers::Test;
+use crate::helpers::{Output, Test};
 
 /// The bug was 35 s; anything near this bound is the bug back.
 const PROMPT: Duration = Duration::from_secs(5);
+
+/// `backstop policy check` of `text`, written as `name`, ends 125 and its stderr
+/// says each of `says`.
+#[track_caller]
+fn check_refuses(name: &str, text: &str, says: &[&str]) -> Output {
+    let mut test = Test::new()
+        .write(name, text)
+        .args(&["policy", "check", name])
+        .status(125);
+    for said in says {
+        test = test.stderr_contains(said);
+    }
+    test.run()
+}
 
 #[test]
 fn deeply_nested_brackets_in_the_implicit_policy_are_refused_at_once() {
@@ -33,25 +47,18 @@ fn deeply_nested_mappings_are_refused_at_once_by_policy_check() {
         "{a: ".repeat(50_000),
         "}".repeat(50_000)
     );
-    let out = Test::new()
-        .write("deep.yaml", &text)
-        .args(&["policy", "check", "deep.yaml"])
-        .status(125)
-        .stderr_contains("deep.yaml:2:")
-        .stderr_contains("nested deeper than 64 levels")
-        .run();
+    let out = check_refuses(
+        "deep.yaml",
+        &text,
+        &["deep.yaml:2:", "nested deeper than 64 levels"],
+    );
     assert!(out.elapsed < PROMPT, "took {:?}", out.elapsed);
 }
 
 #[test]
 fn a_policy_over_one_mib_is_refused() {
     let text = format!("version: 1\n{}", "# padding\n".repeat(110_000));
-    Test::new()
-        .write("big.yaml", &text)
-        .args(&["policy", "check", "big.yaml"])
-        .status(125)
-        .stderr_contains("big.yaml: the policy is over 1 MiB")
-        .run();
+    check_refuses("big.yaml", &text, &["big.yaml: the policy is over 1 MiB"]);
 }
 
 #[test]
@@ -189,12 +196,11 @@ fn patterns_that_compile_alone_but_not_together_are_refused_at_load() {
         ),
     ] {
         let yaml = format!("version: 1\n{yaml}\n");
-        Test::new()
-            .write("p.yaml", &yaml)
-            .args(&["policy", "check", "p.yaml"])
-            .status(125)
-            .stderr_contains(&format!("{key}: these patterns together are too large"))
-            .run();
+        check_refuses(
+            "p.yaml",
+            &yaml,
+            &[&format!("{key}: these patterns together are too large")],
+        );
         let out = Test::new()
             .write("p.yaml", &yaml)
             .args(&[
@@ -272,26 +278,21 @@ fn more_than_64_output_patterns_are_refused() {
         "version: 1\nretry: {{on: {{output: [{}]}}}}\n",
         list.join(", ")
     );
-    Test::new()
-        .write("p.yaml", &yaml)
-        .args(&["policy", "check", "p.yaml"])
-        .status(125)
-        .stderr_contains("retry.on.output[64]: more than 64 output patterns in one policy")
-        .run();
+    check_refuses(
+        "p.yaml",
+        &yaml,
+        &["retry.on.output[64]: more than 64 output patterns in one policy"],
+    );
 }
 
 #[test]
 fn a_fallback_chain_over_100_links_is_refused() {
     let links = vec!["{run: 'true'}"; 101].join(", ");
-    Test::new()
-        .write(
-            "p.yaml",
-            &format!("version: 1\nfallback: {{chain: [{links}]}}\n"),
-        )
-        .args(&["policy", "check", "p.yaml"])
-        .status(125)
-        .stderr_contains("fallback.chain: at most 100 links, not 101")
-        .run();
+    check_refuses(
+        "p.yaml",
+        &format!("version: 1\nfallback: {{chain: [{links}]}}\n"),
+        &["fallback.chain: at most 100 links, not 101"],
+    );
 }
 
 /// Duplicate step names were found by scanning the steps so far: 40,000 steps in a
@@ -301,15 +302,11 @@ fn a_policy_of_40000_steps_is_checked_at_once() {
     let steps: String = (0..40_000)
         .map(|i| format!("- {{name: s{i}, run: x}}\n"))
         .collect();
-    let out = Test::new()
-        .write(
-            "p.yaml",
-            &format!("version: 1\nsteps:\n{steps}- {{name: s7, run: x}}\n"),
-        )
-        .args(&["policy", "check", "p.yaml"])
-        .status(125)
-        .stderr_contains("steps[40000].name: two steps are named `s7`")
-        .run();
+    let out = check_refuses(
+        "p.yaml",
+        &format!("version: 1\nsteps:\n{steps}- {{name: s7, run: x}}\n"),
+        &["steps[40000].name: two steps are named `s7`"],
+    );
     assert!(out.elapsed < PROMPT, "took {:?}", out.elapsed);
 }
 
