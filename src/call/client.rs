@@ -16,7 +16,7 @@ use crate::attempt::{AttemptOutcome, AttemptSpec, CallError, CallReport, CallWor
 use crate::engine::{Interrupt, wait_for_interrupt};
 use crate::policy::ProviderKind;
 use crate::policy::values::format_duration;
-use crate::process::write_stdout;
+use crate::process::{StdoutWriter, write_stdout};
 
 /// Where a model's answer goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -401,6 +401,8 @@ where
     let mut state = StreamState::new(kind);
     let mut parser = SseParser::default();
     let mut printed = false;
+    // One thread for the stream's writes, started at its first.
+    let mut writer: Option<StdoutWriter> = None;
     let mut total = 0usize;
     let end = loop {
         let chunk = match body.next(chunks).await {
@@ -439,7 +441,8 @@ where
         // the run: the attempt's limit and signals still act.
         if !live_text.is_empty() {
             printed = true;
-            if let Err(signal) = write_stdout(live_text, &mut interrupt).await {
+            let out = writer.get_or_insert_with(StdoutWriter::start);
+            if let Err(signal) = out.write(live_text, &mut interrupt).await {
                 failed = Some(End::Interrupted { signal });
             }
         }
@@ -467,7 +470,8 @@ where
         // Not println!: a reader that went away (`| head -c 10`) must not panic us;
         // and not from this thread, where a reader that stops reading froze us.
         if !matches!(end, End::Interrupted { .. })
-            && let Err(signal) = write_stdout(b"\n".to_vec(), &mut interrupt).await
+            && let Some(out) = &writer
+            && let Err(signal) = out.write(b"\n".to_vec(), &mut interrupt).await
         {
             end = End::Interrupted { signal };
         }
