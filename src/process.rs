@@ -564,6 +564,42 @@ async fn write_to(to: Sink, bytes: Vec<u8>, interrupt: &mut Interrupt) -> Result
     }
 }
 
+/// One thread that writes to backstop's stdout for as long as it is kept, each write
+/// waited for as [`write_stdout`] waits: a streamed answer's chunks need not start a
+/// thread each. Dropped, its thread ends once its last write is done.
+pub struct StdoutWriter {
+    writes: std::sync::mpsc::Sender<(Vec<u8>, oneshot::Sender<()>)>,
+}
+
+impl StdoutWriter {
+    pub fn start() -> StdoutWriter {
+        let (writes, queue) = std::sync::mpsc::channel::<(Vec<u8>, oneshot::Sender<()>)>();
+        std::thread::spawn(move || {
+            for (bytes, done) in queue {
+                let _ = write_all(Sink::Stdout.fd(), &bytes);
+                let _ = done.send(());
+            }
+        });
+        StdoutWriter { writes }
+    }
+
+    /// [`write_stdout`] through this writer's thread.
+    pub async fn write(&self, bytes: Vec<u8>, interrupt: &mut Interrupt) -> Result<(), i32> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let (tx, done) = oneshot::channel();
+        if self.writes.send((bytes, tx)).is_err() {
+            // The thread is gone: a write would have failed, and is ignored as one.
+            return Ok(());
+        }
+        tokio::select! {
+            _ = done => Ok(()),
+            signal = wait_for_interrupt(interrupt) => Err(signal),
+        }
+    }
+}
+
 /// Whether the reader of backstop's stdout or stderr is gone (a pipe whose read end
 /// is closed polls as an error, a closed socket as a hang-up). Seen without
 /// writing, so it also tells when the command wrote there itself.

@@ -14,8 +14,9 @@ use super::sse::SseParser;
 use super::wire::{StreamState, build, parse_answer, parse_error};
 use crate::attempt::{AttemptOutcome, AttemptSpec, CallError, CallReport, CallWork, End};
 use crate::engine::{Interrupt, wait_for_interrupt};
+use crate::policy::ProviderKind;
 use crate::policy::values::format_duration;
-use crate::process::write_stdout;
+use crate::process::{StdoutWriter, write_stdout};
 
 /// Where a model's answer goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,7 +207,7 @@ impl ModelClient {
         work: &CallWork<'_>,
         key: Option<&str>,
         (stream, live): (bool, bool),
-        mut interrupt: crate::engine::Interrupt,
+        interrupt: crate::engine::Interrupt,
         report: &mut CallReport,
     ) -> End {
         let req = build(
@@ -225,29 +226,12 @@ impl ModelClient {
         // One deadline from sending to the first byte of the body: a server that
         // accepts and never answers, or sends its headers and then nothing, meets it.
         let mut body = Body::new(work, &target);
-        // Sent from the HTTP thread, so the connection's task lives there; the
-        // deadline is kept here.
-        let mut sent = runtime.spawn(builder.send());
-        let response = match tokio::time::timeout_at(body.first_deadline, &mut sent).await {
-            Ok(Ok(Ok(r))) => r,
-            Ok(Ok(Err(e))) => return network_end(e, work, &target),
-            Ok(Err(e)) => {
-                return End::Network {
-                    message: format!("{target}: the HTTP task ended: {e}"),
-                };
-            }
-            Err(_) => {
-                sent.abort();
-                return body.first_token_end("response headers");
-            }
+        let response = match send(builder, runtime, &body, work, &target).await {
+            Ok(r) => r,
+            Err(end) => return end,
         };
         let status = response.status().as_u16();
-        report.status = Some(status);
-        if let Some((wait, rule)) = retry_after(response.headers(), SystemTime::now()) {
-            report.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
-            report.retry_after_rule = Some(rule.to_string());
-        }
-        report.should_retry = should_retry(response.headers());
+        note_head(&response, report);
         let kind = work.provider.kind;
 
         if response.status().is_redirection() {
@@ -263,146 +247,243 @@ impl ModelClient {
         }
         let mut chunks = response.bytes_stream();
         if !(200..300).contains(&status) {
-            let mut text = Vec::new();
-            loop {
-                match body.next(&mut chunks).await {
-                    Ok(Some(chunk)) => text.extend_from_slice(&chunk),
-                    // The status is what counts; a body that stalls or breaks only
-                    // loses its message.
-                    Ok(None) | Err(_) => break,
-                }
-                if text.len() > ERROR_BODY {
-                    break;
-                }
-            }
-            let cut = text.len() > ERROR_BODY;
-            text.truncate(ERROR_BODY);
-            let secret = key.unwrap_or_default();
-            let (error, message) = parse_error(&text, secret, ERROR_MESSAGE, cut);
-            report.error = error;
-            report.message = message;
-            return End::Status {
-                status,
-                message: None,
-            };
+            return read_error(&mut body, &mut chunks, status, key, report).await;
         }
-
         if !stream {
-            let mut whole = Vec::new();
-            loop {
-                match body.next(&mut chunks).await {
-                    Ok(Some(chunk)) => whole.extend_from_slice(&chunk),
-                    Ok(None) => break,
-                    Err(end) => return end,
-                }
-                if whole.len() > ANSWER_BODY {
-                    return End::Stream {
-                        message: format!(
-                            "the answer of {target} is over {} MiB",
-                            ANSWER_BODY >> 20
-                        ),
-                    };
-                }
-            }
-            return match parse_answer(kind, &whole) {
-                Ok(answer) => {
-                    report.input_tokens = answer.input_tokens;
-                    report.output_tokens = answer.output_tokens;
-                    let refused = answer.refused();
-                    report.text = Some(answer.text);
-                    if refused {
-                        report.error = Some(CallError::ContentPolicy);
-                        report.message = Some("the model refused (content policy)".into());
-                        End::Status {
-                            status,
-                            message: None,
-                        }
-                    } else {
-                        End::Answered
-                    }
-                }
-                Err(message) => End::Stream { message },
+            return read_whole(&mut body, &mut chunks, kind, status, report).await;
+        }
+        read_stream(
+            &mut body,
+            &mut chunks,
+            kind,
+            status,
+            live,
+            interrupt,
+            report,
+        )
+        .await
+    }
+}
+
+/// Sends the request from the HTTP thread, so the connection's task lives there; the
+/// deadline (`timeout.first_token`, from the request) is kept here.
+async fn send(
+    builder: reqwest::RequestBuilder,
+    runtime: &Handle,
+    body: &Body<'_>,
+    work: &CallWork<'_>,
+    target: &str,
+) -> Result<reqwest::Response, End> {
+    let mut sent = runtime.spawn(builder.send());
+    match tokio::time::timeout_at(body.first_deadline, &mut sent).await {
+        Ok(Ok(Ok(r))) => Ok(r),
+        Ok(Ok(Err(e))) => Err(network_end(e, work, target)),
+        Ok(Err(e)) => Err(End::Network {
+            message: format!("{target}: the HTTP task ended: {e}"),
+        }),
+        Err(_) => {
+            sent.abort();
+            Err(body.first_token_end("response headers"))
+        }
+    }
+}
+
+/// What the response's head says for the report: its status, Retry-After and
+/// x-should-retry.
+fn note_head(response: &reqwest::Response, report: &mut CallReport) {
+    report.status = Some(response.status().as_u16());
+    if let Some((wait, rule)) = retry_after(response.headers(), SystemTime::now()) {
+        report.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        report.retry_after_rule = Some(rule.to_string());
+    }
+    report.should_retry = should_retry(response.headers());
+}
+
+/// The body of an error status, up to [`ERROR_BODY`], for its kind and message. The
+/// status is what counts; a body that stalls or breaks only loses its message.
+async fn read_error<S, B>(
+    body: &mut Body<'_>,
+    chunks: &mut S,
+    status: u16,
+    key: Option<&str>,
+    report: &mut CallReport,
+) -> End
+where
+    S: futures_util::Stream<Item = reqwest::Result<B>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let mut text = Vec::new();
+    loop {
+        match body.next(chunks).await {
+            Ok(Some(chunk)) => text.extend_from_slice(chunk.as_ref()),
+            Ok(None) | Err(_) => break,
+        }
+        if text.len() > ERROR_BODY {
+            break;
+        }
+    }
+    let cut = text.len() > ERROR_BODY;
+    text.truncate(ERROR_BODY);
+    let secret = key.unwrap_or_default();
+    let (error, message) = parse_error(&text, secret, ERROR_MESSAGE, cut);
+    report.error = error;
+    report.message = message;
+    End::Status {
+        status,
+        message: None,
+    }
+}
+
+/// A whole (not streamed) answer, up to [`ANSWER_BODY`].
+async fn read_whole<S, B>(
+    body: &mut Body<'_>,
+    chunks: &mut S,
+    kind: ProviderKind,
+    status: u16,
+    report: &mut CallReport,
+) -> End
+where
+    S: futures_util::Stream<Item = reqwest::Result<B>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let mut whole = Vec::new();
+    loop {
+        match body.next(chunks).await {
+            Ok(Some(chunk)) => whole.extend_from_slice(chunk.as_ref()),
+            Ok(None) => break,
+            Err(end) => return end,
+        }
+        if whole.len() > ANSWER_BODY {
+            return End::Stream {
+                message: format!(
+                    "the answer of {} is over {} MiB",
+                    body.target,
+                    ANSWER_BODY >> 20
+                ),
             };
         }
-
-        let mut state = StreamState::new(kind);
-        let mut parser = SseParser::default();
-        let mut printed = false;
-        let mut total = 0usize;
-        let end = loop {
-            let chunk = match body.next(&mut chunks).await {
-                Ok(Some(c)) => c,
-                Ok(None) => break End::Answered,
-                Err(end) => break end,
-            };
-            total += chunk.len();
-            if total > ANSWER_BODY {
-                break End::Stream {
-                    message: format!("the stream of {target} is over {} MiB", ANSWER_BODY >> 20),
-                };
-            }
-            let events = match parser.feed(&chunk) {
-                Ok(events) => events,
-                Err(message) => break End::Stream { message },
-            };
-            let mut failed = None;
-            let mut live_text = Vec::new();
-            for ev in events {
-                match state.on_event(&ev) {
-                    Ok(delta) if live => live_text.extend_from_slice(delta.as_bytes()),
-                    Ok(_) => {}
-                    Err(message) => {
-                        failed = Some(End::Stream { message });
-                        break;
-                    }
-                }
-            }
-            // Written off this thread, so a reader that stops reading cannot freeze
-            // the run: the attempt's limit and signals still act.
-            if !live_text.is_empty() {
-                printed = true;
-                if let Err(signal) = write_stdout(live_text, &mut interrupt).await {
-                    failed = Some(End::Interrupted { signal });
-                }
-            }
-            if let Some(end) = failed {
-                break end;
-            }
-        };
-        report.input_tokens = state.answer.input_tokens;
-        report.output_tokens = state.answer.output_tokens;
-        let mut end = match end {
-            End::Answered if !state.complete() => End::Stream {
-                message: "the stream ended before its finish event".into(),
-            },
-            End::Answered if state.answer.refused() => {
+    }
+    match parse_answer(kind, &whole) {
+        Ok(answer) => {
+            report.input_tokens = answer.input_tokens;
+            report.output_tokens = answer.output_tokens;
+            let refused = answer.refused();
+            report.text = Some(answer.text);
+            if refused {
                 report.error = Some(CallError::ContentPolicy);
                 report.message = Some("the model refused (content policy)".into());
                 End::Status {
                     status,
                     message: None,
                 }
-            }
-            other => other,
-        };
-        if live && printed {
-            // Not println!: a reader that went away (`| head -c 10`) must not panic us;
-            // and not from this thread, where a reader that stops reading froze us.
-            if !matches!(end, End::Interrupted { .. })
-                && let Err(signal) = write_stdout(b"\n".to_vec(), &mut interrupt).await
-            {
-                end = End::Interrupted { signal };
-            }
-            if !end.success() {
-                eprintln!(
-                    "backstop: the answer above was cut off ({}); it does not count",
-                    end.describe()
-                );
+            } else {
+                End::Answered
             }
         }
-        report.text = Some(state.answer.text);
-        end
+        Err(message) => End::Stream { message },
     }
+}
+
+/// A streamed answer, up to [`ANSWER_BODY`], its text printed as it comes when `live`.
+async fn read_stream<S, B>(
+    body: &mut Body<'_>,
+    chunks: &mut S,
+    kind: ProviderKind,
+    status: u16,
+    live: bool,
+    mut interrupt: Interrupt,
+    report: &mut CallReport,
+) -> End
+where
+    S: futures_util::Stream<Item = reqwest::Result<B>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let mut state = StreamState::new(kind);
+    let mut parser = SseParser::default();
+    let mut printed = false;
+    // One thread for the stream's writes, started at its first.
+    let mut writer: Option<StdoutWriter> = None;
+    let mut total = 0usize;
+    let end = loop {
+        let chunk = match body.next(chunks).await {
+            Ok(Some(c)) => c,
+            Ok(None) => break End::Answered,
+            Err(end) => break end,
+        };
+        let chunk = chunk.as_ref();
+        total += chunk.len();
+        if total > ANSWER_BODY {
+            break End::Stream {
+                message: format!(
+                    "the stream of {} is over {} MiB",
+                    body.target,
+                    ANSWER_BODY >> 20
+                ),
+            };
+        }
+        let events = match parser.feed(chunk) {
+            Ok(events) => events,
+            Err(message) => break End::Stream { message },
+        };
+        let mut failed = None;
+        let mut live_text = Vec::new();
+        for ev in events {
+            match state.on_event(&ev) {
+                Ok(delta) if live => live_text.extend_from_slice(delta.as_bytes()),
+                Ok(_) => {}
+                Err(message) => {
+                    failed = Some(End::Stream { message });
+                    break;
+                }
+            }
+        }
+        // Written off this thread, so a reader that stops reading cannot freeze
+        // the run: the attempt's limit and signals still act.
+        if !live_text.is_empty() {
+            printed = true;
+            let out = writer.get_or_insert_with(StdoutWriter::start);
+            if let Err(signal) = out.write(live_text, &mut interrupt).await {
+                failed = Some(End::Interrupted { signal });
+            }
+        }
+        if let Some(end) = failed {
+            break end;
+        }
+    };
+    report.input_tokens = state.answer.input_tokens;
+    report.output_tokens = state.answer.output_tokens;
+    let mut end = match end {
+        End::Answered if !state.complete() => End::Stream {
+            message: "the stream ended before its finish event".into(),
+        },
+        End::Answered if state.answer.refused() => {
+            report.error = Some(CallError::ContentPolicy);
+            report.message = Some("the model refused (content policy)".into());
+            End::Status {
+                status,
+                message: None,
+            }
+        }
+        other => other,
+    };
+    if live && printed {
+        // Not println!: a reader that went away (`| head -c 10`) must not panic us;
+        // and not from this thread, where a reader that stops reading froze us.
+        if !matches!(end, End::Interrupted { .. })
+            && let Some(out) = &writer
+            && let Err(signal) = out.write(b"\n".to_vec(), &mut interrupt).await
+        {
+            end = End::Interrupted { signal };
+        }
+        if !end.success() {
+            eprintln!(
+                "backstop: the answer above was cut off ({}); it does not count",
+                end.describe()
+            );
+        }
+    }
+    report.text = Some(state.answer.text);
+    end
 }
 
 /// A server's message on one line, without the control characters that could forge
