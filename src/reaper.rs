@@ -85,6 +85,13 @@ pub async fn end_descendants(grace: Duration) -> usize {
     found.len()
 }
 
+/// Whether every process the attempts started has ended (or none was started): no
+/// child of backstop is left, so no descendant is, since every descendant's parent
+/// chain passes through one. Unknown (no `children` file) counts as not ended.
+pub fn none_left() -> bool {
+    has_children() == Some(false)
+}
+
 /// Whether backstop has any child at all, from `/proc/self/task/*/children` (a few
 /// small reads instead of a walk of every process; `None` where the kernel does not
 /// offer that file). Every descendant's parent chain passes through a child, so

@@ -113,6 +113,11 @@ pub struct SnapshotInfo {
     /// is, and when the state says it of every path (`undone`, `rolled-back`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undone: Vec<String>,
+    /// Paths of the change set the rollback left as they were (hex-encoded, as
+    /// `undone`): their last change came after the command's processes had all ended,
+    /// so it was someone else's. They are as the tree has them, not as before the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late: Vec<String>,
 }
 
 /// A path a put-back could not put into its planned state, and why.

@@ -12,7 +12,7 @@ use crate::policy::{Ignored, Policy};
 use crate::record::{ChangeInfo, SnapshotInfo, TreeState};
 use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff};
-use crate::snapshot::journal::Journal;
+use crate::snapshot::journal::{Journal, to_hex};
 use crate::snapshot::lock::TreeLock;
 use crate::snapshot::manifest::{Manifest, hex};
 use crate::snapshot::scope::{RootId, Scope};
@@ -94,6 +94,7 @@ pub struct RunTree<'a> {
 
 /// What a put-back must go over: the change set, or — when the state after the run
 /// could not be observed or stored — every path that may have changed.
+#[derive(Default)]
 pub struct Plan {
     pub paths: Vec<Vec<u8>>,
     /// The change set and the after-state's manifest, when it could be stored.
@@ -104,6 +105,108 @@ pub struct Plan {
     pub root_changed: bool,
     /// What the walk for `paths` could not read: whatever is there was not put back.
     pub unread: Vec<String>,
+    /// Paths of the change set whose last change came after the command's processes
+    /// had all ended ([`Ended`]): someone else's edits, which a put-back leaves as they
+    /// are. Not in `paths`.
+    pub late: Vec<Vec<u8>>,
+}
+
+/// Moves to `late` each path of `paths` that holds a late path and was no directory
+/// before (`base`): putting it back would remove it, which it cannot be with the kept
+/// path in it. A directory that only changed mode is still put back.
+fn keep_holders(base: &Manifest, paths: &mut Vec<Vec<u8>>, late: &mut Vec<Vec<u8>>) {
+    if late.is_empty() {
+        return;
+    }
+    let holds_late = |dir: &[u8]| {
+        late.iter()
+            .any(|p| p.starts_with(dir) && p.get(dir.len()) == Some(&b'/'))
+    };
+    let (holders, rest): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+        std::mem::take(paths).into_iter().partition(|p| {
+            base.find(p)
+                .is_none_or(|e| e.kind != crate::snapshot::manifest::Kind::Dir)
+                && holds_late(p)
+        });
+    *paths = rest;
+    late.extend(holders);
+    late.sort();
+}
+
+/// The moment after which no process of the run's command was running, as the
+/// filesystem's clock tells it (nanoseconds since the epoch). A path whose inode
+/// changed later (its ctime) was changed by someone else — the user in an editor
+/// while a step waited for approval, say — and a rollback must not take it back.
+///
+/// A file's ctime comes from the kernel's real-time clock (its coarse tick, which
+/// never runs ahead of the fine one this is read from), so whatever the command
+/// wrote before it ended has a ctime at or before this moment. That holds only
+/// where the kernel that stamps the inode is this one: on a network or FUSE
+/// filesystem the server's clock stamps it, and [`Ended::for_root`] gives `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ended(pub i64);
+
+impl Ended {
+    /// Now, if the inodes under `root` are stamped by this machine's clock and that
+    /// clock has not been set back since `start` (NTP stepping it, a hand): a clock
+    /// set back would make what the command wrote before look later than its end.
+    pub fn for_root(root: &Path, start: &RunClock) -> Option<Ended> {
+        if !stamped_here(root) {
+            return None;
+        }
+        let wall = std::time::SystemTime::now();
+        let on_wall = wall.duration_since(start.wall).ok()?;
+        if on_wall + std::time::Duration::from_secs(1) < start.mono.elapsed() {
+            return None;
+        }
+        let now = wall.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(Ended(i64::try_from(now.as_nanos()).unwrap_or(i64::MAX)))
+    }
+
+    /// Whether an inode last changed at `ctime_ns` was changed after this moment.
+    pub fn before(self, ctime_ns: i64) -> bool {
+        ctime_ns > self.0
+    }
+}
+
+/// The wall clock and the monotonic one, read together when the run started.
+pub struct RunClock {
+    wall: std::time::SystemTime,
+    mono: std::time::Instant,
+}
+
+impl RunClock {
+    pub fn start() -> RunClock {
+        RunClock {
+            wall: std::time::SystemTime::now(),
+            mono: std::time::Instant::now(),
+        }
+    }
+}
+
+/// Whether the filesystem under `root` takes its inode times from this kernel's
+/// clock: not a network filesystem or a FUSE one (whose server stamps them, on a
+/// clock that may run ahead), nor one `statfs` cannot name.
+fn stamped_here(root: &Path) -> bool {
+    // Magic numbers from linux/magic.h and the filesystems' own headers.
+    const REMOTE: [u64; 11] = [
+        0x6969,      // NFS
+        0x517b,      // SMB
+        0xff53_4d42, // CIFS
+        0xfe53_4d42, // SMB2
+        0x6573_5546, // FUSE
+        0x00c3_6400, // Ceph
+        0x0102_1997, // 9P
+        0x5346_414f, // AFS
+        0x7372_6672, // AFS (kAFS)
+        0x7375_7245, // Coda
+        0x0bd0_0bd0, // Lustre
+    ];
+    match rustix::fs::statfs(root) {
+        // The field is a signed word whose width varies by platform; magics are 32-bit.
+        Ok(fs) => !REMOTE.contains(&(fs.f_type as u64 & 0xffff_ffff)),
+        Err(_) => false,
+    }
 }
 
 impl Plan {
@@ -150,6 +253,7 @@ impl<'a> RunTree<'a> {
             after_error: None,
             checkpoints: Vec::new(),
             undone: Vec::new(),
+            late: Vec::new(),
         };
         let manifest = taken.manifest;
         let run_tree = RunTree {
@@ -181,8 +285,9 @@ impl<'a> RunTree<'a> {
 
     /// What going back to the start (or to the last checkpoint) must go over. Never
     /// fails for want of storing the after-state: rolling back needs only the state
-    /// before, so a tree that cannot be snapshotted now is still put back.
-    pub fn plan(&self, to_start: bool) -> Plan {
+    /// before, so a tree that cannot be snapshotted now is still put back. With
+    /// `ended`, a path changed after the command had ended is left out (in `late`).
+    pub fn plan(&self, to_start: bool, ended: Option<Ended>) -> Plan {
         if let Err(e) = self.check_root() {
             let base = if to_start { &self.start } else { &self.before };
             return Plan {
@@ -191,6 +296,7 @@ impl<'a> RunTree<'a> {
                 after_error: Some(format!("{e:#}")),
                 root_changed: true,
                 unread: Vec::new(),
+                late: Vec::new(),
             };
         }
         let (base, changes) = if to_start {
@@ -198,39 +304,64 @@ impl<'a> RunTree<'a> {
         } else {
             (&self.before, self.changes())
         };
+        let late_after = |ctime_ns: i64| ended.is_some_and(|t| t.before(ctime_ns));
         match changes {
-            Ok((after, changes)) => Plan {
-                paths: changes.iter().map(|c| c.path.clone()).collect(),
-                changes: Some((after, changes)),
-                after_error: None,
-                root_changed: false,
-                unread: Vec::new(),
-            },
+            Ok((after, changes)) => {
+                // A path gone since is put back whatever deleted it: that writes what
+                // was there before, and loses nothing.
+                let (late, paths): (Vec<&Change>, Vec<&Change>) = changes
+                    .iter()
+                    .partition(|c| c.after.as_ref().is_some_and(|e| late_after(e.ctime_ns)));
+                let mut paths: Vec<Vec<u8>> = paths.iter().map(|c| c.path.clone()).collect();
+                let mut late: Vec<Vec<u8>> = late.iter().map(|c| c.path.clone()).collect();
+                keep_holders(base, &mut paths, &mut late);
+                Plan {
+                    paths,
+                    late,
+                    changes: Some((after, changes)),
+                    after_error: None,
+                    root_changed: false,
+                    unread: Vec::new(),
+                }
+            }
             Err(e) => {
                 self.open_for_walk(base);
-                let (paths, unread) = self.maybe_changed(base);
+                let (mut paths, mut late, unread) = self.maybe_changed(base, &late_after);
+                keep_holders(base, &mut paths, &mut late);
                 Plan {
                     paths,
                     changes: None,
                     after_error: Some(format!("{e:#}")),
                     root_changed: false,
                     unread,
+                    late,
                 }
             }
         }
     }
 
     /// Every path of `base` that is not as it was, and every path now in the scope
-    /// that it lacks, found by a walk that goes on past what it cannot read.
-    fn maybe_changed(&self, base: &Manifest) -> (Vec<Vec<u8>>, Vec<String>) {
+    /// that it lacks, found by a walk that goes on past what it cannot read; those
+    /// whose ctime `late` says is after the command ended apart.
+    fn maybe_changed(
+        &self,
+        base: &Manifest,
+        late: &dyn Fn(i64) -> bool,
+    ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<String>) {
         let also: Vec<&[u8]> = base.entries.iter().map(|e| e.path.as_slice()).collect();
         let (seen, unread) = self.tree.scope.walk_best_effort(&also);
         let mut paths: Vec<Vec<u8>> = Vec::new();
+        let mut kept: Vec<Vec<u8>> = Vec::new();
         let mut present = std::collections::HashSet::new();
         for s in &seen {
             present.insert(s.path.as_slice());
             let same = base.find(&s.path).is_some_and(|e| s.same_stat(e));
-            if !same {
+            if same {
+                continue;
+            }
+            if late(s.stamp.ctime_ns) {
+                kept.push(s.path.clone());
+            } else {
                 paths.push(s.path.clone());
             }
         }
@@ -241,7 +372,8 @@ impl<'a> RunTree<'a> {
         }
         paths.sort();
         paths.dedup();
-        (paths, unread)
+        kept.sort();
+        (paths, kept, unread)
     }
 
     /// Makes readable again the root and the directories of `base` that the run made
@@ -324,10 +456,11 @@ impl<'a> RunTree<'a> {
         Ok(())
     }
 
-    /// Puts `paths` back to the last checkpoint (`to_start`: to the start of the run).
+    /// Puts `plan`'s paths back to the last checkpoint (`to_start`: to the start of
+    /// the run); its late paths are left as they are, and named in the record.
     pub fn put_back(
         &self,
-        paths: &[Vec<u8>],
+        plan: &Plan,
         to_start: bool,
         action: &str,
         then: Option<TreeState>,
@@ -338,7 +471,8 @@ impl<'a> RunTree<'a> {
         } else {
             (&self.before_id, &self.before)
         };
-        let journal = Journal::new(&self.run_id, action, id, paths, then);
+        let mut journal = Journal::new(&self.run_id, action, id, &plan.paths, then);
+        journal.late = plan.late.iter().map(|p| to_hex(p)).collect();
         self.tree.put_back(&journal, manifest, reason)
     }
 
@@ -363,12 +497,13 @@ impl<'a> RunTree<'a> {
 
 impl Checkpoint for RunTree<'_> {
     fn restore(&mut self) -> Result<usize> {
-        let plan = self.plan(false);
+        // Between attempts the command is still the run's: nothing is anyone else's.
+        let plan = self.plan(false, None);
         if plan.is_empty() {
             return Ok(0);
         }
         let report = self.put_back(
-            &plan.paths,
+            &plan,
             false,
             "restore",
             None,
@@ -396,4 +531,85 @@ pub fn change_infos(changes: &[Change]) -> Vec<ChangeInfo> {
             detail: c.detail(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::manifest::{Content, Entry, Kind, Meta};
+
+    fn entry(path: &str, kind: Kind) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind,
+            mode: 0o755,
+            size: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            ino: 1,
+            content: Content::None,
+            meta: Meta::default(),
+        }
+    }
+
+    fn names(paths: &[Vec<u8>]) -> Vec<&str> {
+        paths
+            .iter()
+            .map(|p| std::str::from_utf8(p).unwrap_or("?"))
+            .collect()
+    }
+
+    #[test]
+    fn a_change_at_the_end_is_the_runs_and_one_after_it_is_not() {
+        let ended = Ended(1_000);
+        assert!(!ended.before(999));
+        assert!(!ended.before(1_000));
+        assert!(ended.before(1_001));
+    }
+
+    #[test]
+    fn a_local_filesystem_gives_the_end_and_a_missing_root_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = RunClock::start();
+        let ended = Ended::for_root(dir.path(), &start).expect("a local filesystem");
+        std::fs::write(dir.path().join("after"), "x").unwrap();
+        let m = std::fs::metadata(dir.path().join("after")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        // Written after the end was read: a ctime at or after it (coarse ticks may
+        // make it equal, never earlier than the tick before).
+        assert!(m.ctime() * 1_000_000_000 + m.ctime_nsec() >= ended.0 - 20_000_000);
+        assert_eq!(Ended::for_root(&dir.path().join("gone"), &start), None);
+    }
+
+    #[test]
+    fn a_clock_set_back_since_the_start_judges_nothing_late() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = RunClock {
+            wall: std::time::SystemTime::now() + std::time::Duration::from_secs(60),
+            mono: std::time::Instant::now(),
+        };
+        assert_eq!(Ended::for_root(dir.path(), &start), None);
+    }
+
+    #[test]
+    fn a_new_directory_holding_a_late_path_is_kept_and_one_that_changed_mode_is_not() {
+        let base = Manifest {
+            entries: vec![entry("old", Kind::Dir), entry("was-file", Kind::File)],
+            ..Manifest::default()
+        };
+        let mut paths: Vec<Vec<u8>> = ["made", "made/step", "old", "other", "was-file"]
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        let mut late: Vec<Vec<u8>> = ["made/mine", "old/mine", "was-file/mine"]
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        keep_holders(&base, &mut paths, &mut late);
+        assert_eq!(names(&paths), ["made/step", "old", "other"]);
+        assert_eq!(
+            names(&late),
+            ["made", "made/mine", "old/mine", "was-file", "was-file/mine"]
+        );
+    }
 }

@@ -118,7 +118,21 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     // Which of the run's paths are at their state before the run now: all of them
     // when undone or rolled back, those a partial undo put back when applied.
     let undone: HashSet<Vec<u8>> = match info.state {
-        TreeState::Undone | TreeState::RolledBack => all.iter().map(|c| c.path.clone()).collect(),
+        TreeState::Undone => all.iter().map(|c| c.path.clone()).collect(),
+        // But for the paths the rollback left as they were (changed after the command
+        // had ended): those are still as the run (and whoever came after) left them.
+        TreeState::RolledBack => {
+            let late: HashSet<Vec<u8>> = info
+                .late
+                .iter()
+                .map(|h| from_hex(h))
+                .collect::<Result<_>>()
+                .with_context(|| format!("the record of run {id} lists a bad late path"))?;
+            all.iter()
+                .map(|c| c.path.clone())
+                .filter(|p| !late.contains(p))
+                .collect()
+        }
         TreeState::Applied => info
             .undone
             .iter()

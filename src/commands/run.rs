@@ -2,6 +2,7 @@
 //! snapshotted, its run recorded.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
@@ -18,7 +19,7 @@ use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{BackstopTime, RecordWriter, Restore, RunRecord, TreeState};
 use crate::reporter::Reporter;
-use crate::rollback::{Plan, RunTree, change_infos, scope_for};
+use crate::rollback::{Ended, Plan, RunClock, RunTree, change_infos, scope_for};
 use crate::settings::Settings;
 use crate::snapshot::apply::Report;
 use crate::snapshot::lock::Wait;
@@ -61,6 +62,7 @@ pub fn run(
     // work cost apart from the command's.
     reporter.hold_summary();
     let mut spent = BackstopTime::default();
+    let run_clock = RunClock::start();
 
     // Layer 3 first: no snapshot, no run. The region is locked before the snapshot,
     // and it is the scope's root (known from the policy) that is locked, not the
@@ -130,6 +132,12 @@ pub fn run(
     let interrupt = runtime.block_on(async { forward_signals() })?;
     let mut last: Option<RunSummary> = None;
     let mut last_step_name = String::new();
+    // Since when no process of the command has been running: from the snapshot until
+    // the first step starts, and after each step. What changes in the scope after that
+    // is someone else's doing (an edit while a step waits for approval, say).
+    let mut ended = run_tree
+        .as_ref()
+        .and_then(|t| Ended::for_root(&t.tree.scope.root, &run_clock));
     let mut failed_step = false;
     for (i, step) in steps.iter().enumerate() {
         last_step_name.clone_from(&step.name);
@@ -198,6 +206,9 @@ pub fn run(
             }
             engine.run(&step.argv).await
         });
+        ended = run_tree
+            .as_ref()
+            .and_then(|t| Ended::for_root(&t.tree.scope.root, &run_clock));
         let stop = summary.outcome != Outcome::Succeeded;
         // A pipeline's reader that went away ends the run, but the work stands.
         let failed = stop && summary.outcome != Outcome::OutputClosed;
@@ -228,18 +239,25 @@ pub fn run(
                 .to_lowercase())
     );
     let step_only = command.is_empty() && policy.rollback.to == RollbackTo::Step && steps.len() > 1;
+    // A descendant still running (stuck in uninterruptible I/O, past SIGKILL) may be
+    // writing yet: then nothing is judged late, and every change is the run's.
+    let ended = ended.filter(|_| crate::reaper::none_left());
     let mut complete = true;
     if roll_back && step_only {
         let before = format!("step `{last_step_name}`");
         let clock = Instant::now();
-        let plan = run_tree.plan(false);
+        let plan = run_tree.plan(false, ended);
         warn_after_error(&mut reporter, &plan);
+        note_late(&mut reporter, &plan);
+        if let Some(s) = writer.record.snapshot.as_mut() {
+            s.late = hex_paths(&plan.late);
+        }
         if !plan.is_empty() {
             let result = run_tree
-                .put_back(&plan.paths, false, "rollback", None, &reason)
+                .put_back(&plan, false, "rollback", None, &reason)
                 .map(|r| with_unread(r, &plan, &run_tree));
             let root = run_tree.tree.scope.root.clone();
-            let done = report_rollback(&mut reporter, result, &plan.paths, before, &root);
+            let done = report_rollback(&mut reporter, result, &plan, before, &root);
             complete &= done.as_ref().is_some_and(|r| r.complete());
             if let Some(s) = writer.record.snapshot.as_mut() {
                 s.restores.push(Restore {
@@ -257,10 +275,13 @@ pub fn run(
     // The record names the after-state before the tree is touched again: a backstop
     // killed during the rollback leaves a record that says what the run did.
     let clock = Instant::now();
-    let plan = run_tree.plan(true);
+    let plan = run_tree.plan(true, ended.filter(|_| roll_back && !step_only));
     spent.snapshot_ms += millis(clock.elapsed());
     if !(roll_back && step_only) {
         warn_after_error(&mut reporter, &plan);
+    }
+    if roll_back && !step_only {
+        note_late(&mut reporter, &plan);
     }
     if let Some(s) = writer.record.snapshot.as_mut() {
         if let Some((after, changes)) = &plan.changes {
@@ -336,6 +357,16 @@ fn roll_back_run(
     plan: &Plan,
     reason: &str,
 ) -> bool {
+    if plan.is_empty() && !plan.late.is_empty() {
+        // Every change came after the command ended: none is put back, and the run's
+        // own changes, if any, are rolled back already (none were left).
+        let _ = tree_store.update(id, |r| {
+            if let Some(s) = r.snapshot.as_mut() {
+                s.state = TreeState::RolledBack;
+                s.late = hex_paths(&plan.late);
+            }
+        });
+    }
     if plan.is_empty() {
         // Nothing under the root changed; the root itself may have (`chmod 555 .`).
         let Some(failed) = run_tree.restore_root_mode() else {
@@ -345,28 +376,26 @@ fn roll_back_run(
             kept: Vec::new(),
             failed: vec![failed],
         };
+        let root_only = Plan {
+            paths: vec![b".".to_vec()],
+            ..Plan::default()
+        };
         report_rollback(
             reporter,
             Ok(report),
-            &[b".".to_vec()],
+            &root_only,
             "the run".into(),
             &run_tree.tree.scope.root,
         );
         return false;
     }
     let result = run_tree
-        .put_back(
-            &plan.paths,
-            true,
-            "rollback",
-            Some(TreeState::RolledBack),
-            reason,
-        )
+        .put_back(plan, true, "rollback", Some(TreeState::RolledBack), reason)
         .map(|r| with_unread(r, plan, run_tree));
     let done = report_rollback(
         reporter,
         result,
-        &plan.paths,
+        plan,
         "the run".into(),
         &run_tree.tree.scope.root,
     );
@@ -391,6 +420,39 @@ fn roll_back_run(
     done.is_some_and(|r| r.complete())
 }
 
+fn hex_paths(paths: &[Vec<u8>]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| crate::snapshot::journal::to_hex(p))
+        .collect()
+}
+
+/// Names the paths a rollback leaves as they are because they changed after the
+/// command had ended: never silent, as what a rollback deletes is not.
+fn note_late(reporter: &mut Reporter, plan: &Plan) {
+    if plan.late.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = plan
+        .late
+        .iter()
+        .take(crate::reporter::SHOWN_PATHS)
+        .map(|p| crate::names::quote(p))
+        .collect();
+    let more = plan.late.len() - shown.len();
+    reporter.event(&Event::Warning(format!(
+        "keeping {} path(s) changed after the command had ended (or holding one that was), \
+         not by the run: {}{}",
+        plan.late.len(),
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )));
+}
+
 /// Says that the state after the run could not be stored, so redo cannot bring it back.
 fn warn_after_error(reporter: &mut Reporter, plan: &Plan) {
     if let Some(e) = plan.after_error.as_ref().filter(|_| !plan.root_changed) {
@@ -409,6 +471,16 @@ fn with_unread(mut report: Report, plan: &Plan, run_tree: &RunTree) -> Report {
         report.failed.push((root.clone(), why.clone()));
     }
     report.failed.extend(run_tree.restore_root_mode());
+    // A directory the put-back could not remove because a late path is in it is kept
+    // for that path, already named, not for anything outside the scope.
+    let root = &run_tree.tree.scope.root;
+    report.kept.retain(|dir| {
+        let rel = dir.strip_prefix(root).unwrap_or(dir).as_os_str().as_bytes();
+        !plan
+            .late
+            .iter()
+            .any(|p| p.starts_with(rel) && p.get(rel.len()) == Some(&b'/'))
+    });
     report
 }
 
@@ -416,13 +488,20 @@ fn with_unread(mut report: Report, plan: &Plan, run_tree: &RunTree) -> Report {
 fn report_rollback(
     reporter: &mut Reporter,
     result: Result<Report>,
-    paths: &[Vec<u8>],
+    plan: &Plan,
     before: String,
     root: &std::path::Path,
 ) -> Option<Report> {
+    let paths = &plan.paths;
     // The directory is named: the scope may be the repository above the one the
     // command ran in, and a rollback should never leave its reach to be guessed.
-    let before = format!("{before}, under {}", quote_path(root));
+    let mut before = format!("{before}, under {}", quote_path(root));
+    if !plan.late.is_empty() {
+        before.push_str(&format!(
+            ", but for the {} path(s) kept above",
+            plan.late.len()
+        ));
+    }
     match result {
         Ok(report) => {
             reporter.event(&Event::RolledBack {

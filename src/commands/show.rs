@@ -118,14 +118,29 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
         if !snap.undone.is_empty() {
             state.push_str(&format!("; {} path(s) undone", snap.undone.len()));
         }
+        if !snap.late.is_empty() {
+            state.push_str(&format!(
+                "; {} path(s) kept, changed after the command had ended",
+                snap.late.len()
+            ));
+        }
         writeln!(
             out,
             "\nfiles    {} change(s) under {} ({state})",
             snap.changes.len(),
             quote_path(&snap.root)
         )?;
+        // What changed while the run was live, whoever changed it: say so where it
+        // matters, before anyone takes the list for the command's own work.
+        if !snap.changes.is_empty() {
+            writeln!(
+                out,
+                "  (what changed in the scope while the run was live, by the command or anyone else)"
+            )?;
+        }
         for c in &snap.changes {
-            writeln!(out, "  {:?} {}  {}", c.letter, c.path, c.detail)?;
+            let mark = path_state(snap, &c.path.0).map_or(String::new(), |m| format!("  ({m})"));
+            writeln!(out, "  {:?} {}  {}{mark}", c.letter, c.path, c.detail)?;
         }
         for p in &snap.skipped {
             writeln!(out, "  skipped {p}: over the size limit, not kept")?;
@@ -284,4 +299,23 @@ fn truncate(s: &str, n: usize) -> String {
         t.push('…');
         t
     }
+}
+
+/// Where one path of the change set stands, when the run's paths do not all stand
+/// together (a partial undo, a rollback that kept later edits); `None` when the
+/// state in the header says it of every path.
+fn path_state(snap: &crate::record::SnapshotInfo, path: &[u8]) -> Option<&'static str> {
+    if snap.undone.is_empty() && snap.late.is_empty() {
+        return None;
+    }
+    let hex = crate::snapshot::journal::to_hex(path);
+    Some(match snap.state {
+        TreeState::Applied if snap.undone.contains(&hex) => "undone",
+        TreeState::Applied => "applied",
+        TreeState::RolledBack if snap.late.contains(&hex) => {
+            "kept: changed after the command had ended"
+        }
+        TreeState::RolledBack => "rolled back",
+        TreeState::Undone => "undone",
+    })
 }

@@ -40,6 +40,10 @@ pub struct Journal {
     /// record as the put-back would have (a path not put back keeps its old side).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undone: Option<Vec<String>>,
+    /// For a rollback: the paths of the change set it leaves as they are, changed
+    /// after the command had ended (hex), written to the record once it is done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late: Vec<String>,
 }
 
 impl Journal {
@@ -60,6 +64,7 @@ impl Journal {
             root_id: None,
             records: None,
             undone: None,
+            late: Vec::new(),
         }
     }
 

@@ -235,6 +235,7 @@ impl<'a> Tree<'a> {
                     if let Some(undone) = &undone {
                         s.undone.clone_from(undone);
                     }
+                    s.late.clone_from(&journal.late);
                     s.not_restored = not_restored(&report);
                     s.restores.push(Restore {
                         at: SystemTime::now(),

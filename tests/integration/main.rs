@@ -26,6 +26,7 @@ mod gc;
 mod hangs;
 mod history;
 mod job_control;
+mod late_edits;
 mod load;
 mod locks;
 mod names;
