@@ -253,6 +253,19 @@ impl RunRecord {
         })
     }
 
+    /// Whether some of this run's recorded changes are out of the tree (undone, partly
+    /// undone, or rolled back): what a bare `backstop redo` looks for.
+    pub fn has_changes_to_redo(&self) -> bool {
+        self.snapshot.as_ref().is_some_and(|s| {
+            s.after.is_some()
+                && !s.changes.is_empty()
+                && match s.state {
+                    TreeState::Undone | TreeState::RolledBack => true,
+                    TreeState::Applied => !s.undone.is_empty(),
+                }
+        })
+    }
+
     /// Whether some of this run's changes may still be in the tree: what a bare
     /// `backstop undo` looks for. A run whose result was never recorded counts (what
     /// it did is unknown); one recorded as changing nothing does not.

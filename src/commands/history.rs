@@ -481,9 +481,9 @@ fn path_meaning(tree: &TreeStore, cwd: &Path, word: &str) -> Result<Option<Strin
     Ok(None)
 }
 
-/// The run a bare `undo` or `redo` goes by. Redo takes the latest run with a snapshot;
-/// undo the latest whose changes are still in the tree (at least partly), saying which
-/// and why the newer ones were passed over. A damaged record file written since that
+/// The run a bare `undo` or `redo` goes by: undo the latest whose changes are still
+/// in the tree (at least partly), redo the latest with changes out of it (undone,
+/// partly undone, rolled back), saying which and why the newer ones were passed over. A damaged record file written since that
 /// run started may be a later run: then no run is guessed, and the file is named.
 fn latest(tree: &TreeStore, verb: &str, quiet: bool) -> Result<RunRecord> {
     let listing = tree.listing()?;
@@ -495,10 +495,18 @@ fn latest(tree: &TreeStore, verb: &str, quiet: bool) -> Result<RunRecord> {
     let undo = verb == "undo";
     // When no run has changes in the tree, undo goes by the latest one all the same:
     // its refusal says what became of it (rolled back, undone, changed nothing).
-    let found = match snapshotted.iter().position(|r| r.has_changes_in_tree()) {
-        Some(i) if undo => Some(i),
-        _ if snapshotted.is_empty() => None,
-        _ => Some(0),
+    // Likewise redo goes by the latest run with changes out of the tree.
+    let wanted = |r: &&RunRecord| {
+        if undo {
+            r.has_changes_in_tree()
+        } else {
+            r.has_changes_to_redo()
+        }
+    };
+    let found = match snapshotted.iter().position(wanted) {
+        Some(i) => Some(i),
+        None if snapshotted.is_empty() => None,
+        None => Some(0),
     };
     let latest = found.map(|i| snapshotted[i]);
     // The newer runs with a snapshot an undo passed over, and what became of them.
@@ -524,9 +532,14 @@ fn latest(tree: &TreeStore, verb: &str, quiet: bool) -> Result<RunRecord> {
     }
     match latest {
         Some(l) => {
-            if undo && !quiet && !passed.is_empty() {
+            if !quiet && !passed.is_empty() {
+                let which = if undo {
+                    "changes in the tree"
+                } else {
+                    "changes undone or rolled back"
+                };
                 eprintln!(
-                    "backstop: undo of run {} (the latest run with changes in the tree; {})",
+                    "backstop: {verb} of run {} (the latest run with {which}; {})",
                     l.id,
                     passed.join(", ")
                 );
@@ -542,12 +555,13 @@ fn latest(tree: &TreeStore, verb: &str, quiet: bool) -> Result<RunRecord> {
     }
 }
 
-/// Why a bare undo passed over a newer run: `RUN was rolled back`.
+/// Why a bare undo or redo passed over a newer run: `RUN was rolled back`.
 fn passed_over(r: &RunRecord) -> String {
     let what = match r.tree_state() {
+        _ if r.snapshot.as_ref().is_some_and(|s| s.changes.is_empty()) => "changed nothing",
+        Some("applied") => "is applied",
         Some("rolled-back") => "was rolled back",
         Some("undone") => "is undone",
-        _ if r.snapshot.as_ref().is_some_and(|s| s.changes.is_empty()) => "changed nothing",
         _ => "has no changes in the tree",
     };
     format!("{} {what}", r.id)

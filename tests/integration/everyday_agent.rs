@@ -22,6 +22,40 @@ fn ids(test: &crate::helpers::Output) -> Vec<String> {
         .collect()
 }
 
+/// `undo` then another run: a bare `redo` re-applies the undone run, not the newer
+/// one whose changes are in the tree, and says which it took.
+#[test]
+fn a_bare_redo_takes_the_latest_run_with_changes_out_of_the_tree() {
+    let out = Test::new()
+        .args(&["run", "--", "sh", "-c", "echo a > a.txt"])
+        .run();
+    ok_ran(out.backstop(&["undo"]), "undo");
+    assert!(!out.path().join("a.txt").exists());
+    ok_ran(
+        out.backstop(&["run", "--", "sh", "-c", "echo b > b.txt"]),
+        "second run",
+    );
+    let runs = ids(&out);
+    let (newer, older) = (&runs[0], &runs[1]);
+    let redo = ok_ran(out.backstop(&["redo"]), "redo");
+    assert!(
+        redo.stderr.contains(&format!(
+            "redo of run {older} (the latest run with changes undone or rolled back; {newer} is applied)"
+        )),
+        "{}",
+        redo.stderr
+    );
+    assert!(
+        out.path().join("a.txt").exists(),
+        "the undone run is redone"
+    );
+    assert!(out.path().join("b.txt").exists());
+    // Nothing is out of the tree now: redo goes by the latest and says it is applied.
+    let again = out.backstop(&["redo"]);
+    assert_eq!(again.status, 125, "{}", again.stderr);
+    assert!(again.stderr.contains("is not undone"), "{}", again.stderr);
+}
+
 #[test]
 fn a_bare_undo_passes_over_a_rolled_back_run_to_the_latest_one_with_changes_in_the_tree() {
     let out = Test::new()
