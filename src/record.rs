@@ -301,11 +301,18 @@ impl<'a> RecordWriter<'a> {
         })
     }
 
-    /// Marks the run finished: every step is done and the tree is settled.
-    pub fn finish(&mut self) {
+    /// Marks the run finished: every step is done. Gives the writer up: what changes
+    /// in the record from now on (a rollback's result, written by its journal) goes
+    /// through the store, and nothing holds an older copy that could overwrite it.
+    pub fn finish(mut self) -> Recorded<'a> {
         self.record.status = Status::Finished;
         self.record.finished_at = Some(SystemTime::now());
         self.save();
+        Recorded {
+            store: self.store,
+            id: self.record.id.clone(),
+            error: self.error.take(),
+        }
     }
 
     /// Names a checkpoint's manifest in the record, so gc keeps it; unlike the other
@@ -323,6 +330,22 @@ impl<'a> RecordWriter<'a> {
         {
             self.error = Some(e);
         }
+    }
+}
+
+/// A finished run's record, on disk: the proof a put-back that writes its result
+/// into the record may start ([`crate::rollback::RunTree::roll_back`] asks for it).
+pub struct Recorded<'a> {
+    store: &'a TreeStore,
+    id: String,
+    /// The first error writing the record while the writer had it.
+    pub error: Option<anyhow::Error>,
+}
+
+impl Recorded<'_> {
+    /// Changes the record on disk; best effort (the record is whole without it).
+    pub fn update(&self, change: impl FnOnce(&mut RunRecord)) {
+        let _ = self.store.update(&self.id, change);
     }
 }
 

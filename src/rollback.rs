@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use crate::engine::Checkpoint;
 use crate::names::Name;
 use crate::policy::{Ignored, Policy};
-use crate::record::{ChangeInfo, SnapshotInfo, TreeState};
+use crate::record::{ChangeInfo, Recorded, SnapshotInfo, TreeState};
 use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff};
 use crate::snapshot::journal::{Journal, to_hex};
@@ -456,9 +456,23 @@ impl<'a> RunTree<'a> {
         Ok(())
     }
 
+    /// Rolls `plan`'s paths back to the last checkpoint (`to_start`: to the start of
+    /// the run); its late paths are left as they are. The journal writes the result
+    /// into the record, which must be finished first ([`Recorded`]).
+    pub fn roll_back(
+        &self,
+        plan: &Plan,
+        to_start: bool,
+        then: TreeState,
+        reason: &str,
+        _recorded: &Recorded,
+    ) -> Result<Report> {
+        self.put_back(plan, to_start, "rollback", Some(then), reason)
+    }
+
     /// Puts `plan`'s paths back to the last checkpoint (`to_start`: to the start of
     /// the run); its late paths are left as they are, and named in the record.
-    pub fn put_back(
+    fn put_back(
         &self,
         plan: &Plan,
         to_start: bool,

@@ -100,8 +100,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
             Engine::new(&policy, attempter, &mut sinks, interrupt, id.clone()).with_prompt(prompt);
         anyhow::Ok((engine.run_primary(Primary::Call(&model)).await, kept))
     })?;
-    writer.finish();
-    if let Some(err) = writer.error.take() {
+    if let Some(err) = writer.finish().error {
         reporter.event(&Event::Warning(format!(
             "the run record is incomplete: {err:#}"
         )));

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
@@ -17,7 +17,7 @@ use crate::events::{Event, EventSink, Fanout, Outcome, RunSummary};
 use crate::names::quote_path;
 use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
-use crate::record::{BackstopTime, RecordWriter, Restore, RunRecord, TreeState};
+use crate::record::{BackstopTime, RecordWriter, Recorded, RunRecord, TreeState};
 use crate::reporter::Reporter;
 use crate::rollback::{Ended, Plan, RunClock, RunTree, change_infos, scope_for};
 use crate::settings::Settings;
@@ -63,51 +63,27 @@ pub fn run(
     reporter.hold_summary();
     let mut spent = BackstopTime::default();
     let run_clock = RunClock::start();
-
-    // Layer 3 first: no snapshot, no run. The region is locked before the snapshot,
-    // and it is the scope's root (known from the policy) that is locked, not the
-    // tree's: runs whose scopes overlap never write the tree at once.
-    // Under CI a policy without `rollback:` takes no snapshot at all: nothing is
-    // written to the tree by backstop, so no region is locked either.
     let id = new_run_id();
-    let mut _region = None;
-    let mut run_tree = None;
-    let mut snapshot = None;
-    if policy.snapshots(policy::under_ci()) {
-        let scope = scope_for(&policy, &cwd, store.dir())?;
-        _region = Some(super::lock_region(
-            store.dir(),
-            &scope.root,
-            &id,
-            "run",
-            Some(&id),
-            wait,
-            settings.quiet,
-        )?);
-        let tree = Tree::new(store.dir(), &tree_store, scope);
-        super::recover(&tree, settings.quiet)?;
-        let clock = Instant::now();
-        let (started, taken) = RunTree::start(tree, &id)
-            .context("cannot snapshot the tree, so the command was not run")?;
-        spent.snapshot_ms += millis(clock.elapsed());
-        for path in &taken.skipped {
-            reporter.event(&Event::Warning(format!(
-                "{path} is over rollback.scope.max_file_size: it is not kept and cannot be restored"
-            )));
+
+    // Layer 3 first: no snapshot, no run.
+    let (_region, run_tree, snapshot) = match policy.snapshots(policy::under_ci()) {
+        true => {
+            let (region, run_tree, info) = protect(
+                &policy,
+                &cwd,
+                &store,
+                &tree_store,
+                &id,
+                (wait, settings.quiet),
+                (&mut reporter, &mut spent),
+            )?;
+            (Some(region), Some(run_tree), Some(info))
         }
-        run_tree = Some(started);
-        snapshot = Some(taken);
-    } else {
-        let which = if policy.source == "built-in" {
-            "the built-in policy".to_string()
-        } else {
-            format!("{} has no `rollback:`, so it", policy.source)
-        };
-        reporter.note(&format!(
-            "CI is set: {which} takes no snapshot, and a failure leaves the tree as the command left it \
-             (a policy that sets `rollback:` decides for itself)"
-        ));
-    }
+        false => {
+            note_no_snapshot_under_ci(&policy, &mut reporter);
+            (None, None, None)
+        }
+    };
 
     let command_words = if command.is_empty() {
         steps.iter().map(|s| format!("step:{}", s.name)).collect()
@@ -120,6 +96,7 @@ pub fn run(
     };
     let mut writer = RecordWriter::start(&tree_store, record)
         .context("cannot record the run, so it was not started")?;
+    let mut run_tree = run_tree;
     // The record names the snapshot now: gc may run.
     if let Some(t) = run_tree.as_mut() {
         t.recorded();
@@ -130,183 +107,335 @@ pub fn run(
         .build()
         .context("cannot start the async runtime")?;
     let interrupt = runtime.block_on(async { forward_signals() })?;
-    let mut last: Option<RunSummary> = None;
-    let mut last_step_name = String::new();
-    // Since when no process of the command has been running: from the snapshot until
-    // the first step starts, and after each step. What changes in the scope after that
-    // is someone else's doing (an edit while a step waits for approval, say).
-    let mut ended = run_tree
-        .as_ref()
-        .and_then(|t| Ended::for_root(&t.tree.scope.root, &run_clock));
-    let mut failed_step = false;
-    for (i, step) in steps.iter().enumerate() {
-        last_step_name.clone_from(&step.name);
-        if command.is_empty() {
-            if let Some(run_tree) = run_tree.as_mut().filter(|_| i > 0) {
-                let clock = Instant::now();
-                let checkpoint = run_tree
-                    .checkpoint()
-                    .context("cannot take the checkpoint before the step")?;
-                spent.snapshot_ms += millis(clock.elapsed());
-                // Named in the record before gc may sweep it: the step may go back to it.
-                writer
-                    .checkpoint(&checkpoint)
-                    .context("cannot record the checkpoint before the step")?;
-                run_tree.recorded();
-            }
-            Fanout(vec![&mut reporter, &mut writer]).event(&Event::StepStarted {
-                index: i,
-                steps: steps.len(),
-                name: step.name.clone(),
-            });
-            if step.approve && !yes {
-                match runtime.block_on(ask(&step.name, &step.argv, interrupt.clone()))? {
-                    Answer::Yes => {}
-                    Answer::No => {
-                        reporter.event(&Event::Warning(format!(
-                            "step `{}` was not approved; stopping",
-                            step.name
-                        )));
-                        // The task did not do what it was asked to: exit 1 (as
-                        // `terraform apply` answered "no"), recorded as declined, rolled
-                        // back as a failure is (`rollback.to: step` keeps earlier steps).
-                        let summary = at_prompt(&step.name, Outcome::Declined, 1, "not approved");
-                        Fanout(vec![&mut reporter, &mut writer])
-                            .event(&Event::Finished(summary.clone()));
-                        last = Some(summary);
-                        failed_step = true;
-                        break;
-                    }
-                    Answer::Interrupted(signal) => {
-                        let summary = at_prompt(
-                            &step.name,
-                            Outcome::Interrupted,
-                            crate::exit_code::for_signal(signal),
-                            &format!("interrupted by {}", crate::attempt::signal_name(signal)),
-                        );
-                        Fanout(vec![&mut reporter, &mut writer])
-                            .event(&Event::Finished(summary.clone()));
-                        last = Some(summary);
-                        failed_step = true;
-                        break;
-                    }
-                }
-            }
-        }
-        let summary = runtime.block_on(async {
-            let runner = RealAttempter {
-                process: ProcessRunner::new(interrupt.clone()),
-                calls: ModelClient::new(interrupt.clone(), Print::AtEnd, false),
-            };
-            let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
-            let mut engine =
-                Engine::new(&policy, runner, &mut sinks, interrupt.clone(), id.clone());
-            if let Some(t) = run_tree.as_mut() {
-                engine = engine.with_checkpoint(t);
-            }
-            engine.run(&step.argv).await
-        });
-        ended = run_tree
-            .as_ref()
-            .and_then(|t| Ended::for_root(&t.tree.scope.root, &run_clock));
-        let stop = summary.outcome != Outcome::Succeeded;
-        // A pipeline's reader that went away ends the run, but the work stands.
-        let failed = stop && summary.outcome != Outcome::OutputClosed;
-        last = Some(summary);
-        if stop {
-            failed_step = failed;
-            break;
-        }
-    }
-    if let Some(err) = writer.error.take() {
-        reporter.event(&Event::Warning(format!(
-            "the run record is incomplete: {err:#}"
-        )));
-    }
+    let mut task = Task {
+        policy: &policy,
+        id: &id,
+        tasked: command.is_empty(),
+        yes,
+        runtime: &runtime,
+        interrupt,
+        reporter: &mut reporter,
+        writer: &mut writer,
+        spent: &mut spent,
+        run_clock: &run_clock,
+    };
+    let end = task.run_steps(&steps, run_tree.as_mut())?;
+    warn_unrecorded(&mut reporter, writer.error.take());
 
     let Some(run_tree) = run_tree else {
-        writer.finish();
+        warn_unrecorded(&mut reporter, writer.finish().error);
         reporter.finish_summary(None);
-        return Ok(final_code(&policy, last.as_ref(), &mut reporter));
+        return Ok(final_code(&policy, end.last.as_ref(), &mut reporter));
     };
     // A failed step of a task goes back to its checkpoint (`rollback.to: step`);
     // anything else that failed goes back to the start.
-    let roll_back = failed_step && policy.rollback.on == RollbackOn::Failure;
-    let reason = format!(
-        "the run ended {}",
-        last.as_ref()
-            .map_or("unapproved".to_string(), |s| format!("{:?}", s.outcome)
-                .to_lowercase())
-    );
-    let step_only = command.is_empty() && policy.rollback.to == RollbackTo::Step && steps.len() > 1;
+    let target = (end.failed && policy.rollback.on == RollbackOn::Failure).then(|| {
+        if command.is_empty() && policy.rollback.to == RollbackTo::Step && steps.len() > 1 {
+            Target::Checkpoint(end.step.clone())
+        } else {
+            Target::Start
+        }
+    });
     // A descendant still running (stuck in uninterruptible I/O, past SIGKILL) may be
     // writing yet: then nothing is judged late, and every change is the run's.
-    let ended = ended.filter(|_| crate::reaper::none_left());
-    let mut complete = true;
-    if roll_back && step_only {
-        let before = format!("step `{last_step_name}`");
-        let clock = Instant::now();
-        let plan = run_tree.plan(false, ended);
-        warn_after_error(&mut reporter, &plan);
-        note_late(&mut reporter, &plan);
-        if let Some(s) = writer.record.snapshot.as_mut() {
-            s.late = hex_paths(&plan.late);
-        }
-        if !plan.is_empty() {
-            let result = run_tree
-                .put_back(&plan, false, "rollback", None, &reason)
-                .map(|r| with_unread(r, &plan, &run_tree));
-            let root = run_tree.tree.scope.root.clone();
-            let done = report_rollback(&mut reporter, result, &plan, before, &root);
-            complete &= done.as_ref().is_some_and(|r| r.complete());
-            if let Some(s) = writer.record.snapshot.as_mut() {
-                s.restores.push(Restore {
-                    at: SystemTime::now(),
-                    action: "rollback".into(),
-                    paths: plan.paths.len(),
-                    reason: format!("{reason}: step `{last_step_name}` put back to its checkpoint"),
-                    not_restored: done.as_ref().map_or(plan.paths.len(), |r| r.failed.len()),
-                });
-                s.not_restored = done.as_ref().map(not_restored).unwrap_or_default();
-            }
-        }
-        spent.rollback_ms += millis(clock.elapsed());
-    }
-    // The record names the after-state before the tree is touched again: a backstop
-    // killed during the rollback leaves a record that says what the run did.
-    let clock = Instant::now();
-    let plan = run_tree.plan(true, ended.filter(|_| roll_back && !step_only));
-    spent.snapshot_ms += millis(clock.elapsed());
-    if !(roll_back && step_only) {
-        warn_after_error(&mut reporter, &plan);
-    }
-    if roll_back && !step_only {
-        note_late(&mut reporter, &plan);
-    }
-    if let Some(s) = writer.record.snapshot.as_mut() {
-        if let Some((after, changes)) = &plan.changes {
-            s.after = Some(after.clone());
-            s.changes = change_infos(changes);
-        }
-        s.after_error.clone_from(&plan.after_error);
-    }
-    writer.record.backstop_time = Some(spent);
-    writer.finish();
-    if roll_back && !step_only {
-        warn_lost_outside_scope(&mut reporter, &run_tree);
-        let clock = Instant::now();
-        complete &= roll_back_run(&mut reporter, &run_tree, &tree_store, &id, &plan, &reason);
-        spent.rollback_ms += millis(clock.elapsed());
-        // Best effort: the record is whole without it.
-        let _ = tree_store.update(&id, |r| r.backstop_time = Some(spent));
-    } else if roll_back {
-        warn_lost_outside_scope(&mut reporter, &run_tree);
-    }
+    let ended = end.ended.filter(|_| crate::reaper::none_left());
+    let outcome = end.last.as_ref().map_or("unapproved".to_string(), |s| {
+        format!("{:?}", s.outcome).to_lowercase()
+    });
+    let reason = format!("the run ended {outcome}");
+    let complete = settle_tree(
+        &run_tree,
+        writer,
+        target,
+        ended,
+        &reason,
+        (&mut reporter, &mut spent),
+    );
     reporter.finish_summary(Some(spent));
     if !complete {
         return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
     }
-    Ok(final_code(&policy, last.as_ref(), &mut reporter))
+    Ok(final_code(&policy, end.last.as_ref(), &mut reporter))
+}
+
+/// Where a failed run's tree goes back to.
+enum Target {
+    /// The state before the whole run.
+    Start,
+    /// The checkpoint before the named step (`rollback.to: step`): the steps done
+    /// before it stay.
+    Checkpoint(String),
+}
+
+/// Locks the scope's region, finishes what a killed backstop left half done there,
+/// and takes the snapshot before the run. The region is locked before the snapshot,
+/// and it is the scope's root (known from the policy) that is locked, not the tree's:
+/// runs whose scopes overlap never write the tree at once.
+fn protect<'a>(
+    policy: &Policy,
+    cwd: &std::path::Path,
+    store: &Store,
+    tree_store: &'a crate::store::TreeStore,
+    id: &str,
+    (wait, quiet): (Wait, bool),
+    (reporter, spent): (&mut Reporter, &mut BackstopTime),
+) -> Result<(
+    crate::snapshot::region::RegionLock,
+    RunTree<'a>,
+    crate::record::SnapshotInfo,
+)> {
+    let scope = scope_for(policy, cwd, store.dir())?;
+    let region = super::lock_region(store.dir(), &scope.root, id, "run", Some(id), wait, quiet)?;
+    let tree = Tree::new(store.dir(), tree_store, scope);
+    super::recover(&tree, quiet)?;
+    let clock = Instant::now();
+    let (run_tree, info) =
+        RunTree::start(tree, id).context("cannot snapshot the tree, so the command was not run")?;
+    spent.snapshot_ms += millis(clock.elapsed());
+    for path in &info.skipped {
+        reporter.event(&Event::Warning(format!(
+            "{path} is over rollback.scope.max_file_size: it is not kept and cannot be restored"
+        )));
+    }
+    Ok((region, run_tree, info))
+}
+
+/// Under CI a policy without `rollback:` takes no snapshot at all: nothing is written
+/// to the tree by backstop, so no region is locked either. Said once.
+fn note_no_snapshot_under_ci(policy: &Policy, reporter: &mut Reporter) {
+    let which = if policy.source == "built-in" {
+        "the built-in policy".to_string()
+    } else {
+        format!("{} has no `rollback:`, so it", policy.source)
+    };
+    reporter.note(&format!(
+        "CI is set: {which} takes no snapshot, and a failure leaves the tree as the command left it \
+         (a policy that sets `rollback:` decides for itself)"
+    ));
+}
+
+/// What running the steps left: the last summary, whether the run failed (and so
+/// may be rolled back), which step it stopped at, and since when no process of the
+/// command has been running.
+struct StepsEnd {
+    last: Option<RunSummary>,
+    failed: bool,
+    step: String,
+    ended: Option<Ended>,
+}
+
+/// A run's steps and what they report to.
+struct Task<'r, 'w> {
+    policy: &'r Policy,
+    id: &'r str,
+    /// The policy's steps (not a command given on the command line): each has a
+    /// checkpoint and may ask for approval.
+    tasked: bool,
+    yes: bool,
+    runtime: &'r tokio::runtime::Runtime,
+    interrupt: Interrupt,
+    reporter: &'r mut Reporter,
+    writer: &'r mut RecordWriter<'w>,
+    spent: &'r mut BackstopTime,
+    run_clock: &'r RunClock,
+}
+
+impl Task<'_, '_> {
+    /// Runs each step under the engine, after its checkpoint and its approval, until
+    /// one does not succeed.
+    fn run_steps(
+        &mut self,
+        steps: &[Step],
+        mut run_tree: Option<&mut RunTree>,
+    ) -> Result<StepsEnd> {
+        // Since when no process of the command has been running: from the snapshot
+        // until the first step starts, and after each step. What changes in the scope
+        // after that is someone else's doing (an edit while a step waits for approval).
+        let ended_now = |run_tree: &Option<&mut RunTree>, clock: &RunClock| {
+            run_tree
+                .as_ref()
+                .and_then(|t| Ended::for_root(&t.tree.scope.root, clock))
+        };
+        let mut end = StepsEnd {
+            last: None,
+            failed: false,
+            step: String::new(),
+            ended: ended_now(&run_tree, self.run_clock),
+        };
+        for (i, step) in steps.iter().enumerate() {
+            end.step.clone_from(&step.name);
+            if self.tasked {
+                if let Some(t) = run_tree.as_deref_mut().filter(|_| i > 0) {
+                    self.checkpoint(t)?;
+                }
+                Fanout(vec![&mut *self.reporter, &mut *self.writer]).event(&Event::StepStarted {
+                    index: i,
+                    steps: steps.len(),
+                    name: step.name.clone(),
+                });
+                if let Some(summary) = self.unapproved(step)? {
+                    end.last = Some(summary);
+                    end.failed = true;
+                    return Ok(end);
+                }
+            }
+            let summary = self.runtime.block_on(async {
+                let runner = RealAttempter {
+                    process: ProcessRunner::new(self.interrupt.clone()),
+                    calls: ModelClient::new(self.interrupt.clone(), Print::AtEnd, false),
+                };
+                let mut sinks = Fanout(vec![&mut *self.reporter, &mut *self.writer]);
+                let mut engine = Engine::new(
+                    self.policy,
+                    runner,
+                    &mut sinks,
+                    self.interrupt.clone(),
+                    self.id.to_string(),
+                );
+                if let Some(t) = run_tree.as_deref_mut() {
+                    engine = engine.with_checkpoint(t);
+                }
+                engine.run(&step.argv).await
+            });
+            end.ended = ended_now(&run_tree, self.run_clock);
+            let stop = summary.outcome != Outcome::Succeeded;
+            // A pipeline's reader that went away ends the run, but the work stands.
+            end.failed = stop && summary.outcome != Outcome::OutputClosed;
+            end.last = Some(summary);
+            if stop {
+                break;
+            }
+        }
+        Ok(end)
+    }
+
+    /// The checkpoint before a step, named in the record before gc may sweep it: the
+    /// step may go back to it.
+    fn checkpoint(&mut self, run_tree: &mut RunTree) -> Result<()> {
+        let clock = Instant::now();
+        let checkpoint = run_tree
+            .checkpoint()
+            .context("cannot take the checkpoint before the step")?;
+        self.spent.snapshot_ms += millis(clock.elapsed());
+        self.writer
+            .checkpoint(&checkpoint)
+            .context("cannot record the checkpoint before the step")?;
+        run_tree.recorded();
+        Ok(())
+    }
+
+    /// Asks for a step's approval if it wants it; the run's summary when the answer
+    /// (or a signal) stops the run there.
+    fn unapproved(&mut self, step: &Step) -> Result<Option<RunSummary>> {
+        if !step.approve || self.yes {
+            return Ok(None);
+        }
+        let summary =
+            match self
+                .runtime
+                .block_on(ask(&step.name, &step.argv, self.interrupt.clone()))?
+            {
+                Answer::Yes => return Ok(None),
+                Answer::No => {
+                    self.reporter.event(&Event::Warning(format!(
+                        "step `{}` was not approved; stopping",
+                        step.name
+                    )));
+                    // The task did not do what it was asked to: exit 1 (as `terraform
+                    // apply` answered "no"), recorded as declined, rolled back as a
+                    // failure is (`rollback.to: step` keeps earlier steps).
+                    at_prompt(&step.name, Outcome::Declined, 1, "not approved")
+                }
+                Answer::Interrupted(signal) => at_prompt(
+                    &step.name,
+                    Outcome::Interrupted,
+                    crate::exit_code::for_signal(signal),
+                    &format!("interrupted by {}", crate::attempt::signal_name(signal)),
+                ),
+            };
+        Fanout(vec![&mut *self.reporter, &mut *self.writer])
+            .event(&Event::Finished(summary.clone()));
+        Ok(Some(summary))
+    }
+}
+
+/// Settles the tree once the steps are done, always in this order: (1) the record
+/// names what the run left (unless the put-back is to a checkpoint, whose result is
+/// what the run leaves) and is finished, so a backstop killed during a rollback
+/// leaves a record that says what the run did; (2) the rollback, if any, through the
+/// journal, which writes its own result into the record (the writer is gone by then,
+/// so nothing overwrites it); (3) for a checkpoint, the run's result once it is back
+/// there, and backstop's own time. Returns whether every path is as planned.
+fn settle_tree(
+    run_tree: &RunTree,
+    mut writer: RecordWriter,
+    target: Option<Target>,
+    ended: Option<Ended>,
+    reason: &str,
+    (reporter, spent): (&mut Reporter, &mut BackstopTime),
+) -> bool {
+    let clock = Instant::now();
+    let plan = match &target {
+        Some(Target::Checkpoint(_)) => run_tree.plan(false, ended),
+        Some(Target::Start) => run_tree.plan(true, ended),
+        None => run_tree.plan(true, None),
+    };
+    spent.snapshot_ms += millis(clock.elapsed());
+    warn_after_error(reporter, &plan);
+    if !matches!(target, Some(Target::Checkpoint(_))) {
+        name_result(&mut writer, &plan);
+    }
+    writer.record.backstop_time = Some(*spent);
+    let mut recorded = writer.finish();
+    warn_unrecorded(reporter, recorded.error.take());
+    let mut complete = true;
+    if let Some(target) = &target {
+        note_late(reporter, &plan);
+        warn_lost_outside_scope(reporter, run_tree);
+        let clock = Instant::now();
+        complete = roll_back(reporter, run_tree, &recorded, &plan, target, reason);
+        spent.rollback_ms += millis(clock.elapsed());
+    }
+    if let Some(Target::Checkpoint(_)) = target {
+        // What the run leaves is what the steps before the failed one did.
+        let clock = Instant::now();
+        let result = run_tree.plan(true, None);
+        spent.snapshot_ms += millis(clock.elapsed());
+        recorded.update(|r| {
+            if let Some(s) = r.snapshot.as_mut() {
+                name_result_in(s, &result);
+            }
+        });
+    }
+    // Best effort: the record is whole without it.
+    let spent = *spent;
+    recorded.update(|r| r.backstop_time = Some(spent));
+    complete
+}
+
+/// Says the record could not be written whole, once for each time it failed.
+fn warn_unrecorded(reporter: &mut Reporter, error: Option<anyhow::Error>) {
+    if let Some(err) = error {
+        reporter.event(&Event::Warning(format!(
+            "the run record is incomplete: {err:#}"
+        )));
+    }
+}
+
+/// Names in the record the state the run left and its change set, or why it could
+/// not be stored.
+fn name_result(writer: &mut RecordWriter, plan: &Plan) {
+    if let Some(s) = writer.record.snapshot.as_mut() {
+        name_result_in(s, plan);
+    }
+}
+
+fn name_result_in(s: &mut crate::record::SnapshotInfo, plan: &Plan) {
+    if let Some((after, changes)) = &plan.changes {
+        s.after = Some(after.clone());
+        s.changes = change_infos(changes);
+    }
+    s.after_error.clone_from(&plan.after_error);
 }
 
 /// The run's exit code: the last summary's, but 0 for a failure under
@@ -346,28 +475,43 @@ fn warn_lost_outside_scope(reporter: &mut Reporter, run_tree: &RunTree) {
     )));
 }
 
-/// Puts the whole run back to its start (and the root's own mode); returns whether
-/// every path is as it was. What was not restored is in the record whatever happened:
+/// Puts the tree back to `target` (and the root's own mode); returns whether every
+/// path is as planned. What was not restored is in the record whatever happened:
 /// the put-back's own report, what the walk could not read, or a refused root.
-fn roll_back_run(
+fn roll_back(
     reporter: &mut Reporter,
     run_tree: &RunTree,
-    tree_store: &crate::store::TreeStore,
-    id: &str,
+    recorded: &Recorded,
     plan: &Plan,
+    target: &Target,
     reason: &str,
 ) -> bool {
-    if plan.is_empty() && !plan.late.is_empty() {
-        // Every change came after the command ended: none is put back, and the run's
-        // own changes, if any, are rolled back already (none were left).
-        let _ = tree_store.update(id, |r| {
-            if let Some(s) = r.snapshot.as_mut() {
-                s.state = TreeState::RolledBack;
-                s.late = hex_paths(&plan.late);
-            }
-        });
-    }
+    let (to_start, before, then, why) = match target {
+        Target::Start => (
+            true,
+            "the run".to_string(),
+            TreeState::RolledBack,
+            reason.to_string(),
+        ),
+        Target::Checkpoint(step) => (
+            false,
+            format!("step `{step}`"),
+            TreeState::Applied,
+            format!("{reason}: step `{step}` put back to its checkpoint"),
+        ),
+    };
+    let root = &run_tree.tree.scope.root;
     if plan.is_empty() {
+        if !plan.late.is_empty() {
+            // Every change came after the command had ended: none is put back, and
+            // the record says which were kept.
+            recorded.update(|r| {
+                if let Some(s) = r.snapshot.as_mut() {
+                    s.state = then;
+                    s.late = hex_paths(&plan.late);
+                }
+            });
+        }
         // Nothing under the root changed; the root itself may have (`chmod 555 .`).
         let Some(failed) = run_tree.restore_root_mode() else {
             return true;
@@ -380,36 +524,24 @@ fn roll_back_run(
             paths: vec![b".".to_vec()],
             ..Plan::default()
         };
-        report_rollback(
-            reporter,
-            Ok(report),
-            &root_only,
-            "the run".into(),
-            &run_tree.tree.scope.root,
-        );
+        report_rollback(reporter, Ok(report), &root_only, before, root);
         return false;
     }
     let result = run_tree
-        .put_back(plan, true, "rollback", Some(TreeState::RolledBack), reason)
+        .roll_back(plan, to_start, then, &why, recorded)
         .map(|r| with_unread(r, plan, run_tree));
-    let done = report_rollback(
-        reporter,
-        result,
-        plan,
-        "the run".into(),
-        &run_tree.tree.scope.root,
-    );
+    let done = report_rollback(reporter, result, plan, before, root);
     let list = match &done {
         // The put-back recorded its own report already.
         Some(report) if plan.unread.is_empty() => return report.complete(),
         Some(report) => not_restored(report),
         None => vec![crate::record::NotRestored {
-            path: run_tree.tree.scope.root.as_path().into(),
+            path: root.as_path().into(),
             why: "the rollback was refused: the root is not the directory the run started in"
                 .into(),
         }],
     };
-    let _ = tree_store.update(id, |r| {
+    recorded.update(|r| {
         if let Some(s) = r.snapshot.as_mut() {
             if let Some(last) = s.restores.last_mut().filter(|_| done.is_some()) {
                 last.not_restored = list.len();
