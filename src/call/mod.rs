@@ -1,6 +1,9 @@
 //! Model calls over HTTP: OpenAI-compatible chat completions and Anthropic Messages.
 
+mod answer;
 pub mod client;
+mod limits;
+mod print;
 pub mod redirect;
 pub mod retry_after;
 pub mod secret;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use crate::attempt::Prompt;
-use crate::call::client::{ModelClient, Print};
+use crate::call::client::{ModelClient, Notes, Print};
 use crate::engine::{Engine, Primary};
 use crate::error::UserError;
 use crate::events::{Event, EventSink, Fanout};
@@ -93,7 +93,8 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         let kept = interrupt.clone();
         let attempter = RealAttempter {
             process: ProcessRunner::new(interrupt.clone()),
-            calls: ModelClient::new(interrupt.clone(), print, args.stream.is_some()),
+            calls: ModelClient::new(interrupt.clone(), print, args.stream.is_some())
+                .with_notes(Notes::for_stderr(args.quiet)),
         };
         let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
         let engine =

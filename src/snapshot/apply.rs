@@ -702,3 +702,229 @@ fn sweep_staging(root: &Path, ops: &[&Op]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::snapshot::manifest::Meta;
+
+    /// A put-back works from the root as the process's working directory: one at a time.
+    static CWD: Mutex<()> = Mutex::new(());
+
+    const MTIME: i64 = 1_600_000_000_000_000_000;
+
+    struct Fixture {
+        tree: tempfile::TempDir,
+        _store: tempfile::TempDir,
+        objects: Objects,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let store = tempfile::tempdir().unwrap();
+            Fixture {
+                tree: tempfile::tempdir().unwrap(),
+                objects: Objects::new(store.path()),
+                _store: store,
+            }
+        }
+
+        fn path(&self, rel: &str) -> PathBuf {
+            self.tree.path().join(rel)
+        }
+
+        /// A file as the run left it: 644 in a 755 directory, whatever the umask.
+        fn write(&self, rel: &str, bytes: &str) {
+            let path = self.path(rel);
+            let parent = path.parent().unwrap();
+            fs::create_dir_all(parent).unwrap();
+            fs::set_permissions(parent, fs::Permissions::from_mode(0o755)).unwrap();
+            fs::write(&path, bytes).unwrap();
+            fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+
+        /// A file in the target state, its content in the store.
+        fn stored(&self, rel: &str, bytes: &str, mode: u32) -> Op {
+            let (hash, staged) = self.objects.stage_bytes(bytes.as_bytes()).unwrap();
+            self.objects.commit(staged.into_iter().collect()).unwrap();
+            let size = bytes.len() as u64;
+            op(
+                rel,
+                Some(entry(rel, Kind::File, mode, size, Content::Hash(hash))),
+            )
+        }
+
+        fn apply(&self, ops: &[Op]) -> Report {
+            let _one = CWD.lock().unwrap_or_else(|e| e.into_inner());
+            let root = self.tree.path();
+            apply(root, None, &self.objects, ops, &[], &Unstored::new()).unwrap()
+        }
+
+        /// Every path under the root, with its kind, mode and content.
+        fn state(&self) -> BTreeMap<String, String> {
+            let mut out = BTreeMap::new();
+            let mut dirs = vec![self.tree.path().to_path_buf()];
+            while let Some(dir) = dirs.pop() {
+                for e in fs::read_dir(&dir).unwrap() {
+                    let path = e.unwrap().path();
+                    let rel = path.strip_prefix(self.tree.path()).unwrap();
+                    let m = fs::symlink_metadata(&path).unwrap();
+                    let mode = m.mode() & 0o7777;
+                    let what = if m.is_dir() {
+                        dirs.push(path.clone());
+                        format!("dir {mode:o}")
+                    } else if m.file_type().is_symlink() {
+                        format!("link {}", fs::read_link(&path).unwrap().display())
+                    } else {
+                        format!("file {mode:o} {}", fs::read_to_string(&path).unwrap())
+                    };
+                    out.insert(rel.display().to_string(), what);
+                }
+            }
+            out
+        }
+    }
+
+    fn entry(rel: &str, kind: Kind, mode: u32, size: u64, content: Content) -> Entry {
+        Entry {
+            path: rel.as_bytes().to_vec(),
+            kind,
+            mode,
+            size,
+            mtime_ns: MTIME,
+            ctime_ns: MTIME,
+            ino: 0,
+            content,
+            meta: Meta::default(),
+        }
+    }
+
+    fn op(rel: &str, to: Option<Entry>) -> Op {
+        Op {
+            path: rel.as_bytes().to_vec(),
+            to,
+            link: None,
+        }
+    }
+
+    fn gone(rel: &str) -> Op {
+        op(rel, None)
+    }
+
+    fn dir(rel: &str, mode: u32) -> Op {
+        op(rel, Some(entry(rel, Kind::Dir, mode, 0, Content::None)))
+    }
+
+    fn link(rel: &str, target: &str) -> Op {
+        let content = Content::Link(target.as_bytes().to_vec());
+        op(rel, Some(entry(rel, Kind::Symlink, 0o777, 0, content)))
+    }
+
+    fn state_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(p, s)| (p.to_string(), s.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_put_back_run_twice_leaves_the_same_tree() {
+        let fx = Fixture::new();
+        fx.write("kept.txt", "changed by the run");
+        fx.write("made.txt", "made by the run");
+        fx.write("made/x", "made by the run");
+        let ops = [
+            fx.stored("kept.txt", "original", 0o600),
+            gone("made.txt"),
+            gone("made"),
+            gone("made/x"),
+            fx.stored("gone.txt", "back", 0o644),
+            dir("dir", 0o750),
+            fx.stored("dir/inner", "inner", 0o640),
+            link("link", "kept.txt"),
+        ];
+        let want = state_of(&[
+            ("kept.txt", "file 600 original"),
+            ("gone.txt", "file 644 back"),
+            ("dir", "dir 750"),
+            ("dir/inner", "file 640 inner"),
+            ("link", "link kept.txt"),
+        ]);
+
+        let first = fx.apply(&ops);
+        assert!(first.complete() && first.kept.is_empty(), "{first:?}");
+        assert_eq!(fx.state(), want);
+        let second = fx.apply(&ops);
+        assert!(second.complete() && second.kept.is_empty(), "{second:?}");
+        assert_eq!(fx.state(), want, "the same tree again");
+        let meta = fs::metadata(fx.path("kept.txt")).unwrap();
+        assert_eq!(meta.mtime(), MTIME / 1_000_000_000, "the recorded time");
+    }
+
+    #[test]
+    fn a_directory_to_remove_that_holds_an_unplanned_file_is_kept_and_said() {
+        let fx = Fixture::new();
+        fx.write("made/planned", "the run's");
+        fx.write("made/untracked", "never in the scope");
+        let report = fx.apply(&[gone("made"), gone("made/planned")]);
+        assert_eq!(report.kept, [fx.path("made")]);
+        assert!(report.complete(), "kept is as planned: {report:?}");
+        assert_eq!(
+            fx.state(),
+            state_of(&[
+                ("made", "dir 755"),
+                ("made/untracked", "file 644 never in the scope")
+            ])
+        );
+    }
+
+    /// Renamed over, never written in place: another name of the old file keeps the old
+    /// bytes, a read-only target is no obstacle, and no staging file stays behind (nor
+    /// one a killed put-back left).
+    #[test]
+    fn new_content_is_staged_beside_its_target_and_renamed_over_it() {
+        let fx = Fixture::new();
+        fx.write("f", "the run's");
+        fs::set_permissions(fx.path("f"), fs::Permissions::from_mode(0o444)).unwrap();
+        fs::hard_link(fx.path("f"), fx.path("alias")).unwrap();
+        fx.write(
+            ".backstop-0123456789abcdef.tmp",
+            "left by a killed put-back",
+        );
+
+        let report = fx.apply(&[fx.stored("f", "the snapshot's", 0o644)]);
+        assert!(report.complete(), "{report:?}");
+        assert_eq!(
+            fx.state(),
+            state_of(&[
+                ("f", "file 644 the snapshot's"),
+                ("alias", "file 444 the run's")
+            ])
+        );
+        let (f, alias) = (fx.path("f"), fx.path("alias"));
+        assert_ne!(
+            fs::metadata(f).unwrap().ino(),
+            fs::metadata(alias).unwrap().ino()
+        );
+    }
+
+    /// Best effort: a path whose object is missing is reported and left as it was (the
+    /// staged copy never reaches it); the other paths are put back.
+    #[test]
+    fn a_missing_object_fails_its_path_only() {
+        let fx = Fixture::new();
+        fx.write("a", "the run's a");
+        fx.write("b", "the run's b");
+        let unstored = entry("a", Kind::File, 0o644, 5, Content::Hash([7; 32]));
+        let report = fx.apply(&[op("a", Some(unstored)), fx.stored("b", "b back", 0o644)]);
+        let failed: Vec<_> = report.failed.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(failed, [fx.path("a")], "{report:?}");
+        assert_eq!(
+            fx.state(),
+            state_of(&[("a", "file 644 the run's a"), ("b", "file 644 b back")])
+        );
+    }
+}

@@ -372,3 +372,105 @@ fn read_one(
         tries: SETTLE_TRIES
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    /// A tree in one temporary directory and a store in another.
+    struct Fixture {
+        tree: tempfile::TempDir,
+        store: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new(files: &[(&str, &[u8])]) -> Fixture {
+            let tree = tempfile::tempdir().unwrap();
+            for (path, bytes) in files {
+                let path = tree.path().join(path);
+                fs::create_dir_all(path.parent().unwrap()).unwrap();
+                fs::write(path, bytes).unwrap();
+            }
+            Fixture {
+                tree,
+                store: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn scope(&self, max_file_size: u64, max_total_size: u64) -> Scope {
+            Scope {
+                root: self.tree.path().to_path_buf(),
+                exclude: Vec::new(),
+                respect_ignored: false,
+                max_file_size,
+                max_total_size,
+                store: None,
+                rules: None,
+                identity: None,
+                hint: None,
+            }
+        }
+
+        fn objects(&self) -> Objects {
+            Objects::new(self.store.path())
+        }
+    }
+
+    fn content_of<'m>(manifest: &'m Manifest, path: &str) -> &'m Content {
+        &manifest.find(path.as_bytes()).unwrap().content
+    }
+
+    #[test]
+    fn files_over_the_size_limit_are_recorded_not_kept() {
+        let fx = Fixture::new(&[
+            ("small", b"hello"),
+            ("exact", &[b'e'; 16]),
+            ("big", &[b'b'; 17]),
+            ("sub/inner", b"inside"),
+        ]);
+        std::os::unix::fs::symlink("small", fx.tree.path().join("link")).unwrap();
+        let objects = fx.objects();
+        // Room for what is read (27 bytes), not for the big file too: it is not read.
+        let taken = take(&fx.scope(16, 27), &objects, None).unwrap();
+
+        assert_eq!(taken.skipped, [b"big".to_vec()]);
+        let big = taken.manifest.find(b"big").unwrap();
+        assert_eq!((&big.content, big.size), (&Content::Skipped, 17));
+        assert!(!objects.contains(blake3::hash(&[b'b'; 17]).as_bytes()));
+        assert_eq!(taken.hashed, 3, "small, exact (at the limit) and sub/inner");
+        for (path, bytes) in [("small", &b"hello"[..]), ("exact", &[b'e'; 16])] {
+            let Content::Hash(h) = content_of(&taken.manifest, path) else {
+                panic!("{path} is not stored");
+            };
+            assert_eq!(h, blake3::hash(bytes).as_bytes());
+            assert_eq!(objects.read(h).unwrap(), bytes, "{path}");
+        }
+        assert_eq!(content_of(&taken.manifest, "sub"), &Content::None);
+        assert_eq!(
+            content_of(&taken.manifest, "link"),
+            &Content::Link(b"small".to_vec())
+        );
+    }
+
+    #[test]
+    fn the_manifest_is_stored_under_its_id_sorted_by_path() {
+        let fx = Fixture::new(&[("b", b"2"), ("a/z", b"1"), ("a.txt", b"3")]);
+        let objects = fx.objects();
+        let taken = take(&fx.scope(1 << 20, 1 << 20), &objects, None).unwrap();
+        let stored = Manifest::decode_named(&objects.read(&taken.id).unwrap()).unwrap();
+        assert_eq!(stored, *taken.manifest);
+        let paths: Vec<&[u8]> = stored.entries.iter().map(|e| e.path.as_slice()).collect();
+        assert_eq!(paths, [&b"a"[..], b"a.txt", b"a/z", b"b"], "bytewise order");
+    }
+
+    #[test]
+    fn a_snapshot_over_the_total_limit_fails_and_names_no_object() {
+        let fx = Fixture::new(&[("one", &[1; 8]), ("two", &[2; 8])]);
+        let objects = fx.objects();
+        let err = take(&fx.scope(1 << 20, 15), &objects, None).unwrap_err();
+        assert!(format!("{err:#}").contains("max_total_size"), "{err:#}");
+        assert!(objects.list().unwrap().is_empty());
+    }
+}

@@ -70,7 +70,7 @@ fn json_names_the_alias_and_the_provider_model_id() {
 }
 
 /// A stream cut before its finish event (retried), then a whole one.
-fn cut_then_whole() -> Server {
+pub(super) fn cut_then_whole() -> Server {
     let mut cut = openai_stream(&["partial-one"]);
     cut.truncate(1);
     Server::start(vec![

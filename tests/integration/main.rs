@@ -35,6 +35,7 @@ mod policy_command;
 mod policy_errors;
 mod policy_limits;
 mod put_back;
+mod quiet_call;
 mod records;
 mod region;
 mod reporting;
