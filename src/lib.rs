@@ -3,6 +3,11 @@
 //! `main` parses the command line into [`settings::Settings`] and calls [`run`]; the
 //! commands live in [`commands`], the engine in [`engine`].
 
+// The guarantees rest on Linux's calls (renameat2, syncfs, /proc, the child
+// subreaper): said at build time rather than by a port that keeps them only in part.
+#[cfg(not(target_os = "linux"))]
+compile_error!("backstop runs on Linux only: see the README");
+
 // `eprintln!` and `eprint!` panic when stderr cannot be written, and it can fail at
 // any moment: the terminal was closed (EIO after SIGHUP), or stderr is a pipe whose
 // reader left. A message backstop can no longer show must never turn a run into a
