@@ -41,18 +41,7 @@ pub fn run(
     wait: Wait,
     yes: bool,
 ) -> Result<u8> {
-    let policy = policy::choose(choice)?;
-    // A fallback that could never call its model is found now, not when it is needed.
-    crate::call::secret::check_keys(&policy, None)?;
-    let steps = steps_to_run(&policy, command)?;
-    let terminal = std::io::stdin().is_terminal();
-    if let Some(step) = steps.iter().find(|s| s.approve && !yes && !terminal) {
-        return Err(UserError::Usage(format!(
-            "step `{}` asks for approval: run on a terminal to answer, or pass --yes",
-            step.name
-        ))
-        .into());
-    }
+    let (policy, steps) = prepare(choice, command, yes)?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let root = tree_root(&cwd);
     let store = Store::locate(settings.store.clone())?;
@@ -85,14 +74,9 @@ pub fn run(
         }
     };
 
-    let command_words = if command.is_empty() {
-        steps.iter().map(|s| format!("step:{}", s.name)).collect()
-    } else {
-        command.to_vec()
-    };
     let record = RunRecord {
         snapshot,
-        ..RunRecord::new(&id, root, cwd, command_words, &policy)
+        ..RunRecord::new(&id, root, cwd, command_words(command, &steps), &policy)
     };
     let mut writer = RecordWriter::start(&tree_store, record)
         .context("cannot record the run, so it was not started")?;
@@ -127,15 +111,7 @@ pub fn run(
         reporter.finish_summary(None);
         return Ok(final_code(&policy, end.last.as_ref(), &mut reporter));
     };
-    // A failed step of a task goes back to its checkpoint (`rollback.to: step`);
-    // anything else that failed goes back to the start.
-    let target = (end.failed && policy.rollback.on == RollbackOn::Failure).then(|| {
-        if command.is_empty() && policy.rollback.to == RollbackTo::Step && steps.len() > 1 {
-            Target::Checkpoint(end.step.clone())
-        } else {
-            Target::Start
-        }
-    });
+    let target = target(&policy, command.is_empty() && steps.len() > 1, &end);
     // A descendant still running (stuck in uninterruptible I/O, past SIGKILL) may be
     // writing yet: then nothing is judged late, and every change is the run's.
     let ended = end.ended.filter(|_| crate::reaper::none_left());
@@ -156,6 +132,47 @@ pub fn run(
         return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
     }
     Ok(final_code(&policy, end.last.as_ref(), &mut reporter))
+}
+
+/// The policy and what to run under it, refused before anything starts when it
+/// cannot run to its end: a key a fallback lacks, a prompt nobody can answer.
+fn prepare(choice: &PolicyChoice, command: &[String], yes: bool) -> Result<(Policy, Vec<Step>)> {
+    let policy = policy::choose(choice)?;
+    // A fallback that could never call its model is found now, not when it is needed.
+    crate::call::secret::check_keys(&policy, None)?;
+    let steps = steps_to_run(&policy, command)?;
+    let terminal = std::io::stdin().is_terminal();
+    if let Some(step) = steps.iter().find(|s| s.approve && !yes && !terminal) {
+        return Err(UserError::Usage(format!(
+            "step `{}` asks for approval: run on a terminal to answer, or pass --yes",
+            step.name
+        ))
+        .into());
+    }
+    Ok((policy, steps))
+}
+
+/// The words the record keeps for what ran: the command, or the task's steps.
+fn command_words(command: &[String], steps: &[Step]) -> Vec<String> {
+    if command.is_empty() {
+        steps.iter().map(|s| format!("step:{}", s.name)).collect()
+    } else {
+        command.to_vec()
+    }
+}
+
+/// Where the tree goes back to once the steps are done, if anywhere: a failed step
+/// of a task of several goes back to its checkpoint (`rollback.to: step`); anything
+/// else that failed goes back to the start.
+fn target(policy: &Policy, several_steps: bool, end: &StepsEnd) -> Option<Target> {
+    if !end.failed || policy.rollback.on != RollbackOn::Failure {
+        return None;
+    }
+    Some(if several_steps && policy.rollback.to == RollbackTo::Step {
+        Target::Checkpoint(end.step.clone())
+    } else {
+        Target::Start
+    })
 }
 
 /// Where a failed run's tree goes back to.
