@@ -45,18 +45,9 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
     let tree_store = store.tree(&tree_root(&cwd));
-    let verb = match direction {
-        Direction::Undo => "undo",
-        Direction::Redo => "redo",
-    };
+    let verb = direction.verb();
     let (record, paths) = pick(&tree_store, &cwd, verb, req.targets, req.paths, req.quiet)?;
-    let paths = &paths[..];
-    let info = record.snapshot.clone().ok_or_else(|| {
-        UserError::Refused(format!(
-            "run {} has no snapshot of its tree to go back to",
-            record.id
-        ))
-    })?;
+    let info = snapshot_of(&record)?;
     // The region the run recorded (not the tree's root): nothing whose scope overlaps
     // it writes the tree meanwhile, the run itself included if it is still going.
     // Then the tree's history, then a hold on the objects so gc sweeps nothing this
@@ -76,77 +67,20 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     recover(&tree, req.quiet)?;
     // Recovery, or the run itself (if it was still going), may have moved it on.
     let record = tree_store.find(&record.id)?;
-    let info = record.snapshot.clone().ok_or_else(|| {
-        UserError::Refused(format!(
-            "run {} has no snapshot of its tree to go back to",
-            record.id
-        ))
-    })?;
+    let info = snapshot_of(&record)?;
     let id = &record.id;
     refuse_by_state(direction, id, &info)?;
 
-    let before = tree.load(&info.before)?;
-    // The run's fixed scope: what its rules left out is never destroyed by a put-back
-    // (and, with no after-state, it is what the walk below goes by). Without it an
-    // undo can still go by its two manifests, as runs of backstop 0.1 do.
-    if let Some(rules) = &info.rules
-        && let Err(e) = tree.load_rules(rules)
-    {
-        if info.after.is_none() {
-            return Err(e);
-        }
-        if !req.quiet {
-            eprintln!("backstop: warning: the scope run {id} started with cannot be read ({e:#})");
-        }
-    }
-    let (after_id, after, all) = match &info.after {
-        Some(a) => {
-            let m = tree.load(a)?;
-            let all = diff(&before, &m);
-            (a.clone(), m, all)
-        }
-        None => {
-            // Only undo gets here (redo was refused above). What the run left is
-            // unknown; the tree as it is now, walked by the rules the run started
-            // with, is only what undo would go over. Nothing of it is stored, and it is
-            // never recorded as the run's result: it holds any later edits too.
-            let now = Arc::new(observe_now(&tree, &before)?);
-            let all = diff(&before, &now);
-            (String::new(), now, all)
-        }
-    };
-    // Which of the run's paths are at their state before the run now: all of them
-    // when undone or rolled back, those a partial undo put back when applied.
-    let undone: HashSet<Vec<u8>> = match info.state {
-        TreeState::Undone => all.iter().map(|c| c.path.clone()).collect(),
-        // But for the paths the rollback left as they were (changed after the command
-        // had ended): those are still as the run (and whoever came after) left them.
-        TreeState::RolledBack => {
-            let late: HashSet<Vec<u8>> = info
-                .late
-                .iter()
-                .map(|h| from_hex(h))
-                .collect::<Result<_>>()
-                .with_context(|| format!("the record of run {id} lists a bad late path"))?;
-            all.iter()
-                .map(|c| c.path.clone())
-                .filter(|p| !late.contains(p))
-                .collect()
-        }
-        TreeState::Applied => info
-            .undone
-            .iter()
-            .map(|h| from_hex(h))
-            .collect::<Result<_>>()
-            .with_context(|| format!("the record of run {id} lists a bad undone path"))?,
-    };
+    let sides = Sides::load(&mut tree, id, &info, req.quiet)?;
+    let undone = sides.undone(id, &info)?;
     // Undo goes over the paths not undone yet, redo over the undone ones.
-    let candidates: Vec<Change> = all
+    let candidates: Vec<Change> = sides
+        .all
         .iter()
         .filter(|c| undone.contains(&c.path) == (direction == Direction::Redo))
         .cloned()
         .collect();
-    let wanted = relative_paths(&info.root, &cwd, paths)?;
+    let wanted = relative_paths(&info.root, &cwd, &paths)?;
     if info.after.is_none() && wanted.is_empty() && !req.force && !candidates.is_empty() {
         // Without the run's result, every difference from the state before it looks
         // like the run's: put back blindly, later edits would be lost.
@@ -162,43 +96,10 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     }
     let chosen = select(&candidates, &wanted);
     if !wanted.is_empty() && chosen.is_empty() {
-        let names: Vec<String> = paths.iter().map(|p| crate::names::quote_path(p)).collect();
-        let names = names.join(", ");
-        let named_undone = wanted.iter().any(|w| {
-            undone
-                .iter()
-                .any(|u| u == w || (u.starts_with(w) && u.get(w.len()) == Some(&b'/')))
-        });
-        return Err(UserError::Refused(match direction {
-            Direction::Undo if named_undone => format!(
-                "run {id}'s changes to {names} are undone already; `backstop redo {id} -- {names}` re-applies them"
-            ),
-            Direction::Redo if !select(&all, &wanted).is_empty() => format!(
-                "run {id}'s changes to {names} are not undone: they are in the tree already"
-            ),
-            _ => format!("run {id} did not change {names}"),
-        })
-        .into());
+        return Err(nothing_named(direction, id, &paths, &wanted, &undone, &sides.all).into());
     }
-    let (from, to, to_id) = match direction {
-        Direction::Undo => (&after, &before, &info.before),
-        Direction::Redo => (&before, &after, &after_id),
-    };
-
-    // A path that changed again since is someone's later work: refuse, naming it.
-    let mut conflicts = Vec::new();
-    for c in &chosen {
-        let expected = from.find(&c.path);
-        let now = tree.observe(&c.path, expected)?;
-        let same = match (&now, expected) {
-            (None, None) => true,
-            (Some(n), Some(e)) => n.same_state(e),
-            _ => false,
-        };
-        if !same {
-            conflicts.push(crate::names::Name(c.path.clone()));
-        }
-    }
+    let (from, to, to_id) = sides.for_direction(direction, &info);
+    let conflicts = conflicts(&tree, &chosen, from)?;
     if req.json {
         match print_json(id, verb, req.dry_run, &chosen, &conflicts, to) {
             // The reader of the plan went away (`| head`): the undo itself does not
@@ -226,7 +127,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     }
     if chosen.is_empty() {
         if !req.quiet {
-            if all.is_empty() && undone.is_empty() {
+            if sides.all.is_empty() && undone.is_empty() {
                 eprintln!("backstop: run {id} changed nothing in its scope; nothing to {verb}");
             } else {
                 eprintln!(
@@ -244,60 +145,251 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
             "backstop: warning: git HEAD moved since run {id} ({was} → {now}); {verb} puts files back, never .git"
         );
     }
-    // The undone paths once this is done, and the run's state: `undone` when every
-    // path of the run is, `applied` otherwise (its changes are in the tree, or some).
-    let mut after_undone: std::collections::BTreeSet<Vec<u8>> = undone.iter().cloned().collect();
-    for c in &chosen {
-        match direction {
-            Direction::Undo => after_undone.insert(c.path.clone()),
-            Direction::Redo => after_undone.remove(&c.path),
-        };
-    }
-    let every: HashSet<&[u8]> = all
-        .iter()
-        .map(|c| c.path.as_slice())
-        .chain(undone.iter().map(Vec::as_slice))
-        .collect();
-    let whole = every.iter().all(|p| after_undone.contains(*p));
-    let then = if whole {
-        TreeState::Undone
-    } else {
-        TreeState::Applied
+    let plan = PutBack {
+        direction,
+        id,
+        chosen: &chosen,
+        all: &sides.all,
+        undone: &undone,
     };
-    let paths: Vec<Vec<u8>> = chosen.iter().map(|c| c.path.clone()).collect();
-    let reason = if paths.len() == every.len() {
-        format!("backstop {verb}")
-    } else {
-        format!("backstop {verb} of {} path(s)", paths.len())
-    };
-    let mut journal = Journal::new(id, verb, to_id, &paths, Some(then));
-    journal.undone = Some(after_undone.iter().map(|p| to_hex(p)).collect());
-    let report = tree.put_back(&journal, to, &reason)?;
-    for dir in &report.kept {
-        eprintln!(
-            "backstop: kept {}: it holds files outside the run's scope",
-            quote_path(dir)
-        );
-    }
-    if !report.complete() {
-        // Never silent, even with -q or --json: the tree is not what was asked for.
-        eprintln!(
-            "backstop: {verb} of run {id} incomplete: {} of {} path(s) not put back:",
-            report.failed.len(),
-            paths.len()
-        );
-        for (path, why) in &report.failed {
-            eprintln!("backstop:   not restored: {}: {why}", quote_path(path));
+    plan.apply(&tree, to, to_id, req)
+}
+
+impl Direction {
+    fn verb(self) -> &'static str {
+        match self {
+            Direction::Undo => "undo",
+            Direction::Redo => "redo",
         }
-        return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
     }
-    if !req.quiet && !req.json {
-        eprintln!(
-            "backstop: {verb} of run {id}: {} path(s) put back",
-            paths.len()
-        );
+}
+
+/// The run's snapshot, which undo and redo go by.
+fn snapshot_of(record: &RunRecord) -> Result<SnapshotInfo> {
+    record.snapshot.clone().ok_or_else(|| {
+        UserError::Refused(format!(
+            "run {} has no snapshot of its tree to go back to",
+            record.id
+        ))
+        .into()
+    })
+}
+
+/// The two sides of a run: the tree before it and after it, and its change set.
+struct Sides {
+    before: Arc<Manifest>,
+    /// The after-state's manifest id (empty when it was never recorded).
+    after_id: String,
+    after: Arc<Manifest>,
+    all: Vec<Change>,
+}
+
+impl Sides {
+    fn load(tree: &mut Tree, id: &str, info: &SnapshotInfo, quiet: bool) -> Result<Sides> {
+        let before = tree.load(&info.before)?;
+        // The run's fixed scope: what its rules left out is never destroyed by a
+        // put-back (and, with no after-state, it is what the walk below goes by).
+        // Without it an undo can still go by its two manifests, as runs of backstop
+        // 0.1 do.
+        if let Some(rules) = &info.rules
+            && let Err(e) = tree.load_rules(rules)
+        {
+            if info.after.is_none() {
+                return Err(e);
+            }
+            if !quiet {
+                eprintln!(
+                    "backstop: warning: the scope run {id} started with cannot be read ({e:#})"
+                );
+            }
+        }
+        Ok(match &info.after {
+            Some(a) => {
+                let after = tree.load(a)?;
+                let all = diff(&before, &after);
+                Sides {
+                    before,
+                    after_id: a.clone(),
+                    after,
+                    all,
+                }
+            }
+            None => {
+                // Only undo gets here (redo was refused). What the run left is
+                // unknown; the tree as it is now, walked by the rules the run started
+                // with, is only what undo would go over. Nothing of it is stored, and
+                // it is never recorded as the run's result: it holds any later edits.
+                let now = Arc::new(observe_now(tree, &before)?);
+                let all = diff(&before, &now);
+                Sides {
+                    before,
+                    after_id: String::new(),
+                    after: now,
+                    all,
+                }
+            }
+        })
     }
-    Ok(SUCCESS)
+
+    /// Which of the run's paths are at their state before the run now: all of them
+    /// when undone, all but those it kept when rolled back, those a partial undo put
+    /// back when applied.
+    fn undone(&self, id: &str, info: &SnapshotInfo) -> Result<HashSet<Vec<u8>>> {
+        let listed = |list: &[String], what: &str| -> Result<HashSet<Vec<u8>>> {
+            list.iter()
+                .map(|h| from_hex(h))
+                .collect::<Result<_>>()
+                .with_context(|| format!("the record of run {id} lists a bad {what} path"))
+        };
+        let every = self.all.iter().map(|c| c.path.clone());
+        Ok(match info.state {
+            TreeState::Undone => every.collect(),
+            // But for the paths the rollback left as they were (changed after the
+            // command had ended): those are still as the run (and whoever came after)
+            // left them.
+            TreeState::RolledBack => {
+                let late = listed(&info.late, "late")?;
+                every.filter(|p| !late.contains(p)).collect()
+            }
+            TreeState::Applied => listed(&info.undone, "undone")?,
+        })
+    }
+
+    /// The state the chosen paths must be in now, the state they are put into, and
+    /// that state's manifest id.
+    fn for_direction<'s>(
+        &'s self,
+        direction: Direction,
+        info: &'s SnapshotInfo,
+    ) -> (&'s Manifest, &'s Manifest, &'s String) {
+        match direction {
+            Direction::Undo => (&self.after, &self.before, &info.before),
+            Direction::Redo => (&self.before, &self.after, &self.after_id),
+        }
+    }
+}
+
+/// The refusal when paths were named but none is on the side this goes from.
+fn nothing_named(
+    direction: Direction,
+    id: &str,
+    paths: &[PathBuf],
+    wanted: &[Vec<u8>],
+    undone: &HashSet<Vec<u8>>,
+    all: &[Change],
+) -> UserError {
+    let names: Vec<String> = paths.iter().map(|p| crate::names::quote_path(p)).collect();
+    let names = names.join(", ");
+    let named_undone = wanted.iter().any(|w| {
+        undone
+            .iter()
+            .any(|u| u == w || (u.starts_with(w) && u.get(w.len()) == Some(&b'/')))
+    });
+    UserError::Refused(match direction {
+        Direction::Undo if named_undone => format!(
+            "run {id}'s changes to {names} are undone already; `backstop redo {id} -- {names}` re-applies them"
+        ),
+        Direction::Redo if !select(all, wanted).is_empty() => {
+            format!("run {id}'s changes to {names} are not undone: they are in the tree already")
+        }
+        _ => format!("run {id} did not change {names}"),
+    })
+}
+
+/// The chosen paths that changed again since (someone's later work), named.
+fn conflicts(tree: &Tree, chosen: &[&Change], from: &Manifest) -> Result<Vec<crate::names::Name>> {
+    let mut conflicts = Vec::new();
+    for c in chosen {
+        let expected = from.find(&c.path);
+        let now = tree.observe(&c.path, expected)?;
+        let same = match (&now, expected) {
+            (None, None) => true,
+            (Some(n), Some(e)) => n.same_state(e),
+            _ => false,
+        };
+        if !same {
+            conflicts.push(crate::names::Name(c.path.clone()));
+        }
+    }
+    Ok(conflicts)
+}
+
+/// An undo or redo of the chosen paths, ready to be put back.
+struct PutBack<'a> {
+    direction: Direction,
+    id: &'a str,
+    chosen: &'a [&'a Change],
+    all: &'a [Change],
+    undone: &'a HashSet<Vec<u8>>,
+}
+
+impl PutBack<'_> {
+    /// The undone paths once this is done, and the run's state: `undone` when every
+    /// path of the run is, `applied` otherwise (its changes are in the tree, or some).
+    fn settled(&self) -> (std::collections::BTreeSet<Vec<u8>>, TreeState, usize) {
+        let mut after_undone: std::collections::BTreeSet<Vec<u8>> =
+            self.undone.iter().cloned().collect();
+        for c in self.chosen {
+            match self.direction {
+                Direction::Undo => after_undone.insert(c.path.clone()),
+                Direction::Redo => after_undone.remove(&c.path),
+            };
+        }
+        let every: HashSet<&[u8]> = self
+            .all
+            .iter()
+            .map(|c| c.path.as_slice())
+            .chain(self.undone.iter().map(Vec::as_slice))
+            .collect();
+        let whole = every.iter().all(|p| after_undone.contains(*p));
+        let then = if whole {
+            TreeState::Undone
+        } else {
+            TreeState::Applied
+        };
+        (after_undone, then, every.len())
+    }
+
+    /// Writes the journal (with the record's state once done), puts the paths into
+    /// `to`, and says how it went; an incomplete put-back is never silent.
+    fn apply(&self, tree: &Tree, to: &Manifest, to_id: &str, req: &Request) -> Result<u8> {
+        let (id, verb) = (self.id, self.direction.verb());
+        let (after_undone, then, every) = self.settled();
+        let paths: Vec<Vec<u8>> = self.chosen.iter().map(|c| c.path.clone()).collect();
+        let reason = if paths.len() == every {
+            format!("backstop {verb}")
+        } else {
+            format!("backstop {verb} of {} path(s)", paths.len())
+        };
+        let mut journal = Journal::new(id, verb, to_id, &paths, Some(then));
+        journal.undone = Some(after_undone.iter().map(|p| to_hex(p)).collect());
+        let report = tree.put_back(&journal, to, &reason)?;
+        for dir in &report.kept {
+            eprintln!(
+                "backstop: kept {}: it holds files outside the run's scope",
+                quote_path(dir)
+            );
+        }
+        if !report.complete() {
+            // Never silent, even with -q or --json: the tree is not what was asked for.
+            eprintln!(
+                "backstop: {verb} of run {id} incomplete: {} of {} path(s) not put back:",
+                report.failed.len(),
+                paths.len()
+            );
+            for (path, why) in &report.failed {
+                eprintln!("backstop:   not restored: {}: {why}", quote_path(path));
+            }
+            return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
+        }
+        if !req.quiet && !req.json {
+            eprintln!(
+                "backstop: {verb} of run {id}: {} path(s) put back",
+                paths.len()
+            );
+        }
+        Ok(SUCCESS)
+    }
 }
 
 /// Refuses what the run's state makes impossible: undoing what is not in the tree,
