@@ -11,17 +11,23 @@
 //! The engine never sleeps but through tokio's clock (tests pause it) and never
 //! prints: it emits [`Event`]s.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::attempt::{AttemptOutcome, AttemptSpec, Attempter, CallWork, End, Prompt, StdinFrom};
+use crate::attempt::{
+    AttemptOutcome, AttemptSpec, Attempter, CallReport, CallWork, End, Prompt, StdinFrom,
+};
 use crate::backoff::{Delay, Schedule, jitter_bounds};
-use crate::classify::{LinkPatterns, Verdict, classify, classify_call};
+use crate::classify::{FailureClass, LinkPatterns, Verdict, classify_call, classify_command};
 use crate::events::{AttemptReport, Event, EventSink, Layer, Outcome, RunSummary};
 use crate::policy::values::{format_duration, millis, round_ms};
-use crate::policy::{Action, CallLink, DefaultAnswer, Escalate, Jitter, Policy, RetryPolicy};
+use crate::policy::{
+    Action, CallLink, Critical, DefaultAnswer, Escalate, Jitter, Policy, RetryPolicy,
+};
+use crate::reason::{LinkFailure, StopReason};
 use crate::scan::Scanner;
 
 /// A signal that asked backstop to stop, as seen by everything that waits.
@@ -79,17 +85,21 @@ struct ChainLink<'p> {
     timeout: Option<Duration>,
 }
 
-/// How a `run` link ended.
+/// What every attempt of a `run` or `call` link runs: it also picks the classifier.
+enum Work<'w> {
+    Command(&'w [String]),
+    Call(CallWork<'w>),
+}
+
+/// How a `run` or `call` link ended.
+#[derive(Debug, PartialEq)]
 enum LinkEnd {
     Succeeded {
         attempt: u32,
         max: u32,
     },
     /// Go on to the next link, for this reason.
-    Failed {
-        reason: String,
-        critical: bool,
-    },
+    Failed(LinkFailure),
     /// Stop the whole run (interrupted).
     Stop {
         signal: i32,
@@ -97,6 +107,116 @@ enum LinkEnd {
     /// Stop the whole run: the reader of backstop's output is gone and the command
     /// died of SIGPIPE, as the rest of the pipeline expects.
     OutputClosed,
+}
+
+/// Where an attempt stands: its link in the chain, and its number within the link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Position {
+    link: usize,
+    links: usize,
+    /// 1-based.
+    attempt: u32,
+    max: u32,
+}
+
+impl Position {
+    fn layer(self) -> Layer {
+        match (self.link, self.attempt) {
+            (0, 1) => Layer::Primary,
+            (0, _) => Layer::Retry,
+            _ => Layer::Fallback,
+        }
+    }
+
+    fn next(self) -> Position {
+        Position {
+            attempt: self.attempt + 1,
+            ..self
+        }
+    }
+}
+
+/// How long an attempt may take, and whether that limit is the run's deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Limit {
+    timeout: Option<Duration>,
+    is_deadline: bool,
+}
+
+/// What one attempt did, its success checked by `rollback.validate`.
+struct Attempted {
+    outcome: AttemptOutcome,
+    /// The attempt succeeded but `validate` did not: `outcome.end` is the check's.
+    validation_failed: bool,
+}
+
+/// What follows an attempt: another after a delay, or the link's end.
+#[derive(Debug, PartialEq)]
+enum Next {
+    Retry { delay: Duration, reason: String },
+    End(LinkEnd),
+}
+
+impl Next {
+    /// The attempt record's `delay_ms` and `delay_reason`.
+    fn delay(&self) -> (Option<u64>, Option<String>) {
+        match self {
+            Next::Retry { delay, reason } => (Some(millis(*delay)), Some(reason.clone())),
+            Next::End(LinkEnd::Failed(failure)) => (None, failure.delay_refused()),
+            Next::End(_) => (None, None),
+        }
+    }
+}
+
+/// The chain's failures so far.
+#[derive(Default)]
+struct Failures {
+    /// The last link that failed, and why.
+    last: Option<(usize, LinkFailure)>,
+    /// A `default` link was passed by because a key was refused.
+    default_skipped: bool,
+}
+
+impl Failures {
+    fn critical(&self) -> bool {
+        self.last.as_ref().is_some_and(|(_, f)| f.is_critical())
+    }
+
+    fn reason(&self) -> Option<LinkFailure> {
+        self.last.as_ref().map(|(_, f)| f.clone())
+    }
+}
+
+/// How the chain ended, before it is summed up.
+struct Ending {
+    outcome: Outcome,
+    exit_code: u8,
+    /// The link that produced the outcome.
+    link: usize,
+    /// Attempts of that link, and its maximum; `(0, 0)` unless it succeeded.
+    link_attempts: (u32, u32),
+    reason: Option<StopReason>,
+}
+
+impl Ending {
+    fn new(outcome: Outcome, exit_code: u8, link: usize, reason: Option<StopReason>) -> Ending {
+        Ending {
+            outcome,
+            exit_code,
+            link,
+            link_attempts: (0, 0),
+            reason,
+        }
+    }
+
+    fn interrupted(link: usize, signal: i32) -> Ending {
+        Ending::new(
+            Outcome::Interrupted,
+            crate::exit_code::for_signal(signal),
+            link,
+            Some(StopReason::Interrupted { signal }),
+        )
+    }
 }
 
 impl<'a, A: Attempter> Engine<'a, A> {
@@ -150,486 +270,352 @@ impl<'a, A: Attempter> Engine<'a, A> {
     /// Runs link 0 — a command or a model call — and the fallback chain after it.
     pub async fn run_primary(mut self, primary: Primary<'_>) -> RunSummary {
         self.start = Instant::now();
-        let policy = self.policy;
-        // `-m cheap` with a chain holding `call: {model: cheap}`: that link would only
-        // ask the same model the same thing again.
-        let primary_model = match primary {
-            Primary::Call(model) => Some(model),
-            Primary::Command(_) => None,
-        };
-        let (name, kind) = match primary {
-            Primary::Command(command) => (
-                crate::attempt::command_line(command),
-                LinkKind::Run(command),
-            ),
-            Primary::Call(model) => (
-                format!("call {model}"),
-                LinkKind::Call(CallLink {
-                    model: model.to_string(),
-                    prompt: None,
-                    system: None,
-                }),
-            ),
-        };
-        let mut links = vec![ChainLink {
-            name,
-            kind,
-            retry: &policy.retry,
-            timeout: policy.timeout.attempt.map(|d| d.0),
-        }];
-        for link in &policy.fallback.chain {
-            links.push(ChainLink {
-                name: link.name.clone(),
-                kind: match &link.action {
-                    Action::Run(argv) => LinkKind::Run(&argv.0),
-                    Action::Call(call) => LinkKind::Call(call.clone()),
-                    Action::Default(answer) => LinkKind::Default(answer),
-                    Action::Escalate(e) => LinkKind::Escalate(e),
-                },
-                retry: link.retry.as_ref().unwrap_or(&policy.retry),
-                timeout: link.timeout.or(policy.timeout.attempt).map(|d| d.0),
-            });
-        }
+        let links = chain(self.policy, primary);
         // A deadline past the clock's range is no deadline.
-        let deadline = policy
-            .timeout
-            .total()
-            .and_then(|t| self.start.checked_add(t));
+        let deadline = (self.policy.timeout.total()).and_then(|t| self.start.checked_add(t));
+        let ending = self.walk(&links, primary, deadline).await;
+        self.finish(ending, &links)
+    }
 
-        let mut critical = false;
-        let mut default_skipped = false;
-        let mut reason = String::new();
-        let mut from = 0;
+    /// Goes down the chain until a link ends the run, or past its end.
+    async fn walk(
+        &mut self,
+        links: &[ChainLink<'_>],
+        primary: Primary<'_>,
+        deadline: Option<Instant>,
+    ) -> Ending {
+        let mut failures = Failures::default();
         for (i, link) in links.iter().enumerate() {
-            let skip = match link.kind {
-                LinkKind::Escalate(_) => false,
-                _ if critical => true,
-                LinkKind::Run(_) | LinkKind::Call(_) => {
-                    deadline.is_some_and(|d| Instant::now() >= d)
-                }
-                LinkKind::Default(_) => self.config_error.is_some(),
-            };
-            if skip {
-                default_skipped |= matches!(link.kind, LinkKind::Default(_));
-                continue;
-            }
-            if let LinkKind::Call(c) = &link.kind
-                && i > 0
-                && primary_model == Some(c.model.as_str())
-                && c.prompt.is_none()
-                && c.system.is_none()
-            {
-                self.sink.event(&Event::Warning(format!(
-                    "skipping fallback {i}/{} ({}): model `{}` was already tried as link 0",
-                    links.len() - 1,
-                    link.name,
-                    c.model
-                )));
+            if self.skips(link, failures.critical(), deadline) {
+                failures.default_skipped |= matches!(link.kind, LinkKind::Default(_));
                 continue;
             }
             if i > 0 {
+                if let Some(model) = repeats_primary(primary, link) {
+                    self.sink.event(&Event::Warning(format!(
+                        "skipping fallback {i}/{} ({}): model `{model}` was already tried as link 0",
+                        links.len() - 1,
+                        link.name,
+                    )));
+                    continue;
+                }
                 self.sink.event(&Event::Fallback {
-                    from,
+                    from: failures.last.as_ref().map_or(0, |(from, _)| *from),
                     to: i,
                     links: links.len(),
                     to_name: link.name.clone(),
-                    reason: reason.clone(),
+                    reason: failures.reason(),
                 });
             }
-            match &link.kind {
-                LinkKind::Run(_) | LinkKind::Call(_) => {
-                    match self.run_link(i, links.len(), link, deadline).await {
-                        LinkEnd::Succeeded { attempt, max } => {
-                            return self.finish(
-                                Outcome::Succeeded,
-                                0,
-                                i,
-                                link,
-                                links.len(),
-                                (attempt, max),
-                                None,
-                            );
-                        }
-                        LinkEnd::Stop { signal } => {
-                            let code = crate::exit_code::for_signal(signal);
-                            let reason = Some(format!(
-                                "interrupted by {}",
-                                crate::attempt::signal_name(signal)
-                            ));
-                            return self.finish(
-                                Outcome::Interrupted,
-                                code,
-                                i,
-                                link,
-                                links.len(),
-                                (0, 0),
-                                reason,
-                            );
-                        }
-                        LinkEnd::OutputClosed => {
-                            let code = crate::exit_code::for_signal(libc::SIGPIPE);
-                            let reason = Some("the reader of backstop's output went away".into());
-                            return self.finish(
-                                Outcome::OutputClosed,
-                                code,
-                                i,
-                                link,
-                                links.len(),
-                                (0, 0),
-                                reason,
-                            );
-                        }
-                        LinkEnd::Failed {
-                            reason: why,
-                            critical: c,
-                        } => {
-                            reason = why;
-                            critical = c;
-                            from = i;
-                        }
-                    }
-                }
-                &LinkKind::Default(answer) => {
-                    if let Some(signal) = self.attempter.answer(answer).await {
-                        return self.finish(
-                            Outcome::Interrupted,
-                            crate::exit_code::for_signal(signal),
-                            i,
-                            link,
-                            links.len(),
-                            (0, 0),
-                            Some(format!(
-                                "interrupted by {}",
-                                crate::attempt::signal_name(signal)
-                            )),
-                        );
-                    }
-                    let code = answer.exit_code;
-                    // The answer of the run, for `call --json`, whichever link gave it.
-                    self.answer = Some(answer.stdout.clone());
-                    return self.finish(
-                        Outcome::Degraded,
-                        code,
-                        i,
-                        link,
-                        links.len(),
-                        (0, 0),
-                        Some(reason),
-                    );
-                }
-                &LinkKind::Escalate(esc) => {
-                    let code = esc.exit_code.unwrap_or_else(|| self.final_code());
-                    self.escalate(esc, &reason, critical).await;
-                    return self.finish(
-                        Outcome::Escalated,
-                        code,
-                        i,
-                        link,
-                        links.len(),
-                        (0, 0),
-                        Some(reason),
-                    );
-                }
+            let pos = Position {
+                link: i,
+                links: links.len(),
+                attempt: 1,
+                max: link.retry.max_attempts,
+            };
+            match self.run_one(pos, link, deadline, &failures).await {
+                ControlFlow::Break(ending) => return ending,
+                ControlFlow::Continue(failure) => failures.last = Some((i, failure)),
             }
         }
-        let code = self.final_code();
-        if self.config_error.is_some() {
-            // The failure itself (`HTTP 401: invalid x-api-key`) is the summary's last
-            // failure: say only what kind of failure it is.
-            reason = "a configuration error: the API key was refused or missing".into();
-            if default_skipped {
-                reason.push_str("; a `default` link does not answer for it");
-            }
+        self.chain_failed(failures, links.len())
+    }
+
+    /// Whether the chain passes `link` by: after a critical failure every link but
+    /// `escalate`; an attempted link once the deadline has passed; a `default` once a
+    /// key was refused.
+    fn skips(&self, link: &ChainLink<'_>, critical: bool, deadline: Option<Instant>) -> bool {
+        match link.kind {
+            LinkKind::Escalate(_) => false,
+            _ if critical => true,
+            LinkKind::Run(_) | LinkKind::Call(_) => deadline.is_some_and(|d| Instant::now() >= d),
+            LinkKind::Default(_) => self.config_error.is_some(),
         }
-        let last = links.len() - 1;
-        self.finish(
+    }
+
+    /// Runs one link: the run ends with it (`Break`), or the chain goes on because it
+    /// failed (`Continue`).
+    async fn run_one(
+        &mut self,
+        pos: Position,
+        link: &ChainLink<'_>,
+        deadline: Option<Instant>,
+        failures: &Failures,
+    ) -> ControlFlow<Ending, LinkFailure> {
+        let i = pos.link;
+        let work = match &link.kind {
+            LinkKind::Run(argv) => Work::Command(argv),
+            LinkKind::Call(call) => match self.call_work(call) {
+                Ok(work) => Work::Call(work),
+                Err(why) => return ControlFlow::Continue(LinkFailure::CannotCall { why }),
+            },
+            &LinkKind::Default(answer) => {
+                if let Some(signal) = self.attempter.answer(answer).await {
+                    return ControlFlow::Break(Ending::interrupted(i, signal));
+                }
+                // The answer of the run, for `call --json`, whichever link gave it.
+                self.answer = Some(answer.stdout.clone());
+                let reason = failures.reason().map(StopReason::Link);
+                return ControlFlow::Break(Ending::new(
+                    Outcome::Degraded,
+                    answer.exit_code,
+                    i,
+                    reason,
+                ));
+            }
+            &LinkKind::Escalate(esc) => {
+                let code = esc.exit_code.unwrap_or_else(|| self.final_code());
+                let reason = failures.reason();
+                self.escalate(esc, reason.as_ref()).await;
+                let reason = reason.map(StopReason::Link);
+                return ControlFlow::Break(Ending::new(Outcome::Escalated, code, i, reason));
+            }
+        };
+        ControlFlow::Break(match self.run_link(pos, link, &work, deadline).await {
+            LinkEnd::Failed(failure) => return ControlFlow::Continue(failure),
+            LinkEnd::Succeeded { attempt, max } => Ending {
+                link_attempts: (attempt, max),
+                ..Ending::new(Outcome::Succeeded, 0, i, None)
+            },
+            LinkEnd::Stop { signal } => Ending::interrupted(i, signal),
+            LinkEnd::OutputClosed => Ending::new(
+                Outcome::OutputClosed,
+                crate::exit_code::for_signal(libc::SIGPIPE),
+                i,
+                Some(StopReason::OutputClosed),
+            ),
+        })
+    }
+
+    /// The end of a chain every link of which failed or was passed by.
+    fn chain_failed(&self, failures: Failures, links: usize) -> Ending {
+        let reason = if self.config_error.is_some() {
+            Some(StopReason::ConfigError {
+                default_skipped: failures.default_skipped,
+            })
+        } else {
+            failures.reason().map(StopReason::Link)
+        };
+        let from = failures.last.as_ref().map_or(0, |(from, _)| *from);
+        Ending::new(
             Outcome::Failed,
-            code,
-            from,
-            &links[from.min(last)],
-            links.len(),
-            (0, 0),
-            Some(reason),
+            self.final_code(),
+            from.min(links - 1),
+            reason,
         )
     }
 
+    /// Attempts a `run` or `call` link until it succeeds, and otherwise says why it
+    /// ended. Each attempt is prepared, made, judged and told once; then the link
+    /// ends, or waits for the next attempt.
     async fn run_link(
         &mut self,
-        index: usize,
-        links: usize,
+        mut pos: Position,
         link: &ChainLink<'_>,
+        work: &Work<'_>,
         deadline: Option<Instant>,
     ) -> LinkEnd {
-        let retry = link.retry;
-        let (argv, call): (&[String], Option<CallWork>) = match &link.kind {
-            LinkKind::Run(argv) => (argv, None),
-            LinkKind::Call(c) => match self.call_work(c) {
-                Ok(work) => (&[], Some(work)),
-                Err(reason) => {
-                    return LinkEnd::Failed {
-                        reason,
-                        critical: false,
-                    };
-                }
-            },
-            _ => unreachable!("only run and call links are attempted"),
-        };
-        let critical = &self.policy.fallback.critical;
-        let patterns = LinkPatterns::new(retry, critical);
-        let mut schedule = Schedule::new(&retry.backoff, retry.max_attempts);
-        let max = retry.max_attempts;
-        let mut attempt = 1;
+        let policy = self.policy;
+        let critical = &policy.fallback.critical;
+        let patterns = LinkPatterns::new(link.retry, critical);
+        let mut schedule = Schedule::new(&link.retry.backoff, link.retry.max_attempts);
         loop {
-            if let Some(signal) = *self.interrupt.borrow() {
+            let limit = match self.prepare(pos, link, work, deadline) {
+                Ok(limit) => limit,
+                Err(end) => return end,
+            };
+            let attempted = match self.attempt(pos, link, work, &patterns, limit).await {
+                Ok(attempted) => attempted,
+                Err(signal) => return LinkEnd::Stop { signal },
+            };
+            let verdict = judge(work, &attempted, &patterns, link.retry, critical);
+            self.tally(pos, &attempted.outcome.end, verdict.as_ref());
+            let next = next_step(
+                verdict.as_ref(),
+                &attempted.outcome,
+                pos,
+                link.retry,
+                &mut schedule,
+                deadline,
+            );
+            self.finished(pos, link, attempted.outcome, verdict, &next);
+            let (delay, reason) = match next {
+                Next::End(end) => return end,
+                Next::Retry { delay, reason } => (delay, reason),
+            };
+            if let Err(signal) = self.wait(pos, link, delay, reason).await {
                 return LinkEnd::Stop { signal };
             }
-            if (index, attempt) != (0, 1)
-                && let Err(reason) = self.restore_between()
-            {
-                return LinkEnd::Failed {
-                    reason,
-                    critical: true,
-                };
-            }
-            // A model call never goes without a limit of its own (see `call::client`).
-            let own = link.timeout.or_else(|| {
-                call.as_ref()
-                    .map(|_| crate::call::client::DEFAULT_CALL_ATTEMPT)
-            });
-            let (timeout, timeout_is_deadline) = match (own, deadline) {
-                (t, None) => (t, false),
-                (t, Some(d)) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return LinkEnd::Failed {
-                            reason: "timeout.total reached".into(),
-                            critical: false,
-                        };
-                    }
-                    match t {
-                        Some(t) if t <= left => (Some(t), false),
-                        _ => (Some(left), true),
-                    }
-                }
-            };
-            if let Some(work) = &call
-                && let Err(reason) = self.within_budget(work)
-            {
-                return LinkEnd::Failed {
-                    reason,
-                    critical: false,
-                };
-            }
-            self.sink.event(&Event::AttemptStarted {
-                link: index,
-                links,
-                link_name: link.name.clone(),
-                attempt,
-                max_attempts: max,
-            });
+            pos = pos.next();
+        }
+    }
+
+    /// What must hold before an attempt starts: backstop not asked to stop, the tree
+    /// put back (after the run's first attempt), time left before the deadline, and
+    /// a call within the budget. Gives the attempt's limit.
+    fn prepare(
+        &mut self,
+        pos: Position,
+        link: &ChainLink<'_>,
+        work: &Work<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<Limit, LinkEnd> {
+        if let Some(signal) = *self.interrupt.borrow() {
+            return Err(LinkEnd::Stop { signal });
+        }
+        if (pos.link, pos.attempt) != (0, 1) {
+            self.restore_between().map_err(LinkEnd::Failed)?;
+        }
+        let is_call = matches!(work, Work::Call(_));
+        let limit = attempt_limit(link.timeout, is_call, deadline)
+            .ok_or(LinkEnd::Failed(LinkFailure::DeadlineReached))?;
+        if let Work::Call(work) = work {
+            self.within_budget(work).map_err(LinkEnd::Failed)?;
+        }
+        Ok(limit)
+    }
+
+    /// Makes one attempt and, after a command's success, runs `rollback.validate`.
+    /// `Err(signal)` when asked to stop before the success was validated.
+    async fn attempt(
+        &mut self,
+        pos: Position,
+        link: &ChainLink<'_>,
+        work: &Work<'_>,
+        patterns: &LinkPatterns,
+        limit: Limit,
+    ) -> Result<Attempted, i32> {
+        self.sink.event(&Event::AttemptStarted {
+            link: pos.link,
+            links: pos.links,
+            link_name: link.name.clone(),
+            attempt: pos.attempt,
+            max_attempts: pos.max,
+        });
+        let (argv, call): (&[String], _) = match work {
             // `retry.command` replaces the command for every attempt after the first.
-            let argv = match &retry.command {
-                Some(other) if attempt > 1 && call.is_none() => &other.0[..],
-                _ => argv,
-            };
-            let spec = AttemptSpec {
-                argv,
-                env: self.child_env(index, &link.name, attempt, max),
-                timeout,
-                timeout_is_deadline,
-                kill_grace: self.policy.timeout.kill_grace.0,
-                scanner: &patterns.scanner,
-                stdin: StdinFrom::Inherit,
-                call: call.as_ref(),
-            };
-            let mut outcome = self.attempter.attempt(spec).await;
-            self.account(&outcome);
-            let mut validation_failed = false;
-            // `validate` checks what a command left on disk. A call link leaves nothing
-            // there, and its answer is already printed: validating it could only fail
-            // it for the tree's state and make it answer again.
-            if outcome.end.success()
-                && call.is_none()
-                && let Some(validate) = &self.policy.rollback.validate
-            {
-                if let Some(signal) = *self.interrupt.borrow() {
-                    // Asked to stop before the success was validated: not a success.
-                    return LinkEnd::Stop { signal };
-                }
-                outcome.end = self
-                    .validate(&validate.0, index, &link.name, attempt, max)
-                    .await;
-                outcome.matched.clear();
-                validation_failed = !outcome.end.success();
+            Work::Command(argv) => match &link.retry.command {
+                Some(other) if pos.attempt > 1 => (&other.0, None),
+                _ => (argv, None),
+            },
+            Work::Call(work) => (&[], Some(work)),
+        };
+        let spec = AttemptSpec {
+            argv,
+            env: self.child_env(pos, &link.name),
+            timeout: limit.timeout,
+            timeout_is_deadline: limit.is_deadline,
+            kill_grace: self.policy.timeout.kill_grace.0,
+            scanner: &patterns.scanner,
+            stdin: StdinFrom::Inherit,
+            call,
+        };
+        let outcome = self.attempter.attempt(spec).await;
+        self.account(&outcome);
+        self.validated(pos, link, work, outcome).await
+    }
+
+    /// Checks a command's success with `rollback.validate`, when the policy has one.
+    async fn validated(
+        &mut self,
+        pos: Position,
+        link: &ChainLink<'_>,
+        work: &Work<'_>,
+        mut outcome: AttemptOutcome,
+    ) -> Result<Attempted, i32> {
+        // `validate` checks what a command left on disk. A call link leaves nothing
+        // there, and its answer is already printed: validating it could only fail
+        // it for the tree's state and make it answer again.
+        let policy = self.policy;
+        let validate = match (work, &policy.rollback.validate) {
+            (Work::Command(_), Some(validate)) if outcome.end.success() => validate,
+            _ => {
+                return Ok(Attempted {
+                    outcome,
+                    validation_failed: false,
+                });
             }
-            self.attempts += 1;
-            if attempt > 1 {
-                self.retries += 1;
+        };
+        if let Some(signal) = *self.interrupt.borrow() {
+            // Asked to stop before the success was validated: not a success.
+            return Err(signal);
+        }
+        let env = self.child_env(pos, &link.name);
+        outcome.end = self.side_command(&validate.0, env, StdinFrom::Null).await;
+        outcome.matched.clear();
+        Ok(Attempted {
+            validation_failed: !outcome.end.success(),
+            outcome,
+        })
+    }
+
+    /// Counts an attempt, keeps the last failure, and notes a key refused.
+    fn tally(&mut self, pos: Position, end: &End, verdict: Option<&Verdict>) {
+        self.attempts += 1;
+        if pos.attempt > 1 {
+            self.retries += 1;
+        }
+        if let Some(verdict) = verdict {
+            if verdict.class == FailureClass::Auth {
+                self.config_error = Some(end.describe());
             }
-            let mut verdict = match &outcome.call {
-                Some(report) => classify_call(&outcome.end, report, retry),
-                None => classify(&outcome.end, &outcome.matched, &patterns, retry, critical),
-            };
-            if let (Some(v), true) = (verdict.as_mut(), validation_failed) {
-                v.class = crate::classify::FailureClass::Validation;
-                // The check's exit code says nothing of whether the command would do
-                // better on another try (`cargo check` exits 101, `test -f` 1): its
-                // own rule decides. A stop or a critical failure stays one.
-                if !v.stop && !v.critical {
-                    v.retry = retry.on.validate;
-                    v.rule = format!(
-                        "rollback.validate failed ({}); retry.on.validate is {}",
-                        outcome.end.describe(),
-                        retry.on.validate
-                    );
-                } else {
-                    v.rule = format!(
-                        "rollback.validate failed ({}); {}",
-                        outcome.end.describe(),
-                        v.rule
-                    );
-                }
-            }
-            if let (Some(v), Some(why)) = (verdict.as_mut(), &outcome.no_retry)
-                && v.retry
-            {
-                v.retry = false;
-                v.rule = why.clone();
-            }
-            if let Some(v) = &verdict
-                && v.class == crate::classify::FailureClass::Auth
-            {
-                self.config_error = Some(outcome.end.describe());
-            }
-            let mut report = AttemptReport {
-                layer: match (index, attempt) {
-                    (0, 1) => Layer::Primary,
-                    (0, _) => Layer::Retry,
-                    _ => Layer::Fallback,
-                },
-                link: index,
-                link_name: link.name.clone(),
-                attempt,
-                max_attempts: max,
-                started_at: outcome.started_at,
-                duration_ms: millis(outcome.duration),
-                exit_code: outcome.end.exit_code(),
-                end: outcome.end.clone(),
-                verdict: verdict.clone(),
-                delay_ms: None,
-                delay_reason: None,
-                call: outcome.call.clone(),
-            };
-            let Some(verdict) = verdict else {
-                self.sink.event(&Event::AttemptFinished(report));
-                return LinkEnd::Succeeded { attempt, max };
-            };
-            self.last = Some((outcome.end.clone(), verdict.clone()));
-            if outcome.output_closed && died_of_sigpipe(&outcome.end) {
-                // Killed only because its output had nowhere to go: as without
-                // backstop, the pipeline's end is the command's end.
-                if let Some(v) = report.verdict.as_mut() {
-                    v.retry = false;
-                    v.rule = "the reader of backstop's output went away".into();
-                }
-                self.sink.event(&Event::AttemptFinished(report));
-                return LinkEnd::OutputClosed;
-            }
-            let end = if verdict.stop {
-                let signal = match outcome.end {
-                    End::Interrupted { signal } | End::Signaled { signal } => signal,
-                    _ => libc::SIGINT,
-                };
-                Some(LinkEnd::Stop { signal })
-            } else if verdict.critical {
-                Some(LinkEnd::Failed {
-                    reason: format!("critical failure: {}", verdict.rule),
-                    critical: true,
-                })
-            } else if !verdict.retry {
-                Some(LinkEnd::Failed {
-                    reason: format!("not retryable: {}", verdict.rule),
-                    critical: false,
-                })
-            } else {
-                None
-            };
-            if let Some(end) = end {
-                self.sink.event(&Event::AttemptFinished(report));
-                return end;
-            }
-            let Some(delay) = schedule.next() else {
-                self.sink.event(&Event::AttemptFinished(report));
-                return LinkEnd::Failed {
-                    reason: format!("out of retries ({attempt}/{max})"),
-                    critical: false,
-                };
-            };
-            let mut chosen = delay.chosen;
-            let mut reason = delay_reason(retry, &delay);
-            // The server's word on when to come back beats the backoff's guess.
-            let asked = outcome
-                .call
-                .as_ref()
-                .and_then(|c| Some((c.retry_after_ms?, c.retry_after_rule.clone()?)));
-            if let Some((ms, rule)) = asked.filter(|_| retry.retry_after.honor) {
-                let wait = Duration::from_millis(ms);
-                if wait > retry.retry_after.max.0 {
-                    let why = format!(
-                        "not waiting: {rule} asks for {}, over retry.retry_after.max ({})",
-                        format_duration(wait),
-                        format_duration(retry.retry_after.max.0)
-                    );
-                    report.delay_reason = Some(why.clone());
-                    self.sink.event(&Event::AttemptFinished(report));
-                    return LinkEnd::Failed {
-                        reason: why,
-                        critical: false,
-                    };
-                }
-                chosen = wait;
-                reason = format!("{rule}: {}", format_duration(wait));
-            }
-            if let Some(d) = deadline
-                && Instant::now().checked_add(chosen).is_none_or(|t| t >= d)
-            {
-                let why = format!(
-                    "not waiting {}: it would cross timeout.total",
-                    format_duration(round_ms(chosen))
-                );
-                report.delay_reason = Some(why.clone());
-                self.sink.event(&Event::AttemptFinished(report));
-                return LinkEnd::Failed {
-                    reason: why,
-                    critical: false,
-                };
-            }
-            report.delay_ms = Some(millis(chosen));
-            report.delay_reason = Some(reason.clone());
-            self.sink.event(&Event::AttemptFinished(report));
-            self.sink.event(&Event::Waiting {
-                link: index,
-                links,
-                next_attempt: attempt + 1,
-                max_attempts: max,
-                delay: chosen,
-                reason,
-            });
-            if let Some(hook) = &retry.on_retry {
-                self.hook(
-                    &hook.0,
-                    "on_retry",
-                    self.child_env(index, &link.name, attempt + 1, max),
-                    StdinFrom::Null,
-                )
-                .await;
-            }
-            let mut interrupt = self.interrupt.clone();
-            tokio::select! {
-                () = tokio::time::sleep(chosen) => {}
-                signal = wait_for_interrupt(&mut interrupt) => return LinkEnd::Stop { signal },
-            }
-            attempt += 1;
+            self.last = Some((end.clone(), verdict.clone()));
+        }
+    }
+
+    /// The one place an attempt's end is told: how it ended, the verdict, and the
+    /// delay that follows or why there is none.
+    fn finished(
+        &mut self,
+        pos: Position,
+        link: &ChainLink<'_>,
+        outcome: AttemptOutcome,
+        verdict: Option<Verdict>,
+        next: &Next,
+    ) {
+        let (delay_ms, delay_reason) = next.delay();
+        self.sink.event(&Event::AttemptFinished(AttemptReport {
+            layer: pos.layer(),
+            link: pos.link,
+            link_name: link.name.clone(),
+            attempt: pos.attempt,
+            max_attempts: pos.max,
+            started_at: outcome.started_at,
+            duration_ms: millis(outcome.duration),
+            exit_code: outcome.end.exit_code(),
+            end: outcome.end,
+            verdict,
+            delay_ms,
+            delay_reason,
+            call: outcome.call,
+        }));
+    }
+
+    /// Says that the link waits, runs `on_retry`, and sleeps for `delay`; `Err(signal)`
+    /// when asked to stop meanwhile.
+    async fn wait(
+        &mut self,
+        pos: Position,
+        link: &ChainLink<'_>,
+        delay: Duration,
+        reason: String,
+    ) -> Result<(), i32> {
+        self.sink.event(&Event::Waiting {
+            link: pos.link,
+            links: pos.links,
+            next_attempt: pos.attempt + 1,
+            max_attempts: pos.max,
+            delay,
+            reason,
+        });
+        if let Some(hook) = &link.retry.on_retry {
+            let env = self.child_env(pos.next(), &link.name);
+            self.hook(&hook.0, "on_retry", env, StdinFrom::Null).await;
+        }
+        let mut interrupt = self.interrupt.clone();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => Ok(()),
+            signal = wait_for_interrupt(&mut interrupt) => Err(signal),
         }
     }
 
@@ -670,7 +656,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
 
     /// Whether the next call could stay within `budget`, judged by its prompt and
     /// `max_tokens`.
-    fn within_budget(&self, work: &CallWork) -> Result<(), String> {
+    fn within_budget(&self, work: &CallWork) -> Result<(), LinkFailure> {
         let budget = &self.policy.budget;
         let input = (work.prompt.user.len() + work.prompt.system.as_ref().map_or(0, String::len))
             as u64
@@ -684,19 +670,20 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 .saturating_add(output)
                 > max
         {
-            return Err(format!(
-                "budget.max_tokens ({max}) would be exceeded: {} spent, the next call may take {}",
-                self.spent_tokens,
-                input.saturating_add(output)
-            ));
+            return Err(LinkFailure::OverTokenBudget {
+                max,
+                spent: self.spent_tokens,
+                next: input.saturating_add(output),
+            });
         }
         if let (Some(max), Some(price)) = (budget.max_cost_usd, &work.model.price) {
             let next = price.cost(input, output);
             if self.spent_usd + next > max {
-                return Err(format!(
-                    "budget.max_cost_usd (${max:.4}) would be exceeded: ${:.4} spent, the next call may cost ${next:.4}",
-                    self.spent_usd
-                ));
+                return Err(LinkFailure::OverCostBudget {
+                    max,
+                    spent: self.spent_usd,
+                    next,
+                });
             }
         }
         Ok(())
@@ -723,7 +710,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
     }
 
     /// Puts the tree back before another attempt, if the policy says so.
-    fn restore_between(&mut self) -> Result<(), String> {
+    fn restore_between(&mut self) -> Result<(), LinkFailure> {
         if self.policy.rollback.between_attempts != crate::policy::BetweenAttempts::Restore {
             return Ok(());
         }
@@ -735,9 +722,9 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 self.sink.event(&Event::Restored { paths });
                 Ok(())
             }
-            Err(e) => Err(format!(
-                "could not restore the tree between attempts: {e:#}"
-            )),
+            Err(e) => Err(LinkFailure::RestoreFailed {
+                error: format!("{e:#}"),
+            }),
         }
     }
 
@@ -767,19 +754,6 @@ impl<'a, A: Attempter> Engine<'a, A> {
         self.attempter.attempt(spec).await.end
     }
 
-    /// Runs `rollback.validate` after a success; its end is the attempt's.
-    async fn validate(
-        &mut self,
-        argv: &[String],
-        link: usize,
-        name: &str,
-        attempt: u32,
-        max: u32,
-    ) -> End {
-        let env = self.child_env(link, name, attempt, max);
-        self.side_command(argv, env, StdinFrom::Null).await
-    }
-
     /// Runs a hook command; its failure is a warning, never the run's failure.
     async fn hook(
         &mut self,
@@ -799,15 +773,16 @@ impl<'a, A: Attempter> Engine<'a, A> {
         }
     }
 
-    async fn escalate(&mut self, esc: &Escalate, reason: &str, critical: bool) {
+    /// Hands the failure summary to the `escalate` hook, as JSON on its stdin.
+    async fn escalate(&mut self, esc: &Escalate, failure: Option<&LinkFailure>) {
         let (end, verdict) = match &self.last {
             Some((e, v)) => (Some(e), Some(v)),
             None => (None, None),
         };
         let summary = serde_json::json!({
             "run_id": self.run_id,
-            "reason": reason,
-            "critical": critical,
+            "reason": failure.map(ToString::to_string).unwrap_or_default(),
+            "critical": failure.is_some_and(LinkFailure::is_critical),
             "attempts": self.attempts,
             "final": end.map(|e| serde_json::json!({
                 "end": e,
@@ -824,12 +799,12 @@ impl<'a, A: Attempter> Engine<'a, A> {
             .await;
     }
 
-    fn child_env(&self, link: usize, name: &str, attempt: u32, max: u32) -> Vec<(String, String)> {
+    fn child_env(&self, pos: Position, name: &str) -> Vec<(String, String)> {
         vec![
             ("BACKSTOP_RUN_ID".into(), self.run_id.clone()),
-            ("BACKSTOP_ATTEMPT".into(), attempt.to_string()),
-            ("BACKSTOP_MAX_ATTEMPTS".into(), max.to_string()),
-            ("BACKSTOP_LINK".into(), link.to_string()),
+            ("BACKSTOP_ATTEMPT".into(), pos.attempt.to_string()),
+            ("BACKSTOP_MAX_ATTEMPTS".into(), pos.max.to_string()),
+            ("BACKSTOP_LINK".into(), pos.link.to_string()),
             ("BACKSTOP_LINK_NAME".into(), name.to_string()),
         ]
     }
@@ -843,23 +818,18 @@ impl<'a, A: Attempter> Engine<'a, A> {
         self.last.as_ref().map_or(1, |(e, _)| e.exit_code())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &mut self,
-        outcome: Outcome,
-        exit_code: u8,
-        index: usize,
-        link: &ChainLink<'_>,
-        links: usize,
-        (link_attempts, link_max_attempts): (u32, u32),
-        reason: Option<String>,
-    ) -> RunSummary {
+    /// Sums the run up from how the chain ended, and tells it.
+    fn finish(&mut self, ending: Ending, links: &[ChainLink<'_>]) -> RunSummary {
+        let (link_attempts, link_max_attempts) = ending.link_attempts;
         let summary = RunSummary {
-            outcome,
-            exit_code,
-            link: index,
-            link_name: link.name.clone(),
-            links,
+            outcome: ending.outcome,
+            exit_code: ending.exit_code,
+            link: ending.link,
+            link_name: links
+                .get(ending.link)
+                .map(|l| l.name.clone())
+                .unwrap_or_default(),
+            links: links.len(),
             attempts: self.attempts,
             link_attempts,
             link_max_attempts,
@@ -871,11 +841,226 @@ impl<'a, A: Attempter> Engine<'a, A> {
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
             cost_usd: (self.spent_usd > 0.0).then_some(self.spent_usd),
-            reason: reason.filter(|r| !r.is_empty()),
+            reason: ending.reason.map(|r| r.to_string()),
         };
         self.sink.event(&Event::Finished(summary.clone()));
         summary
     }
+}
+
+/// Link 0, then the policy's fallback chain.
+fn chain<'p>(policy: &'p Policy, primary: Primary<'p>) -> Vec<ChainLink<'p>> {
+    let (name, kind) = match primary {
+        Primary::Command(command) => (
+            crate::attempt::command_line(command),
+            LinkKind::Run(command),
+        ),
+        Primary::Call(model) => (
+            format!("call {model}"),
+            LinkKind::Call(CallLink {
+                model: model.to_string(),
+                prompt: None,
+                system: None,
+            }),
+        ),
+    };
+    let first = ChainLink {
+        name,
+        kind,
+        retry: &policy.retry,
+        timeout: policy.timeout.attempt.map(|d| d.0),
+    };
+    let fallbacks = policy.fallback.chain.iter().map(|link| ChainLink {
+        name: link.name.clone(),
+        kind: match &link.action {
+            Action::Run(argv) => LinkKind::Run(&argv.0),
+            Action::Call(call) => LinkKind::Call(call.clone()),
+            Action::Default(answer) => LinkKind::Default(answer),
+            Action::Escalate(e) => LinkKind::Escalate(e),
+        },
+        retry: link.retry.as_ref().unwrap_or(&policy.retry),
+        timeout: link.timeout.or(policy.timeout.attempt).map(|d| d.0),
+    });
+    std::iter::once(first).chain(fallbacks).collect()
+}
+
+/// The model of a fallback `call` link that would only ask link 0's model the same
+/// thing again (`-m cheap` with a chain holding `call: {model: cheap}`).
+fn repeats_primary<'l>(primary: Primary<'_>, link: &'l ChainLink<'_>) -> Option<&'l str> {
+    match (primary, &link.kind) {
+        (Primary::Call(model), LinkKind::Call(c))
+            if c.model == model && c.prompt.is_none() && c.system.is_none() =>
+        {
+            Some(&c.model)
+        }
+        _ => None,
+    }
+}
+
+/// An attempt's limit: its own timeout, cut to the time left before the deadline.
+/// `None` once the deadline has passed.
+fn attempt_limit(own: Option<Duration>, is_call: bool, deadline: Option<Instant>) -> Option<Limit> {
+    // A model call never goes without a limit of its own (see `call::client`).
+    let own = own.or(is_call.then_some(crate::call::client::DEFAULT_CALL_ATTEMPT));
+    let Some(deadline) = deadline else {
+        return Some(Limit {
+            timeout: own,
+            is_deadline: false,
+        });
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return None;
+    }
+    Some(match own {
+        Some(t) if t <= left => Limit {
+            timeout: Some(t),
+            is_deadline: false,
+        },
+        _ => Limit {
+            timeout: Some(left),
+            is_deadline: true,
+        },
+    })
+}
+
+/// The verdict on an attempt: `None` for a success. The link's kind picks the
+/// classifier; then what overrides its rule: a failed `validate`, stdin that cannot
+/// be replayed, a reader of backstop's output that went away.
+fn judge(
+    work: &Work<'_>,
+    attempted: &Attempted,
+    patterns: &LinkPatterns,
+    retry: &RetryPolicy,
+    critical: &Critical,
+) -> Option<Verdict> {
+    let outcome = &attempted.outcome;
+    let mut verdict = match work {
+        Work::Command(_) => {
+            classify_command(&outcome.end, &outcome.matched, patterns, retry, critical)
+        }
+        Work::Call(_) => {
+            let unknown = CallReport::default();
+            let report = outcome.call.as_ref().unwrap_or(&unknown);
+            classify_call(&outcome.end, report, retry)
+        }
+    }?;
+    if attempted.validation_failed {
+        validation_failed(&mut verdict, &outcome.end, retry);
+    }
+    if let Some(why) = &outcome.no_retry
+        && verdict.retry
+    {
+        verdict.retry = false;
+        verdict.rule = why.clone();
+    }
+    if output_went_away(outcome) {
+        // Killed only because its output had nowhere to go: as without backstop, the
+        // pipeline's end is the command's end.
+        verdict.retry = false;
+        verdict.rule = "the reader of backstop's output went away".into();
+    }
+    Some(verdict)
+}
+
+/// A success that `rollback.validate` (which ended with `end`) failed.
+fn validation_failed(verdict: &mut Verdict, end: &End, retry: &RetryPolicy) {
+    verdict.class = FailureClass::Validation;
+    // The check's exit code says nothing of whether the command would do better on
+    // another try (`cargo check` exits 101, `test -f` 1): its own rule decides. A
+    // stop or a critical failure stays one.
+    verdict.rule = if !verdict.stop && !verdict.critical {
+        verdict.retry = retry.on.validate;
+        format!(
+            "rollback.validate failed ({}); retry.on.validate is {}",
+            end.describe(),
+            retry.on.validate
+        )
+    } else {
+        format!(
+            "rollback.validate failed ({}); {}",
+            end.describe(),
+            verdict.rule
+        )
+    };
+}
+
+/// What follows an attempt judged `verdict`: the link's end, or the delay before
+/// its next attempt. The one place that decides both.
+fn next_step(
+    verdict: Option<&Verdict>,
+    outcome: &AttemptOutcome,
+    pos: Position,
+    retry: &RetryPolicy,
+    schedule: &mut Schedule,
+    deadline: Option<Instant>,
+) -> Next {
+    let failed = |failure| Next::End(LinkEnd::Failed(failure));
+    let Some(verdict) = verdict else {
+        return Next::End(LinkEnd::Succeeded {
+            attempt: pos.attempt,
+            max: pos.max,
+        });
+    };
+    if output_went_away(outcome) {
+        return Next::End(LinkEnd::OutputClosed);
+    }
+    if verdict.stop {
+        let signal = match outcome.end {
+            End::Interrupted { signal } | End::Signaled { signal } => signal,
+            _ => libc::SIGINT,
+        };
+        return Next::End(LinkEnd::Stop { signal });
+    }
+    let rule = verdict.rule.clone();
+    if verdict.critical {
+        return failed(LinkFailure::Critical { rule });
+    }
+    if !verdict.retry {
+        return failed(LinkFailure::NotRetryable { rule });
+    }
+    let Some(delay) = schedule.next() else {
+        return failed(LinkFailure::OutOfRetries {
+            attempt: pos.attempt,
+            max: pos.max,
+        });
+    };
+    match choose_delay(retry, &delay, outcome.call.as_ref(), deadline) {
+        Ok((delay, reason)) => Next::Retry { delay, reason },
+        Err(failure) => failed(failure),
+    }
+}
+
+/// The wait before the next attempt, and why: the backoff's, or the server's
+/// (Retry-After). An error when the link ends instead of waiting.
+fn choose_delay(
+    retry: &RetryPolicy,
+    delay: &Delay,
+    call: Option<&CallReport>,
+    deadline: Option<Instant>,
+) -> Result<(Duration, String), LinkFailure> {
+    let mut chosen = (delay.chosen, delay_reason(retry, delay));
+    // The server's word on when to come back beats the backoff's guess.
+    let asked = call.and_then(|c| Some((c.retry_after_ms?, c.retry_after_rule.clone()?)));
+    if let Some((ms, rule)) = asked.filter(|_| retry.retry_after.honor) {
+        let wait = Duration::from_millis(ms);
+        let max = retry.retry_after.max.0;
+        if wait > max {
+            return Err(LinkFailure::RetryAfterOverMax { rule, wait, max });
+        }
+        chosen = (wait, format!("{rule}: {}", format_duration(wait)));
+    }
+    if let Some(d) = deadline
+        && Instant::now().checked_add(chosen.0).is_none_or(|t| t >= d)
+    {
+        return Err(LinkFailure::WouldCrossDeadline { wait: chosen.0 });
+    }
+    Ok(chosen)
+}
+
+/// The command died only because the reader of backstop's output went away.
+fn output_went_away(outcome: &AttemptOutcome) -> bool {
+    outcome.output_closed && died_of_sigpipe(&outcome.end)
 }
 
 /// Killed by SIGPIPE, or a shell's report of a child that was (`sh -c 'yes'`: 141).
@@ -900,7 +1085,7 @@ pub async fn wait_for_interrupt(rx: &mut Interrupt) -> i32 {
 /// Why a delay is what it is, for the record: `exponential backoff 400ms, full jitter: 123ms`.
 fn delay_reason(retry: &RetryPolicy, delay: &Delay) -> String {
     let b = &retry.backoff;
-    let kind = format!("{:?}", b.kind).to_lowercase();
+    let kind = b.kind.as_str();
     let chosen = format_duration(round_ms(delay.chosen));
     let base = format_duration(round_ms(delay.base));
     match b.jitter {
@@ -909,7 +1094,7 @@ fn delay_reason(retry: &RetryPolicy, delay: &Delay) -> String {
             let (lo, hi) = jitter_bounds(j, delay.base);
             format!(
                 "{kind} backoff {base}, {} jitter in {}..{}: {chosen}",
-                format!("{j:?}").to_lowercase(),
+                j.as_str(),
                 format_duration(round_ms(lo)),
                 format_duration(round_ms(hi)),
             )

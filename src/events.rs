@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attempt::End;
 use crate::classify::Verdict;
+use crate::reason::LinkFailure;
 
 /// Which layer of defence an attempt belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +19,17 @@ pub enum Layer {
     Retry,
     /// An attempt of a fallback link (L2).
     Fallback,
+}
+
+impl Layer {
+    /// The name serde gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Primary => "primary",
+            Layer::Retry => "retry",
+            Layer::Fallback => "fallback",
+        }
+    }
 }
 
 /// One finished attempt, as reported and recorded.
@@ -63,6 +75,21 @@ pub enum Outcome {
     /// a pipeline member does: not retried, not rolled back, exit 141.
     #[serde(rename = "output_closed")]
     OutputClosed,
+}
+
+impl Outcome {
+    /// The name serde gives it, as records and `--json` hold it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Degraded => "degraded",
+            Outcome::Escalated => "escalated",
+            Outcome::Failed => "failed",
+            Outcome::Declined => "declined",
+            Outcome::Interrupted => "interrupted",
+            Outcome::OutputClosed => "output_closed",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -122,7 +149,8 @@ pub enum Event {
         to: usize,
         links: usize,
         to_name: String,
-        reason: String,
+        /// Why the last link that was tried failed (`None` if none was).
+        reason: Option<LinkFailure>,
     },
     /// The tree was put back to the run's snapshot before another attempt.
     Restored {

@@ -282,13 +282,12 @@ impl EventSink for Reporter {
                     .map(|r| Self::failure_text(&r) + "; ")
                     .unwrap_or_default();
                 // The failure line already names the rule: say only which way it went.
-                let reason = match reason.split_once(": ") {
-                    Some((short @ ("not retryable" | "critical failure"), _))
-                        if !failed.is_empty() =>
-                    {
-                        short
-                    }
-                    _ => reason.as_str(),
+                let reason = match reason {
+                    Some(why) => match why.without_rule() {
+                        Some(short) if !failed.is_empty() => short.to_string(),
+                        _ => why.to_string(),
+                    },
+                    None => String::new(),
                 };
                 let text = format!(
                     "{failed}{reason}; falling back to {to}/{}: {to_name}",
