@@ -1,6 +1,8 @@
-//! The one function that decides whether a failed attempt is worth another try.
+//! The functions that decide whether a failed attempt is worth another try: one for
+//! a command's attempts, one for a model call's. The engine picks by the link's
+//! kind, never by what the attempt returned.
 //!
-//! Its answer carries the rule that decided, in the policy's own words, so the run
+//! Their answer carries the rule that decided, in the policy's own words, so the run
 //! record and the reports can say why each attempt was or was not retried.
 
 use serde::{Deserialize, Serialize};
@@ -310,73 +312,60 @@ pub fn classify_call(end: &End, call: &CallReport, retry: &RetryPolicy) -> Optio
                 retry.on.network
             ),
         )),
-        End::Status { status, .. } => {
-            let s = *status;
-            match call.error {
-                Some(CallError::ContextLength) => {
-                    return Some(verdict(
-                        FailureClass::ContextLength,
-                        false,
-                        format!("HTTP {s}: context length exceeded; the next link may take it"),
-                    ));
-                }
-                Some(CallError::ContentPolicy) => {
-                    return Some(verdict(
-                        FailureClass::ContentPolicy,
-                        false,
-                        format!("HTTP {s}: refused on content policy"),
-                    ));
-                }
-                _ => {}
-            }
-            // A redirect that came back was not followed (it left the provider's
-            // origin): asking again gets the same answer.
-            if (300..400).contains(&s) {
-                let why = call
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| format!("HTTP {s}: a redirect that was not followed"));
-                return Some(verdict(FailureClass::Status, false, why));
-            }
-            let class = if matches!(s, 401 | 403) || call.error == Some(CallError::Auth) {
-                FailureClass::Auth
-            } else {
-                FailureClass::Status
-            };
-            if let Some(b) = call.should_retry {
-                return Some(verdict(
-                    class,
-                    b,
-                    format!("the server said x-should-retry: {b}"),
-                ));
-            }
-            if retry.never.status.contains(&s) {
-                return Some(verdict(
-                    class,
-                    false,
-                    format!("retry.never.status contains {s}"),
-                ));
-            }
-            if retry.on.status.contains(&s) {
-                return Some(verdict(
-                    class,
-                    true,
-                    format!("retry.on.status contains {s}"),
-                ));
-            }
-            if (500..600).contains(&s) && s != 501 {
-                return Some(verdict(class, true, format!("HTTP {s} is a server error")));
-            }
-            Some(verdict(
-                class,
-                false,
-                format!("HTTP {s} is not in retry.on.status"),
-            ))
-        }
+        End::Status { status, .. } => Some(status_verdict(*status, call, retry)),
         End::Exited { .. } | End::Signaled { .. } | End::SpawnFailed { .. } => {
             (!end.success()).then(|| Verdict::foreign(end))
         }
     }
+}
+
+/// Decides about an HTTP error status: the error kinds the server named, redirects,
+/// `x-should-retry`, then the policy's status lists and the server-error rule.
+fn status_verdict(s: u16, call: &CallReport, retry: &RetryPolicy) -> Verdict {
+    let verdict = Verdict::new;
+    match call.error {
+        Some(CallError::ContextLength) => {
+            return verdict(
+                FailureClass::ContextLength,
+                false,
+                format!("HTTP {s}: context length exceeded; the next link may take it"),
+            );
+        }
+        Some(CallError::ContentPolicy) => {
+            return verdict(
+                FailureClass::ContentPolicy,
+                false,
+                format!("HTTP {s}: refused on content policy"),
+            );
+        }
+        _ => {}
+    }
+    // A redirect that came back was not followed (it left the provider's origin):
+    // asking again gets the same answer.
+    if (300..400).contains(&s) {
+        let why = call
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("HTTP {s}: a redirect that was not followed"));
+        return verdict(FailureClass::Status, false, why);
+    }
+    let class = if matches!(s, 401 | 403) || call.error == Some(CallError::Auth) {
+        FailureClass::Auth
+    } else {
+        FailureClass::Status
+    };
+    let (retry, rule) = if let Some(b) = call.should_retry {
+        (b, format!("the server said x-should-retry: {b}"))
+    } else if retry.never.status.contains(&s) {
+        (false, format!("retry.never.status contains {s}"))
+    } else if retry.on.status.contains(&s) {
+        (true, format!("retry.on.status contains {s}"))
+    } else if (500..600).contains(&s) && s != 501 {
+        (true, format!("HTTP {s} is a server error"))
+    } else {
+        (false, format!("HTTP {s} is not in retry.on.status"))
+    };
+    verdict(class, retry, rule)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::events::{AttemptReport, Event, EventSink, Outcome, RunSummary};
 use crate::policy::values::format_duration;
+use crate::reason::LinkFailure;
 
 /// How many of a rollback's paths its message names; the count covers the rest.
 pub const SHOWN_PATHS: usize = 5;
@@ -202,6 +203,65 @@ impl Reporter {
         self.spinner = Some(bar);
     }
 
+    /// The last failure, and the wait before the next attempt: a countdown on a
+    /// terminal, a line elsewhere.
+    fn waiting(&mut self, link: usize, links: usize, (next, max): (u32, u32), delay: Duration) {
+        let failed = self
+            .last_failure
+            .as_ref()
+            .map(Self::failure_text)
+            .unwrap_or_default();
+        let wait = format_duration(crate::policy::values::round_ms(delay));
+        let where_ = if link == 0 {
+            String::new()
+        } else {
+            format!("fallback {link}: ")
+        };
+        let text = format!("{where_}{failed}; retrying in {wait}");
+        if self.github {
+            self.say("warning", "backstop retry", &text, &text);
+        } else if self.mode == Mode::Terminal {
+            self.line(&format!("{where_}{}", style(&failed).yellow().for_stderr()));
+            let class = self
+                .last_failure
+                .as_ref()
+                .and_then(|r| r.verdict.as_ref())
+                .map_or("", |v| v.class.as_str());
+            let msg = countdown_text(link, links, next, max, class);
+            self.start_countdown(msg, delay);
+        } else {
+            self.line(&text);
+        }
+    }
+
+    /// The last failure, why the link ended, and the link the chain goes on to.
+    fn fallback(&mut self, to: usize, links: usize, to_name: &str, why: Option<&LinkFailure>) {
+        self.clear_spinner();
+        let failed = self
+            .last_failure
+            .take()
+            .map(|r| Self::failure_text(&r) + "; ")
+            .unwrap_or_default();
+        // The failure line already names the rule: say only which way it went.
+        let reason = match why {
+            Some(why) => match why.without_rule() {
+                Some(short) if !failed.is_empty() => short.to_string(),
+                _ => why.to_string(),
+            },
+            None => String::new(),
+        };
+        let text = format!(
+            "{failed}{reason}; falling back to {to}/{}: {to_name}",
+            links - 1
+        );
+        let shown = if self.mode == Mode::Terminal {
+            style(&text).yellow().for_stderr().to_string()
+        } else {
+            text.clone()
+        };
+        self.say("warning", "backstop fallback", &shown, &text);
+    }
+
     fn failure_text(report: &AttemptReport) -> String {
         let rule = report
             .verdict
@@ -240,66 +300,14 @@ impl EventSink for Reporter {
                 max_attempts,
                 delay,
                 ..
-            } => {
-                let failed = self
-                    .last_failure
-                    .as_ref()
-                    .map(Self::failure_text)
-                    .unwrap_or_default();
-                let wait = format_duration(crate::policy::values::round_ms(*delay));
-                let where_ = if *link == 0 {
-                    String::new()
-                } else {
-                    format!("fallback {link}: ")
-                };
-                let text = format!("{where_}{failed}; retrying in {wait}");
-                if self.github {
-                    self.say("warning", "backstop retry", &text, &text);
-                } else if self.mode == Mode::Terminal {
-                    self.line(&format!("{where_}{}", style(&failed).yellow().for_stderr()));
-                    let class = self
-                        .last_failure
-                        .as_ref()
-                        .and_then(|r| r.verdict.as_ref())
-                        .map_or("", |v| v.class.as_str());
-                    let msg = countdown_text(*link, *links, *next_attempt, *max_attempts, class);
-                    self.start_countdown(msg, *delay);
-                } else {
-                    self.line(&text);
-                }
-            }
+            } => self.waiting(*link, *links, (*next_attempt, *max_attempts), *delay),
             Event::Fallback {
                 to,
                 links,
                 to_name,
                 reason,
                 ..
-            } => {
-                self.clear_spinner();
-                let failed = self
-                    .last_failure
-                    .take()
-                    .map(|r| Self::failure_text(&r) + "; ")
-                    .unwrap_or_default();
-                // The failure line already names the rule: say only which way it went.
-                let reason = match reason {
-                    Some(why) => match why.without_rule() {
-                        Some(short) if !failed.is_empty() => short.to_string(),
-                        _ => why.to_string(),
-                    },
-                    None => String::new(),
-                };
-                let text = format!(
-                    "{failed}{reason}; falling back to {to}/{}: {to_name}",
-                    links - 1
-                );
-                let shown = if self.mode == Mode::Terminal {
-                    style(&text).yellow().for_stderr().to_string()
-                } else {
-                    text.clone()
-                };
-                self.say("warning", "backstop fallback", &shown, &text);
-            }
+            } => self.fallback(*to, *links, to_name, reason.as_ref()),
             Event::Restored { paths } => {
                 self.line(&format!("put the tree back to the run's snapshot ({paths} path(s)) before the next attempt"));
             }
