@@ -272,7 +272,11 @@ impl<'a, A: Attempter> Engine<'a, A> {
         self.start = Instant::now();
         let links = chain(self.policy, primary);
         // A deadline past the clock's range is no deadline.
-        let deadline = (self.policy.timeout.total()).and_then(|t| self.start.checked_add(t));
+        let deadline = self
+            .policy
+            .timeout
+            .total()
+            .and_then(|t| self.start.checked_add(t));
         let ending = self.walk(&links, primary, deadline).await;
         self.finish(ending, &links)
     }
@@ -350,28 +354,13 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 Err(why) => return ControlFlow::Continue(LinkFailure::CannotCall { why }),
             },
             &LinkKind::Default(answer) => {
-                if let Some(signal) = self.attempter.answer(answer).await {
-                    return ControlFlow::Break(Ending::interrupted(i, signal));
-                }
-                // The answer of the run, for `call --json`, whichever link gave it.
-                self.answer = Some(answer.stdout.clone());
-                let reason = failures.reason().map(StopReason::Link);
-                return ControlFlow::Break(Ending::new(
-                    Outcome::Degraded,
-                    answer.exit_code,
-                    i,
-                    reason,
-                ));
+                return ControlFlow::Break(self.answer_by_default(answer, i, failures).await);
             }
             &LinkKind::Escalate(esc) => {
-                let code = esc.exit_code.unwrap_or_else(|| self.final_code());
-                let reason = failures.reason();
-                self.escalate(esc, reason.as_ref()).await;
-                let reason = reason.map(StopReason::Link);
-                return ControlFlow::Break(Ending::new(Outcome::Escalated, code, i, reason));
+                return ControlFlow::Break(self.escalate(esc, i, failures).await);
             }
         };
-        ControlFlow::Break(match self.run_link(pos, link, &work, deadline).await {
+        let ending = match self.run_link(pos, link, &work, deadline).await {
             LinkEnd::Failed(failure) => return ControlFlow::Continue(failure),
             LinkEnd::Succeeded { attempt, max } => Ending {
                 link_attempts: (attempt, max),
@@ -384,7 +373,40 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 i,
                 Some(StopReason::OutputClosed),
             ),
-        })
+        };
+        ControlFlow::Break(ending)
+    }
+
+    /// A `default` link: its fixed answer where the command's output would have gone.
+    async fn answer_by_default(
+        &mut self,
+        answer: &DefaultAnswer,
+        link: usize,
+        failures: &Failures,
+    ) -> Ending {
+        if let Some(signal) = self.attempter.answer(answer).await {
+            return Ending::interrupted(link, signal);
+        }
+        // The answer of the run, for `call --json`, whichever link gave it.
+        self.answer = Some(answer.stdout.clone());
+        let reason = failures.reason().map(StopReason::Link);
+        Ending::new(Outcome::Degraded, answer.exit_code, link, reason)
+    }
+
+    /// An `escalate` link: its hook gets the failure summary, as JSON on its stdin.
+    async fn escalate(&mut self, esc: &Escalate, link: usize, failures: &Failures) -> Ending {
+        let code = esc.exit_code.unwrap_or_else(|| self.final_code());
+        let failure = failures.reason();
+        let stdin = self.failure_summary(failure.as_ref());
+        let env = vec![("BACKSTOP_RUN_ID".to_string(), self.run_id.clone())];
+        self.hook(&esc.run.0, "escalate", env, StdinFrom::Bytes(stdin))
+            .await;
+        Ending::new(
+            Outcome::Escalated,
+            code,
+            link,
+            failure.map(StopReason::Link),
+        )
     }
 
     /// The end of a chain every link of which failed or was passed by.
@@ -773,8 +795,9 @@ impl<'a, A: Attempter> Engine<'a, A> {
         }
     }
 
-    /// Hands the failure summary to the `escalate` hook, as JSON on its stdin.
-    async fn escalate(&mut self, esc: &Escalate, failure: Option<&LinkFailure>) {
+    /// What an `escalate` hook reads: the run, why the chain failed, and its last
+    /// failure, as pretty JSON.
+    fn failure_summary(&self, failure: Option<&LinkFailure>) -> Vec<u8> {
         let (end, verdict) = match &self.last {
             Some((e, v)) => (Some(e), Some(v)),
             None => (None, None),
@@ -794,9 +817,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
         });
         let mut stdin = serde_json::to_vec_pretty(&summary).expect("summary serializes");
         stdin.push(b'\n');
-        let env = vec![("BACKSTOP_RUN_ID".to_string(), self.run_id.clone())];
-        self.hook(&esc.run.0, "escalate", env, StdinFrom::Bytes(stdin))
-            .await;
+        stdin
     }
 
     fn child_env(&self, pos: Position, name: &str) -> Vec<(String, String)> {

@@ -210,3 +210,45 @@ impl EventSink for Recorded {
         self.0.push(event.clone());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Layer, Outcome};
+    use crate::policy::{BackoffKind, Jitter};
+
+    /// `as_str` is serde's name, so a record, `--json` and a message never disagree.
+    #[test]
+    fn each_name_is_serdes() {
+        fn serde_name(value: impl serde::Serialize) -> String {
+            serde_json::to_value(value)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+        for layer in [Layer::Primary, Layer::Retry, Layer::Fallback] {
+            assert_eq!(layer.as_str(), serde_name(layer));
+        }
+        for outcome in [
+            Outcome::Succeeded,
+            Outcome::Degraded,
+            Outcome::Escalated,
+            Outcome::Failed,
+            Outcome::Declined,
+            Outcome::Interrupted,
+            Outcome::OutputClosed,
+        ] {
+            assert_eq!(outcome.as_str(), serde_name(outcome));
+        }
+        for kind in [
+            BackoffKind::Constant,
+            BackoffKind::Linear,
+            BackoffKind::Exponential,
+        ] {
+            assert_eq!(kind.as_str(), serde_name(kind));
+        }
+        for jitter in [Jitter::None, Jitter::Full, Jitter::Equal] {
+            assert_eq!(jitter.as_str(), serde_name(jitter));
+        }
+    }
+}

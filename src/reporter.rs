@@ -500,3 +500,109 @@ mod countdown_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod output_tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use std::time::SystemTime;
+
+    use super::{Mode, Reporter};
+    use crate::attempt::End;
+    use crate::classify::{FailureClass, Verdict};
+    use crate::events::{AttemptReport, Event, EventSink, Layer};
+    use crate::reason::LinkFailure;
+
+    /// A writer the test reads back after the reporter has written to it.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What a plain (or, with `github`, an annotating) reporter prints for `events`.
+    fn printed(github: bool, events: &[Event]) -> String {
+        let out = Captured::default();
+        let mut reporter = Reporter::with_writer(Mode::Plain, github, Box::new(out.clone()));
+        for event in events {
+            reporter.event(event);
+        }
+        drop(reporter);
+        let bytes = out.0.lock().unwrap().clone();
+        console::strip_ansi_codes(&String::from_utf8(bytes).unwrap()).into_owned()
+    }
+
+    fn failed_attempt(rule: &str) -> Event {
+        Event::AttemptFinished(AttemptReport {
+            layer: Layer::Primary,
+            link: 0,
+            link_name: "cmd".into(),
+            attempt: 1,
+            max_attempts: 1,
+            started_at: SystemTime::now(),
+            duration_ms: 3,
+            end: End::Exited { code: 2 },
+            exit_code: 2,
+            verdict: Some(Verdict {
+                class: FailureClass::Exit,
+                retry: false,
+                critical: false,
+                stop: false,
+                rule: rule.into(),
+            }),
+            delay_ms: None,
+            delay_reason: None,
+            call: None,
+        })
+    }
+
+    fn fallback(reason: Option<LinkFailure>) -> Event {
+        Event::Fallback {
+            from: 0,
+            to: 1,
+            links: 2,
+            to_name: "other".into(),
+            reason,
+        }
+    }
+
+    /// After the attempt's line names the rule, the fallback says only which way the
+    /// verdict went; any other reason is said in full.
+    #[test]
+    fn a_fallback_line_names_the_rule_once() {
+        let rule = "exit 2 is not in retry.on.exit_codes";
+        let not_retryable = LinkFailure::NotRetryable { rule: rule.into() };
+        assert_eq!(
+            printed(
+                false,
+                &[failed_attempt(rule), fallback(Some(not_retryable.clone()))]
+            ),
+            format!(
+                "backstop: attempt 1/1 failed: exit 2 ({rule}); not retryable; falling back to 1/1: other\n"
+            )
+        );
+        // No failure line before it (the link could not be attempted): the whole reason.
+        assert_eq!(
+            printed(false, &[fallback(Some(not_retryable))]),
+            format!("backstop: not retryable: {rule}; falling back to 1/1: other\n")
+        );
+        let out_of_retries = LinkFailure::OutOfRetries { attempt: 1, max: 1 };
+        assert_eq!(
+            printed(
+                true,
+                &[failed_attempt(rule), fallback(Some(out_of_retries))]
+            ),
+            format!(
+                "::warning title=backstop fallback::attempt 1/1 failed: exit 2 ({rule}); out of retries (1/1); falling back to 1/1: other\n"
+            )
+        );
+    }
+}
