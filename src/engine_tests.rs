@@ -7,8 +7,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{
-    Attempted, Engine, Limit, LinkEnd, Next, Position, Work, attempt_limit, judge, next_step,
+use super::Engine;
+use super::decide::{
+    Attempted, Limit, LinkEnd, Next, Position, Work, attempt_limit, judge, next_step,
 };
 use crate::attempt::{
     AttemptOutcome, AttemptSpec, Attempter, CallReport, CallWork, End, Prompt, StdinFrom,
