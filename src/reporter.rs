@@ -144,6 +144,33 @@ impl Reporter {
         }
     }
 
+    /// What a rollback put back, the directories it kept, and what it could not put back.
+    fn rolled_back(&mut self, event: &Event) {
+        let Event::RolledBack {
+            paths,
+            names,
+            before,
+            kept,
+            failed,
+        } = event
+        else {
+            return;
+        };
+        if failed.is_empty() {
+            let text = format!(
+                "rolled back {paths} change(s) ({}): the tree is as it was before {before}",
+                name_some(names, *paths)
+            );
+            self.line(&style(text).cyan().for_stderr().to_string());
+        }
+        for dir in kept {
+            self.line(&format!(
+                "kept {dir}: it holds files outside the snapshot's scope"
+            ));
+        }
+        self.put_back_problems(event);
+    }
+
     /// What a rollback could not put back, path by path.
     fn put_back_problems(&mut self, event: &Event) {
         match event {
@@ -311,27 +338,7 @@ impl EventSink for Reporter {
             Event::Restored { paths } => {
                 self.line(&format!("put the tree back to the run's snapshot ({paths} path(s)) before the next attempt"));
             }
-            Event::RolledBack {
-                paths,
-                names,
-                before,
-                kept,
-                failed,
-            } => {
-                if failed.is_empty() {
-                    let text = format!(
-                        "rolled back {paths} change(s) ({}): the tree is as it was before {before}",
-                        name_some(names, *paths)
-                    );
-                    self.line(&style(text).cyan().for_stderr().to_string());
-                }
-                for dir in kept {
-                    self.line(&format!(
-                        "kept {dir}: it holds files outside the snapshot's scope"
-                    ));
-                }
-                self.put_back_problems(event);
-            }
+            Event::RolledBack { .. } => self.rolled_back(event),
             Event::PutBackRefused { .. } => self.put_back_problems(event),
             Event::StepStarted { index, steps, name } => {
                 // The step before this one is said before this one starts.
