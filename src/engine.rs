@@ -259,7 +259,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
             LinkKind::Run(argv) => Work::Command(argv),
             LinkKind::Call(call) => match self.call_work(call) {
                 Ok(work) => Work::Call(work),
-                Err(why) => return ControlFlow::Continue(LinkFailure::CannotCall { why }),
+                Err(failure) => return ControlFlow::Continue(failure),
             },
             &LinkKind::Default(answer) => {
                 return ControlFlow::Break(self.answer_by_default(answer, i, failures).await);

@@ -14,7 +14,7 @@ use super::{Engine, wait_for_interrupt};
 use crate::attempt::{AttemptOutcome, AttemptSpec, Attempter, CallWork, End, Prompt, StdinFrom};
 use crate::backoff::Schedule;
 use crate::classify::{FailureClass, LinkPatterns, Verdict};
-use crate::events::{AttemptReport, Event};
+use crate::events::{AttemptReport, Event, Layer};
 use crate::policy::CallLink;
 use crate::policy::values::millis;
 use crate::reason::LinkFailure;
@@ -78,7 +78,8 @@ impl<'a, A: Attempter> Engine<'a, A> {
         if let Some(signal) = *self.interrupt.borrow() {
             return Err(LinkEnd::Stop { signal });
         }
-        if (pos.link, pos.attempt) != (0, 1) {
+        // The run's first attempt finds the tree as the snapshot has it.
+        if pos.layer() != Layer::Primary {
             self.restore_between().map_err(LinkEnd::Failed)?;
         }
         let is_call = matches!(work, Work::Call(_));
@@ -235,16 +236,17 @@ impl<'a, A: Attempter> Engine<'a, A> {
     }
 
     /// The model, provider and prompt of a call link.
-    pub(super) fn call_work(&self, link: &CallLink) -> Result<CallWork<'a>, String> {
+    pub(super) fn call_work(&self, link: &CallLink) -> Result<CallWork<'a>, LinkFailure> {
+        let cannot = |why| LinkFailure::CannotCall { why };
         let policy = self.policy;
         let model = policy
             .models
             .get(&link.model)
-            .ok_or_else(|| format!("no model named `{}`", link.model))?;
+            .ok_or_else(|| cannot(format!("no model named `{}`", link.model)))?;
         let provider = policy
             .providers
             .get(&model.provider)
-            .ok_or_else(|| format!("no provider named `{}`", model.provider))?;
+            .ok_or_else(|| cannot(format!("no provider named `{}`", model.provider)))?;
         let prompt = match (&link.prompt, &self.prompt) {
             (Some(user), _) => Prompt {
                 system: link.system.clone(),
@@ -255,7 +257,8 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 user: p.user.clone(),
             },
             (None, None) => {
-                return Err(format!("the `call` link to `{}` has no prompt", link.model));
+                let why = format!("the `call` link to `{}` has no prompt", link.model);
+                return Err(cannot(why));
             }
         };
         Ok(CallWork {
