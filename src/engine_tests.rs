@@ -720,3 +720,46 @@ async fn an_attempts_limit_is_its_own_or_the_time_left() {
     tokio::time::advance(Duration::from_secs(3)).await;
     assert_eq!(attempt_limit(secs(5), true, Some(deadline)), None);
 }
+
+/// Every attempt is told started once and finished once, in order, whichever way it
+/// ended: retried, not retryable, the link's success.
+#[tokio::test(start_paused = true)]
+async fn each_attempt_is_told_finished_once() {
+    let mut s = Scripted::new([fails(1), fails(2), fails(1), ok()]);
+    let yaml = r#"version: 1
+retry: { max_attempts: 2, backoff: { kind: constant, initial: 1ms } }
+fallback:
+  chain:
+    - run: [second]
+"#;
+    let (summary, events) = run(yaml, &mut s).await;
+    assert_eq!(summary.outcome, Outcome::Succeeded);
+    let told: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            Event::AttemptStarted { .. } => "started",
+            Event::AttemptFinished(_) => "finished",
+            Event::Waiting { .. } => "waiting",
+            Event::Fallback { .. } => "fallback",
+            Event::Finished(_) => "summary",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            "started", "finished", "waiting", "started", "finished", "fallback", "started",
+            "finished", "waiting", "started", "finished", "summary"
+        ]
+    );
+    let fallback_reason = events.iter().find_map(|e| match e {
+        Event::Fallback { reason, .. } => reason.clone(),
+        _ => None,
+    });
+    assert_eq!(
+        fallback_reason,
+        Some(LinkFailure::NotRetryable {
+            rule: "retry.never.exit_codes contains 2".into()
+        })
+    );
+}
