@@ -1,6 +1,8 @@
-//! The one function that decides whether a failed attempt is worth another try.
+//! The functions that decide whether a failed attempt is worth another try: one for
+//! a command's attempts, one for a model call's. The engine picks by the link's
+//! kind, never by what the attempt returned.
 //!
-//! Its answer carries the rule that decided, in the policy's own words, so the run
+//! Their answer carries the rule that decided, in the policy's own words, so the run
 //! record and the reports can say why each attempt was or was not retried.
 
 use serde::{Deserialize, Serialize};
@@ -100,26 +102,51 @@ impl LinkPatterns {
     }
 }
 
-/// Decides about an attempt that ended with `end` and whose output matched `matched`.
-/// `None` means it succeeded.
-pub fn classify(
+impl Verdict {
+    fn new(class: FailureClass, retry: bool, rule: String) -> Verdict {
+        Verdict {
+            class,
+            retry,
+            critical: false,
+            stop: false,
+            rule,
+        }
+    }
+
+    /// A critical failure: no retry, no fallback but escalation.
+    fn critical(class: FailureClass, rule: String) -> Verdict {
+        Verdict {
+            critical: true,
+            ..Verdict::new(class, false, rule)
+        }
+    }
+
+    /// The verdict that ends the whole run: the user asked to stop.
+    fn interrupted(rule: String) -> Verdict {
+        Verdict {
+            stop: true,
+            ..Verdict::new(FailureClass::Interrupted, false, rule)
+        }
+    }
+
+    /// A failure of the other kind of attempt (a command's exit from a model call, or
+    /// the reverse; the engine picks the classifier by the link's kind, so only an
+    /// attempter that breaks its contract gives one): no rule of the policy names it,
+    /// so nothing retries it. Either kind's success is a success.
+    fn foreign(end: &End) -> Verdict {
+        Verdict::new(FailureClass::Exit, false, end.describe())
+    }
+}
+
+/// Decides about a command's attempt that ended with `end` and whose output matched
+/// `matched`. `None` means it succeeded.
+pub fn classify_command(
     end: &End,
     matched: &[usize],
     patterns: &LinkPatterns,
     retry: &RetryPolicy,
     critical: &Critical,
 ) -> Option<Verdict> {
-    let roles: Vec<Role> = matched
-        .iter()
-        .filter_map(|i| patterns.roles.get(*i).copied())
-        .collect();
-    let verdict = |class, retry, rule: String| Verdict {
-        class,
-        retry,
-        critical: false,
-        stop: false,
-        rule,
-    };
     let class = match end {
         End::Exited { code: 0 } => return None,
         End::Exited { .. } => FailureClass::Exit,
@@ -133,141 +160,127 @@ pub fn classify(
         | End::Status { .. }
         | End::Network { .. }
         | End::Stream { .. }
-        | End::CallTimedOut { .. } => {
-            unreachable!("model calls are classified by classify_call")
-        }
+        | End::CallTimedOut { .. } => return (!end.success()).then(|| Verdict::foreign(end)),
     };
-
-    // A user's interrupt ends the run, whether it reached backstop or, on a
-    // terminal, only the child.
-    if let End::Interrupted { signal }
-    | End::Signaled {
-        signal: signal @ libc::SIGINT,
-    } = end
-    {
-        return Some(interrupted(format!(
-            "interrupted by {}",
-            signal_name(*signal)
-        )));
-    }
-    // Exit 130 is how a command that traps Ctrl-C says it was interrupted; on a
-    // terminal only the command sees the Ctrl-C, so this is how backstop learns of it.
-    if let End::Exited { code: 130 } = end {
-        return Some(interrupted("exit 130: interrupted (Ctrl-C)".into()));
+    if let Some(v) = stop_verdict(end) {
+        return Some(v);
     }
     if let End::SpawnFailed { code, .. } = end {
-        return Some(verdict(class, false, format!("{code} is never retried")));
+        return Some(Verdict::new(
+            class,
+            false,
+            format!("{code} is never retried"),
+        ));
     }
-
+    let roles: Vec<Role> = matched
+        .iter()
+        .filter_map(|i| patterns.roles.get(*i).copied())
+        .collect();
     let code = match end {
         End::Exited { code } => Some(*code),
         _ => None,
     };
-    if let Some(c) = code.filter(|c| critical.exit_codes.contains(*c)) {
-        return Some(Verdict {
-            critical: true,
-            ..verdict(
-                class,
-                false,
-                format!("fallback.critical.exit_codes contains {c}"),
-            )
-        });
-    }
-    if let Some(Role::Critical(i)) = roles.iter().find(|r| matches!(r, Role::Critical(_))) {
-        return Some(Verdict {
-            critical: true,
-            ..verdict(
-                class,
-                false,
-                format!(
-                    "fallback.critical.output matched `{}`",
-                    critical.output[*i].source
-                ),
-            )
-        });
+    if let Some(rule) = critical_rule(code, &roles, critical) {
+        return Some(Verdict::critical(class, rule));
     }
     if class == FailureClass::Deadline {
-        return Some(verdict(class, false, "timeout.total reached".into()));
+        return Some(Verdict::new(class, false, "timeout.total reached".into()));
     }
     if class == FailureClass::Timeout {
-        let rule = if retry.on.timeout {
-            "retry.on.timeout is true"
-        } else {
-            "retry.on.timeout is false"
-        };
-        return Some(verdict(class, retry.on.timeout, rule.into()));
+        let on = retry.on.timeout;
+        return Some(Verdict::new(class, on, format!("retry.on.timeout is {on}")));
     }
-    if let Some(Role::Never(i)) = roles.iter().find(|r| matches!(r, Role::Never(_))) {
-        let rule = format!(
-            "retry.never.output matched `{}`",
-            retry.never.output[*i].source
-        );
-        return Some(verdict(class, false, rule));
+    let (retry, rule) = retry_rule(end, &roles, retry);
+    Some(Verdict::new(class, retry, rule))
+}
+
+/// A user's interrupt ends the run, whether it reached backstop or, on a terminal,
+/// only the child.
+fn stop_verdict(end: &End) -> Option<Verdict> {
+    match end {
+        End::Interrupted { signal }
+        | End::Signaled {
+            signal: signal @ libc::SIGINT,
+        } => Some(Verdict::interrupted(format!(
+            "interrupted by {}",
+            signal_name(*signal)
+        ))),
+        // Exit 130 is how a command that traps Ctrl-C says it was interrupted; on a
+        // terminal only the command sees the Ctrl-C, so this is how backstop learns of it.
+        End::Exited { code: 130 } => Some(Verdict::interrupted(
+            "exit 130: interrupted (Ctrl-C)".into(),
+        )),
+        _ => None,
     }
-    if let Some(c) = code.filter(|c| retry.never.exit_codes.contains(*c)) {
-        return Some(verdict(
-            class,
-            false,
-            format!("retry.never.exit_codes contains {c}"),
-        ));
+}
+
+/// The `fallback.critical` rule a failure matched, if any.
+fn critical_rule(code: Option<i32>, roles: &[Role], critical: &Critical) -> Option<String> {
+    if let Some(c) = code.filter(|c| critical.exit_codes.contains(*c)) {
+        return Some(format!("fallback.critical.exit_codes contains {c}"));
     }
-    if let Some(Role::On(i)) = roles.iter().find(|r| matches!(r, Role::On(_))) {
-        let rule = format!("retry.on.output matched `{}`", retry.on.output[*i].source);
-        return Some(verdict(class, true, rule));
+    roles.iter().find_map(|r| match r {
+        Role::Critical(i) => Some(format!(
+            "fallback.critical.output matched `{}`",
+            critical.output[*i].source
+        )),
+        _ => None,
+    })
+}
+
+/// Whether a command's exit or signal is retried, and the `retry` rule that says so:
+/// `never` beats `on`, output beats exit codes.
+fn retry_rule(end: &End, roles: &[Role], retry: &RetryPolicy) -> (bool, String) {
+    let never = roles.iter().find_map(|r| match r {
+        Role::Never(i) => Some(*i),
+        _ => None,
+    });
+    if let Some(i) = never {
+        let source = &retry.never.output[i].source;
+        return (false, format!("retry.never.output matched `{source}`"));
     }
-    Some(match end {
+    if let End::Exited { code } = end
+        && retry.never.exit_codes.contains(*code)
+    {
+        return (false, format!("retry.never.exit_codes contains {code}"));
+    }
+    let on = roles.iter().find_map(|r| match r {
+        Role::On(i) => Some(*i),
+        _ => None,
+    });
+    if let Some(i) = on {
+        let source = &retry.on.output[i].source;
+        return (true, format!("retry.on.output matched `{source}`"));
+    }
+    match end {
         End::Exited { code } if retry.on.exit_codes.contains(*code) => {
-            verdict(class, true, format!("retry.on.exit_codes contains {code}"))
+            (true, format!("retry.on.exit_codes contains {code}"))
         }
-        End::Exited { code } => verdict(
-            class,
-            false,
-            format!("exit {code} is not in retry.on.exit_codes"),
-        ),
+        End::Exited { code } => (false, format!("exit {code} is not in retry.on.exit_codes")),
         End::Signaled {
             signal: libc::SIGPIPE,
-        } => verdict(
-            class,
+        } => (
             false,
             "killed by SIGPIPE: whatever read its output is gone, so another attempt cannot help"
                 .into(),
         ),
         End::Signaled { .. } => {
-            let rule = if retry.on.signals {
-                "retry.on.signals is true"
-            } else {
-                "retry.on.signals is false"
-            };
-            verdict(class, retry.on.signals, rule.into())
+            let on = retry.on.signals;
+            (on, format!("retry.on.signals is {on}"))
         }
-        _ => unreachable!("every other end returned above"),
-    })
-}
-
-/// The verdict that ends the whole run: the user asked to stop.
-fn interrupted(rule: String) -> Verdict {
-    Verdict {
-        class: FailureClass::Interrupted,
-        retry: false,
-        critical: false,
-        stop: true,
-        rule,
+        // Spawn failures, timeouts and interrupts were decided by the caller; an end
+        // without a rule of its own is not retried.
+        other => (false, other.describe()),
     }
 }
 
 /// Decides about a model call: the status table, `x-should-retry`, and the error
 /// kinds that go straight to the next link. `None` means it was answered.
 pub fn classify_call(end: &End, call: &CallReport, retry: &RetryPolicy) -> Option<Verdict> {
-    let verdict = |class, retry, rule: String| Verdict {
-        class,
-        retry,
-        critical: false,
-        stop: false,
-        rule,
-    };
+    let verdict = Verdict::new;
     match end {
         End::Answered => None,
-        End::Interrupted { signal } => Some(interrupted(format!(
+        End::Interrupted { signal } => Some(Verdict::interrupted(format!(
             "interrupted by {}",
             signal_name(*signal)
         ))),
@@ -299,72 +312,60 @@ pub fn classify_call(end: &End, call: &CallReport, retry: &RetryPolicy) -> Optio
                 retry.on.network
             ),
         )),
-        End::Status { status, .. } => {
-            let s = *status;
-            match call.error {
-                Some(CallError::ContextLength) => {
-                    return Some(verdict(
-                        FailureClass::ContextLength,
-                        false,
-                        format!("HTTP {s}: context length exceeded; the next link may take it"),
-                    ));
-                }
-                Some(CallError::ContentPolicy) => {
-                    return Some(verdict(
-                        FailureClass::ContentPolicy,
-                        false,
-                        format!("HTTP {s}: refused on content policy"),
-                    ));
-                }
-                _ => {}
-            }
-            // A redirect that came back was not followed (it left the provider's
-            // origin): asking again gets the same answer.
-            if (300..400).contains(&s) {
-                let why = call
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| format!("HTTP {s}: a redirect that was not followed"));
-                return Some(verdict(FailureClass::Status, false, why));
-            }
-            let class = if matches!(s, 401 | 403) || call.error == Some(CallError::Auth) {
-                FailureClass::Auth
-            } else {
-                FailureClass::Status
-            };
-            if let Some(b) = call.should_retry {
-                return Some(verdict(
-                    class,
-                    b,
-                    format!("the server said x-should-retry: {b}"),
-                ));
-            }
-            if retry.never.status.contains(&s) {
-                return Some(verdict(
-                    class,
-                    false,
-                    format!("retry.never.status contains {s}"),
-                ));
-            }
-            if retry.on.status.contains(&s) {
-                return Some(verdict(
-                    class,
-                    true,
-                    format!("retry.on.status contains {s}"),
-                ));
-            }
-            if (500..600).contains(&s) && s != 501 {
-                return Some(verdict(class, true, format!("HTTP {s} is a server error")));
-            }
-            Some(verdict(
-                class,
-                false,
-                format!("HTTP {s} is not in retry.on.status"),
-            ))
+        End::Status { status, .. } => Some(status_verdict(*status, call, retry)),
+        End::Exited { .. } | End::Signaled { .. } | End::SpawnFailed { .. } => {
+            (!end.success()).then(|| Verdict::foreign(end))
         }
-        // A content refusal inside a 200 comes back as an answered call with an error.
-        other => Some(verdict(FailureClass::Exit, false, other.describe())),
     }
+}
+
+/// Decides about an HTTP error status: the error kinds the server named, redirects,
+/// `x-should-retry`, then the policy's status lists and the server-error rule.
+fn status_verdict(s: u16, call: &CallReport, retry: &RetryPolicy) -> Verdict {
+    let verdict = Verdict::new;
+    match call.error {
+        Some(CallError::ContextLength) => {
+            return verdict(
+                FailureClass::ContextLength,
+                false,
+                format!("HTTP {s}: context length exceeded; the next link may take it"),
+            );
+        }
+        Some(CallError::ContentPolicy) => {
+            return verdict(
+                FailureClass::ContentPolicy,
+                false,
+                format!("HTTP {s}: refused on content policy"),
+            );
+        }
+        _ => {}
+    }
+    // A redirect that came back was not followed (it left the provider's origin):
+    // asking again gets the same answer.
+    if (300..400).contains(&s) {
+        let why = call
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("HTTP {s}: a redirect that was not followed"));
+        return verdict(FailureClass::Status, false, why);
+    }
+    let class = if matches!(s, 401 | 403) || call.error == Some(CallError::Auth) {
+        FailureClass::Auth
+    } else {
+        FailureClass::Status
+    };
+    let (retry, rule) = if let Some(b) = call.should_retry {
+        (b, format!("the server said x-should-retry: {b}"))
+    } else if retry.never.status.contains(&s) {
+        (false, format!("retry.never.status contains {s}"))
+    } else if retry.on.status.contains(&s) {
+        (true, format!("retry.on.status contains {s}"))
+    } else if (500..600).contains(&s) && s != 501 {
+        (true, format!("HTTP {s} is a server error"))
+    } else {
+        (false, format!("HTTP {s} is not in retry.on.status"))
+    };
+    verdict(class, retry, rule)
 }
 
 #[cfg(test)]
@@ -378,7 +379,7 @@ mod tests {
 
     fn decide(p: &policy::Policy, end: End, matched: &[usize]) -> Option<Verdict> {
         let pats = LinkPatterns::new(&p.retry, &p.fallback.critical);
-        classify(&end, matched, &pats, &p.retry, &p.fallback.critical)
+        classify_command(&end, matched, &pats, &p.retry, &p.fallback.critical)
     }
 
     #[test]

@@ -8,9 +8,17 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Engine;
-use crate::attempt::{AttemptOutcome, AttemptSpec, Attempter, End, StdinFrom};
+use super::decide::{
+    Attempted, Limit, LinkEnd, Next, Position, Work, attempt_limit, judge, next_step,
+};
+use crate::attempt::{
+    AttemptOutcome, AttemptSpec, Attempter, CallReport, CallWork, End, Prompt, StdinFrom,
+};
+use crate::backoff::Schedule;
+use crate::classify::{FailureClass, LinkPatterns, Verdict};
 use crate::events::{Event, Outcome, Recorded, RunSummary};
 use crate::policy::{self, DefaultAnswer};
+use crate::reason::LinkFailure;
 
 /// One scripted attempt: how it ends, and how long it takes (on the paused clock).
 #[derive(Clone)]
@@ -430,4 +438,328 @@ async fn validate_follows_commands_not_call_links() {
     .await;
     assert_eq!(summary.exit_code, 0);
     assert_eq!(s.calls[1].argv, ["checker"]);
+}
+
+// The steps of a link, one by one.
+
+fn outcome(end: End) -> AttemptOutcome {
+    AttemptOutcome {
+        end,
+        matched: Vec::new(),
+        started_at: SystemTime::now(),
+        duration: Duration::ZERO,
+        no_retry: None,
+        output_closed: false,
+        call: None,
+    }
+}
+
+fn attempted(end: End) -> Attempted {
+    Attempted {
+        outcome: outcome(end),
+        validation_failed: false,
+    }
+}
+
+/// The verdict on `attempted` for a link of `work`'s kind under `p`.
+fn judged(p: &policy::Policy, work: &Work<'_>, attempted: &Attempted) -> Option<Verdict> {
+    let patterns = LinkPatterns::new(&p.retry, &p.fallback.critical);
+    judge(work, attempted, &patterns, &p.retry, &p.fallback.critical)
+}
+
+fn call_work(p: &policy::Policy) -> CallWork<'_> {
+    let model = &p.models["m"];
+    CallWork {
+        model,
+        provider: &p.providers[&model.provider],
+        prompt: Prompt::default(),
+        idempotency_key: "k".into(),
+        connect: Duration::from_secs(1),
+        first_token: Duration::from_secs(1),
+        stall: Duration::from_secs(1),
+    }
+}
+
+/// The classifier is the link's kind's: an HTTP 503 is a server error worth another
+/// try from a call, and from a command (which never has one) nothing a rule names.
+#[test]
+fn the_link_kind_picks_the_classifier() {
+    let p = policy::load_str(&with_call_link(""), "t.yaml").unwrap();
+    let command = ["cmd".to_string()];
+    let status = attempted(End::Status {
+        status: 503,
+        message: None,
+    });
+    let from_call = judged(&p, &Work::Call(call_work(&p)), &status).unwrap();
+    assert_eq!(
+        (from_call.class, from_call.retry),
+        (FailureClass::Status, true)
+    );
+    let from_command = judged(&p, &Work::Command(&command), &status).unwrap();
+    assert_eq!(
+        (from_command.class, from_command.retry),
+        (FailureClass::Exit, false)
+    );
+    // Either kind's success is a success, whichever classifier sees it.
+    for work in [Work::Command(&command), Work::Call(call_work(&p))] {
+        assert_eq!(judged(&p, &work, &attempted(End::Answered)), None);
+        assert_eq!(judged(&p, &work, &attempted(End::Exited { code: 0 })), None);
+    }
+}
+
+#[test]
+fn what_overrides_the_classifiers_rule() {
+    let p = policy::load_str("version: 1\nretry: { on: { validate: false } }\n", "t.yaml").unwrap();
+    let command = ["cmd".to_string()];
+    let work = Work::Command(&command);
+
+    let mut a = attempted(End::Exited { code: 1 });
+    a.validation_failed = true;
+    let v = judged(&p, &work, &a).unwrap();
+    assert_eq!((v.class, v.retry), (FailureClass::Validation, false));
+    assert_eq!(
+        v.rule,
+        "rollback.validate failed (exit 1); retry.on.validate is false"
+    );
+
+    let mut a = attempted(End::Exited { code: 1 });
+    a.outcome.no_retry = Some("stdin is too large to replay".into());
+    let v = judged(&p, &work, &a).unwrap();
+    assert!(!v.retry);
+    assert_eq!(v.rule, "stdin is too large to replay");
+
+    let mut a = attempted(End::Signaled {
+        signal: libc::SIGPIPE,
+    });
+    a.outcome.output_closed = true;
+    let v = judged(&p, &work, &a).unwrap();
+    assert!(!v.retry);
+    assert_eq!(v.rule, "the reader of backstop's output went away");
+}
+
+fn failure(retry: bool, critical: bool, stop: bool) -> Verdict {
+    Verdict {
+        class: FailureClass::Exit,
+        retry,
+        critical,
+        stop,
+        rule: "the rule".into(),
+    }
+}
+
+const AT_1_OF_3: Position = Position {
+    link: 0,
+    links: 1,
+    attempt: 1,
+    max: 3,
+};
+
+/// `next_step` for one verdict, with a fresh schedule of `yaml`'s link 0.
+fn next_for(
+    yaml: &str,
+    verdict: Option<&Verdict>,
+    outcome: &AttemptOutcome,
+    deadline: Option<Instant>,
+) -> Next {
+    let p = policy::load_str(yaml, "t.yaml").unwrap();
+    let mut schedule = Schedule::new(&p.retry.backoff, p.retry.max_attempts);
+    next_step(
+        verdict,
+        outcome,
+        AT_1_OF_3,
+        &p.retry,
+        &mut schedule,
+        deadline,
+    )
+}
+
+const NO_JITTER: &str = "version: 1\nretry: { backoff: { initial: 100ms, jitter: none } }\n";
+
+#[tokio::test(start_paused = true)]
+async fn a_verdict_ends_the_link_or_picks_the_delay() {
+    let failed = outcome(End::Exited { code: 1 });
+    let end = |e| Next::End(e);
+    let fail = |f| Next::End(LinkEnd::Failed(f));
+    let rule = || "the rule".to_string();
+    assert_eq!(
+        next_for(NO_JITTER, None, &failed, None),
+        end(LinkEnd::Succeeded { attempt: 1, max: 3 })
+    );
+    let stopped = outcome(End::Interrupted {
+        signal: libc::SIGTERM,
+    });
+    let stop = failure(false, false, true);
+    assert_eq!(
+        next_for(NO_JITTER, Some(&stop), &stopped, None),
+        end(LinkEnd::Stop {
+            signal: libc::SIGTERM
+        })
+    );
+    let critical = failure(false, true, false);
+    assert_eq!(
+        next_for(NO_JITTER, Some(&critical), &failed, None),
+        fail(LinkFailure::Critical { rule: rule() })
+    );
+    let not_retried = failure(false, false, false);
+    assert_eq!(
+        next_for(NO_JITTER, Some(&not_retried), &failed, None),
+        fail(LinkFailure::NotRetryable { rule: rule() })
+    );
+    let retried = failure(true, false, false);
+    let next = next_for(NO_JITTER, Some(&retried), &failed, None);
+    assert_eq!(
+        next,
+        Next::Retry {
+            delay: Duration::from_millis(100),
+            reason: "exponential backoff: 100ms".into()
+        }
+    );
+    assert_eq!(
+        next.delay(),
+        (Some(100), Some("exponential backoff: 100ms".into()))
+    );
+    let once = "version: 1\nretry: { max_attempts: 1 }\n";
+    assert_eq!(
+        next_for(once, Some(&retried), &failed, None),
+        fail(LinkFailure::OutOfRetries { attempt: 1, max: 3 })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_servers_wait_and_the_deadline_decide_over_the_backoff() {
+    let retried = failure(true, false, false);
+    let mut asked = outcome(End::Status {
+        status: 429,
+        message: None,
+    });
+    asked.call = Some(CallReport {
+        retry_after_ms: Some(2_000),
+        retry_after_rule: Some("Retry-After".into()),
+        ..CallReport::default()
+    });
+    assert_eq!(
+        next_for(NO_JITTER, Some(&retried), &asked, None),
+        Next::Retry {
+            delay: Duration::from_secs(2),
+            reason: "Retry-After: 2s".into()
+        }
+    );
+    let short_max = "version: 1\nretry: { retry_after: { max: 1s } }\n";
+    let over = next_for(short_max, Some(&retried), &asked, None);
+    assert_eq!(
+        over,
+        Next::End(LinkEnd::Failed(LinkFailure::RetryAfterOverMax {
+            rule: "Retry-After".into(),
+            wait: Duration::from_secs(2),
+            max: Duration::from_secs(1),
+        }))
+    );
+    assert_eq!(
+        over.delay(),
+        (
+            None,
+            Some("not waiting: Retry-After asks for 2s, over retry.retry_after.max (1s)".into())
+        )
+    );
+    let ignored = "version: 1\nretry: { retry_after: { honor: false, max: 1s }, backoff: { initial: 100ms, jitter: none } }\n";
+    assert!(matches!(
+        next_for(ignored, Some(&retried), &asked, None),
+        Next::Retry { delay, .. } if delay == Duration::from_millis(100)
+    ));
+
+    // 100ms left: a delay that would end at the deadline is not started.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let failed = outcome(End::Exited { code: 1 });
+    let deadline = Instant::now() + Duration::from_millis(100);
+    let crossing = next_for(NO_JITTER, Some(&retried), &failed, Some(deadline));
+    assert_eq!(
+        crossing,
+        Next::End(LinkEnd::Failed(LinkFailure::WouldCrossDeadline {
+            wait: Duration::from_millis(100)
+        }))
+    );
+    assert_eq!(
+        crossing.delay(),
+        (
+            None,
+            Some("not waiting 100ms: it would cross timeout.total".into())
+        )
+    );
+    let later = Instant::now() + Duration::from_millis(101);
+    assert!(matches!(
+        next_for(NO_JITTER, Some(&retried), &failed, Some(later)),
+        Next::Retry { .. }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempts_limit_is_its_own_or_the_time_left() {
+    let own = |t| Limit {
+        timeout: t,
+        is_deadline: false,
+    };
+    let secs = |s| Some(Duration::from_secs(s));
+    assert_eq!(attempt_limit(None, false, None), Some(own(None)));
+    assert_eq!(attempt_limit(secs(5), false, None), Some(own(secs(5))));
+    assert_eq!(
+        attempt_limit(None, true, None),
+        Some(own(Some(crate::call::client::DEFAULT_CALL_ATTEMPT)))
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    assert_eq!(
+        attempt_limit(secs(5), false, Some(deadline)),
+        Some(own(secs(5)))
+    );
+    tokio::time::advance(Duration::from_secs(7)).await;
+    let cut = Limit {
+        timeout: secs(3),
+        is_deadline: true,
+    };
+    assert_eq!(attempt_limit(secs(5), false, Some(deadline)), Some(cut));
+    assert_eq!(attempt_limit(None, false, Some(deadline)), Some(cut));
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert_eq!(attempt_limit(secs(5), true, Some(deadline)), None);
+}
+
+/// Every attempt is told started once and finished once, in order, whichever way it
+/// ended: retried, not retryable, the link's success.
+#[tokio::test(start_paused = true)]
+async fn each_attempt_is_told_finished_once() {
+    let mut s = Scripted::new([fails(1), fails(2), fails(1), ok()]);
+    let yaml = r#"version: 1
+retry: { max_attempts: 2, backoff: { kind: constant, initial: 1ms } }
+fallback:
+  chain:
+    - run: [second]
+"#;
+    let (summary, events) = run(yaml, &mut s).await;
+    assert_eq!(summary.outcome, Outcome::Succeeded);
+    let told: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            Event::AttemptStarted { .. } => "started",
+            Event::AttemptFinished(_) => "finished",
+            Event::Waiting { .. } => "waiting",
+            Event::Fallback { .. } => "fallback",
+            Event::Finished(_) => "summary",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            "started", "finished", "waiting", "started", "finished", "fallback", "started",
+            "finished", "waiting", "started", "finished", "summary"
+        ]
+    );
+    let fallback_reason = events.iter().find_map(|e| match e {
+        Event::Fallback { reason, .. } => reason.clone(),
+        _ => None,
+    });
+    assert_eq!(
+        fallback_reason,
+        Some(LinkFailure::NotRetryable {
+            rule: "retry.never.exit_codes contains 2".into()
+        })
+    );
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attempt::End;
 use crate::classify::Verdict;
+use crate::reason::LinkFailure;
 
 /// Which layer of defence an attempt belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +19,17 @@ pub enum Layer {
     Retry,
     /// An attempt of a fallback link (L2).
     Fallback,
+}
+
+impl Layer {
+    /// The name serde gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Primary => "primary",
+            Layer::Retry => "retry",
+            Layer::Fallback => "fallback",
+        }
+    }
 }
 
 /// One finished attempt, as reported and recorded.
@@ -63,6 +75,21 @@ pub enum Outcome {
     /// a pipeline member does: not retried, not rolled back, exit 141.
     #[serde(rename = "output_closed")]
     OutputClosed,
+}
+
+impl Outcome {
+    /// The name serde gives it, as records and `--json` hold it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Degraded => "degraded",
+            Outcome::Escalated => "escalated",
+            Outcome::Failed => "failed",
+            Outcome::Declined => "declined",
+            Outcome::Interrupted => "interrupted",
+            Outcome::OutputClosed => "output_closed",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -122,7 +149,8 @@ pub enum Event {
         to: usize,
         links: usize,
         to_name: String,
-        reason: String,
+        /// Why the last link that was tried failed (`None` if none was).
+        reason: Option<LinkFailure>,
     },
     /// The tree was put back to the run's snapshot before another attempt.
     Restored {
@@ -180,5 +208,47 @@ pub struct Recorded(pub Vec<Event>);
 impl EventSink for Recorded {
     fn event(&mut self, event: &Event) {
         self.0.push(event.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Layer, Outcome};
+    use crate::policy::{BackoffKind, Jitter};
+
+    /// `as_str` is serde's name, so a record, `--json` and a message never disagree.
+    #[test]
+    fn each_name_is_serdes() {
+        fn serde_name(value: impl serde::Serialize) -> String {
+            serde_json::to_value(value)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+        for layer in [Layer::Primary, Layer::Retry, Layer::Fallback] {
+            assert_eq!(layer.as_str(), serde_name(layer));
+        }
+        for outcome in [
+            Outcome::Succeeded,
+            Outcome::Degraded,
+            Outcome::Escalated,
+            Outcome::Failed,
+            Outcome::Declined,
+            Outcome::Interrupted,
+            Outcome::OutputClosed,
+        ] {
+            assert_eq!(outcome.as_str(), serde_name(outcome));
+        }
+        for kind in [
+            BackoffKind::Constant,
+            BackoffKind::Linear,
+            BackoffKind::Exponential,
+        ] {
+            assert_eq!(kind.as_str(), serde_name(kind));
+        }
+        for jitter in [Jitter::None, Jitter::Full, Jitter::Equal] {
+            assert_eq!(jitter.as_str(), serde_name(jitter));
+        }
     }
 }

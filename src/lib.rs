@@ -42,6 +42,7 @@ pub mod names;
 pub mod policy;
 pub mod process;
 pub mod reaper;
+pub mod reason;
 pub mod record;
 pub mod reporter;
 pub mod rollback;

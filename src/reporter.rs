@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::events::{AttemptReport, Event, EventSink, Outcome, RunSummary};
 use crate::policy::values::format_duration;
+use crate::reason::LinkFailure;
 
 /// How many of a rollback's paths its message names; the count covers the rest.
 pub const SHOWN_PATHS: usize = 5;
@@ -143,6 +144,33 @@ impl Reporter {
         }
     }
 
+    /// What a rollback put back, the directories it kept, and what it could not put back.
+    fn rolled_back(&mut self, event: &Event) {
+        let Event::RolledBack {
+            paths,
+            names,
+            before,
+            kept,
+            failed,
+        } = event
+        else {
+            return;
+        };
+        if failed.is_empty() {
+            let text = format!(
+                "rolled back {paths} change(s) ({}): the tree is as it was before {before}",
+                name_some(names, *paths)
+            );
+            self.line(&style(text).cyan().for_stderr().to_string());
+        }
+        for dir in kept {
+            self.line(&format!(
+                "kept {dir}: it holds files outside the snapshot's scope"
+            ));
+        }
+        self.put_back_problems(event);
+    }
+
     /// What a rollback could not put back, path by path.
     fn put_back_problems(&mut self, event: &Event) {
         match event {
@@ -202,6 +230,65 @@ impl Reporter {
         self.spinner = Some(bar);
     }
 
+    /// The last failure, and the wait before the next attempt: a countdown on a
+    /// terminal, a line elsewhere.
+    fn waiting(&mut self, link: usize, links: usize, (next, max): (u32, u32), delay: Duration) {
+        let failed = self
+            .last_failure
+            .as_ref()
+            .map(Self::failure_text)
+            .unwrap_or_default();
+        let wait = format_duration(crate::policy::values::round_ms(delay));
+        let where_ = if link == 0 {
+            String::new()
+        } else {
+            format!("fallback {link}: ")
+        };
+        let text = format!("{where_}{failed}; retrying in {wait}");
+        if self.github {
+            self.say("warning", "backstop retry", &text, &text);
+        } else if self.mode == Mode::Terminal {
+            self.line(&format!("{where_}{}", style(&failed).yellow().for_stderr()));
+            let class = self
+                .last_failure
+                .as_ref()
+                .and_then(|r| r.verdict.as_ref())
+                .map_or("", |v| v.class.as_str());
+            let msg = countdown_text(link, links, next, max, class);
+            self.start_countdown(msg, delay);
+        } else {
+            self.line(&text);
+        }
+    }
+
+    /// The last failure, why the link ended, and the link the chain goes on to.
+    fn fallback(&mut self, to: usize, links: usize, to_name: &str, why: Option<&LinkFailure>) {
+        self.clear_spinner();
+        let failed = self
+            .last_failure
+            .take()
+            .map(|r| Self::failure_text(&r) + "; ")
+            .unwrap_or_default();
+        // The failure line already names the rule: say only which way it went.
+        let reason = match why {
+            Some(why) => match why.without_rule() {
+                Some(short) if !failed.is_empty() => short.to_string(),
+                _ => why.to_string(),
+            },
+            None => String::new(),
+        };
+        let text = format!(
+            "{failed}{reason}; falling back to {to}/{}: {to_name}",
+            links - 1
+        );
+        let shown = if self.mode == Mode::Terminal {
+            style(&text).yellow().for_stderr().to_string()
+        } else {
+            text.clone()
+        };
+        self.say("warning", "backstop fallback", &shown, &text);
+    }
+
     fn failure_text(report: &AttemptReport) -> String {
         let rule = report
             .verdict
@@ -240,91 +327,18 @@ impl EventSink for Reporter {
                 max_attempts,
                 delay,
                 ..
-            } => {
-                let failed = self
-                    .last_failure
-                    .as_ref()
-                    .map(Self::failure_text)
-                    .unwrap_or_default();
-                let wait = format_duration(crate::policy::values::round_ms(*delay));
-                let where_ = if *link == 0 {
-                    String::new()
-                } else {
-                    format!("fallback {link}: ")
-                };
-                let text = format!("{where_}{failed}; retrying in {wait}");
-                if self.github {
-                    self.say("warning", "backstop retry", &text, &text);
-                } else if self.mode == Mode::Terminal {
-                    self.line(&format!("{where_}{}", style(&failed).yellow().for_stderr()));
-                    let class = self
-                        .last_failure
-                        .as_ref()
-                        .and_then(|r| r.verdict.as_ref())
-                        .map_or("", |v| v.class.as_str());
-                    let msg = countdown_text(*link, *links, *next_attempt, *max_attempts, class);
-                    self.start_countdown(msg, *delay);
-                } else {
-                    self.line(&text);
-                }
-            }
+            } => self.waiting(*link, *links, (*next_attempt, *max_attempts), *delay),
             Event::Fallback {
                 to,
                 links,
                 to_name,
                 reason,
                 ..
-            } => {
-                self.clear_spinner();
-                let failed = self
-                    .last_failure
-                    .take()
-                    .map(|r| Self::failure_text(&r) + "; ")
-                    .unwrap_or_default();
-                // The failure line already names the rule: say only which way it went.
-                let reason = match reason.split_once(": ") {
-                    Some((short @ ("not retryable" | "critical failure"), _))
-                        if !failed.is_empty() =>
-                    {
-                        short
-                    }
-                    _ => reason.as_str(),
-                };
-                let text = format!(
-                    "{failed}{reason}; falling back to {to}/{}: {to_name}",
-                    links - 1
-                );
-                let shown = if self.mode == Mode::Terminal {
-                    style(&text).yellow().for_stderr().to_string()
-                } else {
-                    text.clone()
-                };
-                self.say("warning", "backstop fallback", &shown, &text);
-            }
+            } => self.fallback(*to, *links, to_name, reason.as_ref()),
             Event::Restored { paths } => {
                 self.line(&format!("put the tree back to the run's snapshot ({paths} path(s)) before the next attempt"));
             }
-            Event::RolledBack {
-                paths,
-                names,
-                before,
-                kept,
-                failed,
-            } => {
-                if failed.is_empty() {
-                    let text = format!(
-                        "rolled back {paths} change(s) ({}): the tree is as it was before {before}",
-                        name_some(names, *paths)
-                    );
-                    self.line(&style(text).cyan().for_stderr().to_string());
-                }
-                for dir in kept {
-                    self.line(&format!(
-                        "kept {dir}: it holds files outside the snapshot's scope"
-                    ));
-                }
-                self.put_back_problems(event);
-            }
+            Event::RolledBack { .. } => self.rolled_back(event),
             Event::PutBackRefused { .. } => self.put_back_problems(event),
             Event::StepStarted { index, steps, name } => {
                 // The step before this one is said before this one starts.
@@ -490,6 +504,112 @@ mod countdown_tests {
         assert_eq!(
             countdown_text(0, 4, 2, 3, "exit"),
             "attempt 2/3 · exit · next in"
+        );
+    }
+}
+
+#[cfg(test)]
+mod output_tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use std::time::SystemTime;
+
+    use super::{Mode, Reporter};
+    use crate::attempt::End;
+    use crate::classify::{FailureClass, Verdict};
+    use crate::events::{AttemptReport, Event, EventSink, Layer};
+    use crate::reason::LinkFailure;
+
+    /// A writer the test reads back after the reporter has written to it.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What a plain (or, with `github`, an annotating) reporter prints for `events`.
+    fn printed(github: bool, events: &[Event]) -> String {
+        let out = Captured::default();
+        let mut reporter = Reporter::with_writer(Mode::Plain, github, Box::new(out.clone()));
+        for event in events {
+            reporter.event(event);
+        }
+        drop(reporter);
+        let bytes = out.0.lock().unwrap().clone();
+        console::strip_ansi_codes(&String::from_utf8(bytes).unwrap()).into_owned()
+    }
+
+    fn failed_attempt(rule: &str) -> Event {
+        Event::AttemptFinished(AttemptReport {
+            layer: Layer::Primary,
+            link: 0,
+            link_name: "cmd".into(),
+            attempt: 1,
+            max_attempts: 1,
+            started_at: SystemTime::now(),
+            duration_ms: 3,
+            end: End::Exited { code: 2 },
+            exit_code: 2,
+            verdict: Some(Verdict {
+                class: FailureClass::Exit,
+                retry: false,
+                critical: false,
+                stop: false,
+                rule: rule.into(),
+            }),
+            delay_ms: None,
+            delay_reason: None,
+            call: None,
+        })
+    }
+
+    fn fallback(reason: Option<LinkFailure>) -> Event {
+        Event::Fallback {
+            from: 0,
+            to: 1,
+            links: 2,
+            to_name: "other".into(),
+            reason,
+        }
+    }
+
+    /// After the attempt's line names the rule, the fallback says only which way the
+    /// verdict went; any other reason is said in full.
+    #[test]
+    fn a_fallback_line_names_the_rule_once() {
+        let rule = "exit 2 is not in retry.on.exit_codes";
+        let not_retryable = LinkFailure::NotRetryable { rule: rule.into() };
+        assert_eq!(
+            printed(
+                false,
+                &[failed_attempt(rule), fallback(Some(not_retryable.clone()))]
+            ),
+            format!(
+                "backstop: attempt 1/1 failed: exit 2 ({rule}); not retryable; falling back to 1/1: other\n"
+            )
+        );
+        // No failure line before it (the link could not be attempted): the whole reason.
+        assert_eq!(
+            printed(false, &[fallback(Some(not_retryable))]),
+            format!("backstop: not retryable: {rule}; falling back to 1/1: other\n")
+        );
+        let out_of_retries = LinkFailure::OutOfRetries { attempt: 1, max: 1 };
+        assert_eq!(
+            printed(
+                true,
+                &[failed_attempt(rule), fallback(Some(out_of_retries))]
+            ),
+            format!(
+                "::warning title=backstop fallback::attempt 1/1 failed: exit 2 ({rule}); out of retries (1/1); falling back to 1/1: other\n"
+            )
         );
     }
 }

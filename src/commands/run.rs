@@ -115,9 +115,10 @@ pub fn run(
     // A descendant still running (stuck in uninterruptible I/O, past SIGKILL) may be
     // writing yet: then nothing is judged late, and every change is the run's.
     let ended = end.ended.filter(|_| crate::reaper::none_left());
-    let outcome = end.last.as_ref().map_or("unapproved".to_string(), |s| {
-        format!("{:?}", s.outcome).to_lowercase()
-    });
+    let outcome = end
+        .last
+        .as_ref()
+        .map_or("unapproved", |s| s.outcome.as_str());
     let reason = format!("the run ended {outcome}");
     let complete = settle_tree(
         &run_tree,

@@ -98,7 +98,7 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
         writeln!(
             out,
             "  {:<8} link {} {:<24} {}/{}  {:>8}  {:<22} {}",
-            format!("{:?}", a.layer).to_lowercase(),
+            a.layer.as_str(),
             a.link,
             truncate(&a.link_name, 24),
             a.attempt,
@@ -208,7 +208,7 @@ fn write_steps(out: &mut impl Write, r: &RunRecord) -> Result<()> {
             (Some(step), _) => (
                 step.name.as_str(),
                 step.outcome.as_ref().map_or("unfinished".to_string(), |o| {
-                    format!("{:?} (exit {})", o.outcome, o.exit_code).to_lowercase()
+                    format!("{} (exit {})", o.outcome.as_str(), o.exit_code)
                 }),
             ),
             (None, Some(name)) => (*name, "not reached".to_string()),

@@ -102,7 +102,7 @@ pub fn explain(policy: &Policy) -> String {
                 )
             }
         };
-        let jitter = format!("{:?}", b.jitter).to_lowercase();
+        let jitter = b.jitter.as_str();
         // `max` bounds only a delay that grows.
         let cap = match b.kind {
             BackoffKind::Constant => String::new(),

@@ -232,6 +232,17 @@ pub enum BackoffKind {
     Exponential,
 }
 
+impl BackoffKind {
+    /// The name serde gives it, as a policy writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackoffKind::Constant => "constant",
+            BackoffKind::Linear => "linear",
+            BackoffKind::Exponential => "exponential",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Jitter {
@@ -241,6 +252,17 @@ pub enum Jitter {
     Full,
     /// Half the computed delay plus a random part of the other half.
     Equal,
+}
+
+impl Jitter {
+    /// The name serde gives it, as a policy writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Jitter::None => "none",
+            Jitter::Full => "full",
+            Jitter::Equal => "equal",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
