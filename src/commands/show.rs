@@ -45,9 +45,28 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
         writeln!(out)?;
         return Ok(SUCCESS);
     }
+    write_header(&mut out, &r, store.dir(), pending.as_ref())?;
+    write_attempts(&mut out, &r)?;
+    write_steps(&mut out, &r)?;
+    if let Some(snap) = &r.snapshot {
+        write_files(&mut out, snap)?;
+    }
+    for w in &r.warnings {
+        writeln!(out, "warning: {}", printable(w))?;
+    }
+    Ok(SUCCESS)
+}
+
+/// Which run, where, under what policy, and how it ended.
+fn write_header(
+    out: &mut impl Write,
+    r: &RunRecord,
+    store: &std::path::Path,
+    pending: Option<&super::health::Interrupted>,
+) -> Result<()> {
     writeln!(out, "run      {}", r.id)?;
-    writeln!(out, "state    {}", r.state(store.dir()))?;
-    if let Some(p) = &pending {
+    writeln!(out, "state    {}", r.state(store))?;
+    if let Some(p) = pending {
         writeln!(out, "         ! {}", p.message())?;
     }
     writeln!(out, "command  {}", command_line(&r.command))?;
@@ -85,6 +104,11 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
             )?;
         }
     }
+    Ok(())
+}
+
+/// Every attempt: its layer, link, number, time, how it ended and the verdict.
+fn write_attempts(out: &mut impl Write, r: &RunRecord) -> Result<()> {
     writeln!(out, "\nattempts")?;
     for a in &r.attempts {
         let verdict = a.verdict.as_ref().map_or("succeeded".to_string(), |v| {
@@ -111,80 +135,80 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
             writeln!(out, "           then: {}", printable(reason))?;
         }
     }
-    write_steps(&mut out, &r)?;
-    if let Some(snap) = &r.snapshot {
-        let mut state = snap.state.as_str().to_string();
-        // A partial undo leaves the run applied but for the paths it put back.
-        if !snap.undone.is_empty() {
-            state.push_str(&format!("; {} path(s) undone", snap.undone.len()));
-        }
-        if !snap.late.is_empty() {
-            state.push_str(&format!(
-                "; {} path(s) kept, changed after the command had ended",
-                snap.late.len()
-            ));
-        }
+    Ok(())
+}
+
+/// The change set, marked path by path where the run's paths stand apart, and every
+/// put-back of it.
+fn write_files(out: &mut impl Write, snap: &crate::record::SnapshotInfo) -> Result<()> {
+    let mut state = snap.state.as_str().to_string();
+    // A partial undo leaves the run applied but for the paths it put back.
+    if !snap.undone.is_empty() {
+        state.push_str(&format!("; {} path(s) undone", snap.undone.len()));
+    }
+    if !snap.late.is_empty() {
+        state.push_str(&format!(
+            "; {} path(s) kept, changed after the command had ended",
+            snap.late.len()
+        ));
+    }
+    writeln!(
+        out,
+        "\nfiles    {} change(s) under {} ({state})",
+        snap.changes.len(),
+        quote_path(&snap.root)
+    )?;
+    // What changed while the run was live, whoever changed it: say so where it
+    // matters, before anyone takes the list for the command's own work.
+    if !snap.changes.is_empty() {
         writeln!(
             out,
-            "\nfiles    {} change(s) under {} ({state})",
-            snap.changes.len(),
-            quote_path(&snap.root)
+            "  (what changed in the scope while the run was live, by the command or anyone else)"
         )?;
-        // What changed while the run was live, whoever changed it: say so where it
-        // matters, before anyone takes the list for the command's own work.
-        if !snap.changes.is_empty() {
-            writeln!(
-                out,
-                "  (what changed in the scope while the run was live, by the command or anyone else)"
-            )?;
-        }
-        for c in &snap.changes {
-            let mark = path_state(snap, &c.path.0).map_or(String::new(), |m| format!("  ({m})"));
-            writeln!(out, "  {:?} {}  {}{mark}", c.letter, c.path, c.detail)?;
-        }
-        for p in &snap.skipped {
-            writeln!(out, "  skipped {p}: over the size limit, not kept")?;
-        }
-        for rs in &snap.restores {
-            let missed = if rs.not_restored > 0 {
-                format!(", {} not restored", rs.not_restored)
-            } else {
-                String::new()
-            };
-            writeln!(
-                out,
-                "  {} {}: {} path(s){missed} ({})",
-                humantime::format_rfc3339_seconds(rs.at),
-                rs.action,
-                rs.paths,
-                printable(&rs.reason)
-            )?;
-        }
-        if !snap.not_restored.is_empty() {
-            writeln!(
-                out,
-                "  ! {} incomplete: {} path(s) not restored:",
-                snap.restores
-                    .last()
-                    .map_or("put-back", |r| r.action.as_str()),
-                snap.not_restored.len()
-            )?;
-            for n in &snap.not_restored {
-                writeln!(out, "    {}: {}", n.path, printable(&n.why))?;
-            }
-        }
-        if let Some(e) = &snap.after_error {
-            writeln!(
-                out,
-                "  ! the state after the run was not stored ({}): redo cannot re-apply it",
-                printable(e)
-            )?;
+    }
+    for c in &snap.changes {
+        let mark = path_state(snap, &c.path.0).map_or(String::new(), |m| format!("  ({m})"));
+        writeln!(out, "  {:?} {}  {}{mark}", c.letter, c.path, c.detail)?;
+    }
+    for p in &snap.skipped {
+        writeln!(out, "  skipped {p}: over the size limit, not kept")?;
+    }
+    for rs in &snap.restores {
+        let missed = if rs.not_restored > 0 {
+            format!(", {} not restored", rs.not_restored)
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "  {} {}: {} path(s){missed} ({})",
+            humantime::format_rfc3339_seconds(rs.at),
+            rs.action,
+            rs.paths,
+            printable(&rs.reason)
+        )?;
+    }
+    if !snap.not_restored.is_empty() {
+        writeln!(
+            out,
+            "  ! {} incomplete: {} path(s) not restored:",
+            snap.restores
+                .last()
+                .map_or("put-back", |r| r.action.as_str()),
+            snap.not_restored.len()
+        )?;
+        for n in &snap.not_restored {
+            writeln!(out, "    {}: {}", n.path, printable(&n.why))?;
         }
     }
-    for w in &r.warnings {
-        writeln!(out, "warning: {}", printable(w))?;
+    if let Some(e) = &snap.after_error {
+        writeln!(
+            out,
+            "  ! the state after the run was not stored ({}): redo cannot re-apply it",
+            printable(e)
+        )?;
     }
-    Ok(SUCCESS)
+    Ok(())
 }
 
 /// The steps of a task: each by name with its outcome, those never reached, and,
