@@ -64,6 +64,12 @@ def wait_for(path):
 /// types `keys` (a Python bytes literal's body: `n\n`, `\x03`), and returns what the
 /// terminal showed, after a line `exit N`.
 pub(crate) fn answer_prompt(test: &Test, keys: &str) -> String {
+    act_then_answer(test, "", keys)
+}
+
+/// As [`answer_prompt`], running the python code `act` (a user's edits, say) once the
+/// prompt is up and before the keys are typed.
+pub(crate) fn act_then_answer(test: &Test, act: &str, keys: &str) -> String {
     let script = format!(
         r#"{PTY}
 pid, fd = start("run", "-p", policy)
@@ -73,6 +79,7 @@ while b"[y/N]" not in seen:
     if not chunk:
         sys.exit("no prompt: " + seen.decode(errors="replace"))
     seen += chunk
+{act}
 os.write(fd, b"{keys}")
 text = read_all(fd).decode(errors="replace")
 _, status = os.waitpid(pid, 0)

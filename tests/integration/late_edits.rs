@@ -4,7 +4,7 @@
 //! command was running are part of the run's change set, as the README says.
 
 use crate::helpers::Test;
-use crate::job_control::{PTY, drive};
+use crate::job_control::act_then_answer;
 
 /// Runs `backstop run` on a pty; at the step's `[y/N]` prompt, plays a user who
 /// edits `notes.txt`, creates `mine.txt` and a file in the directory step one made,
@@ -26,24 +26,7 @@ with open("made/by-me.txt", "w") as f:
 /// Runs `backstop run` on a pty; at the step's `[y/N]` prompt runs the python code
 /// `edit`, then answers `n`.
 fn edit_at_prompt(test: &Test, edit: &str) -> String {
-    let script = format!(
-        r#"{PTY}
-pid, fd = start("run", "-p", policy)
-seen = b""
-while b"[y/N]" not in seen:
-    chunk = os.read(fd, 4096)
-    if not chunk:
-        sys.exit("no prompt: " + seen.decode(errors="replace"))
-    seen += chunk
-{edit}
-os.write(fd, b"n\n")
-text = read_all(fd).decode(errors="replace")
-_, status = os.waitpid(pid, 0)
-print("exit", os.waitstatus_to_exitcode(status))
-print(seen.decode(errors="replace") + text)
-"#
-    );
-    drive(test, &script)
+    act_then_answer(test, edit, r"n\n")
 }
 
 fn read(test: &Test, name: &str) -> Option<String> {
