@@ -14,6 +14,8 @@ use anyhow::{Context, Result};
 use crate::error::UserError;
 use crate::record::RunRecord;
 
+pub mod layout;
+
 pub struct Store {
     dir: PathBuf,
 }
@@ -49,10 +51,8 @@ impl Store {
 
     /// The part of the store for the working tree at `root`.
     pub fn tree(&self, root: &Path) -> TreeStore {
-        let key = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
-        let dir = self.dir.join("trees").join(&key.as_str()[..16]);
         TreeStore {
-            dir,
+            dir: layout::records_dir(&self.dir, root),
             root: root.to_path_buf(),
         }
     }
@@ -70,18 +70,6 @@ pub fn tree_root(dir: &Path) -> PathBuf {
 pub struct TreeStore {
     dir: PathBuf,
     root: PathBuf,
-}
-
-/// Where the intent journal of a put-back in the scope `root` lives: one per scope
-/// root, store-wide (`journals/<key>.json`), so runs in disjoint directories never
-/// share one, and a command can find the journals of every directory inside its own.
-pub fn journal_path(store: &Path, root: &Path) -> PathBuf {
-    let key = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
-    journals_dir(store).join(format!("{}.json", &key.as_str()[..16]))
-}
-
-pub fn journals_dir(store: &Path) -> PathBuf {
-    store.join("journals")
 }
 
 impl TreeStore {
@@ -103,25 +91,21 @@ impl TreeStore {
 
     /// Whether a record of run `id` is here.
     pub fn contains(&self, id: &str) -> bool {
-        self.runs_dir().join(format!("{id}.json")).exists()
+        layout::record_file(&self.dir, id).exists()
     }
 
     /// Reads a run's record, changes it, and writes it back atomically.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut RunRecord)) -> Result<()> {
-        let path = self.runs_dir().join(format!("{id}.json"));
+        let path = layout::record_file(&self.dir, id);
         let mut record =
             read_record(&path).with_context(|| format!("cannot read the record of run {id}"))?;
         change(&mut record);
         self.write(&record)
     }
 
-    fn runs_dir(&self) -> PathBuf {
-        self.dir.join("runs")
-    }
-
     /// Writes a run's record atomically.
     pub fn write(&self, record: &RunRecord) -> Result<()> {
-        let runs = self.runs_dir();
+        let runs = layout::runs_dir(&self.dir);
         if !runs.is_dir() {
             fs::create_dir_all(&runs)
                 .with_context(|| format!("cannot create the store at {}", runs.display()))?;
@@ -129,14 +113,18 @@ impl TreeStore {
                 &serde_json::json!({ "root": crate::names::Name::from(self.root.as_path()) }),
             )?;
             json.push(b'\n');
-            write_atomic(&self.dir.join("tree.json"), &json, Durability::Atomic)?;
+            write_atomic(
+                &layout::tree_info_file(&self.dir),
+                &json,
+                Durability::Atomic,
+            )?;
         }
         let mut json = serde_json::to_vec_pretty(record)?;
         json.push(b'\n');
         // A record is rewritten several times a run: renaming over is enough to
         // survive a killed process; fsync here would double the wrapper's overhead.
         write_atomic(
-            &runs.join(format!("{}.json", record.id)),
+            &layout::record_file(&self.dir, &record.id),
             &json,
             Durability::Atomic,
         )
@@ -144,7 +132,7 @@ impl TreeStore {
 
     /// Deletes a run's record.
     pub fn remove(&self, id: &str) -> Result<()> {
-        fs::remove_file(self.runs_dir().join(format!("{id}.json")))
+        fs::remove_file(layout::record_file(&self.dir, id))
             .with_context(|| format!("cannot remove the record of run {id}"))
     }
 
@@ -158,17 +146,12 @@ impl TreeStore {
         self.records(|_| true)
     }
 
-    /// Where a put-back writes its intent journal (one per tree at a time).
-    pub fn journal_path(&self) -> PathBuf {
-        self.dir.join("journal.json")
-    }
-
     /// The record files whose id passes `keep`, newest first; only those are read.
     /// One that cannot be read is returned as [`Damaged`], never left out: a history
     /// that silently loses its newest run would make `undo` revert an older one.
     fn records(&self, keep: impl Fn(&str) -> bool) -> Result<Listing> {
         let mut out = Listing::default();
-        let dir = self.runs_dir();
+        let dir = layout::runs_dir(&self.dir);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -181,12 +164,10 @@ impl TreeStore {
             let path = entry
                 .with_context(|| format!("cannot read the store at {}", dir.display()))?
                 .path();
-            let id = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_string();
-            if path.extension().is_none_or(|x| x != "json") || !keep(&id) {
+            let Some(id) = layout::record_id(&path).map(str::to_string) else {
+                continue;
+            };
+            if !keep(&id) {
                 continue;
             }
             match read_record(&path) {

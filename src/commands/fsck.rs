@@ -37,7 +37,7 @@ use crate::snapshot::manifest::{Hash, Manifest, hex, parse_hex};
 use crate::snapshot::objects::{Check, Objects};
 use crate::snapshot::scope::{Ancestors, ancestors};
 use crate::snapshot::tree::display_path;
-use crate::store::Store;
+use crate::store::{Store, layout};
 
 /// How many affected paths a line names before it says how many more.
 const NAMED: usize = 10;
@@ -130,7 +130,7 @@ pub fn fsck(store: Option<PathBuf>, repair: bool, json: bool, quiet: bool) -> Re
     let mut checks = check_all(&objects, &hashes);
 
     // 2. The rest under objects.lock: shared to look, exclusive to repair.
-    let lock_path = dir.join("objects.lock");
+    let lock_path = layout::objects_lock(&dir);
     let _lock = if repair {
         TreeLock::take(&lock_path, Wait::Yes, |holder| {
             if !quiet {
@@ -353,11 +353,12 @@ fn named_manifests(dir: &Path, f: &mut Findings) -> Result<Vec<Named>> {
     let mut named = Vec::new();
     let objects = Objects::new(dir);
     journals(dir, f, &mut named)?;
-    let trees = match std::fs::read_dir(dir.join("trees")) {
+    let trees_dir = layout::trees_dir(dir);
+    let trees = match std::fs::read_dir(&trees_dir) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(named),
         Err(e) => {
-            return Err(e).with_context(|| format!("cannot read {}", dir.join("trees").display()));
+            return Err(e).with_context(|| format!("cannot read {}", trees_dir.display()));
         }
     };
     // Stat caches are named by a hash of their scope root: the records say which
@@ -365,19 +366,19 @@ fn named_manifests(dir: &Path, f: &mut Findings) -> Result<Vec<Named>> {
     let mut statcaches = Vec::new();
     let mut roots = BTreeSet::new();
     for t in trees {
-        let t = t.with_context(|| format!("cannot read {}", dir.join("trees").display()))?;
+        let t = t.with_context(|| format!("cannot read {}", trees_dir.display()))?;
         let tdir = t.path();
-        if let Ok(bytes) = std::fs::read(tdir.join("tree.json"))
+        if let Ok(bytes) = std::fs::read(layout::tree_info_file(&tdir))
             && let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes)
             && let Some(root) = doc["root"].as_str()
         {
             roots.insert(PathBuf::from(root));
         }
-        let runs = tdir.join("runs");
+        let runs = layout::runs_dir(&tdir);
         for entry in std::fs::read_dir(&runs).into_iter().flatten() {
             let entry = entry.with_context(|| format!("cannot read {}", runs.display()))?;
             let path = entry.path();
-            if path.extension().is_none_or(|x| x != "json") {
+            if layout::record_id(&path).is_none() {
                 continue;
             }
             f.records += 1;
@@ -441,27 +442,26 @@ fn named_manifests(dir: &Path, f: &mut Findings) -> Result<Vec<Named>> {
             let entry = entry.with_context(|| format!("cannot read {}", tdir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
-            if name == "journal.json" {
-                note_journal(path, f, &mut named);
-            } else if let Some(key) = name.strip_prefix("statcache-") {
-                f.statcaches += 1;
-                match std::fs::read_to_string(&path) {
-                    Ok(id) if parse_hex(id.trim()).is_ok() => {
-                        statcaches.push((key.to_string(), id.trim().to_string(), path))
+            match layout::TreeFile::of(&name) {
+                layout::TreeFile::LegacyJournal => note_journal(path, f, &mut named),
+                layout::TreeFile::StatCache(key) => {
+                    f.statcaches += 1;
+                    match std::fs::read_to_string(&path) {
+                        Ok(id) if parse_hex(id.trim()).is_ok() => {
+                            statcaches.push((key.to_string(), id.trim().to_string(), path))
+                        }
+                        Ok(_) => f
+                            .bad_statcaches
+                            .push((path, "it does not hold a manifest id".into())),
+                        Err(e) => f.bad_statcaches.push((path, crate::error::io_message(&e))),
                     }
-                    Ok(_) => f
-                        .bad_statcaches
-                        .push((path, "it does not hold a manifest id".into())),
-                    Err(e) => f.bad_statcaches.push((path, crate::error::io_message(&e))),
                 }
+                layout::TreeFile::RulesCache(_) | layout::TreeFile::Other => {}
             }
         }
     }
     for (key, id, file) in statcaches {
-        let root = roots
-            .iter()
-            .find(|r| blake3::hash(r.as_os_str().as_bytes()).to_hex().as_str()[..16] == key)
-            .cloned();
+        let root = roots.iter().find(|r| layout::key(r) == key).cloned();
         named.push(Named {
             id,
             root,
@@ -494,7 +494,7 @@ fn note_journal(path: PathBuf, f: &mut Findings, named: &mut Vec<Named>) {
 
 /// The put-backs left half done, one journal per scope root (`<store>/journals/`).
 fn journals(dir: &Path, f: &mut Findings, named: &mut Vec<Named>) -> Result<()> {
-    let jdir = crate::store::journals_dir(dir);
+    let jdir = layout::journals_dir(dir);
     let entries = match std::fs::read_dir(&jdir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -504,10 +504,7 @@ fn journals(dir: &Path, f: &mut Findings, named: &mut Vec<Named>) -> Result<()> 
         let path = entry
             .with_context(|| format!("cannot read {}", jdir.display()))?
             .path();
-        let hidden = path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-        if hidden || path.extension().is_none_or(|x| x != "json") {
+        if !layout::is_journal_file(&path) {
             continue;
         }
         note_journal(path, f, named);

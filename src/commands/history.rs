@@ -19,7 +19,7 @@ use crate::snapshot::lock::{TreeLock, Wait};
 use crate::snapshot::manifest::{Content, Entry, Kind, Manifest, parse_hex};
 use crate::snapshot::objects::Objects;
 use crate::snapshot::tree::{Tree, relative_paths};
-use crate::store::{Store, TreeStore, tree_root};
+use crate::store::{Store, TreeStore, layout, tree_root};
 
 use super::{lock_region, lock_tree, recover, token};
 
@@ -640,7 +640,7 @@ pub fn gc(
     let tree_store = store.tree(&tree_root(&cwd));
     let _lock = lock_tree(&tree_store, wait, quiet)?;
     // A put-back left half done still needs its run's record (and its target).
-    let journals_dir = crate::store::journals_dir(store.dir());
+    let journals_dir = layout::journals_dir(store.dir());
     let pending: HashSet<String> = JournalFile::all(&journals_dir)
         .map_err(|e| unreadable(&journals_dir, format!("{e:#}")))?
         .into_iter()
@@ -665,7 +665,7 @@ pub fn gc(
         }
     }
     // Held from here to the end: no snapshot writes objects that nothing names yet.
-    let _objects_lock = TreeLock::take(&store.dir().join("objects.lock"), wait, |_| {})?;
+    let _objects_lock = TreeLock::take(&layout::objects_lock(store.dir()), wait, |_| {})?;
     let skip: HashSet<PathBuf> = dropping.iter().map(|(p, _)| p.clone()).collect();
     let live = reachable(store.dir(), &skip)?;
     for (_, id) in &dropping {
@@ -695,7 +695,7 @@ fn unreadable(file: &Path, why: impl std::fmt::Display) -> anyhow::Error {
 
 /// Every record of the tree store at `dir`, with its file; any it cannot read is an error.
 fn read_records(dir: &Path) -> Result<Vec<(PathBuf, RunRecord)>> {
-    let runs = dir.join("runs");
+    let runs = layout::runs_dir(dir);
     let entries = match std::fs::read_dir(&runs) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -704,8 +704,7 @@ fn read_records(dir: &Path) -> Result<Vec<(PathBuf, RunRecord)>> {
     let mut out = Vec::new();
     for entry in entries {
         let path = entry.map_err(|e| unreadable(&runs, e))?.path();
-        // Only records: a killed writer's `.tmp-*` file is not one.
-        if path.extension().is_none_or(|x| x != "json") {
+        if layout::record_id(&path).is_none() {
             continue;
         }
         let bytes = std::fs::read(&path).map_err(|e| unreadable(&path, e))?;
@@ -724,7 +723,7 @@ fn reachable(store: &Path, skip: &HashSet<PathBuf>) -> Result<HashSet<[u8; 32]>>
     let mut manifests: Vec<(String, PathBuf)> = Vec::new();
     // Objects that are not manifests: a run's fixed ignore rules.
     let mut rules_objects: Vec<(String, PathBuf)> = Vec::new();
-    let trees_dir = store.join("trees");
+    let trees_dir = layout::trees_dir(store);
     let trees = match std::fs::read_dir(&trees_dir) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
@@ -741,14 +740,18 @@ fn reachable(store: &Path, skip: &HashSet<PathBuf>) -> Result<HashSet<[u8; 32]>>
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if name.starts_with("statcache-") {
-                let id = std::fs::read_to_string(&path).map_err(|e| unreadable(&path, e))?;
-                manifests.push((id.trim().to_string(), path));
-            } else if name == "journal.json" {
-                let bytes = std::fs::read(&path).map_err(|e| unreadable(&path, e))?;
-                let j =
-                    serde_json::from_slice::<Journal>(&bytes).map_err(|e| unreadable(&path, e))?;
-                manifests.push((j.target, path));
+            match layout::TreeFile::of(&name) {
+                layout::TreeFile::StatCache(_) => {
+                    let id = std::fs::read_to_string(&path).map_err(|e| unreadable(&path, e))?;
+                    manifests.push((id.trim().to_string(), path));
+                }
+                layout::TreeFile::LegacyJournal => {
+                    let bytes = std::fs::read(&path).map_err(|e| unreadable(&path, e))?;
+                    let j = serde_json::from_slice::<Journal>(&bytes)
+                        .map_err(|e| unreadable(&path, e))?;
+                    manifests.push((j.target, path));
+                }
+                layout::TreeFile::RulesCache(_) | layout::TreeFile::Other => {}
             }
         }
         for (path, r) in read_records(&dir)? {
@@ -765,7 +768,7 @@ fn reachable(store: &Path, skip: &HashSet<PathBuf>) -> Result<HashSet<[u8; 32]>>
             }
         }
     }
-    let journals_dir = crate::store::journals_dir(store);
+    let journals_dir = layout::journals_dir(store);
     for (file, j) in
         JournalFile::all(&journals_dir).map_err(|e| unreadable(&journals_dir, format!("{e:#}")))?
     {

@@ -14,11 +14,15 @@ use crate::store::TreeStore;
 
 /// Locks the tree's history (its records), for undo, redo and gc.
 pub fn lock_tree(tree: &TreeStore, wait: Wait, quiet: bool) -> Result<TreeLock> {
-    TreeLock::take(&tree.dir().join("lock"), wait, |holder| {
-        if !quiet {
-            eprintln!("backstop: waiting for another backstop on this tree ({holder})…");
-        }
-    })
+    TreeLock::take(
+        &crate::store::layout::history_lock(tree.dir()),
+        wait,
+        |holder| {
+            if !quiet {
+                eprintln!("backstop: waiting for another backstop on this tree ({holder})…");
+            }
+        },
+    )
 }
 
 /// Locks the region under the scope `root` against every other backstop whose scope

@@ -110,11 +110,7 @@ impl JournalFile {
             let path = entry
                 .with_context(|| format!("cannot read the journals in {}", dir.display()))?
                 .path();
-            // A killed writer's `.tmp-*` file is not a journal.
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            if path.extension().is_none_or(|x| x != "json")
-                || name.is_some_and(|n| n.starts_with('.'))
-            {
+            if !crate::store::layout::is_journal_file(&path) {
                 continue;
             }
             let file = JournalFile { path };

@@ -16,12 +16,15 @@ use super::objects::{Objects, sync_filesystem};
 use super::scope::Scope;
 use super::take::{Taken, take};
 use crate::record::Restore;
+use crate::store::layout;
 use crate::store::{Durability, TreeStore, write_atomic};
 
 pub struct Tree<'a> {
     pub scope: Scope,
     pub objects: Objects,
     pub store: &'a TreeStore,
+    /// The whole store's directory, that `store` is part of.
+    store_dir: PathBuf,
 }
 
 impl<'a> Tree<'a> {
@@ -30,32 +33,20 @@ impl<'a> Tree<'a> {
             scope,
             objects: Objects::new(store_dir),
             store,
+            store_dir: store_dir.to_path_buf(),
         }
     }
 
     /// One stat cache per scope root: manifest paths are relative to it.
     fn statcache_path(&self) -> PathBuf {
-        use std::os::unix::ffi::OsStrExt;
-        let key = blake3::hash(self.scope.root.as_os_str().as_bytes()).to_hex();
-        self.store
-            .dir()
-            .join(format!("statcache-{}", &key.as_str()[..16]))
+        layout::statcache_file(self.store.dir(), &self.scope.root)
     }
 
     /// The journal of put-backs in the scope `root`.
-    fn journal_for(&self, root: &Path) -> Result<JournalFile> {
-        Ok(JournalFile {
-            path: crate::store::journal_path(self.store_dir()?, root),
-        })
-    }
-
-    /// The store this tree store is part of (`<store>/trees/<key>`).
-    fn store_dir(&self) -> Result<&Path> {
-        self.store
-            .dir()
-            .parent()
-            .and_then(Path::parent)
-            .context("the store has trees/<key>")
+    fn journal_for(&self, root: &Path) -> JournalFile {
+        JournalFile {
+            path: layout::journal_file(&self.store_dir, root),
+        }
     }
 
     pub fn load(&self, id: &str) -> Result<Arc<Manifest>> {
@@ -89,13 +80,7 @@ impl<'a> Tree<'a> {
     /// Never held while waiting for the tree lock (gc waits for this one while holding
     /// the tree lock).
     pub fn hold_objects(&self) -> Result<super::lock::TreeLock> {
-        let store = self
-            .store
-            .dir()
-            .parent()
-            .and_then(Path::parent)
-            .context("the store has trees/<key>")?;
-        super::lock::TreeLock::shared(&store.join("objects.lock"))
+        super::lock::TreeLock::shared(&layout::objects_lock(&self.store_dir))
     }
 
     /// A snapshot of the scope as it is now, with the stat cache's help.
@@ -144,7 +129,7 @@ impl<'a> Tree<'a> {
         journal.records = Some(self.store.dir().to_path_buf());
         // A root that is not the one snapshotted gets no journal: nothing will be written.
         super::apply::check_root(&self.scope.root, self.scope.identity)?;
-        self.journal_for(&self.scope.root)?.write(&journal)?;
+        self.journal_for(&self.scope.root).write(&journal)?;
         self.execute(&self.scope, &journal, target, reason)
     }
 
@@ -155,7 +140,7 @@ impl<'a> Tree<'a> {
         target: &Manifest,
         reason: &str,
     ) -> Result<Report> {
-        let file = self.journal_for(&scope.root)?;
+        let file = self.journal_for(&scope.root);
         self.execute_in(scope, &file, journal, target, reason)
     }
 
@@ -262,13 +247,12 @@ impl<'a> Tree<'a> {
         let mut done = Vec::new();
         // backstop 0.1 kept one journal per tree store, for the scope it was started in.
         let legacy = JournalFile {
-            path: self.store.dir().join("journal.json"),
+            path: layout::legacy_journal(self.store.dir()),
         };
         if let Some(journal) = legacy.read()? {
             done.push(self.finish(&legacy, journal)?);
         }
-        let store = self.store_dir()?;
-        for (file, journal) in JournalFile::all(&crate::store::journals_dir(store))? {
+        for (file, journal) in JournalFile::all(&layout::journals_dir(&self.store_dir))? {
             let Some(root) = journal.root.clone() else {
                 continue;
             };
@@ -345,11 +329,7 @@ impl<'a> Tree<'a> {
 
     /// Beside the stat cache: the rules object the last run of this scope read.
     fn rulescache_path(&self) -> PathBuf {
-        use std::os::unix::ffi::OsStrExt;
-        let key = blake3::hash(self.scope.root.as_os_str().as_bytes()).to_hex();
-        self.store
-            .dir()
-            .join(format!("rulescache-{}", &key.as_str()[..16]))
+        layout::rulescache_file(self.store.dir(), &self.scope.root)
     }
 
     /// The rules the last run of this scope read, if they are still readable.
