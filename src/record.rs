@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{AttemptReport, Event, EventSink, RunSummary};
 use crate::names::Name;
-use crate::store::TreeStore;
+use crate::store::RunRecords;
 
 pub const FORMAT: u32 = 1;
 
@@ -284,7 +284,7 @@ pub fn is_live(store: &Path, id: &str) -> bool {
 
 /// Keeps the run's record in the store up to date as events arrive.
 pub struct RecordWriter<'a> {
-    store: &'a TreeStore,
+    store: &'a RunRecords,
     pub record: RunRecord,
     /// The first error writing the record; reported once, at the end.
     pub error: Option<anyhow::Error>,
@@ -292,7 +292,7 @@ pub struct RecordWriter<'a> {
 
 impl<'a> RecordWriter<'a> {
     /// Writes the record of a run that is starting; failure here stops the run.
-    pub fn start(store: &'a TreeStore, record: RunRecord) -> anyhow::Result<Self> {
+    pub fn start(store: &'a RunRecords, record: RunRecord) -> anyhow::Result<Self> {
         store.write(&record)?;
         Ok(RecordWriter {
             store,

@@ -13,10 +13,10 @@ use crate::record::{ChangeInfo, SnapshotInfo, TreeState};
 use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff};
 use crate::snapshot::journal::{Journal, to_hex};
-use crate::snapshot::lock::TreeLock;
+use crate::snapshot::lock::FileLock;
 use crate::snapshot::manifest::{Manifest, hex};
 use crate::snapshot::scope::{RootId, Scope};
-use crate::snapshot::tree::{Tree, display_path};
+use crate::snapshot::snapshots::{Snapshots, display_path};
 
 /// The scope a policy gives, for a run started in `cwd` with its store at `store_dir`.
 pub fn scope_for(policy: &Policy, cwd: &Path, store_dir: &Path) -> Result<Scope> {
@@ -25,7 +25,7 @@ pub fn scope_for(policy: &Policy, cwd: &Path, store_dir: &Path) -> Result<Scope>
     // is rolled back there too, and runs are listed under that root already.
     let root = match &s.root {
         Some(r) => cwd.join(r),
-        None => crate::store::tree_root(cwd),
+        None => crate::store::repo_root(cwd),
     };
     let root = root.canonicalize().with_context(|| {
         format!(
@@ -75,8 +75,8 @@ pub fn scope_of(info: &SnapshotInfo, store_dir: &Path) -> Scope {
 }
 
 /// A run's tree: what it was before, and the means to put it back.
-pub struct RunTree<'a> {
-    pub tree: Tree<'a>,
+pub struct RunSnapshots<'a> {
+    pub tree: Snapshots<'a>,
     /// The checkpoint attempts and a failed step go back to.
     pub before: Arc<Manifest>,
     pub before_id: String,
@@ -85,8 +85,8 @@ pub struct RunTree<'a> {
     pub start_id: String,
     pub run_id: String,
     /// A shared hold on the objects, from a snapshot until the record names it
-    /// ([`RunTree::recorded`]): gc cannot sweep a manifest nothing names yet.
-    pending: Option<TreeLock>,
+    /// ([`RunSnapshots::recorded`]): gc cannot sweep a manifest nothing names yet.
+    pending: Option<FileLock>,
     /// The root's permission bits when the run started (the manifest holds only what
     /// is under the root).
     root_mode: u32,
@@ -215,10 +215,13 @@ impl Plan {
     }
 }
 
-impl<'a> RunTree<'a> {
+impl<'a> RunSnapshots<'a> {
     /// Takes the snapshot before the run and fixes its scope (root identity, ignore
     /// rules) for every later walk. An error here means the command must not run.
-    pub fn start(mut tree: Tree<'a>, run_id: &str) -> Result<(RunTree<'a>, SnapshotInfo)> {
+    pub fn start(
+        mut tree: Snapshots<'a>,
+        run_id: &str,
+    ) -> Result<(RunSnapshots<'a>, SnapshotInfo)> {
         let identity = RootId::of(&tree.scope.root)?;
         let root_mode = {
             use std::os::unix::fs::MetadataExt;
@@ -256,7 +259,7 @@ impl<'a> RunTree<'a> {
             late: Vec::new(),
         };
         let manifest = taken.manifest;
-        let run_tree = RunTree {
+        let run_tree = RunSnapshots {
             before_id: hex(&taken.id),
             start_id: hex(&taken.id),
             start: Arc::clone(&manifest),
@@ -379,7 +382,7 @@ impl<'a> RunTree<'a> {
     /// Makes readable again the root and the directories of `base` that the run made
     /// unreadable (`chmod 000 d`), so the walk before a put-back sees what they hold:
     /// each is an op of the put-back (its mode changed), which gives it its mode back;
-    /// the root's mode is given back by [`RunTree::restore_root_mode`].
+    /// the root's mode is given back by [`RunSnapshots::restore_root_mode`].
     fn open_for_walk(&self, base: &Manifest) {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let dirs = std::iter::once(Vec::new()).chain(
@@ -477,7 +480,7 @@ impl<'a> RunTree<'a> {
     }
 
     /// A new checkpoint: the tree as it is now (before the next step). Returns its
-    /// manifest's id, which the run must record before calling [`RunTree::recorded`].
+    /// manifest's id, which the run must record before calling [`RunSnapshots::recorded`].
     pub fn checkpoint(&mut self) -> Result<String> {
         self.check_root()?;
         let hold = self.tree.hold_objects()?;
@@ -495,7 +498,7 @@ impl<'a> RunTree<'a> {
     }
 }
 
-impl Checkpoint for RunTree<'_> {
+impl Checkpoint for RunSnapshots<'_> {
     fn restore(&mut self) -> Result<usize> {
         // Between attempts the command is still the run's: nothing is anyone else's.
         let plan = self.plan(false, None);

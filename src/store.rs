@@ -50,8 +50,8 @@ impl Store {
     }
 
     /// The part of the store for the working tree at `root`.
-    pub fn tree(&self, root: &Path) -> TreeStore {
-        TreeStore {
+    pub fn records(&self, root: &Path) -> RunRecords {
+        RunRecords {
             dir: layout::records_dir(&self.dir, root),
             root: root.to_path_buf(),
         }
@@ -60,22 +60,22 @@ impl Store {
 
 /// The root of the working tree containing `dir`: the nearest ancestor holding
 /// `.git`, else `dir` itself.
-pub fn tree_root(dir: &Path) -> PathBuf {
+pub fn repo_root(dir: &Path) -> PathBuf {
     dir.ancestors()
         .find(|d| d.join(".git").exists())
         .unwrap_or(dir)
         .to_path_buf()
 }
 
-pub struct TreeStore {
+pub struct RunRecords {
     dir: PathBuf,
     root: PathBuf,
 }
 
-impl TreeStore {
+impl RunRecords {
     /// The tree store at `dir` (as a journal names it), for the tree at `root`.
-    pub fn open(dir: &Path, root: &Path) -> TreeStore {
-        TreeStore {
+    pub fn open(dir: &Path, root: &Path) -> RunRecords {
+        RunRecords {
             dir: dir.to_path_buf(),
             root: root.to_path_buf(),
         }
@@ -136,7 +136,7 @@ impl TreeStore {
             .with_context(|| format!("cannot remove the record of run {id}"))
     }
 
-    /// Every readable record, newest first. (Damaged ones: [`TreeStore::listing`].)
+    /// Every readable record, newest first. (Damaged ones: [`RunRecords::listing`].)
     pub fn list(&self) -> Result<Vec<RunRecord>> {
         Ok(self.listing()?.records)
     }

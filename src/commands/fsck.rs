@@ -32,11 +32,11 @@ use crate::exit_code::{STORE_DAMAGED, SUCCESS};
 use crate::names::Name;
 use crate::record::RunRecord;
 use crate::snapshot::journal::Journal;
-use crate::snapshot::lock::{TreeLock, Wait};
+use crate::snapshot::lock::{FileLock, Wait};
 use crate::snapshot::manifest::{Hash, Manifest, hex, parse_hex};
 use crate::snapshot::objects::{Check, Objects};
 use crate::snapshot::scope::{Ancestors, ancestors};
-use crate::snapshot::tree::display_path;
+use crate::snapshot::snapshots::display_path;
 use crate::store::{Store, layout};
 
 /// How many affected paths a line names before it says how many more.
@@ -132,13 +132,13 @@ pub fn fsck(store: Option<PathBuf>, repair: bool, json: bool, quiet: bool) -> Re
     // 2. The rest under objects.lock: shared to look, exclusive to repair.
     let lock_path = layout::objects_lock(&dir);
     let _lock = if repair {
-        TreeLock::take(&lock_path, Wait::Yes, |holder| {
+        FileLock::take(&lock_path, Wait::Yes, |holder| {
             if !quiet {
                 eprintln!("backstop: waiting for another backstop on the store ({holder})…");
             }
         })?
     } else {
-        TreeLock::shared(&lock_path)?
+        FileLock::shared(&lock_path)?
     };
     // What looked wrong may have been put right, or swept, since: look again.
     for (hash, check) in checks.iter_mut() {

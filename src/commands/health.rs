@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::snapshot::journal::{Journal, JournalFile};
 use crate::store::layout;
-use crate::store::{Damaged, TreeStore};
+use crate::store::{Damaged, RunRecords};
 
 /// A put-back that a killed backstop left half done: the tree is between two states.
 pub struct Interrupted {
@@ -19,7 +19,7 @@ pub struct Interrupted {
 /// the journals in the store that name this tree's records or a root inside it (and
 /// the one-per-tree journal of backstop 0.1). A journal that cannot be read is listed
 /// too: nobody can tell whose it is.
-pub fn interrupted(store: &Path, tree: &TreeStore) -> Vec<Interrupted> {
+pub fn interrupted(store: &Path, tree: &RunRecords) -> Vec<Interrupted> {
     let mut files = vec![layout::legacy_journal(tree.dir())];
     if let Ok(entries) = std::fs::read_dir(layout::journals_dir(store)) {
         for e in entries.flatten() {

@@ -15,11 +15,11 @@ use crate::record::{RunRecord, SnapshotInfo, TreeState, is_live};
 use crate::rollback::scope_of;
 use crate::snapshot::diff::{Change, diff, select};
 use crate::snapshot::journal::{Journal, JournalFile, from_hex, to_hex};
-use crate::snapshot::lock::{TreeLock, Wait};
+use crate::snapshot::lock::{FileLock, Wait};
 use crate::snapshot::manifest::{Content, Entry, Kind, Manifest, parse_hex};
 use crate::snapshot::objects::Objects;
-use crate::snapshot::tree::{Tree, relative_paths};
-use crate::store::{Store, TreeStore, layout, tree_root};
+use crate::snapshot::snapshots::{Snapshots, relative_paths};
+use crate::store::{RunRecords, Store, layout, repo_root};
 
 use super::{lock_region, lock_tree, recover, token};
 
@@ -44,7 +44,7 @@ pub struct Request<'a> {
 pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
-    let tree_store = store.tree(&tree_root(&cwd));
+    let tree_store = store.records(&repo_root(&cwd));
     let verb = match direction {
         Direction::Undo => "undo",
         Direction::Redo => "redo",
@@ -71,7 +71,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         req.quiet,
     )?;
     let _lock = lock_tree(&tree_store, req.wait, req.quiet)?;
-    let mut tree = Tree::new(store.dir(), &tree_store, scope_of(&info, store.dir()));
+    let mut tree = Snapshots::new(store.dir(), &tree_store, scope_of(&info, store.dir()));
     let _objects = tree.hold_objects()?;
     recover(&tree, req.quiet)?;
     // Recovery, or the run itself (if it was still going), may have moved it on.
@@ -360,7 +360,7 @@ fn listed(changes: &[Change]) -> Vec<String> {
 /// before the run, and what the walk finds (by the run's fixed rules). Contents are
 /// hashed where the stat differs from the snapshot, never stored: a run whose result
 /// could not be stored (over `max_total_size`, say) can still be undone by name.
-fn observe_now(tree: &Tree, before: &Manifest) -> Result<Manifest> {
+fn observe_now(tree: &Snapshots, before: &Manifest) -> Result<Manifest> {
     let also: Vec<&[u8]> = before.entries.iter().map(|e| e.path.as_slice()).collect();
     let (seen, unread) = tree.scope.walk_best_effort(&also);
     if !unread.is_empty() {
@@ -407,7 +407,7 @@ fn observe_now(tree: &Tree, before: &Manifest) -> Result<Manifest> {
 /// that is both a run id (prefix) and a path (one that exists, or one a run changed)
 /// is refused as ambiguous rather than guessed. No run named: see [`latest`].
 fn pick(
-    tree: &TreeStore,
+    tree: &RunRecords,
     cwd: &Path,
     verb: &str,
     words: &[PathBuf],
@@ -453,7 +453,7 @@ fn pick(
 
 /// What `word` means as a path, if it means one: it exists under `cwd` (even as a
 /// dangling link), or a recorded run changed it (it may be gone now).
-fn path_meaning(tree: &TreeStore, cwd: &Path, word: &str) -> Result<Option<String>> {
+fn path_meaning(tree: &RunRecords, cwd: &Path, word: &str) -> Result<Option<String>> {
     let path = cwd.join(word);
     if path.symlink_metadata().is_ok() {
         return Ok(Some(format!(
@@ -485,7 +485,7 @@ fn path_meaning(tree: &TreeStore, cwd: &Path, word: &str) -> Result<Option<Strin
 /// in the tree (at least partly), redo the latest with changes out of it (undone,
 /// partly undone, rolled back), saying which and why the newer ones were passed over. A damaged record file written since that
 /// run started may be a later run: then no run is guessed, and the file is named.
-fn latest(tree: &TreeStore, verb: &str, quiet: bool) -> Result<RunRecord> {
+fn latest(tree: &RunRecords, verb: &str, quiet: bool) -> Result<RunRecord> {
     let listing = tree.listing()?;
     let snapshotted: Vec<&RunRecord> = listing
         .records
@@ -637,7 +637,7 @@ pub fn gc(
 ) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
-    let tree_store = store.tree(&tree_root(&cwd));
+    let tree_store = store.records(&repo_root(&cwd));
     let _lock = lock_tree(&tree_store, wait, quiet)?;
     // A put-back left half done still needs its run's record (and its target).
     let journals_dir = layout::journals_dir(store.dir());
@@ -665,7 +665,7 @@ pub fn gc(
         }
     }
     // Held from here to the end: no snapshot writes objects that nothing names yet.
-    let _objects_lock = TreeLock::take(&layout::objects_lock(store.dir()), wait, |_| {})?;
+    let _objects_lock = FileLock::take(&layout::objects_lock(store.dir()), wait, |_| {})?;
     let skip: HashSet<PathBuf> = dropping.iter().map(|(p, _)| p.clone()).collect();
     let live = reachable(store.dir(), &skip)?;
     for (_, id) in &dropping {

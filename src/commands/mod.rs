@@ -7,11 +7,11 @@ mod fsck;
 mod health;
 mod history;
 mod policy;
+mod preflight;
 mod run;
 mod runs;
 mod show;
 mod snapshot;
-mod tree;
 
 pub use dispatch::dispatch;
-use tree::{lock_region, lock_tree, recover, token};
+use preflight::{lock_region, lock_tree, recover, token};

@@ -19,13 +19,13 @@ use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{BackstopTime, RecordWriter, Restore, RunRecord, TreeState};
 use crate::reporter::Reporter;
-use crate::rollback::{Ended, Plan, RunClock, RunTree, change_infos, scope_for};
+use crate::rollback::{Ended, Plan, RunClock, RunSnapshots, change_infos, scope_for};
 use crate::settings::Settings;
 use crate::snapshot::apply::Report;
 use crate::snapshot::lock::Wait;
-use crate::snapshot::tree::Tree;
-use crate::snapshot::tree::not_restored;
-use crate::store::{Store, new_run_id, tree_root};
+use crate::snapshot::snapshots::Snapshots;
+use crate::snapshot::snapshots::not_restored;
+use crate::store::{Store, new_run_id, repo_root};
 
 /// One thing to run: the command, or a step of the policy's task.
 struct Step {
@@ -54,9 +54,9 @@ pub fn run(
         .into());
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let root = tree_root(&cwd);
+    let root = repo_root(&cwd);
     let store = Store::locate(settings.store.clone())?;
-    let tree_store = store.tree(&root);
+    let tree_store = store.records(&root);
     let mut reporter = Reporter::for_stderr(settings.quiet);
     // The summary waits for the rollback, so that it can say what backstop's own
     // work cost apart from the command's.
@@ -84,10 +84,10 @@ pub fn run(
             wait,
             settings.quiet,
         )?);
-        let tree = Tree::new(store.dir(), &tree_store, scope);
+        let tree = Snapshots::new(store.dir(), &tree_store, scope);
         super::recover(&tree, settings.quiet)?;
         let clock = Instant::now();
-        let (started, taken) = RunTree::start(tree, &id)
+        let (started, taken) = RunSnapshots::start(tree, &id)
             .context("cannot snapshot the tree, so the command was not run")?;
         spent.snapshot_ms += millis(clock.elapsed());
         for path in &taken.skipped {
@@ -330,7 +330,7 @@ fn millis(d: std::time::Duration) -> u64 {
 
 /// Warns of paths outside the scope that the run moved or removed: never stored, no
 /// rollback brings them back.
-fn warn_lost_outside_scope(reporter: &mut Reporter, run_tree: &RunTree) {
+fn warn_lost_outside_scope(reporter: &mut Reporter, run_tree: &RunSnapshots) {
     let lost = run_tree.lost_outside_scope();
     if lost.is_empty() {
         return;
@@ -351,8 +351,8 @@ fn warn_lost_outside_scope(reporter: &mut Reporter, run_tree: &RunTree) {
 /// the put-back's own report, what the walk could not read, or a refused root.
 fn roll_back_run(
     reporter: &mut Reporter,
-    run_tree: &RunTree,
-    tree_store: &crate::store::TreeStore,
+    run_tree: &RunSnapshots,
+    tree_store: &crate::store::RunRecords,
     id: &str,
     plan: &Plan,
     reason: &str,
@@ -465,7 +465,7 @@ fn warn_after_error(reporter: &mut Reporter, plan: &Plan) {
 
 /// A put-back's report, with what the walk before it could not read: whatever is
 /// there was neither seen nor put back.
-fn with_unread(mut report: Report, plan: &Plan, run_tree: &RunTree) -> Report {
+fn with_unread(mut report: Report, plan: &Plan, run_tree: &RunSnapshots) -> Report {
     let root = run_tree.tree.scope.root.clone();
     for why in &plan.unread {
         report.failed.push((root.clone(), why.clone()));

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 
 use crate::exit_code::SUCCESS;
 use crate::record::RunRecord;
-use crate::store::{Damaged, Store, tree_root};
+use crate::store::{Damaged, Store, repo_root};
 
 use super::health::{Interrupted, damaged_message, interrupted};
 
@@ -33,7 +33,7 @@ impl Row<'_> {
 pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
-    let tree = store.tree(&tree_root(&cwd));
+    let tree = store.records(&repo_root(&cwd));
     let listing = tree.listing()?;
     let pending = interrupted(store.dir(), &tree);
     let mut rows: Vec<Row> = listing.records.iter().map(Row::Run).collect();

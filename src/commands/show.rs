@@ -12,14 +12,14 @@ use crate::exit_code::SUCCESS;
 use crate::names::{printable, quote_path};
 use crate::record::{RunRecord, TreeState};
 use crate::reporter::{format_elapsed, summary_line};
-use crate::store::{Store, TreeStore, tree_root};
+use crate::store::{RunRecords, Store, repo_root};
 
 use crate::attempt::command_line;
 
 pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
-    let tree = store.tree(&tree_root(&cwd));
+    let tree = store.records(&repo_root(&cwd));
     let r = match prefix {
         Some(prefix) => tree.find(prefix)?,
         None => latest(&tree)?,
@@ -275,7 +275,7 @@ fn write_steps(out: &mut impl Write, r: &RunRecord) -> Result<()> {
 
 /// The latest run, as `runs` lists it first. A newer record that cannot be read is
 /// named on stderr: the run shown may not be the last one started.
-fn latest(tree: &TreeStore) -> Result<RunRecord> {
+fn latest(tree: &RunRecords) -> Result<RunRecord> {
     let listing = tree.listing()?;
     for d in listing.damaged_since(listing.records.first()) {
         eprintln!(

@@ -12,7 +12,7 @@ use crate::error::UserError;
 
 /// Held until dropped.
 #[derive(Debug)]
-pub struct TreeLock {
+pub struct FileLock {
     _file: File,
 }
 
@@ -23,9 +23,9 @@ pub enum Wait {
     No,
 }
 
-impl TreeLock {
+impl FileLock {
     /// Takes the lock file at `path`; `holder` describes this process for the one who waits.
-    pub fn take(path: &Path, wait: Wait, on_wait: impl FnOnce(&str)) -> Result<TreeLock> {
+    pub fn take(path: &Path, wait: Wait, on_wait: impl FnOnce(&str)) -> Result<FileLock> {
         let file = open(path)?;
         if !flock(&file, libc::LOCK_EX | libc::LOCK_NB).context("cannot lock the tree")? {
             let holder = fs::read_to_string(path).unwrap_or_default();
@@ -43,26 +43,26 @@ impl TreeLock {
             format!("backstop pid {}\n", std::process::id()).as_bytes(),
             0,
         );
-        Ok(TreeLock { _file: file })
+        Ok(FileLock { _file: file })
     }
 }
 
-impl TreeLock {
+impl FileLock {
     /// A shared hold on `path`, waiting as long as an exclusive holder (gc) has it.
-    pub fn shared(path: &Path) -> Result<TreeLock> {
+    pub fn shared(path: &Path) -> Result<FileLock> {
         let file = open(path)?;
         flock(&file, libc::LOCK_SH).context("cannot lock the tree")?;
-        Ok(TreeLock { _file: file })
+        Ok(FileLock { _file: file })
     }
 }
 
-impl TreeLock {
+impl FileLock {
     /// An exclusive hold on `path`, waiting as long as it takes: for short critical
     /// sections (the journal) that never wait for anything else while held.
-    pub fn exclusive(path: &Path) -> Result<TreeLock> {
+    pub fn exclusive(path: &Path) -> Result<FileLock> {
         let file = open(path)?;
         flock(&file, libc::LOCK_EX).context("cannot lock the tree")?;
-        Ok(TreeLock { _file: file })
+        Ok(FileLock { _file: file })
     }
 }
 

@@ -17,19 +17,19 @@ use super::scope::Scope;
 use super::take::{Taken, take};
 use crate::record::Restore;
 use crate::store::layout;
-use crate::store::{Durability, TreeStore, write_atomic};
+use crate::store::{Durability, RunRecords, write_atomic};
 
-pub struct Tree<'a> {
+pub struct Snapshots<'a> {
     pub scope: Scope,
     pub objects: Objects,
-    pub store: &'a TreeStore,
+    pub store: &'a RunRecords,
     /// The whole store's directory, that `store` is part of.
     store_dir: PathBuf,
 }
 
-impl<'a> Tree<'a> {
-    pub fn new(store_dir: &Path, store: &'a TreeStore, scope: Scope) -> Tree<'a> {
-        Tree {
+impl<'a> Snapshots<'a> {
+    pub fn new(store_dir: &Path, store: &'a RunRecords, scope: Scope) -> Snapshots<'a> {
+        Snapshots {
             scope,
             objects: Objects::new(store_dir),
             store,
@@ -79,8 +79,8 @@ impl<'a> Tree<'a> {
     /// Keeps gc from sweeping objects this snapshot writes before a record names them.
     /// Never held while waiting for the tree lock (gc waits for this one while holding
     /// the tree lock).
-    pub fn hold_objects(&self) -> Result<super::lock::TreeLock> {
-        super::lock::TreeLock::shared(&layout::objects_lock(&self.store_dir))
+    pub fn hold_objects(&self) -> Result<super::lock::FileLock> {
+        super::lock::FileLock::shared(&layout::objects_lock(&self.store_dir))
     }
 
     /// A snapshot of the scope as it is now, with the stat cache's help.
@@ -121,7 +121,7 @@ impl<'a> Tree<'a> {
 
     /// Puts the journal's paths into their states in `target` (absent where it lacks
     /// them), writing the journal first so a crash at any point is finished by
-    /// [`Tree::recover`]. Best effort: the report lists every path not put back.
+    /// [`Snapshots::recover`]. Best effort: the report lists every path not put back.
     pub fn put_back(&self, journal: &Journal, target: &Manifest, reason: &str) -> Result<Report> {
         let mut journal = journal.clone();
         journal.root = Some(self.scope.root.clone());
@@ -207,8 +207,8 @@ impl<'a> Tree<'a> {
         // another directory of the tree may belong to another store's run); a record gc
         // dropped meanwhile has nothing left to update.
         let records = match &journal.records {
-            Some(dir) => crate::store::TreeStore::open(dir, &scope.root),
-            None => crate::store::TreeStore::open(self.store.dir(), self.store.root()),
+            Some(dir) => crate::store::RunRecords::open(dir, &scope.root),
+            None => crate::store::RunRecords::open(self.store.dir(), self.store.root()),
         };
         if let Some(state) = journal.then
             && records.contains(&journal.run_id)
