@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use crate::engine::Checkpoint;
 use crate::names::Name;
 use crate::policy::{Ignored, Policy};
-use crate::record::{ChangeInfo, SnapshotInfo, TreeState};
+use crate::record::{ChangeInfo, PutBack, SnapshotInfo, TreeState};
 use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff};
 use crate::snapshot::journal::{Journal, to_hex};
@@ -74,7 +74,8 @@ pub fn scope_of(info: &SnapshotInfo, store_dir: &Path) -> Scope {
     }
 }
 
-/// A run's tree: what it was before, and the means to put it back.
+/// A run's snapshots: the tree before it (and at its last checkpoint), and the means
+/// to put it back.
 pub struct RunSnapshots<'a> {
     pub tree: Snapshots<'a>,
     /// The checkpoint attempts and a failed step go back to.
@@ -465,7 +466,7 @@ impl<'a> RunSnapshots<'a> {
         &self,
         plan: &Plan,
         to_start: bool,
-        action: &str,
+        action: PutBack,
         then: Option<TreeState>,
         reason: &str,
     ) -> Result<Report> {
@@ -508,7 +509,7 @@ impl Checkpoint for RunSnapshots<'_> {
         let report = self.put_back(
             &plan,
             false,
-            "restore",
+            PutBack::Restore,
             None,
             "rollback.between_attempts: restore",
         )?;

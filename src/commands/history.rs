@@ -11,13 +11,14 @@ use anyhow::{Context, Result};
 use crate::error::UserError;
 use crate::exit_code::SUCCESS;
 use crate::names::quote_path;
-use crate::record::{RunRecord, SnapshotInfo, TreeState, is_live};
+use crate::record::{PutBack, RunRecord, SnapshotInfo, TreeState};
 use crate::rollback::scope_of;
 use crate::snapshot::diff::{Change, diff, select};
 use crate::snapshot::journal::{Journal, JournalFile, from_hex, to_hex};
 use crate::snapshot::lock::{FileLock, Wait};
 use crate::snapshot::manifest::{Content, Entry, Kind, Manifest, parse_hex};
 use crate::snapshot::objects::Objects;
+use crate::snapshot::region::is_live;
 use crate::snapshot::snapshots::{Snapshots, relative_paths};
 use crate::store::{RunRecords, Store, layout, repo_root};
 
@@ -45,10 +46,11 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
     let tree_store = store.records(&repo_root(&cwd));
-    let verb = match direction {
-        Direction::Undo => "undo",
-        Direction::Redo => "redo",
+    let action = match direction {
+        Direction::Undo => PutBack::Undo,
+        Direction::Redo => PutBack::Redo,
     };
+    let verb = action.as_str();
     let (record, paths) = pick(&tree_store, &cwd, verb, req.targets, req.paths, req.quiet)?;
     let paths = &paths[..];
     let info = record.snapshot.clone().ok_or_else(|| {
@@ -270,7 +272,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     } else {
         format!("backstop {verb} of {} path(s)", paths.len())
     };
-    let mut journal = Journal::new(id, verb, to_id, &paths, Some(then));
+    let mut journal = Journal::new(id, action, to_id, &paths, Some(then));
     journal.undone = Some(after_undone.iter().map(|p| to_hex(p)).collect());
     let report = tree.put_back(&journal, to, &reason)?;
     for dir in &report.kept {

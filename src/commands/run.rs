@@ -17,7 +17,7 @@ use crate::events::{Event, EventSink, Fanout, Outcome, RunSummary};
 use crate::names::quote_path;
 use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
-use crate::record::{BackstopTime, RecordWriter, Restore, RunRecord, TreeState};
+use crate::record::{BackstopTime, PutBack, RecordWriter, Restore, RunRecord, TreeState};
 use crate::reporter::Reporter;
 use crate::rollback::{Ended, Plan, RunClock, RunSnapshots, change_infos, scope_for};
 use crate::settings::Settings;
@@ -254,7 +254,7 @@ pub fn run(
         }
         if !plan.is_empty() {
             let result = run_tree
-                .put_back(&plan, false, "rollback", None, &reason)
+                .put_back(&plan, false, PutBack::Rollback, None, &reason)
                 .map(|r| with_unread(r, &plan, &run_tree));
             let root = run_tree.tree.scope.root.clone();
             let done = report_rollback(&mut reporter, result, &plan, before, &root);
@@ -262,7 +262,7 @@ pub fn run(
             if let Some(s) = writer.record.snapshot.as_mut() {
                 s.restores.push(Restore {
                     at: SystemTime::now(),
-                    action: "rollback".into(),
+                    action: PutBack::Rollback,
                     paths: plan.paths.len(),
                     reason: format!("{reason}: step `{last_step_name}` put back to its checkpoint"),
                     not_restored: done.as_ref().map_or(plan.paths.len(), |r| r.failed.len()),
@@ -390,7 +390,13 @@ fn roll_back_run(
         return false;
     }
     let result = run_tree
-        .put_back(plan, true, "rollback", Some(TreeState::RolledBack), reason)
+        .put_back(
+            plan,
+            true,
+            PutBack::Rollback,
+            Some(TreeState::RolledBack),
+            reason,
+        )
         .map(|r| with_unread(r, plan, run_tree));
     let done = report_rollback(
         reporter,

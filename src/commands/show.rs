@@ -10,8 +10,9 @@ use crate::error::UserError;
 use crate::events::Outcome;
 use crate::exit_code::SUCCESS;
 use crate::names::{printable, quote_path};
-use crate::record::{RunRecord, TreeState};
+use crate::record::{PutBack, RunRecord, TreeState, outcome_name};
 use crate::reporter::{format_elapsed, summary_line};
+use crate::snapshot::region::is_live;
 use crate::store::{RunRecords, Store, repo_root};
 
 use crate::attempt::command_line;
@@ -46,7 +47,7 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
         return Ok(SUCCESS);
     }
     writeln!(out, "run      {}", r.id)?;
-    writeln!(out, "state    {}", r.state(store.dir()))?;
+    writeln!(out, "state    {}", r.state(|| is_live(store.dir(), &r.id)))?;
     if let Some(p) = &pending {
         writeln!(out, "         ! {}", p.message())?;
     }
@@ -208,7 +209,7 @@ fn write_steps(out: &mut impl Write, r: &RunRecord) -> Result<()> {
             (Some(step), _) => (
                 step.name.as_str(),
                 step.outcome.as_ref().map_or("unfinished".to_string(), |o| {
-                    format!("{:?} (exit {})", o.outcome, o.exit_code).to_lowercase()
+                    format!("{} (exit {})", outcome_name(o.outcome), o.exit_code)
                 }),
             ),
             (None, Some(name)) => (*name, "not reached".to_string()),
@@ -252,7 +253,7 @@ fn write_steps(out: &mut impl Write, r: &RunRecord) -> Result<()> {
         let rolled_back = r
             .snapshot
             .as_ref()
-            .is_some_and(|s| s.restores.iter().any(|x| x.action == "rollback"));
+            .is_some_and(|s| s.restores.iter().any(|x| x.action == PutBack::Rollback));
         let failed_step = if declined {
             format!("step `{last}` did not run")
         } else if rolled_back {

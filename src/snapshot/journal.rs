@@ -18,8 +18,7 @@ use crate::store::{Durability, write_atomic};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Journal {
     pub run_id: String,
-    /// `rollback`, `undo`, `redo`, `restore` (between attempts).
-    pub action: String,
+    pub action: crate::record::PutBack,
     /// The manifest whose states the paths are put into.
     pub target: String,
     /// The paths, hex-encoded bytes (names need not be UTF-8).
@@ -49,14 +48,14 @@ pub struct Journal {
 impl Journal {
     pub fn new(
         run_id: &str,
-        action: &str,
+        action: crate::record::PutBack,
         target: &str,
         paths: &[Vec<u8>],
         then: Option<crate::record::TreeState>,
     ) -> Journal {
         Journal {
             run_id: run_id.into(),
-            action: action.into(),
+            action,
             target: target.into(),
             paths: paths.iter().map(|p| to_hex(p)).collect(),
             then,

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::error::UserError;
 
-/// Held until dropped.
+/// An `flock` on a file in the store, held until dropped.
 #[derive(Debug)]
 pub struct FileLock {
     _file: File,

@@ -1,5 +1,5 @@
-//! A working tree's snapshots: taking them, and putting paths back through the
-//! intent journal. Everything here runs under the tree's lock.
+//! The snapshots of one scope: taking them, and putting paths back through the
+//! intent journal. Everything here runs under the scope's region lock.
 
 use std::fs;
 use std::io::Read;
@@ -19,6 +19,8 @@ use crate::record::Restore;
 use crate::store::layout;
 use crate::store::{Durability, RunRecords, write_atomic};
 
+/// Takes and puts back snapshots of one scope, keeping its stat cache and rules cache
+/// in the run records of its repository.
 pub struct Snapshots<'a> {
     pub scope: Scope,
     pub objects: Objects,
@@ -224,7 +226,7 @@ impl<'a> Snapshots<'a> {
                     s.not_restored = not_restored(&report);
                     s.restores.push(Restore {
                         at: SystemTime::now(),
-                        action: journal.action.clone(),
+                        action: journal.action,
                         paths: ops.len(),
                         reason: reason.into(),
                         not_restored: report.failed.len(),
@@ -455,8 +457,8 @@ fn settle(
             continue;
         }
         missed = true;
-        match journal.action.as_str() {
-            "undo" => undone.remove(hex_path),
+        match journal.action {
+            crate::record::PutBack::Undo => undone.remove(hex_path),
             _ => undone.insert(hex_path.clone()),
         };
     }
