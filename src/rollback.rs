@@ -13,7 +13,7 @@ use crate::record::{ChangeInfo, PutBack, SnapshotInfo, TreeState};
 use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff};
 use crate::snapshot::journal::{Journal, to_hex};
-use crate::snapshot::lock::FileLock;
+use crate::snapshot::lock::ObjectsHold;
 use crate::snapshot::manifest::{Manifest, hex};
 use crate::snapshot::scope::{RootId, Scope};
 use crate::snapshot::snapshots::{Snapshots, display_path};
@@ -87,7 +87,7 @@ pub struct RunSnapshots<'a> {
     pub run_id: String,
     /// A shared hold on the objects, from a snapshot until the record names it
     /// ([`RunSnapshots::recorded`]): gc cannot sweep a manifest nothing names yet.
-    pending: Option<FileLock>,
+    pending: Option<ObjectsHold>,
     /// The root's permission bits when the run started (the manifest holds only what
     /// is under the root).
     root_mode: u32,
@@ -235,7 +235,7 @@ impl<'a> RunSnapshots<'a> {
         let hold = tree.hold_objects()?;
         let mut taken = tree.snapshot()?;
         let rules = match taken.rules.take() {
-            Some(rules) => Some(tree.fix_rules(rules)?),
+            Some(rules) => Some(tree.fix_rules(rules, &hold)?),
             None => None,
         };
         let scope = &tree.scope;

@@ -32,7 +32,7 @@ use crate::exit_code::{STORE_DAMAGED, SUCCESS};
 use crate::names::Name;
 use crate::record::RunRecord;
 use crate::snapshot::journal::Journal;
-use crate::snapshot::lock::{FileLock, Wait};
+use crate::snapshot::lock::{ObjectsExclusive, ObjectsHold, Wait};
 use crate::snapshot::manifest::{Hash, Manifest, hex, parse_hex};
 use crate::snapshot::objects::{Check, Objects};
 use crate::snapshot::scope::{Ancestors, ancestors};
@@ -130,15 +130,15 @@ pub fn fsck(store: Option<PathBuf>, repair: bool, json: bool, quiet: bool) -> Re
     let mut checks = check_all(&objects, &hashes);
 
     // 2. The rest under objects.lock: shared to look, exclusive to repair.
-    let lock_path = layout::objects_lock(&dir);
-    let _lock = if repair {
-        FileLock::take(&lock_path, Wait::Yes, |holder| {
+    let (_looking, to_repair) = if repair {
+        let exclusive = ObjectsExclusive::take(&dir, Wait::Yes, |holder| {
             if !quiet {
                 eprintln!("backstop: waiting for another backstop on the store ({holder})…");
             }
-        })?
+        })?;
+        (None, Some(exclusive))
     } else {
-        FileLock::shared(&lock_path)?
+        (Some(ObjectsHold::take(&dir)?), None)
     };
     // What looked wrong may have been put right, or swept, since: look again.
     for (hash, check) in checks.iter_mut() {
@@ -149,8 +149,8 @@ pub fn fsck(store: Option<PathBuf>, repair: bool, json: bool, quiet: bool) -> Re
     let mut findings = examine(&dir, &objects, &mut checks)?;
 
     let mut repaired = Vec::new();
-    if repair {
-        repaired = repair_store(&dir, &objects, &findings)?;
+    if let Some(exclusive) = &to_repair {
+        repaired = repair_store(&dir, &objects, &findings, exclusive)?;
         // Say what is left, from a fresh look at what was wrong.
         for (hash, check) in checks.iter_mut() {
             if !matches!(check, Check::Sound) {
@@ -514,7 +514,12 @@ fn journals(dir: &Path, f: &mut Findings, named: &mut Vec<Named>) -> Result<()> 
 
 /// Quarantines damaged objects, re-creates what a fresh read can, drops unreadable
 /// stat caches and leftover staging files. Returns what it did, one line each.
-fn repair_store(dir: &Path, objects: &Objects, f: &Findings) -> Result<Vec<String>> {
+fn repair_store(
+    dir: &Path,
+    objects: &Objects,
+    f: &Findings,
+    _: &ObjectsExclusive,
+) -> Result<Vec<String>> {
     let mut done = Vec::new();
     // Nothing stages while the exclusive lock is held: what is in tmp/ is left over.
     for path in &f.staging {

@@ -1,10 +1,9 @@
-//! `backstop undo`, `backstop redo` and `backstop gc`.
+//! `backstop undo` and `backstop redo`.
 
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
@@ -14,13 +13,11 @@ use crate::names::quote_path;
 use crate::record::{PutBack, RunRecord, SnapshotInfo, TreeState};
 use crate::rollback::scope_of;
 use crate::snapshot::diff::{Change, diff, select};
-use crate::snapshot::journal::{Journal, JournalFile, from_hex, to_hex};
-use crate::snapshot::lock::{FileLock, Wait};
-use crate::snapshot::manifest::{Content, Entry, Kind, Manifest, parse_hex};
-use crate::snapshot::objects::Objects;
-use crate::snapshot::region::is_live;
+use crate::snapshot::journal::{Journal, from_hex, to_hex};
+use crate::snapshot::lock::Wait;
+use crate::snapshot::manifest::{Content, Entry, Kind, Manifest};
 use crate::snapshot::snapshots::{Snapshots, relative_paths};
-use crate::store::{RunRecords, Store, layout, repo_root};
+use crate::store::{RunRecords, Store, repo_root};
 
 use super::{lock_region, lock_tree, recover, token};
 
@@ -623,198 +620,4 @@ fn print_json(
     serde_json::to_writer_pretty(&mut out, &doc)?;
     writeln!(out)?;
     Ok(())
-}
-
-/// `backstop gc`: old runs of this tree, then objects no tree references.
-///
-/// Fails closed: everything gc reads to learn what is still needed (every tree's
-/// records, journal and stat caches, and the manifests they name) is read before
-/// anything is deleted, and anything it cannot read stops it.
-pub fn gc(
-    store: Option<PathBuf>,
-    keep: Option<usize>,
-    older_than: Option<Duration>,
-    wait: Wait,
-    quiet: bool,
-) -> Result<u8> {
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let store = Store::locate(store)?;
-    let tree_store = store.records(&repo_root(&cwd));
-    let _lock = lock_tree(&tree_store, wait, quiet)?;
-    // A put-back left half done still needs its run's record (and its target).
-    let journals_dir = layout::journals_dir(store.dir());
-    let pending: HashSet<String> = JournalFile::all(&journals_dir)
-        .map_err(|e| unreadable(&journals_dir, format!("{e:#}")))?
-        .into_iter()
-        .map(|(_, j)| j.run_id)
-        .collect();
-    let mut runs = read_records(tree_store.dir())?;
-    runs.sort_by(|(_, a), (_, b)| {
-        b.started_at
-            .cmp(&a.started_at)
-            .then_with(|| b.id.cmp(&a.id))
-    });
-    let now = SystemTime::now();
-    let mut dropping: Vec<(PathBuf, String)> = Vec::new();
-    for (i, (path, r)) in runs.iter().enumerate() {
-        let too_many = keep.is_some_and(|k| i >= k);
-        let too_old =
-            older_than.is_some_and(|d| now.duration_since(r.started_at).is_ok_and(|age| age > d));
-        // A live run may still restore from anything it named; a "running" record
-        // whose backstop is gone is like any other.
-        if (too_many || too_old) && !is_live(store.dir(), &r.id) && !pending.contains(&r.id) {
-            dropping.push((path.clone(), r.id.clone()));
-        }
-    }
-    // Held from here to the end: no snapshot writes objects that nothing names yet.
-    let _objects_lock = FileLock::take(&layout::objects_lock(store.dir()), wait, |_| {})?;
-    let skip: HashSet<PathBuf> = dropping.iter().map(|(p, _)| p.clone()).collect();
-    let live = reachable(store.dir(), &skip)?;
-    for (_, id) in &dropping {
-        crate::crash::point("drop");
-        tree_store.remove(id)?;
-    }
-    let (objects, bytes) = sweep(store.dir(), &live)?;
-    crate::snapshot::region::sweep_dead(store.dir());
-    if !quiet {
-        eprintln!(
-            "backstop: removed {} run(s) and {objects} unreferenced object(s) ({})",
-            dropping.len(),
-            crate::policy::values::format_size(bytes)
-        );
-    }
-    Ok(SUCCESS)
-}
-
-/// gc cannot tell what `file` keeps alive: it stops before deleting anything.
-fn unreadable(file: &Path, why: impl std::fmt::Display) -> anyhow::Error {
-    UserError::Refused(format!(
-        "gc stopped before deleting anything: cannot read {}: {why}; `backstop fsck` says what it affects",
-        crate::names::quote_path(file)
-    ))
-    .into()
-}
-
-/// Every record of the tree store at `dir`, with its file; any it cannot read is an error.
-fn read_records(dir: &Path) -> Result<Vec<(PathBuf, RunRecord)>> {
-    let runs = layout::runs_dir(dir);
-    let entries = match std::fs::read_dir(&runs) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(unreadable(&runs, e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| unreadable(&runs, e))?.path();
-        if layout::record_id(&path).is_none() {
-            continue;
-        }
-        let bytes = std::fs::read(&path).map_err(|e| unreadable(&path, e))?;
-        let record =
-            serde_json::from_slice::<RunRecord>(&bytes).map_err(|e| unreadable(&path, e))?;
-        out.push((path, record));
-    }
-    Ok(out)
-}
-
-/// The objects that every tree's records (but those in `skip`), journal and stat
-/// caches reach: the manifests they name and every object those list.
-fn reachable(store: &Path, skip: &HashSet<PathBuf>) -> Result<HashSet<[u8; 32]>> {
-    let objects = Objects::new(store);
-    // Each manifest, with the first file found naming it (for messages).
-    let mut manifests: Vec<(String, PathBuf)> = Vec::new();
-    // Objects that are not manifests: a run's fixed ignore rules.
-    let mut rules_objects: Vec<(String, PathBuf)> = Vec::new();
-    let trees_dir = layout::trees_dir(store);
-    let trees = match std::fs::read_dir(&trees_dir) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
-        Err(e) => return Err(unreadable(&trees_dir, e)),
-    };
-    for t in trees {
-        let dir = t.map_err(|e| unreadable(&trees_dir, e))?.path();
-        if !dir.is_dir() {
-            continue;
-        }
-        for entry in std::fs::read_dir(&dir).map_err(|e| unreadable(&dir, e))? {
-            let path = entry.map_err(|e| unreadable(&dir, e))?.path();
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match layout::TreeFile::of(&name) {
-                layout::TreeFile::StatCache(_) => {
-                    let id = std::fs::read_to_string(&path).map_err(|e| unreadable(&path, e))?;
-                    manifests.push((id.trim().to_string(), path));
-                }
-                layout::TreeFile::LegacyJournal => {
-                    let bytes = std::fs::read(&path).map_err(|e| unreadable(&path, e))?;
-                    let j = serde_json::from_slice::<Journal>(&bytes)
-                        .map_err(|e| unreadable(&path, e))?;
-                    manifests.push((j.target, path));
-                }
-                layout::TreeFile::RulesCache(_) | layout::TreeFile::Other => {}
-            }
-        }
-        for (path, r) in read_records(&dir)? {
-            if skip.contains(&path) {
-                continue;
-            }
-            if let Some(s) = r.snapshot {
-                manifests.push((s.before, path.clone()));
-                manifests.extend(s.after.map(|a| (a, path.clone())));
-                manifests.extend(s.checkpoints.into_iter().map(|c| (c, path.clone())));
-                if let Some(rules) = s.rules {
-                    rules_objects.push((rules, path.clone()));
-                }
-            }
-        }
-    }
-    let journals_dir = layout::journals_dir(store);
-    for (file, j) in
-        JournalFile::all(&journals_dir).map_err(|e| unreadable(&journals_dir, format!("{e:#}")))?
-    {
-        manifests.push((j.target, file.path));
-    }
-    let mut live: HashSet<[u8; 32]> = HashSet::new();
-    for (id, named_by) in &manifests {
-        let hash =
-            parse_hex(id).map_err(|e| unreadable(named_by, format!("manifest id `{id}`: {e}")))?;
-        if !live.insert(hash) {
-            continue;
-        }
-        let m = objects
-            .read(&hash)
-            .and_then(|b| Manifest::decode(&b))
-            .map_err(|e| {
-                unreadable(
-                    &objects.path(&hash),
-                    format!("manifest {id} (named by {}): {e:#}", named_by.display()),
-                )
-            })?;
-        live.extend(m.entries.iter().filter_map(Entry::hash).copied());
-    }
-    for (id, named_by) in &rules_objects {
-        let hash =
-            parse_hex(id).map_err(|e| unreadable(named_by, format!("rules id `{id}`: {e}")))?;
-        live.insert(hash);
-    }
-    Ok(live)
-}
-
-/// Deletes every object not in `live`.
-fn sweep(store: &Path, live: &HashSet<[u8; 32]>) -> Result<(usize, u64)> {
-    let objects = Objects::new(store);
-    let mut removed = 0;
-    let mut bytes = 0;
-    for hash in objects.list()? {
-        if !live.contains(&hash) {
-            bytes += std::fs::metadata(objects.path(&hash)).map_or(0, |m| m.len());
-            crate::crash::point("sweep");
-            objects.remove(&hash);
-            removed += 1;
-        }
-    }
-    objects.clear_tmp();
-    Ok((removed, bytes))
 }

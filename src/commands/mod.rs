@@ -4,6 +4,7 @@ mod call;
 mod completions;
 mod dispatch;
 mod fsck;
+mod gc;
 mod health;
 mod history;
 mod policy;

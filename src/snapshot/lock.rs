@@ -66,6 +66,39 @@ impl FileLock {
     }
 }
 
+/// A shared hold on the store's objects (`objects.lock`): while one is held, gc sweeps
+/// nothing. A snapshot holds one while it writes objects, and a run keeps one until its
+/// record names what the snapshot wrote (see "What gc may delete" in ARCHITECTURE.md).
+/// Never taken while waiting for a tree's history lock: gc waits for the objects
+/// while it holds that one.
+#[derive(Debug)]
+pub struct ObjectsHold {
+    _lock: FileLock,
+}
+
+impl ObjectsHold {
+    /// Waits as long as gc (or `fsck --repair`) has the objects to itself.
+    pub fn take(store: &Path) -> Result<ObjectsHold> {
+        let _lock = FileLock::shared(&crate::store::layout::objects_lock(store))?;
+        Ok(ObjectsHold { _lock })
+    }
+}
+
+/// The store's objects to oneself: no snapshot is writing objects that nothing names
+/// yet. gc holds it from reading what is reachable to the end of its sweep, `fsck
+/// --repair` while it repairs.
+#[derive(Debug)]
+pub struct ObjectsExclusive {
+    _lock: FileLock,
+}
+
+impl ObjectsExclusive {
+    pub fn take(store: &Path, wait: Wait, on_wait: impl FnOnce(&str)) -> Result<Self> {
+        let _lock = FileLock::take(&crate::store::layout::objects_lock(store), wait, on_wait)?;
+        Ok(ObjectsExclusive { _lock })
+    }
+}
+
 fn open(path: &Path) -> Result<File> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 
 use super::apply::{Op, Report, apply};
 use super::journal::{Journal, JournalFile};
+use super::lock::ObjectsHold;
 use super::manifest::{Content, Entry, Kind, Manifest, hex, parse_hex};
 use super::objects::{Objects, sync_filesystem};
 use super::scope::Scope;
@@ -81,11 +82,14 @@ impl<'a> Snapshots<'a> {
     /// Keeps gc from sweeping objects this snapshot writes before a record names them.
     /// Never held while waiting for the tree lock (gc waits for this one while holding
     /// the tree lock).
-    pub fn hold_objects(&self) -> Result<super::lock::FileLock> {
-        super::lock::FileLock::shared(&layout::objects_lock(&self.store_dir))
+    pub fn hold_objects(&self) -> Result<ObjectsHold> {
+        ObjectsHold::take(&self.store_dir)
     }
 
-    /// A snapshot of the scope as it is now, with the stat cache's help.
+    /// A snapshot of the scope as it is now, with the stat cache's help. Its manifest
+    /// is named by the stat cache before the hold on the objects is let go; the next
+    /// snapshot of the scope names another, so a caller that keeps this one holds the
+    /// objects (`hold_objects`) until a record names it.
     pub fn snapshot(&self) -> Result<Taken> {
         let _gc = self.hold_objects()?;
         let cache = self.statcache();
@@ -310,8 +314,9 @@ impl<'a> Snapshots<'a> {
     }
 
     /// Stores the ignore rules a snapshot read and fixes them for this tree's later
-    /// walks. Returns the object that holds them.
-    pub fn fix_rules(&mut self, rules: super::rules::Rules) -> Result<String> {
+    /// walks. Returns the object that holds them, which only a record will name: the
+    /// caller holds the objects until one does.
+    pub fn fix_rules(&mut self, rules: super::rules::Rules, _: &ObjectsHold) -> Result<String> {
         let id = self.keep_rules(&rules)?;
         self.scope.rules = Some(Arc::new(rules));
         Ok(id)
