@@ -276,8 +276,8 @@ impl Objects {
                 .as_ref()
                 .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
             {
-                let parent = dest.parent().expect("objects live in a fan-out directory");
-                fs::create_dir_all(parent)
+                let parent = layout::fan_dir(&self.dir, usize::from(s.hash[0]));
+                fs::create_dir_all(&parent)
                     .with_context(|| format!("cannot create {}", parent.display()))?;
                 result = rename_noreplace(&s.tmp, &dest);
             }

@@ -231,6 +231,10 @@ mod tests {
             object_file(&objects_dir(store), "abcdef"),
             Path::new("/s/objects/ab/cdef")
         );
+        assert_eq!(
+            object_file(&objects_dir(store), "abcdef").parent(),
+            Some(fan_dir(&objects_dir(store), 0xab).as_path())
+        );
         assert_eq!(region_lock_name(root).len(), 32);
     }
 
