@@ -119,6 +119,30 @@ pub struct SnapshotInfo {
     pub late: Vec<String>,
 }
 
+/// When in a run a snapshot it names was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    Before,
+    /// Before a step of a task, which a failed step goes back to.
+    Checkpoint,
+    After,
+}
+
+impl SnapshotInfo {
+    /// The manifests this record names, which gc keeps and fsck checks: the snapshot
+    /// before the run, each checkpoint, then the one after it, if stored. (Its fixed
+    /// ignore rules, `rules`, are an object too, not a manifest.)
+    pub fn manifests(&self) -> impl Iterator<Item = (Moment, &str)> {
+        std::iter::once((Moment::Before, self.before.as_str()))
+            .chain(
+                self.checkpoints
+                    .iter()
+                    .map(|c| (Moment::Checkpoint, c.as_str())),
+            )
+            .chain(self.after.as_deref().map(|a| (Moment::After, a)))
+    }
+}
+
 /// A path a put-back could not put into its planned state, and why.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NotRestored {

@@ -30,7 +30,7 @@ use serde_json::json;
 
 use crate::exit_code::{STORE_DAMAGED, SUCCESS};
 use crate::names::Name;
-use crate::record::RunRecord;
+use crate::record::{Moment, RunRecord};
 use crate::snapshot::journal::Journal;
 use crate::snapshot::lock::{ObjectsExclusive, ObjectsHold, Wait};
 use crate::snapshot::manifest::{Hash, Manifest, hex, parse_hex};
@@ -381,60 +381,7 @@ fn named_manifests(dir: &Path, f: &mut Findings) -> Result<Vec<Named>> {
             if layout::record_id(&path).is_none() {
                 continue;
             }
-            f.records += 1;
-            let record = std::fs::read(&path)
-                .map_err(anyhow::Error::from)
-                .and_then(|b| Ok(serde_json::from_slice::<RunRecord>(&b)?));
-            match record {
-                Ok(r) => {
-                    if let Some(s) = r.snapshot {
-                        roots.insert(s.root.clone());
-                        let changed = s
-                            .after
-                            .is_some()
-                            .then(|| s.changes.iter().map(|c| c.path.clone()).collect());
-                        named.push(Named {
-                            id: s.before,
-                            root: Some(s.root.clone()),
-                            source: Source::Before { run: r.id.clone() },
-                            changed: changed.clone(),
-                        });
-                        for c in s.checkpoints {
-                            named.push(Named {
-                                id: c,
-                                root: Some(s.root.clone()),
-                                source: Source::Checkpoint { run: r.id.clone() },
-                                changed: None,
-                            });
-                        }
-                        if let Some(rules) = &s.rules {
-                            let sound = parse_hex(rules)
-                                .map(|h| matches!(objects.check(&h), Check::Sound))
-                                .unwrap_or(false);
-                            if !sound {
-                                f.affected.push(Affected {
-                                    run: Some(r.id.clone()),
-                                    what: format!(
-                                        "the ignore rules it started with (object {rules}) are missing or damaged: \
-                                         an undo after a crash of it would walk by today's rules"
-                                    ),
-                                    paths: Vec::new(),
-                                });
-                                f.bad_rules.push((path.clone(), rules.clone()));
-                            }
-                        }
-                        if let Some(after) = s.after {
-                            named.push(Named {
-                                id: after,
-                                root: Some(s.root),
-                                source: Source::After { run: r.id },
-                                changed,
-                            });
-                        }
-                    }
-                }
-                Err(e) => f.bad_records.push((path, format!("{e:#}"))),
-            }
+            note_record(path, &objects, f, &mut named, &mut roots);
         }
         for entry in
             std::fs::read_dir(&tdir).with_context(|| format!("cannot read {}", tdir.display()))?
@@ -470,6 +417,64 @@ fn named_manifests(dir: &Path, f: &mut Findings) -> Result<Vec<Named>> {
         });
     }
     Ok(named)
+}
+
+/// A record: the manifests it names, its scope root (which names a stat cache), and
+/// whether its fixed ignore rules are sound; or damage.
+fn note_record(
+    path: PathBuf,
+    objects: &Objects,
+    f: &mut Findings,
+    named: &mut Vec<Named>,
+    roots: &mut BTreeSet<PathBuf>,
+) {
+    f.records += 1;
+    let record = std::fs::read(&path)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(serde_json::from_slice::<RunRecord>(&b)?));
+    let r = match record {
+        Ok(r) => r,
+        Err(e) => {
+            f.bad_records.push((path, format!("{e:#}")));
+            return;
+        }
+    };
+    let Some(s) = r.snapshot else { return };
+    roots.insert(s.root.clone());
+    let changed = s
+        .after
+        .is_some()
+        .then(|| s.changes.iter().map(|c| c.path.clone()).collect());
+    for (moment, id) in s.manifests() {
+        let run = r.id.clone();
+        let (source, changed) = match moment {
+            Moment::Before => (Source::Before { run }, changed.clone()),
+            Moment::Checkpoint => (Source::Checkpoint { run }, None),
+            Moment::After => (Source::After { run }, changed.clone()),
+        };
+        named.push(Named {
+            id: id.to_string(),
+            root: Some(s.root.clone()),
+            source,
+            changed,
+        });
+    }
+    if let Some(rules) = &s.rules {
+        let sound = parse_hex(rules)
+            .map(|h| matches!(objects.check(&h), Check::Sound))
+            .unwrap_or(false);
+        if !sound {
+            f.affected.push(Affected {
+                run: Some(r.id.clone()),
+                what: format!(
+                    "the ignore rules it started with (object {rules}) are missing or damaged: \
+                     an undo after a crash of it would walk by today's rules"
+                ),
+                paths: Vec::new(),
+            });
+            f.bad_rules.push((path.clone(), rules.clone()));
+        }
+    }
 }
 
 /// A journal: a put-back left half done (its target is needed), or damage.

@@ -241,14 +241,12 @@ fn tree_store_roots(dir: &Path, skip: &HashSet<PathBuf>, roots: &mut Roots) -> R
         if skip.contains(&path) {
             continue;
         }
-        if let Some(s) = r.snapshot {
-            roots.manifests.push((s.before, path.clone()));
-            roots.manifests.extend(s.after.map(|a| (a, path.clone())));
+        if let Some(s) = &r.snapshot {
             roots
                 .manifests
-                .extend(s.checkpoints.into_iter().map(|c| (c, path.clone())));
-            if let Some(rules) = s.rules {
-                roots.rules.push((rules, path.clone()));
+                .extend(s.manifests().map(|(_, id)| (id.to_string(), path.clone())));
+            if let Some(rules) = &s.rules {
+                roots.rules.push((rules.clone(), path.clone()));
             }
         }
     }

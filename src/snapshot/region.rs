@@ -196,7 +196,7 @@ pub fn lock(
         // for every process. Whoever waits meets the holder on the directory, the
         // lock that every store and every path to it shares, and a waiter holds
         // nothing at the level it waits on that a later comer could wait for.
-        let lock_file = open_lock(&dir.join(key(path)), path)?;
+        let lock_file = open_lock(&dir.join(layout::region_lock_name(path)), path)?;
         if let Some((file, id)) = walk.next(path)? {
             let blocked = Blocked::Dir(path, id, &lock_file);
             match seen.iter().find(|(other, _)| *other == id) {
@@ -401,11 +401,6 @@ pub fn sweep_dead(store: &Path) {
 
 use crate::store::layout::{self, live_dir};
 
-/// A lock file's name: a hash of the path it stands for.
-fn key(path: &Path) -> String {
-    layout::region_lock_name(path)
-}
-
 fn open_lock(file: &Path, for_path: &Path) -> Result<File> {
     fs::OpenOptions::new()
         .read(true)
@@ -601,7 +596,7 @@ mod tests {
         let dir = File::open(&root).unwrap();
         assert!(flock(&dir, libc::LOCK_EX).unwrap());
         let file = open_lock(
-            &layout::region_locks_dir(store.path()).join(key(&root)),
+            &layout::region_locks_dir(store.path()).join(layout::region_lock_name(&root)),
             &root,
         )
         .unwrap();
