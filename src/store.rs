@@ -81,7 +81,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(layout::TMP_PREFIX)
         .tempfile_in(dir)
         .with_context(|| format!("cannot write to the store at {}", dir.display()))?;
     tmp.write_all(bytes)

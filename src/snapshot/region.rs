@@ -422,7 +422,7 @@ fn register(store: &Path, token: &str, holder: Holder) -> Result<Live> {
     let dir = live_dir(store);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(layout::TMP_PREFIX)
         .tempfile_in(&dir)
         .with_context(|| format!("cannot register this backstop in {}", dir.display()))?;
     let path = layout::live_file(store, token);

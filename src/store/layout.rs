@@ -27,6 +27,10 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+/// How a file being written in the store begins until it is renamed into place: the
+/// listings of records, journals and the registry pass over such files.
+pub const TMP_PREFIX: &str = ".tmp-";
+
 /// The first 16 hex digits of the BLAKE3 hash of `path`'s bytes: how a directory's path
 /// names its tree store, journal, stat cache and rules cache.
 pub fn key(path: &Path) -> String {
