@@ -12,6 +12,7 @@ use crate::exit_code::SUCCESS;
 use crate::names::quote_path;
 use crate::record::{PutBack, RunRecord, SnapshotInfo, TreeState};
 use crate::rollback::scope_of;
+use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff, select};
 use crate::snapshot::journal::{Journal, from_hex, to_hex};
 use crate::snapshot::lock::Wait;
@@ -49,13 +50,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     };
     let verb = action.as_str();
     let (record, paths) = pick(&tree_store, &cwd, verb, req.targets, req.paths, req.quiet)?;
-    let paths = &paths[..];
-    let info = record.snapshot.clone().ok_or_else(|| {
-        UserError::Refused(format!(
-            "run {} has no snapshot of its tree to go back to",
-            record.id
-        ))
-    })?;
+    let info = snapshot_of(&record)?;
     // The region the run recorded (not the tree's root): nothing whose scope overlaps
     // it writes the tree meanwhile, the run itself included if it is still going.
     // Then the tree's history, then a hold on the objects so gc sweeps nothing this
@@ -75,129 +70,18 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     recover(&tree, req.quiet)?;
     // Recovery, or the run itself (if it was still going), may have moved it on.
     let record = tree_store.find(&record.id)?;
-    let info = record.snapshot.clone().ok_or_else(|| {
-        UserError::Refused(format!(
-            "run {} has no snapshot of its tree to go back to",
-            record.id
-        ))
-    })?;
+    let info = snapshot_of(&record)?;
     let id = &record.id;
     refuse_by_state(direction, id, &info)?;
 
-    let before = tree.load(&info.before)?;
-    // The run's fixed scope: what its rules left out is never destroyed by a put-back
-    // (and, with no after-state, it is what the walk below goes by). Without it an
-    // undo can still go by its two manifests, as runs of backstop 0.1 do.
-    if let Some(rules) = &info.rules
-        && let Err(e) = tree.load_rules(rules)
-    {
-        if info.after.is_none() {
-            return Err(e);
-        }
-        if !req.quiet {
-            eprintln!("backstop: warning: the scope run {id} started with cannot be read ({e:#})");
-        }
-    }
-    let (after_id, after, all) = match &info.after {
-        Some(a) => {
-            let m = tree.load(a)?;
-            let all = diff(&before, &m);
-            (a.clone(), m, all)
-        }
-        None => {
-            // Only undo gets here (redo was refused above). What the run left is
-            // unknown; the tree as it is now, walked by the rules the run started
-            // with, is only what undo would go over. Nothing of it is stored, and it is
-            // never recorded as the run's result: it holds any later edits too.
-            let now = Arc::new(observe_now(&tree, &before)?);
-            let all = diff(&before, &now);
-            (String::new(), now, all)
-        }
-    };
-    // Which of the run's paths are at their state before the run now: all of them
-    // when undone or rolled back, those a partial undo put back when applied.
-    let undone: HashSet<Vec<u8>> = match info.state {
-        TreeState::Undone => all.iter().map(|c| c.path.clone()).collect(),
-        // But for the paths the rollback left as they were (changed after the command
-        // had ended): those are still as the run (and whoever came after) left them.
-        TreeState::RolledBack => {
-            let late: HashSet<Vec<u8>> = info
-                .late
-                .iter()
-                .map(|h| from_hex(h))
-                .collect::<Result<_>>()
-                .with_context(|| format!("the record of run {id} lists a bad late path"))?;
-            all.iter()
-                .map(|c| c.path.clone())
-                .filter(|p| !late.contains(p))
-                .collect()
-        }
-        TreeState::Applied => info
-            .undone
-            .iter()
-            .map(|h| from_hex(h))
-            .collect::<Result<_>>()
-            .with_context(|| format!("the record of run {id} lists a bad undone path"))?,
-    };
-    // Undo goes over the paths not undone yet, redo over the undone ones.
-    let candidates: Vec<Change> = all
-        .iter()
-        .filter(|c| undone.contains(&c.path) == (direction == Direction::Redo))
-        .cloned()
-        .collect();
-    let wanted = relative_paths(&info.root, &cwd, paths)?;
-    if info.after.is_none() && wanted.is_empty() && !req.force && !candidates.is_empty() {
-        // Without the run's result, every difference from the state before it looks
-        // like the run's: put back blindly, later edits would be lost.
-        return Err(UserError::Unrecorded {
-            run: id.clone(),
-            why: info
-                .after_error
-                .clone()
-                .unwrap_or_else(|| "its backstop was killed before the run ended".to_string()),
-            paths: listed(&candidates),
-        }
-        .into());
-    }
-    let chosen = select(&candidates, &wanted);
-    if !wanted.is_empty() && chosen.is_empty() {
-        let names: Vec<String> = paths.iter().map(|p| crate::names::quote_path(p)).collect();
-        let names = names.join(", ");
-        let named_undone = wanted.iter().any(|w| {
-            undone
-                .iter()
-                .any(|u| u == w || (u.starts_with(w) && u.get(w.len()) == Some(&b'/')))
-        });
-        return Err(UserError::Refused(match direction {
-            Direction::Undo if named_undone => format!(
-                "run {id}'s changes to {names} are undone already; `backstop redo {id} -- {names}` re-applies them"
-            ),
-            Direction::Redo if !select(&all, &wanted).is_empty() => format!(
-                "run {id}'s changes to {names} are not undone: they are in the tree already"
-            ),
-            _ => format!("run {id} did not change {names}"),
-        })
-        .into());
-    }
+    let run = RunChanges::read(&mut tree, &info, id, req.quiet)?;
+    let wanted = relative_paths(&info.root, &cwd, &paths)?;
+    let chosen = choose(direction, id, &info, &run, &wanted, &paths, req.force)?;
     let (from, to, to_id) = match direction {
-        Direction::Undo => (&after, &before, &info.before),
-        Direction::Redo => (&before, &after, &after_id),
+        Direction::Undo => (&run.after, &run.before, &info.before),
+        Direction::Redo => (&run.before, &run.after, &run.after_id),
     };
-
-    // A path that changed again since is someone's later work: refuse, naming it.
-    let mut conflicts = Vec::new();
-    for c in &chosen {
-        let expected = from.find(&c.path);
-        let now = tree.observe(&c.path, expected)?;
-        let same = match (&now, expected) {
-            (None, None) => true,
-            (Some(n), Some(e)) => n.same_state(e),
-            _ => false,
-        };
-        if !same {
-            conflicts.push(crate::names::Name(c.path.clone()));
-        }
-    }
+    let conflicts = changed_since(&tree, &chosen, from)?;
     if req.json {
         match print_json(id, verb, req.dry_run, &chosen, &conflicts, to) {
             // The reader of the plan went away (`| head`): the undo itself does not
@@ -225,7 +109,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     }
     if chosen.is_empty() {
         if !req.quiet {
-            if all.is_empty() && undone.is_empty() {
+            if run.all.is_empty() && run.undone.is_empty() {
                 eprintln!("backstop: run {id} changed nothing in its scope; nothing to {verb}");
             } else {
                 eprintln!(
@@ -243,35 +127,222 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
             "backstop: warning: git HEAD moved since run {id} ({was} → {now}); {verb} puts files back, never .git"
         );
     }
-    // The undone paths once this is done, and the run's state: `undone` when every
-    // path of the run is, `applied` otherwise (its changes are in the tree, or some).
-    let mut after_undone: std::collections::BTreeSet<Vec<u8>> = undone.iter().cloned().collect();
-    for c in &chosen {
-        match direction {
-            Direction::Undo => after_undone.insert(c.path.clone()),
-            Direction::Redo => after_undone.remove(&c.path),
-        };
-    }
-    let every: HashSet<&[u8]> = all
-        .iter()
-        .map(|c| c.path.as_slice())
-        .chain(undone.iter().map(Vec::as_slice))
-        .collect();
-    let whole = every.iter().all(|p| after_undone.contains(*p));
-    let then = if whole {
-        TreeState::Undone
-    } else {
-        TreeState::Applied
-    };
-    let paths: Vec<Vec<u8>> = chosen.iter().map(|c| c.path.clone()).collect();
-    let reason = if paths.len() == every.len() {
-        format!("backstop {verb}")
-    } else {
-        format!("backstop {verb} of {} path(s)", paths.len())
-    };
-    let mut journal = Journal::new(id, action, to_id, &paths, Some(then));
-    journal.undone = Some(after_undone.iter().map(|p| to_hex(p)).collect());
+    let (journal, reason) = run.journal(action, id, to_id, &chosen);
     let report = tree.put_back(&journal, to, &reason)?;
+    Ok(tell(&report, verb, id, chosen.len(), req))
+}
+
+/// The run's snapshot, without which there is nothing to go back to.
+fn snapshot_of(record: &RunRecord) -> Result<SnapshotInfo> {
+    record.snapshot.clone().ok_or_else(|| {
+        UserError::Refused(format!(
+            "run {} has no snapshot of its tree to go back to",
+            record.id
+        ))
+        .into()
+    })
+}
+
+/// A run's change set, from its two manifests (or, without the one after, from the
+/// tree now), and which of its paths are at their state before the run now.
+struct RunChanges {
+    before: Arc<Manifest>,
+    /// Empty when the run's result was never recorded.
+    after_id: String,
+    after: Arc<Manifest>,
+    all: Vec<Change>,
+    undone: HashSet<Vec<u8>>,
+}
+
+impl RunChanges {
+    fn read(tree: &mut Snapshots, info: &SnapshotInfo, id: &str, quiet: bool) -> Result<Self> {
+        let before = tree.load(&info.before)?;
+        // The run's fixed scope: what its rules left out is never destroyed by a
+        // put-back (and, with no after-state, it is what the walk below goes by).
+        // Without it an undo can still go by its two manifests, as runs of backstop
+        // 0.1 do.
+        if let Some(rules) = &info.rules
+            && let Err(e) = tree.load_rules(rules)
+        {
+            if info.after.is_none() {
+                return Err(e);
+            }
+            if !quiet {
+                eprintln!(
+                    "backstop: warning: the scope run {id} started with cannot be read ({e:#})"
+                );
+            }
+        }
+        let (after_id, after) = match &info.after {
+            Some(a) => (a.clone(), tree.load(a)?),
+            // Only undo gets here (redo was refused before). What the run left is
+            // unknown; the tree as it is now, walked by the rules the run started
+            // with, is only what undo would go over. Nothing of it is stored, and it
+            // is never recorded as the run's result: it holds any later edits too.
+            None => (String::new(), Arc::new(observe_now(tree, &before)?)),
+        };
+        let all = diff(&before, &after);
+        let undone = undone_now(info, &all, id)?;
+        Ok(RunChanges {
+            before,
+            after_id,
+            after,
+            all,
+            undone,
+        })
+    }
+
+    /// The journal of putting `chosen` back, and the reason the record gives for it.
+    /// The undone paths once it is done are written with it, and the run's state:
+    /// `undone` when every path of the run is, `applied` otherwise (its changes are in
+    /// the tree, or some).
+    fn journal(
+        &self,
+        action: PutBack,
+        id: &str,
+        to_id: &str,
+        chosen: &[Change],
+    ) -> (Journal, String) {
+        let mut after_undone: std::collections::BTreeSet<Vec<u8>> =
+            self.undone.iter().cloned().collect();
+        for c in chosen {
+            match action {
+                PutBack::Redo => after_undone.remove(&c.path),
+                _ => after_undone.insert(c.path.clone()),
+            };
+        }
+        let every: HashSet<&[u8]> = self
+            .all
+            .iter()
+            .map(|c| c.path.as_slice())
+            .chain(self.undone.iter().map(Vec::as_slice))
+            .collect();
+        let whole = every.iter().all(|p| after_undone.contains(*p));
+        let then = if whole {
+            TreeState::Undone
+        } else {
+            TreeState::Applied
+        };
+        let paths: Vec<Vec<u8>> = chosen.iter().map(|c| c.path.clone()).collect();
+        let reason = if paths.len() == every.len() {
+            format!("backstop {action}")
+        } else {
+            format!("backstop {action} of {} path(s)", paths.len())
+        };
+        let mut journal = Journal::new(id, action, to_id, &paths, Some(then));
+        journal.undone = Some(after_undone.iter().map(|p| to_hex(p)).collect());
+        (journal, reason)
+    }
+}
+
+/// Which of the run's paths are at their state before the run now: all of them when
+/// undone or rolled back, those a partial undo put back when applied.
+fn undone_now(info: &SnapshotInfo, all: &[Change], id: &str) -> Result<HashSet<Vec<u8>>> {
+    Ok(match info.state {
+        TreeState::Undone => all.iter().map(|c| c.path.clone()).collect(),
+        // But for the paths the rollback left as they were (changed after the command
+        // had ended): those are still as the run (and whoever came after) left them.
+        TreeState::RolledBack => {
+            let late: HashSet<Vec<u8>> = info
+                .late
+                .iter()
+                .map(|h| from_hex(h))
+                .collect::<Result<_>>()
+                .with_context(|| format!("the record of run {id} lists a bad late path"))?;
+            all.iter()
+                .map(|c| c.path.clone())
+                .filter(|p| !late.contains(p))
+                .collect()
+        }
+        TreeState::Applied => info
+            .undone
+            .iter()
+            .map(|h| from_hex(h))
+            .collect::<Result<_>>()
+            .with_context(|| format!("the record of run {id} lists a bad undone path"))?,
+    })
+}
+
+/// The changes to put back: undo goes over the paths not undone yet, redo over the
+/// undone ones; of those, the ones under `wanted` when paths were named. Refuses a
+/// blind undo of a run whose result was never recorded, and paths that name nothing
+/// to do, saying why.
+fn choose(
+    direction: Direction,
+    id: &str,
+    info: &SnapshotInfo,
+    run: &RunChanges,
+    wanted: &[Vec<u8>],
+    named: &[PathBuf],
+    force: bool,
+) -> Result<Vec<Change>> {
+    let candidates: Vec<Change> = run
+        .all
+        .iter()
+        .filter(|c| run.undone.contains(&c.path) == (direction == Direction::Redo))
+        .cloned()
+        .collect();
+    if info.after.is_none() && wanted.is_empty() && !force && !candidates.is_empty() {
+        // Without the run's result, every difference from the state before it looks
+        // like the run's: put back blindly, later edits would be lost.
+        return Err(UserError::Unrecorded {
+            run: id.to_string(),
+            why: info
+                .after_error
+                .clone()
+                .unwrap_or_else(|| "its backstop was killed before the run ended".to_string()),
+            paths: listed(&candidates),
+        }
+        .into());
+    }
+    let chosen = select(&candidates, wanted);
+    if !wanted.is_empty() && chosen.is_empty() {
+        let names: Vec<String> = named.iter().map(|p| crate::names::quote_path(p)).collect();
+        let names = names.join(", ");
+        let named_undone = wanted.iter().any(|w| {
+            run.undone
+                .iter()
+                .any(|u| u == w || (u.starts_with(w) && u.get(w.len()) == Some(&b'/')))
+        });
+        return Err(UserError::Refused(match direction {
+            Direction::Undo if named_undone => format!(
+                "run {id}'s changes to {names} are undone already; `backstop redo {id} -- {names}` re-applies them"
+            ),
+            Direction::Redo if !select(&run.all, wanted).is_empty() => format!(
+                "run {id}'s changes to {names} are not undone: they are in the tree already"
+            ),
+            _ => format!("run {id} did not change {names}"),
+        })
+        .into());
+    }
+    Ok(chosen.into_iter().cloned().collect())
+}
+
+/// The chosen paths that changed again since they were as `from` has them: someone's
+/// later work, which a put-back refuses to go over unless forced.
+fn changed_since(
+    tree: &Snapshots,
+    chosen: &[Change],
+    from: &Manifest,
+) -> Result<Vec<crate::names::Name>> {
+    let mut conflicts = Vec::new();
+    for c in chosen {
+        let expected = from.find(&c.path);
+        let now = tree.observe(&c.path, expected)?;
+        let same = match (&now, expected) {
+            (None, None) => true,
+            (Some(n), Some(e)) => n.same_state(e),
+            _ => false,
+        };
+        if !same {
+            conflicts.push(crate::names::Name(c.path.clone()));
+        }
+    }
+    Ok(conflicts)
+}
+
+/// Says how the put-back of `planned` paths went; its exit code.
+fn tell(report: &Report, verb: &str, id: &str, planned: usize, req: &Request) -> u8 {
     for dir in &report.kept {
         eprintln!(
             "backstop: kept {}: it holds files outside the run's scope",
@@ -281,22 +352,18 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     if !report.complete() {
         // Never silent, even with -q or --json: the tree is not what was asked for.
         eprintln!(
-            "backstop: {verb} of run {id} incomplete: {} of {} path(s) not put back:",
+            "backstop: {verb} of run {id} incomplete: {} of {planned} path(s) not put back:",
             report.failed.len(),
-            paths.len()
         );
         for (path, why) in &report.failed {
             eprintln!("backstop:   not restored: {}: {why}", quote_path(path));
         }
-        return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
+        return crate::exit_code::PUT_BACK_INCOMPLETE;
     }
     if !req.quiet && !req.json {
-        eprintln!(
-            "backstop: {verb} of run {id}: {} path(s) put back",
-            paths.len()
-        );
+        eprintln!("backstop: {verb} of run {id}: {planned} path(s) put back");
     }
-    Ok(SUCCESS)
+    SUCCESS
 }
 
 /// Refuses what the run's state makes impossible: undoing what is not in the tree,
@@ -574,7 +641,7 @@ fn action(c: &Change, to: &Manifest) -> &'static str {
     }
 }
 
-fn print_plan(id: &str, verb: &str, chosen: &[&Change], to: &Manifest) -> Result<()> {
+fn print_plan(id: &str, verb: &str, chosen: &[Change], to: &Manifest) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{verb} of run {id} would:")?;
     for c in chosen {
@@ -594,7 +661,7 @@ fn print_json(
     id: &str,
     verb: &str,
     dry_run: bool,
-    chosen: &[&Change],
+    chosen: &[Change],
     conflicts: &[crate::names::Name],
     to: &Manifest,
 ) -> Result<()> {
