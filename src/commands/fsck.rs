@@ -232,34 +232,7 @@ fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> 
             })
             .clone();
         let Some(manifest) = manifest else {
-            let what = match &n.source {
-                Source::Before { .. } => {
-                    format!(
-                        "can no longer be undone: its snapshot before the run (manifest {}) cannot be read",
-                        n.id
-                    )
-                }
-                Source::After { .. } => {
-                    format!(
-                        "can no longer be redone: its snapshot after the run (manifest {}) cannot be read",
-                        n.id
-                    )
-                }
-                Source::Checkpoint { .. } => format!(
-                    "a step of it can no longer go back to its checkpoint (manifest {}): it cannot be read",
-                    n.id
-                ),
-                Source::StatCache { file } => format!(
-                    "the stat cache {} names manifest {}, which cannot be read: the next snapshot reads every file again",
-                    file.display(),
-                    n.id
-                ),
-                Source::Journal { file } => format!(
-                    "the interrupted put-back in {} cannot be finished: its manifest {} cannot be read",
-                    file.display(),
-                    n.id
-                ),
-            };
+            let what = unreadable_effect(&n.source, &n.id);
             f.affected.push(Affected {
                 run: run_of(&n.source),
                 what,
@@ -303,25 +276,7 @@ fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> 
         let kinds: BTreeSet<&str> = hurt.iter().map(|(_, k)| *k).collect();
         let state = kinds.into_iter().collect::<Vec<_>>().join(" or ");
         let count = hurt.len();
-        let what = match &n.source {
-            Source::Before { .. } => format!(
-                "can no longer be undone: {count} file(s)' contents before the run are {state}"
-            ),
-            Source::After { .. } => format!(
-                "can no longer be redone: {count} file(s)' contents after the run are {state}"
-            ),
-            Source::Checkpoint { .. } => format!(
-                "a step of it can no longer go back to its checkpoint: {count} file(s)' contents are {state}"
-            ),
-            Source::StatCache { file } => format!(
-                "the stat cache {} vouches for {count} file(s) whose contents are {state}",
-                file.display()
-            ),
-            Source::Journal { file } => format!(
-                "the interrupted put-back in {} cannot restore {count} file(s): their contents are {state}",
-                file.display()
-            ),
-        };
+        let what = hurt_effect(&n.source, count, &state);
         f.affected.push(Affected {
             run: run_of(&n.source),
             what,
@@ -330,6 +285,61 @@ fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> 
     }
     f.manifests = loaded.len();
     Ok(f)
+}
+
+/// What a manifest that cannot be read costs, by who names it.
+fn unreadable_effect(source: &Source, id: &str) -> String {
+    match source {
+        Source::Before { .. } => {
+            format!(
+                "can no longer be undone: its snapshot before the run (manifest {}) cannot be read",
+                id
+            )
+        }
+        Source::After { .. } => {
+            format!(
+                "can no longer be redone: its snapshot after the run (manifest {}) cannot be read",
+                id
+            )
+        }
+        Source::Checkpoint { .. } => format!(
+            "a step of it can no longer go back to its checkpoint (manifest {}): it cannot be read",
+            id
+        ),
+        Source::StatCache { file } => format!(
+            "the stat cache {} names manifest {}, which cannot be read: the next snapshot reads every file again",
+            file.display(),
+            id
+        ),
+        Source::Journal { file } => format!(
+            "the interrupted put-back in {} cannot be finished: its manifest {} cannot be read",
+            file.display(),
+            id
+        ),
+    }
+}
+
+/// What `count` files whose contents are `state` cost, by who names their manifest.
+fn hurt_effect(source: &Source, count: usize, state: &str) -> String {
+    match source {
+        Source::Before { .. } => {
+            format!("can no longer be undone: {count} file(s)' contents before the run are {state}")
+        }
+        Source::After { .. } => {
+            format!("can no longer be redone: {count} file(s)' contents after the run are {state}")
+        }
+        Source::Checkpoint { .. } => format!(
+            "a step of it can no longer go back to its checkpoint: {count} file(s)' contents are {state}"
+        ),
+        Source::StatCache { file } => format!(
+            "the stat cache {} vouches for {count} file(s) whose contents are {state}",
+            file.display()
+        ),
+        Source::Journal { file } => format!(
+            "the interrupted put-back in {} cannot restore {count} file(s): their contents are {state}",
+            file.display()
+        ),
+    }
 }
 
 fn run_of(source: &Source) -> Option<String> {
