@@ -535,6 +535,34 @@ fn repair_store(
     f: &Findings,
     _: &ObjectsExclusive,
 ) -> Result<Vec<String>> {
+    let mut done = clear_away(objects, f)?;
+    let wanted: BTreeSet<Hash> = f
+        .damaged
+        .iter()
+        .chain(&f.missing)
+        .chain(&f.dangling)
+        .copied()
+        .collect();
+    if wanted.is_empty() {
+        return Ok(done);
+    }
+    let mut scratch = Findings::default();
+    let named = named_manifests(dir, &mut scratch)?;
+    let candidates = candidates(objects, &named, &wanted);
+    done.extend(recreate(objects, &wanted, &candidates));
+    // A stat cache that still names what is gone is dropped: it only saves reading
+    // files, and the next snapshot of its tree reads them all instead.
+    let still_bad: BTreeSet<Hash> = wanted
+        .into_iter()
+        .filter(|h| !matches!(objects.check(h), Check::Sound))
+        .collect();
+    done.extend(drop_stale_statcaches(objects, &named, &still_bad));
+    Ok(done)
+}
+
+/// Leftover staging files, damaged objects (to the quarantine) and unreadable stat
+/// caches, out of the way.
+fn clear_away(objects: &Objects, f: &Findings) -> Result<Vec<String>> {
     let mut done = Vec::new();
     // Nothing stages while the exclusive lock is held: what is in tmp/ is left over.
     for path in &f.staging {
@@ -561,20 +589,16 @@ fn repair_store(
             ));
         }
     }
-    // Candidate files for each object wanted: every path a readable manifest with a
-    // known root gives that content.
-    let wanted: BTreeSet<Hash> = f
-        .damaged
-        .iter()
-        .chain(&f.missing)
-        .chain(&f.dangling)
-        .copied()
-        .collect();
-    if wanted.is_empty() {
-        return Ok(done);
-    }
-    let mut scratch = Findings::default();
-    let named = named_manifests(dir, &mut scratch)?;
+    Ok(done)
+}
+
+/// Candidate files for each object wanted: every path a readable manifest with a
+/// known root gives that content.
+fn candidates(
+    objects: &Objects,
+    named: &[Named],
+    wanted: &BTreeSet<Hash>,
+) -> HashMap<Hash, Vec<(PathBuf, Vec<u8>)>> {
     let mut candidates: HashMap<Hash, Vec<(PathBuf, Vec<u8>)>> = HashMap::new();
     let mut seen = BTreeSet::new();
     // Stat caches first: they are the newest look at each tree.
@@ -597,7 +621,17 @@ fn repair_store(
             }
         }
     }
-    for hash in &wanted {
+    candidates
+}
+
+/// Each wanted object from the first candidate file that still holds its content.
+fn recreate(
+    objects: &Objects,
+    wanted: &BTreeSet<Hash>,
+    candidates: &HashMap<Hash, Vec<(PathBuf, Vec<u8>)>>,
+) -> Vec<String> {
+    let mut done = Vec::new();
+    for hash in wanted {
         let mut fixed = None;
         for (root, rel) in candidates.get(hash).into_iter().flatten() {
             // Never through a symlinked directory: the file must be in the tree.
@@ -618,13 +652,13 @@ fn repair_store(
             ));
         }
     }
-    // A stat cache that still names what is gone is dropped: it only saves reading
-    // files, and the next snapshot of its tree reads them all instead.
-    let still_bad: BTreeSet<Hash> = wanted
-        .into_iter()
-        .filter(|h| !matches!(objects.check(h), Check::Sound))
-        .collect();
-    for n in &named {
+    done
+}
+
+/// Removes the stat caches that name contents in `gone`.
+fn drop_stale_statcaches(objects: &Objects, named: &[Named], gone: &BTreeSet<Hash>) -> Vec<String> {
+    let mut done = Vec::new();
+    for n in named {
         let Source::StatCache { file } = &n.source else {
             continue;
         };
@@ -632,7 +666,7 @@ fn repair_store(
             m.entries
                 .iter()
                 .filter_map(|e| e.hash())
-                .any(|h| still_bad.contains(h))
+                .any(|h| gone.contains(h))
         });
         if stale && std::fs::remove_file(file).is_ok() {
             done.push(format!(
@@ -641,7 +675,7 @@ fn repair_store(
             ));
         }
     }
-    Ok(done)
+    done
 }
 
 fn listed(paths: &[String]) -> String {
