@@ -693,49 +693,44 @@ fn listed(paths: &[String]) -> String {
 
 fn print(f: &Findings, repaired: &[String], repair: bool, json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    let affected: Vec<String> = f
-        .affected
-        .iter()
-        .map(|a| {
-            let head = match &a.run {
-                Some(run) => format!("run {run} {}", a.what),
-                None => a.what.clone(),
-            };
-            if a.paths.is_empty() {
-                head
-            } else {
-                format!("{head}: {}", listed(&a.paths))
-            }
-        })
-        .collect();
     if json {
-        let doc = json!({
-            "sound": f.sound(),
-            "checked": {
-                "objects": f.objects,
-                "manifests": f.manifests,
-                "records": f.records,
-                "journals": f.journals,
-                "statcaches": f.statcaches,
-            },
-            "damaged_objects": f.damaged.iter().map(hex).collect::<Vec<_>>(),
-            "missing_objects": f.missing.iter().map(hex).collect::<Vec<_>>(),
-            "unneeded_missing_objects": f.dangling.difference(&f.missing).map(hex).collect::<Vec<_>>(),
-            "unreadable_objects": f.unreadable.iter().map(|(h, why)| json!({"object": hex(h), "error": why})).collect::<Vec<_>>(),
-            "damaged_manifests": f.bad_manifests.iter().map(|(id, why)| json!({"manifest": id, "error": why})).collect::<Vec<_>>(),
-            "damaged_records": f.bad_records.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
-            "damaged_journals": f.bad_journals.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
-            "damaged_statcaches": f.bad_statcaches.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
-            "damaged_rules": f.bad_rules.iter().map(|(p, id)| json!({"record": Name::from(p.as_path()), "object": id})).collect::<Vec<_>>(),
-            "pending_journals": f.pending_journals.iter().map(|p| Name::from(p.as_path())).collect::<Vec<_>>(),
-            "staging_files": f.staging.iter().map(|p| Name::from(p.as_path())).collect::<Vec<_>>(),
-            "affected": f.affected.iter().map(|a| json!({"run": a.run, "what": a.what, "paths": a.paths})).collect::<Vec<_>>(),
-            "repaired": repaired,
-        });
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
-        return Ok(());
+        print_json(&mut out, f, repaired)
+    } else {
+        print_text(&mut out, f, repaired, repair)
     }
+}
+
+fn print_json(out: &mut impl Write, f: &Findings, repaired: &[String]) -> Result<()> {
+    let doc = json!({
+        "sound": f.sound(),
+        "checked": {
+            "objects": f.objects,
+            "manifests": f.manifests,
+            "records": f.records,
+            "journals": f.journals,
+            "statcaches": f.statcaches,
+        },
+        "damaged_objects": f.damaged.iter().map(hex).collect::<Vec<_>>(),
+        "missing_objects": f.missing.iter().map(hex).collect::<Vec<_>>(),
+        "unneeded_missing_objects": f.dangling.difference(&f.missing).map(hex).collect::<Vec<_>>(),
+        "unreadable_objects": f.unreadable.iter().map(|(h, why)| json!({"object": hex(h), "error": why})).collect::<Vec<_>>(),
+        "damaged_manifests": f.bad_manifests.iter().map(|(id, why)| json!({"manifest": id, "error": why})).collect::<Vec<_>>(),
+        "damaged_records": f.bad_records.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
+        "damaged_journals": f.bad_journals.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
+        "damaged_statcaches": f.bad_statcaches.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
+        "damaged_rules": f.bad_rules.iter().map(|(p, id)| json!({"record": Name::from(p.as_path()), "object": id})).collect::<Vec<_>>(),
+        "pending_journals": f.pending_journals.iter().map(|p| Name::from(p.as_path())).collect::<Vec<_>>(),
+        "staging_files": f.staging.iter().map(|p| Name::from(p.as_path())).collect::<Vec<_>>(),
+        "affected": f.affected.iter().map(|a| json!({"run": a.run, "what": a.what, "paths": a.paths})).collect::<Vec<_>>(),
+        "repaired": repaired,
+    });
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// What is wrong, what it costs, and a summary line, for people.
+fn print_text(out: &mut impl Write, f: &Findings, repaired: &[String], repair: bool) -> Result<()> {
     for line in repaired {
         writeln!(out, "repaired: {line}")?;
     }
@@ -793,7 +788,17 @@ fn print(f: &Findings, repaired: &[String], repair: bool, json: bool) -> Result<
             f.staging.len()
         )?;
     }
-    for line in &affected {
+    for line in f.affected.iter().map(|a| {
+        let head = match &a.run {
+            Some(run) => format!("run {run} {}", a.what),
+            None => a.what.clone(),
+        };
+        if a.paths.is_empty() {
+            head
+        } else {
+            format!("{head}: {}", listed(&a.paths))
+        }
+    }) {
         writeln!(out, "{line}")?;
     }
     let summary = format!(
