@@ -25,24 +25,24 @@ use crate::store::{Durability, RunRecords, write_atomic};
 pub struct Snapshots<'a> {
     pub scope: Scope,
     pub objects: Objects,
-    pub store: &'a RunRecords,
-    /// The whole store's directory, that `store` is part of.
+    pub records: &'a RunRecords,
+    /// The whole store's directory, that `records` are part of.
     store_dir: PathBuf,
 }
 
 impl<'a> Snapshots<'a> {
-    pub fn new(store_dir: &Path, store: &'a RunRecords, scope: Scope) -> Snapshots<'a> {
+    pub fn new(store_dir: &Path, records: &'a RunRecords, scope: Scope) -> Snapshots<'a> {
         Snapshots {
             scope,
             objects: Objects::new(store_dir),
-            store,
+            records,
             store_dir: store_dir.to_path_buf(),
         }
     }
 
     /// One stat cache per scope root: manifest paths are relative to it.
     fn statcache_path(&self) -> PathBuf {
-        layout::statcache_file(self.store.dir(), &self.scope.root)
+        layout::statcache_file(self.records.dir(), &self.scope.root)
     }
 
     /// The journal of put-backs in the scope `root`.
@@ -132,7 +132,7 @@ impl<'a> Snapshots<'a> {
         let mut journal = journal.clone();
         journal.root = Some(self.scope.root.clone());
         journal.root_id = self.scope.identity;
-        journal.records = Some(self.store.dir().to_path_buf());
+        journal.records = Some(self.records.dir().to_path_buf());
         // A root that is not the one snapshotted gets no journal: nothing will be written.
         super::apply::check_root(&self.scope.root, self.scope.identity)?;
         self.journal_for(&self.scope.root).write(&journal)?;
@@ -214,7 +214,7 @@ impl<'a> Snapshots<'a> {
         // dropped meanwhile has nothing left to update.
         let records = match &journal.records {
             Some(dir) => crate::store::RunRecords::open(dir, &scope.root),
-            None => crate::store::RunRecords::open(self.store.dir(), self.store.root()),
+            None => crate::store::RunRecords::open(self.records.dir(), self.records.root()),
         };
         if let Some(state) = journal.then
             && records.contains(&journal.run_id)
@@ -253,7 +253,7 @@ impl<'a> Snapshots<'a> {
         let mut done = Vec::new();
         // backstop 0.1 kept one journal per tree store, for the scope it was started in.
         let legacy = JournalFile {
-            path: layout::legacy_journal(self.store.dir()),
+            path: layout::legacy_journal(self.records.dir()),
         };
         if let Some(journal) = legacy.read()? {
             done.push(self.finish(&legacy, journal)?);
@@ -336,7 +336,7 @@ impl<'a> Snapshots<'a> {
 
     /// Beside the stat cache: the rules object the last run of this scope read.
     fn rulescache_path(&self) -> PathBuf {
-        layout::rulescache_file(self.store.dir(), &self.scope.root)
+        layout::rulescache_file(self.records.dir(), &self.scope.root)
     }
 
     /// The rules the last run of this scope read, if they are still readable.
