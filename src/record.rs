@@ -1,14 +1,13 @@
 //! The record a run leaves in the store: what ran, under which policy, every attempt
 //! and how it ended. `runs`, `show` and (later) `undo` read it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::events::{AttemptReport, Event, EventSink, RunSummary};
 use crate::names::Name;
-use crate::store::TreeStore;
 
 pub const FORMAT: u32 = 1;
 
@@ -23,7 +22,7 @@ pub struct RunRecord {
     pub finished_at: Option<SystemTime>,
     pub backstop_version: String,
     /// The backstop process (for people: liveness is told by the run's lock, see
-    /// [`is_live`], as a pid may be reused).
+    /// `region::is_live`, as a pid may be reused).
     pub pid: u32,
     #[serde(with = "crate::names::path")]
     pub root: PathBuf,
@@ -120,6 +119,30 @@ pub struct SnapshotInfo {
     pub late: Vec<String>,
 }
 
+/// When in a run a snapshot it names was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    Before,
+    /// Before a step of a task, which a failed step goes back to.
+    Checkpoint,
+    After,
+}
+
+impl SnapshotInfo {
+    /// The manifests this record names, which gc keeps and fsck checks: the snapshot
+    /// before the run, each checkpoint, then the one after it, if stored. (Its fixed
+    /// ignore rules, `rules`, are an object too, not a manifest.)
+    pub fn manifests(&self) -> impl Iterator<Item = (Moment, &str)> {
+        std::iter::once((Moment::Before, self.before.as_str()))
+            .chain(
+                self.checkpoints
+                    .iter()
+                    .map(|c| (Moment::Checkpoint, c.as_str())),
+            )
+            .chain(self.after.as_deref().map(|a| (Moment::After, a)))
+    }
+}
+
 /// A path a put-back could not put into its planned state, and why.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NotRestored {
@@ -131,13 +154,41 @@ pub struct NotRestored {
 pub struct Restore {
     #[serde(with = "rfc3339")]
     pub at: SystemTime,
-    /// `rollback`, `restore` (between attempts), `undo`, `redo`.
-    pub action: String,
+    pub action: PutBack,
     pub paths: usize,
     pub reason: String,
     /// How many of those paths it could not put back.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub not_restored: usize,
+}
+
+/// Which put-back it was, as records and journals have always named it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PutBack {
+    /// The run failed, and its changes (or its failed step's) were taken back.
+    Rollback,
+    /// Between attempts (`rollback.between_attempts: restore`).
+    Restore,
+    Undo,
+    Redo,
+}
+
+impl PutBack {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PutBack::Rollback => "rollback",
+            PutBack::Restore => "restore",
+            PutBack::Undo => "undo",
+            PutBack::Redo => "redo",
+        }
+    }
+}
+
+impl std::fmt::Display for PutBack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -178,6 +229,40 @@ pub struct ChangeInfo {
 pub struct PolicyRef {
     pub source: String,
     pub digest: String,
+}
+
+/// Where a run stands, as `runs`, `show` and their `--json` print it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Its backstop still holds the run's lock.
+    Running,
+    /// Its record says it is running, but its backstop is gone.
+    Unfinished,
+    /// It finished with `outcome`; `incomplete` when its last put-back left paths
+    /// behind, which is not hidden behind the outcome (printed with a `!`).
+    Finished {
+        outcome: crate::events::Outcome,
+        incomplete: bool,
+    },
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunState::Running => f.write_str("running"),
+            RunState::Unfinished => f.write_str("unfinished"),
+            RunState::Finished {
+                outcome,
+                incomplete,
+            } => {
+                f.write_str(outcome.as_str())?;
+                if *incomplete {
+                    f.write_str("!")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,22 +306,19 @@ impl RunRecord {
         }
     }
 
-    /// `running`, `unfinished` (its backstop is gone), or the outcome; `store` is the
-    /// store's directory, where a live run holds its lock.
-    pub fn state(&self, store: &Path) -> String {
+    /// Where the run stands. `live` tells whether its backstop still holds the run's
+    /// lock (`region::is_live`), asked only of a record that is not finished.
+    pub fn state(&self, live: impl FnOnce() -> bool) -> RunState {
         match (&self.status, &self.outcome) {
-            // A put-back that left paths behind is not hidden behind the outcome.
-            (Status::Finished, Some(o))
-                if self
+            (Status::Finished, Some(o)) => RunState::Finished {
+                outcome: o.outcome,
+                incomplete: self
                     .snapshot
                     .as_ref()
-                    .is_some_and(|s| !s.not_restored.is_empty()) =>
-            {
-                format!("{:?}!", o.outcome).to_lowercase()
-            }
-            (Status::Finished, Some(o)) => format!("{:?}", o.outcome).to_lowercase(),
-            _ if is_live(store, &self.id) => "running".into(),
-            _ => "unfinished".into(),
+                    .is_some_and(|s| !s.not_restored.is_empty()),
+            },
+            _ if live() => RunState::Running,
+            _ => RunState::Unfinished,
         }
     }
 }
@@ -276,15 +358,19 @@ impl RunRecord {
     }
 }
 
-/// Whether run `id` is in progress: its backstop holds the run's lock in the store.
-/// Not the record's pid, which another process may have been given since.
-pub fn is_live(store: &Path, id: &str) -> bool {
-    crate::snapshot::region::is_live(store, id)
+/// Where a [`RecordWriter`] keeps the record (the store's run records): this module
+/// knows records, not where they are kept.
+pub trait RecordStore {
+    /// Writes the record, replacing the one of the same id atomically.
+    fn write(&self, record: &RunRecord) -> anyhow::Result<()>;
+    /// Reads the record of run `id`, changes it, and writes it back.
+    fn update_record(&self, id: &str, change: &mut dyn FnMut(&mut RunRecord))
+    -> anyhow::Result<()>;
 }
 
 /// Keeps the run's record in the store up to date as events arrive.
 pub struct RecordWriter<'a> {
-    store: &'a TreeStore,
+    store: &'a dyn RecordStore,
     pub record: RunRecord,
     /// The first error writing the record; reported once, at the end.
     pub error: Option<anyhow::Error>,
@@ -292,7 +378,7 @@ pub struct RecordWriter<'a> {
 
 impl<'a> RecordWriter<'a> {
     /// Writes the record of a run that is starting; failure here stops the run.
-    pub fn start(store: &'a TreeStore, record: RunRecord) -> anyhow::Result<Self> {
+    pub fn start(store: &'a dyn RecordStore, record: RunRecord) -> anyhow::Result<Self> {
         store.write(&record)?;
         Ok(RecordWriter {
             store,
@@ -334,9 +420,9 @@ impl<'a> RecordWriter<'a> {
 }
 
 /// A finished run's record, on disk: the proof a put-back that writes its result
-/// into the record may start ([`crate::rollback::RunTree::roll_back`] asks for it).
+/// into the record may start ([`crate::rollback::RunSnapshots::roll_back`] asks for it).
 pub struct Recorded<'a> {
-    store: &'a TreeStore,
+    store: &'a dyn RecordStore,
     id: String,
     /// The first error writing the record while the writer had it.
     pub error: Option<anyhow::Error>,
@@ -345,7 +431,12 @@ pub struct Recorded<'a> {
 impl Recorded<'_> {
     /// Changes the record on disk; best effort (the record is whole without it).
     pub fn update(&self, change: impl FnOnce(&mut RunRecord)) {
-        let _ = self.store.update(&self.id, change);
+        let mut once = Some(change);
+        let _ = self.store.update_record(&self.id, &mut |r| {
+            if let Some(change) = once.take() {
+                change(r);
+            }
+        });
     }
 }
 
@@ -365,7 +456,7 @@ impl EventSink for RecordWriter<'_> {
                 if let Some(s) = self.record.snapshot.as_mut() {
                     s.restores.push(crate::record::Restore {
                         at: SystemTime::now(),
-                        action: "restore".into(),
+                        action: PutBack::Restore,
                         paths: *paths,
                         reason: "rollback.between_attempts: restore".into(),
                         not_restored: 0,
@@ -423,5 +514,43 @@ pub mod rfc3339 {
                 .map(|s| humantime::parse_rfc3339_weak(&s).map_err(serde::de::Error::custom))
                 .transpose()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Outcome;
+
+    #[test]
+    fn put_backs_read_and_write_as_older_records_have_them() {
+        for (action, name) in [
+            (PutBack::Rollback, "rollback"),
+            (PutBack::Restore, "restore"),
+            (PutBack::Undo, "undo"),
+            (PutBack::Redo, "redo"),
+        ] {
+            let json = format!("\"{name}\"");
+            assert_eq!(serde_json::to_string(&action).ok(), Some(json.clone()));
+            assert_eq!(serde_json::from_str::<PutBack>(&json).ok(), Some(action));
+            assert_eq!(action.to_string(), name);
+        }
+    }
+
+    #[test]
+    fn run_states_print_as_the_records_json_names_them() {
+        let finished = |outcome, incomplete| RunState::Finished {
+            outcome,
+            incomplete,
+        };
+        assert_eq!(RunState::Running.to_string(), "running");
+        assert_eq!(RunState::Unfinished.to_string(), "unfinished");
+        assert_eq!(finished(Outcome::Failed, false).to_string(), "failed");
+        assert_eq!(finished(Outcome::Succeeded, true).to_string(), "succeeded!");
+        // One spelling: `runs` and `show` say what the record's JSON says.
+        assert_eq!(
+            finished(Outcome::OutputClosed, false).to_string(),
+            "output_closed"
+        );
     }
 }

@@ -9,14 +9,14 @@ use anyhow::{Context, Result};
 use crate::engine::Checkpoint;
 use crate::names::Name;
 use crate::policy::{Ignored, Policy};
-use crate::record::{ChangeInfo, Recorded, SnapshotInfo, TreeState};
+use crate::record::{ChangeInfo, PutBack, Recorded, SnapshotInfo, TreeState};
 use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff};
 use crate::snapshot::journal::{Journal, to_hex};
-use crate::snapshot::lock::TreeLock;
+use crate::snapshot::lock::ObjectsHold;
 use crate::snapshot::manifest::{Manifest, hex};
 use crate::snapshot::scope::{RootId, Scope};
-use crate::snapshot::tree::{Tree, display_path};
+use crate::snapshot::snapshots::{Snapshots, display_path};
 
 /// The scope a policy gives, for a run started in `cwd` with its store at `store_dir`.
 pub fn scope_for(policy: &Policy, cwd: &Path, store_dir: &Path) -> Result<Scope> {
@@ -25,7 +25,7 @@ pub fn scope_for(policy: &Policy, cwd: &Path, store_dir: &Path) -> Result<Scope>
     // is rolled back there too, and runs are listed under that root already.
     let root = match &s.root {
         Some(r) => cwd.join(r),
-        None => crate::store::tree_root(cwd),
+        None => crate::store::repo_root(cwd),
     };
     let root = root.canonicalize().with_context(|| {
         format!(
@@ -74,9 +74,10 @@ pub fn scope_of(info: &SnapshotInfo, store_dir: &Path) -> Scope {
     }
 }
 
-/// A run's tree: what it was before, and the means to put it back.
-pub struct RunTree<'a> {
-    pub tree: Tree<'a>,
+/// A run's snapshots: the tree before it (and at its last checkpoint), and the means
+/// to put it back.
+pub struct RunSnapshots<'a> {
+    pub tree: Snapshots<'a>,
     /// The checkpoint attempts and a failed step go back to.
     pub before: Arc<Manifest>,
     pub before_id: String,
@@ -85,8 +86,8 @@ pub struct RunTree<'a> {
     pub start_id: String,
     pub run_id: String,
     /// A shared hold on the objects, from a snapshot until the record names it
-    /// ([`RunTree::recorded`]): gc cannot sweep a manifest nothing names yet.
-    pending: Option<TreeLock>,
+    /// ([`RunSnapshots::recorded`]): gc cannot sweep a manifest nothing names yet.
+    pending: Option<ObjectsHold>,
     /// The root's permission bits when the run started (the manifest holds only what
     /// is under the root).
     root_mode: u32,
@@ -215,10 +216,13 @@ impl Plan {
     }
 }
 
-impl<'a> RunTree<'a> {
+impl<'a> RunSnapshots<'a> {
     /// Takes the snapshot before the run and fixes its scope (root identity, ignore
     /// rules) for every later walk. An error here means the command must not run.
-    pub fn start(mut tree: Tree<'a>, run_id: &str) -> Result<(RunTree<'a>, SnapshotInfo)> {
+    pub fn start(
+        mut tree: Snapshots<'a>,
+        run_id: &str,
+    ) -> Result<(RunSnapshots<'a>, SnapshotInfo)> {
         let identity = RootId::of(&tree.scope.root)?;
         let root_mode = {
             use std::os::unix::fs::MetadataExt;
@@ -231,7 +235,7 @@ impl<'a> RunTree<'a> {
         let hold = tree.hold_objects()?;
         let mut taken = tree.snapshot()?;
         let rules = match taken.rules.take() {
-            Some(rules) => Some(tree.fix_rules(rules)?),
+            Some(rules) => Some(tree.fix_rules(rules, &hold)?),
             None => None,
         };
         let scope = &tree.scope;
@@ -256,7 +260,7 @@ impl<'a> RunTree<'a> {
             late: Vec::new(),
         };
         let manifest = taken.manifest;
-        let run_tree = RunTree {
+        let run_tree = RunSnapshots {
             before_id: hex(&taken.id),
             start_id: hex(&taken.id),
             start: Arc::clone(&manifest),
@@ -379,7 +383,7 @@ impl<'a> RunTree<'a> {
     /// Makes readable again the root and the directories of `base` that the run made
     /// unreadable (`chmod 000 d`), so the walk before a put-back sees what they hold:
     /// each is an op of the put-back (its mode changed), which gives it its mode back;
-    /// the root's mode is given back by [`RunTree::restore_root_mode`].
+    /// the root's mode is given back by [`RunSnapshots::restore_root_mode`].
     fn open_for_walk(&self, base: &Manifest) {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let dirs = std::iter::once(Vec::new()).chain(
@@ -467,7 +471,7 @@ impl<'a> RunTree<'a> {
         reason: &str,
         _recorded: &Recorded,
     ) -> Result<Report> {
-        self.put_back(plan, to_start, "rollback", Some(then), reason)
+        self.put_back(plan, to_start, PutBack::Rollback, Some(then), reason)
     }
 
     /// Puts `plan`'s paths back to the last checkpoint (`to_start`: to the start of
@@ -476,7 +480,7 @@ impl<'a> RunTree<'a> {
         &self,
         plan: &Plan,
         to_start: bool,
-        action: &str,
+        action: PutBack,
         then: Option<TreeState>,
         reason: &str,
     ) -> Result<Report> {
@@ -491,7 +495,7 @@ impl<'a> RunTree<'a> {
     }
 
     /// A new checkpoint: the tree as it is now (before the next step). Returns its
-    /// manifest's id, which the run must record before calling [`RunTree::recorded`].
+    /// manifest's id, which the run must record before calling [`RunSnapshots::recorded`].
     pub fn checkpoint(&mut self) -> Result<String> {
         self.check_root()?;
         let hold = self.tree.hold_objects()?;
@@ -509,7 +513,7 @@ impl<'a> RunTree<'a> {
     }
 }
 
-impl Checkpoint for RunTree<'_> {
+impl Checkpoint for RunSnapshots<'_> {
     fn restore(&mut self) -> Result<usize> {
         // Between attempts the command is still the run's: nothing is anyone else's.
         let plan = self.plan(false, None);
@@ -519,7 +523,7 @@ impl Checkpoint for RunTree<'_> {
         let report = self.put_back(
             &plan,
             false,
-            "restore",
+            PutBack::Restore,
             None,
             "rollback.between_attempts: restore",
         )?;

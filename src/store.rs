@@ -1,9 +1,10 @@
-//! The store: where run records live, outside the working tree.
+//! The store: where run records, snapshots and journals live, outside the working tree.
 //!
 //! `$BACKSTOP_HOME` (or `--store`), else `$XDG_STATE_HOME/backstop`, else
-//! `~/.local/state/backstop`. Each working tree has a directory of its own, named by a
-//! hash of its root path: `trees/<key>/runs/<id>.json`. Every file is written to a
-//! temporary file beside it, then renamed over: a reader never sees half a file.
+//! `~/.local/state/backstop`. Each repository has a directory of its own, named by a
+//! hash of its root path: `trees/<key>/runs/<id>.json` (the whole layout: `layout.rs`).
+//! Every file is written to a temporary file beside it, then renamed over: a reader
+//! never sees half a file.
 
 use std::fs;
 use std::io::Write;
@@ -11,8 +12,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::error::UserError;
-use crate::record::RunRecord;
+pub mod layout;
+mod run_records;
+
+pub use run_records::{Damaged, Listing, RunRecords};
 
 pub struct Store {
     dir: PathBuf,
@@ -47,243 +50,19 @@ impl Store {
         &self.dir
     }
 
-    /// The part of the store for the working tree at `root`.
-    pub fn tree(&self, root: &Path) -> TreeStore {
-        let key = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
-        let dir = self.dir.join("trees").join(&key.as_str()[..16]);
-        TreeStore {
-            dir,
-            root: root.to_path_buf(),
-        }
+    /// The run records of the repository at `root`.
+    pub fn records(&self, root: &Path) -> RunRecords {
+        RunRecords::open(&layout::records_dir(&self.dir, root), root)
     }
 }
 
-/// The root of the working tree containing `dir`: the nearest ancestor holding
-/// `.git`, else `dir` itself.
-pub fn tree_root(dir: &Path) -> PathBuf {
+/// The root of the repository containing `dir`: the nearest ancestor holding `.git`,
+/// else `dir` itself. Its run records are the history `runs`, `undo` and `gc` read.
+pub fn repo_root(dir: &Path) -> PathBuf {
     dir.ancestors()
         .find(|d| d.join(".git").exists())
         .unwrap_or(dir)
         .to_path_buf()
-}
-
-pub struct TreeStore {
-    dir: PathBuf,
-    root: PathBuf,
-}
-
-/// Where the intent journal of a put-back in the scope `root` lives: one per scope
-/// root, store-wide (`journals/<key>.json`), so runs in disjoint directories never
-/// share one, and a command can find the journals of every directory inside its own.
-pub fn journal_path(store: &Path, root: &Path) -> PathBuf {
-    let key = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
-    journals_dir(store).join(format!("{}.json", &key.as_str()[..16]))
-}
-
-pub fn journals_dir(store: &Path) -> PathBuf {
-    store.join("journals")
-}
-
-impl TreeStore {
-    /// The tree store at `dir` (as a journal names it), for the tree at `root`.
-    pub fn open(dir: &Path, root: &Path) -> TreeStore {
-        TreeStore {
-            dir: dir.to_path_buf(),
-            root: root.to_path_buf(),
-        }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Whether a record of run `id` is here.
-    pub fn contains(&self, id: &str) -> bool {
-        self.runs_dir().join(format!("{id}.json")).exists()
-    }
-
-    /// Reads a run's record, changes it, and writes it back atomically.
-    pub fn update(&self, id: &str, change: impl FnOnce(&mut RunRecord)) -> Result<()> {
-        let path = self.runs_dir().join(format!("{id}.json"));
-        let mut record =
-            read_record(&path).with_context(|| format!("cannot read the record of run {id}"))?;
-        change(&mut record);
-        self.write(&record)
-    }
-
-    fn runs_dir(&self) -> PathBuf {
-        self.dir.join("runs")
-    }
-
-    /// Writes a run's record atomically.
-    pub fn write(&self, record: &RunRecord) -> Result<()> {
-        let runs = self.runs_dir();
-        if !runs.is_dir() {
-            fs::create_dir_all(&runs)
-                .with_context(|| format!("cannot create the store at {}", runs.display()))?;
-            let mut json = serde_json::to_vec_pretty(
-                &serde_json::json!({ "root": crate::names::Name::from(self.root.as_path()) }),
-            )?;
-            json.push(b'\n');
-            write_atomic(&self.dir.join("tree.json"), &json, Durability::Atomic)?;
-        }
-        let mut json = serde_json::to_vec_pretty(record)?;
-        json.push(b'\n');
-        // A record is rewritten several times a run: renaming over is enough to
-        // survive a killed process; fsync here would double the wrapper's overhead.
-        write_atomic(
-            &runs.join(format!("{}.json", record.id)),
-            &json,
-            Durability::Atomic,
-        )
-    }
-
-    /// Deletes a run's record.
-    pub fn remove(&self, id: &str) -> Result<()> {
-        fs::remove_file(self.runs_dir().join(format!("{id}.json")))
-            .with_context(|| format!("cannot remove the record of run {id}"))
-    }
-
-    /// Every readable record, newest first. (Damaged ones: [`TreeStore::listing`].)
-    pub fn list(&self) -> Result<Vec<RunRecord>> {
-        Ok(self.listing()?.records)
-    }
-
-    /// Every record file: the readable ones newest first, and the damaged ones.
-    pub fn listing(&self) -> Result<Listing> {
-        self.records(|_| true)
-    }
-
-    /// Where a put-back writes its intent journal (one per tree at a time).
-    pub fn journal_path(&self) -> PathBuf {
-        self.dir.join("journal.json")
-    }
-
-    /// The record files whose id passes `keep`, newest first; only those are read.
-    /// One that cannot be read is returned as [`Damaged`], never left out: a history
-    /// that silently loses its newest run would make `undo` revert an older one.
-    fn records(&self, keep: impl Fn(&str) -> bool) -> Result<Listing> {
-        let mut out = Listing::default();
-        let dir = self.runs_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot read the store at {}", dir.display()));
-            }
-        };
-        for entry in entries {
-            let path = entry
-                .with_context(|| format!("cannot read the store at {}", dir.display()))?
-                .path();
-            let id = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_string();
-            if path.extension().is_none_or(|x| x != "json") || !keep(&id) {
-                continue;
-            }
-            match read_record(&path) {
-                Ok(record) => out.records.push(record),
-                Err(e) => out.damaged.push(Damaged {
-                    modified: fs::metadata(&path).and_then(|m| m.modified()).ok(),
-                    id,
-                    file: path,
-                    error: format!("{e:#}"),
-                }),
-            }
-        }
-        out.records.sort_by(|a, b| {
-            b.started_at
-                .cmp(&a.started_at)
-                .then_with(|| b.id.cmp(&a.id))
-        });
-        out.damaged
-            .sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| b.id.cmp(&a.id)));
-        Ok(out)
-    }
-
-    /// The run whose id starts with `prefix`, which must be unique.
-    pub fn find(&self, prefix: &str) -> Result<RunRecord> {
-        let prefix = prefix.trim();
-        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(UserError::UnknownRun(prefix.to_string()).into());
-        }
-        let Listing {
-            mut records,
-            mut damaged,
-        } = self.records(|id| id.starts_with(prefix))?;
-        match (records.len(), damaged.len()) {
-            (0, 0) => Err(UserError::UnknownRun(prefix.to_string()).into()),
-            (1, 0) => Ok(records.remove(0)),
-            (0, 1) => {
-                let d = damaged.remove(0);
-                Err(UserError::DamagedRecord {
-                    id: d.id,
-                    file: d.file,
-                    error: d.error,
-                }
-                .into())
-            }
-            _ => Err(UserError::AmbiguousRun {
-                prefix: prefix.to_string(),
-                candidates: records
-                    .into_iter()
-                    .map(|r| r.id)
-                    .chain(damaged.into_iter().map(|d| format!("{} (damaged)", d.id)))
-                    .collect(),
-            }
-            .into()),
-        }
-    }
-}
-
-/// What a tree's `runs/` directory holds.
-#[derive(Default)]
-pub struct Listing {
-    /// The readable records, newest first.
-    pub records: Vec<RunRecord>,
-    /// The record files that cannot be read, most recently written first.
-    pub damaged: Vec<Damaged>,
-}
-
-impl Listing {
-    /// The damaged record files that may belong to a run later than `run` (all of
-    /// them without one): written since it started, or of unknown age.
-    pub fn damaged_since<'a>(
-        &'a self,
-        run: Option<&RunRecord>,
-    ) -> impl Iterator<Item = &'a Damaged> {
-        let started = run.map(|r| r.started_at);
-        self.damaged
-            .iter()
-            .filter(move |d| match (started, d.modified) {
-                (Some(s), Some(m)) => m >= s,
-                _ => true,
-            })
-    }
-}
-
-/// A record file that is there but is not a readable record.
-pub struct Damaged {
-    /// The file's name without `.json`: the run id it was written for.
-    pub id: String,
-    pub file: PathBuf,
-    pub error: String,
-    /// When it was last written. A record is first written when its run starts, so
-    /// a damaged file last written before a run started belongs to an older run.
-    pub modified: Option<std::time::SystemTime>,
-}
-
-fn read_record(path: &Path) -> Result<RunRecord> {
-    let bytes = fs::read(path)?;
-    Ok(serde_json::from_slice(&bytes)?)
 }
 
 /// How hard [`write_atomic`] works to keep a file.
@@ -302,7 +81,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(layout::TMP_PREFIX)
         .tempfile_in(dir)
         .with_context(|| format!("cannot write to the store at {}", dir.display()))?;
     tmp.write_all(bytes)

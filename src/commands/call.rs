@@ -15,7 +15,7 @@ use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{RecordWriter, RunRecord};
 use crate::reporter::Reporter;
 use crate::settings::StreamWhen;
-use crate::store::{Store, new_run_id, tree_root};
+use crate::store::{Store, new_run_id, repo_root};
 
 pub struct CallArgs<'a> {
     pub policy: &'a PolicyChoice,
@@ -65,9 +65,9 @@ pub fn call(args: &CallArgs) -> Result<u8> {
     prompt.system = args.system.map(String::from);
 
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let root = tree_root(&cwd);
+    let root = repo_root(&cwd);
     let store = Store::locate(args.store.clone())?;
-    let tree_store = store.tree(&root);
+    let tree_store = store.records(&root);
     let id = new_run_id();
     let record = RunRecord::new(&id, root, cwd, vec!["call".into(), model.clone()], &policy);
     let mut writer = RecordWriter::start(&tree_store, record)

@@ -56,7 +56,7 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
             keep,
             older_than,
             no_wait,
-        } => super::history::gc(store, *keep, *older_than, wait(*no_wait), settings.quiet),
+        } => super::gc::gc(store, *keep, *older_than, wait(*no_wait), settings.quiet),
         Command::Snapshot { policy, json } => {
             super::snapshot::snapshot(store, policy, *json, settings.quiet)
         }

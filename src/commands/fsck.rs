@@ -30,14 +30,14 @@ use serde_json::json;
 
 use crate::exit_code::{STORE_DAMAGED, SUCCESS};
 use crate::names::Name;
-use crate::record::RunRecord;
+use crate::record::{Moment, RunRecord};
 use crate::snapshot::journal::Journal;
-use crate::snapshot::lock::{TreeLock, Wait};
+use crate::snapshot::lock::{ObjectsExclusive, ObjectsHold, Wait};
 use crate::snapshot::manifest::{Hash, Manifest, hex, parse_hex};
 use crate::snapshot::objects::{Check, Objects};
 use crate::snapshot::scope::{Ancestors, ancestors};
-use crate::snapshot::tree::display_path;
-use crate::store::Store;
+use crate::snapshot::snapshots::display_path;
+use crate::store::{Store, layout};
 
 /// How many affected paths a line names before it says how many more.
 const NAMED: usize = 10;
@@ -130,15 +130,15 @@ pub fn fsck(store: Option<PathBuf>, repair: bool, json: bool, quiet: bool) -> Re
     let mut checks = check_all(&objects, &hashes);
 
     // 2. The rest under objects.lock: shared to look, exclusive to repair.
-    let lock_path = dir.join("objects.lock");
-    let _lock = if repair {
-        TreeLock::take(&lock_path, Wait::Yes, |holder| {
+    let (_looking, to_repair) = if repair {
+        let exclusive = ObjectsExclusive::take(&dir, Wait::Yes, |holder| {
             if !quiet {
                 eprintln!("backstop: waiting for another backstop on the store ({holder})…");
             }
-        })?
+        })?;
+        (None, Some(exclusive))
     } else {
-        TreeLock::shared(&lock_path)?
+        (Some(ObjectsHold::take(&dir)?), None)
     };
     // What looked wrong may have been put right, or swept, since: look again.
     for (hash, check) in checks.iter_mut() {
@@ -149,8 +149,8 @@ pub fn fsck(store: Option<PathBuf>, repair: bool, json: bool, quiet: bool) -> Re
     let mut findings = examine(&dir, &objects, &mut checks)?;
 
     let mut repaired = Vec::new();
-    if repair {
-        repaired = repair_store(&dir, &objects, &findings)?;
+    if let Some(exclusive) = &to_repair {
+        repaired = repair_store(&dir, &objects, &findings, exclusive)?;
         // Say what is left, from a fresh look at what was wrong.
         for (hash, check) in checks.iter_mut() {
             if !matches!(check, Check::Sound) {
@@ -232,34 +232,7 @@ fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> 
             })
             .clone();
         let Some(manifest) = manifest else {
-            let what = match &n.source {
-                Source::Before { .. } => {
-                    format!(
-                        "can no longer be undone: its snapshot before the run (manifest {}) cannot be read",
-                        n.id
-                    )
-                }
-                Source::After { .. } => {
-                    format!(
-                        "can no longer be redone: its snapshot after the run (manifest {}) cannot be read",
-                        n.id
-                    )
-                }
-                Source::Checkpoint { .. } => format!(
-                    "a step of it can no longer go back to its checkpoint (manifest {}): it cannot be read",
-                    n.id
-                ),
-                Source::StatCache { file } => format!(
-                    "the stat cache {} names manifest {}, which cannot be read: the next snapshot reads every file again",
-                    file.display(),
-                    n.id
-                ),
-                Source::Journal { file } => format!(
-                    "the interrupted put-back in {} cannot be finished: its manifest {} cannot be read",
-                    file.display(),
-                    n.id
-                ),
-            };
+            let what = unreadable_effect(&n.source, &n.id);
             f.affected.push(Affected {
                 run: run_of(&n.source),
                 what,
@@ -303,25 +276,7 @@ fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> 
         let kinds: BTreeSet<&str> = hurt.iter().map(|(_, k)| *k).collect();
         let state = kinds.into_iter().collect::<Vec<_>>().join(" or ");
         let count = hurt.len();
-        let what = match &n.source {
-            Source::Before { .. } => format!(
-                "can no longer be undone: {count} file(s)' contents before the run are {state}"
-            ),
-            Source::After { .. } => format!(
-                "can no longer be redone: {count} file(s)' contents after the run are {state}"
-            ),
-            Source::Checkpoint { .. } => format!(
-                "a step of it can no longer go back to its checkpoint: {count} file(s)' contents are {state}"
-            ),
-            Source::StatCache { file } => format!(
-                "the stat cache {} vouches for {count} file(s) whose contents are {state}",
-                file.display()
-            ),
-            Source::Journal { file } => format!(
-                "the interrupted put-back in {} cannot restore {count} file(s): their contents are {state}",
-                file.display()
-            ),
-        };
+        let what = hurt_effect(&n.source, count, &state);
         f.affected.push(Affected {
             run: run_of(&n.source),
             what,
@@ -330,6 +285,61 @@ fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> 
     }
     f.manifests = loaded.len();
     Ok(f)
+}
+
+/// What a manifest that cannot be read costs, by who names it.
+fn unreadable_effect(source: &Source, id: &str) -> String {
+    match source {
+        Source::Before { .. } => {
+            format!(
+                "can no longer be undone: its snapshot before the run (manifest {}) cannot be read",
+                id
+            )
+        }
+        Source::After { .. } => {
+            format!(
+                "can no longer be redone: its snapshot after the run (manifest {}) cannot be read",
+                id
+            )
+        }
+        Source::Checkpoint { .. } => format!(
+            "a step of it can no longer go back to its checkpoint (manifest {}): it cannot be read",
+            id
+        ),
+        Source::StatCache { file } => format!(
+            "the stat cache {} names manifest {}, which cannot be read: the next snapshot reads every file again",
+            file.display(),
+            id
+        ),
+        Source::Journal { file } => format!(
+            "the interrupted put-back in {} cannot be finished: its manifest {} cannot be read",
+            file.display(),
+            id
+        ),
+    }
+}
+
+/// What `count` files whose contents are `state` cost, by who names their manifest.
+fn hurt_effect(source: &Source, count: usize, state: &str) -> String {
+    match source {
+        Source::Before { .. } => {
+            format!("can no longer be undone: {count} file(s)' contents before the run are {state}")
+        }
+        Source::After { .. } => {
+            format!("can no longer be redone: {count} file(s)' contents after the run are {state}")
+        }
+        Source::Checkpoint { .. } => format!(
+            "a step of it can no longer go back to its checkpoint: {count} file(s)' contents are {state}"
+        ),
+        Source::StatCache { file } => format!(
+            "the stat cache {} vouches for {count} file(s) whose contents are {state}",
+            file.display()
+        ),
+        Source::Journal { file } => format!(
+            "the interrupted put-back in {} cannot restore {count} file(s): their contents are {state}",
+            file.display()
+        ),
+    }
 }
 
 fn run_of(source: &Source) -> Option<String> {
@@ -353,11 +363,12 @@ fn named_manifests(dir: &Path, f: &mut Findings) -> Result<Vec<Named>> {
     let mut named = Vec::new();
     let objects = Objects::new(dir);
     journals(dir, f, &mut named)?;
-    let trees = match std::fs::read_dir(dir.join("trees")) {
+    let trees_dir = layout::trees_dir(dir);
+    let trees = match std::fs::read_dir(&trees_dir) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(named),
         Err(e) => {
-            return Err(e).with_context(|| format!("cannot read {}", dir.join("trees").display()));
+            return Err(e).with_context(|| format!("cannot read {}", trees_dir.display()));
         }
     };
     // Stat caches are named by a hash of their scope root: the records say which
@@ -365,75 +376,22 @@ fn named_manifests(dir: &Path, f: &mut Findings) -> Result<Vec<Named>> {
     let mut statcaches = Vec::new();
     let mut roots = BTreeSet::new();
     for t in trees {
-        let t = t.with_context(|| format!("cannot read {}", dir.join("trees").display()))?;
+        let t = t.with_context(|| format!("cannot read {}", trees_dir.display()))?;
         let tdir = t.path();
-        if let Ok(bytes) = std::fs::read(tdir.join("tree.json"))
+        if let Ok(bytes) = std::fs::read(layout::tree_info_file(&tdir))
             && let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes)
             && let Some(root) = doc["root"].as_str()
         {
             roots.insert(PathBuf::from(root));
         }
-        let runs = tdir.join("runs");
+        let runs = layout::runs_dir(&tdir);
         for entry in std::fs::read_dir(&runs).into_iter().flatten() {
             let entry = entry.with_context(|| format!("cannot read {}", runs.display()))?;
             let path = entry.path();
-            if path.extension().is_none_or(|x| x != "json") {
+            if layout::record_id(&path).is_none() {
                 continue;
             }
-            f.records += 1;
-            let record = std::fs::read(&path)
-                .map_err(anyhow::Error::from)
-                .and_then(|b| Ok(serde_json::from_slice::<RunRecord>(&b)?));
-            match record {
-                Ok(r) => {
-                    if let Some(s) = r.snapshot {
-                        roots.insert(s.root.clone());
-                        let changed = s
-                            .after
-                            .is_some()
-                            .then(|| s.changes.iter().map(|c| c.path.clone()).collect());
-                        named.push(Named {
-                            id: s.before,
-                            root: Some(s.root.clone()),
-                            source: Source::Before { run: r.id.clone() },
-                            changed: changed.clone(),
-                        });
-                        for c in s.checkpoints {
-                            named.push(Named {
-                                id: c,
-                                root: Some(s.root.clone()),
-                                source: Source::Checkpoint { run: r.id.clone() },
-                                changed: None,
-                            });
-                        }
-                        if let Some(rules) = &s.rules {
-                            let sound = parse_hex(rules)
-                                .map(|h| matches!(objects.check(&h), Check::Sound))
-                                .unwrap_or(false);
-                            if !sound {
-                                f.affected.push(Affected {
-                                    run: Some(r.id.clone()),
-                                    what: format!(
-                                        "the ignore rules it started with (object {rules}) are missing or damaged: \
-                                         an undo after a crash of it would walk by today's rules"
-                                    ),
-                                    paths: Vec::new(),
-                                });
-                                f.bad_rules.push((path.clone(), rules.clone()));
-                            }
-                        }
-                        if let Some(after) = s.after {
-                            named.push(Named {
-                                id: after,
-                                root: Some(s.root),
-                                source: Source::After { run: r.id },
-                                changed,
-                            });
-                        }
-                    }
-                }
-                Err(e) => f.bad_records.push((path, format!("{e:#}"))),
-            }
+            note_record(path, &objects, f, &mut named, &mut roots);
         }
         for entry in
             std::fs::read_dir(&tdir).with_context(|| format!("cannot read {}", tdir.display()))?
@@ -441,27 +399,26 @@ fn named_manifests(dir: &Path, f: &mut Findings) -> Result<Vec<Named>> {
             let entry = entry.with_context(|| format!("cannot read {}", tdir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
-            if name == "journal.json" {
-                note_journal(path, f, &mut named);
-            } else if let Some(key) = name.strip_prefix("statcache-") {
-                f.statcaches += 1;
-                match std::fs::read_to_string(&path) {
-                    Ok(id) if parse_hex(id.trim()).is_ok() => {
-                        statcaches.push((key.to_string(), id.trim().to_string(), path))
+            match layout::TreeFile::of(&name) {
+                layout::TreeFile::LegacyJournal => note_journal(path, f, &mut named),
+                layout::TreeFile::StatCache(key) => {
+                    f.statcaches += 1;
+                    match std::fs::read_to_string(&path) {
+                        Ok(id) if parse_hex(id.trim()).is_ok() => {
+                            statcaches.push((key.to_string(), id.trim().to_string(), path))
+                        }
+                        Ok(_) => f
+                            .bad_statcaches
+                            .push((path, "it does not hold a manifest id".into())),
+                        Err(e) => f.bad_statcaches.push((path, crate::error::io_message(&e))),
                     }
-                    Ok(_) => f
-                        .bad_statcaches
-                        .push((path, "it does not hold a manifest id".into())),
-                    Err(e) => f.bad_statcaches.push((path, crate::error::io_message(&e))),
                 }
+                layout::TreeFile::RulesCache(_) | layout::TreeFile::Other => {}
             }
         }
     }
     for (key, id, file) in statcaches {
-        let root = roots
-            .iter()
-            .find(|r| blake3::hash(r.as_os_str().as_bytes()).to_hex().as_str()[..16] == key)
-            .cloned();
+        let root = roots.iter().find(|r| layout::key(r) == key).cloned();
         named.push(Named {
             id,
             root,
@@ -470,6 +427,64 @@ fn named_manifests(dir: &Path, f: &mut Findings) -> Result<Vec<Named>> {
         });
     }
     Ok(named)
+}
+
+/// A record: the manifests it names, its scope root (which names a stat cache), and
+/// whether its fixed ignore rules are sound; or damage.
+fn note_record(
+    path: PathBuf,
+    objects: &Objects,
+    f: &mut Findings,
+    named: &mut Vec<Named>,
+    roots: &mut BTreeSet<PathBuf>,
+) {
+    f.records += 1;
+    let record = std::fs::read(&path)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(serde_json::from_slice::<RunRecord>(&b)?));
+    let r = match record {
+        Ok(r) => r,
+        Err(e) => {
+            f.bad_records.push((path, format!("{e:#}")));
+            return;
+        }
+    };
+    let Some(s) = r.snapshot else { return };
+    roots.insert(s.root.clone());
+    let changed = s
+        .after
+        .is_some()
+        .then(|| s.changes.iter().map(|c| c.path.clone()).collect());
+    for (moment, id) in s.manifests() {
+        let run = r.id.clone();
+        let (source, changed) = match moment {
+            Moment::Before => (Source::Before { run }, changed.clone()),
+            Moment::Checkpoint => (Source::Checkpoint { run }, None),
+            Moment::After => (Source::After { run }, changed.clone()),
+        };
+        named.push(Named {
+            id: id.to_string(),
+            root: Some(s.root.clone()),
+            source,
+            changed,
+        });
+    }
+    if let Some(rules) = &s.rules {
+        let sound = parse_hex(rules)
+            .map(|h| matches!(objects.check(&h), Check::Sound))
+            .unwrap_or(false);
+        if !sound {
+            f.affected.push(Affected {
+                run: Some(r.id.clone()),
+                what: format!(
+                    "the ignore rules it started with (object {rules}) are missing or damaged: \
+                     an undo after a crash of it would walk by today's rules"
+                ),
+                paths: Vec::new(),
+            });
+            f.bad_rules.push((path.clone(), rules.clone()));
+        }
+    }
 }
 
 /// A journal: a put-back left half done (its target is needed), or damage.
@@ -494,7 +509,7 @@ fn note_journal(path: PathBuf, f: &mut Findings, named: &mut Vec<Named>) {
 
 /// The put-backs left half done, one journal per scope root (`<store>/journals/`).
 fn journals(dir: &Path, f: &mut Findings, named: &mut Vec<Named>) -> Result<()> {
-    let jdir = crate::store::journals_dir(dir);
+    let jdir = layout::journals_dir(dir);
     let entries = match std::fs::read_dir(&jdir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -504,10 +519,7 @@ fn journals(dir: &Path, f: &mut Findings, named: &mut Vec<Named>) -> Result<()> 
         let path = entry
             .with_context(|| format!("cannot read {}", jdir.display()))?
             .path();
-        let hidden = path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-        if hidden || path.extension().is_none_or(|x| x != "json") {
+        if !layout::is_journal_file(&path) {
             continue;
         }
         note_journal(path, f, named);
@@ -517,7 +529,40 @@ fn journals(dir: &Path, f: &mut Findings, named: &mut Vec<Named>) -> Result<()> 
 
 /// Quarantines damaged objects, re-creates what a fresh read can, drops unreadable
 /// stat caches and leftover staging files. Returns what it did, one line each.
-fn repair_store(dir: &Path, objects: &Objects, f: &Findings) -> Result<Vec<String>> {
+fn repair_store(
+    dir: &Path,
+    objects: &Objects,
+    f: &Findings,
+    _: &ObjectsExclusive,
+) -> Result<Vec<String>> {
+    let mut done = clear_away(objects, f)?;
+    let wanted: BTreeSet<Hash> = f
+        .damaged
+        .iter()
+        .chain(&f.missing)
+        .chain(&f.dangling)
+        .copied()
+        .collect();
+    if wanted.is_empty() {
+        return Ok(done);
+    }
+    let mut scratch = Findings::default();
+    let named = named_manifests(dir, &mut scratch)?;
+    let candidates = candidates(objects, &named, &wanted);
+    done.extend(recreate(objects, &wanted, &candidates));
+    // A stat cache that still names what is gone is dropped: it only saves reading
+    // files, and the next snapshot of its tree reads them all instead.
+    let still_bad: BTreeSet<Hash> = wanted
+        .into_iter()
+        .filter(|h| !matches!(objects.check(h), Check::Sound))
+        .collect();
+    done.extend(drop_stale_statcaches(objects, &named, &still_bad));
+    Ok(done)
+}
+
+/// Leftover staging files, damaged objects (to the quarantine) and unreadable stat
+/// caches, out of the way.
+fn clear_away(objects: &Objects, f: &Findings) -> Result<Vec<String>> {
     let mut done = Vec::new();
     // Nothing stages while the exclusive lock is held: what is in tmp/ is left over.
     for path in &f.staging {
@@ -544,20 +589,16 @@ fn repair_store(dir: &Path, objects: &Objects, f: &Findings) -> Result<Vec<Strin
             ));
         }
     }
-    // Candidate files for each object wanted: every path a readable manifest with a
-    // known root gives that content.
-    let wanted: BTreeSet<Hash> = f
-        .damaged
-        .iter()
-        .chain(&f.missing)
-        .chain(&f.dangling)
-        .copied()
-        .collect();
-    if wanted.is_empty() {
-        return Ok(done);
-    }
-    let mut scratch = Findings::default();
-    let named = named_manifests(dir, &mut scratch)?;
+    Ok(done)
+}
+
+/// Candidate files for each object wanted: every path a readable manifest with a
+/// known root gives that content.
+fn candidates(
+    objects: &Objects,
+    named: &[Named],
+    wanted: &BTreeSet<Hash>,
+) -> HashMap<Hash, Vec<(PathBuf, Vec<u8>)>> {
     let mut candidates: HashMap<Hash, Vec<(PathBuf, Vec<u8>)>> = HashMap::new();
     let mut seen = BTreeSet::new();
     // Stat caches first: they are the newest look at each tree.
@@ -580,7 +621,17 @@ fn repair_store(dir: &Path, objects: &Objects, f: &Findings) -> Result<Vec<Strin
             }
         }
     }
-    for hash in &wanted {
+    candidates
+}
+
+/// Each wanted object from the first candidate file that still holds its content.
+fn recreate(
+    objects: &Objects,
+    wanted: &BTreeSet<Hash>,
+    candidates: &HashMap<Hash, Vec<(PathBuf, Vec<u8>)>>,
+) -> Vec<String> {
+    let mut done = Vec::new();
+    for hash in wanted {
         let mut fixed = None;
         for (root, rel) in candidates.get(hash).into_iter().flatten() {
             // Never through a symlinked directory: the file must be in the tree.
@@ -601,13 +652,13 @@ fn repair_store(dir: &Path, objects: &Objects, f: &Findings) -> Result<Vec<Strin
             ));
         }
     }
-    // A stat cache that still names what is gone is dropped: it only saves reading
-    // files, and the next snapshot of its tree reads them all instead.
-    let still_bad: BTreeSet<Hash> = wanted
-        .into_iter()
-        .filter(|h| !matches!(objects.check(h), Check::Sound))
-        .collect();
-    for n in &named {
+    done
+}
+
+/// Removes the stat caches that name contents in `gone`.
+fn drop_stale_statcaches(objects: &Objects, named: &[Named], gone: &BTreeSet<Hash>) -> Vec<String> {
+    let mut done = Vec::new();
+    for n in named {
         let Source::StatCache { file } = &n.source else {
             continue;
         };
@@ -615,7 +666,7 @@ fn repair_store(dir: &Path, objects: &Objects, f: &Findings) -> Result<Vec<Strin
             m.entries
                 .iter()
                 .filter_map(|e| e.hash())
-                .any(|h| still_bad.contains(h))
+                .any(|h| gone.contains(h))
         });
         if stale && std::fs::remove_file(file).is_ok() {
             done.push(format!(
@@ -624,7 +675,7 @@ fn repair_store(dir: &Path, objects: &Objects, f: &Findings) -> Result<Vec<Strin
             ));
         }
     }
-    Ok(done)
+    done
 }
 
 fn listed(paths: &[String]) -> String {
@@ -642,49 +693,44 @@ fn listed(paths: &[String]) -> String {
 
 fn print(f: &Findings, repaired: &[String], repair: bool, json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    let affected: Vec<String> = f
-        .affected
-        .iter()
-        .map(|a| {
-            let head = match &a.run {
-                Some(run) => format!("run {run} {}", a.what),
-                None => a.what.clone(),
-            };
-            if a.paths.is_empty() {
-                head
-            } else {
-                format!("{head}: {}", listed(&a.paths))
-            }
-        })
-        .collect();
     if json {
-        let doc = json!({
-            "sound": f.sound(),
-            "checked": {
-                "objects": f.objects,
-                "manifests": f.manifests,
-                "records": f.records,
-                "journals": f.journals,
-                "statcaches": f.statcaches,
-            },
-            "damaged_objects": f.damaged.iter().map(hex).collect::<Vec<_>>(),
-            "missing_objects": f.missing.iter().map(hex).collect::<Vec<_>>(),
-            "unneeded_missing_objects": f.dangling.difference(&f.missing).map(hex).collect::<Vec<_>>(),
-            "unreadable_objects": f.unreadable.iter().map(|(h, why)| json!({"object": hex(h), "error": why})).collect::<Vec<_>>(),
-            "damaged_manifests": f.bad_manifests.iter().map(|(id, why)| json!({"manifest": id, "error": why})).collect::<Vec<_>>(),
-            "damaged_records": f.bad_records.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
-            "damaged_journals": f.bad_journals.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
-            "damaged_statcaches": f.bad_statcaches.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
-            "damaged_rules": f.bad_rules.iter().map(|(p, id)| json!({"record": Name::from(p.as_path()), "object": id})).collect::<Vec<_>>(),
-            "pending_journals": f.pending_journals.iter().map(|p| Name::from(p.as_path())).collect::<Vec<_>>(),
-            "staging_files": f.staging.iter().map(|p| Name::from(p.as_path())).collect::<Vec<_>>(),
-            "affected": f.affected.iter().map(|a| json!({"run": a.run, "what": a.what, "paths": a.paths})).collect::<Vec<_>>(),
-            "repaired": repaired,
-        });
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
-        return Ok(());
+        print_json(&mut out, f, repaired)
+    } else {
+        print_text(&mut out, f, repaired, repair)
     }
+}
+
+fn print_json(out: &mut impl Write, f: &Findings, repaired: &[String]) -> Result<()> {
+    let doc = json!({
+        "sound": f.sound(),
+        "checked": {
+            "objects": f.objects,
+            "manifests": f.manifests,
+            "records": f.records,
+            "journals": f.journals,
+            "statcaches": f.statcaches,
+        },
+        "damaged_objects": f.damaged.iter().map(hex).collect::<Vec<_>>(),
+        "missing_objects": f.missing.iter().map(hex).collect::<Vec<_>>(),
+        "unneeded_missing_objects": f.dangling.difference(&f.missing).map(hex).collect::<Vec<_>>(),
+        "unreadable_objects": f.unreadable.iter().map(|(h, why)| json!({"object": hex(h), "error": why})).collect::<Vec<_>>(),
+        "damaged_manifests": f.bad_manifests.iter().map(|(id, why)| json!({"manifest": id, "error": why})).collect::<Vec<_>>(),
+        "damaged_records": f.bad_records.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
+        "damaged_journals": f.bad_journals.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
+        "damaged_statcaches": f.bad_statcaches.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),
+        "damaged_rules": f.bad_rules.iter().map(|(p, id)| json!({"record": Name::from(p.as_path()), "object": id})).collect::<Vec<_>>(),
+        "pending_journals": f.pending_journals.iter().map(|p| Name::from(p.as_path())).collect::<Vec<_>>(),
+        "staging_files": f.staging.iter().map(|p| Name::from(p.as_path())).collect::<Vec<_>>(),
+        "affected": f.affected.iter().map(|a| json!({"run": a.run, "what": a.what, "paths": a.paths})).collect::<Vec<_>>(),
+        "repaired": repaired,
+    });
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// What is wrong, what it costs, and a summary line, for people.
+fn print_text(out: &mut impl Write, f: &Findings, repaired: &[String], repair: bool) -> Result<()> {
     for line in repaired {
         writeln!(out, "repaired: {line}")?;
     }
@@ -742,7 +788,17 @@ fn print(f: &Findings, repaired: &[String], repair: bool, json: bool) -> Result<
             f.staging.len()
         )?;
     }
-    for line in &affected {
+    for line in f.affected.iter().map(|a| {
+        let head = match &a.run {
+            Some(run) => format!("run {run} {}", a.what),
+            None => a.what.clone(),
+        };
+        if a.paths.is_empty() {
+            head
+        } else {
+            format!("{head}: {}", listed(&a.paths))
+        }
+    }) {
         writeln!(out, "{line}")?;
     }
     let summary = format!(

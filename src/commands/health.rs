@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::snapshot::journal::{Journal, JournalFile};
-use crate::store::{Damaged, TreeStore};
+use crate::store::layout;
+use crate::store::{Damaged, RunRecords};
 
 /// A put-back that a killed backstop left half done: the tree is between two states.
 pub struct Interrupted {
@@ -18,13 +19,12 @@ pub struct Interrupted {
 /// the journals in the store that name this tree's records or a root inside it (and
 /// the one-per-tree journal of backstop 0.1). A journal that cannot be read is listed
 /// too: nobody can tell whose it is.
-pub fn interrupted(store: &Path, tree: &TreeStore) -> Vec<Interrupted> {
-    let mut files = vec![tree.journal_path()];
-    if let Ok(entries) = std::fs::read_dir(crate::store::journals_dir(store)) {
+pub fn interrupted(store: &Path, tree: &RunRecords) -> Vec<Interrupted> {
+    let mut files = vec![layout::legacy_journal(tree.dir())];
+    if let Ok(entries) = std::fs::read_dir(layout::journals_dir(store)) {
         for e in entries.flatten() {
             let path = e.path();
-            let hidden = e.file_name().to_string_lossy().starts_with('.');
-            if path.extension().is_some_and(|x| x == "json") && !hidden {
+            if layout::is_journal_file(&path) {
                 files.push(path);
             }
         }

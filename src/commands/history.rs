@@ -1,25 +1,24 @@
-//! `backstop undo`, `backstop redo` and `backstop gc`.
+//! `backstop undo` and `backstop redo`.
 
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
 use crate::error::UserError;
 use crate::exit_code::SUCCESS;
 use crate::names::quote_path;
-use crate::record::{RunRecord, SnapshotInfo, TreeState, is_live};
+use crate::record::{PutBack, RunRecord, SnapshotInfo, TreeState};
 use crate::rollback::scope_of;
+use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff, select};
-use crate::snapshot::journal::{Journal, JournalFile, from_hex, to_hex};
-use crate::snapshot::lock::{TreeLock, Wait};
-use crate::snapshot::manifest::{Content, Entry, Kind, Manifest, parse_hex};
-use crate::snapshot::objects::Objects;
-use crate::snapshot::tree::{Tree, relative_paths};
-use crate::store::{Store, TreeStore, tree_root};
+use crate::snapshot::journal::{Journal, from_hex, to_hex};
+use crate::snapshot::lock::Wait;
+use crate::snapshot::manifest::{Content, Entry, Kind, Manifest};
+use crate::snapshot::snapshots::{Snapshots, relative_paths};
+use crate::store::{RunRecords, Store, repo_root};
 
 use super::{lock_region, lock_tree, recover, token};
 
@@ -44,8 +43,12 @@ pub struct Request<'a> {
 pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
-    let tree_store = store.tree(&tree_root(&cwd));
-    let verb = direction.verb();
+    let tree_store = store.records(&repo_root(&cwd));
+    let action = match direction {
+        Direction::Undo => PutBack::Undo,
+        Direction::Redo => PutBack::Redo,
+    };
+    let verb = action.as_str();
     let (record, paths) = pick(&tree_store, &cwd, verb, req.targets, req.paths, req.quiet)?;
     let info = snapshot_of(&record)?;
     // The region the run recorded (not the tree's root): nothing whose scope overlaps
@@ -62,7 +65,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         req.quiet,
     )?;
     let _lock = lock_tree(&tree_store, req.wait, req.quiet)?;
-    let mut tree = Tree::new(store.dir(), &tree_store, scope_of(&info, store.dir()));
+    let mut tree = Snapshots::new(store.dir(), &tree_store, scope_of(&info, store.dir()));
     let _objects = tree.hold_objects()?;
     recover(&tree, req.quiet)?;
     // Recovery, or the run itself (if it was still going), may have moved it on.
@@ -71,35 +74,14 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     let id = &record.id;
     refuse_by_state(direction, id, &info)?;
 
-    let sides = Sides::load(&mut tree, id, &info, req.quiet)?;
-    let undone = sides.undone(id, &info)?;
-    // Undo goes over the paths not undone yet, redo over the undone ones.
-    let candidates: Vec<Change> = sides
-        .all
-        .iter()
-        .filter(|c| undone.contains(&c.path) == (direction == Direction::Redo))
-        .cloned()
-        .collect();
+    let run = RunChanges::read(&mut tree, &info, id, req.quiet)?;
     let wanted = relative_paths(&info.root, &cwd, &paths)?;
-    if info.after.is_none() && wanted.is_empty() && !req.force && !candidates.is_empty() {
-        // Without the run's result, every difference from the state before it looks
-        // like the run's: put back blindly, later edits would be lost.
-        return Err(UserError::Unrecorded {
-            run: id.clone(),
-            why: info
-                .after_error
-                .clone()
-                .unwrap_or_else(|| "its backstop was killed before the run ended".to_string()),
-            paths: listed(&candidates),
-        }
-        .into());
-    }
-    let chosen = select(&candidates, &wanted);
-    if !wanted.is_empty() && chosen.is_empty() {
-        return Err(nothing_named(direction, id, &paths, &wanted, &undone, &sides.all).into());
-    }
-    let (from, to, to_id) = sides.for_direction(direction, &info);
-    let conflicts = conflicts(&tree, &chosen, from)?;
+    let chosen = choose(direction, id, &info, &run, &wanted, &paths, req.force)?;
+    let (from, to, to_id) = match direction {
+        Direction::Undo => (&run.after, &run.before, &info.before),
+        Direction::Redo => (&run.before, &run.after, &run.after_id),
+    };
+    let conflicts = changed_since(&tree, &chosen, from)?;
     if req.json {
         match print_json(id, verb, req.dry_run, &chosen, &conflicts, to) {
             // The reader of the plan went away (`| head`): the undo itself does not
@@ -127,7 +109,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     }
     if chosen.is_empty() {
         if !req.quiet {
-            if sides.all.is_empty() && undone.is_empty() {
+            if run.all.is_empty() && run.undone.is_empty() {
                 eprintln!("backstop: run {id} changed nothing in its scope; nothing to {verb}");
             } else {
                 eprintln!(
@@ -145,26 +127,12 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
             "backstop: warning: git HEAD moved since run {id} ({was} → {now}); {verb} puts files back, never .git"
         );
     }
-    let plan = PutBack {
-        direction,
-        id,
-        chosen: &chosen,
-        all: &sides.all,
-        undone: &undone,
-    };
-    plan.apply(&tree, to, to_id, req)
+    let (journal, reason) = run.journal(action, id, to_id, &chosen);
+    let report = tree.put_back(&journal, to, &reason)?;
+    Ok(tell(&report, verb, id, chosen.len(), req))
 }
 
-impl Direction {
-    fn verb(self) -> &'static str {
-        match self {
-            Direction::Undo => "undo",
-            Direction::Redo => "redo",
-        }
-    }
-}
-
-/// The run's snapshot, which undo and redo go by.
+/// The run's snapshot, without which there is nothing to go back to.
 fn snapshot_of(record: &RunRecord) -> Result<SnapshotInfo> {
     record.snapshot.clone().ok_or_else(|| {
         UserError::Refused(format!(
@@ -175,17 +143,19 @@ fn snapshot_of(record: &RunRecord) -> Result<SnapshotInfo> {
     })
 }
 
-/// The two sides of a run: the tree before it and after it, and its change set.
-struct Sides {
+/// A run's change set, from its two manifests (or, without the one after, from the
+/// tree now), and which of its paths are at their state before the run now.
+struct RunChanges {
     before: Arc<Manifest>,
-    /// The after-state's manifest id (empty when it was never recorded).
+    /// Empty when the run's result was never recorded.
     after_id: String,
     after: Arc<Manifest>,
     all: Vec<Change>,
+    undone: HashSet<Vec<u8>>,
 }
 
-impl Sides {
-    fn load(tree: &mut Tree, id: &str, info: &SnapshotInfo, quiet: bool) -> Result<Sides> {
+impl RunChanges {
+    fn read(tree: &mut Snapshots, info: &SnapshotInfo, id: &str, quiet: bool) -> Result<Self> {
         let before = tree.load(&info.before)?;
         // The run's fixed scope: what its rules left out is never destroyed by a
         // put-back (and, with no after-state, it is what the walk below goes by).
@@ -203,101 +173,158 @@ impl Sides {
                 );
             }
         }
-        Ok(match &info.after {
-            Some(a) => {
-                let after = tree.load(a)?;
-                let all = diff(&before, &after);
-                Sides {
-                    before,
-                    after_id: a.clone(),
-                    after,
-                    all,
-                }
-            }
-            None => {
-                // Only undo gets here (redo was refused). What the run left is
-                // unknown; the tree as it is now, walked by the rules the run started
-                // with, is only what undo would go over. Nothing of it is stored, and
-                // it is never recorded as the run's result: it holds any later edits.
-                let now = Arc::new(observe_now(tree, &before)?);
-                let all = diff(&before, &now);
-                Sides {
-                    before,
-                    after_id: String::new(),
-                    after: now,
-                    all,
-                }
-            }
-        })
-    }
-
-    /// Which of the run's paths are at their state before the run now: all of them
-    /// when undone, all but those it kept when rolled back, those a partial undo put
-    /// back when applied.
-    fn undone(&self, id: &str, info: &SnapshotInfo) -> Result<HashSet<Vec<u8>>> {
-        let listed = |list: &[String], what: &str| -> Result<HashSet<Vec<u8>>> {
-            list.iter()
-                .map(|h| from_hex(h))
-                .collect::<Result<_>>()
-                .with_context(|| format!("the record of run {id} lists a bad {what} path"))
+        let (after_id, after) = match &info.after {
+            Some(a) => (a.clone(), tree.load(a)?),
+            // Only undo gets here (redo was refused before). What the run left is
+            // unknown; the tree as it is now, walked by the rules the run started
+            // with, is only what undo would go over. Nothing of it is stored, and it
+            // is never recorded as the run's result: it holds any later edits too.
+            None => (String::new(), Arc::new(observe_now(tree, &before)?)),
         };
-        let every = self.all.iter().map(|c| c.path.clone());
-        Ok(match info.state {
-            TreeState::Undone => every.collect(),
-            // But for the paths the rollback left as they were (changed after the
-            // command had ended): those are still as the run (and whoever came after)
-            // left them.
-            TreeState::RolledBack => {
-                let late = listed(&info.late, "late")?;
-                every.filter(|p| !late.contains(p)).collect()
-            }
-            TreeState::Applied => listed(&info.undone, "undone")?,
+        let all = diff(&before, &after);
+        let undone = undone_now(info, &all, id)?;
+        Ok(RunChanges {
+            before,
+            after_id,
+            after,
+            all,
+            undone,
         })
     }
 
-    /// The state the chosen paths must be in now, the state they are put into, and
-    /// that state's manifest id.
-    fn for_direction<'s>(
-        &'s self,
-        direction: Direction,
-        info: &'s SnapshotInfo,
-    ) -> (&'s Manifest, &'s Manifest, &'s String) {
-        match direction {
-            Direction::Undo => (&self.after, &self.before, &info.before),
-            Direction::Redo => (&self.before, &self.after, &self.after_id),
+    /// The journal of putting `chosen` back, and the reason the record gives for it.
+    /// The undone paths once it is done are written with it, and the run's state:
+    /// `undone` when every path of the run is, `applied` otherwise (its changes are in
+    /// the tree, or some).
+    fn journal(
+        &self,
+        action: PutBack,
+        id: &str,
+        to_id: &str,
+        chosen: &[Change],
+    ) -> (Journal, String) {
+        let mut after_undone: std::collections::BTreeSet<Vec<u8>> =
+            self.undone.iter().cloned().collect();
+        for c in chosen {
+            match action {
+                PutBack::Redo => after_undone.remove(&c.path),
+                _ => after_undone.insert(c.path.clone()),
+            };
         }
+        let every: HashSet<&[u8]> = self
+            .all
+            .iter()
+            .map(|c| c.path.as_slice())
+            .chain(self.undone.iter().map(Vec::as_slice))
+            .collect();
+        let whole = every.iter().all(|p| after_undone.contains(*p));
+        let then = if whole {
+            TreeState::Undone
+        } else {
+            TreeState::Applied
+        };
+        let paths: Vec<Vec<u8>> = chosen.iter().map(|c| c.path.clone()).collect();
+        let reason = if paths.len() == every.len() {
+            format!("backstop {action}")
+        } else {
+            format!("backstop {action} of {} path(s)", paths.len())
+        };
+        let mut journal = Journal::new(id, action, to_id, &paths, Some(then));
+        journal.undone = Some(after_undone.iter().map(|p| to_hex(p)).collect());
+        (journal, reason)
     }
 }
 
-/// The refusal when paths were named but none is on the side this goes from.
-fn nothing_named(
-    direction: Direction,
-    id: &str,
-    paths: &[PathBuf],
-    wanted: &[Vec<u8>],
-    undone: &HashSet<Vec<u8>>,
-    all: &[Change],
-) -> UserError {
-    let names: Vec<String> = paths.iter().map(|p| crate::names::quote_path(p)).collect();
-    let names = names.join(", ");
-    let named_undone = wanted.iter().any(|w| {
-        undone
-            .iter()
-            .any(|u| u == w || (u.starts_with(w) && u.get(w.len()) == Some(&b'/')))
-    });
-    UserError::Refused(match direction {
-        Direction::Undo if named_undone => format!(
-            "run {id}'s changes to {names} are undone already; `backstop redo {id} -- {names}` re-applies them"
-        ),
-        Direction::Redo if !select(all, wanted).is_empty() => {
-            format!("run {id}'s changes to {names} are not undone: they are in the tree already")
+/// Which of the run's paths are at their state before the run now: all of them when
+/// undone or rolled back, those a partial undo put back when applied.
+fn undone_now(info: &SnapshotInfo, all: &[Change], id: &str) -> Result<HashSet<Vec<u8>>> {
+    Ok(match info.state {
+        TreeState::Undone => all.iter().map(|c| c.path.clone()).collect(),
+        // But for the paths the rollback left as they were (changed after the command
+        // had ended): those are still as the run (and whoever came after) left them.
+        TreeState::RolledBack => {
+            let late: HashSet<Vec<u8>> = info
+                .late
+                .iter()
+                .map(|h| from_hex(h))
+                .collect::<Result<_>>()
+                .with_context(|| format!("the record of run {id} lists a bad late path"))?;
+            all.iter()
+                .map(|c| c.path.clone())
+                .filter(|p| !late.contains(p))
+                .collect()
         }
-        _ => format!("run {id} did not change {names}"),
+        TreeState::Applied => info
+            .undone
+            .iter()
+            .map(|h| from_hex(h))
+            .collect::<Result<_>>()
+            .with_context(|| format!("the record of run {id} lists a bad undone path"))?,
     })
 }
 
-/// The chosen paths that changed again since (someone's later work), named.
-fn conflicts(tree: &Tree, chosen: &[&Change], from: &Manifest) -> Result<Vec<crate::names::Name>> {
+/// The changes to put back: undo goes over the paths not undone yet, redo over the
+/// undone ones; of those, the ones under `wanted` when paths were named. Refuses a
+/// blind undo of a run whose result was never recorded, and paths that name nothing
+/// to do, saying why.
+fn choose(
+    direction: Direction,
+    id: &str,
+    info: &SnapshotInfo,
+    run: &RunChanges,
+    wanted: &[Vec<u8>],
+    named: &[PathBuf],
+    force: bool,
+) -> Result<Vec<Change>> {
+    let candidates: Vec<Change> = run
+        .all
+        .iter()
+        .filter(|c| run.undone.contains(&c.path) == (direction == Direction::Redo))
+        .cloned()
+        .collect();
+    if info.after.is_none() && wanted.is_empty() && !force && !candidates.is_empty() {
+        // Without the run's result, every difference from the state before it looks
+        // like the run's: put back blindly, later edits would be lost.
+        return Err(UserError::Unrecorded {
+            run: id.to_string(),
+            why: info
+                .after_error
+                .clone()
+                .unwrap_or_else(|| "its backstop was killed before the run ended".to_string()),
+            paths: listed(&candidates),
+        }
+        .into());
+    }
+    let chosen = select(&candidates, wanted);
+    if !wanted.is_empty() && chosen.is_empty() {
+        let names: Vec<String> = named.iter().map(|p| crate::names::quote_path(p)).collect();
+        let names = names.join(", ");
+        let named_undone = wanted.iter().any(|w| {
+            run.undone
+                .iter()
+                .any(|u| u == w || (u.starts_with(w) && u.get(w.len()) == Some(&b'/')))
+        });
+        return Err(UserError::Refused(match direction {
+            Direction::Undo if named_undone => format!(
+                "run {id}'s changes to {names} are undone already; `backstop redo {id} -- {names}` re-applies them"
+            ),
+            Direction::Redo if !select(&run.all, wanted).is_empty() => format!(
+                "run {id}'s changes to {names} are not undone: they are in the tree already"
+            ),
+            _ => format!("run {id} did not change {names}"),
+        })
+        .into());
+    }
+    Ok(chosen.into_iter().cloned().collect())
+}
+
+/// The chosen paths that changed again since they were as `from` has them: someone's
+/// later work, which a put-back refuses to go over unless forced.
+fn changed_since(
+    tree: &Snapshots,
+    chosen: &[Change],
+    from: &Manifest,
+) -> Result<Vec<crate::names::Name>> {
     let mut conflicts = Vec::new();
     for c in chosen {
         let expected = from.find(&c.path);
@@ -314,82 +341,29 @@ fn conflicts(tree: &Tree, chosen: &[&Change], from: &Manifest) -> Result<Vec<cra
     Ok(conflicts)
 }
 
-/// An undo or redo of the chosen paths, ready to be put back.
-struct PutBack<'a> {
-    direction: Direction,
-    id: &'a str,
-    chosen: &'a [&'a Change],
-    all: &'a [Change],
-    undone: &'a HashSet<Vec<u8>>,
-}
-
-impl PutBack<'_> {
-    /// The undone paths once this is done, and the run's state: `undone` when every
-    /// path of the run is, `applied` otherwise (its changes are in the tree, or some).
-    fn settled(&self) -> (std::collections::BTreeSet<Vec<u8>>, TreeState, usize) {
-        let mut after_undone: std::collections::BTreeSet<Vec<u8>> =
-            self.undone.iter().cloned().collect();
-        for c in self.chosen {
-            match self.direction {
-                Direction::Undo => after_undone.insert(c.path.clone()),
-                Direction::Redo => after_undone.remove(&c.path),
-            };
-        }
-        let every: HashSet<&[u8]> = self
-            .all
-            .iter()
-            .map(|c| c.path.as_slice())
-            .chain(self.undone.iter().map(Vec::as_slice))
-            .collect();
-        let whole = every.iter().all(|p| after_undone.contains(*p));
-        let then = if whole {
-            TreeState::Undone
-        } else {
-            TreeState::Applied
-        };
-        (after_undone, then, every.len())
+/// Says how the put-back of `planned` paths went; its exit code.
+fn tell(report: &Report, verb: &str, id: &str, planned: usize, req: &Request) -> u8 {
+    for dir in &report.kept {
+        eprintln!(
+            "backstop: kept {}: it holds files outside the run's scope",
+            quote_path(dir)
+        );
     }
-
-    /// Writes the journal (with the record's state once done), puts the paths into
-    /// `to`, and says how it went; an incomplete put-back is never silent.
-    fn apply(&self, tree: &Tree, to: &Manifest, to_id: &str, req: &Request) -> Result<u8> {
-        let (id, verb) = (self.id, self.direction.verb());
-        let (after_undone, then, every) = self.settled();
-        let paths: Vec<Vec<u8>> = self.chosen.iter().map(|c| c.path.clone()).collect();
-        let reason = if paths.len() == every {
-            format!("backstop {verb}")
-        } else {
-            format!("backstop {verb} of {} path(s)", paths.len())
-        };
-        let mut journal = Journal::new(id, verb, to_id, &paths, Some(then));
-        journal.undone = Some(after_undone.iter().map(|p| to_hex(p)).collect());
-        let report = tree.put_back(&journal, to, &reason)?;
-        for dir in &report.kept {
-            eprintln!(
-                "backstop: kept {}: it holds files outside the run's scope",
-                quote_path(dir)
-            );
+    if !report.complete() {
+        // Never silent, even with -q or --json: the tree is not what was asked for.
+        eprintln!(
+            "backstop: {verb} of run {id} incomplete: {} of {planned} path(s) not put back:",
+            report.failed.len(),
+        );
+        for (path, why) in &report.failed {
+            eprintln!("backstop:   not restored: {}: {why}", quote_path(path));
         }
-        if !report.complete() {
-            // Never silent, even with -q or --json: the tree is not what was asked for.
-            eprintln!(
-                "backstop: {verb} of run {id} incomplete: {} of {} path(s) not put back:",
-                report.failed.len(),
-                paths.len()
-            );
-            for (path, why) in &report.failed {
-                eprintln!("backstop:   not restored: {}: {why}", quote_path(path));
-            }
-            return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
-        }
-        if !req.quiet && !req.json {
-            eprintln!(
-                "backstop: {verb} of run {id}: {} path(s) put back",
-                paths.len()
-            );
-        }
-        Ok(SUCCESS)
+        return crate::exit_code::PUT_BACK_INCOMPLETE;
     }
+    if !req.quiet && !req.json {
+        eprintln!("backstop: {verb} of run {id}: {planned} path(s) put back");
+    }
+    SUCCESS
 }
 
 /// Refuses what the run's state makes impossible: undoing what is not in the tree,
@@ -452,7 +426,7 @@ fn listed(changes: &[Change]) -> Vec<String> {
 /// before the run, and what the walk finds (by the run's fixed rules). Contents are
 /// hashed where the stat differs from the snapshot, never stored: a run whose result
 /// could not be stored (over `max_total_size`, say) can still be undone by name.
-fn observe_now(tree: &Tree, before: &Manifest) -> Result<Manifest> {
+fn observe_now(tree: &Snapshots, before: &Manifest) -> Result<Manifest> {
     let also: Vec<&[u8]> = before.entries.iter().map(|e| e.path.as_slice()).collect();
     let (seen, unread) = tree.scope.walk_best_effort(&also);
     if !unread.is_empty() {
@@ -499,7 +473,7 @@ fn observe_now(tree: &Tree, before: &Manifest) -> Result<Manifest> {
 /// that is both a run id (prefix) and a path (one that exists, or one a run changed)
 /// is refused as ambiguous rather than guessed. No run named: see [`latest`].
 fn pick(
-    tree: &TreeStore,
+    tree: &RunRecords,
     cwd: &Path,
     verb: &str,
     words: &[PathBuf],
@@ -545,7 +519,7 @@ fn pick(
 
 /// What `word` means as a path, if it means one: it exists under `cwd` (even as a
 /// dangling link), or a recorded run changed it (it may be gone now).
-fn path_meaning(tree: &TreeStore, cwd: &Path, word: &str) -> Result<Option<String>> {
+fn path_meaning(tree: &RunRecords, cwd: &Path, word: &str) -> Result<Option<String>> {
     let path = cwd.join(word);
     if path.symlink_metadata().is_ok() {
         return Ok(Some(format!(
@@ -577,7 +551,7 @@ fn path_meaning(tree: &TreeStore, cwd: &Path, word: &str) -> Result<Option<Strin
 /// in the tree (at least partly), redo the latest with changes out of it (undone,
 /// partly undone, rolled back), saying which and why the newer ones were passed over. A damaged record file written since that
 /// run started may be a later run: then no run is guessed, and the file is named.
-fn latest(tree: &TreeStore, verb: &str, quiet: bool) -> Result<RunRecord> {
+fn latest(tree: &RunRecords, verb: &str, quiet: bool) -> Result<RunRecord> {
     let listing = tree.listing()?;
     let snapshotted: Vec<&RunRecord> = listing
         .records
@@ -667,7 +641,7 @@ fn action(c: &Change, to: &Manifest) -> &'static str {
     }
 }
 
-fn print_plan(id: &str, verb: &str, chosen: &[&Change], to: &Manifest) -> Result<()> {
+fn print_plan(id: &str, verb: &str, chosen: &[Change], to: &Manifest) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{verb} of run {id} would:")?;
     for c in chosen {
@@ -687,7 +661,7 @@ fn print_json(
     id: &str,
     verb: &str,
     dry_run: bool,
-    chosen: &[&Change],
+    chosen: &[Change],
     conflicts: &[crate::names::Name],
     to: &Manifest,
 ) -> Result<()> {
@@ -713,195 +687,4 @@ fn print_json(
     serde_json::to_writer_pretty(&mut out, &doc)?;
     writeln!(out)?;
     Ok(())
-}
-
-/// `backstop gc`: old runs of this tree, then objects no tree references.
-///
-/// Fails closed: everything gc reads to learn what is still needed (every tree's
-/// records, journal and stat caches, and the manifests they name) is read before
-/// anything is deleted, and anything it cannot read stops it.
-pub fn gc(
-    store: Option<PathBuf>,
-    keep: Option<usize>,
-    older_than: Option<Duration>,
-    wait: Wait,
-    quiet: bool,
-) -> Result<u8> {
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let store = Store::locate(store)?;
-    let tree_store = store.tree(&tree_root(&cwd));
-    let _lock = lock_tree(&tree_store, wait, quiet)?;
-    // A put-back left half done still needs its run's record (and its target).
-    let journals_dir = crate::store::journals_dir(store.dir());
-    let pending: HashSet<String> = JournalFile::all(&journals_dir)
-        .map_err(|e| unreadable(&journals_dir, format!("{e:#}")))?
-        .into_iter()
-        .map(|(_, j)| j.run_id)
-        .collect();
-    let mut runs = read_records(tree_store.dir())?;
-    runs.sort_by(|(_, a), (_, b)| {
-        b.started_at
-            .cmp(&a.started_at)
-            .then_with(|| b.id.cmp(&a.id))
-    });
-    let now = SystemTime::now();
-    let mut dropping: Vec<(PathBuf, String)> = Vec::new();
-    for (i, (path, r)) in runs.iter().enumerate() {
-        let too_many = keep.is_some_and(|k| i >= k);
-        let too_old =
-            older_than.is_some_and(|d| now.duration_since(r.started_at).is_ok_and(|age| age > d));
-        // A live run may still restore from anything it named; a "running" record
-        // whose backstop is gone is like any other.
-        if (too_many || too_old) && !is_live(store.dir(), &r.id) && !pending.contains(&r.id) {
-            dropping.push((path.clone(), r.id.clone()));
-        }
-    }
-    // Held from here to the end: no snapshot writes objects that nothing names yet.
-    let _objects_lock = TreeLock::take(&store.dir().join("objects.lock"), wait, |_| {})?;
-    let skip: HashSet<PathBuf> = dropping.iter().map(|(p, _)| p.clone()).collect();
-    let live = reachable(store.dir(), &skip)?;
-    for (_, id) in &dropping {
-        crate::crash::point("drop");
-        tree_store.remove(id)?;
-    }
-    let (objects, bytes) = sweep(store.dir(), &live)?;
-    crate::snapshot::region::sweep_dead(store.dir());
-    if !quiet {
-        eprintln!(
-            "backstop: removed {} run(s) and {objects} unreferenced object(s) ({})",
-            dropping.len(),
-            crate::policy::values::format_size(bytes)
-        );
-    }
-    Ok(SUCCESS)
-}
-
-/// gc cannot tell what `file` keeps alive: it stops before deleting anything.
-fn unreadable(file: &Path, why: impl std::fmt::Display) -> anyhow::Error {
-    UserError::Refused(format!(
-        "gc stopped before deleting anything: cannot read {}: {why}; `backstop fsck` says what it affects",
-        crate::names::quote_path(file)
-    ))
-    .into()
-}
-
-/// Every record of the tree store at `dir`, with its file; any it cannot read is an error.
-fn read_records(dir: &Path) -> Result<Vec<(PathBuf, RunRecord)>> {
-    let runs = dir.join("runs");
-    let entries = match std::fs::read_dir(&runs) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(unreadable(&runs, e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| unreadable(&runs, e))?.path();
-        // Only records: a killed writer's `.tmp-*` file is not one.
-        if path.extension().is_none_or(|x| x != "json") {
-            continue;
-        }
-        let bytes = std::fs::read(&path).map_err(|e| unreadable(&path, e))?;
-        let record =
-            serde_json::from_slice::<RunRecord>(&bytes).map_err(|e| unreadable(&path, e))?;
-        out.push((path, record));
-    }
-    Ok(out)
-}
-
-/// The objects that every tree's records (but those in `skip`), journal and stat
-/// caches reach: the manifests they name and every object those list.
-fn reachable(store: &Path, skip: &HashSet<PathBuf>) -> Result<HashSet<[u8; 32]>> {
-    let objects = Objects::new(store);
-    // Each manifest, with the first file found naming it (for messages).
-    let mut manifests: Vec<(String, PathBuf)> = Vec::new();
-    // Objects that are not manifests: a run's fixed ignore rules.
-    let mut rules_objects: Vec<(String, PathBuf)> = Vec::new();
-    let trees_dir = store.join("trees");
-    let trees = match std::fs::read_dir(&trees_dir) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
-        Err(e) => return Err(unreadable(&trees_dir, e)),
-    };
-    for t in trees {
-        let dir = t.map_err(|e| unreadable(&trees_dir, e))?.path();
-        if !dir.is_dir() {
-            continue;
-        }
-        for entry in std::fs::read_dir(&dir).map_err(|e| unreadable(&dir, e))? {
-            let path = entry.map_err(|e| unreadable(&dir, e))?.path();
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if name.starts_with("statcache-") {
-                let id = std::fs::read_to_string(&path).map_err(|e| unreadable(&path, e))?;
-                manifests.push((id.trim().to_string(), path));
-            } else if name == "journal.json" {
-                let bytes = std::fs::read(&path).map_err(|e| unreadable(&path, e))?;
-                let j =
-                    serde_json::from_slice::<Journal>(&bytes).map_err(|e| unreadable(&path, e))?;
-                manifests.push((j.target, path));
-            }
-        }
-        for (path, r) in read_records(&dir)? {
-            if skip.contains(&path) {
-                continue;
-            }
-            if let Some(s) = r.snapshot {
-                manifests.push((s.before, path.clone()));
-                manifests.extend(s.after.map(|a| (a, path.clone())));
-                manifests.extend(s.checkpoints.into_iter().map(|c| (c, path.clone())));
-                if let Some(rules) = s.rules {
-                    rules_objects.push((rules, path.clone()));
-                }
-            }
-        }
-    }
-    let journals_dir = crate::store::journals_dir(store);
-    for (file, j) in
-        JournalFile::all(&journals_dir).map_err(|e| unreadable(&journals_dir, format!("{e:#}")))?
-    {
-        manifests.push((j.target, file.path));
-    }
-    let mut live: HashSet<[u8; 32]> = HashSet::new();
-    for (id, named_by) in &manifests {
-        let hash =
-            parse_hex(id).map_err(|e| unreadable(named_by, format!("manifest id `{id}`: {e}")))?;
-        if !live.insert(hash) {
-            continue;
-        }
-        let m = objects
-            .read(&hash)
-            .and_then(|b| Manifest::decode(&b))
-            .map_err(|e| {
-                unreadable(
-                    &objects.path(&hash),
-                    format!("manifest {id} (named by {}): {e:#}", named_by.display()),
-                )
-            })?;
-        live.extend(m.entries.iter().filter_map(Entry::hash).copied());
-    }
-    for (id, named_by) in &rules_objects {
-        let hash =
-            parse_hex(id).map_err(|e| unreadable(named_by, format!("rules id `{id}`: {e}")))?;
-        live.insert(hash);
-    }
-    Ok(live)
-}
-
-/// Deletes every object not in `live`.
-fn sweep(store: &Path, live: &HashSet<[u8; 32]>) -> Result<(usize, u64)> {
-    let objects = Objects::new(store);
-    let mut removed = 0;
-    let mut bytes = 0;
-    for hash in objects.list()? {
-        if !live.contains(&hash) {
-            bytes += std::fs::metadata(objects.path(&hash)).map_or(0, |m| m.len());
-            crate::crash::point("sweep");
-            objects.remove(&hash);
-            removed += 1;
-        }
-    }
-    objects.clear_tmp();
-    Ok((removed, bytes))
 }

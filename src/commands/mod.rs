@@ -4,14 +4,15 @@ mod call;
 mod completions;
 mod dispatch;
 mod fsck;
+mod gc;
 mod health;
 mod history;
 mod policy;
+mod preflight;
 mod run;
 mod runs;
 mod show;
 mod snapshot;
-mod tree;
 
 pub use dispatch::dispatch;
-use tree::{lock_region, lock_tree, recover, token};
+use preflight::{lock_region, lock_tree, recover, token};

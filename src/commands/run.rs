@@ -19,13 +19,13 @@ use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{BackstopTime, RecordWriter, Recorded, RunRecord, TreeState};
 use crate::reporter::Reporter;
-use crate::rollback::{Ended, Plan, RunClock, RunTree, change_infos, scope_for};
+use crate::rollback::{Ended, Plan, RunClock, RunSnapshots, change_infos, scope_for};
 use crate::settings::Settings;
 use crate::snapshot::apply::Report;
 use crate::snapshot::lock::Wait;
-use crate::snapshot::tree::Tree;
-use crate::snapshot::tree::not_restored;
-use crate::store::{Store, new_run_id, tree_root};
+use crate::snapshot::snapshots::Snapshots;
+use crate::snapshot::snapshots::not_restored;
+use crate::store::{Store, new_run_id, repo_root};
 
 /// One thing to run: the command, or a step of the policy's task.
 struct Step {
@@ -43,9 +43,9 @@ pub fn run(
 ) -> Result<u8> {
     let (policy, steps) = prepare(choice, command, yes)?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let root = tree_root(&cwd);
+    let root = repo_root(&cwd);
     let store = Store::locate(settings.store.clone())?;
-    let tree_store = store.tree(&root);
+    let tree_store = store.records(&root);
     let mut reporter = Reporter::for_stderr(settings.quiet);
     // The summary waits for the rollback, so that it can say what backstop's own
     // work cost apart from the command's.
@@ -193,22 +193,22 @@ fn protect<'a>(
     policy: &Policy,
     cwd: &std::path::Path,
     store: &Store,
-    tree_store: &'a crate::store::TreeStore,
+    tree_store: &'a crate::store::RunRecords,
     id: &str,
     (wait, quiet): (Wait, bool),
     (reporter, spent): (&mut Reporter, &mut BackstopTime),
 ) -> Result<(
     crate::snapshot::region::RegionLock,
-    RunTree<'a>,
+    RunSnapshots<'a>,
     crate::record::SnapshotInfo,
 )> {
     let scope = scope_for(policy, cwd, store.dir())?;
     let region = super::lock_region(store.dir(), &scope.root, id, "run", Some(id), wait, quiet)?;
-    let tree = Tree::new(store.dir(), tree_store, scope);
+    let tree = Snapshots::new(store.dir(), tree_store, scope);
     super::recover(&tree, quiet)?;
     let clock = Instant::now();
-    let (run_tree, info) =
-        RunTree::start(tree, id).context("cannot snapshot the tree, so the command was not run")?;
+    let (run_tree, info) = RunSnapshots::start(tree, id)
+        .context("cannot snapshot the tree, so the command was not run")?;
     spent.snapshot_ms += millis(clock.elapsed());
     for path in &info.skipped {
         reporter.event(&Event::Warning(format!(
@@ -264,12 +264,12 @@ impl Task<'_, '_> {
     fn run_steps(
         &mut self,
         steps: &[Step],
-        mut run_tree: Option<&mut RunTree>,
+        mut run_tree: Option<&mut RunSnapshots>,
     ) -> Result<StepsEnd> {
         // Since when no process of the command has been running: from the snapshot
         // until the first step starts, and after each step. What changes in the scope
         // after that is someone else's doing (an edit while a step waits for approval).
-        let ended_now = |run_tree: &Option<&mut RunTree>, clock: &RunClock| {
+        let ended_now = |run_tree: &Option<&mut RunSnapshots>, clock: &RunClock| {
             run_tree
                 .as_ref()
                 .and_then(|t| Ended::for_root(&t.tree.scope.root, clock))
@@ -329,7 +329,7 @@ impl Task<'_, '_> {
 
     /// The checkpoint before a step, named in the record before gc may sweep it: the
     /// step may go back to it.
-    fn checkpoint(&mut self, run_tree: &mut RunTree) -> Result<()> {
+    fn checkpoint(&mut self, run_tree: &mut RunSnapshots) -> Result<()> {
         let clock = Instant::now();
         let checkpoint = run_tree
             .checkpoint()
@@ -385,7 +385,7 @@ impl Task<'_, '_> {
 /// so nothing overwrites it); (3) for a checkpoint, the run's result once it is back
 /// there, and backstop's own time. Returns whether every path is as planned.
 fn settle_tree(
-    run_tree: &RunTree,
+    run_tree: &RunSnapshots,
     mut writer: RecordWriter,
     target: Option<Target>,
     ended: Option<Ended>,
@@ -477,7 +477,7 @@ fn millis(d: std::time::Duration) -> u64 {
 
 /// Warns of paths outside the scope that the run moved or removed: never stored, no
 /// rollback brings them back.
-fn warn_lost_outside_scope(reporter: &mut Reporter, run_tree: &RunTree) {
+fn warn_lost_outside_scope(reporter: &mut Reporter, run_tree: &RunSnapshots) {
     let lost = run_tree.lost_outside_scope();
     if lost.is_empty() {
         return;
@@ -498,7 +498,7 @@ fn warn_lost_outside_scope(reporter: &mut Reporter, run_tree: &RunTree) {
 /// the put-back's own report, what the walk could not read, or a refused root.
 fn roll_back(
     reporter: &mut Reporter,
-    run_tree: &RunTree,
+    run_tree: &RunSnapshots,
     recorded: &Recorded,
     plan: &Plan,
     target: &Target,
@@ -615,7 +615,7 @@ fn warn_after_error(reporter: &mut Reporter, plan: &Plan) {
 
 /// A put-back's report, with what the walk before it could not read: whatever is
 /// there was neither seen nor put back.
-fn with_unread(mut report: Report, plan: &Plan, run_tree: &RunTree) -> Report {
+fn with_unread(mut report: Report, plan: &Plan, run_tree: &RunSnapshots) -> Report {
     let root = run_tree.tree.scope.root.clone();
     for why in &plan.unread {
         report.failed.push((root.clone(), why.clone()));

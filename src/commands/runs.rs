@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 
 use crate::exit_code::SUCCESS;
 use crate::record::RunRecord;
-use crate::store::{Damaged, Store, tree_root};
+use crate::snapshot::region::is_live;
+use crate::store::{Damaged, Store, repo_root};
 
 use super::health::{Interrupted, damaged_message, interrupted};
 
@@ -33,7 +34,7 @@ impl Row<'_> {
 pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
-    let tree = store.tree(&tree_root(&cwd));
+    let tree = store.records(&repo_root(&cwd));
     let listing = tree.listing()?;
     let pending = interrupted(store.dir(), &tree);
     let mut rows: Vec<Row> = listing.records.iter().map(Row::Run).collect();
@@ -78,7 +79,7 @@ pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<
                     .outcome
                     .as_ref()
                     .map_or("-".to_string(), |o| o.exit_code.to_string());
-                let mut state = r.state(store.dir());
+                let mut state = r.state(|| is_live(store.dir(), &r.id)).to_string();
                 if pending.iter().any(|p| p.run_id() == Some(r.id.as_str())) {
                     state.push('!');
                 }
@@ -119,7 +120,7 @@ fn row_json(row: &Row, pending: &[Interrupted], store: &std::path::Path) -> serd
             serde_json::json!({
                 "id": r.id,
                 "started_at": humantime::format_rfc3339_millis(r.started_at).to_string(),
-                "state": r.state(store),
+                "state": r.state(|| is_live(store, &r.id)).to_string(),
                 "tree": r.tree_state(),
                 "exit_code": r.outcome.as_ref().map(|o| o.exit_code),
                 "attempts": r.attempts.len(),

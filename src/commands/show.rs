@@ -10,16 +10,17 @@ use crate::error::UserError;
 use crate::events::Outcome;
 use crate::exit_code::SUCCESS;
 use crate::names::{printable, quote_path};
-use crate::record::{RunRecord, TreeState};
+use crate::record::{PutBack, RunRecord, TreeState};
 use crate::reporter::{format_elapsed, summary_line};
-use crate::store::{Store, TreeStore, tree_root};
+use crate::snapshot::region::is_live;
+use crate::store::{RunRecords, Store, repo_root};
 
 use crate::attempt::command_line;
 
 pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
-    let tree = store.tree(&tree_root(&cwd));
+    let tree = store.records(&repo_root(&cwd));
     let r = match prefix {
         Some(prefix) => tree.find(prefix)?,
         None => latest(&tree)?,
@@ -65,7 +66,7 @@ fn write_header(
     pending: Option<&super::health::Interrupted>,
 ) -> Result<()> {
     writeln!(out, "run      {}", r.id)?;
-    writeln!(out, "state    {}", r.state(store))?;
+    writeln!(out, "state    {}", r.state(|| is_live(store, &r.id)))?;
     if let Some(p) = pending {
         writeln!(out, "         ! {}", p.message())?;
     }
@@ -276,7 +277,7 @@ fn write_steps(out: &mut impl Write, r: &RunRecord) -> Result<()> {
         let rolled_back = r
             .snapshot
             .as_ref()
-            .is_some_and(|s| s.restores.iter().any(|x| x.action == "rollback"));
+            .is_some_and(|s| s.restores.iter().any(|x| x.action == PutBack::Rollback));
         let failed_step = if declined {
             format!("step `{last}` did not run")
         } else if rolled_back {
@@ -299,7 +300,7 @@ fn write_steps(out: &mut impl Write, r: &RunRecord) -> Result<()> {
 
 /// The latest run, as `runs` lists it first. A newer record that cannot be read is
 /// named on stderr: the run shown may not be the last one started.
-fn latest(tree: &TreeStore) -> Result<RunRecord> {
+fn latest(tree: &RunRecords) -> Result<RunRecord> {
     let listing = tree.listing()?;
     for d in listing.damaged_since(listing.records.first()) {
         eprintln!(

@@ -11,8 +11,8 @@ use crate::policy::{self, PolicyChoice};
 use crate::rollback::scope_for;
 use crate::snapshot::lock::Wait;
 use crate::snapshot::manifest::{Content, hex};
-use crate::snapshot::tree::Tree;
-use crate::store::{Store, tree_root};
+use crate::snapshot::snapshots::Snapshots;
+use crate::store::{Store, repo_root};
 
 use super::{lock_region, recover, token};
 
@@ -25,7 +25,7 @@ pub fn snapshot(
     let policy = policy::choose(choice)?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let store = Store::locate(store)?;
-    let tree_store = store.tree(&tree_root(&cwd));
+    let tree_store = store.records(&repo_root(&cwd));
     let scope = scope_for(&policy, &cwd, store.dir())?;
     let _region = lock_region(
         store.dir(),
@@ -36,7 +36,7 @@ pub fn snapshot(
         Wait::Yes,
         quiet,
     )?;
-    let tree = Tree::new(store.dir(), &tree_store, scope);
+    let tree = Snapshots::new(store.dir(), &tree_store, scope);
     recover(&tree, quiet)?;
     let start = Instant::now();
     let taken = tree.snapshot().context("cannot snapshot the tree")?;

@@ -18,8 +18,7 @@ use crate::store::{Durability, write_atomic};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Journal {
     pub run_id: String,
-    /// `rollback`, `undo`, `redo`, `restore` (between attempts).
-    pub action: String,
+    pub action: crate::record::PutBack,
     /// The manifest whose states the paths are put into.
     pub target: String,
     /// The paths, hex-encoded bytes (names need not be UTF-8).
@@ -49,14 +48,14 @@ pub struct Journal {
 impl Journal {
     pub fn new(
         run_id: &str,
-        action: &str,
+        action: crate::record::PutBack,
         target: &str,
         paths: &[Vec<u8>],
         then: Option<crate::record::TreeState>,
     ) -> Journal {
         Journal {
             run_id: run_id.into(),
-            action: action.into(),
+            action,
             target: target.into(),
             paths: paths.iter().map(|p| to_hex(p)).collect(),
             then,
@@ -110,11 +109,7 @@ impl JournalFile {
             let path = entry
                 .with_context(|| format!("cannot read the journals in {}", dir.display()))?
                 .path();
-            // A killed writer's `.tmp-*` file is not a journal.
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            if path.extension().is_none_or(|x| x != "json")
-                || name.is_some_and(|n| n.starts_with('.'))
-            {
+            if !crate::store::layout::is_journal_file(&path) {
                 continue;
             }
             let file = JournalFile { path };

@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 
 use crate::error::UserError;
 
-/// Held until dropped.
+/// An `flock` on a file in the store, held until dropped.
 #[derive(Debug)]
-pub struct TreeLock {
+pub struct FileLock {
     _file: File,
 }
 
@@ -23,9 +23,9 @@ pub enum Wait {
     No,
 }
 
-impl TreeLock {
+impl FileLock {
     /// Takes the lock file at `path`; `holder` describes this process for the one who waits.
-    pub fn take(path: &Path, wait: Wait, on_wait: impl FnOnce(&str)) -> Result<TreeLock> {
+    pub fn take(path: &Path, wait: Wait, on_wait: impl FnOnce(&str)) -> Result<FileLock> {
         let file = open(path)?;
         if !flock(&file, libc::LOCK_EX | libc::LOCK_NB).context("cannot lock the tree")? {
             let holder = fs::read_to_string(path).unwrap_or_default();
@@ -43,26 +43,59 @@ impl TreeLock {
             format!("backstop pid {}\n", std::process::id()).as_bytes(),
             0,
         );
-        Ok(TreeLock { _file: file })
+        Ok(FileLock { _file: file })
     }
 }
 
-impl TreeLock {
+impl FileLock {
     /// A shared hold on `path`, waiting as long as an exclusive holder (gc) has it.
-    pub fn shared(path: &Path) -> Result<TreeLock> {
+    pub fn shared(path: &Path) -> Result<FileLock> {
         let file = open(path)?;
         flock(&file, libc::LOCK_SH).context("cannot lock the tree")?;
-        Ok(TreeLock { _file: file })
+        Ok(FileLock { _file: file })
     }
 }
 
-impl TreeLock {
+impl FileLock {
     /// An exclusive hold on `path`, waiting as long as it takes: for short critical
     /// sections (the journal) that never wait for anything else while held.
-    pub fn exclusive(path: &Path) -> Result<TreeLock> {
+    pub fn exclusive(path: &Path) -> Result<FileLock> {
         let file = open(path)?;
         flock(&file, libc::LOCK_EX).context("cannot lock the tree")?;
-        Ok(TreeLock { _file: file })
+        Ok(FileLock { _file: file })
+    }
+}
+
+/// A shared hold on the store's objects (`objects.lock`): while one is held, gc sweeps
+/// nothing. A snapshot holds one while it writes objects, and a run keeps one until its
+/// record names what the snapshot wrote (see "What gc may delete" in ARCHITECTURE.md).
+/// Never taken while waiting for a tree's history lock: gc waits for the objects
+/// while it holds that one.
+#[derive(Debug)]
+pub struct ObjectsHold {
+    _lock: FileLock,
+}
+
+impl ObjectsHold {
+    /// Waits as long as gc (or `fsck --repair`) has the objects to itself.
+    pub fn take(store: &Path) -> Result<ObjectsHold> {
+        let _lock = FileLock::shared(&crate::store::layout::objects_lock(store))?;
+        Ok(ObjectsHold { _lock })
+    }
+}
+
+/// The store's objects to oneself: no snapshot is writing objects that nothing names
+/// yet. gc holds it from reading what is reachable to the end of its sweep, `fsck
+/// --repair` while it repairs.
+#[derive(Debug)]
+pub struct ObjectsExclusive {
+    _lock: FileLock,
+}
+
+impl ObjectsExclusive {
+    pub fn take(store: &Path, wait: Wait, on_wait: impl FnOnce(&str)) -> Result<Self> {
+        let _lock = FileLock::take(&crate::store::layout::objects_lock(store), wait, on_wait)?;
+        Ok(ObjectsExclusive { _lock })
     }
 }
 

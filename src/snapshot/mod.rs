@@ -10,5 +10,5 @@ pub mod objects;
 pub mod region;
 pub mod rules;
 pub mod scope;
+pub mod snapshots;
 pub mod take;
-pub mod tree;

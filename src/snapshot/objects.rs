@@ -21,10 +21,13 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 
 use super::manifest::{Hash, hex};
+use crate::store::layout;
 
 #[derive(Clone, Debug)]
 pub struct Objects {
     dir: PathBuf,
+    /// Where damaged objects are moved (`fsck --repair`).
+    quarantine: PathBuf,
     /// `objects/tmp`, once it is known to exist.
     tmp: std::sync::OnceLock<PathBuf>,
     /// Objects this process found named already and hashed once: a duplicate of them
@@ -95,7 +98,8 @@ impl Stamp {
 impl Objects {
     pub fn new(store: &Path) -> Objects {
         Objects {
-            dir: store.join("objects"),
+            dir: layout::objects_dir(store),
+            quarantine: layout::quarantine_dir(store),
             tmp: std::sync::OnceLock::new(),
             checked: Arc::default(),
         }
@@ -107,8 +111,7 @@ impl Objects {
     }
 
     pub fn path(&self, hash: &Hash) -> PathBuf {
-        let h = hex(hash);
-        self.dir.join(&h[..2]).join(&h[2..])
+        layout::object_file(&self.dir, &hex(hash))
     }
 
     pub fn contains(&self, hash: &Hash) -> bool {
@@ -119,7 +122,7 @@ impl Objects {
         if let Some(tmp) = self.tmp.get() {
             return Ok(tmp);
         }
-        let tmp = self.dir.join("tmp");
+        let tmp = layout::staging_dir(&self.dir);
         fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         Ok(self.tmp.get_or_init(|| tmp))
     }
@@ -273,8 +276,8 @@ impl Objects {
                 .as_ref()
                 .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
             {
-                let parent = dest.parent().expect("objects live in a fan-out directory");
-                fs::create_dir_all(parent)
+                let parent = layout::fan_dir(&self.dir, usize::from(s.hash[0]));
+                fs::create_dir_all(&parent)
                     .with_context(|| format!("cannot create {}", parent.display()))?;
                 result = rename_noreplace(&s.tmp, &dest);
             }
@@ -377,7 +380,7 @@ impl Objects {
             if wanted.is_empty() {
                 continue;
             }
-            let dir = self.dir.join(format!("{fan:02x}"));
+            let dir = layout::fan_dir(&self.dir, fan);
             // A few are cheaper to stat than a large directory is to list.
             if wanted.len() <= 4 {
                 for h in wanted {
@@ -472,7 +475,7 @@ impl Objects {
             }
         }
         let _ = crate::store::write_atomic(
-            &self.dir.join(PRESENCE_FILE),
+            &layout::presence_file(&self.dir),
             &bytes,
             crate::store::Durability::Atomic,
         );
@@ -480,7 +483,7 @@ impl Objects {
 
     /// The manifests last found whole, newest first; nothing when the file is unreadable.
     fn presence(&self) -> Vec<Presence> {
-        let Ok(bytes) = fs::read(self.dir.join(PRESENCE_FILE)) else {
+        let Ok(bytes) = fs::read(layout::presence_file(&self.dir)) else {
             return Vec::new();
         };
         let Some(body) = bytes.strip_prefix(PRESENCE_MAGIC.as_slice()) else {
@@ -514,7 +517,7 @@ impl Objects {
             .write(true)
             .create(true)
             .truncate(false)
-            .open(self.dir.join(PRESENCE_CLOCK))?;
+            .open(layout::presence_clock(&self.dir))?;
         let now = rustix::fs::Timespec {
             tv_sec: 0,
             tv_nsec: rustix::fs::UTIME_NOW,
@@ -534,7 +537,7 @@ impl Objects {
     fn fan_stamps(&self) -> [DirStamp; 256] {
         let mut out = [DirStamp::default(); 256];
         for (fan, stamp) in out.iter_mut().enumerate() {
-            if let Ok(m) = fs::symlink_metadata(self.dir.join(format!("{fan:02x}"))) {
+            if let Ok(m) = fs::symlink_metadata(layout::fan_dir(&self.dir, fan)) {
                 let s = Stamp::of(&m);
                 *stamp = DirStamp {
                     ino: s.ino,
@@ -588,9 +591,8 @@ impl Objects {
     /// Moves a damaged object to `<store>/quarantine/`, out of every reader's way but
     /// kept for a human to look at. Returns where it went.
     pub fn quarantine(&self, hash: &Hash) -> Result<PathBuf> {
-        let store = self.dir.parent().context("objects/ lives in a store")?;
-        let dir = store.join("quarantine");
-        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = &self.quarantine;
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let to = dir.join(format!("{}-{:08x}", hex(hash), rand::random::<u32>()));
         let from = self.path(hash);
         fs::rename(&from, &to)
@@ -600,7 +602,7 @@ impl Objects {
 
     /// Files left in `objects/tmp/` (by a killed backstop, or one staging now).
     pub fn staging_files(&self) -> Vec<PathBuf> {
-        fs::read_dir(self.dir.join("tmp"))
+        fs::read_dir(layout::staging_dir(&self.dir))
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default()
     }
@@ -662,7 +664,7 @@ impl Objects {
 
     /// Removes temporary files left by a killed backstop.
     pub fn clear_tmp(&self) {
-        if let Ok(entries) = fs::read_dir(self.dir.join("tmp")) {
+        if let Ok(entries) = fs::read_dir(layout::staging_dir(&self.dir)) {
             for e in entries.flatten() {
                 let _ = fs::remove_file(e.path());
             }
@@ -670,14 +672,11 @@ impl Objects {
     }
 }
 
-/// `objects/present`: which manifests were last found with all their objects, and the
-/// fan-out directories' stamps then (see [`Objects::missing_since`]).
-const PRESENCE_FILE: &str = "present";
+/// `objects/present` holds which manifests were last found with all their objects, and
+/// the fan-out directories' stamps then (see [`Objects::missing_since`]).
 const PRESENCE_MAGIC: &[u8; 8] = b"BSPRES01";
 /// Manifest id, time, 256 stamps of 24 bytes.
 const PRESENCE_LEN: usize = 32 + 8 + 256 * 24;
-/// `objects/clock`: touched to read the filesystem's clock (see `fs_clock`).
-const PRESENCE_CLOCK: &str = "clock";
 /// One per tree snapshotted lately is enough: a stat cache is one manifest per tree.
 const PRESENCE_KEPT: usize = 16;
 
@@ -791,7 +790,7 @@ mod tests {
     use super::*;
 
     fn tmp_files(objects: &Objects) -> usize {
-        fs::read_dir(objects.dir.join("tmp")).map_or(0, |d| d.count())
+        fs::read_dir(layout::staging_dir(&objects.dir)).map_or(0, |d| d.count())
     }
 
     #[test]

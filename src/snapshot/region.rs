@@ -130,7 +130,7 @@ pub fn lock(
         "cannot lock {}: the scope root must be an absolute path",
         root.display()
     );
-    let dir = store.join("locks");
+    let dir = layout::region_locks_dir(store);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // `/`, `/a`, `/a/b`, … root: ancestors first, the root last.
     let mut chain: Vec<&Path> = root.ancestors().collect();
@@ -196,7 +196,7 @@ pub fn lock(
         // for every process. Whoever waits meets the holder on the directory, the
         // lock that every store and every path to it shares, and a waiter holds
         // nothing at the level it waits on that a later comer could wait for.
-        let lock_file = open_lock(&dir.join(key(path)), path)?;
+        let lock_file = open_lock(&dir.join(layout::region_lock_name(path)), path)?;
         if let Some((file, id)) = walk.next(path)? {
             let blocked = Blocked::Dir(path, id, &lock_file);
             match seen.iter().find(|(other, _)| *other == id) {
@@ -373,7 +373,7 @@ pub fn is_live(store: &Path, id: &str) -> bool {
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return false;
     }
-    match File::open(live_dir(store).join(format!("{id}.lock"))) {
+    match File::open(layout::live_file(store, id)) {
         Ok(f) => held_by_other(&f),
         Err(_) => false,
     }
@@ -387,7 +387,9 @@ pub fn sweep_dead(store: &Path) {
         .flatten()
     {
         let path = entry.path();
-        if path.extension().is_some_and(|x| x == "lock")
+        if path
+            .extension()
+            .is_some_and(|x| x == layout::LIVE_EXTENSION)
             && let Ok(f) = File::open(&path)
             && !held_by_other(&f)
         {
@@ -397,15 +399,7 @@ pub fn sweep_dead(store: &Path) {
     }
 }
 
-fn live_dir(store: &Path) -> PathBuf {
-    store.join("live")
-}
-
-/// A lock file's name: a hash of the path it stands for.
-fn key(path: &Path) -> String {
-    let h = blake3::hash(path.as_os_str().as_bytes()).to_hex();
-    h.as_str()[..32].to_string()
-}
+use crate::store::layout::{self, live_dir};
 
 fn open_lock(file: &Path, for_path: &Path) -> Result<File> {
     fs::OpenOptions::new()
@@ -428,10 +422,10 @@ fn register(store: &Path, token: &str, holder: Holder) -> Result<Live> {
     let dir = live_dir(store);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(layout::TMP_PREFIX)
         .tempfile_in(&dir)
         .with_context(|| format!("cannot register this backstop in {}", dir.display()))?;
-    let path = dir.join(format!("{token}.lock"));
+    let path = layout::live_file(store, token);
     anyhow::ensure!(
         flock(tmp.as_file(), libc::LOCK_EX | libc::LOCK_NB)?,
         "cannot lock {}",
@@ -463,7 +457,7 @@ fn holders_overlapping(store: &Path, root: &Path, through: Option<DirId>) -> Vec
         .flatten()
     {
         let path = entry.path();
-        if path.extension().is_none_or(|x| x != "lock") {
+        if path.extension().is_none_or(|x| x != layout::LIVE_EXTENSION) {
             continue;
         }
         let Ok(f) = File::open(&path) else { continue };
@@ -597,11 +591,15 @@ mod tests {
         let tree = tempfile::tempdir().unwrap();
         let root = tree.path().canonicalize().unwrap();
         let store = tempfile::tempdir().unwrap();
-        fs::create_dir(store.path().join("locks")).unwrap();
+        fs::create_dir(layout::region_locks_dir(store.path())).unwrap();
         // What a holder of this store has between its locks and its registry entry.
         let dir = File::open(&root).unwrap();
         assert!(flock(&dir, libc::LOCK_EX).unwrap());
-        let file = open_lock(&store.path().join("locks").join(key(&root)), &root).unwrap();
+        let file = open_lock(
+            &layout::region_locks_dir(store.path()).join(layout::region_lock_name(&root)),
+            &root,
+        )
+        .unwrap();
         assert!(flock(&file, libc::LOCK_EX).unwrap());
         let err = try_lock(store.path(), &root, "x").unwrap_err();
         assert!(format!("{err:#}").contains("just starting"), "{err:#}");

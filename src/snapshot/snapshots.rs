@@ -1,5 +1,5 @@
-//! A working tree's snapshots: taking them, and putting paths back through the
-//! intent journal. Everything here runs under the tree's lock.
+//! The snapshots of one scope: taking them, and putting paths back through the
+//! intent journal. Everything here runs under the scope's region lock.
 
 use std::fs;
 use std::io::Read;
@@ -11,51 +11,45 @@ use anyhow::{Context, Result};
 
 use super::apply::{Op, Report, apply};
 use super::journal::{Journal, JournalFile};
+use super::lock::ObjectsHold;
 use super::manifest::{Content, Entry, Kind, Manifest, hex, parse_hex};
 use super::objects::{Objects, sync_filesystem};
 use super::scope::Scope;
 use super::take::{Taken, take};
 use crate::record::Restore;
-use crate::store::{Durability, TreeStore, write_atomic};
+use crate::store::layout;
+use crate::store::{Durability, RunRecords, write_atomic};
 
-pub struct Tree<'a> {
+/// Takes and puts back snapshots of one scope, keeping its stat cache and rules cache
+/// in the run records of its repository.
+pub struct Snapshots<'a> {
     pub scope: Scope,
     pub objects: Objects,
-    pub store: &'a TreeStore,
+    pub records: &'a RunRecords,
+    /// The whole store's directory, that `records` are part of.
+    store_dir: PathBuf,
 }
 
-impl<'a> Tree<'a> {
-    pub fn new(store_dir: &Path, store: &'a TreeStore, scope: Scope) -> Tree<'a> {
-        Tree {
+impl<'a> Snapshots<'a> {
+    pub fn new(store_dir: &Path, records: &'a RunRecords, scope: Scope) -> Snapshots<'a> {
+        Snapshots {
             scope,
             objects: Objects::new(store_dir),
-            store,
+            records,
+            store_dir: store_dir.to_path_buf(),
         }
     }
 
     /// One stat cache per scope root: manifest paths are relative to it.
     fn statcache_path(&self) -> PathBuf {
-        use std::os::unix::ffi::OsStrExt;
-        let key = blake3::hash(self.scope.root.as_os_str().as_bytes()).to_hex();
-        self.store
-            .dir()
-            .join(format!("statcache-{}", &key.as_str()[..16]))
+        layout::statcache_file(self.records.dir(), &self.scope.root)
     }
 
     /// The journal of put-backs in the scope `root`.
-    fn journal_for(&self, root: &Path) -> Result<JournalFile> {
-        Ok(JournalFile {
-            path: crate::store::journal_path(self.store_dir()?, root),
-        })
-    }
-
-    /// The store this tree store is part of (`<store>/trees/<key>`).
-    fn store_dir(&self) -> Result<&Path> {
-        self.store
-            .dir()
-            .parent()
-            .and_then(Path::parent)
-            .context("the store has trees/<key>")
+    fn journal_for(&self, root: &Path) -> JournalFile {
+        JournalFile {
+            path: layout::journal_file(&self.store_dir, root),
+        }
     }
 
     pub fn load(&self, id: &str) -> Result<Arc<Manifest>> {
@@ -88,17 +82,14 @@ impl<'a> Tree<'a> {
     /// Keeps gc from sweeping objects this snapshot writes before a record names them.
     /// Never held while waiting for the tree lock (gc waits for this one while holding
     /// the tree lock).
-    pub fn hold_objects(&self) -> Result<super::lock::TreeLock> {
-        let store = self
-            .store
-            .dir()
-            .parent()
-            .and_then(Path::parent)
-            .context("the store has trees/<key>")?;
-        super::lock::TreeLock::shared(&store.join("objects.lock"))
+    pub fn hold_objects(&self) -> Result<ObjectsHold> {
+        ObjectsHold::take(&self.store_dir)
     }
 
-    /// A snapshot of the scope as it is now, with the stat cache's help.
+    /// A snapshot of the scope as it is now, with the stat cache's help. Its manifest
+    /// is named by the stat cache before the hold on the objects is let go; the next
+    /// snapshot of the scope names another, so a caller that keeps this one holds the
+    /// objects (`hold_objects`) until a record names it.
     pub fn snapshot(&self) -> Result<Taken> {
         let _gc = self.hold_objects()?;
         let cache = self.statcache();
@@ -136,15 +127,15 @@ impl<'a> Tree<'a> {
 
     /// Puts the journal's paths into their states in `target` (absent where it lacks
     /// them), writing the journal first so a crash at any point is finished by
-    /// [`Tree::recover`]. Best effort: the report lists every path not put back.
+    /// [`Snapshots::recover`]. Best effort: the report lists every path not put back.
     pub fn put_back(&self, journal: &Journal, target: &Manifest, reason: &str) -> Result<Report> {
         let mut journal = journal.clone();
         journal.root = Some(self.scope.root.clone());
         journal.root_id = self.scope.identity;
-        journal.records = Some(self.store.dir().to_path_buf());
+        journal.records = Some(self.records.dir().to_path_buf());
         // A root that is not the one snapshotted gets no journal: nothing will be written.
         super::apply::check_root(&self.scope.root, self.scope.identity)?;
-        self.journal_for(&self.scope.root)?.write(&journal)?;
+        self.journal_for(&self.scope.root).write(&journal)?;
         self.execute(&self.scope, &journal, target, reason)
     }
 
@@ -155,7 +146,7 @@ impl<'a> Tree<'a> {
         target: &Manifest,
         reason: &str,
     ) -> Result<Report> {
-        let file = self.journal_for(&scope.root)?;
+        let file = self.journal_for(&scope.root);
         self.execute_in(scope, &file, journal, target, reason)
     }
 
@@ -222,8 +213,8 @@ impl<'a> Tree<'a> {
         // another directory of the tree may belong to another store's run); a record gc
         // dropped meanwhile has nothing left to update.
         let records = match &journal.records {
-            Some(dir) => crate::store::TreeStore::open(dir, &scope.root),
-            None => crate::store::TreeStore::open(self.store.dir(), self.store.root()),
+            Some(dir) => crate::store::RunRecords::open(dir, &scope.root),
+            None => crate::store::RunRecords::open(self.records.dir(), self.records.root()),
         };
         if let Some(state) = journal.then
             && records.contains(&journal.run_id)
@@ -239,7 +230,7 @@ impl<'a> Tree<'a> {
                     s.not_restored = not_restored(&report);
                     s.restores.push(Restore {
                         at: SystemTime::now(),
-                        action: journal.action.clone(),
+                        action: journal.action,
                         paths: ops.len(),
                         reason: reason.into(),
                         not_restored: report.failed.len(),
@@ -262,13 +253,12 @@ impl<'a> Tree<'a> {
         let mut done = Vec::new();
         // backstop 0.1 kept one journal per tree store, for the scope it was started in.
         let legacy = JournalFile {
-            path: self.store.dir().join("journal.json"),
+            path: layout::legacy_journal(self.records.dir()),
         };
         if let Some(journal) = legacy.read()? {
             done.push(self.finish(&legacy, journal)?);
         }
-        let store = self.store_dir()?;
-        for (file, journal) in JournalFile::all(&crate::store::journals_dir(store))? {
+        for (file, journal) in JournalFile::all(&layout::journals_dir(&self.store_dir))? {
             let Some(root) = journal.root.clone() else {
                 continue;
             };
@@ -324,8 +314,9 @@ impl<'a> Tree<'a> {
     }
 
     /// Stores the ignore rules a snapshot read and fixes them for this tree's later
-    /// walks. Returns the object that holds them.
-    pub fn fix_rules(&mut self, rules: super::rules::Rules) -> Result<String> {
+    /// walks. Returns the object that holds them, which only a record will name: the
+    /// caller holds the objects until one does.
+    pub fn fix_rules(&mut self, rules: super::rules::Rules, _: &ObjectsHold) -> Result<String> {
         let id = self.keep_rules(&rules)?;
         self.scope.rules = Some(Arc::new(rules));
         Ok(id)
@@ -345,11 +336,7 @@ impl<'a> Tree<'a> {
 
     /// Beside the stat cache: the rules object the last run of this scope read.
     fn rulescache_path(&self) -> PathBuf {
-        use std::os::unix::ffi::OsStrExt;
-        let key = blake3::hash(self.scope.root.as_os_str().as_bytes()).to_hex();
-        self.store
-            .dir()
-            .join(format!("rulescache-{}", &key.as_str()[..16]))
+        layout::rulescache_file(self.records.dir(), &self.scope.root)
     }
 
     /// The rules the last run of this scope read, if they are still readable.
@@ -475,8 +462,8 @@ fn settle(
             continue;
         }
         missed = true;
-        match journal.action.as_str() {
-            "undo" => undone.remove(hex_path),
+        match journal.action {
+            crate::record::PutBack::Undo => undone.remove(hex_path),
             _ => undone.insert(hex_path.clone()),
         };
     }

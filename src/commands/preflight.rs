@@ -7,18 +7,22 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 
-use crate::snapshot::lock::{TreeLock, Wait};
+use crate::snapshot::lock::{FileLock, Wait};
 use crate::snapshot::region::{self, Holder, RegionLock};
-use crate::snapshot::tree::Tree;
-use crate::store::TreeStore;
+use crate::snapshot::snapshots::Snapshots;
+use crate::store::RunRecords;
 
 /// Locks the tree's history (its records), for undo, redo and gc.
-pub fn lock_tree(tree: &TreeStore, wait: Wait, quiet: bool) -> Result<TreeLock> {
-    TreeLock::take(&tree.dir().join("lock"), wait, |holder| {
-        if !quiet {
-            eprintln!("backstop: waiting for another backstop on this tree ({holder})…");
-        }
-    })
+pub fn lock_tree(tree: &RunRecords, wait: Wait, quiet: bool) -> Result<FileLock> {
+    FileLock::take(
+        &crate::store::layout::history_lock(tree.dir()),
+        wait,
+        |holder| {
+            if !quiet {
+                eprintln!("backstop: waiting for another backstop on this tree ({holder})…");
+            }
+        },
+    )
 }
 
 /// Locks the region under the scope `root` against every other backstop whose scope
@@ -55,7 +59,7 @@ pub fn token(action: &str) -> String {
     format!("{action}-{}", crate::store::new_run_id())
 }
 
-pub fn recover(tree: &Tree, quiet: bool) -> Result<()> {
+pub fn recover(tree: &Snapshots, quiet: bool) -> Result<()> {
     for (j, report) in tree.recover()? {
         if !quiet {
             eprintln!(
