@@ -119,6 +119,12 @@ impl Reporter {
         }
     }
 
+    /// A line said even with `-q`: what a put-back could not do (the tree is not
+    /// what was asked for).
+    pub fn always(&mut self, text: &str) {
+        self.line(text);
+    }
+
     /// A line of backstop's own, said once (never with `-q`).
     pub fn note(&mut self, text: &str) {
         if self.mode != Mode::Quiet {

@@ -61,13 +61,11 @@ pub fn gc(
     }
     let (objects, bytes) = reachable.sweep()?;
     crate::snapshot::region::sweep_dead(store.dir());
-    if !quiet {
-        eprintln!(
-            "backstop: removed {} run(s) and {objects} unreferenced object(s) ({})",
-            dropping.len(),
-            crate::policy::values::format_size(bytes)
-        );
-    }
+    crate::reporter::Reporter::for_stderr(quiet).note(&format!(
+        "removed {} run(s) and {objects} unreferenced object(s) ({})",
+        dropping.len(),
+        crate::policy::values::format_size(bytes)
+    ));
     Ok(SUCCESS)
 }
 

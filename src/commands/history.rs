@@ -8,9 +8,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::error::UserError;
+use crate::events::{Event, EventSink};
 use crate::exit_code::SUCCESS;
 use crate::names::quote_path;
 use crate::record::{PutBack, RunRecord, SnapshotInfo, TreeState};
+use crate::reporter::Reporter;
 use crate::rollback::scope_of;
 use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff, select};
@@ -49,7 +51,10 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         Direction::Redo => PutBack::Redo,
     };
     let verb = action.as_str();
-    let (record, paths) = pick(&tree_store, &cwd, verb, req.targets, req.paths, req.quiet)?;
+    // What undo and redo say goes through a reporter, as a run's does: `-q` silences
+    // all but what must never be silent.
+    let mut say = Reporter::for_stderr(req.quiet);
+    let (record, paths) = pick(&tree_store, &cwd, verb, req.targets, req.paths, &mut say)?;
     let info = snapshot_of(&record)?;
     // The region the run recorded (not the tree's root): nothing whose scope overlaps
     // it writes the tree meanwhile, the run itself included if it is still going.
@@ -74,7 +79,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     let id = &record.id;
     refuse_by_state(direction, id, &info)?;
 
-    let run = RunChanges::read(&mut tree, &info, id, req.quiet)?;
+    let run = RunChanges::read(&mut tree, &info, id, &mut say)?;
     let wanted = relative_paths(&info.root, &cwd, &paths)?;
     let chosen = choose(direction, id, &info, &run, &wanted, &paths, req.force)?;
     let (from, to, to_id) = match direction {
@@ -108,28 +113,27 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         return Ok(SUCCESS);
     }
     if chosen.is_empty() {
-        if !req.quiet {
-            if run.all.is_empty() && run.undone.is_empty() {
-                eprintln!("backstop: run {id} changed nothing in its scope; nothing to {verb}");
-            } else {
-                eprintln!(
-                    "backstop: every change of run {id} is undone already; nothing to {verb}"
-                );
-            }
+        if run.all.is_empty() && run.undone.is_empty() {
+            say.note(&format!(
+                "run {id} changed nothing in its scope; nothing to {verb}"
+            ));
+        } else {
+            say.note(&format!(
+                "every change of run {id} is undone already; nothing to {verb}"
+            ));
         }
         return Ok(SUCCESS);
     }
     if let (Some(was), Some(now)) = (&info.head, crate::snapshot::git::head(&info.root))
         && *was != now
-        && !req.quiet
     {
-        eprintln!(
-            "backstop: warning: git HEAD moved since run {id} ({was} → {now}); {verb} puts files back, never .git"
-        );
+        say.event(&Event::Warning(format!(
+            "git HEAD moved since run {id} ({was} → {now}); {verb} puts files back, never .git"
+        )));
     }
     let (journal, reason) = run.journal(action, id, to_id, &chosen);
     let report = tree.put_back(&journal, to, &reason)?;
-    Ok(tell(&report, verb, id, chosen.len(), req))
+    Ok(tell(&mut say, &report, verb, id, chosen.len(), req.json))
 }
 
 /// The run's snapshot, without which there is nothing to go back to.
@@ -155,7 +159,12 @@ struct RunChanges {
 }
 
 impl RunChanges {
-    fn read(tree: &mut Snapshots, info: &SnapshotInfo, id: &str, quiet: bool) -> Result<Self> {
+    fn read(
+        tree: &mut Snapshots,
+        info: &SnapshotInfo,
+        id: &str,
+        say: &mut Reporter,
+    ) -> Result<Self> {
         let before = tree.load(&info.before)?;
         // The run's fixed scope: what its rules left out is never destroyed by a
         // put-back (and, with no after-state, it is what the walk below goes by).
@@ -167,11 +176,9 @@ impl RunChanges {
             if info.after.is_none() {
                 return Err(e);
             }
-            if !quiet {
-                eprintln!(
-                    "backstop: warning: the scope run {id} started with cannot be read ({e:#})"
-                );
-            }
+            say.event(&Event::Warning(format!(
+                "the scope run {id} started with cannot be read ({e:#})"
+            )));
         }
         let (after_id, after) = match &info.after {
             Some(a) => (a.clone(), tree.load(a)?),
@@ -342,26 +349,33 @@ fn changed_since(
 }
 
 /// Says how the put-back of `planned` paths went; its exit code.
-fn tell(report: &Report, verb: &str, id: &str, planned: usize, req: &Request) -> u8 {
+fn tell(
+    say: &mut Reporter,
+    report: &Report,
+    verb: &str,
+    id: &str,
+    planned: usize,
+    json: bool,
+) -> u8 {
     for dir in &report.kept {
-        eprintln!(
-            "backstop: kept {}: it holds files outside the run's scope",
+        say.note(&format!(
+            "kept {}: it holds files outside the run's scope",
             quote_path(dir)
-        );
+        ));
     }
     if !report.complete() {
         // Never silent, even with -q or --json: the tree is not what was asked for.
-        eprintln!(
-            "backstop: {verb} of run {id} incomplete: {} of {planned} path(s) not put back:",
+        say.always(&format!(
+            "{verb} of run {id} incomplete: {} of {planned} path(s) not put back:",
             report.failed.len(),
-        );
+        ));
         for (path, why) in &report.failed {
-            eprintln!("backstop:   not restored: {}: {why}", quote_path(path));
+            say.always(&format!("  not restored: {}: {why}", quote_path(path)));
         }
         return crate::exit_code::PUT_BACK_INCOMPLETE;
     }
-    if !req.quiet && !req.json {
-        eprintln!("backstop: {verb} of run {id}: {planned} path(s) put back");
+    if !json {
+        say.note(&format!("{verb} of run {id}: {planned} path(s) put back"));
     }
     SUCCESS
 }
@@ -478,7 +492,7 @@ fn pick(
     verb: &str,
     words: &[PathBuf],
     after_dashes: Option<&[PathBuf]>,
-    quiet: bool,
+    say: &mut Reporter,
 ) -> Result<(RunRecord, Vec<PathBuf>)> {
     let first = words
         .first()
@@ -491,7 +505,7 @@ fn pick(
             // Before `--` a word can only be a run: any error (unknown, ambiguous,
             // damaged) is the answer.
             Some(word) => Ok((tree.find(&word.to_string_lossy())?, rest)),
-            None => Ok((latest(tree, verb, quiet)?, rest)),
+            None => Ok((latest(tree, verb, say)?, rest)),
         };
     }
     if let Some(word) = first {
@@ -514,7 +528,7 @@ fn pick(
             return Ok((as_run?, words[1..].to_vec()));
         }
     }
-    Ok((latest(tree, verb, quiet)?, words.to_vec()))
+    Ok((latest(tree, verb, say)?, words.to_vec()))
 }
 
 /// What `word` means as a path, if it means one: it exists under `cwd` (even as a
@@ -551,7 +565,7 @@ fn path_meaning(tree: &RunRecords, cwd: &Path, word: &str) -> Result<Option<Stri
 /// in the tree (at least partly), redo the latest with changes out of it (undone,
 /// partly undone, rolled back), saying which and why the newer ones were passed over. A damaged record file written since that
 /// run started may be a later run: then no run is guessed, and the file is named.
-fn latest(tree: &RunRecords, verb: &str, quiet: bool) -> Result<RunRecord> {
+fn latest(tree: &RunRecords, verb: &str, say: &mut Reporter) -> Result<RunRecord> {
     let listing = tree.listing()?;
     let snapshotted: Vec<&RunRecord> = listing
         .records
@@ -598,17 +612,17 @@ fn latest(tree: &RunRecords, verb: &str, quiet: bool) -> Result<RunRecord> {
     }
     match latest {
         Some(l) => {
-            if !quiet && !passed.is_empty() {
+            if !passed.is_empty() {
                 let which = if undo {
                     "changes in the tree"
                 } else {
                     "changes undone or rolled back"
                 };
-                eprintln!(
-                    "backstop: {verb} of run {} (the latest run with {which}; {})",
+                say.note(&format!(
+                    "{verb} of run {} (the latest run with {which}; {})",
                     l.id,
                     passed.join(", ")
-                );
+                ));
             }
             Ok(l.clone())
         }
