@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::model::*;
 use super::raw::*;
-use super::values::{CodeSet, Dur, Pattern, Size};
+use super::values::{Argv, CodeSet, Dur, Pattern, Size};
 use crate::scan::{PatternSet, Scanner};
 
 /// A check that failed after parsing, with the key path it is about.
@@ -365,54 +365,19 @@ fn resolve_link(
     path: &str,
     critical: (&PatternSet, &mut Sets),
 ) -> Result<Link, Invalid> {
-    let actions = [
-        link.run.is_some(),
-        link.call.is_some(),
-        link.default.is_some(),
-        link.escalate.is_some(),
-    ];
-    if actions.iter().filter(|x| **x).count() != 1 {
-        return Err(invalid(
-            path,
-            "a link needs exactly one of `run`, `call`, `default` or `escalate`",
-        ));
-    }
+    let (action, default_name) = link_action(link.run, link.call, link.default, link.escalate)
+        .ok_or_else(|| {
+            invalid(
+                path,
+                "a link needs exactly one of `run`, `call`, `default` or `escalate`",
+            )
+        })?;
     if link.timeout.is_some_and(|d| d.0.is_zero()) {
         return Err(invalid(
             format!("{path}.timeout"),
             "a timeout of zero would end every attempt at once",
         ));
     }
-    let (action, default_name) = if let Some(argv) = link.run {
-        let name = format!("run {}", crate::attempt::command_line(&argv.0));
-        (Action::Run(argv), name)
-    } else if let Some(call) = link.call {
-        let name = format!("call {}", call.model);
-        (
-            Action::Call(CallLink {
-                model: call.model,
-                prompt: call.prompt,
-                system: call.system,
-            }),
-            name,
-        )
-    } else if let Some(d) = link.default {
-        let answer = DefaultAnswer {
-            stdout: d.stdout.unwrap_or_default(),
-            stderr: d.stderr.unwrap_or_default(),
-            exit_code: d.exit_code.unwrap_or(0),
-        };
-        (Action::Default(answer), "default answer".to_string())
-    } else {
-        let e = link.escalate.expect("one action is present");
-        (
-            Action::Escalate(Escalate {
-                run: e.run,
-                exit_code: e.exit_code,
-            }),
-            "escalate".to_string(),
-        )
-    };
     let retry = match (&action, link.retry) {
         // Without a `retry:` of its own a link shares the policy's, compiled patterns
         // and all: a long chain costs no compile per link.
@@ -444,6 +409,47 @@ fn resolve_link(
         retry,
         timeout: link.timeout,
     })
+}
+
+/// The one thing a link does, and the name it goes by unless it is given one;
+/// `None` unless exactly one is given.
+fn link_action(
+    run: Option<Argv>,
+    call: Option<RawCall>,
+    default: Option<RawDefault>,
+    escalate: Option<RawEscalate>,
+) -> Option<(Action, String)> {
+    match (run, call, default, escalate) {
+        (Some(argv), None, None, None) => {
+            let name = format!("run {}", crate::attempt::command_line(&argv.0));
+            Some((Action::Run(argv), name))
+        }
+        (None, Some(call), None, None) => {
+            let name = format!("call {}", call.model);
+            let call = CallLink {
+                model: call.model,
+                prompt: call.prompt,
+                system: call.system,
+            };
+            Some((Action::Call(call), name))
+        }
+        (None, None, Some(d), None) => {
+            let answer = DefaultAnswer {
+                stdout: d.stdout.unwrap_or_default(),
+                stderr: d.stderr.unwrap_or_default(),
+                exit_code: d.exit_code.unwrap_or(0),
+            };
+            Some((Action::Default(answer), "default answer".to_string()))
+        }
+        (None, None, None, Some(e)) => {
+            let escalate = Escalate {
+                run: e.run,
+                exit_code: e.exit_code,
+            };
+            Some((Action::Escalate(escalate), "escalate".to_string()))
+        }
+        _ => None,
+    }
 }
 
 /// A link's `retry:` over the policy's: each key it sets wins, key by key.
