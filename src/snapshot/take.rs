@@ -13,7 +13,7 @@
 //! fails and the run does not start.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -325,8 +325,6 @@ fn read_all(
     staged: &Mutex<Vec<Staged>>,
     repairing: &HashMap<usize, Hash>,
 ) -> Result<Vec<(usize, Option<Entry>)>> {
-    let next = AtomicUsize::new(0);
-    let failed = std::sync::atomic::AtomicBool::new(false);
     // A few files are read before a thread would start; many, on every core (up to 4).
     let threads = match to_read.len() {
         0 => return Ok(Vec::new()),
@@ -335,54 +333,18 @@ fn read_all(
             .map_or(2, |n| n.get())
             .clamp(1, 4),
     };
+    let reader = Reader {
+        scope,
+        objects,
+        entries,
+        to_read,
+        staged,
+        repairing,
+        next: AtomicUsize::new(0),
+        failed: AtomicBool::new(false),
+    };
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| -> Result<Vec<(usize, Option<Entry>)>> {
-                    let mut out = Vec::new();
-                    loop {
-                        if failed.load(Ordering::Relaxed) {
-                            return Ok(out);
-                        }
-                        let k = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&i) = to_read.get(k) else {
-                            return Ok(out);
-                        };
-                        let e = &entries[i];
-                        let seen = Seen {
-                            path: e.path.clone(),
-                            kind: e.kind,
-                            mode: e.mode,
-                            stamp: super::objects::Stamp {
-                                size: e.size,
-                                mtime_ns: e.mtime_ns,
-                                ctime_ns: e.ctime_ns,
-                                ino: e.ino,
-                            },
-                            meta: e.meta,
-                        };
-                        let read = read_one(scope, objects, &seen, staged).map_err(|e| {
-                            match repairing.get(&i) {
-                                Some(h) => e.context(format!(
-                                    "object {} of {} is missing from the store, and the file \
-                                     cannot be read again to replace it",
-                                    hex(h),
-                                    scope.abs(&seen.path).display()
-                                )),
-                                None => e,
-                            }
-                        });
-                        match read {
-                            Ok(e) => out.push((i, e)),
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                return Err(e);
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
+        let workers: Vec<_> = (0..threads).map(|_| s.spawn(|| reader.work())).collect();
         let mut all = Vec::new();
         let mut first_error = None;
         for w in workers {
@@ -398,6 +360,71 @@ fn read_all(
             None => Ok(all),
         }
     })
+}
+
+/// What the workers of [`read_all`] share: the files to read, the next one to
+/// take, and whether one of them has failed.
+struct Reader<'a> {
+    scope: &'a Scope,
+    objects: &'a Objects,
+    entries: &'a [Entry],
+    to_read: &'a [usize],
+    staged: &'a Mutex<Vec<Staged>>,
+    repairing: &'a HashMap<usize, Hash>,
+    next: AtomicUsize,
+    failed: AtomicBool,
+}
+
+impl Reader<'_> {
+    /// One worker: takes files until there are none left or one fails anywhere.
+    fn work(&self) -> Result<Vec<(usize, Option<Entry>)>> {
+        let mut out = Vec::new();
+        loop {
+            if self.failed.load(Ordering::Relaxed) {
+                return Ok(out);
+            }
+            let k = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(&i) = self.to_read.get(k) else {
+                return Ok(out);
+            };
+            match self.read(i) {
+                Ok(e) => out.push((i, e)),
+                Err(e) => {
+                    self.failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// The `i`th entry's file, as [`read_one`] reads it; a file read to replace a
+    /// missing object says so when it cannot be.
+    fn read(&self, i: usize) -> Result<Option<Entry>> {
+        let e = &self.entries[i];
+        let seen = Seen {
+            path: e.path.clone(),
+            kind: e.kind,
+            mode: e.mode,
+            stamp: super::objects::Stamp {
+                size: e.size,
+                mtime_ns: e.mtime_ns,
+                ctime_ns: e.ctime_ns,
+                ino: e.ino,
+            },
+            meta: e.meta,
+        };
+        read_one(self.scope, self.objects, &seen, self.staged).map_err(|e| {
+            match self.repairing.get(&i) {
+                Some(h) => e.context(format!(
+                    "object {} of {} is missing from the store, and the file \
+                     cannot be read again to replace it",
+                    hex(h),
+                    self.scope.abs(&seen.path).display()
+                )),
+                None => e,
+            }
+        })
+    }
 }
 
 /// One file into the store, read again while it keeps changing.
