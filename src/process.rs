@@ -95,21 +95,101 @@ impl ProcessRunner {
 
 impl Attempter for ProcessRunner {
     async fn attempt(&mut self, spec: AttemptSpec<'_>) -> AttemptOutcome {
-        let started_at = SystemTime::now();
-        let t0 = Instant::now();
-        let outcome = |end, matched| AttemptOutcome {
-            end,
-            matched,
-            started_at,
-            duration: t0.elapsed(),
-            no_retry: None,
-            call: None,
-            output_closed: false,
-        };
-
+        let clock = AttemptClock::start();
         let foreground = matches!(spec.stdin, StdinFrom::Inherit)
             .then_some(self.terminal)
             .flatten();
+        let mut child = match tokio::process::Command::from(self.command(&spec, foreground)).spawn()
+        {
+            Ok(child) => child,
+            Err(e) => return clock.outcome(spawn_failure(&spec.argv[0], &e), Vec::new()),
+        };
+        let pgid = child.id().map_or(0, |id| id as libc::pid_t);
+        // tokio reaps this one; the reaper must leave it (and its zombie) alone.
+        crate::reaper::own(pgid);
+        if let Some(t) = foreground {
+            t.give_to(pgid);
+        }
+        self.feed_stdin(&mut child, &spec.stdin);
+        let mut pumps = start_pumps(&mut child, spec.scanner);
+
+        let mut interrupt = self.interrupt.clone();
+        let waited = self
+            .wait(&mut child, pgid, &spec, foreground, &mut interrupt)
+            .await;
+        crate::reaper::disown(pgid);
+        if let Some(t) = foreground {
+            t.take_back();
+        }
+        end_what_it_left(pgid, &waited, spec.kill_grace).await;
+        let (matched, reader_gone) = drain(&mut pumps, &mut interrupt).await;
+
+        let mut result = clock.outcome(waited.end, matched);
+        result.output_closed = reader_gone || output_reader_gone();
+        if self.replay.as_ref().is_some_and(|r| !r.replayable()) {
+            result.no_retry = Some(format!(
+                "stdin is over the replay limit ({} MiB)",
+                crate::stdin::REPLAY_LIMIT >> 20
+            ));
+        }
+        result
+    }
+
+    /// Written off the runtime's thread: a reader that stops reading must not leave
+    /// a signal to backstop unheard (see [`write_stdout`]).
+    async fn answer(&mut self, answer: &DefaultAnswer) -> Option<i32> {
+        let mut interrupt = self.interrupt.clone();
+        let out = answer.stdout.clone().into_bytes();
+        let err = answer.stderr.clone().into_bytes();
+        if let Err(signal) = write_to(Sink::Stdout, out, &mut interrupt).await {
+            return Some(signal);
+        }
+        write_to(Sink::Stderr, err, &mut interrupt).await.err()
+    }
+}
+
+/// When an attempt started, for the outcome it ends with.
+struct AttemptClock {
+    started_at: SystemTime,
+    t0: Instant,
+}
+
+impl AttemptClock {
+    fn start() -> AttemptClock {
+        AttemptClock {
+            started_at: SystemTime::now(),
+            t0: Instant::now(),
+        }
+    }
+
+    fn outcome(&self, end: End, matched: Vec<usize>) -> AttemptOutcome {
+        AttemptOutcome {
+            end,
+            matched,
+            started_at: self.started_at,
+            duration: self.t0.elapsed(),
+            no_retry: None,
+            call: None,
+            output_closed: false,
+        }
+    }
+}
+
+/// How waiting for the command ended.
+struct Waited {
+    end: End,
+    /// Set once backstop is asked to stop: everything the attempt left ends by then.
+    stop_by: Option<Instant>,
+}
+
+impl ProcessRunner {
+    /// The command for one attempt, in a process group of its own (and the
+    /// terminal's foreground when it takes the terminal).
+    fn command(
+        &self,
+        spec: &AttemptSpec<'_>,
+        foreground: Option<Terminal>,
+    ) -> std::process::Command {
         let mut cmd = std::process::Command::new(&spec.argv[0]);
         cmd.args(&spec.argv[1..])
             .envs(spec.env.iter().map(|(k, v)| (k, v)));
@@ -144,59 +224,61 @@ impl Attempter for ProcessRunner {
             // Without pre_exec, std can use posix_spawn, the cheaper way to start a child.
             cmd.process_group(0);
         }
-        let mut child = match tokio::process::Command::from(cmd).spawn() {
-            Ok(child) => child,
-            Err(e) => return outcome(spawn_failure(&spec.argv[0], &e), Vec::new()),
+        cmd
+    }
+
+    /// Gives the child its stdin when it is piped: the policy's bytes, or a replay
+    /// of backstop's own.
+    fn feed_stdin(&self, child: &mut Child, stdin: &StdinFrom) {
+        let Some(pipe) = child.stdin.take().and_then(|p| p.into_owned_fd().ok()) else {
+            return;
         };
-        let pgid = child.id().map_or(0, |id| id as libc::pid_t);
-        // tokio reaps this one; the reaper must leave it (and its zombie) alone.
-        crate::reaper::own(pgid);
-        if let Some(t) = foreground {
-            t.give_to(pgid);
-        }
-
-        if let Some(pipe) = child.stdin.take().and_then(|p| p.into_owned_fd().ok()) {
-            let pipe = std::fs::File::from(pipe);
-            match (&spec.stdin, &self.replay) {
-                (StdinFrom::Bytes(bytes), _) => {
-                    let bytes = bytes.clone();
-                    std::thread::spawn(move || {
-                        let mut pipe = pipe;
-                        let _ = pipe.write_all(&bytes);
-                    });
-                }
-                (_, Some(replay)) => replay.feed(pipe),
-                _ => {}
+        let pipe = std::fs::File::from(pipe);
+        match (stdin, &self.replay) {
+            (StdinFrom::Bytes(bytes), _) => {
+                let bytes = bytes.clone();
+                std::thread::spawn(move || {
+                    let mut pipe = pipe;
+                    let _ = pipe.write_all(&bytes);
+                });
             }
+            (_, Some(replay)) => replay.feed(pipe),
+            _ => {}
         }
-        let mut pumps = Vec::new();
-        if let Some(p) = child.stdout.take().and_then(|p| p.into_owned_fd().ok()) {
-            pumps.push(Pump::start(p.into(), Sink::Stdout, spec.scanner.stream()));
-        }
-        if let Some(p) = child.stderr.take().and_then(|p| p.into_owned_fd().ok()) {
-            pumps.push(Pump::start(p.into(), Sink::Stderr, spec.scanner.stream()));
-        }
+    }
 
+    /// Waits for the child to exit, ending its group on a timeout or a signal to
+    /// backstop; a stop (Ctrl-Z) of a foreground attempt pauses its timeout.
+    async fn wait(
+        &mut self,
+        child: &mut Child,
+        pgid: libc::pid_t,
+        spec: &AttemptSpec<'_>,
+        foreground: Option<Terminal>,
+        interrupt: &mut Interrupt,
+    ) -> Waited {
         // Far enough to never fire, near enough that adding to it cannot overflow.
         let never = Duration::from_secs(100 * 365 * 24 * 3600);
         let timer = tokio::time::sleep(spec.timeout.unwrap_or(never));
         tokio::pin!(timer);
-        let mut interrupt = self.interrupt.clone();
-        // Once backstop is asked to stop, everything the attempt left ends within
-        // `kill_grace` of that moment, not a fresh grace per cleanup step.
-        let mut stop_by = None;
-        let end = loop {
+        loop {
             tokio::select! {
-                status = child.wait() => break status.map_or(End::Exited { code: 1 }, end_of),
-                () = &mut timer => {
-                    terminate(&mut child, pgid, libc::SIGTERM, spec.kill_grace).await;
-                    let after_ms = spec.timeout.map_or(0, crate::policy::values::millis);
-                    break End::TimedOut { after_ms, deadline: spec.timeout_is_deadline };
+                status = child.wait() => {
+                    let end = status.map_or(End::Exited { code: 1 }, end_of);
+                    return Waited { end, stop_by: None };
                 }
-                signal = wait_for_interrupt(&mut interrupt) => {
-                    stop_by = Some(after(spec.kill_grace));
-                    terminate(&mut child, pgid, signal, spec.kill_grace).await;
-                    break End::Interrupted { signal };
+                () = &mut timer => {
+                    terminate(child, pgid, libc::SIGTERM, spec.kill_grace).await;
+                    let after_ms = spec.timeout.map_or(0, crate::policy::values::millis);
+                    let end = End::TimedOut { after_ms, deadline: spec.timeout_is_deadline };
+                    return Waited { end, stop_by: None };
+                }
+                signal = wait_for_interrupt(interrupt) => {
+                    // Once backstop is asked to stop, everything the attempt left ends
+                    // within `kill_grace` of that moment, not a fresh grace per cleanup step.
+                    let stop_by = Some(after(spec.kill_grace));
+                    terminate(child, pgid, signal, spec.kill_grace).await;
+                    return Waited { end: End::Interrupted { signal }, stop_by };
                 }
                 Some(()) = child_changed(self.sigchld.as_mut()), if foreground.is_some() => {
                     if let (Some(t), Some(signal)) = (foreground, stopped(pgid)) {
@@ -207,56 +289,54 @@ impl Attempter for ProcessRunner {
                     }
                 }
             }
-        };
-        crate::reaper::disown(pgid);
-        if let Some(t) = foreground {
-            t.take_back();
         }
-        let grace = || {
-            stop_by.map_or(spec.kill_grace, |t| {
-                t.saturating_duration_since(Instant::now())
-            })
-        };
-        if !end.success() {
-            end_leftovers(pgid, grace()).await;
-        }
-        // Whatever the attempt started and left running, in its group or out of it,
-        // ends with it, success or not: a daemon left behind could write into the
-        // tree after the after-snapshot, the rollback, or the next attempt's start.
-        crate::reaper::end_descendants(grace()).await;
-        let mut budget = OUTPUT_DRAIN;
-        let mut matched = Vec::new();
-        let mut reader_gone = false;
-        for pump in &mut pumps {
-            if let Drained::Matched(m) = pump.finish(&mut budget, &mut interrupt).await {
-                matched.extend(m);
-            }
-            reader_gone |= pump.reader_gone();
-        }
-        matched.sort_unstable();
-        matched.dedup();
-        let mut result = outcome(end, matched);
-        result.output_closed = reader_gone || output_reader_gone();
-        if self.replay.as_ref().is_some_and(|r| !r.replayable()) {
-            result.no_retry = Some(format!(
-                "stdin is over the replay limit ({} MiB)",
-                crate::stdin::REPLAY_LIMIT >> 20
-            ));
-        }
-        result
     }
+}
 
-    /// Written off the runtime's thread: a reader that stops reading must not leave
-    /// a signal to backstop unheard (see [`write_stdout`]).
-    async fn answer(&mut self, answer: &DefaultAnswer) -> Option<i32> {
-        let mut interrupt = self.interrupt.clone();
-        let out = answer.stdout.clone().into_bytes();
-        let err = answer.stderr.clone().into_bytes();
-        if let Err(signal) = write_to(Sink::Stdout, out, &mut interrupt).await {
-            return Some(signal);
-        }
-        write_to(Sink::Stderr, err, &mut interrupt).await.err()
+/// One pump per piped output stream of the child.
+fn start_pumps(child: &mut Child, scanner: &crate::scan::Scanner) -> Vec<Pump> {
+    let mut pumps = Vec::new();
+    if let Some(p) = child.stdout.take().and_then(|p| p.into_owned_fd().ok()) {
+        pumps.push(Pump::start(p.into(), Sink::Stdout, scanner.stream()));
     }
+    if let Some(p) = child.stderr.take().and_then(|p| p.into_owned_fd().ok()) {
+        pumps.push(Pump::start(p.into(), Sink::Stderr, scanner.stream()));
+    }
+    pumps
+}
+
+/// Ends what the attempt left running: its group after a failure, and whatever it
+/// started out of the group, success or not.
+async fn end_what_it_left(pgid: libc::pid_t, waited: &Waited, kill_grace: Duration) {
+    let grace = || {
+        waited
+            .stop_by
+            .map_or(kill_grace, |t| t.saturating_duration_since(Instant::now()))
+    };
+    if !waited.end.success() {
+        end_leftovers(pgid, grace()).await;
+    }
+    // Whatever the attempt started and left running, in its group or out of it,
+    // ends with it, success or not: a daemon left behind could write into the
+    // tree after the after-snapshot, the rollback, or the next attempt's start.
+    crate::reaper::end_descendants(grace()).await;
+}
+
+/// Drains every pump within one shared [`OUTPUT_DRAIN`] budget: the patterns
+/// matched (sorted, once each), and whether a reader of backstop's output went away.
+async fn drain(pumps: &mut [Pump], interrupt: &mut Interrupt) -> (Vec<usize>, bool) {
+    let mut budget = OUTPUT_DRAIN;
+    let mut matched = Vec::new();
+    let mut reader_gone = false;
+    for pump in pumps {
+        if let Drained::Matched(m) = pump.finish(&mut budget, interrupt).await {
+            matched.extend(m);
+        }
+        reader_gone |= pump.reader_gone();
+    }
+    matched.sort_unstable();
+    matched.dedup();
+    (matched, reader_gone)
 }
 
 fn stdin_is_char_device() -> bool {

@@ -9,8 +9,8 @@ use crate::attempt::Prompt;
 use crate::call::client::{ModelClient, Notes, Print};
 use crate::engine::{Engine, Primary};
 use crate::error::UserError;
-use crate::events::{Event, EventSink, Fanout};
-use crate::policy::{self, PolicyChoice};
+use crate::events::{Event, EventSink, Fanout, RunSummary};
+use crate::policy::{self, Policy, PolicyChoice};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{RecordWriter, RunRecord};
 use crate::reporter::Reporter;
@@ -37,29 +37,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         ))
         .into());
     }
-    let model = match (args.model, &policy.model) {
-        (Some(m), _) => m.to_string(),
-        (None, Some(m)) => m.clone(),
-        (None, None) if policy.models.len() == 1 => {
-            policy.models.keys().next().expect("one").clone()
-        }
-        (None, None) => {
-            return Err(UserError::Usage(format!(
-                "which model? pass -m NAME or set `model:` in {} (it has {})",
-                policy.source,
-                policy.models.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-            .into());
-        }
-    };
-    if !policy.models.contains_key(&model) {
-        return Err(UserError::Usage(format!(
-            "no model named `{model}` in {} (it has {})",
-            policy.source,
-            policy.models.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-        .into());
-    }
+    let model = choose_model(args.model, &policy)?;
     crate::call::secret::check_keys(&policy, Some(&model))?;
     let mut prompt = read_prompt(args.prompt)?;
     prompt.system = args.system.map(String::from);
@@ -73,16 +51,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
     let mut writer = RecordWriter::start(&tree_store, record)
         .context("cannot record the call, so it was not made")?;
     let mut reporter = Reporter::for_stderr(args.quiet);
-    let live = match args.stream {
-        Some(StreamWhen::Always) => true,
-        Some(StreamWhen::Auto) => std::io::stdout().is_terminal(),
-        Some(StreamWhen::Never) | None => false,
-    };
-    let print = match (args.json, live) {
-        (true, _) => Print::Never,
-        (false, true) => Print::Live,
-        (false, false) => Print::AtEnd,
-    };
+    let print = print_mode(args);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -107,25 +76,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         )));
     }
     if args.json {
-        let doc = serde_json::json!({
-            "run_id": id,
-            "outcome": summary.outcome,
-            "exit_code": summary.exit_code,
-            "text": summary.answer,
-            "model": summary.model,
-            // The id the provider knows it by: the alias alone does not say which
-            // model version answered.
-            "provider_model": summary
-                .model
-                .as_ref()
-                .and_then(|m| policy.models.get(m))
-                .map(|m| m.model.clone()),
-            "attempts": summary.attempts,
-            "input_tokens": summary.input_tokens,
-            "output_tokens": summary.output_tokens,
-            "cost_usd": summary.cost_usd,
-            "reason": summary.reason,
-        });
+        let doc = json_answer(&id, &summary, &policy);
         let mut bytes = serde_json::to_vec_pretty(&doc)?;
         bytes.push(b'\n');
         // Written under the runtime that forwards signals: with backstop's handlers
@@ -136,6 +87,72 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         }
     }
     Ok(summary.exit_code)
+}
+
+/// The model named with `-m`, else the policy's `model:`, else its only one.
+fn choose_model(arg: Option<&str>, policy: &Policy) -> Result<String> {
+    let known = || policy.models.keys().cloned().collect::<Vec<_>>().join(", ");
+    let model = match (arg, &policy.model) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(m)) => m.clone(),
+        (None, None) => match policy.models.keys().collect::<Vec<_>>()[..] {
+            [only] => only.clone(),
+            _ => {
+                return Err(UserError::Usage(format!(
+                    "which model? pass -m NAME or set `model:` in {} (it has {})",
+                    policy.source,
+                    known()
+                ))
+                .into());
+            }
+        },
+    };
+    if !policy.models.contains_key(&model) {
+        return Err(UserError::Usage(format!(
+            "no model named `{model}` in {} (it has {})",
+            policy.source,
+            known()
+        ))
+        .into());
+    }
+    Ok(model)
+}
+
+/// Where the answer goes: into the JSON document, live as it streams, or whole at the end.
+fn print_mode(args: &CallArgs) -> Print {
+    let live = match args.stream {
+        Some(StreamWhen::Always) => true,
+        Some(StreamWhen::Auto) => std::io::stdout().is_terminal(),
+        Some(StreamWhen::Never) | None => false,
+    };
+    match (args.json, live) {
+        (true, _) => Print::Never,
+        (false, true) => Print::Live,
+        (false, false) => Print::AtEnd,
+    }
+}
+
+/// The document `call --json` prints.
+fn json_answer(id: &str, summary: &RunSummary, policy: &Policy) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": id,
+        "outcome": summary.outcome,
+        "exit_code": summary.exit_code,
+        "text": summary.answer,
+        "model": summary.model,
+        // The id the provider knows it by: the alias alone does not say which
+        // model version answered.
+        "provider_model": summary
+            .model
+            .as_ref()
+            .and_then(|m| policy.models.get(m))
+            .map(|m| m.model.clone()),
+        "attempts": summary.attempts,
+        "input_tokens": summary.input_tokens,
+        "output_tokens": summary.output_tokens,
+        "cost_usd": summary.cost_usd,
+        "reason": summary.reason,
+    })
 }
 
 /// The most a prompt may hold, read from stdin: far past any model's context window

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::model::{Action, BackoffKind, Policy, RetryPolicy};
+use super::model::{Action, Backoff, BackoffKind, Policy, RetryPolicy};
 use super::values::{format_duration, round_ms};
 use crate::backoff::{base_delay, jitter_bounds};
 
@@ -72,7 +72,6 @@ fn worst_wait(retry: &RetryPolicy) -> Duration {
 
 pub fn explain(policy: &Policy) -> String {
     let mut out = String::new();
-    let fmt = |d: Duration| format_duration(round_ms(d));
     let _ = writeln!(out, "policy {}", policy.source);
     let mut waits = Duration::ZERO;
     let schedule = schedule(policy);
@@ -86,60 +85,88 @@ pub fn explain(policy: &Policy) -> String {
         )
         .collect();
     for ((name, steps), retry) in schedule.iter().zip(&retries) {
-        let b = &retry.backoff;
-        let shape = match b.kind {
-            BackoffKind::Constant => format!("constant backoff {}", fmt(b.initial.0)),
-            BackoffKind::Linear => format!(
-                "linear backoff from {}, step {}",
-                fmt(b.initial.0),
-                fmt(b.step.0)
-            ),
-            BackoffKind::Exponential => {
-                format!(
-                    "exponential backoff from {}, x{}",
-                    fmt(b.initial.0),
-                    b.multiplier
-                )
-            }
-        };
-        let jitter = b.jitter.as_str();
-        // `max` bounds only a delay that grows.
-        let cap = match b.kind {
-            BackoffKind::Constant => String::new(),
-            _ => format!(", up to {}", fmt(b.max.0)),
-        };
-        let _ = writeln!(
-            out,
-            "\n{name}: {} attempts, {shape}{cap}, {jitter} jitter",
-            retry.max_attempts,
-        );
-        let _ = writeln!(
-            out,
-            "  {:<8} {:<22} worst case at its end",
-            "attempt", "wait before"
-        );
-        for s in steps {
-            let wait = s.wait.map_or("-".to_string(), |(lo, hi)| {
-                if lo == hi {
-                    fmt(hi)
-                } else {
-                    format!("{}..{}", fmt(lo), fmt(hi))
-                }
-            });
-            let worst = s
-                .worst_case
-                .map_or("unbounded (no timeout.attempt)".to_string(), fmt);
-            let _ = writeln!(out, "  {:<8} {:<22} {}", s.attempt, wait, worst);
-        }
-        if let Some(command) = &retry.command {
-            let _ = writeln!(
-                out,
-                "  attempts after the first run `{}` (retry.command)",
-                crate::attempt::command_line(&command.0)
-            );
-        }
+        write_link(&mut out, name, steps, retry);
         waits = waits.saturating_add(worst_wait(retry));
     }
+    write_fallbacks(&mut out, policy);
+    let worst = schedule
+        .last()
+        .and_then(|(_, s)| s.last())
+        .and_then(|s| s.worst_case);
+    write_bounds(&mut out, policy, worst, waits);
+    for w in warnings(policy) {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
+
+/// A duration as `explain` shows it: to the millisecond.
+fn shown(d: Duration) -> String {
+    format_duration(round_ms(d))
+}
+
+/// One link's retry: its backoff in a line, then each attempt's wait and worst case.
+fn write_link(out: &mut String, name: &str, steps: &[Step], retry: &RetryPolicy) {
+    let _ = writeln!(
+        out,
+        "\n{name}: {} attempts, {}",
+        retry.max_attempts,
+        backoff_shape(&retry.backoff),
+    );
+    let _ = writeln!(
+        out,
+        "  {:<8} {:<22} worst case at its end",
+        "attempt", "wait before"
+    );
+    for s in steps {
+        let wait = s.wait.map_or("-".to_string(), |(lo, hi)| {
+            if lo == hi {
+                shown(hi)
+            } else {
+                format!("{}..{}", shown(lo), shown(hi))
+            }
+        });
+        let worst = s
+            .worst_case
+            .map_or("unbounded (no timeout.attempt)".to_string(), shown);
+        let _ = writeln!(out, "  {:<8} {:<22} {}", s.attempt, wait, worst);
+    }
+    if let Some(command) = &retry.command {
+        let _ = writeln!(
+            out,
+            "  attempts after the first run `{}` (retry.command)",
+            crate::attempt::command_line(&command.0)
+        );
+    }
+}
+
+/// "exponential backoff from 1s, x2, up to 30s, full jitter".
+fn backoff_shape(b: &Backoff) -> String {
+    let shape = match b.kind {
+        BackoffKind::Constant => format!("constant backoff {}", shown(b.initial.0)),
+        BackoffKind::Linear => format!(
+            "linear backoff from {}, step {}",
+            shown(b.initial.0),
+            shown(b.step.0)
+        ),
+        BackoffKind::Exponential => {
+            format!(
+                "exponential backoff from {}, x{}",
+                shown(b.initial.0),
+                b.multiplier
+            )
+        }
+    };
+    // `max` bounds only a delay that grows.
+    let cap = match b.kind {
+        BackoffKind::Constant => String::new(),
+        _ => format!(", up to {}", shown(b.max.0)),
+    };
+    format!("{shape}{cap}, {} jitter", b.jitter.as_str())
+}
+
+/// The links that answer without running anything: a default answer, an escalation.
+fn write_fallbacks(out: &mut String, policy: &Policy) {
     for (i, link) in policy.fallback.chain.iter().enumerate() {
         match &link.action {
             Action::Default(d) => {
@@ -161,26 +188,27 @@ pub fn explain(policy: &Policy) -> String {
             Action::Run(_) | Action::Call(_) => {}
         }
     }
-    let worst = schedule
-        .last()
-        .and_then(|(_, s)| s.last())
-        .and_then(|s| s.worst_case);
+}
+
+/// The run's worst case (or what the waits alone add up to), its deadline, and what
+/// `continue_on_error` does to the exit code.
+fn write_bounds(out: &mut String, policy: &Policy, worst: Option<Duration>, waits: Duration) {
     let _ = writeln!(out);
     match worst {
         Some(w) => {
-            let _ = writeln!(out, "worst case: {}", fmt(w));
+            let _ = writeln!(out, "worst case: {}", shown(w));
         }
         None => {
             let _ = writeln!(
                 out,
                 "worst case: unbounded; waits alone add up to {}",
-                fmt(waits)
+                shown(waits)
             );
         }
     }
     match policy.timeout.total() {
         Some(total) => {
-            let _ = writeln!(out, "deadline: timeout.total {}", fmt(total));
+            let _ = writeln!(out, "deadline: timeout.total {}", shown(total));
         }
         None => {
             let _ = writeln!(out, "deadline: none (set timeout.total to bound the run)");
@@ -192,10 +220,6 @@ pub fn explain(policy: &Policy) -> String {
             "continue_on_error: a final failure exits 0 (recorded as failed, rolled back as `rollback.on` says)"
         );
     }
-    for w in warnings(policy) {
-        let _ = writeln!(out, "warning: {w}");
-    }
-    out
 }
 
 /// What is legal but probably not meant.

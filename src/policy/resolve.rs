@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::model::*;
 use super::raw::*;
-use super::values::{CodeSet, Dur, Pattern, Size};
+use super::values::{Argv, CodeSet, Dur, Pattern, Size};
 use crate::scan::{PatternSet, Scanner};
 
 /// A check that failed after parsing, with the key path it is about.
@@ -42,16 +42,7 @@ pub const MAX_CHAIN_LINKS: usize = 100;
 const MS: fn(u64) -> Dur = |ms| Dur(Duration::from_millis(ms));
 
 pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy, Invalid> {
-    match raw.version {
-        Some(1) => {}
-        Some(v) => {
-            return Err(invalid(
-                "version",
-                format!("unsupported version {v}: expected 1"),
-            ));
-        }
-        None => return Err(invalid("version", "missing `version: 1`")),
-    }
+    check_version(raw.version)?;
     let f = raw.fallback.unwrap_or_default();
     let critical = f.critical.unwrap_or_default();
     let critical = Critical {
@@ -62,8 +53,53 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
     let mut sets = Sets::default();
     let critical_set = sets.compile(&critical.output, "fallback.critical.output")?;
     let retry = resolve_retry(&base, "retry", (&critical_set, &mut sets))?;
+    let timeout = resolve_timeouts(raw.timeout.unwrap_or_default())?;
+    let chain = resolve_chain(
+        f.chain.unwrap_or_default(),
+        (&base, &retry),
+        (&critical_set, &mut sets),
+    )?;
+    let rollback = resolve_rollback(raw.rollback)?;
+    let steps = resolve_steps(raw.steps.unwrap_or_default())?;
+    if retry.command.is_some() && !steps.is_empty() {
+        return Err(invalid(
+            "retry.command",
+            "a policy with `steps:` retries each step as written: give a step's own command instead",
+        ));
+    }
+    let (providers, models, model, budget) =
+        resolve_models(raw.providers, raw.models, raw.model, raw.budget)?;
+    check_call_models(&chain, &models)?;
 
-    let t = raw.timeout.unwrap_or_default();
+    Ok(Policy {
+        source,
+        digest,
+        version: 1,
+        retry,
+        timeout,
+        fallback: Fallback { critical, chain },
+        rollback,
+        steps,
+        providers,
+        models,
+        model,
+        budget,
+        continue_on_error: raw.continue_on_error.unwrap_or(false),
+    })
+}
+
+fn check_version(version: Option<u32>) -> Result<(), Invalid> {
+    match version {
+        Some(1) => Ok(()),
+        Some(v) => Err(invalid(
+            "version",
+            format!("unsupported version {v}: expected 1"),
+        )),
+        None => Err(invalid("version", "missing `version: 1`")),
+    }
+}
+
+fn resolve_timeouts(t: RawTimeout) -> Result<Timeouts, Invalid> {
     for (key, value, without) in [
         ("attempt", t.attempt, "no limit"),
         ("total", t.total, "no limit"),
@@ -80,16 +116,22 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
             ));
         }
     }
-    let timeout = Timeouts {
+    Ok(Timeouts {
         attempt: t.attempt,
         total: t.total,
         kill_grace: t.kill_grace.unwrap_or(MS(5000)),
         connect: t.connect.unwrap_or(MS(CALL_CONNECT_MS)),
         first_token: t.first_token.unwrap_or(MS(CALL_FIRST_TOKEN_MS)),
         stall: t.stall.unwrap_or(MS(CALL_STALL_MS)),
-    };
+    })
+}
 
-    let links = f.chain.unwrap_or_default();
+/// `base` is the policy's `retry:` as written and as resolved.
+fn resolve_chain(
+    links: Vec<RawLink>,
+    base: (&RawRetry, &RetryPolicy),
+    (critical_set, sets): (&PatternSet, &mut Sets),
+) -> Result<Vec<Link>, Invalid> {
     if links.len() > MAX_CHAIN_LINKS {
         return Err(invalid(
             "fallback.chain",
@@ -103,14 +145,17 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
     for (i, link) in links.into_iter().enumerate() {
         chain.push(resolve_link(
             link,
-            (&base, &retry),
+            base,
             &format!("fallback.chain[{i}]"),
-            (&critical_set, &mut sets),
+            (critical_set, sets),
         )?);
     }
+    Ok(chain)
+}
 
-    let explicit = raw.rollback.is_some();
-    let r = raw.rollback.unwrap_or_default();
+fn resolve_rollback(raw: Option<RawRollback>) -> Result<Rollback, Invalid> {
+    let explicit = raw.is_some();
+    let r = raw.unwrap_or_default();
     let scope = r.scope.unwrap_or_default();
     let exclude = scope.exclude.unwrap_or_default();
     if let Some(i) = exclude.iter().position(|p| p.trim().is_empty()) {
@@ -119,7 +164,7 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
             "an empty pattern",
         ));
     }
-    let rollback = Rollback {
+    Ok(Rollback {
         explicit,
         on: r.on.unwrap_or(RollbackOn::Failure),
         scope: Scope {
@@ -132,10 +177,13 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         between_attempts: r.between_attempts.unwrap_or(BetweenAttempts::Keep),
         validate: r.validate,
         to: r.to.unwrap_or(RollbackTo::Step),
-    };
+    })
+}
+
+fn resolve_steps(raw: Vec<RawStep>) -> Result<Vec<Step>, Invalid> {
     let mut steps = Vec::new();
     let mut names = std::collections::BTreeSet::new();
-    for (i, step) in raw.steps.unwrap_or_default().into_iter().enumerate() {
+    for (i, step) in raw.into_iter().enumerate() {
         if step.name.trim().is_empty() {
             return Err(invalid(format!("steps[{i}].name"), "a step needs a name"));
         }
@@ -161,15 +209,11 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
             approve: step.approve.unwrap_or(false),
         });
     }
+    Ok(steps)
+}
 
-    if retry.command.is_some() && !steps.is_empty() {
-        return Err(invalid(
-            "retry.command",
-            "a policy with `steps:` retries each step as written: give a step's own command instead",
-        ));
-    }
-    let (providers, models, model, budget) =
-        resolve_models(raw.providers, raw.models, raw.model, raw.budget)?;
+/// Every `call` link names a model the policy defines.
+fn check_call_models(chain: &[Link], models: &BTreeMap<String, Model>) -> Result<(), Invalid> {
     for (i, link) in chain.iter().enumerate() {
         if let Action::Call(CallLink { model: name, .. }) = &link.action
             && !models.contains_key(name)
@@ -180,22 +224,7 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
             ));
         }
     }
-
-    Ok(Policy {
-        source,
-        digest,
-        version: 1,
-        retry,
-        timeout,
-        fallback: Fallback { critical, chain },
-        rollback,
-        steps,
-        providers,
-        models,
-        model,
-        budget,
-        continue_on_error: raw.continue_on_error.unwrap_or(false),
-    })
+    Ok(())
 }
 
 type Models = (
@@ -213,49 +242,8 @@ fn resolve_models(
 ) -> Result<Models, Invalid> {
     let mut out_providers = BTreeMap::new();
     for (name, p) in providers.unwrap_or_default() {
-        if p.api_key.is_some() {
-            return Err(invalid(
-                format!("providers.{name}.api_key"),
-                "API keys do not belong in a policy file: put the key in an environment variable and name it with `api_key_env`",
-            ));
-        }
-        let base_url = p.base_url.trim_end_matches('/').to_string();
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(invalid(
-                format!("providers.{name}.base_url"),
-                "must start with http:// or https://",
-            ));
-        }
-        // Error messages name the endpoint, so it must hold nothing secret; and the
-        // request path is appended to it, which a query or fragment would swallow.
-        match reqwest::Url::parse(&base_url) {
-            Ok(url)
-                if url.username().is_empty()
-                    && url.password().is_none()
-                    && url.query().is_none()
-                    && url.fragment().is_none() => {}
-            Ok(_) => {
-                return Err(invalid(
-                    format!("providers.{name}.base_url"),
-                    "must not hold a user, password, query or fragment: credentials go in the variable named by `api_key_env`",
-                ));
-            }
-            Err(e) => {
-                return Err(invalid(
-                    format!("providers.{name}.base_url"),
-                    format!("not a URL: {e}"),
-                ));
-            }
-        }
-        out_providers.insert(
-            name,
-            Provider {
-                kind: p.kind,
-                base_url,
-                api_key_env: p.api_key_env,
-                anthropic_version: p.anthropic_version.unwrap_or_else(|| "2023-06-01".into()),
-            },
-        );
+        let provider = resolve_provider(&name, p)?;
+        out_providers.insert(name, provider);
     }
     let mut out_models = BTreeMap::new();
     for (name, m) in models.unwrap_or_default() {
@@ -265,42 +253,8 @@ fn resolve_models(
                 format!("no provider named `{}` under `providers`", m.provider),
             ));
         }
-        // `.nan` and `.inf` are YAML floats: a NaN price slips past `< 0.0`, makes
-        // every cost NaN (recorded as `null`) and every budget comparison false, so
-        // `budget.max_cost_usd` would never stop a call; `.inf` makes `0 * inf` NaN.
-        if let Some(p) = &m.price
-            && !(p.input_per_mtok.is_finite()
-                && p.output_per_mtok.is_finite()
-                && p.input_per_mtok >= 0.0
-                && p.output_per_mtok >= 0.0)
-        {
-            return Err(invalid(
-                format!("models.{name}.price"),
-                "prices must be finite numbers, zero or more",
-            ));
-        }
-        // serde_json writes a non-finite float as `null`: `.nan` would be sent to the
-        // provider as `"temperature": null`, not refused here where it was written.
-        if m.temperature.is_some_and(|t| !t.is_finite()) {
-            return Err(invalid(
-                format!("models.{name}.temperature"),
-                "must be a finite number",
-            ));
-        }
-        out_models.insert(
-            name.clone(),
-            Model {
-                name,
-                provider: m.provider,
-                model: m.model,
-                max_tokens: m.max_tokens.unwrap_or(1024),
-                temperature: m.temperature,
-                price: m.price.map(|p| Price {
-                    input_per_mtok: p.input_per_mtok,
-                    output_per_mtok: p.output_per_mtok,
-                }),
-            },
-        );
+        let resolved = resolve_model(name.clone(), m)?;
+        out_models.insert(name, resolved);
     }
     if let Some(m) = &model
         && !out_models.contains_key(m)
@@ -310,15 +264,98 @@ fn resolve_models(
             format!("no model named `{m}` under `models`"),
         ));
     }
+    Ok((out_providers, out_models, model, resolve_budget(budget)?))
+}
+
+fn resolve_provider(name: &str, p: RawProvider) -> Result<Provider, Invalid> {
+    if p.api_key.is_some() {
+        return Err(invalid(
+            format!("providers.{name}.api_key"),
+            "API keys do not belong in a policy file: put the key in an environment variable and name it with `api_key_env`",
+        ));
+    }
+    let base_url = p.base_url.trim_end_matches('/').to_string();
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(invalid(
+            format!("providers.{name}.base_url"),
+            "must start with http:// or https://",
+        ));
+    }
+    // Error messages name the endpoint, so it must hold nothing secret; and the
+    // request path is appended to it, which a query or fragment would swallow.
+    match reqwest::Url::parse(&base_url) {
+        Ok(url)
+            if url.username().is_empty()
+                && url.password().is_none()
+                && url.query().is_none()
+                && url.fragment().is_none() => {}
+        Ok(_) => {
+            return Err(invalid(
+                format!("providers.{name}.base_url"),
+                "must not hold a user, password, query or fragment: credentials go in the variable named by `api_key_env`",
+            ));
+        }
+        Err(e) => {
+            return Err(invalid(
+                format!("providers.{name}.base_url"),
+                format!("not a URL: {e}"),
+            ));
+        }
+    }
+    Ok(Provider {
+        kind: p.kind,
+        base_url,
+        api_key_env: p.api_key_env,
+        anthropic_version: p.anthropic_version.unwrap_or_else(|| "2023-06-01".into()),
+    })
+}
+
+/// A model whose provider is known to exist.
+fn resolve_model(name: String, m: RawModel) -> Result<Model, Invalid> {
+    // `.nan` and `.inf` are YAML floats: a NaN price slips past `< 0.0`, makes
+    // every cost NaN (recorded as `null`) and every budget comparison false, so
+    // `budget.max_cost_usd` would never stop a call; `.inf` makes `0 * inf` NaN.
+    if let Some(p) = &m.price
+        && !(p.input_per_mtok.is_finite()
+            && p.output_per_mtok.is_finite()
+            && p.input_per_mtok >= 0.0
+            && p.output_per_mtok >= 0.0)
+    {
+        return Err(invalid(
+            format!("models.{name}.price"),
+            "prices must be finite numbers, zero or more",
+        ));
+    }
+    // serde_json writes a non-finite float as `null`: `.nan` would be sent to the
+    // provider as `"temperature": null`, not refused here where it was written.
+    if m.temperature.is_some_and(|t| !t.is_finite()) {
+        return Err(invalid(
+            format!("models.{name}.temperature"),
+            "must be a finite number",
+        ));
+    }
+    Ok(Model {
+        name,
+        provider: m.provider,
+        model: m.model,
+        max_tokens: m.max_tokens.unwrap_or(1024),
+        temperature: m.temperature,
+        price: m.price.map(|p| Price {
+            input_per_mtok: p.input_per_mtok,
+            output_per_mtok: p.output_per_mtok,
+        }),
+    })
+}
+
+fn resolve_budget(budget: Option<RawBudget>) -> Result<Budget, Invalid> {
     let b = budget.unwrap_or_default();
     if b.max_cost_usd.is_some_and(|c| c.is_nan() || c < 0.0) {
         return Err(invalid("budget.max_cost_usd", "must be zero or more"));
     }
-    let budget = Budget {
+    Ok(Budget {
         max_cost_usd: b.max_cost_usd,
         max_tokens: b.max_tokens,
-    };
-    Ok((out_providers, out_models, model, budget))
+    })
 }
 
 /// `base` is the policy's `retry:` as written and as resolved.
@@ -328,54 +365,19 @@ fn resolve_link(
     path: &str,
     critical: (&PatternSet, &mut Sets),
 ) -> Result<Link, Invalid> {
-    let actions = [
-        link.run.is_some(),
-        link.call.is_some(),
-        link.default.is_some(),
-        link.escalate.is_some(),
-    ];
-    if actions.iter().filter(|x| **x).count() != 1 {
-        return Err(invalid(
-            path,
-            "a link needs exactly one of `run`, `call`, `default` or `escalate`",
-        ));
-    }
+    let (action, default_name) = link_action(link.run, link.call, link.default, link.escalate)
+        .ok_or_else(|| {
+            invalid(
+                path,
+                "a link needs exactly one of `run`, `call`, `default` or `escalate`",
+            )
+        })?;
     if link.timeout.is_some_and(|d| d.0.is_zero()) {
         return Err(invalid(
             format!("{path}.timeout"),
             "a timeout of zero would end every attempt at once",
         ));
     }
-    let (action, default_name) = if let Some(argv) = link.run {
-        let name = format!("run {}", crate::attempt::command_line(&argv.0));
-        (Action::Run(argv), name)
-    } else if let Some(call) = link.call {
-        let name = format!("call {}", call.model);
-        (
-            Action::Call(CallLink {
-                model: call.model,
-                prompt: call.prompt,
-                system: call.system,
-            }),
-            name,
-        )
-    } else if let Some(d) = link.default {
-        let answer = DefaultAnswer {
-            stdout: d.stdout.unwrap_or_default(),
-            stderr: d.stderr.unwrap_or_default(),
-            exit_code: d.exit_code.unwrap_or(0),
-        };
-        (Action::Default(answer), "default answer".to_string())
-    } else {
-        let e = link.escalate.expect("one action is present");
-        (
-            Action::Escalate(Escalate {
-                run: e.run,
-                exit_code: e.exit_code,
-            }),
-            "escalate".to_string(),
-        )
-    };
     let retry = match (&action, link.retry) {
         // Without a `retry:` of its own a link shares the policy's, compiled patterns
         // and all: a long chain costs no compile per link.
@@ -407,6 +409,47 @@ fn resolve_link(
         retry,
         timeout: link.timeout,
     })
+}
+
+/// The one thing a link does, and the name it goes by unless it is given one;
+/// `None` unless exactly one is given.
+fn link_action(
+    run: Option<Argv>,
+    call: Option<RawCall>,
+    default: Option<RawDefault>,
+    escalate: Option<RawEscalate>,
+) -> Option<(Action, String)> {
+    match (run, call, default, escalate) {
+        (Some(argv), None, None, None) => {
+            let name = format!("run {}", crate::attempt::command_line(&argv.0));
+            Some((Action::Run(argv), name))
+        }
+        (None, Some(call), None, None) => {
+            let name = format!("call {}", call.model);
+            let call = CallLink {
+                model: call.model,
+                prompt: call.prompt,
+                system: call.system,
+            };
+            Some((Action::Call(call), name))
+        }
+        (None, None, Some(d), None) => {
+            let answer = DefaultAnswer {
+                stdout: d.stdout.unwrap_or_default(),
+                stderr: d.stderr.unwrap_or_default(),
+                exit_code: d.exit_code.unwrap_or(0),
+            };
+            Some((Action::Default(answer), "default answer".to_string()))
+        }
+        (None, None, None, Some(e)) => {
+            let escalate = Escalate {
+                run: e.run,
+                exit_code: e.exit_code,
+            };
+            Some((Action::Escalate(escalate), "escalate".to_string()))
+        }
+        _ => None,
+    }
 }
 
 /// A link's `retry:` over the policy's: each key it sets wins, key by key.

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
 use ignore::WalkState;
-use ignore::overrides::OverrideBuilder;
+use ignore::overrides::{Override, OverrideBuilder};
 
 use super::manifest::{Kind, Meta};
 use super::objects::Stamp;
@@ -62,6 +62,19 @@ pub struct Seen {
     pub mode: u32,
     pub stamp: Stamp,
     pub meta: Meta,
+}
+
+impl Walked {
+    /// A walk that found nothing, for these errors.
+    fn failed(errors: Vec<anyhow::Error>) -> (Walked, Vec<anyhow::Error>) {
+        (
+            Walked {
+                seen: Vec::new(),
+                rules: None,
+            },
+            errors,
+        )
+    }
 }
 
 impl Seen {
@@ -126,33 +139,9 @@ impl Scope {
     }
 
     fn walk_with(&self, also: &[&[u8]], strict: bool) -> (Walked, Vec<anyhow::Error>) {
-        // A small tree (as the last snapshot knew it) is walked faster than threads start.
-        let small = also.len() < SMALL_TREE;
-        let mut overrides = OverrideBuilder::new(&self.root);
-        for pattern in &self.exclude {
-            if let Err(e) = overrides.add(&format!("!{pattern}")) {
-                let e = anyhow!("invalid exclude pattern `{pattern}`: {e}");
-                return (
-                    Walked {
-                        seen: Vec::new(),
-                        rules: None,
-                    },
-                    vec![e],
-                );
-            }
-        }
-        let overrides = match overrides.build() {
+        let overrides = match self.overrides() {
             Ok(o) => o,
-            Err(e) => {
-                let e = anyhow!("invalid exclude patterns: {e}");
-                return (
-                    Walked {
-                        seen: Vec::new(),
-                        rules: None,
-                    },
-                    vec![e],
-                );
-            }
+            Err(e) => return Walked::failed(vec![e]),
         };
         // The ignore rules are ours, not the walker's: they are read once and then
         // fixed for the run (see `rules.rs`).
@@ -162,14 +151,60 @@ impl Scope {
                 None => Matcher::from_disk(&self.root, self.hint.clone()),
             })
         });
-        let store = self.store.clone();
-        let filter_root = self.root.clone();
-        let filter_matcher = matcher.clone();
         // The first walk of a run keeps what the rules and `exclude` leave out (names
         // and inodes, not contents): a put-back never destroys one that a run moved
         // into the scope, and says so when one is gone.
         let pruned: Arc<Mutex<Vec<Pruned>>> = Arc::default();
         let keep_pruned = self.rules.is_none().then(|| Arc::clone(&pruned));
+        let builder = self.walker(overrides, matcher.clone(), keep_pruned);
+        // A small tree (as the last snapshot knew it) is walked faster than threads start.
+        let small = also.len() < SMALL_TREE;
+        let (mut found, mut errors) = self.read_tree(builder, small, matcher.as_deref(), strict);
+        if strict && !errors.is_empty() {
+            return Walked::failed(errors);
+        }
+        if let Err(e) = self.stat_missing(&mut found, also, strict, &mut errors) {
+            return Walked::failed(vec![e]);
+        }
+        found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        found.dedup_by(|a, b| a.path == b.path);
+        let rules = match (&self.rules, matcher) {
+            (Some(_), _) => None,
+            (None, m) => {
+                let mut rules = m.map(|m| m.rules()).unwrap_or_default();
+                rules.pruned =
+                    std::mem::take(&mut *pruned.lock().unwrap_or_else(|p| p.into_inner()));
+                rules.pruned.sort_by(|a, b| a.path.cmp(&b.path));
+                Some(rules)
+            }
+        };
+        (Walked { seen: found, rules }, errors)
+    }
+
+    /// The policy's `exclude` globs, as the walker takes them.
+    fn overrides(&self) -> Result<Override> {
+        let mut overrides = OverrideBuilder::new(&self.root);
+        for pattern in &self.exclude {
+            if let Err(e) = overrides.add(&format!("!{pattern}")) {
+                return Err(anyhow!("invalid exclude pattern `{pattern}`: {e}"));
+            }
+        }
+        overrides
+            .build()
+            .map_err(|e| anyhow!("invalid exclude patterns: {e}"))
+    }
+
+    /// The walker of the root, and what it leaves out: `.git`, the store, what
+    /// `exclude` and the ignore rules name. What those two leave out goes to
+    /// `keep_pruned`, when it is given.
+    fn walker(
+        &self,
+        overrides: Override,
+        matcher: Option<Arc<Matcher>>,
+        keep_pruned: Option<Arc<Mutex<Vec<Pruned>>>>,
+    ) -> ignore::WalkBuilder {
+        let store = self.store.clone();
+        let filter_root = self.root.clone();
         let mut builder = ignore::WalkBuilder::new(&self.root);
         builder
             .standard_filters(false)
@@ -186,7 +221,7 @@ impl Scope {
                     return true;
                 }
                 let left_out = overrides.matched(e.path(), is_dir).is_ignore()
-                    || filter_matcher
+                    || matcher
                         .as_ref()
                         .is_some_and(|m| m.ignored(rel.as_os_str().as_bytes(), is_dir));
                 if left_out
@@ -203,7 +238,18 @@ impl Scope {
                 !left_out
             })
             .threads(2);
+        builder
+    }
 
+    /// Every entry the walker keeps, unsorted, and what could not be read; `strict`
+    /// stops at the first of those. A small tree is read on this thread.
+    fn read_tree(
+        &self,
+        builder: ignore::WalkBuilder,
+        small: bool,
+        matcher: Option<&Matcher>,
+        strict: bool,
+    ) -> (Vec<Seen>, Vec<anyhow::Error>) {
         let found = Mutex::new(Vec::new());
         let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
         let fail = |e: anyhow::Error| {
@@ -218,35 +264,14 @@ impl Scope {
         };
         let root = &self.root;
         let visit = |entry: Result<ignore::DirEntry, ignore::Error>| {
-            let entry = match entry {
-                Ok(e) => e,
+            let seen = match entry {
+                Ok(e) => see(root, &e, matcher),
                 Err(e) => return fail(anyhow!("{e}")),
             };
-            if entry.depth() == 0 {
-                return WalkState::Continue;
-            }
-            let rel = Path::new(OsStr::from_bytes(relative(root, entry.path())));
-            let meta = match fs::symlink_metadata(entry.path()) {
-                Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return WalkState::Continue;
-                }
-                Err(e) => {
-                    return fail(anyhow!(
-                        "cannot read {}: {}",
-                        entry.path().display(),
-                        crate::error::io_message(&e)
-                    ));
-                }
-            };
-            // Visited before its entries are matched: settle its rules cheaply if it can.
-            if meta.is_dir()
-                && let Some(m) = &matcher
-            {
-                m.prepare(rel.as_os_str().as_bytes(), &meta);
-            }
-            if let Some(seen) = Seen::of(rel.as_os_str().as_bytes().to_vec(), &meta) {
-                found.lock().unwrap().push(seen);
+            match seen {
+                Ok(Some(seen)) => found.lock().unwrap().push(seen),
+                Ok(None) => {}
+                Err(e) => return fail(e),
             }
             WalkState::Continue
         };
@@ -260,17 +285,21 @@ impl Scope {
         } else {
             builder.build_parallel().run(|| Box::new(visit));
         }
-        let mut errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
-        if strict && !errors.is_empty() {
-            return (
-                Walked {
-                    seen: Vec::new(),
-                    rules: None,
-                },
-                errors,
-            );
-        }
-        let mut found = found.into_inner().unwrap_or_else(|p| p.into_inner());
+        (
+            found.into_inner().unwrap_or_else(|p| p.into_inner()),
+            errors.into_inner().unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+
+    /// Adds each of `also` the walk did not find, checked directly. `Err` when
+    /// `strict` and one cannot be read; otherwise that goes to `errors`.
+    fn stat_missing(
+        &self,
+        found: &mut Vec<Seen>,
+        also: &[&[u8]],
+        strict: bool,
+        errors: &mut Vec<anyhow::Error>,
+    ) -> Result<()> {
         let known: HashSet<&[u8]> = found.iter().map(|s| s.path.as_slice()).collect();
         let missing: Vec<Vec<u8>> = also
             .iter()
@@ -281,31 +310,11 @@ impl Scope {
             match self.stat(&path) {
                 Ok(Some(seen)) => found.push(seen),
                 Ok(None) => {}
-                Err(e) if strict => {
-                    return (
-                        Walked {
-                            seen: Vec::new(),
-                            rules: None,
-                        },
-                        vec![e],
-                    );
-                }
+                Err(e) if strict => return Err(e),
                 Err(e) => errors.push(e),
             }
         }
-        found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-        found.dedup_by(|a, b| a.path == b.path);
-        let rules = match (&self.rules, matcher) {
-            (Some(_), _) => None,
-            (None, m) => {
-                let mut rules = m.map(|m| m.rules()).unwrap_or_default();
-                rules.pruned =
-                    std::mem::take(&mut *pruned.lock().unwrap_or_else(|p| p.into_inner()));
-                rules.pruned.sort_by(|a, b| a.path.cmp(&b.path));
-                Some(rules)
-            }
-        };
-        (Walked { seen: found, rules }, errors)
+        Ok(())
     }
 
     /// One path, directly; `None` if it does not exist in the tree — including when a
@@ -354,6 +363,33 @@ impl RootId {
 
 /// `path`, which the walk of `root` produced (so `root` joined with more), relative
 /// to `root`: its bytes after the root's and a slash, without comparing components.
+/// What the walk records of one entry: nothing for the root itself or an entry
+/// gone since its directory was read.
+fn see(root: &Path, entry: &ignore::DirEntry, matcher: Option<&Matcher>) -> Result<Option<Seen>> {
+    if entry.depth() == 0 {
+        return Ok(None);
+    }
+    let rel = relative(root, entry.path());
+    let meta = match fs::symlink_metadata(entry.path()) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(anyhow!(
+                "cannot read {}: {}",
+                entry.path().display(),
+                crate::error::io_message(&e)
+            ));
+        }
+    };
+    // Visited before its entries are matched: settle its rules cheaply if it can.
+    if meta.is_dir()
+        && let Some(m) = matcher
+    {
+        m.prepare(rel, &meta);
+    }
+    Ok(Seen::of(rel.to_vec(), &meta))
+}
+
 fn relative<'p>(root: &Path, path: &'p Path) -> &'p [u8] {
     let (root, path) = (root.as_os_str().as_bytes(), path.as_os_str().as_bytes());
     if !path.starts_with(root) {

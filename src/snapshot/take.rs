@@ -13,7 +13,7 @@
 //! fails and the run does not start.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -83,104 +83,17 @@ pub fn take(
     let Walked { seen, rules } = scope.walk(&also)?;
     drop(also);
 
-    // One entry per path seen, built in place (the walk's list is consumed as it goes):
-    // files to read keep a placeholder until they are read; `gone` marks paths that
-    // vanished meanwhile. A tree of 100,000 paths is held once, not twice.
-    let mut entries: Vec<Entry> = Vec::with_capacity(seen.len());
-    let mut gone = vec![false; seen.len()];
-    let mut to_read = Vec::new();
-    let mut vouched = Vec::new();
-    let mut skipped = Vec::new();
-    for (i, s) in seen.into_iter().enumerate() {
-        let cached = cache.and_then(|m| m.find(&s.path).map(|e| (e, m.taken_at_ns)));
-        let content = match s.kind {
-            Kind::Dir => Content::None,
-            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => Content::None,
-            Kind::Symlink => match std::fs::read_link(scope.abs(&s.path)) {
-                Ok(target) => {
-                    use std::os::unix::ffi::OsStrExt;
-                    Content::Link(target.as_os_str().as_bytes().to_vec())
-                }
-                // Gone between the walk and now: it was never there.
-                Err(_) => {
-                    gone[i] = true;
-                    Content::None
-                }
-            },
-            Kind::File => match cached {
-                Some((c, at))
-                    if cache_vouches(c, at, &s) && matches!(c.content, Content::Hash(_)) =>
-                {
-                    vouched.push(i);
-                    c.content.clone()
-                }
-                _ if s.stamp.size > scope.max_file_size => {
-                    skipped.push(s.path.clone());
-                    Content::Skipped
-                }
-                _ => {
-                    to_read.push(i);
-                    Content::None
-                }
-            },
-        };
-        entries.push(Entry {
-            path: s.path,
-            kind: s.kind,
-            mode: s.mode,
-            size: s.stamp.size,
-            mtime_ns: s.stamp.mtime_ns,
-            ctime_ns: s.stamp.ctime_ns,
-            ino: s.stamp.ino,
-            content,
-            meta: s.meta,
-        });
-    }
-
-    // The stat cache vouches for a file's content, not for the store still holding it:
-    // a snapshot that names an object the store lacks could not be restored. Those
-    // files are read again (a fresh read of the same content re-creates the object).
-    let repairs = objects
-        .missing_since(cache_id, vouched.iter().filter_map(|i| entries[*i].hash()))
-        .context("cannot check the store's objects")?;
-    let mut repairing = HashMap::new();
-    if !repairs.is_empty() {
-        let repairs: HashSet<Hash> = repairs.into_iter().collect();
-        for i in vouched {
-            if let Some(h) = entries[i].hash().filter(|h| repairs.contains(*h)) {
-                repairing.insert(i, *h);
-                entries[i].content = Content::None;
-                to_read.push(i);
-            }
-        }
-    }
-
-    let to_copy: u64 = to_read.iter().map(|i| entries[*i].size).sum();
-    if to_copy > scope.max_total_size {
-        bail!(
-            "the snapshot would copy {} into the store, over rollback.scope.max_total_size ({}): \
-             narrow rollback.scope.root, exclude what the run does not touch, or raise the limit",
-            crate::policy::values::human_size(to_copy),
-            crate::policy::values::human_size(scope.max_total_size)
-        );
-    }
-    let staged = Mutex::new(Vec::new());
-    let result = read_all(scope, objects, &entries, &to_read, &staged, &repairing);
-    let staged = staged.into_inner().unwrap();
-    let read = match result {
-        Ok(read) => read,
-        Err(e) => {
-            // Leave the store as it was: nothing this snapshot staged gets a name.
-            objects.discard(staged);
-            return Err(e);
-        }
-    };
-    for (i, entry) in read {
-        match entry {
-            Some(e) => entries[i] = e,
-            None => gone[i] = true,
-        }
-    }
+    let mut plan = Plan::of(scope, seen, cache);
+    let repairing = plan.reread_missing(objects, cache_id)?;
+    plan.check_total_size(scope)?;
+    let staged = plan.read(scope, objects, &repairing)?;
+    let Plan {
+        mut entries,
+        gone,
+        to_read,
+        skipped,
+        ..
+    } = plan;
     let mut index = 0;
     entries.retain(|_| {
         index += 1;
@@ -206,21 +119,7 @@ pub fn take(
         taken_at_ns,
         entries,
     };
-    // The contents first, then the manifest that names them: each staged, synced,
-    // then renamed, so no manifest ever points at an object a crash could lose.
-    let added = objects.commit(staged)?;
-    let id = match objects.stage_bytes(&manifest.encode()).and_then(|(id, m)| {
-        objects.commit(m.into_iter().collect())?;
-        Ok(id)
-    }) {
-        Ok(id) => id,
-        Err(e) => {
-            for h in &added {
-                objects.remove(h);
-            }
-            return Err(e);
-        }
-    };
+    let id = commit(objects, staged, &manifest)?;
     // Every object it names is there now: vouched ones were checked, the rest named.
     objects.remember_present(id);
     Ok(Taken {
@@ -232,6 +131,191 @@ pub fn take(
     })
 }
 
+/// A snapshot before its files are read: one entry per path seen, built in place
+/// (the walk's list is consumed as it goes), and what is to be done about each file.
+/// A tree of 100,000 paths is held once, not twice.
+struct Plan {
+    /// Files to read keep a placeholder until they are read.
+    entries: Vec<Entry>,
+    /// Paths that vanished meanwhile.
+    gone: Vec<bool>,
+    /// The files to read, as indices into `entries`.
+    to_read: Vec<usize>,
+    /// The files whose content the stat cache vouches for.
+    vouched: Vec<usize>,
+    /// Files over the size limit: recorded, not kept.
+    skipped: Vec<Vec<u8>>,
+}
+
+impl Plan {
+    fn of(scope: &Scope, seen: Vec<Seen>, cache: Option<&Manifest>) -> Plan {
+        let mut plan = Plan {
+            entries: Vec::with_capacity(seen.len()),
+            gone: vec![false; seen.len()],
+            to_read: Vec::new(),
+            vouched: Vec::new(),
+            skipped: Vec::new(),
+        };
+        for (i, s) in seen.into_iter().enumerate() {
+            let cached = cache.and_then(|m| m.find(&s.path).map(|e| (e, m.taken_at_ns)));
+            let content = plan.content(scope, i, &s, cached);
+            plan.entries.push(Entry {
+                path: s.path,
+                kind: s.kind,
+                mode: s.mode,
+                size: s.stamp.size,
+                mtime_ns: s.stamp.mtime_ns,
+                ctime_ns: s.stamp.ctime_ns,
+                ino: s.stamp.ino,
+                content,
+                meta: s.meta,
+            });
+        }
+        plan
+    }
+
+    /// The content of the `i`th path seen as far as it is known without reading a
+    /// file: a symlink's target, a cached hash the stat cache vouches for, or a
+    /// placeholder (and the file is put down to be read or skipped).
+    fn content(
+        &mut self,
+        scope: &Scope,
+        i: usize,
+        s: &Seen,
+        cached: Option<(&Entry, i64)>,
+    ) -> Content {
+        match s.kind {
+            Kind::Dir => Content::None,
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => Content::None,
+            Kind::Symlink => match std::fs::read_link(scope.abs(&s.path)) {
+                Ok(target) => {
+                    use std::os::unix::ffi::OsStrExt;
+                    Content::Link(target.as_os_str().as_bytes().to_vec())
+                }
+                // Gone between the walk and now: it was never there.
+                Err(_) => {
+                    self.gone[i] = true;
+                    Content::None
+                }
+            },
+            Kind::File => match cached {
+                Some((c, at))
+                    if cache_vouches(c, at, s) && matches!(c.content, Content::Hash(_)) =>
+                {
+                    self.vouched.push(i);
+                    c.content.clone()
+                }
+                _ if s.stamp.size > scope.max_file_size => {
+                    self.skipped.push(s.path.clone());
+                    Content::Skipped
+                }
+                _ => {
+                    self.to_read.push(i);
+                    Content::None
+                }
+            },
+        }
+    }
+
+    /// The stat cache vouches for a file's content, not for the store still holding it:
+    /// a snapshot that names an object the store lacks could not be restored. Those
+    /// files are read again (a fresh read of the same content re-creates the object).
+    /// Returns them, with the object each must come back as.
+    fn reread_missing(
+        &mut self,
+        objects: &Objects,
+        cache_id: Option<Hash>,
+    ) -> Result<HashMap<usize, Hash>> {
+        let entries = &mut self.entries;
+        let repairs = objects
+            .missing_since(
+                cache_id,
+                self.vouched.iter().filter_map(|i| entries[*i].hash()),
+            )
+            .context("cannot check the store's objects")?;
+        let mut repairing = HashMap::new();
+        if !repairs.is_empty() {
+            let repairs: HashSet<Hash> = repairs.into_iter().collect();
+            for &i in &self.vouched {
+                if let Some(h) = entries[i].hash().filter(|h| repairs.contains(*h)) {
+                    repairing.insert(i, *h);
+                    entries[i].content = Content::None;
+                    self.to_read.push(i);
+                }
+            }
+        }
+        Ok(repairing)
+    }
+
+    fn check_total_size(&self, scope: &Scope) -> Result<()> {
+        let to_copy: u64 = self.to_read.iter().map(|i| self.entries[*i].size).sum();
+        if to_copy > scope.max_total_size {
+            bail!(
+                "the snapshot would copy {} into the store, over rollback.scope.max_total_size ({}): \
+                 narrow rollback.scope.root, exclude what the run does not touch, or raise the limit",
+                crate::policy::values::human_size(to_copy),
+                crate::policy::values::human_size(scope.max_total_size)
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads the files to read into the store, staged, not yet named: fills in their
+    /// entries, or marks them gone. On failure nothing this snapshot staged is kept.
+    fn read(
+        &mut self,
+        scope: &Scope,
+        objects: &Objects,
+        repairing: &HashMap<usize, Hash>,
+    ) -> Result<Vec<Staged>> {
+        let staged = Mutex::new(Vec::new());
+        let result = read_all(
+            scope,
+            objects,
+            &self.entries,
+            &self.to_read,
+            &staged,
+            repairing,
+        );
+        let staged = staged.into_inner().unwrap_or_else(|p| p.into_inner());
+        let read = match result {
+            Ok(read) => read,
+            Err(e) => {
+                // Leave the store as it was: nothing this snapshot staged gets a name.
+                objects.discard(staged);
+                return Err(e);
+            }
+        };
+        for (i, entry) in read {
+            match entry {
+                Some(e) => self.entries[i] = e,
+                None => self.gone[i] = true,
+            }
+        }
+        Ok(staged)
+    }
+}
+
+/// Names what was read, then the manifest that names it: its id. On failure the
+/// objects this snapshot added are removed again.
+fn commit(objects: &Objects, staged: Vec<Staged>, manifest: &Manifest) -> Result<Hash> {
+    // The contents first, then the manifest that names them: each staged, synced,
+    // then renamed, so no manifest ever points at an object a crash could lose.
+    let added = objects.commit(staged)?;
+    match objects.stage_bytes(&manifest.encode()).and_then(|(id, m)| {
+        objects.commit(m.into_iter().collect())?;
+        Ok(id)
+    }) {
+        Ok(id) => Ok(id),
+        Err(e) => {
+            for h in &added {
+                objects.remove(h);
+            }
+            Err(e)
+        }
+    }
+}
+
 /// Reads the files at `to_read` (indices into `seen`) into the store, on two threads.
 fn read_all(
     scope: &Scope,
@@ -241,8 +325,6 @@ fn read_all(
     staged: &Mutex<Vec<Staged>>,
     repairing: &HashMap<usize, Hash>,
 ) -> Result<Vec<(usize, Option<Entry>)>> {
-    let next = AtomicUsize::new(0);
-    let failed = std::sync::atomic::AtomicBool::new(false);
     // A few files are read before a thread would start; many, on every core (up to 4).
     let threads = match to_read.len() {
         0 => return Ok(Vec::new()),
@@ -251,54 +333,18 @@ fn read_all(
             .map_or(2, |n| n.get())
             .clamp(1, 4),
     };
+    let reader = Reader {
+        scope,
+        objects,
+        entries,
+        to_read,
+        staged,
+        repairing,
+        next: AtomicUsize::new(0),
+        failed: AtomicBool::new(false),
+    };
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| -> Result<Vec<(usize, Option<Entry>)>> {
-                    let mut out = Vec::new();
-                    loop {
-                        if failed.load(Ordering::Relaxed) {
-                            return Ok(out);
-                        }
-                        let k = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&i) = to_read.get(k) else {
-                            return Ok(out);
-                        };
-                        let e = &entries[i];
-                        let seen = Seen {
-                            path: e.path.clone(),
-                            kind: e.kind,
-                            mode: e.mode,
-                            stamp: super::objects::Stamp {
-                                size: e.size,
-                                mtime_ns: e.mtime_ns,
-                                ctime_ns: e.ctime_ns,
-                                ino: e.ino,
-                            },
-                            meta: e.meta,
-                        };
-                        let read = read_one(scope, objects, &seen, staged).map_err(|e| {
-                            match repairing.get(&i) {
-                                Some(h) => e.context(format!(
-                                    "object {} of {} is missing from the store, and the file \
-                                     cannot be read again to replace it",
-                                    hex(h),
-                                    scope.abs(&seen.path).display()
-                                )),
-                                None => e,
-                            }
-                        });
-                        match read {
-                            Ok(e) => out.push((i, e)),
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                return Err(e);
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
+        let workers: Vec<_> = (0..threads).map(|_| s.spawn(|| reader.work())).collect();
         let mut all = Vec::new();
         let mut first_error = None;
         for w in workers {
@@ -314,6 +360,71 @@ fn read_all(
             None => Ok(all),
         }
     })
+}
+
+/// What the workers of [`read_all`] share: the files to read, the next one to
+/// take, and whether one of them has failed.
+struct Reader<'a> {
+    scope: &'a Scope,
+    objects: &'a Objects,
+    entries: &'a [Entry],
+    to_read: &'a [usize],
+    staged: &'a Mutex<Vec<Staged>>,
+    repairing: &'a HashMap<usize, Hash>,
+    next: AtomicUsize,
+    failed: AtomicBool,
+}
+
+impl Reader<'_> {
+    /// One worker: takes files until there are none left or one fails anywhere.
+    fn work(&self) -> Result<Vec<(usize, Option<Entry>)>> {
+        let mut out = Vec::new();
+        loop {
+            if self.failed.load(Ordering::Relaxed) {
+                return Ok(out);
+            }
+            let k = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(&i) = self.to_read.get(k) else {
+                return Ok(out);
+            };
+            match self.read(i) {
+                Ok(e) => out.push((i, e)),
+                Err(e) => {
+                    self.failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// The `i`th entry's file, as [`read_one`] reads it; a file read to replace a
+    /// missing object says so when it cannot be.
+    fn read(&self, i: usize) -> Result<Option<Entry>> {
+        let e = &self.entries[i];
+        let seen = Seen {
+            path: e.path.clone(),
+            kind: e.kind,
+            mode: e.mode,
+            stamp: super::objects::Stamp {
+                size: e.size,
+                mtime_ns: e.mtime_ns,
+                ctime_ns: e.ctime_ns,
+                ino: e.ino,
+            },
+            meta: e.meta,
+        };
+        read_one(self.scope, self.objects, &seen, self.staged).map_err(|e| {
+            match self.repairing.get(&i) {
+                Some(h) => e.context(format!(
+                    "object {} of {} is missing from the store, and the file \
+                     cannot be read again to replace it",
+                    hex(h),
+                    self.scope.abs(&seen.path).display()
+                )),
+                None => e,
+            }
+        })
+    }
 }
 
 /// One file into the store, read again while it keeps changing.
