@@ -18,7 +18,7 @@ use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff, select};
 use crate::snapshot::journal::{Journal, from_hex, to_hex};
 use crate::snapshot::lock::Wait;
-use crate::snapshot::manifest::{Content, Entry, Kind, Manifest};
+use crate::snapshot::manifest::{Content, Kind, Manifest};
 use crate::snapshot::snapshots::{Snapshots, relative_paths};
 use crate::store::{RunRecords, Store, repo_root};
 
@@ -459,17 +459,7 @@ fn observe_now(tree: &Snapshots, before: &Manifest) -> Result<Manifest> {
             entries.push(k.clone());
         } else if s.kind == Kind::File && s.stamp.size > tree.scope.max_file_size {
             // Listed, not read, as a snapshot does with a file over the size limit.
-            entries.push(Entry {
-                path: s.path,
-                kind: s.kind,
-                mode: s.mode,
-                size: s.stamp.size,
-                mtime_ns: s.stamp.mtime_ns,
-                ctime_ns: s.stamp.ctime_ns,
-                ino: s.stamp.ino,
-                content: Content::Skipped,
-                meta: s.meta,
-            });
+            entries.push(s.into_entry(Content::Skipped));
         } else if let Some(e) = tree.observe(&s.path, known)? {
             entries.push(e);
         }

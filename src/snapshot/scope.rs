@@ -78,6 +78,21 @@ impl Walked {
 }
 
 impl Seen {
+    /// The manifest entry for this path as seen, holding `content`.
+    pub fn into_entry(self, content: super::manifest::Content) -> super::manifest::Entry {
+        super::manifest::Entry {
+            path: self.path,
+            kind: self.kind,
+            mode: self.mode,
+            size: self.stamp.size,
+            mtime_ns: self.stamp.mtime_ns,
+            ctime_ns: self.stamp.ctime_ns,
+            ino: self.stamp.ino,
+            content,
+            meta: self.meta,
+        }
+    }
+
     /// Whether `e` recorded this path with the same stat (type, mode, size, times,
     /// inode): unchanged since, as far as a stat can tell.
     pub fn same_stat(&self, e: &super::manifest::Entry) -> bool {

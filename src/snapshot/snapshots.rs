@@ -360,19 +360,10 @@ impl<'a> Snapshots<'a> {
         let Some(seen) = self.scope.stat(rel)? else {
             return Ok(None);
         };
-        let mut entry = Entry {
-            path: rel.to_vec(),
-            kind: seen.kind,
-            mode: seen.mode,
-            size: seen.stamp.size,
-            mtime_ns: seen.stamp.mtime_ns,
-            ctime_ns: seen.stamp.ctime_ns,
-            ino: seen.stamp.ino,
-            content: Content::None,
-            meta: seen.meta,
-        };
+        let kind = seen.kind;
+        let mut entry = seen.into_entry(Content::None);
         let path = self.scope.abs(rel);
-        entry.content = match seen.kind {
+        entry.content = match kind {
             Kind::Dir => Content::None,
             Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => Content::None,
             Kind::Symlink => {

@@ -159,17 +159,7 @@ impl Plan {
         for (i, s) in seen.into_iter().enumerate() {
             let cached = cache.and_then(|m| m.find(&s.path).map(|e| (e, m.taken_at_ns)));
             let content = plan.content(scope, i, &s, cached);
-            plan.entries.push(Entry {
-                path: s.path,
-                kind: s.kind,
-                mode: s.mode,
-                size: s.stamp.size,
-                mtime_ns: s.stamp.mtime_ns,
-                ctime_ns: s.stamp.ctime_ns,
-                ino: s.stamp.ino,
-                content,
-                meta: s.meta,
-            });
+            plan.entries.push(s.into_entry(content));
         }
         plan
     }
@@ -439,38 +429,19 @@ fn read_one(
     for _ in 0..SETTLE_TRIES {
         if current.kind != Kind::File {
             // It became something else while we looked: take it as it is now.
-            return Ok(Some(Entry {
-                path: current.path.clone(),
-                kind: current.kind,
-                mode: current.mode,
-                size: current.stamp.size,
-                mtime_ns: current.stamp.mtime_ns,
-                ctime_ns: current.stamp.ctime_ns,
-                ino: current.stamp.ino,
-                content: match current.kind {
-                    Kind::Symlink => {
-                        use std::os::unix::ffi::OsStrExt;
-                        Content::Link(std::fs::read_link(&path)?.as_os_str().as_bytes().to_vec())
-                    }
-                    _ => Content::None,
-                },
-                meta: current.meta,
-            }));
+            let content = match current.kind {
+                Kind::Symlink => {
+                    use std::os::unix::ffi::OsStrExt;
+                    Content::Link(std::fs::read_link(&path)?.as_os_str().as_bytes().to_vec())
+                }
+                _ => Content::None,
+            };
+            return Ok(Some(current.into_entry(content)));
         }
         match objects.put_file(&path, current.stamp)? {
             Put::Stored { hash, staged: s } => {
                 staged.lock().unwrap().extend(s);
-                return Ok(Some(Entry {
-                    path: current.path.clone(),
-                    kind: Kind::File,
-                    mode: current.mode,
-                    size: current.stamp.size,
-                    mtime_ns: current.stamp.mtime_ns,
-                    ctime_ns: current.stamp.ctime_ns,
-                    ino: current.stamp.ino,
-                    content: Content::Hash(hash),
-                    meta: current.meta,
-                }));
+                return Ok(Some(current.into_entry(Content::Hash(hash))));
             }
             Put::Changed => match scope.stat(&seen.path)? {
                 Some(now) => current = now,
