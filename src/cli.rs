@@ -204,6 +204,19 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, u8> {
     Ok(cli.into_settings(dashes))
 }
 
+impl HistoryArgs {
+    fn into_history(self, dashes: bool) -> crate::settings::History {
+        crate::settings::History {
+            targets: self.targets,
+            paths: self.paths.or_else(|| dashes.then(Vec::new)),
+            dry_run: self.dry_run,
+            force: self.force,
+            json: self.json,
+            no_wait: self.no_wait,
+        }
+    }
+}
+
 impl Cli {
     fn into_settings(self, dashes: bool) -> Settings {
         let command = match self.command {
@@ -213,22 +226,8 @@ impl Cli {
                 no_wait: r.no_wait,
                 yes: r.yes,
             },
-            Sub::Undo(h) => Command::Undo {
-                targets: h.targets,
-                paths: h.paths.or_else(|| dashes.then(Vec::new)),
-                dry_run: h.dry_run,
-                force: h.force,
-                json: h.json,
-                no_wait: h.no_wait,
-            },
-            Sub::Redo(h) => Command::Redo {
-                targets: h.targets,
-                paths: h.paths.or_else(|| dashes.then(Vec::new)),
-                dry_run: h.dry_run,
-                force: h.force,
-                json: h.json,
-                no_wait: h.no_wait,
-            },
+            Sub::Undo(h) => Command::Undo(h.into_history(dashes)),
+            Sub::Redo(h) => Command::Redo(h.into_history(dashes)),
             Sub::Gc {
                 keep,
                 older_than,
@@ -347,7 +346,7 @@ mod tests {
         let mut all = vec!["backstop", "undo"];
         all.extend(args);
         match parse(all.into_iter().map(OsString::from)).unwrap().command {
-            Command::Undo { targets, paths, .. } => (targets, paths),
+            Command::Undo(h) => (h.targets, h.paths),
             other => panic!("{other:?}"),
         }
     }

@@ -27,26 +27,8 @@ pub enum Command {
         no_wait: bool,
         yes: bool,
     },
-    Undo {
-        /// A run id (or prefix) first, maybe, then paths.
-        targets: Vec<PathBuf>,
-        /// The words after `--`: paths only (`Some` when `--` was given).
-        paths: Option<Vec<PathBuf>>,
-        dry_run: bool,
-        force: bool,
-        json: bool,
-        no_wait: bool,
-    },
-    Redo {
-        /// A run id (or prefix) first, maybe, then paths.
-        targets: Vec<PathBuf>,
-        /// The words after `--`: paths only (`Some` when `--` was given).
-        paths: Option<Vec<PathBuf>>,
-        dry_run: bool,
-        force: bool,
-        json: bool,
-        no_wait: bool,
-    },
+    Undo(History),
+    Redo(History),
     Call {
         policy: PolicyChoice,
         model: Option<String>,
@@ -89,6 +71,19 @@ pub enum Command {
     Completions {
         script: Vec<u8>,
     },
+}
+
+/// What `undo` and `redo` were asked for.
+#[derive(Debug)]
+pub struct History {
+    /// A run id (or prefix) first, maybe, then paths.
+    pub targets: Vec<PathBuf>,
+    /// The words after `--`: paths only (`Some` when `--` was given).
+    pub paths: Option<Vec<PathBuf>>,
+    pub dry_run: bool,
+    pub force: bool,
+    pub json: bool,
+    pub no_wait: bool,
 }
 
 /// When `call --stream` prints the answer as it comes in.

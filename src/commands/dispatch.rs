@@ -21,37 +21,8 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
             no_wait,
             yes,
         } => super::run::run(&settings, policy, command, wait(*no_wait), *yes),
-        Command::Undo {
-            targets,
-            paths,
-            dry_run,
-            force,
-            json,
-            no_wait,
-        }
-        | Command::Redo {
-            targets,
-            paths,
-            dry_run,
-            force,
-            json,
-            no_wait,
-        } => {
-            let direction = match &settings.command {
-                Command::Undo { .. } => Direction::Undo,
-                _ => Direction::Redo,
-            };
-            let req = Request {
-                targets,
-                paths: paths.as_deref(),
-                dry_run: *dry_run,
-                force: *force,
-                json: *json,
-                wait: wait(*no_wait),
-                quiet: settings.quiet,
-            };
-            super::history::undo_or_redo(store, direction, &req)
-        }
+        Command::Undo(h) => history(store, Direction::Undo, h, settings.quiet),
+        Command::Redo(h) => history(store, Direction::Redo, h, settings.quiet),
         Command::Gc {
             keep,
             older_than,
@@ -85,4 +56,22 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
         Command::PolicySchema => super::policy::schema(),
         Command::Completions { script } => super::completions::print(script),
     }
+}
+
+fn history(
+    store: Option<std::path::PathBuf>,
+    direction: Direction,
+    h: &crate::settings::History,
+    quiet: bool,
+) -> Result<u8> {
+    let req = Request {
+        targets: &h.targets,
+        paths: h.paths.as_deref(),
+        dry_run: h.dry_run,
+        force: h.force,
+        json: h.json,
+        wait: wait(h.no_wait),
+        quiet,
+    };
+    super::history::undo_or_redo(store, direction, &req)
 }
