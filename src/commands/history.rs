@@ -115,24 +115,23 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
             (String::new(), now, all)
         }
     };
+    // The paths a rollback left as they were (changed after the command had ended):
+    // someone else's, not the run's, whatever its state is now. Neither undo nor redo
+    // goes over them, and the record keeps naming them.
+    let late: HashSet<Vec<u8>> = info
+        .late
+        .iter()
+        .map(|h| from_hex(h))
+        .collect::<Result<_>>()
+        .with_context(|| format!("the record of run {id} lists a bad late path"))?;
+    let all: Vec<Change> = all
+        .into_iter()
+        .filter(|c| !late.contains(&c.path))
+        .collect();
     // Which of the run's paths are at their state before the run now: all of them
     // when undone or rolled back, those a partial undo put back when applied.
     let undone: HashSet<Vec<u8>> = match info.state {
-        TreeState::Undone => all.iter().map(|c| c.path.clone()).collect(),
-        // But for the paths the rollback left as they were (changed after the command
-        // had ended): those are still as the run (and whoever came after) left them.
-        TreeState::RolledBack => {
-            let late: HashSet<Vec<u8>> = info
-                .late
-                .iter()
-                .map(|h| from_hex(h))
-                .collect::<Result<_>>()
-                .with_context(|| format!("the record of run {id} lists a bad late path"))?;
-            all.iter()
-                .map(|c| c.path.clone())
-                .filter(|p| !late.contains(p))
-                .collect()
-        }
+        TreeState::Undone | TreeState::RolledBack => all.iter().map(|c| c.path.clone()).collect(),
         TreeState::Applied => info
             .undone
             .iter()
@@ -272,6 +271,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     };
     let mut journal = Journal::new(id, verb, to_id, &paths, Some(then));
     journal.undone = Some(after_undone.iter().map(|p| to_hex(p)).collect());
+    journal.late.clone_from(&info.late);
     let report = tree.put_back(&journal, to, &reason)?;
     for dir in &report.kept {
         eprintln!(

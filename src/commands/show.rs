@@ -310,11 +310,10 @@ fn path_state(snap: &crate::record::SnapshotInfo, path: &[u8]) -> Option<&'stati
     }
     let hex = crate::snapshot::journal::to_hex(path);
     Some(match snap.state {
+        // Kept by the rollback, never the run's: undo and redo leave it alone too.
+        _ if snap.late.contains(&hex) => "kept: changed after the command had ended",
         TreeState::Applied if snap.undone.contains(&hex) => "undone",
         TreeState::Applied => "applied",
-        TreeState::RolledBack if snap.late.contains(&hex) => {
-            "kept: changed after the command had ended"
-        }
         TreeState::RolledBack => "rolled back",
         TreeState::Undone => "undone",
     })
