@@ -137,14 +137,24 @@ fn keep_holders(base: &Manifest, paths: &mut Vec<Vec<u8>>, late: &mut Vec<Vec<u8
 /// filesystem's clock tells it (nanoseconds since the epoch). A path whose inode
 /// changed later (its ctime) was changed by someone else — the user in an editor
 /// while a step waited for approval, say — and a rollback must not take it back.
+/// So was one whose last change falls in a quiet window (`quiet`): from the end of
+/// one step to the start of the next, while that one waited for its approval.
 ///
 /// A file's ctime comes from the kernel's real-time clock (its coarse tick, which
 /// never runs ahead of the fine one this is read from), so whatever the command
 /// wrote before it ended has a ctime at or before this moment. That holds only
 /// where the kernel that stamps the inode is this one: on a network or FUSE
 /// filesystem the server's clock stamps it, and [`Ended::for_root`] gives `None`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ended(pub i64);
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub at: i64,
+    /// Earlier spans (after, before) in which no process of the command ran: the
+    /// start is a step's end as [`Ended::for_root`] read it, the end the coarse clock
+    /// read before the next step started ([`step_starts`]), which no ctime the step
+    /// gives can be below. A path whose ctime is inside one was last changed there,
+    /// by someone else, and no later step changed it again.
+    pub quiet: Vec<(i64, i64)>,
+}
 
 impl Ended {
     /// Now, if the inodes under `root` are stamped by this machine's clock and that
@@ -160,13 +170,31 @@ impl Ended {
             return None;
         }
         let now = wall.duration_since(std::time::UNIX_EPOCH).ok()?;
-        Some(Ended(i64::try_from(now.as_nanos()).unwrap_or(i64::MAX)))
+        Some(Ended {
+            at: i64::try_from(now.as_nanos()).unwrap_or(i64::MAX),
+            quiet: Vec::new(),
+        })
     }
 
-    /// Whether an inode last changed at `ctime_ns` was changed after this moment.
-    pub fn before(self, ctime_ns: i64) -> bool {
-        ctime_ns > self.0
+    /// Whether an inode last changed at `ctime_ns` was changed after this moment, or
+    /// inside one of the quiet windows before it.
+    pub fn before(&self, ctime_ns: i64) -> bool {
+        ctime_ns > self.at
+            || self
+                .quiet
+                .iter()
+                .any(|&(after, before)| ctime_ns > after && ctime_ns < before)
     }
+}
+
+/// The moment a step is about to start, on the clock that stamps inodes: the kernel's
+/// coarse real-time clock (a finer reading could be ahead of the ctime the step's first
+/// write gets). The end of the quiet window that began when the step before ended.
+pub fn step_starts() -> i64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    t.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec)
 }
 
 /// The wall clock and the monotonic one, read together when the run started.
@@ -287,7 +315,7 @@ impl<'a> RunTree<'a> {
     /// fails for want of storing the after-state: rolling back needs only the state
     /// before, so a tree that cannot be snapshotted now is still put back. With
     /// `ended`, a path changed after the command had ended is left out (in `late`).
-    pub fn plan(&self, to_start: bool, ended: Option<Ended>) -> Plan {
+    pub fn plan(&self, to_start: bool, ended: Option<&Ended>) -> Plan {
         if let Err(e) = self.check_root() {
             let base = if to_start { &self.start } else { &self.before };
             return Plan {
@@ -575,10 +603,18 @@ mod tests {
 
     #[test]
     fn a_change_at_the_end_is_the_runs_and_one_after_it_is_not() {
-        let ended = Ended(1_000);
+        let ended = Ended {
+            at: 1_000,
+            quiet: vec![(100, 200)],
+        };
         assert!(!ended.before(999));
         assert!(!ended.before(1_000));
         assert!(ended.before(1_001));
+        // Inside the window between two steps, not at its edges.
+        assert!(!ended.before(100));
+        assert!(ended.before(101));
+        assert!(ended.before(199));
+        assert!(!ended.before(200));
     }
 
     #[test]
@@ -591,7 +627,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         // Written after the end was read: a ctime at or after it (coarse ticks may
         // make it equal, never earlier than the tick before).
-        assert!(m.ctime() * 1_000_000_000 + m.ctime_nsec() >= ended.0 - 20_000_000);
+        assert!(m.ctime() * 1_000_000_000 + m.ctime_nsec() >= ended.at - 20_000_000);
         assert_eq!(Ended::for_root(&dir.path().join("gone"), &start), None);
     }
 

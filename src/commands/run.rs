@@ -19,7 +19,7 @@ use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{BackstopTime, RecordWriter, Recorded, RunRecord, TreeState};
 use crate::reporter::Reporter;
-use crate::rollback::{Ended, Plan, RunClock, RunTree, change_infos, scope_for};
+use crate::rollback::{Ended, Plan, RunClock, RunTree, change_infos, scope_for, step_starts};
 use crate::settings::Settings;
 use crate::snapshot::apply::Report;
 use crate::snapshot::lock::Wait;
@@ -279,6 +279,14 @@ impl Task<'_, '_> {
                     return Ok(end);
                 }
             }
+            // The wait since the last step ended (or the snapshot) is over: what was
+            // last changed in it is someone else's, and stays so unless a step changes
+            // it again (which moves its ctime past the window).
+            let quiet = end.ended.take().map(|e| {
+                let mut quiet = e.quiet;
+                quiet.push((e.at, step_starts()));
+                quiet
+            });
             let summary = self.runtime.block_on(async {
                 let runner = RealAttempter {
                     process: ProcessRunner::new(self.interrupt.clone()),
@@ -297,7 +305,12 @@ impl Task<'_, '_> {
                 }
                 engine.run(&step.argv).await
             });
-            end.ended = ended_now(&run_tree, self.run_clock);
+            // A process of the step still running voids the windows before: nothing
+            // can be told apart from the command's work then.
+            end.ended = ended_now(&run_tree, self.run_clock)
+                .filter(|_| crate::reaper::none_left())
+                .zip(quiet)
+                .map(|(e, quiet)| Ended { quiet, ..e });
             let stop = summary.outcome != Outcome::Succeeded;
             // A pipeline's reader that went away ends the run, but the work stands.
             end.failed = stop && summary.outcome != Outcome::OutputClosed;
@@ -376,8 +389,8 @@ fn settle_tree(
 ) -> bool {
     let clock = Instant::now();
     let plan = match &target {
-        Some(Target::Checkpoint(_)) => run_tree.plan(false, ended),
-        Some(Target::Start) => run_tree.plan(true, ended),
+        Some(Target::Checkpoint(_)) => run_tree.plan(false, ended.as_ref()),
+        Some(Target::Start) => run_tree.plan(true, ended.as_ref()),
         None => run_tree.plan(true, None),
     };
     spent.snapshot_ms += millis(clock.elapsed());

@@ -100,3 +100,140 @@ fn undo_after_redo_of_a_rollback_that_kept_paths_leaves_the_kept_paths_alone() {
     assert_eq!(read(&test, "one.txt").as_deref(), Some("one\n"));
     assert_eq!(read(&test, "mine.txt").as_deref(), Some("mine\n"));
 }
+
+const THREE_STEPS: &str = "steps:\n  \
+     - { name: one, run: \"echo one > one.txt && echo one >> notes.txt\" }\n  \
+     - { name: two, run: \"echo two > two.txt\", approve: true }\n  \
+     - { name: three, run: \"echo three > three.txt; exit 4\", approve: true }\n";
+
+const EDIT_TWO: &str = r#"
+with open("mine2.txt", "w") as f:
+    f.write("at two\n")
+with open("notes.txt", "a") as f:
+    f.write("typed at two\n")
+time.sleep(0.2)  # a user's pause before answering: the kernel's clock ticks on
+"#;
+
+const EDIT_THREE: &str = r#"
+with open("mine3.txt", "w") as f:
+    f.write("at three\n")
+time.sleep(0.2)
+"#;
+
+/// Edits typed at two prompts, each step approved, the last step failing: going back
+/// to the start takes back the three steps' work, and neither prompt's edits (made
+/// while no process of the command was running, and not touched after).
+#[test]
+fn edits_at_the_prompts_of_approved_steps_survive_a_rollback_to_the_start() {
+    let test = Test::new().write("notes.txt", "before\n").policy(&format!(
+        "version: 1\nretry: {{ max_attempts: 1 }}\nrollback: {{ to: start }}\n{THREE_STEPS}"
+    ));
+    let said = at_prompts(&test, &[(EDIT_TWO, "y"), (EDIT_THREE, "y")]);
+    assert!(said.contains("exit 4\n"), "{said}");
+    for name in ["one.txt", "two.txt", "three.txt"] {
+        assert_eq!(read(&test, name), None, "{name}: {said}");
+    }
+    assert_eq!(
+        read(&test, "mine2.txt").as_deref(),
+        Some("at two\n"),
+        "{said}"
+    );
+    assert_eq!(
+        read(&test, "mine3.txt").as_deref(),
+        Some("at three\n"),
+        "{said}"
+    );
+    // notes.txt holds step one's line and the user's: the user's last word stands.
+    assert_eq!(
+        read(&test, "notes.txt").as_deref(),
+        Some("before\none\ntyped at two\n"),
+        "{said}"
+    );
+    assert!(said.contains("keeping 3 path(s)"), "{said}");
+}
+
+/// The same with `rollback.to: step`: step three goes back to its checkpoint (taken
+/// before its prompt), and the edit typed at that prompt stays.
+#[test]
+fn an_edit_at_the_prompt_of_an_approved_step_that_fails_survives_its_step_rollback() {
+    let test = Test::new().write("notes.txt", "before\n").policy(&format!(
+        "version: 1\nretry: {{ max_attempts: 1 }}\nrollback: {{ to: step }}\n{THREE_STEPS}"
+    ));
+    let said = at_prompts(&test, &[(EDIT_TWO, "y"), (EDIT_THREE, "y")]);
+    assert!(said.contains("exit 4\n"), "{said}");
+    assert_eq!(read(&test, "three.txt"), None, "{said}");
+    assert_eq!(read(&test, "two.txt").as_deref(), Some("two\n"), "{said}");
+    assert_eq!(
+        read(&test, "mine2.txt").as_deref(),
+        Some("at two\n"),
+        "{said}"
+    );
+    assert_eq!(
+        read(&test, "mine3.txt").as_deref(),
+        Some("at three\n"),
+        "{said}"
+    );
+    let snap = &test.record()["snapshot"];
+    assert_eq!(snap["state"], "applied", "{snap:#}");
+    assert_eq!(snap["late"].as_array().map_or(0, Vec::len), 1, "{snap:#}");
+}
+
+/// What the user typed at a prompt and a later step then changed again is the run's
+/// change: the rollback takes it back with the rest, and keeps nothing.
+#[test]
+fn a_path_edited_at_a_prompt_and_changed_again_by_a_later_step_is_rolled_back() {
+    let test = Test::new().write("notes.txt", "before\n").policy(
+        "version: 1\nretry: { max_attempts: 1 }\nrollback: { to: start }\nsteps:\n  \
+         - { name: one, run: \"echo one > one.txt\" }\n  \
+         - { name: two, run: \"echo two >> notes.txt; exit 4\", approve: true }\n",
+    );
+    let edit = "with open(\"notes.txt\", \"a\") as f:\n    f.write(\"mine\\n\")\ntime.sleep(0.2)\n";
+    let said = at_prompts(&test, &[(edit, "y")]);
+    assert!(said.contains("exit 4\n"), "{said}");
+    assert_eq!(
+        read(&test, "notes.txt").as_deref(),
+        Some("before\n"),
+        "{said}"
+    );
+    assert_eq!(read(&test, "one.txt"), None, "{said}");
+    assert!(!said.contains("keeping"), "{said}");
+}
+
+/// Steps that follow each other at once, each writing as it starts, the last one
+/// failing: every write is the command's, however close to a step's start, and the
+/// rollback keeps nothing.
+#[test]
+fn writes_at_the_very_start_of_each_step_are_all_rolled_back() {
+    let steps: String = (0..6)
+        .map(|i| {
+            let exit = if i == 5 { "; exit 4" } else { "" };
+            format!(
+                "  - {{ name: s{i}, run: \"echo {i} >> notes.txt; echo {i} > f{i}.txt{exit}\" }}\n"
+            )
+        })
+        .collect();
+    let test = Test::new()
+        .write("notes.txt", "before\n")
+        .policy(&format!(
+            "version: 1\nretry: {{ max_attempts: 1 }}\nrollback: {{ to: start }}\nsteps:\n{steps}"
+        ))
+        .args(&["run", "-p", "backstop.yaml"])
+        .status(4)
+        .stderr_lacks("keeping");
+    let out = test.run();
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("notes.txt"))
+            .ok()
+            .as_deref(),
+        Some("before\n"),
+        "{}",
+        out.stderr
+    );
+    for i in 0..6 {
+        assert!(
+            !out.path().join(format!("f{i}.txt")).exists(),
+            "{}",
+            out.stderr
+        );
+    }
+}
