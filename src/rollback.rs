@@ -353,7 +353,12 @@ impl<'a> RunTree<'a> {
                 }
             }
             Err(e) => {
-                self.open_for_walk(base);
+                // A directory opened for the walk has a ctime of now: backstop's own
+                // change, never a sign of someone else's.
+                let opened = self.open_for_walk(base);
+                let late_after = |path: &[u8], ctime_ns: i64| {
+                    late_after(ctime_ns) && !opened.iter().any(|o| o.as_slice() == path)
+                };
                 let (mut paths, mut late, unread) = self.maybe_changed(base, &late_after);
                 keep_holders(base, &mut paths, &mut late);
                 Plan {
@@ -374,7 +379,7 @@ impl<'a> RunTree<'a> {
     fn maybe_changed(
         &self,
         base: &Manifest,
-        late: &dyn Fn(i64) -> bool,
+        late: &dyn Fn(&[u8], i64) -> bool,
     ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<String>) {
         let also: Vec<&[u8]> = base.entries.iter().map(|e| e.path.as_slice()).collect();
         let (seen, unread) = self.tree.scope.walk_best_effort(&also);
@@ -387,7 +392,7 @@ impl<'a> RunTree<'a> {
             if same {
                 continue;
             }
-            if late(s.stamp.ctime_ns) {
+            if late(&s.path, s.stamp.ctime_ns) {
                 kept.push(s.path.clone());
             } else {
                 paths.push(s.path.clone());
@@ -407,8 +412,10 @@ impl<'a> RunTree<'a> {
     /// Makes readable again the root and the directories of `base` that the run made
     /// unreadable (`chmod 000 d`), so the walk before a put-back sees what they hold:
     /// each is an op of the put-back (its mode changed), which gives it its mode back;
-    /// the root's mode is given back by [`RunTree::restore_root_mode`].
-    fn open_for_walk(&self, base: &Manifest) {
+    /// the root's mode is given back by [`RunTree::restore_root_mode`]. Returns the
+    /// directories it opened.
+    fn open_for_walk(&self, base: &Manifest) -> Vec<Vec<u8>> {
+        let mut opened = Vec::new();
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let dirs = std::iter::once(Vec::new()).chain(
             base.entries
@@ -433,8 +440,10 @@ impl<'a> RunTree<'a> {
                     &path,
                     std::fs::Permissions::from_mode((m.mode() & 0o7777) | 0o700),
                 );
+                opened.push(rel);
             }
         }
+        opened
     }
 
     /// Gives the root the mode it had when the run started (a run may `chmod 555 .`);

@@ -237,3 +237,39 @@ fn writes_at_the_very_start_of_each_step_are_all_rolled_back() {
         );
     }
 }
+
+/// A run that makes a directory unreadable and leaves more than the store may take
+/// (so the rollback walks the tree itself, opening that directory first): the
+/// directory's fresh ctime is backstop's own doing, not a later edit, and its mode is
+/// put back with the rest.
+#[test]
+fn a_directory_the_rollback_opened_to_walk_it_is_not_judged_a_later_edit() {
+    let mut test = Test::new().write("d/f", "x\n").policy(
+        "version: 1\nretry: { max_attempts: 1 }\nrollback: { scope: { max_total_size: 64KiB } }\n",
+    );
+    // A tree the walk after the run takes a while over: the directory is opened well
+    // after the command ended.
+    for i in 0..2000 {
+        test = test.write(&format!("many/{i}"), "");
+    }
+    std::fs::set_permissions(
+        test.path().join("d"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = test
+        .args(&[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "chmod 000 d; head -c 100000 /dev/zero > big; exit 1",
+        ])
+        .status(1)
+        .stderr_lacks("keeping")
+        .run();
+    use std::os::unix::fs::MetadataExt;
+    let mode = std::fs::metadata(out.path().join("d")).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o755, "{}", out.stderr);
+    assert!(!out.path().join("big").exists(), "{}", out.stderr);
+}
