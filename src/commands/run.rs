@@ -397,6 +397,11 @@ fn settle_tree(
     warn_after_error(reporter, &plan);
     if !matches!(target, Some(Target::Checkpoint(_))) {
         name_result(&mut writer, &plan);
+        // Named before the rollback too: a backstop killed before it leaves a record
+        // that says which changes are someone else's, for undo to leave alone.
+        if let Some(s) = writer.record.snapshot.as_mut() {
+            s.late = hex_paths(&plan.late);
+        }
     }
     writer.record.backstop_time = Some(*spent);
     let mut recorded = writer.finish();

@@ -273,3 +273,86 @@ fn a_directory_the_rollback_opened_to_walk_it_is_not_judged_a_later_edit() {
     assert_eq!(mode, 0o755, "{}", out.stderr);
     assert!(!out.path().join("big").exists(), "{}", out.stderr);
 }
+
+/// A `kill -9` at each crash point of a run whose rollback keeps the user's edits,
+/// then `runs` (which finishes a half-done put-back), `show`, `redo` and `undo`: the
+/// user's edits are never lost, the record can always be read, and once the rollback
+/// is done the run's own change is out of the tree.
+#[test]
+fn a_kill_at_every_point_of_a_rollback_that_keeps_paths_loses_no_edit() {
+    let policy = "version: 1\nretry: { max_attempts: 1 }\nrollback: { to: start }\nsteps:\n  \
+         - { name: one, run: \"echo one > one.txt && echo run >> notes.txt\" }\n  \
+         - { name: two, run: \"echo two > two.txt\", approve: true }\n";
+    let mut finished = false;
+    for n in 1..200 {
+        let test = Test::new().write("notes.txt", "before\n").policy(policy);
+        let script = format!(
+            r#"{PTY}
+os.environ["BACKSTOP_CRASH_AT"] = "*:{n}"
+pid, fd = start("run", "-p", policy)
+seen = b""
+while b"[y/N]" not in seen:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        chunk = b""
+    if not chunk:
+        break
+    seen += chunk
+if b"[y/N]" in seen:
+    with open("mine.txt", "w") as f:
+        f.write("mine\n")
+    with open("notes.txt", "a") as f:
+        f.write("typed at the prompt\n")
+    os.write(fd, b"n\n")
+    print("prompted")
+text = read_all(fd).decode(errors="replace")
+_, status = os.waitpid(pid, 0)
+print("exit", os.waitstatus_to_exitcode(status))
+print(seen.decode(errors="replace") + text)
+"#
+        );
+        let said = drive(&test, &script);
+        let runs = test.backstop(&["runs", "--json"]);
+        assert_eq!(runs.status, 0, "point {n}: {}\n{said}", runs.stderr);
+        if said.contains("prompted") {
+            let mine = || (read(&test, "mine.txt"), read(&test, "notes.txt"));
+            let want = (
+                Some("mine\n".to_string()),
+                Some("before\nrun\ntyped at the prompt\n".to_string()),
+            );
+            assert_eq!(mine(), want, "point {n}: {said}");
+            let show = test.backstop(&["show"]);
+            assert_eq!(show.status, 0, "point {n}: {}", show.stderr);
+            let state = test.record()["snapshot"]["state"].clone();
+            if said.contains("exit 1\n") {
+                finished = true;
+                assert_eq!(read(&test, "one.txt"), None, "point {n}: {said}");
+            }
+            if state == "rolled-back" {
+                assert_eq!(read(&test, "one.txt"), None, "point {n}: {said}");
+                let redo = test.backstop(&["redo"]);
+                assert_eq!(redo.status, 0, "point {n}: {}", redo.stderr);
+                assert_eq!(
+                    read(&test, "one.txt").as_deref(),
+                    Some("one\n"),
+                    "point {n}"
+                );
+                assert_eq!(mine(), want, "point {n}: after redo");
+            }
+            // Whatever the run's state, undo takes back the run's own work only.
+            let undo = test.backstop(&["undo"]);
+            assert!(
+                [0, 1, 125].contains(&undo.status),
+                "point {n}: {} {}",
+                undo.status,
+                undo.stderr
+            );
+            assert_eq!(mine(), want, "point {n}: after undo: {}", undo.stderr);
+            if said.contains("exit 1\n") {
+                break;
+            }
+        }
+    }
+    assert!(finished, "the campaign never reached the end of a run");
+}
