@@ -14,7 +14,7 @@ use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff};
 use crate::snapshot::journal::{Journal, to_hex};
 use crate::snapshot::lock::TreeLock;
-use crate::snapshot::manifest::{Manifest, hex};
+use crate::snapshot::manifest::{Content, Entry, Manifest, hex};
 use crate::snapshot::scope::{RootId, Scope};
 use crate::snapshot::tree::{Tree, display_path};
 
@@ -154,6 +154,11 @@ pub struct Ended {
     /// gives can be below. A path whose ctime is inside one was last changed there,
     /// by someone else, and no later step changed it again.
     pub quiet: Vec<(i64, i64)>,
+    /// No step ran since the last checkpoint was taken (the run stopped at a prompt):
+    /// that checkpoint is the tree as the command left it. A path still as it was
+    /// there (type, mode, owner, content) is the command's, whatever moved its ctime
+    /// since (another name of its inode removed, a chmod and back, an xattr).
+    pub settled: bool,
 }
 
 impl Ended {
@@ -173,6 +178,7 @@ impl Ended {
         Some(Ended {
             at: i64::try_from(now.as_nanos()).unwrap_or(i64::MAX),
             quiet: Vec::new(),
+            settled: false,
         })
     }
 
@@ -235,6 +241,20 @@ fn stamped_here(root: &Path) -> bool {
         Ok(fs) => !REMOTE.contains(&(fs.f_type as u64 & 0xffff_ffff)),
         Err(_) => false,
     }
+}
+
+/// Same type, mode, owner and content (or link target): what a put-back would write.
+/// Unlike [`Entry::same_state`], the link count does not count: removing another
+/// name of a file does not change what this one holds.
+fn same_content(a: &Entry, b: &Entry) -> bool {
+    a.kind == b.kind
+        && a.mode == b.mode
+        && a.same_owner(b)
+        && a.meta.rdev == b.meta.rdev
+        && match (&a.content, &b.content) {
+            (Content::Skipped, _) | (_, Content::Skipped) => false,
+            (x, y) => x == y,
+        }
 }
 
 impl Plan {
@@ -333,13 +353,23 @@ impl<'a> RunTree<'a> {
             (&self.before, self.changes())
         };
         let late_after = |ctime_ns: i64| ended.is_some_and(|t| t.before(ctime_ns));
+        // As the command left it (see [`Ended::settled`]): not someone else's change.
+        let as_left = |now: &Entry| {
+            ended.is_some_and(|t| t.settled)
+                && self
+                    .before
+                    .find(&now.path)
+                    .is_some_and(|then| same_content(then, now))
+        };
         match changes {
             Ok((after, changes)) => {
                 // A path gone since is put back whatever deleted it: that writes what
                 // was there before, and loses nothing.
-                let (late, paths): (Vec<&Change>, Vec<&Change>) = changes
-                    .iter()
-                    .partition(|c| c.after.as_ref().is_some_and(|e| late_after(e.ctime_ns)));
+                let (late, paths): (Vec<&Change>, Vec<&Change>) = changes.iter().partition(|c| {
+                    c.after
+                        .as_ref()
+                        .is_some_and(|e| late_after(e.ctime_ns) && !as_left(e))
+                });
                 let mut paths: Vec<Vec<u8>> = paths.iter().map(|c| c.path.clone()).collect();
                 let mut late: Vec<Vec<u8>> = late.iter().map(|c| c.path.clone()).collect();
                 keep_holders(base, &mut paths, &mut late);
@@ -615,6 +645,7 @@ mod tests {
         let ended = Ended {
             at: 1_000,
             quiet: vec![(100, 200)],
+            settled: false,
         };
         assert!(!ended.before(999));
         assert!(!ended.before(1_000));

@@ -276,6 +276,10 @@ impl Task<'_, '_> {
                 if let Some(summary) = self.unapproved(step)? {
                     end.last = Some(summary);
                     end.failed = true;
+                    // The checkpoint before this step is the tree as the command left it.
+                    if let Some(e) = end.ended.as_mut() {
+                        e.settled = true;
+                    }
                     return Ok(end);
                 }
             }

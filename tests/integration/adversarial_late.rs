@@ -356,3 +356,27 @@ print(seen.decode(errors="replace") + text)
     }
     assert!(finished, "the campaign never reached the end of a run");
 }
+
+/// Two names of one file before the run; the step writes the file through one name,
+/// the user at the prompt replaces the other name with a file of their own (which
+/// moves the shared inode's ctime: its link count drops). The rollback keeps the
+/// user's file, and gives the first name its own content from before the run — not
+/// kept as a later edit, nor made a link to the user's file.
+#[test]
+fn a_path_hard_linked_before_the_run_to_a_replaced_kept_path_gets_its_own_content_back() {
+    let test = Test::new().write("a", "orig\n").policy(
+        "version: 1\nretry: { max_attempts: 1 }\nrollback: { to: start }\nsteps:\n  \
+         - { name: one, run: \"echo cmd > a\" }\n  \
+         - { name: two, run: \"true\", approve: true }\n",
+    );
+    std::fs::hard_link(test.path().join("a"), test.path().join("b")).unwrap();
+    let edit = "os.unlink(\"b\")\nwith open(\"b\", \"w\") as f:\n    f.write(\"mine\\n\")\n";
+    let said = at_prompts(&test, &[(edit, "n")]);
+    assert!(said.contains("exit 1\n"), "{said}");
+    assert_eq!(read(&test, "b").as_deref(), Some("mine\n"), "{said}");
+    assert_eq!(read(&test, "a").as_deref(), Some("orig\n"), "{said}");
+    assert!(said.contains("not by the run: b\r\n"), "{said}");
+    // Two files now, not two names of the user's.
+    std::fs::write(test.path().join("b"), "mine, again\n").unwrap();
+    assert_eq!(read(&test, "a").as_deref(), Some("orig\n"));
+}
