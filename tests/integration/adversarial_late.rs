@@ -380,3 +380,40 @@ fn a_path_hard_linked_before_the_run_to_a_replaced_kept_path_gets_its_own_conten
     std::fs::write(test.path().join("b"), "mine, again\n").unwrap();
     assert_eq!(read(&test, "a").as_deref(), Some("orig\n"));
 }
+
+/// A run whose rollback kept every change (all made at its first prompt, before any
+/// step ran) has nothing of its own out of the tree: a bare `redo` passes over it to
+/// the undone run before it, and a bare `undo` passes over it too.
+#[test]
+fn a_bare_redo_passes_over_a_run_whose_rollback_kept_every_change() {
+    let test = Test::new().policy("version: 1\nretry: { max_attempts: 1 }\n");
+    let first = test.backstop(&["run", "--", "sh", "-c", "echo a > a.txt"]);
+    assert_eq!(first.status, 0, "{}", first.stderr);
+    let undo = test.backstop(&["undo"]);
+    assert_eq!(undo.status, 0, "{}", undo.stderr);
+    assert_eq!(read(&test, "a.txt"), None);
+    std::fs::write(
+        test.path().join("backstop.yaml"),
+        "version: 1\nretry: { max_attempts: 1 }\nsteps:\n  \
+         - { name: one, run: \"echo one > one.txt\", approve: true }\n",
+    )
+    .unwrap();
+    let edit = "with open(\"mine.txt\", \"w\") as f:\n    f.write(\"mine\\n\")\n";
+    let said = at_prompts(&test, &[(edit, "n")]);
+    assert!(said.contains("keeping 1 path(s)"), "{said}");
+    assert_eq!(read(&test, "mine.txt").as_deref(), Some("mine\n"), "{said}");
+
+    let redo = test.backstop(&["redo"]);
+    assert_eq!(redo.status, 0, "{}", redo.stderr);
+    assert_eq!(
+        read(&test, "a.txt").as_deref(),
+        Some("a\n"),
+        "{}",
+        redo.stderr
+    );
+    assert_eq!(read(&test, "mine.txt").as_deref(), Some("mine\n"));
+    let undo = test.backstop(&["undo"]);
+    assert_eq!(undo.status, 0, "{}", undo.stderr);
+    assert_eq!(read(&test, "a.txt"), None, "{}", undo.stderr);
+    assert_eq!(read(&test, "mine.txt").as_deref(), Some("mine\n"));
+}
