@@ -371,7 +371,8 @@ impl<'a> RunTree<'a> {
                         .is_some_and(|e| late_after(e.ctime_ns) && !as_left(e))
                 });
                 let mut paths: Vec<Vec<u8>> = paths.iter().map(|c| c.path.clone()).collect();
-                let mut late: Vec<Vec<u8>> = late.iter().map(|c| c.path.clone()).collect();
+                let late: Vec<Vec<u8>> = late.iter().map(|c| c.path.clone()).collect();
+                let mut late = self.stamped_here_only(late, &mut paths);
                 keep_holders(base, &mut paths, &mut late);
                 Plan {
                     paths,
@@ -389,7 +390,8 @@ impl<'a> RunTree<'a> {
                 let late_after = |path: &[u8], ctime_ns: i64| {
                     late_after(ctime_ns) && !opened.iter().any(|o| o.as_slice() == path)
                 };
-                let (mut paths, mut late, unread) = self.maybe_changed(base, &late_after);
+                let (mut paths, late, unread) = self.maybe_changed(base, &late_after);
+                let mut late = self.stamped_here_only(late, &mut paths);
                 keep_holders(base, &mut paths, &mut late);
                 Plan {
                     paths,
@@ -401,6 +403,43 @@ impl<'a> RunTree<'a> {
                 }
             }
         }
+    }
+
+    /// Of the paths judged `late`, those on a filesystem whose inode times come from
+    /// this kernel's clock; the others go back to `paths`. The root's filesystem was
+    /// checked ([`Ended::for_root`]), but the scope may hold a mount of another (an
+    /// NFS or FUSE directory below the root), whose server's clock may run ahead and
+    /// make the command's own writes look later than its end.
+    fn stamped_here_only(&self, late: Vec<Vec<u8>>, paths: &mut Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        use std::os::unix::fs::MetadataExt;
+        let mut by_dev: std::collections::HashMap<u64, bool> = Default::default();
+        let mut kept = Vec::new();
+        let mut moved = false;
+        for rel in late {
+            let abs = self.tree.scope.abs(&rel);
+            // A directory may be a mount point itself: its own filesystem stamps it.
+            // Anything else is stamped by the filesystem of the directory holding it.
+            let local = std::fs::symlink_metadata(&abs).is_ok_and(|m| {
+                *by_dev.entry(m.dev()).or_insert_with(|| {
+                    let at = match abs.parent() {
+                        Some(parent) if !m.is_dir() => parent,
+                        _ => abs.as_path(),
+                    };
+                    stamped_here(at)
+                })
+            });
+            if local {
+                kept.push(rel);
+            } else {
+                paths.push(rel);
+                moved = true;
+            }
+        }
+        if moved {
+            paths.sort();
+            paths.dedup();
+        }
+        kept
     }
 
     /// Every path of `base` that is not as it was, and every path now in the scope

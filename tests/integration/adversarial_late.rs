@@ -417,3 +417,47 @@ fn a_bare_redo_passes_over_a_run_whose_rollback_kept_every_change() {
     assert_eq!(read(&test, "a.txt"), None, "{}", undo.stderr);
     assert_eq!(read(&test, "mine.txt").as_deref(), Some("mine\n"));
 }
+
+/// A FUSE mount inside the scope (here `bindfs`, skipped where it is missing): its
+/// inode times come from its server, which may run ahead of this clock, so nothing
+/// there is judged changed after the command ended, as for a FUSE root. The run's
+/// write there is rolled back; the user's edit on the root's own filesystem is kept.
+#[test]
+fn nothing_on_a_fuse_mount_inside_the_scope_is_judged_a_later_edit() {
+    let test = Test::new().write("notes.txt", "before\n").policy(
+        "version: 1\nretry: { max_attempts: 1 }\nrollback: { to: start }\nsteps:\n  \
+         - { name: one, run: \"echo one > mnt/one.txt\" }\n  \
+         - { name: two, run: \"true\", approve: true }\n",
+    );
+    let src = test.out_path().join("fuse-src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(test.path().join("mnt")).unwrap();
+    let mounted = std::process::Command::new("bindfs")
+        .arg(&src)
+        .arg(test.path().join("mnt"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: bindfs cannot mount here");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(test.path().join("mnt"));
+    // The step writes mnt/one.txt; at the prompt the user edits it, and notes.txt.
+    let edit = "with open(\"mnt/one.txt\", \"a\") as f:\n    f.write(\"mine\\n\")\n\
+                with open(\"notes.txt\", \"a\") as f:\n    f.write(\"mine\\n\")\n";
+    let said = at_prompts(&test, &[(edit, "n")]);
+    assert!(said.contains("exit 1\n"), "{said}");
+    assert_eq!(read(&test, "mnt/one.txt"), None, "{said}");
+    assert_eq!(
+        read(&test, "notes.txt").as_deref(),
+        Some("before\nmine\n"),
+        "{said}"
+    );
+    assert!(said.contains("not by the run: notes.txt\r\n"), "{said}");
+}
