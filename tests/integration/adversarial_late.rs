@@ -280,9 +280,23 @@ fn a_directory_the_rollback_opened_to_walk_it_is_not_judged_a_later_edit() {
 /// is done the run's own change is out of the tree.
 #[test]
 fn a_kill_at_every_point_of_a_rollback_that_keeps_paths_loses_no_edit() {
-    let policy = "version: 1\nretry: { max_attempts: 1 }\nrollback: { to: start }\nsteps:\n  \
-         - { name: one, run: \"echo one > one.txt && echo run >> notes.txt\" }\n  \
-         - { name: two, run: \"echo two > two.txt\", approve: true }\n";
+    kill_campaign("start");
+}
+
+/// The same for a step rolled back to its checkpoint: the prompt's edits survive
+/// every kill, and step one's work stays.
+#[test]
+fn a_kill_at_every_point_of_a_step_rollback_that_keeps_paths_loses_no_edit() {
+    kill_campaign("step");
+}
+
+fn kill_campaign(to: &str) {
+    let policy = format!(
+        "version: 1\nretry: {{ max_attempts: 1 }}\nrollback: {{ to: {to} }}\nsteps:\n  \
+         - {{ name: one, run: \"echo one > one.txt && echo run >> notes.txt\" }}\n  \
+         - {{ name: two, run: \"echo two > two.txt\", approve: true }}\n"
+    );
+    let policy = policy.as_str();
     let mut finished = false;
     for n in 1..200 {
         let test = Test::new().write("notes.txt", "before\n").policy(policy);
@@ -327,7 +341,8 @@ print(seen.decode(errors="replace") + text)
             let state = test.record()["snapshot"]["state"].clone();
             if said.contains("exit 1\n") {
                 finished = true;
-                assert_eq!(read(&test, "one.txt"), None, "point {n}: {said}");
+                let want = (to == "step").then(|| "one\n".to_string());
+                assert_eq!(read(&test, "one.txt"), want, "point {n}: {said}");
             }
             if state == "rolled-back" {
                 assert_eq!(read(&test, "one.txt"), None, "point {n}: {said}");
