@@ -186,11 +186,24 @@ impl Ended {
     /// inside one of the quiet windows before it.
     pub fn before(&self, ctime_ns: i64) -> bool {
         ctime_ns > self.at
-            || self
-                .quiet
-                .iter()
-                .any(|&(after, before)| ctime_ns > after && ctime_ns < before)
+            || self.quiet.iter().any(|&(after, before)| {
+                ctime_ns > after && ctime_ns.saturating_add(grain(ctime_ns)) < before
+            })
     }
+}
+
+/// How far below the moment it stands for a time of `ns` may be, on a filesystem
+/// that keeps times coarser than nanoseconds (whole seconds on ext4 with small inodes,
+/// two seconds on FAT, 100 ns on NTFS): the kernel rounds a time down to the grain,
+/// so a step's first write could get a ctime inside the window before it. Bounded by
+/// the time's own round digits: twice the largest power of ten (up to a second) that
+/// divides it.
+fn grain(ns: i64) -> i64 {
+    let mut unit = 1;
+    while unit < 1_000_000_000 && ns % (unit * 10) == 0 {
+        unit *= 10;
+    }
+    2 * unit
 }
 
 /// The moment a step is about to start, on the clock that stamps inodes: the kernel's
@@ -692,8 +705,19 @@ mod tests {
         // Inside the window between two steps, not at its edges.
         assert!(!ended.before(100));
         assert!(ended.before(101));
-        assert!(ended.before(199));
+        assert!(ended.before(197));
+        // Too close to the next step's start for a time that may be rounded down.
+        assert!(!ended.before(199));
         assert!(!ended.before(200));
+        // A whole second may stand for any moment of the two seconds after it.
+        let ended = Ended {
+            at: 100_000_000_000,
+            quiet: vec![(10_300_000_000, 11_800_000_000)],
+            settled: false,
+        };
+        assert!(!ended.before(11_000_000_000));
+        assert!(ended.before(10_300_000_001));
+        assert!(ended.before(11_000_000_001));
     }
 
     #[test]

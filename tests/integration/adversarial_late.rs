@@ -476,3 +476,54 @@ fn nothing_on_a_fuse_mount_inside_the_scope_is_judged_a_later_edit() {
     );
     assert!(said.contains("not by the run: notes.txt\r\n"), "{said}");
 }
+
+/// On a filesystem that keeps whole seconds (ext4 with 128-byte inodes, on a loop
+/// device; skipped where one cannot be mounted), a step's first write gets a ctime
+/// rounded down, into the wait at its prompt: it is still the command's, and rolled
+/// back.
+#[test]
+fn a_steps_write_rounded_down_into_the_wait_before_it_is_still_rolled_back() {
+    let test = Test::new();
+    let image = test.out_path().join("seconds.img");
+    let made = std::process::Command::new("truncate")
+        .args(["-s", "32M"])
+        .arg(&image)
+        .status()
+        .is_ok_and(|s| s.success())
+        && std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-I", "128"])
+            .arg(&image)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        && std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(test.path())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !made {
+        eprintln!("skipped: cannot mount a loop device here");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(test.path());
+    std::fs::write(
+        test.path().join("backstop.yaml"),
+        "version: 1\nretry: { max_attempts: 1 }\nrollback: { to: start }\nsteps:\n  \
+         - { name: one, run: \"echo one > one.txt\" }\n  \
+         - { name: two, run: \"echo two > two.txt; exit 4\", approve: true }\n",
+    )
+    .unwrap();
+    // A user who thinks a second and a half before answering.
+    let said = at_prompts(&test, &[("time.sleep(1.5)\n", "y")]);
+    assert!(said.contains("exit 4\n"), "{said}");
+    assert_eq!(read(&test, "two.txt"), None, "{said}");
+    assert_eq!(read(&test, "one.txt"), None, "{said}");
+    assert!(!said.contains("keeping"), "{said}");
+}
