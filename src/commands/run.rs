@@ -282,6 +282,16 @@ impl Task<'_, '_> {
                     }
                     return Ok(end);
                 }
+                // Approved after a wait at the prompt: what the user did meanwhile is
+                // part of the tree the step starts from, so its attempts restore to it
+                // (`between_attempts: restore`) and it goes back to it, not to before
+                // the prompt.
+                if step.approve
+                    && !self.yes
+                    && let Some(t) = run_tree.as_deref_mut()
+                {
+                    self.checkpoint(t)?;
+                }
             }
             // The wait since the last step ended (or the snapshot) is over: what was
             // last changed in it is someone else's, and stays so unless a step changes

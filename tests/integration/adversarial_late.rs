@@ -152,8 +152,9 @@ fn edits_at_the_prompts_of_approved_steps_survive_a_rollback_to_the_start() {
     assert!(said.contains("keeping 3 path(s)"), "{said}");
 }
 
-/// The same with `rollback.to: step`: step three goes back to its checkpoint (taken
-/// before its prompt), and the edit typed at that prompt stays.
+/// The same with `rollback.to: step`: step three goes back to the tree it started
+/// from, after its prompt was answered, so the edit typed at that prompt is not even
+/// in what it takes back.
 #[test]
 fn an_edit_at_the_prompt_of_an_approved_step_that_fails_survives_its_step_rollback() {
     let test = Test::new().write("notes.txt", "before\n").policy(&format!(
@@ -175,7 +176,8 @@ fn an_edit_at_the_prompt_of_an_approved_step_that_fails_survives_its_step_rollba
     );
     let snap = &test.record()["snapshot"];
     assert_eq!(snap["state"], "applied", "{snap:#}");
-    assert_eq!(snap["late"].as_array().map_or(0, Vec::len), 1, "{snap:#}");
+    assert_eq!(snap["late"].as_array().map_or(0, Vec::len), 0, "{snap:#}");
+    assert!(!said.contains("keeping"), "{said}");
 }
 
 /// What the user typed at a prompt and a later step then changed again is the run's
@@ -526,4 +528,26 @@ fn a_steps_write_rounded_down_into_the_wait_before_it_is_still_rolled_back() {
     assert_eq!(read(&test, "two.txt"), None, "{said}");
     assert_eq!(read(&test, "one.txt"), None, "{said}");
     assert!(!said.contains("keeping"), "{said}");
+}
+
+/// `between_attempts: restore` gives each attempt of a step the tree its first attempt
+/// started from — which holds what the user typed at the step's prompt, approved
+/// after it: the restore before a retry takes back the failed attempt's work, never
+/// that edit, and neither does the rollback after the last attempt.
+#[test]
+fn a_restore_between_attempts_keeps_what_the_user_typed_at_the_steps_prompt() {
+    let test = Test::new().write("notes.txt", "before\n").policy(
+        "version: 1\nretry: { max_attempts: 2, backoff: { initial: 1ms, max: 1ms } }\n\
+         rollback: { to: start, between_attempts: restore }\nsteps:\n  \
+         - { name: one, run: \"echo one > one.txt\" }\n  \
+         - { name: two, run: \"echo try >> tries.txt; cat mine.txt >> $OUT/seen; exit 4\", approve: true }\n",
+    );
+    let edit = "with open(\"mine.txt\", \"w\") as f:\n    f.write(\"mine\\n\")\ntime.sleep(0.2)\n";
+    let said = at_prompts(&test, &[(edit, "y")]);
+    assert!(said.contains("exit 4\n"), "{said}");
+    // Both attempts saw the user's file, and it is still there.
+    assert_eq!(test.read("seen"), "mine\nmine\n", "{said}");
+    assert_eq!(read(&test, "mine.txt").as_deref(), Some("mine\n"), "{said}");
+    assert_eq!(read(&test, "tries.txt"), None, "{said}");
+    assert_eq!(read(&test, "one.txt"), None, "{said}");
 }
