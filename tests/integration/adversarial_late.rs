@@ -551,3 +551,43 @@ fn a_restore_between_attempts_keeps_what_the_user_typed_at_the_steps_prompt() {
     assert_eq!(read(&test, "tries.txt"), None, "{said}");
     assert_eq!(read(&test, "one.txt"), None, "{said}");
 }
+
+/// What an ordinary command does that moves only metadata — a mode, an owner, a
+/// modification time set far in the future (`touch -d`: the ctime is still now), a
+/// file swapped for a symlink — is the command's: a failed run takes back all that
+/// its change set holds, and keeps nothing as a later edit.
+#[test]
+fn mode_owner_future_mtime_and_symlink_swaps_by_the_command_are_all_rolled_back() {
+    let test = Test::new()
+        .write("mode", "m\n")
+        .write("owner", "o\n")
+        .write("future", "f\n")
+        .write("swapped", "s\n")
+        .policy("version: 1\nretry: { max_attempts: 1 }\n");
+    let before = |name: &str| std::fs::symlink_metadata(test.path().join(name)).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let (mode, uid, mtime) = (
+        before("mode").mode(),
+        before("owner").uid(),
+        before("future").mtime(),
+    );
+    let out = test
+        .args(&[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "chmod 600 mode; chown 1:1 owner; touch -d 2099-01-01 future; \
+             rm swapped; ln -s /etc/hostname swapped; sleep 0.1; exit 3",
+        ])
+        .status(3)
+        .stderr_lacks("keeping")
+        .run();
+    let now = |name: &str| std::fs::symlink_metadata(out.path().join(name)).unwrap();
+    assert_eq!(now("mode").mode(), mode, "{}", out.stderr);
+    assert_eq!(now("owner").uid(), uid, "{}", out.stderr);
+    // A time alone is no change of the change set (content, type and mode are): the
+    // file is as it was but for its mtime, and nothing is named kept.
+    assert!(now("future").mtime() >= mtime, "{}", out.stderr);
+    assert!(now("swapped").is_file(), "{}", out.stderr);
+}
