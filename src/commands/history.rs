@@ -124,6 +124,15 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
         .map(|h| from_hex(h))
         .collect::<Result<_>>()
         .with_context(|| format!("the record of run {id} lists a bad late path"))?;
+    if !late.is_empty() && !req.quiet && !req.json {
+        let mut names: Vec<String> = late.iter().map(|p| crate::names::quote(p)).collect();
+        names.sort();
+        eprintln!(
+            "backstop: leaving {} path(s) changed after run {id}'s command had ended (not its changes): {}",
+            names.len(),
+            names.join(", ")
+        );
+    }
     let all: Vec<Change> = all
         .into_iter()
         .filter(|c| !late.contains(&c.path))

@@ -405,7 +405,9 @@ fn settle_tree(
     let plan = match &target {
         Some(Target::Checkpoint(_)) => run_tree.plan(false, ended.as_ref()),
         Some(Target::Start) => run_tree.plan(true, ended.as_ref()),
-        None => run_tree.plan(true, None),
+        // Nothing is put back, but what changed while no process of the command ran
+        // (at a prompt) is named, for undo and redo to leave alone.
+        None => run_tree.plan(true, ended.as_ref()),
     };
     spent.snapshot_ms += millis(clock.elapsed());
     warn_after_error(reporter, &plan);

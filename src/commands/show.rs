@@ -119,8 +119,12 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
             state.push_str(&format!("; {} path(s) undone", snap.undone.len()));
         }
         if !snap.late.is_empty() {
+            let what = match snap.state {
+                TreeState::RolledBack => "kept",
+                _ => "not the run's",
+            };
             state.push_str(&format!(
-                "; {} path(s) kept, changed after the command had ended",
+                "; {} path(s) {what}, changed after the command had ended",
                 snap.late.len()
             ));
         }
@@ -311,7 +315,10 @@ fn path_state(snap: &crate::record::SnapshotInfo, path: &[u8]) -> Option<&'stati
     let hex = crate::snapshot::journal::to_hex(path);
     Some(match snap.state {
         // Kept by the rollback, never the run's: undo and redo leave it alone too.
-        _ if snap.late.contains(&hex) => "kept: changed after the command had ended",
+        TreeState::RolledBack if snap.late.contains(&hex) => {
+            "kept: changed after the command had ended"
+        }
+        _ if snap.late.contains(&hex) => "not the run's: changed after the command had ended",
         TreeState::Applied if snap.undone.contains(&hex) => "undone",
         TreeState::Applied => "applied",
         TreeState::RolledBack => "rolled back",

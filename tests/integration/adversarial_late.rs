@@ -45,6 +45,7 @@ with open("mine.txt", "w") as f:
     f.write("mine\n")
 with open("notes.txt", "a") as f:
     f.write("typed at the prompt\n")
+time.sleep(0.2)  # a user's pause before answering: the kernel's clock ticks on
 "#;
 
 /// A rollback that kept the user's edits, then `redo`, then `undo`: the undo takes
@@ -71,7 +72,7 @@ fn undo_after_redo_of_a_rollback_that_kept_paths_leaves_the_kept_paths_alone() {
     let show = test.backstop(&["show"]);
     let mine = show.stdout.lines().find(|l| l.contains("mine.txt"));
     assert!(
-        mine.is_some_and(|l| l.ends_with("(kept: changed after the command had ended)")),
+        mine.is_some_and(|l| l.ends_with("(not the run's: changed after the command had ended)")),
         "{}",
         show.stdout
     );
@@ -590,4 +591,42 @@ fn mode_owner_future_mtime_and_symlink_swaps_by_the_command_are_all_rolled_back(
     // file is as it was but for its mtime, and nothing is named kept.
     assert!(now("future").mtime() >= mtime, "{}", out.stderr);
     assert!(now("swapped").is_file(), "{}", out.stderr);
+}
+
+/// A run that succeeds after the user typed at a step's prompt: its change set holds
+/// the user's edit (the tree changed while the run was live), but no process of the
+/// run was running then. `undo` takes back the steps' work, says which paths it
+/// leaves, and leaves them.
+#[test]
+fn undo_of_a_run_that_succeeded_leaves_what_the_user_typed_at_its_prompt() {
+    let test = Test::new().write("notes.txt", "before\n").policy(
+        "version: 1\nretry: { max_attempts: 1 }\nsteps:\n  \
+         - { name: one, run: \"echo one > one.txt\" }\n  \
+         - { name: two, run: \"echo two > two.txt\", approve: true }\n",
+    );
+    let said = at_prompts(&test, &[(MINE, "y")]);
+    assert!(said.contains("exit 0\n"), "{said}");
+    let show = test.backstop(&["show"]);
+    assert!(
+        show.stdout
+            .contains("2 path(s) not the run's, changed after the command had ended"),
+        "{}",
+        show.stdout
+    );
+    let undo = test.backstop(&["undo"]);
+    assert_eq!(undo.status, 0, "{}", undo.stderr);
+    assert!(
+        undo.stderr.contains("leaving 2 path(s) changed after run")
+            && undo.stderr.contains("mine.txt, notes.txt"),
+        "{}",
+        undo.stderr
+    );
+    assert_eq!(read(&test, "one.txt"), None, "{}", undo.stderr);
+    assert_eq!(read(&test, "two.txt"), None, "{}", undo.stderr);
+    assert_eq!(read(&test, "mine.txt").as_deref(), Some("mine\n"));
+    assert_eq!(
+        read(&test, "notes.txt").as_deref(),
+        Some("before\ntyped at the prompt\n")
+    );
+    assert_eq!(test.record()["snapshot"]["state"], "undone");
 }
