@@ -339,8 +339,9 @@ impl RunRecord {
     /// undone, or rolled back): what a bare `backstop redo` looks for.
     pub fn has_changes_to_redo(&self) -> bool {
         self.snapshot.as_ref().is_some_and(|s| {
+            // Paths a rollback kept (`late`, of the change set) were never taken out.
             s.after.is_some()
-                && !s.changes.is_empty()
+                && s.changes.len() > s.late.len()
                 && match s.state {
                     TreeState::Undone | TreeState::RolledBack => true,
                     TreeState::Applied => !s.undone.is_empty(),
@@ -353,7 +354,8 @@ impl RunRecord {
     /// it did is unknown); one recorded as changing nothing does not.
     pub fn has_changes_in_tree(&self) -> bool {
         self.snapshot.as_ref().is_some_and(|s| {
-            s.state == TreeState::Applied && (s.after.is_none() || s.undone.len() < s.changes.len())
+            s.state == TreeState::Applied
+                && (s.after.is_none() || s.undone.len() + s.late.len() < s.changes.len())
         })
     }
 }

@@ -14,7 +14,7 @@ use crate::snapshot::apply::Report;
 use crate::snapshot::diff::{Change, diff};
 use crate::snapshot::journal::{Journal, to_hex};
 use crate::snapshot::lock::ObjectsHold;
-use crate::snapshot::manifest::{Manifest, hex};
+use crate::snapshot::manifest::{Content, Entry, Manifest, hex};
 use crate::snapshot::scope::{RootId, Scope};
 use crate::snapshot::snapshots::{Snapshots, display_path};
 
@@ -138,14 +138,29 @@ fn keep_holders(base: &Manifest, paths: &mut Vec<Vec<u8>>, late: &mut Vec<Vec<u8
 /// filesystem's clock tells it (nanoseconds since the epoch). A path whose inode
 /// changed later (its ctime) was changed by someone else — the user in an editor
 /// while a step waited for approval, say — and a rollback must not take it back.
+/// So was one whose last change falls in a quiet window (`quiet`): from the end of
+/// one step to the start of the next, while that one waited for its approval.
 ///
 /// A file's ctime comes from the kernel's real-time clock (its coarse tick, which
 /// never runs ahead of the fine one this is read from), so whatever the command
 /// wrote before it ended has a ctime at or before this moment. That holds only
 /// where the kernel that stamps the inode is this one: on a network or FUSE
 /// filesystem the server's clock stamps it, and [`Ended::for_root`] gives `None`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ended(pub i64);
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub at: i64,
+    /// Earlier spans (after, before) in which no process of the command ran: the
+    /// start is a step's end as [`Ended::for_root`] read it, the end the coarse clock
+    /// read before the next step started ([`step_starts`]), which no ctime the step
+    /// gives can be below. A path whose ctime is inside one was last changed there,
+    /// by someone else, and no later step changed it again.
+    pub quiet: Vec<(i64, i64)>,
+    /// No step ran since the last checkpoint was taken (the run stopped at a prompt):
+    /// that checkpoint is the tree as the command left it. A path still as it was
+    /// there (type, mode, owner, content) is the command's, whatever moved its ctime
+    /// since (another name of its inode removed, a chmod and back, an xattr).
+    pub settled: bool,
+}
 
 impl Ended {
     /// Now, if the inodes under `root` are stamped by this machine's clock and that
@@ -161,13 +176,45 @@ impl Ended {
             return None;
         }
         let now = wall.duration_since(std::time::UNIX_EPOCH).ok()?;
-        Some(Ended(i64::try_from(now.as_nanos()).unwrap_or(i64::MAX)))
+        Some(Ended {
+            at: i64::try_from(now.as_nanos()).unwrap_or(i64::MAX),
+            quiet: Vec::new(),
+            settled: false,
+        })
     }
 
-    /// Whether an inode last changed at `ctime_ns` was changed after this moment.
-    pub fn before(self, ctime_ns: i64) -> bool {
-        ctime_ns > self.0
+    /// Whether an inode last changed at `ctime_ns` was changed after this moment, or
+    /// inside one of the quiet windows before it.
+    pub fn before(&self, ctime_ns: i64) -> bool {
+        ctime_ns > self.at
+            || self.quiet.iter().any(|&(after, before)| {
+                ctime_ns > after && ctime_ns.saturating_add(grain(ctime_ns)) < before
+            })
     }
+}
+
+/// How far below the moment it stands for a time of `ns` may be, on a filesystem
+/// that keeps times coarser than nanoseconds (whole seconds on ext4 with small inodes,
+/// two seconds on FAT, 100 ns on NTFS): the kernel rounds a time down to the grain,
+/// so a step's first write could get a ctime inside the window before it. Bounded by
+/// the time's own round digits: twice the largest power of ten (up to a second) that
+/// divides it.
+fn grain(ns: i64) -> i64 {
+    let mut unit = 1;
+    while unit < 1_000_000_000 && ns % (unit * 10) == 0 {
+        unit *= 10;
+    }
+    2 * unit
+}
+
+/// The moment a step is about to start, on the clock that stamps inodes: the kernel's
+/// coarse real-time clock (a finer reading could be ahead of the ctime the step's first
+/// write gets). The end of the quiet window that began when the step before ended.
+pub fn step_starts() -> i64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    t.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec)
 }
 
 /// The wall clock and the monotonic one, read together when the run started.
@@ -208,6 +255,20 @@ fn stamped_here(root: &Path) -> bool {
         Ok(fs) => !REMOTE.contains(&(fs.f_type as u64 & 0xffff_ffff)),
         Err(_) => false,
     }
+}
+
+/// Same type, mode, owner and content (or link target): what a put-back would write.
+/// Unlike [`Entry::same_state`], the link count does not count: removing another
+/// name of a file does not change what this one holds.
+fn same_content(a: &Entry, b: &Entry) -> bool {
+    a.kind == b.kind
+        && a.mode == b.mode
+        && a.same_owner(b)
+        && a.meta.rdev == b.meta.rdev
+        && match (&a.content, &b.content) {
+            (Content::Skipped, _) | (_, Content::Skipped) => false,
+            (x, y) => x == y,
+        }
 }
 
 impl Plan {
@@ -291,7 +352,7 @@ impl<'a> RunSnapshots<'a> {
     /// fails for want of storing the after-state: rolling back needs only the state
     /// before, so a tree that cannot be snapshotted now is still put back. With
     /// `ended`, a path changed after the command had ended is left out (in `late`).
-    pub fn plan(&self, to_start: bool, ended: Option<Ended>) -> Plan {
+    pub fn plan(&self, to_start: bool, ended: Option<&Ended>) -> Plan {
         if let Err(e) = self.check_root() {
             let base = if to_start { &self.start } else { &self.before };
             return Plan {
@@ -309,15 +370,26 @@ impl<'a> RunSnapshots<'a> {
             (&self.before, self.changes())
         };
         let late_after = |ctime_ns: i64| ended.is_some_and(|t| t.before(ctime_ns));
+        // As the command left it (see [`Ended::settled`]): not someone else's change.
+        let as_left = |now: &Entry| {
+            ended.is_some_and(|t| t.settled)
+                && self
+                    .before
+                    .find(&now.path)
+                    .is_some_and(|then| same_content(then, now))
+        };
         match changes {
             Ok((after, changes)) => {
                 // A path gone since is put back whatever deleted it: that writes what
                 // was there before, and loses nothing.
-                let (late, paths): (Vec<&Change>, Vec<&Change>) = changes
-                    .iter()
-                    .partition(|c| c.after.as_ref().is_some_and(|e| late_after(e.ctime_ns)));
+                let (late, paths): (Vec<&Change>, Vec<&Change>) = changes.iter().partition(|c| {
+                    c.after
+                        .as_ref()
+                        .is_some_and(|e| late_after(e.ctime_ns) && !as_left(e))
+                });
                 let mut paths: Vec<Vec<u8>> = paths.iter().map(|c| c.path.clone()).collect();
-                let mut late: Vec<Vec<u8>> = late.iter().map(|c| c.path.clone()).collect();
+                let late: Vec<Vec<u8>> = late.iter().map(|c| c.path.clone()).collect();
+                let mut late = self.stamped_here_only(late, &mut paths);
                 keep_holders(base, &mut paths, &mut late);
                 Plan {
                     paths,
@@ -329,8 +401,14 @@ impl<'a> RunSnapshots<'a> {
                 }
             }
             Err(e) => {
-                self.open_for_walk(base);
-                let (mut paths, mut late, unread) = self.maybe_changed(base, &late_after);
+                // A directory opened for the walk has a ctime of now: backstop's own
+                // change, never a sign of someone else's.
+                let opened = self.open_for_walk(base);
+                let late_after = |path: &[u8], ctime_ns: i64| {
+                    late_after(ctime_ns) && !opened.iter().any(|o| o.as_slice() == path)
+                };
+                let (mut paths, late, unread) = self.maybe_changed(base, &late_after);
+                let mut late = self.stamped_here_only(late, &mut paths);
                 keep_holders(base, &mut paths, &mut late);
                 Plan {
                     paths,
@@ -344,13 +422,50 @@ impl<'a> RunSnapshots<'a> {
         }
     }
 
+    /// Of the paths judged `late`, those on a filesystem whose inode times come from
+    /// this kernel's clock; the others go back to `paths`. The root's filesystem was
+    /// checked ([`Ended::for_root`]), but the scope may hold a mount of another (an
+    /// NFS or FUSE directory below the root), whose server's clock may run ahead and
+    /// make the command's own writes look later than its end.
+    fn stamped_here_only(&self, late: Vec<Vec<u8>>, paths: &mut Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        use std::os::unix::fs::MetadataExt;
+        let mut by_dev: std::collections::HashMap<u64, bool> = Default::default();
+        let mut kept = Vec::new();
+        let mut moved = false;
+        for rel in late {
+            let abs = self.tree.scope.abs(&rel);
+            // A directory may be a mount point itself: its own filesystem stamps it.
+            // Anything else is stamped by the filesystem of the directory holding it.
+            let local = std::fs::symlink_metadata(&abs).is_ok_and(|m| {
+                *by_dev.entry(m.dev()).or_insert_with(|| {
+                    let at = match abs.parent() {
+                        Some(parent) if !m.is_dir() => parent,
+                        _ => abs.as_path(),
+                    };
+                    stamped_here(at)
+                })
+            });
+            if local {
+                kept.push(rel);
+            } else {
+                paths.push(rel);
+                moved = true;
+            }
+        }
+        if moved {
+            paths.sort();
+            paths.dedup();
+        }
+        kept
+    }
+
     /// Every path of `base` that is not as it was, and every path now in the scope
     /// that it lacks, found by a walk that goes on past what it cannot read; those
     /// whose ctime `late` says is after the command ended apart.
     fn maybe_changed(
         &self,
         base: &Manifest,
-        late: &dyn Fn(i64) -> bool,
+        late: &dyn Fn(&[u8], i64) -> bool,
     ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<String>) {
         let also: Vec<&[u8]> = base.entries.iter().map(|e| e.path.as_slice()).collect();
         let (seen, unread) = self.tree.scope.walk_best_effort(&also);
@@ -363,7 +478,7 @@ impl<'a> RunSnapshots<'a> {
             if same {
                 continue;
             }
-            if late(s.stamp.ctime_ns) {
+            if late(&s.path, s.stamp.ctime_ns) {
                 kept.push(s.path.clone());
             } else {
                 paths.push(s.path.clone());
@@ -383,8 +498,10 @@ impl<'a> RunSnapshots<'a> {
     /// Makes readable again the root and the directories of `base` that the run made
     /// unreadable (`chmod 000 d`), so the walk before a put-back sees what they hold:
     /// each is an op of the put-back (its mode changed), which gives it its mode back;
-    /// the root's mode is given back by [`RunSnapshots::restore_root_mode`].
-    fn open_for_walk(&self, base: &Manifest) {
+    /// the root's mode is given back by [`RunSnapshots::restore_root_mode`]. Returns the
+    /// directories it opened.
+    fn open_for_walk(&self, base: &Manifest) -> Vec<Vec<u8>> {
+        let mut opened = Vec::new();
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let dirs = std::iter::once(Vec::new()).chain(
             base.entries
@@ -409,8 +526,10 @@ impl<'a> RunSnapshots<'a> {
                     &path,
                     std::fs::Permissions::from_mode((m.mode() & 0o7777) | 0o700),
                 );
+                opened.push(rel);
             }
         }
+        opened
     }
 
     /// Gives the root the mode it had when the run started (a run may `chmod 555 .`);
@@ -579,10 +698,30 @@ mod tests {
 
     #[test]
     fn a_change_at_the_end_is_the_runs_and_one_after_it_is_not() {
-        let ended = Ended(1_000);
+        let ended = Ended {
+            at: 1_000,
+            quiet: vec![(100, 200)],
+            settled: false,
+        };
         assert!(!ended.before(999));
         assert!(!ended.before(1_000));
         assert!(ended.before(1_001));
+        // Inside the window between two steps, not at its edges.
+        assert!(!ended.before(100));
+        assert!(ended.before(101));
+        assert!(ended.before(197));
+        // Too close to the next step's start for a time that may be rounded down.
+        assert!(!ended.before(199));
+        assert!(!ended.before(200));
+        // A whole second may stand for any moment of the two seconds after it.
+        let ended = Ended {
+            at: 100_000_000_000,
+            quiet: vec![(10_300_000_000, 11_800_000_000)],
+            settled: false,
+        };
+        assert!(!ended.before(11_000_000_000));
+        assert!(ended.before(10_300_000_001));
+        assert!(ended.before(11_000_000_001));
     }
 
     #[test]
@@ -595,7 +734,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         // Written after the end was read: a ctime at or after it (coarse ticks may
         // make it equal, never earlier than the tick before).
-        assert!(m.ctime() * 1_000_000_000 + m.ctime_nsec() >= ended.0 - 20_000_000);
+        assert!(m.ctime() * 1_000_000_000 + m.ctime_nsec() >= ended.at - 20_000_000);
         assert_eq!(Ended::for_root(&dir.path().join("gone"), &start), None);
     }
 

@@ -79,7 +79,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     let id = &record.id;
     refuse_by_state(direction, id, &info)?;
 
-    let run = RunChanges::read(&mut tree, &info, id, &mut say)?;
+    let run = RunChanges::read(&mut tree, &info, id, &mut say, req.json)?;
     let wanted = relative_paths(&info.root, &cwd, &paths)?;
     let chosen = choose(direction, id, &info, &run, &wanted, &paths, req.force)?;
     let (from, to, to_id) = match direction {
@@ -156,6 +156,9 @@ struct RunChanges {
     after: Arc<Manifest>,
     all: Vec<Change>,
     undone: HashSet<Vec<u8>>,
+    /// The paths a rollback left as they were (hex, as the record has them): carried
+    /// from record to record by every put-back.
+    late: Vec<String>,
 }
 
 impl RunChanges {
@@ -164,6 +167,7 @@ impl RunChanges {
         info: &SnapshotInfo,
         id: &str,
         say: &mut Reporter,
+        json: bool,
     ) -> Result<Self> {
         let before = tree.load(&info.before)?;
         // The run's fixed scope: what its rules left out is never destroyed by a
@@ -188,7 +192,28 @@ impl RunChanges {
             // is never recorded as the run's result: it holds any later edits too.
             None => (String::new(), Arc::new(observe_now(tree, &before)?)),
         };
-        let all = diff(&before, &after);
+        // The paths a rollback left as they were (changed after the command had
+        // ended): someone else's, not the run's, whatever its state is now. Neither
+        // undo nor redo goes over them, and the record keeps naming them.
+        let late: HashSet<Vec<u8>> = info
+            .late
+            .iter()
+            .map(|h| from_hex(h))
+            .collect::<Result<_>>()
+            .with_context(|| format!("the record of run {id} lists a bad late path"))?;
+        if !late.is_empty() && !json {
+            let mut names: Vec<String> = late.iter().map(|p| crate::names::quote(p)).collect();
+            names.sort();
+            say.note(&format!(
+                "leaving {} path(s) changed after run {id}'s command had ended (not its changes): {}",
+                names.len(),
+                names.join(", ")
+            ));
+        }
+        let all: Vec<Change> = diff(&before, &after)
+            .into_iter()
+            .filter(|c| !late.contains(&c.path))
+            .collect();
         let undone = undone_now(info, &all, id)?;
         Ok(RunChanges {
             before,
@@ -196,6 +221,7 @@ impl RunChanges {
             after,
             all,
             undone,
+            late: info.late.clone(),
         })
     }
 
@@ -238,29 +264,17 @@ impl RunChanges {
         };
         let mut journal = Journal::new(id, action, to_id, &paths, Some(then));
         journal.undone = Some(after_undone.iter().map(|p| to_hex(p)).collect());
+        journal.late.clone_from(&self.late);
         (journal, reason)
     }
 }
 
 /// Which of the run's paths are at their state before the run now: all of them when
-/// undone or rolled back, those a partial undo put back when applied.
+/// undone or rolled back (the paths a rollback kept are not among them), those a
+/// partial undo put back when applied.
 fn undone_now(info: &SnapshotInfo, all: &[Change], id: &str) -> Result<HashSet<Vec<u8>>> {
     Ok(match info.state {
-        TreeState::Undone => all.iter().map(|c| c.path.clone()).collect(),
-        // But for the paths the rollback left as they were (changed after the command
-        // had ended): those are still as the run (and whoever came after) left them.
-        TreeState::RolledBack => {
-            let late: HashSet<Vec<u8>> = info
-                .late
-                .iter()
-                .map(|h| from_hex(h))
-                .collect::<Result<_>>()
-                .with_context(|| format!("the record of run {id} lists a bad late path"))?;
-            all.iter()
-                .map(|c| c.path.clone())
-                .filter(|p| !late.contains(p))
-                .collect()
-        }
+        TreeState::Undone | TreeState::RolledBack => all.iter().map(|c| c.path.clone()).collect(),
         TreeState::Applied => info
             .undone
             .iter()

@@ -19,7 +19,7 @@ use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{BackstopTime, RecordWriter, Recorded, RunRecord, TreeState};
 use crate::reporter::Reporter;
-use crate::rollback::{Ended, Plan, RunClock, RunSnapshots, change_infos, scope_for};
+use crate::rollback::{Ended, Plan, RunClock, RunSnapshots, change_infos, scope_for, step_starts};
 use crate::settings::Settings;
 use crate::snapshot::apply::Report;
 use crate::snapshot::lock::Wait;
@@ -294,9 +294,31 @@ impl Task<'_, '_> {
                 if let Some(summary) = self.unapproved(step)? {
                     end.last = Some(summary);
                     end.failed = true;
+                    // The checkpoint before this step is the tree as the command left it.
+                    if let Some(e) = end.ended.as_mut() {
+                        e.settled = true;
+                    }
                     return Ok(end);
                 }
+                // Approved after a wait at the prompt: what the user did meanwhile is
+                // part of the tree the step starts from, so its attempts restore to it
+                // (`between_attempts: restore`) and it goes back to it, not to before
+                // the prompt.
+                if step.approve
+                    && !self.yes
+                    && let Some(t) = run_tree.as_deref_mut()
+                {
+                    self.checkpoint(t)?;
+                }
             }
+            // The wait since the last step ended (or the snapshot) is over: what was
+            // last changed in it is someone else's, and stays so unless a step changes
+            // it again (which moves its ctime past the window).
+            let quiet = end.ended.take().map(|e| {
+                let mut quiet = e.quiet;
+                quiet.push((e.at, step_starts()));
+                quiet
+            });
             let summary = self.runtime.block_on(async {
                 let runner = RealAttempter {
                     process: ProcessRunner::new(self.interrupt.clone()),
@@ -315,7 +337,12 @@ impl Task<'_, '_> {
                 }
                 engine.run(&step.argv).await
             });
-            end.ended = ended_now(&run_tree, self.run_clock);
+            // A process of the step still running voids the windows before: nothing
+            // can be told apart from the command's work then.
+            end.ended = ended_now(&run_tree, self.run_clock)
+                .filter(|_| crate::reaper::none_left())
+                .zip(quiet)
+                .map(|(e, quiet)| Ended { quiet, ..e });
             let stop = summary.outcome != Outcome::Succeeded;
             // A pipeline's reader that went away ends the run, but the work stands.
             end.failed = stop && summary.outcome != Outcome::OutputClosed;
@@ -394,14 +421,21 @@ fn settle_tree(
 ) -> bool {
     let clock = Instant::now();
     let plan = match &target {
-        Some(Target::Checkpoint(_)) => run_tree.plan(false, ended),
-        Some(Target::Start) => run_tree.plan(true, ended),
-        None => run_tree.plan(true, None),
+        Some(Target::Checkpoint(_)) => run_tree.plan(false, ended.as_ref()),
+        Some(Target::Start) => run_tree.plan(true, ended.as_ref()),
+        // Nothing is put back, but what changed while no process of the command ran
+        // (at a prompt) is named, for undo and redo to leave alone.
+        None => run_tree.plan(true, ended.as_ref()),
     };
     spent.snapshot_ms += millis(clock.elapsed());
     warn_after_error(reporter, &plan);
     if !matches!(target, Some(Target::Checkpoint(_))) {
         name_result(&mut writer, &plan);
+        // Named before the rollback too: a backstop killed before it leaves a record
+        // that says which changes are someone else's, for undo to leave alone.
+        if let Some(s) = writer.record.snapshot.as_mut() {
+            s.late = hex_paths(&plan.late);
+        }
     }
     writer.record.backstop_time = Some(*spent);
     let mut recorded = writer.finish();

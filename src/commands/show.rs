@@ -148,8 +148,12 @@ fn write_files(out: &mut impl Write, snap: &crate::record::SnapshotInfo) -> Resu
         state.push_str(&format!("; {} path(s) undone", snap.undone.len()));
     }
     if !snap.late.is_empty() {
+        let what = match snap.state {
+            TreeState::RolledBack => "kept",
+            _ => "not the run's",
+        };
         state.push_str(&format!(
-            "; {} path(s) kept, changed after the command had ended",
+            "; {} path(s) {what}, changed after the command had ended",
             snap.late.len()
         ));
     }
@@ -335,11 +339,13 @@ fn path_state(snap: &crate::record::SnapshotInfo, path: &[u8]) -> Option<&'stati
     }
     let hex = crate::snapshot::journal::to_hex(path);
     Some(match snap.state {
-        TreeState::Applied if snap.undone.contains(&hex) => "undone",
-        TreeState::Applied => "applied",
+        // Kept by the rollback, never the run's: undo and redo leave it alone too.
         TreeState::RolledBack if snap.late.contains(&hex) => {
             "kept: changed after the command had ended"
         }
+        _ if snap.late.contains(&hex) => "not the run's: changed after the command had ended",
+        TreeState::Applied if snap.undone.contains(&hex) => "undone",
+        TreeState::Applied => "applied",
         TreeState::RolledBack => "rolled back",
         TreeState::Undone => "undone",
     })

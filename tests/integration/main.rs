@@ -6,6 +6,7 @@
 mod helpers;
 
 mod adversarial;
+mod adversarial_late;
 mod adversarial_limits;
 mod adversarial_runs;
 mod broken_pipe;
