@@ -706,6 +706,24 @@ fn kill_after(mut cmd: Command, delay: Duration) {
     let _ = child.wait();
 }
 
+/// Waits, up to 20 s, until no process whose command line holds `marker` is running.
+fn wait_gone(marker: &str) {
+    let running = || {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[track_caller]
 fn assert_one_of(root: &Path, states: &[&State], what: &str) {
     let now = oracle(root);
@@ -731,7 +749,7 @@ fn kill_9_during_a_run_snapshot_or_rollback_leaves_before_or_after() {
     let before = oracle(&root);
     // The mutation itself is quick and done by the child, which outlives a killed
     // backstop; so "after" is the tree with it applied.
-    let mutate = "for d in d0*; do echo changed > $d/f0000${d#d0}; done; rm -rf d39; mkdir -p made && echo n > made/new";
+    let mutate = ": kill9-run-mutation; for d in d0*; do echo changed > $d/f0000${d#d0}; done; rm -rf d39; mkdir -p made && echo n > made/new";
     let mut expected_after = None;
     let timed = Instant::now();
     let policy = sb.policy("version: 1\nretry: { max_attempts: 1 }\n");
@@ -763,7 +781,9 @@ fn kill_9_during_a_run_snapshot_or_rollback_leaves_before_or_after() {
         ]);
         cmd.stdin(Stdio::null());
         kill_after(cmd, delay);
-        std::thread::sleep(Duration::from_millis(150)); // let an orphaned child finish
+        // The killed backstop's command, orphaned, finishes its mutation first (a walk
+        // beside it would see directories vanish under it).
+        wait_gone("kill9-run-mutation");
         sb.ok(&["-q", "snapshot"]); // the next command finishes a half-done rollback
         let now = oracle(&root);
         if now != before {
