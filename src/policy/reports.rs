@@ -55,12 +55,24 @@ pub fn ci_reports_warning(policy: &Policy) -> Option<String> {
     if !(root.starts_with(&workspace) || workspace.starts_with(&root)) {
         return None;
     }
-    let open = in_scope(policy, &root);
+    // Reports are written in the checkout: where the scope holds it, they are tried
+    // there.
+    let checkout = if root.starts_with(&workspace) {
+        &root
+    } else {
+        &workspace
+    };
+    let open = in_scope(policy, &root, checkout);
     if open.is_empty() {
         return None;
     }
+    let place = if root.starts_with(&workspace) {
+        "lies in"
+    } else {
+        "holds"
+    };
     Some(format!(
-        "rollback.scope {} lies in ${var}: a failed run's rollback would also delete the reports the job uploads ({}); add them to rollback.scope.exclude, or set `rollback: {{ snapshot: false }}` (a CI checkout is thrown away)",
+        "rollback.scope {} {place} ${var}: a failed run's rollback would also delete the reports the job uploads ({}); add them to rollback.scope.exclude, or set `rollback: {{ snapshot: false }}` (a CI checkout is thrown away)",
         crate::names::quote_path(&root),
         open.join(", ")
     ))
@@ -73,9 +85,10 @@ fn rolls_back(policy: &Policy, ci: bool) -> bool {
         && (r.on == RollbackOn::Failure || r.between_attempts == BetweenAttempts::Restore)
 }
 
-/// The report paths neither `exclude` nor the root's `.gitignore` leaves out, as the
-/// policy writes them (`coverage/` for a directory).
-pub fn in_scope(policy: &Policy, root: &Path) -> Vec<String> {
+/// The report paths under `checkout` (the root, or a directory in it) that neither
+/// `exclude` nor the root's `.gitignore` leaves out, relative to `checkout` and
+/// written as a policy would (`coverage/` for a directory).
+pub fn in_scope(policy: &Policy, root: &Path, checkout: &Path) -> Vec<String> {
     let scope = &policy.rollback.scope;
     let mut excludes = OverrideBuilder::new(root);
     for pattern in &scope.exclude {
@@ -91,7 +104,7 @@ pub fn in_scope(policy: &Policy, root: &Path) -> Vec<String> {
     REPORT_PATHS
         .iter()
         .filter(|(rel, is_dir)| {
-            let path = root.join(rel);
+            let path = checkout.join(rel);
             // The walker prunes a directory it leaves out: its contents go with it.
             let excluded = excludes.as_ref().is_some_and(|o| {
                 path.ancestors()
@@ -118,7 +131,7 @@ mod tests {
     #[test]
     fn every_report_path_is_in_scope_without_excludes() {
         let dir = tempfile::tempdir().unwrap();
-        let open = in_scope(&policy("version: 1\n"), dir.path());
+        let open = in_scope(&policy("version: 1\n"), dir.path(), dir.path());
         assert_eq!(open.len(), REPORT_PATHS.len(), "{open:?}");
         assert!(open.contains(&"target/nextest/".to_string()), "{open:?}");
     }
@@ -131,17 +144,26 @@ mod tests {
             "version: 1\nrollback:\n  scope:\n    exclude: ['*.xml', test-results/, build/, coverage, lcov.info, playwright-report]\n",
         );
         assert!(
-            in_scope(&p, dir.path()).is_empty(),
+            in_scope(&p, dir.path(), dir.path()).is_empty(),
             "{:?}",
-            in_scope(&p, dir.path())
+            in_scope(&p, dir.path(), dir.path())
         );
         let include = policy(
             "version: 1\nrollback:\n  scope:\n    ignored: include\n    exclude: ['*.xml', test-results/, build/, coverage, lcov.info, playwright-report]\n",
         );
         assert_eq!(
-            in_scope(&include, dir.path()),
+            in_scope(&include, dir.path(), dir.path()),
             ["target/nextest/", "target/surefire-reports/", ".coverage"]
         );
+    }
+
+    #[test]
+    fn a_checkout_inside_the_root_is_tried_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = policy("version: 1\nrollback:\n  scope:\n    exclude: [ws/junit.xml]\n");
+        let open = in_scope(&p, dir.path(), &dir.path().join("ws"));
+        assert!(!open.contains(&"junit.xml".to_string()), "{open:?}");
+        assert!(open.contains(&"report.xml".to_string()), "{open:?}");
     }
 
     #[test]
