@@ -40,6 +40,10 @@ pub struct RunRecord {
     /// What the run did to the tree, when it was snapshotted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotInfo>,
+    /// Why a run of a command took no snapshot (`None` for a model call, which
+    /// changes no files, and for records written before this was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_snapshot: Option<crate::policy::NoSnapshot>,
     /// backstop's own time, apart from the command's (`outcome.elapsed_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backstop_time: Option<BackstopTime>,
@@ -302,6 +306,7 @@ impl RunRecord {
             outcome: None,
             steps: Vec::new(),
             snapshot: None,
+            no_snapshot: None,
             backstop_time: None,
         }
     }

@@ -55,7 +55,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     // all but what must never be silent.
     let mut say = Reporter::for_stderr(req.quiet);
     let (record, paths) = pick(&tree_store, &cwd, verb, req.targets, req.paths, &mut say)?;
-    let info = snapshot_of(&record)?;
+    let info = snapshot_of(&record, verb)?;
     // The region the run recorded (not the tree's root): nothing whose scope overlaps
     // it writes the tree meanwhile, the run itself included if it is still going.
     // Then the tree's history, then a hold on the objects so gc sweeps nothing this
@@ -75,7 +75,7 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
     recover(&tree, req.quiet)?;
     // Recovery, or the run itself (if it was still going), may have moved it on.
     let record = tree_store.find(&record.id)?;
-    let info = snapshot_of(&record)?;
+    let info = snapshot_of(&record, verb)?;
     let id = &record.id;
     refuse_by_state(direction, id, &info)?;
 
@@ -137,10 +137,16 @@ pub fn undo_or_redo(store: Option<PathBuf>, direction: Direction, req: &Request)
 }
 
 /// The run's snapshot, without which there is nothing to go back to.
-fn snapshot_of(record: &RunRecord) -> Result<SnapshotInfo> {
+fn snapshot_of(record: &RunRecord, verb: &str) -> Result<SnapshotInfo> {
     record.snapshot.clone().ok_or_else(|| {
+        let why = match record.no_snapshot {
+            Some(why) => format!(": it took no snapshot, as {}", why.why()),
+            None => ": it took no snapshot of its tree".to_string(),
+        };
+        // Not a success: whatever the run changed is still in the tree, and a script
+        // that runs `backstop undo RUN && ...` must not take it as put back.
         UserError::Refused(format!(
-            "run {} has no snapshot of its tree to go back to",
+            "nothing to {verb} for run {}{why}; what it changed stays as it is",
             record.id
         ))
         .into()
@@ -593,9 +599,15 @@ fn latest(tree: &RunRecords, verb: &str, say: &mut Reporter) -> Result<RunRecord
         None => Some(0),
     };
     let latest = found.map(|i| snapshotted[i]);
-    // The newer runs with a snapshot an undo passed over, and what became of them.
+    // The newer runs an undo passed over, and what became of them: those with a
+    // snapshot, and runs of a command that took none (a model call changes no files).
     // The first few by name: a long streak of failed runs would flood the line.
-    let skipped = &snapshotted[..found.unwrap_or(0)];
+    let skipped: Vec<&RunRecord> = listing
+        .records
+        .iter()
+        .take_while(|r| latest.is_some_and(|l| l.id != r.id))
+        .filter(|r| r.snapshot.is_some() || r.no_snapshot.is_some())
+        .collect();
     let mut passed: Vec<String> = skipped.iter().take(5).map(|r| passed_over(r)).collect();
     if skipped.len() > passed.len() {
         passed.push(format!("{} more", skipped.len() - passed.len()));
@@ -630,11 +642,23 @@ fn latest(tree: &RunRecords, verb: &str, say: &mut Reporter) -> Result<RunRecord
             }
             Ok(l.clone())
         }
-        None if !listing.records.is_empty() => Err(UserError::Refused(format!(
-            "nothing to {verb}: the runs recorded for {} took no snapshot of the tree (model calls change no files); `backstop runs` lists them",
-            crate::names::quote_path(tree.root())
-        ))
-        .into()),
+        None if !listing.records.is_empty() => {
+            // The newest run of a command says why it took none; else they are model
+            // calls, which change no files.
+            let why = match listing.records.iter().find(|r| r.no_snapshot.is_some()) {
+                Some(r) => format!(
+                    " (run {} took none as {})",
+                    r.id,
+                    r.no_snapshot.map_or("", |w| w.why())
+                ),
+                None => " (model calls change no files)".to_string(),
+            };
+            Err(UserError::Refused(format!(
+                "nothing to {verb}: the runs recorded for {} took no snapshot of the tree{why}; `backstop runs` lists them",
+                crate::names::quote_path(tree.root())
+            ))
+            .into())
+        }
         None => Err(UserError::NoRuns(tree.root().to_path_buf()).into()),
     }
 }
@@ -642,6 +666,7 @@ fn latest(tree: &RunRecords, verb: &str, say: &mut Reporter) -> Result<RunRecord
 /// Why a bare undo or redo passed over a newer run: `RUN was rolled back`.
 fn passed_over(r: &RunRecord) -> String {
     let what = match r.tree_state() {
+        None => "took no snapshot",
         _ if r.snapshot.as_ref().is_some_and(|s| s.changes.is_empty()) => "changed nothing",
         Some("applied") => "is applied",
         Some("rolled-back") => "was rolled back",

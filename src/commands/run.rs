@@ -15,7 +15,7 @@ use crate::engine::{Engine, Interrupt, wait_for_interrupt};
 use crate::error::UserError;
 use crate::events::{Event, EventSink, Fanout, Outcome, RunSummary};
 use crate::names::quote_path;
-use crate::policy::{self, Policy, PolicyChoice, RollbackOn, RollbackTo};
+use crate::policy::{self, NoSnapshot, Policy, PolicyChoice, RollbackOn, RollbackTo};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{BackstopTime, RecordWriter, Recorded, RunRecord, TreeState};
 use crate::reporter::Reporter;
@@ -54,9 +54,10 @@ pub fn run(
     let run_clock = RunClock::start();
     let id = new_run_id();
 
-    // Layer 3 first: no snapshot, no run.
-    let (_region, run_tree, snapshot) = match policy.snapshots(policy::under_ci()) {
-        true => {
+    // Layer 3 first: no snapshot, no run (unless the policy or CI says to take none).
+    let no_snapshot = policy.no_snapshot(policy::under_ci());
+    let (_region, run_tree, snapshot) = match no_snapshot {
+        None => {
             let (region, run_tree, info) = protect(
                 &policy,
                 &cwd,
@@ -68,14 +69,20 @@ pub fn run(
             )?;
             (Some(region), Some(run_tree), Some(info))
         }
-        false => {
-            note_no_snapshot_under_ci(&policy, &mut reporter);
+        Some(why) => {
+            // Nothing of layer 3 runs: no region lock, no recovery, no journal, no
+            // objects; the record alone is written, so that `runs`, `show` and `undo`
+            // can say why there is nothing to go back to.
+            if why == NoSnapshot::Ci {
+                note_no_snapshot_under_ci(&policy, &mut reporter);
+            }
             (None, None, None)
         }
     };
 
     let record = RunRecord {
         snapshot,
+        no_snapshot,
         ..RunRecord::new(&id, root, cwd, command_words(command, &steps), &policy)
     };
     let mut writer = RecordWriter::start(&tree_store, record)

@@ -89,7 +89,7 @@ pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<
                     r.id,
                     humantime::format_rfc3339_seconds(r.started_at).to_string(),
                     state,
-                    r.tree_state().unwrap_or("-"),
+                    tree_column(r),
                     exit,
                     r.attempts.len(),
                     crate::attempt::command_line(&r.command)
@@ -113,6 +113,16 @@ pub fn list(store: Option<PathBuf>, limit: Option<usize>, json: bool) -> Result<
     Ok(SUCCESS)
 }
 
+/// The TREE column: where the tree stands with respect to the run's changes, or that
+/// a run of a command took no snapshot (so `undo` has nothing to go back to).
+fn tree_column(r: &RunRecord) -> &'static str {
+    match (r.tree_state(), r.no_snapshot) {
+        (Some(state), _) => state,
+        (None, Some(_)) => "no snapshot",
+        (None, None) => "-",
+    }
+}
+
 fn row_json(row: &Row, pending: &[Interrupted], store: &std::path::Path) -> serde_json::Value {
     match row {
         Row::Run(r) => {
@@ -122,6 +132,7 @@ fn row_json(row: &Row, pending: &[Interrupted], store: &std::path::Path) -> serd
                 "started_at": humantime::format_rfc3339_millis(r.started_at).to_string(),
                 "state": r.state(|| is_live(store, &r.id)).to_string(),
                 "tree": r.tree_state(),
+                "no_snapshot": r.no_snapshot,
                 "exit_code": r.outcome.as_ref().map(|o| o.exit_code),
                 "attempts": r.attempts.len(),
                 "command": r.command,

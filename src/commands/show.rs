@@ -51,6 +51,12 @@ pub fn show(store: Option<PathBuf>, prefix: Option<&str>, json: bool) -> Result<
     write_steps(&mut out, &r)?;
     if let Some(snap) = &r.snapshot {
         write_files(&mut out, snap)?;
+    } else if let Some(why) = r.no_snapshot {
+        writeln!(
+            out,
+            "\nfiles    no snapshot: {}; nothing to undo",
+            why.why()
+        )?;
     }
     for w in &r.warnings {
         writeln!(out, "warning: {}", printable(w))?;

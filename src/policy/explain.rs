@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::model::{Action, Backoff, BackoffKind, Policy, RetryPolicy};
+use super::model::{Action, Backoff, BackoffKind, Policy, RetryPolicy, RollbackOn};
 use super::values::{format_duration, round_ms};
 use crate::backoff::{base_delay, jitter_bounds};
 
@@ -94,6 +94,7 @@ pub fn explain(policy: &Policy) -> String {
         .and_then(|(_, s)| s.last())
         .and_then(|s| s.worst_case);
     write_bounds(&mut out, policy, worst, waits);
+    write_rollback(&mut out, policy);
     for w in warnings(policy) {
         let _ = writeln!(out, "warning: {w}");
     }
@@ -222,6 +223,26 @@ fn write_bounds(out: &mut String, policy: &Policy, worst: Option<Duration>, wait
     }
 }
 
+/// What layer 3 does: the snapshot and when the tree goes back, or that there is none.
+fn write_rollback(out: &mut String, policy: &Policy) {
+    let r = &policy.rollback;
+    let line = if !r.snapshot {
+        "rollback: none (rollback.snapshot: false): no snapshot, journal or lock; retry and fallback only, and `backstop undo` has nothing to go back to".to_string()
+    } else {
+        let when = match r.on {
+            RollbackOn::Failure => "put back when the run finally fails",
+            RollbackOn::Never => "never put back by itself (`backstop undo` can)",
+        };
+        let ci = if r.explicit {
+            ""
+        } else {
+            "; under CI (`CI` set) no snapshot, as there is no `rollback:`"
+        };
+        format!("rollback: the tree is snapshotted and {when}{ci}")
+    };
+    let _ = writeln!(out, "{line}");
+}
+
 /// What is legal but probably not meant.
 pub fn warnings(policy: &Policy) -> Vec<String> {
     let mut out = Vec::new();
@@ -272,5 +293,6 @@ pub fn warnings(policy: &Policy) -> Vec<String> {
             }
         }
     }
+    out.extend(super::reports::ci_reports_warning(policy));
     out
 }

@@ -6,6 +6,7 @@ pub mod load;
 mod locate;
 pub mod model;
 mod raw;
+pub mod reports;
 mod resolve;
 pub mod schema;
 pub mod values;
@@ -24,10 +25,22 @@ pub fn under_ci() -> bool {
 }
 
 impl Policy {
-    /// Whether a run takes a snapshot: always, but under CI only when the policy sets
-    /// `rollback:` itself. A CI checkout is thrown away after the job, so a rollback
-    /// there only destroys the evidence (a test report, a log) of a failure.
+    /// Whether a run takes a snapshot: never with `rollback.snapshot: false`; under
+    /// CI only when the policy sets `rollback:` itself. A CI checkout is thrown away
+    /// after the job, so a rollback there only destroys the evidence (a test report,
+    /// a log) of a failure.
     pub fn snapshots(&self, ci: bool) -> bool {
-        !ci || self.rollback.explicit
+        self.rollback.snapshot && (!ci || self.rollback.explicit)
+    }
+
+    /// Why a run under this policy takes no snapshot, if it takes none.
+    pub fn no_snapshot(&self, ci: bool) -> Option<NoSnapshot> {
+        if !self.rollback.snapshot {
+            Some(NoSnapshot::Policy)
+        } else if !self.snapshots(ci) {
+            Some(NoSnapshot::Ci)
+        } else {
+            None
+        }
     }
 }

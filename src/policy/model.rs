@@ -95,12 +95,34 @@ pub struct Rollback {
     /// The policy has a `rollback:` section: under CI only such a policy snapshots.
     #[serde(skip)]
     pub explicit: bool,
+    /// `false`: the run takes no snapshot, journal or lock (`rollback.snapshot`).
+    pub snapshot: bool,
     pub on: RollbackOn,
     pub scope: Scope,
     pub between_attempts: BetweenAttempts,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validate: Option<Argv>,
     pub to: RollbackTo,
+}
+
+/// Why a run took no snapshot: a value the record keeps, rendered once for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoSnapshot {
+    /// The policy says `rollback: { snapshot: false }`.
+    Policy,
+    /// `CI` was set and the policy has no `rollback:` of its own.
+    Ci,
+}
+
+impl NoSnapshot {
+    /// Why, as a clause after "it took no snapshot".
+    pub fn why(self) -> &'static str {
+        match self {
+            NoSnapshot::Policy => "its policy sets `rollback: { snapshot: false }`",
+            NoSnapshot::Ci => "CI was set and its policy has no `rollback:`",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

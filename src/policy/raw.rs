@@ -173,6 +173,11 @@ pub enum BetweenAttempts {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRollback {
+    /// `false`: take no snapshot at all (no journal, no lock): retry and fallback
+    /// only, and nothing for `backstop undo` to go back to. For a tree that is thrown
+    /// away anyway, such as a CI checkout. Default `true`.
+    pub snapshot: Option<bool>,
+    /// Default `failure`; `never` when `snapshot: false`.
     pub on: Option<RollbackOn>,
     pub scope: Option<RawScope>,
     pub between_attempts: Option<BetweenAttempts>,

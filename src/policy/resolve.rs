@@ -156,6 +156,10 @@ fn resolve_chain(
 fn resolve_rollback(raw: Option<RawRollback>) -> Result<Rollback, Invalid> {
     let explicit = raw.is_some();
     let r = raw.unwrap_or_default();
+    let snapshot = r.snapshot.unwrap_or(true);
+    if !snapshot {
+        refuse_without_snapshot(&r)?;
+    }
     let scope = r.scope.unwrap_or_default();
     let exclude = scope.exclude.unwrap_or_default();
     if let Some(i) = exclude.iter().position(|p| p.trim().is_empty()) {
@@ -166,7 +170,12 @@ fn resolve_rollback(raw: Option<RawRollback>) -> Result<Rollback, Invalid> {
     }
     Ok(Rollback {
         explicit,
-        on: r.on.unwrap_or(RollbackOn::Failure),
+        snapshot,
+        on: r.on.unwrap_or(if snapshot {
+            RollbackOn::Failure
+        } else {
+            RollbackOn::Never
+        }),
         scope: Scope {
             root: scope.root,
             exclude,
@@ -178,6 +187,35 @@ fn resolve_rollback(raw: Option<RawRollback>) -> Result<Rollback, Invalid> {
         validate: r.validate,
         to: r.to.unwrap_or(RollbackTo::Step),
     })
+}
+
+/// `snapshot: false` with a key that only means something with a snapshot: refused,
+/// naming that key, rather than silently running unprotected.
+fn refuse_without_snapshot(r: &RawRollback) -> Result<(), Invalid> {
+    let needs =
+        |what: &str| format!("{what} needs a snapshot, and `rollback.snapshot: false` takes none");
+    if r.on == Some(RollbackOn::Failure) {
+        return Err(invalid("rollback.on", needs("rolling back on failure")));
+    }
+    if r.between_attempts == Some(BetweenAttempts::Restore) {
+        return Err(invalid(
+            "rollback.between_attempts",
+            needs("restoring the tree between attempts"),
+        ));
+    }
+    let keys = [
+        (
+            "validate",
+            r.validate.is_some(),
+            "a `validate` whose failure is rolled back",
+        ),
+        ("to", r.to.is_some(), "a step's rollback target"),
+        ("scope", r.scope.is_some(), "a snapshot's scope"),
+    ];
+    match keys.iter().find(|(_, set, _)| *set) {
+        Some((key, _, what)) => Err(invalid(format!("rollback.{key}"), needs(what))),
+        None => Ok(()),
+    }
 }
 
 fn resolve_steps(raw: Vec<RawStep>) -> Result<Vec<Step>, Invalid> {

@@ -8,8 +8,8 @@
 //!   outside the tree so that a run that fails and is rolled back does not erase it;
 //! - `store/`: the run store (`BACKSTOP_HOME`), so tests never see each other's runs.
 //!
-//! Colour is off (`NO_COLOR=1`) and `GITHUB_ACTIONS` and `CI` are removed unless a
-//! test sets them, so the suite behaves the same on a laptop and in CI.
+//! Colour is off (`NO_COLOR=1`) and `GITHUB_ACTIONS`, `CI` and the CI workspace
+//! variables are removed unless a test sets them, so the suite behaves the same on a laptop and in CI.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -251,6 +251,8 @@ impl Sandbox {
             .env("NO_COLOR", "1")
             .env_remove("GITHUB_ACTIONS")
             .env_remove("CI")
+            .env_remove("GITHUB_WORKSPACE")
+            .env_remove("CI_PROJECT_DIR")
             .env_remove("XDG_STATE_HOME");
         cmd
     }

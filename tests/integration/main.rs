@@ -31,6 +31,7 @@ mod late_edits;
 mod load;
 mod locks;
 mod names;
+mod no_snapshot;
 mod output;
 mod policy_command;
 mod policy_errors;
