@@ -459,9 +459,12 @@ fn settle_tree(
             }
         });
     }
-    // Best effort: the record is whole without it.
+    // Best effort: the record is whole without it. Without a put-back the record
+    // already holds this time (written by `finish`): no second write for nothing.
     let spent = *spent;
-    recorded.update(|r| r.backstop_time = Some(spent));
+    if target.is_some() {
+        recorded.update(|r| r.backstop_time = Some(spent));
+    }
     complete
 }
 
