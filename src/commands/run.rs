@@ -350,6 +350,11 @@ impl Task<'_, '_> {
             if stop {
                 break;
             }
+            // Another step follows: its end is written now (the last step's is
+            // written by the run's finish).
+            if i + 1 < steps.len() {
+                self.writer.save_pending();
+            }
         }
         Ok(end)
     }
