@@ -921,6 +921,61 @@ mod tests {
     }
 
     #[test]
+    fn a_note_of_present_objects_is_rewritten_only_when_it_would_trust_more() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::new(dir.path());
+        let (h, staged) = objects.stage_bytes(b"kept").unwrap();
+        objects.commit(staged.into_iter().collect()).unwrap();
+        let present = layout::presence_file(&objects.dir);
+        let ino = || fs::metadata(&present).unwrap().ino();
+        // Noted, and noted again once the filesystem's clock is past the directory's
+        // times: until then a new note trusts more (a later clock).
+        objects.remember_present([1; 32]);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        objects.remember_present([1; 32]);
+        let noted = ino();
+        objects.remember_present([1; 32]);
+        assert_eq!(ino(), noted, "nothing new to note: the file is left alone");
+        // Another manifest, or a fan-out directory that changed, is noted again.
+        objects.remember_present([2; 32]);
+        assert_ne!(ino(), noted);
+        let noted = ino();
+        objects.remember_present([2; 32]);
+        assert_eq!(ino(), noted);
+        let (other, staged) = objects.stage_bytes(b"another").unwrap();
+        objects.commit(staged.into_iter().collect()).unwrap();
+        objects.remember_present([2; 32]);
+        assert_ne!(ino(), noted, "a directory changed since the note");
+        // And what it notes still finds a gap.
+        objects.remove(&h);
+        assert_eq!(
+            objects.missing_since(Some([2; 32]), [&h, &other]).unwrap(),
+            vec![h]
+        );
+        // Nothing to look for: no listing at all, and nothing missing.
+        assert!(objects.missing_since(Some([2; 32]), []).unwrap().is_empty());
+    }
+
+    #[test]
+    fn fan_out_directories_are_two_lowercase_hex_digits() {
+        assert_eq!(fan_of(b"00"), Some(0));
+        assert_eq!(fan_of(b"a7"), Some(0xa7));
+        assert_eq!(fan_of(b"ff"), Some(255));
+        for name in [
+            &b"A7"[..],
+            b"tmp",
+            b"present",
+            b"clock",
+            b"0",
+            b"000",
+            b"g0",
+        ] {
+            assert_eq!(fan_of(name), None, "{:?}", String::from_utf8_lossy(name));
+        }
+    }
+
+    #[test]
     fn discarded_objects_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let objects = Objects::new(dir.path());

@@ -32,6 +32,7 @@ mod load;
 mod locks;
 mod names;
 mod output;
+mod overhead;
 mod policy_command;
 mod policy_errors;
 mod policy_limits;
