@@ -28,6 +28,8 @@
 #   BENCH_TMPFS_DIR (/dev/shm): where the tmpfs store goes ("" to skip),
 #   BENCH_OUT_DIR (target/bench-overhead): where the hyperfine JSON is kept,
 #   BENCH_NO_INSTALL=1: never call apt-get,
+#   ROUNDS (5 with BENCH_BEFORE, else 1): hyperfine invocations per store, RUNS
+#     shared among them and pooled,
 #   BENCH_TIMER=loop: use the fallback timing loop even when hyperfine is there,
 #   BENCH_BEFORE: the backstop to compare with, either a binary's path or a git
 #     revision of this repository (built once with `cargo build --release` in a
@@ -37,6 +39,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=${RUNS:-300}
+ROUNDS=${ROUNDS:-}
 WARMUP=${WARMUP:-20}
 RSS_RUNS=${RSS_RUNS:-20}
 BENCH_DISK_DIR=${BENCH_DISK_DIR:-/var/tmp}
@@ -90,8 +93,10 @@ if [[ -n ${BENCH_BEFORE:-} ]]; then
         BEFORE=$BENCH_OUT_DIR/backstop-$rev
         BEFORE_LABEL=$(git -C "$ROOT" rev-parse --short "$rev")
         if [[ ! -x $BEFORE ]]; then
-            # Built first: both builds share target/, whose release binary the build
-            # of the working tree below then replaces.
+            # Built first, sharing target/ (the dependencies are built once). Cargo
+            # names the two builds of the crate alike (its hash does not depend on
+            # where the sources are), so the build of the working tree below must be
+            # told its sources are newer, or it would take the before binary as its own.
             wt=$(mktemp -d "${TMPDIR:-/tmp}/backstop-before.XXXXXX")
             say "building the before binary ($BEFORE_LABEL) in $wt"
             git -C "$ROOT" worktree add --detach --quiet "$wt" "$rev"
@@ -102,6 +107,7 @@ if [[ -n ${BENCH_BEFORE:-} ]]; then
             fi
             cp "$ROOT/target/release/backstop" "$BEFORE"
             git -C "$ROOT" worktree remove --force "$wt"
+            touch "$ROOT/src/lib.rs" "$ROOT/src/main.rs"
         fi
     fi
 fi
@@ -109,6 +115,10 @@ say "building backstop (cargo build --release)"
 (cd "$ROOT" && cargo build --release --quiet)
 BACKSTOP=$ROOT/target/release/backstop
 [[ -x $BACKSTOP ]] || { echo "no binary at $BACKSTOP" >&2; exit 1; }
+# Measured from a copy: what is timed is the binary built above, whatever later
+# builds do to target/.
+cp "$BACKSTOP" "$BENCH_OUT_DIR/backstop-current"
+BACKSTOP=$BENCH_OUT_DIR/backstop-current
 
 install_missing
 TRUE=$(command -v true)
@@ -158,19 +168,54 @@ if [[ -n $RETRY ]] && ! "$RETRY" --times=1 -- true </dev/null >/dev/null 2>&1; t
     RETRY=
 fi
 
+[[ -n $ROUNDS ]] || ROUNDS=$([[ -n $BEFORE ]] && echo 5 || echo 1)
+((ROUNDS >= 1 && RUNS / ROUNDS >= 2)) || { echo "ROUNDS=$ROUNDS does not fit RUNS=$RUNS" >&2; exit 1; }
+
 # --- timing ----------------------------------------------------------------------------
 # Results: one line per measured command,
-# "label<TAB>median<TAB>mean<TAB>stddev<TAB>group<TAB>cpu" in milliseconds; "group" ties a
+# "label<TAB>median<TAB>mean<TAB>stddev<TAB>group<TAB>cpu<TAB>min" in milliseconds; "group" ties a
 # command to the `true` baseline measured alongside it; "cpu" is the mean user + system
 # time ("?" from the fallback loop).
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 TIMER=
 
-# hyperfine, one invocation per store; each invocation measures its own `true` baseline.
+# hyperfine, ROUNDS invocations per store, their runs pooled; each invocation measures
+# its own `true` baseline. Rounds take turns with the load of other jobs on a shared
+# machine: hyperfine runs one command's runs, then the next's, so with one round a
+# burst of load lands on one command only.
 time_hyperfine() { # group store-dir
-    local group=$1 home=$2 json=$BENCH_OUT_DIR/hyperfine-$1.json
-    local args=(-N --warmup "$WARMUP" --runs "$RUNS" --style basic --export-json "$json"
+    local group=$1 home=$2 round jsons=()
+    for ((round = 1; round <= ROUNDS; round++)); do
+        jsons+=("$BENCH_OUT_DIR/hyperfine-$group-$round.json")
+        time_hyperfine_round "$group" "$home" "$round" "${jsons[-1]}"
+    done
+    # Seconds in the JSON; `times` (every run) has been there since hyperfine 1.6.
+    if have python3; then
+        python3 - "$group" "${jsons[@]}" >>"$RESULTS" <<'EOF'
+import json, statistics, sys
+pooled = {}
+for path in sys.argv[2:]:
+    for r in json.load(open(path))["results"]:
+        p = pooled.setdefault(r["command"], {"times": [], "cpu": 0.0})
+        p["cpu"] += (r["user"] + r["system"]) * len(r["times"])
+        p["times"] += r["times"]
+for command, p in pooled.items():
+    t = [1000 * x for x in p["times"]]
+    sd = statistics.stdev(t) if len(t) > 1 else 0.0
+    cpu = 1000 * p["cpu"] / len(t)
+    print(f'{command}\t{statistics.median(t):.3f}\t{statistics.mean(t):.3f}\t{sd:.3f}\t{sys.argv[1]}\t{cpu:.3f}\t{min(t):.3f}')
+EOF
+    else
+        jq -r --arg g "$group" '.results[] |
+            [.command, (.median*1000), (.mean*1000), (.stddev*1000), $g, ((.user+.system)*1000), (.min*1000)] | @tsv' "${jsons[0]}" >>"$RESULTS"
+    fi
+}
+
+time_hyperfine_round() { # group store-dir round json
+    local group=$1 home=$2 round=$3 json=$4 warmup=$WARMUP
+    if ((round > 1)); then warmup=$((WARMUP < 3 ? WARMUP : 3)); fi
+    local args=(-N --warmup "$warmup" --runs "$((RUNS / ROUNDS))" --style basic --export-json "$json"
         --command-name true "$(q "$TRUE")")
     if [[ $group == disk && -n $RETRY ]]; then
         args+=(--command-name "retry --times=1 -- true" "$(q "$RETRY") --times=1 -- $(q "$TRUE")")
@@ -179,23 +224,8 @@ time_hyperfine() { # group store-dir
         args+=(--command-name "backstop run -- true [before $BEFORE_LABEL, store: $group]" "$(q "$BEFORE") run -- true")
     fi
     args+=(--command-name "backstop run -- true [store: $group]" "$(q "$BACKSTOP") run -- true")
-    say "hyperfine: $group store ($home, $(fstype "$home"))"
+    say "hyperfine: $group store ($home, $(fstype "$home")), round $round of $ROUNDS"
     BACKSTOP_HOME=$home hyperfine "${args[@]}" >&2
-    # Seconds in the JSON; the median field has been there since hyperfine 1.6.
-    if have python3; then
-        python3 - "$json" "$group" >>"$RESULTS" <<'EOF'
-import json, sys
-for r in json.load(open(sys.argv[1]))["results"]:
-    ms = lambda k: 1000 * r[k]
-    print(f'{r["command"]}\t{ms("median"):.3f}\t{ms("mean"):.3f}\t{ms("stddev"):.3f}\t{sys.argv[2]}\t{ms("user") + ms("system"):.3f}')
-EOF
-    elif have jq; then
-        jq -r --arg g "$group" '.results[] |
-            [.command, (.median*1000), (.mean*1000), (.stddev*1000), $g, ((.user+.system)*1000)] | @tsv' "$json" >>"$RESULTS"
-    else
-        echo "need python3 or jq to read hyperfine's JSON" >&2
-        exit 1
-    fi
 }
 
 # Fallback: a loop of our own. Bash 5's EPOCHREALTIME costs no fork; otherwise
@@ -227,7 +257,7 @@ time_loop() { # label group store-dir command...
         END {
             med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
             mean = s / NR; var = NR > 1 ? (ss - NR * mean * mean) / (NR - 1) : 0
-            printf "%s\t%.3f\t%.3f\t%.3f\t%s\t?\n", label, med, mean, sqrt(var < 0 ? 0 : var), group
+            printf "%s\t%.3f\t%.3f\t%.3f\t%s\t?\t%.3f\n", label, med, mean, sqrt(var < 0 ? 0 : var), group, v[1]
         }' >>"$RESULTS"
 }
 
@@ -235,7 +265,12 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 for entry in "${STORES[@]}"; do
     group=${entry%%:*} home=${entry#*:}
     if have hyperfine && [[ ${BENCH_TIMER:-} != loop ]]; then
-        TIMER="hyperfine $(hyperfine --version | awk '{print $2}'), -N, --warmup $WARMUP, --runs $RUNS"
+        if ! have python3 && ! have jq; then
+            echo "need python3 or jq to read hyperfine's JSON" >&2
+            exit 1
+        fi
+        have python3 || ROUNDS=1 # pooling the rounds' runs needs python3
+        TIMER="hyperfine $(hyperfine --version | awk '{print $2}'), -N, --warmup $WARMUP, $ROUNDS round(s) of --runs $((RUNS / ROUNDS)) pooled"
         time_hyperfine "$group" "$home"
     else
         TIMER="own bash loop ($([[ -n ${EPOCHREALTIME:-} ]] && echo EPOCHREALTIME || echo 'date +%s%N')), warmup $WARMUP, runs $RUNS"
@@ -313,10 +348,10 @@ for entry in "${STORES[@]}"; do
     echo "Store ${entry%%:*}: BACKSTOP_HOME on $(fstype "${entry#*:}") (each run takes its lock, snapshots the (empty) directory before and after, and writes its run record)."
 done
 echo
-echo "| command | median ms | mean ± σ ms | CPU ms (user+sys, mean) | added vs true (median) ms |"
-echo "|---|---:|---:|---:|---:|"
+echo "| command | median ms | min ms | mean ± σ ms | CPU ms (user+sys, mean) | added vs true (median) ms |"
+echo "|---|---:|---:|---:|---:|---:|"
 verdict_ms=
-while IFS=$'\t' read -r label median mean sd group cpu_ms; do
+while IFS=$'\t' read -r label median mean sd group cpu_ms min_ms; do
     base=$(baseline "$group")
     if [[ $label == true ]]; then
         add='—'
@@ -329,26 +364,26 @@ while IFS=$'\t' read -r label median mean sd group cpu_ms; do
         fi
     fi
     # shellcheck disable=SC2016 # the backticks are Markdown
-    printf '| `%s` | %.2f | %.2f ± %.2f | %s | %s |\n' "$label" "$median" "$mean" "$sd" "$cpu_ms" "$add"
+    printf '| `%s` | %.2f | %.2f | %.2f ± %.2f | %s | %s |\n' "$label" "$median" "$min_ms" "$mean" "$sd" "$cpu_ms" "$add"
 done <"$RESULTS"
 # Before, after and the yardstick side by side: what each adds to `true` (median wall
 # time, and mean CPU time), per store, from the same hyperfine invocation.
-row() { # label-prefix group -> "median<TAB>cpu" of the first matching row
-    awk -F'\t' -v p="$1" -v g="$2" 'index($1, p) == 1 && $5 == g { print $2 "\t" $6; exit }' "$RESULTS"
+row() { # label-prefix group -> "median<TAB>cpu<TAB>min" of the first matching row
+    awk -F'\t' -v p="$1" -v g="$2" 'index($1, p) == 1 && $5 == g { print $2 "\t" $6 "\t" $7; exit }' "$RESULTS"
 }
 echo
-echo "Added over \`true\` (wall: median; CPU: mean user+sys), ms:"
+echo "Added over \`true\`, ms (wall: median, and min in brackets; CPU: mean user+sys):"
 echo
 echo "| store | before | after | yardstick \`retry --times=1\` |"
 echo "|---|---:|---:|---:|"
 for entry in "${STORES[@]}"; do
     group=${entry%%:*}
-    IFS=$'\t' read -r t_med t_cpu <<<"$(row true "$group")"
+    IFS=$'\t' read -r t_med t_cpu t_min <<<"$(row true "$group")"
     cell() { # label-prefix
-        local med cpu_ms
-        IFS=$'\t' read -r med cpu_ms <<<"$(row "$1" "$group")"
+        local med cpu_ms min_ms
+        IFS=$'\t' read -r med cpu_ms min_ms <<<"$(row "$1" "$group")"
         if [[ -z $med ]]; then printf '—'; return; fi
-        printf '%s wall' "$(added "$med" "$t_med")"
+        printf '%s (%s) wall' "$(added "$med" "$t_med")" "$(added "$min_ms" "$t_min")"
         if [[ $cpu_ms != '?' && $t_cpu != '?' ]]; then printf ', %s CPU' "$(added "$cpu_ms" "$t_cpu")"; fi
     }
     printf '| %s | %s | %s | %s |\n' "$group" \
