@@ -414,8 +414,9 @@ mb_ok=$(below "$(mb "$peak")" "$AIM_MB" && echo met || echo 'NOT met')
 echo "Aim: ≤ $AIM_MS ms added per run — $ms_ok (added: $verdict_ms; slowest backstop median $worst_ms ms)."
 echo "Aim: peak RSS < $AIM_MB MB — $mb_ok (peak $(mb "$peak") MB; 100 MiB of output: $(mb "$rss_bulk") MB vs $(mb "$rss_backstop") MB for \`true\`)."
 if [[ -n $BEFORE ]]; then
-    rss_ok=$( ((rss_backstop <= rss_before)) && echo met || echo 'NOT met')
-    echo "Aim: peak RSS of \`backstop run -- true\` no higher than before — $rss_ok ($(mb "$rss_before") MB before, $(mb "$rss_backstop") MB after)."
+    # Within 1%: the max of a few runs moves by some pages from one invocation to the next.
+    rss_ok=$( ((rss_backstop * 100 <= rss_before * 101)) && echo met || echo 'NOT met')
+    echo "Aim: peak RSS of \`backstop run -- true\` no higher than before (within 1%) — $rss_ok ($rss_before KiB before, $rss_backstop KiB after)."
 fi
 echo
 echo "hyperfine JSON: $BENCH_OUT_DIR; script took $((SECONDS - STARTED)) s."
