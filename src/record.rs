@@ -381,6 +381,10 @@ pub struct RecordWriter<'a> {
     pub record: RunRecord,
     /// The first error writing the record; reported once, at the end.
     pub error: Option<anyhow::Error>,
+    /// A step's end (`Finished`) is in `record` but not on disk yet: the run's
+    /// [`RecordWriter::finish`] writes it, or [`RecordWriter::save_pending`] when
+    /// another step follows.
+    pending: bool,
 }
 
 impl<'a> RecordWriter<'a> {
@@ -391,6 +395,7 @@ impl<'a> RecordWriter<'a> {
             store,
             record,
             error: None,
+            pending: false,
         })
     }
 
@@ -417,7 +422,16 @@ impl<'a> RecordWriter<'a> {
         self.store.write(&self.record)
     }
 
+    /// Writes a step's end that [`RecordWriter::finish`] will not write soon: another
+    /// step follows, and may run for hours.
+    pub fn save_pending(&mut self) {
+        if self.pending {
+            self.save();
+        }
+    }
+
     fn save(&mut self) {
+        self.pending = false;
         if self.error.is_none()
             && let Err(e) = self.store.write(&self.record)
         {
@@ -452,8 +466,8 @@ impl EventSink for RecordWriter<'_> {
         match event {
             Event::AttemptFinished(report) => {
                 self.record.attempts.push(report.clone());
-                // A success is followed at once by `Finished`, which saves; a failure
-                // is saved now, so a backstop killed in the backoff leaves it recorded.
+                // A success is followed at once by `Finished`; a failure is saved
+                // now, so a backstop killed in the backoff leaves it recorded.
                 if report.verdict.is_some() {
                     self.save();
                 }
@@ -482,7 +496,12 @@ impl EventSink for RecordWriter<'_> {
                     step.outcome = Some(summary.clone());
                 }
                 self.record.outcome = Some(summary.clone());
-                self.save();
+                // Not written here: the run's end follows (the walk after it, then
+                // `finish`, which writes the record whole), or another step, before
+                // which the run calls `save_pending`. A backstop killed in between
+                // leaves a record that reads "unfinished" either way (its status is
+                // still running); one write fewer for every run.
+                self.pending = true;
             }
             _ => {}
         }

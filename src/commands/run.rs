@@ -357,6 +357,11 @@ impl Task<'_, '_> {
             if stop {
                 break;
             }
+            // Another step follows: its end is written now (the last step's is
+            // written by the run's finish).
+            if i + 1 < steps.len() {
+                self.writer.save_pending();
+            }
         }
         Ok(end)
     }
@@ -466,9 +471,12 @@ fn settle_tree(
             }
         });
     }
-    // Best effort: the record is whole without it.
+    // Best effort: the record is whole without it. Without a put-back the record
+    // already holds this time (written by `finish`): no second write for nothing.
     let spent = *spent;
-    recorded.update(|r| r.backstop_time = Some(spent));
+    if target.is_some() {
+        recorded.update(|r| r.backstop_time = Some(spent));
+    }
     complete
 }
 

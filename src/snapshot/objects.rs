@@ -433,6 +433,12 @@ impl Objects {
         of: Option<Hash>,
         hashes: impl IntoIterator<Item = &'h Hash>,
     ) -> Result<Vec<Hash>> {
+        // No object to look for (a tree of directories only, an empty one): neither the
+        // notes nor 256 directories' stamps are worth reading.
+        let hashes: Vec<&Hash> = hashes.into_iter().collect();
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
         let known = of.and_then(|id| self.presence().into_iter().find(|p| p.id == id));
         let Some(known) = known else {
             return self.missing(hashes);
@@ -455,11 +461,14 @@ impl Objects {
         // The stamps first, then the filesystem's own clock: a directory whose times
         // are older than that tick cannot change again without its times changing.
         let stamps = self.fan_stamps();
+        let mut all = self.presence();
+        if all.first().is_some_and(|p| p.still_says(id, &stamps)) {
+            return;
+        }
         let Ok(at_ns) = self.fs_clock() else {
             return;
         };
         let entry = Presence { id, at_ns, stamps };
-        let mut all = self.presence();
         all.retain(|p| p.id != id);
         all.insert(0, entry);
         all.truncate(PRESENCE_KEPT);
@@ -534,12 +543,24 @@ impl Objects {
     }
 
     /// Every fan-out directory's inode and times (zero where it does not exist).
+    /// One listing of `objects/`, then a stat of each fan-out directory it holds (by the
+    /// listing's directory handle): a young store has few of the 256, and a lookup of a
+    /// missing name is not cached on every filesystem (tmpfs forgets it at once).
+    /// A directory made after the listing reads as missing, as a stat before its
+    /// `mkdir` would: it is listed in full next time, never trusted.
     fn fan_stamps(&self) -> [DirStamp; 256] {
         let mut out = [DirStamp::default(); 256];
-        for (fan, stamp) in out.iter_mut().enumerate() {
-            if let Ok(m) = fs::symlink_metadata(layout::fan_dir(&self.dir, fan)) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let Some(fan) = fan_of(entry.file_name().as_encoded_bytes()) else {
+                continue;
+            };
+            // `DirEntry::metadata` does not follow a symlink, as `symlink_metadata` did.
+            if let Ok(m) = entry.metadata() {
                 let s = Stamp::of(&m);
-                *stamp = DirStamp {
+                out[fan] = DirStamp {
                     ino: s.ino,
                     mtime_ns: s.mtime_ns,
                     ctime_ns: s.ctime_ns,
@@ -691,6 +712,34 @@ struct Presence {
     id: Hash,
     at_ns: i64,
     stamps: [DirStamp; 256],
+}
+
+impl Presence {
+    /// Whether a new note of `id` with `stamps` would trust no directory this one does
+    /// not: the same manifest, the same stamps, each older than this note's clock (a
+    /// later clock adds nothing then). Rewriting `objects/present` on every snapshot of
+    /// an unchanged tree is a new file each time, for nothing.
+    fn still_says(&self, id: Hash, stamps: &[DirStamp; 256]) -> bool {
+        self.id == id
+            && self.stamps == *stamps
+            && stamps.iter().all(|s| {
+                *s == DirStamp::default() || (s.mtime_ns < self.at_ns && s.ctime_ns < self.at_ns)
+            })
+    }
+}
+
+/// The fan-out directory a name in `objects/` is: two lowercase hex digits, as
+/// [`layout::fan_dir`] spells it.
+fn fan_of(name: &[u8]) -> Option<usize> {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(usize::from(b - b'0')),
+        b'a'..=b'f' => Some(usize::from(b - b'a' + 10)),
+        _ => None,
+    };
+    match name {
+        [hi, lo] => Some(digit(*hi)? * 16 + digit(*lo)?),
+        _ => None,
+    }
 }
 
 /// Opens an object for reading: never through a symlink, never blocking on a FIFO put
@@ -868,6 +917,61 @@ mod tests {
         ] {
             found.sort();
             assert_eq!(found, want);
+        }
+    }
+
+    #[test]
+    fn a_note_of_present_objects_is_rewritten_only_when_it_would_trust_more() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::new(dir.path());
+        let (h, staged) = objects.stage_bytes(b"kept").unwrap();
+        objects.commit(staged.into_iter().collect()).unwrap();
+        let present = layout::presence_file(&objects.dir);
+        let ino = || fs::metadata(&present).unwrap().ino();
+        // Noted, and noted again once the filesystem's clock is past the directory's
+        // times: until then a new note trusts more (a later clock).
+        objects.remember_present([1; 32]);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        objects.remember_present([1; 32]);
+        let noted = ino();
+        objects.remember_present([1; 32]);
+        assert_eq!(ino(), noted, "nothing new to note: the file is left alone");
+        // Another manifest, or a fan-out directory that changed, is noted again.
+        objects.remember_present([2; 32]);
+        assert_ne!(ino(), noted);
+        let noted = ino();
+        objects.remember_present([2; 32]);
+        assert_eq!(ino(), noted);
+        let (other, staged) = objects.stage_bytes(b"another").unwrap();
+        objects.commit(staged.into_iter().collect()).unwrap();
+        objects.remember_present([2; 32]);
+        assert_ne!(ino(), noted, "a directory changed since the note");
+        // And what it notes still finds a gap.
+        objects.remove(&h);
+        assert_eq!(
+            objects.missing_since(Some([2; 32]), [&h, &other]).unwrap(),
+            vec![h]
+        );
+        // Nothing to look for: no listing at all, and nothing missing.
+        assert!(objects.missing_since(Some([2; 32]), []).unwrap().is_empty());
+    }
+
+    #[test]
+    fn fan_out_directories_are_two_lowercase_hex_digits() {
+        assert_eq!(fan_of(b"00"), Some(0));
+        assert_eq!(fan_of(b"a7"), Some(0xa7));
+        assert_eq!(fan_of(b"ff"), Some(255));
+        for name in [
+            &b"A7"[..],
+            b"tmp",
+            b"present",
+            b"clock",
+            b"0",
+            b"000",
+            b"g0",
+        ] {
+            assert_eq!(fan_of(name), None, "{:?}", String::from_utf8_lossy(name));
         }
     }
 

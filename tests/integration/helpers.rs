@@ -277,6 +277,13 @@ impl Sandbox {
         self.backstop_in(".", args)
     }
 
+    /// Runs another backstop command in the same directory and store, with `env` set.
+    pub fn backstop_env(&self, env: &[(&str, &str)], args: &[&str]) -> Ran {
+        let mut cmd = self.base_command();
+        cmd.envs(env.iter().copied()).args(args);
+        collect(cmd, None)
+    }
+
     /// Runs another backstop command in a subdirectory, with the same store.
     pub fn backstop_in(&self, subdir: &str, args: &[&str]) -> Ran {
         let mut cmd = self.base_command();

@@ -33,6 +33,7 @@ mod locks;
 mod names;
 mod no_snapshot;
 mod output;
+mod overhead;
 mod policy_command;
 mod policy_errors;
 mod policy_limits;
