@@ -455,11 +455,22 @@ impl Objects {
         // The stamps first, then the filesystem's own clock: a directory whose times
         // are older than that tick cannot change again without its times changing.
         let stamps = self.fan_stamps();
+        let mut all = self.presence();
+        // Already the newest note, every directory as it was then and older than it: the
+        // note stands as it is, and an unchanged snapshot writes nothing here.
+        if all.first().is_some_and(|p| {
+            p.id == id
+                && p.stamps == stamps
+                && p.stamps.iter().all(|s| {
+                    *s == DirStamp::default() || (s.mtime_ns < p.at_ns && s.ctime_ns < p.at_ns)
+                })
+        }) {
+            return;
+        }
         let Ok(at_ns) = self.fs_clock() else {
             return;
         };
         let entry = Presence { id, at_ns, stamps };
-        let mut all = self.presence();
         all.retain(|p| p.id != id);
         all.insert(0, entry);
         all.truncate(PRESENCE_KEPT);

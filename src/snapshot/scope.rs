@@ -176,7 +176,13 @@ impl Scope {
             keep_pruned: self.rules.is_none(),
         };
         // A small tree (as the last snapshot knew it) is walked before threads could start.
-        let threads = if also.len() < SMALL_TREE { 1 } else { 2 };
+        // Two threads at most: a walk is mostly system calls, which a third core (where
+        // there is one) only adds contention to.
+        let threads = if also.len() < SMALL_TREE {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+        };
         let Found {
             seen: mut found,
             mut pruned,

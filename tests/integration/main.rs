@@ -43,5 +43,6 @@ mod reporting;
 mod retry;
 mod signals;
 mod timeout;
+mod unchanged;
 mod undo;
 mod verify;
