@@ -235,3 +235,111 @@ impl Walker<'_> {
         ok
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, body) in [
+            ("a.txt", "a"),
+            ("src/lib.rs", "lib"),
+            ("src/deep/er/x.rs", "x"),
+            ("build/out.o", "o"),
+            ("notes.log", "log"),
+            (".git/HEAD", "ref"),
+            ("store/objects/ab", "object"),
+        ] {
+            let p = dir.path().join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, body).unwrap();
+        }
+        for d in 0..40 {
+            fs::create_dir_all(dir.path().join(format!("many/d{d}/e"))).unwrap();
+            fs::write(dir.path().join(format!("many/d{d}/e/f")), "f").unwrap();
+        }
+        std::os::unix::fs::symlink("../a.txt", dir.path().join("src/link")).unwrap();
+        dir
+    }
+
+    fn paths(found: &Found) -> Vec<String> {
+        let mut out: Vec<String> = found
+            .seen
+            .iter()
+            .map(|s| String::from_utf8_lossy(&s.path).into_owned())
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn one_thread_and_two_find_the_same_and_leave_out_git_the_store_and_the_excluded() {
+        let dir = tree();
+        let mut builder = ignore::overrides::OverrideBuilder::new(dir.path());
+        builder.add("!*.log").unwrap();
+        builder.add("!build/").unwrap();
+        let overrides = builder.build().unwrap();
+        let filter = Filter {
+            store: Some(b"store".to_vec()),
+            overrides: &overrides,
+            matcher: None,
+            keep_pruned: true,
+        };
+        let one = walk(dir.path(), &filter, 1, true);
+        let two = walk(dir.path(), &filter, 2, true);
+        assert!(one.errors.is_empty() && two.errors.is_empty());
+        assert_eq!(paths(&one), paths(&two));
+        let found = paths(&one);
+        for want in [
+            "a.txt",
+            "src",
+            "src/deep/er/x.rs",
+            "src/link",
+            "many/d39/e/f",
+        ] {
+            assert!(found.contains(&want.to_string()), "{want} in {found:?}");
+        }
+        for not in [
+            ".git",
+            ".git/HEAD",
+            "store",
+            "store/objects/ab",
+            "build",
+            "notes.log",
+        ] {
+            assert!(!found.contains(&not.to_string()), "{not} not in {found:?}");
+        }
+        assert_eq!(found.len(), 7 + 40 * 3 + 1, "{found:?}");
+        let mut pruned: Vec<&[u8]> = two.pruned.iter().map(|p| p.path.as_slice()).collect();
+        pruned.sort();
+        assert_eq!(
+            pruned,
+            [&b"build"[..], b"notes.log"],
+            "kept as pruned, not descended"
+        );
+        let link = one.seen.iter().find(|s| s.path == b"src/link").unwrap();
+        assert_eq!(
+            link.kind,
+            super::super::manifest::Kind::Symlink,
+            "lstat, not stat"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_root_is_an_error_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let overrides = Override::empty();
+        let filter = Filter {
+            store: None,
+            overrides: &overrides,
+            matcher: None,
+            keep_pruned: false,
+        };
+        let found = walk(&gone, &filter, 2, true);
+        assert!(found.seen.is_empty());
+        let msg = format!("{:#}", found.errors[0]);
+        assert!(msg.contains(&gone.display().to_string()), "{msg}");
+    }
+}
