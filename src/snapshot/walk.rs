@@ -64,6 +64,21 @@ struct Queue {
     quit: bool,
 }
 
+/// A directory being read. Dropped when it is done, even by a panic (which stops the
+/// walk): the other threads never wait for a directory no one is reading.
+struct Busy<'w, 'a> {
+    walker: &'w Walker<'a>,
+    subdirs: Vec<Vec<u8>>,
+    go_on: bool,
+}
+
+impl Drop for Busy<'_, '_> {
+    fn drop(&mut self) {
+        let go_on = self.go_on && !std::thread::panicking();
+        self.walker.done(std::mem::take(&mut self.subdirs), go_on);
+    }
+}
+
 struct Walker<'a> {
     root: &'a Path,
     filter: &'a Filter<'a>,
@@ -119,9 +134,13 @@ impl Walker<'_> {
     fn work(&self) -> Found {
         let mut found = Found::default();
         while let Some(dir) = self.next() {
-            let mut subdirs = Vec::new();
-            let ok = self.read(&dir, &mut found, &mut subdirs);
-            self.done(subdirs, ok || !self.strict);
+            let mut busy = Busy {
+                walker: self,
+                subdirs: Vec::new(),
+                go_on: false,
+            };
+            let ok = self.read(&dir, &mut found, &mut busy.subdirs);
+            busy.go_on = ok || !self.strict;
         }
         found
     }
