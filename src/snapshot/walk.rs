@@ -20,7 +20,7 @@ use std::sync::{Condvar, Mutex};
 use anyhow::anyhow;
 use ignore::overrides::Override;
 
-use super::rules::{Matcher, Pruned};
+use super::rules::{InDir, Matcher, Pruned};
 use super::scope::Seen;
 
 /// What a walk leaves out: `.git` anywhere, the store, `exclude`, the ignore rules.
@@ -36,14 +36,17 @@ pub(super) struct Filter<'a> {
 impl Filter<'_> {
     /// Whether `rel` is left out by `exclude` or the ignore rules (not `.git` or the
     /// store, which are never kept as pruned).
-    fn left_out(&self, rel: &[u8], is_dir: bool) -> bool {
+    fn left_out(&self, rules: Option<&InDir>, rel: &[u8], is_dir: bool) -> bool {
         // Override strips the root from an absolute path; a relative one is matched as is.
         (!self.overrides.is_empty()
             && self
                 .overrides
                 .matched(Path::new(OsStr::from_bytes(rel)), is_dir)
                 .is_ignore())
-            || self.matcher.is_some_and(|m| m.ignored(rel, is_dir))
+            || self
+                .matcher
+                .zip(rules)
+                .is_some_and(|(m, rules)| m.ignored_in(rules, rel, is_dir))
     }
 }
 
@@ -193,6 +196,9 @@ impl Walker<'_> {
             // the walk would record a directory that is not there.
             Err(e) => return cannot(found, &abs, &e),
         };
+        // The rules inside this directory, once for all its entries (its own rules were
+        // settled when its parent was read, by `prepare`).
+        let rules = self.filter.matcher.map(|m| m.in_dir(dir));
         let mut ok = true;
         for entry in entries {
             let entry = match entry {
@@ -219,7 +225,7 @@ impl Walker<'_> {
                     continue;
                 }
             };
-            if self.filter.left_out(&rel, is_dir) {
+            if self.filter.left_out(rules.as_ref(), &rel, is_dir) {
                 if self.filter.keep_pruned {
                     found.pruned.push(Pruned {
                         path: rel,
