@@ -10,6 +10,10 @@
 #   d. the shadow repo's no-change commit                  the same, again; "nothing to
 #      commit" (exit 1) counts as success (median of RUNS)
 #   e. a bare walk                                         `find . -printf '%s %T@\n'`
+#   u. a protected run whose command changes nothing        `backstop run -- true` (stat
+#      cache primed; median of RUNS), against the walk and the shadow repo's re-add
+#      `git add -A` alone (issue 10: at most 1.5x the walk and 1.0x the re-add); with
+#      BACKSTOP_BIN_BEFORE, the same run by that binary too, in the same rounds
 #   f. after rewriting 1,000 files (chosen from the seed; fresh content each round, the
 #      same content for backstop and git): `backstop snapshot` (a walk plus reading the
 #      1,000 files, the same work as a run's after-diff) against git `add -A && commit`;
@@ -47,6 +51,9 @@
 #   DROP_CACHES (auto)  auto: measure cold too when dropping the page cache works; 0: never
 #   BACKSTOP_BIN      use this binary instead of building (default: cargo build --release)
 #   BENCH_NO_BUILD=1  use target/release/backstop as it is
+#   BACKSTOP_BIN_BEFORE  an earlier build, measured beside this one on the unchanged run
+#                     and the no-change snapshot (the store's format must be the same)
+#   SKIP_CHANGES=1    leave out the 1,000-changed-file rounds (f., g.)
 #   BENCH_NO_INSTALL=1  never call apt-get (for the `time` package)
 #   KEEP_STORES=1     keep the last store and shadow repo (the tree is always kept)
 set -euo pipefail
@@ -111,6 +118,12 @@ else
     SRC_BIN=$ROOT/target/release/backstop
 fi
 [[ -x $SRC_BIN ]] || die "no backstop binary at $SRC_BIN"
+BS_BEFORE=
+if [[ -n ${BACKSTOP_BIN_BEFORE:-} ]]; then
+    [[ -x $BACKSTOP_BIN_BEFORE ]] || die "no backstop binary at $BACKSTOP_BIN_BEFORE"
+    cp "$BACKSTOP_BIN_BEFORE" "$WORK/bin/backstop-before"
+    BS_BEFORE=$WORK/bin/backstop-before
+fi
 [[ $SRC_BIN -ef $WORK/bin/backstop ]] || cp "$SRC_BIN" "$WORK/bin/backstop"
 BS=$WORK/bin/backstop
 BS_VERSION="$("$BS" --version), sha256 $(sha256sum "$BS" | cut -c1-12)"
@@ -178,12 +191,15 @@ measure() {
         cd "$TREE"
         rc=0
         t0=$(date +%s%N)
-        /usr/bin/time -f '%e %M' -o "$OUT/$name.time" "$@" >"$OUT/$name.out" 2>"$OUT/$name.err" || rc=$?
+        /usr/bin/time -f '%e %M %U %S' -o "$OUT/$name.time" "$@" >"$OUT/$name.out" 2>"$OUT/$name.err" || rc=$?
         t1=$(date +%s%N)
-        read -r e m <"$OUT/$name.time" || { e='?'; m=0; }
+        read -r e m u s <"$OUT/$name.time" || { e='?'; m=0; u=0; s=0; }
         # time writes "Command exited with non-zero status N" first on failure.
-        [[ $e =~ ^[0-9.]+$ ]] || read -r e m < <(tail -n1 "$OUT/$name.time")
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$(((t1 - t0) / 1000))" "$m" "$e" "$rc" "$t0" "$t1" \
+        [[ $e =~ ^[0-9.]+$ ]] || read -r e m u s < <(tail -n1 "$OUT/$name.time")
+        # The last column: CPU time (user + system, ms), what the command cost whether
+        # or not a second core was free.
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$(((t1 - t0) / 1000))" "$m" "$e" "$rc" "$t0" "$t1" \
+            "$(awk -v u="${u:-0}" -v s="${s:-0}" 'BEGIN { printf "%.0f", (u + s) * 1000 }')" \
             | awk -F'\t' -v OFS='\t' '{ $2 = sprintf("%.3f", $2 / 1000); print }' >>"$RESULTS"
         if ((rc != 0)); then
             printf 'bench-snapshot: %s failed (exit %s): %s\n' "$name" "$rc" "$*" >&2
@@ -269,6 +285,17 @@ for ((i = 0; i <= RUNS; i++)); do
     measure "bs_nochange_warm_$tag" "$BS" snapshot --json
     measure "git_nochange_warm_$tag" "${GIT_SNAP[@]}" --allow-nothing
 done
+# u. a protected run that changes nothing, interleaved with the walk and git's re-add.
+say "u. unchanged protected runs, warm, x$RUNS (+1 warm-up)   [load $(loadavg)]"
+for ((i = 0; i <= RUNS; i++)); do
+    tag=$i
+    ((i > 0)) || tag=up
+    measure "walk_u_$tag" "${WALK[@]}"
+    measure "bs_run_unchanged_$tag" "$BS" -q run -- true
+    [[ -z $BS_BEFORE ]] || measure "bs_before_run_unchanged_$tag" "$BS_BEFORE" -q run -- true
+    [[ -z $BS_BEFORE ]] || measure "bs_before_nochange_$tag" "$BS_BEFORE" snapshot --json
+    measure "git_readd_$tag" "${GIT[@]}" add -A
+done
 if ((CAN_DROP)); then
     say "b./d. no-change snapshots, cold   [load $(loadavg)]"
     drop
@@ -279,7 +306,8 @@ fi
 [[ $(git_commits) == 1 ]] || die "a no-change git snapshot made a commit"
 
 # --- f./g. 1,000 changed files, backstop then git in each round ---------------------------
-for ((r = 1; r <= CHANGE_RUNS; r++)); do
+((${SKIP_CHANGES:-0} == 1)) && CHANGE_RUNS_DONE=0 || CHANGE_RUNS_DONE=$CHANGE_RUNS
+for ((r = 1; r <= CHANGE_RUNS_DONE; r++)); do
     say "f./g. round $r/$CHANGE_RUNS of $CHANGES changed files   [load $(loadavg)]"
     # backstop: a plain snapshot after the change ...
     settle
@@ -312,7 +340,7 @@ LOAD_AFTER=$(loadavg)
 ELAPSED=$((SECONDS - STARTED))
 
 # --- report ----------------------------------------------------------------------------
-export OUT RUNS CHANGE_RUNS CHANGES CAN_DROP LOAD_BEFORE LOAD_AFTER ELAPSED BS_VERSION \
+export OUT RUNS CHANGE_RUNS CHANGE_RUNS_DONE CHANGES CAN_DROP LOAD_BEFORE LOAD_AFTER ELAPSED BS_VERSION \
     BS_SOURCE BS_DIRTY TREE TREE_DU PARAMS
 python3 - <<'PY'
 import json, os, statistics, glob, datetime
@@ -321,8 +349,8 @@ out = os.environ["OUT"]
 rows = {}
 with open(f"{out}/results.tsv") as f:
     for line in f:
-        name, ms, rss, e, rc, t0, t1 = line.rstrip("\n").split("\t")
-        rows[name] = {"ms": float(ms), "rss": int(rss or 0), "t0": int(t0), "t1": int(t1)}
+        name, ms, rss, e, rc, t0, t1, cpu = line.rstrip("\n").split("\t")
+        rows[name] = {"ms": float(ms), "rss": int(rss or 0), "t0": int(t0), "t1": int(t1), "cpu": float(cpu)}
 
 def series(prefix):
     return [v for k, v in rows.items() if k.startswith(prefix) and k[len(prefix):].isdigit()]
@@ -355,7 +383,7 @@ def ratio(a, b):
     return "—" if a is None or b is None or b[0] == 0 else f"{a[0] / b[0]:.2f}x"
 
 stats = json.load(open(f"{out}/tree-stats.json"))
-runs, cruns = int(os.environ["RUNS"]), int(os.environ["CHANGE_RUNS"])
+runs, cruns = int(os.environ["RUNS"]), int(os.environ["CHANGE_RUNS_DONE"])
 cold = os.environ["CAN_DROP"] == "1"
 
 walk_w, walk_c = med("walk_warm_"), one("walk_cold")
@@ -453,7 +481,7 @@ print("samples (ms): " + "; ".join(
 # Aims.
 # A run's %M is the largest of backstop and the command it ran (measured alone as apply_N):
 # it counts as backstop's when it is above the command's own peak.
-apply_rss = max(x["rss"] for x in series("apply_"))
+apply_rss = max((x["rss"] for x in series("apply_")), default=0)
 bs_rss_rows = {k: v["rss"] for k, v in rows.items() if k.startswith("bs_")
                and (not k.startswith("bs_run_") or v["rss"] > apply_rss)}
 bs_rss_max = max(bs_rss_rows, key=bs_rss_rows.get)
@@ -482,6 +510,34 @@ print("  per command (largest of its samples): " + ", ".join(
     for p in ["bs_nochange_warm_", "bs_after_change_", "bs_run_", "bs_undo_"] if series(p))
     + "".join(f", {n} {rows[n]['rss'] / 1024:.1f} MB" for n in ["bs_first_cold", "bs_first_warm", "bs_nochange_cold"] if n in rows)
     + f" (a run's figure includes its command, which alone peaks at {apply_rss / 1024:.1f} MB)")
+# u. The unchanged protected run (issue 10, part 3), before and after, against the
+# walk and git's re-add measured in the same rounds.
+walk_u, git_readd = med("walk_u_"), med("git_readd_")
+run_u, run_u_before = med("bs_run_unchanged_"), med("bs_before_run_unchanged_")
+nc_before = med("bs_before_nochange_")
+print()
+def cpu(prefix):
+    s = series(prefix)
+    return statistics.median(x["cpu"] for x in s) if s else None
+print(f"Unchanged protected run `backstop -q run -- true` (median of {runs}, interleaved with the walk and `git add -A`;")
+print("CPU = user + system time, what it costs when no second core is free):")
+print("| measurement | wall | CPU | peak RSS | / walk | / git add -A |")
+print("|---|---:|---:|---:|---:|---:|")
+for label, p in [("bare walk `find -printf`", "walk_u_"), ("shadow git re-add `git add -A`", "git_readd_"),
+                 ("backstop run, before (BACKSTOP_BIN_BEFORE)", "bs_before_run_unchanged_"),
+                 ("backstop run, this build", "bs_run_unchanged_"),
+                 ("no-change snapshot, before", "bs_before_nochange_"),
+                 ("no-change snapshot, this build (rounds b.)", "bs_nochange_warm_")]:
+    m = med(p)
+    if m is not None:
+        print(f"| {label} | {fmt_t(m)} | {cpu(p):.0f} ms | {fmt_m(m)} | {ratio(m, walk_u)} | {ratio(m, git_readd)} |")
+if run_u:
+    print(f"- unchanged run within 1.5x of the walk: {ratio(run_u, walk_u)} → {verdict(run_u[0] <= 1.5 * walk_u[0])}")
+    print(f"- unchanged run no slower than git's re-add: {ratio(run_u, git_readd)} → {verdict(run_u[0] <= git_readd[0])}")
+    cw, cr, cg = cpu("walk_u_"), cpu("bs_run_unchanged_"), cpu("git_readd_")
+    if cw and cg:
+        print(f"  (CPU time, for context: run {cr:.0f} ms = {cr / cw:.2f}x the walk's, {cr / cg:.2f}x git's re-add)")
+
 # Sanity: every snapshot was of the bench tree, each change round read exactly the changed
 # files, and each run recorded exactly them.
 warnings = []

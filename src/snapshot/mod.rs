@@ -12,3 +12,4 @@ pub mod rules;
 pub mod scope;
 pub mod snapshots;
 pub mod take;
+pub mod walk;

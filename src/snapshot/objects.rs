@@ -462,6 +462,8 @@ impl Objects {
         // are older than that tick cannot change again without its times changing.
         let stamps = self.fan_stamps();
         let mut all = self.presence();
+        // Already the newest note, every directory as it was then and older than it: the
+        // note stands as it is, and an unchanged snapshot writes nothing here.
         if all.first().is_some_and(|p| p.still_says(id, &stamps)) {
             return;
         }

@@ -173,6 +173,9 @@ fn compile(dir: &Path, from: &Path, bytes: &[u8]) -> Gitignore {
 /// directories without rules are left out.
 type Chain = Arc<Vec<Arc<Compiled>>>;
 
+/// The rules that apply inside one directory (see [`Matcher::in_dir`]).
+pub struct InDir(Chain);
+
 /// Where a matcher takes directories' rules from.
 enum Source {
     /// The files as they are now; what is read is kept in `read`.
@@ -290,7 +293,18 @@ impl Matcher {
             Some(i) => &rel[..i],
             None => &[][..],
         };
-        let chain = self.chain(parent);
+        self.ignored_in(&self.in_dir(parent), rel, is_dir)
+    }
+
+    /// The rules that apply inside directory `dir` (relative), looked up once for all
+    /// its entries: a walk asks for each of them.
+    pub fn in_dir(&self, dir: &[u8]) -> InDir {
+        InDir(self.chain(dir))
+    }
+
+    /// [`Matcher::ignored`] for `rel`, an entry of the directory `dir` stands for.
+    pub fn ignored_in(&self, dir: &InDir, rel: &[u8], is_dir: bool) -> bool {
+        let chain = &dir.0;
         if chain.is_empty() {
             return false;
         }

@@ -4,21 +4,19 @@
 //! the store itself if it lies inside, the policy's `exclude` globs and, unless
 //! `ignored: include`, whatever `.gitignore`, `.ignore` and `.git/info/exclude` say.
 
-use std::collections::HashSet;
-use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
-use ignore::WalkState;
 use ignore::overrides::{Override, OverrideBuilder};
 
 use super::manifest::{Kind, Meta};
 use super::objects::Stamp;
-use super::rules::{Matcher, Pruned, Rules};
+use super::rules::{Matcher, Rules};
+use super::walk::{self, Filter, Found};
 
 /// Below this many entries in the last snapshot, the walk stays on one thread.
 const SMALL_TREE: usize = 2000;
@@ -104,7 +102,7 @@ impl Seen {
             && e.ino == self.stamp.ino
     }
 
-    fn of(path: Vec<u8>, m: &fs::Metadata) -> Option<Seen> {
+    pub(super) fn of(path: Vec<u8>, m: &fs::Metadata) -> Option<Seen> {
         let ft = m.file_type();
         let kind = Kind::of(ft)?;
         Some(Seen {
@@ -160,36 +158,49 @@ impl Scope {
         };
         // The ignore rules are ours, not the walker's: they are read once and then
         // fixed for the run (see `rules.rs`).
-        let matcher = self.respect_ignored.then(|| {
-            Arc::new(match &self.rules {
-                Some(rules) => Matcher::fixed(&self.root, Arc::clone(rules)),
-                None => Matcher::from_disk(&self.root, self.hint.clone()),
-            })
+        let matcher = self.respect_ignored.then(|| match &self.rules {
+            Some(rules) => Matcher::fixed(&self.root, Arc::clone(rules)),
+            None => Matcher::from_disk(&self.root, self.hint.clone()),
         });
         // The first walk of a run keeps what the rules and `exclude` leave out (names
         // and inodes, not contents): a put-back never destroys one that a run moved
         // into the scope, and says so when one is gone.
-        let pruned: Arc<Mutex<Vec<Pruned>>> = Arc::default();
-        let keep_pruned = self.rules.is_none().then(|| Arc::clone(&pruned));
-        let builder = self.walker(overrides, matcher.clone(), keep_pruned);
-        // A small tree (as the last snapshot knew it) is walked faster than threads start.
-        let small = also.len() < SMALL_TREE;
-        let (mut found, mut errors) = self.read_tree(builder, small, matcher.as_deref(), strict);
+        let filter = Filter {
+            store: self.store.as_ref().and_then(|s| {
+                s.strip_prefix(&self.root)
+                    .ok()
+                    .map(|r| r.as_os_str().as_bytes().to_vec())
+            }),
+            overrides: &overrides,
+            matcher: matcher.as_ref(),
+            keep_pruned: self.rules.is_none(),
+        };
+        // A small tree (as the last snapshot knew it) is walked before threads could start.
+        // Two threads at most: a walk is mostly system calls, which a third core (where
+        // there is one) only adds contention to.
+        let threads = if also.len() < SMALL_TREE {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+        };
+        let Found {
+            seen: mut found,
+            mut pruned,
+            mut errors,
+        } = walk::walk(&self.root, &filter, threads, strict);
         if strict && !errors.is_empty() {
             return Walked::failed(errors);
         }
+        found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         if let Err(e) = self.stat_missing(&mut found, also, strict, &mut errors) {
             return Walked::failed(vec![e]);
         }
-        found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-        found.dedup_by(|a, b| a.path == b.path);
         let rules = match (&self.rules, matcher) {
             (Some(_), _) => None,
             (None, m) => {
                 let mut rules = m.map(|m| m.rules()).unwrap_or_default();
-                rules.pruned =
-                    std::mem::take(&mut *pruned.lock().unwrap_or_else(|p| p.into_inner()));
-                rules.pruned.sort_by(|a, b| a.path.cmp(&b.path));
+                pruned.sort_by(|a, b| a.path.cmp(&b.path));
+                rules.pruned = pruned;
                 Some(rules)
             }
         };
@@ -209,105 +220,9 @@ impl Scope {
             .map_err(|e| anyhow!("invalid exclude patterns: {e}"))
     }
 
-    /// The walker of the root, and what it leaves out: `.git`, the store, what
-    /// `exclude` and the ignore rules name. What those two leave out goes to
-    /// `keep_pruned`, when it is given.
-    fn walker(
-        &self,
-        overrides: Override,
-        matcher: Option<Arc<Matcher>>,
-        keep_pruned: Option<Arc<Mutex<Vec<Pruned>>>>,
-    ) -> ignore::WalkBuilder {
-        let store = self.store.clone();
-        let filter_root = self.root.clone();
-        let mut builder = ignore::WalkBuilder::new(&self.root);
-        builder
-            .standard_filters(false)
-            .hidden(false)
-            .require_git(false)
-            .follow_links(false)
-            .filter_entry(move |e| {
-                if e.file_name() == ".git" || store.as_ref().is_some_and(|s| e.path() == s) {
-                    return false;
-                }
-                let rel = Path::new(OsStr::from_bytes(relative(&filter_root, e.path())));
-                let is_dir = e.file_type().is_some_and(|t| t.is_dir());
-                if rel.as_os_str().is_empty() {
-                    return true;
-                }
-                let left_out = overrides.matched(e.path(), is_dir).is_ignore()
-                    || matcher
-                        .as_ref()
-                        .is_some_and(|m| m.ignored(rel.as_os_str().as_bytes(), is_dir));
-                if left_out
-                    && let Some(keep) = &keep_pruned
-                    && let Some(ino) = e.ino()
-                    && let Ok(mut list) = keep.lock()
-                {
-                    list.push(Pruned {
-                        path: rel.as_os_str().as_bytes().to_vec(),
-                        ino,
-                        dir: is_dir,
-                    });
-                }
-                !left_out
-            })
-            .threads(2);
-        builder
-    }
-
-    /// Every entry the walker keeps, unsorted, and what could not be read; `strict`
-    /// stops at the first of those. A small tree is read on this thread.
-    fn read_tree(
-        &self,
-        builder: ignore::WalkBuilder,
-        small: bool,
-        matcher: Option<&Matcher>,
-        strict: bool,
-    ) -> (Vec<Seen>, Vec<anyhow::Error>) {
-        let found = Mutex::new(Vec::new());
-        let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
-        let fail = |e: anyhow::Error| {
-            if let Ok(mut errors) = errors.lock() {
-                errors.push(e);
-            }
-            if strict {
-                WalkState::Quit
-            } else {
-                WalkState::Continue
-            }
-        };
-        let root = &self.root;
-        let visit = |entry: Result<ignore::DirEntry, ignore::Error>| {
-            let seen = match entry {
-                Ok(e) => see(root, &e, matcher),
-                Err(e) => return fail(anyhow!("{e}")),
-            };
-            match seen {
-                Ok(Some(seen)) => found.lock().unwrap().push(seen),
-                Ok(None) => {}
-                Err(e) => return fail(e),
-            }
-            WalkState::Continue
-        };
-        // A small tree (as the last snapshot knew it) is walked before threads could start.
-        if small {
-            for entry in builder.build() {
-                if visit(entry) == WalkState::Quit {
-                    break;
-                }
-            }
-        } else {
-            builder.build_parallel().run(|| Box::new(visit));
-        }
-        (
-            found.into_inner().unwrap_or_else(|p| p.into_inner()),
-            errors.into_inner().unwrap_or_else(|p| p.into_inner()),
-        )
-    }
-
-    /// Adds each of `also` the walk did not find, checked directly. `Err` when
-    /// `strict` and one cannot be read; otherwise that goes to `errors`.
+    /// Adds each of `also` the walk did not find, checked directly, and keeps `found`
+    /// sorted (it comes sorted). `Err` when `strict` and one cannot be read; otherwise
+    /// that goes to `errors`.
     fn stat_missing(
         &self,
         found: &mut Vec<Seen>,
@@ -315,12 +230,10 @@ impl Scope {
         strict: bool,
         errors: &mut Vec<anyhow::Error>,
     ) -> Result<()> {
-        let known: HashSet<&[u8]> = found.iter().map(|s| s.path.as_slice()).collect();
-        let missing: Vec<Vec<u8>> = also
-            .iter()
-            .filter(|p| !known.contains(**p))
-            .map(|p| p.to_vec())
-            .collect();
+        let missing = not_in(found, also);
+        if missing.is_empty() {
+            return Ok(());
+        }
         for path in missing {
             match self.stat(&path) {
                 Ok(Some(seen)) => found.push(seen),
@@ -329,6 +242,8 @@ impl Scope {
                 Err(e) => errors.push(e),
             }
         }
+        found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        found.dedup_by(|a, b| a.path == b.path);
         Ok(())
     }
 
@@ -345,6 +260,31 @@ impl Scope {
             Err(e) => Err(e).with_context(|| format!("cannot read {}", self.abs(rel).display())),
         }
     }
+}
+
+/// The paths of `also` that `found` (sorted by path) lacks. `also` is a manifest's
+/// paths, sorted too, so one pass over both does it; any order is still answered right.
+fn not_in(found: &[Seen], also: &[&[u8]]) -> Vec<Vec<u8>> {
+    if !also.is_sorted() {
+        return also
+            .iter()
+            .filter(|p| {
+                found
+                    .binary_search_by(|s| s.path.as_slice().cmp(**p))
+                    .is_err()
+            })
+            .map(|p| p.to_vec())
+            .collect();
+    }
+    let mut missing = Vec::new();
+    let mut f = found.iter().map(|s| s.path.as_slice()).peekable();
+    for p in also {
+        while f.next_if(|q| q < p).is_some() {}
+        if f.peek() != Some(p) {
+            missing.push(p.to_vec());
+        }
+    }
+    missing
 }
 
 /// Which directory a scope root is: its device and inode, so a root moved away or
@@ -374,44 +314,6 @@ impl RootId {
             ino: m.ino(),
         })
     }
-}
-
-/// `path`, which the walk of `root` produced (so `root` joined with more), relative
-/// to `root`: its bytes after the root's and a slash, without comparing components.
-/// What the walk records of one entry: nothing for the root itself or an entry
-/// gone since its directory was read.
-fn see(root: &Path, entry: &ignore::DirEntry, matcher: Option<&Matcher>) -> Result<Option<Seen>> {
-    if entry.depth() == 0 {
-        return Ok(None);
-    }
-    let rel = relative(root, entry.path());
-    let meta = match fs::symlink_metadata(entry.path()) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(anyhow!(
-                "cannot read {}: {}",
-                entry.path().display(),
-                crate::error::io_message(&e)
-            ));
-        }
-    };
-    // Visited before its entries are matched: settle its rules cheaply if it can.
-    if meta.is_dir()
-        && let Some(m) = matcher
-    {
-        m.prepare(rel, &meta);
-    }
-    Ok(Seen::of(rel.to_vec(), &meta))
-}
-
-fn relative<'p>(root: &Path, path: &'p Path) -> &'p [u8] {
-    let (root, path) = (root.as_os_str().as_bytes(), path.as_os_str().as_bytes());
-    if !path.starts_with(root) {
-        return path;
-    }
-    let rest = &path[root.len()..];
-    rest.strip_prefix(b"/").unwrap_or(rest)
 }
 
 /// What stands above a path inside a tree.

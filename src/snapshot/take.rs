@@ -156,8 +156,19 @@ impl Plan {
             vouched: Vec::new(),
             skipped: Vec::new(),
         };
+        // Both the walk and the manifest are sorted by path: one pass over the manifest
+        // finds each path's cached entry (a path it lacks only goes unvouched).
+        let (cached_entries, cached_at) =
+            cache.map_or((&[][..], 0), |m| (&m.entries[..], m.taken_at_ns));
+        let mut next = 0;
         for (i, s) in seen.into_iter().enumerate() {
-            let cached = cache.and_then(|m| m.find(&s.path).map(|e| (e, m.taken_at_ns)));
+            while cached_entries.get(next).is_some_and(|e| e.path < s.path) {
+                next += 1;
+            }
+            let cached = cached_entries
+                .get(next)
+                .filter(|e| e.path == s.path)
+                .map(|e| (e, cached_at));
             let content = plan.content(scope, i, &s, cached);
             plan.entries.push(s.into_entry(content));
         }

@@ -45,5 +45,6 @@ mod reporting;
 mod retry;
 mod signals;
 mod timeout;
+mod unchanged;
 mod undo;
 mod verify;
