@@ -464,13 +464,7 @@ fn nothing_on_a_fuse_mount_inside_the_scope_is_judged_a_later_edit() {
         );
         return;
     }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(test.path().join("mnt"));
+    let _unmount = crate::undo::Mount(test.path().join("mnt"));
     // The step writes mnt/one.txt; at the prompt the user edits it, and notes.txt.
     let edit = "with open(\"mnt/one.txt\", \"a\") as f:\n    f.write(\"mine\\n\")\n\
                 with open(\"notes.txt\", \"a\") as f:\n    f.write(\"mine\\n\")\n";
@@ -517,13 +511,7 @@ fn a_steps_write_rounded_down_into_the_wait_before_it_is_still_rolled_back() {
         );
         return;
     }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(test.path());
+    let _unmount = crate::undo::Mount(test.path());
     std::fs::write(
         test.path().join("backstop.yaml"),
         "version: 1\nretry: { max_attempts: 1 }\nrollback: { to: start }\nsteps:\n  \
