@@ -56,6 +56,7 @@ pub fn run(
 
     // Layer 3 first: no snapshot, no run (unless the policy or CI says to take none).
     let no_snapshot = policy.no_snapshot(policy::under_ci());
+    let mut _registered = None;
     let (_region, run_tree, snapshot) = match no_snapshot {
         None => {
             let (region, run_tree, info) = protect(
@@ -76,6 +77,12 @@ pub fn run(
             if why == NoSnapshot::Ci {
                 note_no_snapshot_under_ci(&policy, &mut reporter);
             }
+            // Registered all the same, holding no region: `runs` says it is running,
+            // and gc does not drop its record from under it.
+            _registered = Some(
+                crate::snapshot::region::register_unprotected(store.dir(), &id, &cwd)
+                    .context("cannot register the run, so it was not started")?,
+            );
             (None, None, None)
         }
     };

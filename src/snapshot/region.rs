@@ -367,6 +367,31 @@ fn make_room_for(fds: usize) {
     let _ = setrlimit(Resource::Nofile, lim);
 }
 
+/// The action of a run that took no snapshot: registered so that it is known to be
+/// alive (`runs` says running, gc keeps its record), but it holds no region, and is
+/// never named as holding one.
+pub const UNPROTECTED: &str = "run without a snapshot";
+
+/// A registration in the live registry with no region: for a run that takes no
+/// snapshot. Dropped, the registration goes.
+pub struct Registered {
+    _live: Live,
+}
+
+/// Registers run `id` (working in `dir`) as alive, locking nothing else.
+pub fn register_unprotected(store: &Path, id: &str, dir: &Path) -> Result<Registered> {
+    let holder = Holder {
+        pid: std::process::id(),
+        run_id: Some(id.to_string()),
+        action: UNPROTECTED.into(),
+        root: dir.to_path_buf(),
+        since: SystemTime::now(),
+    };
+    Ok(Registered {
+        _live: register(store, id, holder)?,
+    })
+}
+
 /// Whether the run `id` is alive: its registry file exists and its lock is held.
 pub fn is_live(store: &Path, id: &str) -> bool {
     // Ids are hex; anything else cannot name a registry file of ours.
@@ -468,6 +493,9 @@ fn holders_overlapping(store: &Path, root: &Path, through: Option<DirId>) -> Vec
         let Ok(h) = serde_json::from_slice::<Holder>(&text) else {
             continue;
         };
+        if h.action == UNPROTECTED {
+            continue;
+        }
         if h.root.starts_with(root)
             || root.starts_with(&h.root)
             || through.is_some_and(|id| passes_through(&h.root, id))
