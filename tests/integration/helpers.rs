@@ -459,3 +459,65 @@ fn truncate(s: &str) -> String {
         format!("{}… ({} bytes in all)", &s[..end], s.len())
     }
 }
+
+/// A `backstop run -- sh -c SCRIPT` held in the middle of its command: `script` runs,
+/// then the command waits until [`Paused::resume`] (or the guard's drop, so a failed
+/// assertion never leaves it hanging), then runs `then`.
+pub struct Paused {
+    child: Option<std::process::Child>,
+    go: PathBuf,
+}
+
+impl Paused {
+    /// Starts the run and returns once its command has run `script`.
+    #[track_caller]
+    pub fn start(test: &Test, script: &str, then: &str) -> Paused {
+        let go = test.out_path().join("go");
+        let command = format!(
+            r#"{script}; touch "$OUT/started"; while [ ! -e "$OUT/go" ]; do sleep 0.02; done; {then}"#
+        );
+        let child = test
+            .command()
+            .args(["run", "--", "sh", "-c", &command])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start backstop");
+        let paused = Paused {
+            child: Some(child),
+            go,
+        };
+        assert!(
+            eventually(Duration::from_secs(20), || test
+                .out_path()
+                .join("started")
+                .exists()),
+            "the command never started"
+        );
+        paused
+    }
+
+    /// Lets the command go on, and returns backstop's exit code and stderr.
+    pub fn resume(mut self) -> (Option<i32>, String) {
+        let _ = std::fs::write(&self.go, "");
+        let out = self
+            .child
+            .take()
+            .expect("resumed once")
+            .wait_with_output()
+            .expect("wait for backstop");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.go, "");
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+}

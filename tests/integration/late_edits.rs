@@ -154,27 +154,10 @@ fn an_edit_made_while_the_command_runs_is_rolled_back_with_it() {
     let test = Test::new()
         .write("notes.txt", "before\n")
         .policy("version: 1\nretry: { max_attempts: 1 }\n");
-    let child = test
-        .command()
-        .args([
-            "run",
-            "--",
-            "sh",
-            "-c",
-            r#"echo run > run.txt; touch "$OUT/started"; while [ ! -e "$OUT/go" ]; do sleep 0.02; done; exit 3"#,
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start backstop");
-    assert!(crate::helpers::eventually(
-        std::time::Duration::from_secs(20),
-        || test.out_path().join("started").exists()
-    ));
+    let paused = crate::helpers::Paused::start(&test, "echo run > run.txt", "exit 3");
     std::fs::write(test.path().join("notes.txt"), "edited during the run\n").unwrap();
-    std::fs::write(test.out_path().join("go"), "").unwrap();
-    let out = child.wait_with_output().expect("wait for backstop");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let (code, stderr) = paused.resume();
+    assert_eq!(code, Some(3), "{stderr}");
     assert_eq!(
         read(&test, "notes.txt").as_deref(),
         Some("before\n"),

@@ -314,43 +314,14 @@ fn explain_warns_only_when_the_scope_and_the_workspace_overlap() {
 #[test]
 fn a_running_run_without_a_snapshot_is_known_to_be_running_and_kept_by_gc() {
     let test = Test::new().policy(NO_SNAPSHOT);
-    // Lets the command end whatever an assertion says, so a failure never hangs.
-    struct Go(PathBuf);
-    impl Drop for Go {
-        fn drop(&mut self) {
-            let _ = std::fs::write(&self.0, "");
-        }
-    }
-    let go = Go(test.out_path().join("go"));
-    let child = test
-        .command()
-        .args([
-            "run",
-            "--",
-            "sh",
-            "-c",
-            r#"touch "$OUT/started"; while [ ! -e "$OUT/go" ]; do sleep 0.02; done"#,
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start backstop");
-    assert!(crate::helpers::eventually(
-        std::time::Duration::from_secs(20),
-        || test.out_path().join("started").exists()
-    ));
+    let paused = crate::helpers::Paused::start(&test, "true", "true");
     let runs = test.runs();
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0]["state"], "running", "{runs:?}");
     let gc = test.backstop(&["gc", "--keep", "0"]);
     assert_eq!(gc.status, 0, "{}", gc.stderr);
     assert_eq!(test.runs().len(), 1, "gc dropped a live run's record");
-    drop(go);
-    let out = child.wait_with_output().expect("wait for backstop");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stderr) = paused.resume();
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(test.runs()[0]["state"], "succeeded");
 }
