@@ -119,19 +119,34 @@ fn keep_holders(base: &Manifest, paths: &mut Vec<Vec<u8>>, late: &mut Vec<Vec<u8
     if late.is_empty() {
         return;
     }
-    let holds_late = |dir: &[u8]| {
-        late.iter()
-            .any(|p| p.starts_with(dir) && p.get(dir.len()) == Some(&b'/'))
-    };
+    // One set of every directory above a late path: a lookup per path, where asking
+    // each late path of each changed path was quadratic in a large change set.
+    let holders_of_late = holders(late);
     let (holders, rest): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
         std::mem::take(paths).into_iter().partition(|p| {
             base.find(p)
                 .is_none_or(|e| e.kind != crate::snapshot::manifest::Kind::Dir)
-                && holds_late(p)
+                && holders_of_late.contains(p.as_slice())
         });
     *paths = rest;
     late.extend(holders);
     late.sort();
+}
+
+/// Every directory (relative, `/`-separated) that holds one of `paths`, at any depth.
+pub fn holders(paths: &[Vec<u8>]) -> std::collections::HashSet<&[u8]> {
+    let mut out = std::collections::HashSet::new();
+    for p in paths {
+        let mut end = p.len();
+        while let Some(i) = p[..end].iter().rposition(|b| *b == b'/') {
+            // Its ancestors are in already when this one is.
+            if !out.insert(&p[..i]) {
+                break;
+            }
+            end = i;
+        }
+    }
+    out
 }
 
 /// The moment after which no process of the run's command was running, as the
@@ -694,6 +709,20 @@ mod tests {
             .iter()
             .map(|p| std::str::from_utf8(p).unwrap_or("?"))
             .collect()
+    }
+
+    #[test]
+    fn holders_are_every_directory_above_a_path_and_nothing_else() {
+        let paths: Vec<Vec<u8>> = ["a/b/c", "a/b/d", "a/x", "top", "e/f"]
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        let mut got: Vec<&str> = holders(&paths)
+            .into_iter()
+            .map(|p| std::str::from_utf8(p).unwrap_or("?"))
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, ["a", "a/b", "e"]);
     }
 
     #[test]

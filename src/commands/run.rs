@@ -680,12 +680,10 @@ fn with_unread(mut report: Report, plan: &Plan, run_tree: &RunSnapshots) -> Repo
     // A directory the put-back could not remove because a late path is in it is kept
     // for that path, already named, not for anything outside the scope.
     let root = &run_tree.tree.scope.root;
+    let holders = crate::rollback::holders(&plan.late);
     report.kept.retain(|dir| {
         let rel = dir.strip_prefix(root).unwrap_or(dir).as_os_str().as_bytes();
-        !plan
-            .late
-            .iter()
-            .any(|p| p.starts_with(rel) && p.get(rel.len()) == Some(&b'/'))
+        !holders.contains(rel)
     });
     report
 }
