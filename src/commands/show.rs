@@ -177,8 +177,10 @@ fn write_files(out: &mut impl Write, snap: &crate::record::SnapshotInfo) -> Resu
             "  (what changed in the scope while the run was live, by the command or anyone else)"
         )?;
     }
+    let marks = Marks::of(snap);
     for c in &snap.changes {
-        let mark = path_state(snap, &c.path.0).map_or(String::new(), |m| format!("  ({m})"));
+        let mark =
+            path_state(snap, &marks, &c.path.0).map_or(String::new(), |m| format!("  ({m})"));
         writeln!(out, "  {:?} {}  {}{mark}", c.letter, c.path, c.detail)?;
     }
     for p in &snap.skipped {
@@ -339,20 +341,41 @@ fn truncate(s: &str, n: usize) -> String {
 /// Where one path of the change set stands, when the run's paths do not all stand
 /// together (a partial undo, a rollback that kept later edits); `None` when the
 /// state in the header says it of every path.
-fn path_state(snap: &crate::record::SnapshotInfo, path: &[u8]) -> Option<&'static str> {
-    if snap.undone.is_empty() && snap.late.is_empty() {
+fn path_state(
+    snap: &crate::record::SnapshotInfo,
+    marks: &Marks,
+    path: &[u8],
+) -> Option<&'static str> {
+    if marks.undone.is_empty() && marks.late.is_empty() {
         return None;
     }
     let hex = crate::snapshot::journal::to_hex(path);
     Some(match snap.state {
         // Kept by the rollback, never the run's: undo and redo leave it alone too.
-        TreeState::RolledBack if snap.late.contains(&hex) => {
+        TreeState::RolledBack if marks.late.contains(hex.as_str()) => {
             "kept: changed after the command had ended"
         }
-        _ if snap.late.contains(&hex) => "not the run's: changed after the command had ended",
-        TreeState::Applied if snap.undone.contains(&hex) => "undone",
+        _ if marks.late.contains(hex.as_str()) => {
+            "not the run's: changed after the command had ended"
+        }
+        TreeState::Applied if marks.undone.contains(hex.as_str()) => "undone",
         TreeState::Applied => "applied",
         TreeState::RolledBack => "rolled back",
         TreeState::Undone => "undone",
     })
+}
+
+/// The record's per-path lists as sets, made once for a listing of every path.
+struct Marks<'a> {
+    undone: std::collections::HashSet<&'a str>,
+    late: std::collections::HashSet<&'a str>,
+}
+
+impl<'a> Marks<'a> {
+    fn of(snap: &'a crate::record::SnapshotInfo) -> Marks<'a> {
+        Marks {
+            undone: snap.undone.iter().map(String::as_str).collect(),
+            late: snap.late.iter().map(String::as_str).collect(),
+        }
+    }
 }
