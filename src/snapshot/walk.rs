@@ -178,6 +178,28 @@ impl Walker<'_> {
         self.wake.notify_all();
     }
 
+    /// An entry that could not be looked at: gone since its directory was listed, it is
+    /// passed over (it is not there); else it is an error, noted. True when the walk
+    /// must stop (`strict`).
+    fn entry_failed(
+        &self,
+        found: &mut Found,
+        path: &Path,
+        e: &std::io::Error,
+        ok: &mut bool,
+    ) -> bool {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return false;
+        }
+        found.errors.push(anyhow!(
+            "cannot read {}: {}",
+            path.display(),
+            crate::error::io_message(e)
+        ));
+        *ok = false;
+        self.strict
+    }
+
     /// Reads the directory `dir` (relative to the root): its kept entries into `found`,
     /// its kept directories into `subdirs`. False when something could not be read.
     fn read(&self, dir: &[u8], found: &mut Found, subdirs: &mut Vec<Vec<u8>>) -> bool {
@@ -216,10 +238,8 @@ impl Walker<'_> {
             // The directory entry's type (no system call), as the filters were given before.
             let is_dir = match entry.file_type() {
                 Ok(t) => t.is_dir(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    ok = cannot(found, &entry.path(), &e);
-                    if self.strict {
+                    if self.entry_failed(found, &entry.path(), &e, &mut ok) {
                         return false;
                     }
                     continue;
@@ -237,10 +257,8 @@ impl Walker<'_> {
             }
             let meta = match entry.metadata() {
                 Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    ok = cannot(found, &entry.path(), &e);
-                    if self.strict {
+                    if self.entry_failed(found, &entry.path(), &e, &mut ok) {
                         return false;
                     }
                     continue;
