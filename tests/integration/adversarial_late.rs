@@ -6,35 +6,14 @@ use crate::helpers::Test;
 use crate::job_control::{PTY, drive};
 use std::io::Write;
 
-/// Runs `backstop run -p backstop.yaml` on a pty. At the n-th `[y/N]` prompt it runs
-/// the python code `prompts[n].0`, then types `prompts[n].1` (`y` or `n`). Returns
-/// what the terminal showed, after a line `exit N`.
+/// `at_prompts` with each answer typed as a line (`y` or `n`).
 fn at_prompts(test: &Test, prompts: &[(&str, &str)]) -> String {
-    let mut script =
-        format!("{PTY}\npid, fd = start(\"run\", \"-p\", policy)\nseen = b\"\"\nasked = 0\n");
-    for (edit, answer) in prompts {
-        script.push_str(&format!(
-            r#"
-asked += 1
-while seen.count(b"[y/N]") < asked:
-    chunk = os.read(fd, 4096)
-    if not chunk:
-        sys.exit("no prompt: " + seen.decode(errors="replace"))
-    seen += chunk
-{edit}
-os.write(fd, b"{answer}\n")
-"#
-        ));
-    }
-    script.push_str(
-        r#"
-text = read_all(fd).decode(errors="replace")
-_, status = os.waitpid(pid, 0)
-print("exit", os.waitstatus_to_exitcode(status))
-print(seen.decode(errors="replace") + text)
-"#,
-    );
-    drive(test, &script)
+    let typed: Vec<(&str, String)> = prompts
+        .iter()
+        .map(|(a, k)| (*a, format!("{k}\\n")))
+        .collect();
+    let typed: Vec<(&str, &str)> = typed.iter().map(|(a, k)| (*a, k.as_str())).collect();
+    crate::job_control::at_prompts(test, &typed)
 }
 
 fn read(test: &Test, name: &str) -> Option<String> {

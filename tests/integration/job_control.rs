@@ -70,22 +70,37 @@ pub(crate) fn answer_prompt(test: &Test, keys: &str) -> String {
 /// As [`answer_prompt`], running the python code `act` (a user's edits, say) once the
 /// prompt is up and before the keys are typed.
 pub(crate) fn act_then_answer(test: &Test, act: &str, keys: &str) -> String {
-    let script = format!(
-        r#"{PTY}
-pid, fd = start("run", "-p", policy)
-seen = b""
-while b"[y/N]" not in seen:
+    at_prompts(test, &[(act, keys)])
+}
+
+/// Runs `backstop run -p backstop.yaml` on a pty. At the n-th `[y/N]` prompt it runs
+/// the python code `prompts[n].0`, then types `prompts[n].1` (a Python bytes
+/// literal's body: `y\n`, `\x03`). Returns what the terminal showed, after a line
+/// `exit N`.
+pub(crate) fn at_prompts(test: &Test, prompts: &[(&str, &str)]) -> String {
+    let mut script =
+        format!("{PTY}\npid, fd = start(\"run\", \"-p\", policy)\nseen = b\"\"\nasked = 0\n");
+    for (act, keys) in prompts {
+        script.push_str(&format!(
+            r#"
+asked += 1
+while seen.count(b"[y/N]") < asked:
     chunk = os.read(fd, 4096)
     if not chunk:
         sys.exit("no prompt: " + seen.decode(errors="replace"))
     seen += chunk
 {act}
 os.write(fd, b"{keys}")
+"#
+        ));
+    }
+    script.push_str(
+        r#"
 text = read_all(fd).decode(errors="replace")
 _, status = os.waitpid(pid, 0)
 print("exit", os.waitstatus_to_exitcode(status))
 print(seen.decode(errors="replace") + text)
-"#
+"#,
     );
     drive(test, &script)
 }
