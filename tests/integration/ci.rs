@@ -121,7 +121,7 @@ fn a_constant_backoff_waits_its_initial_in_the_retry_line() {
         .run();
 }
 
-fn ci_template() -> String {
+pub(crate) fn ci_template() -> String {
     format!(
         "{}/policies/ci-flaky-tests.yaml",
         env!("CARGO_MANIFEST_DIR")
@@ -190,11 +190,7 @@ fn under_github_actions_a_retry_is_one_warning_line_not_two() {
         .env("GITHUB_ACTIONS", "true")
         .args(&["run", "--", "sh", "-c", "test $BACKSTOP_ATTEMPT -ge 2"])
         .run();
-    let ours: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("backstop:") || l.starts_with("::"))
-        .collect();
+    let ours = lines_starting(&out.stderr, &["backstop:", "::"]);
     assert_eq!(ours.len(), 2, "a retry and the summary:\n{}", out.stderr);
     assert!(
         ours[0].starts_with("::warning title=backstop retry::attempt 1/3 failed: exit 1"),
@@ -216,11 +212,7 @@ fn under_github_actions_a_final_failure_is_an_error_annotation() {
         .args(&["run", "--", "false"])
         .status(1)
         .run();
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("::error"))
-        .collect();
+    let errors = lines_starting(&out.stderr, &["::error"]);
     assert_eq!(errors.len(), 1, "{}", out.stderr);
     assert!(
         errors[0].starts_with("::error title=backstop::failed: exit 1 after 3 attempts"),
@@ -240,11 +232,7 @@ fn the_summary_reports_backstops_own_time_apart_and_the_record_keeps_it() {
         .args(&["run", "--", "sh", "-c", FAILS_WITH_REPORT])
         .status(2)
         .run();
-    let ours: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("backstop:"))
-        .collect();
+    let ours = lines_starting(&out.stderr, &["backstop:"]);
     let last = ours.last().copied().unwrap_or_default();
     // One line, after the rollback, with both times: the command's and backstop's.
     assert!(
@@ -369,11 +357,7 @@ fn a_tasks_step_summary_comes_before_the_next_step() {
         .args(&["run"])
         .status(4)
         .run();
-    let ours: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("backstop:"))
-        .collect();
+    let ours = lines_starting(&out.stderr, &["backstop:"]);
     let at = |prefix: &str| {
         ours.iter()
             .position(|l| l.starts_with(prefix))
@@ -387,4 +371,11 @@ fn a_tasks_step_summary_comes_before_the_next_step() {
         "{}",
         out.stderr
     );
+}
+
+/// The lines of `text` that start with one of `prefixes`.
+fn lines_starting<'a>(text: &'a str, prefixes: &[&str]) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
+        .collect()
 }

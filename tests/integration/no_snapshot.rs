@@ -205,13 +205,6 @@ fn explain_says_there_is_no_rollback() {
         .run();
 }
 
-fn ci_template() -> String {
-    format!(
-        "{}/policies/ci-flaky-tests.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    )
-}
-
 #[test]
 fn the_ci_template_takes_no_snapshot_in_ci_or_not() {
     for ci in ["", "true"] {
@@ -220,7 +213,7 @@ fn the_ci_template_takes_no_snapshot_in_ci_or_not() {
             .args(&[
                 "run",
                 "-p",
-                &ci_template(),
+                &crate::ci::ci_template(),
                 "--",
                 "sh",
                 "-c",
@@ -280,7 +273,7 @@ fn explain_does_not_warn_when_reports_are_excluded_or_nothing_rolls_back() {
     let out = t
         .env("GITHUB_WORKSPACE", &tree)
         .env("CI", "true")
-        .args(&["policy", "explain", &ci_template()])
+        .args(&["policy", "explain", &crate::ci::ci_template()])
         .run();
     assert!(!out.stdout.contains("warning:"), "{}", out.stdout);
 }
