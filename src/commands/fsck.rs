@@ -220,6 +220,8 @@ fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> 
     }
     let named = named_manifests(dir, &mut f)?;
     let mut loaded: HashMap<String, Option<Arc<Manifest>>> = HashMap::new();
+    let mut git_checks: HashMap<crate::snapshot::git_objects::BlobId, Option<&'static str>> =
+        HashMap::new();
     for n in &named {
         let manifest = loaded
             .entry(n.id.clone())
@@ -243,6 +245,19 @@ fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> 
         // Objects the first pass did not see were added since, or are missing.
         let mut hurt: Vec<(String, &'static str)> = Vec::new();
         for e in &manifest.entries {
+            // A git blob kept in `git-objects/`: read and hashed, reported like an
+            // object of ours (nothing to repair it from but the file it came from).
+            if let Some(id) = e.content.git() {
+                let check = git_checks
+                    .entry(*id)
+                    .or_insert_with(|| objects.git().check(id));
+                if let Some(kind) = check {
+                    if n.changed.as_ref().is_none_or(|c| c.contains(&crate::names::Name(e.path.clone()))) {
+                        hurt.push((display_path(&e.path), kind));
+                    }
+                }
+                continue;
+            }
             let Some(h) = e.hash() else { continue };
             let check = checks.entry(*h).or_insert_with(|| objects.check(h));
             let kind = match check {

@@ -32,6 +32,7 @@ use crate::snapshot::journal::{Journal, JournalFile};
 #[cfg(doc)]
 use crate::snapshot::lock::ObjectsHold;
 use crate::snapshot::lock::{ObjectsExclusive, Wait};
+use crate::snapshot::git_objects::BlobId;
 use crate::snapshot::manifest::{Entry, Hash, Manifest, parse_hex};
 use crate::snapshot::objects::Objects;
 use crate::snapshot::region::is_live;
@@ -149,6 +150,8 @@ struct Roots {
 pub struct Reachable<'a> {
     objects: Objects,
     live: HashSet<Hash>,
+    /// The git blobs the live manifests name (kept in `git-objects/`).
+    live_git: HashSet<BlobId>,
     _exclusive: &'a ObjectsExclusive,
 }
 
@@ -169,6 +172,7 @@ impl<'a> Reachable<'a> {
                 return Ok(Reachable {
                     objects,
                     live: HashSet::new(),
+                    live_git: HashSet::new(),
                     _exclusive: exclusive,
                 });
             }
@@ -187,10 +191,11 @@ impl<'a> Reachable<'a> {
         {
             roots.manifests.push((j.target, file.path));
         }
-        let live = expand(&objects, &roots)?;
+        let (live, live_git) = expand(&objects, &roots)?;
         Ok(Reachable {
             objects,
             live,
+            live_git,
             _exclusive: exclusive,
         })
     }
@@ -208,7 +213,8 @@ impl<'a> Reachable<'a> {
             }
         }
         self.objects.clear_tmp();
-        Ok((removed, bytes))
+        let (git_removed, git_bytes) = self.objects.git().sweep(&self.live_git)?;
+        Ok((removed + git_removed, bytes + git_bytes))
     }
 }
 
@@ -252,8 +258,9 @@ fn tree_store_roots(dir: &Path, skip: &HashSet<PathBuf>, roots: &mut Roots) -> R
 }
 
 /// The roots' objects, and every object the manifests among them list.
-fn expand(objects: &Objects, roots: &Roots) -> Result<HashSet<Hash>> {
+fn expand(objects: &Objects, roots: &Roots) -> Result<(HashSet<Hash>, HashSet<BlobId>)> {
     let mut live: HashSet<Hash> = HashSet::new();
+    let mut live_git: HashSet<BlobId> = HashSet::new();
     for (id, named_by) in &roots.manifests {
         let hash =
             parse_hex(id).map_err(|e| unreadable(named_by, format!("manifest id `{id}`: {e}")))?;
@@ -270,11 +277,12 @@ fn expand(objects: &Objects, roots: &Roots) -> Result<HashSet<Hash>> {
                 )
             })?;
         live.extend(m.entries.iter().filter_map(Entry::hash).copied());
+        live_git.extend(m.entries.iter().filter_map(|e| e.content.git()).copied());
     }
     for (id, named_by) in &roots.rules {
         let hash =
             parse_hex(id).map_err(|e| unreadable(named_by, format!("rules id `{id}`: {e}")))?;
         live.insert(hash);
     }
-    Ok(live)
+    Ok((live, live_git))
 }

@@ -10,7 +10,7 @@ use crate::exit_code::SUCCESS;
 use crate::policy::{self, PolicyChoice};
 use crate::rollback::scope_for;
 use crate::snapshot::lock::Wait;
-use crate::snapshot::manifest::{Content, hex};
+use crate::snapshot::manifest::hex;
 use crate::snapshot::snapshots::Snapshots;
 use crate::store::{Store, repo_root};
 
@@ -45,13 +45,13 @@ pub fn snapshot(
         .manifest
         .entries
         .iter()
-        .filter(|e| matches!(e.content, Content::Hash(_)))
+        .filter(|e| e.content.is_kept())
         .count();
     let bytes: u64 = taken
         .manifest
         .entries
         .iter()
-        .filter(|e| e.hash().is_some())
+        .filter(|e| e.content.is_kept())
         .map(|e| e.size)
         .sum();
     let doc = serde_json::json!({
@@ -61,7 +61,8 @@ pub fn snapshot(
         "files": files,
         "bytes": bytes,
         "read": taken.hashed,
-        "from_cache": files - taken.hashed.min(files),
+        "from_cache": files - (taken.hashed + taken.from_git).min(files),
+        "from_git": taken.from_git,
         "skipped": taken.skipped.len(),
         "elapsed_ms": elapsed.as_secs_f64() * 1000.0,
     });
@@ -72,14 +73,15 @@ pub fn snapshot(
     } else {
         writeln!(
             out,
-            "snapshot {} of {}: {} entries, {} files ({}), {} read, {} from the stat cache, {} skipped, in {:.1} ms",
+            "snapshot {} of {}: {} entries, {} files ({}), {} read, {} from the stat cache, {} from git, {} skipped, in {:.1} ms",
             &hex(&taken.id)[..12],
             tree.scope.root.display(),
             taken.manifest.entries.len(),
             files,
             crate::policy::values::format_size(bytes),
             taken.hashed,
-            files - taken.hashed.min(files),
+            files - (taken.hashed + taken.from_git).min(files),
+            taken.from_git,
             taken.skipped.len(),
             elapsed.as_secs_f64() * 1000.0
         )?;

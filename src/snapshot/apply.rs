@@ -216,7 +216,12 @@ pub fn apply(
                 Kind::File => match links.source(base, op, to) {
                     Some(existing) => write_hard_link(&existing, &path),
                     None => match &to.content {
-                        Content::Hash(h) => write_file(&path, objects, h, to),
+                        Content::Hash(h) => {
+                            write_file(&path, to, |dst| objects.copy_to(h, to.size, dst))
+                        }
+                        Content::Git(id) => {
+                            write_file(&path, to, |dst| objects.git().copy_to(id, to.size, dst))
+                        }
                         _ => Err(io::Error::other(
                             "its content was over the size limit and was not kept",
                         )
@@ -428,7 +433,7 @@ impl Links {
         // it had then (a run that wrote through one name changed them all).
         let m = fs::symlink_metadata(&peer).ok()?;
         let same_file = m.is_file() && m.ino() == to.ino && m.dev() == to.meta.dev;
-        (same_file && to.hash().is_some_and(|h| holds(&peer, h))).then_some(peer)
+        (same_file && holds(&peer, &to.content)).then_some(peer)
     }
 
     fn written(&mut self, to: &Entry, path: PathBuf) {
@@ -439,22 +444,9 @@ impl Links {
 }
 
 /// Whether the regular file at `path` holds exactly the content named `hash`.
-fn holds(path: &Path, hash: &super::manifest::Hash) -> bool {
-    use std::io::Read;
-    let Ok(mut f) = File::open(path) else {
-        return false;
-    };
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => return h.finalize().as_bytes() == hash,
-            Ok(n) => {
-                h.update(&buf[..n]);
-            }
-            Err(_) => return false,
-        }
-    }
+fn holds(path: &Path, content: &Content) -> bool {
+    content.is_kept()
+        && super::snapshots::content_of_file(path, Some(content)).is_ok_and(|c| c == *content)
 }
 
 /// Makes `path` another name of `existing`: linked beside it, renamed over.
@@ -631,9 +623,8 @@ fn stage(path: &Path) -> Result<(PathBuf, PathBuf)> {
 
 fn write_file(
     path: &Path,
-    objects: &Objects,
-    hash: &super::manifest::Hash,
     to: &Entry,
+    copy: impl FnOnce(&mut File) -> Result<()>,
 ) -> Result<()> {
     let (tmp, _) = stage(path)?;
     let result = (|| -> Result<()> {
@@ -642,7 +633,7 @@ fn write_file(
         // Hashed as it is copied: a missing or damaged object is an error here (the
         // caller reports `path` as not restored, with the object), and the staged copy
         // is removed below, so its bytes never reach `path`.
-        objects.copy_to(hash, to.size, &mut dst)?;
+        copy(&mut dst)?;
         dst.set_permissions(fs::Permissions::from_mode(to.mode))?;
         let mtime = if to.mtime_ns >= 0 {
             UNIX_EPOCH + Duration::from_nanos(to.mtime_ns as u64)

@@ -108,6 +108,23 @@ pub enum Content {
     Link(Vec<u8>),
     /// A file over the size limit: recorded, not kept.
     Skipped,
+    /// A regular file that was clean in its git checkout: git's blob id, the blob
+    /// kept in the store's `git-objects/` (see `git_objects.rs`).
+    Git(super::git_objects::BlobId),
+}
+
+impl Content {
+    /// Content the store keeps (in `objects/` or `git-objects/`).
+    pub fn is_kept(&self) -> bool {
+        matches!(self, Content::Hash(_) | Content::Git(_))
+    }
+
+    pub fn git(&self) -> Option<&super::git_objects::BlobId> {
+        match self {
+            Content::Git(id) => Some(id),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -234,6 +251,10 @@ impl Manifest {
                     out.extend_from_slice(t);
                 }
                 Content::Skipped => out.push(3),
+                Content::Git(id) => {
+                    out.push(4);
+                    out.extend_from_slice(id);
+                }
             }
         }
         let sum = blake3::hash(&out);
@@ -305,6 +326,7 @@ impl Manifest {
                     Content::Link(r.take(len)?.to_vec())
                 }
                 3 => Content::Skipped,
+                4 if v2 => Content::Git(r.take(20)?.try_into().expect("20 bytes")),
                 c => bail!("unknown content tag {c}"),
             };
             entries.push(Entry {

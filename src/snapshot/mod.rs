@@ -1,8 +1,10 @@
 //! Layer 3: snapshots of a tree, the change set of a run, and putting paths back.
 
 pub mod apply;
+pub mod checkout;
 pub mod diff;
 pub mod git;
+pub mod git_objects;
 pub mod journal;
 pub mod lock;
 pub mod manifest;

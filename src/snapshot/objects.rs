@@ -33,6 +33,8 @@ pub struct Objects {
     /// Objects this process found named already and hashed once: a duplicate of them
     /// is not hashed again (a tree of many identical files costs one check each).
     checked: Arc<Mutex<HashSet<Hash>>>,
+    /// The git blobs the store keeps by linking (`git-objects/`).
+    git: Arc<super::git_objects::GitObjects>,
 }
 
 /// An object that cannot be used: what a put-back reports instead of writing it.
@@ -69,8 +71,13 @@ pub struct Staged {
 /// What storing a file found.
 #[derive(Debug)]
 pub enum Put {
-    /// `staged` is `None` when the store already had the content.
-    Stored { hash: Hash, staged: Option<Staged> },
+    /// `staged` is `None` when the store already had the content; `blob` is git's id
+    /// of the content, when it was asked for.
+    Stored {
+        hash: Hash,
+        staged: Option<Staged>,
+        blob: Option<super::git_objects::BlobId>,
+    },
     /// The file changed while it was read: read it again.
     Changed,
 }
@@ -102,7 +109,13 @@ impl Objects {
             quarantine: layout::quarantine_dir(store),
             tmp: std::sync::OnceLock::new(),
             checked: Arc::default(),
+            git: Arc::new(super::git_objects::GitObjects::new(store)),
         }
+    }
+
+    /// The git blobs the store keeps, beside its own objects.
+    pub fn git(&self) -> &super::git_objects::GitObjects {
+        &self.git
     }
 
     /// The store's `objects/` directory.
@@ -127,8 +140,9 @@ impl Objects {
         Ok(self.tmp.get_or_init(|| tmp))
     }
 
-    /// Copies the file at `path`, which the walk saw as `seen`, into the store.
-    pub fn put_file(&self, path: &Path, seen: Stamp) -> Result<Put> {
+    /// Copies the file at `path`, which the walk saw as `seen`, into the store; with
+    /// `git`, git's blob id of its content is computed in the same read.
+    pub fn put_file(&self, path: &Path, seen: Stamp, git: bool) -> Result<Put> {
         let mut src = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
@@ -143,6 +157,7 @@ impl Objects {
             .tempfile_in(self.tmp_dir()?)
             .context("cannot write to the store")?;
         let mut hasher = blake3::Hasher::new();
+        let mut blob = git.then(|| super::git_objects::BlobHasher::new(seen.size));
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = match src.read(&mut buf) {
@@ -152,6 +167,9 @@ impl Objects {
                 Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
             };
             hasher.update(&buf[..n]);
+            if let Some(b) = &mut blob {
+                b.update(&buf[..n]);
+            }
             tmp.write_all(&buf[..n])
                 .with_context(|| format!("cannot copy {} into the store", path.display()))?;
         }
@@ -164,6 +182,7 @@ impl Objects {
         Ok(Put::Stored {
             hash,
             staged: self.keep(tmp, hash)?,
+            blob: blob.and_then(super::git_objects::BlobHasher::finish),
         })
     }
 

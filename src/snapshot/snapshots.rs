@@ -373,23 +373,38 @@ impl<'a> Snapshots<'a> {
             Kind::File => match known {
                 // Same stat (ctime too) as when it was recorded: the same content.
                 Some(k) if k.same_stat(&entry) => k.content.clone(),
-                _ => Content::Hash(hash_file(&path)?),
+                _ => content_of_file(&path, known.map(|k| &k.content))?,
             },
         };
         Ok(Some(entry))
     }
 }
 
-fn hash_file(path: &Path) -> Result<[u8; 32]> {
+/// The content of the file at `path`, read once: its git blob id when `like` was
+/// that blob and it still holds it (content compares by how it was recorded), else
+/// its hash.
+pub fn content_of_file(path: &Path, like: Option<&Content>) -> Result<Content> {
     let mut f = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut h = blake3::Hasher::new();
+    let was_git = like.and_then(Content::git);
+    let mut blob = match was_git {
+        Some(_) => Some(super::git_objects::BlobHasher::new(f.metadata()?.len())),
+        None => None,
+    };
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
-            return Ok(*h.finalize().as_bytes());
+            break;
         }
         h.update(&buf[..n]);
+        if let Some(b) = &mut blob {
+            b.update(&buf[..n]);
+        }
+    }
+    match (was_git, blob.and_then(super::git_objects::BlobHasher::finish)) {
+        (Some(want), Some(got)) if *want == got => Ok(Content::Git(got)),
+        _ => Ok(Content::Hash(*h.finalize().as_bytes())),
     }
 }
 

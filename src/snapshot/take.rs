@@ -19,6 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
+use super::checkout::Checkout;
+use super::git_objects::BlobId;
 use super::manifest::{Content, Entry, Hash, Kind, Manifest, hex};
 use super::objects::{Objects, Put, Staged};
 use super::rules::Rules;
@@ -29,6 +31,28 @@ pub const RACY_NS: i64 = 2_000_000_000;
 /// Reads of a file that keeps changing before the snapshot gives up.
 pub const SETTLE_TRIES: usize = 5;
 
+/// A value made when first asked for, if it can be.
+struct Lazy<T, F> {
+    value: Option<Option<T>>,
+    make: Option<F>,
+}
+
+impl<T, F: FnOnce() -> Option<T>> Lazy<T, F> {
+    fn new(make: F) -> Self {
+        Lazy {
+            value: None,
+            make: Some(make),
+        }
+    }
+
+    fn get(&mut self) -> Option<&mut T> {
+        if self.value.is_none() {
+            self.value = Some(self.make.take().and_then(|f| f()));
+        }
+        self.value.as_mut().and_then(Option::as_mut)
+    }
+}
+
 /// A snapshot taken and stored.
 #[derive(Debug)]
 pub struct Taken {
@@ -38,8 +62,10 @@ pub struct Taken {
     pub id: Hash,
     /// Files over the size limit: recorded, not kept.
     pub skipped: Vec<Vec<u8>>,
-    /// Files whose content was read (the rest came from the stat cache).
+    /// Files whose content was read (the rest came from the stat cache or from git).
     pub hashed: usize,
+    /// Files clean in their git checkout, recorded by blob id without being read.
+    pub from_git: usize,
     /// The ignore rules read from the tree, when the scope had none fixed.
     pub rules: Option<Rules>,
 }
@@ -83,7 +109,14 @@ pub fn take(
     let Walked { seen, rules } = scope.walk(&also)?;
     drop(also);
 
-    let mut plan = Plan::of(scope, seen, cache);
+    let attributes = seen.iter().any(|s| {
+        s.path == b".gitattributes" || s.path.ends_with(b"/.gitattributes")
+    });
+    // Opened when the first file is not vouched for by the stat cache: an unchanged
+    // tree never reads git's index.
+    let mut checkout = Lazy::new(|| Checkout::open(&scope.root, objects.git(), attributes));
+    let mut plan = Plan::of(scope, seen, cache, &mut checkout, objects);
+    let from_git = plan.from_git;
     let repairing = plan.reread_missing(objects, cache_id)?;
     plan.check_total_size(scope)?;
     let staged = plan.read(scope, objects, &repairing)?;
@@ -94,6 +127,8 @@ pub fn take(
         skipped,
         ..
     } = plan;
+    // The links to git's objects are durable before a manifest can name them.
+    objects.git().sync_linked()?;
     let mut index = 0;
     entries.retain(|_| {
         index += 1;
@@ -112,6 +147,7 @@ pub fn take(
             id,
             skipped,
             hashed,
+            from_git,
             rules,
         });
     }
@@ -127,6 +163,7 @@ pub fn take(
         id,
         skipped,
         hashed: to_read.len(),
+        from_git,
         rules,
     })
 }
@@ -143,17 +180,30 @@ struct Plan {
     to_read: Vec<usize>,
     /// The files whose content the stat cache vouches for.
     vouched: Vec<usize>,
+    /// Files to read whose cached content was a git blob: read back as that blob when
+    /// their content is still its (a touched file is not a changed one).
+    was_git: HashMap<usize, BlobId>,
+    /// Files recorded as clean in their git checkout.
+    from_git: usize,
     /// Files over the size limit: recorded, not kept.
     skipped: Vec<Vec<u8>>,
 }
 
 impl Plan {
-    fn of(scope: &Scope, seen: Vec<Seen>, cache: Option<&Manifest>) -> Plan {
+    fn of(
+        scope: &Scope,
+        seen: Vec<Seen>,
+        cache: Option<&Manifest>,
+        checkout: &mut Lazy<Checkout, impl FnOnce() -> Option<Checkout>>,
+        objects: &Objects,
+    ) -> Plan {
         let mut plan = Plan {
             entries: Vec::with_capacity(seen.len()),
             gone: vec![false; seen.len()],
             to_read: Vec::new(),
             vouched: Vec::new(),
+            was_git: HashMap::new(),
+            from_git: 0,
             skipped: Vec::new(),
         };
         // Both the walk and the manifest are sorted by path: one pass over the manifest
@@ -169,21 +219,24 @@ impl Plan {
                 .get(next)
                 .filter(|e| e.path == s.path)
                 .map(|e| (e, cached_at));
-            let content = plan.content(scope, i, &s, cached);
+            let mut git = |s: &Seen| checkout.get()?.clean(s, objects.git());
+            let content = plan.content(scope, i, &s, cached, &mut git);
             plan.entries.push(s.into_entry(content));
         }
         plan
     }
 
     /// The content of the `i`th path seen as far as it is known without reading a
-    /// file: a symlink's target, a cached hash the stat cache vouches for, or a
-    /// placeholder (and the file is put down to be read or skipped).
+    /// file: a symlink's target, a cached hash the stat cache vouches for, the blob
+    /// of a file clean in its git checkout (`git`), or a placeholder (and the file is
+    /// put down to be read or skipped).
     fn content(
         &mut self,
         scope: &Scope,
         i: usize,
         s: &Seen,
         cached: Option<(&Entry, i64)>,
+        git: &mut dyn FnMut(&Seen) -> Option<BlobId>,
     ) -> Content {
         match s.kind {
             Kind::Dir => Content::None,
@@ -200,17 +253,26 @@ impl Plan {
                 }
             },
             Kind::File => match cached {
-                Some((c, at))
-                    if cache_vouches(c, at, s) && matches!(c.content, Content::Hash(_)) =>
-                {
+                Some((c, at)) if cache_vouches(c, at, s) && c.content.is_kept() => {
                     self.vouched.push(i);
                     c.content.clone()
+                }
+                // Clean in git, and not known by another name: a file recorded by its
+                // hash is read (its content may be the same, and must compare so).
+                c if !c.is_some_and(|(c, _)| matches!(c.content, Content::Hash(_)))
+                    && let Some(id) = git(s) =>
+                {
+                    self.from_git += 1;
+                    Content::Git(id)
                 }
                 _ if s.stamp.size > scope.max_file_size => {
                     self.skipped.push(s.path.clone());
                     Content::Skipped
                 }
                 _ => {
+                    if let Some(id) = cached.and_then(|(c, _)| c.content.git()) {
+                        self.was_git.insert(i, *id);
+                    }
                     self.to_read.push(i);
                     Content::None
                 }
@@ -240,6 +302,20 @@ impl Plan {
             for &i in &self.vouched {
                 if let Some(h) = entries[i].hash().filter(|h| repairs.contains(*h)) {
                     repairing.insert(i, *h);
+                    entries[i].content = Content::None;
+                    self.to_read.push(i);
+                }
+            }
+        }
+        // Git blobs the cache vouches for: a blob gone from the store (a store copied
+        // without its `git-objects/`) is read from the file again, as an object of ours.
+        let missing = objects
+            .git()
+            .missing(self.vouched.iter().filter_map(|i| entries[*i].content.git()));
+        if !missing.is_empty() {
+            let missing: HashSet<BlobId> = missing.into_iter().collect();
+            for &i in &self.vouched {
+                if entries[i].content.git().is_some_and(|id| missing.contains(id)) {
                     entries[i].content = Content::None;
                     self.to_read.push(i);
                 }
@@ -276,7 +352,7 @@ impl Plan {
             &self.entries,
             &self.to_read,
             &staged,
-            repairing,
+            (repairing, &self.was_git),
         );
         let staged = staged.into_inner().unwrap_or_else(|p| p.into_inner());
         let read = match result {
@@ -324,7 +400,7 @@ fn read_all(
     entries: &[Entry],
     to_read: &[usize],
     staged: &Mutex<Vec<Staged>>,
-    repairing: &HashMap<usize, Hash>,
+    (repairing, was_git): (&HashMap<usize, Hash>, &HashMap<usize, BlobId>),
 ) -> Result<Vec<(usize, Option<Entry>)>> {
     // A few files are read before a thread would start; many, on every core (up to 4).
     let threads = match to_read.len() {
@@ -341,6 +417,7 @@ fn read_all(
         to_read,
         staged,
         repairing,
+        was_git,
         next: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
     };
@@ -372,6 +449,7 @@ struct Reader<'a> {
     to_read: &'a [usize],
     staged: &'a Mutex<Vec<Staged>>,
     repairing: &'a HashMap<usize, Hash>,
+    was_git: &'a HashMap<usize, BlobId>,
     next: AtomicUsize,
     failed: AtomicBool,
 }
@@ -414,7 +492,8 @@ impl Reader<'_> {
             },
             meta: e.meta,
         };
-        read_one(self.scope, self.objects, &seen, self.staged).map_err(|e| {
+        let was_git = self.was_git.get(&i).copied();
+        read_one(self.scope, self.objects, &seen, self.staged, was_git).map_err(|e| {
             match self.repairing.get(&i) {
                 Some(h) => e.context(format!(
                     "object {} of {} is missing from the store, and the file \
@@ -428,12 +507,15 @@ impl Reader<'_> {
     }
 }
 
-/// One file into the store, read again while it keeps changing.
+/// One file into the store, read again while it keeps changing. A file recorded as
+/// the git blob `was_git` whose content is still that blob's stays recorded so (the
+/// blob is in the store): a touched file is not a changed one.
 fn read_one(
     scope: &Scope,
     objects: &Objects,
     seen: &Seen,
     staged: &Mutex<Vec<Staged>>,
+    was_git: Option<BlobId>,
 ) -> Result<Option<Entry>> {
     let path = scope.abs(&seen.path);
     let mut current = seen.clone();
@@ -449,8 +531,18 @@ fn read_one(
             };
             return Ok(Some(current.into_entry(content)));
         }
-        match objects.put_file(&path, current.stamp)? {
-            Put::Stored { hash, staged: s } => {
+        match objects.put_file(&path, current.stamp, was_git.is_some())? {
+            Put::Stored {
+                hash,
+                staged: s,
+                blob,
+            } => {
+                if let Some(id) = was_git.filter(|id| {
+                    blob.as_ref() == Some(id) && objects.git().missing([id]).is_empty()
+                }) {
+                    objects.discard(s.into_iter().collect());
+                    return Ok(Some(current.into_entry(Content::Git(id))));
+                }
                 staged.lock().unwrap().extend(s);
                 return Ok(Some(current.into_entry(Content::Hash(hash))));
             }

@@ -7,6 +7,8 @@
 //!     <xx>/<62 hex>       an object, fanned out by its first byte
 //!     tmp/                staged objects not yet named
 //!     present, clock      which manifests were last found whole; the filesystem's clock
+//!   git-objects/        git blobs of clean checkout files, linked from `.git/objects`
+//!     pack/pack-<sum>.{pack,idx}, <xx>/<38 hex>   as in a git objects directory
 //!   objects.lock        shared by a snapshot until a record names it, exclusive for gc
 //!   quarantine/         damaged objects fsck --repair moved away
 //!   journals/<key>.json the intent journal of a put-back in one scope root
@@ -42,6 +44,11 @@ pub fn key(path: &Path) -> String {
 
 pub fn objects_dir(store: &Path) -> PathBuf {
     store.join("objects")
+}
+
+/// Git's own object files, hard-linked from checkouts (see `git_objects.rs`).
+pub fn git_objects_dir(store: &Path) -> PathBuf {
+    store.join("git-objects")
 }
 
 pub fn objects_lock(store: &Path) -> PathBuf {

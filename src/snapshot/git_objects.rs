@@ -1,0 +1,458 @@
+//! Blobs a git checkout already holds, kept by the store without copying them.
+//!
+//! A file whose stat matches its entry in git's index has the content of the blob that
+//! entry names (see `checkout.rs`). The store keeps such blobs by hard-linking git's own
+//! object files into `git-objects/` — a git objects directory of its own: the packs
+//! (`pack/pack-<sum>.{pack,idx}`, never changed once written: git only ever adds and
+//! deletes whole packs) and, for blobs no pack holds, loose objects (`<xx>/<38 hex>`).
+//! A link is a second name for the same inode: `rm -rf .git`, `git gc` or `git repack`
+//! remove git's names, not the store's, so a snapshot never depends on the checkout's
+//! `.git` after it is taken.
+//!
+//! A pack is linked before its index (an index is how a pack is found: a crash between
+//! the two leaves a pack nobody reads, which gc removes). Links cannot cross
+//! filesystems: then nothing is linked, and the checkout's files are copied as any
+//! others are. Every blob read back is hashed again and refused when its id does not
+//! match, like every object of the store.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::{Context, Result, bail};
+
+use crate::store::layout;
+
+/// A git blob id (SHA-1).
+pub type BlobId = [u8; 20];
+
+pub fn blob_hex(id: &BlobId) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn oid(id: &BlobId) -> gix::ObjectId {
+    gix::ObjectId::Sha1(*id)
+}
+
+/// Git's id of a blob holding `bytes`, fed in pieces: `blob <size>\0` then the bytes.
+pub struct BlobHasher {
+    hasher: gix::hash::Hasher,
+    expected: u64,
+    fed: u64,
+}
+
+impl BlobHasher {
+    pub fn new(size: u64) -> BlobHasher {
+        let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
+        hasher.update(&gix::objs::encode::loose_header(gix::objs::Kind::Blob, size));
+        BlobHasher {
+            hasher,
+            expected: size,
+            fed: 0,
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.fed += bytes.len() as u64;
+        self.hasher.update(bytes);
+    }
+
+    /// The id, or `None` when the bytes fed were not the size announced (or the input
+    /// was crafted to collide: SHA-1 collision detection refuses it).
+    pub fn finish(self) -> Option<BlobId> {
+        if self.fed != self.expected {
+            return None;
+        }
+        match self.hasher.try_finalize().ok()? {
+            gix::ObjectId::Sha1(id) => Some(id),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+}
+
+/// Git's id of a blob holding `bytes`.
+pub fn blob_id(bytes: &[u8]) -> Option<BlobId> {
+    let mut h = BlobHasher::new(bytes.len() as u64);
+    h.update(bytes);
+    h.finish()
+}
+
+/// The store's `git-objects/`.
+pub struct GitObjects {
+    dir: PathBuf,
+    /// The indexes of the packs linked so far, loaded once per process.
+    packs: Mutex<Option<Vec<Pack>>>,
+    /// An object database over `dir`, for reading blobs back.
+    odb: OnceLock<Option<Mutex<gix::odb::Handle>>>,
+    /// Links made and not yet synced ([`GitObjects::sync_linked`]).
+    linked: Mutex<Vec<PathBuf>>,
+}
+
+impl std::fmt::Debug for GitObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitObjects").field("dir", &self.dir).finish()
+    }
+}
+
+struct Pack {
+    name: std::ffi::OsString,
+    index: gix::odb::pack::index::File,
+}
+
+impl std::fmt::Debug for Pack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pack").field("name", &self.name).finish()
+    }
+}
+
+/// Why a checkout's objects could not be linked.
+#[derive(Debug, thiserror::Error)]
+pub enum Unlinkable {
+    #[error("the store is on another filesystem than {0}")]
+    OtherFilesystem(PathBuf),
+    #[error("cannot link {path} into the store: {error}")]
+    Io { path: PathBuf, error: io::Error },
+}
+
+impl GitObjects {
+    pub fn new(store: &Path) -> GitObjects {
+        GitObjects {
+            dir: layout::git_objects_dir(store),
+            packs: Mutex::new(None),
+            odb: OnceLock::new(),
+            linked: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn pack_dir(&self) -> PathBuf {
+        self.dir.join("pack")
+    }
+
+    fn loose_path(&self, id: &BlobId) -> PathBuf {
+        let hex = blob_hex(id);
+        self.dir.join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Links every pack of the git objects directory `source` the store does not
+    /// have yet. Packs are named by their checksum: one of the same name is the same.
+    pub fn adopt_packs(&self, source: &Path) -> Result<(), Unlinkable> {
+        let from = source.join("pack");
+        let Ok(list) = fs::read_dir(&from) else {
+            return Ok(());
+        };
+        let to = self.pack_dir();
+        fs::create_dir_all(&to).map_err(|error| Unlinkable::Io {
+            path: to.clone(),
+            error,
+        })?;
+        let mut added = false;
+        for e in list.flatten() {
+            let name = e.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".idx")) else {
+                continue;
+            };
+            if !stem.starts_with("pack-") || stem.contains('/') {
+                continue;
+            }
+            let (pack, idx) = (format!("{stem}.pack"), format!("{stem}.idx"));
+            if to.join(&idx).exists() {
+                continue;
+            }
+            // Only regular files: a FIFO or a link named like a pack is not git's.
+            let regular = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+            if !regular(&from.join(&pack)) || !regular(&from.join(&idx)) {
+                continue;
+            }
+            self.link(&from.join(&pack), &to.join(&pack))?;
+            self.link(&from.join(&idx), &to.join(&idx))?;
+            added = true;
+        }
+        if added {
+            *self.packs.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        Ok(())
+    }
+
+    /// Whether the store holds the blob `id`, linking it from the loose objects of
+    /// `source` when no pack of the store has it.
+    pub fn hold(&self, id: &BlobId, source: &Path) -> Result<bool, Unlinkable> {
+        if self.in_packs(id) {
+            return Ok(true);
+        }
+        let ours = self.loose_path(id);
+        if fs::symlink_metadata(&ours).is_ok_and(|m| m.is_file()) {
+            return Ok(true);
+        }
+        let hex = blob_hex(id);
+        let theirs = source.join(&hex[..2]).join(&hex[2..]);
+        if !fs::symlink_metadata(&theirs).is_ok_and(|m| m.is_file()) {
+            return Ok(false);
+        }
+        let parent = ours.parent().expect("a loose object has a fan-out directory");
+        fs::create_dir_all(parent).map_err(|error| Unlinkable::Io {
+            path: parent.to_path_buf(),
+            error,
+        })?;
+        self.link(&theirs, &ours)?;
+        Ok(true)
+    }
+
+    /// A second name for `from` at `to`; one already there is taken as the same file
+    /// (git's object files are named by their content).
+    fn link(&self, from: &Path, to: &Path) -> Result<(), Unlinkable> {
+        match fs::hard_link(from, to) {
+            Ok(()) => {
+                self.linked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(to.to_path_buf());
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                Err(Unlinkable::OtherFilesystem(from.to_path_buf()))
+            }
+            Err(error) => Err(Unlinkable::Io {
+                path: from.to_path_buf(),
+                error,
+            }),
+        }
+    }
+
+    /// Whether a pack the store holds has `id`.
+    fn in_packs(&self, id: &BlobId) -> bool {
+        let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
+        let packs = packs.get_or_insert_with(|| self.load_packs());
+        packs.iter().any(|p| p.index.lookup(oid(id)).is_some())
+    }
+
+    fn load_packs(&self) -> Vec<Pack> {
+        let Ok(list) = fs::read_dir(self.pack_dir()) else {
+            return Vec::new();
+        };
+        list.flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "idx"))
+            .filter(|e| e.path().with_extension("pack").is_file())
+            .filter_map(|e| {
+                let index =
+                    gix::odb::pack::index::File::at(e.path(), gix::hash::Kind::Sha1).ok()?;
+                Some(Pack {
+                    name: e.file_name(),
+                    index,
+                })
+            })
+            .collect()
+    }
+
+    /// Which of `ids` the store lacks.
+    pub fn missing<'a>(&self, ids: impl IntoIterator<Item = &'a BlobId>) -> Vec<BlobId> {
+        ids.into_iter()
+            .filter(|id| !self.in_packs(id) && !self.loose_path(id).is_file())
+            .copied()
+            .collect()
+    }
+
+    fn odb(&self) -> Result<std::sync::MutexGuard<'_, gix::odb::Handle>> {
+        let odb = self
+            .odb
+            .get_or_init(|| gix::odb::at(&self.dir, gix::hash::Kind::Sha1).ok().map(Mutex::new));
+        match odb {
+            Some(odb) => Ok(odb.lock().unwrap_or_else(|p| p.into_inner())),
+            None => bail!("cannot open the store's git objects at {}", self.dir.display()),
+        }
+    }
+
+    /// The size of the blob `id` the store holds, from its header alone.
+    pub fn size(&self, id: &BlobId) -> Option<u64> {
+        use gix::prelude::Header;
+        let header = self.odb().ok()?.try_header(&oid(id)).ok()??;
+        (header.kind() == gix::objs::Kind::Blob).then(|| header.size())
+    }
+
+    /// Makes the links made since the last call durable: each file and its directory,
+    /// or, for many, the whole filesystem at once.
+    pub fn sync_linked(&self) -> Result<()> {
+        let linked = std::mem::take(&mut *self.linked.lock().unwrap_or_else(|p| p.into_inner()));
+        if linked.is_empty() {
+            return Ok(());
+        }
+        if linked.len() > 64 {
+            return super::objects::sync_filesystem(&self.dir);
+        }
+        let mut dirs = HashSet::new();
+        for path in &linked {
+            fs::File::open(path)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot sync {}", path.display()))?;
+            if let Some(d) = path.parent() {
+                dirs.insert(d.to_path_buf());
+            }
+        }
+        dirs.insert(self.dir.clone());
+        for d in dirs {
+            fs::File::open(&d)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot sync {}", d.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The blob `id`'s bytes, checked against its id.
+    pub fn read(&self, id: &BlobId) -> Result<Vec<u8>> {
+        use gix::prelude::Find;
+        let odb = self.odb()?;
+        let mut buf = Vec::new();
+        let found = odb
+            .try_find(&oid(id), &mut buf)
+            .with_context(|| format!("cannot read git blob {}", blob_hex(id)))?;
+        let Some(object) = found else {
+            bail!(
+                "git blob {} is missing from the store ({})",
+                blob_hex(id),
+                self.dir.display()
+            );
+        };
+        if object.kind != gix::objs::Kind::Blob {
+            bail!("git object {} is not a blob", blob_hex(id));
+        }
+        let data = object.data.to_vec();
+        if blob_id(&data) != Some(*id) {
+            bail!(
+                "git blob {} in the store is damaged: its bytes do not hash to its id",
+                blob_hex(id)
+            );
+        }
+        Ok(data)
+    }
+
+    /// What fsck says of the blob `id`: `None` when it is there and sound.
+    pub fn check(&self, id: &BlobId) -> Option<&'static str> {
+        if !self.missing([id]).is_empty() {
+            return Some("missing");
+        }
+        self.read(id).err().map(|_| "damaged")
+    }
+
+    /// Writes the blob `id`, which must be `size` bytes, to `dst`.
+    pub fn copy_to(&self, id: &BlobId, size: u64, dst: &mut impl Write) -> Result<()> {
+        let data = self.read(id)?;
+        if data.len() as u64 != size {
+            bail!(
+                "git blob {} holds {} bytes, not the {size} the snapshot recorded",
+                blob_hex(id),
+                data.len()
+            );
+        }
+        dst.write_all(&data)?;
+        Ok(())
+    }
+
+    /// Removes what no snapshot needs any more: loose objects not in `keep`, and packs
+    /// holding none of `keep` (and packs without an index, a crash's leftovers).
+    /// Returns how many files went, and the bytes they held.
+    pub fn sweep(&self, keep: &HashSet<BlobId>) -> Result<(usize, u64)> {
+        let mut removed = (0, 0);
+        let mut gone = |path: &Path| {
+            let size = fs::symlink_metadata(path).map_or(0, |m| m.len());
+            if fs::remove_file(path).is_ok() {
+                removed.0 += 1;
+                removed.1 += size;
+            }
+        };
+        if let Ok(list) = fs::read_dir(self.pack_dir()) {
+            let packs = self.load_packs();
+            for e in list.flatten() {
+                let path = e.path();
+                let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+                let stem_idx = path.with_extension("idx");
+                match ext {
+                    "idx" => {
+                        let name = e.file_name();
+                        let needed = packs.iter().find(|p| p.name == name).is_none_or(|p| {
+                            keep.iter().any(|id| p.index.lookup(oid(id)).is_some())
+                        });
+                        if !needed {
+                            // The index first: a pack without one is never read.
+                            gone(&path);
+                            gone(&path.with_extension("pack"));
+                        }
+                    }
+                    "pack" if !stem_idx.exists() => gone(&path),
+                    _ => {}
+                }
+            }
+        }
+        *self.packs.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let Ok(fans) = fs::read_dir(&self.dir) else {
+            return Ok(removed);
+        };
+        for fan in fans.flatten() {
+            let fan_name = fan.file_name();
+            let Some(fan_hex) = fan_name.to_str().filter(|n| n.len() == 2) else {
+                continue;
+            };
+            let Ok(list) = fs::read_dir(fan.path()) else {
+                continue;
+            };
+            for e in list.flatten() {
+                let id = e
+                    .file_name()
+                    .to_str()
+                    .and_then(|rest| parse_blob_hex(&format!("{fan_hex}{rest}")));
+                if id.is_none_or(|id| !keep.contains(&id)) {
+                    gone(&e.path());
+                }
+            }
+            let _ = fs::remove_dir(fan.path());
+        }
+        Ok(removed)
+    }
+}
+
+pub fn parse_blob_hex(s: &str) -> Option<BlobId> {
+    if s.len() != 40 {
+        return None;
+    }
+    let mut id = [0u8; 20];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_ids_are_gits() {
+        // `printf 'hello\n' | git hash-object --stdin`
+        assert_eq!(
+            blob_hex(&blob_id(b"hello\n").unwrap()),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+        // The empty blob.
+        assert_eq!(
+            blob_hex(&blob_id(b"").unwrap()),
+            "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+        );
+        let mut h = BlobHasher::new(10);
+        h.update(b"short");
+        assert_eq!(h.finish(), None, "fewer bytes than announced");
+    }
+
+    #[test]
+    fn blob_hex_round_trips() {
+        let id = blob_id(b"x").unwrap();
+        assert_eq!(parse_blob_hex(&blob_hex(&id)), Some(id));
+        assert_eq!(parse_blob_hex("zz"), None);
+    }
+}
