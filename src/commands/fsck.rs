@@ -251,10 +251,12 @@ fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> 
                 let check = git_checks
                     .entry(*id)
                     .or_insert_with(|| objects.git().check(id));
-                if let Some(kind) = check {
-                    if n.changed.as_ref().is_none_or(|c| c.contains(&crate::names::Name(e.path.clone()))) {
-                        hurt.push((display_path(&e.path), kind));
-                    }
+                let changed = n
+                    .changed
+                    .as_ref()
+                    .is_none_or(|c| c.contains(&crate::names::Name(e.path.clone())));
+                if let Some(kind) = check.filter(|_| changed) {
+                    hurt.push((display_path(&e.path), kind));
                 }
                 continue;
             }

@@ -28,11 +28,11 @@ use anyhow::{Context, Result};
 use crate::error::UserError;
 use crate::exit_code::SUCCESS;
 use crate::record::RunRecord;
+use crate::snapshot::git_objects::BlobId;
 use crate::snapshot::journal::{Journal, JournalFile};
 #[cfg(doc)]
 use crate::snapshot::lock::ObjectsHold;
 use crate::snapshot::lock::{ObjectsExclusive, Wait};
-use crate::snapshot::git_objects::BlobId;
 use crate::snapshot::manifest::{Entry, Hash, Manifest, parse_hex};
 use crate::snapshot::objects::Objects;
 use crate::snapshot::region::is_live;

@@ -621,11 +621,7 @@ fn stage(path: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((parent.join(name), parent))
 }
 
-fn write_file(
-    path: &Path,
-    to: &Entry,
-    copy: impl FnOnce(&mut File) -> Result<()>,
-) -> Result<()> {
+fn write_file(path: &Path, to: &Entry, copy: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
     let (tmp, _) = stage(path)?;
     let result = (|| -> Result<()> {
         let mut dst =

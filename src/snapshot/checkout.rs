@@ -107,8 +107,14 @@ impl Checkout {
         let autocrlf = repo
             .config_snapshot()
             .string("core.autocrlf")
-            .is_some_and(|v| !matches!(v.to_ascii_lowercase().as_slice(), b"false" | b"no" | b"off" | b"0" | b""));
-        if autocrlf || tree_has_attributes || checkout.attributes_may_apply(&repo, &root, &workdir) {
+            .is_some_and(|v| {
+                !matches!(
+                    v.to_ascii_lowercase().as_slice(),
+                    b"false" | b"no" | b"off" | b"0" | b""
+                )
+            });
+        if autocrlf || tree_has_attributes || checkout.attributes_may_apply(&repo, &root, &workdir)
+        {
             checkout.look_up_attributes(&repo, autocrlf)?;
         }
         Some(checkout)
@@ -175,7 +181,9 @@ impl Checkout {
                 match m.assignment.name.as_str() {
                     "text" => text = state,
                     "eol" | "crlf" if specified => self.size_checked[k] = true,
-                    "filter" | "working-tree-encoding" if specified && !matches!(state, StateRef::Unset) => {
+                    "filter" | "working-tree-encoding"
+                        if specified && !matches!(state, StateRef::Unset) =>
+                    {
                         self.converted[k] = true
                     }
                     "ident" if matches!(state, StateRef::Set) => self.converted[k] = true,
@@ -199,7 +207,7 @@ impl Checkout {
         }
         let entries = self.index.entries();
         while self.next < self.entries.end
-            && &entries[self.next].path(&self.index)[self.prefix..] < seen.path.as_slice()
+            && entries[self.next].path(&self.index)[self.prefix..] < *seen.path.as_slice()
         {
             self.next += 1;
         }

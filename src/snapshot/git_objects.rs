@@ -46,7 +46,10 @@ pub struct BlobHasher {
 impl BlobHasher {
     pub fn new(size: u64) -> BlobHasher {
         let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
-        hasher.update(&gix::objs::encode::loose_header(gix::objs::Kind::Blob, size));
+        hasher.update(&gix::objs::encode::loose_header(
+            gix::objs::Kind::Blob,
+            size,
+        ));
         BlobHasher {
             hasher,
             expected: size,
@@ -93,7 +96,9 @@ pub struct GitObjects {
 
 impl std::fmt::Debug for GitObjects {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GitObjects").field("dir", &self.dir).finish()
+        f.debug_struct("GitObjects")
+            .field("dir", &self.dir)
+            .finish()
     }
 }
 
@@ -195,7 +200,9 @@ impl GitObjects {
         if !fs::symlink_metadata(&theirs).is_ok_and(|m| m.is_file()) {
             return Ok(false);
         }
-        let parent = ours.parent().expect("a loose object has a fan-out directory");
+        let parent = ours
+            .parent()
+            .expect("a loose object has a fan-out directory");
         fs::create_dir_all(parent).map_err(|error| Unlinkable::Io {
             path: parent.to_path_buf(),
             error,
@@ -260,12 +267,17 @@ impl GitObjects {
     }
 
     fn odb(&self) -> Result<std::sync::MutexGuard<'_, gix::odb::Handle>> {
-        let odb = self
-            .odb
-            .get_or_init(|| gix::odb::at(&self.dir, gix::hash::Kind::Sha1).ok().map(Mutex::new));
+        let odb = self.odb.get_or_init(|| {
+            gix::odb::at(&self.dir, gix::hash::Kind::Sha1)
+                .ok()
+                .map(Mutex::new)
+        });
         match odb {
             Some(odb) => Ok(odb.lock().unwrap_or_else(|p| p.into_inner())),
-            None => bail!("cannot open the store's git objects at {}", self.dir.display()),
+            None => bail!(
+                "cannot open the store's git objects at {}",
+                self.dir.display()
+            ),
         }
     }
 
@@ -426,7 +438,6 @@ pub fn parse_blob_hex(s: &str) -> Option<BlobId> {
     }
     Some(id)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -402,7 +402,10 @@ pub fn content_of_file(path: &Path, like: Option<&Content>) -> Result<Content> {
             b.update(&buf[..n]);
         }
     }
-    match (was_git, blob.and_then(super::git_objects::BlobHasher::finish)) {
+    match (
+        was_git,
+        blob.and_then(super::git_objects::BlobHasher::finish),
+    ) {
         (Some(want), Some(got)) if *want == got => Ok(Content::Git(got)),
         _ => Ok(Content::Hash(*h.finalize().as_bytes())),
     }

@@ -109,9 +109,9 @@ pub fn take(
     let Walked { seen, rules } = scope.walk(&also)?;
     drop(also);
 
-    let attributes = seen.iter().any(|s| {
-        s.path == b".gitattributes" || s.path.ends_with(b"/.gitattributes")
-    });
+    let attributes = seen
+        .iter()
+        .any(|s| s.path == b".gitattributes" || s.path.ends_with(b"/.gitattributes"));
     // Opened when the first file is not vouched for by the stat cache: an unchanged
     // tree never reads git's index.
     let mut checkout = Lazy::new(|| Checkout::open(&scope.root, objects.git(), attributes));
@@ -309,13 +309,19 @@ impl Plan {
         }
         // Git blobs the cache vouches for: a blob gone from the store (a store copied
         // without its `git-objects/`) is read from the file again, as an object of ours.
-        let missing = objects
-            .git()
-            .missing(self.vouched.iter().filter_map(|i| entries[*i].content.git()));
+        let missing = objects.git().missing(
+            self.vouched
+                .iter()
+                .filter_map(|i| entries[*i].content.git()),
+        );
         if !missing.is_empty() {
             let missing: HashSet<BlobId> = missing.into_iter().collect();
             for &i in &self.vouched {
-                if entries[i].content.git().is_some_and(|id| missing.contains(id)) {
+                if entries[i]
+                    .content
+                    .git()
+                    .is_some_and(|id| missing.contains(id))
+                {
                     entries[i].content = Content::None;
                     self.to_read.push(i);
                 }

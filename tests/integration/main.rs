@@ -24,6 +24,7 @@ mod exit_codes;
 mod fallback;
 mod fsck;
 mod gc;
+mod git_checkout;
 mod hangs;
 mod history;
 mod job_control;
