@@ -280,11 +280,11 @@ def verify(plan, root, quiet=False):
     got_files, got_dirs = {}, set()
     for dirpath, dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
-        if rel == "target" or rel.startswith("target/"):
+        if rel in ("target", ".git") or rel.startswith(("target/", ".git/")):
             continue
         for d in dirnames:
             r = os.path.normpath(os.path.join(rel, d))
-            if r != "target":
+            if r not in ("target", ".git"):
                 got_dirs.add(r)
         for f in filenames:
             r = os.path.normpath(os.path.join(rel, f))

@@ -20,6 +20,10 @@
 #      and `backstop run -- <rewrite the 1,000 files>` in total, split into the
 #      before-snapshot, the command and the after-diff by the run record's timestamps
 #      (median of CHANGE_RUNS rounds)
+#   k. the same tree as a git checkout (a clone: one pack), against `git status` on it:
+#      first snapshot and first protected run (fresh store), unchanged run, snapshot after
+#      1,000 changed files, and undo after a run that rewrote them and ran `rm -rf .git`
+#      (checked byte for byte); issue 10: the first run within 2x `git status`
 #   g. putting those 1,000 files back: `backstop undo` (of the run in f) against
 #      `git reset -q --hard HEAD~1` (of the commit in f); both are checked to give back the
 #      original content.
@@ -54,6 +58,7 @@
 #   BACKSTOP_BIN_BEFORE  an earlier build, measured beside this one on the unchanged run
 #                     and the no-change snapshot (the store's format must be the same)
 #   SKIP_CHANGES=1    leave out the 1,000-changed-file rounds (f., g.)
+#   SKIP_CHECKOUT=1   leave out the git checkout (k.)
 #   BENCH_NO_INSTALL=1  never call apt-get (for the `time` package)
 #   KEEP_STORES=1     keep the last store and shadow repo (the tree is always kept)
 set -euo pipefail
@@ -188,7 +193,7 @@ measure() {
     shift
     [[ ${PRESYNC:-1} == 0 ]] || sync
     (
-        cd "$TREE"
+        cd "${MDIR:-$TREE}"
         rc=0
         t0=$(date +%s%N)
         /usr/bin/time -f '%e %M %U %S' -o "$OUT/$name.time" "$@" >"$OUT/$name.out" 2>"$OUT/$name.err" || rc=$?
@@ -336,12 +341,77 @@ for ((r = 1; r <= CHANGE_RUNS_DONE; r++)); do
     "${GEN[@]}" verify "$TREE" || die "git reset did not give back the original tree (round $r)"
 done
 
+# --- k. the same tree as a fresh git checkout (issue 10, part 1) --------------------------
+# A clone of the tree (one pack, as a CI runner's checkout), against `git status` on it:
+# backstop's first snapshot and first protected run (fresh store each round), the
+# unchanged run, the snapshot after 1,000 changed files, and `undo` after a run that
+# changed those files and ran `rm -rf .git` (checked byte for byte, then the checkout is
+# cloned again). The store is on the checkout's filesystem ($WORK), so git's packs are
+# linked, not copied.
+CO=$WORK/checkout
+ORIGIN=$WORK/origin.git
+CO_ROUNDS=0
+if [[ ${SKIP_CHECKOUT:-0} != 1 ]]; then
+    CO_ROUNDS=$RUNS
+    clone_checkout() {
+        rm -rf "$CO"
+        git clone -q "file://$ORIGIN" "$CO"
+        # Past the racy window of the index the clone wrote, and refreshed as any later
+        # git command would leave it.
+        settle
+        git -C "$CO" status --porcelain >/dev/null
+    }
+    if [[ ! -d $ORIGIN || $(cat "$WORK/origin.params" 2>/dev/null) != "$PARAMS" ]]; then
+        say "k. building the origin repository of the tree (once)"
+        rm -rf "$ORIGIN"
+        git init -q --bare "$ORIGIN"
+        (cd "$TREE" && git -c core.autocrlf=false --git-dir="$ORIGIN" --work-tree=. add -A &&
+            git -c user.name=bench -c user.email=bench@example.invalid --git-dir="$ORIGIN" \
+                --work-tree=. commit -qm tree)
+        git --git-dir="$ORIGIN" repack -adq
+        printf '%s\n' "$PARAMS" >"$WORK/origin.params"
+    fi
+    clone_checkout
+    say "k. git checkout: first snapshots and runs, x$CO_ROUNDS   [load $(loadavg)]"
+    for ((i = 1; i <= CO_ROUNDS; i++)); do
+        MDIR=$CO measure "co_git_status_$i" git status --porcelain
+        fresh_store
+        MDIR=$CO measure "co_first_snapshot_$i" "$BS" snapshot --json
+        fresh_store
+        MDIR=$CO measure "co_first_run_$i" "$BS" -q run -- true
+        if [[ -n $BS_BEFORE ]] && ((i == 1)); then
+            fresh_store
+            MDIR=$CO measure "co_before_first_snapshot_$i" "$BS_BEFORE" snapshot --json
+        fi
+    done
+    say "k. git checkout: unchanged runs, x$CO_ROUNDS   [load $(loadavg)]"
+    for ((i = 1; i <= CO_ROUNDS; i++)); do
+        MDIR=$CO measure "co_git_status_u_$i" git status --porcelain
+        MDIR=$CO measure "co_run_unchanged_$i" "$BS" -q run -- true
+    done
+    say "k. git checkout: $CHANGES changed files, then undo after rm -rf .git   [load $(loadavg)]"
+    settle
+    (cd "$CO" && "$BS" snapshot --json >/dev/null)
+    "${APPLY[@]}" "${PACK[1]}" "$CO"
+    MDIR=$CO measure "co_git_status_changed" git status --porcelain
+    MDIR=$CO measure "co_after_change" "$BS" snapshot --json
+    git -C "$CO" checkout -q -- .
+    settle
+    git -C "$CO" status --porcelain >/dev/null
+    (cd "$CO" && "$BS" snapshot --json >/dev/null)
+    MDIR=$CO measure "co_run_change_rm_git" "$BS" -q run -- sh -c "$(printf '%q ' "${APPLY[@]}" "${PACK[2]}" .) && rm -rf .git"
+    [[ ! -e $CO/.git ]] || die "the run did not remove .git"
+    MDIR=$CO measure "co_undo" "$BS" undo
+    "${GEN[@]}" verify "$CO" || die "undo after rm -rf .git did not give back the checkout"
+    clone_checkout
+fi
+
 LOAD_AFTER=$(loadavg)
 ELAPSED=$((SECONDS - STARTED))
 
 # --- report ----------------------------------------------------------------------------
 export OUT RUNS CHANGE_RUNS CHANGE_RUNS_DONE CHANGES CAN_DROP LOAD_BEFORE LOAD_AFTER ELAPSED BS_VERSION \
-    BS_SOURCE BS_DIRTY TREE TREE_DU PARAMS
+    BS_SOURCE BS_DIRTY TREE TREE_DU PARAMS CO_ROUNDS
 python3 - <<'PY'
 import json, os, statistics, glob, datetime
 
@@ -537,6 +607,35 @@ if run_u:
     cw, cr, cg = cpu("walk_u_"), cpu("bs_run_unchanged_"), cpu("git_readd_")
     if cw and cg:
         print(f"  (CPU time, for context: run {cr:.0f} ms = {cr / cw:.2f}x the walk's, {cr / cg:.2f}x git's re-add)")
+
+# k. The git checkout (issue 10, part 1), against `git status` on it.
+if int(os.environ.get("CO_ROUNDS", "0")) > 0:
+    st = med("co_git_status_")
+    print()
+    print(f"Git checkout of the same tree (one pack, as cloned; median of {os.environ['CO_ROUNDS']}, "
+          "interleaved with `git status --porcelain`):")
+    print("| measurement | wall | CPU | peak RSS | / git status |")
+    print("|---|---:|---:|---:|---:|")
+    for label, p in [("`git status --porcelain`", "co_git_status_"),
+                     ("backstop first snapshot (fresh store)", "co_first_snapshot_"),
+                     ("backstop first protected run `run -- true` (fresh store)", "co_first_run_"),
+                     ("backstop unchanged run", "co_run_unchanged_"),
+                     ("before: first snapshot (BACKSTOP_BIN_BEFORE)", "co_before_first_snapshot_")]:
+        m = med(p)
+        if m is not None:
+            print(f"| {label} | {fmt_t(m)} | {cpu(p):.0f} ms | {fmt_m(m)} | {ratio(m, st)} |")
+    for label, n in [("`git status` after 1,000 changed files", "co_git_status_changed"),
+                     ("backstop snapshot after 1,000 changed files", "co_after_change"),
+                     ("run: rewrite 1,000 files and `rm -rf .git`", "co_run_change_rm_git"),
+                     ("`backstop undo` of that run (checked byte for byte)", "co_undo")]:
+        m = one(n)
+        if m is not None:
+            print(f"| {label} | {fmt_t(m)} | {rows[n]['cpu']:.0f} ms | {fmt_m(m)} | {ratio(m, st)} |")
+    j = js("co_first_snapshot_1")
+    if j:
+        print(f"(first snapshot: {j['from_git']} files from git, {j['read']} read)")
+    fr = med("co_first_run_")
+    print(f"- first protected run within 2x `git status`: {ratio(fr, st)} → {verdict(fr[0] <= 2 * st[0])}")
 
 # Sanity: every snapshot was of the bench tree, each change round read exactly the changed
 # files, and each run recorded exactly them.

@@ -8,14 +8,15 @@
 //! sound: an entry modified no earlier than the index file was written is *racy* (an
 //! edit in the same clock tick leaves its stat as recorded), and is read as any file.
 //!
-//! A clean file's bytes are the blob's only when git converted nothing between them:
-//! `core.autocrlf`, the `text`/`eol`/`crlf` attributes (line endings), and `filter`,
-//! `ident` and `working-tree-encoding`. When any attribute file or `core.autocrlf`
-//! could apply, each entry's attributes are looked up (as git does, with gitoxide):
-//! a filtered, ident or re-encoded file is read as any file; one whose line endings
-//! may be converted is taken from git only when the blob's size is the file's (a
-//! conversion adds or removes a byte per line end it converts, so equal sizes mean
-//! nothing was converted).
+//! A clean file's bytes are the blob's only when git converted nothing between them.
+//! Line endings (`core.autocrlf`, the `text`/`eol`/`crlf` attributes — as set now or
+//! when the file was checked out) change the size: a conversion adds or removes a byte
+//! per line end, so a file is taken from git only when its blob has exactly its size.
+//! `filter`, `ident` and `working-tree-encoding` may keep the size: when any attribute
+//! file could apply, each entry's attributes are looked up (as git does, with
+//! gitoxide), and a file with one of them is read as any file. (A size-preserving
+//! filter whose attribute was removed after the checkout is the one case neither rule
+//! sees; git's own `status` cannot see it either.)
 //!
 //! Anything unusual — no readable index, a SHA-256 repository, a scope outside the
 //! worktree, objects behind alternates, a store on another filesystem — means files
@@ -35,8 +36,6 @@ pub struct Checkout {
     /// Bytes of each entry's path before the scope's relative path (the scope root's
     /// path in the worktree, and a `/`).
     prefix: usize,
-    /// Per entry in `entries`: taken from git only when the blob's size is the file's.
-    size_checked: Vec<bool>,
     /// Per entry in `entries`: never taken from git (a filter, ident or encoding).
     converted: Vec<bool>,
     /// The index file's mtime, in nanoseconds since the epoch: entries not older are racy.
@@ -64,7 +63,11 @@ impl Checkout {
     /// `.gitattributes` file in the scope.
     pub fn open(root: &Path, store: &GitObjects, tree_has_attributes: bool) -> Option<Checkout> {
         let repo = gix::discover(root).ok()?;
-        if repo.object_hash() != gix::hash::Kind::Sha1 {
+        // A repository gitoxide does not fully trust (another user's) has configuration
+        // it did not read: nothing is taken from it.
+        if repo.object_hash() != gix::hash::Kind::Sha1
+            || repo.git_dir_trust() != gix::sec::Trust::Full
+        {
             return None;
         }
         let workdir = std::fs::canonicalize(repo.workdir()?).ok()?;
@@ -94,7 +97,6 @@ impl Checkout {
         let index_mtime_ns =
             i128::from(t.unix_seconds()) * 1_000_000_000 + i128::from(t.nanoseconds());
         let mut checkout = Checkout {
-            size_checked: vec![false; end - start],
             converted: vec![false; end - start],
             index,
             entries: start..end,
@@ -104,18 +106,8 @@ impl Checkout {
             next: start,
             unlinkable: false,
         };
-        let autocrlf = repo
-            .config_snapshot()
-            .string("core.autocrlf")
-            .is_some_and(|v| {
-                !matches!(
-                    v.to_ascii_lowercase().as_slice(),
-                    b"false" | b"no" | b"off" | b"0" | b""
-                )
-            });
-        if autocrlf || tree_has_attributes || checkout.attributes_may_apply(&repo, &root, &workdir)
-        {
-            checkout.look_up_attributes(&repo, autocrlf)?;
+        if tree_has_attributes || checkout.attributes_may_apply(&repo, &root, &workdir) {
+            checkout.look_up_attributes(&repo)?;
         }
         Some(checkout)
     }
@@ -151,8 +143,9 @@ impl Checkout {
         in_index || files.iter().any(|f| f.exists())
     }
 
-    /// Looks up every entry's conversion attributes, as git would apply them.
-    fn look_up_attributes(&mut self, repo: &gix::Repository, autocrlf: bool) -> Option<()> {
+    /// Looks up the attributes that make a file's bytes something other than its
+    /// blob's, whatever their size, as git would apply them.
+    fn look_up_attributes(&mut self, repo: &gix::Repository) -> Option<()> {
         use gix::attrs::StateRef;
         let mut stack = repo
             .attributes_only(
@@ -160,41 +153,15 @@ impl Checkout {
                 gix::worktree::stack::state::attributes::Source::WorktreeThenIdMapping,
             )
             .ok()?;
-        let names = [
-            "text",
-            "eol",
-            "crlf",
-            "filter",
-            "ident",
-            "working-tree-encoding",
-        ];
-        let mut out = stack.selected_attribute_matches(names);
+        let mut out =
+            stack.selected_attribute_matches(["filter", "ident", "working-tree-encoding"]);
         for (k, i) in self.entries.clone().enumerate() {
             let e = &self.index.entries()[i];
-            let path = e.path(&self.index);
-            let platform = stack.at_entry(path, Some(e.mode)).ok()?;
+            let platform = stack.at_entry(e.path(&self.index), Some(e.mode)).ok()?;
             platform.matching_attributes(&mut out);
-            let mut text = StateRef::Unspecified;
-            for m in out.iter_selected() {
-                let state = m.assignment.state;
-                let specified = !matches!(state, StateRef::Unspecified);
-                match m.assignment.name.as_str() {
-                    "text" => text = state,
-                    "eol" | "crlf" if specified => self.size_checked[k] = true,
-                    "filter" | "working-tree-encoding"
-                        if specified && !matches!(state, StateRef::Unset) =>
-                    {
-                        self.converted[k] = true
-                    }
-                    "ident" if matches!(state, StateRef::Set) => self.converted[k] = true,
-                    _ => {}
-                }
-            }
-            match text {
-                StateRef::Set | StateRef::Value(_) => self.size_checked[k] = true,
-                StateRef::Unspecified if autocrlf => self.size_checked[k] = true,
-                _ => {}
-            }
+            self.converted[k] = out
+                .iter_selected()
+                .any(|m| matches!(m.assignment.state, StateRef::Set | StateRef::Value(_)));
         }
         Some(())
     }
@@ -231,7 +198,9 @@ impl Checkout {
                 return None;
             }
         }
-        if self.size_checked[k] && store.size(&id) != Some(seen.stamp.size) {
+        // Line endings converted on checkout (`core.autocrlf`, `text`, `eol`, set now or
+        // when the file was checked out) make the sizes differ.
+        if store.size(&id) != Some(seen.stamp.size) {
             return None;
         }
         Some(id)

@@ -174,17 +174,17 @@ fn touching_a_clean_file_is_not_a_change() {
     );
 }
 
-#[test]
-fn line_ending_conversion_is_never_taken_from_git() {
-    // An origin with LF text, checked out with core.autocrlf=true: the files hold CRLF,
-    // the blobs LF, and git calls them clean.
+/// An origin with LF text, cloned with core.autocrlf=true: the files hold CRLF, the
+/// blobs LF, and git calls them clean. With `unset_after`, the setting is turned off
+/// after the checkout: the files still hold CRLF.
+fn crlf_checkout(unset_after: bool) {
     let origin = tempfile::tempdir().unwrap();
     git(origin.path(), &["init", "-q"]);
     std::fs::write(origin.path().join("a.txt"), "one\ntwo\nthree\n").unwrap();
     std::fs::write(origin.path().join("no-newline.txt"), "single").unwrap();
     git(origin.path(), &["add", "-A"]);
     git(origin.path(), &["commit", "-qm", "init"]);
-    let test = Test::new().policy("version: 1\nretry: { max_attempts: 1 }\n");
+    let test = Test::new();
     let tree = test.path();
     std::fs::remove_dir_all(&tree).unwrap();
     git(
@@ -198,6 +198,9 @@ fn line_ending_conversion_is_never_taken_from_git() {
             tree.to_str().unwrap(),
         ],
     );
+    if unset_after {
+        git(&tree, &["config", "core.autocrlf", "false"]);
+    }
     std::fs::write(
         tree.join("backstop.yaml"),
         "version: 1\nretry: { max_attempts: 1 }\n",
@@ -216,6 +219,16 @@ fn line_ending_conversion_is_never_taken_from_git() {
     let ran = test.backstop(&["run", "--", "sh", "-c", "rm -rf .git *.txt; exit 1"]);
     assert_eq!(ran.status, 1, "{}", ran.stderr);
     assert_eq!(files(&tree), before, "CRLF bytes were not put back");
+}
+
+#[test]
+fn line_ending_conversion_is_never_taken_from_git() {
+    crlf_checkout(false);
+}
+
+#[test]
+fn line_endings_converted_under_an_earlier_setting_are_never_taken_from_git() {
+    crlf_checkout(true);
 }
 
 #[test]
