@@ -12,6 +12,7 @@ Subcommands (all take --seed --files --mb --changes):
   stats                print the size distribution of the planned tree
   verify DIR           exit 0 if DIR has exactly the planned paths, sizes, modes and, for
                        the files a change touches, the planned original content
+                       (--files-only: directories are not compared, as in a git checkout)
   restore DIR          rewrite the change-set files to their original content
   pack --version V OUT write the change set's version-V content to OUT (a marshal file)
   apply PACK DIR       write a pack's files into DIR, in place (fast: no generation)
@@ -272,7 +273,7 @@ def build(plan, root):
         write(full, data, 0o644)
 
 
-def verify(plan, root, quiet=False):
+def verify(plan, root, quiet=False, files_only=False):
     bad = []
     want_files = {p: (plan.sizes[i], plan.modes[i]) for i, p in enumerate(plan.paths)}
     want_files[".gitignore"] = None
@@ -290,7 +291,8 @@ def verify(plan, root, quiet=False):
             r = os.path.normpath(os.path.join(rel, f))
             st = os.lstat(os.path.join(dirpath, f))
             got_files[r] = (st.st_size, st.st_mode & 0o777)
-    if got_dirs != want_dirs:
+    # A git checkout holds no empty directory: with files_only, only files are compared.
+    if got_dirs != want_dirs and not files_only:
         bad.append(f"directories differ: {len(got_dirs ^ want_dirs)} differences")
     missing = want_files.keys() - got_files.keys()
     extra = got_files.keys() - want_files.keys()
@@ -327,6 +329,8 @@ def main():
     ap.add_argument("--mb", type=int, default=600)
     ap.add_argument("--changes", type=int, default=1000)
     ap.add_argument("--version", type=int, default=1)
+    ap.add_argument("--files-only", action="store_true",
+                    help="verify: compare files only (a git checkout has no empty directories)")
     a = ap.parse_args()
 
     if a.cmd == "apply":
@@ -358,7 +362,7 @@ def main():
     elif a.cmd == "build":
         build(plan, a.args[0])
     elif a.cmd == "verify":
-        return 0 if verify(plan, a.args[0]) else 1
+        return 0 if verify(plan, a.args[0], files_only=a.files_only) else 1
     elif a.cmd == "restore":
         root = a.args[0]
         n = 0

@@ -402,7 +402,7 @@ if [[ ${SKIP_CHECKOUT:-0} != 1 ]]; then
     MDIR=$CO measure "co_run_change_rm_git" "$BS" -q run -- sh -c "$(printf '%q ' "${APPLY[@]}" "${PACK[2]}" .) && rm -rf .git"
     [[ ! -e $CO/.git ]] || die "the run did not remove .git"
     MDIR=$CO measure "co_undo" "$BS" undo
-    "${GEN[@]}" verify "$CO" || die "undo after rm -rf .git did not give back the checkout"
+    "${GEN[@]}" --files-only verify "$CO" || die "undo after rm -rf .git did not give back the checkout"
     clone_checkout
 fi
 

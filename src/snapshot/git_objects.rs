@@ -92,6 +92,8 @@ pub struct GitObjects {
     odb: OnceLock<Option<Mutex<gix::odb::Handle>>>,
     /// Links made and not yet synced ([`GitObjects::sync_linked`]).
     linked: Mutex<Vec<PathBuf>>,
+    /// One decompressor for the delta headers [`GitObjects::size`] reads.
+    inflate: Mutex<Option<gix::zlib::Inflate>>,
 }
 
 impl std::fmt::Debug for GitObjects {
@@ -105,6 +107,7 @@ impl std::fmt::Debug for GitObjects {
 struct Pack {
     name: std::ffi::OsString,
     index: gix::odb::pack::index::File,
+    data: gix::odb::pack::data::File,
 }
 
 impl std::fmt::Debug for Pack {
@@ -129,6 +132,7 @@ impl GitObjects {
             packs: Mutex::new(None),
             odb: OnceLock::new(),
             linked: Mutex::new(Vec::new()),
+            inflate: Mutex::new(None),
         }
     }
 
@@ -250,18 +254,29 @@ impl GitObjects {
             .filter_map(|e| {
                 let index =
                     gix::odb::pack::index::File::at(e.path(), gix::hash::Kind::Sha1).ok()?;
+                let data = gix::odb::pack::data::File::at(
+                    e.path().with_extension("pack"),
+                    gix::hash::Kind::Sha1,
+                )
+                .ok()?;
                 Some(Pack {
                     name: e.file_name(),
                     index,
+                    data,
                 })
             })
             .collect()
     }
 
-    /// Which of `ids` the store lacks.
+    /// Which of `ids` the store lacks (the pack indexes looked at under one lock).
     pub fn missing<'a>(&self, ids: impl IntoIterator<Item = &'a BlobId>) -> Vec<BlobId> {
+        let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
+        let packs = packs.get_or_insert_with(|| self.load_packs());
         ids.into_iter()
-            .filter(|id| !self.in_packs(id) && !self.loose_path(id).is_file())
+            .filter(|id| {
+                !packs.iter().any(|p| p.index.lookup(oid(id)).is_some())
+                    && !self.loose_path(id).is_file()
+            })
             .copied()
             .collect()
     }
@@ -281,8 +296,34 @@ impl GitObjects {
         }
     }
 
-    /// The size of the blob `id` the store holds, from its header alone.
+    /// The size of the blob `id` the store holds, from its header alone: in a pack,
+    /// the entry's header, or for a delta the first bytes of the delta (its result's
+    /// size), as `git cat-file -s` finds it.
     pub fn size(&self, id: &BlobId) -> Option<u64> {
+        use gix::odb::pack::data::decode::header::ResolvedBase;
+        let packed = {
+            let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
+            let packs = packs.get_or_insert_with(|| self.load_packs());
+            let mut inflate = self.inflate.lock().unwrap_or_else(|p| p.into_inner());
+            let inflate = inflate.get_or_insert_with(gix::zlib::Inflate::default);
+            packs.iter().find_map(|p| {
+                let i = p.index.lookup(oid(id))?;
+                let entry = p.data.entry(p.index.pack_offset_at_index(i)).ok()?;
+                // The index says it is a blob; a delta's size is its result's, whatever
+                // its base (restores check the kind and the bytes).
+                let resolve = |_: &gix::hash::oid| {
+                    Ok(Some(ResolvedBase::OutOfPack {
+                        kind: gix::objs::Kind::Blob,
+                        num_deltas: None,
+                    }))
+                };
+                let header = p.data.decode_header(entry, inflate, &resolve).ok()?;
+                Some(header.object_size)
+            })
+        };
+        if packed.is_some() {
+            return packed;
+        }
         use gix::prelude::Header;
         let header = self.odb().ok()?.try_header(&oid(id)).ok()??;
         (header.kind() == gix::objs::Kind::Blob).then(|| header.size())
