@@ -9,14 +9,17 @@
 //! edit in the same clock tick leaves its stat as recorded), and is read as any file.
 //!
 //! A clean file's bytes are the blob's only when git converted nothing between them.
-//! Line endings (`core.autocrlf`, the `text`/`eol`/`crlf` attributes — as set now or
-//! when the file was checked out) change the size: a conversion adds or removes a byte
-//! per line end, so a file is taken from git only when its blob has exactly its size.
-//! `filter`, `ident` and `working-tree-encoding` may keep the size: when any attribute
-//! file could apply, each entry's attributes are looked up (as git does, with
-//! gitoxide), and a file with one of them is read as any file. (A size-preserving
-//! filter whose attribute was removed after the checkout is the one case neither rule
-//! sees; git's own `status` cannot see it either.)
+//! Line endings change the size (a conversion adds or removes a byte per line end): when
+//! `core.autocrlf` or `core.eol` is set at all (even to `false`: a checkout made under
+//! another value keeps its line endings), or an attribute file gives a path `text`,
+//! `eol` or `crlf`, a file is taken from git only when its blob has exactly its size
+//! (read from the pack entry's header; checking every blob would cost a read of the
+//! whole pack). `filter`, `ident` and `working-tree-encoding` may keep the size: when
+//! any attribute file could apply, each entry's attributes are looked up (as git does,
+//! with gitoxide), and a file with one of them is read as any file. What neither rule
+//! sees is a conversion whose setting was removed without a trace after the checkout
+//! (`git config --unset core.autocrlf`, an attribute line deleted); `git status` calls
+//! such files clean too.
 //!
 //! Anything unusual — no readable index, a SHA-256 repository, a scope outside the
 //! worktree, objects behind alternates, a store on another filesystem — means files
@@ -38,6 +41,11 @@ pub struct Checkout {
     prefix: usize,
     /// Per entry in `entries`: never taken from git (a filter, ident or encoding).
     converted: Vec<bool>,
+    /// Per entry in `entries`: taken from git only when the blob's size is the file's.
+    size_checked: Vec<bool>,
+    /// Line endings may have been converted for any file (`core.autocrlf` or
+    /// `core.eol` set, to any value, in any configuration git reads).
+    eol_anywhere: bool,
     /// The index file's mtime, in nanoseconds since the epoch: entries not older are racy.
     index_mtime_ns: i128,
     /// The checkout's git objects directory, where loose objects are linked from.
@@ -98,6 +106,8 @@ impl Checkout {
             i128::from(t.unix_seconds()) * 1_000_000_000 + i128::from(t.nanoseconds());
         let mut checkout = Checkout {
             converted: vec![false; end - start],
+            size_checked: vec![false; end - start],
+            eol_anywhere: false,
             index,
             entries: start..end,
             prefix: prefix.len(),
@@ -106,6 +116,12 @@ impl Checkout {
             next: start,
             unlinkable: false,
         };
+        // Set at all, even to `false`: a checkout made under another value keeps the
+        // line endings it was given.
+        let config = repo.config_snapshot();
+        checkout.eol_anywhere =
+            config.string("core.autocrlf").is_some() || config.string("core.eol").is_some();
+        drop(config);
         if tree_has_attributes || checkout.attributes_may_apply(&repo, &root, &workdir) {
             checkout.look_up_attributes(&repo)?;
         }
@@ -144,7 +160,8 @@ impl Checkout {
     }
 
     /// Looks up the attributes that make a file's bytes something other than its
-    /// blob's, whatever their size, as git would apply them.
+    /// blob's, as git would apply them: `filter`, `ident` and `working-tree-encoding`
+    /// (whatever the sizes), and `text`, `eol` and `crlf` (line endings: sizes compared).
     fn look_up_attributes(&mut self, repo: &gix::Repository) -> Option<()> {
         use gix::attrs::StateRef;
         let mut stack = repo
@@ -153,15 +170,35 @@ impl Checkout {
                 gix::worktree::stack::state::attributes::Source::WorktreeThenIdMapping,
             )
             .ok()?;
-        let mut out =
-            stack.selected_attribute_matches(["filter", "ident", "working-tree-encoding"]);
+        let mut out = stack.selected_attribute_matches([
+            "filter",
+            "ident",
+            "working-tree-encoding",
+            "text",
+            "eol",
+            "crlf",
+        ]);
         for (k, i) in self.entries.clone().enumerate() {
             let e = &self.index.entries()[i];
             let platform = stack.at_entry(e.path(&self.index), Some(e.mode)).ok()?;
             platform.matching_attributes(&mut out);
-            self.converted[k] = out
-                .iter_selected()
-                .any(|m| matches!(m.assignment.state, StateRef::Set | StateRef::Value(_)));
+            for m in out.iter_selected() {
+                let state = m.assignment.state;
+                match m.assignment.name.as_str() {
+                    "filter" | "ident" | "working-tree-encoding"
+                        if matches!(state, StateRef::Set | StateRef::Value(_)) =>
+                    {
+                        self.converted[k] = true;
+                    }
+                    // `-text` (and `binary`) says no conversion; anything else may.
+                    "text" | "eol" | "crlf"
+                        if !matches!(state, StateRef::Unspecified | StateRef::Unset) =>
+                    {
+                        self.size_checked[k] = true;
+                    }
+                    _ => {}
+                }
+            }
         }
         Some(())
     }
@@ -198,9 +235,8 @@ impl Checkout {
                 return None;
             }
         }
-        // Line endings converted on checkout (`core.autocrlf`, `text`, `eol`, set now or
-        // when the file was checked out) make the sizes differ.
-        if store.size(&id) != Some(seen.stamp.size) {
+        // Line endings converted on checkout make the sizes differ.
+        if (self.eol_anywhere || self.size_checked[k]) && store.size(&id) != Some(seen.stamp.size) {
             return None;
         }
         Some(id)

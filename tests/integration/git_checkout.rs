@@ -394,3 +394,24 @@ fn gc_removes_the_packs_no_snapshot_needs() {
     let ran = test.backstop(&["fsck"]);
     assert_eq!(ran.status, 0, "fsck: {} {}", ran.stdout, ran.stderr);
 }
+
+#[test]
+fn line_endings_from_attributes_are_never_taken_from_git() {
+    let test = checkout(3);
+    let tree = test.path();
+    std::fs::write(tree.join(".gitattributes"), "*.md eol=crlf\n").unwrap();
+    std::fs::write(tree.join("notes.md"), "a\nb\n").unwrap();
+    git(&tree, &["add", "-A"]);
+    git(&tree, &["commit", "-qm", "attributes"]);
+    std::fs::remove_file(tree.join("notes.md")).unwrap();
+    git(&tree, &["checkout", "--", "notes.md"]);
+    assert_eq!(std::fs::read(tree.join("notes.md")).unwrap(), b"a\r\nb\r\n");
+    std::thread::sleep(Duration::from_millis(20));
+    git(&tree, &["status", "--porcelain"]);
+    let before = files(&tree);
+    let snap = snapshot_json(&test);
+    assert_eq!(snap["read"], 1, "only notes.md is read: {snap}");
+    let ran = test.backstop(&["run", "--", "sh", "-c", "rm -rf .git notes.md; exit 1"]);
+    assert_eq!(ran.status, 1, "{}", ran.stderr);
+    assert_eq!(files(&tree), before);
+}
