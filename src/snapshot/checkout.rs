@@ -118,10 +118,10 @@ impl Checkout {
         };
         // Set at all, even to `false`: a checkout made under another value keeps the
         // line endings it was given.
-        let config = repo.config_snapshot();
-        checkout.eol_anywhere =
-            config.string("core.autocrlf").is_some() || config.string("core.eol").is_some();
-        drop(config);
+        checkout.eol_anywhere = {
+            let config = repo.config_snapshot();
+            config.string("core.autocrlf").is_some() || config.string("core.eol").is_some()
+        };
         if tree_has_attributes || checkout.attributes_may_apply(&repo, &root, &workdir) {
             checkout.look_up_attributes(&repo)?;
         }
