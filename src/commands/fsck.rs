@@ -200,6 +200,17 @@ fn check_all(objects: &Objects, hashes: &[Hash]) -> HashMap<Hash, Check> {
     })
 }
 
+/// What is wrong with the git blob `id` in `git-objects/`, checked once: read and
+/// hashed, reported like an object of ours (nothing repairs it but the file it came
+/// from, which a later snapshot reads again).
+fn git_check(
+    objects: &Objects,
+    checks: &mut HashMap<crate::snapshot::git_objects::BlobId, Option<&'static str>>,
+    id: &crate::snapshot::git_objects::BlobId,
+) -> Option<&'static str> {
+    *checks.entry(*id).or_insert_with(|| objects.git().check(id))
+}
+
 /// Records, journals, stat caches, the manifests they name and the objects those name.
 fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> Result<Findings> {
     let mut f = Findings {
@@ -245,17 +256,12 @@ fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> 
         // Objects the first pass did not see were added since, or are missing.
         let mut hurt: Vec<(String, &'static str)> = Vec::new();
         for e in &manifest.entries {
-            // A git blob kept in `git-objects/`: read and hashed, reported like an
-            // object of ours (nothing to repair it from but the file it came from).
             if let Some(id) = e.content.git() {
-                let check = git_checks
-                    .entry(*id)
-                    .or_insert_with(|| objects.git().check(id));
                 let changed = n
                     .changed
                     .as_ref()
                     .is_none_or(|c| c.contains(&crate::names::Name(e.path.clone())));
-                if let Some(kind) = check.filter(|_| changed) {
+                if let Some(kind) = git_check(objects, &mut git_checks, id).filter(|_| changed) {
                     hurt.push((display_path(&e.path), kind));
                 }
                 continue;

@@ -90,6 +90,29 @@ fn snapshot_json(test: &Test) -> Value {
     serde_json::from_str(&ran.stdout).expect("snapshot --json is JSON")
 }
 
+/// Past the racy window of the index git last wrote, refreshed as `git status` leaves it.
+fn settle(tree: &Path) {
+    std::thread::sleep(Duration::from_millis(20));
+    git(tree, &["status", "--porcelain"]);
+}
+
+/// Snapshots the tree (its `--json` returned), then runs a command that deletes `.git`
+/// and `paths` and fails: the rollback must give back every byte and mode.
+#[track_caller]
+fn snapshot_then_fail_deleting(test: &Test, paths: &str) -> Value {
+    let before = files(&test.path());
+    let snap = snapshot_json(test);
+    let script = format!("rm -rf .git {paths}; exit 1");
+    let ran = test.backstop(&["run", "--", "sh", "-c", &script]);
+    assert_eq!(ran.status, 1, "{}", ran.stderr);
+    assert_eq!(
+        files(&test.path()),
+        before,
+        "the rollback did not give the tree back"
+    );
+    snap
+}
+
 fn tracked(test: &Test) -> usize {
     git(&test.path(), &["ls-files"]).lines().count()
 }
@@ -138,8 +161,7 @@ fn undo_after_rm_rf_dot_git_and_git_gc_is_exact() {
     // The objects in a pack, as in a fresh clone; then a run rewrites every file.
     git(&tree, &["repack", "-adq"]);
     git(&tree, &["prune-packed"]);
-    std::thread::sleep(Duration::from_millis(20));
-    git(&tree, &["status", "--porcelain"]);
+    settle(&tree);
     assert_eq!(snapshot_json(&test)["read"], 0);
     let ran = test.backstop(&[
         "run",
@@ -210,15 +232,10 @@ fn crlf_checkout(unset_after: bool) {
         std::fs::read(tree.join("a.txt")).unwrap(),
         b"one\r\ntwo\r\nthree\r\n"
     );
-    std::thread::sleep(Duration::from_millis(20));
-    git(&tree, &["status", "--porcelain"]);
-    let before = files(&tree);
-    let snap = snapshot_json(&test);
+    settle(&tree);
+    let snap = snapshot_then_fail_deleting(&test, "*.txt");
     // a.txt differs from its blob: read. no-newline.txt is the same bytes: from git.
     assert_eq!(snap["from_git"], 1, "{snap}");
-    let ran = test.backstop(&["run", "--", "sh", "-c", "rm -rf .git *.txt; exit 1"]);
-    assert_eq!(ran.status, 1, "{}", ran.stderr);
-    assert_eq!(files(&tree), before, "CRLF bytes were not put back");
 }
 
 #[test]
@@ -252,14 +269,9 @@ fn a_size_preserving_filter_is_never_taken_from_git() {
     // Check it out through the filter: the file now holds what smudge made of the blob.
     std::fs::remove_file(tree.join("plain.secret")).unwrap();
     git(&tree, &["checkout", "--", "plain.secret"]);
-    std::thread::sleep(Duration::from_millis(20));
-    git(&tree, &["status", "--porcelain"]);
-    let before = files(&tree);
-    let snap = snapshot_json(&test);
+    settle(&tree);
+    let snap = snapshot_then_fail_deleting(&test, "plain.secret");
     assert_eq!(snap["read"], 1, "only the filtered file is read: {snap}");
-    let ran = test.backstop(&["run", "--", "sh", "-c", "rm -rf .git plain.secret; exit 1"]);
-    assert_eq!(ran.status, 1, "{}", ran.stderr);
-    assert_eq!(files(&tree), before);
 }
 
 #[test]
@@ -286,12 +298,8 @@ fn racy_and_restamped_entries_are_read_not_trusted() {
         .unwrap()
         .set_modified(mtime)
         .unwrap();
-    let before = files(&tree);
-    let snap = snapshot_json(&test);
+    let snap = snapshot_then_fail_deleting(&test, "src");
     assert_eq!(snap["read"], 2, "{snap}");
-    let ran = test.backstop(&["run", "--", "sh", "-c", "rm -rf .git src; exit 1"]);
-    assert_eq!(ran.status, 1, "{}", ran.stderr);
-    assert_eq!(files(&tree), before);
 }
 
 #[test]
@@ -356,8 +364,7 @@ fn gc_removes_the_packs_no_snapshot_needs() {
     let tree = test.path();
     git(&tree, &["repack", "-adq"]);
     git(&tree, &["prune-packed"]);
-    std::thread::sleep(Duration::from_millis(20));
-    git(&tree, &["status", "--porcelain"]);
+    settle(&tree);
     let ran = test.backstop(&["run", "--", "true"]);
     assert_eq!(ran.status, 0, "{}", ran.stderr);
     let first = store_packs(&test);
@@ -378,8 +385,7 @@ fn gc_removes_the_packs_no_snapshot_needs() {
     git(&tree, &["commit", "-qm", "other"]);
     git(&tree, &["repack", "-adq"]);
     git(&tree, &["prune-packed"]);
-    std::thread::sleep(Duration::from_millis(20));
-    git(&tree, &["status", "--porcelain"]);
+    settle(&tree);
     let ran = test.backstop(&["run", "--", "true"]);
     assert_eq!(ran.status, 0, "{}", ran.stderr);
     assert_eq!(store_packs(&test).len(), 4);
@@ -406,12 +412,7 @@ fn line_endings_from_attributes_are_never_taken_from_git() {
     std::fs::remove_file(tree.join("notes.md")).unwrap();
     git(&tree, &["checkout", "--", "notes.md"]);
     assert_eq!(std::fs::read(tree.join("notes.md")).unwrap(), b"a\r\nb\r\n");
-    std::thread::sleep(Duration::from_millis(20));
-    git(&tree, &["status", "--porcelain"]);
-    let before = files(&tree);
-    let snap = snapshot_json(&test);
+    settle(&tree);
+    let snap = snapshot_then_fail_deleting(&test, "notes.md");
     assert_eq!(snap["read"], 1, "only notes.md is read: {snap}");
-    let ran = test.backstop(&["run", "--", "sh", "-c", "rm -rf .git notes.md; exit 1"]);
-    assert_eq!(ran.status, 1, "{}", ran.stderr);
-    assert_eq!(files(&tree), before);
 }
