@@ -10,18 +10,23 @@
 //!
 //! A clean file's bytes are the blob's only when git converted nothing between them:
 //! `core.autocrlf`, the `text`/`eol`/`crlf` attributes (line endings), and `filter`,
-//! `ident` and `working-tree-encoding`. When any attribute file or `core.autocrlf`
-//! could apply, each entry's attributes are looked up (as git does, with gitoxide):
-//! a filtered, ident or re-encoded file is read as any file; one whose line endings
-//! may be converted is taken from git only when the blob's size is the file's (a
-//! conversion adds or removes a byte per line end it converts, so equal sizes mean
-//! nothing was converted).
+//! `ident` and `working-tree-encoding`. When any attribute file could apply, each
+//! entry's attributes are looked up (as git does, with gitoxide): a filtered, ident or
+//! re-encoded file is read as any file. And every file is taken from git only when
+//! the blob's size is the file's: the attributes and configuration in force now need
+//! not be those the file was checked out with (`git -c core.autocrlf=true checkout`,
+//! a `.gitattributes` removed since), and git still calls it clean. A line-ending
+//! conversion adds or removes a byte per line end it converts, and an ident expands,
+//! so equal sizes mean nothing was converted. (A size-preserving filter dropped since
+//! the checkout is the one conversion this cannot see.)
 //!
 //! Anything unusual — no readable index, a SHA-256 repository, a scope outside the
-//! worktree, objects behind alternates, a store on another filesystem — means files
-//! are read and copied as they would be without git: slower, never wrong.
+//! worktree, objects behind alternates, a store on another filesystem, a git file
+//! that is a FIFO or anything else gitoxide could block on — means files are read
+//! and copied as they would be without git: slower, never wrong.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::git_objects::{BlobId, GitObjects};
 use super::manifest::Kind;
@@ -35,8 +40,6 @@ pub struct Checkout {
     /// Bytes of each entry's path before the scope's relative path (the scope root's
     /// path in the worktree, and a `/`).
     prefix: usize,
-    /// Per entry in `entries`: taken from git only when the blob's size is the file's.
-    size_checked: Vec<bool>,
     /// Per entry in `entries`: never taken from git (a filter, ident or encoding).
     converted: Vec<bool>,
     /// The index file's mtime, in nanoseconds since the epoch: entries not older are racy.
@@ -58,11 +61,40 @@ impl std::fmt::Debug for Checkout {
     }
 }
 
+/// How long finding the checkout and reading its index and attributes may take before
+/// the snapshot reads the files instead. gitoxide opens git's files as they are: a
+/// FIFO where one is expected (or named by a config include) would block it forever.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An index larger than this is not read (a sparse file or garbage is not an index).
+const MAX_INDEX: u64 = 2 << 30;
+
 impl Checkout {
     /// The checkout around `root`, with its packs linked into `store`; `None` when
     /// there is none backstop can use. `tree_has_attributes`: the walk saw a
     /// `.gitattributes` file in the scope.
+    ///
+    /// Never blocks: git's usual files must be regular files, and the rest is done on
+    /// a thread given [`OPEN_TIMEOUT`] (left blocked, if it is, until the process ends).
     pub fn open(root: &Path, store: &GitObjects, tree_has_attributes: bool) -> Option<Checkout> {
+        if !plain_git_files(root) {
+            return None;
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let owned = root.to_path_buf();
+        std::thread::Builder::new()
+            .name("git-index".into())
+            .spawn(move || {
+                let _ = tx.send(Checkout::read(&owned, tree_has_attributes));
+            })
+            .ok()?;
+        let checkout = rx.recv_timeout(OPEN_TIMEOUT).ok()??;
+        store.adopt_packs(&checkout.objects).ok()?;
+        Some(checkout)
+    }
+
+    /// [`Checkout::open`] but for linking the packs: may block on what git's files are.
+    fn read(root: &Path, tree_has_attributes: bool) -> Option<Checkout> {
         let repo = gix::discover(root).ok()?;
         if repo.object_hash() != gix::hash::Kind::Sha1 {
             return None;
@@ -81,7 +113,6 @@ impl Checkout {
             return None;
         }
         let objects = repo.common_dir().join("objects");
-        store.adopt_packs(&objects).ok()?;
         let index = repo.open_index().ok()?;
         let all = index.entries();
         let start = all.partition_point(|e| bytes(e.path(&index)) < prefix.as_slice());
@@ -94,7 +125,6 @@ impl Checkout {
         let index_mtime_ns =
             i128::from(t.unix_seconds()) * 1_000_000_000 + i128::from(t.nanoseconds());
         let mut checkout = Checkout {
-            size_checked: vec![false; end - start],
             converted: vec![false; end - start],
             index,
             entries: start..end,
@@ -104,18 +134,8 @@ impl Checkout {
             next: start,
             unlinkable: false,
         };
-        let autocrlf = repo
-            .config_snapshot()
-            .string("core.autocrlf")
-            .is_some_and(|v| {
-                !matches!(
-                    v.to_ascii_lowercase().as_slice(),
-                    b"false" | b"no" | b"off" | b"0" | b""
-                )
-            });
-        if autocrlf || tree_has_attributes || checkout.attributes_may_apply(&repo, &root, &workdir)
-        {
-            checkout.look_up_attributes(&repo, autocrlf)?;
+        if tree_has_attributes || checkout.attributes_may_apply(&repo, &root, &workdir) {
+            checkout.look_up_attributes(&repo)?;
         }
         Some(checkout)
     }
@@ -151,8 +171,10 @@ impl Checkout {
         in_index || files.iter().any(|f| f.exists())
     }
 
-    /// Looks up every entry's conversion attributes, as git would apply them.
-    fn look_up_attributes(&mut self, repo: &gix::Repository, autocrlf: bool) -> Option<()> {
+    /// Looks up every entry's conversion attributes, as git would apply them now: a
+    /// filtered, ident or re-encoded entry is never taken from git. (Line endings need
+    /// no look-up: every entry is size-checked, see [`Checkout::clean`].)
+    fn look_up_attributes(&mut self, repo: &gix::Repository) -> Option<()> {
         use gix::attrs::StateRef;
         let mut stack = repo
             .attributes_only(
@@ -160,27 +182,17 @@ impl Checkout {
                 gix::worktree::stack::state::attributes::Source::WorktreeThenIdMapping,
             )
             .ok()?;
-        let names = [
-            "text",
-            "eol",
-            "crlf",
-            "filter",
-            "ident",
-            "working-tree-encoding",
-        ];
+        let names = ["filter", "ident", "working-tree-encoding"];
         let mut out = stack.selected_attribute_matches(names);
         for (k, i) in self.entries.clone().enumerate() {
             let e = &self.index.entries()[i];
             let path = e.path(&self.index);
             let platform = stack.at_entry(path, Some(e.mode)).ok()?;
             platform.matching_attributes(&mut out);
-            let mut text = StateRef::Unspecified;
             for m in out.iter_selected() {
                 let state = m.assignment.state;
                 let specified = !matches!(state, StateRef::Unspecified);
                 match m.assignment.name.as_str() {
-                    "text" => text = state,
-                    "eol" | "crlf" if specified => self.size_checked[k] = true,
                     "filter" | "working-tree-encoding"
                         if specified && !matches!(state, StateRef::Unset) =>
                     {
@@ -189,11 +201,6 @@ impl Checkout {
                     "ident" if matches!(state, StateRef::Set) => self.converted[k] = true,
                     _ => {}
                 }
-            }
-            match text {
-                StateRef::Set | StateRef::Value(_) => self.size_checked[k] = true,
-                StateRef::Unspecified if autocrlf => self.size_checked[k] = true,
-                _ => {}
             }
         }
         Some(())
@@ -231,7 +238,13 @@ impl Checkout {
                 return None;
             }
         }
-        if self.size_checked[k] && store.size(&id) != Some(seen.stamp.size) {
+        // Always: the attributes and `core.autocrlf` in force now need not be those the
+        // file was checked out or added with (`git -c core.autocrlf=true checkout`, a
+        // `.gitattributes` since removed), and git calls such a file clean. A line-ending
+        // conversion or an ident changes the size. The header read also refuses a blob
+        // the store cannot find where its index says (a truncated pack, an empty loose
+        // object left by a crash).
+        if store.size(&id) != Some(seen.stamp.size) {
             return None;
         }
         Some(id)
@@ -241,6 +254,43 @@ impl Checkout {
         let mtime = i128::from(stat.mtime.secs) * 1_000_000_000 + i128::from(stat.mtime.nsecs);
         mtime >= self.index_mtime_ns
     }
+}
+
+/// Whether the files git (and gitoxide) open to find the checkout around `root` and
+/// read its index are regular files where they exist, and the index not huge: a FIFO
+/// among them would block, a symlink to `/dev/zero` never end.
+fn plain_git_files(root: &Path) -> bool {
+    let Some(dot_git) = root
+        .ancestors()
+        .map(|d| d.join(".git"))
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
+    else {
+        return true;
+    };
+    let Ok(meta) = std::fs::metadata(&dot_git) else {
+        return false;
+    };
+    if !meta.is_dir() && !meta.is_file() {
+        return false;
+    }
+    let Some(dirs) = super::git::dirs(&dot_git) else {
+        // Not a checkout gitoxide would use either.
+        return meta.is_file();
+    };
+    let plain = |p: PathBuf, limit: u64| match std::fs::metadata(&p) {
+        Ok(m) => m.is_file() && m.len() <= limit,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    let own = ["HEAD", "config", "commondir", "gitdir", "packed-refs"];
+    let common = [
+        "config",
+        "packed-refs",
+        "info/attributes",
+        "objects/info/alternates",
+    ];
+    plain(dirs.git.join("index"), MAX_INDEX)
+        && own.iter().all(|f| plain(dirs.git.join(f), MAX_INDEX))
+        && common.iter().all(|f| plain(dirs.common.join(f), MAX_INDEX))
 }
 
 /// A stage-0 regular file whose stat git keeps up to date.

@@ -175,6 +175,11 @@ impl GitObjects {
             if !regular(&from.join(&pack)) || !regular(&from.join(&idx)) {
                 continue;
             }
+            // A pack that is not the one its index describes (truncated by an
+            // interrupted copy, say) would vouch for blobs it cannot give back.
+            if !pack_matches_index(&from.join(&pack), &from.join(&idx)) {
+                continue;
+            }
             self.link(&from.join(&pack), &to.join(&pack))?;
             self.link(&from.join(&idx), &to.join(&idx))?;
             added = true;
@@ -426,6 +431,24 @@ impl GitObjects {
         }
         Ok(removed)
     }
+}
+
+/// Whether the pack at `pack` starts as a pack does and ends with the checksum the
+/// index at `idx` records for it: not truncated, not another pack.
+fn pack_matches_index(pack: &Path, idx: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(index) = gix::odb::pack::index::File::at(idx, gix::hash::Kind::Sha1) else {
+        return false;
+    };
+    let Ok(mut f) = fs::File::open(pack) else {
+        return false;
+    };
+    let mut head = [0u8; 4];
+    let mut tail = [0u8; 20];
+    let ok = f.read_exact(&mut head).is_ok()
+        && f.seek(SeekFrom::End(-20)).is_ok()
+        && f.read_exact(&mut tail).is_ok();
+    ok && &head == b"PACK" && index.pack_checksum().as_slice() == tail
 }
 
 pub fn parse_blob_hex(s: &str) -> Option<BlobId> {
