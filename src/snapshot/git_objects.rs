@@ -197,13 +197,17 @@ impl GitObjects {
             return Ok(true);
         }
         let ours = self.loose_path(id);
-        if fs::symlink_metadata(&ours).is_ok_and(|m| m.is_file()) {
+        if self.holds_loose(id) {
             return Ok(true);
         }
         let hex = blob_hex(id);
         let theirs = source.join(&hex[..2]).join(&hex[2..]);
-        if !fs::symlink_metadata(&theirs).is_ok_and(|m| m.is_file()) {
+        if !fs::symlink_metadata(&theirs).is_ok_and(|m| m.is_file() && m.len() > 0) {
             return Ok(false);
+        }
+        // An empty one of ours (emptied through git's name) goes: a sound one replaces it.
+        if fs::symlink_metadata(&ours).is_ok() {
+            let _ = fs::remove_file(&ours);
         }
         let parent = ours
             .parent()
@@ -245,6 +249,12 @@ impl GitObjects {
         packs.iter().any(|p| p.index.lookup(oid(id)).is_some())
     }
 
+    /// Whether `git-objects/` has `id` as a loose object that is not empty (a file
+    /// emptied through git's name, or by a crash, holds nothing).
+    fn holds_loose(&self, id: &BlobId) -> bool {
+        fs::symlink_metadata(self.loose_path(id)).is_ok_and(|m| m.is_file() && m.len() > 0)
+    }
+
     fn load_packs(&self) -> Vec<Pack> {
         let Ok(list) = fs::read_dir(self.pack_dir()) else {
             return Vec::new();
@@ -255,6 +265,12 @@ impl GitObjects {
             .filter_map(|e| {
                 let index =
                     gix::odb::pack::index::File::at(e.path(), gix::hash::Kind::Sha1).ok()?;
+                // A pack is git's file too (one inode): written over in place through
+                // git's name, it no longer vouches for anything (new snapshots read the
+                // files again instead of naming blobs it cannot give back).
+                if !pack_trailer_is(&e.path().with_extension("pack"), &index) {
+                    return None;
+                }
                 Some(Pack {
                     name: e.file_name(),
                     index,
@@ -266,7 +282,7 @@ impl GitObjects {
     /// Which of `ids` the store lacks.
     pub fn missing<'a>(&self, ids: impl IntoIterator<Item = &'a BlobId>) -> Vec<BlobId> {
         ids.into_iter()
-            .filter(|id| !self.in_packs(id) && !self.loose_path(id).is_file())
+            .filter(|id| !self.in_packs(id) && !self.holds_loose(id))
             .copied()
             .collect()
     }
@@ -436,10 +452,13 @@ impl GitObjects {
 /// Whether the pack at `pack` starts as a pack does and ends with the checksum the
 /// index at `idx` records for it: not truncated, not another pack.
 fn pack_matches_index(pack: &Path, idx: &Path) -> bool {
+    gix::odb::pack::index::File::at(idx, gix::hash::Kind::Sha1)
+        .is_ok_and(|index| pack_trailer_is(pack, &index))
+}
+
+/// [`pack_matches_index`] with the index loaded.
+fn pack_trailer_is(pack: &Path, index: &gix::odb::pack::index::File) -> bool {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(index) = gix::odb::pack::index::File::at(idx, gix::hash::Kind::Sha1) else {
-        return false;
-    };
     let Ok(mut f) = fs::File::open(pack) else {
         return false;
     };
