@@ -269,8 +269,11 @@ impl Plan {
                     c.content.clone()
                 }
                 // Clean in git, and not known by another name: a file recorded by its
-                // hash is read (its content may be the same, and must compare so).
+                // hash is read (its content may be the same, and must compare so). Not
+                // over the size limit: a blob is put back from memory, whole (a clean
+                // 10 GB file would take 30 GB to put back); such a file is skipped.
                 c if !c.is_some_and(|(c, _)| matches!(c.content, Content::Hash(_)))
+                    && s.stamp.size <= scope.max_file_size
                     && let Some(id) = git(s) =>
                 {
                     self.from_git += 1;

@@ -520,3 +520,24 @@ fn git_objects_overwritten_in_place_leave_earlier_runs_undoable() {
     assert_eq!(ran.status, 0, "undo: {}", ran.stderr);
     assert_eq!(files(&tree), before);
 }
+
+#[test]
+fn a_clean_file_over_the_size_limit_is_skipped_as_any_other() {
+    // A blob is put back whole from memory (and hashed twice): a clean file of many
+    // gigabytes would need several times its size in memory to roll back. Over the
+    // limit, a clean file is recorded, not kept, as it always was.
+    let test = checkout(2);
+    let tree = test.path();
+    std::fs::write(
+        tree.join("backstop.yaml"),
+        "version: 1\nretry: { max_attempts: 1 }\nrollback: { scope: { max_file_size: 1KiB } }\n",
+    )
+    .unwrap();
+    std::fs::write(tree.join("big.bin"), vec![7u8; 4096]).unwrap();
+    git(&tree, &["add", "-A"]);
+    git(&tree, &["commit", "-qm", "big"]);
+    settle(&tree, &[]);
+    let snap = snapshot_json(&test);
+    assert_eq!(snap["skipped"], 1, "{snap}");
+    assert_eq!(snap["read"], 0, "{snap}");
+}
