@@ -168,7 +168,29 @@ impl Checkout {
         }
         files.push(PathBuf::from("/etc/gitattributes"));
         files.push(PathBuf::from("/usr/local/etc/gitattributes"));
-        in_index || files.iter().any(|f| f.exists())
+        if in_index || files.iter().any(|f| f.exists()) {
+            return true;
+        }
+        // And below the scope's root, every directory an entry is in: the walk does not
+        // see an attribute file it ignores (`.gitattributes` in `.gitignore`), and git
+        // applies it all the same.
+        let mut dirs = std::collections::HashSet::new();
+        for e in &self.index.entries()[self.entries.clone()] {
+            let mut p: &[u8] = e.path(&self.index);
+            while let Some(slash) = p.iter().rposition(|b| *b == b'/') {
+                p = &p[..slash];
+                if p.len() < self.prefix || !dirs.insert(p) {
+                    break;
+                }
+            }
+        }
+        dirs.into_iter().any(|d| {
+            use std::os::unix::ffi::OsStrExt;
+            workdir
+                .join(std::ffi::OsStr::from_bytes(d))
+                .join(".gitattributes")
+                .exists()
+        })
     }
 
     /// Looks up every entry's conversion attributes, as git would apply them now: a

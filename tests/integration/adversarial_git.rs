@@ -605,3 +605,41 @@ os.utime(index, ns=(later, later))
     assert_eq!(ran.status, 1, "{}", ran.stderr);
     assert_eq!(files(&tree), before);
 }
+
+#[test]
+fn an_ignored_untracked_gitattributes_still_counts() {
+    // `sub/.gitattributes`, untracked and ignored (so the walk never sees it), puts a
+    // size-preserving filter on `sub/deep/a.s`; git applies it all the same.
+    let test = checkout(1);
+    let tree = test.path();
+    git(
+        &tree,
+        &["config", "filter.rot13.smudge", "tr a-zA-Z n-za-mN-ZA-M"],
+    );
+    git(
+        &tree,
+        &["config", "filter.rot13.clean", "tr a-zA-Z n-za-mN-ZA-M"],
+    );
+    std::fs::create_dir_all(tree.join("sub/deep")).unwrap();
+    std::fs::write(tree.join("sub/deep/a.s"), "Hello World\n").unwrap();
+    std::fs::write(tree.join(".gitignore"), ".gitattributes\n").unwrap();
+    git(&tree, &["add", "-A"]);
+    git(&tree, &["commit", "-qm", "plain"]);
+    std::fs::write(tree.join("sub/.gitattributes"), "*.s filter=rot13\n").unwrap();
+    std::fs::remove_file(tree.join("sub/deep/a.s")).unwrap();
+    git(&tree, &["checkout", "--", "sub/deep/a.s"]);
+    assert_eq!(
+        std::fs::read(tree.join("sub/deep/a.s")).unwrap(),
+        b"Uryyb Jbeyq\n"
+    );
+    settle(&tree, &[]);
+    let snap = snapshot_json(&test);
+    assert_eq!(snap["read"], 1, "a.s is read: {snap}");
+    let ran = test.backstop(&["run", "--", "sh", "-c", "rm -rf .git sub/deep; exit 1"]);
+    assert_eq!(ran.status, 1, "{}", ran.stderr);
+    assert_eq!(
+        std::fs::read(tree.join("sub/deep/a.s")).unwrap(),
+        b"Uryyb Jbeyq\n",
+        "the blob's bytes were put back, not the file's"
+    );
+}
