@@ -79,6 +79,9 @@ struct Findings {
     /// Objects only unchanged paths of finished runs name, not in the store: nothing
     /// needs them.
     dangling: BTreeSet<Hash>,
+    /// Git blobs (`git-objects/`) an undo, redo, put-back or stat cache needs that are
+    /// missing or damaged: nothing in the store can repair them.
+    bad_git_blobs: BTreeMap<crate::snapshot::git_objects::BlobId, &'static str>,
     /// Manifests that cannot be used, and why.
     bad_manifests: BTreeMap<String, String>,
     bad_records: Vec<(PathBuf, String)>,
@@ -103,6 +106,7 @@ impl Findings {
         self.damaged.is_empty()
             && self.unreadable.is_empty()
             && self.missing.is_empty()
+            && self.bad_git_blobs.is_empty()
             && self.bad_manifests.is_empty()
             && self.bad_records.is_empty()
             && self.bad_journals.is_empty()
@@ -262,6 +266,7 @@ fn examine(dir: &Path, objects: &Objects, checks: &mut HashMap<Hash, Check>) -> 
                     .as_ref()
                     .is_none_or(|c| c.contains(&crate::names::Name(e.path.clone())));
                 if let Some(kind) = git_check(objects, &mut git_checks, id).filter(|_| changed) {
+                    f.bad_git_blobs.insert(*id, kind);
                     hurt.push((display_path(&e.path), kind));
                 }
                 continue;
@@ -736,6 +741,7 @@ fn print_json(out: &mut impl Write, f: &Findings, repaired: &[String]) -> Result
         "damaged_objects": f.damaged.iter().map(hex).collect::<Vec<_>>(),
         "missing_objects": f.missing.iter().map(hex).collect::<Vec<_>>(),
         "unneeded_missing_objects": f.dangling.difference(&f.missing).map(hex).collect::<Vec<_>>(),
+        "bad_git_blobs": f.bad_git_blobs.iter().map(|(id, why)| json!({"blob": crate::snapshot::git_objects::blob_hex(id), "error": why})).collect::<Vec<_>>(),
         "unreadable_objects": f.unreadable.iter().map(|(h, why)| json!({"object": hex(h), "error": why})).collect::<Vec<_>>(),
         "damaged_manifests": f.bad_manifests.iter().map(|(id, why)| json!({"manifest": id, "error": why})).collect::<Vec<_>>(),
         "damaged_records": f.bad_records.iter().map(|(p, why)| json!({"path": Name::from(p.as_path()), "error": why})).collect::<Vec<_>>(),

@@ -8,24 +8,25 @@
 //! sound: an entry modified no earlier than the index file was written is *racy* (an
 //! edit in the same clock tick leaves its stat as recorded), and is read as any file.
 //!
-//! A clean file's bytes are the blob's only when git converted nothing between them.
-//! Line endings change the size (a conversion adds or removes a byte per line end): when
-//! `core.autocrlf` or `core.eol` is set at all (even to `false`: a checkout made under
-//! another value keeps its line endings), or an attribute file gives a path `text`,
-//! `eol` or `crlf`, a file is taken from git only when its blob has exactly its size
-//! (read from the pack entry's header; checking every blob would cost a read of the
-//! whole pack). `filter`, `ident` and `working-tree-encoding` may keep the size: when
-//! any attribute file could apply, each entry's attributes are looked up (as git does,
-//! with gitoxide), and a file with one of them is read as any file. What neither rule
-//! sees is a conversion whose setting was removed without a trace after the checkout
-//! (`git config --unset core.autocrlf`, an attribute line deleted); `git status` calls
-//! such files clean too.
+//! A clean file's bytes are the blob's only when git converted nothing between them:
+//! `core.autocrlf`, the `text`/`eol`/`crlf` attributes (line endings), and `filter`,
+//! `ident` and `working-tree-encoding`. When any attribute file could apply, each
+//! entry's attributes are looked up (as git does, with gitoxide): a filtered, ident or
+//! re-encoded file is read as any file. And every file is taken from git only when
+//! the blob's size is the file's: the attributes and configuration in force now need
+//! not be those the file was checked out with (`git -c core.autocrlf=true checkout`,
+//! a `.gitattributes` removed since), and git still calls it clean. A line-ending
+//! conversion adds or removes a byte per line end it converts, and an ident expands,
+//! so equal sizes mean nothing was converted. (A size-preserving filter dropped since
+//! the checkout is the one conversion this cannot see.)
 //!
 //! Anything unusual — no readable index, a SHA-256 repository, a scope outside the
-//! worktree, objects behind alternates, a store on another filesystem — means files
-//! are read and copied as they would be without git: slower, never wrong.
+//! worktree, objects behind alternates, a store on another filesystem, a git file
+//! that is a FIFO or anything else gitoxide could block on — means files are read
+//! and copied as they would be without git: slower, never wrong.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::git_objects::{BlobId, GitObjects};
 use super::manifest::Kind;
@@ -41,11 +42,6 @@ pub struct Checkout {
     prefix: usize,
     /// Per entry in `entries`: never taken from git (a filter, ident or encoding).
     converted: Vec<bool>,
-    /// Per entry in `entries`: taken from git only when the blob's size is the file's.
-    size_checked: Vec<bool>,
-    /// Line endings may have been converted for any file (`core.autocrlf` or
-    /// `core.eol` set, to any value, in any configuration git reads).
-    eol_anywhere: bool,
     /// The index file's mtime, in nanoseconds since the epoch: entries not older are racy.
     index_mtime_ns: i128,
     /// The checkout's git objects directory, where loose objects are linked from.
@@ -65,11 +61,40 @@ impl std::fmt::Debug for Checkout {
     }
 }
 
+/// How long finding the checkout and reading its index and attributes may take before
+/// the snapshot reads the files instead. gitoxide opens git's files as they are: a
+/// FIFO where one is expected (or named by a config include) would block it forever.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An index larger than this is not read (a sparse file or garbage is not an index).
+const MAX_INDEX: u64 = 2 << 30;
+
 impl Checkout {
     /// The checkout around `root`, with its packs linked into `store`; `None` when
     /// there is none backstop can use. `tree_has_attributes`: the walk saw a
     /// `.gitattributes` file in the scope.
+    ///
+    /// Never blocks: git's usual files must be regular files, and the rest is done on
+    /// a thread given [`OPEN_TIMEOUT`] (left blocked, if it is, until the process ends).
     pub fn open(root: &Path, store: &GitObjects, tree_has_attributes: bool) -> Option<Checkout> {
+        if !plain_git_files(root) {
+            return None;
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let owned = root.to_path_buf();
+        std::thread::Builder::new()
+            .name("git-index".into())
+            .spawn(move || {
+                let _ = tx.send(Checkout::read(&owned, tree_has_attributes));
+            })
+            .ok()?;
+        let checkout = rx.recv_timeout(OPEN_TIMEOUT).ok()??;
+        store.adopt_packs(&checkout.objects).ok()?;
+        Some(checkout)
+    }
+
+    /// [`Checkout::open`] but for linking the packs: may block on what git's files are.
+    fn read(root: &Path, tree_has_attributes: bool) -> Option<Checkout> {
         let repo = gix::discover(root).ok()?;
         // A repository gitoxide does not fully trust (another user's) has configuration
         // it did not read: nothing is taken from it.
@@ -92,7 +117,6 @@ impl Checkout {
             return None;
         }
         let objects = repo.common_dir().join("objects");
-        store.adopt_packs(&objects).ok()?;
         let index = repo.open_index().ok()?;
         let all = index.entries();
         let start = all.partition_point(|e| bytes(e.path(&index)) < prefix.as_slice());
@@ -106,8 +130,6 @@ impl Checkout {
             i128::from(t.unix_seconds()) * 1_000_000_000 + i128::from(t.nanoseconds());
         let mut checkout = Checkout {
             converted: vec![false; end - start],
-            size_checked: vec![false; end - start],
-            eol_anywhere: false,
             index,
             entries: start..end,
             prefix: prefix.len(),
@@ -115,12 +137,6 @@ impl Checkout {
             objects,
             next: start,
             unlinkable: false,
-        };
-        // Set at all, even to `false`: a checkout made under another value keeps the
-        // line endings it was given.
-        checkout.eol_anywhere = {
-            let config = repo.config_snapshot();
-            config.string("core.autocrlf").is_some() || config.string("core.eol").is_some()
         };
         if tree_has_attributes || checkout.attributes_may_apply(&repo, &root, &workdir) {
             checkout.look_up_attributes(&repo)?;
@@ -156,12 +172,34 @@ impl Checkout {
         }
         files.push(PathBuf::from("/etc/gitattributes"));
         files.push(PathBuf::from("/usr/local/etc/gitattributes"));
-        in_index || files.iter().any(|f| f.exists())
+        if in_index || files.iter().any(|f| f.exists()) {
+            return true;
+        }
+        // And below the scope's root, every directory an entry is in: the walk does not
+        // see an attribute file it ignores (`.gitattributes` in `.gitignore`), and git
+        // applies it all the same.
+        let mut dirs = std::collections::HashSet::new();
+        for e in &self.index.entries()[self.entries.clone()] {
+            let mut p: &[u8] = e.path(&self.index);
+            while let Some(slash) = p.iter().rposition(|b| *b == b'/') {
+                p = &p[..slash];
+                if p.len() < self.prefix || !dirs.insert(p) {
+                    break;
+                }
+            }
+        }
+        dirs.into_iter().any(|d| {
+            use std::os::unix::ffi::OsStrExt;
+            workdir
+                .join(std::ffi::OsStr::from_bytes(d))
+                .join(".gitattributes")
+                .exists()
+        })
     }
 
-    /// Looks up the attributes that make a file's bytes something other than its
-    /// blob's, as git would apply them: `filter`, `ident` and `working-tree-encoding`
-    /// (whatever the sizes), and `text`, `eol` and `crlf` (line endings: sizes compared).
+    /// Looks up every entry's conversion attributes, as git would apply them now: a
+    /// filtered, ident or re-encoded entry is never taken from git. (Line endings need
+    /// no look-up: every entry is size-checked, see [`Checkout::clean`].)
     fn look_up_attributes(&mut self, repo: &gix::Repository) -> Option<()> {
         use gix::attrs::StateRef;
         let mut stack = repo
@@ -170,32 +208,23 @@ impl Checkout {
                 gix::worktree::stack::state::attributes::Source::WorktreeThenIdMapping,
             )
             .ok()?;
-        let mut out = stack.selected_attribute_matches([
-            "filter",
-            "ident",
-            "working-tree-encoding",
-            "text",
-            "eol",
-            "crlf",
-        ]);
+        let names = ["filter", "ident", "working-tree-encoding"];
+        let mut out = stack.selected_attribute_matches(names);
         for (k, i) in self.entries.clone().enumerate() {
             let e = &self.index.entries()[i];
-            let platform = stack.at_entry(e.path(&self.index), Some(e.mode)).ok()?;
+            let path = e.path(&self.index);
+            let platform = stack.at_entry(path, Some(e.mode)).ok()?;
             platform.matching_attributes(&mut out);
             for m in out.iter_selected() {
                 let state = m.assignment.state;
+                let specified = !matches!(state, StateRef::Unspecified);
                 match m.assignment.name.as_str() {
-                    "filter" | "ident" | "working-tree-encoding"
-                        if matches!(state, StateRef::Set | StateRef::Value(_)) =>
+                    "filter" | "working-tree-encoding"
+                        if specified && !matches!(state, StateRef::Unset) =>
                     {
-                        self.converted[k] = true;
+                        self.converted[k] = true
                     }
-                    // `-text` (and `binary`) says no conversion; anything else may.
-                    "text" | "eol" | "crlf"
-                        if !matches!(state, StateRef::Unspecified | StateRef::Unset) =>
-                    {
-                        self.size_checked[k] = true;
-                    }
+                    "ident" if matches!(state, StateRef::Set) => self.converted[k] = true,
                     _ => {}
                 }
             }
@@ -235,8 +264,13 @@ impl Checkout {
                 return None;
             }
         }
-        // Line endings converted on checkout make the sizes differ.
-        if (self.eol_anywhere || self.size_checked[k]) && store.size(&id) != Some(seen.stamp.size) {
+        // Always: the attributes and `core.autocrlf` in force now need not be those the
+        // file was checked out or added with (`git -c core.autocrlf=true checkout`, a
+        // `.gitattributes` since removed), and git calls such a file clean. A line-ending
+        // conversion or an ident changes the size. The header read also refuses a blob
+        // the store cannot find where its index says (a truncated pack, an empty loose
+        // object left by a crash).
+        if store.size(&id) != Some(seen.stamp.size) {
             return None;
         }
         Some(id)
@@ -246,6 +280,43 @@ impl Checkout {
         let mtime = i128::from(stat.mtime.secs) * 1_000_000_000 + i128::from(stat.mtime.nsecs);
         mtime >= self.index_mtime_ns
     }
+}
+
+/// Whether the files git (and gitoxide) open to find the checkout around `root` and
+/// read its index are regular files where they exist, and the index not huge: a FIFO
+/// among them would block, a symlink to `/dev/zero` never end.
+fn plain_git_files(root: &Path) -> bool {
+    let Some(dot_git) = root
+        .ancestors()
+        .map(|d| d.join(".git"))
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
+    else {
+        return true;
+    };
+    let Ok(meta) = std::fs::metadata(&dot_git) else {
+        return false;
+    };
+    if !meta.is_dir() && !meta.is_file() {
+        return false;
+    }
+    let Some(dirs) = super::git::dirs(&dot_git) else {
+        // Not a checkout gitoxide would use either.
+        return meta.is_file();
+    };
+    let plain = |p: PathBuf, limit: u64| match std::fs::metadata(&p) {
+        Ok(m) => m.is_file() && m.len() <= limit,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    let own = ["HEAD", "config", "commondir", "gitdir", "packed-refs"];
+    let common = [
+        "config",
+        "packed-refs",
+        "info/attributes",
+        "objects/info/alternates",
+    ];
+    plain(dirs.git.join("index"), MAX_INDEX)
+        && own.iter().all(|f| plain(dirs.git.join(f), MAX_INDEX))
+        && common.iter().all(|f| plain(dirs.common.join(f), MAX_INDEX))
 }
 
 /// A stage-0 regular file whose stat git keeps up to date.

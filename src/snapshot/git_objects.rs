@@ -179,6 +179,11 @@ impl GitObjects {
             if !regular(&from.join(&pack)) || !regular(&from.join(&idx)) {
                 continue;
             }
+            // A pack that is not the one its index describes (truncated by an
+            // interrupted copy, say) would vouch for blobs it cannot give back.
+            if !pack_matches_index(&from.join(&pack), &from.join(&idx)) {
+                continue;
+            }
             self.link(&from.join(&pack), &to.join(&pack))?;
             self.link(&from.join(&idx), &to.join(&idx))?;
             added = true;
@@ -196,13 +201,17 @@ impl GitObjects {
             return Ok(true);
         }
         let ours = self.loose_path(id);
-        if fs::symlink_metadata(&ours).is_ok_and(|m| m.is_file()) {
+        if self.holds_loose(id) {
             return Ok(true);
         }
         let hex = blob_hex(id);
         let theirs = source.join(&hex[..2]).join(&hex[2..]);
-        if !fs::symlink_metadata(&theirs).is_ok_and(|m| m.is_file()) {
+        if !fs::symlink_metadata(&theirs).is_ok_and(|m| m.is_file() && m.len() > 0) {
             return Ok(false);
+        }
+        // An empty one of ours (emptied through git's name) goes: a sound one replaces it.
+        if fs::symlink_metadata(&ours).is_ok() {
+            let _ = fs::remove_file(&ours);
         }
         let parent = ours
             .parent()
@@ -244,6 +253,12 @@ impl GitObjects {
         packs.iter().any(|p| p.index.lookup(oid(id)).is_some())
     }
 
+    /// Whether `git-objects/` has `id` as a loose object that is not empty (a file
+    /// emptied through git's name, or by a crash, holds nothing).
+    fn holds_loose(&self, id: &BlobId) -> bool {
+        fs::symlink_metadata(self.loose_path(id)).is_ok_and(|m| m.is_file() && m.len() > 0)
+    }
+
     fn load_packs(&self) -> Vec<Pack> {
         let Ok(list) = fs::read_dir(self.pack_dir()) else {
             return Vec::new();
@@ -254,6 +269,12 @@ impl GitObjects {
             .filter_map(|e| {
                 let index =
                     gix::odb::pack::index::File::at(e.path(), gix::hash::Kind::Sha1).ok()?;
+                // A pack is git's file too (one inode): written over in place through
+                // git's name, it no longer vouches for anything (new snapshots read the
+                // files again instead of naming blobs it cannot give back).
+                if !pack_trailer_is(&e.path().with_extension("pack"), &index) {
+                    return None;
+                }
                 let data = gix::odb::pack::data::File::at(
                     e.path().with_extension("pack"),
                     gix::hash::Kind::Sha1,
@@ -274,8 +295,7 @@ impl GitObjects {
         let packs = packs.get_or_insert_with(|| self.load_packs());
         ids.into_iter()
             .filter(|id| {
-                !packs.iter().any(|p| p.index.lookup(oid(id)).is_some())
-                    && !self.loose_path(id).is_file()
+                !packs.iter().any(|p| p.index.lookup(oid(id)).is_some()) && !self.holds_loose(id)
             })
             .copied()
             .collect()
@@ -467,6 +487,27 @@ impl GitObjects {
         }
         Ok(removed)
     }
+}
+
+/// Whether the pack at `pack` starts as a pack does and ends with the checksum the
+/// index at `idx` records for it: not truncated, not another pack.
+fn pack_matches_index(pack: &Path, idx: &Path) -> bool {
+    gix::odb::pack::index::File::at(idx, gix::hash::Kind::Sha1)
+        .is_ok_and(|index| pack_trailer_is(pack, &index))
+}
+
+/// [`pack_matches_index`] with the index loaded.
+fn pack_trailer_is(pack: &Path, index: &gix::odb::pack::index::File) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = fs::File::open(pack) else {
+        return false;
+    };
+    let mut head = [0u8; 4];
+    let mut tail = [0u8; 20];
+    let ok = f.read_exact(&mut head).is_ok()
+        && f.seek(SeekFrom::End(-20)).is_ok()
+        && f.read_exact(&mut tail).is_ok();
+    ok && &head == b"PACK" && index.pack_checksum().as_slice() == tail
 }
 
 pub fn parse_blob_hex(s: &str) -> Option<BlobId> {

@@ -109,12 +109,23 @@ pub fn take(
     let Walked { seen, rules } = scope.walk(&also)?;
     drop(also);
 
-    let attributes = seen
+    let is_attributes =
+        |s: &&Seen| s.path == b".gitattributes" || s.path.ends_with(b"/.gitattributes");
+    let attributes = seen.iter().any(|s| is_attributes(&s));
+    // An attribute file that is not a file (a FIFO would block gitoxide reading it):
+    // no file comes from git.
+    let odd_attributes = seen
         .iter()
-        .any(|s| s.path == b".gitattributes" || s.path.ends_with(b"/.gitattributes"));
+        .filter(is_attributes)
+        .any(|s| s.kind != Kind::File);
     // Opened when the first file is not vouched for by the stat cache: an unchanged
     // tree never reads git's index.
-    let mut checkout = Lazy::new(|| Checkout::open(&scope.root, objects.git(), attributes));
+    let mut checkout = Lazy::new(|| {
+        if odd_attributes {
+            return None;
+        }
+        Checkout::open(&scope.root, objects.git(), attributes)
+    });
     let mut plan = Plan::of(scope, seen, cache, &mut checkout, objects);
     let from_git = plan.from_git;
     let repairing = plan.reread_missing(objects, cache_id)?;
@@ -258,8 +269,11 @@ impl Plan {
                     c.content.clone()
                 }
                 // Clean in git, and not known by another name: a file recorded by its
-                // hash is read (its content may be the same, and must compare so).
+                // hash is read (its content may be the same, and must compare so). Not
+                // over the size limit: a blob is put back from memory, whole (a clean
+                // 10 GB file would take 30 GB to put back); such a file is skipped.
                 c if !c.is_some_and(|(c, _)| matches!(c.content, Content::Hash(_)))
+                    && s.stamp.size <= scope.max_file_size
                     && let Some(id) = git(s) =>
                 {
                     self.from_git += 1;

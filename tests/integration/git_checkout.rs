@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::helpers::Test;
 
 /// git in `dir`, with no user or system configuration but what the test sets.
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .current_dir(dir)
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -36,7 +36,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// Every file under `dir` (but `.git`) with its bytes and permission bits.
-fn files(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
+pub(crate) fn files(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -64,7 +64,7 @@ fn files(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
 /// A committed checkout in the test's tree: `n` text files in nested directories, an
 /// executable, a binary file, an empty one, and a backstop policy that rolls back a
 /// failed run at once. Waits past the index's racy window, so the files are clean.
-fn checkout(n: usize) -> Test {
+pub(crate) fn checkout(n: usize) -> Test {
     let test = Test::new().policy("version: 1\nretry: { max_attempts: 1 }\n");
     let tree = test.path();
     git(&tree, &["init", "-q"]);
@@ -84,7 +84,7 @@ fn checkout(n: usize) -> Test {
     test
 }
 
-fn snapshot_json(test: &Test) -> Value {
+pub(crate) fn snapshot_json(test: &Test) -> Value {
     let ran = test.backstop(&["snapshot", "--json"]);
     assert_eq!(ran.status, 0, "snapshot failed: {}", ran.stderr);
     serde_json::from_str(&ran.stdout).expect("snapshot --json is JSON")

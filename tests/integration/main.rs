@@ -6,6 +6,7 @@
 mod helpers;
 
 mod adversarial;
+mod adversarial_git;
 mod adversarial_late;
 mod adversarial_limits;
 mod adversarial_runs;
