@@ -234,6 +234,14 @@ impl Checkout {
 
     /// The blob id of `seen`, when it is clean in the checkout and the store holds its
     /// blob. Paths must come in the walk's order (sorted by bytes).
+    ///
+    /// Its size is still to be compared with the blob's, by the caller, for all such
+    /// files at once ([`GitObjects::sizes`]); always: the attributes and `core.autocrlf`
+    /// in force now need not be those the file was checked out or added with (`git -c
+    /// core.autocrlf=true checkout`, a `.gitattributes` since removed), and git calls
+    /// such a file clean. A line-ending conversion or an ident changes the size. The
+    /// header read also refuses a blob the store cannot find where its index says (a
+    /// truncated pack, an empty loose object left by a crash).
     pub fn clean(&mut self, seen: &Seen, store: &GitObjects) -> Option<BlobId> {
         if seen.kind != Kind::File || self.unlinkable {
             return None;
@@ -263,15 +271,6 @@ impl Checkout {
                 self.unlinkable = true;
                 return None;
             }
-        }
-        // Always: the attributes and `core.autocrlf` in force now need not be those the
-        // file was checked out or added with (`git -c core.autocrlf=true checkout`, a
-        // `.gitattributes` since removed), and git calls such a file clean. A line-ending
-        // conversion or an ident changes the size. The header read also refuses a blob
-        // the store cannot find where its index says (a truncated pack, an empty loose
-        // object left by a crash).
-        if store.size(&id) != Some(seen.stamp.size) {
-            return None;
         }
         Some(id)
     }

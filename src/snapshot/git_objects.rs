@@ -92,8 +92,6 @@ pub struct GitObjects {
     odb: OnceLock<Option<Mutex<gix::odb::Handle>>>,
     /// Links made and not yet synced ([`GitObjects::sync_linked`]).
     linked: Mutex<Vec<PathBuf>>,
-    /// One decompressor for the delta headers [`GitObjects::size`] reads.
-    inflate: Mutex<Option<gix::zlib::Inflate>>,
 }
 
 impl std::fmt::Debug for GitObjects {
@@ -107,7 +105,8 @@ impl std::fmt::Debug for GitObjects {
 struct Pack {
     name: std::ffi::OsString,
     index: gix::odb::pack::index::File,
-    data: gix::odb::pack::data::File,
+    /// The pack itself, read (never mapped) for entry headers by [`GitObjects::sizes`].
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for Pack {
@@ -132,7 +131,6 @@ impl GitObjects {
             packs: Mutex::new(None),
             odb: OnceLock::new(),
             linked: Mutex::new(Vec::new()),
-            inflate: Mutex::new(None),
         }
     }
 
@@ -275,15 +273,10 @@ impl GitObjects {
                 if !pack_trailer_is(&e.path().with_extension("pack"), &index) {
                     return None;
                 }
-                let data = gix::odb::pack::data::File::at(
-                    e.path().with_extension("pack"),
-                    gix::hash::Kind::Sha1,
-                )
-                .ok()?;
                 Some(Pack {
                     name: e.file_name(),
                     index,
-                    data,
+                    path: e.path().with_extension("pack"),
                 })
             })
             .collect()
@@ -316,33 +309,60 @@ impl GitObjects {
         }
     }
 
-    /// The size of the blob `id` the store holds, from its header alone: in a pack,
-    /// the entry's header, or for a delta the first bytes of the delta (its result's
-    /// size), as `git cat-file -s` finds it.
-    pub fn size(&self, id: &BlobId) -> Option<u64> {
-        use gix::odb::pack::data::decode::header::ResolvedBase;
-        let packed = {
+    /// The sizes of the blobs `ids` the store holds (`None`: not there, or a header
+    /// that cannot be read), as `git cat-file -s` finds them: in a pack, from the
+    /// entry's header, or for a delta from the first bytes of the delta (its result's
+    /// size, whatever its base: the index says it is a blob, and restores check the kind
+    /// and the bytes). Packed entries are read in pack order, in windows of the file
+    /// (not mapped: a 300 MB pack would count in the process's memory), on two threads
+    /// for many.
+    pub fn sizes(&self, ids: &[BlobId]) -> Vec<Option<u64>> {
+        let mut out = vec![None; ids.len()];
+        // (pack, offset, k): where each packed blob's entry is.
+        let mut jobs: Vec<(usize, u64, usize)> = Vec::with_capacity(ids.len());
+        let paths: Vec<PathBuf> = {
             let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
             let packs = packs.get_or_insert_with(|| self.load_packs());
-            let mut inflate = self.inflate.lock().unwrap_or_else(|p| p.into_inner());
-            let inflate = inflate.get_or_insert_with(gix::zlib::Inflate::default);
-            packs.iter().find_map(|p| {
-                let i = p.index.lookup(oid(id))?;
-                let entry = p.data.entry(p.index.pack_offset_at_index(i)).ok()?;
-                // The index says it is a blob; a delta's size is its result's, whatever
-                // its base (restores check the kind and the bytes).
-                let resolve = |_: &gix::hash::oid| {
-                    Ok(Some(ResolvedBase::OutOfPack {
-                        kind: gix::objs::Kind::Blob,
-                        num_deltas: None,
-                    }))
-                };
-                let header = p.data.decode_header(entry, inflate, &resolve).ok()?;
-                Some(header.object_size)
-            })
+            for (k, id) in ids.iter().enumerate() {
+                if let Some((n, i)) = packs
+                    .iter()
+                    .enumerate()
+                    .find_map(|(n, p)| Some((n, p.index.lookup(oid(id))?)))
+                {
+                    jobs.push((n, packs[n].index.pack_offset_at_index(i), k));
+                }
+            }
+            packs.iter().map(|p| p.path.clone()).collect()
         };
-        if packed.is_some() {
-            return packed;
+        let packed: HashSet<usize> = jobs.iter().map(|j| j.2).collect();
+        for (k, id) in ids.iter().enumerate() {
+            if !packed.contains(&k) {
+                out[k] = self.loose_size(id);
+            }
+        }
+        jobs.sort_unstable();
+        let threads = if jobs.len() < 4096 { 1 } else { 2 };
+        let chunk = jobs.len().div_ceil(threads).max(1);
+        let found: Vec<(usize, Option<u64>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = jobs
+                .chunks(chunk)
+                .map(|part| scope.spawn(|| PackReader::new(&paths).sizes(part)))
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        for (k, size) in found {
+            out[k] = size;
+        }
+        out
+    }
+
+    /// The size of a loose blob the store holds, from its header.
+    fn loose_size(&self, id: &BlobId) -> Option<u64> {
+        if !self.holds_loose(id) {
+            return None;
         }
         use gix::prelude::Header;
         let header = self.odb().ok()?.try_header(&oid(id)).ok()??;
@@ -508,6 +528,101 @@ fn pack_trailer_is(pack: &Path, index: &gix::odb::pack::index::File) -> bool {
         && f.seek(SeekFrom::End(-20)).is_ok()
         && f.read_exact(&mut tail).is_ok();
     ok && &head == b"PACK" && index.pack_checksum().as_slice() == tail
+}
+
+/// Reads pack entry headers in offset order through a window of each pack file.
+struct PackReader<'p> {
+    paths: &'p [PathBuf],
+    open: Option<(usize, fs::File, u64)>,
+    window: Vec<u8>,
+    /// Where the window starts in the open pack.
+    at: u64,
+    inflate: gix::zlib::Inflate,
+}
+
+/// How much of a pack one read brings in.
+const WINDOW: usize = 256 << 10;
+/// What an entry's header and the start of its delta can need, at the most: a type and
+/// size (10 bytes), a base (a 20-byte id or an offset), and the compressed bytes of a
+/// delta's two sizes.
+const HEADER_ROOM: usize = 128;
+
+impl<'p> PackReader<'p> {
+    fn new(paths: &'p [PathBuf]) -> Self {
+        PackReader {
+            paths,
+            open: None,
+            window: Vec::with_capacity(WINDOW),
+            at: 0,
+            inflate: gix::zlib::Inflate::default(),
+        }
+    }
+
+    /// The size of each blob at `(pack, offset, k)`, `jobs` sorted by pack and offset.
+    fn sizes(mut self, jobs: &[(usize, u64, usize)]) -> Vec<(usize, Option<u64>)> {
+        jobs.iter()
+            .map(|&(pack, offset, k)| (k, self.size_at(pack, offset)))
+            .collect()
+    }
+
+    fn size_at(&mut self, pack: usize, offset: u64) -> Option<u64> {
+        use gix::odb::pack::data::entry::Header;
+        let start = self.fill(pack, offset)?;
+        let bytes = self.window.get(start..)?;
+        let entry =
+            gix::odb::pack::data::Entry::from_bytes(bytes, offset, gix::hash::Kind::Sha1).ok()?;
+        match entry.header {
+            Header::Blob => Some(entry.decompressed_size),
+            Header::OfsDelta { .. } | Header::RefDelta { .. } => {
+                let skip = usize::try_from(entry.data_offset - offset).ok()?;
+                let data = bytes.get(skip..)?;
+                let mut head = [0u8; 20];
+                let want = head
+                    .len()
+                    .min(usize::try_from(entry.decompressed_size).ok()?);
+                self.inflate.reset();
+                let (_, _, got) = self.inflate.prefix(data, &mut head[..want]).ok()?;
+                let (_base, used) = delta_size(&head[..got])?;
+                Some(delta_size(&head[used..got])?.0)
+            }
+            _ => None,
+        }
+    }
+
+    /// Brings the pack's bytes from `offset` into the window (at least [`HEADER_ROOM`]
+    /// of them, or to its end): where they start in it.
+    fn fill(&mut self, pack: usize, offset: u64) -> Option<usize> {
+        use std::os::unix::fs::FileExt;
+        if self.open.as_ref().is_none_or(|(n, ..)| *n != pack) {
+            let file = fs::File::open(self.paths.get(pack)?).ok()?;
+            let len = file.metadata().ok()?.len();
+            self.open = Some((pack, file, len));
+            self.window.clear();
+        }
+        let (_, file, len) = self.open.as_ref()?;
+        let end = self.at + self.window.len() as u64;
+        let room = (HEADER_ROOM as u64).min(len.saturating_sub(offset));
+        if offset < self.at || offset + room > end {
+            let want = WINDOW.min(usize::try_from(len.checked_sub(offset)?).ok()?);
+            self.window.resize(want, 0);
+            file.read_exact_at(&mut self.window, offset).ok()?;
+            self.at = offset;
+        }
+        usize::try_from(offset - self.at).ok()
+    }
+}
+
+/// A size at the start of a delta (git's `get_delta_hdr_size`): seven bits a byte,
+/// least significant first, while the high bit is set. Returns it and the bytes used.
+fn delta_size(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut size = 0u64;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        size |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((size, i + 1));
+        }
+    }
+    None
 }
 
 pub fn parse_blob_hex(s: &str) -> Option<BlobId> {

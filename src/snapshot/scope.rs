@@ -178,16 +178,19 @@ impl Scope {
         // A small tree (as the last snapshot knew it) is walked before threads could start.
         // Two threads at most: a walk is mostly system calls, which a third core (where
         // there is one) only adds contention to.
-        let threads = if also.len() < SMALL_TREE {
-            1
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+        // With no last snapshot (the first of a tree) the walk grows to two threads once
+        // it has seen that many entries.
+        let two = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+        let (threads, grow_after) = match also.len() {
+            0 => (two, Some(SMALL_TREE)),
+            n if n < SMALL_TREE => (1, None),
+            _ => (two, None),
         };
         let Found {
             seen: mut found,
             mut pruned,
             mut errors,
-        } = walk::walk(&self.root, &filter, threads, strict);
+        } = walk::walk(&self.root, &filter, threads, grow_after, strict);
         if strict && !errors.is_empty() {
             return Walked::failed(errors);
         }

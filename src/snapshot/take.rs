@@ -127,7 +127,8 @@ pub fn take(
         Checkout::open(&scope.root, objects.git(), attributes)
     });
     let mut plan = Plan::of(scope, seen, cache, &mut checkout, objects);
-    let from_git = plan.from_git;
+    plan.check_git_sizes(objects, cache);
+    let from_git = plan.from_git.len();
     let repairing = plan.reread_missing(objects, cache_id)?;
     plan.check_total_size(scope)?;
     let staged = plan.read(scope, objects, &repairing)?;
@@ -194,8 +195,9 @@ struct Plan {
     /// Files to read whose cached content was a git blob: read back as that blob when
     /// their content is still its (a touched file is not a changed one).
     was_git: HashMap<usize, BlobId>,
-    /// Files recorded as clean in their git checkout.
-    from_git: usize,
+    /// Files recorded as clean in their git checkout (their blobs' sizes checked by
+    /// [`Plan::check_git_sizes`]).
+    from_git: Vec<usize>,
     /// Files over the size limit: recorded, not kept.
     skipped: Vec<Vec<u8>>,
 }
@@ -214,7 +216,7 @@ impl Plan {
             to_read: Vec::new(),
             vouched: Vec::new(),
             was_git: HashMap::new(),
-            from_git: 0,
+            from_git: Vec::new(),
             skipped: Vec::new(),
         };
         // Both the walk and the manifest are sorted by path: one pass over the manifest
@@ -276,7 +278,7 @@ impl Plan {
                     && s.stamp.size <= scope.max_file_size
                     && let Some(id) = git(s) =>
                 {
-                    self.from_git += 1;
+                    self.from_git.push(i);
                     Content::Git(id)
                 }
                 _ if s.stamp.size > scope.max_file_size => {
@@ -291,6 +293,30 @@ impl Plan {
                     Content::None
                 }
             },
+        }
+    }
+
+    /// Files taken from git whose blob is not their size (a conversion on checkout, a
+    /// damaged pack) are read as any file, all blobs' sizes read at once.
+    fn check_git_sizes(&mut self, objects: &Objects, cache: Option<&Manifest>) {
+        let ids: Vec<BlobId> = self
+            .from_git
+            .iter()
+            .filter_map(|&i| self.entries[i].content.git().copied())
+            .collect();
+        let sizes = objects.git().sizes(&ids);
+        let from_git = std::mem::take(&mut self.from_git);
+        for (i, size) in from_git.into_iter().zip(sizes) {
+            if size == Some(self.entries[i].size) {
+                self.from_git.push(i);
+                continue;
+            }
+            let cached = cache.and_then(|m| m.find(&self.entries[i].path));
+            if let Some(id) = cached.and_then(|c| c.content.git()) {
+                self.was_git.insert(i, *id);
+            }
+            self.entries[i].content = Content::None;
+            self.to_read.push(i);
         }
     }
 

@@ -90,9 +90,16 @@ struct Walker<'a> {
     wake: Condvar,
 }
 
-/// Walks `root` on `threads` threads (this one among them); `strict` stops at the
-/// first error, otherwise every readable entry is found.
-pub(super) fn walk(root: &Path, filter: &Filter, threads: usize, strict: bool) -> Found {
+/// Walks `root` on `threads` threads (this one among them), the others started only
+/// once `grow_after` entries are found when it is given; `strict` stops at the first
+/// error, otherwise every readable entry is found.
+pub(super) fn walk(
+    root: &Path,
+    filter: &Filter,
+    threads: usize,
+    grow_after: Option<usize>,
+    strict: bool,
+) -> Found {
     // The root itself is filtered as the walk's own entries are (a root named `.git`,
     // or the store itself, holds nothing in scope).
     if root.file_name() == Some(OsStr::new(".git")) || filter.store.as_deref() == Some(&[]) {
@@ -109,12 +116,29 @@ pub(super) fn walk(root: &Path, filter: &Filter, threads: usize, strict: bool) -
         }),
         wake: Condvar::new(),
     };
+    let mut all = Found::default();
     if threads <= 1 {
-        return walker.work();
+        walker.work(&mut all, usize::MAX);
+        return all;
+    }
+    // A tree of unknown size is walked on one thread until it has shown this many
+    // entries: a small one is over before a thread would have started.
+    if let Some(limit) = grow_after
+        && !walker.work(&mut all, limit)
+    {
+        return all;
     }
     std::thread::scope(|s| {
-        let others: Vec<_> = (1..threads).map(|_| s.spawn(|| walker.work())).collect();
-        let mut all = walker.work();
+        let others: Vec<_> = (1..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut found = Found::default();
+                    walker.work(&mut found, usize::MAX);
+                    found
+                })
+            })
+            .collect();
+        walker.work(&mut all, usize::MAX);
         for other in others {
             // A worker only panics on a bug; its share is then missing, so say so.
             match other.join() {
@@ -133,19 +157,23 @@ pub(super) fn walk(root: &Path, filter: &Filter, threads: usize, strict: bool) -
 }
 
 impl Walker<'_> {
-    /// One thread: reads directories until none are left or one failed (`strict`).
-    fn work(&self) -> Found {
-        let mut found = Found::default();
-        while let Some(dir) = self.next() {
+    /// One thread: reads directories into `found` until none are left or one failed
+    /// (`strict`), or it holds `limit` entries. Whether it stopped at the limit with
+    /// directories left.
+    fn work(&self, found: &mut Found, limit: usize) -> bool {
+        while found.seen.len() < limit {
+            let Some(dir) = self.next() else {
+                return false;
+            };
             let mut busy = Busy {
                 walker: self,
                 subdirs: Vec::new(),
                 go_on: false,
             };
-            let ok = self.read(&dir, &mut found, &mut busy.subdirs);
+            let ok = self.read(&dir, found, &mut busy.subdirs);
             busy.go_on = ok || !self.strict;
         }
-        found
+        true
     }
 
     /// The next directory to read; `None` when the walk is over.
@@ -329,10 +357,13 @@ mod tests {
             matcher: None,
             keep_pruned: true,
         };
-        let one = walk(dir.path(), &filter, 1, true);
-        let two = walk(dir.path(), &filter, 2, true);
-        assert!(one.errors.is_empty() && two.errors.is_empty());
+        let one = walk(dir.path(), &filter, 1, None, true);
+        let two = walk(dir.path(), &filter, 2, None, true);
+        // One thread for the first 10 entries, then two.
+        let grown = walk(dir.path(), &filter, 2, Some(10), true);
+        assert!(one.errors.is_empty() && two.errors.is_empty() && grown.errors.is_empty());
         assert_eq!(paths(&one), paths(&two));
+        assert_eq!(paths(&one), paths(&grown));
         let found = paths(&one);
         for want in [
             "a.txt",
@@ -380,7 +411,7 @@ mod tests {
             matcher: None,
             keep_pruned: false,
         };
-        let found = walk(&gone, &filter, 2, true);
+        let found = walk(&gone, &filter, 2, Some(10), true);
         assert!(found.seen.is_empty());
         let msg = format!("{:#}", found.errors[0]);
         assert!(msg.contains(&gone.display().to_string()), "{msg}");

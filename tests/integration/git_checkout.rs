@@ -416,3 +416,42 @@ fn line_endings_from_attributes_are_never_taken_from_git() {
     let snap = snapshot_then_fail_deleting(&test, "notes.md");
     assert_eq!(snap["read"], 1, "only notes.md is read: {snap}");
 }
+
+#[test]
+fn blobs_stored_as_deltas_are_sized_from_their_delta_headers() {
+    // Files much alike: git stores most of them as deltas of one another.
+    let test = checkout(0);
+    let tree = test.path();
+    let base: String = (0..400)
+        .map(|i| format!("line {i} of a long shared text\n"))
+        .collect();
+    for i in 0..30 {
+        std::fs::write(
+            tree.join(format!("v{i}.txt")),
+            format!("{base}variant {i}\n"),
+        )
+        .unwrap();
+    }
+    git(&tree, &["add", "-A"]);
+    git(&tree, &["commit", "-qm", "variants"]);
+    git(&tree, &["repack", "-adfq", "--depth=50", "--window=50"]);
+    git(&tree, &["prune-packed"]);
+    let pack = git(&tree, &["rev-parse", "--git-path", "objects/pack"]);
+    let idx = std::fs::read_dir(tree.join(pack.trim()))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "idx"))
+        .unwrap()
+        .path();
+    let verify = git(&tree, &["verify-pack", "-v", idx.to_str().unwrap()]);
+    let deltas = verify
+        .lines()
+        .filter(|l| l.contains(" blob ") && l.split_whitespace().count() > 5)
+        .count();
+    assert!(deltas >= 10, "too few deltas to test: {verify}");
+    settle(&tree);
+    let tracked = tracked(&test);
+    let snap = snapshot_then_fail_deleting(&test, "v*.txt");
+    assert_eq!(snap["from_git"], tracked, "{snap}");
+    assert_eq!(snap["read"], 0, "{snap}");
+}
