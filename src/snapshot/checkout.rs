@@ -72,7 +72,8 @@ const MAX_INDEX: u64 = 2 << 30;
 impl Checkout {
     /// The checkout around `root`, with its packs linked into `store`; `None` when
     /// there is none backstop can use. `tree_has_attributes`: the walk saw a
-    /// `.gitattributes` file in the scope.
+    /// `.gitattributes` in a directory of the scope (in scope or left out by the
+    /// ignore rules, which git does not apply to attribute files).
     ///
     /// Never blocks: git's usual files must be regular files, and the rest is done on
     /// a thread given [`OPEN_TIMEOUT`] (left blocked, if it is, until the process ends).
@@ -172,29 +173,8 @@ impl Checkout {
         }
         files.push(PathBuf::from("/etc/gitattributes"));
         files.push(PathBuf::from("/usr/local/etc/gitattributes"));
-        if in_index || files.iter().any(|f| f.exists()) {
-            return true;
-        }
-        // And below the scope's root, every directory an entry is in: the walk does not
-        // see an attribute file it ignores (`.gitattributes` in `.gitignore`), and git
-        // applies it all the same.
-        let mut dirs = std::collections::HashSet::new();
-        for e in &self.index.entries()[self.entries.clone()] {
-            let mut p: &[u8] = e.path(&self.index);
-            while let Some(slash) = p.iter().rposition(|b| *b == b'/') {
-                p = &p[..slash];
-                if p.len() < self.prefix || !dirs.insert(p) {
-                    break;
-                }
-            }
-        }
-        dirs.into_iter().any(|d| {
-            use std::os::unix::ffi::OsStrExt;
-            workdir
-                .join(std::ffi::OsStr::from_bytes(d))
-                .join(".gitattributes")
-                .exists()
-        })
+        // Below the scope's root, the walk says (it sees those it leaves out, too).
+        in_index || files.iter().any(|f| f.exists())
     }
 
     /// Looks up every entry's conversion attributes, as git would apply them now: a

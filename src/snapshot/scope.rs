@@ -48,6 +48,9 @@ pub struct Scope {
 /// What a walk found, and the ignore rules it went by.
 pub struct Walked {
     pub seen: Vec<Seen>,
+    /// Whether a directory walked held a `.gitattributes`, in scope or left out
+    /// (`Some`), and whether one was not a regular file (`Some(true)`).
+    pub attributes: Option<bool>,
     /// The rules read from the tree, when the scope had none fixed.
     pub rules: Option<Rules>,
 }
@@ -68,6 +71,7 @@ impl Walked {
         (
             Walked {
                 seen: Vec::new(),
+                attributes: None,
                 rules: None,
             },
             errors,
@@ -190,6 +194,8 @@ impl Scope {
             seen: mut found,
             mut pruned,
             mut errors,
+            attributes,
+            odd_attributes,
         } = walk::walk(&self.root, &filter, threads, grow_after, strict);
         if strict && !errors.is_empty() {
             return Walked::failed(errors);
@@ -207,7 +213,14 @@ impl Scope {
                 Some(rules)
             }
         };
-        (Walked { seen: found, rules }, errors)
+        (
+            Walked {
+                seen: found,
+                attributes: attributes.then_some(odd_attributes),
+                rules,
+            },
+            errors,
+        )
     }
 
     /// The policy's `exclude` globs, as the walker takes them.

@@ -106,25 +106,19 @@ pub fn take(
     let also: Vec<&[u8]> = cache.map_or_else(Vec::new, |m| {
         m.entries.iter().map(|e| e.path.as_slice()).collect()
     });
-    let Walked { seen, rules } = scope.walk(&also)?;
+    let Walked {
+        seen,
+        attributes,
+        rules,
+    } = scope.walk(&also)?;
     drop(also);
 
-    let is_attributes =
-        |s: &&Seen| s.path == b".gitattributes" || s.path.ends_with(b"/.gitattributes");
-    let attributes = seen.iter().any(|s| is_attributes(&s));
-    // An attribute file that is not a file (a FIFO would block gitoxide reading it):
-    // no file comes from git.
-    let odd_attributes = seen
-        .iter()
-        .filter(is_attributes)
-        .any(|s| s.kind != Kind::File);
     // Opened when the first file is not vouched for by the stat cache: an unchanged
-    // tree never reads git's index.
-    let mut checkout = Lazy::new(|| {
-        if odd_attributes {
-            return None;
-        }
-        Checkout::open(&scope.root, objects.git(), attributes)
+    // tree never reads git's index. Not with an attribute file that is not a file (a
+    // FIFO would block gitoxide reading it).
+    let mut checkout = Lazy::new(|| match attributes {
+        Some(true) => None,
+        _ => Checkout::open(&scope.root, objects.git(), attributes.is_some()),
     });
     let mut plan = Plan::of(scope, seen, cache, &mut checkout, objects);
     plan.check_git_sizes(objects, cache);

@@ -57,6 +57,10 @@ pub(super) struct Found {
     pub seen: Vec<Seen>,
     pub pruned: Vec<Pruned>,
     pub errors: Vec<anyhow::Error>,
+    /// A directory read held a `.gitattributes` (in scope or left out).
+    pub attributes: bool,
+    /// ... that was not a regular file (a FIFO would block whoever reads it).
+    pub odd_attributes: bool,
 }
 
 /// The directories waiting to be read, and how many are being read now: the walk is
@@ -146,6 +150,8 @@ pub(super) fn walk(
                     all.seen.extend(found.seen);
                     all.pruned.extend(found.pruned);
                     all.errors.extend(found.errors);
+                    all.attributes |= found.attributes;
+                    all.odd_attributes |= found.odd_attributes;
                 }
                 Err(_) => all
                     .errors
@@ -262,6 +268,11 @@ impl Walker<'_> {
             };
             if name == ".git" || self.filter.store.as_deref() == Some(rel.as_slice()) {
                 continue;
+            }
+            // Kept or left out: git applies an attribute file it ignores all the same.
+            if name == ".gitattributes" {
+                found.attributes = true;
+                found.odd_attributes |= !entry.file_type().is_ok_and(|t| t.is_file());
             }
             // The directory entry's type (no system call), as the filters were given before.
             let is_dir = match entry.file_type() {
