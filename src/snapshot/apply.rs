@@ -433,7 +433,7 @@ impl Links {
         // it had then (a run that wrote through one name changed them all).
         let m = fs::symlink_metadata(&peer).ok()?;
         let same_file = m.is_file() && m.ino() == to.ino && m.dev() == to.meta.dev;
-        (same_file && holds(&peer, &to.content)).then_some(peer)
+        (same_file && holds(&peer, to)).then_some(peer)
     }
 
     fn written(&mut self, to: &Entry, path: PathBuf) {
@@ -444,9 +444,9 @@ impl Links {
 }
 
 /// Whether the regular file at `path` holds exactly the content named `hash`.
-fn holds(path: &Path, content: &Content) -> bool {
-    content.is_kept()
-        && super::snapshots::content_of_file(path, Some(content)).is_ok_and(|c| c == *content)
+fn holds(path: &Path, entry: &Entry) -> bool {
+    entry.content.is_kept()
+        && super::snapshots::content_of_file(path, Some(entry)).is_ok_and(|c| c == entry.content)
 }
 
 /// Makes `path` another name of `existing`: linked beside it, renamed over.

@@ -373,7 +373,7 @@ impl<'a> Snapshots<'a> {
             Kind::File => match known {
                 // Same stat (ctime too) as when it was recorded: the same content.
                 Some(k) if k.same_stat(&entry) => k.content.clone(),
-                _ => content_of_file(&path, known.map(|k| &k.content))?,
+                _ => content_of_file(&path, known)?,
             },
         };
         Ok(Some(entry))
@@ -383,14 +383,15 @@ impl<'a> Snapshots<'a> {
 /// The content of the file at `path`, read once: its git blob id when `like` was
 /// that blob and it still holds it (content compares by how it was recorded), else
 /// its hash.
-pub fn content_of_file(path: &Path, like: Option<&Content>) -> Result<Content> {
+pub fn content_of_file(path: &Path, like: Option<&Entry>) -> Result<Content> {
     let mut f = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut h = blake3::Hasher::new();
-    let was_git = like.and_then(Content::git);
-    let mut blob = match was_git {
-        Some(_) => Some(super::git_objects::BlobHasher::new(f.metadata()?.len())),
-        None => None,
-    };
+    let len = f.metadata()?.len();
+    // Of another size, it is not that blob: no need to hash it as git does.
+    let was_git = like
+        .filter(|e| e.size == len)
+        .and_then(|e| e.content.git());
+    let mut blob = was_git.map(|_| super::git_objects::BlobHasher::new(len));
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = f.read(&mut buf)?;

@@ -280,7 +280,9 @@ impl Plan {
                     Content::Skipped
                 }
                 _ => {
-                    if let Some(id) = cached.and_then(|(c, _)| c.content.git()) {
+                    // Of another size, it is not that blob: no need to hash it as git does.
+                    let same_size = cached.filter(|(c, _)| c.size == s.stamp.size);
+                    if let Some(id) = same_size.and_then(|(c, _)| c.content.git()) {
                         self.was_git.insert(i, *id);
                     }
                     self.to_read.push(i);
@@ -306,7 +308,8 @@ impl Plan {
                 continue;
             }
             let cached = cache.and_then(|m| m.find(&self.entries[i].path));
-            if let Some(id) = cached.and_then(|c| c.content.git()) {
+            let same_size = cached.filter(|c| c.size == self.entries[i].size);
+            if let Some(id) = same_size.and_then(|c| c.content.git()) {
                 self.was_git.insert(i, *id);
             }
             self.entries[i].content = Content::None;
