@@ -388,9 +388,7 @@ pub fn content_of_file(path: &Path, like: Option<&Entry>) -> Result<Content> {
     let mut h = blake3::Hasher::new();
     let len = f.metadata()?.len();
     // Of another size, it is not that blob: no need to hash it as git does.
-    let was_git = like
-        .filter(|e| e.size == len)
-        .and_then(|e| e.content.git());
+    let was_git = like.filter(|e| e.size == len).and_then(|e| e.content.git());
     let mut blob = was_git.map(|_| super::git_objects::BlobHasher::new(len));
     let mut buf = vec![0u8; 256 * 1024];
     loop {
