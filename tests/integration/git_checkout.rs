@@ -455,3 +455,46 @@ fn blobs_stored_as_deltas_are_sized_from_their_delta_headers() {
     assert_eq!(snap["from_git"], tracked, "{snap}");
     assert_eq!(snap["read"], 0, "{snap}");
 }
+
+#[test]
+fn undo_and_redo_of_a_branch_switch_are_exact_after_the_repository_is_gone() {
+    let test = checkout(12);
+    let tree = test.path();
+    // Another branch: some files changed, one removed, one added.
+    git(&tree, &["checkout", "-qb", "other"]);
+    std::fs::write(tree.join("src/d1/f1.txt"), "other branch\n").unwrap();
+    std::fs::remove_file(tree.join("src/d2/f2.txt")).unwrap();
+    std::fs::write(tree.join("added.txt"), "only on the other branch\n").unwrap();
+    git(&tree, &["add", "-A"]);
+    git(&tree, &["commit", "-qm", "other"]);
+    git(&tree, &["checkout", "-q", "master"]);
+    git(&tree, &["repack", "-adq"]);
+    settle(&tree);
+    let before = files(&tree);
+    // The run switches branches: its after-state comes from git too.
+    let ran = test.backstop(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.05; git checkout -q other; sleep 0.05; git status --porcelain",
+    ]);
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    let after = files(&tree);
+    assert_ne!(before, after);
+    std::fs::remove_dir_all(tree.join(".git")).unwrap();
+    let ran = test.backstop(&["undo"]);
+    assert_eq!(ran.status, 0, "undo: {}", ran.stderr);
+    assert_eq!(
+        files(&tree),
+        before,
+        "undo did not give back the first branch"
+    );
+    let ran = test.backstop(&["redo"]);
+    assert_eq!(ran.status, 0, "redo: {}", ran.stderr);
+    assert_eq!(
+        files(&tree),
+        after,
+        "redo did not give back the other branch"
+    );
+}
