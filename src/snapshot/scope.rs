@@ -200,7 +200,7 @@ impl Scope {
         if strict && !errors.is_empty() {
             return Walked::failed(errors);
         }
-        found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        // `found` comes sorted by path.
         if let Err(e) = self.stat_missing(&mut found, also, strict, &mut errors) {
             return Walked::failed(vec![e]);
         }

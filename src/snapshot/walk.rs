@@ -50,8 +50,8 @@ impl Filter<'_> {
     }
 }
 
-/// What one walk found: kept entries unsorted, what was left out (when kept), and
-/// what could not be read.
+/// What one walk found: kept entries sorted by path, what was left out (when kept),
+/// and what could not be read.
 #[derive(Default)]
 pub(super) struct Found {
     pub seen: Vec<Seen>,
@@ -121,8 +121,10 @@ pub(super) fn walk(
         wake: Condvar::new(),
     };
     let mut all = Found::default();
+    let by_path = |a: &Seen, b: &Seen| a.path.cmp(&b.path);
     if threads <= 1 {
         walker.work(&mut all, usize::MAX);
+        all.seen.sort_unstable_by(by_path);
         return all;
     }
     // A tree of unknown size is walked on one thread until it has shown this many
@@ -130,24 +132,28 @@ pub(super) fn walk(
     if let Some(limit) = grow_after
         && !walker.work(&mut all, limit)
     {
+        all.seen.sort_unstable_by(by_path);
         return all;
     }
     std::thread::scope(|s| {
+        // Each thread sorts its own list, at the same time; the lists are then merged.
         let others: Vec<_> = (1..threads)
             .map(|_| {
                 s.spawn(|| {
                     let mut found = Found::default();
                     walker.work(&mut found, usize::MAX);
+                    found.seen.sort_unstable_by(by_path);
                     found
                 })
             })
             .collect();
         walker.work(&mut all, usize::MAX);
+        all.seen.sort_unstable_by(by_path);
         for other in others {
             // A worker only panics on a bug; its share is then missing, so say so.
             match other.join() {
                 Ok(found) => {
-                    all.seen.extend(found.seen);
+                    all.seen = merge_sorted(std::mem::take(&mut all.seen), found.seen);
                     all.pruned.extend(found.pruned);
                     all.errors.extend(found.errors);
                     all.attributes |= found.attributes;
@@ -160,6 +166,22 @@ pub(super) fn walk(
         }
         all
     })
+}
+
+/// Two lists sorted by path, as one.
+fn merge_sorted(a: Vec<Seen>, b: Vec<Seen>) -> Vec<Seen> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.path <= y.path => a.next(),
+            (Some(_), Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (None, None) => return out,
+        };
+        out.extend(next);
+    }
 }
 
 impl Walker<'_> {
@@ -375,6 +397,12 @@ mod tests {
         assert!(one.errors.is_empty() && two.errors.is_empty() && grown.errors.is_empty());
         assert_eq!(paths(&one), paths(&two));
         assert_eq!(paths(&one), paths(&grown));
+        for found in [&one, &two, &grown] {
+            assert!(
+                found.seen.windows(2).all(|w| w[0].path < w[1].path),
+                "sorted by path bytes, each once"
+            );
+        }
         let found = paths(&one);
         for want in [
             "a.txt",
