@@ -26,6 +26,7 @@
 //! and copied as they would be without git: slower, never wrong.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::git_objects::{BlobId, GitObjects};
@@ -35,6 +36,13 @@ use super::scope::Seen;
 /// The index entries inside one scope, and what is known about each.
 pub struct Checkout {
     index: gix::index::File,
+    /// Per entry in `entries`, when read ahead: the blob's size is the size git
+    /// recorded (the file's, if its stat matches).
+    size_ok: Option<Vec<bool>>,
+    /// Whether the attributes were looked up (`converted` says what they found).
+    looked_up: bool,
+    /// The repository, for a later look-up of the attributes.
+    repo: gix::ThreadSafeRepository,
     /// The entries inside the scope: a range of the index, sorted as the walk is.
     entries: std::ops::Range<usize>,
     /// Bytes of each entry's path before the scope's relative path (the scope root's
@@ -70,14 +78,11 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_INDEX: u64 = 2 << 30;
 
 impl Checkout {
-    /// The checkout around `root`, with its packs linked into `store`; `None` when
-    /// there is none backstop can use. `tree_has_attributes`: the walk saw a
-    /// `.gitattributes` in a directory of the scope (in scope or left out by the
-    /// ignore rules, which git does not apply to attribute files).
-    ///
-    /// Never blocks: git's usual files must be regular files, and the rest is done on
-    /// a thread given [`OPEN_TIMEOUT`] (left blocked, if it is, until the process ends).
-    pub fn open(root: &Path, store: &GitObjects, tree_has_attributes: bool) -> Option<Checkout> {
+    /// Starts reading the checkout around `root` on a thread of its own (the index, the
+    /// attributes when an attribute file outside the walk's reach can apply, the packs
+    /// linked into `store`, and with `sizes` every entry's blob size), so that it can go
+    /// on while the scope is walked; `None` when git's files are not plain files.
+    pub fn start(root: &Path, store: Arc<GitObjects>, sizes: bool) -> Option<Pending> {
         if !plain_git_files(root) {
             return None;
         }
@@ -86,16 +91,23 @@ impl Checkout {
         std::thread::Builder::new()
             .name("git-index".into())
             .spawn(move || {
-                let _ = tx.send(Checkout::read(&owned, tree_has_attributes));
+                let _ = tx.send(Checkout::read(&owned, &store, sizes));
             })
             .ok()?;
-        let checkout = rx.recv_timeout(OPEN_TIMEOUT).ok()??;
-        store.adopt_packs(&checkout.objects).ok()?;
-        Some(checkout)
+        Some(Pending { rx })
     }
 
-    /// [`Checkout::open`] but for linking the packs: may block on what git's files are.
-    fn read(root: &Path, tree_has_attributes: bool) -> Option<Checkout> {
+    /// [`Checkout::start`] and [`Pending::finish`] at once.
+    pub fn open(
+        root: &Path,
+        store: Arc<GitObjects>,
+        tree_has_attributes: bool,
+    ) -> Option<Checkout> {
+        Checkout::start(root, store, false)?.finish(tree_has_attributes)
+    }
+
+    /// What [`Checkout::start`]'s thread does: may block on what git's files are.
+    fn read(root: &Path, store: &GitObjects, sizes: bool) -> Option<Checkout> {
         let repo = gix::discover(root).ok()?;
         // A repository gitoxide does not fully trust (another user's) has configuration
         // it did not read: nothing is taken from it.
@@ -131,6 +143,9 @@ impl Checkout {
             i128::from(t.unix_seconds()) * 1_000_000_000 + i128::from(t.nanoseconds());
         let mut checkout = Checkout {
             converted: vec![false; end - start],
+            size_ok: None,
+            looked_up: false,
+            repo: repo.clone().into_sync(),
             index,
             entries: start..end,
             prefix: prefix.len(),
@@ -139,10 +154,34 @@ impl Checkout {
             next: start,
             unlinkable: false,
         };
-        if tree_has_attributes || checkout.attributes_may_apply(&repo, &root, &workdir) {
+        if checkout.attributes_may_apply(&repo, &root, &workdir) {
             checkout.look_up_attributes(&repo)?;
         }
+        store.adopt_packs(&checkout.objects).ok()?;
+        if sizes {
+            checkout.read_sizes(store);
+        }
         Some(checkout)
+    }
+
+    /// Every ordinary entry's blob size against the size git recorded, read ahead.
+    fn read_sizes(&mut self, store: &GitObjects) {
+        let entries = &self.index.entries()[self.entries.clone()];
+        let ids: Vec<BlobId> = entries
+            .iter()
+            .map(|e| match e.id {
+                gix::ObjectId::Sha1(id) if ordinary(e) => id,
+                _ => [0; 20],
+            })
+            .collect();
+        let sizes = store.sizes(&ids);
+        self.size_ok = Some(
+            entries
+                .iter()
+                .zip(sizes)
+                .map(|(e, size)| ordinary(e) && size == Some(u64::from(e.stat.size)))
+                .collect(),
+        );
     }
 
     /// Whether any attribute file could name an attribute for a path of the scope.
@@ -188,6 +227,7 @@ impl Checkout {
                 gix::worktree::stack::state::attributes::Source::WorktreeThenIdMapping,
             )
             .ok()?;
+        self.looked_up = true;
         let names = ["filter", "ident", "working-tree-encoding"];
         let mut out = stack.selected_attribute_matches(names);
         for (k, i) in self.entries.clone().enumerate() {
@@ -222,7 +262,7 @@ impl Checkout {
     /// such a file clean. A line-ending conversion or an ident changes the size. The
     /// header read also refuses a blob the store cannot find where its index says (a
     /// truncated pack, an empty loose object left by a crash).
-    pub fn clean(&mut self, seen: &Seen, store: &GitObjects) -> Option<BlobId> {
+    pub fn clean(&mut self, seen: &Seen, store: &GitObjects) -> Option<(BlobId, bool)> {
         if seen.kind != Kind::File || self.unlinkable {
             return None;
         }
@@ -252,7 +292,10 @@ impl Checkout {
                 return None;
             }
         }
-        Some(id)
+        // Read ahead and found right: the caller need not read this size again (an
+        // entry found wrong may still be right once its loose object is linked).
+        let verified = self.size_ok.as_ref().is_some_and(|ok| ok[k]);
+        Some((id, verified))
     }
 
     fn racy(&self, stat: &gix::index::entry::Stat) -> bool {
@@ -261,16 +304,47 @@ impl Checkout {
     }
 }
 
-/// Whether the files git (and gitoxide) open to find the checkout around `root` and
-/// read its index are regular files where they exist, and the index not huge: a FIFO
-/// among them would block, a symlink to `/dev/zero` never end.
+/// A checkout being read (see [`Checkout::start`]).
+pub struct Pending {
+    rx: std::sync::mpsc::Receiver<Option<Checkout>>,
+}
+
+impl Pending {
+    /// The checkout, once read (waiting at most [`OPEN_TIMEOUT`]), with the attributes
+    /// looked up if `tree_has_attributes` (the walk saw a `.gitattributes` in a
+    /// directory of the scope, in scope or left out by the ignore rules, which git does
+    /// not apply to attribute files) and they were not yet. Never blocks longer: the
+    /// look-up is on a thread too.
+    pub fn finish(self, tree_has_attributes: bool) -> Option<Checkout> {
+        let checkout = self.rx.recv_timeout(OPEN_TIMEOUT).ok()??;
+        if !tree_has_attributes || checkout.looked_up {
+            return Some(checkout);
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("git-attributes".into())
+            .spawn(move || {
+                let mut checkout = checkout;
+                let repo = checkout.repo.to_thread_local();
+                let done = checkout.look_up_attributes(&repo).map(|()| checkout);
+                let _ = tx.send(done);
+            })
+            .ok()?;
+        rx.recv_timeout(OPEN_TIMEOUT).ok()?
+    }
+}
+
+/// Whether there is a checkout around `root` whose files git (and gitoxide) open to
+/// find it and read its index are regular files where they exist, and the index not
+/// huge: a FIFO among them would block, a symlink to `/dev/zero` never end.
 fn plain_git_files(root: &Path) -> bool {
     let Some(dot_git) = root
         .ancestors()
         .map(|d| d.join(".git"))
         .find(|p| std::fs::symlink_metadata(p).is_ok())
     else {
-        return true;
+        // No checkout around it at all: nothing to read (and no thread to start).
+        return false;
     };
     let Ok(meta) = std::fs::metadata(&dot_git) else {
         return false;

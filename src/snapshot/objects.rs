@@ -118,6 +118,11 @@ impl Objects {
         &self.git
     }
 
+    /// The same, to hand to another thread.
+    pub fn git_shared(&self) -> Arc<super::git_objects::GitObjects> {
+        Arc::clone(&self.git)
+    }
+
     /// The store's `objects/` directory.
     pub fn dir(&self) -> &Path {
         &self.dir

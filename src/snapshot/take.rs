@@ -103,6 +103,12 @@ pub fn take(
     let cache_arc = cache.map(|(m, _)| m);
     let cache: Option<&Manifest> = cache_arc.map(|m| &**m);
     let taken_at_ns = now_ns();
+    // A first snapshot (no stat cache) takes every clean file from git: the index and
+    // every blob's size are read while the scope is walked.
+    let early = match cache {
+        None => Checkout::start(&scope.root, objects.git_shared(), true),
+        Some(_) => None,
+    };
     let also: Vec<&[u8]> = cache.map_or_else(Vec::new, |m| {
         m.entries.iter().map(|e| e.path.as_slice()).collect()
     });
@@ -116,13 +122,14 @@ pub fn take(
     // Opened when the first file is not vouched for by the stat cache: an unchanged
     // tree never reads git's index. Not with an attribute file that is not a file (a
     // FIFO would block gitoxide reading it).
-    let mut checkout = Lazy::new(|| match attributes {
-        Some(true) => None,
-        _ => Checkout::open(&scope.root, objects.git(), attributes.is_some()),
+    let mut checkout = Lazy::new(|| match (attributes, early) {
+        (Some(true), _) => None,
+        (_, Some(early)) => early.finish(attributes.is_some()),
+        (_, None) => Checkout::open(&scope.root, objects.git_shared(), attributes.is_some()),
     });
     let mut plan = Plan::of(scope, seen, cache, &mut checkout, objects);
     plan.check_git_sizes(objects, cache);
-    let from_git = plan.from_git.len();
+    let from_git = plan.from_git.len() + plan.from_git_sized;
     let repairing = plan.reread_missing(objects, cache_id)?;
     plan.check_total_size(scope)?;
     let staged = plan.read(scope, objects, &repairing)?;
@@ -192,6 +199,8 @@ struct Plan {
     /// Files recorded as clean in their git checkout (their blobs' sizes checked by
     /// [`Plan::check_git_sizes`]).
     from_git: Vec<usize>,
+    /// ... and how many whose blobs' sizes were read ahead, and matched.
+    from_git_sized: usize,
     /// Files over the size limit: recorded, not kept.
     skipped: Vec<Vec<u8>>,
 }
@@ -211,6 +220,7 @@ impl Plan {
             vouched: Vec::new(),
             was_git: HashMap::new(),
             from_git: Vec::new(),
+            from_git_sized: 0,
             skipped: Vec::new(),
         };
         // Both the walk and the manifest are sorted by path: one pass over the manifest
@@ -243,7 +253,7 @@ impl Plan {
         i: usize,
         s: &Seen,
         cached: Option<(&Entry, i64)>,
-        git: &mut dyn FnMut(&Seen) -> Option<BlobId>,
+        git: &mut dyn FnMut(&Seen) -> Option<(BlobId, bool)>,
     ) -> Content {
         match s.kind {
             Kind::Dir => Content::None,
@@ -270,9 +280,12 @@ impl Plan {
                 // 10 GB file would take 30 GB to put back); such a file is skipped.
                 c if !c.is_some_and(|(c, _)| matches!(c.content, Content::Hash(_)))
                     && s.stamp.size <= scope.max_file_size
-                    && let Some(id) = git(s) =>
+                    && let Some((id, sized)) = git(s) =>
                 {
-                    self.from_git.push(i);
+                    match sized {
+                        true => self.from_git_sized += 1,
+                        false => self.from_git.push(i),
+                    }
                     Content::Git(id)
                 }
                 _ if s.stamp.size > scope.max_file_size => {
