@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::git_checkout::{checkout, files, git, snapshot_json};
+use crate::git_checkout::{
+    checkout, files, git, pack_all, rot13_file, snapshot_json, through_attributes,
+};
 use crate::helpers::{Paused, Test};
 
 /// A failed run that rewrites or deletes every file of the tree and `.git`: the
@@ -33,6 +35,20 @@ fn wreck_and_roll_back(test: &Test) {
         before,
         "the rollback did not give the tree back"
     );
+}
+
+/// git calls the whole tree clean, yet the snapshot reads `n` files (their bytes are
+/// not their blobs'), and a rollback after the tree is wrecked gives it all back.
+#[track_caller]
+fn clean_to_git_yet_read(test: &Test, n: usize) {
+    assert_eq!(
+        git(&test.path(), &["status", "--porcelain"]),
+        "",
+        "git calls it clean"
+    );
+    let snap = snapshot_json(test);
+    assert_eq!(snap["read"], n, "{snap}");
+    wreck_and_roll_back(test);
 }
 
 /// Makes every entry of the index clean and not racy, as a checkout long since made
@@ -72,14 +88,7 @@ fn a_checkout_made_with_a_one_off_autocrlf_is_not_taken_from_git() {
         b"one\r\ntwo\r\nthree\r\n"
     );
     settle(&tree, &["-c", "core.autocrlf=true"]);
-    assert_eq!(
-        git(&tree, &["status", "--porcelain"]),
-        "",
-        "git calls it clean"
-    );
-    let snap = snapshot_json(&test);
-    assert_eq!(snap["read"], 1, "a.txt is read: {snap}");
-    wreck_and_roll_back(&test);
+    clean_to_git_yet_read(&test, 1);
 }
 
 #[test]
@@ -88,12 +97,7 @@ fn an_ident_attribute_removed_since_the_checkout_is_not_trusted() {
     // `.gitattributes` goes: git still calls the file clean, nothing says it expanded.
     let test = checkout(1);
     let tree = test.path();
-    std::fs::write(tree.join(".gitattributes"), "*.c ident\n").unwrap();
-    std::fs::write(tree.join("a.c"), "int x; /* $Id$ */\n").unwrap();
-    git(&tree, &["add", "-A"]);
-    git(&tree, &["commit", "-qm", "ident"]);
-    std::fs::remove_file(tree.join("a.c")).unwrap();
-    git(&tree, &["checkout", "--", "a.c"]);
+    through_attributes(&tree, "*.c ident", "a.c", "int x; /* $Id$ */\n");
     assert!(
         std::fs::read_to_string(tree.join("a.c"))
             .unwrap()
@@ -103,14 +107,7 @@ fn an_ident_attribute_removed_since_the_checkout_is_not_trusted() {
     git(&tree, &["rm", "-q", ".gitattributes"]);
     git(&tree, &["commit", "-qm", "no attributes"]);
     std::thread::sleep(Duration::from_millis(30));
-    assert_eq!(
-        git(&tree, &["status", "--porcelain"]),
-        "",
-        "git calls it clean"
-    );
-    let snap = snapshot_json(&test);
-    assert_eq!(snap["read"], 1, "a.c is read: {snap}");
-    wreck_and_roll_back(&test);
+    clean_to_git_yet_read(&test, 1);
 }
 
 #[test]
@@ -120,20 +117,7 @@ fn an_ident_attribute_removed_since_the_checkout_is_not_trusted() {
 fn a_size_preserving_filter_dropped_since_the_checkout_is_not_trusted() {
     let test = checkout(1);
     let tree = test.path();
-    git(
-        &tree,
-        &["config", "filter.rot13.smudge", "tr a-zA-Z n-za-mN-ZA-M"],
-    );
-    git(
-        &tree,
-        &["config", "filter.rot13.clean", "tr a-zA-Z n-za-mN-ZA-M"],
-    );
-    std::fs::write(tree.join(".gitattributes"), "*.secret filter=rot13\n").unwrap();
-    std::fs::write(tree.join("a.secret"), "Hello World\n").unwrap();
-    git(&tree, &["add", "-A"]);
-    git(&tree, &["commit", "-qm", "filtered"]);
-    std::fs::remove_file(tree.join("a.secret")).unwrap();
-    git(&tree, &["checkout", "--", "a.secret"]);
+    rot13_file(&tree, "a.secret");
     settle(&tree, &[]);
     git(&tree, &["rm", "-q", ".gitattributes"]);
     git(&tree, &["commit", "-qm", "no filter"]);
@@ -160,8 +144,7 @@ fn a_damaged_pack_or_an_empty_loose_object_in_the_checkout_is_not_trusted() {
     // not give their blobs back: a rollback would lose them.
     let test = checkout(6);
     let tree = test.path();
-    git(&tree, &["repack", "-adq"]);
-    git(&tree, &["prune-packed"]);
+    pack_all(&tree);
     settle(&tree, &[]);
     let pack = &packs(&tree)[0];
     let f = std::fs::OpenOptions::new().write(true).open(pack).unwrap();
@@ -407,8 +390,7 @@ fn linked_worktrees_submodules_and_separate_git_dirs_restore_exactly() {
 fn gc_and_git_gc_while_a_run_is_paused_keep_what_the_rollback_needs() {
     let test = checkout(12);
     let tree = test.path();
-    git(&tree, &["repack", "-adq"]);
-    git(&tree, &["prune-packed"]);
+    pack_all(&tree);
     settle(&tree, &[]);
     let before = files(&tree);
     // Earlier runs to drop, so gc has something to do.
@@ -436,8 +418,7 @@ fn gc_and_git_gc_while_a_run_is_paused_keep_what_the_rollback_needs() {
 fn a_pack_damaged_in_the_store_is_refused_by_undo_and_reported_by_fsck() {
     let test = checkout(5);
     let tree = test.path();
-    git(&tree, &["repack", "-adq"]);
-    git(&tree, &["prune-packed"]);
+    pack_all(&tree);
     settle(&tree, &[]);
     let before = files(&tree);
     let ran = test.backstop(&["run", "--", "sh", "-c", "echo x >> src/d1/f1.txt"]);
@@ -493,8 +474,7 @@ fn git_objects_overwritten_in_place_are_not_trusted_by_later_snapshots() {
     // snapshot must not name blobs the store can no longer give back.
     let test = checkout(6);
     let tree = test.path();
-    git(&tree, &["repack", "-adq"]);
-    git(&tree, &["prune-packed"]);
+    pack_all(&tree);
     settle(&tree, &[]);
     assert_eq!(test.backstop(&["run", "--", "true"]).status, 0);
     overwrite_git_objects_in_place(&tree);
@@ -509,8 +489,7 @@ fn git_objects_overwritten_in_place_are_not_trusted_by_later_snapshots() {
 fn git_objects_overwritten_in_place_leave_earlier_runs_undoable() {
     let test = checkout(6);
     let tree = test.path();
-    git(&tree, &["repack", "-adq"]);
-    git(&tree, &["prune-packed"]);
+    pack_all(&tree);
     settle(&tree, &[]);
     let before = files(&tree);
     let ran = test.backstop(&["run", "--", "sh", "-c", "rm -rf src"]);

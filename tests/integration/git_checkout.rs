@@ -84,6 +84,35 @@ pub(crate) fn checkout(n: usize) -> Test {
     test
 }
 
+/// Every object of the checkout in one pack, as in a fresh clone.
+pub(crate) fn pack_all(tree: &Path) {
+    git(tree, &["repack", "-adq"]);
+    git(tree, &["prune-packed"]);
+}
+
+/// Commits `name` holding `content` under the attribute line `attributes`, then
+/// checks it out again through them: the file holds what checkout made of the blob.
+pub(crate) fn through_attributes(tree: &Path, attributes: &str, name: &str, content: &str) {
+    std::fs::write(tree.join(".gitattributes"), format!("{attributes}\n")).unwrap();
+    std::fs::write(tree.join(name), content).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    git(tree, &["add", "-A"]);
+    git(tree, &["commit", "-qm", "through attributes"]);
+    std::fs::remove_file(tree.join(name)).unwrap();
+    git(tree, &["checkout", "--", name]);
+}
+
+/// A checkout whose `*.secret` files go through rot13 on checkout and on add (a filter
+/// that keeps the size), with `name` committed through it: the file holds "Hello
+/// World", its blob "Uryyb Jbeyq".
+pub(crate) fn rot13_file(tree: &Path, name: &str) {
+    for way in ["smudge", "clean"] {
+        let key = format!("filter.rot13.{way}");
+        git(tree, &["config", &key, "tr a-zA-Z n-za-mN-ZA-M"]);
+    }
+    through_attributes(tree, "*.secret filter=rot13", name, "Hello World\n");
+}
+
 pub(crate) fn snapshot_json(test: &Test) -> Value {
     let ran = test.backstop(&["snapshot", "--json"]);
     assert_eq!(ran.status, 0, "snapshot failed: {}", ran.stderr);
@@ -159,8 +188,7 @@ fn undo_after_rm_rf_dot_git_and_git_gc_is_exact() {
     let before = files(&test.path());
     let tree = test.path();
     // The objects in a pack, as in a fresh clone; then a run rewrites every file.
-    git(&tree, &["repack", "-adq"]);
-    git(&tree, &["prune-packed"]);
+    pack_all(&tree);
     settle(&tree);
     assert_eq!(snapshot_json(&test)["read"], 0);
     let ran = test.backstop(&[
@@ -253,22 +281,7 @@ fn a_size_preserving_filter_is_never_taken_from_git() {
     // rot13 on checkout: the file and its blob have the same size, different bytes.
     let test = checkout(3);
     let tree = test.path();
-    git(
-        &tree,
-        &["config", "filter.rot13.smudge", "tr a-zA-Z n-za-mN-ZA-M"],
-    );
-    git(
-        &tree,
-        &["config", "filter.rot13.clean", "tr a-zA-Z n-za-mN-ZA-M"],
-    );
-    std::fs::write(tree.join(".gitattributes"), "*.secret filter=rot13\n").unwrap();
-    std::fs::write(tree.join("plain.secret"), "Hello World\n").unwrap();
-    std::thread::sleep(Duration::from_millis(20));
-    git(&tree, &["add", "-A"]);
-    git(&tree, &["commit", "-qm", "filtered"]);
-    // Check it out through the filter: the file now holds what smudge made of the blob.
-    std::fs::remove_file(tree.join("plain.secret")).unwrap();
-    git(&tree, &["checkout", "--", "plain.secret"]);
+    rot13_file(&tree, "plain.secret");
     settle(&tree);
     let snap = snapshot_then_fail_deleting(&test, "plain.secret");
     assert_eq!(snap["read"], 1, "only the filtered file is read: {snap}");
@@ -362,8 +375,7 @@ fn store_packs(test: &Test) -> Vec<String> {
 fn gc_removes_the_packs_no_snapshot_needs() {
     let test = checkout(10);
     let tree = test.path();
-    git(&tree, &["repack", "-adq"]);
-    git(&tree, &["prune-packed"]);
+    pack_all(&tree);
     settle(&tree);
     let ran = test.backstop(&["run", "--", "true"]);
     assert_eq!(ran.status, 0, "{}", ran.stderr);
@@ -383,8 +395,7 @@ fn gc_removes_the_packs_no_snapshot_needs() {
     std::thread::sleep(Duration::from_millis(20));
     git(&tree, &["add", "-A"]);
     git(&tree, &["commit", "-qm", "other"]);
-    git(&tree, &["repack", "-adq"]);
-    git(&tree, &["prune-packed"]);
+    pack_all(&tree);
     settle(&tree);
     let ran = test.backstop(&["run", "--", "true"]);
     assert_eq!(ran.status, 0, "{}", ran.stderr);
@@ -405,12 +416,7 @@ fn gc_removes_the_packs_no_snapshot_needs() {
 fn line_endings_from_attributes_are_never_taken_from_git() {
     let test = checkout(3);
     let tree = test.path();
-    std::fs::write(tree.join(".gitattributes"), "*.md eol=crlf\n").unwrap();
-    std::fs::write(tree.join("notes.md"), "a\nb\n").unwrap();
-    git(&tree, &["add", "-A"]);
-    git(&tree, &["commit", "-qm", "attributes"]);
-    std::fs::remove_file(tree.join("notes.md")).unwrap();
-    git(&tree, &["checkout", "--", "notes.md"]);
+    through_attributes(&tree, "*.md eol=crlf", "notes.md", "a\nb\n");
     assert_eq!(std::fs::read(tree.join("notes.md")).unwrap(), b"a\r\nb\r\n");
     settle(&tree);
     let snap = snapshot_then_fail_deleting(&test, "notes.md");
