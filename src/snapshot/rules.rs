@@ -45,20 +45,47 @@ impl DirRules {
         self.ignore.is_none() && self.gitignore.is_none() && self.exclude.is_none() && !self.has_git
     }
 
-    /// Reads the rule files of `dir` as they are now.
-    fn read(dir: &Path) -> DirRules {
-        let file = |name: &str| read_regular(&dir.join(name));
+    /// Reads the rule files of `dir` as they are now; `listed`, when the directory was
+    /// just listed, says which of their names it holds (the others are not looked for).
+    fn read(dir: &Path, listed: Option<Listed>) -> DirRules {
+        let all = Listed {
+            ignore: true,
+            gitignore: true,
+            git: true,
+        };
+        let listed = listed.unwrap_or(all);
+        let file = |there: bool, name: &str| there.then(|| read_regular(&dir.join(name))).flatten();
         let git = dir.join(".git");
-        let (has_git, exclude) = match fs::symlink_metadata(&git) {
-            Ok(m) if m.is_dir() => (true, read_regular(&git.join("info/exclude"))),
-            Ok(m) if m.is_file() => (true, linked_exclude(&git)),
+        let (has_git, exclude) = match listed.git.then(|| fs::symlink_metadata(&git)) {
+            Some(Ok(m)) if m.is_dir() => (true, read_regular(&git.join("info/exclude"))),
+            Some(Ok(m)) if m.is_file() => (true, linked_exclude(&git)),
             _ => (false, None),
         };
         DirRules {
-            ignore: file(".ignore"),
-            gitignore: file(".gitignore"),
+            ignore: file(listed.ignore, ".ignore"),
+            gitignore: file(listed.gitignore, ".gitignore"),
             exclude,
             has_git,
+        }
+    }
+}
+
+/// Which of a directory's rule files its listing showed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Listed {
+    pub ignore: bool,
+    pub gitignore: bool,
+    pub git: bool,
+}
+
+impl Listed {
+    /// Notes `name`, an entry of the directory.
+    pub fn note(&mut self, name: &[u8]) {
+        match name {
+            b".ignore" => self.ignore = true,
+            b".gitignore" => self.gitignore = true,
+            b".git" => self.git = true,
+            _ => {}
         }
     }
 }
@@ -212,7 +239,7 @@ impl Matcher {
         let parents = root
             .ancestors()
             .skip(1)
-            .map(|d| (d.to_path_buf(), DirRules::read(d)))
+            .map(|d| (d.to_path_buf(), DirRules::read(d, None)))
             .filter(|(_, r)| !r.is_empty())
             .collect();
         let mut m = Matcher::new(
@@ -250,7 +277,7 @@ impl Matcher {
             Some(i) => &rel[..i],
             None => &[][..],
         };
-        let chain = self.chain(parent);
+        let chain = self.chain(parent, None);
         if let Ok(mut map) = self.chains.write() {
             map.entry(rel.to_vec()).or_insert(chain);
         }
@@ -299,7 +326,13 @@ impl Matcher {
     /// The rules that apply inside directory `dir` (relative), looked up once for all
     /// its entries: a walk asks for each of them.
     pub fn in_dir(&self, dir: &[u8]) -> InDir {
-        InDir(self.chain(dir))
+        InDir(self.chain(dir, None))
+    }
+
+    /// [`Matcher::in_dir`] for a directory just listed: only the rule files it holds
+    /// are read (a first walk of 6,000 directories tried 18,000 paths that were not there).
+    pub fn in_listed_dir(&self, dir: &[u8], listed: Listed) -> InDir {
+        InDir(self.chain(dir, Some(listed)))
     }
 
     /// [`Matcher::ignored`] for `rel`, an entry of the directory `dir` stands for.
@@ -334,7 +367,7 @@ impl Matcher {
     }
 
     /// The chain of rules that applies inside directory `dir` (relative).
-    fn chain(&self, dir: &[u8]) -> Chain {
+    fn chain(&self, dir: &[u8], listed: Option<Listed>) -> Chain {
         if let Some(c) = self.chains.read().ok().and_then(|m| m.get(dir).cloned()) {
             return c;
         }
@@ -351,9 +384,9 @@ impl Matcher {
                 Some(i) => &dir[..i],
                 None => &[][..],
             };
-            self.chain(up)
+            self.chain(up, None)
         };
-        let own = self.dir_rules(dir);
+        let own = self.dir_rules(dir, listed);
         let chain = match own {
             Some(r) if !r.is_empty() => {
                 let abs = self.root.join(OsStr::from_bytes(dir));
@@ -369,11 +402,11 @@ impl Matcher {
         chain
     }
 
-    fn dir_rules(&self, dir: &[u8]) -> Option<DirRules> {
+    fn dir_rules(&self, dir: &[u8], listed: Option<Listed>) -> Option<DirRules> {
         match &self.source {
             Source::Fixed(rules) => rules.dirs.get(dir).cloned(),
             Source::Disk { read } => {
-                let r = DirRules::read(&self.root.join(OsStr::from_bytes(dir)));
+                let r = DirRules::read(&self.root.join(OsStr::from_bytes(dir)), listed);
                 if r.is_empty() {
                     return None;
                 }

@@ -274,15 +274,22 @@ impl Walker<'_> {
             // the walk would record a directory that is not there.
             Err(e) => return cannot(found, &abs, &e),
         };
+        let entries: Vec<fs::DirEntry> = match entries.collect() {
+            Ok(entries) => entries,
+            Err(e) => return cannot(found, &abs, &e),
+        };
         // The rules inside this directory, once for all its entries (its own rules were
-        // settled when its parent was read, by `prepare`).
-        let rules = self.filter.matcher.map(|m| m.in_dir(dir));
+        // settled when its parent was read, by `prepare`, or are read now: those of its
+        // rule files the listing shows).
+        let rules = self.filter.matcher.map(|m| {
+            let mut listed = super::rules::Listed::default();
+            for e in &entries {
+                listed.note(e.file_name().as_bytes());
+            }
+            m.in_listed_dir(dir, listed)
+        });
         let mut ok = true;
         for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) => return cannot(found, &abs, &e),
-            };
             let name = entry.file_name();
             let rel = match dir {
                 [] => name.as_bytes().to_vec(),
