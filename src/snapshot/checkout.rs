@@ -293,8 +293,10 @@ impl Checkout {
             }
         }
         // Read ahead and found right: the caller need not read this size again (an
-        // entry found wrong may still be right once its loose object is linked).
-        let verified = self.size_ok.as_ref().is_some_and(|ok| ok[k]);
+        // entry found wrong may still be right once its loose object is linked). The
+        // size read ahead was git's, cut to 32 bits: it is the file's only below 4 GiB.
+        let verified = self.size_ok.as_ref().is_some_and(|ok| ok[k])
+            && seen.stamp.size == u64::from(e.stat.size);
         Some((id, verified))
     }
 
