@@ -87,7 +87,7 @@ pub fn blob_id(bytes: &[u8]) -> Option<BlobId> {
 pub struct GitObjects {
     dir: PathBuf,
     /// The indexes of the packs linked so far, loaded once per process.
-    packs: Mutex<Option<Vec<Pack>>>,
+    packs: Mutex<Option<Packs>>,
     /// An object database over `dir`, for reading blobs back.
     odb: OnceLock<Option<Mutex<gix::odb::Handle>>>,
     /// Links made and not yet synced ([`GitObjects::sync_linked`]).
@@ -107,6 +107,30 @@ struct Pack {
     index: gix::odb::pack::index::File,
     /// The pack itself, read (never mapped) for entry headers by [`GitObjects::sizes`].
     path: PathBuf,
+}
+
+/// The packs the store holds, and which of them answered last: a checkout's blobs are
+/// nearly all in one pack, so a store holding many (one per clone a CI runner made)
+/// still finds each blob with one look-up, not one per pack.
+#[derive(Default)]
+struct Packs {
+    list: Vec<Pack>,
+    hot: usize,
+}
+
+impl Packs {
+    /// The pack holding `id` and its entry there.
+    fn find(&mut self, id: &BlobId) -> Option<(usize, u32)> {
+        let look = |n: usize, list: &[Pack]| list.get(n)?.index.lookup(oid(id));
+        if let Some(i) = look(self.hot, &self.list) {
+            return Some((self.hot, i));
+        }
+        let (n, i) = (0..self.list.len())
+            .filter(|&n| n != self.hot)
+            .find_map(|n| Some((n, look(n, &self.list)?)))?;
+        self.hot = n;
+        Some((n, i))
+    }
 }
 
 impl std::fmt::Debug for Pack {
@@ -248,7 +272,7 @@ impl GitObjects {
     fn in_packs(&self, id: &BlobId) -> bool {
         let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
         let packs = packs.get_or_insert_with(|| self.load_packs());
-        packs.iter().any(|p| p.index.lookup(oid(id)).is_some())
+        packs.find(id).is_some()
     }
 
     /// Whether `git-objects/` has `id` as a loose object that is not empty (a file
@@ -257,11 +281,12 @@ impl GitObjects {
         fs::symlink_metadata(self.loose_path(id)).is_ok_and(|m| m.is_file() && m.len() > 0)
     }
 
-    fn load_packs(&self) -> Vec<Pack> {
+    fn load_packs(&self) -> Packs {
         let Ok(list) = fs::read_dir(self.pack_dir()) else {
-            return Vec::new();
+            return Packs::default();
         };
-        list.flatten()
+        let list = list
+            .flatten()
             .filter(|e| e.path().extension().is_some_and(|x| x == "idx"))
             .filter(|e| e.path().with_extension("pack").is_file())
             .filter_map(|e| {
@@ -279,7 +304,8 @@ impl GitObjects {
                     path: e.path().with_extension("pack"),
                 })
             })
-            .collect()
+            .collect();
+        Packs { list, hot: 0 }
     }
 
     /// Which of `ids` the store lacks (the pack indexes looked at under one lock).
@@ -287,9 +313,7 @@ impl GitObjects {
         let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
         let packs = packs.get_or_insert_with(|| self.load_packs());
         ids.into_iter()
-            .filter(|id| {
-                !packs.iter().any(|p| p.index.lookup(oid(id)).is_some()) && !self.holds_loose(id)
-            })
+            .filter(|id| packs.find(id).is_none() && !self.holds_loose(id))
             .copied()
             .collect()
     }
@@ -324,15 +348,11 @@ impl GitObjects {
             let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
             let packs = packs.get_or_insert_with(|| self.load_packs());
             for (k, id) in ids.iter().enumerate() {
-                if let Some((n, i)) = packs
-                    .iter()
-                    .enumerate()
-                    .find_map(|(n, p)| Some((n, p.index.lookup(oid(id))?)))
-                {
-                    jobs.push((n, packs[n].index.pack_offset_at_index(i), k));
+                if let Some((n, i)) = packs.find(id) {
+                    jobs.push((n, packs.list[n].index.pack_offset_at_index(i), k));
                 }
             }
-            packs.iter().map(|p| p.path.clone()).collect()
+            packs.list.iter().map(|p| p.path.clone()).collect()
         };
         let packed: HashSet<usize> = jobs.iter().map(|j| j.2).collect();
         for (k, id) in ids.iter().enumerate() {
@@ -460,7 +480,13 @@ impl GitObjects {
             }
         };
         if let Ok(list) = fs::read_dir(self.pack_dir()) {
-            let packs = self.load_packs();
+            let mut packs = self.load_packs();
+            // Each kept blob's pack, found once (the last pack found is asked first).
+            let needed: HashSet<usize> = keep
+                .iter()
+                .filter_map(|id| packs.find(id))
+                .map(|(n, _)| n)
+                .collect();
             for e in list.flatten() {
                 let path = e.path();
                 let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
@@ -468,9 +494,13 @@ impl GitObjects {
                 match ext {
                     "idx" => {
                         let name = e.file_name();
-                        let needed = packs.iter().find(|p| p.name == name).is_none_or(|p| {
-                            keep.iter().any(|id| p.index.lookup(oid(id)).is_some())
-                        });
+                        // A pack that could not be read is kept: only one known to hold
+                        // nothing needed goes.
+                        let needed = packs
+                            .list
+                            .iter()
+                            .position(|p| p.name == name)
+                            .is_none_or(|n| needed.contains(&n));
                         if !needed {
                             // The index first: a pack without one is never read.
                             gone(&path);

@@ -400,6 +400,12 @@ fn gc_removes_the_packs_no_snapshot_needs() {
     let ran = test.backstop(&["run", "--", "true"]);
     assert_eq!(ran.status, 0, "{}", ran.stderr);
     assert_eq!(store_packs(&test).len(), 4);
+    // With two packs in the store, each blob is still found in the one that has it.
+    std::fs::remove_dir_all(test.path().join("../store/trees")).unwrap();
+    let tracked = tracked(&test);
+    let snap = snapshot_json(&test);
+    assert_eq!(snap["from_git"], tracked, "{snap}");
+    assert_eq!(snap["read"], 0, "{snap}");
     let ran = test.backstop(&["gc", "--keep", "0"]);
     assert_eq!(ran.status, 0, "gc: {}", ran.stderr);
     let left = store_packs(&test);
