@@ -249,6 +249,7 @@ impl GitObjects {
     /// A second name for `from` at `to`; one already there is taken as the same file
     /// (git's object files are named by their content).
     fn link(&self, from: &Path, to: &Path) -> Result<(), Unlinkable> {
+        crate::crash::point("link");
         match fs::hard_link(from, to) {
             Ok(()) => {
                 self.linked

@@ -510,3 +510,48 @@ fn undo_and_redo_of_a_branch_switch_are_exact_after_the_repository_is_gone() {
         "redo did not give back the other branch"
     );
 }
+
+#[test]
+fn kill_9_while_git_objects_are_linked_loses_nothing() {
+    // Killed before the pack is linked (one pack: two links) and between the pack and
+    // its index: the command never ran, the next run's rollback is exact, gc clears
+    // what is left, and a third link is never made.
+    let test = checkout(8);
+    let tree = test.path();
+    pack_all(&tree);
+    settle(&tree);
+    let before = files(&tree);
+    let store = test.path().join("../store");
+    // `.git` stays: each round needs the checkout (gone `.git` is tested above).
+    let wreck = ["run", "--", "sh", "-c", "rm -rf src; exit 1"];
+    for n in 1..=2 {
+        let _ = std::fs::remove_dir_all(&store);
+        let crashed = test.backstop_env(&[("BACKSTOP_CRASH_AT", &format!("link:{n}"))], &wreck);
+        assert_ne!(
+            crashed.status, 1,
+            "link:{n} was never reached: {}",
+            crashed.stderr
+        );
+        assert_eq!(files(&tree), before, "link:{n}: the command ran");
+        let ran = test.backstop(&wreck);
+        assert_eq!(ran.status, 1, "after link:{n}: {}", ran.stderr);
+        assert_eq!(
+            files(&tree),
+            before,
+            "after link:{n}: the rollback was not exact"
+        );
+        settle(&tree);
+        let ran = test.backstop(&["gc"]);
+        assert_eq!(ran.status, 0, "gc after link:{n}: {}", ran.stderr);
+        let ran = test.backstop(&["fsck"]);
+        assert_eq!(
+            ran.status, 0,
+            "fsck after link:{n}: {} {}",
+            ran.stdout, ran.stderr
+        );
+    }
+    let _ = std::fs::remove_dir_all(&store);
+    let ran = test.backstop_env(&[("BACKSTOP_CRASH_AT", "link:3")], &wreck);
+    assert_eq!(ran.status, 1, "a third link was made: {}", ran.stderr);
+    assert_eq!(files(&tree), before);
+}
