@@ -167,19 +167,19 @@ impl Checkout {
     /// Every ordinary entry's blob size against the size git recorded, read ahead.
     fn read_sizes(&mut self, store: &GitObjects) {
         let entries = &self.index.entries()[self.entries.clone()];
-        let ids: Vec<BlobId> = entries
-            .iter()
-            .map(|e| match e.id {
-                gix::ObjectId::Sha1(id) if ordinary(e) => id,
-                _ => [0; 20],
-            })
-            .collect();
-        let sizes = store.sizes(&ids);
+        let blob = |e: &gix::index::Entry| match e.id {
+            gix::ObjectId::Sha1(id) if ordinary(e) => Some(id),
+            _ => None,
+        };
+        let ids: Vec<BlobId> = entries.iter().filter_map(blob).collect();
+        let mut sizes = store.sizes(&ids).into_iter();
         self.size_ok = Some(
             entries
                 .iter()
-                .zip(sizes)
-                .map(|(e, size)| ordinary(e) && size == Some(u64::from(e.stat.size)))
+                .map(|e| {
+                    // `sizes` has one per blob, in the same order.
+                    blob(e).is_some() && sizes.next().flatten() == Some(u64::from(e.stat.size))
+                })
                 .collect(),
         );
     }

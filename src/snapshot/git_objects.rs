@@ -29,7 +29,7 @@ use crate::store::layout;
 pub type BlobId = [u8; 20];
 
 pub fn blob_hex(id: &BlobId) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    oid(id).to_hex().to_string()
 }
 
 fn oid(id: &BlobId) -> gix::ObjectId {
@@ -657,14 +657,11 @@ fn delta_size(bytes: &[u8]) -> Option<(u64, usize)> {
 }
 
 pub fn parse_blob_hex(s: &str) -> Option<BlobId> {
-    if s.len() != 40 {
-        return None;
+    match gix::ObjectId::from_hex(s.as_bytes()).ok()? {
+        gix::ObjectId::Sha1(id) => Some(id),
+        #[allow(unreachable_patterns)]
+        _ => None,
     }
-    let mut id = [0u8; 20];
-    for (i, b) in id.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(id)
 }
 
 #[cfg(test)]
