@@ -20,6 +20,13 @@ fn read(test: &Test, name: &str) -> Option<String> {
     std::fs::read_to_string(test.path().join(name)).ok()
 }
 
+/// The tree's `name` holds `want` (`None`: it is not there); `said` is what the run
+/// printed, for the failure message.
+#[track_caller]
+fn holds(test: &Test, name: &str, want: Option<&str>, said: &str) {
+    assert_eq!(read(test, name).as_deref(), want, "{name}: {said}");
+}
+
 const MINE: &str = r#"
 with open("mine.txt", "w") as f:
     f.write("mine\n")
@@ -41,7 +48,7 @@ fn undo_after_redo_of_a_rollback_that_kept_paths_leaves_the_kept_paths_alone() {
     let said = at_prompts(&test, &[(MINE, "n")]);
     assert!(said.contains("exit 1\n"), "{said}");
     assert_eq!(read(&test, "one.txt"), None, "{said}");
-    assert_eq!(read(&test, "mine.txt").as_deref(), Some("mine\n"), "{said}");
+    holds(&test, "mine.txt", Some("mine\n"), &said);
 
     let redo = test.backstop(&["redo"]);
     assert_eq!(redo.status, 0, "{}", redo.stderr);
@@ -114,21 +121,14 @@ fn edits_at_the_prompts_of_approved_steps_survive_a_rollback_to_the_start() {
     for name in ["one.txt", "two.txt", "three.txt"] {
         assert_eq!(read(&test, name), None, "{name}: {said}");
     }
-    assert_eq!(
-        read(&test, "mine2.txt").as_deref(),
-        Some("at two\n"),
-        "{said}"
-    );
-    assert_eq!(
-        read(&test, "mine3.txt").as_deref(),
-        Some("at three\n"),
-        "{said}"
-    );
+    holds(&test, "mine2.txt", Some("at two\n"), &said);
+    holds(&test, "mine3.txt", Some("at three\n"), &said);
     // notes.txt holds step one's line and the user's: the user's last word stands.
-    assert_eq!(
-        read(&test, "notes.txt").as_deref(),
+    holds(
+        &test,
+        "notes.txt",
         Some("before\none\ntyped at two\n"),
-        "{said}"
+        &said,
     );
     assert!(said.contains("keeping 3 path(s)"), "{said}");
 }
@@ -144,17 +144,9 @@ fn an_edit_at_the_prompt_of_an_approved_step_that_fails_survives_its_step_rollba
     let said = at_prompts(&test, &[(EDIT_TWO, "y"), (EDIT_THREE, "y")]);
     assert!(said.contains("exit 4\n"), "{said}");
     assert_eq!(read(&test, "three.txt"), None, "{said}");
-    assert_eq!(read(&test, "two.txt").as_deref(), Some("two\n"), "{said}");
-    assert_eq!(
-        read(&test, "mine2.txt").as_deref(),
-        Some("at two\n"),
-        "{said}"
-    );
-    assert_eq!(
-        read(&test, "mine3.txt").as_deref(),
-        Some("at three\n"),
-        "{said}"
-    );
+    holds(&test, "two.txt", Some("two\n"), &said);
+    holds(&test, "mine2.txt", Some("at two\n"), &said);
+    holds(&test, "mine3.txt", Some("at three\n"), &said);
     let snap = &test.record()["snapshot"];
     assert_eq!(snap["state"], "applied", "{snap:#}");
     assert_eq!(snap["late"].as_array().map_or(0, Vec::len), 0, "{snap:#}");
@@ -173,11 +165,7 @@ fn a_path_edited_at_a_prompt_and_changed_again_by_a_later_step_is_rolled_back() 
     let edit = "with open(\"notes.txt\", \"a\") as f:\n    f.write(\"mine\\n\")\ntime.sleep(0.2)\n";
     let said = at_prompts(&test, &[(edit, "y")]);
     assert!(said.contains("exit 4\n"), "{said}");
-    assert_eq!(
-        read(&test, "notes.txt").as_deref(),
-        Some("before\n"),
-        "{said}"
-    );
+    holds(&test, "notes.txt", Some("before\n"), &said);
     assert_eq!(read(&test, "one.txt"), None, "{said}");
     assert!(!said.contains("keeping"), "{said}");
 }
@@ -371,8 +359,8 @@ fn a_path_hard_linked_before_the_run_to_a_replaced_kept_path_gets_its_own_conten
     let edit = "os.unlink(\"b\")\nwith open(\"b\", \"w\") as f:\n    f.write(\"mine\\n\")\n";
     let said = at_prompts(&test, &[(edit, "n")]);
     assert!(said.contains("exit 1\n"), "{said}");
-    assert_eq!(read(&test, "b").as_deref(), Some("mine\n"), "{said}");
-    assert_eq!(read(&test, "a").as_deref(), Some("orig\n"), "{said}");
+    holds(&test, "b", Some("mine\n"), &said);
+    holds(&test, "a", Some("orig\n"), &said);
     assert!(said.contains("not by the run: b\r\n"), "{said}");
     // Two files now, not two names of the user's.
     std::fs::write(test.path().join("b"), "mine, again\n").unwrap();
@@ -399,7 +387,7 @@ fn a_bare_redo_passes_over_a_run_whose_rollback_kept_every_change() {
     let edit = "with open(\"mine.txt\", \"w\") as f:\n    f.write(\"mine\\n\")\n";
     let said = at_prompts(&test, &[(edit, "n")]);
     assert!(said.contains("keeping 1 path(s)"), "{said}");
-    assert_eq!(read(&test, "mine.txt").as_deref(), Some("mine\n"), "{said}");
+    holds(&test, "mine.txt", Some("mine\n"), &said);
 
     let redo = test.backstop(&["redo"]);
     assert_eq!(redo.status, 0, "{}", redo.stderr);
@@ -450,11 +438,7 @@ fn nothing_on_a_fuse_mount_inside_the_scope_is_judged_a_later_edit() {
     let said = at_prompts(&test, &[(edit, "n")]);
     assert!(said.contains("exit 1\n"), "{said}");
     assert_eq!(read(&test, "mnt/one.txt"), None, "{said}");
-    assert_eq!(
-        read(&test, "notes.txt").as_deref(),
-        Some("before\nmine\n"),
-        "{said}"
-    );
+    holds(&test, "notes.txt", Some("before\nmine\n"), &said);
     assert!(said.contains("not by the run: notes.txt\r\n"), "{said}");
 }
 
@@ -523,7 +507,7 @@ fn a_restore_between_attempts_keeps_what_the_user_typed_at_the_steps_prompt() {
     assert!(said.contains("exit 4\n"), "{said}");
     // Both attempts saw the user's file, and it is still there.
     assert_eq!(test.read("seen"), "mine\nmine\n", "{said}");
-    assert_eq!(read(&test, "mine.txt").as_deref(), Some("mine\n"), "{said}");
+    holds(&test, "mine.txt", Some("mine\n"), &said);
     assert_eq!(read(&test, "tries.txt"), None, "{said}");
     assert_eq!(read(&test, "one.txt"), None, "{said}");
 }
