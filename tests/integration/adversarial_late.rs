@@ -47,7 +47,7 @@ fn undo_after_redo_of_a_rollback_that_kept_paths_leaves_the_kept_paths_alone() {
     );
     let said = at_prompts(&test, &[(MINE, "n")]);
     assert!(said.contains("exit 1\n"), "{said}");
-    assert_eq!(read(&test, "one.txt"), None, "{said}");
+    holds(&test, "one.txt", None, &said);
     holds(&test, "mine.txt", Some("mine\n"), &said);
 
     let redo = test.backstop(&["redo"]);
@@ -66,7 +66,7 @@ fn undo_after_redo_of_a_rollback_that_kept_paths_leaves_the_kept_paths_alone() {
 
     let undo = test.backstop(&["undo"]);
     assert_eq!(undo.status, 0, "{}", undo.stderr);
-    assert_eq!(read(&test, "one.txt"), None, "{}", undo.stderr);
+    holds(&test, "one.txt", None, &undo.stderr);
     assert_eq!(
         read(&test, "mine.txt").as_deref(),
         Some("mine\n"),
@@ -143,7 +143,7 @@ fn an_edit_at_the_prompt_of_an_approved_step_that_fails_survives_its_step_rollba
     ));
     let said = at_prompts(&test, &[(EDIT_TWO, "y"), (EDIT_THREE, "y")]);
     assert!(said.contains("exit 4\n"), "{said}");
-    assert_eq!(read(&test, "three.txt"), None, "{said}");
+    holds(&test, "three.txt", None, &said);
     holds(&test, "two.txt", Some("two\n"), &said);
     holds(&test, "mine2.txt", Some("at two\n"), &said);
     holds(&test, "mine3.txt", Some("at three\n"), &said);
@@ -166,7 +166,7 @@ fn a_path_edited_at_a_prompt_and_changed_again_by_a_later_step_is_rolled_back() 
     let said = at_prompts(&test, &[(edit, "y")]);
     assert!(said.contains("exit 4\n"), "{said}");
     holds(&test, "notes.txt", Some("before\n"), &said);
-    assert_eq!(read(&test, "one.txt"), None, "{said}");
+    holds(&test, "one.txt", None, &said);
     assert!(!said.contains("keeping"), "{said}");
 }
 
@@ -400,7 +400,7 @@ fn a_bare_redo_passes_over_a_run_whose_rollback_kept_every_change() {
     assert_eq!(read(&test, "mine.txt").as_deref(), Some("mine\n"));
     let undo = test.backstop(&["undo"]);
     assert_eq!(undo.status, 0, "{}", undo.stderr);
-    assert_eq!(read(&test, "a.txt"), None, "{}", undo.stderr);
+    holds(&test, "a.txt", None, &undo.stderr);
     assert_eq!(read(&test, "mine.txt").as_deref(), Some("mine\n"));
 }
 
@@ -485,8 +485,8 @@ fn a_steps_write_rounded_down_into_the_wait_before_it_is_still_rolled_back() {
     // A user who thinks a second and a half before answering.
     let said = at_prompts(&test, &[("time.sleep(1.5)\n", "y")]);
     assert!(said.contains("exit 4\n"), "{said}");
-    assert_eq!(read(&test, "two.txt"), None, "{said}");
-    assert_eq!(read(&test, "one.txt"), None, "{said}");
+    holds(&test, "two.txt", None, &said);
+    holds(&test, "one.txt", None, &said);
     assert!(!said.contains("keeping"), "{said}");
 }
 
@@ -508,8 +508,8 @@ fn a_restore_between_attempts_keeps_what_the_user_typed_at_the_steps_prompt() {
     // Both attempts saw the user's file, and it is still there.
     assert_eq!(test.read("seen"), "mine\nmine\n", "{said}");
     holds(&test, "mine.txt", Some("mine\n"), &said);
-    assert_eq!(read(&test, "tries.txt"), None, "{said}");
-    assert_eq!(read(&test, "one.txt"), None, "{said}");
+    holds(&test, "tries.txt", None, &said);
+    holds(&test, "one.txt", None, &said);
 }
 
 /// What an ordinary command does that moves only metadata — a mode, an owner, a
@@ -580,8 +580,8 @@ fn undo_of_a_run_that_succeeded_leaves_what_the_user_typed_at_its_prompt() {
         "{}",
         undo.stderr
     );
-    assert_eq!(read(&test, "one.txt"), None, "{}", undo.stderr);
-    assert_eq!(read(&test, "two.txt"), None, "{}", undo.stderr);
+    holds(&test, "one.txt", None, &undo.stderr);
+    holds(&test, "two.txt", None, &undo.stderr);
     assert_eq!(read(&test, "mine.txt").as_deref(), Some("mine\n"));
     assert_eq!(
         read(&test, "notes.txt").as_deref(),
