@@ -79,14 +79,13 @@ pub struct Listed {
 }
 
 impl Listed {
-    /// Notes `name`, an entry of the directory.
+    /// Notes `name`, an entry of the directory. Whatever its case: in a case-insensitive
+    /// directory (ext4 `casefold`, vfat) `.GITIGNORE` is what opening `.gitignore` finds.
     pub fn note(&mut self, name: &[u8]) {
-        match name {
-            b".ignore" => self.ignore = true,
-            b".gitignore" => self.gitignore = true,
-            b".git" => self.git = true,
-            _ => {}
-        }
+        let is = |rule: &[u8]| name.eq_ignore_ascii_case(rule);
+        self.ignore |= is(b".ignore");
+        self.gitignore |= is(b".gitignore");
+        self.git |= is(b".git");
     }
 }
 
@@ -496,6 +495,15 @@ mod hex_map {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_notes_rule_files_in_any_case() {
+        let mut listed = Listed::default();
+        for name in [&b"a.txt"[..], b".GitIgnore", b".GIT"] {
+            listed.note(name);
+        }
+        assert!(listed.gitignore && listed.git && !listed.ignore);
+    }
 
     #[test]
     fn fixed_rules_ignore_what_the_files_said_when_read() {
