@@ -175,9 +175,7 @@ pub fn fsck(store: Option<PathBuf>, repair: bool, json: bool, quiet: bool) -> Re
 
 /// Hashes every object, on a few threads.
 fn check_all(objects: &Objects, hashes: &[Hash]) -> HashMap<Hash, Check> {
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 4);
+    let threads = crate::snapshot::cores().clamp(1, 4);
     let chunk = hashes.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
         let workers: Vec<_> = hashes

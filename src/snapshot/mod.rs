@@ -15,3 +15,12 @@ pub mod scope;
 pub mod snapshots;
 pub mod take;
 pub mod walk;
+
+/// The cores this process may run on (its CPU affinity mask), at least one.
+/// `std::thread::available_parallelism` also reads the cgroup's CPU quota, parsing
+/// `/proc/self/mountinfo` to find it: a tenth of a millisecond that a run of a small
+/// tree would spend before its first file. Snapshots use two to four threads at most,
+/// which no quota worth honouring is below.
+pub fn cores() -> usize {
+    rustix::thread::sched_getaffinity(None).map_or(1, |set| set.count().max(1) as usize)
+}

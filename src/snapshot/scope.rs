@@ -184,11 +184,11 @@ impl Scope {
         // there is one) only adds contention to.
         // With no last snapshot (the first of a tree) the walk grows to two threads once
         // it has seen that many entries.
-        let two = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+        let two = || super::cores().min(2);
         let (threads, grow_after) = match also.len() {
-            0 => (two, Some(SMALL_TREE)),
+            0 => (two(), Some(SMALL_TREE)),
             n if n < SMALL_TREE => (1, None),
-            _ => (two, None),
+            _ => (two(), None),
         };
         let Found {
             seen: mut found,

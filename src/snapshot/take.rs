@@ -462,9 +462,7 @@ fn read_all(
     let threads = match to_read.len() {
         0 => return Ok(Vec::new()),
         1..64 => 1,
-        _ => std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 4),
+        _ => super::cores().clamp(1, 4),
     };
     let reader = Reader {
         scope,
