@@ -5,6 +5,7 @@ pub mod limits;
 pub mod load;
 mod locate;
 pub mod model;
+mod ops;
 mod raw;
 pub mod reports;
 mod resolve;

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use super::ops::{AlertMetric, AlertRule, Alerts, Comparison, Metrics, Otlp, Severity};
 pub use super::raw::{
-    BackoffKind, BetweenAttempts, Ignored, Jitter, ProviderKind, RollbackOn, RollbackTo,
+    BackoffKind, BetweenAttempts, Ignored, Jitter, OtlpProtocol, ProviderKind, RollbackOn,
+    RollbackTo,
 };
 use super::values::{Argv, CodeSet, Dur, Pattern, Size};
 
@@ -33,6 +35,9 @@ pub struct Policy {
     pub budget: Budget,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub continue_on_error: bool,
+    #[serde(skip_serializing_if = "super::ops::Alerts::is_empty")]
+    pub alerts: super::ops::Alerts,
+    pub metrics: super::ops::Metrics,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -6,7 +6,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::values::{Argv, CodeSet, Dur, Pattern};
+use super::values::{Argv, CodeSet, Dur, Pattern, Threshold};
 
 /// Schema stand-ins for the leaf values, which parse from strings.
 mod schema {
@@ -26,6 +26,17 @@ mod schema {
     pub enum ExitCode {
         Code(#[schemars(range(min = 0, max = 255))] u8),
         Range(#[schemars(regex(pattern = r"^\d+\.\.=?\d+$"))] String),
+    }
+
+    /// A threshold: a number (a rate from 0 to 1, or US dollars), or a duration
+    /// such as `1.5s` for a latency.
+    #[derive(JsonSchema)]
+    #[serde(untagged)]
+    #[schemars(rename = "Threshold")]
+    #[allow(dead_code)]
+    pub enum Threshold {
+        Number(f64),
+        Duration(Duration),
     }
 
     /// A command: a list of arguments (run directly) or a string (run with `sh -c`).
@@ -68,6 +79,101 @@ pub struct RawPolicy {
     /// A final failure of `backstop run` exits 0; the run is still recorded (and
     /// rolled back) as failed. An interruption still exits as its signal says.
     pub continue_on_error: Option<bool>,
+    /// Thresholds over this policy's recent runs: checked by `backstop stats --check`
+    /// and at the end of every run.
+    pub alerts: Option<RawAlerts>,
+    /// Where each run's figures go: a node_exporter textfile, a Pushgateway, an
+    /// OpenTelemetry collector; the GitHub Actions step summary.
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `alerts:`, in the design's shape: rules by severity, and who is told.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub critical: Option<RawAlertRules>,
+    pub warning: Option<RawAlertRules>,
+    /// Run once when rules start firing (not again until they clear), with the firing
+    /// alerts as JSON on its stdin.
+    #[schemars(with = "Option<schema::Command>")]
+    pub notify: Option<Argv>,
+}
+
+/// The rules of one severity, by metric (the names `backstop stats` uses).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertRules {
+    /// Runs that succeeded (at any layer, a `default` answer included), of all runs.
+    pub success_rate: Option<RawAlertRule>,
+    /// The 95th percentile of a run's wall time (a duration).
+    pub latency_p95: Option<RawAlertRule>,
+    /// The 99th percentile of a run's wall time (a duration).
+    pub latency_p99: Option<RawAlertRule>,
+    /// What the window's model calls cost, in US dollars.
+    pub cost_usd: Option<RawAlertRule>,
+    /// Retries, of all attempts.
+    pub retry_rate: Option<RawAlertRule>,
+    /// Runs that went to a fallback link, of all runs.
+    pub fallback_rate: Option<RawAlertRule>,
+    /// Runs that were rolled back, of all runs.
+    pub rollback_rate: Option<RawAlertRule>,
+    /// Runs escalated to a human, of all runs.
+    pub escalation_rate: Option<RawAlertRule>,
+}
+
+/// One threshold: `below` or `above` a value, over the runs that started in the
+/// last `window`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertRule {
+    #[schemars(with = "Option<schema::Threshold>")]
+    pub below: Option<Threshold>,
+    #[schemars(with = "Option<schema::Threshold>")]
+    pub above: Option<Threshold>,
+    #[schemars(with = "schema::Duration")]
+    pub window: Dur,
+    /// Fewer runs than this in the window: the rule says nothing (default 1).
+    pub min_runs: Option<u32>,
+}
+
+/// `metrics:`: where a run's figures are sent when it ends. A failure to send is a
+/// warning, never a failed run.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// A directory read by node_exporter's textfile collector: `backstop.prom` is
+    /// rewritten there (atomically) after each run.
+    pub textfile: Option<String>,
+    /// A Prometheus Pushgateway's URL: the metrics are pushed after each run.
+    pub pushgateway: Option<String>,
+    /// An OpenTelemetry collector: each run is sent as a trace over OTLP/HTTP.
+    pub otlp: Option<RawOtlp>,
+    /// Under GitHub Actions, the step summary and outputs are written (default true).
+    pub github: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOtlp {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://127.0.0.1:4318`
+    /// (traces go to `/v1/traces` under it, unless it already ends so).
+    pub endpoint: String,
+    /// `protobuf` (the default) or `json`.
+    pub protocol: Option<OtlpProtocol>,
+    /// Request headers, by name, each taken from the environment variable named
+    /// (for a collector's auth: the value is never written anywhere).
+    pub headers_env: Option<std::collections::BTreeMap<String, String>>,
+    /// How long a send may take (default 2s).
+    #[schemars(with = "Option<schema::Duration>")]
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    #[default]
+    Protobuf,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]

@@ -18,7 +18,7 @@ pub struct Invalid {
     pub message: String,
 }
 
-fn invalid(path: impl Into<String>, message: impl Into<String>) -> Invalid {
+pub(super) fn invalid(path: impl Into<String>, message: impl Into<String>) -> Invalid {
     Invalid {
         path: path.into(),
         message: message.into(),
@@ -85,6 +85,8 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         model,
         budget,
         continue_on_error: raw.continue_on_error.unwrap_or(false),
+        alerts: super::ops::resolve_alerts(raw.alerts)?,
+        metrics: super::ops::resolve_metrics(raw.metrics)?,
     })
 }
 

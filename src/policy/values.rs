@@ -53,6 +53,40 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// An alert's threshold as written: a number, or a duration (for a latency),
+/// checked against its metric when the policy is resolved.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Threshold {
+    Number(f64),
+    Duration(Duration),
+}
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Threshold;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number such as `0.99`, or a duration such as `1.5s`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Threshold, E> {
+                let Dur(d) = Dur::deserialize(de::value::StrDeserializer::<E>::new(s))?;
+                Ok(Threshold::Duration(d))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Threshold, E> {
+                Ok(Threshold::Number(n as f64))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Threshold, E> {
+                Ok(Threshold::Number(n as f64))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Threshold, E> {
+                Ok(Threshold::Number(n))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 impl Serialize for Dur {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format_duration(self.0))
