@@ -49,6 +49,7 @@ pub mod rollback;
 pub mod scan;
 pub mod settings;
 pub mod snapshot;
+pub mod stats;
 pub mod stdin;
 pub mod store;
 pub mod terminal;
