@@ -13,6 +13,7 @@ mod run;
 mod runs;
 mod show;
 mod snapshot;
+pub mod stats;
 
 pub use dispatch::dispatch;
 use preflight::{lock_region, lock_tree, recover, token};

@@ -165,6 +165,12 @@ pub fn tree_info_file(records: &Path) -> PathBuf {
     records.join("tree.json")
 }
 
+/// What `backstop stats` keeps of each record (see `stats::index`), so that a record
+/// is parsed again only when it changes.
+pub fn stats_index_file(records: &Path) -> PathBuf {
+    records.join("stats-index")
+}
+
 /// The history lock: undo, redo and gc of this repository's runs.
 pub fn history_lock(records: &Path) -> PathBuf {
     records.join("lock")
