@@ -132,6 +132,14 @@ impl Reporter {
         }
     }
 
+    /// A line of backstop's own that is an annotation under GitHub Actions (`level`:
+    /// `warning` or `error`, titled `title`, saying `text`), else `shown`; never with `-q`.
+    pub fn annotate(&mut self, level: &str, title: &str, shown: &str, text: &str) {
+        if self.mode != Mode::Quiet {
+            self.say(level, title, shown, text);
+        }
+    }
+
     /// One line for an event: under GitHub Actions the annotation replaces the plain
     /// line (`shown`, which may be styled), so a log never says the same thing twice.
     fn say(&mut self, level: &str, title: &str, shown: &str, text: &str) {

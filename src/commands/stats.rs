@@ -35,20 +35,17 @@ pub enum Output {
 }
 
 pub fn stats(store: Option<PathBuf>, args: &StatsArgs) -> Result<u8> {
+    if args.output == Output::Check {
+        // A monitoring check says UNKNOWN (3) for whatever stops it, never 125.
+        return Ok(crate::stats::alerts::check(store, args.policy.as_deref()));
+    }
     let store = Store::locate(store)?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let root = repo_root(&cwd);
-    let policy = match (&args.policy, args.output) {
-        (Some(p), _) => Some(crate::policy::load_file(p)?),
-        (None, Output::Check) => Some(crate::policy::choose(
-            &crate::policy::PolicyChoice::Implicit,
-        )?),
-        (None, _) => None,
+    let policy = match &args.policy {
+        Some(p) => Some(crate::policy::load_file(p)?),
+        None => None,
     };
-    if args.output == Output::Check {
-        let policy = policy.as_ref().context("a policy is needed")?;
-        return crate::stats::alerts::check(store.dir(), policy, args.all_trees, &root);
-    }
     let now = SystemTime::now();
     let sel = Selection {
         trees: if args.all_trees {

@@ -95,6 +95,7 @@ pub fn explain(policy: &Policy) -> String {
         .and_then(|s| s.worst_case);
     write_bounds(&mut out, policy, worst, waits);
     write_rollback(&mut out, policy);
+    write_alerts(&mut out, policy);
     for w in warnings(policy) {
         let _ = writeln!(out, "warning: {w}");
     }
@@ -241,6 +242,34 @@ fn write_rollback(out: &mut String, policy: &Policy) {
         format!("rollback: the tree is snapshotted and {when}{ci}")
     };
     let _ = writeln!(out, "{line}");
+}
+
+/// The alert rules, checked at the end of every run and by `backstop stats --check`
+/// over this file's runs in every tree, and who is told when one starts firing.
+fn write_alerts(out: &mut String, policy: &Policy) {
+    let alerts = &policy.alerts;
+    if alerts.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "alerts: over the runs of this policy file in every tree, after each run and by `backstop stats --check`"
+    );
+    for rule in &alerts.rules {
+        let _ = writeln!(out, "  {}: {}", rule.severity.as_str(), rule.describe());
+    }
+    match &alerts.notify {
+        Some(cmd) => {
+            let _ = writeln!(
+                out,
+                "  notify: {} (once when rules start firing; 10s at most)",
+                crate::attempt::command_line(&cmd.0)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  notify: none (a rule that starts firing is only said on stderr)");
+        }
+    }
 }
 
 /// What is legal but probably not meant.

@@ -14,6 +14,8 @@
 //!   journals/<key>.json the intent journal of a put-back in one scope root
 //!   locks/<key32>       one region lock per directory on a scope root's path
 //!   live/<token>.lock   the registry of live backstops (a run's token is its id)
+//!   alerts/<key>.json   which of a policy's alert rules are firing (`<key>`: of the
+//!                       policy file's path); `alerts/<key>.lock` serialises its updates
 //!   trees/<key>/        one per repository (`repo_root`): its run records
 //!     tree.json           the repository's root, for people and fsck
 //!     lock                the history lock (undo, redo, gc)
@@ -101,6 +103,17 @@ pub fn live_file(store: &Path, token: &str) -> PathBuf {
 
 /// Registry files end so; anything else in `live/` (a `.tmp-` file) is not one.
 pub const LIVE_EXTENSION: &str = "lock";
+
+/// The firing state of the alert rules of the policy `policy` (its file's path, or
+/// the name of the built-in policy): one per policy, whichever tree runs it.
+pub fn alert_state_file(store: &Path, policy: &Path) -> PathBuf {
+    store.join("alerts").join(format!("{}.json", key(policy)))
+}
+
+/// Held while a run reads and rewrites [`alert_state_file`].
+pub fn alert_lock_file(store: &Path, policy: &Path) -> PathBuf {
+    store.join("alerts").join(format!("{}.lock", key(policy)))
+}
 
 pub fn trees_dir(store: &Path) -> PathBuf {
     store.join("trees")
