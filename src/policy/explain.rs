@@ -267,7 +267,10 @@ fn write_alerts(out: &mut String, policy: &Policy) {
             );
         }
         None => {
-            let _ = writeln!(out, "  notify: none (a rule that starts firing is only said on stderr)");
+            let _ = writeln!(
+                out,
+                "  notify: none (a rule that starts firing is only said on stderr)"
+            );
         }
     }
 }

@@ -59,15 +59,18 @@ impl Evaluation<'_> {
         let runs = plural(self.runs, "run");
         match (self.verdict, self.value) {
             (Verdict::Firing, Some(v)) => {
-                format!("{m} {} {cmp} {threshold} over {window} ({runs})", r.metric.show(v))
+                format!(
+                    "{m} {} {cmp} {threshold} over {window} ({runs})",
+                    r.metric.show(v)
+                )
             }
             (Verdict::Clear, Some(v)) => format!(
                 "{m} {}, not {cmp} {threshold} over {window} ({runs})",
                 r.metric.show(v)
             ),
-            (_, None) if self.runs >= u64::from(r.min_runs) => format!(
-                "{m} {cmp} {threshold} over {window}: not enough runs (no value in {runs})"
-            ),
+            (_, None) if self.runs >= u64::from(r.min_runs) => {
+                format!("{m} {cmp} {threshold} over {window}: not enough runs (no value in {runs})")
+            }
             _ => format!(
                 "{m} {cmp} {threshold} over {window}: not enough runs ({} of {})",
                 self.runs, r.min_runs
@@ -199,13 +202,7 @@ fn report(policy: &Policy, evaluations: &[Evaluation], total: usize) -> (u8, Str
     };
     let mut lines: Vec<String> = firing(Severity::Critical)
         .chain(firing(Severity::Warning))
-        .map(|e| {
-            format!(
-                "{}: {}",
-                e.rule.severity.as_str().to_uppercase(),
-                e.text()
-            )
-        })
+        .map(|e| format!("{}: {}", e.rule.severity.as_str().to_uppercase(), e.text()))
         .collect();
     let shown = lines.len();
     let summary = match lines.first() {
@@ -219,7 +216,7 @@ fn report(policy: &Policy, evaluations: &[Evaluation], total: usize) -> (u8, Str
             let first = first.split_once(": ").map_or(first.as_str(), |(_, t)| t);
             match shown {
                 1 => first.to_string(),
-                n => format!("{first}; and {} more", plural(n as u64 - 1, "rule")),
+                n => format!("{first}; and {} more", n - 1),
             }
         }
     };
@@ -229,7 +226,10 @@ fn report(policy: &Policy, evaluations: &[Evaluation], total: usize) -> (u8, Str
             .filter(|e| e.verdict != Verdict::Firing)
             .map(|e| format!("OK: {}", e.text())),
     );
-    let mut out = format!("BACKSTOP {status} - {summary} | {}\n", perfdata(evaluations));
+    let mut out = format!(
+        "BACKSTOP {status} - {summary} | {}\n",
+        perfdata(evaluations)
+    );
     for l in lines {
         out.push_str(&l);
         out.push('\n');
@@ -319,11 +319,7 @@ pub fn after_run(store: &Path, policy: &Policy, reporter: &mut Reporter) {
         reporter.annotate(level, "backstop alert", &format!("alert: {text}"), &text);
     }
     for a in &changes.cleared {
-        reporter.note(&format!(
-            "alert cleared: {}: {}",
-            a.severity,
-            a.message
-        ));
+        reporter.note(&format!("alert cleared: {}: {}", a.severity, a.message));
     }
     if let (Some(cmd), false) = (&policy.alerts.notify, changes.started.is_empty()) {
         let payload = notify::payload(policy, &changes.started, &changes.resolved);
