@@ -441,6 +441,8 @@ fn notify_is_told_once_while_firing_and_again_after_clearing() {
     assert_eq!(resolved[0]["value"], 0.5);
 }
 
+const BARRIER: &str = r#"touch "$OUT/ready-$1"; while [ ! -e "$OUT/go" ]; do sleep 0.01; done; exit 1"#;
+
 /// Eight runs end at once, each in a tree of its own under one policy file: the
 /// alert starts once, and notify is called once.
 #[test]
@@ -456,13 +458,17 @@ fn concurrent_runs_notify_once() {
             cmd.current_dir(&tree)
                 .args(["run", "-p"])
                 .arg(&policy_file)
-                .args(["--", "false"])
+                // All wait at a barrier, so that they end together.
+                .args(["--", "sh", "-c", BARRIER, "barrier", &i.to_string()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
             cmd.spawn().unwrap()
         })
         .collect();
+    let ready = |n| (0..8).filter(|i| t.exists(&format!("ready-{i}"))).count() == n;
+    assert!(crate::helpers::eventually(Duration::from_secs(30), || ready(8)));
+    std::fs::write(t.out_path().join("go"), "").unwrap();
     let mut started = 0;
     for c in children {
         let out = c.wait_with_output().unwrap();
