@@ -262,8 +262,9 @@ fn write_alerts(out: &mut String, policy: &Policy) {
         Some(cmd) => {
             let _ = writeln!(
                 out,
-                "  notify: {} (once when rules start firing; 10s at most)",
-                crate::attempt::command_line(&cmd.0)
+                "  notify: {} (once when rules start firing; {} at most)",
+                crate::attempt::command_line(&cmd.0),
+                format_duration(crate::stats::alerts::NOTIFY_LIMIT)
             );
         }
         None => {

@@ -24,6 +24,7 @@ use crate::snapshot::lock::FileLock;
 use crate::stats::{PolicyKey, Selection, Summary, Trees};
 use crate::store::layout;
 
+pub use notify::LIMIT as NOTIFY_LIMIT;
 pub use state::Alert;
 
 /// What a rule says over its window.

@@ -441,7 +441,8 @@ fn notify_is_told_once_while_firing_and_again_after_clearing() {
     assert_eq!(resolved[0]["value"], 0.5);
 }
 
-const BARRIER: &str = r#"touch "$OUT/ready-$1"; while [ ! -e "$OUT/go" ]; do sleep 0.01; done; exit 1"#;
+const BARRIER: &str =
+    r#"touch "$OUT/ready-$1"; while [ ! -e "$OUT/go" ]; do sleep 0.01; done; exit 1"#;
 
 /// Eight runs end at once, each in a tree of its own under one policy file: the
 /// alert starts once, and notify is called once.
@@ -467,7 +468,9 @@ fn concurrent_runs_notify_once() {
         })
         .collect();
     let ready = |n| (0..8).filter(|i| t.exists(&format!("ready-{i}"))).count() == n;
-    assert!(crate::helpers::eventually(Duration::from_secs(30), || ready(8)));
+    assert!(crate::helpers::eventually(Duration::from_secs(30), || {
+        ready(8)
+    }));
     std::fs::write(t.out_path().join("go"), "").unwrap();
     let mut started = 0;
     for c in children {
@@ -502,7 +505,12 @@ fn a_failing_notify_is_one_warning_and_changes_no_exit_code() {
             .stdout("hello\n")
             .stderr_contains(said)
             .run();
-        assert_eq!(t.stderr.matches("backstop: warning:").count(), 1, "{}", t.stderr);
+        assert_eq!(
+            t.stderr.matches("backstop: warning:").count(),
+            1,
+            "{}",
+            t.stderr
+        );
     }
 }
 
