@@ -340,6 +340,20 @@ fn check_is_unknown_without_rules_or_with_a_bad_policy() {
     let ran = t.backstop(&["stats", "--check", "-p", "missing.yaml"]);
     assert_status(&ran, 3);
     assert!(ran.stdout.contains("missing.yaml"), "{}", ran.stdout);
+    // A store that cannot be read: a file where its directory should be.
+    let rules = "version: 1\nalerts: { critical: { success_rate: { below: 0.5, window: 5m } } }\n";
+    std::fs::write(t.path().join("backstop.yaml"), rules).unwrap();
+    let not_a_store = t.path().join("bad.yaml");
+    let env = [("BACKSTOP_HOME", not_a_store.to_str().unwrap())];
+    let ran = t.backstop_env(&env, &["stats", "--check"]);
+    assert_status(&ran, 3);
+    assert!(
+        ran.stdout
+            .starts_with("BACKSTOP UNKNOWN - cannot read the runs in ")
+            && ran.stdout.contains("bad.yaml"),
+        "{}",
+        ran.stdout
+    );
 }
 
 #[test]
