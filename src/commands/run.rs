@@ -123,7 +123,9 @@ pub fn run(
     let Some(run_tree) = run_tree else {
         warn_unrecorded(&mut reporter, writer.finish().error);
         reporter.finish_summary(None);
-        return Ok(final_code(&policy, end.last.as_ref(), &mut reporter));
+        let code = final_code(&policy, end.last.as_ref(), &mut reporter);
+        super::finish::after_run(store.dir(), &policy, &tree_store, &id, &mut reporter);
+        return Ok(code);
     };
     let target = target(&policy, command.is_empty() && steps.len() > 1, &end);
     // A descendant still running (stuck in uninterruptible I/O, past SIGKILL) may be
@@ -143,10 +145,13 @@ pub fn run(
         (&mut reporter, &mut spent),
     );
     reporter.finish_summary(Some(spent));
-    if !complete {
-        return Ok(crate::exit_code::PUT_BACK_INCOMPLETE);
-    }
-    Ok(final_code(&policy, end.last.as_ref(), &mut reporter))
+    let code = if complete {
+        final_code(&policy, end.last.as_ref(), &mut reporter)
+    } else {
+        crate::exit_code::PUT_BACK_INCOMPLETE
+    };
+    super::finish::after_run(store.dir(), &policy, &tree_store, &id, &mut reporter);
+    Ok(code)
 }
 
 /// The policy and what to run under it, refused before anything starts when it

@@ -46,6 +46,7 @@ mod region;
 mod reporting;
 mod retry;
 mod signals;
+mod stats;
 mod timeout;
 mod unchanged;
 mod undo;
