@@ -39,6 +39,7 @@ mod overhead;
 mod policy_command;
 mod policy_errors;
 mod policy_limits;
+mod prometheus;
 mod put_back;
 mod quiet_call;
 mod records;
