@@ -234,12 +234,14 @@ fn outcomes(out: &mut impl Write, s: &Summary) -> Result<()> {
         None => success,
     };
     writeln!(out, "  {:<26}{:>10}{:>10}", "success rate", "", success)?;
+    let l2 = &s.layers.l2;
     writeln!(
         out,
-        "  {:<26}{:>10}{:>10}",
+        "  {:<26}{:>10}{:>10}  of {} that reached L2",
         "L2 rescued",
-        s.layers.l2.reached,
-        pct(s.layers.l2.rescue_rate)
+        l2.fallback + l2.degraded,
+        pct(l2.rescue_rate),
+        l2.reached
     )?;
     let l3 = &s.layers.l3;
     writeln!(
