@@ -255,9 +255,9 @@ impl Tally {
             .iter()
             .position(|&b| v <= b)
             .unwrap_or(DURATION_BUCKETS.len());
-        h.buckets[i] += 1;
+        h.buckets[i] = h.buckets[i].saturating_add(1);
         h.sum += v;
-        h.count += 1;
+        h.count = h.count.saturating_add(1);
     }
 
     /// The text exposition format (version 0.0.4), families in a fixed order, each
