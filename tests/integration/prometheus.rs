@@ -300,3 +300,31 @@ fn a_pushgateway_that_never_answers_costs_at_most_its_timeout() {
     assert!(started.elapsed() < Duration::from_secs(10));
     drop(listener);
 }
+
+#[test]
+fn runs_ending_at_once_each_count_once_in_the_textfile() {
+    let t = Test::new();
+    let dir = t.out_path().join("textfile");
+    std::fs::create_dir(&dir).unwrap();
+    let t = t.policy(&format!(
+        "version: 1\nrollback: {{ snapshot: false }}\nmetrics: {{ textfile: \"{}\" }}\n",
+        dir.display()
+    ));
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            let mut c = t.command();
+            c.args(["run", "-q", "--", "true"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = std::fs::read_to_string(dir.join("backstop.prom")).unwrap();
+    let first_try = "backstop_runs_total{policy=\"backstop.yaml\",layer=\"l1\",outcome=\"first_try\"}";
+    assert_eq!(value(&text, first_try), Some(8.0), "{text}");
+    promtool_accepts(&text);
+}
