@@ -75,7 +75,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
             "the run record is incomplete: {err:#}"
         )));
     }
-    let mut code = summary.exit_code;
+    super::finish::after_run(store.dir(), &policy, &tree_store, &id, &mut reporter);
     if args.json {
         let doc = json_answer(&id, &summary, &policy);
         let mut bytes = serde_json::to_vec_pretty(&doc)?;
@@ -84,11 +84,10 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         // installed, a plain write blocked on a reader that stops reading could not
         // be ended by SIGTERM or Ctrl-C.
         if let Err(signal) = runtime.block_on(crate::process::write_stdout(bytes, &mut interrupt)) {
-            code = u8::try_from(128 + signal).unwrap_or(u8::MAX);
+            return Ok(u8::try_from(128 + signal).unwrap_or(u8::MAX));
         }
     }
-    crate::stats::alerts::after_run(store.dir(), &policy, &mut reporter);
-    Ok(code)
+    Ok(summary.exit_code)
 }
 
 /// The model named with `-m`, else the policy's `model:`, else its only one.

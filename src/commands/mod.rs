@@ -3,6 +3,7 @@
 mod call;
 mod completions;
 mod dispatch;
+mod finish;
 mod fsck;
 mod gc;
 mod health;

@@ -39,6 +39,14 @@ pub fn stats(store: Option<PathBuf>, args: &StatsArgs) -> Result<u8> {
         // A monitoring check says UNKNOWN (3) for whatever stops it, never 125.
         return Ok(crate::stats::alerts::check(store, args.policy.as_deref()));
     }
+    if let (Some(from), Some(to)) = (args.from, args.to)
+        && from >= to
+    {
+        return Err(crate::error::UserError::Usage(
+            "--from must be before --to: no run starts in an empty window".into(),
+        )
+        .into());
+    }
     let store = Store::locate(store)?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let root = repo_root(&cwd);
@@ -151,13 +159,29 @@ fn share(n: u64, of: u64) -> String {
     pct((of > 0).then(|| n as f64 / of as f64))
 }
 
-/// A latency for people: `850ms`, `1.25s`, `2m 5s`.
+/// A latency for people: `850ms`, `1.25s`, `2m 5s`, `3h 20m`, `12d`.
 pub(crate) fn human_ms(v: Option<u64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(ms) if ms < 1000 => format!("{ms}ms"),
-        Some(ms) if ms < 60_000 => format!("{:.2}s", ms as f64 / 1000.0),
-        Some(ms) => crate::policy::values::format_duration(Duration::from_secs(ms / 1000)),
+    let Some(ms) = v else {
+        return "-".into();
+    };
+    let s = ms / 1000;
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.2}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m {}s", s / 60, s % 60),
+        3_600_000..86_400_000 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// Dollars for people, a wild figure (a hand-edited record) kept short.
+fn usd(v: f64) -> String {
+    if !v.is_finite() {
+        "-".into()
+    } else if v.abs() >= 1e9 {
+        format!("${v:.3e}")
+    } else {
+        format!("${v:.4}")
     }
 }
 
@@ -231,12 +255,14 @@ fn outcomes(out: &mut impl Write, s: &Summary) -> Result<()> {
         None => success,
     };
     writeln!(out, "  {:<26}{:>10}{:>10}", "success rate", "", success)?;
+    let l2 = &s.layers.l2;
     writeln!(
         out,
-        "  {:<26}{:>10}{:>10}",
+        "  {:<26}{:>10}{:>10}  of {} that reached L2",
         "L2 rescued",
-        s.layers.l2.reached,
-        pct(s.layers.l2.rescue_rate)
+        l2.fallback + l2.degraded,
+        pct(l2.rescue_rate),
+        l2.reached
     )?;
     let l3 = &s.layers.l3;
     writeln!(
@@ -254,7 +280,7 @@ fn outcomes(out: &mut impl Write, s: &Summary) -> Result<()> {
 fn latency(out: &mut impl Write, s: &Summary) -> Result<()> {
     writeln!(
         out,
-        "\n{:<16}{:>8}{:>10}{:>10}{:>10}{:>10}",
+        "\n{:<16}{:>8} {:>9} {:>9} {:>9} {:>9}",
         style("LATENCY").bold(),
         "RUNS",
         "P50",
@@ -265,7 +291,7 @@ fn latency(out: &mut impl Write, s: &Summary) -> Result<()> {
     let row = |out: &mut dyn Write, label: &str, p: &Percentiles| -> std::io::Result<()> {
         writeln!(
             out,
-            "  {label:<14}{:>8}{:>10}{:>10}{:>10}{:>10}",
+            "  {label:<14}{:>8} {:>9} {:>9} {:>9} {:>9}",
             p.count,
             human_ms(p.p50),
             human_ms(p.p95),
@@ -292,15 +318,15 @@ fn cost(out: &mut impl Write, s: &Summary) -> Result<()> {
     if c.per_run_usd.count == 0 && c.by_model.is_empty() {
         return Ok(());
     }
-    let usd = |v: Option<f64>| v.map_or("-".into(), |v| format!("${v:.4}"));
+    let maybe = |v: Option<f64>| v.map_or("-".into(), usd);
     writeln!(
         out,
-        "\n{}  total ${:.4}, per run {} (p95 {}), failed attempts ${:.4}",
+        "\n{}  total {}, per run {} (p95 {}), failed attempts {}",
         style("COST").bold(),
-        c.total_usd,
-        usd(c.per_run_usd.mean),
-        usd(c.per_run_usd.p95),
-        c.retry_cost_usd
+        usd(c.total_usd),
+        maybe(c.per_run_usd.mean),
+        maybe(c.per_run_usd.p95),
+        usd(c.retry_cost_usd)
     )?;
     writeln!(
         out,
@@ -315,7 +341,7 @@ fn cost(out: &mut impl Write, s: &Summary) -> Result<()> {
             truncate(&name, 20),
             m.calls,
             m.failed,
-            format!("${:.4}", m.cost_usd),
+            usd(m.cost_usd),
             m.input_tokens,
             m.output_tokens
         )?;

@@ -141,7 +141,7 @@ impl Facts {
             if let Some(next) = r.attempts.get(i + 1)
                 && next.link == a.link
             {
-                self.backoff_ms += a.delay_ms.unwrap_or(0);
+                self.backoff_ms = self.backoff_ms.saturating_add(a.delay_ms.unwrap_or(0));
             }
             let failed = a.verdict.is_some() || !a.end.success();
             if let Some(call) = &a.call {
@@ -149,8 +149,8 @@ impl Facts {
                 m.calls += 1;
                 m.failed += u32::from(failed);
                 m.cost_usd += call.cost_usd.unwrap_or(0.0);
-                m.input_tokens += call.input_tokens;
-                m.output_tokens += call.output_tokens;
+                m.input_tokens = m.input_tokens.saturating_add(call.input_tokens);
+                m.output_tokens = m.output_tokens.saturating_add(call.output_tokens);
                 if failed {
                     self.failed_cost_usd += call.cost_usd.unwrap_or(0.0);
                 }

@@ -60,6 +60,9 @@ pub struct TreeFacts {
     pub unreadable: Vec<Unreadable>,
 }
 
+/// Larger than any record backstop writes (a run's attempts are capped long before).
+const MAX_RECORD_BYTES: u64 = 64 << 20;
+
 /// A record changed this recently is not indexed: a rewrite within the
 /// filesystem's timestamp granularity could keep size and time (git's racy rule).
 const SETTLED: Duration = Duration::from_secs(2);
@@ -92,6 +95,20 @@ pub fn tree_facts(records: &Path) -> Result<TreeFacts> {
         let Ok(meta) = entry.metadata() else {
             continue; // removed since the listing (gc)
         };
+        // A FIFO would block the read, a device never end, a huge file fill memory:
+        // none is a record backstop wrote.
+        if !meta.is_file() || meta.len() > MAX_RECORD_BYTES {
+            let why = if meta.is_file() {
+                "too large to be a record"
+            } else {
+                "not a regular file"
+            };
+            out.unreadable.push(Unreadable {
+                file: path,
+                error: why.into(),
+            });
+            continue;
+        }
         let seen = Seen::of(&meta);
         match old.remove(&name) {
             Some((s, facts)) if s == seen => kept.push(Line {

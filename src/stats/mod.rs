@@ -7,6 +7,7 @@ pub mod class;
 pub mod facts;
 pub mod index;
 pub mod prometheus;
+pub mod publish;
 pub mod summary;
 
 use std::path::{Path, PathBuf};

@@ -180,7 +180,7 @@ impl Summary {
         self.attempts.total += u64::from(f.attempts);
         self.attempts.retries += u64::from(f.retries);
         self.attempts.fallback += u64::from(f.fallback_attempts);
-        self.latency_ms.backoff_total += f.backoff_ms;
+        self.latency_ms.backoff_total = self.latency_ms.backoff_total.saturating_add(f.backoff_ms);
         self.add_cost(f, costs);
         for (t, n) in &f.errors {
             *self.errors.by_type.entry(t.as_str()).or_default() += u64::from(*n);
@@ -232,15 +232,15 @@ impl Summary {
             costs.push(c);
         }
         self.cost.retry_cost_usd += f.failed_cost_usd;
-        self.cost.input_tokens += f.input_tokens;
-        self.cost.output_tokens += f.output_tokens;
+        self.cost.input_tokens = self.cost.input_tokens.saturating_add(f.input_tokens);
+        self.cost.output_tokens = self.cost.output_tokens.saturating_add(f.output_tokens);
         for (name, m) in &f.models {
             let t = self.cost.by_model.entry(name.clone()).or_default();
-            t.calls += m.calls;
-            t.failed += m.failed;
+            t.calls = t.calls.saturating_add(m.calls);
+            t.failed = t.failed.saturating_add(m.failed);
             t.cost_usd += m.cost_usd;
-            t.input_tokens += m.input_tokens;
-            t.output_tokens += m.output_tokens;
+            t.input_tokens = t.input_tokens.saturating_add(m.input_tokens);
+            t.output_tokens = t.output_tokens.saturating_add(m.output_tokens);
         }
     }
 

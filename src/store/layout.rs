@@ -115,6 +115,16 @@ pub fn alert_lock_file(store: &Path, policy: &Path) -> PathBuf {
     store.join("alerts").join(format!("{}.lock", key(policy)))
 }
 
+/// The store's cumulative metrics (`stats::publish`): counters only go up.
+pub fn metrics_tally_file(store: &Path) -> PathBuf {
+    store.join("metrics").join("tally.json")
+}
+
+/// Held while a run adds itself to the tally.
+pub fn metrics_lock_file(store: &Path) -> PathBuf {
+    store.join("metrics").join("lock")
+}
+
 pub fn trees_dir(store: &Path) -> PathBuf {
     store.join("trees")
 }
