@@ -2,6 +2,11 @@
 //! records (`trees/<key>/stats-index`): a record whose file has the size, modification
 //! time and inode the index saw is not parsed again. The index is a cache: lost,
 //! damaged or unwritable, it only costs time.
+//!
+//! One line per record: its start, its file's stat, its name, then its facts as JSON.
+//! A query over a window (`from_ms`: the end-of-run alert check) neither stats nor
+//! parses a record the index says started before it: a run's start never changes
+//! when its record is rewritten (undo, redo), so such a record stays outside.
 
 use std::collections::HashMap;
 use std::fs;
@@ -11,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
 use super::facts::Facts;
 use crate::record::{RunRecord, Status};
@@ -19,10 +23,10 @@ use crate::store::layout;
 use crate::store::{Durability, write_atomic};
 
 /// The index's first line; an index of another format is not read.
-const HEADER: &str = "backstop stats-index 1";
+const HEADER: &str = "backstop stats-index 2";
 
 /// A record's file as the index saw it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Seen {
     size: u64,
     mtime_ns: i64,
@@ -39,11 +43,18 @@ impl Seen {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Line {
-    file: String,
+/// A line of the index as read: its facts still JSON, parsed only when needed.
+struct Old<'a> {
+    started_ms: i64,
     seen: Seen,
-    facts: Facts,
+    line: &'a str,
+    facts: &'a str,
+}
+
+/// A line of the index to write: kept as it was read, or new.
+enum Keep<'a> {
+    Raw(&'a str),
+    New(String),
 }
 
 /// A record file that could not be read, named for a warning.
@@ -67,8 +78,17 @@ const MAX_RECORD_BYTES: u64 = 64 << 20;
 /// filesystem's timestamp granularity could keep size and time (git's racy rule).
 const SETTLED: Duration = Duration::from_secs(2);
 
-/// The runs of the tree store `records` (a `trees/<key>` directory).
-pub fn tree_facts(records: &Path) -> Result<TreeFacts> {
+/// A record to read from its file.
+struct ToParse {
+    name: String,
+    path: PathBuf,
+    seen: Seen,
+    mtime: SystemTime,
+}
+
+/// The runs of the tree store `records` (a `trees/<key>` directory); with `from_ms`,
+/// runs the index knows to have started before it may be left out.
+pub fn tree_facts(records: &Path, from_ms: Option<i64>) -> Result<TreeFacts> {
     let runs_dir = layout::runs_dir(records);
     let entries = match fs::read_dir(&runs_dir) {
         Ok(e) => e,
@@ -78,11 +98,12 @@ pub fn tree_facts(records: &Path) -> Result<TreeFacts> {
         }
     };
     let index_file = layout::stats_index_file(records);
-    let mut old = read_index(&index_file);
-    let old_len = old.len();
+    let text = fs::read_to_string(&index_file).unwrap_or_default();
+    let mut old = read_index(&text);
     let mut out = TreeFacts::default();
-    let mut kept: Vec<Line> = Vec::with_capacity(old_len);
-    let mut to_parse: Vec<(String, PathBuf, Seen, SystemTime)> = Vec::new();
+    let mut kept: Vec<Keep> = Vec::with_capacity(old.len());
+    let mut to_parse = Vec::new();
+    let mut changed = false;
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot read {}", runs_dir.display()))?;
         let path = entry.path();
@@ -92,17 +113,17 @@ pub fn tree_facts(records: &Path) -> Result<TreeFacts> {
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             continue;
         };
+        if let Some(o) = old.get(name.as_str())
+            && from_ms.is_some_and(|from| o.started_ms < from)
+        {
+            kept.push(Keep::Raw(o.line));
+            old.remove(name.as_str());
+            continue;
+        }
         let Ok(meta) = entry.metadata() else {
             continue; // removed since the listing (gc)
         };
-        // A FIFO would block the read, a device never end, a huge file fill memory:
-        // none is a record backstop wrote.
-        if !meta.is_file() || meta.len() > MAX_RECORD_BYTES {
-            let why = if meta.is_file() {
-                "too large to be a record"
-            } else {
-                "not a regular file"
-            };
+        if let Some(why) = not_a_record(&meta) {
             out.unreadable.push(Unreadable {
                 file: path,
                 error: why.into(),
@@ -110,57 +131,94 @@ pub fn tree_facts(records: &Path) -> Result<TreeFacts> {
             continue;
         }
         let seen = Seen::of(&meta);
-        match old.remove(&name) {
-            Some((s, facts)) if s == seen => kept.push(Line {
-                file: name,
-                seen,
-                facts,
-            }),
-            _ => to_parse.push((
+        let known = old.remove(name.as_str()).filter(|o| o.seen == seen);
+        match known.and_then(|o| Some((o.line, serde_json::from_str::<Facts>(o.facts).ok()?))) {
+            Some((line, facts)) => {
+                kept.push(Keep::Raw(line));
+                out.runs.push(facts);
+            }
+            None => to_parse.push(ToParse {
                 name,
                 path,
                 seen,
-                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            )),
+                mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            }),
         }
     }
-    let dropped = !old.is_empty();
-    let parsed = parse_all(&to_parse);
-    let now = SystemTime::now();
-    let mut added = false;
-    for ((name, path, seen, mtime), result) in to_parse.into_iter().zip(parsed) {
-        match result {
-            Ok((facts, finished)) => {
-                let settled = now.duration_since(mtime).is_ok_and(|d| d >= SETTLED);
-                if finished && settled {
-                    added = true;
-                    kept.push(Line {
-                        file: name,
-                        seen,
-                        facts,
-                    });
-                } else {
-                    out.runs.push(facts);
-                }
-            }
-            Err(error) => out.unreadable.push(Unreadable { file: path, error }),
-        }
-    }
-    if added || dropped {
+    changed |= !old.is_empty();
+    changed |= add_parsed(parse_all(&to_parse), to_parse, &mut kept, &mut out);
+    if changed {
         // A cache: a store that cannot be written to still gets its figures.
         let _ = write_index(&index_file, &kept);
     }
-    out.runs.extend(kept.into_iter().map(|l| l.facts));
     out.runs
         .sort_by(|a, b| a.started_ms.cmp(&b.started_ms).then(a.id.cmp(&b.id)));
     Ok(out)
 }
 
+/// Why a file among the records is not read as one: a FIFO would block the read, a
+/// device never end, a huge file fill memory; none is a record backstop wrote.
+fn not_a_record(meta: &fs::Metadata) -> Option<&'static str> {
+    if !meta.is_file() {
+        Some("not a regular file")
+    } else if meta.len() > MAX_RECORD_BYTES {
+        Some("too large to be a record")
+    } else {
+        None
+    }
+}
+
+/// Takes in what was parsed: each run's facts, indexed when the record is finished
+/// and settled. Whether the index gained a line.
+fn add_parsed(
+    parsed: Vec<Result<(Facts, bool), String>>,
+    files: Vec<ToParse>,
+    kept: &mut Vec<Keep>,
+    out: &mut TreeFacts,
+) -> bool {
+    let now = SystemTime::now();
+    let mut added = false;
+    for (file, result) in files.into_iter().zip(parsed) {
+        match result {
+            Ok((facts, finished)) => {
+                let settled = now.duration_since(file.mtime).is_ok_and(|d| d >= SETTLED);
+                // A name with a tab or a newline is not one backstop gave: not indexed.
+                let plain = !file.name.contains(['\t', '\n']);
+                if finished
+                    && settled
+                    && plain
+                    && let Ok(line) = line_of(&file.name, file.seen, &facts)
+                {
+                    kept.push(Keep::New(line));
+                    added = true;
+                }
+                out.runs.push(facts);
+            }
+            Err(error) => out.unreadable.push(Unreadable {
+                file: file.path,
+                error,
+            }),
+        }
+    }
+    added
+}
+
+fn line_of(name: &str, seen: Seen, facts: &Facts) -> Result<String> {
+    Ok(format!(
+        "{}\t{}\t{}\t{}\t{name}\t{}",
+        facts.started_ms,
+        seen.size,
+        seen.mtime_ns,
+        seen.ino,
+        serde_json::to_string(facts)?
+    ))
+}
+
 /// Parses records on up to two threads (a cold index of 100,000 records is mostly
 /// JSON parsing). Each: its facts and whether the run is finished.
-fn parse_all(files: &[(String, PathBuf, Seen, SystemTime)]) -> Vec<Result<(Facts, bool), String>> {
-    let parse = |(_, path, _, _): &(String, PathBuf, Seen, SystemTime)| {
-        let bytes = fs::read(path).map_err(|e| crate::error::io_message(&e))?;
+fn parse_all(files: &[ToParse]) -> Vec<Result<(Facts, bool), String>> {
+    let parse = |f: &ToParse| {
+        let bytes = fs::read(&f.path).map_err(|e| crate::error::io_message(&e))?;
         let record: RunRecord = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
         Ok((Facts::of(&record), record.status == Status::Finished))
     };
@@ -188,25 +246,45 @@ fn parse_all(files: &[(String, PathBuf, Seen, SystemTime)]) -> Vec<Result<(Facts
     })
 }
 
-fn read_index(path: &Path) -> HashMap<String, (Seen, Facts)> {
-    let Ok(text) = fs::read_to_string(path) else {
-        return HashMap::new();
-    };
+/// The index's lines by file name; a line that does not parse is left out (its
+/// record is read again).
+fn read_index(text: &str) -> HashMap<&str, Old<'_>> {
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
         return HashMap::new();
     }
     lines
-        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-        .map(|l| (l.file, (l.seen, l.facts)))
+        .filter_map(|line| {
+            let mut f = line.splitn(6, '\t');
+            let started_ms = f.next()?.parse().ok()?;
+            let seen = Seen {
+                size: f.next()?.parse().ok()?,
+                mtime_ns: f.next()?.parse().ok()?,
+                ino: f.next()?.parse().ok()?,
+            };
+            let name = f.next()?;
+            let facts = f.next()?;
+            Some((
+                name,
+                Old {
+                    started_ms,
+                    seen,
+                    line,
+                    facts,
+                },
+            ))
+        })
         .collect()
 }
 
-fn write_index(path: &Path, lines: &[Line]) -> Result<()> {
+fn write_index(path: &Path, lines: &[Keep]) -> Result<()> {
     let mut out = Vec::with_capacity(lines.len() * 400);
     writeln!(out, "{HEADER}")?;
     for l in lines {
-        serde_json::to_writer(&mut out, l)?;
+        match l {
+            Keep::Raw(s) => out.extend_from_slice(s.as_bytes()),
+            Keep::New(s) => out.extend_from_slice(s.as_bytes()),
+        }
         out.push(b'\n');
     }
     write_atomic(path, &out, Durability::Atomic)

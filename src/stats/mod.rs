@@ -76,7 +76,7 @@ pub fn select(store: &Path, sel: &Selection) -> Result<(Vec<Facts>, Vec<Unreadab
     let mut runs = Vec::new();
     let mut unreadable = Vec::new();
     for dir in dirs {
-        let t = index::tree_facts(&dir)?;
+        let t = index::tree_facts(&dir, sel.from_ms)?;
         unreadable.extend(t.unreadable);
         runs.extend(t.runs.into_iter().filter(|f| {
             sel.from_ms.is_none_or(|from| f.started_ms >= from)

@@ -404,3 +404,23 @@ fn hostile_files_in_the_records_neither_hang_nor_break_the_figures() {
         empty.stderr
     );
 }
+
+#[test]
+fn a_window_reads_nothing_of_a_run_the_index_knows_started_before_it() {
+    let t = Test::new().policy(FAST).args(&["run", "--", "true"]).run();
+    backdate_copy(&t, "0ld000000002", 10);
+    let runs = runs_dir(&t);
+    let old = runs.join("0ld000000002.json");
+    settle(&old);
+    assert_eq!(stats(&t, &[])["runs"]["total"], 2, "indexed");
+    // Damaged behind the index's back: a window that starts after it never opens it...
+    std::fs::write(&old, "{ damaged").unwrap();
+    let ran = t.backstop(&["stats", "--json", "--since", "1d"]);
+    assert_eq!(ran.status, 0);
+    assert!(!ran.stderr.contains("0ld000000002"), "{}", ran.stderr);
+    let doc: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(doc["summary"]["runs"]["total"], 1);
+    // ...and a query over every run checks it, and says so.
+    let ran = t.backstop(&["stats", "--json"]);
+    assert!(ran.stderr.contains("0ld000000002.json"), "{}", ran.stderr);
+}
