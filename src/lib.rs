@@ -37,6 +37,7 @@ pub mod crash;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod exit_code;
 pub mod names;
 pub mod policy;
