@@ -42,7 +42,7 @@ pub fn request(
     let mut spans = vec![root_span(record, policy, kind, &ids, &root_id)];
     for a in &record.attempts {
         let label = link_label(record, policy, kind, a.link, &a.link_name);
-        spans.push(attempt_span(a, &label, &mut ids, &root_id));
+        spans.push(attempt_span(a, &label, policy, &mut ids, &root_id));
         if let Some(wait) = wait_span(a, &label, &mut ids, &root_id) {
             spans.push(wait);
         }
@@ -135,7 +135,13 @@ fn run_end(record: &RunRecord) -> SystemTime {
         .fold(finished, SystemTime::max)
 }
 
-fn attempt_span(a: &AttemptReport, label: &str, ids: &mut Ids, root_id: &[u8]) -> Span {
+fn attempt_span(
+    a: &AttemptReport,
+    label: &str,
+    policy: &Policy,
+    ids: &mut Ids,
+    root_id: &[u8],
+) -> Span {
     let mut attributes = vec![
         kv("backstop.layer", a.layer.as_str()),
         kv("backstop.link", label),
@@ -147,7 +153,7 @@ fn attempt_span(a: &AttemptReport, label: &str, ids: &mut Ids, root_id: &[u8]) -
         attributes.push(kv("error.type", e.as_str()));
     }
     match &a.call {
-        Some(call) => attributes.extend(call_attributes(call)),
+        Some(call) => attributes.extend(call_attributes(call, policy)),
         None => attributes.push(kv("process.exit.code", exit_code(a))),
     }
     let start = a.started_at;
@@ -170,15 +176,27 @@ fn exit_code(a: &AttemptReport) -> i64 {
     }
 }
 
-/// GenAI semantic conventions for a model call attempt.
-fn call_attributes(call: &crate::attempt::CallReport) -> Vec<KeyValue> {
+/// GenAI semantic conventions for a model call attempt: the provider's kind and the
+/// model's id at the provider (the policy's names as `backstop.*`).
+fn call_attributes(call: &crate::attempt::CallReport, policy: &Policy) -> Vec<KeyValue> {
+    let model = policy.models.get(&call.model);
+    let provider = policy.providers.get(&call.provider).map(|p| match p.kind {
+        crate::policy::ProviderKind::Anthropic => "anthropic",
+        crate::policy::ProviderKind::Openai => "openai",
+    });
+    let provider = provider.unwrap_or(call.provider.as_str());
     let mut out = vec![
         kv("gen_ai.operation.name", "chat"),
-        kv("gen_ai.provider.name", call.provider.as_str()),
-        kv("gen_ai.system", call.provider.as_str()),
-        kv("gen_ai.request.model", call.model.as_str()),
+        kv("gen_ai.provider.name", provider),
+        kv("gen_ai.system", provider),
+        kv(
+            "gen_ai.request.model",
+            model.map_or(call.model.as_str(), |m| m.model.as_str()),
+        ),
         kv("gen_ai.usage.input_tokens", call.input_tokens as i64),
         kv("gen_ai.usage.output_tokens", call.output_tokens as i64),
+        kv("backstop.model", call.model.as_str()),
+        kv("backstop.provider", call.provider.as_str()),
     ];
     if let Some(status) = call.status {
         out.push(kv("http.response.status_code", i64::from(status)));
