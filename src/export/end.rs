@@ -56,8 +56,8 @@ pub fn export_trace(
     otlp: &Otlp,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<String> {
-    let parent = env("TRACEPARENT")
-        .and_then(|t| parse_traceparent(&t, env("TRACESTATE").as_deref()));
+    let parent =
+        env("TRACEPARENT").and_then(|t| parse_traceparent(&t, env("TRACESTATE").as_deref()));
     let service = Service {
         name: env("OTEL_SERVICE_NAME")
             .filter(|s| !s.trim().is_empty())
@@ -98,7 +98,11 @@ fn to_github(
             }
             None => warnings.push(format!(
                 "${var} is not set: the run's GitHub {} not written",
-                if var == "GITHUB_OUTPUT" { "outputs were" } else { "summary was" }
+                if var == "GITHUB_OUTPUT" {
+                    "outputs were"
+                } else {
+                    "summary was"
+                }
             )),
         }
     }

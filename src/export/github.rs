@@ -126,7 +126,10 @@ fn attempts_table(out: &mut String, record: &RunRecord, policy: &Policy, kind: K
     }
     let more = record.attempts.len().saturating_sub(MAX_ROWS);
     if more > 0 {
-        let _ = writeln!(out, "\n… {more} more attempts (`backstop show` lists them all)");
+        let _ = writeln!(
+            out,
+            "\n… {more} more attempts (`backstop show` lists them all)"
+        );
     }
 }
 
@@ -172,7 +175,10 @@ fn rollback_lines(out: &mut String, record: &RunRecord) {
         };
         let _ = writeln!(out, "\n**Rollback:** {} paths put back, {done}", r.paths);
     }
-    let rolled_back = snapshot.restores.iter().any(|r| r.action == PutBack::Rollback);
+    let rolled_back = snapshot
+        .restores
+        .iter()
+        .any(|r| r.action == PutBack::Rollback);
     if rolled_back && !snapshot.changes.is_empty() {
         for c in snapshot.changes.iter().take(MAX_PATHS) {
             let _ = writeln!(out, "- `{}`", md_code(&c.path.lossy()));
@@ -240,10 +246,7 @@ mod tests {
 
     #[test]
     fn markup_is_escaped() {
-        assert_eq!(
-            md("<script>|x"),
-            "&lt;script&gt;\\|x"
-        );
+        assert_eq!(md("<script>|x"), "&lt;script&gt;\\|x");
         assert_eq!(md("a\nb*c"), "a b\\*c");
         assert_eq!(md("[x](http://e)"), "\\[x\\]\\(http\\://e\\)");
     }

@@ -24,7 +24,10 @@ impl Kind {
 
 /// The last component of a path: `/usr/bin/make` → `make`.
 pub fn base_name(program: &str) -> &str {
-    program.rsplit('/').find(|s| !s.is_empty()).unwrap_or(program)
+    program
+        .rsplit('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or(program)
 }
 
 /// The executable of a run of a command (`None` for a task of steps, whose record
@@ -58,10 +61,16 @@ pub fn link_label(
     };
     match &l.action {
         Action::Run(argv) if l.name.contains(&command_line(&argv.0)) => {
-            format!("run {}", base_name(argv.0.first().map_or("", String::as_str)))
+            format!(
+                "run {}",
+                base_name(argv.0.first().map_or("", String::as_str))
+            )
         }
         Action::Escalate(e) if l.name.contains(&command_line(&e.run.0)) => {
-            format!("escalate {}", base_name(e.run.0.first().map_or("", String::as_str)))
+            format!(
+                "escalate {}",
+                base_name(e.run.0.first().map_or("", String::as_str))
+            )
         }
         _ => l.name.clone(),
     }

@@ -71,13 +71,7 @@ pub fn request(
     }
 }
 
-fn root_span(
-    record: &RunRecord,
-    policy: &Policy,
-    kind: Kind,
-    ids: &Ids,
-    root_id: &[u8],
-) -> Span {
+fn root_span(record: &RunRecord, policy: &Policy, kind: Kind, ids: &Ids, root_id: &[u8]) -> Span {
     let class = run_class(record);
     let mut attributes = vec![
         kv("backstop.run_id", record.id.as_str()),

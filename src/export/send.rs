@@ -15,10 +15,7 @@ use crate::policy::Otlp;
 use crate::policy::OtlpProtocol;
 
 /// The headers to send, from `headers_env`; a warning for each that is left out.
-pub fn headers(
-    otlp: &Otlp,
-    env: impl Fn(&str) -> Option<String>,
-) -> (HeaderMap, Vec<String>) {
+pub fn headers(otlp: &Otlp, env: impl Fn(&str) -> Option<String>) -> (HeaderMap, Vec<String>) {
     let mut map = HeaderMap::new();
     let mut warnings = Vec::new();
     for (name, var) in &otlp.headers_env {
@@ -44,7 +41,10 @@ pub fn headers(
 }
 
 /// The request body and its content type.
-pub fn encode(request: &ExportTraceServiceRequest, protocol: OtlpProtocol) -> (Vec<u8>, &'static str) {
+pub fn encode(
+    request: &ExportTraceServiceRequest,
+    protocol: OtlpProtocol,
+) -> (Vec<u8>, &'static str) {
     match protocol {
         OtlpProtocol::Protobuf => (request.encode_to_vec(), "application/x-protobuf"),
         // The crate's serde mapping is OTLP/JSON's: hex ids, camelCase names, enums
@@ -57,7 +57,12 @@ pub fn encode(request: &ExportTraceServiceRequest, protocol: OtlpProtocol) -> (V
 }
 
 /// Posts the body; `Err` says why it did not arrive, naming the endpoint only.
-pub fn post(otlp: &Otlp, headers: HeaderMap, body: Vec<u8>, content_type: &'static str) -> Result<(), String> {
+pub fn post(
+    otlp: &Otlp,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    content_type: &'static str,
+) -> Result<(), String> {
     let endpoint = &otlp.endpoint;
     let limit: Duration = otlp.timeout.0;
     let runtime = tokio::runtime::Builder::new_current_thread()

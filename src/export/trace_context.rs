@@ -44,7 +44,7 @@ fn is_hex(s: &str) -> bool {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !is_hex(s) {
+    if !s.len().is_multiple_of(2) || !is_hex(s) {
         return None;
     }
     (0..s.len())

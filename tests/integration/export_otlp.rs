@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 use super::call::{KEY, Reply, Server, ok};
 use super::helpers::Test;
 
-const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/otlp_receiver.py");
+const RECEIVER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/support/otlp_receiver.py"
+);
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// The python3 that has `opentelemetry-proto`.
@@ -28,7 +31,10 @@ pub(super) fn python() -> &'static Path {
 
 fn importable(python: &Path) -> bool {
     Command::new(python)
-        .args(["-c", "import opentelemetry.proto.collector.trace.v1.trace_service_pb2"])
+        .args([
+            "-c",
+            "import opentelemetry.proto.collector.trace.v1.trace_service_pb2",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -132,7 +138,10 @@ impl Receiver {
                 let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
                 panic!("the OTLP receiver exited ({status}): {err}");
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "receiver did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "receiver did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         Receiver {
@@ -164,7 +173,10 @@ impl Receiver {
         let reqs = self.requests();
         assert_eq!(reqs.len(), 1, "expected one request: {reqs:#?}");
         let req = reqs.into_iter().next().unwrap();
-        assert!(req.get("error").is_none(), "the receiver could not decode: {req:#}");
+        assert!(
+            req.get("error").is_none(),
+            "the receiver could not decode: {req:#}"
+        );
         assert_eq!(req["path"], "/v1/traces");
         req
     }
@@ -221,10 +233,16 @@ fn retried_run_is_one_trace_of_attempts_and_waits() {
     let req = rx.only();
     assert_eq!(req["content_type"], "application/x-protobuf");
     assert_eq!(req["resources"][0]["service.name"], "nightly-agent");
-    assert_eq!(req["resources"][0]["service.version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        req["resources"][0]["service.version"],
+        env!("CARGO_PKG_VERSION")
+    );
     let root = root(&req);
     assert_eq!(root["name"], "backstop run");
-    assert_eq!(root["parent_span_id"], "", "no TRACEPARENT: a trace of its own");
+    assert_eq!(
+        root["parent_span_id"], "",
+        "no TRACEPARENT: a trace of its own"
+    );
     assert_eq!(root["status_code"], 0, "a success leaves the status unset");
     let a = &root["attributes"];
     assert_eq!(a["backstop.layer"], "l1");
@@ -237,7 +255,10 @@ fn retried_run_is_one_trace_of_attempts_and_waits() {
     assert!(attempts.iter().all(|a| a.len() == 1), "{req:#}");
     assert_eq!(named(&req, "backoff wait").len(), 2);
     assert_eq!(spans(&req).len(), 6, "root, 3 attempts, 2 waits");
-    for s in spans(&req).iter().filter(|s| s["span_id"] != root["span_id"]) {
+    for s in spans(&req)
+        .iter()
+        .filter(|s| s["span_id"] != root["span_id"])
+    {
         assert_eq!(s["parent_span_id"], root["span_id"], "{s:#}");
         assert_eq!(s["trace_id"], root["trace_id"]);
     }
@@ -248,16 +269,25 @@ fn retried_run_is_one_trace_of_attempts_and_waits() {
     assert_eq!(first["backstop.attempt"], int(1));
     assert_eq!(first["error.type"], "exit_code");
     assert_eq!(first["process.exit.code"], int(1));
-    assert_eq!(attempts[0][0]["status_code"], 2, "a failed attempt is an error");
+    assert_eq!(
+        attempts[0][0]["status_code"], 2,
+        "a failed attempt is an error"
+    );
     let third = &attempts[2][0]["attributes"];
     assert_eq!(third["backstop.layer"], "retry");
     assert_eq!(third["process.exit.code"], int(0));
     assert!(third.get("error.type").is_none());
     let wait = named(&req, "backoff wait")[0];
     assert_eq!(wait["attributes"]["backstop.delay_ms"], int(10));
-    assert_eq!(wait["start"], attempts[0][0]["end"], "the wait follows its attempt");
+    assert_eq!(
+        wait["start"], attempts[0][0]["end"],
+        "the wait follows its attempt"
+    );
     let text = req.to_string();
-    assert!(!text.contains("arg-secret-31337"), "an argument reached the trace: {text}");
+    assert!(
+        !text.contains("arg-secret-31337"),
+        "an argument reached the trace: {text}"
+    );
 }
 
 #[test]
@@ -287,7 +317,10 @@ fn failed_run_has_fallback_event_rollback_span_and_error_status() {
     assert_eq!(events.len(), 1, "{root:#}");
     assert_eq!(events[0]["name"], "backstop.fallback");
     assert_eq!(events[0]["attributes"]["backstop.link.index"], int(1));
-    assert_eq!(events[0]["attributes"]["backstop.link"], "run also-fails.sh");
+    assert_eq!(
+        events[0]["attributes"]["backstop.link"],
+        "run also-fails.sh"
+    );
     let fallback = named(&req, "attempt 1 of run also-fails.sh");
     assert_eq!(fallback.len(), 1, "{req:#}");
     assert_eq!(fallback[0]["attributes"]["backstop.layer"], "fallback");
@@ -298,13 +331,20 @@ fn failed_run_has_fallback_event_rollback_span_and_error_status() {
     assert_eq!(r["backstop.rollback.paths"], int(1));
     assert_eq!(r["backstop.rollback.complete"], true);
     assert_eq!(rollback[0]["parent_span_id"], root["span_id"]);
-    assert!(root["end"].as_u64() >= rollback[0]["end"].as_u64(), "the run ends after its rollback");
+    assert!(
+        root["end"].as_u64() >= rollback[0]["end"].as_u64(),
+        "the run ends after its rollback"
+    );
 }
 
 #[test]
 fn call_spans_carry_gen_ai_attributes_and_status_codes() {
     let server = Server::start(vec![
-        Reply::Json(503, vec![], json!({"error": {"message": "busy", "type": "x"}})),
+        Reply::Json(
+            503,
+            vec![],
+            json!({"error": {"message": "busy", "type": "x"}}),
+        ),
         ok("the answer"),
     ]);
     let rx = Receiver::start();
@@ -338,7 +378,10 @@ fn call_spans_carry_gen_ai_attributes_and_status_codes() {
     assert!((cost - 0.02).abs() < 1e-9, "{cost}");
     assert!(second.get("process.exit.code").is_none());
     let text = req.to_string();
-    assert!(!text.contains("PROMPT-SENTINEL-4242"), "the prompt reached the trace");
+    assert!(
+        !text.contains("PROMPT-SENTINEL-4242"),
+        "the prompt reached the trace"
+    );
     assert!(!text.contains(KEY), "the API key reached the trace");
 }
 
@@ -352,7 +395,10 @@ fn traceparent_makes_the_run_a_child_and_an_invalid_one_is_ignored() {
     );
     assert_eq!(ran.status, 0, "{}", ran.stderr);
     let ran = test.backstop_env(
-        &[("TRACEPARENT", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")],
+        &[(
+            "TRACEPARENT",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        )],
         &["run", "--", "true"],
     );
     assert_eq!(ran.status, 0, "{}", ran.stderr);
@@ -376,7 +422,9 @@ fn all_text(dir: &Path) -> String {
         if e.path().is_dir() {
             text.push_str(&all_text(&e.path()));
         } else {
-            text.push_str(&String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default()));
+            text.push_str(&String::from_utf8_lossy(
+                &std::fs::read(e.path()).unwrap_or_default(),
+            ));
         }
     }
     text
@@ -384,7 +432,10 @@ fn all_text(dir: &Path) -> String {
 
 #[test]
 fn header_is_sent_and_its_value_shown_nowhere() {
-    let sentinel = format!("Bearer otlp-sentinel-{:x}", std::process::id() ^ 0x5eed_f00d);
+    let sentinel = format!(
+        "Bearer otlp-sentinel-{:x}",
+        std::process::id() ^ 0x5eed_f00d
+    );
     let rx = Receiver::start();
     let extra = ", headers_env: { authorization: OTLP_TOKEN, x-tenant: OTLP_TENANT_UNSET }";
     let out = Test::new()
@@ -398,15 +449,30 @@ fn header_is_sent_and_its_value_shown_nowhere() {
     let req = rx.only();
     assert_eq!(req["headers"]["authorization"], sentinel.as_str());
     assert!(req["headers"].get("x-tenant").is_none());
+    let explain = out.backstop(&["policy", "explain", "backstop.yaml"]).stdout;
+    assert!(
+        explain.contains("    header authorization from $OTLP_TOKEN"),
+        "{explain}"
+    );
+    assert!(
+        explain.contains(&format!(
+            "otlp: each run as a trace to {}/v1/traces (protobuf, timeout 2s)",
+            rx.endpoint()
+        )),
+        "{explain}"
+    );
     let store = out.path().parent().unwrap().join("store");
     for (what, text) in [
         ("stdout", out.stdout.clone()),
         ("stderr", out.stderr.clone()),
         ("the store", all_text(&store)),
         ("show --json", out.record().to_string()),
-        ("policy explain", out.backstop(&["policy", "explain", "backstop.yaml"]).stdout),
+        ("policy explain", explain),
     ] {
-        assert!(!text.contains("otlp-sentinel"), "the header's value is in {what}: {text}");
+        assert!(
+            !text.contains("otlp-sentinel"),
+            "the header's value is in {what}: {text}"
+        );
     }
 }
 
@@ -421,17 +487,32 @@ fn unreachable_collector_is_one_warning_and_changes_no_exit_code() {
     let yaml = format!(
         "version: 1\nretry: {{ max_attempts: 1 }}\nmetrics:\n  otlp: {{ endpoint: \"{endpoint}\" }}\n"
     );
-    for (script, status, outcome) in [("echo ok; exit 0", 0, "succeeded"), ("echo no; exit 7", 7, "failed")] {
+    for (script, status, outcome) in [
+        ("echo ok; exit 0", 0, "succeeded"),
+        ("echo no; exit 7", 7, "failed"),
+    ] {
         let out = Test::new()
             .policy(&yaml)
             .args(&["run", "--", "sh", "-c", script])
             .status(status)
             .run();
         assert_eq!(out.stdout, if status == 0 { "ok\n" } else { "no\n" });
-        let warnings: Vec<_> = out.stderr.lines().filter(|l| l.contains("warning:")).collect();
+        let warnings: Vec<_> = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("warning:"))
+            .collect();
         assert_eq!(warnings.len(), 1, "{}", out.stderr);
-        assert!(warnings[0].starts_with("backstop: warning: cannot send the trace to "), "{}", warnings[0]);
-        assert!(warnings[0].contains(&format!("{endpoint}/v1/traces")), "{}", warnings[0]);
+        assert!(
+            warnings[0].starts_with("backstop: warning: cannot send the trace to "),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[0].contains(&format!("{endpoint}/v1/traces")),
+            "{}",
+            warnings[0]
+        );
         assert_eq!(out.record()["outcome"]["outcome"], outcome);
     }
 }
@@ -448,18 +529,28 @@ fn slow_collector_is_bounded_by_the_timeout() {
     let elapsed = started.elapsed();
     // The receiver holds its answer for 20 s; the send gives up at 500 ms. The margin
     // is for the run itself on a loaded machine.
-    assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}: {}", out.stderr);
+    assert!(
+        elapsed < Duration::from_secs(8),
+        "took {elapsed:?}: {}",
+        out.stderr
+    );
     assert_eq!(rx.requests().len(), 1, "the trace did arrive");
 }
 
 #[test]
 fn rejected_and_redirected_sends_are_warnings() {
-    for (status, says) in [("500", "HTTP 500"), ("307", "HTTP 307 (a redirect, not followed)")] {
+    for (status, says) in [
+        ("500", "HTTP 500"),
+        ("307", "HTTP 307 (a redirect, not followed)"),
+    ] {
         let rx = Receiver::with(&["--status", status]);
         Test::new()
             .policy(&policy(&rx.endpoint(), "", ""))
             .args(&["run", "--", "sh", "-c", "exit 0"])
-            .stderr_contains(&format!("the trace was not accepted by {}/v1/traces: {says}", rx.endpoint()))
+            .stderr_contains(&format!(
+                "the trace was not accepted by {}/v1/traces: {says}",
+                rx.endpoint()
+            ))
             .run();
         assert_eq!(rx.requests().len(), 1, "one request, no redirect followed");
     }
@@ -486,6 +577,9 @@ fn json_protocol_is_otlp_json_and_decodes() {
     let root = root(&req);
     assert_eq!(root["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(root["attributes"]["backstop.outcome"], "retried");
-    assert_eq!(named(&req, "attempt 1 of flaky.sh")[0]["attributes"]["process.exit.code"], int(1));
+    assert_eq!(
+        named(&req, "attempt 1 of flaky.sh")[0]["attributes"]["process.exit.code"],
+        int(1)
+    );
     assert_eq!(spans(&req).len(), 6);
 }
