@@ -154,7 +154,7 @@ fn attempt_span(
     Span {
         name: format!("attempt {} of {label}", a.attempt),
         start_time_unix_nano: nanos(start),
-        end_time_unix_nano: nanos(start + Duration::from_millis(a.duration_ms)),
+        end_time_unix_nano: nanos(after(start, a.duration_ms)),
         attributes,
         status: Some(status(error.is_some(), String::new())),
         ..child(ids, root_id)
@@ -204,7 +204,7 @@ fn call_attributes(call: &crate::attempt::CallReport, policy: &Policy) -> Vec<Ke
 /// The wait after an attempt, before the next one of its link.
 fn wait_span(a: &AttemptReport, label: &str, ids: &mut Ids, root_id: &[u8]) -> Option<Span> {
     let delay = a.delay_ms?;
-    let start = a.started_at + Duration::from_millis(a.duration_ms);
+    let start = after(a.started_at, a.duration_ms);
     let mut attributes = vec![
         kv("backstop.link", label),
         kv("backstop.link.index", a.link as i64),
@@ -217,7 +217,7 @@ fn wait_span(a: &AttemptReport, label: &str, ids: &mut Ids, root_id: &[u8]) -> O
     Some(Span {
         name: "backoff wait".into(),
         start_time_unix_nano: nanos(start),
-        end_time_unix_nano: nanos(start + Duration::from_millis(delay)),
+        end_time_unix_nano: nanos(after(start, delay)),
         attributes,
         ..child(ids, root_id)
     })
@@ -314,6 +314,11 @@ fn status(error: bool, message: String) -> Status {
     } else {
         Status::default()
     }
+}
+
+/// `ms` after `t` (a record's figures are trusted to add up, not to be sane).
+fn after(t: SystemTime, ms: u64) -> SystemTime {
+    t.checked_add(Duration::from_millis(ms)).unwrap_or(t)
 }
 
 fn nanos(t: SystemTime) -> u64 {

@@ -203,4 +203,12 @@ fn nothing_is_written_when_off_or_not_under_actions() {
         .run();
     assert!(!summary.exists(), "written without GITHUB_ACTIONS=true");
     assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+
+    // Under Actions with neither file named (a run by hand): nothing, and no warning.
+    Test::new()
+        .policy(POLICY)
+        .env("GITHUB_ACTIONS", "true")
+        .args(&["run", "--", "true"])
+        .stderr_lacks("backstop export")
+        .run();
 }
