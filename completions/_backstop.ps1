@@ -37,6 +37,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('gc', 'gc', [CompletionResultType]::ParameterValue, 'Drop old runs and the snapshot contents no run needs any more')
             [CompletionResult]::new('fsck', 'fsck', [CompletionResultType]::ParameterValue, 'Check every object, manifest, record and journal in the store; say what damage affects (exit 4 if any remains)')
             [CompletionResult]::new('runs', 'runs', [CompletionResultType]::ParameterValue, 'List the runs recorded for this directory tree, newest first')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one run: every attempt, layer, delay and why')
             [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Check, explain or describe policy files')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -146,6 +147,24 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'backstop;stats' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only runs that started in the last AGE (`7d`, `12h`, `30m`)')
+            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'Only runs that started at or after TIME (RFC 3339 in UTC, e.g. `2026-11-30T12:00:00Z`, or a date)')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'Only runs that started before TIME')
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'Only runs made under this policy file (and, with --check, its alert rules)')
+            [CompletionResult]::new('--policy', '--policy', [CompletionResultType]::ParameterName, 'Only runs made under this policy file (and, with --check, its alert rules)')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]')
+            [CompletionResult]::new('--all-trees', '--all-trees', [CompletionResultType]::ParameterName, 'Every tree in the store, not only this one')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (its format is in the README)')
+            [CompletionResult]::new('--prometheus', '--prometheus', [CompletionResultType]::ParameterName, 'Print Prometheus''s text exposition format')
+            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Evaluate the policy''s alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'backstop;show' {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]')
@@ -233,6 +252,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('gc', 'gc', [CompletionResultType]::ParameterValue, 'Drop old runs and the snapshot contents no run needs any more')
             [CompletionResult]::new('fsck', 'fsck', [CompletionResultType]::ParameterValue, 'Check every object, manifest, record and journal in the store; say what damage affects (exit 4 if any remains)')
             [CompletionResult]::new('runs', 'runs', [CompletionResultType]::ParameterValue, 'List the runs recorded for this directory tree, newest first')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one run: every attempt, layer, delay and why')
             [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Check, explain or describe policy files')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -261,6 +281,9 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             break
         }
         'backstop;help;runs' {
+            break
+        }
+        'backstop;help;stats' {
             break
         }
         'backstop;help;show' {

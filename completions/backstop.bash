@@ -49,6 +49,9 @@ _backstop() {
             backstop,snapshot)
                 cmd="backstop__subcmd__snapshot"
                 ;;
+            backstop,stats)
+                cmd="backstop__subcmd__stats"
+                ;;
             backstop,undo)
                 cmd="backstop__subcmd__undo"
                 ;;
@@ -84,6 +87,9 @@ _backstop() {
                 ;;
             backstop__subcmd__help,snapshot)
                 cmd="backstop__subcmd__help__subcmd__snapshot"
+                ;;
+            backstop__subcmd__help,stats)
+                cmd="backstop__subcmd__help__subcmd__stats"
                 ;;
             backstop__subcmd__help,undo)
                 cmd="backstop__subcmd__help__subcmd__undo"
@@ -128,7 +134,7 @@ _backstop() {
 
     case "${cmd}" in
         backstop)
-            opts="-q -h -V --color --quiet --store --help --version run call undo redo snapshot gc fsck runs show policy completions help"
+            opts="-q -h -V --color --quiet --store --help --version run call undo redo snapshot gc fsck runs stats show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -270,7 +276,7 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__help)
-            opts="run call undo redo snapshot gc fsck runs show policy completions help"
+            opts="run call undo redo snapshot gc fsck runs stats show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -466,6 +472,20 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__help__subcmd__snapshot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__help__subcmd__stats)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -762,6 +782,48 @@ _backstop() {
                 return 0
             fi
             case "${prev}" in
+                --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__stats)
+            opts="-p -q -h --since --from --to --all-trees --policy --json --prometheus --check --color --quiet --store --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --policy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -34,6 +34,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand gc 'Drop old runs and the snapshot contents no run needs any more'
             cand fsck 'Check every object, manifest, record and journal in the store; say what damage affects (exit 4 if any remains)'
             cand runs 'List the runs recorded for this directory tree, newest first'
+            cand stats 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
             cand completions 'Print a shell completion script'
@@ -134,6 +135,23 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'backstop;stats'= {
+            cand --since 'Only runs that started in the last AGE (`7d`, `12h`, `30m`)'
+            cand --from 'Only runs that started at or after TIME (RFC 3339 in UTC, e.g. `2026-11-30T12:00:00Z`, or a date)'
+            cand --to 'Only runs that started before TIME'
+            cand -p 'Only runs made under this policy file (and, with --check, its alert rules)'
+            cand --policy 'Only runs made under this policy file (and, with --check, its alert rules)'
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
+            cand --all-trees 'Every tree in the store, not only this one'
+            cand --json 'Print JSON (its format is in the README)'
+            cand --prometheus 'Print Prometheus''s text exposition format'
+            cand --check 'Evaluate the policy''s alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is)'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'backstop;show'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
             cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
@@ -210,6 +228,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand gc 'Drop old runs and the snapshot contents no run needs any more'
             cand fsck 'Check every object, manifest, record and journal in the store; say what damage affects (exit 4 if any remains)'
             cand runs 'List the runs recorded for this directory tree, newest first'
+            cand stats 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
             cand completions 'Print a shell completion script'
@@ -230,6 +249,8 @@ set edit:completion:arg-completer[backstop] = {|@words|
         &'backstop;help;fsck'= {
         }
         &'backstop;help;runs'= {
+        }
+        &'backstop;help;stats'= {
         }
         &'backstop;help;show'= {
         }

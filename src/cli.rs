@@ -119,6 +119,35 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
+    /// Figures over the recorded runs: outcome by layer, latency, cost, errors, rates.
+    Stats {
+        /// Only runs that started in the last AGE (`7d`, `12h`, `30m`).
+        #[arg(long, value_name = "AGE", value_parser = parse_age, conflicts_with_all = ["from", "to"])]
+        since: Option<std::time::Duration>,
+        /// Only runs that started at or after TIME (RFC 3339 in UTC, e.g.
+        /// `2026-11-30T12:00:00Z`, or a date).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        from: Option<std::time::SystemTime>,
+        /// Only runs that started before TIME.
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        to: Option<std::time::SystemTime>,
+        /// Every tree in the store, not only this one.
+        #[arg(long)]
+        all_trees: bool,
+        /// Only runs made under this policy file (and, with --check, its alert rules).
+        #[arg(short, long, value_name = "POLICY")]
+        policy: Option<PathBuf>,
+        /// Print JSON (its format is in the README).
+        #[arg(long, conflicts_with_all = ["prometheus", "check"])]
+        json: bool,
+        /// Print Prometheus's text exposition format.
+        #[arg(long, conflicts_with = "check")]
+        prometheus: bool,
+        /// Evaluate the policy's alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL,
+        /// 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is).
+        #[arg(long)]
+        check: bool,
+    },
     /// Show one run: every attempt, layer, delay and why.
     Show {
         /// The run's id, or a unique prefix of it [default: the latest run].
@@ -263,6 +292,28 @@ impl Cli {
             Sub::Fsck { repair, json } => Command::Fsck { repair, json },
             Sub::Runs { limit, json } => Command::Runs { limit, json },
             Sub::Show { run, json } => Command::Show { run, json },
+            Sub::Stats {
+                since,
+                from,
+                to,
+                all_trees,
+                policy,
+                json,
+                prometheus,
+                check,
+            } => Command::Stats(crate::commands::stats::StatsArgs {
+                since,
+                from,
+                to,
+                all_trees,
+                policy,
+                output: match (json, prometheus, check) {
+                    (true, _, _) => crate::commands::stats::Output::Json,
+                    (_, true, _) => crate::commands::stats::Output::Prometheus,
+                    (_, _, true) => crate::commands::stats::Output::Check,
+                    _ => crate::commands::stats::Output::Table,
+                },
+            }),
             Sub::Policy(PolicySub::Check { file }) => Command::PolicyCheck { file },
             Sub::Policy(PolicySub::Explain { file }) => Command::PolicyExplain { file },
             Sub::Policy(PolicySub::Schema) => Command::PolicySchema,
@@ -299,6 +350,28 @@ pub fn completion_files() -> [(Shell, &'static str); 5] {
         (Shell::Elvish, "backstop.elv"),
         (Shell::PowerShell, "_backstop.ps1"),
     ]
+}
+
+/// `--since`: a duration (`7d`, `12h`), at most 100 years.
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| format!("invalid age `{s}`: {e}"))?;
+    if d > std::time::Duration::from_secs(100 * 365 * 24 * 3600) {
+        return Err(format!("`{s}` is before any run could have been recorded"));
+    }
+    Ok(d)
+}
+
+/// `--from`/`--to`: an RFC 3339 time in UTC, or a date (its midnight, UTC).
+fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
+    let s = s.trim();
+    let full = if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    humantime::parse_rfc3339_weak(&full).map_err(|e| {
+        format!("invalid time `{s}`: {e} (write `2026-11-30T12:00:00Z` or `2026-11-30`)")
+    })
 }
 
 #[cfg(test)]

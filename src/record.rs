@@ -233,6 +233,14 @@ pub struct ChangeInfo {
 pub struct PolicyRef {
     pub source: String,
     pub digest: String,
+    /// The file's absolute path (not for the built-in policy, nor in records made
+    /// before backstop kept it).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::names::opt_path"
+    )]
+    pub path: Option<PathBuf>,
 }
 
 /// Where a run stands, as `runs`, `show` and their `--json` print it.
@@ -300,6 +308,7 @@ impl RunRecord {
             policy: PolicyRef {
                 source: policy.source.clone(),
                 digest: policy.digest.clone(),
+                path: policy.path.clone(),
             },
             attempts: Vec::new(),
             warnings: Vec::new(),

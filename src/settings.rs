@@ -55,6 +55,7 @@ pub enum Command {
         limit: Option<usize>,
         json: bool,
     },
+    Stats(crate::commands::stats::StatsArgs),
     Show {
         /// `None`: the latest run.
         run: Option<String>,

@@ -75,6 +75,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
             "the run record is incomplete: {err:#}"
         )));
     }
+    super::finish::after_run(store.dir(), &policy, &tree_store, &id, &mut reporter);
     let mut code = summary.exit_code;
     if args.json {
         let doc = json_answer(&id, &summary, &policy);

@@ -3,6 +3,7 @@
 mod call;
 mod completions;
 mod dispatch;
+mod finish;
 mod fsck;
 mod gc;
 mod health;
@@ -13,6 +14,7 @@ mod run;
 mod runs;
 mod show;
 mod snapshot;
+pub mod stats;
 
 pub use dispatch::dispatch;
 use preflight::{lock_region, lock_tree, recover, token};

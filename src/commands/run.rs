@@ -132,6 +132,7 @@ pub fn run(
             finish_tree(&policy, &run_tree, writer, end, several_steps, settled)
         }
     };
+    super::finish::after_run(store.dir(), &policy, &tree_store, &id, &mut reporter);
     crate::export::after_run(
         crate::export::Finished {
             policy: &policy,

@@ -72,7 +72,9 @@ pub fn load_file(path: &Path) -> Result<Policy, UserError> {
             e.utf8_error().valid_up_to()
         ),
     })?;
-    load_str(&text, &file)
+    let mut policy = load_str(&text, &file)?;
+    policy.path = std::fs::canonicalize(path).ok();
+    Ok(policy)
 }
 
 /// Reads at most one byte over the limit, so `-p /dev/zero` ends too.

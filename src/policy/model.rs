@@ -16,6 +16,10 @@ pub struct Policy {
     /// Where the policy came from: a file path, or `built-in`.
     #[serde(skip)]
     pub source: String,
+    /// The policy file's absolute path, symlinks resolved (`None` for the built-in
+    /// policy): how `stats` and alerts tell one policy's runs from another's.
+    #[serde(skip)]
+    pub path: Option<std::path::PathBuf>,
     /// BLAKE3 of the policy file's bytes (of the built-in text for the default).
     #[serde(skip)]
     pub digest: String,

@@ -73,6 +73,7 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
 
     Ok(Policy {
         source,
+        path: None,
         digest,
         version: 1,
         retry,

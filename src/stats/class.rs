@@ -2,7 +2,7 @@
 //! kind of error a failed attempt had. `stats`, alerts and every export use these,
 //! and the README writes them out.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::attempt::{CallError, End};
 use crate::classify::FailureClass;
@@ -10,7 +10,7 @@ use crate::events::{AttemptReport, Outcome};
 use crate::record::{PutBack, RunRecord, Status, TreeState};
 
 /// Where a finished run's result came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunClass {
     /// L1: the command (or the policy's model) succeeded on its first attempt.
@@ -152,7 +152,7 @@ pub fn layer3(r: &RunRecord) -> Layer3 {
 }
 
 /// What kind of error ended a failed attempt: the `error_type` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorType {
     Network,

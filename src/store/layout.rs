@@ -102,6 +102,16 @@ pub fn live_file(store: &Path, token: &str) -> PathBuf {
 /// Registry files end so; anything else in `live/` (a `.tmp-` file) is not one.
 pub const LIVE_EXTENSION: &str = "lock";
 
+/// The store's cumulative metrics (`stats::publish`): counters only go up.
+pub fn metrics_tally_file(store: &Path) -> PathBuf {
+    store.join("metrics").join("tally.json")
+}
+
+/// Held while a run adds itself to the tally.
+pub fn metrics_lock_file(store: &Path) -> PathBuf {
+    store.join("metrics").join("lock")
+}
+
 pub fn trees_dir(store: &Path) -> PathBuf {
     store.join("trees")
 }
@@ -163,6 +173,12 @@ pub fn record_id(path: &Path) -> Option<&str> {
 /// The repository's root, written when its first record is.
 pub fn tree_info_file(records: &Path) -> PathBuf {
     records.join("tree.json")
+}
+
+/// What `backstop stats` keeps of each record (see `stats::index`), so that a record
+/// is parsed again only when it changes.
+pub fn stats_index_file(records: &Path) -> PathBuf {
+    records.join("stats-index")
 }
 
 /// The history lock: undo, redo and gc of this repository's runs.
