@@ -3,6 +3,7 @@
 //! reads the run's record once it is final, after any rollback; a failure to export
 //! is one warning, never a changed exit code or outcome.
 
+pub mod attributes;
 pub mod end;
 pub mod github;
 pub mod names;

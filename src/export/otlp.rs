@@ -8,15 +8,14 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
-};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span::Event as SpanEvent, span::SpanKind,
     status::StatusCode,
 };
 
+use super::attributes::{call_attributes, kv};
 use super::names::{Kind, link_label};
 use super::trace_context::{Ids, Parent};
 use crate::events::AttemptReport;
@@ -170,37 +169,6 @@ fn exit_code(a: &AttemptReport) -> i64 {
     }
 }
 
-/// GenAI semantic conventions for a model call attempt: the provider's kind and the
-/// model's id at the provider (the policy's names as `backstop.*`).
-fn call_attributes(call: &crate::attempt::CallReport, policy: &Policy) -> Vec<KeyValue> {
-    let model = policy.models.get(&call.model);
-    let provider = policy.providers.get(&call.provider).map(|p| match p.kind {
-        crate::policy::ProviderKind::Anthropic => "anthropic",
-        crate::policy::ProviderKind::Openai => "openai",
-    });
-    let provider = provider.unwrap_or(call.provider.as_str());
-    let mut out = vec![
-        kv("gen_ai.operation.name", "chat"),
-        kv("gen_ai.provider.name", provider),
-        kv("gen_ai.system", provider),
-        kv(
-            "gen_ai.request.model",
-            model.map_or(call.model.as_str(), |m| m.model.as_str()),
-        ),
-        kv("gen_ai.usage.input_tokens", call.input_tokens as i64),
-        kv("gen_ai.usage.output_tokens", call.output_tokens as i64),
-        kv("backstop.model", call.model.as_str()),
-        kv("backstop.provider", call.provider.as_str()),
-    ];
-    if let Some(status) = call.status {
-        out.push(kv("http.response.status_code", i64::from(status)));
-    }
-    if let Some(cost) = call.cost_usd {
-        out.push(kv("backstop.cost_usd", cost));
-    }
-    out
-}
-
 /// The wait after an attempt, before the next one of its link.
 fn wait_span(a: &AttemptReport, label: &str, ids: &mut Ids, root_id: &[u8]) -> Option<Span> {
     let delay = a.delay_ms?;
@@ -324,52 +292,4 @@ fn after(t: SystemTime, ms: u64) -> SystemTime {
 fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-/// A typed attribute value.
-pub enum Attr {
-    Str(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-}
-
-impl From<&str> for Attr {
-    fn from(s: &str) -> Attr {
-        Attr::Str(s.to_string())
-    }
-}
-impl From<String> for Attr {
-    fn from(s: String) -> Attr {
-        Attr::Str(s)
-    }
-}
-impl From<i64> for Attr {
-    fn from(n: i64) -> Attr {
-        Attr::Int(n)
-    }
-}
-impl From<f64> for Attr {
-    fn from(n: f64) -> Attr {
-        Attr::Float(n)
-    }
-}
-impl From<bool> for Attr {
-    fn from(b: bool) -> Attr {
-        Attr::Bool(b)
-    }
-}
-
-fn kv(key: &str, value: impl Into<Attr>) -> KeyValue {
-    let value = match value.into() {
-        Attr::Str(s) => Value::StringValue(s),
-        Attr::Int(n) => Value::IntValue(n),
-        Attr::Float(n) => Value::DoubleValue(n),
-        Attr::Bool(b) => Value::BoolValue(b),
-    };
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
 }

@@ -321,10 +321,15 @@ fn runs_ending_at_once_each_count_once_in_the_textfile() {
         .collect();
     for child in children {
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = std::fs::read_to_string(dir.join("backstop.prom")).unwrap();
-    let first_try = "backstop_runs_total{policy=\"backstop.yaml\",layer=\"l1\",outcome=\"first_try\"}";
+    let first_try =
+        "backstop_runs_total{policy=\"backstop.yaml\",layer=\"l1\",outcome=\"first_try\"}";
     assert_eq!(value(&text, first_try), Some(8.0), "{text}");
     promtool_accepts(&text);
 }

@@ -353,7 +353,12 @@ fn all_trees_takes_every_tree_of_the_store() {
 fn hostile_files_in_the_records_neither_hang_nor_break_the_figures() {
     let t = Test::new().policy(FAST).args(&["run", "--", "true"]).run();
     let runs = runs_dir(&t);
-    let file = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut rec: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     rec["id"] = Value::String("huge00000001".into());
     rec["outcome"]["input_tokens"] = Value::from(u64::MAX);
@@ -367,7 +372,13 @@ fn hostile_files_in_the_records_neither_hang_nor_break_the_figures() {
         std::fs::write(runs.join(format!("{id}.json")), rec.to_string()).unwrap();
     }
     let fifo = runs.join("fifo.json");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     std::fs::create_dir(runs.join("dir.json")).unwrap();
     for args in [
         &["stats"][..],
@@ -377,12 +388,19 @@ fn hostile_files_in_the_records_neither_hang_nor_break_the_figures() {
         let started = std::time::Instant::now();
         let ran = t.backstop(args);
         assert_eq!(ran.status, 0, "{args:?}: {}", ran.stderr);
-        assert!(started.elapsed() < Duration::from_secs(20), "a FIFO must not block");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "a FIFO must not block"
+        );
         assert!(ran.stderr.contains("fifo.json"), "{}", ran.stderr);
         assert!(ran.stderr.contains("not a regular file"), "{}", ran.stderr);
     }
     assert_eq!(stats(&t, &[])["runs"]["total"], 3);
     let empty = t.backstop(&["stats", "--from", "2026-02-01", "--to", "2026-01-01"]);
     assert_eq!(empty.status, 125);
-    assert!(empty.stderr.contains("--from must be before --to"), "{}", empty.stderr);
+    assert!(
+        empty.stderr.contains("--from must be before --to"),
+        "{}",
+        empty.stderr
+    );
 }
