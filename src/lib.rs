@@ -38,6 +38,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod exit_code;
+pub mod export;
 pub mod names;
 pub mod policy;
 pub mod process;

@@ -125,6 +125,13 @@ impl Reporter {
         self.line(text);
     }
 
+    /// A warning of backstop's own (an export that failed): said even with `-q`;
+    /// under GitHub Actions as a `::warning` annotation.
+    pub fn warn(&mut self, title: &str, text: &str) {
+        let shown = format!("{} {text}", style("warning:").yellow().bold().for_stderr());
+        self.say("warning", title, &shown, text);
+    }
+
     /// A line of backstop's own, said once (never with `-q`).
     pub fn note(&mut self, text: &str) {
         if self.mode != Mode::Quiet {

@@ -75,7 +75,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
             "the run record is incomplete: {err:#}"
         )));
     }
-    super::finish::after_run(store.dir(), &policy, &tree_store, &id, &mut reporter);
+    let mut code = summary.exit_code;
     if args.json {
         let doc = json_answer(&id, &summary, &policy);
         let mut bytes = serde_json::to_vec_pretty(&doc)?;
@@ -84,10 +84,19 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         // installed, a plain write blocked on a reader that stops reading could not
         // be ended by SIGTERM or Ctrl-C.
         if let Err(signal) = runtime.block_on(crate::process::write_stdout(bytes, &mut interrupt)) {
-            return Ok(u8::try_from(128 + signal).unwrap_or(u8::MAX));
+            code = u8::try_from(128 + signal).unwrap_or(u8::MAX);
         }
     }
-    Ok(summary.exit_code)
+    // After the answer: a slow collector or `notify` never holds up the output.
+    let done = crate::export::Finished {
+        policy: &policy,
+        records: &tree_store,
+        id: &id,
+        exit_code: code,
+        kind: crate::export::Kind::Call,
+    };
+    super::finish::after_run(store.dir(), &done, &mut reporter);
+    Ok(code)
 }
 
 /// The model named with `-m`, else the policy's `model:`, else its only one.

@@ -1,40 +1,37 @@
 //! What follows a run once its record is final (rollback included): its alert rules
-//! are evaluated, and its figures go where the policy's `metrics:` says. Nothing here
-//! changes the run's exit code or its
-//! record; every failure is one warning.
+//! are evaluated, then its record goes where the policy's `metrics:` says (the store's
+//! tally for a textfile and a Pushgateway, an OTLP trace, GitHub Actions). Nothing
+//! here changes the run's exit code or its record; every failure is one warning.
 
 use std::path::Path;
 
-use crate::events::{Event, EventSink};
-use crate::policy::Policy;
+use crate::export::Finished;
 use crate::reporter::Reporter;
 use crate::stats::Facts;
-use crate::store::RunRecords;
 
-pub fn after_run(
-    store: &Path,
-    policy: &Policy,
-    tree: &RunRecords,
-    id: &str,
-    reporter: &mut Reporter,
-) {
-    crate::stats::alerts::after_run(store, policy, reporter);
-    let metrics = &policy.metrics;
-    if metrics.textfile.is_none() && metrics.pushgateway.is_none() {
+pub fn after_run(store: &Path, done: &Finished, reporter: &mut Reporter) {
+    crate::stats::alerts::after_run(store, done.policy, reporter);
+    let metrics = &done.policy.metrics;
+    let tally = metrics.textfile.is_some() || metrics.pushgateway.is_some();
+    if !tally && !crate::export::wanted(done.policy) {
         return;
     }
-    // Read back: a rollback writes its result into the record through the journal.
-    let record = match tree.find(id) {
+    // Read back once: a rollback writes its result into the record through the journal.
+    let record = match done.records.find(done.id) {
         Ok(r) => r,
         Err(e) => {
-            reporter.event(&Event::Warning(format!(
-                "metrics not written: cannot read the record of run {id}: {e:#}"
-            )));
+            let why = format!(
+                "cannot read the record of run {} to send it: {e:#}",
+                done.id
+            );
+            crate::export::end::warn(reporter, &why);
             return;
         }
     };
-    let facts = Facts::of(&record);
-    for warning in crate::stats::publish::after_run(store, metrics, &facts) {
-        reporter.event(&Event::Warning(warning));
+    if tally {
+        for warning in crate::stats::publish::after_run(store, metrics, &Facts::of(&record)) {
+            crate::export::end::warn(reporter, &warning);
+        }
     }
+    crate::export::after_run(&record, done, reporter);
 }

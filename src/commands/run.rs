@@ -120,14 +120,43 @@ pub fn run(
     let end = task.run_steps(&steps, run_tree.as_mut())?;
     warn_unrecorded(&mut reporter, writer.error.take());
 
-    let Some(run_tree) = run_tree else {
-        warn_unrecorded(&mut reporter, writer.finish().error);
-        reporter.finish_summary(None);
-        let code = final_code(&policy, end.last.as_ref(), &mut reporter);
-        super::finish::after_run(store.dir(), &policy, &tree_store, &id, &mut reporter);
-        return Ok(code);
+    let code = match run_tree {
+        None => {
+            warn_unrecorded(&mut reporter, writer.finish().error);
+            reporter.finish_summary(None);
+            final_code(&policy, end.last.as_ref(), &mut reporter)
+        }
+        Some(run_tree) => {
+            let several_steps = command.is_empty() && steps.len() > 1;
+            let settled = (&mut reporter, spent);
+            finish_tree(&policy, &run_tree, writer, end, several_steps, settled)
+        }
     };
-    let target = target(&policy, command.is_empty() && steps.len() > 1, &end);
+    // The tree is settled: another run may have it while alerts and exports go out
+    // (a `notify` may take its whole time limit).
+    drop(_region);
+    let done = crate::export::Finished {
+        policy: &policy,
+        records: &tree_store,
+        id: &id,
+        exit_code: code,
+        kind: crate::export::Kind::Run,
+    };
+    super::finish::after_run(store.dir(), &done, &mut reporter);
+    Ok(code)
+}
+
+/// Settles the tree (a failed run is rolled back), says the summary, and gives the
+/// run's exit code.
+fn finish_tree(
+    policy: &Policy,
+    run_tree: &RunSnapshots,
+    writer: RecordWriter,
+    end: StepsEnd,
+    several_steps: bool,
+    (reporter, mut spent): (&mut Reporter, BackstopTime),
+) -> u8 {
+    let target = target(policy, several_steps, &end);
     // A descendant still running (stuck in uninterruptible I/O, past SIGKILL) may be
     // writing yet: then nothing is judged late, and every change is the run's.
     let ended = end.ended.filter(|_| crate::reaper::none_left());
@@ -137,21 +166,18 @@ pub fn run(
         .map_or("unapproved", |s| s.outcome.as_str());
     let reason = format!("the run ended {outcome}");
     let complete = settle_tree(
-        &run_tree,
+        run_tree,
         writer,
         target,
         ended,
         &reason,
-        (&mut reporter, &mut spent),
+        (reporter, &mut spent),
     );
     reporter.finish_summary(Some(spent));
-    let code = if complete {
-        final_code(&policy, end.last.as_ref(), &mut reporter)
-    } else {
-        crate::exit_code::PUT_BACK_INCOMPLETE
-    };
-    super::finish::after_run(store.dir(), &policy, &tree_store, &id, &mut reporter);
-    Ok(code)
+    if !complete {
+        return crate::exit_code::PUT_BACK_INCOMPLETE;
+    }
+    final_code(policy, end.last.as_ref(), reporter)
 }
 
 /// The policy and what to run under it, refused before anything starts when it

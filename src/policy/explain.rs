@@ -96,6 +96,7 @@ pub fn explain(policy: &Policy) -> String {
     write_bounds(&mut out, policy, worst, waits);
     write_rollback(&mut out, policy);
     write_alerts(&mut out, policy);
+    write_metrics(&mut out, &policy.metrics);
     for w in warnings(policy) {
         let _ = writeln!(out, "warning: {w}");
     }
@@ -274,6 +275,43 @@ fn write_alerts(out: &mut String, policy: &Policy) {
             );
         }
     }
+}
+
+/// Where each run's figures go when it ends: header names only, never values.
+fn write_metrics(out: &mut String, m: &super::model::Metrics) {
+    let _ = writeln!(out, "metrics:");
+    if let Some(dir) = &m.textfile {
+        let _ = writeln!(out, "  textfile: {}", dir.join("backstop.prom").display());
+    }
+    if let Some(url) = &m.pushgateway {
+        let _ = writeln!(out, "  pushgateway: {url}");
+    }
+    match &m.otlp {
+        Some(o) => {
+            let protocol = match o.protocol {
+                super::model::OtlpProtocol::Protobuf => "protobuf",
+                super::model::OtlpProtocol::Json => "json",
+            };
+            let _ = writeln!(
+                out,
+                "  otlp: each run as a trace to {} ({protocol}, timeout {})",
+                o.endpoint,
+                shown(o.timeout.0)
+            );
+            for (name, var) in &o.headers_env {
+                let _ = writeln!(out, "    header {name} from ${var}");
+            }
+        }
+        None => {
+            let _ = writeln!(out, "  otlp: off");
+        }
+    }
+    let github = if m.github {
+        "step summary and outputs under GitHub Actions (GITHUB_ACTIONS=true)"
+    } else {
+        "off (metrics.github: false)"
+    };
+    let _ = writeln!(out, "  github: {github}");
 }
 
 /// What is legal but probably not meant.

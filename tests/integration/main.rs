@@ -23,6 +23,8 @@ mod environment;
 mod everyday_agent;
 mod everyday_policy;
 mod exit_codes;
+mod export_github;
+mod export_otlp;
 mod fallback;
 mod fsck;
 mod gc;
