@@ -15,9 +15,49 @@ use crate::helpers::Test;
 const FAST: &str =
     "version: 1\nretry: { max_attempts: 2, backoff: { initial: 10ms, max: 20ms, jitter: none } }\n";
 
+/// Debian's packages these tests judge by, installed once (under a lock, as root with
+/// apt-get) on a machine that lacks them, so that `cargo test` alone works on a fresh
+/// one; elsewhere a failure says how to get them.
+fn tools() {
+    static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    READY.get_or_init(|| {
+        let have = |c: &str| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {c} >/dev/null")])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if have("promtool") && have("prometheus-pushgateway") {
+            return;
+        }
+        let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/apt-prometheus.lock");
+        let _ = std::fs::create_dir_all(lock.parent().unwrap());
+        let file = std::fs::File::create(&lock).unwrap();
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        if have("promtool") && have("prometheus-pushgateway") {
+            return;
+        }
+        let root = rustix::process::geteuid().is_root();
+        let installed = root
+            && have("apt-get")
+            && Command::new("sh")
+                .args([
+                    "-c",
+                    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-pushgateway >/dev/null",
+                ])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            installed || (have("promtool") && have("prometheus-pushgateway")),
+            "promtool and prometheus-pushgateway are needed: apt-get install prometheus prometheus-pushgateway (.ci/run does)"
+        );
+    });
+}
+
 /// `promtool check metrics` on `text`: its verdict, or a failure saying how to get it.
 #[track_caller]
 fn promtool_accepts(text: &str) {
+    tools();
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -184,6 +224,7 @@ struct Gateway {
 
 impl Gateway {
     fn start() -> Gateway {
+        tools();
         let port = free_port();
         let child = Command::new("prometheus-pushgateway")
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -208,15 +249,17 @@ impl Gateway {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// A plain HTTP/1.0 GET: the body of a 200 answer.
     fn get(&self, path: &str) -> Option<String> {
-        let out = Command::new("curl")
-            .args(["-fsS", "--max-time", "5"])
-            .arg(format!("{}{path}", self.url()))
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        use std::io::Read;
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(conn, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).ok()?;
+        let (head, body) = answer.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?;
+        (status == "200").then(|| body.to_string())
     }
 }
 
