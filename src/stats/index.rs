@@ -100,6 +100,7 @@ pub fn tree_facts(records: &Path, from_ms: Option<i64>) -> Result<TreeFacts> {
     let index_file = layout::stats_index_file(records);
     let text = fs::read_to_string(&index_file).unwrap_or_default();
     let mut old = read_index(&text);
+    let old_len = old.len();
     let mut out = TreeFacts::default();
     let mut kept: Vec<Keep> = Vec::with_capacity(old.len());
     let mut to_parse = Vec::new();
@@ -145,11 +146,16 @@ pub fn tree_facts(records: &Path, from_ms: Option<i64>) -> Result<TreeFacts> {
             }),
         }
     }
-    changed |= !old.is_empty();
+    // Lines of records that are gone, or lines for a record that a newer line
+    // replaces: the index is written anew. Otherwise new lines are only appended,
+    // so a run's end does not rewrite the line of every record there is.
+    let stale = !old.is_empty() || lines_in(&text) > old_len;
     changed |= add_parsed(parse_all(&to_parse), to_parse, &mut kept, &mut out);
-    if changed {
-        // A cache: a store that cannot be written to still gets its figures.
+    // A cache: a store that cannot be written to still gets its figures.
+    if stale || (changed && old_len == 0) {
         let _ = write_index(&index_file, &kept);
+    } else if changed {
+        let _ = append_index(&index_file, &kept);
     }
     out.runs
         .sort_by(|a, b| a.started_ms.cmp(&b.started_ms).then(a.id.cmp(&b.id)));
@@ -275,6 +281,30 @@ fn read_index(text: &str) -> HashMap<&str, Old<'_>> {
             ))
         })
         .collect()
+}
+
+/// The index's record lines, valid or not (a record named twice counts twice).
+fn lines_in(text: &str) -> usize {
+    text.lines().count().saturating_sub(1)
+}
+
+/// Appends the new lines to an index that holds every other line already.
+fn append_index(path: &Path, lines: &[Keep]) -> Result<()> {
+    let mut out = Vec::new();
+    for l in lines {
+        if let Keep::New(s) = l {
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    // One write: appends of runs ending at once do not interleave within a line. A
+    // line cut short by a crash does not parse, and costs its record one read.
+    let mut file = fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot append to {}", path.display()))?;
+    file.write_all(&out)
+        .with_context(|| format!("cannot append to {}", path.display()))
 }
 
 fn write_index(path: &Path, lines: &[Keep]) -> Result<()> {
