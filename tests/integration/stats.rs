@@ -424,3 +424,36 @@ fn a_window_reads_nothing_of_a_run_the_index_knows_started_before_it() {
     let ran = t.backstop(&["stats", "--json"]);
     assert!(ran.stderr.contains("0ld000000002.json"), "{}", ran.stderr);
 }
+
+#[test]
+fn a_torn_index_line_costs_a_read_never_a_run() {
+    let t = Test::new().policy(FAST).args(&["run", "--", "true"]).run();
+    let runs = runs_dir(&t);
+    let first = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    settle(&first);
+    assert_eq!(stats(&t, &[])["runs"]["total"], 1);
+    let index = runs.parent().unwrap().join("stats-index");
+    // A crash in the middle of an append: half a line, no newline.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&index)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"1764547200000\t12\t34").unwrap();
+    drop(f);
+    backdate_copy(&t, "0ld000000003", 3);
+    settle(&runs.join("0ld000000003.json"));
+    for _ in 0..3 {
+        assert_eq!(stats(&t, &[])["runs"]["total"], 2);
+    }
+    let text = std::fs::read_to_string(&index).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        3,
+        "rewritten whole: a header and two lines\n{text}"
+    );
+}
