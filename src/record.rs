@@ -133,6 +133,13 @@ pub enum Moment {
 }
 
 impl SnapshotInfo {
+    /// The rollbacks of the run (and of the failed steps of its task), oldest first.
+    pub fn rollbacks(&self) -> impl Iterator<Item = &Restore> {
+        self.restores
+            .iter()
+            .filter(|r| r.action == PutBack::Rollback)
+    }
+
     /// The manifests this record names, which gc keeps and fsck checks: the snapshot
     /// before the run, each checkpoint, then the one after it, if stored. (Its fixed
     /// ignore rules, `rules`, are an object too, not a manifest.)

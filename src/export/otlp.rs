@@ -232,11 +232,7 @@ fn rollback_spans(record: &RunRecord, ids: &mut Ids, root_id: &[u8]) -> Vec<Span
     let Some(s) = &record.snapshot else {
         return Vec::new();
     };
-    let rollbacks: Vec<_> = s
-        .restores
-        .iter()
-        .filter(|r| r.action == PutBack::Rollback)
-        .collect();
+    let rollbacks: Vec<_> = s.rollbacks().collect();
     let took = match (rollbacks.len(), &record.backstop_time) {
         (1, Some(t)) => Duration::from_millis(t.rollback_ms),
         _ => Duration::ZERO,

@@ -124,11 +124,7 @@ pub fn layer3(r: &RunRecord) -> Layer3 {
     let Some(s) = &r.snapshot else {
         return Layer3::default();
     };
-    let rollbacks: Vec<_> = s
-        .restores
-        .iter()
-        .filter(|x| x.action == PutBack::Rollback)
-        .collect();
+    let rollbacks: Vec<_> = s.rollbacks().collect();
     // A run that ended rolled back has its last rollback as the run's own; every other
     // rollback of a task was a step's. (Undo after the fact moves the state on to
     // `undone`: the rollback it had is still in `restores`.)

@@ -215,7 +215,7 @@ pub(super) fn ok(text: &str) -> Reply {
     Reply::Json(200, vec![], openai_answer(text))
 }
 
-fn status(s: u16) -> Reply {
+pub(super) fn status(s: u16) -> Reply {
     Reply::Json(
         s,
         vec![],

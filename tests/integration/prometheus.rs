@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::call::{KEY, Reply, Server, ok, policy};
+use crate::call::{KEY, Server, ok, policy, status};
 use crate::helpers::Test;
 
 const FAST: &str =
@@ -92,14 +92,7 @@ fn value(text: &str, prefix: &str) -> Option<f64> {
 
 #[test]
 fn stats_prometheus_is_accepted_by_promtool() {
-    let server = Server::start(vec![
-        Reply::Json(
-            500,
-            vec![],
-            serde_json::json!({"error":{"message":"down","type":"x"}}),
-        ),
-        ok("fine"),
-    ]);
+    let server = Server::start(vec![status(500), ok("fine")]);
     let t = Test::new()
         .policy(&policy(&server.url(), "openai", ""))
         .env("TEST_API_KEY", KEY)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::call::{KEY, Reply, Server, ok, policy};
+use crate::call::{KEY, Reply, Server, ok, policy, status};
 use crate::helpers::Test;
 
 /// Fast retries, one fallback-free chain.
@@ -165,11 +165,7 @@ fn model_call_errors_are_typed_and_their_cost_counted() {
             vec![("retry-after", "0".into())],
             serde_json::json!({"error":{"message":"slow down","type":"x"}}),
         ),
-        Reply::Json(
-            500,
-            vec![],
-            serde_json::json!({"error":{"message":"down","type":"x"}}),
-        ),
+        status(500),
         ok("fine"),
     ]);
     let t = Test::new()
