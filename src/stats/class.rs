@@ -125,15 +125,18 @@ pub fn layer3(r: &RunRecord) -> Layer3 {
         return Layer3::default();
     };
     let rollbacks: Vec<_> = s.rollbacks().collect();
-    // A run that ended rolled back has its last rollback as the run's own; every other
-    // rollback of a task was a step's. (Undo after the fact moves the state on to
-    // `undone`: the rollback it had is still in `restores`.)
-    let run_rollback = s.state == TreeState::RolledBack
-        || (s.state == TreeState::Undone
-            && rollbacks.len() == 1
-            && r.outcome
-                .as_ref()
-                .is_some_and(|o| o.outcome != Outcome::Succeeded));
+    // A run of one command has no rollback but its own, whatever a later undo or redo
+    // made of the tree. For a task, the state tells: rolled back to its start, the last
+    // rollback was the run's; every other one was a failed step's, put back to its
+    // checkpoint (and an undo of a task keeps its single rollback in `restores`).
+    let run_rollback = !rollbacks.is_empty()
+        && (r.steps.is_empty()
+            || s.state == TreeState::RolledBack
+            || (s.state == TreeState::Undone
+                && rollbacks.len() == 1
+                && r.outcome
+                    .as_ref()
+                    .is_some_and(|o| o.outcome != Outcome::Succeeded)));
     let steps = rollbacks.len() as u32 - u32::from(run_rollback && !rollbacks.is_empty());
     Layer3 {
         rolled_back: run_rollback,

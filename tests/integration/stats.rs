@@ -453,3 +453,19 @@ fn a_torn_index_line_costs_a_read_never_a_run() {
         "rewritten whole: a header and two lines\n{text}"
     );
 }
+
+#[test]
+fn a_rollback_stays_counted_after_the_run_is_redone() {
+    let t = Test::new()
+        .policy("version: 1\nretry: { max_attempts: 1 }\n")
+        .args(&["run", "--", "sh", "-c", "echo new > made.txt; exit 7"])
+        .status(7)
+        .run();
+    assert_eq!(stats(&t, &[])["layers"]["l3"]["rolled_back"], 1);
+    let redo = t.backstop(&["redo"]);
+    assert_eq!(redo.status, 0, "{}", redo.stderr);
+    assert!(t.path().join("made.txt").exists(), "redone");
+    let s = stats(&t, &[]);
+    assert_eq!(s["layers"]["l3"]["rolled_back"], 1, "{s:#}");
+    assert_eq!(s["rates"]["rollback_rate"], 1.0);
+}
