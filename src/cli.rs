@@ -148,6 +148,31 @@ enum Sub {
         #[arg(long)]
         check: bool,
     },
+    /// Run the engine many times against a fault model on a virtual clock, and
+    /// compare policies side by side with the figures `stats` gives.
+    Simulate {
+        /// A policy to simulate; repeat to compare several.
+        #[arg(short, long = "policy", value_name = "POLICY", required = true)]
+        policies: Vec<PathBuf>,
+        /// The fault model (YAML, `version: 1`).
+        #[arg(long, value_name = "FAULTS")]
+        faults: PathBuf,
+        /// Simulated runs per policy.
+        #[arg(long, value_name = "N", default_value_t = 10_000)]
+        runs: u64,
+        /// The random seed: the same seed gives the same figures.
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+        /// Print JSON (its format is in the README).
+        #[arg(long)]
+        json: bool,
+        /// Simulate `backstop call` of this model [default: the policy's `model`, if set].
+        #[arg(long, value_name = "MODEL", conflicts_with = "command")]
+        call: Option<String>,
+        /// The command of link 0, after `--`, as `commands:` names it [default: `task`].
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Show one run: every attempt, layer, delay and why.
     Show {
         /// The run's id, or a unique prefix of it [default: the latest run].
@@ -313,6 +338,23 @@ impl Cli {
                     (_, _, true) => crate::commands::stats::Output::Check,
                     _ => crate::commands::stats::Output::Table,
                 },
+            }),
+            Sub::Simulate {
+                policies,
+                faults,
+                runs,
+                seed,
+                json,
+                call,
+                command,
+            } => Command::Simulate(crate::commands::simulate::SimulateArgs {
+                policies,
+                faults,
+                runs,
+                seed,
+                json,
+                call,
+                command,
             }),
             Sub::Policy(PolicySub::Check { file }) => Command::PolicyCheck { file },
             Sub::Policy(PolicySub::Explain { file }) => Command::PolicyExplain { file },

@@ -30,6 +30,7 @@ macro_rules! eprint {
 pub mod attempt;
 pub mod backoff;
 pub mod call;
+pub mod chaos;
 pub mod classify;
 pub mod cli;
 pub mod commands;

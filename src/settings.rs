@@ -56,6 +56,7 @@ pub enum Command {
         json: bool,
     },
     Stats(crate::commands::stats::StatsArgs),
+    Simulate(crate::commands::simulate::SimulateArgs),
     Show {
         /// `None`: the latest run.
         run: Option<String>,

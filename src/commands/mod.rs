@@ -13,6 +13,7 @@ mod preflight;
 mod run;
 mod runs;
 mod show;
+pub mod simulate;
 mod snapshot;
 pub mod stats;
 

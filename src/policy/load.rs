@@ -107,36 +107,8 @@ pub fn load_str(text: &str, file: &str) -> Result<Policy, UserError> {
     }
     let _budget = super::values::PatternBudget::start();
     let de = serde_yaml::Deserializer::from_str(text);
-    let raw: RawPolicy = serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = match e.path().to_string() {
-            p if p == "." => "(top level)".to_string(),
-            p => p,
-        };
-        let inner = e.into_inner();
-        let (line, column) = inner.location().map_or((1, 1), |l| (l.line(), l.column()));
-        let raw = inner.to_string();
-        match syntax_message(&raw, text, line, column) {
-            // A mistake in the YAML itself is at no key: "?" said nothing.
-            Some(message) => UserError::Policy {
-                file: file.into(),
-                line,
-                column,
-                key: match key.strip_suffix(".?") {
-                    _ if key == "?" => "YAML".into(),
-                    Some(parent) => parent.to_string(),
-                    None => key,
-                },
-                message,
-            },
-            None => UserError::Policy {
-                file: file.into(),
-                line,
-                column,
-                key,
-                message: clean_message(&raw),
-            },
-        }
-    })?;
+    let raw: RawPolicy =
+        serde_path_to_error::deserialize(de).map_err(|e| yaml_error(e, text, file))?;
     let digest = blake3::hash(text.as_bytes()).to_hex().to_string();
     resolve(raw, file.into(), digest).map_err(|invalid| {
         let (line, column) = locate(text, &invalid.path);
@@ -148,6 +120,43 @@ pub fn load_str(text: &str, file: &str) -> Result<Policy, UserError> {
             message: invalid.message,
         }
     })
+}
+
+/// A YAML or serde error as `file:line:column: key: message`: the policy's and every
+/// other YAML file backstop reads (the fault model of `simulate`).
+pub(crate) fn yaml_error(
+    e: serde_path_to_error::Error<serde_yaml::Error>,
+    text: &str,
+    file: &str,
+) -> UserError {
+    let key = match e.path().to_string() {
+        p if p == "." => "(top level)".to_string(),
+        p => p,
+    };
+    let inner = e.into_inner();
+    let (line, column) = inner.location().map_or((1, 1), |l| (l.line(), l.column()));
+    let raw = inner.to_string();
+    match syntax_message(&raw, text, line, column) {
+        // A mistake in the YAML itself is at no key: "?" said nothing.
+        Some(message) => UserError::Policy {
+            file: file.into(),
+            line,
+            column,
+            key: match key.strip_suffix(".?") {
+                _ if key == "?" => "YAML".into(),
+                Some(parent) => parent.to_string(),
+                None => key,
+            },
+            message,
+        },
+        None => UserError::Policy {
+            file: file.into(),
+            line,
+            column,
+            key,
+            message: clean_message(&raw),
+        },
+    }
 }
 
 /// libyaml's words for a misplaced line ("did not find expected key") name neither

@@ -3,7 +3,7 @@
 pub mod explain;
 pub mod limits;
 pub mod load;
-mod locate;
+pub(crate) mod locate;
 pub mod model;
 mod ops;
 mod raw;

@@ -1,0 +1,517 @@
+//! The fault model of `backstop simulate`: what each attempt may suffer, as YAML
+//! (`version: 1`). Parsed into private `Raw*` types (unknown keys rejected), then
+//! validated into [`Faults`]; every error names `file:line:column: key`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::error::UserError;
+use crate::policy::values::Dur;
+
+/// At most this many targets (`calls`, `commands`), entries in one map (`status`,
+/// `exit`, `signal`), and outages: a fault model is written by hand.
+pub const MAX_ENTRIES: usize = 256;
+
+/// The highest outage rate: one start a second.
+pub const MAX_STARTS_PER_HOUR: f64 = 3600.0;
+
+/// Schema stand-ins for the leaf values, which parse from strings.
+mod schema {
+    use schemars::JsonSchema;
+
+    /// A duration such as `250ms`, `2s`, `5m` or `1m 30s`.
+    #[derive(JsonSchema)]
+    #[schemars(rename = "Duration")]
+    #[allow(dead_code)]
+    pub struct Duration(#[schemars(regex(pattern = r"^\s*[0-9]"))] String);
+
+    /// What an outage fails attempts with: an HTTP status or a command's exit code
+    /// (a number), or `network`.
+    #[derive(JsonSchema)]
+    #[serde(untagged)]
+    #[schemars(rename = "FailsWith")]
+    #[allow(dead_code)]
+    pub enum FailsWith {
+        Code(#[schemars(range(min = 1, max = 599))] u16),
+        Network(#[schemars(regex(pattern = "^network$"))] String),
+    }
+}
+
+/// A backstop fault model: the failures `backstop simulate` draws for each attempt.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "backstop fault model")]
+struct RawFaults {
+    /// The format version. Always 1.
+    version: u32,
+    /// Model-call attempts, by the policy's model name; `default` for any other.
+    #[serde(default)]
+    calls: BTreeMap<String, RawCallFaults>,
+    /// Command attempts, by link name (link 0: the command line); `default` for any other.
+    #[serde(default)]
+    commands: BTreeMap<String, RawCommandFaults>,
+    #[serde(default)]
+    correlation: Option<RawCorrelation>,
+    #[serde(default)]
+    runs: Option<RawRuns>,
+}
+
+/// Per-attempt probabilities of each fault of a model call.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawCallFaults {
+    network: Option<f64>,
+    /// HTTP status → probability.
+    #[serde(default)]
+    status: BTreeMap<u16, f64>,
+    /// The `retry-after-ms` a 429 or 529 carries (log-normal); absent: no header.
+    retry_after: Option<RawSpread>,
+    first_token_stall: Option<f64>,
+    /// A stream that goes silent mid-answer.
+    stall: Option<f64>,
+    /// A stream that ends without its finish event.
+    truncated: Option<f64>,
+    context_length: Option<f64>,
+    content_policy: Option<f64>,
+    /// How long an answer takes (log-normal).
+    latency: Option<RawSpread>,
+    /// Tokens of an answer, priced by the policy's `price`.
+    tokens: Option<RawTokens>,
+}
+
+/// Per-attempt probabilities of each fault of a command.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawCommandFaults {
+    /// Exit code → probability.
+    #[serde(default)]
+    exit: BTreeMap<i32, f64>,
+    /// The attempt hangs until `timeout.attempt` (or the deadline) ends it.
+    timeout: Option<f64>,
+    /// Signal number → probability.
+    #[serde(default)]
+    signal: BTreeMap<i32, f64>,
+    /// How long an attempt takes (log-normal).
+    duration: Option<RawSpread>,
+}
+
+/// A log-normal distribution given by its median and 99th percentile.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawSpread {
+    #[schemars(with = "schema::Duration")]
+    p50: Dur,
+    #[schemars(with = "schema::Duration")]
+    p99: Dur,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    input: u64,
+    output: u64,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawCorrelation {
+    /// After a failed attempt, the same link's next attempt fails the same way with
+    /// this probability.
+    sticky: Option<f64>,
+    #[serde(default)]
+    outages: Vec<RawOutage>,
+}
+
+/// Windows on the simulated timeline in which every attempt at the target fails.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawOutage {
+    /// `*`, a model name or a link name.
+    target: String,
+    start_per_hour: f64,
+    duration: RawSpread,
+    #[schemars(with = "schema::FailsWith")]
+    fails_with: FailsWith,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawRuns {
+    /// Simulated time between run starts.
+    #[schemars(with = "schema::Duration")]
+    interval: Option<Dur>,
+}
+
+/// What an outage fails attempts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailsWith {
+    Network,
+    /// A status for calls; for commands, an exit code (a number over 255 exits 1).
+    Code(u16),
+}
+
+impl<'de> Deserialize<'de> for FailsWith {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = FailsWith;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an HTTP status or exit code from 1 to 599, or `network`")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<FailsWith, E> {
+                match s {
+                    "network" => Ok(FailsWith::Network),
+                    _ => Err(E::custom(format!(
+                        "`{s}`: expected a status, an exit code, or `network`"
+                    ))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<FailsWith, E> {
+                match u16::try_from(n) {
+                    Ok(c @ 1..=599) => Ok(FailsWith::Code(c)),
+                    _ => Err(E::custom(format!("{n} is not from 1 to 599"))),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<FailsWith, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!("{n} is not from 1 to 599"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A validated fault model.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    pub calls: BTreeMap<String, CallFaults>,
+    pub commands: BTreeMap<String, CommandFaults>,
+    pub sticky: f64,
+    pub outages: Vec<Outage>,
+    /// Simulated milliseconds between run starts.
+    pub interval_ms: f64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CallFaults {
+    pub network: f64,
+    pub status: Vec<(u16, f64)>,
+    pub retry_after: Option<Spread>,
+    pub first_token_stall: f64,
+    pub stall: f64,
+    pub truncated: f64,
+    pub context_length: f64,
+    pub content_policy: f64,
+    pub latency: Option<Spread>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CommandFaults {
+    pub exit: Vec<(i32, f64)>,
+    pub timeout: f64,
+    pub signal: Vec<(i32, f64)>,
+    pub duration: Option<Spread>,
+}
+
+/// A log-normal distribution: `ln X ~ N(mu, sigma)`, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub mu: f64,
+    pub sigma: f64,
+}
+
+/// The 99th percentile of the standard normal distribution.
+const Z99: f64 = 2.326_347_874_040_841;
+
+impl Spread {
+    fn new(p50_ms: f64, p99_ms: f64) -> Spread {
+        Spread {
+            mu: p50_ms.ln(),
+            sigma: (p99_ms.ln() - p50_ms.ln()) / Z99,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Outage {
+    pub target: String,
+    pub start_per_hour: f64,
+    pub duration: Spread,
+    pub fails_with: FailsWith,
+}
+
+impl Faults {
+    /// The faults of calls to `model`: its own, else `default`, else none.
+    pub fn call(&self, model: &str) -> Option<&CallFaults> {
+        self.calls.get(model).or_else(|| self.calls.get("default"))
+    }
+
+    /// The faults of the command link named `link`: its own, else `default`.
+    pub fn command(&self, link: &str) -> Option<&CommandFaults> {
+        self.commands
+            .get(link)
+            .or_else(|| self.commands.get("default"))
+    }
+}
+
+/// A check that failed after parsing: the key path and why.
+struct Invalid {
+    path: String,
+    message: String,
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> Invalid {
+    Invalid {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+pub fn load_file(path: &Path) -> Result<Faults, UserError> {
+    let file = crate::names::quote_path(path);
+    let cannot = |message: String| UserError::PolicyFile {
+        file: file.clone(),
+        message,
+    };
+    let bytes = read_bounded(path).map_err(|e| {
+        cannot(format!(
+            "cannot read the fault model: {}",
+            crate::error::io_message(&e)
+        ))
+    })?;
+    crate::policy::limits::check_size(bytes.len()).map_err(&cannot)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        cannot(format!(
+            "the fault model is not UTF-8 (byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    load_str(&text, &file)
+}
+
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(crate::policy::limits::MAX_POLICY_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+pub fn load_str(text: &str, file: &str) -> Result<Faults, UserError> {
+    let whole = |message| UserError::PolicyFile {
+        file: file.into(),
+        message,
+    };
+    crate::policy::limits::check_size(text.len()).map_err(whole)?;
+    crate::policy::limits::check_depth(text).map_err(|too| UserError::PolicyFile {
+        file: format!("{file}:{}:{}", too.line, too.column),
+        message: too.message,
+    })?;
+    let de = serde_yaml::Deserializer::from_str(text);
+    let raw: RawFaults = serde_path_to_error::deserialize(de)
+        .map_err(|e| crate::policy::load::yaml_error(e, text, file))?;
+    validate(raw).map_err(|bad| {
+        let (line, column) = crate::policy::locate::locate(text, &bad.path);
+        UserError::Policy {
+            file: file.into(),
+            line,
+            column,
+            key: bad.path,
+            message: bad.message,
+        }
+    })
+}
+
+fn validate(raw: RawFaults) -> Result<Faults, Invalid> {
+    if raw.version != 1 {
+        let message = format!("unsupported version {}: expected 1", raw.version);
+        return Err(invalid("version", message));
+    }
+    bounded("calls", raw.calls.len())?;
+    bounded("commands", raw.commands.len())?;
+    let mut faults = Faults {
+        interval_ms: 30_000.0,
+        ..Faults::default()
+    };
+    for (name, c) in raw.calls {
+        let checked = call_faults(&format!("calls.{name}"), c)?;
+        faults.calls.insert(name, checked);
+    }
+    for (name, c) in raw.commands {
+        let checked = command_faults(&format!("commands.{name}"), c)?;
+        faults.commands.insert(name, checked);
+    }
+    let correlation = raw.correlation.unwrap_or_default();
+    faults.sticky = probability("correlation.sticky", correlation.sticky)?;
+    bounded("correlation.outages", correlation.outages.len())?;
+    for (i, o) in correlation.outages.into_iter().enumerate() {
+        faults
+            .outages
+            .push(outage(&format!("correlation.outages[{i}]"), o)?);
+    }
+    if let Some(interval) = raw.runs.and_then(|r| r.interval) {
+        faults.interval_ms = interval.0.as_secs_f64() * 1000.0;
+    }
+    Ok(faults)
+}
+
+fn bounded(path: &str, n: usize) -> Result<(), Invalid> {
+    if n > MAX_ENTRIES {
+        return Err(invalid(
+            path,
+            format!("{n} entries: at most {MAX_ENTRIES} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// A probability from 0 to 1 (absent: 0).
+fn probability(path: &str, p: Option<f64>) -> Result<f64, Invalid> {
+    let p = p.unwrap_or(0.0);
+    if !p.is_finite() || !(0.0..=1.0).contains(&p) {
+        return Err(invalid(
+            path,
+            format!("{p} is not a probability from 0 to 1"),
+        ));
+    }
+    Ok(p)
+}
+
+/// The probabilities of one target's faults add up to at most 1.
+fn at_most_one(path: &str, ps: impl IntoIterator<Item = f64>) -> Result<(), Invalid> {
+    let sum: f64 = ps.into_iter().sum();
+    if sum > 1.0 + 1e-9 {
+        return Err(invalid(
+            path,
+            format!("its probabilities add up to {sum}, over 1"),
+        ));
+    }
+    Ok(())
+}
+
+fn spread(path: &str, s: Option<RawSpread>) -> Result<Option<Spread>, Invalid> {
+    let Some(s) = s else { return Ok(None) };
+    let (p50, p99) = (s.p50.0.as_secs_f64() * 1e3, s.p99.0.as_secs_f64() * 1e3);
+    if p50 <= 0.0 {
+        return Err(invalid(format!("{path}.p50"), "must be over 0"));
+    }
+    if p99 < p50 {
+        return Err(invalid(format!("{path}.p99"), "must be at least p50"));
+    }
+    Ok(Some(Spread::new(p50, p99)))
+}
+
+fn call_faults(path: &str, c: RawCallFaults) -> Result<CallFaults, Invalid> {
+    bounded(&format!("{path}.status"), c.status.len())?;
+    let mut status = Vec::new();
+    for (code, p) in c.status {
+        let key = format!("{path}.status.{code}");
+        if !(100..=599).contains(&code) {
+            return Err(invalid(key, format!("{code} is not an HTTP status")));
+        }
+        status.push((code, probability(&key, Some(p))?));
+    }
+    let p = |key: &str, v| probability(&format!("{path}.{key}"), v);
+    let faults = CallFaults {
+        network: p("network", c.network)?,
+        first_token_stall: p("first_token_stall", c.first_token_stall)?,
+        stall: p("stall", c.stall)?,
+        truncated: p("truncated", c.truncated)?,
+        context_length: p("context_length", c.context_length)?,
+        content_policy: p("content_policy", c.content_policy)?,
+        retry_after: spread(&format!("{path}.retry_after"), c.retry_after)?,
+        latency: spread(&format!("{path}.latency"), c.latency)?,
+        input_tokens: c.tokens.as_ref().map_or(0, |t| t.input),
+        output_tokens: c.tokens.as_ref().map_or(0, |t| t.output),
+        status,
+    };
+    let each = [
+        faults.network,
+        faults.first_token_stall,
+        faults.stall,
+        faults.truncated,
+        faults.context_length,
+        faults.content_policy,
+    ];
+    at_most_one(
+        path,
+        each.into_iter().chain(faults.status.iter().map(|s| s.1)),
+    )?;
+    Ok(faults)
+}
+
+fn command_faults(path: &str, c: RawCommandFaults) -> Result<CommandFaults, Invalid> {
+    bounded(&format!("{path}.exit"), c.exit.len())?;
+    bounded(&format!("{path}.signal"), c.signal.len())?;
+    let mut exit = Vec::new();
+    for (code, p) in c.exit {
+        let key = format!("{path}.exit.{code}");
+        if !(1..=255).contains(&code) {
+            return Err(invalid(
+                key,
+                format!("{code} is not a failing exit code (1 to 255)"),
+            ));
+        }
+        exit.push((code, probability(&key, Some(p))?));
+    }
+    let mut signal = Vec::new();
+    for (sig, p) in c.signal {
+        let key = format!("{path}.signal.{sig}");
+        if !(1..=64).contains(&sig) {
+            return Err(invalid(key, format!("{sig} is not a signal (1 to 64)")));
+        }
+        signal.push((sig, probability(&key, Some(p))?));
+    }
+    let faults = CommandFaults {
+        timeout: probability(&format!("{path}.timeout"), c.timeout)?,
+        duration: spread(&format!("{path}.duration"), c.duration)?,
+        exit,
+        signal,
+    };
+    let each = faults.exit.iter().chain(&faults.signal).map(|e| e.1);
+    at_most_one(path, each.chain([faults.timeout]))?;
+    Ok(faults)
+}
+
+fn outage(path: &str, o: RawOutage) -> Result<Outage, Invalid> {
+    let rate = o.start_per_hour;
+    if !rate.is_finite() || !(0.0..=MAX_STARTS_PER_HOUR).contains(&rate) {
+        return Err(invalid(
+            format!("{path}.start_per_hour"),
+            format!("{rate} is not a rate from 0 to {MAX_STARTS_PER_HOUR}"),
+        ));
+    }
+    if o.target.is_empty() {
+        return Err(invalid(format!("{path}.target"), "must not be empty"));
+    }
+    let duration = spread(&format!("{path}.duration"), Some(o.duration))?;
+    Ok(Outage {
+        target: o.target,
+        start_per_hour: rate,
+        duration: duration.unwrap_or(Spread {
+            mu: 0.0,
+            sigma: 0.0,
+        }),
+        fails_with: o.fails_with,
+    })
+}
+
+/// The fault model's JSON Schema, pretty-printed, ending in a newline.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(RawFaults);
+    let mut out = serde_json::to_string_pretty(&schema).expect("a schema always serializes");
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;
