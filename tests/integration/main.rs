@@ -50,6 +50,7 @@ mod region;
 mod reporting;
 mod retry;
 mod signals;
+mod simulate;
 mod stats;
 mod timeout;
 mod unchanged;
