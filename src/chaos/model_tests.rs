@@ -87,11 +87,17 @@ fn each_bad_value_names_its_key_line_and_column() {
             "version: 1\ncorrelation:\n  outages:\n    - { target: x, start_per_hour: 1, duration: { p50: 1s, p99: 1s }, fails_with: 700 }\n",
             "correlation.outages[0].fails_with: 700 is not from 1 to 599",
         ),
-        ("version: 1\nruns: { interval: 1000 days }\n", "runs.interval:"),
+        (
+            "version: 1\nruns: { interval: 1000 days }\n",
+            "runs.interval:",
+        ),
     ];
     for (text, want) in cases {
         let got = error(text);
-        assert!(got.contains(want), "{text:?}\n  gave {got:?}\n  want {want:?}");
+        assert!(
+            got.contains(want),
+            "{text:?}\n  gave {got:?}\n  want {want:?}"
+        );
     }
 }
 
@@ -102,7 +108,11 @@ fn absurd_inputs_are_refused_without_a_panic() {
     for i in 0..=MAX_ENTRIES {
         text.push_str(&format!("  l{i}: {{ exit: {{ 1: 0.001 }} }}\n"));
     }
-    assert!(error(&text).contains("commands: 257 entries"), "{}", error(&text));
+    assert!(
+        error(&text).contains("commands: 257 entries"),
+        "{}",
+        error(&text)
+    );
     // A huge status map in one flow mapping.
     let statuses: Vec<String> = (100..600).map(|s| format!("{s}: 0.0")).collect();
     let text = format!(
@@ -113,12 +123,18 @@ fn absurd_inputs_are_refused_without_a_panic() {
     // Over the size limit, deep nesting, an empty file, not YAML at all.
     let big = format!("version: 1\n#{}\n", "x".repeat(2 << 20));
     assert!(error(&big).contains("f.yaml"));
-    let deep = format!("version: 1\ncalls: {}{}\n", "[".repeat(200), "]".repeat(200));
+    let deep = format!(
+        "version: 1\ncalls: {}{}\n",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
     assert!(error(&deep).contains("f.yaml"));
     assert!(error("").contains("f.yaml"));
     assert!(error("{{{").contains("f.yaml"));
-    assert!(error("version: 1\ncalls: { default: { latency: { p50: 1s, p99: 400 days } } }\n")
-        .contains("calls.default.latency.p99"));
+    assert!(
+        error("version: 1\ncalls: { default: { latency: { p50: 1s, p99: 400 days } } }\n")
+            .contains("calls.default.latency.p99")
+    );
 }
 
 #[test]

@@ -19,7 +19,10 @@ fn simulate(policy: &str, faults: &str, extra: &[&str]) -> Value {
 #[track_caller]
 fn json(t: &Sandbox, extra: &[&str]) -> Value {
     let runs = RUNS.to_string();
-    let mut args = vec!["simulate", "-p", "p.yaml", "--faults", "f.yaml", "--json", "--runs", &runs];
+    let mut args = vec!["simulate", "-p", "p.yaml", "--faults", "f.yaml", "--json"];
+    if !extra.contains(&"--runs") {
+        args.extend(["--runs", &runs]);
+    }
     args.extend_from_slice(extra);
     let ran = t.backstop(&args);
     assert_eq!(ran.status, 0, "simulate failed: {}", ran.stderr);
@@ -73,8 +76,9 @@ fn a_fallback_chain_succeeds_at_one_minus_both_failure_products() {
 fn sticky_failures_make_retries_useless() {
     let p = 0.3f64;
     let policy = format!("version: 1\nretry: {{ max_attempts: 4, {FAST} }}\n");
-    let faults =
-        format!("version: 1\ncommands:\n  default: {{ exit: {{ 1: {p} }} }}\ncorrelation: {{ sticky: 1.0 }}\n");
+    let faults = format!(
+        "version: 1\ncommands:\n  default: {{ exit: {{ 1: {p} }} }}\ncorrelation: {{ sticky: 1.0 }}\n"
+    );
     let fig = simulate(&policy, &faults, &[]);
     near(&fig["summary"]["success_rate"], 1.0 - p, RUNS);
 }
@@ -114,7 +118,8 @@ fn a_model_call_is_simulated_with_retry_after_and_cost() {
     // Every attempt gets 429 with a 5s Retry-After, over `retry_after.max` (1s): the
     // run goes to its `default` answer at once, without waiting.
     let policy = "version: 1\nretry: { retry_after: { max: 1s } }\nproviders: { p: { kind: openai, base_url: \"http://127.0.0.1:9\" } }\nmodels: { m: { provider: p, model: m-1, price: { input_per_mtok: 1, output_per_mtok: 2 } } }\nmodel: m\nfallback: { chain: [ { default: { stdout: none } } ] }\n";
-    let faults = "version: 1\ncalls:\n  m: { status: { 429: 1.0 }, retry_after: { p50: 5s, p99: 5s } }\n";
+    let faults =
+        "version: 1\ncalls:\n  m: { status: { 429: 1.0 }, retry_after: { p50: 5s, p99: 5s } }\n";
     let fig = simulate(policy, faults, &["--runs", "20"]);
     assert_eq!(fig["primary"], "call m");
     assert_eq!(fig["attempts_per_run"], 1.0);
@@ -123,7 +128,10 @@ fn a_model_call_is_simulated_with_retry_after_and_cost() {
     let faults = "version: 1\ncalls:\n  default: { tokens: { input: 1000, output: 500 } }\n";
     let fig = simulate(policy, faults, &["--runs", "10"]);
     let total = fig["summary"]["cost"]["total_usd"].as_f64().unwrap();
-    assert!((total - 10.0 * (1000.0 + 1000.0) / 1e6).abs() < 1e-9, "{total}");
+    assert!(
+        (total - 10.0 * (1000.0 + 1000.0) / 1e6).abs() < 1e-9,
+        "{total}"
+    );
 }
 
 #[test]
@@ -132,7 +140,9 @@ fn a_seed_repeats_a_simulation_and_another_seed_differs() {
         .write("p.yaml", "version: 1\n")
         .write("f.yaml", &std::fs::read_to_string(design_mix()).unwrap());
     let run = |seed: &str| {
-        let ran = t.backstop(&["simulate", "-p", "p.yaml", "--faults", "f.yaml", "--runs", "2000", "--seed", seed]);
+        let ran = t.backstop(&[
+            "simulate", "-p", "p.yaml", "--faults", "f.yaml", "--runs", "2000", "--seed", seed,
+        ]);
         assert_eq!(ran.status, 0, "{}", ran.stderr);
         ran.stdout
     };
@@ -149,9 +159,10 @@ fn design_mix() -> std::path::PathBuf {
 
 #[test]
 fn a_bad_fault_file_names_its_key_and_line() {
-    let t = Test::new()
-        .write("p.yaml", "version: 1\n")
-        .write("f.yaml", "version: 1\ncommands:\n  default:\n    exit: { 1: 1.5 }\n");
+    let t = Test::new().write("p.yaml", "version: 1\n").write(
+        "f.yaml",
+        "version: 1\ncommands:\n  default:\n    exit: { 1: 1.5 }\n",
+    );
     let ran = t.backstop(&["simulate", "-p", "p.yaml", "--faults", "f.yaml"]);
     assert_eq!(ran.status, 125, "{}", ran.stderr);
     assert!(
@@ -159,6 +170,8 @@ fn a_bad_fault_file_names_its_key_and_line() {
         "{}",
         ran.stderr
     );
-    let ran = t.backstop(&["simulate", "-p", "p.yaml", "--faults", "f.yaml", "--runs", "0"]);
+    let ran = t.backstop(&[
+        "simulate", "-p", "p.yaml", "--faults", "f.yaml", "--runs", "0",
+    ]);
     assert_eq!(ran.status, 125, "{}", ran.stderr);
 }
