@@ -38,6 +38,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('fsck', 'fsck', [CompletionResultType]::ParameterValue, 'Check every object, manifest, record and journal in the store; say what damage affects (exit 4 if any remains)')
             [CompletionResult]::new('runs', 'runs', [CompletionResultType]::ParameterValue, 'List the runs recorded for this directory tree, newest first')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates')
+            [CompletionResult]::new('simulate', 'simulate', [CompletionResultType]::ParameterValue, 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one run: every attempt, layer, delay and why')
             [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Check, explain or describe policy files')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -165,6 +166,22 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'backstop;simulate' {
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'A policy to simulate; repeat to compare several')
+            [CompletionResult]::new('--policy', '--policy', [CompletionResultType]::ParameterName, 'A policy to simulate; repeat to compare several')
+            [CompletionResult]::new('--faults', '--faults', [CompletionResultType]::ParameterName, 'The fault model (YAML, `version: 1`)')
+            [CompletionResult]::new('--runs', '--runs', [CompletionResultType]::ParameterName, 'Simulated runs per policy')
+            [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'The random seed: the same seed gives the same figures')
+            [CompletionResult]::new('--call', '--call', [CompletionResultType]::ParameterName, 'Simulate `backstop call` of this model [default: the policy''s `model`, if set]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (its format is in the README)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'backstop;show' {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]')
@@ -253,6 +270,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('fsck', 'fsck', [CompletionResultType]::ParameterValue, 'Check every object, manifest, record and journal in the store; say what damage affects (exit 4 if any remains)')
             [CompletionResult]::new('runs', 'runs', [CompletionResultType]::ParameterValue, 'List the runs recorded for this directory tree, newest first')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates')
+            [CompletionResult]::new('simulate', 'simulate', [CompletionResultType]::ParameterValue, 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one run: every attempt, layer, delay and why')
             [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Check, explain or describe policy files')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -284,6 +302,9 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             break
         }
         'backstop;help;stats' {
+            break
+        }
+        'backstop;help;simulate' {
             break
         }
         'backstop;help;show' {

@@ -46,6 +46,9 @@ _backstop() {
             backstop,show)
                 cmd="backstop__subcmd__show"
                 ;;
+            backstop,simulate)
+                cmd="backstop__subcmd__simulate"
+                ;;
             backstop,snapshot)
                 cmd="backstop__subcmd__snapshot"
                 ;;
@@ -84,6 +87,9 @@ _backstop() {
                 ;;
             backstop__subcmd__help,show)
                 cmd="backstop__subcmd__help__subcmd__show"
+                ;;
+            backstop__subcmd__help,simulate)
+                cmd="backstop__subcmd__help__subcmd__simulate"
                 ;;
             backstop__subcmd__help,snapshot)
                 cmd="backstop__subcmd__help__subcmd__snapshot"
@@ -134,7 +140,7 @@ _backstop() {
 
     case "${cmd}" in
         backstop)
-            opts="-q -h -V --color --quiet --store --help --version run call undo redo snapshot gc fsck runs stats show policy completions help"
+            opts="-q -h -V --color --quiet --store --help --version run call undo redo snapshot gc fsck runs stats simulate show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -276,7 +282,7 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__help)
-            opts="run call undo redo snapshot gc fsck runs stats show policy completions help"
+            opts="run call undo redo snapshot gc fsck runs stats simulate show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -458,6 +464,20 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__help__subcmd__simulate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -760,6 +780,52 @@ _backstop() {
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__simulate)
+            opts="-p -q -h --policy --faults --runs --seed --json --call --color --quiet --store --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --faults)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --runs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --call)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0

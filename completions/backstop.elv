@@ -35,6 +35,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand fsck 'Check every object, manifest, record and journal in the store; say what damage affects (exit 4 if any remains)'
             cand runs 'List the runs recorded for this directory tree, newest first'
             cand stats 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates'
+            cand simulate 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
             cand completions 'Print a shell completion script'
@@ -152,6 +153,21 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'backstop;simulate'= {
+            cand -p 'A policy to simulate; repeat to compare several'
+            cand --policy 'A policy to simulate; repeat to compare several'
+            cand --faults 'The fault model (YAML, `version: 1`)'
+            cand --runs 'Simulated runs per policy'
+            cand --seed 'The random seed: the same seed gives the same figures'
+            cand --call 'Simulate `backstop call` of this model [default: the policy''s `model`, if set]'
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
+            cand --json 'Print JSON (its format is in the README)'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'backstop;show'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
             cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
@@ -229,6 +245,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand fsck 'Check every object, manifest, record and journal in the store; say what damage affects (exit 4 if any remains)'
             cand runs 'List the runs recorded for this directory tree, newest first'
             cand stats 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates'
+            cand simulate 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
             cand completions 'Print a shell completion script'
@@ -251,6 +268,8 @@ set edit:completion:arg-completer[backstop] = {|@words|
         &'backstop;help;runs'= {
         }
         &'backstop;help;stats'= {
+        }
+        &'backstop;help;simulate'= {
         }
         &'backstop;help;show'= {
         }

@@ -40,6 +40,7 @@ complete -c backstop -n "__fish_backstop_needs_command" -f -a "gc" -d 'Drop old 
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "fsck" -d 'Check every object, manifest, record and journal in the store; say what damage affects (exit 4 if any remains)'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "runs" -d 'List the runs recorded for this directory tree, newest first'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "stats" -d 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "simulate" -d 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "policy" -d 'Check, explain or describe policy files'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "completions" -d 'Print a shell completion script'
@@ -133,6 +134,18 @@ complete -c backstop -n "__fish_backstop_using_subcommand stats" -l prometheus -
 complete -c backstop -n "__fish_backstop_using_subcommand stats" -l check -d 'Evaluate the policy\'s alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is)'
 complete -c backstop -n "__fish_backstop_using_subcommand stats" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c backstop -n "__fish_backstop_using_subcommand simulate" -s p -l policy -d 'A policy to simulate; repeat to compare several' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand simulate" -l faults -d 'The fault model (YAML, `version: 1`)' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand simulate" -l runs -d 'Simulated runs per policy' -r
+complete -c backstop -n "__fish_backstop_using_subcommand simulate" -l seed -d 'The random seed: the same seed gives the same figures' -r
+complete -c backstop -n "__fish_backstop_using_subcommand simulate" -l call -d 'Simulate `backstop call` of this model [default: the policy\'s `model`, if set]' -r
+complete -c backstop -n "__fish_backstop_using_subcommand simulate" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c backstop -n "__fish_backstop_using_subcommand simulate" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand simulate" -l json -d 'Print JSON (its format is in the README)'
+complete -c backstop -n "__fish_backstop_using_subcommand simulate" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
+complete -c backstop -n "__fish_backstop_using_subcommand simulate" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand show" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -178,19 +191,20 @@ never\t''"
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats show policy completions help" -f -a "run" -d 'Run a command under the policy'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats show policy completions help" -f -a "call" -d 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats show policy completions help" -f -a "undo" -d 'Revert a run\'s file changes (default: the latest run)'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats show policy completions help" -f -a "redo" -d 'Re-apply what undo reverted (or what a failed run\'s rollback put back)'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats show policy completions help" -f -a "snapshot" -d 'Take a snapshot of the policy\'s scope now, and say what it cost (primes the stat cache)'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats show policy completions help" -f -a "gc" -d 'Drop old runs and the snapshot contents no run needs any more'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats show policy completions help" -f -a "fsck" -d 'Check every object, manifest, record and journal in the store; say what damage affects (exit 4 if any remains)'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats show policy completions help" -f -a "runs" -d 'List the runs recorded for this directory tree, newest first'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats show policy completions help" -f -a "stats" -d 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats show policy completions help" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats show policy completions help" -f -a "policy" -d 'Check, explain or describe policy files'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats show policy completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats show policy completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "run" -d 'Run a command under the policy'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "call" -d 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "undo" -d 'Revert a run\'s file changes (default: the latest run)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "redo" -d 'Re-apply what undo reverted (or what a failed run\'s rollback put back)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "snapshot" -d 'Take a snapshot of the policy\'s scope now, and say what it cost (primes the stat cache)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "gc" -d 'Drop old runs and the snapshot contents no run needs any more'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "fsck" -d 'Check every object, manifest, record and journal in the store; say what damage affects (exit 4 if any remains)'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "runs" -d 'List the runs recorded for this directory tree, newest first'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "stats" -d 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "simulate" -d 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "policy" -d 'Check, explain or describe policy files'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "check" -d 'Validate a policy and print it resolved, with every default filled in'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "explain" -d 'Print the schedule a policy produces: attempts, delays, worst-case time'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "schema" -d 'Print the JSON Schema of the policy format, for editors'
