@@ -114,7 +114,9 @@ const MAX_WINDOWS: usize = 1 << 16;
 
 /// The outages on the simulated timeline (milliseconds), drawn as they are needed.
 pub struct Timeline {
-    rng: StdRng,
+    /// One generator per outage: the windows drawn do not depend on when they are
+    /// asked for, so every policy meets the same outages.
+    rngs: Vec<StdRng>,
     /// Per outage: when its next window starts.
     next: Vec<f64>,
     /// Windows that may still hold an attempt: (outage, start, end).
@@ -123,10 +125,16 @@ pub struct Timeline {
 
 impl Timeline {
     pub fn new(outages: &[Outage], seed: u64) -> Timeline {
-        let mut rng = StdRng::seed_from_u64(mix(seed ^ 0x6f75_7461_6765));
-        let next = outages.iter().map(|o| gap_ms(&mut rng, o)).collect();
+        let mut rngs: Vec<StdRng> = (0..outages.len() as u64)
+            .map(|i| StdRng::seed_from_u64(mix(seed ^ mix(0x6f75_7461_6765 + i))))
+            .collect();
+        let next = outages
+            .iter()
+            .zip(&mut rngs)
+            .map(|(o, rng)| gap_ms(rng, o))
+            .collect();
         Timeline {
-            rng,
+            rngs,
             next,
             windows: Vec::new(),
         }
@@ -152,9 +160,10 @@ impl Timeline {
         for (i, o) in outages.iter().enumerate() {
             while self.next[i] <= t && self.windows.len() < MAX_WINDOWS {
                 let start = self.next[i];
-                let length = spread_ms(&mut self.rng, Some(&o.duration));
+                let rng = &mut self.rngs[i];
+                let length = spread_ms(rng, Some(&o.duration));
                 self.windows.push((i, start, start + length));
-                self.next[i] = start + gap_ms(&mut self.rng, o);
+                self.next[i] = start + gap_ms(rng, o);
             }
         }
     }

@@ -37,6 +37,15 @@ pub fn run(args: &SimulateArgs) -> Result<u8> {
         .iter()
         .map(|p| crate::policy::load_file(p))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(model) = &args.call
+        && let Some(p) = policies.iter().find(|p| !p.models.contains_key(model))
+    {
+        let why = format!(
+            "--call {model}: {} has no model of that name under `models`",
+            p.source
+        );
+        return Err(UserError::Usage(why).into());
+    }
     let primary = match (&args.call, args.command.is_empty()) {
         (Some(model), _) => PrimaryChoice::Call(model.clone()),
         (None, false) => PrimaryChoice::Command(args.command.clone()),

@@ -175,3 +175,16 @@ fn a_bad_fault_file_names_its_key_and_line() {
     ]);
     assert_eq!(ran.status, 125, "{}", ran.stderr);
 }
+
+#[test]
+fn an_outage_fails_every_attempt_it_covers_across_runs() {
+    // Outages start about once a second and last an hour: from the first one on,
+    // every attempt of every run fails, whatever the policy retries.
+    let policy = format!("version: 1\nretry: {{ max_attempts: 3, {FAST} }}\n");
+    let faults = "version: 1\ncorrelation:\n  outages:\n    - { target: \"*\", start_per_hour: 3600, duration: { p50: 1h, p99: 1h }, fails_with: 503 }\nruns: { interval: 30s }\n";
+    let fig = simulate(&policy, faults, &["--runs", "200"]);
+    let success = fig["summary"]["success_rate"].as_f64().unwrap();
+    assert!(success <= 0.01, "{success}");
+    // A command in an outage of a status exits 1.
+    assert_eq!(fig["summary"]["errors"]["top_exit_codes"][0]["code"], 1);
+}
