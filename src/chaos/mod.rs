@@ -3,5 +3,6 @@
 
 mod draw;
 pub mod model;
+mod raw;
 mod sim_attempter;
 pub mod simulate;

@@ -1,15 +1,13 @@
 //! The fault model of `backstop simulate`: what each attempt may suffer, as YAML
-//! (`version: 1`). Parsed into private `Raw*` types (unknown keys rejected), then
-//! validated into [`Faults`]; every error names `file:line:column: key`.
+//! (`version: 1`). Parsed into the `Raw*` types of `raw.rs` (unknown keys rejected),
+//! then validated here into [`Faults`]; every error names `file:line:column: key`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-
+pub use super::raw::{FailsWith, schema_json};
+use super::raw::{RawCallFaults, RawCommandFaults, RawFaults, RawOutage, RawSpread};
 use crate::error::UserError;
-use crate::policy::values::Dur;
 
 /// At most this many targets (`calls`, `commands`), entries in one map (`status`,
 /// `exit`, `signal`), and outages: a fault model is written by hand.
@@ -17,174 +15,6 @@ pub const MAX_ENTRIES: usize = 256;
 
 /// The highest outage rate: one start a second.
 pub const MAX_STARTS_PER_HOUR: f64 = 3600.0;
-
-/// Schema stand-ins for the leaf values, which parse from strings.
-mod schema {
-    use schemars::JsonSchema;
-
-    /// A duration such as `250ms`, `2s`, `5m` or `1m 30s`.
-    #[derive(JsonSchema)]
-    #[schemars(rename = "Duration")]
-    #[allow(dead_code)]
-    pub struct Duration(#[schemars(regex(pattern = r"^\s*[0-9]"))] String);
-
-    /// What an outage fails attempts with: an HTTP status or a command's exit code
-    /// (a number), or `network`.
-    #[derive(JsonSchema)]
-    #[serde(untagged)]
-    #[schemars(rename = "FailsWith")]
-    #[allow(dead_code)]
-    pub enum FailsWith {
-        Code(#[schemars(range(min = 1, max = 599))] u16),
-        Network(#[schemars(regex(pattern = "^network$"))] String),
-    }
-}
-
-/// A backstop fault model: the failures `backstop simulate` draws for each attempt.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(title = "backstop fault model")]
-struct RawFaults {
-    /// The format version. Always 1.
-    version: u32,
-    /// Model-call attempts, by the policy's model name; `default` for any other.
-    #[serde(default)]
-    calls: BTreeMap<String, RawCallFaults>,
-    /// Command attempts, by link name (link 0: the command line); `default` for any other.
-    #[serde(default)]
-    commands: BTreeMap<String, RawCommandFaults>,
-    #[serde(default)]
-    correlation: Option<RawCorrelation>,
-    #[serde(default)]
-    runs: Option<RawRuns>,
-}
-
-/// Per-attempt probabilities of each fault of a model call.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RawCallFaults {
-    network: Option<f64>,
-    /// HTTP status → probability.
-    #[serde(default)]
-    status: BTreeMap<u16, f64>,
-    /// The `retry-after-ms` a 429 or 529 carries (log-normal); absent: no header.
-    retry_after: Option<RawSpread>,
-    first_token_stall: Option<f64>,
-    /// A stream that goes silent mid-answer.
-    stall: Option<f64>,
-    /// A stream that ends without its finish event.
-    truncated: Option<f64>,
-    context_length: Option<f64>,
-    content_policy: Option<f64>,
-    /// How long an answer takes (log-normal).
-    latency: Option<RawSpread>,
-    /// Tokens of an answer, priced by the policy's `price`.
-    tokens: Option<RawTokens>,
-}
-
-/// Per-attempt probabilities of each fault of a command.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RawCommandFaults {
-    /// Exit code → probability.
-    #[serde(default)]
-    exit: BTreeMap<i32, f64>,
-    /// The attempt hangs until `timeout.attempt` (or the deadline) ends it.
-    timeout: Option<f64>,
-    /// Signal number → probability.
-    #[serde(default)]
-    signal: BTreeMap<i32, f64>,
-    /// How long an attempt takes (log-normal).
-    duration: Option<RawSpread>,
-}
-
-/// A log-normal distribution given by its median and 99th percentile.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RawSpread {
-    #[schemars(with = "schema::Duration")]
-    p50: Dur,
-    #[schemars(with = "schema::Duration")]
-    p99: Dur,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RawTokens {
-    input: u64,
-    output: u64,
-}
-
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RawCorrelation {
-    /// After a failed attempt, the same link's next attempt fails the same way with
-    /// this probability.
-    sticky: Option<f64>,
-    #[serde(default)]
-    outages: Vec<RawOutage>,
-}
-
-/// Windows on the simulated timeline in which every attempt at the target fails.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RawOutage {
-    /// `*`, a model name or a link name.
-    target: String,
-    start_per_hour: f64,
-    duration: RawSpread,
-    #[schemars(with = "schema::FailsWith")]
-    fails_with: FailsWith,
-}
-
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RawRuns {
-    /// Simulated time between run starts.
-    #[schemars(with = "schema::Duration")]
-    interval: Option<Dur>,
-}
-
-/// What an outage fails attempts with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailsWith {
-    Network,
-    /// A status for calls; for commands, an exit code (a number over 255 exits 1).
-    Code(u16),
-}
-
-impl<'de> Deserialize<'de> for FailsWith {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = FailsWith;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an HTTP status or exit code from 1 to 599, or `network`")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<FailsWith, E> {
-                match s {
-                    "network" => Ok(FailsWith::Network),
-                    _ => Err(E::custom(format!(
-                        "`{s}`: expected a status, an exit code, or `network`"
-                    ))),
-                }
-            }
-            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<FailsWith, E> {
-                match u16::try_from(n) {
-                    Ok(c @ 1..=599) => Ok(FailsWith::Code(c)),
-                    _ => Err(E::custom(format!("{n} is not from 1 to 599"))),
-                }
-            }
-            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<FailsWith, E> {
-                match u64::try_from(n) {
-                    Ok(n) => self.visit_u64(n),
-                    Err(_) => Err(E::custom(format!("{n} is not from 1 to 599"))),
-                }
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
 
 /// A validated fault model.
 #[derive(Clone, Debug, Default)]
@@ -502,14 +332,6 @@ fn outage(path: &str, o: RawOutage) -> Result<Outage, Invalid> {
         }),
         fails_with: o.fails_with,
     })
-}
-
-/// The fault model's JSON Schema, pretty-printed, ending in a newline.
-pub fn schema_json() -> String {
-    let schema = schemars::schema_for!(RawFaults);
-    let mut out = serde_json::to_string_pretty(&schema).expect("a schema always serializes");
-    out.push('\n');
-    out
 }
 
 #[cfg(test)]

@@ -146,6 +146,16 @@ impl<'a> SimAttempter<'a> {
         outcome
     }
 
+    /// The wait a 429 or 529 asks for, as the client reads `retry-after-ms`.
+    fn retry_after(&mut self, status: u16, model: &str, report: &mut CallReport) {
+        let spread = self.faults.call(model).and_then(|f| f.retry_after.as_ref());
+        if let (429 | 529, Some(spread)) = (status, spread) {
+            let wait = draw::spread_ms(&mut self.rng, Some(spread));
+            report.retry_after_ms = Some(wait.round() as u64);
+            report.retry_after_rule = Some("retry-after-ms header".into());
+        }
+    }
+
     /// How a call with `fault` ends, and how long it takes.
     fn call_end(
         &mut self,
@@ -168,13 +178,7 @@ impl<'a> SimAttempter<'a> {
         match fault {
             Fault::Network => (network(), quick),
             Fault::Status(s) => {
-                if matches!(s, 429 | 529)
-                    && let Some(spread) = faults.and_then(|f| f.retry_after.as_ref())
-                {
-                    let wait = draw::spread_ms(&mut self.rng, Some(spread));
-                    report.retry_after_ms = Some(wait.round() as u64);
-                    report.retry_after_rule = Some("retry-after-ms header".into());
-                }
+                self.retry_after(s, &work.model.name, report);
                 report.message = Some("simulated".into());
                 (status(report, s), quick)
             }
