@@ -188,3 +188,20 @@ fn an_outage_fails_every_attempt_it_covers_across_runs() {
     // A command in an outage of a status exits 1.
     assert_eq!(fig["summary"]["errors"]["top_exit_codes"][0]["code"], 1);
 }
+
+#[test]
+fn a_retry_after_within_its_max_replaces_the_backoff_exactly() {
+    // Three attempts, each a 429 asking for 2s: the run waits 2s twice, not 10ms.
+    let policy = format!(
+        "version: 1\nretry: {{ max_attempts: 3, {FAST} }}\nproviders: {{ p: {{ kind: openai, base_url: \"http://127.0.0.1:9\" }} }}\nmodels: {{ m: {{ provider: p, model: m-1 }} }}\n"
+    );
+    let faults = "version: 1\ncalls:\n  default: { status: { 429: 1.0 }, retry_after: { p50: 2s, p99: 2s } }\n";
+    let fig = simulate(&policy, faults, &["--runs", "20", "--call", "m"]);
+    assert_eq!(fig["attempts_per_run"], 3.0);
+    assert_eq!(fig["summary"]["latency_ms"]["overall"]["p50"], 4000);
+    assert_eq!(
+        fig["summary"]["errors"]["by_type"]["rate_limit"], 60,
+        "{:#}",
+        fig["summary"]["errors"]
+    );
+}
