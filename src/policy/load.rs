@@ -264,6 +264,23 @@ mod tests {
     }
 
     #[test]
+    fn every_policy_of_the_evidence_page_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/evidence");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert_eq!(
+            seen, 4,
+            "docs/evidence.md simulates four policies of its own"
+        );
+    }
+
+    #[test]
     fn default_yaml_spells_out_the_builtin() {
         let file = load_file(&policies_dir().join("default.yaml")).unwrap();
         let builtin = builtin().unwrap();
