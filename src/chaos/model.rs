@@ -116,7 +116,7 @@ pub fn load_file(path: &Path) -> Result<Faults, UserError> {
             crate::error::io_message(&e)
         ))
     })?;
-    crate::policy::limits::check_size(bytes.len()).map_err(&cannot)?;
+    check_size(bytes.len()).map_err(&cannot)?;
     let text = String::from_utf8(bytes).map_err(|e| {
         cannot(format!(
             "the fault model is not UTF-8 (byte {})",
@@ -124,6 +124,16 @@ pub fn load_file(path: &Path) -> Result<Faults, UserError> {
         ))
     })?;
     load_str(&text, &file)
+}
+
+/// A fault model is held to a policy's size limit, and says so in its own words.
+fn check_size(len: usize) -> Result<(), String> {
+    crate::policy::limits::check_size(len).map_err(|_| {
+        format!(
+            "the fault model is over 1 MiB ({} bytes), the largest one may be",
+            crate::policy::limits::MAX_POLICY_BYTES
+        )
+    })
 }
 
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -140,7 +150,7 @@ pub fn load_str(text: &str, file: &str) -> Result<Faults, UserError> {
         file: file.into(),
         message,
     };
-    crate::policy::limits::check_size(text.len()).map_err(whole)?;
+    check_size(text.len()).map_err(whole)?;
     crate::policy::limits::check_depth(text).map_err(|too| UserError::PolicyFile {
         file: format!("{file}:{}:{}", too.line, too.column),
         message: too.message,

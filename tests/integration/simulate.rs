@@ -174,6 +174,14 @@ fn a_bad_fault_file_names_its_key_and_line() {
         "simulate", "-p", "p.yaml", "--faults", "f.yaml", "--runs", "0",
     ]);
     assert_eq!(ran.status, 125, "{}", ran.stderr);
+    // An endless file is cut at the size limit, and called what it is.
+    let ran = t.backstop(&["simulate", "-p", "p.yaml", "--faults", "/dev/zero"]);
+    assert_eq!(ran.status, 125, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("the fault model is over 1 MiB"),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]
