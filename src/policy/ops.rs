@@ -61,17 +61,6 @@ pub enum AlertMetric {
 }
 
 impl AlertMetric {
-    pub const ALL: [AlertMetric; 8] = [
-        AlertMetric::SuccessRate,
-        AlertMetric::LatencyP95,
-        AlertMetric::LatencyP99,
-        AlertMetric::CostUsd,
-        AlertMetric::RetryRate,
-        AlertMetric::FallbackRate,
-        AlertMetric::RollbackRate,
-        AlertMetric::EscalationRate,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             AlertMetric::SuccessRate => "success_rate",

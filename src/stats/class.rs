@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::attempt::{CallError, End};
 use crate::classify::FailureClass;
 use crate::events::{AttemptReport, Outcome};
-use crate::record::{PutBack, RunRecord, Status, TreeState};
+use crate::record::{RunRecord, Status, TreeState};
 
 /// Where a finished run's result came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -33,17 +33,6 @@ pub enum RunClass {
 }
 
 impl RunClass {
-    pub const ALL: [RunClass; 8] = [
-        RunClass::FirstTry,
-        RunClass::Retried,
-        RunClass::Fallback,
-        RunClass::Degraded,
-        RunClass::Escalated,
-        RunClass::Failed,
-        RunClass::Interrupted,
-        RunClass::Unfinished,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             RunClass::FirstTry => "first_try",
@@ -116,8 +105,6 @@ pub struct Layer3 {
     pub incomplete: bool,
     /// Rollbacks of a failed step to its checkpoint (the run's own excluded).
     pub steps_rolled_back: u32,
-    /// Put-backs between attempts (`between_attempts: restore`).
-    pub restores: u32,
 }
 
 pub fn layer3(r: &RunRecord) -> Layer3 {
@@ -142,11 +129,6 @@ pub fn layer3(r: &RunRecord) -> Layer3 {
         rolled_back: run_rollback,
         incomplete: rollbacks.iter().any(|x| x.not_restored > 0),
         steps_rolled_back: if r.steps.is_empty() { 0 } else { steps },
-        restores: s
-            .restores
-            .iter()
-            .filter(|x| x.action == PutBack::Restore)
-            .count() as u32,
     }
 }
 

@@ -24,8 +24,6 @@ pub struct Facts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_path: Option<std::path::PathBuf>,
     pub class: RunClass,
-    /// `call` for `backstop call`, `run` otherwise.
-    pub kind: Kind,
     /// The fallback link that rescued it (a `Fallback` run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescued_by: Option<String>,
@@ -59,13 +57,6 @@ pub struct Facts {
     pub exit_codes: BTreeMap<u8, u32>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Run,
-    Call,
-}
-
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelFacts {
     pub calls: u32,
@@ -91,15 +82,6 @@ impl Facts {
             policy: r.policy.source.clone(),
             policy_path: r.policy.path.clone(),
             class,
-            // A call's record has neither a snapshot nor a reason for having none.
-            kind: if r.snapshot.is_none()
-                && r.no_snapshot.is_none()
-                && r.command.first().is_some_and(|c| c == "call")
-            {
-                Kind::Call
-            } else {
-                Kind::Run
-            },
             rescued_by: (class == RunClass::Fallback)
                 .then(|| summary.map(|s| s.link_name.clone()))
                 .flatten(),

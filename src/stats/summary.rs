@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::class::{ErrorType, RunClass};
+use super::class::RunClass;
 use super::facts::{Facts, ModelFacts};
 use crate::policy::AlertMetric;
 
@@ -295,11 +295,6 @@ impl Summary {
             AlertMetric::RollbackRate => self.rates.rollback_rate,
             AlertMetric::EscalationRate => self.rates.escalation_rate,
         }
-    }
-
-    /// How many errors of `t`.
-    pub fn errors_of(&self, t: ErrorType) -> u64 {
-        self.errors.by_type.get(t.as_str()).copied().unwrap_or(0)
     }
 }
 
