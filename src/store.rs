@@ -102,6 +102,45 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result
     Ok(())
 }
 
+/// Opens a file of the store for reading: never through a symlink, never blocking on
+/// a FIFO put in its place; anything but a regular file is `InvalidData` (damage), a
+/// symlink named as `a symlink, not WHAT`.
+pub fn open_plain(path: &Path, what: &str) -> std::io::Result<fs::File> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                Error::new(ErrorKind::InvalidData, format!("a symlink, not {what}"))
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidData, "not a regular file"));
+    }
+    Ok(file)
+}
+
+/// The whole of a store file opened as [`open_plain`] does, refused past `max` bytes
+/// (a file grown past anything backstop writes is damage, not something to hold).
+pub fn read_plain(path: &Path, what: &str, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = open_plain(path, what)?;
+    if file.metadata()?.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than any {what} ({max} bytes at most)"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// A new run id: 12 random hex digits, like a short git hash.
 pub fn new_run_id() -> String {
     use rand::Rng;

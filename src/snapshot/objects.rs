@@ -768,27 +768,9 @@ fn fan_of(name: &[u8]) -> Option<usize> {
     }
 }
 
-/// Opens an object for reading: never through a symlink, never blocking on a FIFO put
-/// in its place; anything but a regular file is `InvalidData` (damage).
+/// Opens an object for reading (see [`crate::store::open_plain`]).
 fn open_object(path: &Path) -> io::Result<File> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                io::Error::new(io::ErrorKind::InvalidData, "a symlink, not an object")
-            } else {
-                e
-            }
-        })?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "not a regular file",
-        ));
-    }
-    Ok(file)
+    crate::store::open_plain(path, "an object")
 }
 
 /// Copies `src` to `dst` and returns the BLAKE3 of what went through.

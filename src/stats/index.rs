@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -74,6 +74,9 @@ pub struct TreeFacts {
 /// Larger than any record backstop writes (a run's attempts are capped long before).
 const MAX_RECORD_BYTES: u64 = 64 << 20;
 
+/// Far past the index of a million records: a file that large is not one backstop wrote.
+const MAX_INDEX_BYTES: u64 = 1 << 30;
+
 /// A record changed this recently is not indexed: a rewrite within the
 /// filesystem's timestamp granularity could keep size and time (git's racy rule).
 const SETTLED: Duration = Duration::from_secs(2);
@@ -98,7 +101,10 @@ pub fn tree_facts(records: &Path, from_ms: Option<i64>) -> Result<TreeFacts> {
         }
     };
     let index_file = layout::stats_index_file(records);
-    let text = fs::read_to_string(&index_file).unwrap_or_default();
+    let text = crate::store::read_plain(&index_file, "stats index", MAX_INDEX_BYTES)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default();
     let mut old = read_index(&text);
     let old_len = old.len();
     let mut out = TreeFacts::default();
@@ -224,7 +230,8 @@ fn line_of(name: &str, seen: Seen, facts: &Facts) -> Result<String> {
 /// JSON parsing). Each: its facts and whether the run is finished.
 fn parse_all(files: &[ToParse]) -> Vec<Result<(Facts, bool), String>> {
     let parse = |f: &ToParse| {
-        let bytes = fs::read(&f.path).map_err(|e| crate::error::io_message(&e))?;
+        let bytes = crate::store::read_plain(&f.path, "record", MAX_RECORD_BYTES)
+            .map_err(|e| crate::error::io_message(&e))?;
         let record: RunRecord = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
         Ok((Facts::of(&record), record.status == Status::Finished))
     };
@@ -299,10 +306,15 @@ fn append_index(path: &Path, lines: &[Keep]) -> Result<()> {
     }
     // One write: appends of runs ending at once do not interleave within a line. A
     // line cut short by a crash does not parse, and costs its record one read.
+    // Never through a symlink, never blocked by a FIFO put in its place.
     let mut file = fs::OpenOptions::new()
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .with_context(|| format!("cannot append to {}", path.display()))?;
+    if !file.metadata()?.is_file() {
+        anyhow::bail!("{} is not a regular file", path.display());
+    }
     file.write_all(&out)
         .with_context(|| format!("cannot append to {}", path.display()))
 }

@@ -57,7 +57,7 @@ fn add_to_tally(store: &Path, run: &Facts) -> Result<Tally> {
     let dir = file.parent().context("the tally has a directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let _lock = FileLock::exclusive(&layout::metrics_lock_file(store))?;
-    let mut tally: Tally = std::fs::read(&file)
+    let mut tally: Tally = crate::store::read_plain(&file, "metrics tally", 64 << 20)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();

@@ -369,3 +369,34 @@ fn runs_ending_at_once_each_count_once_in_the_textfile() {
     assert_eq!(value(&text, first_try), Some(8.0), "{text}");
     promtool_accepts(&text);
 }
+
+#[test]
+fn a_fifo_for_the_tally_neither_blocks_a_run_nor_loses_its_count() {
+    let t = Test::new();
+    let dir = t.out_path().join("textfile");
+    std::fs::create_dir(&dir).unwrap();
+    let store = t.path().parent().unwrap().join("store").join("metrics");
+    std::fs::create_dir_all(&store).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(store.join("tally.json"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = t
+        .policy(&format!(
+            "{FAST}metrics: {{ textfile: \"{}\" }}\n",
+            dir.display()
+        ))
+        .args(&["run", "--", "true"])
+        .run();
+    assert!(
+        out.elapsed < Duration::from_secs(20),
+        "a FIFO must not block"
+    );
+    let text = std::fs::read_to_string(dir.join("backstop.prom")).unwrap();
+    let first_try =
+        "backstop_runs_total{policy=\"backstop.yaml\",layer=\"l1\",outcome=\"first_try\"}";
+    assert_eq!(value(&text, first_try), Some(1.0), "{text}");
+}

@@ -469,3 +469,45 @@ fn a_rollback_stays_counted_after_the_run_is_redone() {
     assert_eq!(s["layers"]["l3"]["rolled_back"], 1, "{s:#}");
     assert_eq!(s["rates"]["rollback_rate"], 1.0);
 }
+
+#[test]
+fn a_fifo_or_a_symlink_for_the_index_is_never_read_or_written_through() {
+    let t = Test::new().policy(FAST).args(&["run", "--", "true"]).run();
+    let runs = runs_dir(&t);
+    let first = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    settle(&first);
+    let index = runs.parent().unwrap().join("stats-index");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&index)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(stats(&t, &[])["runs"]["total"], 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "a FIFO must not block"
+    );
+    // A symlink to a file elsewhere that looks like an index (which a new record would
+    // be appended to): neither read as the index nor written through.
+    std::fs::remove_file(&index).unwrap();
+    assert_eq!(stats(&t, &[])["runs"]["total"], 1);
+    let victim = t.out_path().join("victim");
+    let looks_right = std::fs::read_to_string(&index).unwrap();
+    assert_eq!(looks_right.lines().count(), 2, "{looks_right}");
+    std::fs::write(&victim, &looks_right).unwrap();
+    std::fs::remove_file(&index).unwrap();
+    std::os::unix::fs::symlink(&victim, &index).unwrap();
+    backdate_copy(&t, "0ld000000004", 2);
+    settle(&runs.join("0ld000000004.json"));
+    assert_eq!(stats(&t, &[])["runs"]["total"], 2);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), looks_right);
+    assert!(!index.is_symlink(), "the index was written anew in its place");
+}

@@ -145,7 +145,7 @@ pub fn update(
 /// The state in `file`; none when there is none yet, or when it cannot be read (then
 /// what fires is announced again, which is better than never).
 fn read(file: &Path) -> State {
-    let Ok(bytes) = std::fs::read(file) else {
+    let Ok(bytes) = crate::store::read_plain(file, "alert state", 16 << 20) else {
         return State::default();
     };
     match serde_json::from_slice::<State>(&bytes) {
