@@ -148,13 +148,5 @@ fn probabilities_may_add_up_to_exactly_one() {
 #[test]
 fn committed_schema_is_up_to_date() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/faults.schema.json");
-    let want = schema_json();
-    if std::env::var_os("BACKSTOP_BLESS").is_some() {
-        std::fs::write(&path, &want).unwrap();
-    }
-    assert_eq!(
-        std::fs::read_to_string(&path).unwrap_or_default(),
-        want,
-        "run with BACKSTOP_BLESS=1"
-    );
+    crate::policy::schema::assert_committed(&path, &schema_json());
 }

@@ -12,11 +12,7 @@ use crate::policy::values::Dur;
 mod schema {
     use schemars::JsonSchema;
 
-    /// A duration such as `250ms`, `2s`, `5m` or `1m 30s`.
-    #[derive(JsonSchema)]
-    #[schemars(rename = "Duration")]
-    #[allow(dead_code)]
-    pub struct Duration(#[schemars(regex(pattern = r"^\s*[0-9]"))] String);
+    pub(crate) use crate::policy::DurationSchema as Duration;
 
     /// What an outage fails attempts with: an HTTP status or a command's exit code
     /// (a number), or `network`.
@@ -178,8 +174,5 @@ impl<'de> Deserialize<'de> for FailsWith {
 
 /// The fault model's JSON Schema, pretty-printed, ending in a newline.
 pub fn schema_json() -> String {
-    let schema = schemars::schema_for!(RawFaults);
-    let mut out = serde_json::to_string_pretty(&schema).expect("a schema always serializes");
-    out.push('\n');
-    out
+    crate::policy::schema::schema_json_of::<RawFaults>()
 }

@@ -295,15 +295,7 @@ mod tests {
     #[test]
     fn committed_schema_is_up_to_date() {
         let path = policies_dir().join("backstop.schema.json");
-        let want = crate::policy::schema::schema_json();
-        if std::env::var_os("BACKSTOP_BLESS").is_some() {
-            std::fs::write(&path, &want).unwrap();
-        }
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap_or_default(),
-            want,
-            "run with BACKSTOP_BLESS=1"
-        );
+        crate::policy::schema::assert_committed(&path, &crate::policy::schema::schema_json());
     }
 
     #[test]

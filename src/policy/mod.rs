@@ -14,6 +14,8 @@ pub mod values;
 
 pub use load::{PolicyChoice, builtin, choose, load_file, load_str};
 pub use model::*;
+/// The schema of a duration as a policy writes it, for other files' schemas.
+pub(crate) use raw::schema::Duration as DurationSchema;
 pub use resolve::MAX_ATTEMPTS_CAP;
 
 /// Whether backstop runs under CI: `CI` set to anything but empty, `false` or `0`, as

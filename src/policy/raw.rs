@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::values::{Argv, CodeSet, Dur, Pattern, Threshold};
 
 /// Schema stand-ins for the leaf values, which parse from strings.
-mod schema {
+pub(crate) mod schema {
     use schemars::JsonSchema;
 
     /// A duration such as `250ms`, `2s`, `5m` or `1m 30s`.

@@ -509,5 +509,8 @@ fn a_fifo_or_a_symlink_for_the_index_is_never_read_or_written_through() {
     settle(&runs.join("0ld000000004.json"));
     assert_eq!(stats(&t, &[])["runs"]["total"], 2);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), looks_right);
-    assert!(!index.is_symlink(), "the index was written anew in its place");
+    assert!(
+        !index.is_symlink(),
+        "the index was written anew in its place"
+    );
 }
