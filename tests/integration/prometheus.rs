@@ -138,12 +138,31 @@ fn stats_prometheus_is_accepted_by_promtool() {
 
 #[test]
 fn a_policy_name_with_quotes_and_newlines_is_escaped() {
+    let name = "we\"ird\\na\nme.yaml";
     let t = Test::new()
-        .write("we\"ird\\name.yaml", FAST)
-        .args(&["run", "-q", "-p", "we\"ird\\name.yaml", "--", "true"])
+        .write(name, FAST)
+        .args(&["run", "-q", "-p", name, "--", "true"])
         .run();
     let ran = t.backstop(&["stats", "--prometheus"]);
     promtool_accepts(&ran.stdout);
+    // The newline in the name forged no line: every line is a comment or a series.
+    for line in ran.stdout.lines() {
+        assert!(
+            line.starts_with("# ") || line.starts_with("backstop_"),
+            "a forged line: {line:?}"
+        );
+    }
+    let runs: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("backstop_runs_total{"))
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        runs[0].contains("\\n"),
+        "the newline kept, escaped: {}",
+        runs[0]
+    );
 }
 
 #[test]
