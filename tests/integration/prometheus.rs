@@ -419,3 +419,50 @@ fn a_fifo_for_the_tally_neither_blocks_a_run_nor_loses_its_count() {
         "backstop_runs_total{policy=\"backstop.yaml\",layer=\"l1\",outcome=\"first_try\"}";
     assert_eq!(value(&text, first_try), Some(1.0), "{text}");
 }
+
+#[test]
+fn a_full_textfile_directory_is_a_warning_and_leaves_nothing_half_written() {
+    let t = Test::new();
+    let dir = t.out_path().join("textfile");
+    std::fs::create_dir(&dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&dir)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        // Mounting needs root (CI runs as root); say so rather than pass quietly.
+        assert!(
+            !rustix::process::geteuid().is_root(),
+            "root but cannot mount a tmpfs"
+        );
+        eprintln!("SKIPPED a_full_textfile_directory: needs root to mount a tmpfs");
+        return;
+    }
+    let _mount = crate::undo::Mount(dir.clone());
+    // Fill it to the last block.
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat /dev/zero > '{}/fill' 2>/dev/null",
+            dir.display()
+        ))
+        .status();
+    Test::new()
+        .policy(&format!(
+            "{FAST}metrics: {{ textfile: \"{}\" }}\n",
+            dir.display()
+        ))
+        .args(&["run", "--", "sh", "-c", "exit 3"])
+        .status(3)
+        .stderr_contains("metrics textfile not written")
+        .run();
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("fill")],
+        "no half-written file"
+    );
+}
