@@ -159,7 +159,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('--all-trees', '--all-trees', [CompletionResultType]::ParameterName, 'Every tree in the store, not only this one')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (its format is in the README)')
             [CompletionResult]::new('--prometheus', '--prometheus', [CompletionResultType]::ParameterName, 'Print Prometheus''s text exposition format')
-            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Evaluate the policy''s alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is)')
+            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Evaluate the policy''s alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is). Each rule''s window and the policy''s runs in every tree are what it reads, so the selection flags do not go with it')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

@@ -147,7 +147,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand --all-trees 'Every tree in the store, not only this one'
             cand --json 'Print JSON (its format is in the README)'
             cand --prometheus 'Print Prometheus''s text exposition format'
-            cand --check 'Evaluate the policy''s alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is)'
+            cand --check 'Evaluate the policy''s alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is). Each rule''s window and the policy''s runs in every tree are what it reads, so the selection flags do not go with it'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
             cand -h 'Print help'

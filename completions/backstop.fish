@@ -131,7 +131,7 @@ complete -c backstop -n "__fish_backstop_using_subcommand stats" -l store -d 'Wh
 complete -c backstop -n "__fish_backstop_using_subcommand stats" -l all-trees -d 'Every tree in the store, not only this one'
 complete -c backstop -n "__fish_backstop_using_subcommand stats" -l json -d 'Print JSON (its format is in the README)'
 complete -c backstop -n "__fish_backstop_using_subcommand stats" -l prometheus -d 'Print Prometheus\'s text exposition format'
-complete -c backstop -n "__fish_backstop_using_subcommand stats" -l check -d 'Evaluate the policy\'s alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is)'
+complete -c backstop -n "__fish_backstop_using_subcommand stats" -l check -d 'Evaluate the policy\'s alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is). Each rule\'s window and the policy\'s runs in every tree are what it reads, so the selection flags do not go with it'
 complete -c backstop -n "__fish_backstop_using_subcommand stats" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand stats" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand simulate" -s p -l policy -d 'A policy to simulate; repeat to compare several' -r -F

@@ -144,8 +144,10 @@ enum Sub {
         #[arg(long, conflicts_with = "check")]
         prometheus: bool,
         /// Evaluate the policy's alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL,
-        /// 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is).
-        #[arg(long)]
+        /// 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is). Each
+        /// rule's window and the policy's runs in every tree are what it reads, so the
+        /// selection flags do not go with it.
+        #[arg(long, conflicts_with_all = ["since", "from", "to", "all_trees"])]
         check: bool,
     },
     /// Run the engine many times against a fault model on a virtual clock, and

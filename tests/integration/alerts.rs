@@ -585,3 +585,21 @@ fn explain_shows_the_rules_and_notify() {
         )
         .run();
 }
+
+#[test]
+fn check_refuses_the_selection_flags_it_would_ignore() {
+    let t = crate::helpers::Test::new()
+        .policy("version: 1\nalerts: { warning: { retry_rate: { above: 0.5, window: 1h } } }\n");
+    for flag in [
+        &["--all-trees"][..],
+        &["--since", "1d"],
+        &["--from", "2026-01-01"],
+        &["--to", "2026-01-01"],
+    ] {
+        let mut args = vec!["stats", "--check"];
+        args.extend_from_slice(flag);
+        let ran = t.backstop(&args);
+        assert_eq!(ran.status, 125, "{flag:?}: {}", ran.stderr);
+        assert!(ran.stderr.contains(flag[0]), "{flag:?}: {}", ran.stderr);
+    }
+}
