@@ -92,18 +92,29 @@ pub fn none_left() -> bool {
     has_children() == Some(false)
 }
 
-/// Whether backstop has any child at all, from `/proc/self/task/*/children` (a few
-/// small reads instead of a walk of every process; `None` where the kernel does not
-/// offer that file). Every descendant's parent chain passes through a child, so
-/// none means nothing to end.
+/// Whether backstop has any child at all, running or exited: one `waitid` that
+/// neither blocks nor reaps (`WNOHANG | WNOWAIT`), over the children of every thread
+/// (`__WALL`), which fails with `ECHILD` only when there is none. Every descendant's
+/// parent chain passes through a child, so none means nothing to end. `None` when the
+/// kernel answers anything else.
+///
+/// One call, so nothing can change between two reads of it: reading each thread's
+/// `/proc/self/task/*/children` instead took a thread that ended meanwhile (a
+/// snapshot's worker, tokio's blocking pool) for a child left behind, one look in
+/// eight while threads came and went.
 fn has_children() -> Option<bool> {
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let children = std::fs::read_to_string(task.path().join("children")).ok()?;
-        if !children.trim().is_empty() {
-            return Some(true);
-        }
+    use rustix::io::Errno;
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let all = WaitIdOptions::from_bits_retain(libc::__WALL as u32);
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT | all;
+    loop {
+        return match waitid(WaitId::All, options) {
+            Ok(_) => Some(true),
+            Err(Errno::CHILD) => Some(false),
+            Err(Errno::INTR) => continue,
+            Err(_) => None,
+        };
     }
-    Some(false)
 }
 
 /// One pass over `/proc`: reaps backstop's own dead orphans and returns the pids of
@@ -226,5 +237,58 @@ mod tests {
         assert!(!descends(13, me, &parent, &none));
         let owned: HashSet<_> = [11].into_iter().collect();
         assert!(!descends(12, me, &parent, &owned));
+    }
+
+    /// Threads of backstop come and go (a snapshot's workers, tokio's blocking pool)
+    /// while it looks: a thread that ends is not a child left behind. Once counted
+    /// one, it took a step's quiet windows away, and a rollback put back the user's
+    /// edits made at its prompt. A child running, or exited and not yet waited for,
+    /// is one. Run alone in a process of its own: other tests start children.
+    #[test]
+    fn threads_ending_while_it_looks_are_not_children() {
+        if std::env::var_os("BACKSTOP_TEST_ALONE").is_none() {
+            let name = "reaper::tests::threads_ending_while_it_looks_are_not_children";
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--test-threads=1"])
+                .env("BACKSTOP_TEST_ALONE", "1")
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{said}");
+            assert!(said.contains("1 passed"), "{said}");
+            return;
+        }
+        use std::sync::atomic::{AtomicBool, Ordering};
+        assert_eq!(has_children(), Some(false));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let churn: Vec<_> = (0..2)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = std::thread::spawn(|| ()).join();
+                    }
+                })
+            })
+            .collect();
+        let wrong = (0..5_000).filter(|_| has_children() != Some(false)).count();
+        stop.store(true, Ordering::Relaxed);
+        for t in churn {
+            let _ = t.join();
+        }
+        assert_eq!(wrong, 0, "children seen where there were none");
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .unwrap();
+        assert_eq!(has_children(), Some(true), "a running child");
+        while std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(has_children(), Some(true), "an exited child not waited for");
+        child.wait().unwrap();
+        assert_eq!(has_children(), Some(false), "the child waited for");
     }
 }
