@@ -162,7 +162,7 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__call)
-            opts="-p -m -q -h --policy --model --system --stream --json --color --quiet --store --help"
+            opts="-p -m -q -h --policy --model --system --stream --json --chaos --chaos-seed --color --quiet --store --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -190,6 +190,14 @@ _backstop() {
                     ;;
                 --stream)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --chaos)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chaos-seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --color)
@@ -714,7 +722,7 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__run)
-            opts="-p -y -q -h --policy --no-wait --yes --color --quiet --store --help"
+            opts="-p -y -q -h --policy --no-wait --yes --chaos --chaos-seed --color --quiet --store --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -725,6 +733,14 @@ _backstop() {
                     return 0
                     ;;
                 -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chaos)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chaos-seed)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -872,7 +888,7 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__stats)
-            opts="-p -q -h --since --from --to --all-trees --policy --json --prometheus --check --color --quiet --store --help"
+            opts="-p -q -h --since --from --to --all-trees --policy --include-chaos --json --prometheus --check --color --quiet --store --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -46,6 +46,8 @@ complete -c backstop -n "__fish_backstop_needs_command" -f -a "policy" -d 'Check
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c backstop -n "__fish_backstop_using_subcommand run" -s p -l policy -d 'The policy file [default: ./backstop.yaml if present, else the built-in policy]' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand run" -l chaos -d 'Inject the faults of this fault model (the YAML of `simulate --faults`) into the run\'s attempts: a test of the policy on the real tree or the real API' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand run" -l chaos-seed -d 'The seed of the injected faults (default: a fresh one, kept in the record)' -r
 complete -c backstop -n "__fish_backstop_using_subcommand run" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -60,6 +62,8 @@ complete -c backstop -n "__fish_backstop_using_subcommand call" -l system -d 'A 
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l stream -d 'Stream the answer: on a terminal as it comes in; to a pipe or file only the finished answer, unless `--stream=always` (a cut-off attempt is then said on stderr)' -r -f -a "auto\t'Print as it streams in only when stdout is a terminal'
 always\t'Print as it streams in, to whatever stdout is'
 never\t'Ask the provider for a stream, print only the finished answer'"
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l chaos -d 'Inject the faults of this fault model (the YAML of `simulate --faults`) into the run\'s attempts: a test of the policy on the real tree or the real API' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l chaos-seed -d 'The seed of the injected faults (default: a fresh one, kept in the record)' -r
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -129,6 +133,7 @@ always\t''
 never\t''"
 complete -c backstop -n "__fish_backstop_using_subcommand stats" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand stats" -l all-trees -d 'Every tree in the store, not only this one'
+complete -c backstop -n "__fish_backstop_using_subcommand stats" -l include-chaos -d 'Count runs made under `--chaos` too (their failures were injected)'
 complete -c backstop -n "__fish_backstop_using_subcommand stats" -l json -d 'Print JSON (its format is in the README)'
 complete -c backstop -n "__fish_backstop_using_subcommand stats" -l prometheus -d 'Print Prometheus\'s text exposition format'
 complete -c backstop -n "__fish_backstop_using_subcommand stats" -l check -d 'Evaluate the policy\'s alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is). Each rule\'s window and the policy\'s runs in every tree are what it reads, so the selection flags do not go with it'

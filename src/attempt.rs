@@ -28,10 +28,12 @@ pub struct AttemptSpec<'a> {
     pub stdin: StdinFrom,
     /// Set for a model call (then `argv` is empty).
     pub call: Option<&'a CallWork<'a>>,
+    /// A hook or `validate`, not an attempt of the chain: no fault model touches it.
+    pub hook: bool,
 }
 
 /// What a model call attempt needs.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct CallWork<'a> {
     pub model: &'a crate::policy::Model,
     pub provider: &'a crate::policy::Provider,
@@ -42,6 +44,17 @@ pub struct CallWork<'a> {
     pub connect: Duration,
     pub first_token: Duration,
     pub stall: Duration,
+    /// A fault to cut into the answer (`--chaos`): its body ends, or stalls, after
+    /// this many bytes, and the client's own limits and parser see what follows.
+    pub cut: Option<Cut>,
+}
+
+/// Where and how `--chaos` breaks a real answer's body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cut {
+    pub after_bytes: usize,
+    /// The body then goes quiet (a stall) instead of ending (a truncation).
+    pub stall: bool,
 }
 
 /// The prompt of a model call.
@@ -237,6 +250,8 @@ pub struct AttemptOutcome {
     /// The reader of backstop's own stdout or stderr was gone when the attempt ended
     /// (`backstop run -- cmd | head -1`).
     pub output_closed: bool,
+    /// The fault `--chaos` injected into this attempt, described.
+    pub injected: Option<String>,
 }
 
 /// Runs attempts. The real one spawns processes; a test can script outcomes.

@@ -71,6 +71,8 @@ enum Sub {
         /// Print the text, the model that answered, attempts, tokens and cost as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        chaos: ChaosArgs,
         /// The prompt; stdin, when it is not a terminal, is appended.
         prompt: Option<String>,
     },
@@ -137,6 +139,9 @@ enum Sub {
         /// Only runs made under this policy file (and, with --check, its alert rules).
         #[arg(short, long, value_name = "POLICY")]
         policy: Option<PathBuf>,
+        /// Count runs made under `--chaos` too (their failures were injected).
+        #[arg(long, conflicts_with = "check")]
+        include_chaos: bool,
         /// Print JSON (its format is in the README).
         #[arg(long, conflicts_with_all = ["prometheus", "check"])]
         json: bool,
@@ -204,9 +209,32 @@ struct RunArgs {
     /// Approve every step that asks (`approve: true`) without asking.
     #[arg(short, long)]
     yes: bool,
+    #[command(flatten)]
+    chaos: ChaosArgs,
     /// The command and its arguments; leave it out to run the policy's `steps`.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+/// `--chaos FAULTS [--chaos-seed S]` of `run` and `call`.
+#[derive(Debug, Args)]
+struct ChaosArgs {
+    /// Inject the faults of this fault model (the YAML of `simulate --faults`) into the
+    /// run's attempts: a test of the policy on the real tree or the real API.
+    #[arg(long, value_name = "FAULTS")]
+    chaos: Option<PathBuf>,
+    /// The seed of the injected faults (default: a fresh one, kept in the record).
+    #[arg(long, value_name = "SEED", requires = "chaos")]
+    chaos_seed: Option<u64>,
+}
+
+impl ChaosArgs {
+    fn into_choice(self) -> Option<crate::settings::ChaosChoice> {
+        self.chaos.map(|file| crate::settings::ChaosChoice {
+            file,
+            seed: self.chaos_seed,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -281,6 +309,7 @@ impl Cli {
                 command: r.command,
                 no_wait: r.no_wait,
                 yes: r.yes,
+                chaos: r.chaos.into_choice(),
             },
             Sub::Undo(h) => Command::Undo(h.into_history(dashes)),
             Sub::Redo(h) => Command::Redo(h.into_history(dashes)),
@@ -303,6 +332,7 @@ impl Cli {
                 system,
                 stream,
                 json,
+                chaos,
                 prompt,
             } => Command::Call {
                 policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
@@ -314,6 +344,7 @@ impl Cli {
                     StreamArg::Never => StreamWhen::Never,
                 }),
                 json,
+                chaos: chaos.into_choice(),
                 prompt,
             },
             Sub::Fsck { repair, json } => Command::Fsck { repair, json },
@@ -325,6 +356,7 @@ impl Cli {
                 to,
                 all_trees,
                 policy,
+                include_chaos,
                 json,
                 prometheus,
                 check,
@@ -334,6 +366,7 @@ impl Cli {
                 to,
                 all_trees,
                 policy,
+                include_chaos,
                 output: match (json, prometheus, check) {
                     (true, _, _) => crate::commands::stats::Output::Json,
                     (_, true, _) => crate::commands::stats::Output::Prometheus,

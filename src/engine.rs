@@ -357,6 +357,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
             scanner: &scanner,
             stdin,
             call: None,
+            hook: true,
         };
         self.attempter.attempt(spec).await.end
     }

@@ -98,6 +98,7 @@ impl Attempter for &mut Scripted {
             duration: started.elapsed(),
             no_retry: None,
             output_closed: false,
+            injected: None,
             call: None,
         }
     }
@@ -450,6 +451,7 @@ fn outcome(end: End) -> AttemptOutcome {
         duration: Duration::ZERO,
         no_retry: None,
         output_closed: false,
+        injected: None,
         call: None,
     }
 }
@@ -477,6 +479,7 @@ fn call_work(p: &policy::Policy) -> CallWork<'_> {
         connect: Duration::from_secs(1),
         first_token: Duration::from_secs(1),
         stall: Duration::from_secs(1),
+        cut: None,
     }
 }
 

@@ -55,6 +55,10 @@ pub struct AttemptReport {
     /// For a model call: status, tokens, cost, what the server asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<crate::attempt::CallReport>,
+    /// The fault `--chaos` injected, described (`exit 1`, `HTTP 429`, `stream cut
+    /// after 12 bytes`): the end above is what it made of the attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injected: Option<String>,
 }
 
 /// How the run ended.

@@ -171,6 +171,7 @@ impl AttemptClock {
             no_retry: None,
             call: None,
             output_closed: false,
+            injected: None,
         }
     }
 }

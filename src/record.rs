@@ -47,6 +47,19 @@ pub struct RunRecord {
     /// backstop's own time, apart from the command's (`outcome.elapsed_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backstop_time: Option<BackstopTime>,
+    /// The faults `--chaos` injected into the run's attempts: not a run of the
+    /// command's own luck, and left out of `stats` unless asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosRef>,
+}
+
+/// The fault model and the seed of a run under `--chaos`: `--chaos FILE
+/// --chaos-seed SEED` draws the same faults again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChaosRef {
+    #[serde(with = "crate::names::path")]
+    pub faults: PathBuf,
+    pub seed: u64,
 }
 
 /// The time backstop itself spent on a run's tree, in milliseconds.
@@ -324,6 +337,7 @@ impl RunRecord {
             snapshot: None,
             no_snapshot: None,
             backstop_time: None,
+            chaos: None,
         }
     }
 

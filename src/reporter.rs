@@ -316,8 +316,13 @@ impl Reporter {
             .as_ref()
             .map(|v| v.rule.as_str())
             .unwrap_or("");
+        let injected = if report.injected.is_some() {
+            " [injected]"
+        } else {
+            ""
+        };
         format!(
-            "attempt {}/{} failed: {} ({rule})",
+            "attempt {}/{} failed: {}{injected} ({rule})",
             report.attempt,
             report.max_attempts,
             report.end.describe()
@@ -589,6 +594,7 @@ mod output_tests {
             delay_ms: None,
             delay_reason: None,
             call: None,
+            injected: None,
         })
     }
 

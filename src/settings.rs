@@ -26,6 +26,7 @@ pub enum Command {
         command: Vec<String>,
         no_wait: bool,
         yes: bool,
+        chaos: Option<ChaosChoice>,
     },
     Undo(History),
     Redo(History),
@@ -36,6 +37,7 @@ pub enum Command {
         /// `--stream[=WHEN]`; `None` without the flag.
         stream: Option<StreamWhen>,
         json: bool,
+        chaos: Option<ChaosChoice>,
         prompt: Option<String>,
     },
     Snapshot {
@@ -73,6 +75,13 @@ pub enum Command {
     Completions {
         script: Vec<u8>,
     },
+}
+
+/// `--chaos FAULTS [--chaos-seed S]`: faults to inject into a run's attempts.
+#[derive(Clone, Debug)]
+pub struct ChaosChoice {
+    pub file: PathBuf,
+    pub seed: Option<u64>,
 }
 
 /// What `undo` and `redo` were asked for.

@@ -18,7 +18,7 @@ use super::redirect::{refused, same_origin_only};
 use super::retry_after::{retry_after, should_retry};
 use super::secret::{read_key, redact, redact_then_truncate};
 use super::wire::build;
-use crate::attempt::{AttemptOutcome, AttemptSpec, CallError, CallReport, CallWork, End};
+use crate::attempt::{AttemptOutcome, AttemptSpec, CallError, CallReport, CallWork, Cut, End};
 use crate::engine::{Interrupt, wait_for_interrupt};
 
 pub struct ModelClient {
@@ -241,10 +241,11 @@ async fn exchange(
         };
     }
     let kind = work.provider.kind;
-    let mut chunks = response.bytes_stream();
     if !(200..300).contains(&status) {
+        let mut chunks = response.bytes_stream();
         return read_error(&mut limits, &mut chunks, status, key, report).await;
     }
+    let mut chunks = cut_into(response.bytes_stream(), work.cut);
     if stream {
         let answer = Streamed::new(kind);
         read_answer(answer, &mut limits, &mut chunks, status, out, report).await
@@ -253,6 +254,39 @@ async fn exchange(
         read_answer(answer, &mut limits, &mut chunks, status, out, report).await
     }
 }
+
+/// An answer's body as the server sends it, or as `--chaos` breaks it ([`Cut`]):
+/// ended, or gone quiet, after its first `after_bytes` bytes. What follows is the
+/// client's own doing: its parser finds the stream unfinished, its limits the stall.
+fn cut_into<S>(chunks: S, cut: Option<Cut>) -> Chunks
+where
+    S: futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+{
+    use futures_util::StreamExt;
+    let Some(cut) = cut else {
+        return Box::pin(chunks);
+    };
+    let head = chunks.scan(cut.after_bytes, |left, chunk| {
+        let next = match chunk {
+            Ok(_) if *left == 0 => None,
+            Ok(chunk) => {
+                let n = chunk.len().min(*left);
+                *left -= n;
+                Some(Ok(chunk.slice(..n)))
+            }
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(next)
+    });
+    if cut.stall {
+        Box::pin(head.chain(futures_util::stream::pending()))
+    } else {
+        Box::pin(head)
+    }
+}
+
+type Chunks =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
 
 /// What the response's head says for the report: its status, Retry-After and
 /// x-should-retry.
@@ -295,6 +329,7 @@ fn outcome(end: End, report: CallReport, started_at: SystemTime, t0: Instant) ->
         duration: t0.elapsed(),
         no_retry: None,
         output_closed: false,
+        injected: None,
         call: Some(report),
     }
 }
@@ -355,6 +390,7 @@ mod tests {
             connect: hour,
             first_token: hour,
             stall: hour,
+            cut: None,
         };
         let scanner = Scanner::default();
         let spec = AttemptSpec {
@@ -366,6 +402,7 @@ mod tests {
             scanner: &scanner,
             stdin: StdinFrom::Null,
             call: Some(&work),
+            hook: false,
         };
         let (_tx, rx) = tokio::sync::watch::channel(None);
         let mut client = ModelClient::new(rx, Print::Never, false);

@@ -2,7 +2,10 @@
 //! it on a virtual clock and reports the figures `backstop stats` would.
 
 mod draw;
+pub mod inject;
 pub mod model;
+mod pick;
 mod raw;
+mod shape;
 mod sim_attempter;
 pub mod simulate;

@@ -13,7 +13,7 @@ use super::sim_attempter::SimAttempter;
 use crate::attempt::{End, Prompt};
 use crate::engine::{Engine, Primary};
 use crate::events::Outcome;
-use crate::policy::{Policy, RetryPolicy, RollbackOn};
+use crate::policy::{Policy, RollbackOn};
 use crate::record::{
     PutBack, RecordStore, RecordWriter, Restore, RunRecord, SnapshotInfo, Status, TreeState,
 };
@@ -91,7 +91,7 @@ async fn simulate_one(
     let mut policy = policy.clone();
     let unseeded = unseeded(&policy);
     let primary = primary_of(&policy, &opts.primary);
-    let mut sim = SimAttempter::new(faults, hooks(&policy), opts.seed);
+    let mut sim = SimAttempter::new(faults, opts.seed);
     let (_tx, rx) = watch::channel(None);
     let mut facts = Vec::with_capacity(opts.runs.min(MAX_RUNS) as usize);
     let mut deadline_runs = 0u64;
@@ -220,30 +220,6 @@ fn hit_deadline(r: &RunRecord) -> bool {
         .iter()
         .any(|a| matches!(a.end, End::TimedOut { deadline: true, .. }) || said(&a.delay_reason))
         || r.outcome.as_ref().is_some_and(|o| said(&o.reason))
-}
-
-/// Commands the engine runs that are not attempts of the chain.
-fn hooks(policy: &Policy) -> Vec<Vec<String>> {
-    let mut hooks: Vec<Vec<String>> = policy
-        .rollback
-        .validate
-        .iter()
-        .map(|v| v.0.clone())
-        .collect();
-    for retry in retries(policy) {
-        hooks.extend(retry.on_retry.iter().map(|v| v.0.clone()));
-    }
-    hooks
-}
-
-fn retries(policy: &Policy) -> impl Iterator<Item = &RetryPolicy> {
-    std::iter::once(&policy.retry).chain(
-        policy
-            .fallback
-            .chain
-            .iter()
-            .filter_map(|l| l.retry.as_ref()),
-    )
 }
 
 /// Which backoffs have no seed of their own: the simulator seeds their jitter per

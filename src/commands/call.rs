@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::attempt::Prompt;
 use crate::call::client::{ModelClient, Notes, Print};
+use crate::chaos::inject::{Chaos, ChaosAttempter};
 use crate::engine::{Engine, Primary};
 use crate::error::UserError;
 use crate::events::{Event, EventSink, Fanout, RunSummary};
@@ -26,6 +27,7 @@ pub struct CallArgs<'a> {
     pub json: bool,
     pub quiet: bool,
     pub store: Option<PathBuf>,
+    pub chaos: Option<&'a crate::settings::ChaosChoice>,
 }
 
 pub fn call(args: &CallArgs) -> Result<u8> {
@@ -41,16 +43,23 @@ pub fn call(args: &CallArgs) -> Result<u8> {
     crate::call::secret::check_keys(&policy, Some(&model))?;
     let mut prompt = read_prompt(args.prompt)?;
     prompt.system = args.system.map(String::from);
+    let chaos = args.chaos.map(Chaos::from_choice).transpose()?;
 
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let root = repo_root(&cwd);
     let store = Store::locate(args.store.clone())?;
     let tree_store = store.records(&root);
     let id = new_run_id();
-    let record = RunRecord::new(&id, root, cwd, vec!["call".into(), model.clone()], &policy);
+    let record = RunRecord {
+        chaos: chaos.as_ref().map(Chaos::reference),
+        ..RunRecord::new(&id, root, cwd, vec!["call".into(), model.clone()], &policy)
+    };
     let mut writer = RecordWriter::start(&tree_store, record)
         .context("cannot record the call, so it was not made")?;
     let mut reporter = Reporter::for_stderr(args.quiet);
+    if let Some(chaos) = &chaos {
+        reporter.note(&chaos.announce());
+    }
     let print = print_mode(args);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -60,11 +69,12 @@ pub fn call(args: &CallArgs) -> Result<u8> {
     let (summary, mut interrupt) = runtime.block_on(async {
         let interrupt = super::run::forward_signals()?;
         let kept = interrupt.clone();
-        let attempter = RealAttempter {
+        let real = RealAttempter {
             process: ProcessRunner::new(interrupt.clone()),
             calls: ModelClient::new(interrupt.clone(), print, args.stream.is_some())
                 .with_notes(Notes::for_stderr(args.quiet)),
         };
+        let attempter = ChaosAttempter::new(real, chaos.as_ref(), 0);
         let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
         let engine =
             Engine::new(&policy, attempter, &mut sinks, interrupt, id.clone()).with_prompt(prompt);
@@ -77,7 +87,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
     }
     let mut code = summary.exit_code;
     if args.json {
-        let doc = json_answer(&id, &summary, &policy);
+        let doc = json_answer(&id, &summary, &policy, chaos.as_ref());
         let mut bytes = serde_json::to_vec_pretty(&doc)?;
         bytes.push(b'\n');
         // Written under the runtime that forwards signals: with backstop's handlers
@@ -143,7 +153,12 @@ fn print_mode(args: &CallArgs) -> Print {
 }
 
 /// The document `call --json` prints.
-fn json_answer(id: &str, summary: &RunSummary, policy: &Policy) -> serde_json::Value {
+fn json_answer(
+    id: &str,
+    summary: &RunSummary,
+    policy: &Policy,
+    chaos: Option<&Chaos>,
+) -> serde_json::Value {
     serde_json::json!({
         "run_id": id,
         "outcome": summary.outcome,
@@ -162,6 +177,8 @@ fn json_answer(id: &str, summary: &RunSummary, policy: &Policy) -> serde_json::V
         "output_tokens": summary.output_tokens,
         "cost_usd": summary.cost_usd,
         "reason": summary.reason,
+        // Under `--chaos`: the fault file and seed (null otherwise).
+        "chaos": chaos.map(Chaos::reference),
     })
 }
 

@@ -20,7 +20,14 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
             command,
             no_wait,
             yes,
-        } => super::run::run(&settings, policy, command, wait(*no_wait), *yes),
+            chaos,
+        } => super::run::run(
+            &settings,
+            policy,
+            command,
+            (wait(*no_wait), *yes),
+            chaos.as_ref(),
+        ),
         Command::Undo(h) => history(store, Direction::Undo, h, settings.quiet),
         Command::Redo(h) => history(store, Direction::Redo, h, settings.quiet),
         Command::Gc {
@@ -37,8 +44,10 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
             system,
             stream,
             json,
+            chaos,
             prompt,
         } => super::call::call(&super::call::CallArgs {
+            chaos: chaos.as_ref(),
             policy,
             model: model.as_deref(),
             system: system.as_deref(),

@@ -28,7 +28,8 @@ pub fn after_run(store: &Path, done: &Finished, reporter: &mut Reporter) {
             return;
         }
     };
-    if tally {
+    // Injected failures are not the service's: a chaos run stays out of the counters.
+    if tally && record.chaos.is_none() {
         for warning in crate::stats::publish::after_run(store, metrics, &Facts::of(&record)) {
             crate::export::end::warn(reporter, &warning);
         }

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::attempt::command_line;
 use crate::call::client::{ModelClient, Print};
+use crate::chaos::inject::{Chaos, ChaosAttempter};
 use crate::engine::{Engine, Interrupt, wait_for_interrupt};
 use crate::error::UserError;
 use crate::events::{Event, EventSink, Fanout, Outcome, RunSummary};
@@ -20,6 +21,7 @@ use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{BackstopTime, RecordWriter, Recorded, RunRecord, TreeState};
 use crate::reporter::Reporter;
 use crate::rollback::{Ended, Plan, RunClock, RunSnapshots, change_infos, scope_for, step_starts};
+use crate::settings::ChaosChoice;
 use crate::settings::Settings;
 use crate::snapshot::apply::Report;
 use crate::snapshot::lock::Wait;
@@ -38,15 +40,19 @@ pub fn run(
     settings: &Settings,
     choice: &PolicyChoice,
     command: &[String],
-    wait: Wait,
-    yes: bool,
+    (wait, yes): (Wait, bool),
+    chaos: Option<&ChaosChoice>,
 ) -> Result<u8> {
     let (policy, steps) = prepare(choice, command, yes)?;
+    let chaos = chaos.map(Chaos::from_choice).transpose()?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let root = repo_root(&cwd);
     let store = Store::locate(settings.store.clone())?;
     let tree_store = store.records(&root);
     let mut reporter = Reporter::for_stderr(settings.quiet);
+    if let Some(chaos) = &chaos {
+        reporter.note(&chaos.announce());
+    }
     // The summary waits for the rollback, so that it can say what backstop's own
     // work cost apart from the command's.
     reporter.hold_summary();
@@ -90,6 +96,7 @@ pub fn run(
     let record = RunRecord {
         snapshot,
         no_snapshot,
+        chaos: chaos.as_ref().map(Chaos::reference),
         ..RunRecord::new(&id, root, cwd, command_words(command, &steps), &policy)
     };
     let mut writer = RecordWriter::start(&tree_store, record)
@@ -116,6 +123,7 @@ pub fn run(
         writer: &mut writer,
         spent: &mut spent,
         run_clock: &run_clock,
+        chaos: chaos.as_ref(),
     };
     let end = task.run_steps(&steps, run_tree.as_mut())?;
     warn_unrecorded(&mut reporter, writer.error.take());
@@ -301,6 +309,7 @@ struct Task<'r, 'w> {
     writer: &'r mut RecordWriter<'w>,
     spent: &'r mut BackstopTime,
     run_clock: &'r RunClock,
+    chaos: Option<&'r Chaos>,
 }
 
 impl Task<'_, '_> {
@@ -365,10 +374,12 @@ impl Task<'_, '_> {
                 quiet
             });
             let summary = self.runtime.block_on(async {
-                let runner = RealAttempter {
+                let real = RealAttempter {
                     process: ProcessRunner::new(self.interrupt.clone()),
                     calls: ModelClient::new(self.interrupt.clone(), Print::AtEnd, false),
                 };
+                // Each step draws its own faults from the run's seed.
+                let runner = ChaosAttempter::new(real, self.chaos, i as u64);
                 let mut sinks = Fanout(vec![&mut *self.reporter, &mut *self.writer]);
                 let mut engine = Engine::new(
                     self.policy,

@@ -89,6 +89,15 @@ fn write_header(
         "started  {}",
         humantime::format_rfc3339_millis(r.started_at)
     )?;
+    if let Some(chaos) = &r.chaos {
+        writeln!(
+            out,
+            "chaos    faults injected from {}, seed {} (--chaos-seed {} draws them again)",
+            quote_path(&chaos.faults),
+            chaos.seed,
+            chaos.seed
+        )?;
+    }
     if let Some(o) = &r.outcome {
         // Free text from the record is escaped: it may carry a name (a program not
         // found) or a server's words, and records written before names were quoted
@@ -138,6 +147,9 @@ fn write_attempts(out: &mut impl Write, r: &RunRecord) -> Result<()> {
             printable(&a.end.describe()),
             printable(&verdict),
         )?;
+        if let Some(injected) = &a.injected {
+            writeln!(out, "           injected: {}", printable(injected))?;
+        }
         if let Some(reason) = &a.delay_reason {
             writeln!(out, "           then: {}", printable(reason))?;
         }

@@ -22,6 +22,8 @@ pub struct StatsArgs {
     pub to: Option<SystemTime>,
     pub all_trees: bool,
     pub policy: Option<PathBuf>,
+    /// Count runs under `--chaos` too.
+    pub include_chaos: bool,
     pub output: Output,
 }
 
@@ -64,8 +66,13 @@ pub fn stats(store: Option<PathBuf>, args: &StatsArgs) -> Result<u8> {
         from_ms: args.since.map(|d| ms(now - d)).or(args.from.map(ms)),
         to_ms: args.to.map(ms),
         policy: policy.as_ref().map(PolicyKey::of),
+        chaos: args.include_chaos,
     };
-    let (runs, unreadable) = crate::stats::select(store.dir(), &sel)?;
+    let crate::stats::Selected {
+        runs,
+        unreadable,
+        chaos_left_out,
+    } = crate::stats::select(store.dir(), &sel)?;
     for u in &unreadable {
         eprintln!(
             "backstop: warning: record {} cannot be read, left out: {}",
@@ -79,7 +86,7 @@ pub fn stats(store: Option<PathBuf>, args: &StatsArgs) -> Result<u8> {
         Output::Json => {
             let doc = serde_json::json!({
                 "format": FORMAT,
-                "scope": scope_json(args, &root, &sel),
+                "scope": scope_json(args, &root, &sel, chaos_left_out),
                 "summary": summary,
             });
             serde_json::to_writer_pretty(&mut out, &doc)?;
@@ -89,7 +96,11 @@ pub fn stats(store: Option<PathBuf>, args: &StatsArgs) -> Result<u8> {
             let tally = crate::stats::prometheus::Tally::of(&runs);
             out.write_all(tally.render().as_bytes())?;
         }
-        _ => table(&mut out, &summary, &describe_scope(args, &root))?,
+        _ => table(
+            &mut out,
+            &summary,
+            &describe_scope(args, &root, chaos_left_out),
+        )?,
     }
     Ok(SUCCESS)
 }
@@ -99,7 +110,12 @@ pub(crate) fn ms(t: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn scope_json(args: &StatsArgs, root: &std::path::Path, sel: &Selection) -> serde_json::Value {
+fn scope_json(
+    args: &StatsArgs,
+    root: &std::path::Path,
+    sel: &Selection,
+    chaos_left_out: usize,
+) -> serde_json::Value {
     let at = |v: Option<i64>| {
         v.map(|m| {
             let t = UNIX_EPOCH + Duration::from_millis(m.max(0) as u64);
@@ -111,10 +127,12 @@ fn scope_json(args: &StatsArgs, root: &std::path::Path, sel: &Selection) -> serd
         "from": at(sel.from_ms),
         "to": at(sel.to_ms),
         "policy": sel.policy.as_ref().map(|p| p.source.clone()),
+        "chaos": if sel.chaos { "included" } else { "left_out" },
+        "chaos_left_out": chaos_left_out,
     })
 }
 
-fn describe_scope(args: &StatsArgs, root: &std::path::Path) -> String {
+fn describe_scope(args: &StatsArgs, root: &std::path::Path, chaos_left_out: usize) -> String {
     let mut s = if args.all_trees {
         "every tree".to_string()
     } else {
@@ -134,6 +152,13 @@ fn describe_scope(args: &StatsArgs, root: &std::path::Path) -> String {
     }
     if let Some(p) = &args.policy {
         s.push_str(&format!(", policy {}", crate::names::quote_path(p)));
+    }
+    if args.include_chaos {
+        s.push_str(", runs under --chaos included");
+    } else if chaos_left_out > 0 {
+        s.push_str(&format!(
+            ", {chaos_left_out} run(s) under --chaos left out (--include-chaos)"
+        ));
     }
     s
 }

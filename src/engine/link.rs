@@ -125,6 +125,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
             scanner: &patterns.scanner,
             stdin: StdinFrom::Inherit,
             call,
+            hook: false,
         };
         let outcome = self.attempter.attempt(spec).await;
         self.account(&outcome);
@@ -204,6 +205,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
             delay_ms,
             delay_reason,
             call: outcome.call,
+            injected: outcome.injected,
         }));
     }
 
@@ -269,6 +271,7 @@ impl<'a, A: Attempter> Engine<'a, A> {
             connect: policy.timeout.connect.0,
             first_token: policy.timeout.first_token.0,
             stall: policy.timeout.stall.0,
+            cut: None,
         })
     }
 

@@ -78,6 +78,10 @@ fn root_span(record: &RunRecord, policy: &Policy, kind: Kind, ids: &Ids, root_id
         kv("backstop.outcome", class.as_str()),
         kv("backstop.attempts", record.attempts.len() as i64),
     ];
+    // A run under `--chaos`: a backend can tell its injected failures apart.
+    if let Some(chaos) = &record.chaos {
+        attributes.push(kv("backstop.chaos.seed", chaos.seed.to_string()));
+    }
     if let Some(summary) = &record.outcome {
         attributes.push(kv("backstop.record.outcome", summary.outcome.as_str()));
         attributes.push(kv("backstop.exit_code", i64::from(summary.exit_code)));
@@ -141,6 +145,9 @@ fn attempt_span(
         kv("backstop.link.index", a.link as i64),
         kv("backstop.attempt", i64::from(a.attempt)),
     ];
+    if let Some(injected) = &a.injected {
+        attributes.push(kv("backstop.chaos.injected", injected.as_str()));
+    }
     let error = error_type(a);
     if let Some(e) = error {
         attributes.push(kv("error.type", e.as_str()));

@@ -112,8 +112,11 @@ pub fn evaluate<'p>(
         from_ms: Some(now_ms.saturating_sub(longest)),
         to_ms: None,
         policy: Some(PolicyKey::of(policy)),
+        chaos: false,
     };
-    let (runs, unreadable) = crate::stats::select(store, &sel)?;
+    let crate::stats::Selected {
+        runs, unreadable, ..
+    } = crate::stats::select(store, &sel)?;
     let evaluations = rules
         .iter()
         .map(|rule| {

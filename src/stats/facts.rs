@@ -24,6 +24,9 @@ pub struct Facts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_path: Option<std::path::PathBuf>,
     pub class: RunClass,
+    /// Made under `--chaos`: its failures were injected.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chaos: bool,
     /// The fallback link that rescued it (a `Fallback` run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescued_by: Option<String>,
@@ -82,6 +85,7 @@ impl Facts {
             policy: r.policy.source.clone(),
             policy_path: r.policy.path.clone(),
             class,
+            chaos: r.chaos.is_some(),
             rescued_by: (class == RunClass::Fallback)
                 .then(|| summary.map(|s| s.link_name.clone()))
                 .flatten(),

@@ -23,7 +23,7 @@ use crate::store::layout;
 use crate::store::{Durability, write_atomic};
 
 /// The index's first line; an index of another format is not read.
-const HEADER: &str = "backstop stats-index 2";
+const HEADER: &str = "backstop stats-index 3";
 
 /// A record's file as the index saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

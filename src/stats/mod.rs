@@ -30,6 +30,17 @@ pub struct Selection {
     /// Started before.
     pub to_ms: Option<i64>,
     pub policy: Option<PolicyKey>,
+    /// Runs under `--chaos` too: their failures were injected, not the command's own,
+    /// so they are left out unless asked for.
+    pub chaos: bool,
+}
+
+/// The runs a [`Selection`] found, and what it left out.
+pub struct Selected {
+    pub runs: Vec<Facts>,
+    pub unreadable: Vec<Unreadable>,
+    /// Runs under `--chaos` the selection would hold but left out.
+    pub chaos_left_out: usize,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -68,7 +79,7 @@ impl PolicyKey {
 
 /// The runs a selection holds, oldest first, and the record files that could not be
 /// read.
-pub fn select(store: &Path, sel: &Selection) -> Result<(Vec<Facts>, Vec<Unreadable>)> {
+pub fn select(store: &Path, sel: &Selection) -> Result<Selected> {
     let dirs = match &sel.trees {
         Trees::Of(root) => vec![layout::records_dir(store, root)],
         Trees::All => tree_dirs(store)?,
@@ -84,8 +95,14 @@ pub fn select(store: &Path, sel: &Selection) -> Result<(Vec<Facts>, Vec<Unreadab
                 && sel.policy.as_ref().is_none_or(|p| p.matches(f))
         }));
     }
+    let all = runs.len();
+    runs.retain(|f| sel.chaos || !f.chaos);
     runs.sort_by(|a, b| a.started_ms.cmp(&b.started_ms).then(a.id.cmp(&b.id)));
-    Ok((runs, unreadable))
+    Ok(Selected {
+        chaos_left_out: all - runs.len(),
+        runs,
+        unreadable,
+    })
 }
 
 fn tree_dirs(store: &Path) -> Result<Vec<PathBuf>> {
