@@ -110,7 +110,7 @@ pub fn load_file(path: &Path) -> Result<Faults, UserError> {
         file: file.clone(),
         message,
     };
-    let bytes = read_bounded(path).map_err(|e| {
+    let bytes = crate::policy::load::read_bounded(path).map_err(|e| {
         cannot(format!(
             "cannot read the fault model: {}",
             crate::error::io_message(&e)
@@ -134,15 +134,6 @@ fn check_size(len: usize) -> Result<(), String> {
             crate::policy::limits::MAX_POLICY_BYTES
         )
     })
-}
-
-fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(crate::policy::limits::MAX_POLICY_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 pub fn load_str(text: &str, file: &str) -> Result<Faults, UserError> {

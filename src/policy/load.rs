@@ -77,8 +77,9 @@ pub fn load_file(path: &Path) -> Result<Policy, UserError> {
     Ok(policy)
 }
 
-/// Reads at most one byte over the limit, so `-p /dev/zero` ends too.
-fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+/// Reads at most one byte over the limit of a policy (or a fault model), so `-p
+/// /dev/zero` ends too.
+pub(crate) fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::new();
     std::fs::File::open(path)?
