@@ -64,6 +64,13 @@ impl FileLock {
         flock(&file, libc::LOCK_EX).context("cannot lock the tree")?;
         Ok(FileLock { _file: file })
     }
+
+    /// An exclusive hold on `path` if no one else has it, else `None` at once.
+    pub fn try_exclusive(path: &Path) -> Result<Option<FileLock>> {
+        let file = open(path)?;
+        let held = flock(&file, libc::LOCK_EX | libc::LOCK_NB).context("cannot lock the tree")?;
+        Ok(held.then_some(FileLock { _file: file }))
+    }
 }
 
 /// A shared hold on the store's objects (`objects.lock`): while one is held, gc sweeps

@@ -29,41 +29,87 @@ pub fn after_run(store: &Path, metrics: &Metrics, run: &Facts) -> Vec<String> {
         return Vec::new();
     }
     let mut warnings = Vec::new();
-    let text = match add_to_tally(store, run) {
-        Ok(tally) => tally.render(),
-        Err(e) => {
-            warnings.push(format!("metrics not written: {e:#}"));
-            return warnings;
-        }
-    };
-    if let Some(dir) = &metrics.textfile
-        && let Err(e) = write_textfile(dir, &text)
-    {
-        warnings.push(format!("metrics textfile not written: {e:#}"));
+    if let Err(e) = add_to_tally(store, run, metrics.textfile.as_deref(), &mut warnings) {
+        warnings.push(format!("metrics not written: {e:#}"));
+        return warnings;
     }
     if let Some(url) = &metrics.pushgateway
-        && let Err(e) = push(url, &text)
+        && let Err(e) = push_latest(store, url)
     {
         warnings.push(format!("metrics not pushed: {e:#}"));
     }
     warnings
 }
 
-/// The tally with `run` added, written back under the store's metrics lock (runs
-/// ending at once each add theirs). A damaged tally starts again: to Prometheus a
-/// counter reset, which `rate()` and `increase()` take in their stride.
-fn add_to_tally(store: &Path, run: &Facts) -> Result<Tally> {
+/// Adds `run` to the tally, written back under the store's metrics lock (runs ending
+/// at once each add theirs), and rewrites the textfile from it before letting go: a
+/// run that added itself earlier never writes its older tally over a later one. A
+/// damaged tally starts again: to Prometheus a counter reset, which `rate()` and
+/// `increase()` take in their stride.
+fn add_to_tally(
+    store: &Path,
+    run: &Facts,
+    textfile: Option<&Path>,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
     let file = layout::metrics_tally_file(store);
     let dir = file.parent().context("the tally has a directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let _lock = FileLock::exclusive(&layout::metrics_lock_file(store))?;
-    let mut tally: Tally = crate::store::read_plain(&file, "metrics tally", 64 << 20)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let mut tally = read_tally(&file);
     tally.add(run);
     write_atomic(&file, &serde_json::to_vec(&tally)?, Durability::Atomic)?;
-    Ok(tally)
+    if let Some(dir) = textfile
+        && let Err(e) = write_textfile(dir, &tally.render())
+    {
+        warnings.push(format!("metrics textfile not written: {e:#}"));
+    }
+    Ok(())
+}
+
+fn read_tally(file: &Path) -> Tally {
+    crate::store::read_plain(file, "metrics tally", 64 << 20)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// The tally as it stands now, rendered.
+fn latest(store: &Path) -> Result<String> {
+    let _lock = FileLock::exclusive(&layout::metrics_lock_file(store))?;
+    Ok(read_tally(&layout::metrics_tally_file(store)).render())
+}
+
+/// The most pushes one run makes while others keep adding to the tally.
+const MAX_PUSHES: usize = 8;
+
+/// Pushes the tally as it stands when it is sent, one push at a time, so the gateway
+/// never goes back to an older tally (its counters would look reset). A run that finds
+/// another pushing leaves its count to that one, which looks at the tally again after
+/// letting go and pushes again if it changed: a run that added itself while the lock
+/// was held added itself before that look.
+fn push_latest(store: &Path, url: &str) -> Result<()> {
+    let lock = layout::metrics_push_lock_file(store);
+    let mut pushed: Option<String> = None;
+    let mut pushes = 0;
+    loop {
+        let Some(pushing) = FileLock::try_exclusive(&lock)? else {
+            return Ok(());
+        };
+        loop {
+            let text = latest(store)?;
+            if pushed.as_ref() == Some(&text) || pushes == MAX_PUSHES {
+                break;
+            }
+            push(url, &text)?;
+            pushes += 1;
+            pushed = Some(text);
+        }
+        drop(pushing);
+        if pushes == MAX_PUSHES || pushed == Some(latest(store)?) {
+            return Ok(());
+        }
+    }
 }
 
 /// `DIR/backstop.prom`, replaced whole (node_exporter never reads half a file), and

@@ -120,9 +120,14 @@ pub fn metrics_tally_file(store: &Path) -> PathBuf {
     store.join("metrics").join("tally.json")
 }
 
-/// Held while a run adds itself to the tally.
+/// Held while a run adds itself to the tally (and rewrites the textfile from it).
 pub fn metrics_lock_file(store: &Path) -> PathBuf {
     store.join("metrics").join("lock")
+}
+
+/// Held while the tally is pushed to a Pushgateway: one push at a time.
+pub fn metrics_push_lock_file(store: &Path) -> PathBuf {
+    store.join("metrics").join("push.lock")
 }
 
 pub fn trees_dir(store: &Path) -> PathBuf {

@@ -365,28 +365,73 @@ fn runs_ending_at_once_each_count_once_in_the_textfile() {
         "version: 1\nrollback: {{ snapshot: false }}\nmetrics: {{ textfile: \"{}\" }}\n",
         dir.display()
     ));
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            let mut c = t.command();
-            c.args(["run", "-q", "--", "true"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            c.spawn().unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+    // Rounds: the race is between the runs' ends (a run that added itself earlier must
+    // not write its older tally over a later one).
+    for round in 1..=4u32 {
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                let mut c = t.command();
+                c.args(["run", "-q", "--", "true"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                c.spawn().unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = std::fs::read_to_string(dir.join("backstop.prom")).unwrap();
+        let first_try =
+            "backstop_runs_total{policy=\"backstop.yaml\",layer=\"l1\",outcome=\"first_try\"}";
+        assert_eq!(
+            value(&text, first_try),
+            Some(f64::from(8 * round)),
+            "round {round}: {text}"
         );
+        promtool_accepts(&text);
     }
-    let text = std::fs::read_to_string(dir.join("backstop.prom")).unwrap();
-    let first_try =
-        "backstop_runs_total{policy=\"backstop.yaml\",layer=\"l1\",outcome=\"first_try\"}";
-    assert_eq!(value(&text, first_try), Some(8.0), "{text}");
-    promtool_accepts(&text);
+}
+
+/// The same for a Pushgateway: pushes go one at a time, each of the tally as it is
+/// when sent, so the gateway ends with every run counted, never an older tally. Run
+/// many times over, as the race is between the runs' ends.
+#[test]
+fn runs_ending_at_once_each_count_once_at_the_pushgateway() {
+    let gw = Gateway::start();
+    let t = Test::new().policy(&format!(
+        "version: 1\nrollback: {{ snapshot: false }}\nmetrics: {{ pushgateway: \"{}\" }}\n",
+        gw.url()
+    ));
+    let mut total = 0;
+    for round in 1..=4 {
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                let mut c = t.command();
+                c.args(["run", "-q", "--", "true"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                c.spawn().unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && said.is_empty(), "{said}");
+        }
+        total += 8;
+        let served = gw.get("/metrics").expect("the gateway serves its metrics");
+        let counted: f64 = served
+            .lines()
+            .filter(|l| l.starts_with("backstop_runs_total{") && l.contains("first_try"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(counted, f64::from(total), "round {round}:\n{served}");
+    }
 }
 
 #[test]
