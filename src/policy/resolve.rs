@@ -577,7 +577,11 @@ fn resolve_retry(
             .unwrap_or_else(|| vec![400, 401, 403, 404, 422]),
     };
     let fail_on = FailOn {
-        output: raw.fail_on.clone().and_then(|f| f.output).unwrap_or_default(),
+        output: raw
+            .fail_on
+            .clone()
+            .and_then(|f| f.output)
+            .unwrap_or_default(),
     };
     let scanner = Scanner::new(vec![
         sets.compile(&on.output, &format!("{path}.on.output"))?,
