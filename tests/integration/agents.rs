@@ -406,3 +406,19 @@ print(seen.decode(errors="replace") + text)
         "{said}"
     );
 }
+
+/// `retry.fail_on.output` on its own: an exit 0 that prints a matching line is a
+/// failure, `validate` is not run for it, and backstop does not exit 0 for it.
+#[test]
+fn an_exit_0_that_fail_on_matches_is_a_failure_not_validated_and_exits_1() {
+    let out = Test::new()
+        .policy(
+            "version: 1\nretry: { max_attempts: 1, fail_on: { output: ['^API Error'] } }\nrollback: { validate: ['sh', '-c', 'echo validated >> \"$OUT/log\"'] }\n",
+        )
+        .args(&["run", "--", "sh", "-c", "echo 'API Error: 500'"])
+        .status(1)
+        .stderr_contains("exit 0, but retry.fail_on.output matched `^API Error`")
+        .run();
+    assert_eq!(out.read("log"), "", "validate did not run");
+    assert_eq!(out.record()["outcome"]["outcome"], "failed");
+}
