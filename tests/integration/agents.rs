@@ -43,9 +43,12 @@ fn with_stubs(test: Test, plans: &[(&str, &str)]) -> Test {
         std::env::var("PATH").unwrap_or_default()
     );
     let state = test.out_path().to_string_lossy().into_owned();
+    // NO_COLOR empty is NO_COLOR unset (no-color.org): the stubs colour as the real
+    // agents do on a colour terminal (Gemini CLI's red fatal errors).
     let mut test = test
         .env("PATH", &path)
         .env("STUB_STATE", &state)
+        .env("NO_COLOR", "")
         .env("PYTHONDONTWRITEBYTECODE", "1");
     for (agent, plan) in plans {
         test = test.env(&format!("{}_STUB_PLAN", agent.to_uppercase()), plan);
