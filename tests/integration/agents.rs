@@ -370,13 +370,13 @@ fn when_no_agent_passes_the_tree_is_put_back_and_a_person_is_called() {
     assert_eq!(attempts(&record).len(), 4, "{record:#}");
 }
 
-/// An agent's terminal UI under `policies/agents/interactive.yaml`: it gets the
-/// terminal (stdin, stdout and stderr, in the foreground), its raw keys, and Ctrl-C.
-#[test]
-fn an_agents_terminal_ui_keeps_the_terminal_and_gets_ctrl_c() {
+/// Runs the stub terminal UI under `policy` (a file of `policies/agents/`) on a pty:
+/// types `x` at its raw prompt and Ctrl-C at its cooked one. Returns the test (its
+/// `$OUT/tui` says what the stub saw) and what the terminal showed.
+fn drive_tui(policy: &str) -> (Test, String) {
     let test = Test::new().write(
         "backstop.yaml",
-        &std::fs::read_to_string(repo().join("policies/agents/interactive.yaml")).unwrap(),
+        &std::fs::read_to_string(repo().join(format!("policies/agents/{policy}"))).unwrap(),
     );
     let tui = stubs().join("tui");
     let script = format!(
@@ -397,6 +397,14 @@ print(seen.decode(errors="replace") + text)
         tui = tui.display()
     );
     let said = drive(&test, &script);
+    (test, said)
+}
+
+/// An agent's terminal UI under `policies/agents/interactive.yaml`: it gets the
+/// terminal (stdin, stdout and stderr, in the foreground), its raw keys, and Ctrl-C.
+#[test]
+fn an_agents_terminal_ui_keeps_the_terminal_and_gets_ctrl_c() {
+    let (test, said) = drive_tui("interactive.yaml");
     assert!(said.contains("exit 130"), "{said}");
     assert_eq!(
         test.lines("tui"),
@@ -424,4 +432,38 @@ fn an_exit_0_that_fail_on_matches_is_a_failure_not_validated_and_exits_1() {
         .run();
     assert_eq!(out.read("log"), "", "validate did not run");
     assert_eq!(out.record()["outcome"]["outcome"], "failed");
+}
+
+/// `policy explain` says which links take an exit 0 for a failure.
+#[test]
+fn explain_names_fail_on_for_the_agents_that_exit_0_on_failure() {
+    let aider = repo().join("policies/agents/aider.yaml");
+    Test::new()
+        .args(&["policy", "explain", &aider.to_string_lossy()])
+        .stdout_contains(
+            "an exit 0 that prints a line matching retry.fail_on.output (5 pattern(s)) is a failure",
+        )
+        .run();
+    let codex = repo().join("policies/agents/codex.yaml");
+    let out = Test::new()
+        .args(&["policy", "explain", &codex.to_string_lossy()])
+        .run();
+    assert!(!out.stdout.contains("fail_on"), "{}", out.stdout);
+}
+
+/// Why `interactive.yaml` has no output patterns: under a headless policy, which has
+/// them, the agent still gets the keyboard and Ctrl-C, but its stdout and stderr are
+/// pipes backstop reads, not the terminal.
+#[test]
+fn under_a_headless_policy_the_ui_writes_to_pipes() {
+    let (test, said) = drive_tui("claude.yaml");
+    assert!(said.contains("exit 130"), "{said}");
+    assert_eq!(
+        test.lines("tui")[..2],
+        [
+            "terminal: stdin True stdout False stderr False",
+            "foreground True"
+        ],
+        "{said}"
+    );
 }
