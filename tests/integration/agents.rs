@@ -114,6 +114,7 @@ const CASES: &[Case] = &[
     case("claude", CLAUDE, "auth", Want::Never(1, NEVER)),
     case("claude", CLAUDE, "credit", Want::Never(1, NEVER)),
     case("claude", CLAUDE, "context", Want::Never(1, NEVER)),
+    case("claude", CLAUDE_JSON, "json_context", Want::Never(1, NEVER)),
     case("claude", CLAUDE, "bad_flag", Want::Never(1, NEVER)),
     case("codex", CODEX, "rate_limit", Want::Retried(ON)),
     case("codex", CODEX, "overloaded", Want::Retried(ON)),
