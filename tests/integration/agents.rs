@@ -141,6 +141,7 @@ const CASES: &[Case] = &[
     ),
     case("aider", AIDER, "rate_limit", Want::Retried(FAIL_ON)),
     case("aider", AIDER, "overloaded", Want::Retried(FAIL_ON)),
+    case("aider", AIDER, "rate_limit_old", Want::Retried(FAIL_ON)),
     case("aider", AIDER, "auth", Want::Never(1, NEVER)),
     case("aider", AIDER, "credits", Want::Never(1, NEVER)),
     case("aider", AIDER, "context", Want::Never(1, NEVER)),
