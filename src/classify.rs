@@ -102,9 +102,7 @@ impl LinkPatterns {
             roles,
         }
     }
-}
 
-impl LinkPatterns {
     /// Whether output that matched these patterns makes an exit 0 a failure
     /// (`retry.fail_on.output`).
     pub fn fails_success(&self, matched: &[usize]) -> bool {
@@ -224,11 +222,13 @@ fn failed_success(roles: &[Role], retry: &RetryPolicy, critical: &Critical) -> O
     if let Some(rule) = critical_rule(None, roles, critical) {
         return Some(Verdict::critical(class, format!("{why}; {rule}")));
     }
-    let (retried, rule) = match retry_rule(&End::Exited { code: 0 }, roles, retry) {
-        (false, rule) if rule.starts_with("exit 0 ") => {
-            (false, "no retry.on.output matched".to_string())
-        }
-        decided => decided,
+    let judged = roles
+        .iter()
+        .any(|r| matches!(r, Role::On(_) | Role::Never(_)));
+    let (retried, rule) = if judged {
+        retry_rule(&End::Exited { code: 0 }, roles, retry)
+    } else {
+        (false, "no retry.on.output matched".to_string())
     };
     Some(Verdict::new(class, retried, format!("{why}; {rule}")))
 }
