@@ -80,6 +80,7 @@ enum Role {
     On(usize),
     Never(usize),
     Critical(usize),
+    FailOn(usize),
 }
 
 /// The patterns a link's attempts are scanned for, and which rule each belongs to.
@@ -95,10 +96,19 @@ impl LinkPatterns {
         roles.extend((0..retry.on.output.len()).map(Role::On));
         roles.extend((0..retry.never.output.len()).map(Role::Never));
         roles.extend((0..critical.output.len()).map(Role::Critical));
+        roles.extend((0..retry.fail_on.output.len()).map(Role::FailOn));
         LinkPatterns {
             scanner: retry.scanner.clone(),
             roles,
         }
+    }
+
+    /// Whether output that matched these patterns makes an exit 0 a failure
+    /// (`retry.fail_on.output`).
+    pub fn fails_success(&self, matched: &[usize]) -> bool {
+        matched
+            .iter()
+            .any(|i| matches!(self.roles.get(*i), Some(Role::FailOn(_))))
     }
 }
 
@@ -147,8 +157,14 @@ pub fn classify_command(
     retry: &RetryPolicy,
     critical: &Critical,
 ) -> Option<Verdict> {
+    let roles: Vec<Role> = matched
+        .iter()
+        .filter_map(|i| patterns.roles.get(*i).copied())
+        .collect();
     let class = match end {
-        End::Exited { code: 0 } => return None,
+        End::Exited { code: 0 } => {
+            return failed_success(&roles, retry, critical);
+        }
         End::Exited { .. } => FailureClass::Exit,
         End::Signaled { .. } => FailureClass::Signal,
         End::TimedOut { deadline: true, .. } => FailureClass::Deadline,
@@ -172,10 +188,6 @@ pub fn classify_command(
             format!("{code} is never retried"),
         ));
     }
-    let roles: Vec<Role> = matched
-        .iter()
-        .filter_map(|i| patterns.roles.get(*i).copied())
-        .collect();
     let code = match end {
         End::Exited { code } => Some(*code),
         _ => None,
@@ -192,6 +204,33 @@ pub fn classify_command(
     }
     let (retry, rule) = retry_rule(end, &roles, retry);
     Some(Verdict::new(class, retry, rule))
+}
+
+/// An exit 0 is a success unless its output matched `retry.fail_on.output`; such a
+/// failure is retried only when `retry.on.output` also matched (and no
+/// `never.output`): the exit code says nothing either way.
+fn failed_success(roles: &[Role], retry: &RetryPolicy, critical: &Critical) -> Option<Verdict> {
+    let i = roles.iter().find_map(|r| match r {
+        Role::FailOn(i) => Some(*i),
+        _ => None,
+    })?;
+    let class = FailureClass::Exit;
+    let why = format!(
+        "exit 0, but retry.fail_on.output matched `{}`",
+        retry.fail_on.output[i].source
+    );
+    if let Some(rule) = critical_rule(None, roles, critical) {
+        return Some(Verdict::critical(class, format!("{why}; {rule}")));
+    }
+    let judged = roles
+        .iter()
+        .any(|r| matches!(r, Role::On(_) | Role::Never(_)));
+    let (retried, rule) = if judged {
+        retry_rule(&End::Exited { code: 0 }, roles, retry)
+    } else {
+        (false, "no retry.on.output matched".to_string())
+    };
+    Some(Verdict::new(class, retried, format!("{why}; {rule}")))
 }
 
 /// A user's interrupt ends the run, whether it reached backstop or, on a terminal,
@@ -453,6 +492,37 @@ mod tests {
         assert!(v.retry);
         assert_eq!(v.rule, "retry.on.output matched `rate limit`");
         assert!(!decide(&p, End::Exited { code: 1 }, &[0, 1]).unwrap().retry);
+    }
+
+    #[test]
+    fn fail_on_output_makes_an_exit_0_a_failure_that_on_and_never_judge() {
+        // Indices: on.output 0, never.output 1, fail_on.output 2 and 3.
+        let p = policy(
+            "version: 1\nretry:\n  on: { output: ['Overloaded'] }\n  never: { output: ['usage limit'] }\n  fail_on: { output: ['^API Error', 'usage limit'] }\n",
+        );
+        assert_eq!(decide(&p, End::Exited { code: 0 }, &[]), None);
+        assert_eq!(decide(&p, End::Exited { code: 0 }, &[0]), None, "on alone");
+        let v = decide(&p, End::Exited { code: 0 }, &[0, 2]).unwrap();
+        assert_eq!((v.class, v.retry), (FailureClass::Exit, true));
+        assert_eq!(
+            v.rule,
+            "exit 0, but retry.fail_on.output matched `^API Error`; retry.on.output matched `Overloaded`"
+        );
+        let v = decide(&p, End::Exited { code: 0 }, &[1, 3]).unwrap();
+        assert!(!v.retry);
+        assert_eq!(
+            v.rule,
+            "exit 0, but retry.fail_on.output matched `usage limit`; retry.never.output matched `usage limit`"
+        );
+        let v = decide(&p, End::Exited { code: 0 }, &[2]).unwrap();
+        assert!(!v.retry);
+        assert_eq!(
+            v.rule,
+            "exit 0, but retry.fail_on.output matched `^API Error`; no retry.on.output matched"
+        );
+        let pats = LinkPatterns::new(&p.retry, &p.fallback.critical);
+        assert!(pats.fails_success(&[0, 3]));
+        assert!(!pats.fails_success(&[0, 1]));
     }
 
     #[test]

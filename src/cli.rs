@@ -12,7 +12,7 @@ use crate::settings::{Color, Command, Settings, StreamWhen};
 
 /// Run agent tasks under a policy of retry, fallback and rollback.
 #[derive(Debug, Parser)]
-#[command(name = "backstop", version, about, max_term_width = 100)]
+#[command(name = "backstop", version = env!("BACKSTOP_VERSION"), about, max_term_width = 100)]
 pub struct Cli {
     /// When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto).
     #[arg(long, value_enum, default_value_t = ColorArg::Auto, global = true)]
@@ -490,6 +490,68 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    /// The man pages committed under `man/`: `backstop.1` and one per subcommand
+    /// (`backstop-run.1`, `backstop-policy-check.1`, ...), as file name and text,
+    /// as `clap_mangen::generate_to` makes them. They carry the package's version,
+    /// not the commit's, so a commit does not stale them.
+    fn man_pages() -> Vec<(String, Vec<u8>)> {
+        fn add(cmd: &clap::Command, pages: &mut Vec<(String, Vec<u8>)>) {
+            // The title's version; the command is built, so no `-V` is added.
+            let man = clap_mangen::Man::new(cmd.clone().version(env!("CARGO_PKG_VERSION")));
+            let mut text = Vec::new();
+            man.render(&mut text).expect("render to memory");
+            pages.push((man.get_filename(), text));
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                add(sub, pages);
+            }
+        }
+        let mut cmd = Cli::command()
+            .version(env!("CARGO_PKG_VERSION"))
+            .disable_help_subcommand(true);
+        cmd.build();
+        let mut pages = Vec::new();
+        add(&cmd, &mut pages);
+        pages
+    }
+
+    /// The committed pages under `man/` are what the CLI generates now, and no
+    /// other page is there. `BACKSTOP_BLESS=1 cargo test` rewrites them.
+    #[test]
+    fn man_pages_are_up_to_date() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+        let pages = man_pages();
+        if std::env::var_os("BACKSTOP_BLESS").is_some() {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (name, text) in &pages {
+                std::fs::write(dir.join(name), text).unwrap();
+            }
+        }
+        let stale = "run `BACKSTOP_BLESS=1 cargo test --lib man_pages`";
+        let mut committed: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}: {stale}", dir.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        committed.sort();
+        let mut want: Vec<String> = pages.iter().map(|(n, _)| n.clone()).collect();
+        want.sort();
+        assert_eq!(committed, want, "man/ holds other pages: {stale}");
+        for (name, text) in &pages {
+            let have = std::fs::read(dir.join(name)).unwrap_or_default();
+            assert!(&have == text, "man/{name} is out of date: {stale}");
+        }
+        assert!(pages.iter().any(|(n, _)| n == "backstop-run.1"));
+    }
+
+    #[test]
+    fn the_version_is_the_packages_and_the_commits() {
+        let v = Cli::command().render_version();
+        assert!(
+            v.starts_with(&format!("backstop {}", env!("CARGO_PKG_VERSION"))),
+            "{v}"
+        );
     }
 
     fn undo_words(args: &[&str]) -> (Vec<PathBuf>, Option<Vec<PathBuf>>) {

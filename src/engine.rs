@@ -416,13 +416,17 @@ impl<'a, A: Attempter> Engine<'a, A> {
         ]
     }
 
-    /// The exit code of the last failure (1 if, oddly, there was none); 125 once a
-    /// key was missing or refused, whatever failed after it.
+    /// The exit code of the last failure (1 if, oddly, there was none, or if it
+    /// exited 0 and `retry.fail_on` made it a failure); 125 once a key was missing
+    /// or refused, whatever failed after it.
     fn final_code(&self) -> u8 {
         if self.config_error.is_some() {
             return crate::exit_code::BACKSTOP_FAILED;
         }
-        self.last.as_ref().map_or(1, |(e, _)| e.exit_code())
+        match self.last.as_ref().map(|(e, _)| e.exit_code()) {
+            Some(0) | None => 1,
+            Some(code) => code,
+        }
     }
 
     /// Sums the run up from how the chain ended, and tells it.

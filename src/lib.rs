@@ -56,6 +56,11 @@ pub mod stdin;
 pub mod store;
 pub mod terminal;
 
+/// `build.rs`'s version logic, for its tests.
+#[cfg(test)]
+#[path = "../build/version.rs"]
+mod build_version;
+
 use std::io::IsTerminal;
 
 use settings::{Color, Settings};

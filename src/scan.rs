@@ -13,8 +13,8 @@ use crate::policy::values::Pattern;
 
 /// How much of each line is matched; the rest of a longer line is not.
 pub const MAX_SCAN: usize = 64 * 1024;
-/// The most one list of patterns (`on.output`, `never.output`, `critical.output`)
-/// may take compiled as a set (regex's own measure).
+/// The most one list of patterns (`on.output`, `never.output`, `fail_on.output`,
+/// `critical.output`) may take compiled as a set (regex's own measure).
 pub const SET_SIZE_LIMIT: usize = 8 << 20;
 /// Memory the lazy DFA of one stream may cache; more than regex's 2 MiB default,
 /// so a large counted repetition stays on the DFA instead of the much slower NFA.

@@ -129,7 +129,9 @@ impl<'a, A: Attempter> Engine<'a, A> {
         };
         let outcome = self.attempter.attempt(spec).await;
         self.account(&outcome);
-        self.validated(pos, link, work, outcome).await
+        // An exit 0 that `retry.fail_on.output` makes a failure is not validated.
+        let failed = patterns.fails_success(&outcome.matched);
+        self.validated(pos, link, work, outcome, failed).await
     }
 
     /// Checks a command's success with `rollback.validate`, when the policy has one.
@@ -139,13 +141,16 @@ impl<'a, A: Attempter> Engine<'a, A> {
         link: &ChainLink<'_>,
         work: &Work<'_>,
         mut outcome: AttemptOutcome,
+        failed_by_output: bool,
     ) -> Result<Attempted, i32> {
         // `validate` checks what a command left on disk. A call link leaves nothing
         // there, and its answer is already printed: validating it could only fail
         // it for the tree's state and make it answer again.
         let policy = self.policy;
         let validate = match (work, &policy.rollback.validate) {
-            (Work::Command(_), Some(validate)) if outcome.end.success() => validate,
+            (Work::Command(_), Some(validate)) if outcome.end.success() && !failed_by_output => {
+                validate
+            }
             _ => {
                 return Ok(Attempted {
                     outcome,

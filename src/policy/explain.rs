@@ -141,6 +141,13 @@ fn write_link(out: &mut String, name: &str, steps: &[Step], retry: &RetryPolicy)
             crate::attempt::command_line(&command.0)
         );
     }
+    let fail_on = retry.fail_on.output.len();
+    if fail_on > 0 {
+        let _ = writeln!(
+            out,
+            "  an exit 0 that prints a line matching retry.fail_on.output ({fail_on} pattern(s)) is a failure"
+        );
+    }
 }
 
 /// "exponential backoff from 1s, x2, up to 30s, full jitter".

@@ -264,6 +264,32 @@ mod tests {
         assert!(seen >= 3, "the examples are there");
     }
 
+    /// `policies/agents/`: one policy per coding agent, the cross-agent fallback and
+    /// the interactive one (`tests/integration/agents.rs` runs them against stubs).
+    #[test]
+    fn every_agent_policy_is_valid() {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(policies_dir().join("agents")).unwrap() {
+            let path = entry.unwrap().path();
+            let policy = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(policy.timeout.kill_grace.0 >= std::time::Duration::from_secs(10));
+            names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "aider.yaml",
+                "claude.yaml",
+                "codex.yaml",
+                "fallback.yaml",
+                "gemini.yaml",
+                "interactive.yaml",
+                "opencode.yaml"
+            ]
+        );
+    }
+
     #[test]
     fn every_policy_of_the_evidence_page_is_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/evidence");

@@ -151,14 +151,15 @@ pub struct RetryPolicy {
     pub backoff: Backoff,
     pub on: RetryOn,
     pub never: Never,
+    pub fail_on: FailOn,
     pub retry_after: RetryAfter,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_retry: Option<Argv>,
     /// Run instead of the link's command for every attempt after the first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Argv>,
-    /// `on.output`, `never.output` and `fallback.critical.output` in that order,
-    /// each compiled as a set when the policy loads.
+    /// `on.output`, `never.output`, `fallback.critical.output` and
+    /// `fail_on.output` in that order, each compiled as a set when the policy loads.
     #[serde(skip)]
     pub scanner: crate::scan::Scanner,
 }
@@ -192,6 +193,12 @@ pub struct Never {
     pub exit_codes: CodeSet,
     pub output: Vec<Pattern>,
     pub status: Vec<u16>,
+}
+
+/// Output that makes an exit 0 a failure.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FailOn {
+    pub output: Vec<Pattern>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -323,6 +323,10 @@ pub struct RawRetry {
     pub on: Option<RawOn>,
     /// Failures that are never retried, whatever `on` says.
     pub never: Option<RawNever>,
+    /// Successes that are failures: a command that exits 0 but prints a line
+    /// matching one of these failed (a coding agent that reports an API error and
+    /// exits 0); `on.output` and `never.output` then decide whether it is retried.
+    pub fail_on: Option<RawFailOn>,
     /// How a server's `Retry-After` is honoured (model calls).
     pub retry_after: Option<RawRetryAfter>,
     /// A command run before each retry; its failure is a warning only.
@@ -429,6 +433,14 @@ pub struct RawNever {
     #[schemars(with = "Option<Vec<String>>")]
     pub output: Option<Vec<Pattern>>,
     pub status: Option<Vec<u16>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailOn {
+    /// Regexes over the attempt's stdout and stderr; a match makes an exit 0 a failure.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub output: Option<Vec<Pattern>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]

@@ -510,6 +510,7 @@ fn merge_retry(base: &RawRetry, over: RawRetry) -> RawRetry {
         backoff: backoff.or_else(|| base.backoff.clone()),
         on: over.on.or_else(|| base.on.clone()),
         never: over.never.or_else(|| base.never.clone()),
+        fail_on: over.fail_on.or_else(|| base.fail_on.clone()),
         retry_after: over.retry_after.or_else(|| base.retry_after.clone()),
         on_retry: over.on_retry.or_else(|| base.on_retry.clone()),
         // The policy's `retry.command` stands for the command, not for a link's.
@@ -575,10 +576,18 @@ fn resolve_retry(
             .status
             .unwrap_or_else(|| vec![400, 401, 403, 404, 422]),
     };
+    let fail_on = FailOn {
+        output: raw
+            .fail_on
+            .clone()
+            .and_then(|f| f.output)
+            .unwrap_or_default(),
+    };
     let scanner = Scanner::new(vec![
         sets.compile(&on.output, &format!("{path}.on.output"))?,
         sets.compile(&never.output, &format!("{path}.never.output"))?,
         critical.clone(),
+        sets.compile(&fail_on.output, &format!("{path}.fail_on.output"))?,
     ]);
     let ra = raw.retry_after.clone().unwrap_or_default();
     Ok(RetryPolicy {
@@ -586,6 +595,7 @@ fn resolve_retry(
         backoff,
         on,
         never,
+        fail_on,
         retry_after: RetryAfter {
             honor: ra.honor.unwrap_or(true),
             max: ra.max.unwrap_or(MS(60_000)),

@@ -141,3 +141,49 @@ fn a_store_that_cannot_be_written_exits_125_and_runs_nothing() {
         .run();
     assert!(!out.exists("created"), "the command ran without a record");
 }
+
+/// `backstop --version` names the commit it was built from, and its date, when it
+/// was built in its git checkout (as the tests are): `backstop 0.1.0 (abc1234
+/// 2026-12-01)`, `-dirty` after the hash for uncommitted changes.
+#[test]
+fn version_names_the_package_and_the_commit_it_was_built_from() {
+    let out = Test::new().args(&["--version"]).run();
+    let line = out.stdout.trim_end();
+    let package = concat!("backstop ", env!("CARGO_PKG_VERSION"));
+    let rest = line
+        .strip_prefix(package)
+        .unwrap_or_else(|| panic!("{line}"));
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    // Its own checkout only: a source tree inside another repository has no commit.
+    let own = git(&["rev-parse", "--show-toplevel"])
+        .is_some_and(|top| std::fs::canonicalize(top).ok() == std::fs::canonicalize(repo).ok());
+    let head = git(&["rev-parse", "HEAD"]).filter(|_| own);
+    let Some(head) = head else {
+        assert_eq!(rest, "", "no git: the package version alone");
+        return;
+    };
+    let inner = rest
+        .strip_prefix(" (")
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{line}"));
+    let (hash, date) = inner.split_once(' ').unwrap_or_else(|| panic!("{line}"));
+    let hash = hash.strip_suffix("-dirty").unwrap_or(hash);
+    assert!(
+        hash.len() >= 7 && head.starts_with(hash),
+        "{line}: HEAD is {head}"
+    );
+    assert!(
+        date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
+        "{line}"
+    );
+}

@@ -10,6 +10,7 @@ mod adversarial_git;
 mod adversarial_late;
 mod adversarial_limits;
 mod adversarial_runs;
+mod agents;
 mod alerts;
 mod broken_pipe;
 mod call;
