@@ -60,6 +60,9 @@ pub struct ChaosRef {
     #[serde(with = "crate::names::path")]
     pub faults: PathBuf,
     pub seed: u64,
+    /// BLAKE3 of the fault file as the run read it.
+    #[serde(default)]
+    pub digest: String,
 }
 
 /// The time backstop itself spent on a run's tree, in milliseconds.

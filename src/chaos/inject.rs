@@ -31,6 +31,9 @@ use crate::settings::ChaosChoice;
 /// answer is longer (an SSE event alone is), so a drawn cut always lands.
 const CUT_WITHIN: usize = 32;
 
+/// Seeds drawn for a run without `--chaos-seed` stay below this (2^53).
+const MAX_DRAWN_SEED: u64 = 1 << 53;
+
 /// A fault model and the seed of a run's draws, as `--chaos` and `--chaos-seed` gave
 /// them (a seed drawn when none was given, and recorded, so the run can be replayed).
 #[derive(Clone, Debug)]
@@ -38,17 +41,29 @@ pub struct Chaos {
     pub file: PathBuf,
     pub faults: Faults,
     pub seed: u64,
+    /// BLAKE3 of the file as it was read.
+    pub digest: String,
 }
 
 impl Chaos {
     /// Loads the file `--chaos` names (errors name the file, line and key), with
     /// `--chaos-seed` or a fresh seed.
     pub fn from_choice(choice: &ChaosChoice) -> Result<Chaos, crate::error::UserError> {
-        let faults = super::model::load_file(&choice.file)?;
-        let seed = choice.seed.unwrap_or_else(|| rand::thread_rng().r#gen());
-        // The record names the file as it can be found again from anywhere.
-        let file = std::path::absolute(&choice.file).unwrap_or_else(|_| choice.file.clone());
-        Ok(Chaos { file, faults, seed })
+        let (faults, digest) = super::model::load_file_digest(&choice.file)?;
+        // Below 2^53: a seed read back from JSON by a tool that keeps numbers as
+        // doubles (jq, JavaScript) is still the same seed.
+        let seed = choice
+            .seed
+            .unwrap_or_else(|| rand::thread_rng().gen_range(0..MAX_DRAWN_SEED));
+        // The record names the file as it can be found again from anywhere, and what it
+        // held: an edited fault file draws differently under the same seed.
+        let file = std::fs::canonicalize(&choice.file).unwrap_or_else(|_| choice.file.clone());
+        Ok(Chaos {
+            file,
+            faults,
+            seed,
+            digest,
+        })
     }
 
     /// What the record keeps.
@@ -56,6 +71,7 @@ impl Chaos {
         ChaosRef {
             faults: self.file.clone(),
             seed: self.seed,
+            digest: self.digest.clone(),
         }
     }
 
@@ -92,15 +108,13 @@ impl<'a, A: Attempter> ChaosAttempter<'a, A> {
         }
     }
 
+    /// Runs the attempt, then fails it as drawn if it succeeded. A real failure
+    /// stands as it is: the engine must act on it (a Ctrl-C the command got from the
+    /// terminal, a critical exit code, a timeout not to retry), and an injected one
+    /// could only hide it.
     async fn command(&mut self, spec: AttemptSpec<'_>, fault: Fault) -> AttemptOutcome {
         let (limit, deadline) = (spec.timeout, spec.timeout_is_deadline);
         let mut outcome = self.inner.attempt(spec).await;
-        // Only an attempt that ran its course is failed: a command that could not
-        // start, or a run asked to stop, stays as it really ended.
-        let ran = matches!(
-            outcome.end,
-            End::Exited { .. } | End::Signaled { .. } | End::TimedOut { .. }
-        );
         let injected = match fault {
             Fault::Exit(code) => End::Exited { code },
             Fault::Signal(signal) => End::Signaled { signal },
@@ -110,15 +124,8 @@ impl<'a, A: Attempter> ChaosAttempter<'a, A> {
             },
             _ => return outcome,
         };
-        if ran && !outcome.output_closed {
-            let mut said = injected.describe();
-            if !outcome.end.success() {
-                said.push_str(&format!(
-                    " (the command itself: {})",
-                    outcome.end.describe()
-                ));
-            }
-            outcome.injected = Some(said);
+        if outcome.end.success() {
+            outcome.injected = Some(injected.describe());
             outcome.end = injected;
         }
         outcome

@@ -105,6 +105,11 @@ fn invalid(path: impl Into<String>, message: impl Into<String>) -> Invalid {
 }
 
 pub fn load_file(path: &Path) -> Result<Faults, UserError> {
+    load_file_digest(path).map(|(faults, _)| faults)
+}
+
+/// The fault model at `path`, and the BLAKE3 digest of the bytes it was read from.
+pub fn load_file_digest(path: &Path) -> Result<(Faults, String), UserError> {
     let file = crate::names::quote_path(path);
     let cannot = |message: String| UserError::PolicyFile {
         file: file.clone(),
@@ -117,13 +122,14 @@ pub fn load_file(path: &Path) -> Result<Faults, UserError> {
         ))
     })?;
     check_size(bytes.len()).map_err(&cannot)?;
+    let digest = blake3::hash(&bytes).to_hex().to_string();
     let text = String::from_utf8(bytes).map_err(|e| {
         cannot(format!(
             "the fault model is not UTF-8 (byte {})",
             e.utf8_error().valid_up_to()
         ))
     })?;
-    load_str(&text, &file)
+    Ok((load_str(&text, &file)?, digest))
 }
 
 /// A fault model is held to a policy's size limit, and says so in its own words.
@@ -155,7 +161,7 @@ pub fn load_str(text: &str, file: &str) -> Result<Faults, UserError> {
             file: file.into(),
             line,
             column,
-            key: bad.path,
+            key: crate::policy::load::shortened(&bad.path, 120),
             message: bad.message,
         }
     })
@@ -245,8 +251,11 @@ fn call_faults(path: &str, c: RawCallFaults) -> Result<CallFaults, Invalid> {
     let mut status = Vec::new();
     for (code, p) in c.status {
         let key = format!("{path}.status.{code}");
-        if !(100..=599).contains(&code) {
-            return Err(invalid(key, format!("{code} is not an HTTP status")));
+        if !(400..=599).contains(&code) {
+            return Err(invalid(
+                key,
+                format!("{code} is not an error status: a call fails with 400 to 599"),
+            ));
         }
         status.push((code, probability(&key, Some(p))?));
     }

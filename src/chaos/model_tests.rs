@@ -45,7 +45,7 @@ fn each_bad_value_names_its_key_line_and_column() {
         ),
         (
             "version: 1\ncalls:\n  default:\n    status: { 42: 0.1 }\n",
-            "calls.default.status.42: 42 is not an HTTP status",
+            "calls.default.status.42: 42 is not an error status: a call fails with 400 to 599",
         ),
         (
             "version: 1\ncommands:\n  default:\n    exit: { 0: 0.1 }\n",

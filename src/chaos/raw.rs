@@ -34,10 +34,10 @@ pub(super) struct RawFaults {
     /// The format version. Always 1.
     pub(super) version: u32,
     /// Model-call attempts, by the policy's model name; `default` for any other.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique")]
     pub(super) calls: BTreeMap<String, RawCallFaults>,
     /// Command attempts, by link name (link 0: the command line); `default` for any other.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique")]
     pub(super) commands: BTreeMap<String, RawCommandFaults>,
     #[serde(default)]
     pub(super) correlation: Option<RawCorrelation>,
@@ -51,7 +51,7 @@ pub(super) struct RawFaults {
 pub(super) struct RawCallFaults {
     pub(super) network: Option<f64>,
     /// HTTP status → probability.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique")]
     pub(super) status: BTreeMap<u16, f64>,
     /// The `retry-after-ms` a 429 or 529 carries (log-normal); absent: no header.
     pub(super) retry_after: Option<RawSpread>,
@@ -73,12 +73,12 @@ pub(super) struct RawCallFaults {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCommandFaults {
     /// Exit code → probability.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique")]
     pub(super) exit: BTreeMap<i32, f64>,
     /// The attempt hangs until `timeout.attempt` (or the deadline) ends it.
     pub(super) timeout: Option<f64>,
     /// Signal number → probability.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique")]
     pub(super) signal: BTreeMap<i32, f64>,
     /// How long an attempt takes (log-normal).
     pub(super) duration: Option<RawSpread>,
@@ -175,4 +175,42 @@ impl<'de> Deserialize<'de> for FailsWith {
 /// The fault model's JSON Schema, pretty-printed, ending in a newline.
 pub fn schema_json() -> String {
     crate::policy::schema::schema_json_of::<RawFaults>()
+}
+
+/// A map whose keys are each written once: YAML lets a key repeat and serde keeps the
+/// last, so `exit: {1: 0.1, 1: 0.2}` would quietly mean 0.2. Refused, as a policy's
+/// repeated key is.
+fn unique<'de, D, K, V>(de: D) -> Result<BTreeMap<K, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    K: serde::Deserialize<'de> + Ord + std::fmt::Display,
+    V: serde::Deserialize<'de>,
+{
+    struct Unique<K, V>(std::marker::PhantomData<(K, V)>);
+    impl<'de, K, V> serde::de::Visitor<'de> for Unique<K, V>
+    where
+        K: serde::Deserialize<'de> + Ord + std::fmt::Display,
+        V: serde::Deserialize<'de>,
+    {
+        type Value = BTreeMap<K, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<K, V>()? {
+                let said = key.to_string();
+                if out.insert(key, value).is_some() {
+                    return Err(serde::de::Error::custom(format!(
+                        "`{said}` is written twice"
+                    )));
+                }
+            }
+            Ok(out)
+        }
+    }
+    de.deserialize_map(Unique(std::marker::PhantomData))
 }

@@ -79,12 +79,28 @@ pub fn load_file(path: &Path) -> Result<Policy, UserError> {
 
 /// Reads at most one byte over the limit of a policy (or a fault model), so `-p
 /// /dev/zero` ends too.
+///
+/// Opened without blocking: a named pipe that no one writes to would hold the open,
+/// and backstop, forever; opened so, it reads as empty and is refused. Reads then
+/// block again, so a pipe with a writer (`-p <(make-policy)`) is read to its end.
 pub(crate) fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
     use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    fcntl_setfl(&file, fcntl_getfl(&file)? - OFlags::NONBLOCK)?;
+    let pipe = file.metadata()?.file_type().is_fifo();
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(limits::MAX_POLICY_BYTES as u64 + 1)
+    file.take(limits::MAX_POLICY_BYTES as u64 + 1)
         .read_to_end(&mut bytes)?;
+    if pipe && bytes.is_empty() {
+        return Err(std::io::Error::other(
+            "a named pipe with nothing written to it",
+        ));
+    }
     Ok(bytes)
 }
 
@@ -154,7 +170,7 @@ pub(crate) fn yaml_error(
             file: file.into(),
             line,
             column,
-            key,
+            key: shortened(&key, 120),
             message: clean_message(&raw),
         },
     }
@@ -232,7 +248,19 @@ fn clean_message(message: &str) -> String {
         m = rest;
     }
     let m = m.replace("struct RawPolicy", "a mapping of policy keys");
-    regex_lite_replace(&m)
+    shortened(&regex_lite_replace(&m), 120)
+}
+
+/// `text` fit for a message: past `2 × keep` characters, its first and last `keep`
+/// (a key or a value a megabyte long is named by its ends).
+pub(crate) fn shortened(text: &str, keep: usize) -> String {
+    let count = text.chars().count();
+    if count <= 2 * keep {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(keep).collect();
+    let tail: String = text.chars().skip(count - keep).collect();
+    format!("{head}…{tail}")
 }
 
 /// Internal type names (`struct RawLink`) mean nothing to a user.

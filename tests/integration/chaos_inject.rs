@@ -85,10 +85,11 @@ fn an_injected_exit_fails_real_attempts_and_the_real_rollback_puts_the_tree_back
     assert_eq!(doc["scope"]["chaos"], "included");
 }
 
-/// A command that itself failed keeps that in the note: the injected end replaces
-/// it, but nothing of what really happened is lost.
+/// A real failure stands as it is, whatever was drawn: the engine must act on it. A
+/// command that exits 5 is not retried as an injected signal would be, and one that
+/// gets SIGINT (a Ctrl-C from its terminal) ends the run as interrupted, exit 130.
 #[test]
-fn a_real_failure_under_an_injected_one_is_named() {
+fn a_real_failure_is_never_replaced_by_an_injected_one() {
     let out = Test::new()
         .policy("version: 1\nretry: { max_attempts: 1 }\n")
         .write(
@@ -96,14 +97,70 @@ fn a_real_failure_under_an_injected_one_is_named() {
             "version: 1\ncommands:\n  default:\n    signal: { 9: 1.0 }\n",
         )
         .args(&["run", "--chaos", "faults.yaml", "--", "sh", "-c", "exit 5"])
-        .status(137)
+        .status(5)
+        .stderr_lacks("[injected]")
         .run();
-    assert_eq!(
-        injected(&out.record()),
-        vec![Some(
-            "killed by SIGKILL (the command itself: exit 5)".to_string()
-        )]
+    assert_eq!(injected(&out.record()), vec![None]);
+    let out = Test::new()
+        .policy(RETRY3)
+        .write(
+            "faults.yaml",
+            "version: 1\ncommands:\n  default:\n    exit: { 1: 1.0 }\n",
+        )
+        .write("a.txt", "before\n")
+        .args(&["run", "--chaos", "faults.yaml", "--"])
+        .args(&["sh", "-c", "echo after > a.txt; kill -INT $$"])
+        .status(130)
+        .run();
+    let record = out.record();
+    assert_eq!(injected(&record), vec![None], "{record}");
+    assert_eq!(record["outcome"]["outcome"], "interrupted");
+    assert_eq!(tree(&out, "a.txt").as_deref(), Some("before\n"));
+}
+
+/// The drawn fault applies whoever reads backstop's output: with both of its outputs
+/// gone, every attempt still fails as drawn (the same seed fails the same way).
+#[test]
+fn the_faults_apply_when_backstops_output_is_gone() {
+    let test = Test::new().policy(RETRY3).write(
+        "faults.yaml",
+        "version: 1\ncommands:\n  default:\n    exit: { 1: 1.0 }\n",
     );
+    let mut cmd = test.command();
+    cmd.args(["run", "--chaos", "faults.yaml", "--chaos-seed", "1", "--"])
+        .args(["sh", "-c", "sleep 0.2; touch ran"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let record = test.record();
+    assert_eq!(
+        injected(&record),
+        vec![Some("exit 1".to_string()); 3],
+        "{record}"
+    );
+    assert_eq!(tree(&test, "ran"), None, "rolled back");
+}
+
+/// A drawn seed can be read back by tools that keep numbers as doubles (jq), and the
+/// record keeps the fault file's canonical path and digest.
+#[test]
+fn a_drawn_seed_and_the_fault_file_are_recorded_exactly() {
+    let out = Test::new()
+        .write("sub/faults.yaml", "version: 1\n")
+        .args(&["run", "--chaos", "sub/../sub/faults.yaml", "--", "true"])
+        .run();
+    let chaos = out.record()["chaos"].clone();
+    assert!(chaos["seed"].as_u64().unwrap() < 1 << 53, "{chaos}");
+    let faults = chaos["faults"].as_str().unwrap();
+    assert!(!faults.contains(".."), "{faults}");
+    assert!(faults.ends_with("/sub/faults.yaml"), "{faults}");
+    let digest = blake3::hash(b"version: 1\n").to_hex().to_string();
+    assert_eq!(chaos["digest"], digest.as_str());
 }
 
 /// The same seed draws the same faults; a run without one records the seed it drew,
@@ -187,6 +244,29 @@ fn hooks_are_not_injected() {
     assert_eq!(out.lines("hook"), vec!["hook"]);
 }
 
+/// A named pipe that no one writes to is refused at once, as a policy and as a fault
+/// model, instead of waiting forever for a writer.
+#[test]
+fn a_named_pipe_with_no_writer_is_refused_not_waited_for() {
+    let test = Test::new();
+    let fifo = test.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for args in [["run", "--chaos", "fifo"], ["run", "-p", "fifo"]] {
+        let ran = test.backstop(&[&args[..], &["--", "true"]].concat());
+        assert_eq!(ran.status, 125, "{args:?}: {}", ran.stderr);
+        assert!(
+            ran.stderr
+                .contains("a named pipe with nothing written to it"),
+            "{}",
+            ran.stderr
+        );
+    }
+}
+
 /// A fault file that cannot be used stops the run before anything starts, naming
 /// the file, line and key; `--chaos-seed` alone is a usage error.
 #[test]
@@ -209,6 +289,37 @@ fn a_bad_fault_file_is_named_and_nothing_runs() {
         .stderr_contains("faults.yaml:4:")
         .run();
     assert!(!out.exists("ran"));
+    for (yaml, said) in [
+        (
+            "version: 1\ncommands:\n  default:\n    exit: { 1: 0.1, 1: 0.2 }\n",
+            "faults.yaml:4:11: commands.default.exit: `1` is written twice",
+        ),
+        (
+            "version: 1\ncalls:\n  default:\n    status: { 200: 0.1 }\n",
+            "200 is not an error status",
+        ),
+    ] {
+        Test::new()
+            .write("faults.yaml", yaml)
+            .args(&["run", "--chaos", "faults.yaml", "--", "true"])
+            .status(125)
+            .stderr_contains(said)
+            .run();
+    }
+    let long = format!(
+        "version: 1\ncommands:\n  {}:\n    exit: {{ 1: 1.5 }}\n",
+        "x".repeat(100_000)
+    );
+    let ran = Test::new()
+        .write("faults.yaml", &long)
+        .args(&["run", "--chaos", "faults.yaml", "--", "true"])
+        .status(125)
+        .run();
+    assert!(
+        ran.stderr.len() < 1_000,
+        "{} bytes of error",
+        ran.stderr.len()
+    );
     Test::new()
         .args(&["run", "--chaos", "missing.yaml", "--", "true"])
         .status(125)
