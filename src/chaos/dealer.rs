@@ -97,7 +97,7 @@ impl Dealer {
         let retry_after = match fault {
             Fault::Status(429 | 529) => own
                 .and_then(|f| f.retry_after.as_ref())
-                .map(|s| ms(draw::spread_ms(&mut rng, Some(s)))),
+                .map(|s| Duration::from_millis(draw::spread_ms(&mut rng, Some(s)).round() as u64)),
             _ => None,
         };
         let tokens = own.map_or((0, 0), |f| (f.input_tokens, f.output_tokens));

@@ -15,6 +15,7 @@ mod broken_pipe;
 mod call;
 mod call_everyday;
 mod call_limits;
+mod chaos_serve;
 mod ci;
 mod cli;
 mod crash_campaign;
