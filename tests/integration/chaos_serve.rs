@@ -499,7 +499,7 @@ fn call_policy(dir: &Path, url: &str, max_attempts: u32) -> PathBuf {
     path
 }
 
-fn backstop_call(dir: &Path, policy: &Path) -> (i32, String, String, Value) {
+fn backstop_call(dir: &Path, policy: &Path, extra: &[&str]) -> (i32, String, String, Value) {
     let run = |args: &[&str]| {
         let out = Command::new(BIN)
             .args(args)
@@ -518,7 +518,10 @@ fn backstop_call(dir: &Path, policy: &Path) -> (i32, String, String, Value) {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, stdout, stderr) = run(&["call", "-p", policy.to_str().unwrap(), "hello"]);
+    let mut args = vec!["call", "-p", policy.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("hello");
+    let (code, stdout, stderr) = run(&args);
     let (_, runs, _) = run(&["runs", "--json"]);
     let id = json_of(&runs)[0]["id"].as_str().unwrap().to_string();
     let (_, record, _) = run(&["show", &id, "--json"]);
@@ -531,7 +534,7 @@ fn backstop_call_retries_a_rate_limited_model_then_falls_back() {
     let chaos = Chaos::start(faults, &[]);
     let dir = tempfile::tempdir().unwrap();
     let policy = call_policy(dir.path(), &chaos.url, 3);
-    let (code, stdout, stderr, record) = backstop_call(dir.path(), &policy);
+    let (code, stdout, stderr, record) = backstop_call(dir.path(), &policy, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim(), "chaos: ok");
     let tries = attempts(&record);
@@ -564,7 +567,7 @@ fn backstop_call_records_the_seeded_500s_it_retried() {
     let chaos = Chaos::start(faults, &["--seed", "5"]);
     let dir = tempfile::tempdir().unwrap();
     let policy = call_policy(dir.path(), &chaos.url, 8);
-    let (code, _, stderr, record) = backstop_call(dir.path(), &policy);
+    let (code, _, stderr, record) = backstop_call(dir.path(), &policy, &[]);
     let lines = chaos.requests();
     let tries = attempts(&record);
     assert_eq!(
@@ -830,4 +833,36 @@ fn a_port_in_use_is_named() {
         String::from_utf8_lossy(&bad.stderr)
             .contains("--upstream ftp://x: not an http or https URL")
     );
+}
+
+#[test]
+fn backstop_call_times_out_a_stall_and_fails_a_cut_stream_then_falls_back() {
+    let faults = "version: 1\ncalls:\n  small-1: { stall: 0.5, truncated: 0.5 }\n";
+    let chaos = Chaos::start(faults, &["--seed", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = call_policy(dir.path(), &chaos.url, 3);
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str("timeout: { first_token: 5s, stall: 300ms }\n");
+    std::fs::write(&policy, text).unwrap();
+    let (code, stdout, stderr, record) = backstop_call(dir.path(), &policy, &["--stream=never"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), "chaos: ok");
+    let lines = chaos.requests();
+    let tries = attempts(&record);
+    assert_eq!(tries.len(), 4, "{lines:?}");
+    for (a, line) in tries[..3].iter().zip(&lines) {
+        let class = if line.ends_with("→ stall mid-answer") {
+            "timeout"
+        } else {
+            "stream"
+        };
+        assert!(
+            line.ends_with("→ stall mid-answer") || line.ends_with("→ truncated"),
+            "{line}"
+        );
+        assert_eq!(a["verdict"]["class"], class, "{line}: {a:#}");
+    }
+    assert_eq!(tries[3]["link"], 1);
+    let stalls = lines.iter().filter(|l| l.ends_with("→ stall mid-answer")).count();
+    assert!((1..=2).contains(&stalls), "seed 3 deals both faults: {lines:?}");
 }
