@@ -148,7 +148,7 @@ async fn chat(shared: &Shared, socket: &Socket, api: Api, fwd: Forward<'_>, body
     let n = dealt.number;
     match dealt.fault {
         Fault::Network => {
-            tokio::time::sleep(quick).await;
+            pause(quick).await;
             socket.reset();
             Err(Dropped)
         }
@@ -157,7 +157,7 @@ async fn chat(shared: &Shared, socket: &Socket, api: Api, fwd: Forward<'_>, body
             Err(Dropped)
         }
         Fault::Status(status) => {
-            tokio::time::sleep(quick).await;
+            pause(quick).await;
             let message = replies::status_message(api, status);
             let mut reply = json_reply(status, error(api, status, message, n));
             if let Some(wait) = dealt.retry_after {
@@ -166,7 +166,7 @@ async fn chat(shared: &Shared, socket: &Socket, api: Api, fwd: Forward<'_>, body
             Ok(reply)
         }
         Fault::ContextLength => {
-            tokio::time::sleep(quick).await;
+            pause(quick).await;
             Ok(json_reply(400, replies::context_length_body(api, n)))
         }
         Fault::ContentPolicy => Ok(canned(&asked, &dealt, Finish::Refused, Ending::Whole).await),
@@ -174,6 +174,13 @@ async fn chat(shared: &Shared, socket: &Socket, api: Api, fwd: Forward<'_>, body
         Fault::Stall => Ok(canned(&asked, &dealt, Finish::Done, Ending::Stall).await),
         Fault::Truncated => Ok(canned(&asked, &dealt, Finish::Done, Ending::Cut).await),
         _ => Ok(canned(&asked, &dealt, Finish::Done, Ending::Whole).await),
+    }
+}
+
+/// Waits `d`; no wait at all for none (a timer's zero still waits for its next tick).
+async fn pause(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
     }
 }
 
@@ -190,7 +197,7 @@ async fn canned(asked: &Asked, dealt: &Dealt, finish: Finish, ending: Ending) ->
     if ending != Ending::Whole {
         pieces = play::first_half(pieces);
     }
-    tokio::time::sleep(before).await;
+    pause(before).await;
     let content_type = if asked.stream {
         "text/event-stream"
     } else {
