@@ -863,6 +863,12 @@ fn backstop_call_times_out_a_stall_and_fails_a_cut_stream_then_falls_back() {
         assert_eq!(a["verdict"]["class"], class, "{line}: {a:#}");
     }
     assert_eq!(tries[3]["link"], 1);
-    let stalls = lines.iter().filter(|l| l.ends_with("→ stall mid-answer")).count();
-    assert!((1..=2).contains(&stalls), "seed 3 deals both faults: {lines:?}");
+    let stalls = lines
+        .iter()
+        .filter(|l| l.ends_with("→ stall mid-answer"))
+        .count();
+    assert!(
+        (1..=2).contains(&stalls),
+        "seed 3 deals both faults: {lines:?}"
+    );
 }
