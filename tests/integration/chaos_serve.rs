@@ -872,3 +872,42 @@ fn backstop_call_times_out_a_stall_and_fails_a_cut_stream_then_falls_back() {
         "seed 3 deals both faults: {lines:?}"
     );
 }
+
+#[test]
+fn clients_that_give_up_on_stalls_free_their_connections() {
+    let faults = "version: 1\ncalls:\n  head: { first_token_stall: 1.0 }\n  mid: { stall: 1.0 }\n";
+    let chaos = Chaos::start(faults, &[]);
+    // More stalled clients than the server serves at once (256), each giving up after
+    // a second: had their connections stayed held, the last request would wait minutes.
+    let script = r#"
+import http.client, json, sys, threading
+host, port = sys.argv[1].split("//")[1].rsplit(":", 1)
+def req(model, timeout, out):
+    c = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        c.request("POST", "/v1/chat/completions", body=json.dumps({"model": model, "stream": True}))
+        r = c.getresponse(); r.read(); out.append(r.status)
+    except Exception as e:
+        out.append(type(e).__name__)
+    finally:
+        c.close()
+given_up = []
+for model in ["head", "mid"]:
+    ts = [threading.Thread(target=req, args=(model, 1, given_up)) for _ in range(300)]
+    [t.start() for t in ts]; [t.join() for t in ts]
+last = []
+req("fine", 5, last)
+print(json.dumps({"given_up": len([g for g in given_up if g in ("timeout", "TimeoutError")]), "last": last[0]}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &chaos.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, json!({ "given_up": 600, "last": 200 }));
+}
