@@ -144,8 +144,21 @@ async fn chat(shared: &Shared, socket: &Socket, api: Api, fwd: Forward<'_>, body
         printable(&asked.model),
         describe(&dealt)
     ));
+    play_fault(shared, socket, &asked, &dealt, fwd, body).await
+}
+
+/// The reply the dealt fault makes: an error or a drop of its own, else the canned
+/// answer or the upstream's, whole or broken.
+async fn play_fault(
+    shared: &Shared,
+    socket: &Socket,
+    asked: &Asked,
+    dealt: &Dealt,
+    fwd: Forward<'_>,
+    body: Bytes,
+) -> Reply {
     let quick = dealt.latency / 10;
-    let n = dealt.number;
+    let (api, n) = (asked.api, dealt.number);
     match dealt.fault {
         Fault::Network => {
             pause(quick).await;
@@ -169,11 +182,11 @@ async fn chat(shared: &Shared, socket: &Socket, api: Api, fwd: Forward<'_>, body
             pause(quick).await;
             Ok(json_reply(400, replies::context_length_body(api, n)))
         }
-        Fault::ContentPolicy => Ok(canned(&asked, &dealt, Finish::Refused, Ending::Whole).await),
-        _ if shared.upstream.is_some() => Ok(upstream_answer(shared, &dealt, fwd, body).await),
-        Fault::Stall => Ok(canned(&asked, &dealt, Finish::Done, Ending::Stall).await),
-        Fault::Truncated => Ok(canned(&asked, &dealt, Finish::Done, Ending::Cut).await),
-        _ => Ok(canned(&asked, &dealt, Finish::Done, Ending::Whole).await),
+        Fault::ContentPolicy => Ok(canned(asked, dealt, Finish::Refused, Ending::Whole).await),
+        _ if shared.upstream.is_some() => Ok(upstream_answer(shared, dealt, fwd, body).await),
+        Fault::Stall => Ok(canned(asked, dealt, Finish::Done, Ending::Stall).await),
+        Fault::Truncated => Ok(canned(asked, dealt, Finish::Done, Ending::Cut).await),
+        _ => Ok(canned(asked, dealt, Finish::Done, Ending::Whole).await),
     }
 }
 
