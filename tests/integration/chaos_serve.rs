@@ -911,3 +911,146 @@ print(json.dumps({"given_up": len([g for g in given_up if g in ("timeout", "Time
     let got: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got, json!({ "given_up": 600, "last": 200 }));
 }
+
+// ------------------------------------------------------- the official SDKs as clients
+
+const SDK_HOW: &str = "install them with `python3 -m venv target/test-venv-sdk && \
+     target/test-venv-sdk/bin/pip install openai anthropic` (apt-get install python3-venv \
+     first if venv is missing), or set BACKSTOP_TEST_SDK_PYTHON to a python3 that has them";
+
+fn sdks_importable(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import openai, anthropic"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A python3 with the `openai` and `anthropic` packages: `$BACKSTOP_TEST_SDK_PYTHON`,
+/// else `target/test-venv-sdk`, made (once, under a lock) when missing.
+fn sdk_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("BACKSTOP_TEST_SDK_PYTHON") {
+        let p = PathBuf::from(p);
+        assert!(
+            sdks_importable(&p),
+            "{} cannot import openai and anthropic: {SDK_HOW}",
+            p.display()
+        );
+        return p;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv-sdk");
+    let python = venv.join("bin/python3");
+    let lock = std::fs::File::create(venv.with_extension("lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    if !sdks_importable(&python) {
+        let pip = venv.join("bin/pip");
+        let steps: [(&str, Vec<&str>); 2] = [
+            ("python3", vec!["-m", "venv", venv.to_str().unwrap()]),
+            (
+                pip.to_str().unwrap(),
+                vec!["install", "-q", "openai", "anthropic"],
+            ),
+        ];
+        for (program, args) in steps {
+            let out = Command::new(program).args(&args).output();
+            let out = out.unwrap_or_else(|e| panic!("cannot run {program}: {e}; {SDK_HOW}"));
+            assert!(
+                out.status.success(),
+                "`{program}` failed: {}\n{SDK_HOW}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    assert!(sdks_importable(&python), "{SDK_HOW}");
+    python
+}
+
+/// Each call through the official SDKs: `["ok", what it returned]` or `["error", the
+/// exception's class]`.
+const SDK_CLIENT: &str = r#"
+import json, sys, openai, anthropic
+u = sys.argv[1]
+o = openai.OpenAI(base_url=u + "/v1", api_key="sk-sdk-secret", max_retries=2)
+a = anthropic.Anthropic(base_url=u, api_key="sk-sdk-secret", max_retries=2)
+msgs = [{"role": "user", "content": "hi"}]
+def ostream(model):
+    parts = []
+    for c in o.chat.completions.create(model=model, messages=msgs, stream=True, stream_options={"include_usage": True}):
+        parts.append(c.choices[0].delta.content or "" if c.choices else "|usage %d" % c.usage.total_tokens)
+    return "".join(parts)
+def astream(model):
+    with a.messages.stream(model=model, max_tokens=10, messages=msgs) as s:
+        text = "".join(s.text_stream)
+        m = s.get_final_message()
+        return [text, m.stop_reason, m.usage.output_tokens]
+calls = {
+    "openai whole": lambda: o.chat.completions.create(model="fine", messages=msgs).choices[0].message.content,
+    "openai stream": lambda: ostream("fine"),
+    "openai 429": lambda: o.chat.completions.create(model="limited", messages=msgs),
+    "openai cut": lambda: ostream("cut"),
+    "openai context": lambda: o.chat.completions.create(model="long", messages=msgs),
+    "openai refusal": lambda: o.chat.completions.create(model="refuse", messages=msgs).choices[0].finish_reason,
+    "anthropic whole": lambda: a.messages.create(model="fine", max_tokens=10, messages=msgs).content[0].text,
+    "anthropic stream": lambda: astream("fine"),
+    "anthropic 529": lambda: a.messages.create(model="busy", max_tokens=10, messages=msgs),
+    "anthropic cut": lambda: astream("cut"),
+    "anthropic network": lambda: a.messages.create(model="down", max_tokens=10, messages=msgs),
+}
+out = {}
+for name, call in calls.items():
+    try:
+        out[name] = ["ok", call()]
+    except Exception as e:
+        out[name] = ["error", type(e).__name__]
+print(json.dumps(out))
+"#;
+
+#[test]
+fn the_official_openai_and_anthropic_sdks_meet_each_fault_as_their_own() {
+    let python = sdk_python();
+    let faults = "version: 1\ncalls:\n  fine: { tokens: { input: 10, output: 3 } }\n  limited: { status: { 429: 1.0 }, retry_after: { p50: 20ms, p99: 20ms } }\n  busy: { status: { 529: 1.0 } }\n  cut: { truncated: 1.0 }\n  long: { context_length: 1.0 }\n  refuse: { content_policy: 1.0 }\n  down: { network: 1.0 }\n";
+    let chaos = Chaos::start(faults, &[]);
+    let out = Command::new(python)
+        .args(["-c", SDK_CLIENT, &chaos.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = json!({
+        "openai whole": ["ok", "chaos: ok"],
+        "openai stream": ["ok", "chaos: ok|usage 13"],
+        "openai 429": ["error", "RateLimitError"],
+        "openai cut": ["error", "APIConnectionError"],
+        "openai context": ["error", "BadRequestError"],
+        "openai refusal": ["ok", "content_filter"],
+        "anthropic whole": ["ok", "chaos: ok"],
+        "anthropic stream": ["ok", ["chaos: ok", "end_turn", 3]],
+        "anthropic 529": ["error", "OverloadedError"],
+        "anthropic network": ["error", "APIConnectionError"],
+    });
+    for (name, expected) in want.as_object().unwrap() {
+        assert_eq!(&got[name], expected, "{name}: {got:#}");
+    }
+    assert_eq!(
+        got["anthropic cut"][0], "error",
+        "a cut stream is no message: {got:#}"
+    );
+    // The SDKs retry what they should (max_retries = 2), and nothing else.
+    let lines = chaos.requests();
+    let count = |model: &str| {
+        lines
+            .iter()
+            .filter(|l| l.contains(&format!(" {model} → ")))
+            .count()
+    };
+    assert_eq!(
+        (count("limited"), count("busy"), count("down")),
+        (3, 3, 3),
+        "{lines:#?}"
+    );
+    assert_eq!((count("long"), count("cut")), (1, 2), "{lines:#?}");
+}
