@@ -132,8 +132,9 @@ async fn chat(shared: &Shared, socket: &Socket, api: Api, fwd: Forward<'_>, body
         }
     };
     let dealt = {
-        let now_ms = shared.started.elapsed().as_secs_f64() * 1e3;
         let mut dealer = shared.dealer.lock().map_err(|_| Dropped)?;
+        // Read under the lock: the timeline is asked in time order.
+        let now_ms = shared.started.elapsed().as_secs_f64() * 1e3;
         dealer.deal(&asked.model, &body, now_ms)
     };
     shared.log(&format!(
