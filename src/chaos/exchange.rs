@@ -383,3 +383,24 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_gets_no_control_characters_no_query_and_no_more_than_120() {
+        assert_eq!(shown("/v1/models?key=sk-secret"), "/v1/models");
+        assert_eq!(printable("m\nchaos: #9 forged"), "m?chaos: #9 forged");
+        let long = "x".repeat(500);
+        assert_eq!(printable(&long).chars().count(), 121);
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_exact_milliseconds() {
+        let mut h = HeaderMap::new();
+        retry_after_headers(&mut h, Duration::from_millis(2001));
+        assert_eq!(h[header::RETRY_AFTER], "3");
+        assert_eq!(h["retry-after-ms"], "2001");
+    }
+}
