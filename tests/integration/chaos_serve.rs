@@ -1054,3 +1054,53 @@ fn the_official_openai_and_anthropic_sdks_meet_each_fault_as_their_own() {
     );
     assert_eq!((count("long"), count("cut")), (1, 2), "{lines:#?}");
 }
+
+#[test]
+fn upstream_without_v1_gets_anthropic_paths_and_an_unreachable_one_is_a_502() {
+    let upstream = Upstream::start();
+    let chaos = Chaos::start(PLAIN, &["--upstream", &upstream.url]);
+    let mut models = json!({ "path": "/v1/models", "method": "GET" });
+    models["timeout"] = json!(10);
+    let r = python(&chaos.url, &[messages("claude-x", false), models]);
+    assert_eq!(r[0]["status"], 200);
+    assert_eq!(r[0]["body"], UPSTREAM_JSON);
+    assert_eq!(
+        r[1]["headers"]["x-upstream"], "yes",
+        "other paths pass through"
+    );
+    let seen = upstream.seen.lock().unwrap().clone();
+    assert!(
+        seen[0].0.starts_with("POST /v1/messages HTTP/1.1\r\n"),
+        "{}",
+        seen[0].0
+    );
+    assert!(
+        seen[0]
+            .0
+            .to_lowercase()
+            .contains("x-api-key: sk-py-secret-1\r\n")
+    );
+    assert!(
+        seen[1].0.starts_with("GET /v1/models HTTP/1.1\r\n"),
+        "{}",
+        seen[1].0
+    );
+
+    // A port nothing listens on: bound, then let go.
+    let gone = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let chaos = Chaos::start(PLAIN, &["--upstream", &format!("http://{gone}")]);
+    let r = one(&chaos.url, chat("m", false));
+    assert_eq!(r["status"], 502);
+    let error = json_of(r["body"].as_str().unwrap());
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{error}"
+    );
+    assert!(!chaos.stderr().contains("sk-py-secret"));
+}
