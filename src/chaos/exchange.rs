@@ -12,10 +12,12 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response};
 
-use super::dealer::{Dealer, Dealt, Why};
+use super::api::{self, Api, Asked};
+use super::canned::{self, Finish};
+use super::dealer::{Dealer, Dealt};
 use super::draw::Fault;
+use super::log_line::{describe, printable, shown};
 use super::play::{self, Body, Ending, STALL_FOR};
-use super::replies::{self, Api, Asked, Finish};
 use super::upstream::{self, Upstream};
 
 /// The largest request body read; a larger one gets a 413.
@@ -100,7 +102,7 @@ pub async fn exchange(req: Request<Incoming>, shared: Arc<Shared>, socket: Arc<S
     match route {
         Route::Chat(api) => chat(&shared, &socket, api, (&method, &target, &headers), body).await,
         Route::Models | Route::Other if shared.upstream.is_some() => {
-            let reply = pass(&shared, (&method, &target, &headers), body).await;
+            let reply = upstream::pass(&shared, (&method, &target, &headers), body).await;
             shared.log(&line("→ passed upstream"));
             Ok(reply)
         }
@@ -109,19 +111,19 @@ pub async fn exchange(req: Request<Incoming>, shared: Arc<Shared>, socket: Arc<S
             let names = shared
                 .dealer
                 .lock()
-                .map(|d| replies::models_list(d.faults().calls.keys()));
+                .map(|d| canned::models_list(d.faults().calls.keys()));
             Ok(json_reply(200, names.unwrap_or_default()))
         }
         Route::Other => {
             shared.log(&line("→ 404"));
-            let body = replies::unknown_url(api, method.as_str(), &shown(&target), 0);
+            let body = api::unknown_url(api, method.as_str(), &shown(&target), 0);
             Ok(json_reply(404, body))
         }
     }
 }
 
 /// The request, as passed upstream.
-type Forward<'a> = (&'a Method, &'a str, &'a HeaderMap);
+pub(super) type Forward<'a> = (&'a Method, &'a str, &'a HeaderMap);
 
 async fn chat(shared: &Shared, socket: &Socket, api: Api, fwd: Forward<'_>, body: Bytes) -> Reply {
     let asked = match Asked::of(api, &body) {
@@ -172,7 +174,7 @@ async fn play_fault(
         }
         Fault::Status(status) => {
             pause(quick).await;
-            let message = replies::status_message(api, status);
+            let message = api::status_message(api, status);
             let mut reply = json_reply(status, error(api, status, message, n));
             if let Some(wait) = dealt.retry_after {
                 retry_after_headers(reply.headers_mut(), wait);
@@ -181,10 +183,12 @@ async fn play_fault(
         }
         Fault::ContextLength => {
             pause(quick).await;
-            Ok(json_reply(400, replies::context_length_body(api, n)))
+            Ok(json_reply(400, api::context_length_body(api, n)))
         }
         Fault::ContentPolicy => Ok(canned(asked, dealt, Finish::Refused, Ending::Whole).await),
-        _ if shared.upstream.is_some() => Ok(upstream_answer(shared, dealt, fwd, body).await),
+        _ if shared.upstream.is_some() => {
+            Ok(upstream::upstream_answer(shared, dealt, fwd, body).await)
+        }
         Fault::Stall => Ok(canned(asked, dealt, Finish::Done, Ending::Stall).await),
         Fault::Truncated => Ok(canned(asked, dealt, Finish::Done, Ending::Cut).await),
         _ => Ok(canned(asked, dealt, Finish::Done, Ending::Whole).await),
@@ -201,7 +205,7 @@ async fn pause(d: Duration) {
 /// The canned answer, in the time `latency` gives it: a stream's head and first event
 /// at half of it, its events spread over the rest; a whole answer at the end of it.
 async fn canned(asked: &Asked, dealt: &Dealt, finish: Finish, ending: Ending) -> Response<Body> {
-    let mut pieces = replies::canned(asked, dealt.tokens, finish, dealt.number);
+    let mut pieces = canned::canned(asked, dealt.tokens, finish, dealt.number);
     let (before, gap) = if asked.stream {
         let half = dealt.latency / 2;
         (half, half / (pieces.len().saturating_sub(1).max(1) as u32))
@@ -227,58 +231,6 @@ async fn canned(asked: &Asked, dealt: &Dealt, finish: Finish, ending: Ending) ->
     reply
 }
 
-/// The upstream's answer: relayed as it is, or (a stall, a cut) its first half.
-async fn upstream_answer(
-    shared: &Shared,
-    dealt: &Dealt,
-    fwd: Forward<'_>,
-    body: Bytes,
-) -> Response<Body> {
-    let Some(up) = &shared.upstream else {
-        return json_reply(502, Bytes::new());
-    };
-    let answer = match up.forward(fwd.0.clone(), fwd.1, fwd.2, body).await {
-        Ok(a) => a,
-        Err(why) => return upstream_failed(shared, fwd, &why),
-    };
-    let ending = match dealt.fault {
-        Fault::Stall => Ending::Stall,
-        Fault::Truncated => Ending::Cut,
-        _ => Ending::Whole,
-    };
-    if ending == Ending::Whole || !upstream::breakable(&answer) {
-        return upstream::relayed(answer).unwrap_or_else(|_| json_reply(502, Bytes::new()));
-    }
-    let head = upstream::head(&answer, true);
-    match upstream::pieces(answer).await {
-        Ok(pieces) => head
-            .body(play::body(play::first_half(pieces), Duration::ZERO, ending))
-            .unwrap_or_else(|_| json_reply(502, Bytes::new())),
-        Err(why) => upstream_failed(shared, fwd, &why),
-    }
-}
-
-/// A request that is not a chat, passed upstream as it is.
-async fn pass(shared: &Shared, fwd: Forward<'_>, body: Bytes) -> Response<Body> {
-    let Some(up) = &shared.upstream else {
-        return json_reply(502, Bytes::new());
-    };
-    match up.forward(fwd.0.clone(), fwd.1, fwd.2, body).await {
-        Ok(answer) => upstream::relayed(answer).unwrap_or_else(|_| json_reply(502, Bytes::new())),
-        Err(why) => upstream_failed(shared, fwd, &why),
-    }
-}
-
-fn upstream_failed(shared: &Shared, fwd: Forward<'_>, why: &str) -> Response<Body> {
-    shared.log(&format!("{} {} → 502: {why}", fwd.0, shown(fwd.1)));
-    let api = if fwd.1.starts_with("/v1/messages") {
-        Api::Anthropic
-    } else {
-        Api::OpenAi
-    };
-    json_reply(502, error(api, 502, &format!("chaos serve: {why}"), 0))
-}
-
 /// The body, or `None` when it is over [`MAX_REQUEST`]; `Err` when it broke off.
 async fn read_body(req: Request<Incoming>) -> Result<Option<Bytes>, Dropped> {
     let declared = req
@@ -300,11 +252,11 @@ async fn read_body(req: Request<Incoming>) -> Result<Option<Bytes>, Dropped> {
     }
 }
 
-fn error(api: Api, status: u16, message: &str, n: u64) -> Bytes {
-    replies::error_body(api, status, message, n)
+pub(super) fn error(api: Api, status: u16, message: &str, n: u64) -> Bytes {
+    api::error_body(api, status, message, n)
 }
 
-fn json_reply(status: u16, body: Bytes) -> Response<Body> {
+pub(super) fn json_reply(status: u16, body: Bytes) -> Response<Body> {
     let mut reply = Response::new(play::body(vec![body], Duration::ZERO, Ending::Whole));
     *reply.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
@@ -332,52 +284,8 @@ fn request_id(h: &mut HeaderMap, n: u64) {
     }
 }
 
-/// What a request was dealt, for the log line.
-fn describe(d: &Dealt) -> String {
-    let what = match d.fault {
-        Fault::Network => "network: connection reset".to_string(),
-        Fault::Status(s) => match d.retry_after {
-            Some(w) => format!("{s} (retry-after {} ms)", w.as_millis()),
-            None => s.to_string(),
-        },
-        Fault::FirstTokenStall => "first-token stall".into(),
-        Fault::Stall => "stall mid-answer".into(),
-        Fault::Truncated => "truncated".into(),
-        Fault::ContextLength => "400 context length".into(),
-        Fault::ContentPolicy => "refusal (content policy)".into(),
-        _ => "ok".into(),
-    };
-    match d.why {
-        Why::Drawn => what,
-        Why::Outage => format!("{what} [outage]"),
-        Why::Sticky => format!("{what} [sticky]"),
-    }
-}
-
-fn req_path(target: &str) -> &str {
-    target.split('?').next().unwrap_or(target)
-}
-
-/// A request's path for the log: without its query, which may hold a key.
-fn shown(target: &str) -> String {
-    printable(req_path(target))
-}
-
-/// A client's text fit for one line of the log: no control characters, at most 120.
-fn printable(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(120)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if s.chars().count() > 120 {
-        out.push('…');
-    }
-    out
-}
-
 impl Shared {
-    fn log(&self, line: &str) {
+    pub(super) fn log(&self, line: &str) {
         if !self.quiet {
             eprintln!("chaos: {line}");
         }
@@ -387,14 +295,6 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_log_line_gets_no_control_characters_no_query_and_no_more_than_120() {
-        assert_eq!(shown("/v1/models?key=sk-secret"), "/v1/models");
-        assert_eq!(printable("m\nchaos: #9 forged"), "m?chaos: #9 forged");
-        let long = "x".repeat(500);
-        assert_eq!(printable(&long).chars().count(), 121);
-    }
 
     #[test]
     fn retry_after_is_whole_seconds_rounded_up_and_exact_milliseconds() {

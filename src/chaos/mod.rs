@@ -2,13 +2,15 @@
 //! on a virtual clock and reports the figures `backstop stats` would; and `backstop
 //! chaos serve`, a local model API that answers any client with the model's faults.
 
+mod api;
+mod canned;
 mod dealer;
 mod draw;
 mod exchange;
+mod log_line;
 pub mod model;
 mod play;
 mod raw;
-mod replies;
 pub mod serve;
 mod sim_attempter;
 pub mod simulate;

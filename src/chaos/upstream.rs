@@ -9,7 +9,12 @@ use futures_util::StreamExt;
 use hyper::header::{self, HeaderMap, HeaderName};
 use hyper::{Method, Response, StatusCode};
 
-use super::play::{self, Body};
+use super::api::Api;
+use super::dealer::Dealt;
+use super::draw::Fault;
+use super::exchange::{Forward, Shared, error, json_reply};
+use super::log_line::shown;
+use super::play::{self, Body, Ending};
 
 /// The largest upstream answer read whole to be broken (a stall or a cut).
 pub const MAX_BROKEN: usize = 16 << 20;
@@ -168,6 +173,60 @@ pub async fn pieces(answer: reqwest::Response) -> Result<Vec<Bytes>, String> {
 /// Whether the answer is one a fault breaks: a success (an error is relayed as it is).
 pub fn breakable(answer: &reqwest::Response) -> bool {
     answer.status() == StatusCode::OK
+}
+
+// ---------------------------------------------------------- a request passed upstream
+
+/// The upstream's answer: relayed as it is, or (a stall, a cut) its first half.
+pub(super) async fn upstream_answer(
+    shared: &Shared,
+    dealt: &Dealt,
+    fwd: Forward<'_>,
+    body: Bytes,
+) -> Response<Body> {
+    let Some(up) = &shared.upstream else {
+        return json_reply(502, Bytes::new());
+    };
+    let answer = match up.forward(fwd.0.clone(), fwd.1, fwd.2, body).await {
+        Ok(a) => a,
+        Err(why) => return upstream_failed(shared, fwd, &why),
+    };
+    let ending = match dealt.fault {
+        Fault::Stall => Ending::Stall,
+        Fault::Truncated => Ending::Cut,
+        _ => Ending::Whole,
+    };
+    if ending == Ending::Whole || !breakable(&answer) {
+        return relayed(answer).unwrap_or_else(|_| json_reply(502, Bytes::new()));
+    }
+    let head = head(&answer, true);
+    match pieces(answer).await {
+        Ok(pieces) => head
+            .body(play::body(play::first_half(pieces), Duration::ZERO, ending))
+            .unwrap_or_else(|_| json_reply(502, Bytes::new())),
+        Err(why) => upstream_failed(shared, fwd, &why),
+    }
+}
+
+/// A request that is not a chat, passed upstream as it is.
+pub(super) async fn pass(shared: &Shared, fwd: Forward<'_>, body: Bytes) -> Response<Body> {
+    let Some(up) = &shared.upstream else {
+        return json_reply(502, Bytes::new());
+    };
+    match up.forward(fwd.0.clone(), fwd.1, fwd.2, body).await {
+        Ok(answer) => relayed(answer).unwrap_or_else(|_| json_reply(502, Bytes::new())),
+        Err(why) => upstream_failed(shared, fwd, &why),
+    }
+}
+
+fn upstream_failed(shared: &Shared, fwd: Forward<'_>, why: &str) -> Response<Body> {
+    shared.log(&format!("{} {} → 502: {why}", fwd.0, shown(fwd.1)));
+    let api = if fwd.1.starts_with("/v1/messages") {
+        Api::Anthropic
+    } else {
+        Api::OpenAi
+    };
+    json_reply(502, error(api, 502, &format!("chaos serve: {why}"), 0))
 }
 
 #[cfg(test)]

@@ -277,6 +277,7 @@ fn anthropic_answers_whole_and_streamed_with_its_event_types() {
         [
             "message_start",
             "content_block_start",
+            "ping",
             "content_block_delta",
             "content_block_delta",
             "content_block_stop",
@@ -292,8 +293,8 @@ fn anthropic_answers_whole_and_streamed_with_its_event_types() {
             "each data names its event"
         );
     }
-    assert_eq!(parsed[5]["delta"]["stop_reason"], "end_turn");
-    assert_eq!(parsed[5]["usage"]["output_tokens"], 4);
+    assert_eq!(parsed[6]["delta"]["stop_reason"], "end_turn");
+    assert_eq!(parsed[6]["usage"]["output_tokens"], 4);
 }
 
 #[test]
