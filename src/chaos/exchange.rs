@@ -99,14 +99,16 @@ pub async fn exchange(req: Request<Incoming>, shared: Arc<Shared>, socket: Arc<S
         ));
     };
     let line = |what: &str| format!("{method} {} {what}", shown(&target));
-    match route {
-        Route::Chat(api) => chat(&shared, &socket, api, (&method, &target, &headers), body).await,
-        Route::Models | Route::Other if shared.upstream.is_some() => {
-            let reply = upstream::pass(&shared, (&method, &target, &headers), body).await;
+    match (route, &shared.upstream) {
+        (Route::Chat(api), _) => {
+            chat(&shared, &socket, api, (&method, &target, &headers), body).await
+        }
+        (_, Some(up)) => {
+            let reply = upstream::pass(&shared, up, (&method, &target, &headers), body).await;
             shared.log(&line("→ passed upstream"));
             Ok(reply)
         }
-        Route::Models => {
+        (Route::Models, None) => {
             shared.log(&line("→ models"));
             let names = shared
                 .dealer
@@ -114,7 +116,7 @@ pub async fn exchange(req: Request<Incoming>, shared: Arc<Shared>, socket: Arc<S
                 .map(|d| canned::models_list(d.faults().calls.keys()));
             Ok(json_reply(200, names.unwrap_or_default()))
         }
-        Route::Other => {
+        (Route::Other, None) => {
             shared.log(&line("→ 404"));
             let body = api::unknown_url(api, method.as_str(), &shown(&target), 0);
             Ok(json_reply(404, body))
@@ -186,12 +188,17 @@ async fn play_fault(
             Ok(json_reply(400, api::context_length_body(api, n)))
         }
         Fault::ContentPolicy => Ok(canned(asked, dealt, Finish::Refused, Ending::Whole).await),
-        _ if shared.upstream.is_some() => {
-            Ok(upstream::upstream_answer(shared, dealt, fwd, body).await)
+        other => {
+            let ending = match other {
+                Fault::Stall => Ending::Stall,
+                Fault::Truncated => Ending::Cut,
+                _ => Ending::Whole,
+            };
+            Ok(match &shared.upstream {
+                Some(up) => upstream::upstream_answer(shared, up, ending, fwd, body).await,
+                None => canned(asked, dealt, Finish::Done, ending).await,
+            })
         }
-        Fault::Stall => Ok(canned(asked, dealt, Finish::Done, Ending::Stall).await),
-        Fault::Truncated => Ok(canned(asked, dealt, Finish::Done, Ending::Cut).await),
-        _ => Ok(canned(asked, dealt, Finish::Done, Ending::Whole).await),
     }
 }
 

@@ -10,8 +10,6 @@ use hyper::header::{self, HeaderMap, HeaderName};
 use hyper::{Method, Response, StatusCode};
 
 use super::api::Api;
-use super::dealer::Dealt;
-use super::draw::Fault;
 use super::exchange::{Forward, Shared, error, json_reply};
 use super::log_line::shown;
 use super::play::{self, Body, Ending};
@@ -180,44 +178,42 @@ pub fn breakable(answer: &reqwest::Response) -> bool {
 /// The upstream's answer: relayed as it is, or (a stall, a cut) its first half.
 pub(super) async fn upstream_answer(
     shared: &Shared,
-    dealt: &Dealt,
+    up: &Upstream,
+    ending: Ending,
     fwd: Forward<'_>,
     body: Bytes,
 ) -> Response<Body> {
-    let Some(up) = &shared.upstream else {
-        return json_reply(502, Bytes::new());
-    };
     let answer = match up.forward(fwd.0.clone(), fwd.1, fwd.2, body).await {
         Ok(a) => a,
         Err(why) => return upstream_failed(shared, fwd, &why),
     };
-    let ending = match dealt.fault {
-        Fault::Stall => Ending::Stall,
-        Fault::Truncated => Ending::Cut,
-        _ => Ending::Whole,
-    };
     if ending == Ending::Whole || !breakable(&answer) {
-        return relayed(answer).unwrap_or_else(|_| json_reply(502, Bytes::new()));
+        return relayed(answer).unwrap_or_else(|_| upstream_failed(shared, fwd, UNPASSABLE));
     }
     let head = head(&answer, true);
     match pieces(answer).await {
         Ok(pieces) => head
             .body(play::body(play::first_half(pieces), Duration::ZERO, ending))
-            .unwrap_or_else(|_| json_reply(502, Bytes::new())),
+            .unwrap_or_else(|_| upstream_failed(shared, fwd, UNPASSABLE)),
         Err(why) => upstream_failed(shared, fwd, &why),
     }
 }
 
 /// A request that is not a chat, passed upstream as it is.
-pub(super) async fn pass(shared: &Shared, fwd: Forward<'_>, body: Bytes) -> Response<Body> {
-    let Some(up) = &shared.upstream else {
-        return json_reply(502, Bytes::new());
-    };
+pub(super) async fn pass(
+    shared: &Shared,
+    up: &Upstream,
+    fwd: Forward<'_>,
+    body: Bytes,
+) -> Response<Body> {
     match up.forward(fwd.0.clone(), fwd.1, fwd.2, body).await {
-        Ok(answer) => relayed(answer).unwrap_or_else(|_| json_reply(502, Bytes::new())),
+        Ok(answer) => relayed(answer).unwrap_or_else(|_| upstream_failed(shared, fwd, UNPASSABLE)),
         Err(why) => upstream_failed(shared, fwd, &why),
     }
 }
+
+/// Why an answer whose head hyper refuses is not relayed.
+const UNPASSABLE: &str = "the upstream's answer has a head that cannot be passed on";
 
 fn upstream_failed(shared: &Shared, fwd: Forward<'_>, why: &str) -> Response<Body> {
     shared.log(&format!("{} {} → 502: {why}", fwd.0, shown(fwd.1)));
