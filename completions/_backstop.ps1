@@ -39,6 +39,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('runs', 'runs', [CompletionResultType]::ParameterValue, 'List the runs recorded for this directory tree, newest first')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates')
             [CompletionResult]::new('simulate', 'simulate', [CompletionResultType]::ParameterValue, 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives')
+            [CompletionResult]::new('chaos', 'chaos', [CompletionResultType]::ParameterValue, 'Fault injection for clients other than backstop')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one run: every attempt, layer, delay and why')
             [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Check, explain or describe policy files')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -187,6 +188,41 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'backstop;chaos' {
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve an OpenAI- and Anthropic-compatible API on a local address that answers with the fault model''s faults (or passes requests to --upstream and breaks its answers); prints `listening on URL`, runs until SIGINT or SIGTERM')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'backstop;chaos;serve' {
+            [CompletionResult]::new('--upstream', '--upstream', [CompletionResultType]::ParameterName, 'The real API to pass requests to (e.g. `https://api.openai.com/v1`); without it, a canned answer stands in for the model')
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'The address to listen on; port 0 picks a free one')
+            [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'The random seed: the same seed and the same requests meet the same faults')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the address as JSON: `{"url": ..., "address": ...}`')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'backstop;chaos;help' {
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve an OpenAI- and Anthropic-compatible API on a local address that answers with the fault model''s faults (or passes requests to --upstream and breaks its answers); prints `listening on URL`, runs until SIGINT or SIGTERM')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'backstop;chaos;help;serve' {
+            break
+        }
+        'backstop;chaos;help;help' {
+            break
+        }
         'backstop;show' {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]')
@@ -276,6 +312,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('runs', 'runs', [CompletionResultType]::ParameterValue, 'List the runs recorded for this directory tree, newest first')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates')
             [CompletionResult]::new('simulate', 'simulate', [CompletionResultType]::ParameterValue, 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives')
+            [CompletionResult]::new('chaos', 'chaos', [CompletionResultType]::ParameterValue, 'Fault injection for clients other than backstop')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one run: every attempt, layer, delay and why')
             [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Check, explain or describe policy files')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -310,6 +347,13 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             break
         }
         'backstop;help;simulate' {
+            break
+        }
+        'backstop;help;chaos' {
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve an OpenAI- and Anthropic-compatible API on a local address that answers with the fault model''s faults (or passes requests to --upstream and breaks its answers); prints `listening on URL`, runs until SIGINT or SIGTERM')
+            break
+        }
+        'backstop;help;chaos;serve' {
             break
         }
         'backstop;help;show' {

@@ -19,6 +19,9 @@ _backstop() {
             backstop,call)
                 cmd="backstop__subcmd__call"
                 ;;
+            backstop,chaos)
+                cmd="backstop__subcmd__chaos"
+                ;;
             backstop,completions)
                 cmd="backstop__subcmd__completions"
                 ;;
@@ -58,8 +61,23 @@ _backstop() {
             backstop,undo)
                 cmd="backstop__subcmd__undo"
                 ;;
+            backstop__subcmd__chaos,help)
+                cmd="backstop__subcmd__chaos__subcmd__help"
+                ;;
+            backstop__subcmd__chaos,serve)
+                cmd="backstop__subcmd__chaos__subcmd__serve"
+                ;;
+            backstop__subcmd__chaos__subcmd__help,help)
+                cmd="backstop__subcmd__chaos__subcmd__help__subcmd__help"
+                ;;
+            backstop__subcmd__chaos__subcmd__help,serve)
+                cmd="backstop__subcmd__chaos__subcmd__help__subcmd__serve"
+                ;;
             backstop__subcmd__help,call)
                 cmd="backstop__subcmd__help__subcmd__call"
+                ;;
+            backstop__subcmd__help,chaos)
+                cmd="backstop__subcmd__help__subcmd__chaos"
                 ;;
             backstop__subcmd__help,completions)
                 cmd="backstop__subcmd__help__subcmd__completions"
@@ -99,6 +117,9 @@ _backstop() {
                 ;;
             backstop__subcmd__help,undo)
                 cmd="backstop__subcmd__help__subcmd__undo"
+                ;;
+            backstop__subcmd__help__subcmd__chaos,serve)
+                cmd="backstop__subcmd__help__subcmd__chaos__subcmd__serve"
                 ;;
             backstop__subcmd__help__subcmd__policy,check)
                 cmd="backstop__subcmd__help__subcmd__policy__subcmd__check"
@@ -140,7 +161,7 @@ _backstop() {
 
     case "${cmd}" in
         backstop)
-            opts="-q -h -V --color --quiet --store --help --version run call undo redo snapshot gc fsck runs stats simulate show policy completions help"
+            opts="-q -h -V --color --quiet --store --help --version run call undo redo snapshot gc fsck runs stats simulate chaos show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -197,6 +218,104 @@ _backstop() {
                     return 0
                     ;;
                 --chaos-seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__chaos)
+            opts="-q -h --color --quiet --store --help serve help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__chaos__subcmd__help)
+            opts="serve help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__chaos__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__chaos__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__chaos__subcmd__serve)
+            opts="-q -h --upstream --listen --seed --json --color --quiet --store --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --upstream)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -290,7 +409,7 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__help)
-            opts="run call undo redo snapshot gc fsck runs stats simulate show policy completions help"
+            opts="run call undo redo snapshot gc fsck runs stats simulate chaos show policy completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -306,6 +425,34 @@ _backstop() {
         backstop__subcmd__help__subcmd__call)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__help__subcmd__chaos)
+            opts="serve"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__help__subcmd__chaos__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -36,6 +36,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand runs 'List the runs recorded for this directory tree, newest first'
             cand stats 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates'
             cand simulate 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives'
+            cand chaos 'Fault injection for clients other than backstop'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
             cand completions 'Print a shell completion script'
@@ -173,6 +174,36 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'backstop;chaos'= {
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand serve 'Serve an OpenAI- and Anthropic-compatible API on a local address that answers with the fault model''s faults (or passes requests to --upstream and breaks its answers); prints `listening on URL`, runs until SIGINT or SIGTERM'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'backstop;chaos;serve'= {
+            cand --upstream 'The real API to pass requests to (e.g. `https://api.openai.com/v1`); without it, a canned answer stands in for the model'
+            cand --listen 'The address to listen on; port 0 picks a free one'
+            cand --seed 'The random seed: the same seed and the same requests meet the same faults'
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
+            cand --json 'Print the address as JSON: `{"url": ..., "address": ...}`'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;chaos;help'= {
+            cand serve 'Serve an OpenAI- and Anthropic-compatible API on a local address that answers with the fault model''s faults (or passes requests to --upstream and breaks its answers); prints `listening on URL`, runs until SIGINT or SIGTERM'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'backstop;chaos;help;serve'= {
+        }
+        &'backstop;chaos;help;help'= {
+        }
         &'backstop;show'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
             cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
@@ -251,6 +282,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand runs 'List the runs recorded for this directory tree, newest first'
             cand stats 'Figures over the recorded runs: outcome by layer, latency, cost, errors, rates'
             cand simulate 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives'
+            cand chaos 'Fault injection for clients other than backstop'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
             cand completions 'Print a shell completion script'
@@ -275,6 +307,11 @@ set edit:completion:arg-completer[backstop] = {|@words|
         &'backstop;help;stats'= {
         }
         &'backstop;help;simulate'= {
+        }
+        &'backstop;help;chaos'= {
+            cand serve 'Serve an OpenAI- and Anthropic-compatible API on a local address that answers with the fault model''s faults (or passes requests to --upstream and breaks its answers); prints `listening on URL`, runs until SIGINT or SIGTERM'
+        }
+        &'backstop;help;chaos;serve'= {
         }
         &'backstop;help;show'= {
         }

@@ -180,6 +180,9 @@ enum Sub {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Fault injection for clients other than backstop.
+    #[command(subcommand)]
+    Chaos(ChaosSub),
     /// Show one run: every attempt, layer, delay and why.
     Show {
         /// The run's id, or a unique prefix of it [default: the latest run].
@@ -259,6 +262,31 @@ struct HistoryArgs {
     /// Fail at once if another backstop holds the tree, instead of waiting.
     #[arg(long)]
     no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ChaosSub {
+    /// Serve an OpenAI- and Anthropic-compatible API on a local address that answers
+    /// with the fault model's faults (or passes requests to --upstream and breaks its
+    /// answers); prints `listening on URL`, runs until SIGINT or SIGTERM.
+    Serve {
+        /// The fault model (YAML, `version: 1`, as `simulate --faults` takes).
+        #[arg(value_name = "FAULTS")]
+        faults: PathBuf,
+        /// The real API to pass requests to (e.g. `https://api.openai.com/v1`); without
+        /// it, a canned answer stands in for the model.
+        #[arg(long, value_name = "URL")]
+        upstream: Option<String>,
+        /// The address to listen on; port 0 picks a free one.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        listen: String,
+        /// The random seed: the same seed and the same requests meet the same faults.
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+        /// Print the address as JSON: `{"url": ..., "address": ...}`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -390,6 +418,19 @@ impl Cli {
                 json,
                 call,
                 command,
+            }),
+            Sub::Chaos(ChaosSub::Serve {
+                faults,
+                upstream,
+                listen,
+                seed,
+                json,
+            }) => Command::ChaosServe(crate::commands::chaos::ServeArgs {
+                faults,
+                upstream,
+                listen,
+                seed,
+                json,
             }),
             Sub::Policy(PolicySub::Check { file }) => Command::PolicyCheck { file },
             Sub::Policy(PolicySub::Explain { file }) => Command::PolicyExplain { file },

@@ -59,6 +59,7 @@ pub enum Command {
     },
     Stats(crate::commands::stats::StatsArgs),
     Simulate(crate::commands::simulate::SimulateArgs),
+    ChaosServe(crate::commands::chaos::ServeArgs),
     Show {
         /// `None`: the latest run.
         run: Option<String>,

@@ -61,6 +61,7 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
         Command::Runs { limit, json } => super::runs::list(store, *limit, *json),
         Command::Stats(args) => super::stats::stats(store, args),
         Command::Simulate(args) => super::simulate::run(args),
+        Command::ChaosServe(args) => super::chaos::serve(args, settings.quiet),
         Command::Show { run, json } => super::show::show(store, run.as_deref(), *json),
         Command::PolicyCheck { file } => super::policy::check(file, settings.quiet),
         Command::PolicyExplain { file } => super::policy::explain(file),

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 mod call;
+pub mod chaos;
 mod completions;
 mod dispatch;
 mod finish;

@@ -17,6 +17,7 @@ mod call;
 mod call_everyday;
 mod call_limits;
 mod chaos_inject;
+mod chaos_serve;
 mod ci;
 mod cli;
 mod crash_campaign;
