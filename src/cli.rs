@@ -73,6 +73,8 @@ enum Sub {
         json: bool,
         #[command(flatten)]
         chaos: ChaosArgs,
+        #[command(flatten)]
+        conversation: ConversationArgs,
         /// The prompt; stdin, when it is not a terminal, is appended.
         prompt: Option<String>,
     },
@@ -237,6 +239,41 @@ impl ChaosArgs {
     }
 }
 
+/// `call --messages FILE` and the request settings that override every model's.
+#[derive(Debug, Args)]
+struct ConversationArgs {
+    /// A conversation instead of a prompt: a JSON array of {"role", "content"} turns
+    /// (system, user, assistant), ending with the user turn to answer; `-` reads stdin.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "system"])]
+    messages: Option<PathBuf>,
+    /// The sampling temperature, from 0 to 2, for every model the run calls.
+    #[arg(long, value_name = "T", value_parser = parse_temperature)]
+    temperature: Option<f64>,
+    /// The most tokens each answer may take, for every model the run calls.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_tokens: Option<u32>,
+    /// A sequence that ends the answer (repeatable; replaces the models' `stop`).
+    #[arg(long, value_name = "S")]
+    stop: Vec<String>,
+}
+
+impl ConversationArgs {
+    fn into_overrides(self) -> (Option<PathBuf>, crate::settings::CallOverrides) {
+        let overrides = crate::settings::CallOverrides {
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            stop: (!self.stop.is_empty()).then_some(self.stop),
+        };
+        (self.messages, overrides)
+    }
+}
+
+fn parse_temperature(s: &str) -> Result<f64, String> {
+    let t: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    crate::policy::request::check_temperature(t)?;
+    Ok(t)
+}
+
 #[derive(Debug, Args)]
 struct HistoryArgs {
     /// The run (its id or a unique prefix; default: the latest run), then the paths to
@@ -333,8 +370,10 @@ impl Cli {
                 stream,
                 json,
                 chaos,
+                conversation,
                 prompt,
             } => Command::Call {
+                conversation: conversation.into_overrides(),
                 policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
                 model,
                 system,

@@ -39,6 +39,8 @@ pub enum Command {
         json: bool,
         chaos: Option<ChaosChoice>,
         prompt: Option<String>,
+        /// `--messages FILE` (`-`: stdin), and the request settings of the command line.
+        conversation: (Option<std::path::PathBuf>, CallOverrides),
     },
     Snapshot {
         policy: PolicyChoice,
@@ -75,6 +77,15 @@ pub enum Command {
     Completions {
         script: Vec<u8>,
     },
+}
+
+/// `call --temperature T --max-tokens N --stop S`: set for every model the run calls.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallOverrides {
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+    /// `Some` replaces each model's `stop`.
+    pub stop: Option<Vec<String>>,
 }
 
 /// `--chaos FAULTS [--chaos-seed S]`: faults to inject into a run's attempts.

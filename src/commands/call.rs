@@ -1,21 +1,22 @@
 //! `backstop call`: a model call under the policy's retries, fallbacks and budget.
 
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::call_json::CallJson;
 use crate::attempt::Prompt;
 use crate::call::client::{ModelClient, Notes, Print};
 use crate::chaos::inject::{Chaos, ChaosAttempter};
 use crate::engine::{Engine, Primary};
 use crate::error::UserError;
-use crate::events::{Event, EventSink, Fanout, RunSummary};
+use crate::events::{Event, EventSink, Fanout};
 use crate::policy::{self, Policy, PolicyChoice};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{RecordWriter, RunRecord};
 use crate::reporter::Reporter;
-use crate::settings::StreamWhen;
+use crate::settings::{CallOverrides, StreamWhen};
 use crate::store::{Store, new_run_id, repo_root};
 
 pub struct CallArgs<'a> {
@@ -28,10 +29,13 @@ pub struct CallArgs<'a> {
     pub quiet: bool,
     pub store: Option<PathBuf>,
     pub chaos: Option<&'a crate::settings::ChaosChoice>,
+    /// `--messages FILE`: the conversation instead of `prompt` and `system`.
+    pub messages: Option<&'a Path>,
+    pub overrides: &'a CallOverrides,
 }
 
 pub fn call(args: &CallArgs) -> Result<u8> {
-    let policy = policy::choose(args.policy)?;
+    let mut policy = policy::choose(args.policy)?;
     if policy.models.is_empty() {
         return Err(UserError::Usage(format!(
             "{} defines no `models`: a call needs `providers:` and `models:` (see policies/models.yaml)",
@@ -40,9 +44,12 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         .into());
     }
     let model = choose_model(args.model, &policy)?;
+    override_models(&mut policy, args.overrides)?;
     crate::call::secret::check_keys(&policy, Some(&model))?;
-    let mut prompt = read_prompt(args.prompt)?;
-    prompt.system = args.system.map(String::from);
+    let prompt = match args.messages {
+        Some(file) => read_messages(file)?,
+        None => Prompt::new(args.system.map(String::from), read_prompt(args.prompt)?),
+    };
     let chaos = args.chaos.map(Chaos::from_choice).transpose()?;
 
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
@@ -87,7 +94,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
     }
     let mut code = summary.exit_code;
     if args.json {
-        let doc = json_answer(&id, &summary, &policy, chaos.as_ref());
+        let doc = CallJson::new(&id, &summary, &policy, chaos.as_ref().map(Chaos::reference));
         let mut bytes = serde_json::to_vec_pretty(&doc)?;
         bytes.push(b'\n');
         // Written under the runtime that forwards signals: with backstop's handlers
@@ -152,67 +159,81 @@ fn print_mode(args: &CallArgs) -> Print {
     }
 }
 
-/// The document `call --json` prints.
-fn json_answer(
-    id: &str,
-    summary: &RunSummary,
-    policy: &Policy,
-    chaos: Option<&Chaos>,
-) -> serde_json::Value {
-    serde_json::json!({
-        "run_id": id,
-        "outcome": summary.outcome,
-        "exit_code": summary.exit_code,
-        "text": summary.answer,
-        "model": summary.model,
-        // The id the provider knows it by: the alias alone does not say which
-        // model version answered.
-        "provider_model": summary
-            .model
-            .as_ref()
-            .and_then(|m| policy.models.get(m))
-            .map(|m| m.model.clone()),
-        "attempts": summary.attempts,
-        "input_tokens": summary.input_tokens,
-        "output_tokens": summary.output_tokens,
-        "cost_usd": summary.cost_usd,
-        "reason": summary.reason,
-        // Under `--chaos`: the fault file and seed (null otherwise).
-        "chaos": chaos.map(Chaos::reference),
-    })
+/// `--temperature`, `--max-tokens` and `--stop` set on every model of the policy, so
+/// on every model the run calls; a stop list one of them cannot take is refused.
+fn override_models(policy: &mut Policy, overrides: &CallOverrides) -> Result<()> {
+    for model in policy.models.values_mut() {
+        if let Some(t) = overrides.temperature {
+            model.temperature = Some(t);
+        }
+        if let Some(n) = overrides.max_tokens {
+            model.max_tokens = n;
+        }
+        if let Some(stop) = &overrides.stop {
+            model.stop.clone_from(stop);
+            if let Some(p) = policy.providers.get(&model.provider) {
+                crate::policy::request::check_stop(p.kind, stop).map_err(|why| {
+                    UserError::Usage(format!("--stop: {why} (model `{}`)", model.name))
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The most a prompt may hold, read from stdin: far past any model's context window
 /// (the largest take a few million tokens, some 10 MiB of text).
 const MAX_PROMPT: usize = 32 << 20;
 
+/// At most [`MAX_PROMPT`] bytes of UTF-8 text from `from`, which `what` names in errors.
+fn read_bounded(from: impl Read, what: &str) -> Result<String> {
+    // Bounded: `< /dev/zero` (or a runaway producer) read to the end would take
+    // every byte of memory before anything was sent. One byte over says "too big".
+    let mut bytes = Vec::new();
+    from.take(MAX_PROMPT as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {what}"))?;
+    if bytes.len() > MAX_PROMPT {
+        return Err(UserError::Usage(format!(
+            "{what} is over {} MiB, the most a call sends",
+            MAX_PROMPT >> 20
+        ))
+        .into());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        UserError::Usage(format!(
+            "{what} is not UTF-8 (byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+        .into()
+    })
+}
+
+/// The conversation of `--messages FILE` (`-`: stdin).
+fn read_messages(file: &Path) -> Result<Prompt> {
+    let (name, text) = if file == Path::new("-") {
+        (
+            "stdin".to_string(),
+            read_bounded(std::io::stdin(), "the messages on stdin")?,
+        )
+    } else {
+        let name = crate::names::quote_path(file);
+        let f = std::fs::File::open(file)
+            .map_err(|e| UserError::Usage(format!("--messages: cannot open {name}: {e}")))?;
+        let text = read_bounded(f, &name)?;
+        (name, text)
+    };
+    crate::call::conversation::parse(&name, &text).map_err(|m| UserError::Usage(m).into())
+}
+
 /// The argument, then stdin when it is not a terminal, joined by a blank line.
-fn read_prompt(arg: Option<&str>) -> Result<Prompt> {
+fn read_prompt(arg: Option<&str>) -> Result<String> {
     let mut parts = Vec::new();
     if let Some(a) = arg.filter(|a| !a.is_empty()) {
         parts.push(a.to_string());
     }
     if !std::io::stdin().is_terminal() {
-        // Bounded: `< /dev/zero` (or a runaway producer) read to the end would take
-        // every byte of memory before anything was sent. One byte over says "too big".
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .take(MAX_PROMPT as u64 + 1)
-            .read_to_end(&mut bytes)
-            .context("cannot read the prompt from stdin")?;
-        if bytes.len() > MAX_PROMPT {
-            return Err(UserError::Usage(format!(
-                "the prompt on stdin is over {} MiB, the most a call sends",
-                MAX_PROMPT >> 20
-            ))
-            .into());
-        }
-        let input = String::from_utf8(bytes).map_err(|e| {
-            UserError::Usage(format!(
-                "the prompt on stdin is not UTF-8 (byte {})",
-                e.utf8_error().valid_up_to()
-            ))
-        })?;
+        let input = read_bounded(std::io::stdin(), "the prompt on stdin")?;
         if !input.trim().is_empty() {
             parts.push(input);
         }
@@ -223,8 +244,5 @@ fn read_prompt(arg: Option<&str>) -> Result<Prompt> {
         )
         .into());
     }
-    Ok(Prompt {
-        system: None,
-        user: parts.join("\n\n"),
-    })
+    Ok(parts.join("\n\n"))
 }

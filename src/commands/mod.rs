@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 mod call;
+mod call_json;
 mod completions;
 mod dispatch;
 mod finish;

@@ -294,6 +294,11 @@ fn resolve_models(
                 format!("no provider named `{}` under `providers`", m.provider),
             ));
         }
+        if let (Some(stop), Some(p)) = (&m.stop, out_providers.get(&m.provider)) {
+            let p: &Provider = p;
+            super::request::check_stop(p.kind, stop)
+                .map_err(|why| invalid(format!("models.{name}.stop"), why))?;
+        }
         let resolved = resolve_model(name.clone(), m)?;
         out_models.insert(name, resolved);
     }
@@ -343,11 +348,15 @@ fn resolve_provider(name: &str, p: RawProvider) -> Result<Provider, Invalid> {
             ));
         }
     }
+    let headers = p.headers.unwrap_or_default();
+    super::request::check_headers(&headers)
+        .map_err(|(header, m)| invalid(format!("providers.{name}.headers.{header}"), m))?;
     Ok(Provider {
         kind: p.kind,
         base_url,
         api_key_env: p.api_key_env,
         anthropic_version: p.anthropic_version.unwrap_or_else(|| "2023-06-01".into()),
+        headers,
     })
 }
 
@@ -369,11 +378,8 @@ fn resolve_model(name: String, m: RawModel) -> Result<Model, Invalid> {
     }
     // serde_json writes a non-finite float as `null`: `.nan` would be sent to the
     // provider as `"temperature": null`, not refused here where it was written.
-    if m.temperature.is_some_and(|t| !t.is_finite()) {
-        return Err(invalid(
-            format!("models.{name}.temperature"),
-            "must be a finite number",
-        ));
+    if let Some(Err(why)) = m.temperature.map(super::request::check_temperature) {
+        return Err(invalid(format!("models.{name}.temperature"), why));
     }
     Ok(Model {
         name,
@@ -381,6 +387,7 @@ fn resolve_model(name: String, m: RawModel) -> Result<Model, Invalid> {
         model: m.model,
         max_tokens: m.max_tokens.unwrap_or(1024),
         temperature: m.temperature,
+        stop: m.stop.unwrap_or_default(),
         price: m.price.map(|p| Price {
             input_per_mtok: p.input_per_mtok,
             output_per_mtok: p.output_per_mtok,
