@@ -86,7 +86,8 @@ impl CallJson {
 
 /// The JSON Schema of the document, pretty-printed, ending in a newline. Every key
 /// is always written (null when it has no value), so every key is required.
-pub fn schema_json() -> String {
+#[cfg(test)]
+fn schema_json() -> String {
     let mut schema = schemars::schema_for!(CallJson);
     if let Some(object) = schema.schema.object.as_mut() {
         object.required = object.properties.keys().cloned().collect();
