@@ -15,6 +15,7 @@ mod broken_pipe;
 mod call;
 mod call_everyday;
 mod call_limits;
+mod call_messages;
 mod chaos_inject;
 mod ci;
 mod cli;
