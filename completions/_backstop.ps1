@@ -30,7 +30,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run a command under the policy')
-            [CompletionResult]::new('call', 'call', [CompletionResultType]::ParameterValue, 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin')
+            [CompletionResult]::new('call', 'call', [CompletionResultType]::ParameterValue, 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin, or a conversation from `--messages`')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Revert a run''s file changes (default: the latest run)')
             [CompletionResult]::new('redo', 'redo', [CompletionResultType]::ParameterValue, 'Re-apply what undo reverted (or what a failed run''s rollback put back)')
             [CompletionResult]::new('snapshot', 'snapshot', [CompletionResultType]::ParameterValue, 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)')
@@ -76,7 +76,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('--stop', '--stop', [CompletionResultType]::ParameterName, 'A sequence that ends the answer (repeatable; replaces the models'' `stop`)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the text, the model that answered, attempts, tokens and cost as JSON')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the text, the model that answered, attempts, tokens and cost as one JSON object (its schema: docs/call-json.schema.json)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -271,7 +271,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
         }
         'backstop;help' {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run a command under the policy')
-            [CompletionResult]::new('call', 'call', [CompletionResultType]::ParameterValue, 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin')
+            [CompletionResult]::new('call', 'call', [CompletionResultType]::ParameterValue, 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin, or a conversation from `--messages`')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Revert a run''s file changes (default: the latest run)')
             [CompletionResult]::new('redo', 'redo', [CompletionResultType]::ParameterValue, 'Re-apply what undo reverted (or what a failed run''s rollback put back)')
             [CompletionResult]::new('snapshot', 'snapshot', [CompletionResultType]::ParameterValue, 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)')

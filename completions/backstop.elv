@@ -27,7 +27,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand run 'Run a command under the policy'
-            cand call 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin'
+            cand call 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin, or a conversation from `--messages`'
             cand undo 'Revert a run''s file changes (default: the latest run)'
             cand redo 'Re-apply what undo reverted (or what a failed run''s rollback put back)'
             cand snapshot 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)'
@@ -71,7 +71,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand --stop 'A sequence that ends the answer (repeatable; replaces the models'' `stop`)'
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
             cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
-            cand --json 'Print the text, the model that answered, attempts, tokens and cost as JSON'
+            cand --json 'Print the text, the model that answered, attempts, tokens and cost as one JSON object (its schema: docs/call-json.schema.json)'
             cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
             cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
             cand -h 'Print help (see more with ''--help'')'
@@ -246,7 +246,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
         }
         &'backstop;help'= {
             cand run 'Run a command under the policy'
-            cand call 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin'
+            cand call 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin, or a conversation from `--messages`'
             cand undo 'Revert a run''s file changes (default: the latest run)'
             cand redo 'Re-apply what undo reverted (or what a failed run''s rollback put back)'
             cand snapshot 'Take a snapshot of the policy''s scope now, and say what it cost (primes the stat cache)'

@@ -52,7 +52,8 @@ enum StreamArg {
 enum Sub {
     /// Run a command under the policy.
     Run(RunArgs),
-    /// Call a model over HTTP under the policy; the prompt from the argument and/or stdin.
+    /// Call a model over HTTP under the policy; the prompt from the argument and/or stdin,
+    /// or a conversation from `--messages`.
     Call {
         /// The policy file with `providers:` and `models:` [default: ./backstop.yaml].
         #[arg(short, long, value_name = "POLICY")]
@@ -68,7 +69,8 @@ enum Sub {
         #[arg(long, value_enum, value_name = "WHEN", num_args = 0..=1, require_equals = true,
               default_missing_value = "auto")]
         stream: Option<StreamArg>,
-        /// Print the text, the model that answered, attempts, tokens and cost as JSON.
+        /// Print the text, the model that answered, attempts, tokens and cost as one JSON
+        /// object (its schema: docs/call-json.schema.json).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
