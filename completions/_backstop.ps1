@@ -71,7 +71,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('--chaos', '--chaos', [CompletionResultType]::ParameterName, 'Inject the faults of this fault model (the YAML of `simulate --faults`) into the run''s attempts: a test of the policy on the real tree or the real API')
             [CompletionResult]::new('--chaos-seed', '--chaos-seed', [CompletionResultType]::ParameterName, 'The seed of the injected faults (default: a fresh one, kept in the record)')
             [CompletionResult]::new('--messages', '--messages', [CompletionResultType]::ParameterName, 'A conversation instead of a prompt: a JSON array of {"role", "content"} turns (system, user, assistant), ending with the user turn to answer; `-` reads stdin')
-            [CompletionResult]::new('--temperature', '--temperature', [CompletionResultType]::ParameterName, 'The sampling temperature, from 0 to 2, for every model the run calls')
+            [CompletionResult]::new('--temperature', '--temperature', [CompletionResultType]::ParameterName, 'The sampling temperature, from 0 to 2 (Anthropic: 0 to 1), for every model the run calls')
             [CompletionResult]::new('--max-tokens', '--max-tokens', [CompletionResultType]::ParameterName, 'The most tokens each answer may take, for every model the run calls')
             [CompletionResult]::new('--stop', '--stop', [CompletionResultType]::ParameterName, 'A sequence that ends the answer (repeatable; replaces the models'' `stop`)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')

@@ -66,7 +66,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand --chaos 'Inject the faults of this fault model (the YAML of `simulate --faults`) into the run''s attempts: a test of the policy on the real tree or the real API'
             cand --chaos-seed 'The seed of the injected faults (default: a fresh one, kept in the record)'
             cand --messages 'A conversation instead of a prompt: a JSON array of {"role", "content"} turns (system, user, assistant), ending with the user turn to answer; `-` reads stdin'
-            cand --temperature 'The sampling temperature, from 0 to 2, for every model the run calls'
+            cand --temperature 'The sampling temperature, from 0 to 2 (Anthropic: 0 to 1), for every model the run calls'
             cand --max-tokens 'The most tokens each answer may take, for every model the run calls'
             cand --stop 'A sequence that ends the answer (repeatable; replaces the models'' `stop`)'
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'

@@ -65,7 +65,7 @@ never\t'Ask the provider for a stream, print only the finished answer'"
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l chaos -d 'Inject the faults of this fault model (the YAML of `simulate --faults`) into the run\'s attempts: a test of the policy on the real tree or the real API' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l chaos-seed -d 'The seed of the injected faults (default: a fresh one, kept in the record)' -r
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l messages -d 'A conversation instead of a prompt: a JSON array of {"role", "content"} turns (system, user, assistant), ending with the user turn to answer; `-` reads stdin' -r -F
-complete -c backstop -n "__fish_backstop_using_subcommand call" -l temperature -d 'The sampling temperature, from 0 to 2, for every model the run calls' -r
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l temperature -d 'The sampling temperature, from 0 to 2 (Anthropic: 0 to 1), for every model the run calls' -r
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l max-tokens -d 'The most tokens each answer may take, for every model the run calls' -r
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l stop -d 'A sequence that ends the answer (repeatable; replaces the models\' `stop`)' -r
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''

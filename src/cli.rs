@@ -248,7 +248,7 @@ struct ConversationArgs {
     /// (system, user, assistant), ending with the user turn to answer; `-` reads stdin.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "system"])]
     messages: Option<PathBuf>,
-    /// The sampling temperature, from 0 to 2, for every model the run calls.
+    /// The sampling temperature, from 0 to 2 (Anthropic: 0 to 1), for every model the run calls.
     #[arg(long, value_name = "T", value_parser = parse_temperature)]
     temperature: Option<f64>,
     /// The most tokens each answer may take, for every model the run calls.
@@ -260,20 +260,21 @@ struct ConversationArgs {
 }
 
 impl ConversationArgs {
-    fn into_overrides(self) -> (Option<PathBuf>, crate::settings::CallOverrides) {
-        let overrides = crate::settings::CallOverrides {
+    fn overrides(&self) -> crate::settings::CallOverrides {
+        crate::settings::CallOverrides {
             temperature: self.temperature,
             max_tokens: self.max_tokens,
-            stop: (!self.stop.is_empty()).then_some(self.stop),
-        };
-        (self.messages, overrides)
+            stop: (!self.stop.is_empty()).then(|| self.stop.clone()),
+        }
     }
 }
 
 fn parse_temperature(s: &str) -> Result<f64, String> {
-    let t: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
-    crate::policy::request::check_temperature(t)?;
-    Ok(t)
+    let max = crate::policy::request::MAX_TEMPERATURE;
+    match s.parse::<f64>() {
+        Ok(t) if (0.0..=max).contains(&t) => Ok(t),
+        _ => Err(format!("must be a number from 0 to {max}")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -375,7 +376,8 @@ impl Cli {
                 conversation,
                 prompt,
             } => Command::Call {
-                conversation: conversation.into_overrides(),
+                overrides: conversation.overrides(),
+                messages: conversation.messages,
                 policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
                 model,
                 system,

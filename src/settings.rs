@@ -39,8 +39,10 @@ pub enum Command {
         json: bool,
         chaos: Option<ChaosChoice>,
         prompt: Option<String>,
-        /// `--messages FILE` (`-`: stdin), and the request settings of the command line.
-        conversation: (Option<std::path::PathBuf>, CallOverrides),
+        /// `--messages FILE` (`-`: stdin).
+        messages: Option<std::path::PathBuf>,
+        /// `--temperature`, `--max-tokens`, `--stop`.
+        overrides: CallOverrides,
     },
     Snapshot {
         policy: PolicyChoice,

@@ -7,7 +7,7 @@
 use crate::error::UserError;
 use crate::policy::request::check_header_value;
 use crate::policy::values::HeaderValue;
-use crate::policy::{Link, Policy, Provider};
+use crate::policy::{Policy, Provider};
 
 /// Every secret of a call: the key, and header values read from the environment.
 /// Whatever a server or a library puts in a message is redacted of each.
@@ -116,15 +116,7 @@ pub fn read_headers(provider: &Provider) -> Result<(Vec<(String, String)>, Secre
 /// before the command runs or any request is made, not a network failure found when
 /// the fallback is needed.
 pub fn check_keys(policy: &Policy, primary: Option<&str>) -> Result<(), UserError> {
-    let chain = policy
-        .fallback
-        .chain
-        .iter()
-        .filter_map(|l: &Link| match &l.action {
-            crate::policy::Action::Call(c) => Some(c.model.as_str()),
-            _ => None,
-        });
-    for name in primary.into_iter().chain(chain) {
+    for name in crate::policy::request::called_models(policy, primary) {
         let Some(model) = policy.models.get(name) else {
             continue;
         };

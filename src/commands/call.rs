@@ -44,7 +44,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         .into());
     }
     let model = choose_model(args.model, &policy)?;
-    override_models(&mut policy, args.overrides)?;
+    override_models(&mut policy, &model, args.overrides)?;
     crate::call::secret::check_keys(&policy, Some(&model))?;
     let prompt = match args.messages {
         Some(file) => read_messages(file)?,
@@ -159,23 +159,34 @@ fn print_mode(args: &CallArgs) -> Print {
     }
 }
 
-/// `--temperature`, `--max-tokens` and `--stop` set on every model of the policy, so
-/// on every model the run calls; a stop list one of them cannot take is refused.
-fn override_models(policy: &mut Policy, overrides: &CallOverrides) -> Result<()> {
-    for model in policy.models.values_mut() {
+/// `--temperature`, `--max-tokens` and `--stop` set on every model the call may use
+/// (`primary`, then the chain's `call` links); a value one of them cannot take is
+/// refused, naming the flag and the model.
+fn override_models(policy: &mut Policy, primary: &str, overrides: &CallOverrides) -> Result<()> {
+    let called: Vec<String> = crate::policy::request::called_models(policy, Some(primary))
+        .into_iter()
+        .map(String::from)
+        .collect();
+    for name in called {
+        let Some(model) = policy.models.get_mut(&name) else {
+            continue;
+        };
+        let Some(kind) = policy.providers.get(&model.provider).map(|p| p.kind) else {
+            continue;
+        };
+        let refuse =
+            |flag: &str, why: String| UserError::Usage(format!("{flag}: {why} (model `{name}`)"));
         if let Some(t) = overrides.temperature {
+            crate::policy::request::check_temperature(kind, t)
+                .map_err(|why| refuse("--temperature", why))?;
             model.temperature = Some(t);
         }
         if let Some(n) = overrides.max_tokens {
             model.max_tokens = n;
         }
         if let Some(stop) = &overrides.stop {
+            crate::policy::request::check_stop(kind, stop).map_err(|why| refuse("--stop", why))?;
             model.stop.clone_from(stop);
-            if let Some(p) = policy.providers.get(&model.provider) {
-                crate::policy::request::check_stop(p.kind, stop).map_err(|why| {
-                    UserError::Usage(format!("--stop: {why} (model `{}`)", model.name))
-                })?;
-            }
         }
     }
     Ok(())

@@ -46,7 +46,8 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
             json,
             chaos,
             prompt,
-            conversation: (messages, overrides),
+            messages,
+            overrides,
         } => super::call::call(&super::call::CallArgs {
             messages: messages.as_deref(),
             overrides,

@@ -95,14 +95,44 @@ pub fn check_stop(kind: ProviderKind, stop: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Why `t` is not a temperature, if it is not.
-pub fn check_temperature(t: f64) -> Result<(), String> {
+/// The highest temperature any provider takes (OpenAI's).
+pub const MAX_TEMPERATURE: f64 = 2.0;
+
+/// Why `t` is not a temperature for a provider of `kind` (OpenAI-compatible: 0 to 2,
+/// Anthropic: 0 to 1), if it is not.
+pub fn check_temperature(kind: ProviderKind, t: f64) -> Result<(), String> {
+    let (max, whose) = match kind {
+        ProviderKind::Openai => (MAX_TEMPERATURE, "OpenAI-compatible"),
+        ProviderKind::Anthropic => (1.0, "Anthropic"),
+    };
     // serde_json writes a non-finite float as `null`: `.nan` would go out as
     // `"temperature": null`.
-    if !(0.0..=2.0).contains(&t) {
-        return Err("must be a number from 0 to 2".into());
+    if !(0.0..=max).contains(&t) {
+        return Err(format!(
+            "must be a number from 0 to {max} for {whose} models"
+        ));
     }
     Ok(())
+}
+
+/// The models a run may call, by name: `primary`, then those of the chain's `call`
+/// links.
+pub fn called_models<'a>(policy: &'a super::Policy, primary: Option<&'a str>) -> Vec<&'a str> {
+    let chain = policy
+        .fallback
+        .chain
+        .iter()
+        .filter_map(|l| match &l.action {
+            super::Action::Call(c) => Some(c.model.as_str()),
+            _ => None,
+        });
+    let mut out: Vec<&str> = Vec::new();
+    for name in primary.into_iter().chain(chain) {
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -146,8 +176,15 @@ mod tests {
         assert!(check_stop(ProviderKind::Anthropic, &five).is_ok());
         assert!(check_stop(ProviderKind::Anthropic, &[String::new()]).is_err());
         for bad in [f64::NAN, f64::INFINITY, -0.1, 2.5] {
-            assert!(check_temperature(bad).is_err(), "{bad}");
+            assert!(
+                check_temperature(ProviderKind::Openai, bad).is_err(),
+                "{bad}"
+            );
         }
-        assert!(check_temperature(0.0).is_ok() && check_temperature(2.0).is_ok());
+        assert!(check_temperature(ProviderKind::Openai, 0.0).is_ok());
+        assert!(check_temperature(ProviderKind::Openai, 2.0).is_ok());
+        assert!(check_temperature(ProviderKind::Anthropic, 1.0).is_ok());
+        let m = check_temperature(ProviderKind::Anthropic, 1.5).unwrap_err();
+        assert_eq!(m, "must be a number from 0 to 1 for Anthropic models");
     }
 }

@@ -294,12 +294,10 @@ fn resolve_models(
                 format!("no provider named `{}` under `providers`", m.provider),
             ));
         }
-        if let (Some(stop), Some(p)) = (&m.stop, out_providers.get(&m.provider)) {
-            let p: &Provider = p;
-            super::request::check_stop(p.kind, stop)
-                .map_err(|why| invalid(format!("models.{name}.stop"), why))?;
-        }
-        let resolved = resolve_model(name.clone(), m)?;
+        let kind = out_providers
+            .get(&m.provider)
+            .map_or(ProviderKind::Openai, |p: &Provider| p.kind);
+        let resolved = resolve_model(name.clone(), kind, m)?;
         out_models.insert(name, resolved);
     }
     if let Some(m) = &model
@@ -361,7 +359,7 @@ fn resolve_provider(name: &str, p: RawProvider) -> Result<Provider, Invalid> {
 }
 
 /// A model whose provider is known to exist.
-fn resolve_model(name: String, m: RawModel) -> Result<Model, Invalid> {
+fn resolve_model(name: String, kind: ProviderKind, m: RawModel) -> Result<Model, Invalid> {
     // `.nan` and `.inf` are YAML floats: a NaN price slips past `< 0.0`, makes
     // every cost NaN (recorded as `null`) and every budget comparison false, so
     // `budget.max_cost_usd` would never stop a call; `.inf` makes `0 * inf` NaN.
@@ -378,8 +376,15 @@ fn resolve_model(name: String, m: RawModel) -> Result<Model, Invalid> {
     }
     // serde_json writes a non-finite float as `null`: `.nan` would be sent to the
     // provider as `"temperature": null`, not refused here where it was written.
-    if let Some(Err(why)) = m.temperature.map(super::request::check_temperature) {
+    if let Some(Err(why)) = m
+        .temperature
+        .map(|t| super::request::check_temperature(kind, t))
+    {
         return Err(invalid(format!("models.{name}.temperature"), why));
+    }
+    if let Some(stop) = &m.stop {
+        super::request::check_stop(kind, stop)
+            .map_err(|why| invalid(format!("models.{name}.stop"), why))?;
     }
     Ok(Model {
         name,

@@ -699,3 +699,58 @@ fn fakellm_is_told_apart_from_a_conversation_it_did_not_get() {
     let text = json_doc(&out)["text"].as_str().unwrap().to_string();
     assert!(text.starts_with("[mock response for small-1"), "{text}");
 }
+
+#[test]
+fn overrides_are_checked_against_the_models_the_call_may_use() {
+    let server = Server::start(vec![Reply::Json(200, vec![], anthropic_answer("ok"))]);
+    let sb = Sandbox::new();
+    // An OpenAI-compatible model the call never uses does not limit `--stop`.
+    let p = sb.policy(
+        &policy(&server.url(), "anthropic", "")
+            .replace(
+                "providers:\n",
+                "providers:\n  o: { kind: openai, base_url: \"http://127.0.0.1:9\" }\n",
+            )
+            .replace(
+                "models:\n",
+                "models:\n  unused: { provider: o, model: gpt-x }\n",
+            ),
+    );
+    let stops = [
+        "--stop", "a", "--stop", "b", "--stop", "c", "--stop", "d", "--stop", "e",
+    ];
+    let mut args = vec!["call", "-p", &p, "hi"];
+    args.extend(stops);
+    let out = sb.run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        server.seen()[0].body["stop_sequences"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    // Anthropic's models take temperatures up to 1: more is refused before a request,
+    // on the command line and in the policy.
+    let out = sb.run(&["call", "-p", &p, "--temperature", "1.5", "hi"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "--temperature: must be a number from 0 to 1 for Anthropic models (model `small`)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let hot = policy(&server.url(), "anthropic", "").replace(
+        "small: { provider: p,",
+        "small: { temperature: 1.5, provider: p,",
+    );
+    let out = sb.run(&["policy", "check", &sb.policy(&hot)]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("models.small.temperature"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(server.seen().len(), 1);
+}
