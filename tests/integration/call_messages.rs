@@ -595,6 +595,26 @@ impl Fakellm {
     }
 }
 
+impl Fakellm {
+    /// What fakellm logged of the requests it got, newest first: `api`, `model`,
+    /// `stream`, `matched_rule` (its `/_fakellm/stats`).
+    fn recent(&self) -> Vec<Value> {
+        use std::io::Read;
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        conn.write_all(
+            b"GET /_fakellm/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let stats: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"));
+        stats["recent"].as_array().cloned().unwrap_or_default()
+    }
+}
+
 impl Drop for Fakellm {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -673,6 +693,30 @@ fn fakellm_answers_a_conversation_from_both_providers_streamed_and_not() {
             );
         }
     }
+    // fakellm's own log: each request on the API it was meant for, streamed when
+    // asked, and answered by the rule.
+    let seen: Vec<(String, bool, String)> = mock
+        .recent()
+        .iter()
+        .rev()
+        .map(|r| {
+            (
+                r["api"].as_str().unwrap_or_default().to_string(),
+                r["stream"].as_bool().unwrap_or_default(),
+                r["matched_rule"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, bool, String)> = [
+        ("openai", false),
+        ("openai", true),
+        ("anthropic", false),
+        ("anthropic", true),
+    ]
+    .iter()
+    .map(|(api, stream)| (api.to_string(), *stream, "conversation".to_string()))
+    .collect();
+    assert_eq!(seen, want);
 }
 
 #[test]
