@@ -1,5 +1,6 @@
-//! API keys: read from the variables a policy names, checked before any request, and
-//! kept out of every message backstop prints or records.
+//! API keys, and provider header values taken from the environment: read from the
+//! variables a policy names, checked before any request, and kept out of every
+//! message backstop prints or records.
 //!
 //! Redaction always comes before truncation: a key cut in two by a length limit can no
 //! longer be found and would land in the record in pieces.

@@ -35,21 +35,7 @@ pub struct CallArgs<'a> {
 }
 
 pub fn call(args: &CallArgs) -> Result<u8> {
-    let mut policy = policy::choose(args.policy)?;
-    if policy.models.is_empty() {
-        return Err(UserError::Usage(format!(
-            "{} defines no `models`: a call needs `providers:` and `models:` (see policies/models.yaml)",
-            policy.source
-        ))
-        .into());
-    }
-    let model = choose_model(args.model, &policy)?;
-    override_models(&mut policy, &model, args.overrides)?;
-    crate::call::secret::check_keys(&policy, Some(&model))?;
-    let prompt = match args.messages {
-        Some(file) => read_messages(file)?,
-        None => Prompt::new(args.system.map(String::from), read_prompt(args.prompt)?),
-    };
+    let (policy, model, prompt) = prepare(args)?;
     let chaos = args.chaos.map(Chaos::from_choice).transpose()?;
 
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
@@ -114,6 +100,27 @@ pub fn call(args: &CallArgs) -> Result<u8> {
     };
     super::finish::after_run(store.dir(), &done, &mut reporter);
     Ok(code)
+}
+
+/// The policy (with the command line's overrides), the model and the prompt: all
+/// checked, keys and headers included, before anything is recorded or sent.
+fn prepare(args: &CallArgs) -> Result<(Policy, String, Prompt)> {
+    let mut policy = policy::choose(args.policy)?;
+    if policy.models.is_empty() {
+        return Err(UserError::Usage(format!(
+            "{} defines no `models`: a call needs `providers:` and `models:` (see policies/models.yaml)",
+            policy.source
+        ))
+        .into());
+    }
+    let model = choose_model(args.model, &policy)?;
+    override_models(&mut policy, &model, args.overrides)?;
+    crate::call::secret::check_keys(&policy, Some(&model))?;
+    let prompt = match args.messages {
+        Some(file) => read_messages(file)?,
+        None => Prompt::new(args.system.map(String::from), read_prompt(args.prompt)?),
+    };
+    Ok((policy, model, prompt))
 }
 
 /// The model named with `-m`, else the policy's `model:`, else its only one.
