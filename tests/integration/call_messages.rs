@@ -798,3 +798,23 @@ fn overrides_are_checked_against_the_models_the_call_may_use() {
     );
     assert_eq!(server.seen().len(), 1);
 }
+
+#[test]
+fn a_run_whose_fallback_needs_a_header_variable_checks_it_before_the_command() {
+    let server = Server::start(vec![ok("never")]);
+    let sb = Sandbox::new();
+    let chain = "rollback: { on: never }\nfallback:\n  chain:\n    - call: { model: large, prompt: \"help\" }\n";
+    let p = with_headers(&server.url(), "openai")
+        .replace("model: small\n", &format!("model: small\n{chain}"));
+    let marker = sb.path("ran");
+    let touch = format!("touch {}", marker.display());
+    let out = sb.run(&["run", "-p", &sb.policy(&p), "--", "sh", "-c", &touch]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("TEST_ORG_ID is not set"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!marker.exists(), "the command ran");
+    assert!(server.seen().is_empty());
+}
