@@ -465,6 +465,43 @@ mod tests {
         assert!(plain.body.get("system").is_none());
     }
 
+    proptest::proptest! {
+        /// Whatever the turns, Anthropic's messages start with the user, alternate,
+        /// and hold every turn's text once, in order; OpenAI's hold each turn as said.
+        #[test]
+        fn anthropic_turns_alternate_and_keep_every_text(
+            said in proptest::collection::vec(proptest::bool::ANY, 0..12)
+        ) {
+            let mut earlier = vec![crate::attempt::Turn { speaker: Speaker::User, text: "t0".into() }];
+            for (i, assistant) in said.iter().enumerate() {
+                let speaker = if *assistant { Speaker::Assistant } else { Speaker::User };
+                earlier.push(crate::attempt::Turn { speaker, text: format!("t{}", i + 1) });
+            }
+            let prompt = Prompt { system: None, earlier, user: "last".into() };
+            let body = request(ProviderKind::Anthropic, &prompt).body;
+            let messages = body["messages"].as_array().unwrap();
+            let mut texts = Vec::new();
+            for (i, m) in messages.iter().enumerate() {
+                let want = if i % 2 == 0 { "user" } else { "assistant" };
+                proptest::prop_assert_eq!(m["role"].as_str(), Some(want));
+                match &m["content"] {
+                    Value::String(t) => texts.push(t.clone()),
+                    blocks => {
+                        let blocks = blocks.as_array().unwrap();
+                        proptest::prop_assert!(blocks.len() > 1);
+                        texts.extend(blocks.iter().map(|b| b["text"].as_str().unwrap().to_string()));
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(messages.last().unwrap()["role"].as_str(), Some("user"));
+            let mut want: Vec<String> = prompt.earlier.iter().map(|t| t.text.clone()).collect();
+            want.push("last".into());
+            proptest::prop_assert_eq!(&texts, &want);
+            let openai = request(ProviderKind::Openai, &prompt).body;
+            proptest::prop_assert_eq!(openai["messages"].as_array().unwrap().len(), want.len());
+        }
+    }
+
     #[test]
     fn whole_answers_of_both_providers() {
         let o = br#"{"choices":[{"message":{"content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
