@@ -183,7 +183,7 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__call)
-            opts="-p -m -q -h --policy --model --system --stream --json --chaos --chaos-seed --color --quiet --store --help"
+            opts="-p -m -q -h --policy --model --system --stream --json --chaos --chaos-seed --messages --temperature --max-tokens --stop --color --quiet --store --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -218,6 +218,22 @@ _backstop() {
                     return 0
                     ;;
                 --chaos-seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --messages)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --temperature)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-tokens)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stop)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -32,7 +32,7 @@ complete -c backstop -n "__fish_backstop_needs_command" -s q -l quiet -d 'Print 
 complete -c backstop -n "__fish_backstop_needs_command" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_needs_command" -s V -l version -d 'Print version'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "run" -d 'Run a command under the policy'
-complete -c backstop -n "__fish_backstop_needs_command" -f -a "call" -d 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "call" -d 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin, or a conversation from `--messages`'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "undo" -d 'Revert a run\'s file changes (default: the latest run)'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "redo" -d 'Re-apply what undo reverted (or what a failed run\'s rollback put back)'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "snapshot" -d 'Take a snapshot of the policy\'s scope now, and say what it cost (primes the stat cache)'
@@ -65,11 +65,15 @@ always\t'Print as it streams in, to whatever stdout is'
 never\t'Ask the provider for a stream, print only the finished answer'"
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l chaos -d 'Inject the faults of this fault model (the YAML of `simulate --faults`) into the run\'s attempts: a test of the policy on the real tree or the real API' -r -F
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l chaos-seed -d 'The seed of the injected faults (default: a fresh one, kept in the record)' -r
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l messages -d 'A conversation instead of a prompt: a JSON array of {"role", "content"} turns (system, user, assistant), ending with the user turn to answer; `-` reads stdin' -r -F
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l temperature -d 'The sampling temperature, from 0 to 2 (Anthropic: 0 to 1), for every model the run calls' -r
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l max-tokens -d 'The most tokens each answer may take, for every model the run calls' -r
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l stop -d 'A sequence that ends the answer (repeatable; replaces the models\' `stop`)' -r
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c backstop -n "__fish_backstop_using_subcommand call" -l store -d 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]' -r -F
-complete -c backstop -n "__fish_backstop_using_subcommand call" -l json -d 'Print the text, the model that answered, attempts, tokens and cost as JSON'
+complete -c backstop -n "__fish_backstop_using_subcommand call" -l json -d 'Print the text, the model that answered, attempts, tokens and cost as one JSON object (its schema: docs/call-json.schema.json)'
 complete -c backstop -n "__fish_backstop_using_subcommand call" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand call" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c backstop -n "__fish_backstop_using_subcommand undo" -l color -d 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)' -r -f -a "auto\t''
@@ -218,7 +222,7 @@ complete -c backstop -n "__fish_backstop_using_subcommand completions" -l store 
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -s q -l quiet -d 'Print nothing of backstop\'s own; the command\'s output still passes through'
 complete -c backstop -n "__fish_backstop_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate chaos show policy completions help" -f -a "run" -d 'Run a command under the policy'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate chaos show policy completions help" -f -a "call" -d 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate chaos show policy completions help" -f -a "call" -d 'Call a model over HTTP under the policy; the prompt from the argument and/or stdin, or a conversation from `--messages`'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate chaos show policy completions help" -f -a "undo" -d 'Revert a run\'s file changes (default: the latest run)'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate chaos show policy completions help" -f -a "redo" -d 'Re-apply what undo reverted (or what a failed run\'s rollback put back)'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate chaos show policy completions help" -f -a "snapshot" -d 'Take a snapshot of the policy\'s scope now, and say what it cost (primes the stat cache)'

@@ -57,11 +57,56 @@ pub struct Cut {
     pub stall: bool,
 }
 
-/// The prompt of a model call.
-#[derive(Clone, Debug, Default)]
+/// The prompt of a model call: the final user message, the system prompt, and the
+/// turns of the conversation before it (`call --messages`).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Prompt {
     pub system: Option<String>,
+    /// The turns before `user`, oldest first; empty for a one-message prompt.
+    pub earlier: Vec<Turn>,
+    /// The final user message: the one the model answers.
     pub user: String,
+}
+
+impl Prompt {
+    /// A one-message prompt.
+    pub fn new(system: Option<String>, user: String) -> Prompt {
+        Prompt {
+            system,
+            earlier: Vec::new(),
+            user,
+        }
+    }
+
+    /// Bytes of text the model reads: every turn, the system prompt and the message.
+    pub fn text_len(&self) -> usize {
+        let earlier: usize = self.earlier.iter().map(|t| t.text.len()).sum();
+        earlier + self.user.len() + self.system.as_ref().map_or(0, String::len)
+    }
+}
+
+/// One earlier turn of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Turn {
+    pub speaker: Speaker,
+    pub text: String,
+}
+
+/// Who said a turn (system turns become [`Prompt::system`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speaker {
+    User,
+    Assistant,
+}
+
+impl Speaker {
+    /// The role as both wire formats spell it.
+    pub fn role(self) -> &'static str {
+        match self {
+            Speaker::User => "user",
+            Speaker::Assistant => "assistant",
+        }
+    }
 }
 
 /// What a model call attempt learned, for the classifier, the budget and the record.

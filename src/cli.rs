@@ -52,7 +52,8 @@ enum StreamArg {
 enum Sub {
     /// Run a command under the policy.
     Run(RunArgs),
-    /// Call a model over HTTP under the policy; the prompt from the argument and/or stdin.
+    /// Call a model over HTTP under the policy; the prompt from the argument and/or stdin,
+    /// or a conversation from `--messages`.
     Call {
         /// The policy file with `providers:` and `models:` [default: ./backstop.yaml].
         #[arg(short, long, value_name = "POLICY")]
@@ -68,11 +69,14 @@ enum Sub {
         #[arg(long, value_enum, value_name = "WHEN", num_args = 0..=1, require_equals = true,
               default_missing_value = "auto")]
         stream: Option<StreamArg>,
-        /// Print the text, the model that answered, attempts, tokens and cost as JSON.
+        /// Print the text, the model that answered, attempts, tokens and cost as one JSON
+        /// object (its schema: docs/call-json.schema.json).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         chaos: ChaosArgs,
+        #[command(flatten)]
+        conversation: ConversationArgs,
         /// The prompt; stdin, when it is not a terminal, is appended.
         prompt: Option<String>,
     },
@@ -240,6 +244,42 @@ impl ChaosArgs {
     }
 }
 
+/// `call --messages FILE` and the request settings that override every model's.
+#[derive(Debug, Args)]
+struct ConversationArgs {
+    /// A conversation instead of a prompt: a JSON array of {"role", "content"} turns
+    /// (system, user, assistant), ending with the user turn to answer; `-` reads stdin.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "system"])]
+    messages: Option<PathBuf>,
+    /// The sampling temperature, from 0 to 2 (Anthropic: 0 to 1), for every model the run calls.
+    #[arg(long, value_name = "T", value_parser = parse_temperature)]
+    temperature: Option<f64>,
+    /// The most tokens each answer may take, for every model the run calls.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_tokens: Option<u32>,
+    /// A sequence that ends the answer (repeatable; replaces the models' `stop`).
+    #[arg(long, value_name = "S")]
+    stop: Vec<String>,
+}
+
+impl ConversationArgs {
+    fn overrides(&self) -> crate::settings::CallOverrides {
+        crate::settings::CallOverrides {
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            stop: (!self.stop.is_empty()).then(|| self.stop.clone()),
+        }
+    }
+}
+
+fn parse_temperature(s: &str) -> Result<f64, String> {
+    let max = crate::policy::request::MAX_TEMPERATURE;
+    match s.parse::<f64>() {
+        Ok(t) if (0.0..=max).contains(&t) => Ok(t),
+        _ => Err(format!("must be a number from 0 to {max}")),
+    }
+}
+
 #[derive(Debug, Args)]
 struct HistoryArgs {
     /// The run (its id or a unique prefix; default: the latest run), then the paths to
@@ -361,8 +401,11 @@ impl Cli {
                 stream,
                 json,
                 chaos,
+                conversation,
                 prompt,
             } => Command::Call {
+                overrides: conversation.overrides(),
+                messages: conversation.messages,
                 policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
                 model,
                 system,

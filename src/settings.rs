@@ -39,6 +39,10 @@ pub enum Command {
         json: bool,
         chaos: Option<ChaosChoice>,
         prompt: Option<String>,
+        /// `--messages FILE` (`-`: stdin).
+        messages: Option<std::path::PathBuf>,
+        /// `--temperature`, `--max-tokens`, `--stop`.
+        overrides: CallOverrides,
     },
     Snapshot {
         policy: PolicyChoice,
@@ -76,6 +80,15 @@ pub enum Command {
     Completions {
         script: Vec<u8>,
     },
+}
+
+/// `call --temperature T --max-tokens N --stop S`: set for every model the run calls.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallOverrides {
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+    /// `Some` replaces each model's `stop`.
+    pub stop: Option<Vec<String>>,
 }
 
 /// `--chaos FAULTS [--chaos-seed S]`: faults to inject into a run's attempts.

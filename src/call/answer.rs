@@ -193,7 +193,7 @@ pub(super) async fn read_error<S, B>(
     limits: &mut CallLimits<'_>,
     chunks: &mut S,
     status: u16,
-    key: Option<&str>,
+    secrets: &super::secret::Secrets,
     report: &mut CallReport,
 ) -> End
 where
@@ -209,7 +209,7 @@ where
     }
     let cut = text.len() > ERROR_BODY;
     text.truncate(ERROR_BODY);
-    let (error, message) = parse_error(&text, key.unwrap_or_default(), ERROR_MESSAGE, cut);
+    let (error, message) = parse_error(&text, secrets, ERROR_MESSAGE, cut);
     report.error = error;
     report.message = message;
     End::Status {

@@ -16,8 +16,8 @@ use super::print::AnswerOut;
 pub use super::print::{Notes, Print};
 use super::redirect::{refused, same_origin_only};
 use super::retry_after::{retry_after, should_retry};
-use super::secret::{read_key, redact, redact_then_truncate};
-use super::wire::build;
+use super::secret::{Secrets, read_headers, read_key};
+use super::wire::{Extras, build};
 use crate::attempt::{AttemptOutcome, AttemptSpec, CallError, CallReport, CallWork, Cut, End};
 use crate::engine::{Interrupt, wait_for_interrupt};
 
@@ -130,8 +130,13 @@ impl ModelClient {
         };
         // `call` and `run` check every key before they start (`secret::check_keys`);
         // this is for a variable that went away since.
-        let key = match read_key(work.provider) {
-            Ok(k) => k,
+        let (key, headers, secrets) = match read_key(work.provider)
+            .and_then(|key| read_headers(work.provider).map(|(h, s)| (key, h, s)))
+        {
+            Ok((key, headers, mut secrets)) => {
+                secrets.extend(Secrets::of_key(key.as_deref()));
+                (key, headers, secrets)
+            }
             Err(why) => {
                 report.error = Some(CallError::Auth);
                 report.message = Some(why.clone());
@@ -143,12 +148,18 @@ impl ModelClient {
             Err(message) => return outcome(End::Network { message }, report, started_at, t0),
         };
         let mut out = AnswerOut::new(self.print, self.notes, self.interrupt.clone());
+        let extras = Extras {
+            stream: self.stream,
+            key: key.as_deref(),
+            headers: &headers,
+            idempotency_key: &work.idempotency_key,
+        };
         let exchange = exchange(
             &http,
             &runtime,
             work,
-            key.as_deref(),
-            self.stream,
+            &extras,
+            &secrets,
             &mut out,
             &mut report,
         );
@@ -160,14 +171,13 @@ impl ModelClient {
         if let Some(price) = &work.model.price {
             report.cost_usd = Some(price.cost(report.input_tokens, report.output_tokens));
         }
-        // Whatever a server or a library put in a message, the key is not in it.
-        let secret = key.unwrap_or_default();
+        // Whatever a server or a library put in a message, no secret is in it.
         report.message = report
             .message
-            .map(|m| redact_then_truncate(&m, &secret, ERROR_MESSAGE, false));
+            .map(|m| secrets.redact_then_truncate(&m, ERROR_MESSAGE, false));
         let mut end = match ended {
             Ended::Exchange(end) => {
-                out.finish(redact_end(end, &secret), report.text.as_deref())
+                out.finish(redact_end(end, &secrets), report.text.as_deref())
                     .await
             }
             Ended::CutShort(end) => end,
@@ -204,23 +214,17 @@ async fn exchange(
     http: &reqwest::Client,
     runtime: &Handle,
     work: &CallWork<'_>,
-    key: Option<&str>,
-    stream: bool,
+    extras: &Extras<'_>,
+    secrets: &Secrets,
     out: &mut AnswerOut,
     report: &mut CallReport,
 ) -> End {
-    let req = build(
-        work.provider,
-        work.model,
-        &work.prompt,
-        stream,
-        key,
-        &work.idempotency_key,
-    );
+    let stream = extras.stream;
+    let req = build(work.provider, work.model, &work.prompt, extras);
     let target = format!("model `{}` at POST {}", work.model.name, req.url);
     let mut builder = http.post(&req.url).json(&req.body);
     for (name, value) in &req.headers {
-        builder = builder.header(*name, value);
+        builder = builder.header(name.as_str(), value.as_str());
     }
     let mut limits = CallLimits::start(work, &target);
     let response = match limits.send(builder, runtime).await {
@@ -243,7 +247,7 @@ async fn exchange(
     let kind = work.provider.kind;
     if !(200..300).contains(&status) {
         let mut chunks = response.bytes_stream();
-        return read_error(&mut limits, &mut chunks, status, key, report).await;
+        return read_error(&mut limits, &mut chunks, status, secrets, report).await;
     }
     let mut chunks = cut_into(response.bytes_stream(), work.cut);
     if stream {
@@ -334,13 +338,13 @@ fn outcome(end: End, report: CallReport, started_at: SystemTime, t0: Instant) ->
     }
 }
 
-fn redact_end(end: End, secret: &str) -> End {
+fn redact_end(end: End, secrets: &Secrets) -> End {
     match end {
         End::Network { message } => End::Network {
-            message: redact(&message, secret),
+            message: secrets.redact(&message),
         },
         End::Stream { message } => End::Stream {
-            message: redact_then_truncate(&message, secret, ERROR_MESSAGE, false),
+            message: secrets.redact_then_truncate(&message, ERROR_MESSAGE, false),
         },
         other => other,
     }
@@ -369,6 +373,7 @@ mod tests {
             base_url: format!("http://127.0.0.1:{port}"),
             api_key_env: None,
             anthropic_version: String::new(),
+            headers: Default::default(),
         };
         let model = Model {
             name: "m".into(),
@@ -376,16 +381,14 @@ mod tests {
             model: "m-1".into(),
             max_tokens: 10,
             temperature: None,
+            stop: Vec::new(),
             price: None,
         };
         let hour = Duration::from_secs(3600);
         let work = CallWork {
             model: &model,
             provider: &provider,
-            prompt: Prompt {
-                system: None,
-                user: "x".into(),
-            },
+            prompt: Prompt::new(None, "x".into()),
             idempotency_key: "k".into(),
             connect: hour,
             first_token: hour,

@@ -2,6 +2,7 @@
 
 mod answer;
 pub mod client;
+pub mod conversation;
 mod limits;
 mod print;
 pub mod redirect;

@@ -1,11 +1,63 @@
-//! API keys: read from the variables a policy names, checked before any request, and
-//! kept out of every message backstop prints or records.
+//! API keys, and provider header values taken from the environment: read from the
+//! variables a policy names, checked before any request, and kept out of every
+//! message backstop prints or records.
 //!
 //! Redaction always comes before truncation: a key cut in two by a length limit can no
 //! longer be found and would land in the record in pieces.
 
 use crate::error::UserError;
-use crate::policy::{Link, Policy, Provider};
+use crate::policy::request::check_header_value;
+use crate::policy::values::HeaderValue;
+use crate::policy::{Policy, Provider};
+
+/// Every secret of a call: the key, and header values read from the environment.
+/// Whatever a server or a library puts in a message is redacted of each.
+#[derive(Clone, Debug, Default)]
+pub struct Secrets(Vec<String>);
+
+impl Secrets {
+    /// The key alone, when there is one.
+    pub fn of_key(key: Option<&str>) -> Secrets {
+        let mut s = Secrets::default();
+        if let Some(k) = key {
+            s.push(k);
+        }
+        s
+    }
+
+    pub fn push(&mut self, secret: &str) {
+        if !secret.is_empty() && !self.0.iter().any(|s| s == secret) {
+            self.0.push(secret.to_string());
+        }
+    }
+
+    pub fn extend(&mut self, other: Secrets) {
+        for s in other.0 {
+            self.push(&s);
+        }
+    }
+
+    /// `text` with every secret replaced by `[redacted]` (see [`redact`]); the
+    /// longest first, so one secret inside another is not left half shown.
+    pub fn redact(&self, text: &str) -> String {
+        let mut order: Vec<&String> = self.0.iter().collect();
+        order.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        order
+            .into_iter()
+            .fold(text.to_string(), |out, s| redact(&out, s))
+    }
+
+    /// [`redact_then_truncate`] of every secret.
+    pub fn redact_then_truncate(&self, text: &str, max: usize, cut: bool) -> String {
+        let mut clean = self.redact(text);
+        if cut {
+            for s in &self.0 {
+                clean = drop_partial_tail(clean, s);
+            }
+        }
+        truncate(clean, max)
+    }
+}
 
 /// A key shorter than this is not worth hiding (and hiding it would mangle messages).
 const SHORTEST: usize = 4;
@@ -31,20 +83,41 @@ pub fn read_key(provider: &Provider) -> Result<Option<String>, String> {
     }
 }
 
+/// The extra headers of `provider`, values read (`{ env }` from the environment), and
+/// the values that came from the environment: secrets, redacted like the key.
+pub fn read_headers(provider: &Provider) -> Result<(Vec<(String, String)>, Secrets), String> {
+    let mut out = Vec::new();
+    let mut secrets = Secrets::default();
+    for (name, value) in &provider.headers {
+        let value = match value {
+            HeaderValue::Literal(v) => v.clone(),
+            HeaderValue::Env { env } => {
+                let v = std::env::var(env).map_err(|e| match e {
+                    std::env::VarError::NotPresent => {
+                        format!("header `{name}`: the environment variable {env} is not set")
+                    }
+                    std::env::VarError::NotUnicode(_) => {
+                        format!(
+                            "header `{name}`: the environment variable {env} is not valid UTF-8"
+                        )
+                    }
+                })?;
+                check_header_value(&v).map_err(|why| format!("header `{name}`: {env}: {why}"))?;
+                secrets.push(&v);
+                v
+            }
+        };
+        out.push((name.clone(), value));
+    }
+    Ok((out, secrets))
+}
+
 /// Checks the key of every model a run may call (`primary`, then the `call` links of
 /// the chain) before anything starts: a missing key is a configuration error, found
 /// before the command runs or any request is made, not a network failure found when
 /// the fallback is needed.
 pub fn check_keys(policy: &Policy, primary: Option<&str>) -> Result<(), UserError> {
-    let chain = policy
-        .fallback
-        .chain
-        .iter()
-        .filter_map(|l: &Link| match &l.action {
-            crate::policy::Action::Call(c) => Some(c.model.as_str()),
-            _ => None,
-        });
-    for name in primary.into_iter().chain(chain) {
+    for name in crate::policy::request::called_models(policy, primary) {
         let Some(model) = policy.models.get(name) else {
             continue;
         };
@@ -56,6 +129,15 @@ pub fn check_keys(policy: &Policy, primary: Option<&str>) -> Result<(), UserErro
                 file: policy.source.clone(),
                 message: format!(
                     "model `{name}` needs an API key: {why} (providers.{}.api_key_env); nothing was run",
+                    model.provider
+                ),
+            });
+        }
+        if let Err(why) = read_headers(provider) {
+            return Err(UserError::PolicyFile {
+                file: policy.source.clone(),
+                message: format!(
+                    "model `{name}`: {why} (providers.{}.headers); nothing was run",
                     model.provider
                 ),
             });
@@ -112,7 +194,15 @@ fn json_spellings(secret: &str) -> Vec<String> {
 /// start of the key is dropped too: its other half is gone, so it cannot be matched.
 pub fn redact_then_truncate(text: &str, secret: &str, max: usize, cut: bool) -> String {
     let mut clean = redact(text, secret);
-    if cut && secret.len() >= SHORTEST {
+    if cut {
+        clean = drop_partial_tail(clean, secret);
+    }
+    truncate(clean, max)
+}
+
+/// `text` without a tail that could be the start of `secret`.
+fn drop_partial_tail(mut clean: String, secret: &str) -> String {
+    if secret.len() >= SHORTEST {
         for n in (1..secret.len()).rev() {
             if secret.is_char_boundary(n) && clean.ends_with(&secret[..n]) {
                 clean.truncate(clean.len() - n);
@@ -120,6 +210,11 @@ pub fn redact_then_truncate(text: &str, secret: &str, max: usize, cut: bool) -> 
             }
         }
     }
+    clean
+}
+
+/// `clean` cut to `max` characters, with `…` when it was longer.
+fn truncate(mut clean: String, max: usize) -> String {
     match clean.char_indices().nth(max) {
         Some((at, _)) => {
             clean.truncate(at);
@@ -169,6 +264,15 @@ mod tests {
             r#"k "[redacted]" x"#
         );
         assert_eq!(redact(r#"k "ab/c\\d\"e+f=" x"#, key), r#"k "[redacted]" x"#);
+    }
+
+    #[test]
+    fn every_secret_is_redacted_and_a_cut_one_loses_its_start() {
+        let mut s = Secrets::of_key(Some(KEY));
+        s.push("org-9f8e7d6c5b4a");
+        let out =
+            s.redact_then_truncate(&format!("{KEY} and org-9f8e7d6c5b4a, org-9f8e"), 300, true);
+        assert_eq!(out, "[redacted] and [redacted], ");
     }
 
     #[test]

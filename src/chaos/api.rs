@@ -165,7 +165,12 @@ mod tests {
     fn backstop_reads_the_context_length_bodies_as_context_length() {
         for api in [Api::OpenAi, Api::Anthropic] {
             let body = context_length_body(api, 1);
-            let (error, _) = crate::call::wire::parse_error(&body, "", 1000, false);
+            let (error, _) = crate::call::wire::parse_error(
+                &body,
+                &crate::call::secret::Secrets::of_key(None),
+                1000,
+                false,
+            );
             assert_eq!(
                 error,
                 Some(crate::attempt::CallError::ContextLength),

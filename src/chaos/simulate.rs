@@ -154,10 +154,7 @@ async fn run_once(
     let summary = match primary {
         Link0::Command(c) => engine.run_primary(Primary::Command(c)).await,
         Link0::Call(m) => {
-            let prompt = Prompt {
-                system: None,
-                user: "simulated".into(),
-            };
+            let prompt = Prompt::new(None, "simulated".into());
             engine
                 .with_prompt(prompt)
                 .run_primary(Primary::Call(m))

@@ -1,21 +1,22 @@
 //! `backstop call`: a model call under the policy's retries, fallbacks and budget.
 
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::call_json::CallJson;
 use crate::attempt::Prompt;
 use crate::call::client::{ModelClient, Notes, Print};
 use crate::chaos::inject::{Chaos, ChaosAttempter};
 use crate::engine::{Engine, Primary};
 use crate::error::UserError;
-use crate::events::{Event, EventSink, Fanout, RunSummary};
+use crate::events::{Event, EventSink, Fanout};
 use crate::policy::{self, Policy, PolicyChoice};
 use crate::process::{ProcessRunner, RealAttempter};
 use crate::record::{RecordWriter, RunRecord};
 use crate::reporter::Reporter;
-use crate::settings::StreamWhen;
+use crate::settings::{CallOverrides, StreamWhen};
 use crate::store::{Store, new_run_id, repo_root};
 
 pub struct CallArgs<'a> {
@@ -28,21 +29,13 @@ pub struct CallArgs<'a> {
     pub quiet: bool,
     pub store: Option<PathBuf>,
     pub chaos: Option<&'a crate::settings::ChaosChoice>,
+    /// `--messages FILE`: the conversation instead of `prompt` and `system`.
+    pub messages: Option<&'a Path>,
+    pub overrides: &'a CallOverrides,
 }
 
 pub fn call(args: &CallArgs) -> Result<u8> {
-    let policy = policy::choose(args.policy)?;
-    if policy.models.is_empty() {
-        return Err(UserError::Usage(format!(
-            "{} defines no `models`: a call needs `providers:` and `models:` (see policies/models.yaml)",
-            policy.source
-        ))
-        .into());
-    }
-    let model = choose_model(args.model, &policy)?;
-    crate::call::secret::check_keys(&policy, Some(&model))?;
-    let mut prompt = read_prompt(args.prompt)?;
-    prompt.system = args.system.map(String::from);
+    let (policy, model, prompt) = prepare(args)?;
     let chaos = args.chaos.map(Chaos::from_choice).transpose()?;
 
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
@@ -87,7 +80,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
     }
     let mut code = summary.exit_code;
     if args.json {
-        let doc = json_answer(&id, &summary, &policy, chaos.as_ref());
+        let doc = CallJson::new(&id, &summary, &policy, chaos.as_ref().map(Chaos::reference));
         let mut bytes = serde_json::to_vec_pretty(&doc)?;
         bytes.push(b'\n');
         // Written under the runtime that forwards signals: with backstop's handlers
@@ -107,6 +100,27 @@ pub fn call(args: &CallArgs) -> Result<u8> {
     };
     super::finish::after_run(store.dir(), &done, &mut reporter);
     Ok(code)
+}
+
+/// The policy (with the command line's overrides), the model and the prompt: all
+/// checked, keys and headers included, before anything is recorded or sent.
+fn prepare(args: &CallArgs) -> Result<(Policy, String, Prompt)> {
+    let mut policy = policy::choose(args.policy)?;
+    if policy.models.is_empty() {
+        return Err(UserError::Usage(format!(
+            "{} defines no `models`: a call needs `providers:` and `models:` (see policies/models.yaml)",
+            policy.source
+        ))
+        .into());
+    }
+    let model = choose_model(args.model, &policy)?;
+    override_models(&mut policy, &model, args.overrides)?;
+    crate::call::secret::check_keys(&policy, Some(&model))?;
+    let prompt = match args.messages {
+        Some(file) => read_messages(file)?,
+        None => Prompt::new(args.system.map(String::from), read_prompt(args.prompt)?),
+    };
+    Ok((policy, model, prompt))
 }
 
 /// The model named with `-m`, else the policy's `model:`, else its only one.
@@ -152,67 +166,92 @@ fn print_mode(args: &CallArgs) -> Print {
     }
 }
 
-/// The document `call --json` prints.
-fn json_answer(
-    id: &str,
-    summary: &RunSummary,
-    policy: &Policy,
-    chaos: Option<&Chaos>,
-) -> serde_json::Value {
-    serde_json::json!({
-        "run_id": id,
-        "outcome": summary.outcome,
-        "exit_code": summary.exit_code,
-        "text": summary.answer,
-        "model": summary.model,
-        // The id the provider knows it by: the alias alone does not say which
-        // model version answered.
-        "provider_model": summary
-            .model
-            .as_ref()
-            .and_then(|m| policy.models.get(m))
-            .map(|m| m.model.clone()),
-        "attempts": summary.attempts,
-        "input_tokens": summary.input_tokens,
-        "output_tokens": summary.output_tokens,
-        "cost_usd": summary.cost_usd,
-        "reason": summary.reason,
-        // Under `--chaos`: the fault file and seed (null otherwise).
-        "chaos": chaos.map(Chaos::reference),
-    })
+/// `--temperature`, `--max-tokens` and `--stop` set on every model the call may use
+/// (`primary`, then the chain's `call` links); a value one of them cannot take is
+/// refused, naming the flag and the model.
+fn override_models(policy: &mut Policy, primary: &str, overrides: &CallOverrides) -> Result<()> {
+    let called: Vec<String> = crate::policy::request::called_models(policy, Some(primary))
+        .into_iter()
+        .map(String::from)
+        .collect();
+    for name in called {
+        let Some(model) = policy.models.get_mut(&name) else {
+            continue;
+        };
+        let Some(kind) = policy.providers.get(&model.provider).map(|p| p.kind) else {
+            continue;
+        };
+        let refuse =
+            |flag: &str, why: String| UserError::Usage(format!("{flag}: {why} (model `{name}`)"));
+        if let Some(t) = overrides.temperature {
+            crate::policy::request::check_temperature(kind, t)
+                .map_err(|why| refuse("--temperature", why))?;
+            model.temperature = Some(t);
+        }
+        if let Some(n) = overrides.max_tokens {
+            model.max_tokens = n;
+        }
+        if let Some(stop) = &overrides.stop {
+            crate::policy::request::check_stop(kind, stop).map_err(|why| refuse("--stop", why))?;
+            model.stop.clone_from(stop);
+        }
+    }
+    Ok(())
 }
 
 /// The most a prompt may hold, read from stdin: far past any model's context window
 /// (the largest take a few million tokens, some 10 MiB of text).
 const MAX_PROMPT: usize = 32 << 20;
 
+/// At most [`MAX_PROMPT`] bytes of UTF-8 text from `from`, which `what` names in errors.
+fn read_bounded(from: impl Read, what: &str) -> Result<String> {
+    // Bounded: `< /dev/zero` (or a runaway producer) read to the end would take
+    // every byte of memory before anything was sent. One byte over says "too big".
+    let mut bytes = Vec::new();
+    from.take(MAX_PROMPT as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {what}"))?;
+    if bytes.len() > MAX_PROMPT {
+        return Err(UserError::Usage(format!(
+            "{what} is over {} MiB, the most a call sends",
+            MAX_PROMPT >> 20
+        ))
+        .into());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        UserError::Usage(format!(
+            "{what} is not UTF-8 (byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+        .into()
+    })
+}
+
+/// The conversation of `--messages FILE` (`-`: stdin).
+fn read_messages(file: &Path) -> Result<Prompt> {
+    let (name, text) = if file == Path::new("-") {
+        (
+            "stdin".to_string(),
+            read_bounded(std::io::stdin(), "the messages on stdin")?,
+        )
+    } else {
+        let name = crate::names::quote_path(file);
+        let f = std::fs::File::open(file)
+            .map_err(|e| UserError::Usage(format!("--messages: cannot open {name}: {e}")))?;
+        let text = read_bounded(f, &name)?;
+        (name, text)
+    };
+    crate::call::conversation::parse(&name, &text).map_err(|m| UserError::Usage(m).into())
+}
+
 /// The argument, then stdin when it is not a terminal, joined by a blank line.
-fn read_prompt(arg: Option<&str>) -> Result<Prompt> {
+fn read_prompt(arg: Option<&str>) -> Result<String> {
     let mut parts = Vec::new();
     if let Some(a) = arg.filter(|a| !a.is_empty()) {
         parts.push(a.to_string());
     }
     if !std::io::stdin().is_terminal() {
-        // Bounded: `< /dev/zero` (or a runaway producer) read to the end would take
-        // every byte of memory before anything was sent. One byte over says "too big".
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .take(MAX_PROMPT as u64 + 1)
-            .read_to_end(&mut bytes)
-            .context("cannot read the prompt from stdin")?;
-        if bytes.len() > MAX_PROMPT {
-            return Err(UserError::Usage(format!(
-                "the prompt on stdin is over {} MiB, the most a call sends",
-                MAX_PROMPT >> 20
-            ))
-            .into());
-        }
-        let input = String::from_utf8(bytes).map_err(|e| {
-            UserError::Usage(format!(
-                "the prompt on stdin is not UTF-8 (byte {})",
-                e.utf8_error().valid_up_to()
-            ))
-        })?;
+        let input = read_bounded(std::io::stdin(), "the prompt on stdin")?;
         if !input.trim().is_empty() {
             parts.push(input);
         }
@@ -223,8 +262,5 @@ fn read_prompt(arg: Option<&str>) -> Result<Prompt> {
         )
         .into());
     }
-    Ok(Prompt {
-        system: None,
-        user: parts.join("\n\n"),
-    })
+    Ok(parts.join("\n\n"))
 }

@@ -46,7 +46,11 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
             json,
             chaos,
             prompt,
+            messages,
+            overrides,
         } => super::call::call(&super::call::CallArgs {
+            messages: messages.as_deref(),
+            overrides,
             chaos: chaos.as_ref(),
             policy,
             model: model.as_deref(),

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 mod call;
+mod call_json;
 pub mod chaos;
 mod completions;
 mod dispatch;

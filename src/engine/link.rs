@@ -255,12 +255,12 @@ impl<'a, A: Attempter> Engine<'a, A> {
             .get(&model.provider)
             .ok_or_else(|| cannot(format!("no provider named `{}`", model.provider)))?;
         let prompt = match (&link.prompt, &self.prompt) {
-            (Some(user), _) => Prompt {
-                system: link.system.clone(),
-                user: user.clone(),
-            },
+            // A link with its own prompt asks a different question: the
+            // conversation's earlier turns are not part of it.
+            (Some(user), _) => Prompt::new(link.system.clone(), user.clone()),
             (None, Some(p)) => Prompt {
                 system: link.system.clone().or_else(|| p.system.clone()),
+                earlier: p.earlier.clone(),
                 user: p.user.clone(),
             },
             (None, None) => {
@@ -284,10 +284,8 @@ impl<'a, A: Attempter> Engine<'a, A> {
     /// `max_tokens`.
     fn within_budget(&self, work: &CallWork) -> Result<(), LinkFailure> {
         let budget = &self.policy.budget;
-        let input = (work.prompt.user.len() + work.prompt.system.as_ref().map_or(0, String::len))
-            as u64
-            / 4
-            + 1;
+        // Every turn of a conversation is sent, and read, again.
+        let input = work.prompt.text_len() as u64 / 4 + 1;
         let output = u64::from(work.model.max_tokens);
         if let Some(max) = budget.max_tokens
             && self

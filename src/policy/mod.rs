@@ -8,6 +8,7 @@ pub mod model;
 mod ops;
 mod raw;
 pub mod reports;
+pub mod request;
 mod resolve;
 pub mod schema;
 pub mod values;

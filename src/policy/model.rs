@@ -50,6 +50,10 @@ pub struct Provider {
     pub base_url: String,
     pub api_key_env: Option<String>,
     pub anthropic_version: String,
+    /// Extra request headers, by name as written (validated: none that carries the
+    /// key or that backstop sets itself).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, super::values::HeaderValue>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -62,6 +66,9 @@ pub struct Model {
     pub max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
+    /// Stop sequences (OpenAI's `stop`, Anthropic's `stop_sequences`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price: Option<Price>,
 }

@@ -12,6 +12,25 @@ use super::values::{Argv, CodeSet, Dur, Pattern, Threshold};
 pub(crate) mod schema {
     use schemars::JsonSchema;
 
+    /// A header's value: the text itself, or `{ env: VARIABLE }` to read it from the
+    /// environment when the run starts (a secret then: never shown or recorded).
+    #[derive(JsonSchema)]
+    #[serde(untagged)]
+    #[schemars(rename = "HeaderValue")]
+    #[allow(dead_code)]
+    pub enum HeaderValue {
+        Literal(String),
+        Env(EnvValue),
+    }
+
+    /// `{ env: VARIABLE }`.
+    #[derive(JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub struct EnvValue {
+        env: String,
+    }
+
     /// A duration such as `250ms`, `2s`, `5m` or `1m 30s`.
     #[derive(JsonSchema)]
     #[schemars(rename = "Duration")]
@@ -199,6 +218,10 @@ pub struct RawProvider {
     pub api_key: Option<serde_yaml::Value>,
     /// Anthropic's `anthropic-version` header (default `2023-06-01`).
     pub anthropic_version: Option<String>,
+    /// Request headers sent on every call to this provider, by name: a string, or
+    /// `{ env: VARIABLE }` (read when the run starts, never shown or recorded).
+    #[schemars(with = "Option<std::collections::BTreeMap<String, schema::HeaderValue>>")]
+    pub headers: Option<std::collections::BTreeMap<String, super::values::HeaderValue>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -208,7 +231,11 @@ pub struct RawModel {
     /// The provider's name for the model.
     pub model: String,
     pub max_tokens: Option<u32>,
+    /// From 0 to 2 (Anthropic's models take 0 to 1).
     pub temperature: Option<f64>,
+    /// Sequences that end the answer (OpenAI's `stop`, at most 4; Anthropic's
+    /// `stop_sequences`).
+    pub stop: Option<Vec<String>>,
     pub price: Option<RawPrice>,
 }
 

@@ -294,7 +294,10 @@ fn resolve_models(
                 format!("no provider named `{}` under `providers`", m.provider),
             ));
         }
-        let resolved = resolve_model(name.clone(), m)?;
+        let kind = out_providers
+            .get(&m.provider)
+            .map_or(ProviderKind::Openai, |p: &Provider| p.kind);
+        let resolved = resolve_model(name.clone(), kind, m)?;
         out_models.insert(name, resolved);
     }
     if let Some(m) = &model
@@ -343,16 +346,20 @@ fn resolve_provider(name: &str, p: RawProvider) -> Result<Provider, Invalid> {
             ));
         }
     }
+    let headers = p.headers.unwrap_or_default();
+    super::request::check_headers(&headers)
+        .map_err(|(header, m)| invalid(format!("providers.{name}.headers.{header}"), m))?;
     Ok(Provider {
         kind: p.kind,
         base_url,
         api_key_env: p.api_key_env,
         anthropic_version: p.anthropic_version.unwrap_or_else(|| "2023-06-01".into()),
+        headers,
     })
 }
 
 /// A model whose provider is known to exist.
-fn resolve_model(name: String, m: RawModel) -> Result<Model, Invalid> {
+fn resolve_model(name: String, kind: ProviderKind, m: RawModel) -> Result<Model, Invalid> {
     // `.nan` and `.inf` are YAML floats: a NaN price slips past `< 0.0`, makes
     // every cost NaN (recorded as `null`) and every budget comparison false, so
     // `budget.max_cost_usd` would never stop a call; `.inf` makes `0 * inf` NaN.
@@ -369,11 +376,15 @@ fn resolve_model(name: String, m: RawModel) -> Result<Model, Invalid> {
     }
     // serde_json writes a non-finite float as `null`: `.nan` would be sent to the
     // provider as `"temperature": null`, not refused here where it was written.
-    if m.temperature.is_some_and(|t| !t.is_finite()) {
-        return Err(invalid(
-            format!("models.{name}.temperature"),
-            "must be a finite number",
-        ));
+    if let Some(Err(why)) = m
+        .temperature
+        .map(|t| super::request::check_temperature(kind, t))
+    {
+        return Err(invalid(format!("models.{name}.temperature"), why));
+    }
+    if let Some(stop) = &m.stop {
+        super::request::check_stop(kind, stop)
+            .map_err(|why| invalid(format!("models.{name}.stop"), why))?;
     }
     Ok(Model {
         name,
@@ -381,6 +392,7 @@ fn resolve_model(name: String, m: RawModel) -> Result<Model, Invalid> {
         model: m.model,
         max_tokens: m.max_tokens.unwrap_or(1024),
         temperature: m.temperature,
+        stop: m.stop.unwrap_or_default(),
         price: m.price.map(|p| Price {
             input_per_mtok: p.input_per_mtok,
             output_per_mtok: p.output_per_mtok,

@@ -407,3 +407,42 @@ pub fn format_size(n: u64) -> String {
     }
     format!("{n}B")
 }
+
+/// A provider header's value as written: the text itself, or `{ env: VARIABLE }`,
+/// read from the environment when the run starts (and then treated as a secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum HeaderValue {
+    Literal(String),
+    Env { env: String },
+}
+
+impl<'de> Deserialize<'de> for HeaderValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HeaderValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("the header's value as a string, or `{ env: VARIABLE }`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<HeaderValue, E> {
+                Ok(HeaderValue::Literal(s.to_string()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<HeaderValue, A::Error> {
+                let mut env = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "env" {
+                        return Err(de::Error::unknown_field(&key, &["env"]));
+                    }
+                    if env.is_some() {
+                        return Err(de::Error::duplicate_field("env"));
+                    }
+                    env = Some(map.next_value::<String>()?);
+                }
+                env.map(|env| HeaderValue::Env { env })
+                    .ok_or_else(|| de::Error::missing_field("env"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

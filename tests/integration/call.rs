@@ -262,6 +262,11 @@ impl Sandbox {
         path.to_str().unwrap().into()
     }
 
+    /// A path in the sandbox (the directory backstop runs in).
+    pub(super) fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
     pub(super) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args)

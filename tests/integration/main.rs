@@ -16,6 +16,7 @@ mod broken_pipe;
 mod call;
 mod call_everyday;
 mod call_limits;
+mod call_messages;
 mod chaos_inject;
 mod chaos_serve;
 mod ci;
