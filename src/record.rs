@@ -47,6 +47,12 @@ pub struct RunRecord {
     /// backstop's own time, apart from the command's (`outcome.elapsed_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backstop_time: Option<BackstopTime>,
+    /// Links an open circuit breaker skipped, without an attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<crate::events::SkippedLink>,
+    /// The retry budget shared across runs turned this run's retries off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retries_off: bool,
 }
 
 /// The time backstop itself spent on a run's tree, in milliseconds.
@@ -324,6 +330,8 @@ impl RunRecord {
             snapshot: None,
             no_snapshot: None,
             backstop_time: None,
+            skipped: Vec::new(),
+            retries_off: false,
         }
     }
 
@@ -489,6 +497,8 @@ impl EventSink for RecordWriter<'_> {
                 }
             }
             Event::Warning(w) => self.record.warnings.push(w.clone()),
+            Event::BreakerSkipped(skip) => self.record.skipped.push(skip.clone()),
+            Event::RetriesOff { .. } => self.record.retries_off = true,
             Event::Restored { paths } => {
                 if let Some(s) = self.record.snapshot.as_mut() {
                     s.restores.push(crate::record::Restore {

@@ -57,6 +57,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let mut guard = crate::state::Guard::for_policy(&policy.guarding, store.dir());
     let (summary, mut interrupt) = runtime.block_on(async {
         let interrupt = super::run::forward_signals()?;
         let kept = interrupt.clone();
@@ -66,8 +67,9 @@ pub fn call(args: &CallArgs) -> Result<u8> {
                 .with_notes(Notes::for_stderr(args.quiet)),
         };
         let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
-        let engine =
-            Engine::new(&policy, attempter, &mut sinks, interrupt, id.clone()).with_prompt(prompt);
+        let engine = Engine::new(&policy, attempter, &mut sinks, interrupt, id.clone())
+            .with_prompt(prompt)
+            .with_guard(&mut guard);
         anyhow::Ok((engine.run_primary(Primary::Call(&model)).await, kept))
     })?;
     if let Some(err) = writer.finish().error {

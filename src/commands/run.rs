@@ -105,7 +105,9 @@ pub fn run(
         .build()
         .context("cannot start the async runtime")?;
     let interrupt = runtime.block_on(async { forward_signals() })?;
+    let mut guard = crate::state::Guard::for_policy(&policy.guarding, store.dir());
     let mut task = Task {
+        guard: &mut guard,
         policy: &policy,
         id: &id,
         tasked: command.is_empty(),
@@ -301,6 +303,8 @@ struct Task<'r, 'w> {
     writer: &'r mut RecordWriter<'w>,
     spent: &'r mut BackstopTime,
     run_clock: &'r RunClock,
+    /// Breakers and the retry budget, for every step.
+    guard: &'r mut crate::state::Guard,
 }
 
 impl Task<'_, '_> {
@@ -376,7 +380,8 @@ impl Task<'_, '_> {
                     &mut sinks,
                     self.interrupt.clone(),
                     self.id.to_string(),
-                );
+                )
+                .with_guard(&mut *self.guard);
                 if let Some(t) = run_tree.as_deref_mut() {
                     engine = engine.with_checkpoint(t);
                 }
