@@ -186,6 +186,9 @@ enum Sub {
     /// Check, explain or describe policy files.
     #[command(subcommand)]
     Policy(PolicySub),
+    /// Circuit breakers and the retry budget kept across runs: state, or reset a key.
+    #[command(subcommand)]
+    Breaker(BreakerSub),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -241,6 +244,27 @@ enum PolicySub {
     Explain { file: PathBuf },
     /// Print the JSON Schema of the policy format, for editors.
     Schema,
+}
+
+#[derive(Debug, Subcommand)]
+enum BreakerSub {
+    /// Every key's breaker (state, failures in the window, times opened) and the budget.
+    Status {
+        /// The policy that names the state backend [default: ./backstop.yaml if present].
+        #[arg(short, long, value_name = "POLICY")]
+        policy: Option<PathBuf>,
+        /// Print JSON (its format is in the README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget one key's breaker: it is closed, with no failures counted.
+    Reset {
+        /// The breaker's key, as `breaker status` names it.
+        key: String,
+        /// The policy that names the state backend [default: ./backstop.yaml if present].
+        #[arg(short, long, value_name = "POLICY")]
+        policy: Option<PathBuf>,
+    },
 }
 
 /// Parses the command line. On `--help` or `--version`, or a usage error, prints and
@@ -361,6 +385,14 @@ impl Cli {
             Sub::Policy(PolicySub::Check { file }) => Command::PolicyCheck { file },
             Sub::Policy(PolicySub::Explain { file }) => Command::PolicyExplain { file },
             Sub::Policy(PolicySub::Schema) => Command::PolicySchema,
+            Sub::Breaker(BreakerSub::Status { policy, json }) => Command::BreakerStatus {
+                policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
+                json,
+            },
+            Sub::Breaker(BreakerSub::Reset { key, policy }) => Command::BreakerReset {
+                policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
+                key,
+            },
             Sub::Completions { shell } => Command::Completions {
                 script: completion_script(shell),
             },

@@ -139,6 +139,19 @@ impl Guarding {
     pub fn is_on(&self) -> bool {
         self.breaker.is_some() || self.retry_budget.is_some()
     }
+
+    /// The same backend with the default breaker and budget where the policy has
+    /// none: what `backstop breaker status` reads the kept state with.
+    pub fn or_defaults(&self) -> Guarding {
+        let mut g = self.clone();
+        if g.breaker.is_none() {
+            g.breaker = resolve_breaker(RawBreaker::default()).ok();
+        }
+        if g.retry_budget.is_none() {
+            g.retry_budget = resolve_budget(RawRetryBudget::default()).ok();
+        }
+        g
+    }
 }
 
 fn positive(d: Option<Dur>, default_ms: u64, key: &str) -> Result<Dur, Invalid> {

@@ -67,13 +67,16 @@ impl Local {
 
     fn admit_now(&self, key: &str, first: bool) -> Result<Admission> {
         self.transact(|s, g, now| {
-            if let (true, Some(cfg)) = (first, &g.retry_budget) {
-                s.budget.deposit(cfg, now);
-            }
-            match &g.breaker {
+            let admission = match &g.breaker {
                 Some(cfg) => s.breakers.entry(key.to_string()).or_default().admit(cfg, now),
                 None => Admission::Go,
+            };
+            // A skipped link is no attempt: only what runs counts in the budget.
+            let runs = !matches!(admission, Admission::Open { .. });
+            if let (true, true, Some(cfg)) = (first, runs, &g.retry_budget) {
+                s.budget.deposit(cfg, now);
             }
+            admission
         })
     }
 

@@ -33,16 +33,20 @@ end
 const ADMIT: &str = r"
 local cooldown, probes = tonumber(ARGV[1]), tonumber(ARGV[2])
 local window_s, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-if ARGV[3] == '1' and window_s > 0 then
-  local sec = prune_budget(KEYS[2], window_s)
-  redis.call('HINCRBY', KEYS[2], 'f:' .. sec, 1)
-  redis.call('PEXPIRE', KEYS[2], window_s * 2000)
+-- A skipped link is no attempt: only what runs counts in the budget.
+local function runs(answer)
+  if ARGV[3] == '1' and window_s > 0 then
+    local sec = prune_budget(KEYS[2], window_s)
+    redis.call('HINCRBY', KEYS[2], 'f:' .. sec, 1)
+    redis.call('PEXPIRE', KEYS[2], window_s * 2000)
+  end
+  return answer
 end
-if cooldown == nil then return {0, 0, 0} end
+if cooldown == nil then return runs({0, 0, 0}) end
 local h = redis.call('HMGET', KEYS[1], 'phase', 'since', 'pout', 'pok', 'pdl')
 local phase = h[1] or 'closed'
 local since, pout, pok, pdl = tonumber(h[2]) or 0, tonumber(h[3]) or 0, tonumber(h[4]) or 0, tonumber(h[5]) or 0
-if phase == 'closed' then return {0, 0, 0} end
+if phase == 'closed' then return runs({0, 0, 0}) end
 if phase == 'open' then
   if now < since + cooldown then return {2, since, since + cooldown} end
   phase, pout, pok = 'half_open', 0, 0
@@ -54,7 +58,7 @@ redis.call('HSET', KEYS[1], 'phase', phase, 'pout', pout + 1, 'pok', pok, 'pdl',
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('SADD', KEYS[3], ARGV[6])
 redis.call('PEXPIRE', KEYS[3], ttl)
-return {1, since, now + cooldown}
+return runs({1, since, now + cooldown})
 ";
 
 /// KEYS: breaker hash, all attempts, failed attempts, index set. ARGV: probe (1/0),
