@@ -75,10 +75,10 @@ pub enum Backend {
 
 /// When a breaker opens.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(untagged)]
 pub enum Trip {
     /// After this many failures within the window.
-    Failures(u32),
+    Failures { failures: u32 },
     /// When this share of at least `min_attempts` attempts failed.
     Ratio { ratio: f64, min_attempts: u32 },
 }
@@ -86,6 +86,7 @@ pub enum Trip {
 /// `breaker:`, resolved.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Breaker {
+    #[serde(flatten)]
     pub trip: Trip,
     pub within: Dur,
     pub cooldown: Dur,
@@ -131,7 +132,14 @@ pub struct Guarding {
     pub breaker: Option<Breaker>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_budget: Option<RetryBudget>,
+    #[serde(skip_serializing_if = "StateConfig::is_default")]
     pub state: StateConfig,
+}
+
+impl StateConfig {
+    fn is_default(&self) -> bool {
+        *self == StateConfig::default()
+    }
 }
 
 impl Guarding {
@@ -151,6 +159,53 @@ impl Guarding {
             g.retry_budget = resolve_budget(RawRetryBudget::default()).ok();
         }
         g
+    }
+}
+
+impl Guarding {
+    /// What `policy explain` says of breakers, the budget and where they are kept.
+    pub fn describe(&self) -> Vec<String> {
+        let show = |d: Dur| crate::policy::values::format_duration(d.0);
+        let mut lines = Vec::new();
+        if let Some(b) = &self.breaker {
+            let trip = match b.trip {
+                Trip::Failures { failures: n } => format!("{n} failed attempt(s) within {}", show(b.within)),
+                Trip::Ratio {
+                    ratio,
+                    min_attempts,
+                } => format!(
+                    "{:.0}% of at least {min_attempts} attempts failed within {}",
+                    ratio * 100.0,
+                    show(b.within)
+                ),
+            };
+            lines.push(format!(
+                "breaker: per link ({}), opens after {trip}; open, the link is skipped at once for {}, then {} probe(s) close or re-open it",
+                b.key.as_deref().map_or("its command, or call PROVIDER/MODEL".into(), |k| format!("link 0 as `{k}`")),
+                show(b.cooldown),
+                b.probes
+            ));
+        }
+        if let Some(r) = &self.retry_budget {
+            lines.push(format!(
+                "retry budget: retries only while retries <= {} x first attempts + {}/s, over {} (then retries off; first attempts still run)",
+                r.ratio,
+                r.min_per_second,
+                show(r.window)
+            ));
+        }
+        if self.is_on() {
+            lines.push(match self.state.backend {
+                Backend::Local => "state: local, in the store, shared by every run on this machine".into(),
+                Backend::Redis => format!(
+                    "state: redis at ${} (prefix `{}`, timeout {}); unreachable or slow, runs go on without breakers",
+                    self.state.url_env.as_deref().unwrap_or(""),
+                    self.state.prefix,
+                    show(self.state.timeout)
+                ),
+            });
+        }
+        lines
     }
 }
 
@@ -201,7 +256,7 @@ fn resolve_breaker(raw: RawBreaker) -> Result<Breaker, Invalid> {
             }
             match failures.unwrap_or(5) {
                 0 => return Err(invalid("breaker.failures", "must be at least 1")),
-                n => Trip::Failures(n),
+                n => Trip::Failures { failures: n },
             }
         }
     };
@@ -288,7 +343,7 @@ mod tests {
         let g = resolve_guarding(Some(RawBreaker::default()), Some(Default::default()), None)
             .unwrap();
         let b = g.breaker.unwrap();
-        assert_eq!(b.trip, Trip::Failures(5));
+        assert_eq!(b.trip, Trip::Failures { failures: 5 });
         assert_eq!(b.within.0, Duration::from_secs(60));
         assert_eq!(b.cooldown.0, Duration::from_secs(30));
         assert_eq!(b.probes, 1);

@@ -155,7 +155,7 @@ impl KeyState {
         let failures = self.events.iter().filter(|(_, f)| *f).count() as u64;
         let attempts = self.events.len() as u64;
         let trips = match cfg.trip {
-            Trip::Failures(n) => failures >= u64::from(n),
+            Trip::Failures { failures: n } => failures >= u64::from(n),
             Trip::Ratio {
                 ratio,
                 min_attempts,
@@ -198,7 +198,7 @@ mod tests {
 
     fn cfg(failures: u32, probes: u32) -> Breaker {
         Breaker {
-            trip: Trip::Failures(failures),
+            trip: Trip::Failures { failures },
             within: Dur(Duration::from_secs(60)),
             cooldown: Dur(Duration::from_secs(30)),
             probes,
@@ -220,9 +220,9 @@ mod tests {
         // The first failure falls out of the window before the third.
         fail(&mut s, &c, 60_500);
         assert_eq!(s.phase, Phase::Closed);
-        fail(&mut s, &c, 61_000);
+        fail(&mut s, &c, 60_900);
         assert_eq!(s.phase, Phase::Open);
-        assert_eq!(s.since_ms, 61_000);
+        assert_eq!(s.since_ms, 60_900);
         assert_eq!(s.opened, 1);
     }
 
@@ -294,12 +294,12 @@ mod tests {
             ..cfg(1, 1)
         };
         let mut s = KeyState::default();
-        for t in 0..3 {
+        for t in 10..13 {
             fail(&mut s, &c, t);
         }
         assert_eq!(s.phase, Phase::Closed);
-        let a = s.admit(&c, 3);
-        s.record(&c, 3, a, false);
+        let a = s.admit(&c, 13);
+        s.record(&c, 13, a, false);
         assert_eq!(s.phase, Phase::Open, "3 of 4 failed");
     }
 }

@@ -162,7 +162,7 @@ impl Redis {
             return Ok(());
         };
         let (trip_n, ratio, min_n) = match b.trip {
-            crate::policy::Trip::Failures(n) => (n, 0.0, 0),
+            crate::policy::Trip::Failures { failures: n } => (n, 0.0, 0),
             crate::policy::Trip::Ratio {
                 ratio,
                 min_attempts,
