@@ -14,7 +14,9 @@ use crate::policy::{Backend as BackendKind, Guarding};
 
 pub mod breaker;
 pub mod budget;
+mod kept;
 pub mod local;
+pub mod memory;
 pub mod redis;
 mod redis_scripts;
 

@@ -176,9 +176,16 @@ fn spawn(t: &Test, store: &Path, url: &str) -> std::process::Child {
 /// 50 concurrent runs, half on each of two stores ("machines"): how many attempts
 /// the primary got; every run answered (by the fallback or the primary).
 fn fleet(t: &Test, url: &str) -> usize {
-    let before = t.lines("primary").len();
     let stores = [t.out_path().join("../store-a"), t.out_path().join("../store-b")];
-    let children: Vec<_> = (0..50).map(|i| spawn(t, &stores[i % 2], url)).collect();
+    runs(t, url, &stores)
+}
+
+/// 50 concurrent runs spread over `stores`: how many attempts the primary got.
+fn runs(t: &Test, url: &str, stores: &[std::path::PathBuf]) -> usize {
+    let before = t.lines("primary").len();
+    let children: Vec<_> = (0..50)
+        .map(|i| spawn(t, &stores[i % stores.len()], url))
+        .collect();
     for mut c in children {
         assert_eq!(crate::helpers::wait_bounded(&mut c, Duration::from_secs(60)), 0);
     }
@@ -224,6 +231,20 @@ fn a_fleet_sharing_redis_opens_once_stays_within_the_budget_and_recovers() {
     assert_eq!(b["state"], "closed", "{b:#}");
     let recovered = fleet(&t, &url);
     assert_eq!(recovered, 50, "every run succeeds on the primary, first try");
+}
+
+#[test]
+fn concurrent_local_runs_see_each_others_failures_at_once() {
+    let retry = "{ max_attempts: 4, backoff: { initial: 20ms, max: 100ms } }";
+    let guard = "breaker: { failures: 5, within: 1m, cooldown: 30s }\n";
+    let t = Test::new().policy(&policy("", retry, guard));
+    std::fs::write(t.out_path().join("down"), "").unwrap();
+    let store = t.out_path().join("../store");
+    let attempts = runs(&t, "", &[store]);
+    let b = the_breaker(&t, &[]);
+    assert_eq!((b["state"].as_str(), b["opened"].as_u64()), (Some("open"), Some(1)), "{b:#}");
+    assert!(attempts >= 5 && attempts < 200, "{attempts} attempts of 50 runs × 4");
+    eprintln!("local: {attempts} primary attempts of 50 concurrent runs (200 without a breaker)");
 }
 
 #[test]
