@@ -797,13 +797,26 @@ async fn an_open_breaker_skips_its_link_without_an_attempt_until_the_cooldown() 
     let mut s = Scripted::new([fails(1), ok(), fails(1), ok()]);
     run_guarded(BREAKER, &mut s, &mut guard).await;
     run_guarded(BREAKER, &mut s, &mut guard).await;
-    let calls = |s: &Scripted| s.calls.iter().map(|c| c.argv[0].clone()).collect::<Vec<_>>();
+    let calls = |s: &Scripted| {
+        s.calls
+            .iter()
+            .map(|c| c.argv[0].clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(calls(&s), ["cmd", "fb", "cmd", "fb"]);
 
     let (summary, events) = run_guarded(BREAKER, &mut s, &mut guard).await;
-    assert_eq!(calls(&s)[4..], ["fb"], "link 0 skipped, straight to the fallback");
+    assert_eq!(
+        calls(&s)[4..],
+        ["fb"],
+        "link 0 skipped, straight to the fallback"
+    );
     assert_eq!(summary.attempts, 1, "a skipped link is no attempt");
-    assert!(events.iter().any(|e| matches!(e, Event::BreakerSkipped(k) if k.link == 0)));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::BreakerSkipped(k) if k.link == 0))
+    );
     let fallback = events.iter().find_map(|e| match e {
         Event::Fallback { reason, .. } => reason.clone(),
         _ => None,
@@ -826,8 +839,15 @@ async fn an_exhausted_budget_turns_retries_off_and_the_record_says_why() {
     let mut guard = memory_guard(yaml);
     let mut s = Scripted::new([fails(1), fails(1), fails(1)]);
     let (summary, events) = run_guarded(yaml, &mut s, &mut guard).await;
-    assert_eq!(summary.attempts, 1, "0.5 retries allowed for one first attempt");
-    assert!(events.iter().any(|e| matches!(e, Event::RetriesOff { link: 0, .. })));
+    assert_eq!(
+        summary.attempts, 1,
+        "0.5 retries allowed for one first attempt"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::RetriesOff { link: 0, .. }))
+    );
     let last = events.iter().rev().find_map(|e| match e {
         Event::AttemptFinished(r) => Some(r.clone()),
         _ => None,

@@ -69,9 +69,7 @@ impl LinkFailure {
         match self {
             LinkFailure::WouldCrossDeadline { .. }
             | LinkFailure::RetryAfterOverMax { .. }
-            | LinkFailure::RetriesOff => {
-                Some(self.to_string())
-            }
+            | LinkFailure::RetriesOff => Some(self.to_string()),
             _ => None,
         }
     }

@@ -78,7 +78,7 @@ pub struct KeyStatus {
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| crate::policy::values::millis(d))
+        .map_or(0, crate::policy::values::millis)
 }
 
 /// Opens the backend a policy names; `Err` says why it cannot be used.

@@ -169,7 +169,9 @@ impl Guarding {
         let mut lines = Vec::new();
         if let Some(b) = &self.breaker {
             let trip = match b.trip {
-                Trip::Failures { failures: n } => format!("{n} failed attempt(s) within {}", show(b.within)),
+                Trip::Failures { failures: n } => {
+                    format!("{n} failed attempt(s) within {}", show(b.within))
+                }
                 Trip::Ratio {
                     ratio,
                     min_attempts,
@@ -236,7 +238,10 @@ fn resolve_breaker(raw: RawBreaker) -> Result<Breaker, Invalid> {
         (_, Some(_)) => {
             let ratio = share(raw.ratio, 0.5, "breaker.ratio")?;
             if ratio == 0.0 {
-                return Err(invalid("breaker.ratio", "a ratio of 0 would open on a success"));
+                return Err(invalid(
+                    "breaker.ratio",
+                    "a ratio of 0 would open on a success",
+                ));
             }
             let min_attempts = raw.min_attempts.unwrap_or(10);
             if min_attempts == 0 {
@@ -340,8 +345,8 @@ mod tests {
 
     #[test]
     fn defaults_are_the_issue_s() {
-        let g = resolve_guarding(Some(RawBreaker::default()), Some(Default::default()), None)
-            .unwrap();
+        let g =
+            resolve_guarding(Some(RawBreaker::default()), Some(Default::default()), None).unwrap();
         let b = g.breaker.unwrap();
         assert_eq!(b.trip, Trip::Failures { failures: 5 });
         assert_eq!(b.within.0, Duration::from_secs(60));

@@ -13,8 +13,8 @@ mod resolve;
 pub mod schema;
 pub mod values;
 
-pub use load::{PolicyChoice, builtin, choose, load_file, load_str};
 pub use guard::{Backend, Breaker, Guarding, RetryBudget, StateConfig, Trip};
+pub use load::{PolicyChoice, builtin, choose, load_file, load_str};
 pub use model::*;
 /// The schema of a duration as a policy writes it, for other files' schemas.
 pub(crate) use raw::schema::Duration as DurationSchema;

@@ -24,7 +24,11 @@ impl Kept {
     /// Whether link `key` may be attempted; a first attempt that runs counts in the budget.
     pub fn admit(&mut self, g: &Guarding, key: &str, first: bool, now: u64) -> Admission {
         let admission = match &g.breaker {
-            Some(cfg) => self.breakers.entry(key.to_string()).or_default().admit(cfg, now),
+            Some(cfg) => self
+                .breakers
+                .entry(key.to_string())
+                .or_default()
+                .admit(cfg, now),
             None => Admission::Go,
         };
         // A skipped link is no attempt: only what runs counts in the budget.
@@ -35,7 +39,14 @@ impl Kept {
         admission
     }
 
-    pub fn record(&mut self, g: &Guarding, key: &str, admission: Admission, failed: bool, now: u64) {
+    pub fn record(
+        &mut self,
+        g: &Guarding,
+        key: &str,
+        admission: Admission,
+        failed: bool,
+        now: u64,
+    ) {
         if let Some(cfg) = &g.breaker {
             let k = self.breakers.entry(key.to_string()).or_default();
             k.record(cfg, now, admission, failed);
@@ -83,7 +94,10 @@ fn key_status(key: &str, k: &KeyState, g: &Guarding, now: u64) -> KeyStatus {
         Phase::HalfOpen => k.probe_deadline_ms,
         _ => k.since_ms.saturating_add(cooldown),
     };
-    let live = k.events.iter().filter(|(t, _)| t.saturating_add(within) > now);
+    let live = k
+        .events
+        .iter()
+        .filter(|(t, _)| t.saturating_add(within) > now);
     let (attempts, failures) = live.fold((0, 0), |(a, f), (_, failed)| {
         (a + 1, f + u64::from(*failed))
     });

@@ -72,9 +72,7 @@ impl Backend for Local {
         admission: Admission,
         failed: bool,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            self.transact(|k, g, now| k.record(g, key, admission, failed, now))
-        })
+        Box::pin(async move { self.transact(|k, g, now| k.record(g, key, admission, failed, now)) })
     }
 
     fn withdraw(&mut self) -> BoxFuture<'_, Result<bool>> {

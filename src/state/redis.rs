@@ -137,7 +137,11 @@ impl Redis {
             self.ttl_ms().to_string(),
             key.to_string(),
         ];
-        let keys = vec![self.key(&["b", key]), self.key(&["budget"]), self.key(&["keys"])];
+        let keys = vec![
+            self.key(&["b", key]),
+            self.key(&["budget"]),
+            self.key(&["keys"]),
+        ];
         let (kind, since, next): (u8, u64, u64) =
             self.invoke(redis_scripts::admit(), &keys, &args).await?;
         Ok(match kind {
@@ -301,10 +305,25 @@ impl Redis {
         name: &str,
         now: u64,
     ) -> Result<Option<KeyStatus>> {
-        let within = self.guarding.breaker.as_ref().map_or(0, |b| millis(b.within.0));
-        let cooldown = self.guarding.breaker.as_ref().map_or(0, |b| millis(b.cooldown.0));
+        let within = self
+            .guarding
+            .breaker
+            .as_ref()
+            .map_or(0, |b| millis(b.within.0));
+        let cooldown = self
+            .guarding
+            .breaker
+            .as_ref()
+            .map_or(0, |b| millis(b.cooldown.0));
         let from = format!("({}", now.saturating_sub(within));
-        type Row = (Option<String>, Option<u64>, Option<u64>, Option<u64>, u64, u64);
+        type Row = (
+            Option<String>,
+            Option<u64>,
+            Option<u64>,
+            Option<u64>,
+            u64,
+            u64,
+        );
         let (phase, since, pdl, opened, attempts, failures): Row = redis::pipe()
             .hget(self.key(&["b", name]), "phase")
             .hget(self.key(&["b", name]), "since")

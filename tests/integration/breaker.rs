@@ -71,24 +71,46 @@ fn breaker_cycle(state: &str, env: &[(&str, &str)]) {
     run(&t, env);
     assert_eq!(the_breaker(&t, env)["state"], "closed");
     run(&t, env);
-    assert_eq!((primary(), the_breaker(&t, env)["state"].clone()), (2, "open".into()));
+    assert_eq!(
+        (primary(), the_breaker(&t, env)["state"].clone()),
+        (2, "open".into())
+    );
 
     let skipped = run(&t, env);
     assert_eq!(primary(), 2, "an open breaker runs nothing");
-    assert!(skipped.stderr.contains("breaker open since"), "{}", skipped.stderr);
-    assert!(skipped.stderr.contains("next probe at"), "{}", skipped.stderr);
+    assert!(
+        skipped.stderr.contains("breaker open since"),
+        "{}",
+        skipped.stderr
+    );
+    assert!(
+        skipped.stderr.contains("next probe at"),
+        "{}",
+        skipped.stderr
+    );
     let record = t.record();
     assert_eq!(record["skipped"][0]["link"], 0, "{record:#}");
-    assert_eq!(record["attempts"].as_array().unwrap().len(), 1, "only the fallback");
+    assert_eq!(
+        record["attempts"].as_array().unwrap().len(),
+        1,
+        "only the fallback"
+    );
     let id = record["id"].as_str().unwrap().to_string();
     let shown = t.backstop(&["show", &id]);
-    assert!(shown.stdout.contains("breaker open since"), "{}", shown.stdout);
+    assert!(
+        shown.stdout.contains("breaker open since"),
+        "{}",
+        shown.stdout
+    );
 
     wait_for_probe(&t, env);
     run(&t, env);
     assert_eq!(primary(), 3, "one probe after the cooldown");
     let b = the_breaker(&t, env);
-    assert_eq!((b["state"].as_str(), b["opened"].as_u64()), (Some("open"), Some(2)));
+    assert_eq!(
+        (b["state"].as_str(), b["opened"].as_u64()),
+        (Some("open"), Some(2))
+    );
     run(&t, env);
     assert_eq!(primary(), 3, "re-opened by the failed probe");
 
@@ -96,10 +118,18 @@ fn breaker_cycle(state: &str, env: &[(&str, &str)]) {
     wait_for_probe(&t, env);
     run(&t, env);
     assert_eq!(primary(), 4);
-    assert_eq!(the_breaker(&t, env)["state"], "closed", "closed by the probe");
+    assert_eq!(
+        the_breaker(&t, env)["state"],
+        "closed",
+        "closed by the probe"
+    );
     run(&t, env);
     assert_eq!(primary(), 5);
-    assert_eq!(t.record()["outcome"]["link"], 0, "the primary answers again");
+    assert_eq!(
+        t.record()["outcome"]["link"],
+        0,
+        "the primary answers again"
+    );
 }
 
 #[test]
@@ -132,7 +162,11 @@ fn breaker_reset_forgets_a_key() {
     let kept = status(&t, &[])["breakers"].to_string();
     assert!(!kept.contains("primary"), "{kept}");
     run(&t, &[]);
-    assert_eq!(t.lines("primary").len(), 3, "closed again: the primary runs");
+    assert_eq!(
+        t.lines("primary").len(),
+        3,
+        "closed again: the primary runs"
+    );
 }
 
 #[test]
@@ -152,7 +186,13 @@ fn an_exhausted_budget_turns_retries_off_but_first_attempts_run() {
     assert_eq!(t.lines("primary").len(), 3, "1, then 1 + one retry");
     let budget = &status(&t, &[])["budget"];
     // First attempts: the primary's two and the fallback's two.
-    assert_eq!((budget["first_attempts"].as_u64(), budget["retries"].as_u64()), (Some(4), Some(1)));
+    assert_eq!(
+        (
+            budget["first_attempts"].as_u64(),
+            budget["retries"].as_u64()
+        ),
+        (Some(4), Some(1))
+    );
 }
 
 /// Starts `backstop run` with its own store, for the fleet.
@@ -176,7 +216,10 @@ fn spawn(t: &Test, store: &Path, url: &str) -> std::process::Child {
 /// 50 concurrent runs, half on each of two stores ("machines"): how many attempts
 /// the primary got; every run answered (by the fallback or the primary).
 fn fleet(t: &Test, url: &str) -> usize {
-    let stores = [t.out_path().join("../store-a"), t.out_path().join("../store-b")];
+    let stores = [
+        t.out_path().join("../store-a"),
+        t.out_path().join("../store-b"),
+    ];
     runs(t, url, &stores)
 }
 
@@ -187,7 +230,10 @@ fn runs(t: &Test, url: &str, stores: &[std::path::PathBuf]) -> usize {
         .map(|i| spawn(t, &stores[i % stores.len()], url))
         .collect();
     for mut c in children {
-        assert_eq!(crate::helpers::wait_bounded(&mut c, Duration::from_secs(60)), 0);
+        assert_eq!(
+            crate::helpers::wait_bounded(&mut c, Duration::from_secs(60)),
+            0
+        );
     }
     t.lines("primary").len() - before
 }
@@ -200,7 +246,10 @@ fn a_fleet_sharing_redis_opens_once_stays_within_the_budget_and_recovers() {
     let plain = Test::new().policy(&policy(&redis_state("plain:"), retry, ""));
     std::fs::write(plain.out_path().join("down"), "").unwrap();
     let without = fleet(&plain, &url);
-    assert_eq!(without, 200, "50 runs × 4 attempts without a breaker or budget");
+    assert_eq!(
+        without, 200,
+        "50 runs × 4 attempts without a breaker or budget"
+    );
 
     let guard = "breaker: { failures: 5, within: 1m, cooldown: 5s }\n\
                  retry_budget: { ratio: 0.2, min_per_second: 0.1, window: 60s }\n";
@@ -209,7 +258,11 @@ fn a_fleet_sharing_redis_opens_once_stays_within_the_budget_and_recovers() {
     let with = fleet(&t, &url);
     let env = [("BACKSTOP_REDIS_URL", url.as_str())];
     let b = the_breaker(&t, &env);
-    assert_eq!((b["state"].as_str(), b["opened"].as_u64()), (Some("open"), Some(1)), "{b:#}");
+    assert_eq!(
+        (b["state"].as_str(), b["opened"].as_u64()),
+        (Some("open"), Some(1)),
+        "{b:#}"
+    );
     let budget = &status(&t, &env)["budget"];
     let firsts = budget["first_attempts"].as_u64().unwrap() as usize;
     let retries = budget["retries"].as_u64().unwrap() as usize;
@@ -219,7 +272,10 @@ fn a_fleet_sharing_redis_opens_once_stays_within_the_budget_and_recovers() {
     // retry the budget allowed may still be skipped by the breaker opened meanwhile.
     assert!(with <= firsts - 50 + retries, "{with} attempts: {budget:#}");
     assert!(with >= 5, "the breaker opened after 5 failures, not before");
-    assert!(with < without / 2, "{with} attempts with, {without} without");
+    assert!(
+        with < without / 2,
+        "{with} attempts with, {without} without"
+    );
     eprintln!("fleet: {without} primary attempts without breaker + budget, {with} with");
 
     // The outage ends: a probe closes the breaker and runs succeed on the primary.
@@ -230,7 +286,10 @@ fn a_fleet_sharing_redis_opens_once_stays_within_the_budget_and_recovers() {
     let b = the_breaker(&t, &env);
     assert_eq!(b["state"], "closed", "{b:#}");
     let recovered = fleet(&t, &url);
-    assert_eq!(recovered, 50, "every run succeeds on the primary, first try");
+    assert_eq!(
+        recovered, 50,
+        "every run succeeds on the primary, first try"
+    );
 }
 
 #[test]
@@ -242,8 +301,15 @@ fn concurrent_local_runs_see_each_others_failures_at_once() {
     let store = t.out_path().join("../store");
     let attempts = runs(&t, "", &[store]);
     let b = the_breaker(&t, &[]);
-    assert_eq!((b["state"].as_str(), b["opened"].as_u64()), (Some("open"), Some(1)), "{b:#}");
-    assert!(attempts >= 5 && attempts < 200, "{attempts} attempts of 50 runs × 4");
+    assert_eq!(
+        (b["state"].as_str(), b["opened"].as_u64()),
+        (Some("open"), Some(1)),
+        "{b:#}"
+    );
+    assert!(
+        (5..200).contains(&attempts),
+        "{attempts} attempts of 50 runs × 4"
+    );
     eprintln!("local: {attempts} primary attempts of 50 concurrent runs (200 without a breaker)");
 }
 
@@ -257,15 +323,37 @@ fn a_redis_that_dies_mid_run_comes_back_or_is_unreachable_never_fails_a_run() {
     let kill = format!("kill {}; sleep 0.2; exit 1", redis.pid());
     let ran = t.backstop_env(&env, &["run", "--", "sh", "-c", &kill]);
     assert_eq!(ran.status, 0, "the fallback still answers: {}", ran.stderr);
-    assert!(ran.stderr.contains("warning: breaker state:"), "{}", ran.stderr);
-    assert!(ran.stderr.contains("goes on without breakers"), "{}", ran.stderr);
-    assert_eq!(ran.stderr.matches("breaker state:").count(), 1, "warned once");
-    assert!(t.record()["warnings"][0].as_str().unwrap().contains("Redis at"));
+    assert!(
+        ran.stderr.contains("warning: breaker state:"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("goes on without breakers"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        ran.stderr.matches("breaker state:").count(),
+        1,
+        "warned once"
+    );
+    assert!(
+        t.record()["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("Redis at")
+    );
     redis.kill();
 
     // Unreachable: the run goes on as if no breaker were configured.
     let ran = run(&t, &env);
-    assert!(ran.stderr.contains("cannot connect to Redis at redis://127.0.0.1"), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("cannot connect to Redis at redis://127.0.0.1"),
+        "{}",
+        ran.stderr
+    );
     assert_eq!(t.lines("primary").len(), 1);
 
     // Restarted: breakers work again, without a warning.
@@ -295,9 +383,104 @@ fn a_password_in_the_url_is_never_printed() {
     let env = [("BACKSTOP_REDIS_URL", url.as_str())];
     let t = Test::new().policy(&breaker_policy(&redis_state("pw:")));
     let ran = run(&t, &env);
-    assert!(ran.stderr.contains("Redis at redis://127.0.0.1"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("Redis at redis://127.0.0.1"),
+        "{}",
+        ran.stderr
+    );
     assert!(!ran.stderr.contains("s3cret"), "{}", ran.stderr);
     assert!(!t.backstop(&["show", "--json"]).stdout.contains("s3cret"));
     let missing = t.backstop(&["run", "--", "true"]);
-    assert!(missing.stderr.contains("`BACKSTOP_REDIS_URL` (state.url_env) is not set"), "{}", missing.stderr);
+    assert!(
+        missing
+            .stderr
+            .contains("`BACKSTOP_REDIS_URL` (state.url_env) is not set"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn policy_check_names_the_key_and_explain_describes_the_guard() {
+    let t = Test::new()
+        .write("bad.yaml", "version: 1\nretry_budget:\n  ratio: 1.5\n")
+        .write(
+            "url.yaml",
+            "version: 1\nbreaker: {}\nstate: { backend: redis, url_env: \"redis://:pw@h\" }\n",
+        )
+        .write(
+            "good.yaml",
+            "version: 1\nbreaker: { failures: 3, cooldown: 10s }\nretry_budget: {}\n\
+             state: { backend: redis, url_env: BACKSTOP_REDIS_URL }\n",
+        );
+    let bad = t.backstop(&["policy", "check", "bad.yaml"]);
+    assert_eq!(bad.status, 125);
+    assert!(
+        bad.stderr
+            .contains("bad.yaml:3:3: retry_budget.ratio: 1.5 is not a share from 0 to 1"),
+        "{}",
+        bad.stderr
+    );
+    let url = t.backstop(&["policy", "check", "url.yaml"]);
+    assert_eq!(url.status, 125);
+    assert!(
+        url.stderr
+            .contains("state.url_env: must name an environment variable"),
+        "{}",
+        url.stderr
+    );
+    assert!(!url.stderr.contains("pw@"), "{}", url.stderr);
+    let explain = t.backstop(&["policy", "explain", "good.yaml"]);
+    assert_eq!(explain.status, 0, "{}", explain.stderr);
+    assert!(
+        explain.stdout.contains("breaker: per link"),
+        "{}",
+        explain.stdout
+    );
+    assert!(
+        explain
+            .stdout
+            .contains("opens after 3 failed attempt(s) within 1m"),
+        "{}",
+        explain.stdout
+    );
+    assert!(
+        explain
+            .stdout
+            .contains("retry budget: retries only while retries <= 0.2 x first attempts"),
+        "{}",
+        explain.stdout
+    );
+    assert!(
+        explain
+            .stdout
+            .contains("state: redis at $BACKSTOP_REDIS_URL"),
+        "{}",
+        explain.stdout
+    );
+}
+
+#[test]
+fn a_lone_link_whose_breaker_is_open_fails_the_run_without_running() {
+    let t = Test::new().policy(
+        "version: 1\nretry: { max_attempts: 1 }\nrollback: { snapshot: false }\n\
+         breaker: { failures: 1, cooldown: 1m }\n",
+    );
+    std::fs::write(t.out_path().join("down"), "").unwrap();
+    let first = t.backstop(&["run", "--", "sh", "-c", PRIMARY]);
+    assert_eq!(first.status, 1, "{}", first.stderr);
+    let skipped = t.backstop(&["run", "--", "sh", "-c", PRIMARY]);
+    assert_eq!(skipped.status, 1, "{}", skipped.stderr);
+    assert!(
+        skipped.stderr.contains("breaker open since"),
+        "{}",
+        skipped.stderr
+    );
+    assert_eq!(t.lines("primary").len(), 1, "the second run ran nothing");
+    let stats = t.backstop(&["stats", "--json"]);
+    let doc: Value = serde_json::from_str(&stats.stdout).expect("stats --json");
+    assert_eq!(
+        doc["summary"]["attempts"]["total"], 1,
+        "a skipped link is no attempt: {doc:#}"
+    );
 }
