@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # bench-breaker.sh — what breakers and the retry budget add to a run.
 #
-# Side by side, with hyperfine, `backstop -q run -p POLICY -- true` in an empty
-# directory (no snapshot: `rollback.snapshot: false`), under three policies:
+# Side by side, `backstop -q run -p POLICY -- true` in an empty directory (no
+# snapshot: `rollback.snapshot: false`), under three policies:
 #   none    no `breaker:` or `retry_budget:` (the yardstick)
 #   local   both, kept in the store (state/breakers.json under an flock)
 #   redis   both, kept in a redis-server started here on a loopback port
 # A run that succeeds asks twice: admit (breaker + budget's first attempt) and
-# record. The added time per run is local − none and redis − none.
+# record. The runs are interleaved (one of each in turn, timed by Python), so a
+# machine whose load drifts (CI, shared cores) weighs on all three alike; the added
+# time per run is the median of the paired differences with `none`.
 #
-# Tunables: RUNS (200), WARMUP (10), BIN (target/release/backstop),
+# Tunables: RUNS (300), WARMUP (20), BIN (target/release/backstop),
 # BENCH_WORK_DIR (/var/tmp/backstop-bench-breaker; removed at the end unless KEEP=1).
-# Needs hyperfine and redis-server (apt-get install hyperfine redis-server).
+# Needs python3 and redis-server (apt-get install redis-server).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RUNS=${RUNS:-200}
-WARMUP=${WARMUP:-10}
+RUNS=${RUNS:-300}
+WARMUP=${WARMUP:-20}
 BIN=${BIN:-$ROOT/target/release/backstop}
 WORK=${BENCH_WORK_DIR:-/var/tmp/backstop-bench-breaker}
 
@@ -45,17 +47,22 @@ printf '%s%s' "$base" "$guard" > "$WORK/local.yaml"
 printf '%s%sstate: { backend: redis, url_env: BACKSTOP_REDIS_URL }\n' "$base" "$guard" > "$WORK/redis.yaml"
 
 cd "$WORK/run"
-hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/times.json" \
-  -n none "$BIN -q run -p $WORK/none.yaml -- true" \
-  -n local "$BIN -q run -p $WORK/local.yaml -- true" \
-  -n redis "$BIN -q run -p $WORK/redis.yaml -- true"
-
-python3 - "$WORK/times.json" <<'EOF'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-none = r["none"]["median"]
-print(f"\nper run, median: none {none*1e3:.2f} ms (the yardstick)")
-for name in ("local", "redis"):
-    added = (r[name]["median"] - none) * 1e3
-    print(f"  {name:5}: {r[name]['median']*1e3:.2f} ms, added {added:+.2f} ms per run")
-EOF
+python3 - "$BIN" "$WORK" "$RUNS" "$WARMUP" <<'PY'
+import statistics, subprocess, sys, time
+bin, work, runs, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+names = ("none", "local", "redis")
+times = {n: [] for n in names}
+for i in range(warmup + runs):
+    for n in names:
+        t = time.perf_counter()
+        subprocess.run([bin, "-q", "run", "-p", f"{work}/{n}.yaml", "--", "true"], check=True)
+        if i >= warmup:
+            times[n].append((time.perf_counter() - t) * 1e3)
+none = times["none"]
+print(f"{runs} runs of each, interleaved; per run: median, min")
+print(f"  none : {statistics.median(none):.2f} ms, {min(none):.2f} ms  (the yardstick)")
+for n in ("local", "redis"):
+    added = statistics.median(a - b for a, b in zip(times[n], none))
+    print(f"  {n:5}: {statistics.median(times[n]):.2f} ms, {min(times[n]):.2f} ms;"
+          f" added {added:+.2f} ms per run (median of paired differences)")
+PY
