@@ -484,3 +484,51 @@ fn a_lone_link_whose_breaker_is_open_fails_the_run_without_running() {
         "a skipped link is no attempt: {doc:#}"
     );
 }
+
+#[test]
+fn rediss_with_a_password_shares_breakers_and_never_prints_the_password() {
+    let t = Test::new().policy(&breaker_policy(&redis_state("tls:")));
+    let certs = t.out_path().join("../certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let redis = RedisServer::start_tls(&certs, "s3cret-pw");
+    let url = format!("rediss://:s3cret-pw@127.0.0.1:{}/", redis.port);
+    let ca = certs.join("ca.pem");
+    let env = [
+        ("BACKSTOP_REDIS_URL", url.as_str()),
+        ("SSL_CERT_FILE", ca.to_str().unwrap()),
+    ];
+    std::fs::write(t.out_path().join("down"), "").unwrap();
+    for _ in 0..3 {
+        let ran = run(&t, &env);
+        assert!(
+            !ran.stderr.contains("warning: breaker state"),
+            "{}",
+            ran.stderr
+        );
+    }
+    assert_eq!(
+        t.lines("primary").len(),
+        2,
+        "opened after 2 failures, through TLS"
+    );
+    assert_eq!(the_breaker(&t, &env)["state"], "open");
+    assert!(
+        redis.cli(&["KEYS", "tls:*"]).contains("tls:b:"),
+        "the state is in this Redis"
+    );
+
+    // A wrong password: refused, said without either password.
+    let wrong = format!("rediss://:wrong-pw@127.0.0.1:{}/", redis.port);
+    let env = [
+        ("BACKSTOP_REDIS_URL", wrong.as_str()),
+        ("SSL_CERT_FILE", ca.to_str().unwrap()),
+    ];
+    let ran = run(&t, &env);
+    assert!(
+        ran.stderr.contains("Redis at rediss://127.0.0.1"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("-pw"), "{}", ran.stderr);
+    assert!(!t.backstop(&["show", "--json"]).stdout.contains("-pw"));
+}

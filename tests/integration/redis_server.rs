@@ -10,6 +10,8 @@ use crate::helpers::eventually;
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// TLS only (`--port 0 --tls-port PORT`), with a password: the files and the password.
+    tls: Option<(std::path::PathBuf, String)>,
 }
 
 /// `redis-server`, installed once under a lock when missing and root.
@@ -60,6 +62,21 @@ impl RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             child: None,
+            tls: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// A server that speaks only TLS, with a certificate for 127.0.0.1 signed by a CA
+    /// made in `dir` (`dir/ca.pem`, for the client to trust), and `password` required.
+    pub fn start_tls(dir: &std::path::Path, password: &str) -> RedisServer {
+        tools();
+        make_certificates(dir);
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            tls: Some((dir.to_path_buf(), password.to_string())),
         };
         server.restart();
         server
@@ -67,8 +84,21 @@ impl RedisServer {
 
     /// Starts the server (again) on its port and waits until it answers.
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some((dir, password)) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-auth-clients", "no", "--requirepass", password])
+                .arg("--tls-cert-file")
+                .arg(dir.join("server.pem"))
+                .arg("--tls-key-file")
+                .arg(dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(dir.join("ca.pem")),
+        };
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -99,13 +129,37 @@ impl RedisServer {
 
     /// `redis-cli` against this server: its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-p", &self.port.to_string()]);
+        if let Some((dir, password)) = &self.tls {
+            cmd.args(["--tls", "--no-auth-warning", "-a", password])
+                .arg("--cacert")
+                .arg(dir.join("ca.pem"));
+        }
+        cmd.args(args)
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     }
+}
+
+/// A CA, and a server certificate for IP 127.0.0.1 it signed, made with openssl.
+fn make_certificates(dir: &std::path::Path) {
+    let script = "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=backstop test CA' \
+        && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' \
+        && printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext.cnf \
+        && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf";
+    let made = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        made,
+        "openssl could not make the test certificates (apt-get install openssl)"
+    );
 }
 
 impl Drop for RedisServer {
