@@ -835,18 +835,21 @@ async fn an_open_breaker_skips_its_link_without_an_attempt_until_the_cooldown() 
 #[tokio::test(start_paused = true)]
 async fn an_exhausted_budget_turns_retries_off_and_the_record_says_why() {
     let yaml = "version: 1\nretry: { max_attempts: 3, backoff: { initial: 10ms, jitter: none } }\n\
+        fallback: { chain: [ { name: fb, run: [fb] } ] }\n\
         retry_budget: { ratio: 0.5, min_per_second: 0, window: 10s }\n";
     let mut guard = memory_guard(yaml);
     let mut s = Scripted::new([fails(1), fails(1), fails(1)]);
     let (summary, events) = run_guarded(yaml, &mut s, &mut guard).await;
-    assert_eq!(
-        summary.attempts, 1,
-        "0.5 retries allowed for one first attempt"
-    );
+    // 0.5 retries for one first attempt: none; off for the rest of the run, so the
+    // fallback (1.0 by then) is not retried either, and it is told once.
+    assert_eq!(summary.attempts, 2, "one first attempt per link");
+    let told: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, Event::RetriesOff { .. }))
+        .collect();
     assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, Event::RetriesOff { link: 0, .. }))
+        matches!(told[..], [Event::RetriesOff { link: 0, .. }]),
+        "{told:?}"
     );
     let last = events.iter().rev().find_map(|e| match e {
         Event::AttemptFinished(r) => Some(r.clone()),

@@ -89,6 +89,16 @@ pub fn open_backend(guarding: &Guarding, store: &Path) -> Result<Box<dyn Backend
     })
 }
 
+/// The retry budget's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    Allowed,
+    /// Retries are off; `first`: the budget said so just now (the run tells it once).
+    Off {
+        first: bool,
+    },
+}
+
 /// What the engine asks before and after attempts; off when the policy keeps no
 /// state, or once the backend failed.
 #[derive(Default)]
@@ -158,24 +168,24 @@ impl Guard {
         }
     }
 
-    /// Whether a retry may be made: `false` once the budget is exhausted (for the
-    /// rest of the run).
-    pub async fn may_retry(&mut self) -> bool {
+    /// Whether a retry may be made: refused once the budget is exhausted, for the
+    /// rest of the run.
+    pub async fn may_retry(&mut self) -> Retry {
         if self.retries_off {
-            return false;
+            return Retry::Off { first: false };
         }
         let Some(backend) = self.backend.as_mut() else {
-            return true;
+            return Retry::Allowed;
         };
         match backend.withdraw().await {
-            Ok(true) => true,
+            Ok(true) => Retry::Allowed,
             Ok(false) => {
                 self.retries_off = true;
-                false
+                Retry::Off { first: true }
             }
             Err(e) => {
                 self.warn(&e);
-                true
+                Retry::Allowed
             }
         }
     }

@@ -18,7 +18,7 @@ use crate::events::{AttemptReport, Event, Layer, SkippedLink};
 use crate::policy::CallLink;
 use crate::policy::values::millis;
 use crate::reason::{LinkFailure, wall_time};
-use crate::state::Admission;
+use crate::state::{Admission, Retry};
 
 impl<'a, A: Attempter> Engine<'a, A> {
     /// Attempts a `run` or `call` link until it succeeds, and otherwise says why it
@@ -62,12 +62,16 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 &mut schedule,
                 deadline,
             );
-            if matches!(next, Next::Retry { .. }) && !self.may_retry().await {
+            if matches!(next, Next::Retry { .. })
+                && let Retry::Off { first } = self.may_retry().await
+            {
                 self.guard_warnings();
-                self.sink.event(&Event::RetriesOff {
-                    link: pos.link,
-                    link_name: link.name.clone(),
-                });
+                if first {
+                    self.sink.event(&Event::RetriesOff {
+                        link: pos.link,
+                        link_name: link.name.clone(),
+                    });
+                }
                 next = Next::End(LinkEnd::Failed(LinkFailure::RetriesOff));
             }
             self.finished(pos, link, attempted.outcome, verdict, &next);
@@ -124,10 +128,10 @@ impl<'a, A: Attempter> Engine<'a, A> {
     }
 
     /// Whether the retry budget allows one more retry (always, without a guard).
-    async fn may_retry(&mut self) -> bool {
+    async fn may_retry(&mut self) -> Retry {
         match self.guard.as_deref_mut() {
             Some(guard) => guard.may_retry().await,
-            None => true,
+            None => Retry::Allowed,
         }
     }
 
