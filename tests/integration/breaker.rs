@@ -251,7 +251,9 @@ fn a_fleet_sharing_redis_opens_once_stays_within_the_budget_and_recovers() {
         "50 runs × 4 attempts without a breaker or budget"
     );
 
-    let guard = "breaker: { failures: 5, within: 1m, cooldown: 5s }\n\
+    // A cooldown longer than the 50 runs take even on a loaded machine: no probe
+    // before the outage ends, so the breaker opens exactly once.
+    let guard = "breaker: { failures: 5, within: 1m, cooldown: 8s }\n\
                  retry_budget: { ratio: 0.2, min_per_second: 0.1, window: 60s }\n";
     let t = Test::new().policy(&policy(&redis_state("fleet:"), retry, guard));
     std::fs::write(t.out_path().join("down"), "").unwrap();
