@@ -38,7 +38,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand simulate 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
-            cand breaker 'Circuit breakers and the retry budget kept across runs: state, or reset a key'
+            cand breaker 'Circuit breakers and the retry budget kept across runs: state (the default), or reset a key'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -292,7 +292,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand simulate 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
-            cand breaker 'Circuit breakers and the retry budget kept across runs: state, or reset a key'
+            cand breaker 'Circuit breakers and the retry budget kept across runs: state (the default), or reset a key'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }

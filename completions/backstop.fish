@@ -43,7 +43,7 @@ complete -c backstop -n "__fish_backstop_needs_command" -f -a "stats" -d 'Figure
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "simulate" -d 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "policy" -d 'Check, explain or describe policy files'
-complete -c backstop -n "__fish_backstop_needs_command" -f -a "breaker" -d 'Circuit breakers and the retry budget kept across runs: state, or reset a key'
+complete -c backstop -n "__fish_backstop_needs_command" -f -a "breaker" -d 'Circuit breakers and the retry budget kept across runs: state (the default), or reset a key'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c backstop -n "__fish_backstop_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c backstop -n "__fish_backstop_using_subcommand run" -s p -l policy -d 'The policy file [default: ./backstop.yaml if present, else the built-in policy]' -r -F
@@ -231,7 +231,7 @@ complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_s
 complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy breaker completions help" -f -a "simulate" -d 'Run the engine many times against a fault model on a virtual clock, and compare policies side by side with the figures `stats` gives'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy breaker completions help" -f -a "show" -d 'Show one run: every attempt, layer, delay and why'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy breaker completions help" -f -a "policy" -d 'Check, explain or describe policy files'
-complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy breaker completions help" -f -a "breaker" -d 'Circuit breakers and the retry budget kept across runs: state, or reset a key'
+complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy breaker completions help" -f -a "breaker" -d 'Circuit breakers and the retry budget kept across runs: state (the default), or reset a key'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy breaker completions help" -f -a "completions" -d 'Print a shell completion script'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and not __fish_seen_subcommand_from run call undo redo snapshot gc fsck runs stats simulate show policy breaker completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c backstop -n "__fish_backstop_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "check" -d 'Validate a policy and print it resolved, with every default filled in'

@@ -186,9 +186,12 @@ enum Sub {
     /// Check, explain or describe policy files.
     #[command(subcommand)]
     Policy(PolicySub),
-    /// Circuit breakers and the retry budget kept across runs: state, or reset a key.
-    #[command(subcommand)]
-    Breaker(BreakerSub),
+    /// Circuit breakers and the retry budget kept across runs: state (the default), or
+    /// reset a key.
+    Breaker {
+        #[command(subcommand)]
+        action: Option<BreakerSub>,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -385,11 +388,19 @@ impl Cli {
             Sub::Policy(PolicySub::Check { file }) => Command::PolicyCheck { file },
             Sub::Policy(PolicySub::Explain { file }) => Command::PolicyExplain { file },
             Sub::Policy(PolicySub::Schema) => Command::PolicySchema,
-            Sub::Breaker(BreakerSub::Status { policy, json }) => Command::BreakerStatus {
+            Sub::Breaker { action: None } => Command::BreakerStatus {
+                policy: PolicyChoice::Implicit,
+                json: false,
+            },
+            Sub::Breaker {
+                action: Some(BreakerSub::Status { policy, json }),
+            } => Command::BreakerStatus {
                 policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
                 json,
             },
-            Sub::Breaker(BreakerSub::Reset { key, policy }) => Command::BreakerReset {
+            Sub::Breaker {
+                action: Some(BreakerSub::Reset { key, policy }),
+            } => Command::BreakerReset {
                 policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
                 key,
             },

@@ -157,6 +157,19 @@ fn breaker_reset_forgets_a_key() {
     run(&t, &[]);
     run(&t, &[]);
     let key = the_breaker(&t, &[])["key"].as_str().unwrap().to_string();
+    let plain = t.backstop(&["breaker"]);
+    assert_eq!(plain.status, 0, "{}", plain.stderr);
+    assert!(plain.stdout.contains("backend: local"), "{}", plain.stdout);
+    assert!(
+        plain.stdout.contains(&format!("{key}: open, 0 failure(s)")),
+        "{}",
+        plain.stdout
+    );
+    assert!(
+        plain.stdout.contains("opened 1 time(s), open since"),
+        "{}",
+        plain.stdout
+    );
     let ran = t.backstop(&["breaker", "reset", &key]);
     assert_eq!(ran.status, 0, "{}", ran.stderr);
     let kept = status(&t, &[])["breakers"].to_string();
