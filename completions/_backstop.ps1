@@ -42,6 +42,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('chaos', 'chaos', [CompletionResultType]::ParameterValue, 'Fault injection for clients other than backstop')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one run: every attempt, layer, delay and why')
             [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Check, explain or describe policy files')
+            [CompletionResult]::new('breaker', 'breaker', [CompletionResultType]::ParameterValue, 'Circuit breakers and the retry budget kept across runs: state (the default), or reset a key')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -296,6 +297,56 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
         'backstop;policy;help;help' {
             break
         }
+        'backstop;breaker' {
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Every key''s breaker (state, failures in the window, times opened) and the budget')
+            [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Forget one key''s breaker: it is closed, with no failures counted')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'backstop;breaker;status' {
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'The policy that names the state backend [default: ./backstop.yaml if present]')
+            [CompletionResult]::new('--policy', '--policy', [CompletionResultType]::ParameterName, 'The policy that names the state backend [default: ./backstop.yaml if present]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (its format is in the README)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'backstop;breaker;reset' {
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'The policy that names the state backend [default: ./backstop.yaml if present]')
+            [CompletionResult]::new('--policy', '--policy', [CompletionResultType]::ParameterName, 'The policy that names the state backend [default: ./backstop.yaml if present]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing of backstop''s own; the command''s output still passes through')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'backstop;breaker;help' {
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Every key''s breaker (state, failures in the window, times opened) and the budget')
+            [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Forget one key''s breaker: it is closed, with no failures counted')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'backstop;breaker;help;status' {
+            break
+        }
+        'backstop;breaker;help;reset' {
+            break
+        }
+        'backstop;breaker;help;help' {
+            break
+        }
         'backstop;completions' {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]')
@@ -319,6 +370,7 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             [CompletionResult]::new('chaos', 'chaos', [CompletionResultType]::ParameterValue, 'Fault injection for clients other than backstop')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one run: every attempt, layer, delay and why')
             [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Check, explain or describe policy files')
+            [CompletionResult]::new('breaker', 'breaker', [CompletionResultType]::ParameterValue, 'Circuit breakers and the retry budget kept across runs: state (the default), or reset a key')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -376,6 +428,17 @@ Register-ArgumentCompleter -Native -CommandName 'backstop' -ScriptBlock {
             break
         }
         'backstop;help;policy;schema' {
+            break
+        }
+        'backstop;help;breaker' {
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Every key''s breaker (state, failures in the window, times opened) and the budget')
+            [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Forget one key''s breaker: it is closed, with no failures counted')
+            break
+        }
+        'backstop;help;breaker;status' {
+            break
+        }
+        'backstop;help;breaker;reset' {
             break
         }
         'backstop;help;completions' {

@@ -16,6 +16,9 @@ _backstop() {
             ",$1")
                 cmd="backstop"
                 ;;
+            backstop,breaker)
+                cmd="backstop__subcmd__breaker"
+                ;;
             backstop,call)
                 cmd="backstop__subcmd__call"
                 ;;
@@ -61,6 +64,24 @@ _backstop() {
             backstop,undo)
                 cmd="backstop__subcmd__undo"
                 ;;
+            backstop__subcmd__breaker,help)
+                cmd="backstop__subcmd__breaker__subcmd__help"
+                ;;
+            backstop__subcmd__breaker,reset)
+                cmd="backstop__subcmd__breaker__subcmd__reset"
+                ;;
+            backstop__subcmd__breaker,status)
+                cmd="backstop__subcmd__breaker__subcmd__status"
+                ;;
+            backstop__subcmd__breaker__subcmd__help,help)
+                cmd="backstop__subcmd__breaker__subcmd__help__subcmd__help"
+                ;;
+            backstop__subcmd__breaker__subcmd__help,reset)
+                cmd="backstop__subcmd__breaker__subcmd__help__subcmd__reset"
+                ;;
+            backstop__subcmd__breaker__subcmd__help,status)
+                cmd="backstop__subcmd__breaker__subcmd__help__subcmd__status"
+                ;;
             backstop__subcmd__chaos,help)
                 cmd="backstop__subcmd__chaos__subcmd__help"
                 ;;
@@ -72,6 +93,9 @@ _backstop() {
                 ;;
             backstop__subcmd__chaos__subcmd__help,serve)
                 cmd="backstop__subcmd__chaos__subcmd__help__subcmd__serve"
+                ;;
+            backstop__subcmd__help,breaker)
+                cmd="backstop__subcmd__help__subcmd__breaker"
                 ;;
             backstop__subcmd__help,call)
                 cmd="backstop__subcmd__help__subcmd__call"
@@ -118,6 +142,12 @@ _backstop() {
             backstop__subcmd__help,undo)
                 cmd="backstop__subcmd__help__subcmd__undo"
                 ;;
+            backstop__subcmd__help__subcmd__breaker,reset)
+                cmd="backstop__subcmd__help__subcmd__breaker__subcmd__reset"
+                ;;
+            backstop__subcmd__help__subcmd__breaker,status)
+                cmd="backstop__subcmd__help__subcmd__breaker__subcmd__status"
+                ;;
             backstop__subcmd__help__subcmd__chaos,serve)
                 cmd="backstop__subcmd__help__subcmd__chaos__subcmd__serve"
                 ;;
@@ -161,12 +191,150 @@ _backstop() {
 
     case "${cmd}" in
         backstop)
-            opts="-q -h -V --color --quiet --store --help --version run call undo redo snapshot gc fsck runs stats simulate chaos show policy completions help"
+            opts="-q -h -V --color --quiet --store --help --version run call undo redo snapshot gc fsck runs stats simulate chaos show policy breaker completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__breaker)
+            opts="-q -h --color --quiet --store --help status reset help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__breaker__subcmd__help)
+            opts="status reset help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__breaker__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__breaker__subcmd__help__subcmd__reset)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__breaker__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__breaker__subcmd__reset)
+            opts="-p -q -h --policy --color --quiet --store --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__breaker__subcmd__status)
+            opts="-p -q -h --policy --json --color --quiet --store --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -425,8 +593,50 @@ _backstop() {
             return 0
             ;;
         backstop__subcmd__help)
-            opts="run call undo redo snapshot gc fsck runs stats simulate chaos show policy completions help"
+            opts="run call undo redo snapshot gc fsck runs stats simulate chaos show policy breaker completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__help__subcmd__breaker)
+            opts="status reset"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__help__subcmd__breaker__subcmd__reset)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        backstop__subcmd__help__subcmd__breaker__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

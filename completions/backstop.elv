@@ -39,6 +39,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand chaos 'Fault injection for clients other than backstop'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
+            cand breaker 'Circuit breakers and the retry budget kept across runs: state (the default), or reset a key'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -267,6 +268,49 @@ set edit:completion:arg-completer[backstop] = {|@words|
         }
         &'backstop;policy;help;help'= {
         }
+        &'backstop;breaker'= {
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand status 'Every key''s breaker (state, failures in the window, times opened) and the budget'
+            cand reset 'Forget one key''s breaker: it is closed, with no failures counted'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'backstop;breaker;status'= {
+            cand -p 'The policy that names the state backend [default: ./backstop.yaml if present]'
+            cand --policy 'The policy that names the state backend [default: ./backstop.yaml if present]'
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
+            cand --json 'Print JSON (its format is in the README)'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;breaker;reset'= {
+            cand -p 'The policy that names the state backend [default: ./backstop.yaml if present]'
+            cand --policy 'The policy that names the state backend [default: ./backstop.yaml if present]'
+            cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
+            cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
+            cand -q 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand --quiet 'Print nothing of backstop''s own; the command''s output still passes through'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'backstop;breaker;help'= {
+            cand status 'Every key''s breaker (state, failures in the window, times opened) and the budget'
+            cand reset 'Forget one key''s breaker: it is closed, with no failures counted'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'backstop;breaker;help;status'= {
+        }
+        &'backstop;breaker;help;reset'= {
+        }
+        &'backstop;breaker;help;help'= {
+        }
         &'backstop;completions'= {
             cand --color 'When to use colour on stderr (NO_COLOR and non-terminals turn it off under auto)'
             cand --store 'Where run records are kept [default: $BACKSTOP_HOME, else $XDG_STATE_HOME/backstop]'
@@ -289,6 +333,7 @@ set edit:completion:arg-completer[backstop] = {|@words|
             cand chaos 'Fault injection for clients other than backstop'
             cand show 'Show one run: every attempt, layer, delay and why'
             cand policy 'Check, explain or describe policy files'
+            cand breaker 'Circuit breakers and the retry budget kept across runs: state (the default), or reset a key'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -329,6 +374,14 @@ set edit:completion:arg-completer[backstop] = {|@words|
         &'backstop;help;policy;explain'= {
         }
         &'backstop;help;policy;schema'= {
+        }
+        &'backstop;help;breaker'= {
+            cand status 'Every key''s breaker (state, failures in the window, times opened) and the budget'
+            cand reset 'Forget one key''s breaker: it is closed, with no failures counted'
+        }
+        &'backstop;help;breaker;status'= {
+        }
+        &'backstop;help;breaker;reset'= {
         }
         &'backstop;help;completions'= {
         }

@@ -198,6 +198,12 @@ enum Sub {
     /// Check, explain or describe policy files.
     #[command(subcommand)]
     Policy(PolicySub),
+    /// Circuit breakers and the retry budget kept across runs: state (the default), or
+    /// reset a key.
+    Breaker {
+        #[command(subcommand)]
+        action: Option<BreakerSub>,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -339,6 +345,27 @@ enum PolicySub {
     Schema,
 }
 
+#[derive(Debug, Subcommand)]
+enum BreakerSub {
+    /// Every key's breaker (state, failures in the window, times opened) and the budget.
+    Status {
+        /// The policy that names the state backend [default: ./backstop.yaml if present].
+        #[arg(short, long, value_name = "POLICY")]
+        policy: Option<PathBuf>,
+        /// Print JSON (its format is in the README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget one key's breaker: it is closed, with no failures counted.
+    Reset {
+        /// The breaker's key, as `breaker status` names it.
+        key: String,
+        /// The policy that names the state backend [default: ./backstop.yaml if present].
+        #[arg(short, long, value_name = "POLICY")]
+        policy: Option<PathBuf>,
+    },
+}
+
 /// Parses the command line. On `--help` or `--version`, or a usage error, prints and
 /// returns the exit code to end with (0, or 125 for bad usage).
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, u8> {
@@ -478,6 +505,22 @@ impl Cli {
             Sub::Policy(PolicySub::Check { file }) => Command::PolicyCheck { file },
             Sub::Policy(PolicySub::Explain { file }) => Command::PolicyExplain { file },
             Sub::Policy(PolicySub::Schema) => Command::PolicySchema,
+            Sub::Breaker { action: None } => Command::BreakerStatus {
+                policy: PolicyChoice::Implicit,
+                json: false,
+            },
+            Sub::Breaker {
+                action: Some(BreakerSub::Status { policy, json }),
+            } => Command::BreakerStatus {
+                policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
+                json,
+            },
+            Sub::Breaker {
+                action: Some(BreakerSub::Reset { key, policy }),
+            } => Command::BreakerReset {
+                policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
+                key,
+            },
             Sub::Completions { shell } => Command::Completions {
                 script: completion_script(shell),
             },

@@ -59,6 +59,8 @@ pub struct Engine<'a, A: Attempter> {
     /// A key refused or missing: the policy's or the environment's fault, which no
     /// `default` answer may cover up (the run ends 125).
     config_error: Option<String>,
+    /// Breakers and the retry budget across runs (a no-op unless the policy asks).
+    guard: Option<&'a mut crate::state::Guard>,
 }
 
 /// Puts the tree back to where the run started (`rollback.between_attempts: restore`).
@@ -154,7 +156,14 @@ impl<'a, A: Attempter> Engine<'a, A> {
             answer: None,
             model_used: None,
             config_error: None,
+            guard: None,
         }
+    }
+
+    /// Asks `guard` before each attempt (breakers) and each retry (the budget).
+    pub fn with_guard(mut self, guard: &'a mut crate::state::Guard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// The prompt for model calls that do not carry their own.

@@ -766,3 +766,102 @@ fallback:
         })
     );
 }
+
+/// Runs `command` under `yaml` with `guard`, as one run of several that share it.
+async fn run_guarded(
+    yaml: &str,
+    script: &mut Scripted,
+    guard: &mut crate::state::Guard,
+) -> (RunSummary, Vec<Event>) {
+    let policy = policy::load_str(yaml, "test.yaml").unwrap();
+    let (_tx, rx) = watch::channel(None);
+    let mut events = Recorded::default();
+    let command = vec!["cmd".to_string()];
+    let summary = Engine::new(&policy, script, &mut events, rx, "run".into())
+        .with_guard(guard)
+        .run(&command)
+        .await;
+    (summary, events.0)
+}
+
+fn memory_guard(yaml: &str) -> crate::state::Guard {
+    let policy = policy::load_str(yaml, "test.yaml").unwrap();
+    let memory = crate::state::memory::Memory::new(policy.guarding.clone());
+    crate::state::Guard::with_backend(Box::new(memory))
+}
+
+const BREAKER: &str = "version: 1\nretry: { max_attempts: 1 }\n\
+    fallback: { chain: [ { name: fb, run: [fb] } ] }\n\
+    breaker: { failures: 2, within: 1m, cooldown: 30s }\n";
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_skips_its_link_without_an_attempt_until_the_cooldown() {
+    let mut guard = memory_guard(BREAKER);
+    let mut s = Scripted::new([fails(1), ok(), fails(1), ok()]);
+    run_guarded(BREAKER, &mut s, &mut guard).await;
+    run_guarded(BREAKER, &mut s, &mut guard).await;
+    let calls = |s: &Scripted| {
+        s.calls
+            .iter()
+            .map(|c| c.argv[0].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(calls(&s), ["cmd", "fb", "cmd", "fb"]);
+
+    let (summary, events) = run_guarded(BREAKER, &mut s, &mut guard).await;
+    assert_eq!(
+        calls(&s)[4..],
+        ["fb"],
+        "link 0 skipped, straight to the fallback"
+    );
+    assert_eq!(summary.attempts, 1, "a skipped link is no attempt");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::BreakerSkipped(k) if k.link == 0))
+    );
+    let fallback = events.iter().find_map(|e| match e {
+        Event::Fallback { reason, .. } => reason.clone(),
+        _ => None,
+    });
+    assert!(matches!(fallback, Some(LinkFailure::BreakerOpen { .. })));
+
+    // After the cooldown one probe goes through; its success closes the breaker.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    s.steps = [ok(), ok()].into();
+    let (summary, _) = run_guarded(BREAKER, &mut s, &mut guard).await;
+    assert_eq!((summary.link, calls(&s)[5].as_str()), (0, "cmd"));
+    run_guarded(BREAKER, &mut s, &mut guard).await;
+    assert_eq!(calls(&s)[6], "cmd", "closed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exhausted_budget_turns_retries_off_and_the_record_says_why() {
+    let yaml = "version: 1\nretry: { max_attempts: 3, backoff: { initial: 10ms, jitter: none } }\n\
+        fallback: { chain: [ { name: fb, run: [fb] } ] }\n\
+        retry_budget: { ratio: 0.5, min_per_second: 0, window: 10s }\n";
+    let mut guard = memory_guard(yaml);
+    let mut s = Scripted::new([fails(1), fails(1), fails(1)]);
+    let (summary, events) = run_guarded(yaml, &mut s, &mut guard).await;
+    // 0.5 retries for one first attempt: none; off for the rest of the run, so the
+    // fallback (1.0 by then) is not retried either, and it is told once.
+    assert_eq!(summary.attempts, 2, "one first attempt per link");
+    let told: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, Event::RetriesOff { .. }))
+        .collect();
+    assert!(
+        matches!(told[..], [Event::RetriesOff { link: 0, .. }]),
+        "{told:?}"
+    );
+    let last = events.iter().rev().find_map(|e| match e {
+        Event::AttemptFinished(r) => Some(r.clone()),
+        _ => None,
+    });
+    let last = last.expect("an attempt");
+    assert_eq!(last.delay_ms, None);
+    assert_eq!(
+        last.delay_reason.as_deref(),
+        Some("retries off: the retry budget is exhausted")
+    );
+}

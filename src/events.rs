@@ -183,8 +183,28 @@ pub enum Event {
         steps: usize,
         name: String,
     },
+    /// A link was skipped without an attempt: its circuit breaker is open.
+    BreakerSkipped(SkippedLink),
+    /// The retry budget shared across runs is exhausted: this run makes no more
+    /// retries (first attempts of later links still run).
+    RetriesOff {
+        link: usize,
+        link_name: String,
+    },
     Warning(String),
     Finished(RunSummary),
+}
+
+/// A link an open circuit breaker skipped, as the record keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedLink {
+    pub link: usize,
+    pub link_name: String,
+    /// The breaker's key.
+    pub key: String,
+    /// When the breaker opened and when it lets a probe through, RFC 3339 (UTC).
+    pub open_since: String,
+    pub next_probe: String,
 }
 
 /// Receives the engine's events.

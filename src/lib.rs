@@ -51,6 +51,7 @@ pub mod rollback;
 pub mod scan;
 pub mod settings;
 pub mod snapshot;
+pub mod state;
 pub mod stats;
 pub mod stdin;
 pub mod store;

@@ -38,6 +38,10 @@ pub enum LinkFailure {
     OverCostBudget { max: f64, spent: f64, next: f64 },
     /// A `call` link cannot be made: its model, provider or prompt is missing.
     CannotCall { why: String },
+    /// The link's circuit breaker is open: it was skipped without an attempt.
+    BreakerOpen { since_ms: u64, next_probe_ms: u64 },
+    /// The retry budget shared across runs is exhausted: no retry was made.
+    RetriesOff,
 }
 
 impl LinkFailure {
@@ -63,9 +67,9 @@ impl LinkFailure {
     /// ended: the attempt's record gives it as its `delay_reason`.
     pub fn delay_refused(&self) -> Option<String> {
         match self {
-            LinkFailure::WouldCrossDeadline { .. } | LinkFailure::RetryAfterOverMax { .. } => {
-                Some(self.to_string())
-            }
+            LinkFailure::WouldCrossDeadline { .. }
+            | LinkFailure::RetryAfterOverMax { .. }
+            | LinkFailure::RetriesOff => Some(self.to_string()),
             _ => None,
         }
     }
@@ -103,8 +107,24 @@ impl fmt::Display for LinkFailure {
                 "budget.max_cost_usd (${max:.4}) would be exceeded: ${spent:.4} spent, the next call may cost ${next:.4}"
             ),
             LinkFailure::CannotCall { why } => f.write_str(why),
+            LinkFailure::BreakerOpen {
+                since_ms,
+                next_probe_ms,
+            } => write!(
+                f,
+                "breaker open since {}, next probe at {}",
+                wall_time(*since_ms),
+                wall_time(*next_probe_ms)
+            ),
+            LinkFailure::RetriesOff => f.write_str("retries off: the retry budget is exhausted"),
         }
     }
+}
+
+/// A time in milliseconds since the Unix epoch, as RFC 3339 in UTC to the second.
+pub fn wall_time(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Why the run stopped where it did, when it did not succeed: the summary's `reason`.

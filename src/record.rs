@@ -51,6 +51,12 @@ pub struct RunRecord {
     /// command's own luck, and left out of `stats` unless asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chaos: Option<ChaosRef>,
+    /// Links an open circuit breaker skipped, without an attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<crate::events::SkippedLink>,
+    /// The retry budget shared across runs turned this run's retries off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retries_off: bool,
 }
 
 /// The fault model and the seed of a run under `--chaos`: `--chaos FILE
@@ -341,6 +347,8 @@ impl RunRecord {
             no_snapshot: None,
             backstop_time: None,
             chaos: None,
+            skipped: Vec::new(),
+            retries_off: false,
         }
     }
 
@@ -506,6 +514,8 @@ impl EventSink for RecordWriter<'_> {
                 }
             }
             Event::Warning(w) => self.record.warnings.push(w.clone()),
+            Event::BreakerSkipped(skip) => self.record.skipped.push(skip.clone()),
+            Event::RetriesOff { .. } => self.record.retries_off = true,
             Event::Restored { paths } => {
                 if let Some(s) = self.record.snapshot.as_mut() {
                     s.restores.push(crate::record::Restore {

@@ -292,6 +292,8 @@ impl Reporter {
             .unwrap_or_default();
         // The failure line already names the rule: say only which way it went.
         let reason = match why {
+            // The skip was just told, with its times.
+            Some(LinkFailure::BreakerOpen { .. }) => "breaker open".to_string(),
             Some(why) => match why.without_rule() {
                 Some(short) if !failed.is_empty() => short.to_string(),
                 _ => why.to_string(),
@@ -374,6 +376,21 @@ impl EventSink for Reporter {
                 self.clear_spinner();
                 let text = format!("step {}/{steps}: {name}", index + 1);
                 self.line(&style(text).bold().for_stderr().to_string());
+            }
+            Event::BreakerSkipped(skip) => {
+                self.clear_spinner();
+                let text = format!(
+                    "skipped link {} ({}): breaker open since {}, next probe at {}",
+                    skip.link, skip.link_name, skip.open_since, skip.next_probe
+                );
+                self.say("warning", "backstop breaker", &text, &text);
+            }
+            Event::RetriesOff { link, link_name } => {
+                self.clear_spinner();
+                let text = format!(
+                    "retries off: the retry budget is exhausted (link {link}, {link_name}); first attempts still run"
+                );
+                self.say("warning", "backstop retry budget", &text, &text);
             }
             Event::Warning(w) => {
                 let text = format!("{} {w}", style("warning:").yellow().bold().for_stderr());

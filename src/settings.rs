@@ -76,6 +76,14 @@ pub enum Command {
         file: PathBuf,
     },
     PolicySchema,
+    BreakerStatus {
+        policy: PolicyChoice,
+        json: bool,
+    },
+    BreakerReset {
+        policy: PolicyChoice,
+        key: String,
+    },
     /// The completion script, already generated (generation needs the clap types).
     Completions {
         script: Vec<u8>,

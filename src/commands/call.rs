@@ -59,6 +59,7 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let mut guard = super::run::guard_for(&policy, store.dir(), chaos.as_ref(), &mut reporter);
     let (summary, mut interrupt) = runtime.block_on(async {
         let interrupt = super::run::forward_signals()?;
         let kept = interrupt.clone();
@@ -69,8 +70,9 @@ pub fn call(args: &CallArgs) -> Result<u8> {
         };
         let attempter = ChaosAttempter::new(real, chaos.as_ref(), 0);
         let mut sinks = Fanout(vec![&mut reporter, &mut writer]);
-        let engine =
-            Engine::new(&policy, attempter, &mut sinks, interrupt, id.clone()).with_prompt(prompt);
+        let engine = Engine::new(&policy, attempter, &mut sinks, interrupt, id.clone())
+            .with_prompt(prompt)
+            .with_guard(&mut guard);
         anyhow::Ok((engine.run_primary(Primary::Call(&model)).await, kept))
     })?;
     if let Some(err) = writer.finish().error {

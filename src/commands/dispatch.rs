@@ -70,6 +70,10 @@ pub fn dispatch(settings: Settings) -> Result<u8> {
         Command::PolicyCheck { file } => super::policy::check(file, settings.quiet),
         Command::PolicyExplain { file } => super::policy::explain(file),
         Command::PolicySchema => super::policy::schema(),
+        Command::BreakerStatus { policy, json } => super::breaker::status(store, policy, *json),
+        Command::BreakerReset { policy, key } => {
+            super::breaker::reset(store, policy, key, settings.quiet)
+        }
         Command::Completions { script } => super::completions::print(script),
     }
 }

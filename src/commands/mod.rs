@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+mod breaker;
 mod call;
 mod call_json;
 pub mod chaos;

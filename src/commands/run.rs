@@ -112,7 +112,9 @@ pub fn run(
         .build()
         .context("cannot start the async runtime")?;
     let interrupt = runtime.block_on(async { forward_signals() })?;
+    let mut guard = guard_for(&policy, store.dir(), chaos.as_ref(), &mut reporter);
     let mut task = Task {
+        guard: &mut guard,
         policy: &policy,
         id: &id,
         tasked: command.is_empty(),
@@ -152,6 +154,27 @@ pub fn run(
     };
     super::finish::after_run(store.dir(), &done, &mut reporter);
     Ok(code)
+}
+
+/// The breakers and retry budget the policy asks for; none under `--chaos`, whose
+/// injected failures must not open a breaker, or spend a budget, that other runs
+/// (other machines, through Redis) share.
+pub(super) fn guard_for(
+    policy: &Policy,
+    store: &std::path::Path,
+    chaos: Option<&Chaos>,
+    reporter: &mut Reporter,
+) -> crate::state::Guard {
+    if chaos.is_none() {
+        return crate::state::Guard::for_policy(&policy.guarding, store);
+    }
+    if policy.guarding.is_on() {
+        reporter.note(
+            "chaos: the policy's breakers and retry budget sit this run out: injected failures \
+             must not open a breaker or spend a budget that other runs share",
+        );
+    }
+    crate::state::Guard::none()
 }
 
 /// Settles the tree (a failed run is rolled back), says the summary, and gives the
@@ -310,6 +333,8 @@ struct Task<'r, 'w> {
     spent: &'r mut BackstopTime,
     run_clock: &'r RunClock,
     chaos: Option<&'r Chaos>,
+    /// Breakers and the retry budget, for every step.
+    guard: &'r mut crate::state::Guard,
 }
 
 impl Task<'_, '_> {
@@ -387,7 +412,8 @@ impl Task<'_, '_> {
                     &mut sinks,
                     self.interrupt.clone(),
                     self.id.to_string(),
-                );
+                )
+                .with_guard(&mut *self.guard);
                 if let Some(t) = run_tree.as_deref_mut() {
                     engine = engine.with_checkpoint(t);
                 }

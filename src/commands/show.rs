@@ -154,6 +154,19 @@ fn write_attempts(out: &mut impl Write, r: &RunRecord) -> Result<()> {
             writeln!(out, "           then: {}", printable(reason))?;
         }
     }
+    for skip in &r.skipped {
+        writeln!(
+            out,
+            "  skipped  link {} {:<24} breaker open since {}, next probe at {}",
+            skip.link,
+            truncate(&skip.link_name, 24),
+            printable(&skip.open_since),
+            printable(&skip.next_probe),
+        )?;
+    }
+    if r.retries_off {
+        writeln!(out, "  retries off: the retry budget was exhausted")?;
+    }
     Ok(())
 }
 

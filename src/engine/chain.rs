@@ -18,6 +18,8 @@ pub(super) struct ChainLink<'p> {
     pub(super) kind: LinkKind<'p>,
     pub(super) retry: &'p RetryPolicy,
     pub(super) timeout: Option<Duration>,
+    /// Its circuit breaker's name (`run` and `call` links).
+    pub(super) key: Option<String>,
 }
 
 /// Link 0, then the policy's fallback chain.
@@ -36,24 +38,45 @@ pub(super) fn chain<'p>(policy: &'p Policy, primary: Primary<'p>) -> Vec<ChainLi
             }),
         ),
     };
+    let own_key = policy.guarding.breaker.as_ref().and_then(|b| b.key.clone());
     let first = ChainLink {
+        key: own_key.or_else(|| breaker_key(policy, &kind)),
         name,
         kind,
         retry: &policy.retry,
         timeout: policy.timeout.attempt.map(|d| d.0),
     };
-    let fallbacks = policy.fallback.chain.iter().map(|link| ChainLink {
-        name: link.name.clone(),
-        kind: match &link.action {
+    let fallbacks = policy.fallback.chain.iter().map(|link| {
+        let kind = match &link.action {
             Action::Run(argv) => LinkKind::Run(&argv.0),
             Action::Call(call) => LinkKind::Call(call.clone()),
             Action::Default(answer) => LinkKind::Default(answer),
             Action::Escalate(e) => LinkKind::Escalate(e),
-        },
-        retry: link.retry.as_ref().unwrap_or(&policy.retry),
-        timeout: link.timeout.or(policy.timeout.attempt).map(|d| d.0),
+        };
+        ChainLink {
+            name: link.name.clone(),
+            key: breaker_key(policy, &kind),
+            kind,
+            retry: link.retry.as_ref().unwrap_or(&policy.retry),
+            timeout: link.timeout.or(policy.timeout.attempt).map(|d| d.0),
+        }
     });
     std::iter::once(first).chain(fallbacks).collect()
+}
+
+/// A link's breaker, when the policy has breakers: a command's line, or a call's
+/// provider and model (`call PROVIDER/MODEL`), so every policy that reaches the same
+/// model shares its breaker.
+fn breaker_key(policy: &Policy, kind: &LinkKind<'_>) -> Option<String> {
+    policy.guarding.breaker.as_ref()?;
+    match kind {
+        LinkKind::Run(argv) => Some(crate::attempt::command_line(argv)),
+        LinkKind::Call(call) => Some(match policy.models.get(&call.model) {
+            Some(m) => format!("call {}/{}", m.provider, m.model),
+            None => format!("call {}", call.model),
+        }),
+        LinkKind::Default(_) | LinkKind::Escalate(_) => None,
+    }
 }
 
 /// The model of a fallback `call` link that would only ask link 0's model the same

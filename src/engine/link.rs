@@ -14,10 +14,11 @@ use super::{Engine, wait_for_interrupt};
 use crate::attempt::{AttemptOutcome, AttemptSpec, Attempter, CallWork, End, Prompt, StdinFrom};
 use crate::backoff::Schedule;
 use crate::classify::{FailureClass, LinkPatterns, Verdict};
-use crate::events::{AttemptReport, Event, Layer};
+use crate::events::{AttemptReport, Event, Layer, SkippedLink};
 use crate::policy::CallLink;
 use crate::policy::values::millis;
-use crate::reason::LinkFailure;
+use crate::reason::{LinkFailure, wall_time};
+use crate::state::{Admission, Retry};
 
 impl<'a, A: Attempter> Engine<'a, A> {
     /// Attempts a `run` or `call` link until it succeeds, and otherwise says why it
@@ -35,6 +36,10 @@ impl<'a, A: Attempter> Engine<'a, A> {
         let patterns = LinkPatterns::new(link.retry, critical);
         let mut schedule = Schedule::new(&link.retry.backoff, link.retry.max_attempts);
         loop {
+            let admission = match self.admit(pos, link).await {
+                Ok(admission) => admission,
+                Err(end) => return end,
+            };
             let limit = match self.prepare(pos, link, work, deadline) {
                 Ok(limit) => limit,
                 Err(end) => return end,
@@ -45,7 +50,11 @@ impl<'a, A: Attempter> Engine<'a, A> {
             };
             let verdict = judge(work, &attempted, &patterns, link.retry, critical);
             self.tally(pos, &attempted.outcome.end, verdict.as_ref());
-            let next = next_step(
+            if let (Some(key), Some(guard)) = (&link.key, self.guard.as_deref_mut()) {
+                guard.record(key, admission, verdict.is_some()).await;
+                self.guard_warnings();
+            }
+            let mut next = next_step(
                 verdict.as_ref(),
                 &attempted.outcome,
                 pos,
@@ -53,6 +62,18 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 &mut schedule,
                 deadline,
             );
+            if matches!(next, Next::Retry { .. })
+                && let Retry::Off { first } = self.may_retry().await
+            {
+                self.guard_warnings();
+                if first {
+                    self.sink.event(&Event::RetriesOff {
+                        link: pos.link,
+                        link_name: link.name.clone(),
+                    });
+                }
+                next = Next::End(LinkEnd::Failed(LinkFailure::RetriesOff));
+            }
             self.finished(pos, link, attempted.outcome, verdict, &next);
             let (delay, reason) = match next {
                 Next::End(end) => return end,
@@ -62,6 +83,55 @@ impl<'a, A: Attempter> Engine<'a, A> {
                 return LinkEnd::Stop { signal };
             }
             pos = pos.next();
+        }
+    }
+
+    /// Asks the link's breaker whether it may be attempted (a first attempt also
+    /// counts in the retry budget); an open breaker ends the link at once, told once.
+    async fn admit(&mut self, pos: Position, link: &ChainLink<'_>) -> Result<Admission, LinkEnd> {
+        let first = pos.attempt == 1;
+        let key = link.key.as_deref().unwrap_or("");
+        let Some(guard) = self.guard.as_deref_mut() else {
+            return Ok(Admission::Go);
+        };
+        let admission = guard.admit(key, first).await;
+        self.guard_warnings();
+        let Admission::Open {
+            since_ms,
+            next_probe_ms,
+        } = admission
+        else {
+            return Ok(admission);
+        };
+        self.sink.event(&Event::BreakerSkipped(SkippedLink {
+            link: pos.link,
+            link_name: link.name.clone(),
+            key: key.to_string(),
+            open_since: wall_time(since_ms),
+            next_probe: wall_time(next_probe_ms),
+        }));
+        Err(LinkEnd::Failed(LinkFailure::BreakerOpen {
+            since_ms,
+            next_probe_ms,
+        }))
+    }
+
+    /// Tells what the guard found wrong with its state (once: it is off after).
+    fn guard_warnings(&mut self) {
+        let warnings = self
+            .guard
+            .as_deref_mut()
+            .map(crate::state::Guard::take_warnings);
+        for w in warnings.unwrap_or_default() {
+            self.sink.event(&Event::Warning(w));
+        }
+    }
+
+    /// Whether the retry budget allows one more retry (always, without a guard).
+    async fn may_retry(&mut self) -> Retry {
+        match self.guard.as_deref_mut() {
+            Some(guard) => guard.may_retry().await,
+            None => Retry::Allowed,
         }
     }
 

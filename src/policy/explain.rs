@@ -95,6 +95,9 @@ pub fn explain(policy: &Policy) -> String {
         .and_then(|s| s.worst_case);
     write_bounds(&mut out, policy, worst, waits);
     write_rollback(&mut out, policy);
+    for line in policy.guarding.describe() {
+        let _ = writeln!(out, "{line}");
+    }
     write_alerts(&mut out, policy);
     write_metrics(&mut out, &policy.metrics);
     for w in warnings(policy) {

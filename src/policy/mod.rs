@@ -1,6 +1,7 @@
 //! The policy file: parsing, validation, defaults, schema and schedule.
 
 pub mod explain;
+pub mod guard;
 pub mod limits;
 pub mod load;
 pub(crate) mod locate;
@@ -13,6 +14,7 @@ mod resolve;
 pub mod schema;
 pub mod values;
 
+pub use guard::{Backend, Breaker, Guarding, RetryBudget, StateConfig, Trip};
 pub use load::{PolicyChoice, builtin, choose, load_file, load_str};
 pub use model::*;
 /// The schema of a duration as a policy writes it, for other files' schemas.

@@ -42,6 +42,9 @@ pub struct Policy {
     #[serde(skip_serializing_if = "super::ops::Alerts::is_empty")]
     pub alerts: super::ops::Alerts,
     pub metrics: super::ops::Metrics,
+    /// `breaker:`, `retry_budget:` and `state:`.
+    #[serde(flatten)]
+    pub guarding: super::guard::Guarding,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

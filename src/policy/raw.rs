@@ -104,6 +104,14 @@ pub struct RawPolicy {
     /// Where each run's figures go: a node_exporter textfile, a Pushgateway, an
     /// OpenTelemetry collector; the GitHub Actions step summary.
     pub metrics: Option<RawMetrics>,
+    /// A circuit breaker per link, remembered across runs: after enough failures
+    /// the link is skipped at once, until a probe finds it well.
+    pub breaker: Option<super::guard::RawBreaker>,
+    /// Retries allowed only while they stay within a share of first attempts,
+    /// across runs.
+    pub retry_budget: Option<super::guard::RawRetryBudget>,
+    /// Where breakers and the retry budget are kept: this machine's store, or Redis.
+    pub state: Option<super::guard::RawState>,
 }
 
 /// `alerts:`, in the design's shape: rules by severity, and who is told.

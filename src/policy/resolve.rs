@@ -88,6 +88,7 @@ pub fn resolve(raw: RawPolicy, source: String, digest: String) -> Result<Policy,
         continue_on_error: raw.continue_on_error.unwrap_or(false),
         alerts: super::ops::resolve_alerts(raw.alerts)?,
         metrics: super::ops::resolve_metrics(raw.metrics)?,
+        guarding: super::guard::resolve_guarding(raw.breaker, raw.retry_budget, raw.state)?,
     })
 }
 

@@ -16,6 +16,8 @@
 //!   live/<token>.lock   the registry of live backstops (a run's token is its id)
 //!   alerts/<key>.json   which of a policy's alert rules are firing (`<key>`: of the
 //!                       policy file's path); `alerts/<key>.lock` serialises its updates
+//!   state/breakers.json the `local` breakers and retry budget (`state/local.rs`);
+//!                       `state/breakers.lock` serialises every decision on them
 //!   trees/<key>/        one per repository (`repo_root`): its run records
 //!     tree.json           the repository's root, for people and fsck
 //!     lock                the history lock (undo, redo, gc)
@@ -128,6 +130,16 @@ pub fn metrics_lock_file(store: &Path) -> PathBuf {
 /// Held while the tally is pushed to a Pushgateway: one push at a time.
 pub fn metrics_push_lock_file(store: &Path) -> PathBuf {
     store.join("metrics").join("push.lock")
+}
+
+/// Every breaker and the retry budget of the `local` state backend.
+pub fn breaker_state_file(store: &Path) -> PathBuf {
+    store.join("state").join("breakers.json")
+}
+
+/// Held while a run reads and rewrites [`breaker_state_file`].
+pub fn breaker_lock_file(store: &Path) -> PathBuf {
+    store.join("state").join("breakers.lock")
 }
 
 pub fn trees_dir(store: &Path) -> PathBuf {

@@ -466,3 +466,34 @@ fn a_chaos_run_stays_out_of_the_metrics_tally() {
     assert_eq!(test.backstop(&["run", "--", "true"]).status, 0);
     assert_eq!(runs_total(), 2.0);
 }
+
+/// Injected failures never reach the breakers or the retry budget other runs share:
+/// after a chaos run whose every attempt failed, a breaker that opens after one failure
+/// is still closed, and the next real run runs its command.
+#[test]
+fn a_chaos_run_leaves_the_shared_breakers_alone() {
+    let test = Test::new()
+        .policy(
+            "version: 1\nretry: { max_attempts: 2, backoff: { kind: constant, initial: 1ms } }\n\
+             breaker: { failures: 1, within: 1m, cooldown: 10m }\n",
+        )
+        .write(
+            "faults.yaml",
+            "version: 1\ncommands:\n  default:\n    exit: { 1: 1.0 }\n",
+        );
+    let chaos = test.backstop(&["run", "--chaos", "faults.yaml", "--", "true"]);
+    assert_eq!(chaos.status, 1, "{}", chaos.stderr);
+    assert!(
+        chaos
+            .stderr
+            .contains("breakers and retry budget sit this run out"),
+        "{}",
+        chaos.stderr
+    );
+    let real = test.backstop(&["run", "--", "sh", "-c", "echo ran >> \"$OUT/ran\""]);
+    assert_eq!(real.status, 0, "{}", real.stderr);
+    assert_eq!(test.lines("ran"), vec!["ran"]);
+    let real = test.backstop(&["run", "--", "true"]);
+    assert_eq!(real.status, 0, "{}", real.stderr);
+    assert!(!real.stderr.contains("breaker open"), "{}", real.stderr);
+}
