@@ -253,7 +253,23 @@ fn runs(t: &Test, url: &str, stores: &[std::path::PathBuf]) -> usize {
 
 #[test]
 fn a_fleet_sharing_redis_opens_once_stays_within_the_budget_and_recovers() {
-    let redis = RedisServer::start();
+    fleet_opens_once_within_the_budget_and_recovers(&RedisServer::start());
+}
+
+/// The same against Valkey: the scripts use only what both servers have.
+#[test]
+fn a_fleet_sharing_valkey_opens_once_stays_within_the_budget_and_recovers() {
+    fleet_opens_once_within_the_budget_and_recovers(&RedisServer::start_valkey());
+}
+
+#[test]
+fn valkey_breaker_opens_skips_half_opens_and_closes() {
+    let valkey = RedisServer::start_valkey();
+    let url = valkey.url();
+    breaker_cycle(&redis_state("cycle:"), &[("BACKSTOP_REDIS_URL", &url)]);
+}
+
+fn fleet_opens_once_within_the_budget_and_recovers(redis: &RedisServer) {
     let url = redis.url();
     let retry = "{ max_attempts: 4, backoff: { initial: 20ms, max: 100ms } }";
     let plain = Test::new().policy(&policy(&redis_state("plain:"), retry, ""));

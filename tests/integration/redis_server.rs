@@ -9,6 +9,8 @@ use crate::helpers::eventually;
 
 pub struct RedisServer {
     pub port: u16,
+    /// `redis-server`, or `valkey-server` (the same protocol and scripts).
+    binary: &'static str,
     child: Option<Child>,
     /// TLS only (`--port 0 --tls-port PORT`), with a password: the files and the password.
     tls: Option<(std::path::PathBuf, String)>,
@@ -50,6 +52,39 @@ fn tools() {
     });
 }
 
+/// `valkey-server`, installed once under a lock when missing and root: from the
+/// distribution, else (Debian 12) from bookworm-backports.
+fn valkey() {
+    static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    READY.get_or_init(|| {
+        let have = || {
+            Command::new("sh")
+                .args(["-c", "command -v valkey-server >/dev/null"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if have() {
+            return;
+        }
+        let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/apt-redis.lock");
+        let _ = std::fs::create_dir_all(lock.parent().expect("target/"));
+        let file = std::fs::File::create(&lock).expect("create the apt lock");
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+        if have() {
+            return;
+        }
+        let installed = rustix::process::geteuid().is_root()
+            && Command::new("sh")
+                .args(["-c", include_str!("../../.ci/install-valkey.sh")])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            installed || have(),
+            "valkey-server is needed: .ci/install-valkey.sh installs it (.ci/run does)"
+        );
+    });
+}
+
 /// A port nothing listens on now (bound and let go: redis-server needs a number).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
@@ -61,6 +96,22 @@ impl RedisServer {
         tools();
         let mut server = RedisServer {
             port: free_port(),
+            binary: "redis-server",
+            child: None,
+            tls: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// A Valkey server instead (Debian's `valkey-server`, from bookworm-backports on
+    /// Debian 12: installed when missing and root, as `.ci/run` does).
+    pub fn start_valkey() -> RedisServer {
+        tools();
+        valkey();
+        let mut server = RedisServer {
+            port: free_port(),
+            binary: "valkey-server",
             child: None,
             tls: None,
         };
@@ -75,6 +126,7 @@ impl RedisServer {
         make_certificates(dir);
         let mut server = RedisServer {
             port: free_port(),
+            binary: "redis-server",
             child: None,
             tls: Some((dir.to_path_buf(), password.to_string())),
         };
@@ -84,7 +136,7 @@ impl RedisServer {
 
     /// Starts the server (again) on its port and waits until it answers.
     pub fn restart(&mut self) {
-        let mut cmd = Command::new("redis-server");
+        let mut cmd = Command::new(self.binary);
         match &self.tls {
             None => cmd.args(["--port", &self.port.to_string()]),
             Some((dir, password)) => cmd
