@@ -521,3 +521,39 @@ impl Drop for Paused {
         }
     }
 }
+
+/// Makes sure the system commands `needed` are there, for tests that judge backstop by
+/// real tools (promtool, redis-server, valkey-server): on a machine that lacks them,
+/// `install` (a shell command) runs once, as root, under a lock shared by every test
+/// binary, so `cargo test` alone works on a fresh machine; elsewhere a failure says to
+/// run `install` (as `.ci/run` does). Each caller keeps its own `OnceLock`.
+pub fn debian_tools(needed: &[&str], install: &str) {
+    let have = || {
+        needed.iter().all(|c| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {c} >/dev/null")])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    };
+    if have() {
+        return;
+    }
+    let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/apt-tests.lock");
+    let _ = std::fs::create_dir_all(lock.parent().expect("target/"));
+    let file = std::fs::File::create(&lock).expect("create the apt lock");
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+    if have() {
+        return;
+    }
+    let installed = rustix::process::geteuid().is_root()
+        && Command::new("sh")
+            .args(["-c", install])
+            .status()
+            .is_ok_and(|s| s.success());
+    assert!(
+        installed || have(),
+        "{} needed: {install} (.ci/run does)",
+        needed.join(", ")
+    );
+}

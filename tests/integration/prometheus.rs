@@ -21,35 +21,9 @@ const FAST: &str =
 fn tools() {
     static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     READY.get_or_init(|| {
-        let have = |c: &str| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {c} >/dev/null")])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if have("promtool") && have("prometheus-pushgateway") {
-            return;
-        }
-        let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/apt-prometheus.lock");
-        let _ = std::fs::create_dir_all(lock.parent().unwrap());
-        let file = std::fs::File::create(&lock).unwrap();
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).unwrap();
-        if have("promtool") && have("prometheus-pushgateway") {
-            return;
-        }
-        let root = rustix::process::geteuid().is_root();
-        let installed = root
-            && have("apt-get")
-            && Command::new("sh")
-                .args([
-                    "-c",
-                    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-pushgateway >/dev/null",
-                ])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(
-            installed || (have("promtool") && have("prometheus-pushgateway")),
-            "promtool and prometheus-pushgateway are needed: apt-get install prometheus prometheus-pushgateway (.ci/run does)"
+        crate::helpers::debian_tools(
+            &["promtool", "prometheus-pushgateway"],
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-pushgateway >/dev/null",
         );
     });
 }
@@ -368,23 +342,7 @@ fn runs_ending_at_once_each_count_once_in_the_textfile() {
     // Rounds: the race is between the runs' ends (a run that added itself earlier must
     // not write its older tally over a later one).
     for round in 1..=4u32 {
-        let children: Vec<_> = (0..8)
-            .map(|_| {
-                let mut c = t.command();
-                c.args(["run", "-q", "--", "true"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped());
-                c.spawn().unwrap()
-            })
-            .collect();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        eight_runs_at_once(&t);
         let text = std::fs::read_to_string(dir.join("backstop.prom")).unwrap();
         let first_try =
             "backstop_runs_total{policy=\"backstop.yaml\",layer=\"l1\",outcome=\"first_try\"}";
@@ -394,6 +352,24 @@ fn runs_ending_at_once_each_count_once_in_the_textfile() {
             "round {round}: {text}"
         );
         promtool_accepts(&text);
+    }
+}
+
+/// Eight `backstop run -q -- true` started at once, each succeeding without a word.
+fn eight_runs_at_once(t: &Test) {
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            let mut c = t.command();
+            c.args(["run", "-q", "--", "true"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && said.is_empty(), "{said}");
     }
 }
 
@@ -409,20 +385,7 @@ fn runs_ending_at_once_each_count_once_at_the_pushgateway() {
     ));
     let mut total = 0;
     for round in 1..=4 {
-        let children: Vec<_> = (0..8)
-            .map(|_| {
-                let mut c = t.command();
-                c.args(["run", "-q", "--", "true"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped());
-                c.spawn().unwrap()
-            })
-            .collect();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            let said = String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success() && said.is_empty(), "{said}");
-        }
+        eight_runs_at_once(&t);
         total += 8;
         let served = gw.get("/metrics").expect("the gateway serves its metrics");
         let counted: f64 = served

@@ -20,34 +20,9 @@ pub struct RedisServer {
 fn tools() {
     static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     READY.get_or_init(|| {
-        let have = |c: &str| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {c} >/dev/null")])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if have("redis-server") && have("redis-cli") {
-            return;
-        }
-        let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/apt-redis.lock");
-        let _ = std::fs::create_dir_all(lock.parent().expect("target/"));
-        let file = std::fs::File::create(&lock).expect("create the apt lock");
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).expect("flock");
-        if have("redis-server") && have("redis-cli") {
-            return;
-        }
-        let installed = rustix::process::geteuid().is_root()
-            && have("apt-get")
-            && Command::new("sh")
-                .args([
-                    "-c",
-                    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null",
-                ])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(
-            installed || have("redis-server"),
-            "redis-server is needed: apt-get install redis-server (.ci/run does)"
+        crate::helpers::debian_tools(
+            &["redis-server", "redis-cli"],
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null",
         );
     });
 }
@@ -57,30 +32,9 @@ fn tools() {
 fn valkey() {
     static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     READY.get_or_init(|| {
-        let have = || {
-            Command::new("sh")
-                .args(["-c", "command -v valkey-server >/dev/null"])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if have() {
-            return;
-        }
-        let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/apt-redis.lock");
-        let _ = std::fs::create_dir_all(lock.parent().expect("target/"));
-        let file = std::fs::File::create(&lock).expect("create the apt lock");
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).expect("flock");
-        if have() {
-            return;
-        }
-        let installed = rustix::process::geteuid().is_root()
-            && Command::new("sh")
-                .args(["-c", include_str!("../../.ci/install-valkey.sh")])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(
-            installed || have(),
-            "valkey-server is needed: .ci/install-valkey.sh installs it (.ci/run does)"
+        crate::helpers::debian_tools(
+            &["valkey-server"],
+            include_str!("../../.ci/install-valkey.sh"),
         );
     });
 }
