@@ -54,32 +54,7 @@ enum Sub {
     Run(RunArgs),
     /// Call a model over HTTP under the policy; the prompt from the argument and/or stdin,
     /// or a conversation from `--messages`.
-    Call {
-        /// The policy file with `providers:` and `models:` [default: ./backstop.yaml].
-        #[arg(short, long, value_name = "POLICY")]
-        policy: Option<PathBuf>,
-        /// The model, by its name under `models` [default: the policy's `model`].
-        #[arg(short, long, value_name = "MODEL")]
-        model: Option<String>,
-        /// A system prompt.
-        #[arg(long, value_name = "TEXT")]
-        system: Option<String>,
-        /// Stream the answer: on a terminal as it comes in; to a pipe or file only the
-        /// finished answer, unless `--stream=always` (a cut-off attempt is then said on stderr).
-        #[arg(long, value_enum, value_name = "WHEN", num_args = 0..=1, require_equals = true,
-              default_missing_value = "auto")]
-        stream: Option<StreamArg>,
-        /// Print the text, the model that answered, attempts, tokens and cost as one JSON
-        /// object (its schema: docs/call-json.schema.json).
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        chaos: ChaosArgs,
-        #[command(flatten)]
-        conversation: ConversationArgs,
-        /// The prompt; stdin, when it is not a terminal, is appended.
-        prompt: Option<String>,
-    },
+    Call(CallCli),
     /// Revert a run's file changes (default: the latest run).
     Undo(HistoryArgs),
     /// Re-apply what undo reverted (or what a failed run's rollback put back).
@@ -126,39 +101,7 @@ enum Sub {
         json: bool,
     },
     /// Figures over the recorded runs: outcome by layer, latency, cost, errors, rates.
-    Stats {
-        /// Only runs that started in the last AGE (`7d`, `12h`, `30m`).
-        #[arg(long, value_name = "AGE", value_parser = parse_age, conflicts_with_all = ["from", "to"])]
-        since: Option<std::time::Duration>,
-        /// Only runs that started at or after TIME (RFC 3339 in UTC, e.g.
-        /// `2026-11-30T12:00:00Z`, or a date).
-        #[arg(long, value_name = "TIME", value_parser = parse_time)]
-        from: Option<std::time::SystemTime>,
-        /// Only runs that started before TIME.
-        #[arg(long, value_name = "TIME", value_parser = parse_time)]
-        to: Option<std::time::SystemTime>,
-        /// Every tree in the store, not only this one.
-        #[arg(long)]
-        all_trees: bool,
-        /// Only runs made under this policy file (and, with --check, its alert rules).
-        #[arg(short, long, value_name = "POLICY")]
-        policy: Option<PathBuf>,
-        /// Count runs made under `--chaos` too (their failures were injected).
-        #[arg(long, conflicts_with = "check")]
-        include_chaos: bool,
-        /// Print JSON (its format is in the README).
-        #[arg(long, conflicts_with_all = ["prometheus", "check"])]
-        json: bool,
-        /// Print Prometheus's text exposition format.
-        #[arg(long, conflicts_with = "check")]
-        prometheus: bool,
-        /// Evaluate the policy's alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL,
-        /// 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is). Each
-        /// rule's window and the policy's runs in every tree are what it reads, so the
-        /// selection flags do not go with it.
-        #[arg(long, conflicts_with_all = ["since", "from", "to", "all_trees"])]
-        check: bool,
-    },
+    Stats(StatsCli),
     /// Run the engine many times against a fault model on a virtual clock, and
     /// compare policies side by side with the figures `stats` gives.
     Simulate {
@@ -209,6 +152,71 @@ enum Sub {
         #[arg(value_enum)]
         shell: Shell,
     },
+}
+
+// `backstop call`'s arguments (its help is the variant's doc comment).
+#[derive(Debug, Args)]
+struct CallCli {
+    /// The policy file with `providers:` and `models:` [default: ./backstop.yaml].
+    #[arg(short, long, value_name = "POLICY")]
+    policy: Option<PathBuf>,
+    /// The model, by its name under `models` [default: the policy's `model`].
+    #[arg(short, long, value_name = "MODEL")]
+    model: Option<String>,
+    /// A system prompt.
+    #[arg(long, value_name = "TEXT")]
+    system: Option<String>,
+    /// Stream the answer: on a terminal as it comes in; to a pipe or file only the
+    /// finished answer, unless `--stream=always` (a cut-off attempt is then said on stderr).
+    #[arg(long, value_enum, value_name = "WHEN", num_args = 0..=1, require_equals = true,
+          default_missing_value = "auto")]
+    stream: Option<StreamArg>,
+    /// Print the text, the model that answered, attempts, tokens and cost as one JSON
+    /// object (its schema: docs/call-json.schema.json).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    chaos: ChaosArgs,
+    #[command(flatten)]
+    conversation: ConversationArgs,
+    /// The prompt; stdin, when it is not a terminal, is appended.
+    prompt: Option<String>,
+}
+
+// `backstop stats`'s arguments (its help is the variant's doc comment).
+#[derive(Debug, Args)]
+struct StatsCli {
+    /// Only runs that started in the last AGE (`7d`, `12h`, `30m`).
+    #[arg(long, value_name = "AGE", value_parser = parse_age, conflicts_with_all = ["from", "to"])]
+    since: Option<std::time::Duration>,
+    /// Only runs that started at or after TIME (RFC 3339 in UTC, e.g.
+    /// `2026-11-30T12:00:00Z`, or a date).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    from: Option<std::time::SystemTime>,
+    /// Only runs that started before TIME.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    to: Option<std::time::SystemTime>,
+    /// Every tree in the store, not only this one.
+    #[arg(long)]
+    all_trees: bool,
+    /// Only runs made under this policy file (and, with --check, its alert rules).
+    #[arg(short, long, value_name = "POLICY")]
+    policy: Option<PathBuf>,
+    /// Count runs made under `--chaos` too (their failures were injected).
+    #[arg(long, conflicts_with = "check")]
+    include_chaos: bool,
+    /// Print JSON (its format is in the README).
+    #[arg(long, conflicts_with_all = ["prometheus", "check"])]
+    json: bool,
+    /// Print Prometheus's text exposition format.
+    #[arg(long, conflicts_with = "check")]
+    prometheus: bool,
+    /// Evaluate the policy's alert rules: exit 0 OK, 1 WARNING, 2 CRITICAL,
+    /// 3 UNKNOWN, one line per firing rule (a Nagios/Icinga check as it is). Each
+    /// rule's window and the policy's runs in every tree are what it reads, so the
+    /// selection flags do not go with it.
+    #[arg(long, conflicts_with_all = ["since", "from", "to", "all_trees"])]
+    check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -396,11 +404,31 @@ impl HistoryArgs {
     }
 }
 
+/// `-p FILE`, or the policy found where backstop runs.
+fn policy_choice(file: Option<PathBuf>) -> PolicyChoice {
+    file.map_or(PolicyChoice::Implicit, PolicyChoice::File)
+}
+
 impl Cli {
     fn into_settings(self, dashes: bool) -> Settings {
-        let command = match self.command {
+        Settings {
+            color: match self.color {
+                ColorArg::Auto => Color::Auto,
+                ColorArg::Always => Color::Always,
+                ColorArg::Never => Color::Never,
+            },
+            quiet: self.quiet,
+            store: self.store,
+            command: self.command.into_command(dashes),
+        }
+    }
+}
+
+impl Sub {
+    fn into_command(self, dashes: bool) -> Command {
+        match self {
             Sub::Run(r) => Command::Run {
-                policy: r.policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
+                policy: policy_choice(r.policy),
                 command: r.command,
                 no_wait: r.no_wait,
                 yes: r.yes,
@@ -418,60 +446,14 @@ impl Cli {
                 no_wait,
             },
             Sub::Snapshot { policy, json } => Command::Snapshot {
-                policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
+                policy: policy_choice(policy),
                 json,
             },
-            Sub::Call {
-                policy,
-                model,
-                system,
-                stream,
-                json,
-                chaos,
-                conversation,
-                prompt,
-            } => Command::Call {
-                overrides: conversation.overrides(),
-                messages: conversation.messages,
-                policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
-                model,
-                system,
-                stream: stream.map(|w| match w {
-                    StreamArg::Auto => StreamWhen::Auto,
-                    StreamArg::Always => StreamWhen::Always,
-                    StreamArg::Never => StreamWhen::Never,
-                }),
-                json,
-                chaos: chaos.into_choice(),
-                prompt,
-            },
+            Sub::Call(c) => c.into_command(),
             Sub::Fsck { repair, json } => Command::Fsck { repair, json },
             Sub::Runs { limit, json } => Command::Runs { limit, json },
             Sub::Show { run, json } => Command::Show { run, json },
-            Sub::Stats {
-                since,
-                from,
-                to,
-                all_trees,
-                policy,
-                include_chaos,
-                json,
-                prometheus,
-                check,
-            } => Command::Stats(crate::commands::stats::StatsArgs {
-                since,
-                from,
-                to,
-                all_trees,
-                policy,
-                include_chaos,
-                output: match (json, prometheus, check) {
-                    (true, _, _) => crate::commands::stats::Output::Json,
-                    (_, true, _) => crate::commands::stats::Output::Prometheus,
-                    (_, _, true) => crate::commands::stats::Output::Check,
-                    _ => crate::commands::stats::Output::Table,
-                },
-            }),
+            Sub::Stats(st) => st.into_command(),
             Sub::Simulate {
                 policies,
                 faults,
@@ -505,36 +487,90 @@ impl Cli {
             Sub::Policy(PolicySub::Check { file }) => Command::PolicyCheck { file },
             Sub::Policy(PolicySub::Explain { file }) => Command::PolicyExplain { file },
             Sub::Policy(PolicySub::Schema) => Command::PolicySchema,
-            Sub::Breaker { action: None } => Command::BreakerStatus {
-                policy: PolicyChoice::Implicit,
-                json: false,
-            },
-            Sub::Breaker {
-                action: Some(BreakerSub::Status { policy, json }),
-            } => Command::BreakerStatus {
-                policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
-                json,
-            },
-            Sub::Breaker {
-                action: Some(BreakerSub::Reset { key, policy }),
-            } => Command::BreakerReset {
-                policy: policy.map_or(PolicyChoice::Implicit, PolicyChoice::File),
-                key,
-            },
+            Sub::Breaker { action } => breaker_command(action),
             Sub::Completions { shell } => Command::Completions {
                 script: completion_script(shell),
             },
-        };
-        Settings {
-            color: match self.color {
-                ColorArg::Auto => Color::Auto,
-                ColorArg::Always => Color::Always,
-                ColorArg::Never => Color::Never,
-            },
-            quiet: self.quiet,
-            store: self.store,
-            command,
         }
+    }
+}
+
+impl CallCli {
+    fn into_command(self) -> Command {
+        let CallCli {
+            policy,
+            model,
+            system,
+            stream,
+            json,
+            chaos,
+            conversation,
+            prompt,
+        } = self;
+        Command::Call {
+            overrides: conversation.overrides(),
+            messages: conversation.messages,
+            policy: policy_choice(policy),
+            model,
+            system,
+            stream: stream.map(|w| match w {
+                StreamArg::Auto => StreamWhen::Auto,
+                StreamArg::Always => StreamWhen::Always,
+                StreamArg::Never => StreamWhen::Never,
+            }),
+            json,
+            chaos: chaos.into_choice(),
+            prompt,
+        }
+    }
+}
+
+impl StatsCli {
+    fn into_command(self) -> Command {
+        use crate::commands::stats::{Output, StatsArgs};
+        let StatsCli {
+            since,
+            from,
+            to,
+            all_trees,
+            policy,
+            include_chaos,
+            json,
+            prometheus,
+            check,
+        } = self;
+        Command::Stats(StatsArgs {
+            since,
+            from,
+            to,
+            all_trees,
+            policy,
+            include_chaos,
+            output: match (json, prometheus, check) {
+                (true, _, _) => Output::Json,
+                (_, true, _) => Output::Prometheus,
+                (_, _, true) => Output::Check,
+                _ => Output::Table,
+            },
+        })
+    }
+}
+
+/// `backstop breaker [status | reset KEY]`; bare `breaker` is `status`.
+fn breaker_command(action: Option<BreakerSub>) -> Command {
+    match action {
+        None => Command::BreakerStatus {
+            policy: PolicyChoice::Implicit,
+            json: false,
+        },
+        Some(BreakerSub::Status { policy, json }) => Command::BreakerStatus {
+            policy: policy_choice(policy),
+            json,
+        },
+        Some(BreakerSub::Reset { key, policy }) => Command::BreakerReset {
+            policy: policy_choice(policy),
+            key,
+        },
     }
 }
 
