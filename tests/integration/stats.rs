@@ -269,6 +269,17 @@ fn runs_dir(t: &crate::helpers::Sandbox) -> std::path::PathBuf {
 }
 
 /// Sets a file's times an hour back, so the index takes it as settled.
+/// The one record in `runs`, made old enough for the index to trust.
+fn settle_first_record(runs: &std::path::Path) {
+    let first = std::fs::read_dir(runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    settle(&first);
+}
+
 fn settle(path: &std::path::Path) {
     let ok = Command::new("touch")
         .args(["-d", "1 hour ago"])
@@ -425,13 +436,7 @@ fn a_window_reads_nothing_of_a_run_the_index_knows_started_before_it() {
 fn a_torn_index_line_costs_a_read_never_a_run() {
     let t = Test::new().policy(FAST).args(&["run", "--", "true"]).run();
     let runs = runs_dir(&t);
-    let first = std::fs::read_dir(&runs)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    settle(&first);
+    settle_first_record(&runs);
     assert_eq!(stats(&t, &[])["runs"]["total"], 1);
     let index = runs.parent().unwrap().join("stats-index");
     // A crash in the middle of an append: half a line, no newline.
@@ -474,13 +479,7 @@ fn a_rollback_stays_counted_after_the_run_is_redone() {
 fn a_fifo_or_a_symlink_for_the_index_is_never_read_or_written_through() {
     let t = Test::new().policy(FAST).args(&["run", "--", "true"]).run();
     let runs = runs_dir(&t);
-    let first = std::fs::read_dir(&runs)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    settle(&first);
+    settle_first_record(&runs);
     let index = runs.parent().unwrap().join("stats-index");
     assert!(
         Command::new("mkfifo")
