@@ -270,18 +270,24 @@ where
     let Some(cut) = cut else {
         return Box::pin(chunks);
     };
-    let head = chunks.scan(cut.after_bytes, |left, chunk| {
-        let next = match chunk {
-            Ok(_) if *left == 0 => None,
-            Ok(chunk) => {
-                let n = chunk.len().min(*left);
-                *left -= n;
-                Some(Ok(chunk.slice(..n)))
+    // The bytes left before the cut are counted before the next chunk is awaited: once
+    // they are through, the body ends (or goes quiet) at once, not a chunk later.
+    let head = futures_util::stream::unfold(
+        (Box::pin(chunks), cut.after_bytes),
+        |(mut chunks, left)| async move {
+            if left == 0 {
+                return None;
             }
-            Err(e) => Some(Err(e)),
-        };
-        std::future::ready(next)
-    });
+            let next = match chunks.next().await? {
+                Ok(chunk) => {
+                    let n = chunk.len().min(left);
+                    (Ok(chunk.slice(..n)), left - n)
+                }
+                Err(e) => (Err(e), left),
+            };
+            Some((next.0, (chunks, next.1)))
+        },
+    );
     if cut.stall {
         Box::pin(head.chain(futures_util::stream::pending()))
     } else {

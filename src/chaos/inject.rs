@@ -164,11 +164,20 @@ impl<'a, A: Attempter> ChaosAttempter<'a, A> {
                 ..spec
             })
             .await;
-        let mut said = describe_cut(cut);
-        if outcome.end == End::Answered {
-            said.push_str(" (the answer was shorter: not cut)");
+        // Only an answer's body is cut: a request that failed on its own (an error
+        // status, a network error, a limit before the head) failed for real, and says so.
+        let answered = outcome
+            .call
+            .as_ref()
+            .and_then(|c| c.status)
+            .is_some_and(|s| (200..300).contains(&s));
+        if answered {
+            let mut said = describe_cut(cut);
+            if outcome.end == End::Answered {
+                said.push_str(" (the answer was shorter: not cut)");
+            }
+            outcome.injected = Some(said);
         }
-        outcome.injected = Some(said);
         outcome
     }
 }

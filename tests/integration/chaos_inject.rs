@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::call::{End, Reply, Sandbox, Server, ok, openai_stream, policy, stderr};
+use super::call::{End, Reply, Sandbox, Server, ok, openai_stream, policy, status, stderr};
 use super::helpers::{Test, attempts};
 
 const RETRY3: &str =
@@ -385,6 +385,24 @@ fn an_injected_truncation_cuts_into_the_real_stream() {
         let said = a["injected"].as_str().unwrap();
         assert!(said.starts_with("the stream cut after "), "{said}");
     }
+}
+
+/// A cut is drawn for an answer's body: when the server fails the request on its
+/// own (a real 500), nothing was cut, and the failure is not called injected.
+#[test]
+fn a_real_error_status_under_a_drawn_cut_is_not_called_injected() {
+    let server = Server::start(vec![status(500), status(500), status(500)]);
+    let sb = Sandbox::new();
+    let p = sb.policy(&policy(&server.url(), "openai", ""));
+    let faults = call_faults(&p, "version: 1\ncalls:\n  default:\n    truncated: 1.0\n");
+    let out = sb.run(&["call", "-p", &p, "--chaos", &faults, "hi"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(server.seen().len(), 3, "each attempt was made");
+    for a in attempts(&sb.last_record()) {
+        assert_eq!(a["call"]["status"], 500, "{a}");
+        assert!(a.get("injected").is_none(), "{a}");
+    }
+    assert!(!stderr(&out).contains("[injected]"), "{}", stderr(&out));
 }
 
 /// Stalls meet the client's own limits: no first token ends at
