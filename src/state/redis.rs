@@ -21,28 +21,37 @@ pub struct Redis {
     client: redis::Client,
     /// What may be named in messages: the URL without its user and password.
     shown: String,
-    secret: Option<String>,
+    secret: Vec<String>,
     conn: Option<MultiplexedConnection>,
     guarding: Guarding,
     timeout: Duration,
 }
 
-/// The URL with its user information taken out, and the password itself (to scrub
-/// from any message the client library writes).
-pub fn redact(url: &str) -> (String, Option<String>) {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let secret = u.password().map(|p| {
-                percent_encoding::percent_decode_str(p)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            });
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            (u.to_string(), secret)
-        }
-        Err(_) => ("(an unreadable URL)".into(), None),
+/// The URL with its user information and its query taken out (the client library
+/// also reads `?pass=` and `?user=` of a `unix://` URL), and every form of what was
+/// taken (as written and percent-decoded), to scrub from any message the client
+/// library writes.
+pub fn redact(url: &str) -> (String, Vec<String>) {
+    let Ok(mut u) = reqwest::Url::parse(url) else {
+        return ("(an unreadable URL)".into(), Vec::new());
+    };
+    let mut taken: Vec<String> = u.query_pairs().map(|(_, v)| v.into_owned()).collect();
+    taken.extend(u.query().map(str::to_owned));
+    if let Some(p) = u.password() {
+        taken.push(p.to_owned());
+        taken.push(
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned(),
+        );
     }
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    taken.retain(|s| !s.is_empty());
+    // The longest first, so a part of another is never left half-scrubbed.
+    taken.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    (u.to_string(), taken)
 }
 
 impl Redis {
@@ -210,12 +219,10 @@ impl Redis {
 }
 
 /// A client library's error, with the password cut out should it quote the URL.
-fn scrub(e: &redis::RedisError, secret: &Option<String>) -> String {
-    let text = e.to_string();
-    match secret {
-        Some(s) if !s.is_empty() => text.replace(s.as_str(), "***"),
-        _ => text,
-    }
+fn scrub(e: &redis::RedisError, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .fold(e.to_string(), |text, s| text.replace(s.as_str(), "***"))
 }
 
 impl Backend for Redis {
@@ -353,5 +360,24 @@ impl Redis {
             attempts,
             opened: opened.unwrap_or(0),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn a_password_in_the_user_info_or_the_query_is_never_shown() {
+        let (shown, secrets) = redact("redis://:p%40ss-word@127.0.0.1:6379/");
+        assert_eq!(shown, "redis://127.0.0.1:6379/");
+        assert!(secrets.contains(&"p%40ss-word".to_string()));
+        assert!(secrets.contains(&"p@ss-word".to_string()));
+        let (shown, secrets) = redact("redis+unix:///run/redis.sock?pass=s3cret&user=me");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("me"),
+            "{shown}"
+        );
+        assert!(secrets.contains(&"s3cret".to_string()), "{secrets:?}");
     }
 }

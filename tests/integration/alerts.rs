@@ -512,12 +512,18 @@ fn a_failing_notify_is_one_warning_and_changes_no_exit_code() {
             "['/nonexistent/notify']",
             "backstop: warning: alerts.notify: cannot run `/nonexistent/notify`",
         ),
+        // Its arguments may carry a secret (a webhook's token): never in a warning.
+        (
+            "['sh', '-c', 'exit 3', 'https://hooks.example/T/B/s3cret-token']",
+            "backstop: warning: alerts.notify: `sh` exited with 3",
+        ),
     ] {
         let t = Test::new()
             .policy(&policy(&format!("{fires}  notify: {notify}\n")))
             .args(&["run", "--", "echo", "hello"])
             .stdout("hello\n")
             .stderr_contains(said)
+            .stderr_lacks("s3cret")
             .run();
         assert_eq!(
             t.stderr.matches("backstop: warning:").count(),

@@ -421,6 +421,16 @@ fn a_password_in_the_url_is_never_printed() {
     );
     assert!(!ran.stderr.contains("s3cret"), "{}", ran.stderr);
     assert!(!t.backstop(&["show", "--json"]).stdout.contains("s3cret"));
+    // The client library also takes a password from a unix URL's query.
+    let unix = "redis+unix:///nonexistent/redis.sock?pass=s3cret-unix";
+    let ran = run(&t, &[("BACKSTOP_REDIS_URL", unix)]);
+    assert!(
+        ran.stderr
+            .contains("Redis at redis+unix:///nonexistent/redis.sock"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("s3cret"), "{}", ran.stderr);
     let missing = t.backstop(&["run", "--", "true"]);
     assert!(
         missing

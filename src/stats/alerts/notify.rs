@@ -33,7 +33,9 @@ pub fn run(argv: &[String], input: &[u8], limit: Duration) -> Result<(), String>
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| "the command is empty".to_string())?;
-    let named = crate::attempt::command_line(argv);
+    // Named by its program alone: its arguments may carry a secret (a webhook URL's
+    // token), and a warning goes to the terminal and the CI log.
+    let named = crate::names::printable(program).into_owned();
     let stderr = std::io::stderr()
         .as_fd()
         .try_clone_to_owned()
