@@ -835,6 +835,30 @@ async fn an_open_breaker_skips_its_link_without_an_attempt_until_the_cooldown() 
     assert_eq!(calls(&s)[6], "cmd", "closed");
 }
 
+/// An attempt the run's own stop ended (Ctrl-C passed on to it) says nothing of the
+/// service: two of them leave a breaker that opens after two failures closed.
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_attempt_is_not_a_failure_of_the_breaker() {
+    let mut guard = memory_guard(BREAKER);
+    let interrupted = || Step {
+        end: End::Interrupted {
+            signal: libc::SIGINT,
+        },
+        takes: Duration::ZERO,
+    };
+    let mut s = Scripted::new([interrupted(), interrupted(), ok()]);
+    for _ in 0..2 {
+        let (summary, _) = run_guarded(BREAKER, &mut s, &mut guard).await;
+        assert_eq!(summary.outcome, Outcome::Interrupted);
+    }
+    let (summary, events) = run_guarded(BREAKER, &mut s, &mut guard).await;
+    assert_eq!((summary.outcome, summary.link), (Outcome::Succeeded, 0));
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::BreakerSkipped(_))),
+        "{events:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_exhausted_budget_turns_retries_off_and_the_record_says_why() {
     let yaml = "version: 1\nretry: { max_attempts: 3, backoff: { initial: 10ms, jitter: none } }\n\

@@ -263,7 +263,7 @@ fn choose_delay(
 }
 
 /// The command died only because the reader of backstop's output went away.
-fn output_went_away(outcome: &AttemptOutcome) -> bool {
+pub(super) fn output_went_away(outcome: &AttemptOutcome) -> bool {
     outcome.output_closed && died_of_sigpipe(&outcome.end)
 }
 

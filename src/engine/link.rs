@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::chain::ChainLink;
 use super::decide::{
     Attempted, Limit, LinkEnd, Next, Position, Work, attempt_limit, judge, next_step,
+    output_went_away,
 };
 use super::{Engine, wait_for_interrupt};
 use crate::attempt::{AttemptOutcome, AttemptSpec, Attempter, CallWork, End, Prompt, StdinFrom};
@@ -36,12 +37,15 @@ impl<'a, A: Attempter> Engine<'a, A> {
         let patterns = LinkPatterns::new(link.retry, critical);
         let mut schedule = Schedule::new(&link.retry.backoff, link.retry.max_attempts);
         loop {
-            let admission = match self.admit(pos, link).await {
-                Ok(admission) => admission,
-                Err(end) => return end,
-            };
+            // Prepared first: a link that ends before its attempt (asked to stop, out
+            // of time, over budget) takes no probe of its breaker and no place in the
+            // retry budget.
             let limit = match self.prepare(pos, link, work, deadline) {
                 Ok(limit) => limit,
+                Err(end) => return end,
+            };
+            let admission = match self.admit(pos, link).await {
+                Ok(admission) => admission,
                 Err(end) => return end,
             };
             let attempted = match self.attempt(pos, link, work, &patterns, limit).await {
@@ -50,7 +54,13 @@ impl<'a, A: Attempter> Engine<'a, A> {
             };
             let verdict = judge(work, &attempted, &patterns, link.retry, critical);
             self.tally(pos, &attempted.outcome.end, verdict.as_ref());
-            if let (Some(key), Some(guard)) = (&link.key, self.guard.as_deref_mut()) {
+            // An attempt the run's own stop ended (Ctrl-C, SIGTERM, a reader of its
+            // output gone) says nothing of the service: the breaker is not told.
+            let said_nothing =
+                verdict.as_ref().is_some_and(|v| v.stop) || output_went_away(&attempted.outcome);
+            if let (Some(key), Some(guard), false) =
+                (&link.key, self.guard.as_deref_mut(), said_nothing)
+            {
                 guard.record(key, admission, verdict.is_some()).await;
                 self.guard_warnings();
             }
