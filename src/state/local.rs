@@ -26,20 +26,41 @@ pub struct Local {
 
 impl Local {
     pub fn new(store: &Path, guarding: Guarding) -> Local {
+        let lock = layout::breaker_lock_file(store);
+        // Once per run, not per decision; a failure is said by the first lock.
+        if let Some(dir) = lock.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
         Local {
             file: layout::breaker_state_file(store),
-            lock: layout::breaker_lock_file(store),
+            lock,
             guarding,
+        }
+    }
+
+    /// The state's lock, waited for at most `state.timeout`: a holder that is stopped
+    /// (Ctrl-Z) or stuck on a hung store must not hold every run on the machine before
+    /// its first attempt. Past the limit the run goes on without breakers, warned.
+    fn lock(&self) -> Result<FileLock> {
+        let until = std::time::Instant::now() + self.guarding.state.timeout.0;
+        loop {
+            if let Some(held) = FileLock::try_exclusive(&self.lock)? {
+                return Ok(held);
+            }
+            if std::time::Instant::now() >= until {
+                anyhow::bail!(
+                    "{} is held by another backstop for longer than state.timeout ({})",
+                    self.lock.display(),
+                    crate::policy::values::format_duration(self.guarding.state.timeout.0)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
     }
 
     /// Runs `change` on the file under its lock, and writes it back if it changed.
     fn transact<T>(&self, change: impl FnOnce(&mut Kept, &Guarding, u64) -> T) -> Result<T> {
-        if let Some(dir) = self.lock.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let _lock = FileLock::exclusive(&self.lock)?;
+        let _lock = self.lock()?;
         let before = read(&self.file);
         let mut kept = before.clone();
         let now = now_ms();
@@ -79,8 +100,10 @@ impl Backend for Local {
         Box::pin(async move { self.transact(|k, g, now| k.withdraw(g, now)) })
     }
 
+    /// Read only: the file is replaced whole by every write, so it needs no lock, and
+    /// looking at the state never prunes it with this policy's windows.
     fn status(&mut self) -> BoxFuture<'_, Result<Status>> {
-        Box::pin(async move { self.transact(|k, g, now| k.status("local", g, now)) })
+        Box::pin(async move { Ok(read(&self.file).status("local", &self.guarding, now_ms())) })
     }
 
     fn reset<'a>(&'a mut self, key: &'a str) -> BoxFuture<'a, Result<bool>> {

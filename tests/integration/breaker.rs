@@ -573,3 +573,54 @@ fn rediss_with_a_password_shares_breakers_and_never_prints_the_password() {
     assert!(!ran.stderr.contains("-pw"), "{}", ran.stderr);
     assert!(!t.backstop(&["show", "--json"]).stdout.contains("-pw"));
 }
+
+/// `breaker status` only looks: the local state file is the same bytes after it,
+/// whatever windows the policy it is asked with would prune by.
+#[test]
+fn breaker_status_never_rewrites_the_local_state() {
+    let t = Test::new().policy(&breaker_policy(""));
+    std::fs::write(t.out_path().join("down"), "").unwrap();
+    run(&t, &[]);
+    let file = t.path().parent().unwrap().join("store/state/breakers.json");
+    let before = std::fs::read(&file).expect("the state file");
+    let other = t.out_path().join("short.yaml");
+    std::fs::write(
+        &other,
+        "version: 1\nbreaker: { failures: 2, within: 1s, cooldown: 1s }\n",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let ran = t.backstop(&["breaker", "status", "-p", other.to_str().unwrap()]);
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+}
+
+/// A run never waits on the local state's lock past `state.timeout`: a holder that is
+/// stopped or stuck costs that long once, and the run goes on, warned.
+#[test]
+fn a_held_local_state_lock_costs_its_timeout_and_a_warning() {
+    let t = Test::new().policy(&policy(
+        "state: { backend: local, timeout: 200ms }\n",
+        "{ max_attempts: 1 }",
+        "breaker: { failures: 2, within: 1m, cooldown: 2s }\n",
+    ));
+    let lock = t.path().parent().unwrap().join("store/state/breakers.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let ran = run(&t, &[]);
+    let took = started.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        ran.stderr.contains("longer than state.timeout (200ms)"),
+        "{}",
+        ran.stderr
+    );
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+}
