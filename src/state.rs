@@ -107,6 +107,10 @@ pub struct Guard {
     warnings: Vec<String>,
     /// Told once per run that the budget turned retries off.
     retries_off: bool,
+    /// What the policy keeps: a call to the backend for a part it has not is a round
+    /// trip (a lock, a read; on Redis a script) that can change nothing.
+    breaker: bool,
+    budget: bool,
 }
 
 impl Guard {
@@ -121,7 +125,11 @@ impl Guard {
             return Guard::none();
         }
         match open_backend(guarding, store) {
-            Ok(backend) => Guard::with_backend(backend),
+            Ok(backend) => Guard {
+                breaker: guarding.breaker.is_some(),
+                budget: guarding.retry_budget.is_some(),
+                ..Guard::with_backend(backend)
+            },
             Err(e) => {
                 let mut guard = Guard::none();
                 guard.warn(&e);
@@ -133,6 +141,8 @@ impl Guard {
     pub fn with_backend(backend: Box<dyn Backend>) -> Guard {
         Guard {
             backend: Some(backend),
+            breaker: true,
+            budget: true,
             ..Guard::default()
         }
     }
@@ -146,6 +156,10 @@ impl Guard {
 
     /// Whether link `key` may be attempted (always, once the backend failed).
     pub async fn admit(&mut self, key: &str, first: bool) -> Admission {
+        // Without a breaker only a first attempt has something to count (the budget's).
+        if !self.breaker && !(first && self.budget) {
+            return Admission::Go;
+        }
         let Some(backend) = self.backend.as_mut() else {
             return Admission::Go;
         };
@@ -160,7 +174,7 @@ impl Guard {
 
     /// Takes in how an admitted attempt went.
     pub async fn record(&mut self, key: &str, admission: Admission, failed: bool) {
-        let Some(backend) = self.backend.as_mut() else {
+        let Some(backend) = self.backend.as_mut().filter(|_| self.breaker) else {
             return;
         };
         if let Err(e) = backend.record(key, admission, failed).await {
@@ -174,7 +188,7 @@ impl Guard {
         if self.retries_off {
             return Retry::Off { first: false };
         }
-        let Some(backend) = self.backend.as_mut() else {
+        let Some(backend) = self.backend.as_mut().filter(|_| self.budget) else {
             return Retry::Allowed;
         };
         match backend.withdraw().await {
