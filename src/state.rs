@@ -157,7 +157,7 @@ impl Guard {
     /// Whether link `key` may be attempted (always, once the backend failed).
     pub async fn admit(&mut self, key: &str, first: bool) -> Admission {
         // Without a breaker only a first attempt has something to count (the budget's).
-        if !self.breaker && !(first && self.budget) {
+        if !(self.breaker || first && self.budget) {
             return Admission::Go;
         }
         let Some(backend) = self.backend.as_mut() else {
