@@ -61,10 +61,15 @@ pub struct RunRecord {
 
 /// The fault model and the seed of a run under `--chaos`: `--chaos FILE
 /// --chaos-seed SEED` draws the same faults again.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "Chaos")]
 pub struct ChaosRef {
+    /// The fault file, its canonical path: a string, or `{hex, lossy}` when the path
+    /// is not UTF-8.
     #[serde(with = "crate::names::path")]
+    #[schemars(with = "serde_json::Value")]
     pub faults: PathBuf,
+    /// The seed of the draws (`--chaos-seed`, or drawn below 2^53).
     pub seed: u64,
     /// BLAKE3 of the fault file as the run read it.
     #[serde(default)]

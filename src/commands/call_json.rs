@@ -18,7 +18,6 @@ pub struct CallJson {
     pub attempts: u32,
     /// Under `--chaos`: the fault file and the seed of the injected faults; null
     /// otherwise.
-    #[schemars(with = "Option<ChaosSchema>")]
     pub chaos: Option<ChaosRef>,
     /// What the calls cost in US dollars, by the models' `price`; null when no model
     /// called has a price.
@@ -44,16 +43,6 @@ pub struct CallJson {
     pub run_id: String,
     /// The answer; null when no model answered.
     pub text: Option<String>,
-}
-
-/// `chaos`: the fault model and the seed of a `--chaos` run.
-#[derive(JsonSchema)]
-#[schemars(rename = "Chaos")]
-#[allow(dead_code)]
-struct ChaosSchema {
-    /// The fault file as given: a string, or `{hex, lossy}` when the path is not UTF-8.
-    faults: serde_json::Value,
-    seed: u64,
 }
 
 impl CallJson {

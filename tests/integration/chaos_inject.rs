@@ -515,3 +515,31 @@ fn a_chaos_run_leaves_the_shared_breakers_alone() {
     assert_eq!(real.status, 0, "{}", real.stderr);
     assert!(!real.stderr.contains("breaker open"), "{}", real.stderr);
 }
+
+/// `call --json` under `--chaos` carries `chaos` with exactly the keys its committed
+/// schema describes.
+#[test]
+fn the_chaos_key_of_call_json_is_the_one_its_schema_describes() {
+    let server = Server::start(vec![ok("fine")]);
+    let sb = Sandbox::new();
+    let p = sb.policy(&policy(&server.url(), "openai", ""));
+    let faults = call_faults(&p, "version: 1\n");
+    let out = sb.run(&["call", "-p", &p, "--json", "--chaos", &faults, "hi"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut said: Vec<String> = doc["chaos"].as_object().unwrap().keys().cloned().collect();
+    let schema = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/call-json.schema.json"),
+    )
+    .unwrap();
+    let schema: Value = serde_json::from_str(&schema).unwrap();
+    let mut described: Vec<String> = schema["definitions"]["Chaos"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    said.sort();
+    described.sort();
+    assert_eq!(said, described);
+}
