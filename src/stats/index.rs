@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 
 use super::facts::Facts;
-use crate::record::{RunRecord, Status};
+use crate::record::RunRecord;
 use crate::store::layout;
 use crate::store::{Durability, write_atomic};
 
@@ -180,10 +180,12 @@ fn not_a_record(meta: &fs::Metadata) -> Option<&'static str> {
     }
 }
 
-/// Takes in what was parsed: each run's facts, indexed when the record is finished
-/// and settled. Whether the index gained a line.
+/// Takes in what was parsed: each run's facts, indexed once the record is settled,
+/// finished or not (a run killed with `kill -9` stays unfinished for good; a record
+/// rewritten later is a new file, which its size, time or inode tells). Whether the
+/// index gained a line.
 fn add_parsed(
-    parsed: Vec<Result<(Facts, bool), String>>,
+    parsed: Vec<Result<Facts, String>>,
     files: Vec<ToParse>,
     kept: &mut Vec<Keep>,
     out: &mut TreeFacts,
@@ -192,12 +194,11 @@ fn add_parsed(
     let mut added = false;
     for (file, result) in files.into_iter().zip(parsed) {
         match result {
-            Ok((facts, finished)) => {
+            Ok(facts) => {
                 let settled = now.duration_since(file.mtime).is_ok_and(|d| d >= SETTLED);
                 // A name with a tab or a newline is not one backstop gave: not indexed.
                 let plain = !file.name.contains(['\t', '\n']);
-                if finished
-                    && settled
+                if settled
                     && plain
                     && let Ok(line) = line_of(&file.name, file.seen, &facts)
                 {
@@ -227,13 +228,13 @@ fn line_of(name: &str, seen: Seen, facts: &Facts) -> Result<String> {
 }
 
 /// Parses records on up to two threads (a cold index of 100,000 records is mostly
-/// JSON parsing). Each: its facts and whether the run is finished.
-fn parse_all(files: &[ToParse]) -> Vec<Result<(Facts, bool), String>> {
+/// JSON parsing). Each: its facts.
+fn parse_all(files: &[ToParse]) -> Vec<Result<Facts, String>> {
     let parse = |f: &ToParse| {
         let bytes = crate::store::read_plain(&f.path, "record", MAX_RECORD_BYTES)
             .map_err(|e| crate::error::io_message(&e))?;
         let record: RunRecord = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-        Ok((Facts::of(&record), record.status == Status::Finished))
+        Ok(Facts::of(&record))
     };
     let threads = if files.len() < 256 {
         1

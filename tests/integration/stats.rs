@@ -513,3 +513,43 @@ fn a_fifo_or_a_symlink_for_the_index_is_never_read_or_written_through() {
         "the index was written anew in its place"
     );
 }
+
+/// A run killed with `kill -9` stays unfinished for good: its settled record is
+/// indexed like any other, so it is not parsed again by every query; and when its
+/// record is rewritten (a recovery finishing it), the index sees a new file.
+#[test]
+fn an_unfinished_record_is_indexed_and_its_rewrite_is_seen() {
+    let t = Test::new().policy(FAST).args(&["run", "--", "true"]).run();
+    let runs = runs_dir(&t);
+    settle_first_record(&runs);
+    backdate_copy(&t, "0ld000000004", 2);
+    let killed = runs.join("0ld000000004.json");
+    let mut record: Value = serde_json::from_slice(&std::fs::read(&killed).unwrap()).unwrap();
+    record["status"] = Value::String("running".into());
+    record["outcome"] = Value::Null;
+    std::fs::write(&killed, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+    settle(&killed);
+    let s = stats(&t, &[]);
+    assert_eq!(s["runs"]["by_class"]["unfinished"], 1, "{s:#}");
+    let index = std::fs::read_to_string(runs.parent().unwrap().join("stats-index")).unwrap();
+    assert!(index.contains("0ld000000004.json"), "indexed:\n{index}");
+    // Finished after all: a new file (written and renamed over), seen at once.
+    let finished = std::fs::read(
+        runs.join(
+            std::fs::read_dir(&runs)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .find(|n| n != "0ld000000004.json")
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    let mut done: Value = serde_json::from_slice(&finished).unwrap();
+    done["id"] = Value::String("0ld000000004".into());
+    let tmp = runs.join(".tmp-record");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&done).unwrap()).unwrap();
+    std::fs::rename(&tmp, &killed).unwrap();
+    let s = stats(&t, &[]);
+    assert!(s["runs"]["by_class"].get("unfinished").is_none(), "{s:#}");
+    assert_eq!(s["runs"]["total"], 2);
+}
