@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 pub mod layout;
 mod run_records;
 
-pub use run_records::{Damaged, Listing, RunRecords};
+pub use run_records::{Damaged, Listing, MAX_RECORD_BYTES, RunRecords};
 
 pub struct Store {
     dir: PathBuf,

@@ -17,7 +17,7 @@ pub fn after_run(store: &Path, done: &Finished, reporter: &mut Reporter) {
         return;
     }
     // Read back once: a rollback writes its result into the record through the journal.
-    let record = match done.records.find(done.id) {
+    let record = match done.records.read(done.id) {
         Ok(r) => r,
         Err(e) => {
             let why = format!(

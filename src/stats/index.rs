@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 
 use super::facts::Facts;
 use crate::record::RunRecord;
+use crate::store::MAX_RECORD_BYTES;
 use crate::store::layout;
 use crate::store::{Durability, write_atomic};
 
@@ -70,9 +71,6 @@ pub struct TreeFacts {
     pub runs: Vec<Facts>,
     pub unreadable: Vec<Unreadable>,
 }
-
-/// Larger than any record backstop writes (a run's attempts are capped long before).
-const MAX_RECORD_BYTES: u64 = 64 << 20;
 
 /// Far past the index of a million records: a file that large is not one backstop wrote.
 const MAX_INDEX_BYTES: u64 = 1 << 30;

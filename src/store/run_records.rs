@@ -49,6 +49,12 @@ impl RunRecords {
         layout::record_file(&self.dir, id).exists()
     }
 
+    /// The record of run `id` (its whole id: no listing of the directory).
+    pub fn read(&self, id: &str) -> Result<RunRecord> {
+        read_record(&layout::record_file(&self.dir, id))
+            .with_context(|| format!("cannot read the record of run {id}"))
+    }
+
     /// Reads a run's record, changes it, and writes it back atomically.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut RunRecord)) -> Result<()> {
         let path = layout::record_file(&self.dir, id);
@@ -217,7 +223,13 @@ pub struct Damaged {
     pub modified: Option<std::time::SystemTime>,
 }
 
+/// The most a record file may hold: past this it is damage (a record of a run with a
+/// million attempts is far smaller).
+pub const MAX_RECORD_BYTES: u64 = 64 << 20;
+
+/// A record file, read as a plain file only (never through a link, never blocked by a
+/// FIFO someone put in its place) and bounded, as every store file is read.
 fn read_record(path: &Path) -> Result<RunRecord> {
-    let bytes = fs::read(path)?;
+    let bytes = crate::store::read_plain(path, "record", MAX_RECORD_BYTES)?;
     Ok(serde_json::from_slice(&bytes)?)
 }

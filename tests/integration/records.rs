@@ -248,3 +248,42 @@ fn runs_are_kept_per_working_tree() {
     assert_eq!(record["root"], root.to_str().expect("utf-8"));
     assert_eq!(record["cwd"], cwd.to_str().expect("utf-8"));
 }
+
+/// A record file someone replaced with a FIFO, or with a link to a file elsewhere, is
+/// read as damage, never waited on nor followed: `runs` and `show` still answer.
+#[test]
+fn a_record_replaced_by_a_fifo_or_a_link_is_damage_not_a_hang() {
+    let t = Test::new().args(&["run", "--", "true"]).run();
+    let id = t.runs()[0]["id"].as_str().unwrap().to_string();
+    let store = t.path().parent().unwrap().join("store").join("trees");
+    let tree = std::fs::read_dir(&store)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let record = tree.join("runs").join(format!("{id}.json"));
+    let outside = t.out_path().join("elsewhere.json");
+    std::fs::copy(&record, &outside).unwrap();
+    for replace in ["fifo", "link"] {
+        std::fs::remove_file(&record).unwrap();
+        if replace == "fifo" {
+            let made = std::process::Command::new("mkfifo")
+                .arg(&record)
+                .status()
+                .unwrap();
+            assert!(made.success());
+        } else {
+            std::os::unix::fs::symlink(&outside, &record).unwrap();
+        }
+        let runs = t.backstop(&["runs", "--json"]);
+        assert_eq!(runs.status, 0, "{replace}: {}", runs.stderr);
+        assert!(
+            runs.stdout.contains("damaged"),
+            "{replace}: {}",
+            runs.stdout
+        );
+        let show = t.backstop(&["show", &id]);
+        assert_ne!(show.status, 0, "{replace}: {}", show.stdout);
+    }
+}
