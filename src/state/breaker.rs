@@ -61,6 +61,11 @@ pub struct KeyState {
     /// The last time anything happened to it.
     #[serde(default)]
     pub last_ms: u64,
+    /// Kept at least until then, by the windows of the policy that last used it: the
+    /// state file holds every policy's keys, and one with a short `within` must not
+    /// prune another's failures (0 in files written before it was kept).
+    #[serde(default)]
+    pub keep_until_ms: u64,
 }
 
 /// Whether a link may be attempted.
@@ -120,14 +125,14 @@ impl KeyState {
         }
         self.probes_out += 1;
         self.probe_deadline_ms = now.saturating_add(cooldown);
-        self.last_ms = now;
+        self.touch(cfg, now);
         Admission::Probe
     }
 
     /// Takes in how an admitted attempt went. Only probes decide a half-open breaker;
     /// attempts admitted before it opened are not counted once it is open.
     pub fn record(&mut self, cfg: &Breaker, now: u64, admission: Admission, failed: bool) {
-        self.last_ms = now;
+        self.touch(cfg, now);
         match (self.phase, admission) {
             (Phase::Closed, _) => self.count(cfg, now, failed),
             (Phase::HalfOpen, Admission::Probe) if failed => self.open(now),
@@ -181,11 +186,24 @@ impl KeyState {
         self.events.iter().filter(|&&(t, f)| f && t > from).count()
     }
 
-    /// Whether nothing about it is worth keeping any longer.
+    /// Something happened to it at `now`, under `cfg`.
+    fn touch(&mut self, cfg: &Breaker, now: u64) {
+        self.last_ms = now;
+        let horizon = now.saturating_add(ms(cfg.within).max(ms(cfg.cooldown)));
+        self.keep_until_ms = self.keep_until_ms.max(horizon);
+    }
+
+    /// Whether nothing about it is worth keeping any longer: closed, and past what its
+    /// own policy keeps it for (`cfg`, the asking policy's, only for a key written
+    /// before that was kept).
     pub fn is_idle(&self, cfg: &Breaker, now: u64) -> bool {
-        self.phase == Phase::Closed
-            && self.failures(cfg, now) == 0
-            && now.saturating_sub(self.last_ms) > ms(cfg.within).max(ms(cfg.cooldown))
+        let until = match self.keep_until_ms {
+            0 => self
+                .last_ms
+                .saturating_add(ms(cfg.within).max(ms(cfg.cooldown))),
+            until => until,
+        };
+        self.phase == Phase::Closed && now > until
     }
 }
 
@@ -209,6 +227,26 @@ mod tests {
     fn fail(s: &mut KeyState, cfg: &Breaker, now: u64) {
         let a = s.admit(cfg, now);
         s.record(cfg, now, a, true);
+    }
+
+    /// The state file holds every policy's keys: a policy with a short window never
+    /// prunes the failures another policy counts over a long one.
+    #[test]
+    fn a_key_is_kept_for_its_own_windows_not_the_askers() {
+        let long = Breaker {
+            within: Dur(Duration::from_secs(3600)),
+            ..cfg(5, 1)
+        };
+        let short = cfg(5, 1);
+        let mut s = KeyState::default();
+        fail(&mut s, &long, 1_000);
+        let later = 1_000 + 120_000;
+        assert!(
+            !s.is_idle(&short, later),
+            "kept for the hour its policy counts"
+        );
+        assert_eq!(s.failures(&long, later), 1);
+        assert!(s.is_idle(&short, 1_000 + 3_600_001));
     }
 
     #[test]
