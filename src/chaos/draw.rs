@@ -33,7 +33,9 @@ impl Fault {
     /// An outage's failure, for a model call.
     pub fn of_outage_call(with: FailsWith) -> Fault {
         match with {
-            FailsWith::Code(c) if c >= 100 => Fault::Status(c),
+            // Only an error status fails a call as a status; an exit code under 400
+            // given for a target that is also a model fails its calls at the network.
+            FailsWith::Code(c) if c >= 400 => Fault::Status(c),
             _ => Fault::Network,
         }
     }

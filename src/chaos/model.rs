@@ -332,6 +332,12 @@ fn outage(path: &str, o: RawOutage) -> Result<Outage, Invalid> {
     if o.target.is_empty() {
         return Err(invalid(format!("{path}.target"), "must not be empty"));
     }
+    if let FailsWith::Code(code @ 256..=399) = o.fails_with {
+        return Err(invalid(
+            format!("{path}.fails_with"),
+            format!("{code} is neither an exit code (1 to 255) nor an error status (400 to 599)"),
+        ));
+    }
     let duration = spread(&format!("{path}.duration"), Some(o.duration))?;
     Ok(Outage {
         target: o.target,

@@ -48,6 +48,10 @@ fn each_bad_value_names_its_key_line_and_column() {
             "calls.default.status.42: 42 is not an error status: a call fails with 400 to 599",
         ),
         (
+            "version: 1\ncorrelation:\n  outages:\n    - { target: \"*\", start_per_hour: 1, duration: { p50: 1m, p99: 2m }, fails_with: 302 }\n",
+            "correlation.outages[0].fails_with: 302 is neither an exit code (1 to 255) nor an error status (400 to 599)",
+        ),
+        (
             "version: 1\ncommands:\n  default:\n    exit: { 0: 0.1 }\n",
             "commands.default.exit.0: 0 is not a failing exit code",
         ),
