@@ -47,7 +47,10 @@ impl Secrets {
             .fold(text.to_string(), |out, s| redact(&out, s))
     }
 
-    /// [`redact_then_truncate`] of every secret.
+    /// `text` redacted, then cut to `max` characters (on a character boundary). When
+    /// the text is itself a piece cut from something longer (`cut`), a tail that could
+    /// be the start of a secret is dropped too: its other half is gone, so it cannot be
+    /// matched.
     pub fn redact_then_truncate(&self, text: &str, max: usize, cut: bool) -> String {
         let mut clean = self.redact(text);
         if cut {
@@ -189,17 +192,6 @@ fn json_spellings(secret: &str) -> Vec<String> {
     out
 }
 
-/// `text` redacted, then cut to `max` characters (on a character boundary). When the
-/// text is itself a piece cut from something longer (`cut`), a tail that could be the
-/// start of the key is dropped too: its other half is gone, so it cannot be matched.
-pub fn redact_then_truncate(text: &str, secret: &str, max: usize, cut: bool) -> String {
-    let mut clean = redact(text, secret);
-    if cut {
-        clean = drop_partial_tail(clean, secret);
-    }
-    truncate(clean, max)
-}
-
 /// `text` without a tail that could be the start of `secret`.
 fn drop_partial_tail(mut clean: String, secret: &str) -> String {
     if secret.len() >= SHORTEST {
@@ -234,7 +226,7 @@ mod tests {
     #[test]
     fn a_key_across_the_cut_is_redacted_before_the_cut() {
         let text = format!("{}{KEY} trailing", "x".repeat(290));
-        let out = redact_then_truncate(&text, KEY, 300, false);
+        let out = Secrets::of_key(Some(KEY)).redact_then_truncate(&text, 300, false);
         assert!(!out.contains("sk-test"), "{out}");
         assert!(out.starts_with(&"x".repeat(290)));
     }
@@ -242,7 +234,7 @@ mod tests {
     #[test]
     fn a_key_cut_off_by_an_earlier_limit_loses_its_start_too() {
         let text = format!("error: {}", &KEY[..12]);
-        let out = redact_then_truncate(&text, KEY, 300, true);
+        let out = Secrets::of_key(Some(KEY)).redact_then_truncate(&text, 300, true);
         assert_eq!(out, "error: ");
     }
 
@@ -277,7 +269,7 @@ mod tests {
 
     #[test]
     fn truncation_is_on_a_character_boundary() {
-        let out = redact_then_truncate(&"é".repeat(400), KEY, 300, false);
+        let out = Secrets::of_key(Some(KEY)).redact_then_truncate(&"é".repeat(400), 300, false);
         assert_eq!(out.chars().count(), 301);
     }
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use console::style;
 
 use crate::exit_code::SUCCESS;
+use crate::stats::facts::millis;
 use crate::stats::summary::{FORMAT, Percentiles, Summary};
 use crate::stats::{PolicyKey, Selection, Trees};
 use crate::store::{Store, repo_root};
@@ -63,8 +64,11 @@ pub fn stats(store: Option<PathBuf>, args: &StatsArgs) -> Result<u8> {
         } else {
             Trees::Of(root.clone())
         },
-        from_ms: args.since.map(|d| ms(now - d)).or(args.from.map(ms)),
-        to_ms: args.to.map(ms),
+        from_ms: args
+            .since
+            .map(|d| millis(now - d))
+            .or(args.from.map(millis)),
+        to_ms: args.to.map(millis),
         policy: policy.as_ref().map(PolicyKey::of),
         chaos: args.include_chaos,
     };
@@ -103,11 +107,6 @@ pub fn stats(store: Option<PathBuf>, args: &StatsArgs) -> Result<u8> {
         )?,
     }
     Ok(SUCCESS)
-}
-
-pub(crate) fn ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn scope_json(

@@ -11,7 +11,7 @@ use std::path::Path;
 use super::names::{Kind, executable, link_label};
 use crate::events::AttemptReport;
 use crate::policy::Policy;
-use crate::record::{PutBack, RunRecord};
+use crate::record::RunRecord;
 use crate::reporter::format_elapsed;
 use crate::stats::class::{error_type, run_class};
 
@@ -163,11 +163,7 @@ fn rollback_lines(out: &mut String, record: &RunRecord) {
     let Some(snapshot) = &record.snapshot else {
         return;
     };
-    for r in snapshot
-        .restores
-        .iter()
-        .filter(|r| r.action == PutBack::Rollback)
-    {
+    for r in snapshot.rollbacks() {
         let done = if r.not_restored == 0 {
             "complete".to_string()
         } else {
@@ -175,10 +171,7 @@ fn rollback_lines(out: &mut String, record: &RunRecord) {
         };
         let _ = writeln!(out, "\n**Rollback:** {} paths put back, {done}", r.paths);
     }
-    let rolled_back = snapshot
-        .restores
-        .iter()
-        .any(|r| r.action == PutBack::Rollback);
+    let rolled_back = snapshot.rollbacks().next().is_some();
     if rolled_back && !snapshot.changes.is_empty() {
         for c in snapshot.changes.iter().take(MAX_PATHS) {
             let _ = writeln!(out, "- `{}`", md_code(&c.path.lossy()));

@@ -20,7 +20,7 @@ use super::names::{Kind, link_label};
 use super::trace_context::{Ids, Parent};
 use crate::events::AttemptReport;
 use crate::policy::Policy;
-use crate::record::{PutBack, RunRecord};
+use crate::record::RunRecord;
 use crate::stats::class::{error_type, run_class};
 
 /// What names the sender: `service.name` (from `OTEL_SERVICE_NAME`) and the version.
@@ -126,8 +126,7 @@ fn run_end(record: &RunRecord) -> SystemTime {
     record
         .snapshot
         .iter()
-        .flat_map(|s| &s.restores)
-        .filter(|r| r.action == PutBack::Rollback)
+        .flat_map(|s| s.rollbacks())
         .map(|r| r.at)
         .fold(finished, SystemTime::max)
 }

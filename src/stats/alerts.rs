@@ -178,7 +178,7 @@ fn checked(store: Option<PathBuf>, policy: Option<&Path>) -> Result<(u8, String)
         );
     }
     let store = crate::store::Store::locate(store)?;
-    let now = crate::commands::stats::ms(SystemTime::now());
+    let now = crate::stats::facts::millis(SystemTime::now());
     let (evaluations, total, unreadable) = evaluate(store.dir(), &policy, now)
         .with_context(|| format!("cannot read the runs in {}", store.dir().display()))?;
     if unreadable > 0 {
@@ -338,7 +338,7 @@ pub fn after_run(store: &Path, policy: &Policy, reporter: &mut Reporter) {
 fn update_state(store: &Path, policy: &Policy) -> Result<state::Changes> {
     let file = policy_file(policy);
     let _lock = FileLock::exclusive(&layout::alert_lock_file(store, &file))?;
-    let now = crate::commands::stats::ms(SystemTime::now());
+    let now = crate::stats::facts::millis(SystemTime::now());
     let (evaluations, _, _) = evaluate(store, policy, now)?;
     state::update(
         &layout::alert_state_file(store, &file),

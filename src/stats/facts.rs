@@ -151,7 +151,9 @@ impl Facts {
     }
 }
 
-fn millis(t: SystemTime) -> i64 {
+/// Milliseconds since the epoch (negative before it): the one clock every start time,
+/// window and query of the stats is read on.
+pub fn millis(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
