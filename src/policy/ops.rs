@@ -302,6 +302,9 @@ pub(super) fn resolve_metrics(raw: Option<RawMetrics>) -> Result<Metrics, Invali
     })
 }
 
+/// The longest `metrics.otlp.timeout`.
+const MAX_OTLP_TIMEOUT: Duration = Duration::from_secs(60);
+
 fn resolve_otlp(raw: RawOtlp) -> Result<Otlp, Invalid> {
     let base = plain_url(&raw.endpoint, "metrics.otlp.endpoint")?;
     let endpoint = if base.ends_with("/v1/traces") {
@@ -311,17 +314,10 @@ fn resolve_otlp(raw: RawOtlp) -> Result<Otlp, Invalid> {
     };
     let headers_env = raw.headers_env.unwrap_or_default();
     for (name, var) in &headers_env {
-        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(invalid(
-                format!("metrics.otlp.headers_env.{name}"),
-                "not a valid HTTP header name",
-            ));
-        }
-        if var.is_empty() || var.contains(['=', '\0']) {
-            return Err(invalid(
-                format!("metrics.otlp.headers_env.{name}"),
-                "must name an environment variable (the value itself never goes in a policy)",
-            ));
+        let checked = super::request::check_header_name(name)
+            .and_then(|()| super::request::check_env_name(var));
+        if let Err(message) = checked {
+            return Err(invalid(format!("metrics.otlp.headers_env.{name}"), message));
         }
     }
     let timeout = raw.timeout.unwrap_or(Dur(Duration::from_secs(2)));
@@ -329,6 +325,13 @@ fn resolve_otlp(raw: RawOtlp) -> Result<Otlp, Invalid> {
         return Err(invalid(
             "metrics.otlp.timeout",
             "a timeout of zero would fail every send",
+        ));
+    }
+    // Every run's end waits for the send: bounded like the other exports.
+    if timeout.0 > MAX_OTLP_TIMEOUT {
+        return Err(invalid(
+            "metrics.otlp.timeout",
+            "at most 1m: every run waits for the send at its end",
         ));
     }
     Ok(Otlp {

@@ -36,32 +36,48 @@ pub fn check_headers(headers: &BTreeMap<String, HeaderValue>) -> Result<(), (Str
     for (name, value) in headers {
         let fail = |m: String| Err((name.clone(), m));
         let lower = name.to_ascii_lowercase();
-        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return fail("not a valid HTTP header name".into());
-        }
         if KEY_HEADERS.contains(&lower.as_str()) {
             return fail(
                 "carries the API key: name the key's variable with `api_key_env` instead".into(),
             );
         }
-        if OWN_HEADERS.contains(&lower.as_str()) {
-            let hint = if lower == "anthropic-version" {
-                ": set `anthropic_version` instead"
-            } else {
-                ""
-            };
-            return fail(format!("backstop sets this header itself{hint}"));
-        }
+        check_header_name(name).or_else(fail)?;
         if let Some(other) = seen.insert(lower, name) {
             return fail(format!("the same header as `{other}` (names ignore case)"));
         }
         match value {
             HeaderValue::Literal(v) => check_header_value(v).or_else(fail)?,
-            HeaderValue::Env { env } if env.is_empty() || env.contains(['=', '\0']) => {
-                return fail(format!("`{env}` is not an environment variable's name"));
-            }
-            HeaderValue::Env { .. } => {}
+            HeaderValue::Env { env } => check_env_name(env).or_else(fail)?,
         }
+    }
+    Ok(())
+}
+
+/// Why `name` cannot be a header a policy adds to backstop's requests (model calls,
+/// OTLP exports), if it cannot: not a header name, or one backstop sets itself (the
+/// client would send it twice).
+pub fn check_header_name(name: &str) -> Result<(), String> {
+    let lower = name.to_ascii_lowercase();
+    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err("not a valid HTTP header name".into());
+    }
+    if OWN_HEADERS.contains(&lower.as_str()) {
+        let hint = if lower == "anthropic-version" {
+            ": set `anthropic_version` instead"
+        } else {
+            ""
+        };
+        return Err(format!("backstop sets this header itself{hint}"));
+    }
+    Ok(())
+}
+
+/// Why `env` cannot name the environment variable a header's value comes from.
+pub fn check_env_name(env: &str) -> Result<(), String> {
+    if env.is_empty() || env.contains(['=', '\0']) {
+        return Err(format!(
+            "`{env}` is not an environment variable's name (the value itself never goes in a policy)"
+        ));
     }
     Ok(())
 }

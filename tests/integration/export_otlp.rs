@@ -583,3 +583,33 @@ fn json_protocol_is_otlp_json_and_decodes() {
     );
     assert_eq!(spans(&req).len(), 6);
 }
+
+/// A header backstop sets itself would go out twice, and a send every run waits
+/// minutes for is not an export: both refused by `policy check`, naming the key.
+#[test]
+fn otlp_headers_backstop_sets_and_endless_timeouts_are_refused() {
+    for (otlp, said) in [
+        (
+            "{ endpoint: \"http://127.0.0.1:4318\", headers_env: { content-type: CT } }",
+            "metrics.otlp.headers_env.content-type: backstop sets this header itself",
+        ),
+        (
+            "{ endpoint: \"http://127.0.0.1:4318\", headers_env: { x-tenant: \"A=B\" } }",
+            "metrics.otlp.headers_env.x-tenant: `A=B` is not an environment variable's name",
+        ),
+        (
+            "{ endpoint: \"http://127.0.0.1:4318\", timeout: 10m }",
+            "metrics.otlp.timeout: at most 1m",
+        ),
+    ] {
+        Test::new()
+            .write(
+                "p.yaml",
+                &format!("version: 1\nmetrics: {{ otlp: {otlp} }}\n"),
+            )
+            .args(&["policy", "check", "p.yaml"])
+            .status(125)
+            .stderr_contains(said)
+            .run();
+    }
+}
