@@ -69,12 +69,11 @@ impl Dealer {
         &self.faults
     }
 
-    /// The fault of the next request, for `model`, with body `body`, `now_ms` after
-    /// the server started.
-    pub fn deal(&mut self, model: &str, body: &[u8], now_ms: f64) -> Dealt {
+    /// The fault of the next request, for `model`, with a body whose [`body_key`] is
+    /// `key`, `now_ms` after the server started.
+    pub fn deal(&mut self, model: &str, key: [u8; 16], now_ms: f64) -> Dealt {
         self.count += 1;
         let mut rng = draw::run_rng(self.seed, self.count);
-        let key = body_key(body);
         let own = self.faults.call(model);
         self.timeline.forget_before(now_ms);
         let (fault, why) =
@@ -125,7 +124,9 @@ impl Dealer {
 }
 
 /// A request body's identity: a client's retry sends the same bytes again.
-fn body_key(body: &[u8]) -> [u8; 16] {
+/// What `sticky` knows a request by: a hash of its body (hashed before the dealer's
+/// lock is taken: a body may be 16 MiB).
+pub fn body_key(body: &[u8]) -> [u8; 16] {
     let hash = blake3::hash(body);
     let mut key = [0; 16];
     key.copy_from_slice(&hash.as_bytes()[..16]);
@@ -151,7 +152,7 @@ mod tests {
         let deal = |seed| {
             let mut d = dealer(yaml, seed);
             (0..50u8)
-                .map(|i| d.deal("m", &[i], 0.0))
+                .map(|i| d.deal("m", body_key(&[i]), 0.0))
                 .collect::<Vec<_>>()
         };
         assert_eq!(deal(7), deal(7));
@@ -164,8 +165,8 @@ mod tests {
     fn a_model_of_its_own_else_default() {
         let yaml = "version: 1\ncalls:\n  bad: { network: 1.0 }\n  default: { status: { 429: 1.0 }, retry_after: { p50: 2s, p99: 2s } }\n";
         let mut d = dealer(yaml, 1);
-        assert_eq!(d.deal("bad", b"a", 0.0).fault, Fault::Network);
-        let other = d.deal("other", b"b", 0.0);
+        assert_eq!(d.deal("bad", body_key(b"a"), 0.0).fault, Fault::Network);
+        let other = d.deal("other", body_key(b"b"), 0.0);
         assert_eq!(other.fault, Fault::Status(429));
         let wait = other.retry_after.unwrap().as_millis();
         assert!((1999..=2001).contains(&wait), "{wait}");
@@ -176,10 +177,10 @@ mod tests {
         let yaml = "version: 1\ncalls:\n  default: { status: { 503: 0.5 } }\ncorrelation: { sticky: 1.0 }\n";
         let mut d = dealer(yaml, 3);
         let first_failure = (0..100u8)
-            .map(|i| (i, d.deal("m", &[i], 0.0)))
+            .map(|i| (i, d.deal("m", body_key(&[i]), 0.0)))
             .find(|(_, dealt)| dealt.fault.failed())
             .unwrap();
-        let again = d.deal("m", &[first_failure.0], 0.0);
+        let again = d.deal("m", body_key(&[first_failure.0]), 0.0);
         assert_eq!((again.fault, again.why), (Fault::Status(503), Why::Sticky));
     }
 
@@ -189,8 +190,8 @@ mod tests {
         let mut d = dealer(yaml, 1);
         // One start a second on average: ten minutes in, the hour-long window is open.
         let at = 600_000.0;
-        let dealt = d.deal("m", b"x", at);
+        let dealt = d.deal("m", body_key(b"x"), at);
         assert_eq!((dealt.fault, dealt.why), (Fault::Status(529), Why::Outage));
-        assert_eq!(d.deal("n", b"x", at).fault, Fault::Ok);
+        assert_eq!(d.deal("n", body_key(b"x"), at).fault, Fault::Ok);
     }
 }

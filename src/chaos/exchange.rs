@@ -135,11 +135,12 @@ async fn chat(shared: &Shared, socket: &Socket, api: Api, fwd: Forward<'_>, body
             return Ok(json_reply(400, error(api, 400, &message, 0)));
         }
     };
+    let key = super::dealer::body_key(&body);
     let dealt = {
         let mut dealer = shared.dealer.lock().map_err(|_| Dropped)?;
         // Read under the lock: the timeline is asked in time order.
         let now_ms = shared.started.elapsed().as_secs_f64() * 1e3;
-        dealer.deal(&asked.model, &body, now_ms)
+        dealer.deal(&asked.model, key, now_ms)
     };
     shared.log(&format!(
         "#{} {} {} {} → {}",

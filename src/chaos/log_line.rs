@@ -36,17 +36,10 @@ pub fn shown(target: &str) -> String {
     printable(req_path(target))
 }
 
-/// A client's text fit for one line of the log: no control characters, at most 120.
+/// A client's text fit for one line of the log: control characters escaped as the
+/// rest of backstop escapes them (`names::printable`), at most 120 characters.
 pub fn printable(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(120)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if s.chars().count() > 120 {
-        out.push('…');
-    }
-    out
+    crate::policy::load::shortened(&crate::names::printable(s), 60)
 }
 
 #[cfg(test)]
@@ -56,7 +49,9 @@ mod tests {
     #[test]
     fn a_log_line_gets_no_control_characters_no_query_and_no_more_than_120() {
         assert_eq!(shown("/v1/models?key=sk-secret"), "/v1/models");
-        assert_eq!(printable("m\nchaos: #9 forged"), "m?chaos: #9 forged");
+        let forged = printable("m\nchaos: #9 forged");
+        assert_eq!(forged, "m\\nchaos: #9 forged");
+        assert!(!forged.chars().any(char::is_control));
         let long = "x".repeat(500);
         assert_eq!(printable(&long).chars().count(), 121);
     }
