@@ -7,8 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use rand::Rng;
-
+pub use super::draw::Why;
 use super::draw::{self, Fault, Timeline};
 use super::model::Faults;
 
@@ -28,14 +27,6 @@ pub struct Dealt {
     pub retry_after: Option<Duration>,
     /// The answer's tokens (`tokens`): input, output.
     pub tokens: (u64, u64),
-}
-
-/// Where a request's fault came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Why {
-    Drawn,
-    Outage,
-    Sticky,
 }
 
 pub struct Dealer {
@@ -76,27 +67,23 @@ impl Dealer {
         let mut rng = draw::run_rng(self.seed, self.count);
         let own = self.faults.call(model);
         self.timeline.forget_before(now_ms);
-        let (fault, why) =
-            if let Some(with) = self.timeline.active(&self.faults.outages, now_ms, model) {
-                (Fault::of_outage_call(with), Why::Outage)
-            } else if let Some(&last) = self.last.get(&key)
-                && last.failed()
-                && self.faults.sticky > 0.0
-                && rng.r#gen::<f64>() < self.faults.sticky
-            {
-                (last, Why::Sticky)
-            } else {
-                let fault = own.map_or(Fault::Ok, |f| draw::call_fault(&mut rng, f));
-                (fault, Why::Drawn)
-            };
-        let latency = ms(draw::spread_ms(
+        let last = self.last.get(&key).copied();
+        let (fault, why) = draw::choose(
+            &self.faults,
+            &mut self.timeline,
+            &mut rng,
+            (now_ms, model),
+            last,
+            true,
+        );
+        let latency = draw::ms(draw::spread_ms(
             &mut rng,
             own.and_then(|f| f.latency.as_ref()),
         ));
         let retry_after = match fault {
-            Fault::Status(429 | 529) => own
-                .and_then(|f| f.retry_after.as_ref())
-                .map(|s| Duration::from_millis(draw::spread_ms(&mut rng, Some(s)).round() as u64)),
+            Fault::Status(status) => {
+                draw::retry_after_ms(&mut rng, own, status).map(Duration::from_millis)
+            }
             _ => None,
         };
         let tokens = own.map_or((0, 0), |f| (f.input_tokens, f.output_tokens));
@@ -131,10 +118,6 @@ pub fn body_key(body: &[u8]) -> [u8; 16] {
     let mut key = [0; 16];
     key.copy_from_slice(&hash.as_bytes()[..16]);
     key
-}
-
-fn ms(v: f64) -> Duration {
-    Duration::from_micros((v * 1e3) as u64)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::model::{CallFaults, CommandFaults, FailsWith, Outage, Spread};
+use super::model::{CallFaults, CommandFaults, FailsWith, Faults, Outage, Spread};
 use crate::policy::values::MAX_DURATION;
 
 /// What an attempt suffers; its timing is drawn when it is played out.
@@ -93,6 +93,68 @@ pub fn call_fault(rng: &mut StdRng, f: &CallFaults) -> Fault {
         (f.content_policy, Fault::ContentPolicy),
     ];
     pick(rng, others.into_iter().chain(statuses))
+}
+
+/// Where an attempt's fault came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    Drawn,
+    Outage,
+    Sticky,
+}
+
+/// The one rule of `simulate`, `--chaos` and `chaos serve`: an outage of `target` at
+/// `t_ms`, else (`correlation.sticky`) `last` again when it failed, else the target's
+/// own rates. `last` is the same attempt's last fault, as each caller knows it: the
+/// link's (`Picker`), or the same request body's (chaos serve's `Dealer`).
+pub fn choose(
+    faults: &Faults,
+    timeline: &mut Timeline,
+    rng: &mut StdRng,
+    (t_ms, target): (f64, &str),
+    last: Option<Fault>,
+    call: bool,
+) -> (Fault, Why) {
+    if let Some(with) = timeline.active(&faults.outages, t_ms, target) {
+        let fault = if call {
+            Fault::of_outage_call(with)
+        } else {
+            Fault::of_outage_command(with)
+        };
+        return (fault, Why::Outage);
+    }
+    if let Some(last) = last
+        && last.failed()
+        && faults.sticky > 0.0
+        && rng.r#gen::<f64>() < faults.sticky
+    {
+        return (last, Why::Sticky);
+    }
+    let fault = if call {
+        faults
+            .call(target)
+            .map_or(Fault::Ok, |f| call_fault(rng, f))
+    } else {
+        faults
+            .command(target)
+            .map_or(Fault::Ok, |f| command_fault(rng, f))
+    };
+    (fault, Why::Drawn)
+}
+
+/// The wait a 429 or 529 asks for (ms), drawn from the model's `retry_after`; `None`
+/// for another status, or without one.
+pub fn retry_after_ms(rng: &mut StdRng, faults: Option<&CallFaults>, status: u16) -> Option<u64> {
+    let spread = faults.and_then(|f| f.retry_after.as_ref());
+    match (status, spread) {
+        (429 | 529, Some(spread)) => Some(spread_ms(rng, Some(spread)).round() as u64),
+        _ => None,
+    }
+}
+
+/// Milliseconds drawn as a duration.
+pub fn ms(v: f64) -> std::time::Duration {
+    std::time::Duration::from_micros((v * 1e3) as u64)
 }
 
 /// A draw from the log-normal distribution, in milliseconds, within a policy's

@@ -2,7 +2,6 @@
 //! outage of its target first, else the link's last failure again (`sticky`), else the
 //! target's own rates. Every draw from one seeded generator.
 
-use rand::Rng;
 use rand::rngs::StdRng;
 
 use super::draw::{self, Fault, Timeline};
@@ -43,31 +42,20 @@ impl<'a> Picker<'a> {
     }
 
     fn choose(&mut self, t_ms: f64, link: &str, target: &str, call: bool) -> Fault {
-        let faults = self.faults;
-        if let Some(with) = self.timeline.active(&faults.outages, t_ms, target) {
-            return if call {
-                Fault::of_outage_call(with)
-            } else {
-                Fault::of_outage_command(with)
-            };
-        }
-        if let Some((last_link, last)) = &self.last
-            && last_link == link
-            && last.failed()
-            && faults.sticky > 0.0
-            && self.rng.r#gen::<f64>() < faults.sticky
-        {
-            return *last;
-        }
-        if call {
-            faults
-                .call(target)
-                .map_or(Fault::Ok, |f| draw::call_fault(&mut self.rng, f))
-        } else {
-            faults
-                .command(target)
-                .map_or(Fault::Ok, |f| draw::command_fault(&mut self.rng, f))
-        }
+        let last = self
+            .last
+            .as_ref()
+            .filter(|(last_link, _)| last_link == link)
+            .map(|&(_, fault)| fault);
+        let (fault, _) = draw::choose(
+            self.faults,
+            &mut self.timeline,
+            &mut self.rng,
+            (t_ms, target),
+            last,
+            call,
+        );
+        fault
     }
 }
 

@@ -21,10 +21,8 @@ pub struct CallDraws<'a, 'r> {
 impl CallDraws<'_, '_> {
     /// The wait a 429 or 529 asks for, as the client reads `retry-after-ms`.
     fn retry_after(&mut self, status: u16, report: &mut CallReport) {
-        let spread = self.faults.and_then(|f| f.retry_after.as_ref());
-        if let (429 | 529, Some(spread)) = (status, spread) {
-            let wait = draw::spread_ms(self.rng, Some(spread));
-            report.retry_after_ms = Some(wait.round() as u64);
+        if let Some(wait) = draw::retry_after_ms(self.rng, self.faults, status) {
+            report.retry_after_ms = Some(wait);
             report.retry_after_rule = Some("retry-after-ms header".into());
         }
     }

@@ -52,7 +52,7 @@ impl<'a> SimAttempter<'a> {
 
     async fn command(&mut self, spec: &AttemptSpec<'_>, link: &str) -> End {
         let fault = self.fault(link, link, false);
-        let took = ms(draw::spread_ms(
+        let took = draw::ms(draw::spread_ms(
             &mut self.picker.rng,
             self.faults.command(link).and_then(|f| f.duration.as_ref()),
         ));
@@ -78,7 +78,7 @@ impl<'a> SimAttempter<'a> {
         let model = work.model.name.as_str();
         let fault = self.fault(link, model, true);
         let faults = self.faults.call(model);
-        let latency = ms(draw::spread_ms(
+        let latency = draw::ms(draw::spread_ms(
             &mut self.picker.rng,
             faults.and_then(|f| f.latency.as_ref()),
         ));
@@ -132,10 +132,6 @@ async fn within(limit: Option<Duration>, deadline: bool, end: End, took: Duratio
             end
         }
     }
-}
-
-fn ms(v: f64) -> Duration {
-    Duration::from_micros((v * 1e3) as u64)
 }
 
 fn outcome(end: End, duration: Duration) -> AttemptOutcome {
