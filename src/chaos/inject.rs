@@ -90,7 +90,8 @@ impl Chaos {
 pub struct ChaosAttempter<'a, A> {
     inner: A,
     picker: Option<Picker<'a>>,
-    /// The run's start: outages are placed on the run's own timeline from here.
+    /// This part's start (the run's, or a step's: each step is a part with its own
+    /// draws): its outages are placed on a timeline from here.
     t0: Instant,
 }
 

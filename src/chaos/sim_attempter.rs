@@ -16,7 +16,6 @@ use crate::call::client::DEFAULT_CALL_ATTEMPT;
 use crate::policy::DefaultAnswer;
 
 pub struct SimAttempter<'a> {
-    faults: &'a Faults,
     pub picker: Picker<'a>,
     /// The run's start on the simulated timeline (ms), and on the paused clock.
     run_at: f64,
@@ -26,7 +25,6 @@ pub struct SimAttempter<'a> {
 impl<'a> SimAttempter<'a> {
     pub fn new(faults: &'a Faults, seed: u64) -> SimAttempter<'a> {
         SimAttempter {
-            faults,
             picker: Picker::new(faults, seed),
             run_at: 0.0,
             t0: Instant::now(),
@@ -36,7 +34,7 @@ impl<'a> SimAttempter<'a> {
     /// Starts run number `run`: its own draws, its place on the timeline.
     pub fn start_run(&mut self, seed: u64, run: u64) {
         self.picker.start_run(draw::run_rng(seed, run));
-        self.run_at = run as f64 * self.faults.interval_ms;
+        self.run_at = run as f64 * self.picker.faults.interval_ms;
         self.t0 = Instant::now();
         self.picker.timeline.forget_before(self.run_at);
     }
@@ -54,7 +52,10 @@ impl<'a> SimAttempter<'a> {
         let fault = self.fault(link, link, false);
         let took = draw::ms(draw::spread_ms(
             &mut self.picker.rng,
-            self.faults.command(link).and_then(|f| f.duration.as_ref()),
+            self.picker
+                .faults
+                .command(link)
+                .and_then(|f| f.duration.as_ref()),
         ));
         let (end, took) = match fault {
             Fault::Exit(code) => (End::Exited { code }, took),
@@ -77,7 +78,7 @@ impl<'a> SimAttempter<'a> {
     ) -> AttemptOutcome {
         let model = work.model.name.as_str();
         let fault = self.fault(link, model, true);
-        let faults = self.faults.call(model);
+        let faults = self.picker.faults.call(model);
         let latency = draw::ms(draw::spread_ms(
             &mut self.picker.rng,
             faults.and_then(|f| f.latency.as_ref()),

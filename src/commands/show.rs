@@ -353,7 +353,8 @@ fn latest(tree: &RunRecords) -> Result<RunRecord> {
         .ok_or_else(|| UserError::NoRuns(tree.root().to_path_buf()).into())
 }
 
-fn truncate(s: &str, n: usize) -> String {
+/// `s` cut to `n` characters, the last one `…` when it was cut.
+pub(super) fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use console::style;
 
+use super::show::truncate;
 use crate::exit_code::SUCCESS;
 use crate::stats::facts::millis;
 use crate::stats::summary::{FORMAT, Percentiles, Summary};
@@ -397,14 +398,4 @@ fn errors(out: &mut impl Write, s: &Summary) -> Result<()> {
         writeln!(out, "{}", truncate(&line, 80))?;
     }
     Ok(())
-}
-
-/// At most `n` characters, an ellipsis marking a cut.
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        return s.to_string();
-    }
-    let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
-    t.push('…');
-    t
 }
