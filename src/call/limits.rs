@@ -149,6 +149,23 @@ pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A reqwest error of an exchange that is not a model call's (an export, a push, a
+/// relayed request), in a line: what failed, then its causes, without the URL the
+/// caller names itself. `cannot connect: tcp connect error: Connection refused`.
+pub(crate) fn exchange_error(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "the exchange failed"
+    };
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{what}: {}", error_chain(cause)),
+        None => what.to_string(),
+    }
+}
+
 /// An error with its causes: `error sending request: connection refused`.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];

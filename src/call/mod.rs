@@ -4,6 +4,7 @@ mod answer;
 pub mod client;
 pub mod conversation;
 mod limits;
+pub(crate) use limits::exchange_error;
 mod print;
 pub mod redirect;
 pub mod retry_after;

@@ -98,29 +98,12 @@ impl Upstream {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("the upstream gave no answer: {}", describe(&e)))
-    }
-}
-
-/// A reqwest error without its URL's query (the URL has no secret, but says less).
-fn describe(e: &reqwest::Error) -> String {
-    let what = if e.is_connect() {
-        "cannot connect"
-    } else if e.is_timeout() {
-        "timed out"
-    } else {
-        "the exchange failed"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        what.to_string()
-    } else {
-        format!("{what}: {detail}")
+            .map_err(|e| {
+                format!(
+                    "the upstream gave no answer: {}",
+                    crate::call::exchange_error(&e)
+                )
+            })
     }
 }
 
@@ -153,8 +136,12 @@ pub async fn pieces(answer: reqwest::Response) -> Result<Vec<Bytes>, String> {
     let mut body = Vec::new();
     let mut chunks = answer.bytes_stream();
     while let Some(chunk) = chunks.next().await {
-        let chunk =
-            chunk.map_err(|e| format!("the upstream's body broke off: {}", describe(&e)))?;
+        let chunk = chunk.map_err(|e| {
+            format!(
+                "the upstream's body broke off: {}",
+                crate::call::exchange_error(&e)
+            )
+        })?;
         if body.len() + chunk.len() > MAX_BROKEN {
             return Err(format!("the upstream's answer is over {MAX_BROKEN} bytes"));
         }

@@ -75,7 +75,12 @@ pub fn post(
         .connect_timeout(limit)
         .timeout(limit)
         .build()
-        .map_err(|e| format!("cannot send the trace to {endpoint}: {}", plain(&e)))?;
+        .map_err(|e| {
+            format!(
+                "cannot send the trace to {endpoint}: {}",
+                crate::call::exchange_error(&e)
+            )
+        })?;
     let request = client
         .post(endpoint.as_str())
         .headers(headers)
@@ -89,7 +94,7 @@ pub fn post(
         Ok(Err(e)) if e.is_timeout() => Err(timed_out(endpoint, limit)),
         Ok(Err(e)) => Err(format!(
             "cannot send the trace to {endpoint}: {}",
-            plain(&e)
+            crate::call::exchange_error(&e)
         )),
         Ok(Ok(response)) if response.status().is_success() => Ok(()),
         Ok(Ok(response)) if response.status().is_redirection() => Err(format!(
@@ -108,19 +113,4 @@ fn timed_out(endpoint: &str, limit: Duration) -> String {
         "cannot send the trace to {endpoint}: no answer within {} (metrics.otlp.timeout)",
         crate::policy::values::format_duration(limit)
     )
-}
-
-/// A reqwest error's causes in a line, without the URL it repeats.
-fn plain(e: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    if parts.is_empty() {
-        e.to_string()
-    } else {
-        parts.join(": ")
-    }
 }

@@ -156,7 +156,7 @@ pub fn push(base: &str, text: &str) -> Result<()> {
         .body(text.to_string());
     let status = runtime
         .block_on(async { request.send().await })
-        .map_err(|e| anyhow::anyhow!("{base}: {}", without_url(&e)))?
+        .map_err(|e| anyhow::anyhow!("{base}: {}", crate::call::exchange_error(&e)))?
         .status();
     if !status.is_success() {
         anyhow::bail!("{base} answered HTTP {}", status.as_u16());
@@ -175,19 +175,4 @@ fn group_url(base: &str) -> Result<reqwest::Url> {
         .pop_if_empty()
         .extend(["metrics", "job", "backstop", "instance", host.as_str()]);
     Ok(url)
-}
-
-/// reqwest's message names the URL; the caller names it once itself.
-fn without_url(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "cannot connect".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    match std::error::Error::source(e) {
-        Some(s) => format!("{what}: {s}"),
-        None => what,
-    }
 }
