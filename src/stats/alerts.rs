@@ -117,13 +117,18 @@ pub fn evaluate<'p>(
     let crate::stats::Selected {
         runs, unreadable, ..
     } = crate::stats::select(store, &sel)?;
+    // One summary per window: rules on the same window (a warning and a critical
+    // threshold, say) read the same one.
+    let mut summaries: std::collections::BTreeMap<i64, Summary> = Default::default();
     let evaluations = rules
         .iter()
         .map(|rule| {
             // Oldest first: the rule's window is a suffix of the list.
             let from = now_ms.saturating_sub(window_ms(rule));
-            let start = runs.partition_point(|f| f.started_ms < from);
-            let summary = Summary::of(&runs[start..]);
+            let summary = summaries.entry(from).or_insert_with(|| {
+                let start = runs.partition_point(|f| f.started_ms < from);
+                Summary::of(&runs[start..])
+            });
             let value = summary.metric(rule.metric);
             let decided = summary.runs.decided;
             let verdict = match value {
