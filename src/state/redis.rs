@@ -257,7 +257,7 @@ impl Backend for Redis {
             ];
             let removed: i64 = redis::pipe()
                 .del(&keys)
-                .srem(self.key(&["keys"]), key)
+                .zrem(self.key(&["keys"]), key)
                 .ignore()
                 .query_async::<(i64,)>(&mut conn)
                 .await
@@ -274,8 +274,10 @@ impl Redis {
     async fn read_status(&mut self) -> Result<Status> {
         let mut conn = self.conn().await?;
         let err = |e: redis::RedisError| self.failed("a command failed on", &e);
-        let names: Vec<String> = redis::cmd("SMEMBERS")
+        let names: Vec<String> = redis::cmd("ZRANGE")
             .arg(self.key(&["keys"]))
+            .arg(0)
+            .arg(-1)
             .query_async(&mut conn)
             .await
             .map_err(err)?;

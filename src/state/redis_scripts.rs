@@ -4,7 +4,8 @@
 //!
 //! A breaker is a hash (`phase`, `since`, `pout`, `pok`, `pdl`, `opened`, `last`)
 //! and two sorted sets of attempts in the window (all, and the failed ones); the
-//! budget a hash of per-second counters `f:<second>` and `r:<second>`.
+//! budget a hash of per-second counters `f:<second>` and `r:<second>`; the names in
+//! use a sorted set scored by their last use.
 
 /// Shared head: the server's time in milliseconds, and the budget's pruning.
 const HEAD: &str = r"
@@ -25,9 +26,17 @@ local function prune_budget(key, window_s)
   end
   return sec, f, r
 end
+-- The index of breaker names, scored by last use: names unused past the TTL leave
+-- it, as their hashes expire (a key per commit, `./deploy.sh $SHA`, would otherwise
+-- grow it for as long as the fleet is busy).
+local function index_key(index, name, ttl)
+  redis.call('ZADD', index, now, name)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now - ttl)
+  redis.call('PEXPIRE', index, ttl)
+end
 ";
 
-/// KEYS: breaker hash, budget hash, index set. ARGV: cooldown ms ('' for no
+/// KEYS: breaker hash, budget hash, index (a sorted set). ARGV: cooldown ms ('' for no
 /// breaker), probes, first (1/0), budget window s (0 for no budget), ttl ms, key.
 /// Returns {kind, since, next_probe}: kind 0 go, 1 probe, 2 open.
 const ADMIT: &str = r"
@@ -56,12 +65,11 @@ end
 if pout >= probes then return {2, since, pdl} end
 redis.call('HSET', KEYS[1], 'phase', phase, 'pout', pout + 1, 'pok', pok, 'pdl', now + cooldown, 'last', now)
 redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('SADD', KEYS[3], ARGV[6])
-redis.call('PEXPIRE', KEYS[3], ttl)
+index_key(KEYS[3], ARGV[6], ttl)
 return runs({1, since, now + cooldown})
 ";
 
-/// KEYS: breaker hash, all attempts, failed attempts, index set. ARGV: probe (1/0),
+/// KEYS: breaker hash, all attempts, failed attempts, index (a sorted set). ARGV: probe (1/0),
 /// failed (1/0), within ms, failures to trip (0: by ratio), ratio, min attempts,
 /// probes, ttl ms, a unique member, key.
 const RECORD: &str = r"
@@ -101,8 +109,7 @@ elseif phase == 'half_open' and probe then
   end
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('SADD', KEYS[4], ARGV[10])
-redis.call('PEXPIRE', KEYS[4], ttl)
+index_key(KEYS[4], ARGV[10], ttl)
 return 1
 ";
 

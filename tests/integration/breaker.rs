@@ -624,3 +624,25 @@ fn a_held_local_state_lock_costs_its_timeout_and_a_warning() {
     );
     assert!(took < std::time::Duration::from_secs(10), "{took:?}");
 }
+
+/// The Redis index of breaker names forgets a name unused past the TTL, as its hashes
+/// expire: a key per commit (`./deploy.sh $SHA`) does not grow it for good.
+#[test]
+fn the_redis_index_forgets_names_unused_past_their_ttl() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let env = [("BACKSTOP_REDIS_URL", url.as_str())];
+    let t = Test::new().policy(&breaker_policy(&redis_state("idx:")));
+    // A name last used long ago (score 1 ms after the epoch), as an old commit's key.
+    assert_eq!(
+        redis
+            .cli(&["ZADD", "idx:keys", "1", "./deploy.sh 0ld"])
+            .trim(),
+        "1"
+    );
+    run(&t, &env);
+    let names = redis.cli(&["ZRANGE", "idx:keys", "0", "-1"]);
+    assert!(!names.contains("0ld"), "{names}");
+    assert!(names.contains("primary"), "{names}");
+    assert!(status(&t, &env)["breakers"].as_array().unwrap().len() == 1);
+}
