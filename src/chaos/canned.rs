@@ -206,4 +206,47 @@ mod tests {
         assert!(a.last().unwrap().starts_with(b"event: message_stop\n"));
         assert!(a[0].starts_with(b"event: message_start\n"));
     }
+
+    /// The canned answers are read back by backstop's own client code (`call/wire.rs`,
+    /// `call/sse.rs`): whole, each is an answer with its text and tokens; streamed,
+    /// complete; the first half of a stream (what a cut leaves), not complete.
+    #[test]
+    fn the_clients_own_parsers_read_every_canned_answer() {
+        use crate::call::sse::SseParser;
+        use crate::call::wire::{StreamState, parse_answer};
+        use crate::policy::ProviderKind;
+        for (api, kind) in [
+            (Api::OpenAi, ProviderKind::Openai),
+            (Api::Anthropic, ProviderKind::Anthropic),
+        ] {
+            let whole = canned(&asked(api, false), (7, 3), Finish::Done, 1);
+            let answer = parse_answer(kind, &whole[0]).unwrap();
+            assert_eq!(
+                (
+                    answer.text.as_str(),
+                    answer.input_tokens,
+                    answer.output_tokens
+                ),
+                (CANNED_TEXT, 7, 3)
+            );
+            let read = |pieces: Vec<Bytes>| {
+                let mut parser = SseParser::default();
+                let mut state = StreamState::new(kind);
+                for piece in pieces {
+                    for event in parser.feed(&piece).unwrap() {
+                        state.on_event(&event).unwrap();
+                    }
+                }
+                state
+            };
+            let stream = canned(&asked(api, true), (7, 3), Finish::Done, 1);
+            let state = read(stream.clone());
+            assert!(state.complete(), "{api:?}");
+            assert_eq!(state.answer.text, CANNED_TEXT, "{api:?}");
+            assert!(
+                !read(crate::chaos::play::first_half(stream)).complete(),
+                "{api:?}"
+            );
+        }
+    }
 }
