@@ -434,16 +434,7 @@ def post(model):
         return [e.code, json.load(e)["error"]["type"], e.headers["Retry-After"]]
 print(json.dumps([post("fine"), post("limited")]))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, &chaos.url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = python_json(script, &chaos.url);
     assert_eq!(
         got,
         json!([[200, "chaos: ok", null], [429, "requests", "1"]])
@@ -900,16 +891,7 @@ last = []
 req("fine", 5, last)
 print(json.dumps({"given_up": len([g for g in given_up if g in ("timeout", "TimeoutError")]), "last": last[0]}))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, &chaos.url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = python_json(script, &chaos.url);
     assert_eq!(got, json!({ "given_up": 600, "last": 200 }));
 }
 
@@ -1104,4 +1086,20 @@ fn upstream_without_v1_gets_anthropic_paths_and_an_unreachable_one_is_a_502() {
         "{error}"
     );
     assert!(!chaos.stderr().contains("sk-py-secret"));
+}
+
+/// Runs a python3 `script` (a client we did not write) with `url` as its argument;
+/// what it printed, as JSON.
+#[track_caller]
+fn python_json(script: &str, url: &str) -> Value {
+    let out = Command::new("python3")
+        .args(["-c", script, url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
