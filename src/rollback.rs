@@ -308,6 +308,7 @@ impl<'a> RunSnapshots<'a> {
                 & 0o7777
         };
         tree.scope.identity = Some(identity);
+        tree.watch_changes();
         let hold = tree.hold_objects()?;
         let mut taken = tree.snapshot()?;
         let rules = match taken.rules.take() {

@@ -36,7 +36,7 @@ pub fn snapshot(
         Wait::Yes,
         quiet,
     )?;
-    let tree = Snapshots::new(store.dir(), &tree_store, scope);
+    let mut tree = Snapshots::new(store.dir(), &tree_store, scope);
     recover(&tree, quiet)?;
     let start = Instant::now();
     let taken = tree.snapshot().context("cannot snapshot the tree")?;

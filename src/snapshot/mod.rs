@@ -15,6 +15,7 @@ pub mod scope;
 pub mod snapshots;
 pub mod take;
 pub mod walk;
+pub mod watch;
 
 /// The cores this process may run on (its CPU affinity mask), at least one.
 /// `std::thread::available_parallelism` also reads the cgroup's CPU quota, parsing

@@ -16,10 +16,12 @@ use ignore::overrides::{Override, OverrideBuilder};
 use super::manifest::{Kind, Meta};
 use super::objects::Stamp;
 use super::rules::{Matcher, Rules};
-use super::walk::{self, Filter, Found};
+use super::walk::{self, Filter, Found, Since};
+use super::watch::{Pass, Watch, parent};
 
-/// Below this many entries in the last snapshot, the walk stays on one thread.
-const SMALL_TREE: usize = 2000;
+/// Below this many entries in the last snapshot, the walk stays on one thread (and a
+/// run keeps no change feed: walking the tree again costs less than watching it).
+pub const SMALL_TREE: usize = 2000;
 
 #[derive(Clone, Debug)]
 pub struct Scope {
@@ -53,6 +55,8 @@ pub struct Walked {
     pub attributes: Option<bool>,
     /// The rules read from the tree, when the scope had none fixed.
     pub rules: Option<Rules>,
+    /// Paths stat'ed directly, their directory not read (no watch covers them).
+    pub unwatched: std::collections::HashSet<Vec<u8>>,
 }
 
 /// A path as the walk saw it.
@@ -73,6 +77,7 @@ impl Walked {
                 seen: Vec::new(),
                 attributes: None,
                 rules: None,
+                unwatched: Default::default(),
             },
             errors,
         )
@@ -80,6 +85,22 @@ impl Walked {
 }
 
 impl Seen {
+    /// The path as an entry recorded it (what a walk would see if it has not changed).
+    pub fn of_entry(e: &super::manifest::Entry) -> Seen {
+        Seen {
+            path: e.path.clone(),
+            kind: e.kind,
+            mode: e.mode,
+            stamp: Stamp {
+                size: e.size,
+                mtime_ns: e.mtime_ns,
+                ctime_ns: e.ctime_ns,
+                ino: e.ino,
+            },
+            meta: e.meta.clone(),
+        }
+    }
+
     /// The manifest entry for this path as seen, holding `content`.
     pub fn into_entry(self, content: super::manifest::Content) -> super::manifest::Entry {
         super::manifest::Entry {
@@ -137,7 +158,12 @@ impl Scope {
     /// even if the ignore rules now leave it out (so a run cannot hide a change to a
     /// path the snapshot before it had by editing `.gitignore`).
     pub fn walk(&self, also: &[&[u8]]) -> Result<Walked> {
-        let (walked, mut errors) = self.walk_with(also, true);
+        self.walk_watched(also, None)
+    }
+
+    /// [`Scope::walk`], watching each directory read with `watch`.
+    pub fn walk_watched(&self, also: &[&[u8]], watch: Option<&Watch>) -> Result<Walked> {
+        let (walked, mut errors) = self.walk_with(also, true, watch, None);
         match errors.drain(..).next() {
             Some(e) => Err(e.context(format!("cannot walk {}", self.root.display()))),
             None => Ok(walked),
@@ -148,14 +174,20 @@ impl Scope {
     /// which must find what it can, not stop at the first unreadable path.
     /// Returns, beside what it found, what it could not read.
     pub fn walk_best_effort(&self, also: &[&[u8]]) -> (Vec<Seen>, Vec<String>) {
-        let (walked, errors) = self.walk_with(also, false);
+        let (walked, errors) = self.walk_with(also, false, None, None);
         (
             walked.seen,
             errors.iter().map(|e| format!("{e:#}")).collect(),
         )
     }
 
-    fn walk_with(&self, also: &[&[u8]], strict: bool) -> (Walked, Vec<anyhow::Error>) {
+    fn walk_with(
+        &self,
+        also: &[&[u8]],
+        strict: bool,
+        watch: Option<&Watch>,
+        since: Option<&Since>,
+    ) -> (Walked, Vec<anyhow::Error>) {
         let overrides = match self.overrides() {
             Ok(o) => o,
             Err(e) => return Walked::failed(vec![e]),
@@ -177,7 +209,9 @@ impl Scope {
             }),
             overrides: &overrides,
             matcher: matcher.as_ref(),
-            keep_pruned: self.rules.is_none(),
+            keep_pruned: self.rules.is_none() && since.is_none(),
+            watch,
+            since,
         };
         // A small tree (as the last snapshot knew it) is walked before threads could start.
         // Two threads at most: a walk is mostly system calls, which a third core (where
@@ -185,10 +219,13 @@ impl Scope {
         // With no last snapshot (the first of a tree) the walk grows to two threads once
         // it has seen that many entries.
         let two = || super::cores().min(2);
-        let (threads, grow_after) = match also.len() {
-            0 => (two(), Some(SMALL_TREE)),
-            n if n < SMALL_TREE => (1, None),
-            _ => (two(), None),
+        // A walk of what changed reads few directories, each soon done: one thread.
+        let (threads, grow_after) = match (since, also.len()) {
+            (Some(s), _) if s.lists.len() < 64 => (1, None),
+            (Some(_), _) => (two(), None),
+            (None, 0) => (two(), Some(SMALL_TREE)),
+            (None, n) if n < SMALL_TREE => (1, None),
+            (None, _) => (two(), None),
         };
         let Found {
             seen: mut found,
@@ -196,14 +233,19 @@ impl Scope {
             mut errors,
             attributes,
             odd_attributes,
+            descended,
         } = walk::walk(&self.root, &filter, threads, grow_after, strict);
         if strict && !errors.is_empty() {
             return Walked::failed(errors);
         }
-        // `found` comes sorted by path.
-        if let Err(e) = self.stat_missing(&mut found, also, strict, &mut errors) {
-            return Walked::failed(vec![e]);
+        if let Some(since) = since {
+            found = self.since_seen(since, &descended, found);
         }
+        // `found` comes sorted by path.
+        let unwatched = match self.stat_missing(&mut found, also, strict, &mut errors) {
+            Ok(unwatched) => unwatched,
+            Err(e) => return Walked::failed(vec![e]),
+        };
         let rules = match (&self.rules, matcher) {
             (Some(_), _) => None,
             (None, m) => {
@@ -218,6 +260,7 @@ impl Scope {
                 seen: found,
                 attributes: attributes.then_some(odd_attributes),
                 rules,
+                unwatched,
             },
             errors,
         )
@@ -238,21 +281,25 @@ impl Scope {
 
     /// Adds each of `also` the walk did not find, checked directly, and keeps `found`
     /// sorted (it comes sorted). `Err` when `strict` and one cannot be read; otherwise
-    /// that goes to `errors`.
+    /// that goes to `errors`. Returns the paths it added.
     fn stat_missing(
         &self,
         found: &mut Vec<Seen>,
         also: &[&[u8]],
         strict: bool,
         errors: &mut Vec<anyhow::Error>,
-    ) -> Result<()> {
+    ) -> Result<std::collections::HashSet<Vec<u8>>> {
         let missing = not_in(found, also);
+        let mut added = std::collections::HashSet::new();
         if missing.is_empty() {
-            return Ok(());
+            return Ok(added);
         }
         for path in missing {
             match self.stat(&path) {
-                Ok(Some(seen)) => found.push(seen),
+                Ok(Some(seen)) => {
+                    added.insert(seen.path.clone());
+                    found.push(seen);
+                }
                 Ok(None) => {}
                 Err(e) if strict => return Err(e),
                 Err(e) => errors.push(e),
@@ -260,7 +307,105 @@ impl Scope {
         }
         found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         found.dedup_by(|a, b| a.path == b.path);
-        Ok(())
+        Ok(added)
+    }
+
+    /// What changed since the walk `pass` starts from, found as a whole walk would find
+    /// it now: the directories the feed names are listed again (and what is new below
+    /// them read whole), the paths it names, and those it cannot vouch for, stat'ed
+    /// again; the rest is as the last walk recorded it. `Err` when a directory could not
+    /// be read: a whole walk is then taken instead.
+    pub fn walk_since(&self, pass: &Pass, also: &[&[u8]], watch: &Watch) -> Result<Walked> {
+        let changed = &pass.changed;
+        let mut lists: std::collections::HashSet<Vec<u8>> = changed.lists.clone();
+        lists.extend(changed.deep.iter().map(|d| parent(d).to_vec()));
+        // A directory below one read whole is read with it.
+        lists.retain(|d| !under_any(d, &changed.deep));
+        // One that is no longer a directory holds nothing: what it held is looked for
+        // directly (and found gone).
+        let mut gone = std::collections::HashSet::new();
+        for d in &lists {
+            if !d.is_empty() && !self.stat(d)?.is_some_and(|s| s.kind == Kind::Dir) {
+                gone.insert(d.clone());
+            }
+        }
+        lists.retain(|d| !gone.contains(d));
+        let deep: std::collections::HashSet<Vec<u8>> =
+            changed.deep.iter().chain(&gone).cloned().collect();
+        // A name made is perhaps another name of a file the tree had: that file's link
+        // count and ctime changed with no event in its own directory, and it may have
+        // been written through the new name (which the rules may leave out).
+        let linked: std::collections::HashSet<u64> = changed
+            .deep
+            .iter()
+            .filter_map(|p| fs::symlink_metadata(self.abs(p)).ok())
+            .filter(|m| !m.is_dir() && m.nlink() > 1)
+            .map(|m| m.ino())
+            .collect();
+        let since = Since {
+            lists,
+            deep: &deep,
+            base: &pass.base,
+            names: &changed.names,
+            unwatched: &pass.unwatched,
+            linked: &linked,
+        };
+        let (mut walked, mut errors) = self.walk_with(also, true, Some(watch), Some(&since));
+        if let Some(e) = errors.drain(..).next() {
+            return Err(e.context(format!("cannot walk {}", self.root.display())));
+        }
+        walked.attributes = match (pass.attributes, walked.attributes) {
+            (a, None) => a,
+            (a, Some(odd)) => Some(odd || a == Some(true)),
+        };
+        walked.unwatched.extend(pass.unwatched.iter().filter_map(|p| {
+            walked
+                .seen
+                .binary_search_by(|s| s.path.as_slice().cmp(p))
+                .is_ok()
+                .then(|| p.clone())
+        }));
+        Ok(walked)
+    }
+
+    /// The whole tree, from what a [`Since`] walk read (`found`, sorted) and the last
+    /// walk's entries it did not read again.
+    fn since_seen(&self, since: &Since, descended: &[Vec<u8>], found: Vec<Seen>) -> Vec<Seen> {
+        let base = &since.base.entries;
+        let mut covered = vec![false; base.len()];
+        for x in since.deep.iter().chain(descended) {
+            mark(base, x, false, &mut covered);
+        }
+        for d in &since.lists {
+            mark(base, d, true, &mut covered);
+        }
+        let mut again = vec![false; base.len()];
+        let listed = since.lists.iter().filter(|d| !d.is_empty());
+        for p in since.names.iter().chain(since.unwatched).chain(listed) {
+            if let Ok(i) = base.binary_search_by(|e| e.path.as_slice().cmp(p)) {
+                again[i] = true;
+            }
+        }
+        let mut kept = Vec::with_capacity(base.len());
+        for (i, e) in base.iter().enumerate() {
+            if covered[i] {
+                continue;
+            }
+            // Another name may be outside every watched directory: always looked at.
+            let linked = e.kind != Kind::Dir
+                && (e.meta.nlink > 1 || since.linked.contains(&e.ino));
+            if again[i] || linked {
+                // Unreadable now: looked for again by the caller (`also`), strictly.
+                if let Ok(Some(seen)) = self.stat(&e.path) {
+                    kept.push(seen);
+                }
+            } else {
+                kept.push(Seen::of_entry(e));
+            }
+        }
+        let mut seen = walk::merge_sorted(kept, found);
+        seen.dedup_by(|a, b| a.path == b.path);
+        seen
     }
 
     /// One path, directly; `None` if it does not exist in the tree — including when a
@@ -274,6 +419,38 @@ impl Scope {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", self.abs(rel).display())),
+        }
+    }
+}
+
+/// Whether `path` is one of `dirs` or lies below one.
+fn under_any(path: &[u8], dirs: &std::collections::HashSet<Vec<u8>>) -> bool {
+    let mut p = path;
+    loop {
+        if dirs.contains(p) {
+            return true;
+        }
+        if p.is_empty() {
+            return false;
+        }
+        p = parent(p);
+    }
+}
+
+/// Marks in `covered` the entries of `base` (sorted by path) below `dir`: all of them,
+/// or (`children`) only those directly in it.
+fn mark(base: &[super::manifest::Entry], dir: &[u8], children: bool, covered: &mut [bool]) {
+    let prefix: Vec<u8> = match dir {
+        [] => Vec::new(),
+        _ => [dir, b"/"].concat(),
+    };
+    let start = base.partition_point(|e| e.path.as_slice() < prefix.as_slice());
+    for (i, e) in base.iter().enumerate().skip(start) {
+        let Some(rest) = e.path.strip_prefix(prefix.as_slice()) else {
+            break;
+        };
+        if !children || !rest.contains(&b'/') {
+            covered[i] = true;
         }
     }
 }

@@ -15,7 +15,8 @@ use super::lock::ObjectsHold;
 use super::manifest::{Content, Entry, Kind, Manifest, hex, parse_hex};
 use super::objects::{Objects, sync_filesystem};
 use super::scope::Scope;
-use super::take::{Taken, take};
+use super::take::{Taken, take_watched};
+use super::watch::Watch;
 use crate::record::Restore;
 use crate::store::layout;
 use crate::store::{Durability, RunRecords, write_atomic};
@@ -28,6 +29,20 @@ pub struct Snapshots<'a> {
     pub records: &'a RunRecords,
     /// The whole store's directory, that `records` are part of.
     store_dir: PathBuf,
+    /// The run's change feed (see `watch.rs`), once [`Snapshots::watch_changes`] asked.
+    watch: Option<Watch>,
+    /// A feed is wanted for the next snapshot.
+    wants_watch: bool,
+}
+
+/// How many entries a tree has before a run keeps a change feed of it:
+/// `BACKSTOP_WATCH_ABOVE` (0 in tests that exercise the feed on small trees), else
+/// the size below which a walk stays on one thread.
+fn watch_above() -> usize {
+    std::env::var("BACKSTOP_WATCH_ABOVE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(super::scope::SMALL_TREE)
 }
 
 impl<'a> Snapshots<'a> {
@@ -37,7 +52,23 @@ impl<'a> Snapshots<'a> {
             objects: Objects::new(store_dir),
             records,
             store_dir: store_dir.to_path_buf(),
+            watch: None,
+            wants_watch: false,
         }
+    }
+
+    /// Keeps a change feed from the next snapshot on, so that later snapshots of a
+    /// large tree read only what changed (see `watch.rs`).
+    pub fn watch_changes(&mut self) {
+        self.wants_watch = true;
+    }
+
+    /// The feed, for a snapshot now: not while a process a run started may still be
+    /// writing through a mapping, which no event reports (a whole walk sees it).
+    fn feed(&self) -> Option<&Watch> {
+        self.watch
+            .as_ref()
+            .filter(|_| crate::reaper::none_left())
     }
 
     /// One stat cache per scope root: manifest paths are relative to it.
@@ -90,9 +121,16 @@ impl<'a> Snapshots<'a> {
     /// is named by the stat cache before the hold on the objects is let go; the next
     /// snapshot of the scope names another, so a caller that keeps this one holds the
     /// objects (`hold_objects`) until a record names it.
-    pub fn snapshot(&self) -> Result<Taken> {
+    pub fn snapshot(&mut self) -> Result<Taken> {
         let _gc = self.hold_objects()?;
         let cache = self.statcache();
+        // A small tree is walked again for less than watching it costs.
+        let small = watch_above();
+        if std::mem::take(&mut self.wants_watch)
+            && cache.as_ref().is_none_or(|(m, _)| m.entries.len() >= small)
+        {
+            self.watch = Watch::start(&self.scope.root);
+        }
         let mut scope = self.scope.clone();
         if scope.rules.is_none() {
             scope.hint = cache
@@ -100,11 +138,17 @@ impl<'a> Snapshots<'a> {
                 .and_then(|(m, _)| Some((Arc::clone(m), self.last_rules()?)))
                 .map(|(manifest, rules)| super::rules::Hint { manifest, rules });
         }
-        let taken = take(
+        let taken = take_watched(
             &scope,
             &self.objects,
             cache.as_ref().map(|(m, id)| (m, *id)),
+            self.watch.as_ref(),
         )?;
+        if taken.manifest.entries.len() < small {
+            self.watch = None;
+        } else if let Some(watch) = &mut self.watch {
+            watch.run_reader();
+        }
         if let Some(rules) = &taken.rules {
             self.keep_rules(rules)?;
         }
@@ -116,10 +160,11 @@ impl<'a> Snapshots<'a> {
     /// ignore rules now say.
     pub fn snapshot_after(&self, before: &Arc<Manifest>, before_id: &str) -> Result<Taken> {
         let _gc = self.hold_objects()?;
-        let taken = take(
+        let taken = take_watched(
             &self.scope,
             &self.objects,
             Some((before, parse_hex(before_id)?)),
+            self.feed(),
         )?;
         self.remember(&taken)?;
         Ok(taken)

@@ -25,6 +25,7 @@ use super::manifest::{Content, Entry, Hash, Kind, Manifest, hex};
 use super::objects::{Objects, Put, Staged};
 use super::rules::Rules;
 use super::scope::{Scope, Seen, Walked};
+use super::watch::Watch;
 
 /// How close to a snapshot's start a timestamp must be to be distrusted.
 pub const RACY_NS: i64 = 2_000_000_000;
@@ -99,9 +100,23 @@ pub fn take(
     objects: &Objects,
     cache: Option<(&Arc<Manifest>, Hash)>,
 ) -> Result<Taken> {
-    let cache_id = cache.map(|(_, id)| id);
-    let cache_arc = cache.map(|(m, _)| m);
-    let cache: Option<&Manifest> = cache_arc.map(|m| &**m);
+    take_watched(scope, objects, cache, None)
+}
+
+/// [`take`], with the run's change feed: a walk that reads only what changed since the
+/// feed's last walk when it can tell, and a whole walk that watches every directory it
+/// reads when it cannot.
+pub fn take_watched(
+    scope: &Scope,
+    objects: &Objects,
+    cache: Option<(&Arc<Manifest>, Hash)>,
+    watch: Option<&Watch>,
+) -> Result<Taken> {
+    let root_dev = scope.identity.map(|i| i.dev);
+    let watch = watch.filter(|_| root_dev.is_some());
+    // Only walks whose ignore rules are fixed read only what changed: rules read anew
+    // could take in directories the feed never watched.
+    let passes = scope.rules.is_some() || !scope.respect_ignored;
     let taken_at_ns = now_ns();
     // A first snapshot (no stat cache) takes every clean file from git: the index and
     // every blob's size are read while the scope is walked.
@@ -109,15 +124,47 @@ pub fn take(
         None => Checkout::start(&scope.root, objects.git_shared(), true),
         Some(_) => None,
     };
-    let also: Vec<&[u8]> = cache.map_or_else(Vec::new, |m| {
+    let also: Vec<&[u8]> = cache.map_or_else(Vec::new, |(m, _)| {
         m.entries.iter().map(|e| e.path.as_slice()).collect()
     });
+    let walked = match watch.map(|w| (w, w.begin().filter(|_| passes))) {
+        Some((w, Some(pass))) => match scope.walk_since(&pass, &also, w) {
+            Ok(walked) => {
+                w.passed();
+                walked
+            }
+            // Something went away while it was read: the whole tree is walked.
+            Err(_) => scope.walk_watched(&also, Some(w))?,
+        },
+        Some((w, None)) => scope.walk_watched(&also, Some(w))?,
+        None => scope.walk(&also)?,
+    };
+    drop(also);
+    let (unwatched, attributes) = (walked.unwatched.clone(), walked.attributes);
+    let taken = take_walked(scope, objects, cache, (walked, taken_at_ns, early))?;
+    if let (Some(w), Some(dev)) = (watch, root_dev) {
+        w.end(&taken.manifest, unwatched, attributes, dev);
+    }
+    Ok(taken)
+}
+
+/// The snapshot of what a walk found (begun at `taken_at_ns`, with git's index read
+/// alongside for a first snapshot).
+fn take_walked(
+    scope: &Scope,
+    objects: &Objects,
+    cache: Option<(&Arc<Manifest>, Hash)>,
+    (walked, taken_at_ns, early): (Walked, i64, Option<super::checkout::Pending>),
+) -> Result<Taken> {
+    let cache_id = cache.map(|(_, id)| id);
+    let cache_arc = cache.map(|(m, _)| m);
+    let cache: Option<&Manifest> = cache_arc.map(|m| &**m);
     let Walked {
         seen,
         attributes,
         rules,
-    } = scope.walk(&also)?;
-    drop(also);
+        ..
+    } = walked;
 
     // Opened when the first file is not vouched for by the stat cache: an unchanged
     // tree never reads git's index. Not with an attribute file that is not a file (a

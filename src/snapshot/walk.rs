@@ -20,8 +20,10 @@ use std::sync::{Condvar, Mutex};
 use anyhow::anyhow;
 use ignore::overrides::Override;
 
+use super::manifest::{Kind, Manifest};
 use super::rules::{InDir, Matcher, Pruned};
 use super::scope::Seen;
+use super::watch::Watch;
 
 /// What a walk leaves out: `.git` anywhere, the store, `exclude`, the ignore rules.
 pub(super) struct Filter<'a> {
@@ -31,6 +33,38 @@ pub(super) struct Filter<'a> {
     pub matcher: Option<&'a Matcher>,
     /// Keep what `exclude` and the ignore rules leave out (names and inodes).
     pub keep_pruned: bool,
+    /// Watch each directory before it is listed (see `watch.rs`).
+    pub watch: Option<&'a Watch>,
+    /// Read only what changed since the last walk (see [`Since`]); `None`: the whole tree.
+    pub since: Option<&'a Since<'a>>,
+}
+
+/// A walk of what changed since the last one: the directories to list again, and
+/// below them only the directories that are new, replaced, or made, removed or moved
+/// (`deep`); those are read whole.
+pub(super) struct Since<'a> {
+    pub lists: std::collections::HashSet<Vec<u8>>,
+    pub deep: &'a std::collections::HashSet<Vec<u8>>,
+    pub base: &'a Manifest,
+    /// Paths of `base` to stat again: the feed named them.
+    pub names: &'a std::collections::HashSet<Vec<u8>>,
+    /// ... and those no watch covers.
+    pub unwatched: &'a std::collections::HashSet<Vec<u8>>,
+    /// ... and those whose inode got another name (their inode numbers).
+    pub linked: &'a std::collections::HashSet<u64>,
+}
+
+impl Since<'_> {
+    /// Whether `rel`, a directory found listing `dir`, is read too.
+    fn descends(&self, dir: &[u8], rel: &[u8], meta: &fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        !self.lists.contains(dir)
+            || self.deep.contains(rel)
+            || !self
+                .base
+                .find(rel)
+                .is_some_and(|e| e.kind == Kind::Dir && e.ino == meta.ino())
+    }
 }
 
 impl Filter<'_> {
@@ -61,6 +95,8 @@ pub(super) struct Found {
     pub attributes: bool,
     /// ... that was not a regular file (a FIFO would block whoever reads it).
     pub odd_attributes: bool,
+    /// The directories a [`Since`] walk read whole below a directory it listed again.
+    pub descended: Vec<Vec<u8>>,
 }
 
 /// The directories waiting to be read, and how many are being read now: the walk is
@@ -114,7 +150,9 @@ pub(super) fn walk(
         filter,
         strict,
         queue: Mutex::new(Queue {
-            dirs: vec![Vec::new()],
+            dirs: filter
+                .since
+                .map_or_else(|| vec![Vec::new()], |s| s.lists.iter().cloned().collect()),
             busy: 0,
             quit: false,
         }),
@@ -158,6 +196,7 @@ pub(super) fn walk(
                     all.errors.extend(found.errors);
                     all.attributes |= found.attributes;
                     all.odd_attributes |= found.odd_attributes;
+                    all.descended.extend(found.descended);
                 }
                 Err(_) => all
                     .errors
@@ -169,7 +208,7 @@ pub(super) fn walk(
 }
 
 /// Two lists sorted by path, as one.
-fn merge_sorted(a: Vec<Seen>, b: Vec<Seen>) -> Vec<Seen> {
+pub(super) fn merge_sorted(a: Vec<Seen>, b: Vec<Seen>) -> Vec<Seen> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
@@ -260,6 +299,10 @@ impl Walker<'_> {
     /// its kept directories into `subdirs`. False when something could not be read.
     fn read(&self, dir: &[u8], found: &mut Found, subdirs: &mut Vec<Vec<u8>>) -> bool {
         let abs = self.root.join(OsStr::from_bytes(dir));
+        // Watched before it is listed: a change made after its listing is reported.
+        if let Some(watch) = self.filter.watch {
+            watch.add(dir, &abs);
+        }
         let cannot = |found: &mut Found, path: &Path, e: &std::io::Error| {
             found.errors.push(anyhow!(
                 "cannot read {}: {}",
@@ -337,7 +380,16 @@ impl Walker<'_> {
                 if let Some(m) = self.filter.matcher {
                     m.prepare(&rel, &meta);
                 }
-                subdirs.push(rel.clone());
+                match self.filter.since {
+                    None => subdirs.push(rel.clone()),
+                    Some(since) if since.descends(dir, &rel, &meta) => {
+                        if since.lists.contains(dir) {
+                            found.descended.push(rel.clone());
+                        }
+                        subdirs.push(rel.clone());
+                    }
+                    Some(_) => {}
+                }
             }
             if let Some(seen) = Seen::of(rel, &meta) {
                 found.seen.push(seen);
@@ -396,6 +448,8 @@ mod tests {
             overrides: &overrides,
             matcher: None,
             keep_pruned: true,
+            watch: None,
+            since: None,
         };
         let one = walk(dir.path(), &filter, 1, None, true);
         let two = walk(dir.path(), &filter, 2, None, true);
@@ -456,6 +510,8 @@ mod tests {
             overrides: &overrides,
             matcher: None,
             keep_pruned: false,
+            watch: None,
+            since: None,
         };
         let found = walk(&gone, &filter, 2, Some(10), true);
         assert!(found.seen.is_empty());

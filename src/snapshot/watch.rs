@@ -1,0 +1,412 @@
+//! A change feed for a run's tree, so that the walk after the command reads only what
+//! changed: an inotify watch on every directory a walk reads, added before the
+//! directory is listed, and the events since the last walk kept as what to look at
+//! again ([`Changed`]).
+//!
+//! What the feed rests on, and where it is not trusted (a full walk is taken instead):
+//! - Every change to a directory entry (create, delete, rename), a file's content
+//!   (write, truncate, `fallocate`, a writable descriptor closed, which covers a
+//!   shared mapping written through it) or its inode (mode, owner, times, xattrs) is
+//!   reported to the watch of the directory holding the name it was made through,
+//!   before the system call returns.
+//! - A file with another name (`nlink > 1`) may be written through a name outside the
+//!   watched directories: such files are always stat'ed again.
+//! - Paths the walk checked without reading their directory (a path the last snapshot
+//!   had that the rules now leave out) are always stat'ed again.
+//! - Not trusted: a filesystem whose changes need not pass through this kernel's VFS
+//!   in a way inotify sees (anything but ext2/3/4, XFS, Btrfs, tmpfs, F2FS, ZFS,
+//!   bcachefs), a directory on another device than the root, a mount table that
+//!   changed, a queue that overflowed, a watch that could not be added (the user's
+//!   `max_user_watches`), the root moved or deleted, and a walk while a process the
+//!   run started is still alive (it may hold a mapping it writes through).
+//! - Not seen, and documented: a hard link made during the run, from a directory no
+//!   watch covers, to a file of the tree that had one name, and written through; a
+//!   file written through a shared mapping that a process older than the run made.
+//!
+//! A background thread reads the queue while the command runs, so that a command that
+//! writes many files does not overflow it; every read of the queue is made under one
+//! lock, so a walk that takes the events after the command ended has them all.
+
+use std::collections::{HashMap, HashSet};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+use rustix::io::Errno;
+
+use super::manifest::{Kind, Manifest};
+
+/// Paths to look at again since the last walk, relative to the root.
+#[derive(Debug, Default)]
+pub struct Changed {
+    /// Paths whose inode or content may have changed: stat'ed again.
+    pub names: HashSet<Vec<u8>>,
+    /// Directories whose listing may have changed: listed again.
+    pub lists: HashSet<Vec<u8>>,
+    /// Paths made, removed or moved: whatever is there now is read whole.
+    pub deep: HashSet<Vec<u8>>,
+}
+
+/// What a walk after the last one needs from the feed.
+pub struct Pass {
+    /// The manifest of the last walk: what did not change is taken from it.
+    pub base: Arc<Manifest>,
+    pub changed: Changed,
+    /// Paths the last walk stat'ed without reading their directory (no watch covers them).
+    pub unwatched: HashSet<Vec<u8>>,
+    /// Whether a directory the last walk read held a `.gitattributes` (see `Walked`).
+    pub attributes: Option<bool>,
+}
+
+struct State {
+    /// Each watch's directory, relative to the root.
+    dirs: HashMap<i32, Vec<u8>>,
+    changed: Changed,
+    /// Why events may have been missed since the last walk: the next one reads all.
+    lost: Option<&'static str>,
+    /// Why the feed is never to be trusted again in this run.
+    dead: Option<&'static str>,
+    /// The last walk's result, when it was taken with every directory watched.
+    base: Option<Base>,
+}
+
+struct Base {
+    manifest: Arc<Manifest>,
+    unwatched: HashSet<Vec<u8>>,
+    attributes: Option<bool>,
+}
+
+/// The feed of one run's tree.
+pub struct Watch {
+    fd: Arc<OwnedFd>,
+    state: Arc<Mutex<State>>,
+    /// The mount table as it was when the feed started (its poll says when it changes).
+    mounts: Option<OwnedFd>,
+    /// Wakes the reader thread to end it.
+    stop: Option<OwnedFd>,
+    reader: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Walks that read only what changed.
+    passes: std::sync::atomic::AtomicUsize,
+}
+
+/// What a directory watch reports.
+fn mask() -> WatchFlags {
+    WatchFlags::MODIFY
+        | WatchFlags::ATTRIB
+        | WatchFlags::CLOSE_WRITE
+        | WatchFlags::CREATE
+        | WatchFlags::DELETE
+        | WatchFlags::MOVED_FROM
+        | WatchFlags::MOVED_TO
+        | WatchFlags::DELETE_SELF
+        | WatchFlags::MOVE_SELF
+        | WatchFlags::ONLYDIR
+        | WatchFlags::DONT_FOLLOW
+        | WatchFlags::EXCL_UNLINK
+}
+
+/// Filesystems whose every change passes through this kernel's VFS (magic numbers
+/// from linux/magic.h and the filesystems' own headers).
+const LOCAL: [u64; 9] = [
+    0xef53,      // ext2, ext3, ext4
+    0x5846_5342, // XFS
+    0x9123_683e, // Btrfs
+    0x0102_1994, // tmpfs
+    0xf2f5_2010, // F2FS
+    0x2fc1_2fc1, // ZFS
+    0xca45_1a4e, // bcachefs
+    0x0000_4d44, // vfat (no hard links to miss)
+    0x5346_544e, // NTFS (ntfs3)
+];
+
+fn local(root: &Path) -> bool {
+    match rustix::fs::statfs(root) {
+        // The field is a signed word whose width varies by platform; magics are 32-bit.
+        Ok(fs) => LOCAL.contains(&(fs.f_type as u64 & 0xffff_ffff)),
+        Err(_) => false,
+    }
+}
+
+/// `a/b` from `a` and `b`; `b` from the root and `b`.
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    match dir {
+        [] => name.to_vec(),
+        _ => [dir, b"/", name].concat(),
+    }
+}
+
+/// The directory holding `path` (the root for a top-level path).
+pub fn parent(path: &[u8]) -> &[u8] {
+    path.iter()
+        .rposition(|b| *b == b'/')
+        .map_or(&[][..], |i| &path[..i])
+}
+
+impl Watch {
+    /// A feed for the tree at `root`, or `None` where it cannot be trusted or made
+    /// (then every walk is a full one, as without it).
+    pub fn start(root: &Path) -> Option<Watch> {
+        if std::env::var_os("BACKSTOP_NO_WATCH").is_some_and(|v| v == "1") || !local(root) {
+            return None;
+        }
+        let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).ok()?;
+        let mounts = rustix::fs::open(
+            "/proc/self/mountinfo",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()?;
+        Some(Watch {
+            fd: Arc::new(fd),
+            state: Arc::new(Mutex::new(State {
+                dirs: HashMap::new(),
+                changed: Changed::default(),
+                lost: None,
+                dead: None,
+                base: None,
+            })),
+            mounts: Some(mounts),
+            stop: None,
+            reader: Mutex::new(None),
+            passes: Default::default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Watches the directory `rel` (at `abs`) before a walk lists it. A watch that
+    /// cannot be added leaves the feed dead: a later walk must read everything.
+    pub fn add(&self, rel: &[u8], abs: &Path) {
+        match inotify::add_watch(&*self.fd, abs, mask()) {
+            Ok(wd) => {
+                self.lock().dirs.insert(wd, rel.to_vec());
+            }
+            // Gone or replaced since its parent was listed: the parent's watch saw that.
+            Err(Errno::NOENT | Errno::NOTDIR) => {}
+            Err(Errno::NOSPC) => {
+                self.lock().dead = Some("the user's inotify watches (max_user_watches) ran out")
+            }
+            Err(_) => self.lock().dead = Some("a directory could not be watched"),
+        }
+    }
+
+    /// Starts the thread that reads the queue while the command runs.
+    pub fn run_reader(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        let Ok(stop) = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        ) else {
+            return;
+        };
+        let Ok(theirs) = stop.try_clone() else {
+            return;
+        };
+        let (fd, state) = (Arc::clone(&self.fd), Arc::clone(&self.state));
+        let spawned = std::thread::Builder::new()
+            .name("backstop-watch".into())
+            .stack_size(64 * 1024)
+            .spawn(move || read_until_stopped(&fd, &state, &theirs));
+        if let Ok(handle) = spawned {
+            self.stop = Some(stop);
+            *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        }
+    }
+
+    /// What changed since the last walk, for a walk now; `None` when the feed cannot
+    /// tell (the walk must then read everything, and [`Watch::end`] starts it again).
+    /// Either way what was noted so far is taken: the walk now accounts for it.
+    pub fn begin(&self) -> Option<Pass> {
+        let mounts_moved = self.mounts_changed();
+        let mut state = self.lock();
+        drain(&self.fd, &mut state);
+        let changed = std::mem::take(&mut state.changed);
+        let lost = state.lost.take();
+        let base = state.base.take()?;
+        if lost.is_some() || state.dead.is_some() || mounts_moved {
+            return None;
+        }
+        Some(Pass {
+            base: base.manifest,
+            changed,
+            unwatched: base.unwatched,
+            attributes: base.attributes,
+        })
+    }
+
+    /// A walk that began with [`Watch::begin`] has made `manifest`, with every
+    /// directory it read watched: the next walk may start from it.
+    pub fn end(
+        &self,
+        manifest: &Arc<Manifest>,
+        unwatched: HashSet<Vec<u8>>,
+        attributes: Option<bool>,
+        root_dev: u64,
+    ) {
+        // A directory on another filesystem: its changes are its own filesystem's.
+        let elsewhere = manifest
+            .entries
+            .iter()
+            .any(|e| e.kind == Kind::Dir && e.meta.dev != root_dev);
+        let mut state = self.lock();
+        if elsewhere {
+            state.dead = Some("a directory of the tree is on another filesystem");
+        }
+        if state.dead.is_some() {
+            return;
+        }
+        state.base = Some(Base {
+            manifest: Arc::clone(manifest),
+            unwatched,
+            attributes,
+        });
+    }
+
+    /// A walk read only what changed.
+    pub fn passed(&self) {
+        self.passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many walks read only what changed.
+    pub fn passes(&self) -> usize {
+        self.passes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Why the feed is not used, if it is not (for tests and `--verbose`).
+    pub fn dead(&self) -> Option<&'static str> {
+        self.lock().dead
+    }
+
+    /// Whether the mount table changed since the feed started (a mount over a
+    /// directory of the tree would hide a change from every watch).
+    fn mounts_changed(&self) -> bool {
+        use rustix::event::{PollFd, PollFlags, poll};
+        let Some(mounts) = &self.mounts else {
+            return true;
+        };
+        let mut fds = [PollFd::new(mounts, PollFlags::PRI)];
+        match poll(&mut fds, Some(&rustix::time::Timespec::default())) {
+            Ok(_) => fds[0]
+                .revents()
+                .intersects(PollFlags::PRI | PollFlags::ERR),
+            Err(_) => true,
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.stop {
+            let _ = rustix::io::write(stop, &1u64.to_ne_bytes());
+        }
+        if let Some(handle) = self
+            .reader
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The reader thread: waits for events (or `stop`), and reads them under the lock.
+fn read_until_stopped(fd: &OwnedFd, state: &Mutex<State>, stop: &OwnedFd) {
+    use rustix::event::{PollFd, PollFlags, poll};
+    loop {
+        let mut fds = [
+            PollFd::new(fd, PollFlags::IN),
+            PollFd::new(stop, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(_) => return,
+        }
+        if !fds[1].revents().is_empty() {
+            return;
+        }
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        drain(fd, &mut state);
+    }
+}
+
+/// Reads every queued event into `state`. Called only with the lock held, so that
+/// no event is between the queue and the state when a walk takes the state.
+fn drain(fd: &OwnedFd, state: &mut State) {
+    let mut buf = [MaybeUninit::<u8>::uninit(); 16 * 1024];
+    let mut reader = inotify::Reader::new(fd.as_fd(), &mut buf);
+    loop {
+        match reader.next() {
+            Ok(event) => {
+                let name = event.file_name().map(|n| n.to_bytes().to_vec());
+                state.note(event.wd(), event.events(), name.as_deref());
+            }
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return,
+            Err(_) => {
+                state.lost = Some("the change feed could not be read");
+                return;
+            }
+        }
+    }
+}
+
+impl State {
+    fn note(&mut self, wd: i32, flags: ReadFlags, name: Option<&[u8]>) {
+        if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+            self.lost = Some("the change feed's queue overflowed");
+            return;
+        }
+        if flags.contains(ReadFlags::UNMOUNT) {
+            self.dead = Some("a filesystem under the tree was unmounted");
+            return;
+        }
+        let Some(dir) = self.dirs.get(&wd).cloned() else {
+            return;
+        };
+        let structural = ReadFlags::CREATE
+            | ReadFlags::DELETE
+            | ReadFlags::MOVED_FROM
+            | ReadFlags::MOVED_TO
+            | ReadFlags::DELETE_SELF
+            | ReadFlags::MOVE_SELF
+            | ReadFlags::IGNORED;
+        match name {
+            Some(name) => {
+                let path = join(&dir, name);
+                if flags.intersects(structural) {
+                    self.changed.lists.insert(dir);
+                    self.changed.deep.insert(path);
+                } else {
+                    self.changed.names.insert(path);
+                }
+            }
+            // The directory itself.
+            None if flags.intersects(structural) => {
+                if dir.is_empty() {
+                    self.dead = Some("the tree's root was moved or removed");
+                    return;
+                }
+                // Its watch now names a path it may no longer be at.
+                self.dirs.remove(&wd);
+                self.changed.lists.insert(parent(&dir).to_vec());
+                self.changed.deep.insert(dir);
+            }
+            None => {
+                self.changed.names.insert(dir);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "watch_tests.rs"]
+mod tests;
