@@ -332,23 +332,13 @@ impl Scope {
         lists.retain(|d| !gone.contains(d));
         let deep: std::collections::HashSet<Vec<u8>> =
             changed.deep.iter().chain(&gone).cloned().collect();
-        // A name made is perhaps another name of a file the tree had: that file's link
-        // count and ctime changed with no event in its own directory, and it may have
-        // been written through the new name (which the rules may leave out).
-        let linked: std::collections::HashSet<u64> = changed
-            .deep
-            .iter()
-            .filter_map(|p| fs::symlink_metadata(self.abs(p)).ok())
-            .filter(|m| !m.is_dir() && m.nlink() > 1)
-            .map(|m| m.ino())
-            .collect();
         let since = Since {
             lists,
             deep: &deep,
             base: &pass.base,
             names: &changed.names,
             unwatched: &pass.unwatched,
-            linked: &linked,
+            linked: &changed.linked,
         };
         let (mut walked, mut errors) = self.walk_with(also, true, Some(watch), Some(&since));
         if let Some(e) = errors.drain(..).next() {
@@ -358,13 +348,15 @@ impl Scope {
             (a, None) => a,
             (a, Some(odd)) => Some(odd || a == Some(true)),
         };
-        walked.unwatched.extend(pass.unwatched.iter().filter_map(|p| {
-            walked
-                .seen
-                .binary_search_by(|s| s.path.as_slice().cmp(p))
-                .is_ok()
-                .then(|| p.clone())
-        }));
+        walked
+            .unwatched
+            .extend(pass.unwatched.iter().filter_map(|p| {
+                walked
+                    .seen
+                    .binary_search_by(|s| s.path.as_slice().cmp(p))
+                    .is_ok()
+                    .then(|| p.clone())
+            }));
         Ok(walked)
     }
 
@@ -386,14 +378,21 @@ impl Scope {
                 again[i] = true;
             }
         }
+        // A file read again with another name: that name is looked at too.
+        let mut linked = since.linked.clone();
+        linked.extend(
+            found
+                .iter()
+                .filter(|s| s.kind != Kind::Dir && s.meta.nlink > 1)
+                .map(|s| s.stamp.ino),
+        );
         let mut kept = Vec::with_capacity(base.len());
         for (i, e) in base.iter().enumerate() {
             if covered[i] {
                 continue;
             }
             // Another name may be outside every watched directory: always looked at.
-            let linked = e.kind != Kind::Dir
-                && (e.meta.nlink > 1 || since.linked.contains(&e.ino));
+            let linked = e.kind != Kind::Dir && (e.meta.nlink > 1 || since.linked.contains(&e.ino));
             if again[i] || linked {
                 // Unreadable now: looked for again by the caller (`also`), strictly.
                 if let Ok(Some(seen)) = self.stat(&e.path) {

@@ -66,9 +66,7 @@ impl<'a> Snapshots<'a> {
     /// The feed, for a snapshot now: not while a process a run started may still be
     /// writing through a mapping, which no event reports (a whole walk sees it).
     fn feed(&self) -> Option<&Watch> {
-        self.watch
-            .as_ref()
-            .filter(|_| crate::reaper::none_left())
+        self.watch.as_ref().filter(|_| crate::reaper::none_left())
     }
 
     /// One stat cache per scope root: manifest paths are relative to it.

@@ -30,6 +30,7 @@
 use std::collections::{HashMap, HashSet};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -47,6 +48,10 @@ pub struct Changed {
     pub lists: HashSet<Vec<u8>>,
     /// Paths made, removed or moved: whatever is there now is read whole.
     pub deep: HashSet<Vec<u8>>,
+    /// Inodes that got another name: their link count and ctime changed with no
+    /// event in their own directory, and they may have been written through the new
+    /// name (which the rules may leave out). Every name of theirs is stat'ed again.
+    pub linked: HashSet<u64>,
 }
 
 /// What a walk after the last one needs from the feed.
@@ -61,6 +66,7 @@ pub struct Pass {
 }
 
 struct State {
+    root: std::path::PathBuf,
     /// Each watch's directory, relative to the root.
     dirs: HashMap<i32, Vec<u8>>,
     changed: Changed,
@@ -68,6 +74,7 @@ struct State {
     lost: Option<&'static str>,
     /// Why the feed is never to be trusted again in this run.
     dead: Option<&'static str>,
+    made: Made,
     /// The last walk's result, when it was taken with every directory watched.
     base: Option<Base>,
 }
@@ -161,10 +168,12 @@ impl Watch {
         Some(Watch {
             fd: Arc::new(fd),
             state: Arc::new(Mutex::new(State {
+                root: root.to_path_buf(),
                 dirs: HashMap::new(),
                 changed: Changed::default(),
                 lost: None,
                 dead: None,
+                made: Made::default(),
                 base: None,
             })),
             mounts: Some(mounts),
@@ -226,6 +235,7 @@ impl Watch {
         let mounts_moved = self.mounts_changed();
         let mut state = self.lock();
         drain(&self.fd, &mut state);
+        state.look_at_made();
         let changed = std::mem::take(&mut state.changed);
         let lost = state.lost.take();
         let base = state.base.take()?;
@@ -293,9 +303,7 @@ impl Watch {
         };
         let mut fds = [PollFd::new(mounts, PollFlags::PRI)];
         match poll(&mut fds, Some(&rustix::time::Timespec::default())) {
-            Ok(_) => fds[0]
-                .revents()
-                .intersects(PollFlags::PRI | PollFlags::ERR),
+            Ok(_) => fds[0].revents().intersects(PollFlags::PRI | PollFlags::ERR),
             Err(_) => true,
         }
     }
@@ -347,20 +355,83 @@ fn drain(fd: &OwnedFd, state: &mut State) {
         match reader.next() {
             Ok(event) => {
                 let name = event.file_name().map(|n| n.to_bytes().to_vec());
-                state.note(event.wd(), event.events(), name.as_deref());
+                let ev = (event.wd(), event.events(), event.cookie());
+                state.note(ev, name.as_deref());
             }
             Err(Errno::INTR) => continue,
-            Err(Errno::AGAIN) => return,
+            Err(Errno::AGAIN) => break,
             Err(_) => {
                 state.lost = Some("the change feed could not be read");
-                return;
+                break;
             }
         }
     }
 }
 
+/// Where the files made since the last walk are: a name made (or moved in from where
+/// no watch is) holds a new inode, perhaps a second name of a file of the tree, which
+/// the walk must know (see [`Changed::linked`]). Followed through renames; one removed
+/// or replaced before the walk cannot be told from a second name written through and
+/// removed, and the walk then reads everything.
+#[derive(Default)]
+struct Made {
+    /// Names holding an inode made since the last walk.
+    fresh: HashSet<Vec<u8>>,
+    /// A rename's cookie, and whether what it moved was fresh.
+    from: HashMap<u32, bool>,
+}
+
 impl State {
-    fn note(&mut self, wd: i32, flags: ReadFlags, name: Option<&[u8]>) {
+    /// At a walk: the inode of each fresh name that has another name goes to
+    /// `changed.linked`. Names gone meanwhile, or moved where no watch is, lose track.
+    fn look_at_made(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let made = std::mem::take(&mut self.made);
+        if made.from.values().any(|fresh| *fresh) {
+            self.lost = Some("a file made during the run was moved out of the watched tree");
+        }
+        for name in &made.fresh {
+            let path = self.root.join(Path::new(std::ffi::OsStr::from_bytes(name)));
+            match std::fs::symlink_metadata(path) {
+                Ok(m) if !m.is_dir() && m.nlink() > 1 => {
+                    self.changed.linked.insert(m.ino());
+                }
+                Ok(_) => {}
+                Err(_) => self.lost = Some("a file made during the run is not where it was made"),
+            }
+        }
+    }
+
+    /// Follows a file (not a directory) made, moved or removed through its names.
+    fn follow_made(&mut self, flags: ReadFlags, cookie: u32, path: &[u8]) {
+        let made = &mut self.made;
+        if flags.contains(ReadFlags::MOVED_FROM) {
+            let fresh = made.fresh.remove(path);
+            made.from.insert(cookie, fresh);
+        }
+        if flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
+            // A fresh inode replaced by a rename over it is gone unseen.
+            let replaced = made.fresh.contains(path);
+            let fresh = match flags.contains(ReadFlags::MOVED_TO) {
+                // From where no watch is: perhaps a second name made there.
+                true => made.from.remove(&cookie).unwrap_or(true),
+                false => true,
+            };
+            if fresh {
+                made.fresh.insert(path.to_vec());
+            } else {
+                made.fresh.remove(path);
+            }
+            if replaced {
+                self.lost = Some("a file made during the run was replaced");
+            }
+        }
+        if flags.contains(ReadFlags::DELETE) && self.made.fresh.remove(path) {
+            self.lost = Some("a file made during the run was removed");
+        }
+    }
+
+    fn note(&mut self, (wd, flags, cookie): (i32, ReadFlags, u32), name: Option<&[u8]>) {
         if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
             self.lost = Some("the change feed's queue overflowed");
             return;
@@ -382,6 +453,9 @@ impl State {
         match name {
             Some(name) => {
                 let path = join(&dir, name);
+                if !flags.contains(ReadFlags::ISDIR) {
+                    self.follow_made(flags, cookie, &path);
+                }
                 if flags.intersects(structural) {
                     self.changed.lists.insert(dir);
                     self.changed.deep.insert(path);
