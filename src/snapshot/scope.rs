@@ -97,7 +97,7 @@ impl Seen {
                 ctime_ns: e.ctime_ns,
                 ino: e.ino,
             },
-            meta: e.meta.clone(),
+            meta: e.meta,
         }
     }
 
@@ -348,15 +348,19 @@ impl Scope {
             (a, None) => a,
             (a, Some(odd)) => Some(odd || a == Some(true)),
         };
-        walked
+        // Those still there are still looked at directly.
+        let still: Vec<Vec<u8>> = pass
             .unwatched
-            .extend(pass.unwatched.iter().filter_map(|p| {
+            .iter()
+            .filter(|p| {
                 walked
                     .seen
                     .binary_search_by(|s| s.path.as_slice().cmp(p))
                     .is_ok()
-                    .then(|| p.clone())
-            }));
+            })
+            .cloned()
+            .collect();
+        walked.unwatched.extend(still);
         Ok(walked)
     }
 
