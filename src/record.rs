@@ -148,6 +148,21 @@ pub struct SnapshotInfo {
     /// so it was someone else's. They are as the tree has them, not as before the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub late: Vec<String>,
+    /// How the run's walks after the first went, when it kept a change feed of the
+    /// tree (a tree of 2,000 entries or more on a local filesystem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walks: Option<Walks>,
+}
+
+/// The walks of a run that kept a change feed of its tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Walks {
+    /// Walks that read only what the feed named as changed.
+    pub changed_only: usize,
+    /// Walks of the whole tree: the one before the run, and any the feed could not
+    /// vouch for (a file made and removed unseen, a queue overflow, a process of the
+    /// run still alive).
+    pub whole: usize,
 }
 
 /// When in a run a snapshot it names was taken.

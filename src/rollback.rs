@@ -335,6 +335,7 @@ impl<'a> RunSnapshots<'a> {
             checkpoints: Vec::new(),
             undone: Vec::new(),
             late: Vec::new(),
+            walks: None,
         };
         let manifest = taken.manifest;
         let run_tree = RunSnapshots {

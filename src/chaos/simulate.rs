@@ -207,6 +207,7 @@ fn rolled_back() -> SnapshotInfo {
         after_error: None,
         undone: Vec::new(),
         late: Vec::new(),
+        walks: None,
     }
 }
 

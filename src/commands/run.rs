@@ -524,6 +524,9 @@ fn settle_tree(
             s.late = hex_paths(&plan.late);
         }
     }
+    if let Some(s) = writer.record.snapshot.as_mut() {
+        s.walks = run_tree.tree.walks();
+    }
     writer.record.backstop_time = Some(*spent);
     let mut recorded = writer.finish();
     warn_unrecorded(reporter, recorded.error.take());

@@ -63,6 +63,14 @@ impl<'a> Snapshots<'a> {
         self.wants_watch = true;
     }
 
+    /// How the walks with the change feed went, when there was one.
+    pub fn walks(&self) -> Option<crate::record::Walks> {
+        self.watch.as_ref().map(|w| crate::record::Walks {
+            changed_only: w.passes(),
+            whole: w.wholes(),
+        })
+    }
+
     /// The feed, for a snapshot now: not while a process a run started may still be
     /// writing through a mapping, which no event reports (a whole walk sees it).
     fn feed(&self) -> Option<&Watch> {
@@ -249,6 +257,10 @@ impl<'a> Snapshots<'a> {
             &parents,
             &unstored(scope, target),
         )?;
+        // What the put-back wrote are inodes it made, no second names of the tree's.
+        if let Some(watch) = &self.watch {
+            watch.made_here(ops.iter().map(|op| op.path.as_slice()));
+        }
         sync_filesystem(&scope.root)?;
         crate::crash::point("applied");
         // A restore between attempts is recorded by the run itself, through its events.

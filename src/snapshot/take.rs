@@ -134,9 +134,15 @@ pub fn take_watched(
                 walked
             }
             // Something went away while it was read: the whole tree is walked.
-            Err(_) => scope.walk_watched(&also, Some(w))?,
+            Err(_) => {
+                w.walked_whole();
+                scope.walk_watched(&also, Some(w))?
+            }
         },
-        Some((w, None)) => scope.walk_watched(&also, Some(w))?,
+        Some((w, None)) => {
+            w.walked_whole();
+            scope.walk_watched(&also, Some(w))?
+        }
         None => scope.walk(&also)?,
     };
     drop(also);

@@ -96,6 +96,8 @@ pub struct Watch {
     reader: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Walks that read only what changed.
     passes: std::sync::atomic::AtomicUsize,
+    /// Walks of the whole tree with the feed on (the first among them).
+    wholes: std::sync::atomic::AtomicUsize,
 }
 
 /// What a directory watch reports.
@@ -180,6 +182,7 @@ impl Watch {
             stop: None,
             reader: Mutex::new(None),
             passes: Default::default(),
+            wholes: Default::default(),
         })
     }
 
@@ -278,10 +281,32 @@ impl Watch {
         });
     }
 
+    /// The names `paths` hold inodes this process made (a put-back wrote them): no
+    /// second names of the tree's files to follow. The events so far are taken first,
+    /// so that only what was made until now is let go of.
+    pub fn made_here<'p>(&self, paths: impl Iterator<Item = &'p [u8]>) {
+        let mut state = self.lock();
+        drain(&self.fd, &mut state);
+        for p in paths {
+            state.made.fresh.remove(p);
+        }
+    }
+
     /// A walk read only what changed.
     pub fn passed(&self) {
         self.passes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A walk read the whole tree.
+    pub fn walked_whole(&self) {
+        self.wholes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many walks read the whole tree.
+    pub fn wholes(&self) -> usize {
+        self.wholes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many walks read only what changed.
@@ -370,15 +395,18 @@ fn drain(fd: &OwnedFd, state: &mut State) {
 
 /// Where the files made since the last walk are: a name made (or moved in from where
 /// no watch is) holds a new inode, perhaps a second name of a file of the tree, which
-/// the walk must know (see [`Changed::linked`]). Followed through renames; one removed
-/// or replaced before the walk cannot be told from a second name written through and
-/// removed, and the walk then reads everything.
+/// the walk must know (see [`Changed::linked`]). Followed through renames. One that is
+/// removed or replaced before the walk looks at it, after something was written
+/// through it, cannot be told from a second name a file of the tree was written
+/// through: the walk then reads everything. (Unwritten, a second name made and gone
+/// changed nothing of the file but its ctime.)
 #[derive(Default)]
 struct Made {
-    /// Names holding an inode made since the last walk.
-    fresh: HashSet<Vec<u8>>,
-    /// A rename's cookie, and whether what it moved was fresh.
-    from: HashMap<u32, bool>,
+    /// Names holding an inode made since the last walk, and whether it was written
+    /// (content, mode, owner, times) through that name since.
+    fresh: HashMap<Vec<u8>, bool>,
+    /// A rename's cookie, and whether what it moved was fresh (and written).
+    from: HashMap<u32, Option<bool>>,
 }
 
 impl State {
@@ -387,47 +415,56 @@ impl State {
     fn look_at_made(&mut self) {
         use std::os::unix::fs::MetadataExt;
         let made = std::mem::take(&mut self.made);
-        if made.from.values().any(|fresh| *fresh) {
+        // Moved where no watch is, it may still be a second name of a file of the tree.
+        if made.from.values().any(Option::is_some) {
             self.lost = Some("a file made during the run was moved out of the watched tree");
         }
-        for name in &made.fresh {
+        for (name, written) in &made.fresh {
             let path = self.root.join(Path::new(std::ffi::OsStr::from_bytes(name)));
             match std::fs::symlink_metadata(path) {
                 Ok(m) if !m.is_dir() && m.nlink() > 1 => {
                     self.changed.linked.insert(m.ino());
                 }
                 Ok(_) => {}
-                Err(_) => self.lost = Some("a file made during the run is not where it was made"),
+                Err(_) if *written => {
+                    self.lost = Some("a file written during the run is not where it was made")
+                }
+                Err(_) => {}
             }
         }
     }
 
-    /// Follows a file (not a directory) made, moved or removed through its names.
+    /// Follows a file (not a directory) made, written, moved or removed by its names.
     fn follow_made(&mut self, flags: ReadFlags, cookie: u32, path: &[u8]) {
         let made = &mut self.made;
+        let mut gone_written = false;
+        if flags.intersects(ReadFlags::MODIFY | ReadFlags::CLOSE_WRITE | ReadFlags::ATTRIB)
+            && let Some(written) = made.fresh.get_mut(path)
+        {
+            *written = true;
+        }
         if flags.contains(ReadFlags::MOVED_FROM) {
             let fresh = made.fresh.remove(path);
             made.from.insert(cookie, fresh);
         }
         if flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
-            // A fresh inode replaced by a rename over it is gone unseen.
-            let replaced = made.fresh.contains(path);
+            // What was here (a rename over it) is gone unseen.
+            gone_written |= made.fresh.get(path) == Some(&true);
             let fresh = match flags.contains(ReadFlags::MOVED_TO) {
-                // From where no watch is: perhaps a second name made there.
-                true => made.from.remove(&cookie).unwrap_or(true),
-                false => true,
+                // From where no watch is: perhaps a second name made and written there.
+                true => made.from.remove(&cookie).unwrap_or(Some(true)),
+                false => Some(false),
             };
-            if fresh {
-                made.fresh.insert(path.to_vec());
-            } else {
-                made.fresh.remove(path);
-            }
-            if replaced {
-                self.lost = Some("a file made during the run was replaced");
-            }
+            match fresh {
+                Some(written) => made.fresh.insert(path.to_vec(), written),
+                None => made.fresh.remove(path),
+            };
         }
-        if flags.contains(ReadFlags::DELETE) && self.made.fresh.remove(path) {
-            self.lost = Some("a file made during the run was removed");
+        if flags.contains(ReadFlags::DELETE) {
+            gone_written |= made.fresh.remove(path) == Some(true);
+        }
+        if gone_written {
+            self.lost = Some("a file written during the run was removed or replaced unseen");
         }
     }
 

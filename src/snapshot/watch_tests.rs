@@ -9,7 +9,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::Watch;
-use crate::snapshot::manifest::Manifest;
+use crate::snapshot::manifest::{Entry, Manifest};
 use crate::snapshot::objects::Objects;
 use crate::snapshot::scope::{RootId, Scope};
 use crate::snapshot::take::{Taken, take, take_watched};
@@ -190,7 +190,20 @@ fn check(rounds: &[Vec<Op>]) -> usize {
             "round {i}: {ops:?}"
         );
         for (a, b) in fed.manifest.entries.iter().zip(&whole.manifest.entries) {
-            assert_eq!(a, b, "round {i}: {ops:?}");
+            // A second name made and gone with nothing written through it changed only
+            // the file's ctime, which the feed need not see (the next whole walk reads
+            // the file again for it).
+            let b = match (
+                a.ctime_ns != b.ctime_ns,
+                Entry {
+                    ctime_ns: a.ctime_ns,
+                    ..b.clone()
+                },
+            ) {
+                (true, same) if same == *a => same,
+                _ => b.clone(),
+            };
+            assert_eq!(*a, b, "round {i}: {ops:?}");
         }
         last = fed;
     }

@@ -18,6 +18,7 @@ mod call;
 mod call_everyday;
 mod call_limits;
 mod call_messages;
+mod change_feed;
 mod chaos_inject;
 mod chaos_serve;
 mod ci;

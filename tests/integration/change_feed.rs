@@ -1,0 +1,216 @@
+//! Issue 10, part 3: on a tree of 2,000 entries or more a run keeps a change feed
+//! (inotify) and its walks after the command read only what the feed names. Every
+//! put-back must stay exact: the walks the feed saves are the ones that find what a
+//! rollback, an undo or a redo goes over.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::undo::{Sandbox, State, code, oracle, stderr};
+
+const ONCE: &str = "version: 1\nretry: { max_attempts: 1 }\n";
+
+/// 2,100 files in 30 directories two deep (past the 2,000 entries at which a run
+/// keeps a feed), a symlink, and a file with a second name outside the tree; then past
+/// the racy window, so that the stat cache vouches for every file and nothing the
+/// feed misses would be read again anyway.
+fn large(sb: &Sandbox) -> State {
+    let root = sb.root();
+    for d in 0..30 {
+        let dir = root.join(format!("pkg{d:02}/src"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..70 {
+            fs::write(dir.join(format!("m{f:02}.rs")), format!("// {d} {f}\n")).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink("pkg00/src/m00.rs", root.join("first")).unwrap();
+    fs::write(root.join("shared.txt"), "before the run\n").unwrap();
+    fs::hard_link(root.join("shared.txt"), sb.file("outside-name")).unwrap();
+    std::thread::sleep(Duration::from_millis(2200));
+    oracle(&root)
+}
+
+/// Changes of every kind, made by the command.
+const CHANGES: &str = r#"
+set -e
+echo edited >> pkg03/src/m07.rs
+rm pkg04/src/m00.rs
+chmod 600 pkg05/src/m01.rs
+mkdir -p pkg30/src/deep && echo new > pkg30/src/deep/new.rs
+mv pkg06 pkg06-moved
+rm -rf pkg07
+ln -sf pkg01/src/m01.rs first
+printf 'saved\n' > pkg08/src/.m02.rs.tmp && mv pkg08/src/.m02.rs.tmp pkg08/src/m02.rs
+ln pkg09/src/m03.rs pkg10/src/second-name.rs && echo through >> pkg10/src/second-name.rs
+echo 'through the name outside' > "$OUTSIDE"
+"#;
+
+fn walks(record: &Value) -> &Value {
+    &record["snapshot"]["walks"]
+}
+
+fn newest_record(sb: &Sandbox) -> Value {
+    let out = sb.ok(&["show", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[track_caller]
+fn assert_tree(root: &Path, want: &State, what: &str) {
+    let now = oracle(root);
+    let differ: Vec<String> = want
+        .keys()
+        .chain(now.keys())
+        .filter(|k| want.get(*k) != now.get(*k))
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert!(differ.is_empty(), "{what}: these paths differ: {differ:?}");
+}
+
+#[test]
+fn a_failed_run_is_rolled_back_exactly_from_what_the_feed_named() {
+    let sb = Sandbox::new();
+    let before = large(&sb);
+    let policy = sb.policy(ONCE);
+    let script = format!("{CHANGES}\nexit 3\n");
+    let out = sb
+        .command(&["run", "-p", &policy, "--", "sh", "-c", &script])
+        .env("OUTSIDE", sb.file("outside-name"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_tree(&sb.root(), &before, "after the rollback");
+    let record = newest_record(&sb);
+    assert!(
+        walks(&record)["changed_only"].as_u64() >= Some(1),
+        "the walk after the command read only what changed: {}",
+        walks(&record)
+    );
+}
+
+#[test]
+fn undo_and_redo_of_a_run_that_read_only_what_changed_are_exact() {
+    let sb = Sandbox::new();
+    let before = large(&sb);
+    let policy = sb.policy(ONCE);
+    // Not through the name outside: undo cannot give `shared.txt` its second name
+    // back, and redo would then see its link count changed after the undo.
+    fs::remove_file(sb.file("outside-name")).unwrap();
+    let out = sb
+        .command(&["run", "-p", &policy, "--", "sh", "-c", CHANGES])
+        .env("OUTSIDE", sb.root().join("shared.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let after = oracle(&sb.root());
+    assert_ne!(after, before);
+    let record = newest_record(&sb);
+    assert_eq!(walks(&record)["changed_only"], 1, "{}", walks(&record));
+    assert_eq!(
+        walks(&record)["whole"],
+        1,
+        "only the walk before: {}",
+        walks(&record)
+    );
+    let changed: Vec<&str> = record["snapshot"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    for path in [
+        "pkg03/src/m07.rs",
+        "pkg04/src/m00.rs",
+        "pkg05/src/m01.rs",
+        "pkg30/src/deep/new.rs",
+        "pkg06-moved/src/m00.rs",
+        "pkg06/src/m69.rs",
+        "pkg07/src/m10.rs",
+        "first",
+        "pkg08/src/m02.rs",
+        "pkg09/src/m03.rs",
+        "pkg10/src/second-name.rs",
+        "shared.txt",
+    ] {
+        assert!(
+            changed.contains(&path),
+            "{path} in the change set {changed:?}"
+        );
+    }
+    assert!(!changed.contains(&"pkg11/src/m00.rs"), "{changed:?}");
+    sb.ok(&["undo"]);
+    assert_tree(&sb.root(), &before, "after undo");
+    sb.ok(&["redo"]);
+    assert_tree(&sb.root(), &after, "after redo");
+}
+
+#[test]
+fn attempts_start_from_the_tree_as_it_was_when_the_feed_names_what_to_restore() {
+    let sb = Sandbox::new();
+    let before = large(&sb);
+    let policy = sb.policy(
+        "version: 1\nretry: { max_attempts: 3, backoff: { initial: 10ms } }\n\
+         rollback: { between_attempts: restore }\n",
+    );
+    // Each attempt checks that it found the tree as it was, then changes it and
+    // fails; the third leaves it changed and succeeds.
+    let pristine = sb.file("pristine.sum");
+    let sum = "find . -type f -exec sha256sum {} + | sort";
+    let script = format!(
+        r#"{sum} > "$SUMS.now"
+        if [ -e "$SUMS" ]; then cmp -s "$SUMS" "$SUMS.now" || exit 9; else mv "$SUMS.now" "$SUMS"; fi
+        n=$(cat "$COUNT" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$COUNT"
+        {CHANGES}
+        [ "$n" -ge 3 ]"#
+    );
+    let out = sb
+        .command(&["run", "-p", &policy, "--", "sh", "-c", &script])
+        .env("OUTSIDE", sb.file("outside-name"))
+        .env("SUMS", &pristine)
+        .env("COUNT", sb.file("count"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(sb.file("count")).unwrap().trim(), "3");
+    let record = newest_record(&sb);
+    assert!(
+        walks(&record)["changed_only"].as_u64() >= Some(3),
+        "{}",
+        walks(&record)
+    );
+    sb.ok(&["undo"]);
+    assert_tree(&sb.root(), &before, "after undo");
+}
+
+#[test]
+fn a_small_tree_or_backstop_no_watch_keeps_no_feed() {
+    let sb = Sandbox::new();
+    fs::write(sb.root().join("a.txt"), "a\n").unwrap();
+    let policy = sb.policy(ONCE);
+    let ran = |env: &[(&str, &str)]| {
+        let mut cmd = sb.command(&["run", "-p", &policy, "--", "sh", "-c", "echo b >> a.txt"]);
+        cmd.env_remove("BACKSTOP_WATCH_ABOVE")
+            .envs(env.iter().copied());
+        let out = cmd.output().unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        newest_record(&sb)
+    };
+    assert_eq!(*walks(&ran(&[])), Value::Null, "a small tree");
+    let big = Sandbox::new();
+    let _ = large(&big);
+    let policy = big.policy(ONCE);
+    let mut cmd = big.command(&["run", "-p", &policy, "--", "true"]);
+    cmd.env_remove("BACKSTOP_WATCH_ABOVE")
+        .env("BACKSTOP_NO_WATCH", "1");
+    let out = cmd.output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        *walks(&newest_record(&big)),
+        Value::Null,
+        "BACKSTOP_NO_WATCH=1"
+    );
+    let _ = fs::set_permissions(big.root(), fs::Permissions::from_mode(0o755));
+}
