@@ -128,6 +128,29 @@ pub fn take_watched(
         m.entries.iter().map(|e| e.path.as_slice()).collect()
     });
     let walked = match watch.map(|w| (w, w.begin().filter(|_| passes))) {
+        Some((w, Some(pass))) if cache.is_some_and(|(_, id)| id == pass.base_id) => {
+            if let Some(taken) = unchanged_since(scope, &pass)? {
+                w.passed();
+                let attributes = pass.attributes;
+                w.end(
+                    (&taken.manifest, taken.id),
+                    pass.unwatched,
+                    attributes,
+                    root_dev.unwrap_or(0),
+                );
+                return Ok(taken);
+            }
+            match scope.walk_since(&pass, &also, w) {
+                Ok(walked) => {
+                    w.passed();
+                    walked
+                }
+                Err(_) => {
+                    w.walked_whole();
+                    scope.walk_watched(&also, Some(w))?
+                }
+            }
+        }
         Some((w, Some(pass))) => match scope.walk_since(&pass, &also, w) {
             Ok(walked) => {
                 w.passed();
@@ -149,9 +172,44 @@ pub fn take_watched(
     let (unwatched, attributes) = (walked.unwatched.clone(), walked.attributes);
     let taken = take_walked(scope, objects, cache, (walked, taken_at_ns, early))?;
     if let (Some(w), Some(dev)) = (watch, root_dev) {
-        w.end(&taken.manifest, unwatched, attributes, dev);
+        w.end((&taken.manifest, taken.id), unwatched, attributes, dev);
     }
     Ok(taken)
+}
+
+/// The last walk's snapshot, when the change feed names nothing since and every path it
+/// cannot vouch for (one with another name, one no watch covers) has the stat it had:
+/// nothing to read, nothing to write.
+fn unchanged_since(scope: &Scope, pass: &super::watch::Pass) -> Result<Option<Taken>> {
+    if !pass.changed.is_empty() {
+        return Ok(None);
+    }
+    let base = &pass.base;
+    let unwatched = pass.unwatched.iter().filter_map(|p| base.find(p));
+    let linked = base
+        .entries
+        .iter()
+        .filter(|e| e.kind != Kind::Dir && e.meta.nlink > 1);
+    for e in unwatched.chain(linked) {
+        match scope.stat(&e.path)? {
+            Some(s) if s.same_stat(e) && s.meta.nlink == e.meta.nlink => {}
+            _ => return Ok(None),
+        }
+    }
+    let skipped = base
+        .entries
+        .iter()
+        .filter(|e| e.content == Content::Skipped)
+        .map(|e| e.path.clone())
+        .collect();
+    Ok(Some(Taken {
+        manifest: Arc::clone(base),
+        id: pass.base_id,
+        skipped,
+        hashed: 0,
+        from_git: 0,
+        rules: None,
+    }))
 }
 
 /// The snapshot of what a walk found (begun at `taken_at_ns`, with git's index read

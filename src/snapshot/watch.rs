@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
 
-use super::manifest::{Kind, Manifest};
+use super::manifest::{Hash, Kind, Manifest};
 
 /// Paths to look at again since the last walk, relative to the root.
 #[derive(Debug, Default)]
@@ -54,10 +54,21 @@ pub struct Changed {
     pub linked: HashSet<u64>,
 }
 
+impl Changed {
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+            && self.lists.is_empty()
+            && self.deep.is_empty()
+            && self.linked.is_empty()
+    }
+}
+
 /// What a walk after the last one needs from the feed.
 pub struct Pass {
     /// The manifest of the last walk: what did not change is taken from it.
     pub base: Arc<Manifest>,
+    /// ... and its object id.
+    pub base_id: Hash,
     pub changed: Changed,
     /// Paths the last walk stat'ed without reading their directory (no watch covers them).
     pub unwatched: HashSet<Vec<u8>>,
@@ -81,6 +92,7 @@ struct State {
 
 struct Base {
     manifest: Arc<Manifest>,
+    id: Hash,
     unwatched: HashSet<Vec<u8>>,
     attributes: Option<bool>,
 }
@@ -247,6 +259,7 @@ impl Watch {
         }
         Some(Pass {
             base: base.manifest,
+            base_id: base.id,
             changed,
             unwatched: base.unwatched,
             attributes: base.attributes,
@@ -257,7 +270,7 @@ impl Watch {
     /// directory it read watched: the next walk may start from it.
     pub fn end(
         &self,
-        manifest: &Arc<Manifest>,
+        (manifest, id): (&Arc<Manifest>, Hash),
         unwatched: HashSet<Vec<u8>>,
         attributes: Option<bool>,
         root_dev: u64,
@@ -276,6 +289,7 @@ impl Watch {
         }
         state.base = Some(Base {
             manifest: Arc::clone(manifest),
+            id,
             unwatched,
             attributes,
         });
