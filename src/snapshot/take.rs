@@ -177,6 +177,24 @@ pub fn take_watched(
     Ok(taken)
 }
 
+/// Drops a large list on a thread of its own: freeing 100,000 paths one by one is
+/// time the run need not wait for. Dropped here when no thread can be started.
+fn drop_aside<T: Send + 'static>(big: Vec<T>) {
+    if big.len() < 10_000 {
+        return;
+    }
+    let mut big = Some(big);
+    let spawned = std::thread::Builder::new()
+        .name("backstop-drop".into())
+        .stack_size(64 * 1024)
+        .spawn({
+            let big = big.take();
+            move || drop(big)
+        });
+    drop(spawned);
+    drop(big);
+}
+
 /// The last walk's snapshot, when the change feed names nothing since and every path it
 /// cannot vouch for (one with another name, one no watch covers) has the stat it had:
 /// nothing to read, nothing to write.
@@ -266,6 +284,7 @@ fn take_walked(
     {
         let hashed = to_read.len();
         objects.remember_present(id);
+        drop_aside(entries);
         return Ok(Taken {
             manifest: Arc::clone(cached),
             id,
