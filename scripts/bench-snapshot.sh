@@ -379,15 +379,18 @@ if [[ ${SKIP_CHECKOUT:-0} != 1 ]]; then
         MDIR=$CO measure "co_first_snapshot_$i" "$BS" snapshot --json
         fresh_store
         MDIR=$CO measure "co_first_run_$i" "$BS" -q run -- true
-        if [[ -n $BS_BEFORE ]] && ((i == 1)); then
+        if [[ -n $BS_BEFORE ]]; then
             fresh_store
             MDIR=$CO measure "co_before_first_snapshot_$i" "$BS_BEFORE" snapshot --json
+            fresh_store
+            MDIR=$CO measure "co_before_first_run_$i" "$BS_BEFORE" -q run -- true
         fi
     done
     say "k. git checkout: unchanged runs, x$CO_ROUNDS   [load $(loadavg)]"
     for ((i = 1; i <= CO_ROUNDS; i++)); do
         MDIR=$CO measure "co_git_status_u_$i" git status --porcelain
         MDIR=$CO measure "co_run_unchanged_$i" "$BS" -q run -- true
+        [[ -z $BS_BEFORE ]] || MDIR=$CO measure "co_before_run_unchanged_$i" "$BS_BEFORE" -q run -- true
     done
     say "k. git checkout: $CHANGES changed files, then undo after rm -rf .git   [load $(loadavg)]"
     settle
@@ -620,7 +623,9 @@ if int(os.environ.get("CO_ROUNDS", "0")) > 0:
                      ("backstop first snapshot (fresh store)", "co_first_snapshot_"),
                      ("backstop first protected run `run -- true` (fresh store)", "co_first_run_"),
                      ("backstop unchanged run", "co_run_unchanged_"),
-                     ("before: first snapshot (BACKSTOP_BIN_BEFORE)", "co_before_first_snapshot_")]:
+                     ("before: first snapshot (BACKSTOP_BIN_BEFORE)", "co_before_first_snapshot_"),
+                     ("before: first protected run", "co_before_first_run_"),
+                     ("before: unchanged run", "co_before_run_unchanged_")]:
         m = med(p)
         if m is not None:
             print(f"| {label} | {fmt_t(m)} | {cpu(p):.0f} ms | {fmt_m(m)} | {ratio(m, st)} |")
