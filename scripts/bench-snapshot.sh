@@ -329,6 +329,14 @@ for ((r = 1; r <= CHANGE_RUNS_DONE; r++)); do
         >"$OUT/bs_run_$r.record.json"
     measure "bs_undo_$r" "$BS" undo
     "${GEN[@]}" verify "$TREE" || die "backstop undo did not give back the original tree (round $r)"
+    # ... and the same by the earlier build, when there is one.
+    if [[ -n $BS_BEFORE ]]; then
+        settle
+        (cd "$TREE" && "$BS_BEFORE" snapshot --json >/dev/null)
+        measure "bs_before_run_$r" "$BS_BEFORE" run -- "${APPLY[@]}" "${PACK[2 * r]}" .
+        measure "bs_before_undo_$r" "$BS_BEFORE" undo
+        "${GEN[@]}" verify "$TREE" || die "the earlier build's undo did not give back the original tree (round $r)"
+    fi
     # git: the same content as backstop's plain snapshot, committed, then reset away.
     settle
     (cd "$TREE" && "${GIT[@]}" add -A && "${GIT[@]}" status --porcelain >"$OUT/git_prime_$r.status")
@@ -509,6 +517,9 @@ if cold:
 print(f"| `sync` right after git's warm first commit (git does not fsync loose objects; backstop's figure includes its syncfs) | {fmt_t(one('git_first_sync'))} | — |")
 print(f"| the change command alone (write {os.environ['CHANGES']} files, python) (median of {cruns}) | {fmt_t(apply_)} | {fmt_m(apply_)} |")
 print(f"| `backstop run -- <that command>` in total (median of {cruns}) | {fmt_t(bs_run)} | {fmt_m(bs_run)} (max of backstop and the command) |")
+if med("bs_before_run_"):
+    print(f"| … the same run by the earlier build (BACKSTOP_BIN_BEFORE) | {fmt_t(med('bs_before_run_'))} | {fmt_m(med('bs_before_run_'))} |")
+    print(f"| `backstop undo` of it by the earlier build (this build: {fmt_t(bs_undo)}) | {fmt_t(med('bs_before_undo_'))} | {fmt_m(med('bs_before_undo_'))} |")
 
 # Split of each run by its record's timestamps: record.started_at is set after the
 # before-snapshot, record.finished_at before the after-diff.
