@@ -567,6 +567,7 @@ print("samples (ms): " + "; ".join(
 # it counts as backstop's when it is above the command's own peak.
 apply_rss = max((x["rss"] for x in series("apply_")), default=0)
 bs_rss_rows = {k: v["rss"] for k, v in rows.items() if k.startswith("bs_")
+               and not k.startswith("bs_before_")
                and (not k.startswith("bs_run_") or v["rss"] > apply_rss)}
 bs_rss_max = max(bs_rss_rows, key=bs_rss_rows.get)
 bs_rss = bs_rss_rows[bs_rss_max]
