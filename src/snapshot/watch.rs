@@ -10,18 +10,26 @@
 //!   reported to the watch of the directory holding the name it was made through,
 //!   before the system call returns.
 //! - A file with another name (`nlink > 1`) may be written through a name outside the
-//!   watched directories: such files are always stat'ed again.
+//!   watched directories: such files are always stat'ed again, and so is every name of
+//!   a file that got a second name during the run (found through the names made; see
+//!   `Made`).
 //! - Paths the walk checked without reading their directory (a path the last snapshot
 //!   had that the rules now leave out) are always stat'ed again.
 //! - Not trusted: a filesystem whose changes need not pass through this kernel's VFS
 //!   in a way inotify sees (anything but ext2/3/4, XFS, Btrfs, tmpfs, F2FS, ZFS,
-//!   bcachefs), a directory on another device than the root, a mount table that
+//!   bcachefs, vfat, NTFS), anything mounted inside the tree (a bind mount is reached
+//!   by another path), a directory on another device than the root, a mount table that
 //!   changed, a queue that overflowed, a watch that could not be added (the user's
-//!   `max_user_watches`), the root moved or deleted, and a walk while a process the
-//!   run started is still alive (it may hold a mapping it writes through).
+//!   `max_user_watches`), the root moved or deleted, a directory made during the run
+//!   (no watch saw what was done in it while it was new), a name made during the run
+//!   and gone before the walk (a second name of a tree file may have been written
+//!   through after it went, by a descriptor or a mapping), and a walk while a process
+//!   the run started is still alive (it may hold a mapping it writes through).
 //! - Not seen, and documented: a hard link made during the run, from a directory no
-//!   watch covers, to a file of the tree that had one name, and written through; a
-//!   file written through a shared mapping that a process older than the run made.
+//!   watch covers (outside the tree, or one the rules leave out), to a file of the tree
+//!   that had one name, and written through; a file written through a shared mapping
+//!   that a process older than the run made; a file opened by handle
+//!   (`open_by_handle_at`, root only) once its name has left the kernel's cache.
 //!
 //! A background thread reads the queue while the command runs, so that a command that
 //! writes many files does not overflow it; every read of the queue is made under one
@@ -142,6 +150,50 @@ const LOCAL: [u64; 9] = [
     0x5346_544e, // NTFS (ntfs3)
 ];
 
+/// Whether anything is mounted below `root` (a bind mount of a file or a directory, or
+/// another filesystem): a change through another path to what is mounted there is
+/// reported to that path's directory, which no watch of the tree covers. Unknown
+/// (no `/proc`) counts as yes.
+pub(super) fn mounts_inside(root: &Path) -> bool {
+    let Ok(table) = std::fs::read("/proc/self/mountinfo") else {
+        return true;
+    };
+    let root = root.as_os_str().as_bytes();
+    table.split(|b| *b == b'\n').any(|line| {
+        let Some(point) = line.split(|b| *b == b' ').nth(4) else {
+            return false;
+        };
+        let point = unescape(point);
+        point.len() > root.len()
+            && point.starts_with(root)
+            && (point[root.len()] == b'/' || root == b"/")
+    })
+}
+
+/// A mount point as `/proc/self/mountinfo` writes it (space, tab, newline and backslash
+/// as three octal digits after a backslash).
+pub(super) fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 fn local(root: &Path) -> bool {
     match rustix::fs::statfs(root) {
         // The field is a signed word whose width varies by platform; magics are 32-bit.
@@ -158,6 +210,21 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Renames the names below `old` (a directory moved) to below `new`.
+fn rename_under(fresh: &mut HashMap<Vec<u8>, bool>, old: &[u8], new: &[u8]) {
+    let prefix = [old, b"/"].concat();
+    let moved: Vec<Vec<u8>> = fresh
+        .keys()
+        .filter(|k| k.starts_with(&prefix))
+        .cloned()
+        .collect();
+    for k in moved {
+        if let Some(is_dir) = fresh.remove(&k) {
+            fresh.insert([new, &k[old.len()..]].concat(), is_dir);
+        }
+    }
+}
+
 /// The directory holding `path` (the root for a top-level path).
 pub fn parent(path: &[u8]) -> &[u8] {
     path.iter()
@@ -169,7 +236,10 @@ impl Watch {
     /// A feed for the tree at `root`, or `None` where it cannot be trusted or made
     /// (then every walk is a full one, as without it).
     pub fn start(root: &Path) -> Option<Watch> {
-        if std::env::var_os("BACKSTOP_NO_WATCH").is_some_and(|v| v == "1") || !local(root) {
+        if std::env::var_os("BACKSTOP_NO_WATCH").is_some_and(|v| v == "1")
+            || !local(root)
+            || mounts_inside(root)
+        {
             return None;
         }
         let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).ok()?;
@@ -253,6 +323,9 @@ impl Watch {
         state.look_at_made();
         let changed = std::mem::take(&mut state.changed);
         let lost = state.lost.take();
+        if mounts_moved && mounts_inside(&state.root) {
+            state.dead = Some("a filesystem was mounted inside the tree");
+        }
         let base = state.base.take()?;
         if lost.is_some() || state.dead.is_some() || mounts_moved {
             return None;
@@ -407,20 +480,19 @@ fn drain(fd: &OwnedFd, state: &mut State) {
     }
 }
 
-/// Where the files made since the last walk are: a name made (or moved in from where
-/// no watch is) holds a new inode, perhaps a second name of a file of the tree, which
-/// the walk must know (see [`Changed::linked`]). Followed through renames. One that is
-/// removed or replaced before the walk looks at it, after something was written
-/// through it, cannot be told from a second name a file of the tree was written
-/// through: the walk then reads everything. (Unwritten, a second name made and gone
-/// changed nothing of the file but its ctime.)
+/// Where the files and directories made since the last walk are. A name made (or moved
+/// in from where no watch is) holds a new inode, perhaps a second name of a file of the
+/// tree, which the walk must know (see [`Changed::linked`]): it is followed through
+/// renames and looked at when the walk begins. One that is gone by then (removed,
+/// replaced, moved out) may have been a second name written through (by a descriptor
+/// still open after its name went, or a mapping): the walk then reads everything. So
+/// does a directory made since the last walk, which no watch covered while it was new.
 #[derive(Default)]
 struct Made {
-    /// Names holding an inode made since the last walk, and whether it was written
-    /// (content, mode, owner, times) through that name since.
+    /// Names holding an inode made since the last walk, and whether it is a directory.
     fresh: HashMap<Vec<u8>, bool>,
-    /// A rename's cookie, and whether what it moved was fresh (and written).
-    from: HashMap<u32, Option<bool>>,
+    /// A rename's cookie, and what it moved: its old name, and whether it was fresh.
+    from: HashMap<u32, (Vec<u8>, Option<bool>)>,
 }
 
 impl State {
@@ -430,55 +502,61 @@ impl State {
         use std::os::unix::fs::MetadataExt;
         let made = std::mem::take(&mut self.made);
         // Moved where no watch is, it may still be a second name of a file of the tree.
-        if made.from.values().any(Option::is_some) {
+        if made.from.values().any(|(_, fresh)| fresh.is_some()) {
             self.lost = Some("a file made during the run was moved out of the watched tree");
         }
-        for (name, written) in &made.fresh {
+        for (name, dir) in &made.fresh {
+            if *dir {
+                self.lost = Some("a directory was made during the run");
+                continue;
+            }
             let path = self.root.join(Path::new(std::ffi::OsStr::from_bytes(name)));
             match std::fs::symlink_metadata(path) {
                 Ok(m) if !m.is_dir() && m.nlink() > 1 => {
                     self.changed.linked.insert(m.ino());
                 }
                 Ok(_) => {}
-                Err(_) if *written => {
-                    self.lost = Some("a file written during the run is not where it was made")
-                }
-                Err(_) => {}
+                Err(_) => self.lost = Some("a file made during the run is gone"),
             }
         }
     }
 
-    /// Follows a file (not a directory) made, written, moved or removed by its names.
+    /// Follows what is made, moved or removed by its names.
     fn follow_made(&mut self, flags: ReadFlags, cookie: u32, path: &[u8]) {
+        let dir = flags.contains(ReadFlags::ISDIR);
         let made = &mut self.made;
-        let mut gone_written = false;
-        if flags.intersects(ReadFlags::MODIFY | ReadFlags::CLOSE_WRITE | ReadFlags::ATTRIB)
-            && let Some(written) = made.fresh.get_mut(path)
-        {
-            *written = true;
-        }
+        let mut gone = false;
         if flags.contains(ReadFlags::MOVED_FROM) {
             let fresh = made.fresh.remove(path);
-            made.from.insert(cookie, fresh);
+            made.from.insert(cookie, (path.to_vec(), fresh));
         }
         if flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
             // What was here (a rename over it) is gone unseen.
-            gone_written |= made.fresh.get(path) == Some(&true);
+            gone |= made.fresh.contains_key(path);
             let fresh = match flags.contains(ReadFlags::MOVED_TO) {
-                // From where no watch is: perhaps a second name made and written there.
-                true => made.from.remove(&cookie).unwrap_or(Some(true)),
-                false => Some(false),
+                true => match made.from.remove(&cookie) {
+                    Some((old, fresh)) => {
+                        // What was made inside a directory moved is under its new name.
+                        if dir {
+                            rename_under(&mut made.fresh, &old, path);
+                        }
+                        fresh
+                    }
+                    // From where no watch is: perhaps a second name made there.
+                    None => Some(dir),
+                },
+                false => Some(dir),
             };
             match fresh {
-                Some(written) => made.fresh.insert(path.to_vec(), written),
+                Some(is_dir) => made.fresh.insert(path.to_vec(), is_dir),
                 None => made.fresh.remove(path),
             };
         }
         if flags.contains(ReadFlags::DELETE) {
-            gone_written |= made.fresh.remove(path) == Some(true);
+            gone |= made.fresh.remove(path).is_some();
         }
-        if gone_written {
-            self.lost = Some("a file written during the run was removed or replaced unseen");
+        if gone {
+            self.lost = Some("a file made during the run was removed or replaced");
         }
     }
 
@@ -504,9 +582,7 @@ impl State {
         match name {
             Some(name) => {
                 let path = join(&dir, name);
-                if !flags.contains(ReadFlags::ISDIR) {
-                    self.follow_made(flags, cookie, &path);
-                }
+                self.follow_made(flags, cookie, &path);
                 if flags.intersects(structural) {
                     self.changed.lists.insert(dir);
                     self.changed.deep.insert(path);
@@ -520,8 +596,12 @@ impl State {
                     self.dead = Some("the tree's root was moved or removed");
                     return;
                 }
-                // Its watch now names a path it may no longer be at.
-                self.dirs.remove(&wd);
+                // Gone: its watch is too. Moved: its events still come under the old
+                // name (what is made there is then not found, and the walk reads all)
+                // until a walk of its new place watches it there.
+                if flags.intersects(ReadFlags::DELETE_SELF | ReadFlags::IGNORED) {
+                    self.dirs.remove(&wd);
+                }
                 self.changed.lists.insert(parent(&dir).to_vec());
                 self.changed.deep.insert(dir);
             }
