@@ -317,7 +317,11 @@ impl Walker<'_> {
             // the walk would record a directory that is not there.
             Err(e) => return cannot(found, &abs, &e),
         };
-        let entries: Vec<fs::DirEntry> = match entries.collect() {
+        // Each name copied out once (`DirEntry::file_name` makes a new one per call).
+        let entries: Vec<(fs::DirEntry, std::ffi::OsString)> = match entries
+            .map(|e| e.map(|e| (e.file_name(), e)).map(|(n, e)| (e, n)))
+            .collect()
+        {
             Ok(entries) => entries,
             Err(e) => return cannot(found, &abs, &e),
         };
@@ -326,14 +330,13 @@ impl Walker<'_> {
         // rule files the listing shows).
         let rules = self.filter.matcher.map(|m| {
             let mut listed = super::rules::Listed::default();
-            for e in &entries {
-                listed.note(e.file_name().as_bytes());
+            for (_, name) in &entries {
+                listed.note(name.as_bytes());
             }
             m.in_listed_dir(dir, listed)
         });
         let mut ok = true;
-        for entry in entries {
-            let name = entry.file_name();
+        for (entry, name) in entries {
             let rel = match dir {
                 [] => name.as_bytes().to_vec(),
                 _ => [dir, b"/", name.as_bytes()].concat(),
