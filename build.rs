@@ -1,5 +1,8 @@
-//! Sets `BACKSTOP_VERSION` for `backstop --version`: see `build/version.rs`.
+//! Sets `BACKSTOP_VERSION` for `backstop --version` (see `build/version.rs`) and
+//! the link arguments that make the binary cheaper to start (see `build/link.rs`).
 
+#[path = "build/link.rs"]
+mod link;
 #[path = "build/version.rs"]
 mod version;
 
@@ -12,6 +15,9 @@ fn main() {
         "cargo:rustc-env=BACKSTOP_VERSION={}",
         version::describe(&package, commit.as_ref())
     );
+    for arg in link::args(&dir) {
+        println!("cargo:rustc-link-arg-bins={arg}");
+    }
     // Another commit, branch, or staged change; `src` for a dirty tree's edits.
     for path in version::watched(&dir) {
         println!("cargo:rerun-if-changed={path}");
@@ -19,4 +25,6 @@ fn main() {
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=build/version.rs");
+    println!("cargo:rerun-if-changed=build/link.rs");
+    println!("cargo:rerun-if-changed=build/hot-symbols.txt");
 }

@@ -48,7 +48,10 @@ enum StreamArg {
     Never,
 }
 
+// `defer`: a subcommand's arguments are built only when it is the one run (or for
+// help, completions and man pages), not for every start: `run -- true` builds one.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum Sub {
     /// Run a command under the policy.
     Run(RunArgs),
@@ -141,12 +144,8 @@ enum Sub {
     /// Check, explain or describe policy files.
     #[command(subcommand)]
     Policy(PolicySub),
-    /// Circuit breakers and the retry budget kept across runs: state (the default), or
-    /// reset a key.
-    Breaker {
-        #[command(subcommand)]
-        action: Option<BreakerSub>,
-    },
+    #[command(flatten)]
+    Eager(EagerSub),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -237,7 +236,9 @@ struct RunArgs {
     command: Vec<String>,
 }
 
-/// `--chaos FAULTS [--chaos-seed S]` of `run` and `call`.
+// `--chaos FAULTS [--chaos-seed S]` of `run` and `call`. (Not a doc comment: clap
+// would take it for the about of the subcommand it is flattened into, which a
+// deferred subcommand applies last.)
 #[derive(Debug, Args)]
 struct ChaosArgs {
     /// Inject the faults of this fault model (the YAML of `simulate --faults`) into the
@@ -258,7 +259,8 @@ impl ChaosArgs {
     }
 }
 
-/// `call --messages FILE` and the request settings that override every model's.
+// `call --messages FILE` and the request settings that override every model's (not
+// a doc comment, as above).
 #[derive(Debug, Args)]
 struct ConversationArgs {
     /// A conversation instead of a prompt: a JSON array of {"role", "content"} turns
@@ -318,7 +320,20 @@ struct HistoryArgs {
     no_wait: bool,
 }
 
+/// The subcommands whose own subcommands are fields (not deferred: the tree of `help`
+/// is copied before a deferred subcommand is built, and would lack them).
 #[derive(Debug, Subcommand)]
+enum EagerSub {
+    /// Circuit breakers and the retry budget kept across runs: state (the default), or
+    /// reset a key.
+    Breaker {
+        #[command(subcommand)]
+        action: Option<BreakerSub>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum ChaosSub {
     /// Serve an OpenAI- and Anthropic-compatible API on a local address that answers
     /// with the fault model's faults (or passes requests to --upstream and breaks its
@@ -344,6 +359,7 @@ enum ChaosSub {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum PolicySub {
     /// Validate a policy and print it resolved, with every default filled in.
     Check { file: PathBuf },
@@ -354,6 +370,7 @@ enum PolicySub {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum BreakerSub {
     /// Every key's breaker (state, failures in the window, times opened) and the budget.
     Status {
@@ -487,7 +504,7 @@ impl Sub {
             Sub::Policy(PolicySub::Check { file }) => Command::PolicyCheck { file },
             Sub::Policy(PolicySub::Explain { file }) => Command::PolicyExplain { file },
             Sub::Policy(PolicySub::Schema) => Command::PolicySchema,
-            Sub::Breaker { action } => breaker_command(action),
+            Sub::Eager(EagerSub::Breaker { action }) => breaker_command(action),
             Sub::Completions { shell } => Command::Completions {
                 script: completion_script(shell),
             },
