@@ -4,6 +4,7 @@
 //! the store itself if it lies inside, the policy's `exclude` globs and, unless
 //! `ignored: include`, whatever `.gitignore`, `.ignore` and `.git/info/exclude` say.
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -382,11 +383,21 @@ impl Scope {
                 again[i] = true;
             }
         }
-        // A file read again with another name: that name is looked at too.
+        // What is stat'ed again because the feed named it, first: a file now found with
+        // another name has each of its names in the tree looked at too, as has every
+        // file read again by the walk with another name (its other name may be one
+        // the feed said nothing of: a rename exchange, a directory moved over another).
+        let looked: HashMap<usize, Option<Seen>> = again
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| **a && !covered[*i])
+            .map(|(i, _)| (i, self.stat(&base[i].path).ok().flatten()))
+            .collect();
         let mut linked = since.linked.clone();
         linked.extend(
             found
                 .iter()
+                .chain(looked.values().flatten())
                 .filter(|s| s.kind != Kind::Dir && s.meta.nlink > 1)
                 .map(|s| s.stamp.ino),
         );
@@ -396,15 +407,14 @@ impl Scope {
                 continue;
             }
             // Another name may be outside every watched directory: always looked at.
-            let linked = e.kind != Kind::Dir && (e.meta.nlink > 1 || since.linked.contains(&e.ino));
-            if again[i] || linked {
-                // Unreadable now: looked for again by the caller (`also`), strictly.
-                if let Ok(Some(seen)) = self.stat(&e.path) {
-                    kept.push(seen);
-                }
-            } else {
-                kept.push(Seen::of_entry(e));
-            }
+            let other_name = e.kind != Kind::Dir && (e.meta.nlink > 1 || linked.contains(&e.ino));
+            // Unreadable now: looked for again by the caller (`also`), strictly.
+            let now = match looked.get(&i) {
+                Some(now) => now.clone(),
+                None if other_name => self.stat(&e.path).ok().flatten(),
+                None => Some(Seen::of_entry(e)),
+            };
+            kept.extend(now);
         }
         let mut seen = walk::merge_sorted(kept, found);
         seen.dedup_by(|a, b| a.path == b.path);

@@ -43,6 +43,12 @@ enum Op {
     /// A second name of `d1/a` in `d1/d2`, then `d1/d2` moved out of the tree and the
     /// file written there.
     LinkMovedOut,
+    /// A second name of `d1/a` made, then exchanged (`RENAME_EXCHANGE`) with a file of
+    /// the tree, and written through the name it now has.
+    ExchangeLink(usize, usize),
+    /// `d1/d2` moved aside, `d5` moved to its old name (holding a file `x9`), then a
+    /// second name of `d1/a` made as `x9` in the moved-aside directory, and written.
+    DirDance,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -69,6 +75,8 @@ fn op() -> impl Strategy<Value = Op> {
         (0..3usize).prop_map(Op::StagedLinkKept),
         (0..3usize).prop_map(Op::WriteAfterUnlink),
         Just(Op::LinkMovedOut),
+        (0..3usize, 0..3usize).prop_map(|(d, n)| Op::ExchangeLink(d, n)),
+        Just(Op::DirDance),
     ]
 }
 
@@ -144,6 +152,8 @@ fn apply(op: &Op, root: &Path, outside: &Path) {
                 }
             }
         }
+        Op::ExchangeLink(d, n) => exchange_link(root, d, n),
+        Op::DirDance => dir_dance(root),
         Op::LinkMovedOut => {
             if fs::hard_link(root.join("d1/a"), root.join("d1/d2/moved")).is_ok() {
                 let _ = fs::remove_dir_all(outside.join("d2"));
@@ -152,6 +162,25 @@ fn apply(op: &Op, root: &Path, outside: &Path) {
                 }
             }
         }
+    }
+}
+
+fn exchange_link(root: &Path, d: usize, n: usize) {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    let link = root.join("d1/d2/exchanged");
+    if fs::hard_link(root.join("d1/a"), &link).is_ok()
+        && renameat_with(CWD, &link, CWD, at(root, d, n), RenameFlags::EXCHANGE).is_ok()
+    {
+        let _ = append(&at(root, d, n));
+    }
+}
+
+fn dir_dance(root: &Path) {
+    if fs::rename(root.join("d1/d2"), root.join("d1/e2")).is_ok()
+        && fs::rename(root.join("d5"), root.join("d1/d2")).is_ok()
+        && fs::hard_link(root.join("d1/a"), root.join("d1/e2/x9")).is_ok()
+    {
+        let _ = append(&root.join("d1/e2/x9"));
     }
 }
 
@@ -175,6 +204,8 @@ fn build(root: &Path, outside: &Path) {
     fs::write(root.join("ign/skip.log"), b"ignored").unwrap();
     fs::write(root.join("d3/was-in-scope"), b"kept by the last snapshot").unwrap();
     fs::write(root.join("linked"), b"two names").unwrap();
+    fs::create_dir(root.join("d5")).unwrap();
+    fs::write(root.join("d5/x9"), b"one name").unwrap();
     fs::hard_link(root.join("linked"), outside.join("linked")).unwrap();
 }
 
@@ -298,6 +329,8 @@ fn every_kind_of_change_at_once_is_seen() {
             Op::StagedLinkKept(1),
             Op::WriteAfterUnlink(1),
             Op::LinkMovedOut,
+            Op::ExchangeLink(0, 1),
+            Op::DirDance,
         ])
         .collect();
     check(&[all.clone(), all]);
@@ -327,6 +360,12 @@ fn edits_renames_and_second_names_in_watched_directories_keep_the_feed() {
         ])
         .collect();
     assert_eq!(check(&[edits.clone(), edits]), 2);
+}
+
+#[test]
+fn a_second_name_exchanged_with_a_file_or_under_a_moved_directory_is_seen() {
+    check(&[vec![Op::ExchangeLink(0, 1)]]);
+    check(&[vec![Op::DirDance]]);
 }
 
 #[test]
