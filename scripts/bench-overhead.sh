@@ -107,7 +107,8 @@ if [[ -n ${BENCH_BEFORE:-} ]]; then
             fi
             cp "$ROOT/target/release/backstop" "$BEFORE"
             git -C "$ROOT" worktree remove --force "$wt"
-            touch "$ROOT/src/lib.rs" "$ROOT/src/main.rs"
+            # ... and its build script (link arguments, version) run again.
+            touch "$ROOT/src/lib.rs" "$ROOT/src/main.rs" "$ROOT/build.rs"
         fi
     fi
 fi
