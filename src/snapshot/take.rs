@@ -128,40 +128,16 @@ pub fn take_watched(
         m.entries.iter().map(|e| e.path.as_slice()).collect()
     });
     let walked = match watch.map(|w| (w, w.begin().filter(|_| passes))) {
-        Some((w, Some(pass))) if cache.is_some_and(|(_, id)| id == pass.base_id) => {
-            if let Some(taken) = unchanged_since(scope, &pass)? {
+        Some((w, Some(pass))) => {
+            let same_base = cache.is_some_and(|(_, id)| id == pass.base_id);
+            if same_base && let Some(taken) = unchanged_since(scope, &pass)? {
                 w.passed();
-                let attributes = pass.attributes;
-                w.end(
-                    (&taken.manifest, taken.id),
-                    pass.unwatched,
-                    attributes,
-                    root_dev.unwrap_or(0),
-                );
+                let base = (&taken.manifest, taken.id);
+                w.end(base, pass.unwatched, pass.attributes, root_dev.unwrap_or(0));
                 return Ok(taken);
             }
-            match scope.walk_since(&pass, &also, w) {
-                Ok(walked) => {
-                    w.passed();
-                    walked
-                }
-                Err(_) => {
-                    w.walked_whole();
-                    scope.walk_watched(&also, Some(w))?
-                }
-            }
+            walk_fed(scope, &pass, &also, w)?
         }
-        Some((w, Some(pass))) => match scope.walk_since(&pass, &also, w) {
-            Ok(walked) => {
-                w.passed();
-                walked
-            }
-            // Something went away while it was read: the whole tree is walked.
-            Err(_) => {
-                w.walked_whole();
-                scope.walk_watched(&also, Some(w))?
-            }
-        },
         Some((w, None)) => {
             w.walked_whole();
             scope.walk_watched(&also, Some(w))?
@@ -175,6 +151,21 @@ pub fn take_watched(
         w.end((&taken.manifest, taken.id), unwatched, attributes, dev);
     }
     Ok(taken)
+}
+
+/// A walk of what the feed named since its last walk; of the whole tree (watched anew)
+/// when something went away while it was read.
+fn walk_fed(scope: &Scope, pass: &super::watch::Pass, also: &[&[u8]], w: &Watch) -> Result<Walked> {
+    match scope.walk_since(pass, also, w) {
+        Ok(walked) => {
+            w.passed();
+            Ok(walked)
+        }
+        Err(_) => {
+            w.walked_whole();
+            scope.walk_watched(also, Some(w))
+        }
+    }
 }
 
 /// Drops a large list on a thread of its own: freeing 100,000 paths one by one is
