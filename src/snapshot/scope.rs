@@ -401,8 +401,13 @@ impl Scope {
                 .filter(|s| s.kind != Kind::Dir && s.meta.nlink > 1)
                 .map(|s| s.stamp.ino),
         );
-        let mut kept = Vec::with_capacity(base.len());
+        // One list, both sorted by path merged as they go (no second copy of the tree).
+        let mut seen = Vec::with_capacity(base.len() + found.len());
+        let mut found = found.into_iter().peekable();
         for (i, e) in base.iter().enumerate() {
+            while let Some(f) = found.next_if(|f| f.path < e.path) {
+                seen.push(f);
+            }
             if covered[i] {
                 continue;
             }
@@ -414,9 +419,9 @@ impl Scope {
                 None if other_name => self.stat(&e.path).ok().flatten(),
                 None => Some(Seen::of_entry(e)),
             };
-            kept.extend(now);
+            seen.extend(now);
         }
-        let mut seen = walk::merge_sorted(kept, found);
+        seen.extend(found);
         seen.dedup_by(|a, b| a.path == b.path);
         seen
     }

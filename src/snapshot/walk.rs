@@ -208,7 +208,7 @@ pub(super) fn walk(
 }
 
 /// Two lists sorted by path, as one.
-pub(super) fn merge_sorted(a: Vec<Seen>, b: Vec<Seen>) -> Vec<Seen> {
+fn merge_sorted(a: Vec<Seen>, b: Vec<Seen>) -> Vec<Seen> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
