@@ -265,11 +265,7 @@ fn stamped_here(root: &Path) -> bool {
         0x7375_7245, // Coda
         0x0bd0_0bd0, // Lustre
     ];
-    match rustix::fs::statfs(root) {
-        // The field is a signed word whose width varies by platform; magics are 32-bit.
-        Ok(fs) => !REMOTE.contains(&(fs.f_type as u64 & 0xffff_ffff)),
-        Err(_) => false,
-    }
+    crate::snapshot::fs_magic(root).is_some_and(|magic| !REMOTE.contains(&magic))
 }
 
 /// Same type, mode, owner and content (or link target): what a put-back would write.

@@ -25,3 +25,12 @@ pub mod watch;
 pub fn cores() -> usize {
     rustix::thread::sched_getaffinity(None).map_or(1, |set| set.count().max(1) as usize)
 }
+
+/// The filesystem type under `path` (`statfs`'s magic number, as in linux/magic.h), or
+/// `None` when it cannot be read.
+pub fn fs_magic(path: &std::path::Path) -> Option<u64> {
+    // The field is a signed word whose width varies by platform; magics are 32-bit.
+    rustix::fs::statfs(path)
+        .ok()
+        .map(|fs| fs.f_type as u64 & 0xffff_ffff)
+}

@@ -195,11 +195,7 @@ pub(super) fn unescape(field: &[u8]) -> Vec<u8> {
 }
 
 fn local(root: &Path) -> bool {
-    match rustix::fs::statfs(root) {
-        // The field is a signed word whose width varies by platform; magics are 32-bit.
-        Ok(fs) => LOCAL.contains(&(fs.f_type as u64 & 0xffff_ffff)),
-        Err(_) => false,
-    }
+    super::fs_magic(root).is_some_and(|magic| LOCAL.contains(&magic))
 }
 
 /// `a/b` from `a` and `b`; `b` from the root and `b`.

@@ -4,7 +4,6 @@
 //! rollback, an undo or a redo goes over.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -233,5 +232,4 @@ fn a_small_tree_or_backstop_no_watch_keeps_no_feed() {
         Value::Null,
         "BACKSTOP_NO_WATCH=1"
     );
-    let _ = fs::set_permissions(big.root(), fs::Permissions::from_mode(0o755));
 }
