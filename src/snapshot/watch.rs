@@ -154,10 +154,12 @@ const LOCAL: [u64; 9] = [
 /// another filesystem): a change through another path to what is mounted there is
 /// reported to that path's directory, which no watch of the tree covers. Unknown
 /// (no `/proc`) counts as yes.
-pub(super) fn mounts_inside(root: &Path) -> bool {
-    let Ok(table) = std::fs::read("/proc/self/mountinfo") else {
+pub(super) fn mounts_inside(mountinfo: &std::fs::File, root: &Path) -> bool {
+    use std::io::Read;
+    let mut table = Vec::new();
+    if (&*mountinfo).read_to_end(&mut table).is_err() {
         return true;
-    };
+    }
     let root = root.as_os_str().as_bytes();
     table.split(|b| *b == b'\n').any(|line| {
         let Some(point) = line.split(|b| *b == b' ').nth(4) else {
@@ -168,6 +170,11 @@ pub(super) fn mounts_inside(root: &Path) -> bool {
             && point.starts_with(root)
             && (point[root.len()] == b'/' || root == b"/")
     })
+}
+
+/// [`mounts_inside`], from the mount table as it is now.
+pub(super) fn mounts_inside_now(root: &Path) -> bool {
+    std::fs::File::open("/proc/self/mountinfo").map_or(true, |m| mounts_inside(&m, root))
 }
 
 /// A mount point as `/proc/self/mountinfo` writes it (space, tab, newline and backslash
@@ -232,19 +239,15 @@ impl Watch {
     /// A feed for the tree at `root`, or `None` where it cannot be trusted or made
     /// (then every walk is a full one, as without it).
     pub fn start(root: &Path) -> Option<Watch> {
-        if std::env::var_os("BACKSTOP_NO_WATCH").is_some_and(|v| v == "1")
-            || !local(root)
-            || mounts_inside(root)
-        {
+        if std::env::var_os("BACKSTOP_NO_WATCH").is_some_and(|v| v == "1") || !local(root) {
+            return None;
+        }
+        // Opened once: read now, and polled for a change at every walk.
+        let mounts = std::fs::File::open("/proc/self/mountinfo").ok()?;
+        if mounts_inside(&mounts, root) {
             return None;
         }
         let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).ok()?;
-        let mounts = rustix::fs::open(
-            "/proc/self/mountinfo",
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .ok()?;
         Some(Watch {
             fd: Arc::new(fd),
             state: Arc::new(Mutex::new(State {
@@ -256,7 +259,7 @@ impl Watch {
                 made: Made::default(),
                 base: None,
             })),
-            mounts: Some(mounts),
+            mounts: Some(mounts.into()),
             stop: None,
             reader: Mutex::new(None),
             passes: Default::default(),
@@ -271,16 +274,19 @@ impl Watch {
     /// Watches the directory `rel` (at `abs`) before a walk lists it. A watch that
     /// cannot be added leaves the feed dead: a later walk must read everything.
     pub fn add(&self, rel: &[u8], abs: &Path) {
+        // Under the lock: the reader drains under it too, so no event of the new watch
+        // is read before the watch's directory is known.
+        let mut state = self.lock();
         match inotify::add_watch(&*self.fd, abs, mask()) {
             Ok(wd) => {
-                self.lock().dirs.insert(wd, rel.to_vec());
+                state.dirs.insert(wd, rel.to_vec());
             }
             // Gone or replaced since its parent was listed: the parent's watch saw that.
             Err(Errno::NOENT | Errno::NOTDIR) => {}
             Err(Errno::NOSPC) => {
-                self.lock().dead = Some("the user's inotify watches (max_user_watches) ran out")
+                state.dead = Some("the user's inotify watches (max_user_watches) ran out")
             }
-            Err(_) => self.lock().dead = Some("a directory could not be watched"),
+            Err(_) => state.dead = Some("a directory could not be watched"),
         }
     }
 
@@ -319,7 +325,7 @@ impl Watch {
         state.look_at_made();
         let changed = std::mem::take(&mut state.changed);
         let lost = state.lost.take();
-        if mounts_moved && mounts_inside(&state.root) {
+        if mounts_moved && mounts_inside_now(&state.root) {
             state.dead = Some("a filesystem was mounted inside the tree");
         }
         let base = state.base.take()?;

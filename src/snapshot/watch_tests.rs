@@ -413,11 +413,13 @@ fn a_tree_with_something_mounted_inside_keeps_no_feed() {
     let tree = tempfile::tempdir().unwrap();
     let root = tree.path();
     fs::create_dir(root.join("m")).unwrap();
-    assert!(!super::mounts_inside(root));
+    assert!(!super::mounts_inside_now(root));
     assert!(Watch::start(root).is_some());
     // A bind mount needs root (CAP_SYS_ADMIN); CI runs as root.
+    let other = tempfile::tempdir().unwrap();
     let mounted = std::process::Command::new("mount")
-        .args(["--bind", "/tmp"])
+        .arg("--bind")
+        .arg(other.path())
         .arg(root.join("m"))
         .status()
         .is_ok_and(|s| s.success());
@@ -425,11 +427,51 @@ fn a_tree_with_something_mounted_inside_keeps_no_feed() {
         eprintln!("SKIPPED the bind-mount half: `mount --bind` is not allowed here");
         return;
     }
-    let inside = super::mounts_inside(root);
+    let inside = super::mounts_inside_now(root);
     let watch = Watch::start(root);
     let _ = std::process::Command::new("umount")
         .arg(root.join("m"))
         .status();
     assert!(inside, "the bind mount is seen");
     assert!(watch.is_none(), "no feed over a tree with a mount inside");
+}
+
+#[test]
+fn a_mount_made_inside_the_tree_during_the_run_stops_the_feed() {
+    let tree = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let root = tree.path();
+    fs::create_dir(root.join("m")).unwrap();
+    fs::write(root.join("m/f"), b"f").unwrap();
+    let objects = Objects::new(store.path());
+    let sc = scope(root, false);
+    let watch = Watch::start(root).expect("a feed on a local filesystem");
+    let before = take_watched(&sc, &objects, None, Some(&watch)).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .arg("--bind")
+        .arg(other.path())
+        .arg(root.join("m"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: `mount --bind` is not allowed here");
+        return;
+    }
+    let after = take_watched(
+        &sc,
+        &objects,
+        Some((&before.manifest, before.id)),
+        Some(&watch),
+    );
+    let _ = std::process::Command::new("umount")
+        .arg(root.join("m"))
+        .status();
+    assert!(after.is_ok());
+    assert_eq!(
+        watch.passes(),
+        0,
+        "the walk after the mount read the whole tree"
+    );
+    assert!(watch.dead().is_some(), "and the feed is not trusted again");
 }
