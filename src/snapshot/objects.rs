@@ -470,7 +470,7 @@ impl Objects {
         let Some(known) = known else {
             return self.missing(hashes);
         };
-        let now = self.fan_stamps();
+        let now = self.fan_stamps(&fans_of(hashes.iter().copied()));
         let trusted = |fan: usize| {
             let (then, now) = (known.stamps[fan], now[fan]);
             then != DirStamp::default()
@@ -481,13 +481,19 @@ impl Objects {
         self.missing(hashes.into_iter().filter(|h| !trusted(usize::from(h[0]))))
     }
 
-    /// Notes that every object of the manifest `id` is present now, with the fan-out
-    /// directories' stamps, for [`Objects::missing_since`]. Only a cache: a failure to
-    /// write it costs a directory listing next time, nothing else.
-    pub fn remember_present(&self, id: Hash) {
+    /// Notes that every object of the manifest `id` (`hashes`) is present now, with
+    /// the stamps of the fan-out directories they are in, for
+    /// [`Objects::missing_since`]. Only a cache: a failure to write it costs a
+    /// directory listing next time, nothing else. A manifest that names no object (an
+    /// empty tree) needs no note: nothing of it is ever looked for.
+    pub fn remember_present<'h>(&self, id: Hash, hashes: impl IntoIterator<Item = &'h Hash>) {
+        let fans = fans_of(hashes);
+        if !fans.contains(&true) {
+            return;
+        }
         // The stamps first, then the filesystem's own clock: a directory whose times
         // are older than that tick cannot change again without its times changing.
-        let stamps = self.fan_stamps();
+        let stamps = self.fan_stamps(&fans);
         let mut all = self.presence();
         // Already the newest note, every directory as it was then and older than it: the
         // note stands as it is, and an unchanged snapshot writes nothing here.
@@ -571,19 +577,25 @@ impl Objects {
         Ok(m.mtime() * 1_000_000_000 + m.mtime_nsec())
     }
 
-    /// Every fan-out directory's inode and times (zero where it does not exist).
-    /// One listing of `objects/`, then a stat of each fan-out directory it holds (by the
+    /// The inode and times of each fan-out directory in `fans` (zero where it does not
+    /// exist, and for the others): a store that has held many trees has all 256, and
+    /// a run stats only those its own objects are in.
+    /// One listing of `objects/`, then a stat of each such directory it holds (by the
     /// listing's directory handle): a young store has few of the 256, and a lookup of a
     /// missing name is not cached on every filesystem (tmpfs forgets it at once).
     /// A directory made after the listing reads as missing, as a stat before its
     /// `mkdir` would: it is listed in full next time, never trusted.
-    fn fan_stamps(&self) -> [DirStamp; 256] {
+    fn fan_stamps(&self, fans: &[bool; 256]) -> [DirStamp; 256] {
         let mut out = [DirStamp::default(); 256];
+        if !fans.contains(&true) {
+            return out;
+        }
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return out;
         };
         for entry in entries.flatten() {
-            let Some(fan) = fan_of(entry.file_name().as_encoded_bytes()) else {
+            let Some(fan) = fan_of(entry.file_name().as_encoded_bytes()).filter(|f| fans[*f])
+            else {
                 continue;
             };
             // `DirEntry::metadata` does not follow a symlink, as `symlink_metadata` did.
@@ -757,6 +769,15 @@ impl Presence {
     }
 }
 
+/// The fan-out directories objects of these hashes are in.
+fn fans_of<'h>(hashes: impl IntoIterator<Item = &'h Hash>) -> [bool; 256] {
+    let mut fans = [false; 256];
+    for h in hashes {
+        fans[usize::from(h[0])] = true;
+    }
+    fans
+}
+
 /// The fan-out directory a name in `objects/` is: two lowercase hex digits, as
 /// [`layout::fan_dir`] spells it.
 fn fan_of(name: &[u8]) -> Option<usize> {
@@ -915,7 +936,7 @@ mod tests {
         objects.commit(staged).unwrap();
         assert!(objects.missing(&hashes).unwrap().is_empty());
         // Remembered whole: a removal changes its directory, which is listed again.
-        objects.remember_present([1; 32]);
+        objects.remember_present([1; 32], &hashes);
         let gone = [hashes[7], hashes[300]];
         for h in &gone {
             objects.remove(h);
@@ -942,21 +963,29 @@ mod tests {
         let ino = || fs::metadata(&present).unwrap().ino();
         // Noted, and noted again once the filesystem's clock is past the directory's
         // times: until then a new note trusts more (a later clock).
-        objects.remember_present([1; 32]);
+        objects.remember_present([1; 32], [&h]);
         std::thread::sleep(std::time::Duration::from_millis(50));
-        objects.remember_present([1; 32]);
+        objects.remember_present([1; 32], [&h]);
         let noted = ino();
-        objects.remember_present([1; 32]);
+        objects.remember_present([1; 32], [&h]);
         assert_eq!(ino(), noted, "nothing new to note: the file is left alone");
         // Another manifest, or a fan-out directory that changed, is noted again.
-        objects.remember_present([2; 32]);
+        objects.remember_present([2; 32], [&h]);
         assert_ne!(ino(), noted);
         let noted = ino();
-        objects.remember_present([2; 32]);
+        objects.remember_present([2; 32], [&h]);
         assert_eq!(ino(), noted);
-        let (other, staged) = objects.stage_bytes(b"another").unwrap();
+        // Another object in the same fan-out directory as `h`.
+        let (other, staged) = (0..)
+            .map(|i| {
+                objects
+                    .stage_bytes(format!("another {i}").as_bytes())
+                    .unwrap()
+            })
+            .find(|(o, _)| o[0] == h[0])
+            .unwrap();
         objects.commit(staged.into_iter().collect()).unwrap();
-        objects.remember_present([2; 32]);
+        objects.remember_present([2; 32], [&h]);
         assert_ne!(ino(), noted, "a directory changed since the note");
         // And what it notes still finds a gap.
         objects.remove(&h);
@@ -966,6 +995,41 @@ mod tests {
         );
         // Nothing to look for: no listing at all, and nothing missing.
         assert!(objects.missing_since(Some([2; 32]), []).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_note_stamps_only_the_fan_out_directories_its_objects_are_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::new(dir.path());
+        let mut staged = Vec::new();
+        let mut hashes = Vec::new();
+        for i in 0..2000 {
+            let (h, s) = objects
+                .stage_bytes(format!("object {i}").as_bytes())
+                .unwrap();
+            hashes.push(h);
+            staged.extend(s);
+        }
+        objects.commit(staged).unwrap();
+        // A manifest of no object (an empty tree) is not noted: nothing of it is ever
+        // looked for, and the store's 256 directories are not stat'ed for it.
+        objects.remember_present([3; 32], []);
+        assert!(objects.presence().is_empty());
+        assert!(!layout::presence_file(&objects.dir).exists());
+        // One of three objects: only their directories are stamped.
+        let mine = [&hashes[0], &hashes[1], &hashes[2]];
+        objects.remember_present([4; 32], mine);
+        let note = objects.presence().into_iter().next().unwrap();
+        for (fan, stamp) in note.stamps.iter().enumerate() {
+            let used = mine.iter().any(|h| usize::from(h[0]) == fan);
+            assert_eq!(*stamp != DirStamp::default(), used, "fan {fan:02x}");
+        }
+        // What it stamped is trusted, and a gap in it is still found.
+        objects.remove(&hashes[1]);
+        assert_eq!(
+            objects.missing_since(Some([4; 32]), mine).unwrap(),
+            vec![hashes[1]]
+        );
     }
 
     #[test]

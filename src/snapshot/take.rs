@@ -274,7 +274,7 @@ fn take_walked(
         && cached.entries == entries
     {
         let hashed = to_read.len();
-        objects.remember_present(id);
+        objects.remember_present(id, cached.entries.iter().filter_map(Entry::hash));
         drop_aside(entries);
         return Ok(Taken {
             manifest: Arc::clone(cached),
@@ -291,7 +291,7 @@ fn take_walked(
     };
     let id = commit(objects, staged, &manifest)?;
     // Every object it names is there now: vouched ones were checked, the rest named.
-    objects.remember_present(id);
+    objects.remember_present(id, manifest.entries.iter().filter_map(Entry::hash));
     Ok(Taken {
         manifest: Arc::new(manifest),
         id,
