@@ -47,7 +47,6 @@ pub fn scope_for(policy: &Policy, cwd: &Path, store_dir: &Path) -> Result<Scope>
         store: store_path(store_dir),
         rules: None,
         identity: None,
-        hint: None,
     })
 }
 
@@ -70,7 +69,6 @@ pub fn scope_of(info: &SnapshotInfo, store_dir: &Path) -> Scope {
         store: store_path(store_dir),
         rules: None,
         identity: info.root_id,
-        hint: None,
     }
 }
 

@@ -268,6 +268,16 @@ impl Manifest {
 
     /// Decodes bytes already checked against their object name (a hash of every
     /// byte, the checksum's included): the checksum is not hashed a second time.
+    /// How many entries a manifest's first 24 bytes say it has (unchecked: its sum is
+    /// at its end), `None` when they are not a manifest's.
+    pub fn count_in_head(head: &[u8]) -> Option<u64> {
+        let magic = head.get(..8)?;
+        if magic != MAGIC && magic != MAGIC_V1 {
+            return None;
+        }
+        Some(u64::from_le_bytes(head.get(16..24)?.try_into().ok()?))
+    }
+
     pub fn decode_named(bytes: &[u8]) -> Result<Manifest> {
         Manifest::decode_checked(bytes, false)
     }

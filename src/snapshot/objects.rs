@@ -698,6 +698,15 @@ impl Objects {
         Ok(bytes)
     }
 
+    /// The first `n` bytes of an object (fewer if it is shorter), unchecked.
+    pub fn head(&self, hash: &Hash, n: usize) -> io::Result<Vec<u8>> {
+        let mut head = Vec::with_capacity(n);
+        open_object(&self.path(hash))?
+            .take(n as u64)
+            .read_to_end(&mut head)?;
+        Ok(head)
+    }
+
     pub fn remove(&self, hash: &Hash) {
         let _ = fs::remove_file(self.path(hash));
     }

@@ -212,16 +212,6 @@ enum Source {
     Fixed(Arc<Rules>),
 }
 
-/// What the last snapshot of the tree knew: its manifest and the rules its walk read.
-/// A directory whose entries have not changed since (same inode, same modification
-/// time, not racy) and that held no rule file and no `.git` then holds none now: the
-/// walk need not look for them (three failed opens per directory, otherwise).
-#[derive(Clone, Debug)]
-pub struct Hint {
-    pub manifest: Arc<super::manifest::Manifest>,
-    pub rules: Arc<Rules>,
-}
-
 /// Decides, for a walk of `root`, which paths the ignore rules leave out. Shared by
 /// the walk's threads.
 pub struct Matcher {
@@ -229,57 +219,24 @@ pub struct Matcher {
     source: Source,
     parents: Vec<(PathBuf, DirRules)>,
     chains: RwLock<HashMap<Vec<u8>, Chain>>,
-    hint: Option<Hint>,
 }
 
 impl Matcher {
     /// Rules read from the tree as it is now (and kept, see [`Matcher::rules`]).
-    pub fn from_disk(root: &Path, hint: Option<Hint>) -> Matcher {
+    pub fn from_disk(root: &Path) -> Matcher {
         let parents = root
             .ancestors()
             .skip(1)
             .map(|d| (d.to_path_buf(), DirRules::read(d, None)))
             .filter(|(_, r)| !r.is_empty())
             .collect();
-        let mut m = Matcher::new(
+        Matcher::new(
             root,
             Source::Disk {
                 read: Mutex::new(BTreeMap::new()),
             },
             parents,
-        );
-        m.hint = hint;
-        m
-    }
-
-    /// Called with a directory's metadata before its entries are matched: when the
-    /// hint vouches that it holds no rule file, its rules are settled without looking.
-    pub fn prepare(&self, rel: &[u8], m: &fs::Metadata) {
-        use std::os::unix::fs::MetadataExt;
-        let (Source::Disk { .. }, Some(hint)) = (&self.source, &self.hint) else {
-            return;
-        };
-        if hint.rules.dirs.contains_key(rel) {
-            return;
-        }
-        let mtime_ns = m.mtime() * 1_000_000_000 + m.mtime_nsec();
-        let unchanged = hint.manifest.find(rel).is_some_and(|e| {
-            e.kind == super::manifest::Kind::Dir
-                && e.ino == m.ino()
-                && e.mtime_ns == mtime_ns
-                && e.mtime_ns < hint.manifest.taken_at_ns - super::take::RACY_NS
-        });
-        if !unchanged {
-            return;
-        }
-        let parent = match rel.iter().rposition(|b| *b == b'/') {
-            Some(i) => &rel[..i],
-            None => &[][..],
-        };
-        let chain = self.chain(parent, None);
-        if let Ok(mut map) = self.chains.write() {
-            map.entry(rel.to_vec()).or_insert(chain);
-        }
+        )
     }
 
     /// The rules an earlier walk read.
@@ -294,7 +251,6 @@ impl Matcher {
             source,
             parents,
             chains: RwLock::new(HashMap::new()),
-            hint: None,
         }
     }
 
@@ -520,7 +476,7 @@ mod tests {
         fs::create_dir(root.join("sub")).unwrap();
         fs::write(root.join("sub/.ignore"), "*.log\n").unwrap();
 
-        let disk = Matcher::from_disk(root, None);
+        let disk = Matcher::from_disk(root);
         for (path, dir, ignored) in [
             (&b"secret.env"[..], false, true),
             (b"keep.env", false, false),
@@ -549,64 +505,7 @@ mod tests {
         assert!(fixed.ignored(b"local.txt", false));
         assert!(fixed.ignored(b"sub/x.log", false));
         assert!(!fixed.ignored(b"keep.env", false));
-        assert!(!Matcher::from_disk(root, None).ignored(b"secret.env", false));
-    }
-
-    #[test]
-    fn a_hint_spares_the_reads_only_for_directories_unchanged_since() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::create_dir(root.join("sub")).unwrap();
-        let m = fs::symlink_metadata(root.join("sub")).unwrap();
-        let entry = |mtime_ns: i64| super::super::manifest::Entry {
-            path: b"sub".to_vec(),
-            kind: super::super::manifest::Kind::Dir,
-            mode: 0o755,
-            size: 0,
-            mtime_ns,
-            ctime_ns: 0,
-            ino: m.ino(),
-            content: super::super::manifest::Content::None,
-            meta: Default::default(),
-        };
-        let hint = |mtime_ns: i64| Hint {
-            manifest: Arc::new(super::super::manifest::Manifest {
-                // Long after the directory's time: not racy.
-                taken_at_ns: mtime_ns + 10_000_000_000,
-                entries: vec![entry(mtime_ns)],
-            }),
-            rules: Arc::new(Rules::default()),
-        };
-        // The rule file appears, but the directory keeps the time the hint knew (as
-        // if it had been there all along, unseen by the last walk: impossible without
-        // turning the clock back, which is what this test does to show the skip).
-        let stamp = m.mtime() * 1_000_000_000 + m.mtime_nsec();
-        fs::write(root.join("sub/.gitignore"), "*.log\n").unwrap();
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(stamp as u64);
-        fs::File::open(root.join("sub"))
-            .unwrap()
-            .set_times(fs::FileTimes::new().set_modified(t))
-            .unwrap();
-        let now = fs::symlink_metadata(root.join("sub")).unwrap();
-        let same = Matcher::from_disk(root, Some(hint(stamp)));
-        same.prepare(b"sub", &now);
-        assert!(
-            !same.ignored(b"sub/x.log", false),
-            "unchanged: not read again"
-        );
-        // Any other time (an entry added or removed): read.
-        let moved = Matcher::from_disk(root, Some(hint(stamp - 1)));
-        moved.prepare(b"sub", &now);
-        assert!(moved.ignored(b"sub/x.log", false));
-        // A directory the hint says had rules: always read.
-        let mut with_rules = hint(stamp);
-        Arc::make_mut(&mut with_rules.rules)
-            .dirs
-            .insert(b"sub".to_vec(), DirRules::default());
-        let read = Matcher::from_disk(root, Some(with_rules));
-        read.prepare(b"sub", &now);
-        assert!(read.ignored(b"sub/x.log", false));
+        assert!(!Matcher::from_disk(root).ignored(b"secret.env", false));
     }
 
     #[test]
@@ -616,7 +515,7 @@ mod tests {
         fs::write(root.join(".gitignore"), "*.o\n").unwrap();
         fs::create_dir_all(root.join("vendor/lib/.git")).unwrap();
         fs::write(root.join("vendor/lib/.gitignore"), "*.tmp\n").unwrap();
-        let m = Matcher::from_disk(root, None);
+        let m = Matcher::from_disk(root);
         assert!(m.ignored(b"a.o", false));
         assert!(m.ignored(b"vendor/lib/x.tmp", false));
         assert!(

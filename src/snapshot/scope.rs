@@ -44,8 +44,6 @@ pub struct Scope {
     /// The root's device and inode when the scope was fixed: a put-back refuses a
     /// root that is no longer that directory.
     pub identity: Option<RootId>,
-    /// What the last snapshot knew, to read fewer rule files (see [`Hint`]).
-    pub hint: Option<super::rules::Hint>,
 }
 
 /// What a walk found, and the ignore rules it went by.
@@ -68,6 +66,13 @@ pub struct Seen {
     pub mode: u32,
     pub stamp: Stamp,
     pub meta: Meta,
+}
+
+/// What a walk found before the last snapshot's paths are looked at (see
+/// [`Scope::walk_whole`]).
+pub(super) struct Raw {
+    found: Found,
+    matcher: Option<Matcher>,
 }
 
 impl Walked {
@@ -189,15 +194,49 @@ impl Scope {
         watch: Option<&Watch>,
         since: Option<&Since>,
     ) -> (Walked, Vec<anyhow::Error>) {
-        let overrides = match self.overrides() {
-            Ok(o) => o,
-            Err(e) => return Walked::failed(vec![e]),
-        };
+        match self.walk_raw(also.len(), strict, watch, since) {
+            Ok(raw) => self.finish_walk(raw, also, strict, since),
+            Err(errors) => Walked::failed(errors),
+        }
+    }
+
+    /// A whole walk of the scope, watching each directory read with `watch`, while
+    /// the last snapshot is read elsewhere: `known` paths, as its header says. Its
+    /// paths are looked at once it is read ([`Scope::finish_whole`]).
+    pub(super) fn walk_whole(&self, known: usize, watch: Option<&Watch>) -> Result<Raw> {
+        self.walk_raw(known, true, watch, None)
+            .map_err(|mut errors| self.walk_error(errors.remove(0)))
+    }
+
+    /// [`Scope::walk_whole`]'s findings with `also` (the last snapshot's paths)
+    /// looked at: a [`Scope::walk_watched`].
+    pub(super) fn finish_whole(&self, raw: Raw, also: &[&[u8]]) -> Result<Walked> {
+        let (walked, mut errors) = self.finish_walk(raw, also, true, None);
+        match errors.drain(..).next() {
+            Some(e) => Err(self.walk_error(e)),
+            None => Ok(walked),
+        }
+    }
+
+    fn walk_error(&self, e: anyhow::Error) -> anyhow::Error {
+        e.context(format!("cannot walk {}", self.root.display()))
+    }
+
+    /// The walk itself; `known`, how many paths the last snapshot had (0: none), sets
+    /// how many threads walk. `Err` with what stopped a `strict` walk.
+    fn walk_raw(
+        &self,
+        known: usize,
+        strict: bool,
+        watch: Option<&Watch>,
+        since: Option<&Since>,
+    ) -> std::result::Result<Raw, Vec<anyhow::Error>> {
+        let overrides = self.overrides().map_err(|e| vec![e])?;
         // The ignore rules are ours, not the walker's: they are read once and then
         // fixed for the run (see `rules.rs`).
         let matcher = self.respect_ignored.then(|| match &self.rules {
             Some(rules) => Matcher::fixed(&self.root, Arc::clone(rules)),
-            None => Matcher::from_disk(&self.root, self.hint.clone()),
+            None => Matcher::from_disk(&self.root),
         });
         // The first walk of a run keeps what the rules and `exclude` leave out (names
         // and inodes, not contents): a put-back never destroys one that a run moved
@@ -221,13 +260,30 @@ impl Scope {
         // it has seen that many entries.
         let two = || super::cores().min(2);
         // A walk of what changed reads few directories, each soon done: one thread.
-        let (threads, grow_after) = match (since, also.len()) {
+        let (threads, grow_after) = match (since, known) {
             (Some(s), _) if s.lists.len() < 64 => (1, None),
             (Some(_), _) => (two(), None),
             (None, 0) => (two(), Some(SMALL_TREE)),
             (None, n) if n < SMALL_TREE => (1, None),
             (None, _) => (two(), None),
         };
+        let found = walk::walk(&self.root, &filter, threads, grow_after, strict);
+        if strict && !found.errors.is_empty() {
+            return Err(found.errors);
+        }
+        Ok(Raw { found, matcher })
+    }
+
+    /// The rest of a walk: what changed merged into the last walk (`since`), `also`
+    /// looked at, the rules read.
+    fn finish_walk(
+        &self,
+        raw: Raw,
+        also: &[&[u8]],
+        strict: bool,
+        since: Option<&Since>,
+    ) -> (Walked, Vec<anyhow::Error>) {
+        let Raw { found, matcher } = raw;
         let Found {
             seen: mut found,
             mut pruned,
@@ -235,10 +291,7 @@ impl Scope {
             attributes,
             odd_attributes,
             descended,
-        } = walk::walk(&self.root, &filter, threads, grow_after, strict);
-        if strict && !errors.is_empty() {
-            return Walked::failed(errors);
-        }
+        } = found;
         if let Some(since) = since {
             found = self.since_seen(since, &descended, found);
         }

@@ -15,7 +15,7 @@ use super::lock::ObjectsHold;
 use super::manifest::{Content, Entry, Kind, Manifest, hex, parse_hex};
 use super::objects::{Objects, sync_filesystem};
 use super::scope::Scope;
-use super::take::{Taken, take_watched};
+use super::take::{Cache, Loading, Taken, take_watched, take_with};
 use super::watch::Watch;
 use crate::record::Restore;
 use crate::store::layout;
@@ -97,11 +97,19 @@ impl<'a> Snapshots<'a> {
         Ok(Arc::new(manifest))
     }
 
-    /// The last manifest taken of this tree, if it is still readable.
-    fn statcache(&self) -> Option<(Arc<Manifest>, [u8; 32])> {
-        let id = fs::read_to_string(self.statcache_path()).ok()?;
-        let manifest = self.load(id.trim()).ok()?;
-        Some((manifest, parse_hex(id.trim()).ok()?))
+    /// The last manifest taken of this tree, if there is one: read on a thread of its
+    /// own while the tree is walked (see [`Loading`]), or here.
+    fn statcache(&self) -> Cache {
+        let Some(id) = fs::read_to_string(self.statcache_path())
+            .ok()
+            .and_then(|id| parse_hex(id.trim()).ok())
+        else {
+            return Cache::Ready(None);
+        };
+        match Loading::start(&self.objects, id) {
+            Some(loading) => Cache::Loading(loading),
+            None => Cache::Ready(super::take::load(&self.objects, id)),
+        }
     }
 
     fn remember(&self, taken: &Taken) -> Result<()> {
@@ -132,24 +140,10 @@ impl<'a> Snapshots<'a> {
         let cache = self.statcache();
         // A small tree is walked again for less than watching it costs.
         let small = watch_above();
-        if std::mem::take(&mut self.wants_watch)
-            && cache.as_ref().is_none_or(|(m, _)| m.entries.len() >= small)
-        {
+        if std::mem::take(&mut self.wants_watch) && cache.size().is_none_or(|n| n >= small) {
             self.watch = Watch::start(&self.scope.root);
         }
-        let mut scope = self.scope.clone();
-        if scope.rules.is_none() {
-            scope.hint = cache
-                .as_ref()
-                .and_then(|(m, _)| Some((Arc::clone(m), self.last_rules()?)))
-                .map(|(manifest, rules)| super::rules::Hint { manifest, rules });
-        }
-        let taken = take_watched(
-            &scope,
-            &self.objects,
-            cache.as_ref().map(|(m, id)| (m, *id)),
-            self.watch.as_ref(),
-        )?;
+        let taken = take_with(&self.scope, &self.objects, cache, self.watch.as_ref())?;
         if taken.manifest.entries.len() < small {
             self.watch = None;
         } else if let Some(watch) = &mut self.watch {
@@ -346,7 +340,6 @@ impl<'a> Snapshots<'a> {
                     store: self.scope.store.clone(),
                     rules: None,
                     identity: journal.root_id,
-                    hint: None,
                 }
             }
             _ => self.scope.clone(),
@@ -392,13 +385,6 @@ impl<'a> Snapshots<'a> {
     /// Beside the stat cache: the rules object the last run of this scope read.
     fn rulescache_path(&self) -> PathBuf {
         layout::rulescache_file(self.records.dir(), &self.scope.root)
-    }
-
-    /// The rules the last run of this scope read, if they are still readable.
-    fn last_rules(&self) -> Option<Arc<super::rules::Rules>> {
-        let id = fs::read_to_string(self.rulescache_path()).ok()?;
-        let bytes = self.objects.read(&parse_hex(id.trim()).ok()?).ok()?;
-        super::rules::Rules::decode(&bytes).ok().map(Arc::new)
     }
 
     /// The ignore rules a run recorded, fixed for this tree's walks.

@@ -112,6 +112,78 @@ pub fn take_watched(
     cache: Option<(&Arc<Manifest>, Hash)>,
     watch: Option<&Watch>,
 ) -> Result<Taken> {
+    let cache = cache.map(|(m, id)| (Arc::clone(m), id));
+    take_with(scope, objects, Cache::Ready(cache), watch)
+}
+
+/// The last snapshot of a tree, that the next one starts from: at hand, or being read
+/// on a thread of its own while the tree is walked.
+pub enum Cache {
+    Ready(Option<(Arc<Manifest>, Hash)>),
+    Loading(Loading),
+}
+
+impl Cache {
+    /// How many paths the last snapshot has, if there is one (its header says, while
+    /// it is being read).
+    pub fn size(&self) -> Option<usize> {
+        match self {
+            Cache::Ready(cache) => cache.as_ref().map(|(m, _)| m.entries.len()),
+            Cache::Loading(loading) => Some(loading.size),
+        }
+    }
+}
+
+/// A manifest being read and checked on a thread of its own (see [`Loading::start`]).
+pub struct Loading {
+    /// How many paths its header says it has: enough to plan a walk by.
+    size: usize,
+    thread: std::thread::JoinHandle<Option<(Arc<Manifest>, Hash)>>,
+}
+
+impl Loading {
+    /// Starts reading the manifest `id`: a whole walk needs only its size until it is
+    /// done, and a tree of 100,000 paths has a manifest of 14 MB to read, check and
+    /// decode. `None` when its header cannot be read or no thread can start (it is then
+    /// read here, by the caller).
+    pub fn start(objects: &Objects, id: Hash) -> Option<Loading> {
+        let head = objects.head(&id, 24).ok()?;
+        let size = usize::try_from(Manifest::count_in_head(&head)?).ok()?;
+        let objects = objects.clone();
+        let thread = std::thread::Builder::new()
+            .name("backstop-cache".into())
+            .spawn(move || load(&objects, id))
+            .ok()?;
+        Some(Loading { size, thread })
+    }
+
+    /// The manifest, `None` if it could not be read (or is damaged).
+    fn wait(self) -> Option<(Arc<Manifest>, Hash)> {
+        self.thread.join().ok().flatten()
+    }
+}
+
+/// The manifest `id` read and checked, `None` if it cannot be.
+pub fn load(objects: &Objects, id: Hash) -> Option<(Arc<Manifest>, Hash)> {
+    // `read` checks the bytes against their name: decoding need not hash them again.
+    let manifest = Manifest::decode_named(&objects.read(&id).ok()?).ok()?;
+    Some((Arc::new(manifest), id))
+}
+
+/// The paths of the last snapshot, that a walk also looks at directly.
+fn paths_of(cache: &Option<(Arc<Manifest>, Hash)>) -> Vec<&[u8]> {
+    cache.as_ref().map_or_else(Vec::new, |(m, _)| {
+        m.entries.iter().map(|e| e.path.as_slice()).collect()
+    })
+}
+
+/// [`take_watched`], from a [`Cache`] that may still be being read.
+pub fn take_with(
+    scope: &Scope,
+    objects: &Objects,
+    cache: Cache,
+    watch: Option<&Watch>,
+) -> Result<Taken> {
     let root_dev = scope.identity.map(|i| i.dev);
     let watch = watch.filter(|_| root_dev.is_some());
     // Only walks whose ignore rules are fixed read only what changed: rules read anew
@@ -120,37 +192,59 @@ pub fn take_watched(
     let taken_at_ns = now_ns();
     // A first snapshot (no stat cache) takes every clean file from git: the index and
     // every blob's size are read while the scope is walked.
-    let early = match cache {
+    let early = match cache.size() {
         None => Checkout::start(&scope.root, objects.git_shared(), true),
         Some(_) => None,
     };
-    let also: Vec<&[u8]> = cache.map_or_else(Vec::new, |(m, _)| {
-        m.entries.iter().map(|e| e.path.as_slice()).collect()
-    });
-    let walked = match watch.map(|w| (w, w.begin().filter(|_| passes))) {
+    let pass = watch.map(|w| (w, w.begin().filter(|_| passes)));
+    // A walk of what the feed named starts from the cache: it is waited for now. A
+    // whole walk waits for it once it is done.
+    let (mut cache, loading) = match (cache, &pass) {
+        (Cache::Loading(loading), Some((_, Some(_)))) => (loading.wait(), None),
+        (Cache::Loading(loading), _) => (None, Some(loading)),
+        (Cache::Ready(cache), _) => (cache, None),
+    };
+    let walked = match pass {
         Some((w, Some(pass))) => {
-            let same_base = cache.is_some_and(|(_, id)| id == pass.base_id);
+            let same_base = cache.as_ref().is_some_and(|(_, id)| *id == pass.base_id);
             if same_base && let Some(taken) = unchanged_since(scope, &pass)? {
                 w.passed();
                 let base = (&taken.manifest, taken.id);
                 w.end(base, pass.unwatched, pass.attributes, root_dev.unwrap_or(0));
                 return Ok(taken);
             }
-            walk_fed(scope, &pass, &also, w)?
+            walk_fed(scope, &pass, &paths_of(&cache), w)?
         }
         Some((w, None)) => {
             w.walked_whole();
-            scope.walk_watched(&also, Some(w))?
+            walk_whole(scope, &mut cache, loading, Some(w))?
         }
-        None => scope.walk(&also)?,
+        None => walk_whole(scope, &mut cache, loading, None)?,
     };
-    drop(also);
     let (unwatched, attributes) = (walked.unwatched.clone(), walked.attributes);
+    let cache = cache.as_ref().map(|(m, id)| (m, *id));
     let taken = take_walked(scope, objects, cache, (walked, taken_at_ns, early))?;
     if let (Some(w), Some(dev)) = (watch, root_dev) {
         w.end((&taken.manifest, taken.id), unwatched, attributes, dev);
     }
     Ok(taken)
+}
+
+/// A whole walk. The cache, when it is being read (`loading`), is waited for once the
+/// walk is done, and its paths looked at then.
+fn walk_whole(
+    scope: &Scope,
+    cache: &mut Option<(Arc<Manifest>, Hash)>,
+    loading: Option<Loading>,
+    watch: Option<&Watch>,
+) -> Result<Walked> {
+    let Some(loading) = loading else {
+        return scope.walk_watched(&paths_of(cache), watch);
+    };
+    let raw = scope.walk_whole(loading.size, watch);
+    // Joined whatever the walk found: the thread is not left running.
+    *cache = loading.wait();
+    scope.finish_whole(raw?, &paths_of(cache))
 }
 
 /// A walk of what the feed named since its last walk; of the whole tree (watched anew)
@@ -769,7 +863,6 @@ mod tests {
                 store: None,
                 rules: None,
                 identity: None,
-                hint: None,
             }
         }
 

@@ -379,10 +379,6 @@ impl Walker<'_> {
                 }
             };
             if meta.is_dir() {
-                // Before its entries are matched: settle its rules cheaply if it can.
-                if let Some(m) = self.filter.matcher {
-                    m.prepare(&rel, &meta);
-                }
                 match self.filter.since {
                     None => subdirs.push(rel.clone()),
                     Some(since) if since.descends(dir, &rel, &meta) => {

@@ -219,7 +219,6 @@ fn scope(root: &Path, respect_ignored: bool) -> Scope {
         store: None,
         rules: None,
         identity: Some(RootId::of(root).unwrap()),
-        hint: None,
     }
 }
 
