@@ -352,6 +352,7 @@ fn take_walked(
         gone,
         to_read,
         skipped,
+        as_cached,
         ..
     } = plan;
     // The links to git's objects are durable before a manifest can name them.
@@ -365,8 +366,9 @@ fn take_walked(
     // stands for this snapshot too.
     if let (Some(cached), Some(id)) = (cache_arc, cache_id)
         && to_read.is_empty()
-        && cached.entries == entries
+        && as_cached
     {
+        debug_assert!(cached.entries == entries);
         let hashed = to_read.len();
         objects.remember_present(id, cached.entries.iter().filter_map(Entry::hash));
         drop_aside(entries);
@@ -418,6 +420,9 @@ struct Plan {
     from_git_sized: usize,
     /// Files over the size limit: recorded, not kept.
     skipped: Vec<Vec<u8>>,
+    /// Every entry is the cached manifest's, in its place, as first taken (a file
+    /// found to read after, in `to_read`, changes it).
+    as_cached: bool,
 }
 
 impl Plan {
@@ -437,6 +442,7 @@ impl Plan {
             from_git: Vec::new(),
             from_git_sized: 0,
             skipped: Vec::new(),
+            as_cached: cache.is_some(),
         };
         // Both the walk and the manifest are sorted by path: one pass over the manifest
         // finds each path's cached entry (a path it lacks only goes unvouched).
@@ -453,8 +459,12 @@ impl Plan {
                 .map(|e| (e, cached_at));
             let mut git = |s: &Seen| checkout.get()?.clean(s, objects.git());
             let content = plan.content(scope, i, &s, cached, &mut git);
-            plan.entries.push(s.into_entry(content));
+            let entry = s.into_entry(content);
+            // Compared while both are at hand, not in a pass of its own.
+            plan.as_cached &= cached_entries.get(i) == Some(&entry);
+            plan.entries.push(entry);
         }
+        plan.as_cached &= cached_entries.len() == plan.entries.len();
         plan
     }
 
