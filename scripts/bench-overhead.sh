@@ -10,7 +10,9 @@
 #     load of other jobs inflates less than the wall time;
 #     backstop snapshots the directory and writes a run record on every run, which is part of the honest
 #     overhead, so the store (BACKSTOP_HOME) is a throwaway directory, measured once on
-#     disk and once on tmpfs (/dev/shm) when there is one;
+#     disk and once on tmpfs (/dev/shm) when there is one; each store first keeps a
+#     snapshot of another tree of 2,000 files (objects in all 256 fan-out directories),
+#     as a store in use does (BENCH_FRESH_STORE=1: an empty store);
 #   * backstop's peak memory (max RSS, /usr/bin/time -f %M) over repeated runs of
 #     `backstop run -- true`, and for one run that pipes 100 MiB through a policy with an
 #     output pattern, to show memory stays flat however much output passes.
@@ -28,6 +30,7 @@
 #   BENCH_TMPFS_DIR (/dev/shm): where the tmpfs store goes ("" to skip),
 #   BENCH_OUT_DIR (target/bench-overhead): where the hyperfine JSON is kept,
 #   BENCH_NO_INSTALL=1: never call apt-get,
+#   BENCH_FRESH_STORE=1: measure with empty stores, not ones that hold another tree,
 #   ROUNDS (5 with BENCH_BEFORE, else 1): hyperfine invocations per store, RUNS
 #     shared among them and pooled,
 #   BENCH_TIMER=loop: use the fallback timing loop even when hyperfine is there,
@@ -154,6 +157,16 @@ if [[ -n $TMPFS_WORK ]]; then
 fi
 POLICY=$WORK/output-policy.yaml
 printf 'version: 1\nretry:\n  on: { output: ["ECONNRESET"] }\n' >"$POLICY"
+
+# A store in use holds other trees' objects: one of 2,000 files, in every store.
+if [[ ${BENCH_FRESH_STORE:-} != 1 ]]; then
+    mkdir -p "$WORK/other"
+    for i in $(seq 2000); do printf 'file %s\n' "$i" >"$WORK/other/f$i"; done
+    for entry in "${STORES[@]}"; do
+        (cd "$WORK/other" && BACKSTOP_HOME=${entry#*:} "$BACKSTOP" -q snapshot >/dev/null) ||
+            { echo "backstop snapshot of $WORK/other failed" >&2; exit 1; }
+    done
+fi
 
 # Sanity: everything measured must succeed, or the timings mean nothing.
 BACKSTOP_HOME=$WORK/home-disk "$BACKSTOP" run -- true </dev/null >/dev/null 2>&1 ||
@@ -348,7 +361,7 @@ echo
 echo "$version (git $rev${dirty:+, uncommitted changes}), release build; $(uname -sr), ${cpu:-unknown CPU}, $(nproc) cores"
 echo "Timing: $TIMER. Load average before/after: $LOAD_BEFORE / $LOAD_AFTER."
 for entry in "${STORES[@]}"; do
-    echo "Store ${entry%%:*}: BACKSTOP_HOME on $(fstype "${entry#*:}") (each run takes its lock, snapshots the (empty) directory before and after, and writes its run record)."
+    echo "Store ${entry%%:*}: BACKSTOP_HOME on $(fstype "${entry#*:}") (each run takes its lock, snapshots the (empty) directory before and after, and writes its run record; $([[ ${BENCH_FRESH_STORE:-} == 1 ]] && echo 'an empty store' || echo 'the store holds a snapshot of another tree of 2,000 files'))."
 done
 echo
 echo "| command | median ms | min ms | mean ± σ ms | CPU ms (user+sys, mean) | added vs true (median) ms |"

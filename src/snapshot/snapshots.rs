@@ -370,21 +370,11 @@ impl<'a> Snapshots<'a> {
         Ok(id)
     }
 
-    /// Stores the rules a walk read, and names them as the hint for the next walk
-    /// (losing that name only costs the next walk some reads).
+    /// Stores the rules a walk read (the run's record names them).
     fn keep_rules(&self, rules: &super::rules::Rules) -> Result<String> {
         let (id, staged) = self.objects.stage_bytes(&rules.encode()?)?;
         self.objects.commit(staged.into_iter().collect())?;
-        let id = hex(&id);
-        if fs::read_to_string(self.rulescache_path()).ok().as_deref() != Some(id.as_str()) {
-            let _ = write_atomic(&self.rulescache_path(), id.as_bytes(), Durability::Atomic);
-        }
-        Ok(id)
-    }
-
-    /// Beside the stat cache: the rules object the last run of this scope read.
-    fn rulescache_path(&self) -> PathBuf {
-        layout::rulescache_file(self.records.dir(), &self.scope.root)
+        Ok(hex(&id))
     }
 
     /// The ignore rules a run recorded, fixed for this tree's walks.

@@ -23,7 +23,9 @@
 //!     lock                the history lock (undo, redo, gc)
 //!     runs/<id>.json      the run records
 //!     statcache-<key>     the last manifest of the scope root `<key>`
-//!     rulescache-<key>    the ignore rules its last walk read (a hint, not kept by gc)
+//!     rulescache-<key>    the ignore rules its last walk read, a hint for the next
+//!                         (earlier builds; no longer written or read: a directory's
+//!                         listing says which rule files it holds; not kept by gc)
 //!     journal.json        backstop 0.1's journal, one per tree store
 //! ```
 //!
