@@ -881,6 +881,80 @@ mod tests {
         }
     }
 
+    /// 300 files in 7 directories.
+    fn many() -> Fixture {
+        let files: Vec<(String, Vec<u8>)> = (0..300)
+            .map(|i| (format!("d{}/f{i}", i % 7), format!("file {i}").into_bytes()))
+            .collect();
+        let files: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(p, b)| (p.as_str(), b.as_slice()))
+            .collect();
+        Fixture::new(&files)
+    }
+
+    /// `m` as if taken an hour later (past every racy window), stored: its id.
+    fn dated_later(objects: &Objects, m: &Manifest) -> (Arc<Manifest>, Hash) {
+        let later = Manifest {
+            taken_at_ns: m.taken_at_ns + 3_600_000_000_000,
+            entries: m.entries.clone(),
+        };
+        let id = commit(objects, Vec::new(), &later).unwrap();
+        (Arc::new(later), id)
+    }
+
+    #[test]
+    fn a_stat_cache_read_beside_the_walk_gives_the_snapshot_one_at_hand_gives() {
+        let fx = many();
+        let (objects, scope) = (fx.objects(), fx.scope(u64::MAX, u64::MAX));
+        let first = take(&scope, &objects, None).unwrap();
+        let (cache, id) = dated_later(&objects, &first.manifest);
+        fs::write(fx.tree.path().join("d1/f1"), "changed").unwrap();
+        fs::remove_file(fx.tree.path().join("d2/f2")).unwrap();
+        fs::write(fx.tree.path().join("new"), "new").unwrap();
+        let at_hand = take(&scope, &objects, Some((&cache, id))).unwrap();
+        assert_eq!(at_hand.hashed, 2, "the cache vouches for the rest");
+        let loading = Loading::start(&objects, id).expect("a readable header");
+        assert_eq!(
+            loading.size,
+            first.manifest.entries.len(),
+            "from the header"
+        );
+        let beside = take_with(&scope, &objects, Cache::Loading(loading), None).unwrap();
+        // The same entries (the ids differ: a manifest names the time it was taken).
+        assert_eq!(beside.manifest.entries, at_hand.manifest.entries);
+        assert_eq!(beside.hashed, at_hand.hashed);
+    }
+
+    #[test]
+    fn a_damaged_stat_cache_read_beside_the_walk_vouches_for_nothing() {
+        let fx = many();
+        let (objects, scope) = (fx.objects(), fx.scope(u64::MAX, u64::MAX));
+        let first = take(&scope, &objects, None).unwrap();
+        let (_, id) = dated_later(&objects, &first.manifest);
+        let first = Taken { id, ..first };
+        let good = Loading::start(&objects, first.id).unwrap();
+        let vouched = take_with(&scope, &objects, Cache::Loading(good), None).unwrap();
+        assert_eq!(vouched.hashed, 0, "read whole, it vouches for every file");
+        // The header now says a thousand times more entries, and the bytes no longer
+        // match their name: the count plans the walk, the check refuses the rest.
+        let path = objects.path(&first.id);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[16..24].copy_from_slice(&300_000u64.to_le_bytes());
+        fs::write(&path, &bytes).unwrap();
+        let loading = Loading::start(&objects, first.id).expect("a readable header");
+        assert_eq!(loading.size, 300_000);
+        let taken = take_with(&scope, &objects, Cache::Loading(loading), None).unwrap();
+        assert_eq!(taken.hashed, 300, "no cache: every file read again");
+        assert_eq!(taken.manifest.entries, first.manifest.entries);
+        // Not a manifest at all, or no object: no loader, and no cache.
+        fs::write(&path, b"not a manifest").unwrap();
+        assert!(Loading::start(&objects, first.id).is_none());
+        fs::remove_file(&path).unwrap();
+        assert!(Loading::start(&objects, first.id).is_none());
+        assert!(load(&objects, first.id).is_none());
+    }
+
     fn content_of<'m>(manifest: &'m Manifest, path: &str) -> &'m Content {
         &manifest.find(path.as_bytes()).unwrap().content
     }
