@@ -311,10 +311,15 @@ impl GitObjects {
 
     /// Which of `ids` the store lacks (the pack indexes looked at under one lock).
     pub fn missing<'a>(&self, ids: impl IntoIterator<Item = &'a BlobId>) -> Vec<BlobId> {
+        let mut ids = ids.into_iter().peekable();
+        // Nothing to look for (a tree outside git): the packs are not listed, nor their
+        // indexes read.
+        if ids.peek().is_none() {
+            return Vec::new();
+        }
         let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
         let packs = packs.get_or_insert_with(|| self.load_packs());
-        ids.into_iter()
-            .filter(|id| packs.find(id).is_none() && !self.holds_loose(id))
+        ids.filter(|id| packs.find(id).is_none() && !self.holds_loose(id))
             .copied()
             .collect()
     }
@@ -342,6 +347,9 @@ impl GitObjects {
     /// (not mapped: a 300 MB pack would count in the process's memory), on two threads
     /// for many.
     pub fn sizes(&self, ids: &[BlobId]) -> Vec<Option<u64>> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
         let mut out = vec![None; ids.len()];
         // (pack, offset, k): where each packed blob's entry is.
         let mut jobs: Vec<(usize, u64, usize)> = Vec::with_capacity(ids.len());
@@ -667,6 +675,22 @@ pub fn parse_blob_hex(s: &str) -> Option<BlobId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_to_look_for_lists_no_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = GitObjects::new(dir.path());
+        assert!(git.missing([]).is_empty());
+        assert!(git.sizes(&[]).is_empty());
+        assert!(
+            git.packs.lock().unwrap().is_none(),
+            "the packs were never listed"
+        );
+        // Something to look for: they are.
+        let id = [7u8; 20];
+        assert_eq!(git.missing([&id]), vec![id]);
+        assert!(git.packs.lock().unwrap().is_some());
+    }
 
     #[test]
     fn blob_ids_are_gits() {
