@@ -929,13 +929,13 @@ mod tests {
         assert_eq!(tmp_files(&objects), 0);
     }
 
-    #[test]
-    fn missing_lists_or_stats_each_fan_out_directory_and_finds_the_gaps() {
+    /// A store holding `n` objects, and their hashes.
+    fn store_of(n: usize) -> (tempfile::TempDir, Objects, Vec<Hash>) {
         let dir = tempfile::tempdir().unwrap();
         let objects = Objects::new(dir.path());
         let mut staged = Vec::new();
         let mut hashes = Vec::new();
-        for i in 0..600 {
+        for i in 0..n {
             let (h, s) = objects
                 .stage_bytes(format!("object {i}").as_bytes())
                 .unwrap();
@@ -943,6 +943,12 @@ mod tests {
             staged.extend(s);
         }
         objects.commit(staged).unwrap();
+        (dir, objects, hashes)
+    }
+
+    #[test]
+    fn missing_lists_or_stats_each_fan_out_directory_and_finds_the_gaps() {
+        let (_dir, objects, hashes) = store_of(600);
         assert!(objects.missing(&hashes).unwrap().is_empty());
         // Remembered whole: a removal changes its directory, which is listed again.
         objects.remember_present([1; 32], &hashes);
@@ -1008,18 +1014,7 @@ mod tests {
 
     #[test]
     fn a_note_stamps_only_the_fan_out_directories_its_objects_are_in() {
-        let dir = tempfile::tempdir().unwrap();
-        let objects = Objects::new(dir.path());
-        let mut staged = Vec::new();
-        let mut hashes = Vec::new();
-        for i in 0..2000 {
-            let (h, s) = objects
-                .stage_bytes(format!("object {i}").as_bytes())
-                .unwrap();
-            hashes.push(h);
-            staged.extend(s);
-        }
-        objects.commit(staged).unwrap();
+        let (_dir, objects, hashes) = store_of(2000);
         // A manifest of no object (an empty tree) is not noted: nothing of it is ever
         // looked for, and the store's 256 directories are not stat'ed for it.
         objects.remember_present([3; 32], []);
