@@ -266,8 +266,6 @@ impl Manifest {
         Manifest::decode_checked(bytes, true)
     }
 
-    /// Decodes bytes already checked against their object name (a hash of every
-    /// byte, the checksum's included): the checksum is not hashed a second time.
     /// How many entries a manifest's first 24 bytes say it has (unchecked: its sum is
     /// at its end), `None` when they are not a manifest's.
     pub fn count_in_head(head: &[u8]) -> Option<u64> {
@@ -278,6 +276,8 @@ impl Manifest {
         Some(u64::from_le_bytes(head.get(16..24)?.try_into().ok()?))
     }
 
+    /// Decodes bytes already checked against their object name (a hash of every
+    /// byte, the checksum's included): the checksum is not hashed a second time.
     pub fn decode_named(bytes: &[u8]) -> Result<Manifest> {
         Manifest::decode_checked(bytes, false)
     }
