@@ -698,6 +698,12 @@ impl Objects {
         Ok(bytes)
     }
 
+    /// The manifest stored as `hash`, checked against its name.
+    pub fn manifest(&self, hash: &Hash) -> Result<super::manifest::Manifest> {
+        // `read` checks the bytes against their name: decoding need not hash them again.
+        super::manifest::Manifest::decode_named(&self.read(hash)?)
+    }
+
     /// The first `n` bytes of an object (fewer if it is shorter), unchecked.
     pub fn head(&self, hash: &Hash, n: usize) -> io::Result<Vec<u8>> {
         let mut head = Vec::with_capacity(n);

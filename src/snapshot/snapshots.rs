@@ -90,9 +90,9 @@ impl<'a> Snapshots<'a> {
     }
 
     pub fn load(&self, id: &str) -> Result<Arc<Manifest>> {
-        let hash = parse_hex(id)?;
-        // `read` checks the bytes against their name: decoding need not hash them again.
-        let manifest = Manifest::decode_named(&self.objects.read(&hash)?)
+        let manifest = self
+            .objects
+            .manifest(&parse_hex(id)?)
             .with_context(|| format!("manifest {id}"))?;
         Ok(Arc::new(manifest))
     }

@@ -165,9 +165,7 @@ impl Loading {
 
 /// The manifest `id` read and checked, `None` if it cannot be.
 pub fn load(objects: &Objects, id: Hash) -> Option<(Arc<Manifest>, Hash)> {
-    // `read` checks the bytes against their name: decoding need not hash them again.
-    let manifest = Manifest::decode_named(&objects.read(&id).ok()?).ok()?;
-    Some((Arc::new(manifest), id))
+    Some((Arc::new(objects.manifest(&id).ok()?), id))
 }
 
 /// The paths of the last snapshot, that a walk also looks at directly.
@@ -996,7 +994,7 @@ mod tests {
         let fx = Fixture::new(&[("b", b"2"), ("a/z", b"1"), ("a.txt", b"3")]);
         let objects = fx.objects();
         let taken = take(&fx.scope(1 << 20, 1 << 20), &objects, None).unwrap();
-        let stored = Manifest::decode_named(&objects.read(&taken.id).unwrap()).unwrap();
+        let stored = objects.manifest(&taken.id).unwrap();
         assert_eq!(stored, *taken.manifest);
         let paths: Vec<&[u8]> = stored.entries.iter().map(|e| e.path.as_slice()).collect();
         assert_eq!(paths, [&b"a"[..], b"a.txt", b"a/z", b"b"], "bytewise order");
