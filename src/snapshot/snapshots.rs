@@ -15,7 +15,7 @@ use super::lock::ObjectsHold;
 use super::manifest::{Content, Entry, Kind, Manifest, hex, parse_hex};
 use super::objects::{Objects, sync_filesystem};
 use super::scope::Scope;
-use super::take::{Cache, Loading, Taken, take_watched, take_with};
+use super::take::{Cache, Taken, take_watched, take_with};
 use super::watch::Watch;
 use crate::record::Restore;
 use crate::store::layout;
@@ -98,7 +98,7 @@ impl<'a> Snapshots<'a> {
     }
 
     /// The last manifest taken of this tree, if there is one: read on a thread of its
-    /// own while the tree is walked (see [`Loading`]), or here.
+    /// own while the tree is walked when it is large (see [`Cache::of`]).
     fn statcache(&self) -> Cache {
         let Some(id) = fs::read_to_string(self.statcache_path())
             .ok()
@@ -106,10 +106,7 @@ impl<'a> Snapshots<'a> {
         else {
             return Cache::Ready(None);
         };
-        match Loading::start(&self.objects, id) {
-            Some(loading) => Cache::Loading(loading),
-            None => Cache::Ready(super::take::load(&self.objects, id)),
-        }
+        Cache::of(&self.objects, id)
     }
 
     fn remember(&self, taken: &Taken) -> Result<()> {

@@ -123,7 +123,23 @@ pub enum Cache {
     Loading(Loading),
 }
 
+/// Below this many bytes (about 1,900 paths) a stat cache is read where it is asked
+/// for: its tree is walked on one thread, and a thread of its own would cost more than
+/// the read it overlaps (every `run -- true` in a small directory would start one).
+const READ_BESIDE_FROM: u64 = 256 * 1024;
+
 impl Cache {
+    /// The stored manifest `id` as the cache a snapshot starts from: read beside the
+    /// walk when it is large, here when it is small (or a thread cannot start).
+    pub fn of(objects: &Objects, id: Hash) -> Cache {
+        let large =
+            std::fs::symlink_metadata(objects.path(&id)).is_ok_and(|m| m.len() >= READ_BESIDE_FROM);
+        match large.then(|| Loading::start(objects, id)).flatten() {
+            Some(loading) => Cache::Loading(loading),
+            None => Cache::Ready(load(objects, id)),
+        }
+    }
+
     /// How many paths the last snapshot has, if there is one (its header says, while
     /// it is being read).
     pub fn size(&self) -> Option<usize> {
@@ -145,7 +161,7 @@ impl Loading {
     /// Starts reading the manifest `id`: a whole walk needs only its size until it is
     /// done, and a tree of 100,000 paths has a manifest of 14 MB to read, check and
     /// decode. `None` when its header cannot be read or no thread can start (it is then
-    /// read here, by the caller).
+    /// read in place, by [`Cache::of`]).
     pub fn start(objects: &Objects, id: Hash) -> Option<Loading> {
         let head = objects.head(&id, 24).ok()?;
         let size = usize::try_from(Manifest::count_in_head(&head)?).ok()?;
@@ -922,6 +938,33 @@ mod tests {
         // The same entries (the ids differ: a manifest names the time it was taken).
         assert_eq!(beside.manifest.entries, at_hand.manifest.entries);
         assert_eq!(beside.hashed, at_hand.hashed);
+    }
+
+    #[test]
+    fn a_small_stat_cache_is_read_in_place_and_a_large_one_beside_the_walk() {
+        let fx = many();
+        let objects = fx.objects();
+        let first = take(&fx.scope(u64::MAX, u64::MAX), &objects, None).unwrap();
+        let Cache::Ready(Some((small, _))) = Cache::of(&objects, first.id) else {
+            panic!("300 paths: read in place, no thread");
+        };
+        assert_eq!(small.entries, first.manifest.entries);
+        let entry = first.manifest.entries[0].clone();
+        let large = Manifest {
+            taken_at_ns: 1,
+            entries: (0..5000)
+                .map(|i| Entry {
+                    path: format!("p{i:05}").into_bytes(),
+                    ..entry.clone()
+                })
+                .collect(),
+        };
+        let id = commit(&objects, Vec::new(), &large).unwrap();
+        let Cache::Loading(loading) = Cache::of(&objects, id) else {
+            panic!("5,000 paths: read beside the walk");
+        };
+        assert_eq!(loading.size, 5000);
+        assert_eq!(loading.wait().unwrap().0.entries, large.entries);
     }
 
     #[test]
