@@ -579,7 +579,8 @@ impl Objects {
 
     /// The inode and times of each fan-out directory in `fans` (zero where it does not
     /// exist, and for the others): a store that has held many trees has all 256, and
-    /// a run stats only those its own objects are in.
+    /// a run stats only those its own objects are in (never none: a snapshot with no
+    /// object to check or note returns before).
     /// One listing of `objects/`, then a stat of each such directory it holds (by the
     /// listing's directory handle): a young store has few of the 256, and a lookup of a
     /// missing name is not cached on every filesystem (tmpfs forgets it at once).
@@ -587,9 +588,6 @@ impl Objects {
     /// `mkdir` would: it is listed in full next time, never trusted.
     fn fan_stamps(&self, fans: &[bool; 256]) -> [DirStamp; 256] {
         let mut out = [DirStamp::default(); 256];
-        if !fans.contains(&true) {
-            return out;
-        }
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return out;
         };

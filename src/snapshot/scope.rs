@@ -169,11 +169,7 @@ impl Scope {
 
     /// [`Scope::walk`], watching each directory read with `watch`.
     pub fn walk_watched(&self, also: &[&[u8]], watch: Option<&Watch>) -> Result<Walked> {
-        let (walked, mut errors) = self.walk_with(also, true, watch, None);
-        match errors.drain(..).next() {
-            Some(e) => Err(e.context(format!("cannot walk {}", self.root.display()))),
-            None => Ok(walked),
-        }
+        self.strictly(self.walk_with(also, true, watch, None))
     }
 
     /// Like [`Scope::walk`], but goes on past what it cannot read: for a rollback,
@@ -211,8 +207,12 @@ impl Scope {
     /// [`Scope::walk_whole`]'s findings with `also` (the last snapshot's paths)
     /// looked at: a [`Scope::walk_watched`].
     pub(super) fn finish_whole(&self, raw: Raw, also: &[&[u8]]) -> Result<Walked> {
-        let (walked, mut errors) = self.finish_walk(raw, also, true, None);
-        match errors.drain(..).next() {
+        self.strictly(self.finish_walk(raw, also, true, None))
+    }
+
+    /// A strict walk's findings, or the first thing that stopped it.
+    fn strictly(&self, (walked, errors): (Walked, Vec<anyhow::Error>)) -> Result<Walked> {
+        match errors.into_iter().next() {
             Some(e) => Err(self.walk_error(e)),
             None => Ok(walked),
         }
@@ -394,10 +394,7 @@ impl Scope {
             unwatched: &pass.unwatched,
             linked: &changed.linked,
         };
-        let (mut walked, mut errors) = self.walk_with(also, true, Some(watch), Some(&since));
-        if let Some(e) = errors.drain(..).next() {
-            return Err(e.context(format!("cannot walk {}", self.root.display())));
-        }
+        let mut walked = self.strictly(self.walk_with(also, true, Some(watch), Some(&since)))?;
         walked.attributes = match (pass.attributes, walked.attributes) {
             (a, None) => a,
             (a, Some(odd)) => Some(odd || a == Some(true)),
