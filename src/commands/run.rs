@@ -370,6 +370,14 @@ impl Task<'_, '_> {
                     steps: steps.len(),
                     name: step.name.clone(),
                 });
+                // Whatever the user does at the prompt must stamp a ctime after the
+                // end, or it would be judged the command's and rolled back.
+                if step.approve
+                    && !self.yes
+                    && let Some(e) = &end.ended
+                {
+                    e.hand_over();
+                }
                 if let Some(summary) = self.unapproved(step)? {
                     end.last = Some(summary);
                     end.failed = true;
