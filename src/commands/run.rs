@@ -136,10 +136,10 @@ pub fn run(
             reporter.finish_summary(None);
             final_code(&policy, end.last.as_ref(), &mut reporter)
         }
-        Some(run_tree) => {
+        Some(mut run_tree) => {
             let several_steps = command.is_empty() && steps.len() > 1;
             let settled = (&mut reporter, spent);
-            finish_tree(&policy, &run_tree, writer, end, several_steps, settled)
+            finish_tree(&policy, &mut run_tree, writer, end, several_steps, settled)
         }
     };
     // The tree is settled: another run may have it while alerts and exports go out
@@ -181,7 +181,7 @@ pub(super) fn guard_for(
 /// run's exit code.
 fn finish_tree(
     policy: &Policy,
-    run_tree: &RunSnapshots,
+    run_tree: &mut RunSnapshots,
     writer: RecordWriter,
     end: StepsEnd,
     several_steps: bool,
@@ -507,7 +507,7 @@ impl Task<'_, '_> {
 /// so nothing overwrites it); (3) for a checkpoint, the run's result once it is back
 /// there, and backstop's own time. Returns whether every path is as planned.
 fn settle_tree(
-    run_tree: &RunSnapshots,
+    run_tree: &mut RunSnapshots,
     mut writer: RecordWriter,
     target: Option<Target>,
     ended: Option<Ended>,
@@ -534,6 +534,11 @@ fn settle_tree(
     }
     if let Some(s) = writer.record.snapshot.as_mut() {
         s.walks = run_tree.tree.walks();
+    }
+    // That was the last walk but a step's (after its put-back): the feed's watches are
+    // freed while the record is written and the tree put back.
+    if !matches!(target, Some(Target::Checkpoint(_))) {
+        run_tree.tree.let_go_of_feed();
     }
     writer.record.backstop_time = Some(*spent);
     let mut recorded = writer.finish();

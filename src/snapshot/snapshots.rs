@@ -71,6 +71,13 @@ impl<'a> Snapshots<'a> {
         })
     }
 
+    /// No more snapshots are to be taken with the feed: it is dropped now, and the
+    /// kernel frees its watches while the run finishes (see `Watch`'s `Drop`). A later
+    /// snapshot walks the whole tree, as one without a feed does.
+    pub fn let_go_of_feed(&mut self) {
+        self.watch = None;
+    }
+
     /// The feed, for a snapshot now: not while a process a run started may still be
     /// writing through a mapping, which no event reports (a whole walk sees it).
     fn feed(&self) -> Option<&Watch> {
