@@ -23,12 +23,22 @@
 //!   `max_user_watches`), the root moved or deleted, a directory made during the run
 //!   (no watch saw what was done in it while it was new), a name made during the run
 //!   and gone before the walk (a second name of a tree file may have been written
-//!   through after it went, by a descriptor or a mapping), and a walk while a process
-//!   the run started is still alive (it may hold a mapping it writes through).
+//!   through after it went, by a descriptor or a mapping), a directory moved out of the
+//!   watched directories (it may hold such a name, and its watch still reports what is
+//!   made there under its old name), anything but the move itself reported by the
+//!   watch of a directory moved since a walk last watched it (its events come under
+//!   its old name, which another directory may have taken), a directory above a name
+//!   made during the run that is no longer a directory (a symlink in its place would
+//!   lead the look elsewhere), and a walk while a process the run started is still
+//!   alive (it may hold a mapping it writes through).
 //! - Not seen, and documented: a hard link made during the run, from a directory no
 //!   watch covers (outside the tree, or one the rules leave out), to a file of the tree
 //!   that had one name, and written through; a file written through a shared mapping
-//!   that a process older than the run made; a file opened by handle
+//!   that a process older than the run made, or one the run had started through a
+//!   server older than it (a tmux or screen session, `systemd-run`, a container
+//!   engine), which is no descendant of backstop's and outlives the command (a write
+//!   through a mapping makes no event; `BACKSTOP_NO_WATCH=1` for such setups); a
+//!   file opened by handle
 //!   (`open_by_handle_at`, root only) once its name has left the kernel's cache.
 //!
 //! A background thread reads the queue while the command runs, so that a command that
@@ -88,6 +98,10 @@ struct State {
     root: std::path::PathBuf,
     /// Each watch's directory, relative to the root.
     dirs: HashMap<i32, Vec<u8>>,
+    /// Watches of directories moved since a walk last watched them: their events come
+    /// under a name that may since be another directory's, so any event of theirs but
+    /// the move itself makes the next walk read everything.
+    moved: HashSet<i32>,
     changed: Changed,
     /// Why events may have been missed since the last walk: the next one reads all.
     lost: Option<&'static str>,
@@ -259,6 +273,7 @@ impl Watch {
             state: Arc::new(Mutex::new(State {
                 root: root.to_path_buf(),
                 dirs: HashMap::new(),
+                moved: HashSet::new(),
                 changed: Changed::default(),
                 lost: None,
                 dead: None,
@@ -288,6 +303,8 @@ impl Watch {
         };
         match inotify::add_watch(fd, abs, mask()) {
             Ok(wd) => {
+                // Watched again where the walk found it: its events are named right.
+                state.moved.remove(&wd);
                 state.dirs.insert(wd, rel.to_vec());
             }
             // Gone or replaced since its parent was listed: the parent's watch saw that.
@@ -526,14 +543,22 @@ fn drain(fd: &OwnedFd, state: &mut State) {
 /// was moved to since the last walk keeps that name's fresh inodes where they were as
 /// well as following them: the walk looks at both, and a name that is then empty
 /// makes it read everything, as any fresh name gone does.
+/// What a rename moved, until the other half of it is read.
+struct Moved {
+    old: Vec<u8>,
+    fresh: Option<bool>,
+    keep: bool,
+    dir: bool,
+}
+
 #[derive(Default)]
 struct Made {
     /// Names holding an inode made since the last walk, and whether it is a directory.
     fresh: HashMap<Vec<u8>, bool>,
-    /// A rename's cookie, and what it moved: its old name, whether it was fresh, and
+    /// A rename's cookie, and what it moved: its old name, whether it was fresh,
     /// whether what was fresh there was kept there too (the move may be half of an
-    /// exchange).
-    from: HashMap<u32, (Vec<u8>, Option<bool>, bool)>,
+    /// exchange), and whether it was a directory.
+    from: HashMap<u32, Moved>,
     /// Names something was moved to since the last walk.
     arrived: HashSet<Vec<u8>>,
 }
@@ -545,13 +570,34 @@ impl State {
         use std::os::unix::fs::MetadataExt;
         let made = std::mem::take(&mut self.made);
         // Moved where no watch is, it may still be a second name of a file of the tree.
-        if made.from.values().any(|(_, fresh, _)| fresh.is_some()) {
+        if made.from.values().any(|m| m.fresh.is_some()) {
             self.lost = Some("a file made during the run was moved out of the watched tree");
         }
+        // A directory moved where no watch is took with it what was made in it, which
+        // may be a second name of a file of the tree, and its watch still reports what
+        // is made there as if it were in the tree.
+        if made.from.values().any(|m| m.dir) {
+            self.lost = Some("a directory was moved out of the watched tree");
+        }
+        // Directories above fresh names that are what they were: a name is looked
+        // at through directories only, never through a symlink put in one's place.
+        let mut sound: HashSet<&[u8]> = HashSet::new();
         for (name, dir) in &made.fresh {
             if *dir {
                 self.lost = Some("a directory was made during the run");
                 continue;
+            }
+            let mut above = parent(name);
+            while !above.is_empty() && !sound.contains(above) {
+                let path = self
+                    .root
+                    .join(Path::new(std::ffi::OsStr::from_bytes(above)));
+                if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+                    self.lost = Some("a directory above a file made during the run was replaced");
+                    break;
+                }
+                sound.insert(above);
+                above = parent(above);
             }
             let path = self.root.join(Path::new(std::ffi::OsStr::from_bytes(name)));
             match std::fs::symlink_metadata(path) {
@@ -577,14 +623,41 @@ impl State {
                 true => made.fresh.get(path).copied(),
                 false => made.fresh.remove(path),
             };
-            made.from.insert(cookie, (path.to_vec(), fresh, keep));
+            let moved = Moved {
+                old: path.to_vec(),
+                fresh,
+                keep,
+                dir,
+            };
+            made.from.insert(cookie, moved);
+            // Its watch, and those below it, now report under names that may become
+            // another directory's.
+            if dir {
+                let below = |rel: &[u8]| {
+                    rel == path || (rel.starts_with(path) && rel.get(path.len()) == Some(&b'/'))
+                };
+                for (wd, rel) in &self.dirs {
+                    if below(rel) {
+                        self.moved.insert(*wd);
+                    }
+                }
+            }
         }
+        let made = &mut self.made;
         if flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
-            // What was here (a rename over it) is gone unseen.
-            gone |= made.fresh.contains_key(path);
+            // What was here (a rename over it) is gone unseen, and so is anything made
+            // below a directory that was here (it left with no event naming it).
+            let prefix = [path, b"/"].concat();
+            gone |=
+                made.fresh.contains_key(path) || made.fresh.keys().any(|k| k.starts_with(&prefix));
             let fresh = match flags.contains(ReadFlags::MOVED_TO) {
                 true => match made.from.remove(&cookie) {
-                    Some((old, fresh, keep)) => {
+                    Some(Moved {
+                        old,
+                        fresh,
+                        keep,
+                        dir: _,
+                    }) => {
                         // What was made inside a directory moved is under its new name.
                         if dir {
                             rename_under(&mut made.fresh, &old, path, keep);
@@ -624,6 +697,11 @@ impl State {
         let Some(dir) = self.dirs.get(&wd).cloned() else {
             return;
         };
+        // A directory moved since it was watched: its own move is known (its old
+        // parent's event named it); anything else it reports may be misnamed.
+        if self.moved.contains(&wd) && !(name.is_none() && flags.contains(ReadFlags::MOVE_SELF)) {
+            self.lost = Some("a directory moved during the run changed");
+        }
         let structural = ReadFlags::CREATE
             | ReadFlags::DELETE
             | ReadFlags::MOVED_FROM
@@ -649,8 +727,8 @@ impl State {
                     return;
                 }
                 // Gone: its watch is too. Moved: its events still come under the old
-                // name (what is made there is then not found, and the walk reads all)
-                // until a walk of its new place watches it there.
+                // name until a walk of its new place watches it there (so any of them
+                // makes the walk read all: see `moved`).
                 if flags.intersects(ReadFlags::DELETE_SELF | ReadFlags::IGNORED) {
                     self.dirs.remove(&wd);
                 }

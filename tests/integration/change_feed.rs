@@ -281,3 +281,48 @@ exit 3
         "// 8 3\n"
     );
 }
+
+#[test]
+fn a_directory_holding_a_second_name_moved_away_and_its_name_taken_is_still_rolled_back() {
+    // The feed followed names made during the run by their paths: once `pkg09` was
+    // moved where the rules leave it out and `pkg10` took its name, `pkg09/src/x` was
+    // `pkg10`'s own `x`, with one link, and `pkg08/src/m03.rs`, written through the
+    // real second name, was missed; the rollback said the tree was as it had been.
+    // The second script makes the link after the move, where the moved directory's
+    // old watch still reported it under `pkg09`.
+    let scripts = [
+        "ln pkg08/src/m03.rs pkg09/src/x && echo EVIL >> pkg09/src/x && \
+         mv pkg09 ign/pkg09 && mv pkg10 pkg09; exit 3",
+        "mv pkg09 ign/pkg09 && ln pkg08/src/m03.rs ign/pkg09/src/x && \
+         echo EVIL >> ign/pkg09/src/x && mv pkg10 pkg09; exit 3",
+    ];
+    for script in scripts {
+        let sb = Sandbox::new();
+        let root = sb.root();
+        fs::write(root.join(".gitignore"), "ign/\n").unwrap();
+        fs::create_dir(root.join("ign")).unwrap();
+        fs::create_dir_all(root.join("pkg10/src")).unwrap();
+        fs::write(root.join("pkg10/src/x"), "pkg10's own x\n").unwrap();
+        let mut before = large(&sb);
+        let policy = sb.policy(ONCE);
+        let out = sb
+            .command(&["run", "-p", &policy, "--", "sh", "-c", script])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 3, "{script}: {}", stderr(&out));
+        // What the rules leave out is left alone.
+        let mut now = oracle(&root);
+        now.retain(|k, _| !k.starts_with(b"ign/"));
+        before.retain(|k, _| !k.starts_with(b"ign/"));
+        let differ: Vec<String> = before
+            .keys()
+            .chain(now.keys())
+            .filter(|k| before.get(*k) != now.get(*k))
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "{script}: these paths differ: {differ:?}"
+        );
+    }
+}
