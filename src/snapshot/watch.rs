@@ -403,14 +403,18 @@ impl Watch {
 
     /// The names `paths` hold inodes this process made (a put-back wrote them): no
     /// second names of the tree's files to follow. The events so far are taken first,
-    /// so that only what was made until now is let go of.
+    /// so that only what was made until now is let go of. A directory the put-back
+    /// made stays made: no watch covers it until a walk reads it, so nothing the next
+    /// attempt does in it would be seen, and that walk must read everything.
     pub fn made_here<'p>(&self, paths: impl Iterator<Item = &'p [u8]>) {
         let mut state = self.lock();
         if let Some(fd) = &self.fd {
             drain(fd, &mut state);
         }
         for p in paths {
-            state.made.fresh.remove(p);
+            if state.made.fresh.get(p) == Some(&false) {
+                state.made.fresh.remove(p);
+            }
         }
     }
 

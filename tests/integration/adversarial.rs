@@ -184,6 +184,7 @@ fn one_writer_per_region_even_when_the_runs_use_different_stores() {
 /// by device and inode, not by path.
 #[test]
 fn one_writer_per_region_even_through_a_bind_mount() {
+    let _mounting = crate::helpers::mounting();
     let sb = Sandbox::new();
     let root = sb.root();
     fs::create_dir(root.join("sub")).unwrap();

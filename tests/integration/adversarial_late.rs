@@ -448,6 +448,7 @@ fn nothing_on_a_fuse_mount_inside_the_scope_is_judged_a_later_edit() {
 /// back.
 #[test]
 fn a_steps_write_rounded_down_into_the_wait_before_it_is_still_rolled_back() {
+    let _mounting = crate::helpers::mounting();
     let test = Test::new();
     let image = test.out_path().join("seconds.img");
     let made = std::process::Command::new("truncate")

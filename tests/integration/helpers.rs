@@ -24,6 +24,21 @@ use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_backstop");
 
+/// Held to write by a test while it has something mounted, to read by a test that
+/// counts a run's walks: a mount table that changed makes every run's change feed read
+/// the whole tree at its next walk.
+pub static MOUNTS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// [`MOUNTS`], to mount something.
+pub fn mounting() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MOUNTS.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// [`MOUNTS`], to count walks.
+pub fn no_mounts() -> std::sync::RwLockReadGuard<'static, ()> {
+    MOUNTS.read().unwrap_or_else(|p| p.into_inner())
+}
+
 /// No single backstop invocation in this suite should come near this; past it the
 /// process is killed and the test fails instead of hanging.
 const WATCHDOG: Duration = Duration::from_secs(60);

@@ -430,6 +430,7 @@ fn a_fifo_for_the_tally_neither_blocks_a_run_nor_loses_its_count() {
 
 #[test]
 fn a_full_textfile_directory_is_a_warning_and_leaves_nothing_half_written() {
+    let _mounting = crate::helpers::mounting();
     let t = Test::new();
     let dir = t.out_path().join("textfile");
     std::fs::create_dir(&dir).unwrap();

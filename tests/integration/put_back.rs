@@ -590,6 +590,7 @@ fn a_directory_the_run_made_unreadable_is_reported_not_called_restored() {
 
 #[test]
 fn a_store_that_fills_up_after_the_run_still_rolls_the_tree_back() {
+    let _mounting = crate::helpers::mounting();
     let sb = Sandbox::new();
     let root = sb.root();
     fs::write(root.join("a"), "a\n").unwrap();

@@ -197,6 +197,7 @@ impl Drop for Mount {
 
 #[test]
 fn through_a_bind_mount_a_holder_of_the_same_store_is_named() {
+    let _mounting = crate::helpers::mounting();
     let t = sandbox();
     let alias = t.out_path().join("alias");
     std::fs::create_dir(&alias).expect("create the mount point");

@@ -847,6 +847,7 @@ impl Drop for Mount {
 
 #[test]
 fn a_snapshot_that_fills_the_disk_exits_125_runs_nothing_and_leaves_the_store_clean() {
+    let _mounting = crate::helpers::mounting();
     let sb = Sandbox::new();
     let root = sb.root();
     let store = sb.file("store");
