@@ -294,18 +294,19 @@ impl Watch {
 
     /// Watches the directory `rel` (at `abs`) before a walk lists it. A watch that
     /// cannot be added leaves the feed dead: a later walk must read everything.
-    pub fn add(&self, rel: &[u8], abs: &Path) {
+    pub fn add(&self, rel: &[u8], abs: &Path) -> bool {
         // Under the lock: the reader drains under it too, so no event of the new watch
         // is read before the watch's directory is known.
         let mut state = self.lock();
         let Some(fd) = self.fd.as_deref() else {
-            return;
+            return false;
         };
         match inotify::add_watch(fd, abs, mask()) {
             Ok(wd) => {
                 // Watched again where the walk found it: its events are named right.
                 state.moved.remove(&wd);
                 state.dirs.insert(wd, rel.to_vec());
+                return true;
             }
             // Gone or replaced since its parent was listed: the parent's watch saw that.
             Err(Errno::NOENT | Errno::NOTDIR) => {}
@@ -314,6 +315,7 @@ impl Watch {
             }
             Err(_) => state.dead = Some("a directory could not be watched"),
         }
+        false
     }
 
     /// Starts the thread that reads the queue while the command runs.
@@ -403,16 +405,29 @@ impl Watch {
 
     /// The names `paths` hold inodes this process made (a put-back wrote them): no
     /// second names of the tree's files to follow. The events so far are taken first,
-    /// so that only what was made until now is let go of. A directory the put-back
-    /// made stays made: no watch covers it until a walk reads it, so nothing the next
-    /// attempt does in it would be seen, and that walk must read everything.
+    /// so that only what was made until now is let go of. A directory among them is
+    /// watched now, before anything else can act in it (no process of the run is left
+    /// between attempts): no watch covered it while the put-back made it, and none
+    /// would until a walk read it, so a second name the next attempt made there would
+    /// go unseen. One that cannot be watched stays made: the next walk reads all.
     pub fn made_here<'p>(&self, paths: impl Iterator<Item = &'p [u8]>) {
-        let mut state = self.lock();
-        if let Some(fd) = &self.fd {
-            drain(fd, &mut state);
+        let (root, paths) = {
+            let mut state = self.lock();
+            if let Some(fd) = &self.fd {
+                drain(fd, &mut state);
+            }
+            (state.root.clone(), paths.collect::<Vec<_>>())
+        };
+        let mut watched: HashSet<&[u8]> = HashSet::new();
+        for p in &paths {
+            let abs = root.join(Path::new(std::ffi::OsStr::from_bytes(p)));
+            if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) && self.add(p, &abs) {
+                watched.insert(p);
+            }
         }
+        let mut state = self.lock();
         for p in paths {
-            if state.made.fresh.get(p) == Some(&false) {
+            if state.made.fresh.get(p) == Some(&false) || watched.contains(p) {
                 state.made.fresh.remove(p);
             }
         }
@@ -721,6 +736,11 @@ impl State {
                     self.changed.lists.insert(dir);
                     self.changed.deep.insert(path);
                 } else {
+                    // A directory's mode may now keep it from being listed, as a whole
+                    // walk would find: listed again, not only stat'ed.
+                    if flags.contains(ReadFlags::ISDIR | ReadFlags::ATTRIB) {
+                        self.changed.lists.insert(path.clone());
+                    }
                     self.changed.names.insert(path);
                 }
             }
@@ -740,6 +760,9 @@ impl State {
                 self.changed.deep.insert(dir);
             }
             None => {
+                if flags.contains(ReadFlags::ATTRIB) {
+                    self.changed.lists.insert(dir.clone());
+                }
                 self.changed.names.insert(dir);
             }
         }
