@@ -202,10 +202,16 @@ impl Reporter {
                 ..
             } if !failed.is_empty() => {
                 self.clear_spinner();
-                let text = format!(
-                    "rollback incomplete: {} of {paths} change(s) could not be put back to before {before}:",
-                    failed.len()
-                );
+                // A path may fail more than once (its read, then the check after):
+                // never "5 of 3".
+                let text = match failed.len() {
+                    n if n <= *paths => format!(
+                        "rollback incomplete: {n} of {paths} change(s) could not be put back to before {before}:"
+                    ),
+                    n => format!(
+                        "rollback incomplete: {n} problem(s) putting back {paths} change(s) to before {before}:"
+                    ),
+                };
                 let shown = style(&text).red().bold().for_stderr().to_string();
                 self.say("error", "backstop rollback incomplete", &shown, &text);
                 for (path, why) in failed {
