@@ -736,10 +736,11 @@ impl State {
                     self.changed.lists.insert(dir);
                     self.changed.deep.insert(path);
                 } else {
-                    // A directory's mode may now keep it from being listed, as a whole
-                    // walk would find: listed again, not only stat'ed.
+                    // A directory's mode may now keep it from being read, as a whole
+                    // walk would find: read again (as a whole walk would, by the rules:
+                    // it may be one they leave out), not only stat'ed.
                     if flags.contains(ReadFlags::ISDIR | ReadFlags::ATTRIB) {
-                        self.changed.lists.insert(path.clone());
+                        self.changed.deep.insert(path.clone());
                     }
                     self.changed.names.insert(path);
                 }
@@ -760,8 +761,13 @@ impl State {
                 self.changed.deep.insert(dir);
             }
             None => {
+                // The root is listed again (no rule leaves it out); another
+                // directory read again, as above.
                 if flags.contains(ReadFlags::ATTRIB) {
-                    self.changed.lists.insert(dir.clone());
+                    match dir.is_empty() {
+                        true => self.changed.lists.insert(dir.clone()),
+                        false => self.changed.deep.insert(dir.clone()),
+                    };
                 }
                 self.changed.names.insert(dir);
             }

@@ -612,3 +612,11 @@ fn a_dropped_feed_lets_go_of_its_watches_once_its_reader_stopped() {
     again.add(b"d1/d2", &root.join("d1/d2"));
     assert!(watched_anywhere(ino));
 }
+
+#[test]
+fn a_directory_the_rules_leave_out_whose_mode_changed_stays_out() {
+    // `d1/x.log` (left out by `*.log`) made, then its mode changed: the feed had it
+    // listed again, which read what it holds into the snapshot.
+    check(&[vec![Op::Mkdir(1, 3)], vec![Op::Chmod(1, 3, false)]]);
+    check(&[vec![Op::Mkdir(1, 3)], vec![Op::Chmod(1, 3, true)]]);
+}
