@@ -257,7 +257,10 @@ impl<'a> Snapshots<'a> {
         )?;
         // What the put-back wrote are inodes it made, no second names of the tree's.
         if let Some(watch) = &self.watch {
-            watch.made_here(ops.iter().map(|op| op.path.as_slice()));
+            watch.made_here(ops.iter().map(|op| {
+                let dir = op.to.as_ref().is_some_and(|e| e.kind == Kind::Dir);
+                (op.path.as_slice(), dir)
+            }));
         }
         sync_filesystem(&scope.root)?;
         crate::crash::point("applied");

@@ -410,7 +410,9 @@ impl Watch {
     /// between attempts): no watch covered it while the put-back made it, and none
     /// would until a walk read it, so a second name the next attempt made there would
     /// go unseen. One that cannot be watched stays made: the next walk reads all.
-    pub fn made_here<'p>(&self, paths: impl Iterator<Item = &'p [u8]>) {
+    /// `paths` come with whether the put-back made a directory there (a watch refuses
+    /// anything else: it neither follows a symlink nor takes a file).
+    pub fn made_here<'p>(&self, paths: impl Iterator<Item = (&'p [u8], bool)>) {
         let (root, paths) = {
             let mut state = self.lock();
             if let Some(fd) = &self.fd {
@@ -419,14 +421,13 @@ impl Watch {
             (state.root.clone(), paths.collect::<Vec<_>>())
         };
         let mut watched: HashSet<&[u8]> = HashSet::new();
-        for p in &paths {
-            let abs = root.join(Path::new(std::ffi::OsStr::from_bytes(p)));
-            if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) && self.add(p, &abs) {
+        for &(p, dir) in &paths {
+            if dir && self.add(p, &root.join(Path::new(std::ffi::OsStr::from_bytes(p)))) {
                 watched.insert(p);
             }
         }
         let mut state = self.lock();
-        for p in paths {
+        for (p, _) in paths {
             if state.made.fresh.get(p) == Some(&false) || watched.contains(p) {
                 state.made.fresh.remove(p);
             }
@@ -548,6 +549,14 @@ fn drain(fd: &OwnedFd, state: &mut State) {
     }
 }
 
+/// What a rename moved, until the other half of it is read.
+struct Moved {
+    old: Vec<u8>,
+    fresh: Option<bool>,
+    keep: bool,
+    dir: bool,
+}
+
 /// Where the files and directories made since the last walk are. A name made (or moved
 /// in from where no watch is) holds a new inode, perhaps a second name of a file of the
 /// tree, which the walk must know (see [`Changed::linked`]): it is followed through
@@ -562,14 +571,6 @@ fn drain(fd: &OwnedFd, state: &mut State) {
 /// was moved to since the last walk keeps that name's fresh inodes where they were as
 /// well as following them: the walk looks at both, and a name that is then empty
 /// makes it read everything, as any fresh name gone does.
-/// What a rename moved, until the other half of it is read.
-struct Moved {
-    old: Vec<u8>,
-    fresh: Option<bool>,
-    keep: bool,
-    dir: bool,
-}
-
 #[derive(Default)]
 struct Made {
     /// Names holding an inode made since the last walk, and whether it is a directory.
@@ -736,12 +737,6 @@ impl State {
                     self.changed.lists.insert(dir);
                     self.changed.deep.insert(path);
                 } else {
-                    // A directory's mode may now keep it from being read, as a whole
-                    // walk would find: read again (as a whole walk would, by the rules:
-                    // it may be one they leave out), not only stat'ed.
-                    if flags.contains(ReadFlags::ISDIR | ReadFlags::ATTRIB) {
-                        self.changed.deep.insert(path.clone());
-                    }
                     self.changed.names.insert(path);
                 }
             }
@@ -761,13 +756,11 @@ impl State {
                 self.changed.deep.insert(dir);
             }
             None => {
-                // The root is listed again (no rule leaves it out); another
-                // directory read again, as above.
+                // Its mode may now keep a walk out, as a whole walk would find: it
+                // is listed again, not only stat'ed. (Only a directory a walk read
+                // has a watch of its own: never one the rules leave out.)
                 if flags.contains(ReadFlags::ATTRIB) {
-                    match dir.is_empty() {
-                        true => self.changed.lists.insert(dir.clone()),
-                        false => self.changed.deep.insert(dir.clone()),
-                    };
+                    self.changed.lists.insert(dir.clone());
                 }
                 self.changed.names.insert(dir);
             }
