@@ -44,6 +44,19 @@ pub struct Reporter {
     err: Box<dyn Write + Send>,
 }
 
+/// The head of a rollback that could not put every path back. A path may fail more
+/// than once (its read, then the check after): never "5 of 3 change(s)".
+fn incomplete(problems: usize, paths: usize, before: &str) -> String {
+    match problems {
+        n if n <= paths => format!(
+            "rollback incomplete: {n} of {paths} change(s) could not be put back to before {before}:"
+        ),
+        n => format!(
+            "rollback incomplete: {n} problem(s) putting back {paths} change(s) to before {before}:"
+        ),
+    }
+}
+
 impl Reporter {
     /// The reporter a command line asks for: quiet with `-q`, a spinner on a terminal,
     /// plain lines elsewhere, and annotations under GitHub Actions.
@@ -202,16 +215,7 @@ impl Reporter {
                 ..
             } if !failed.is_empty() => {
                 self.clear_spinner();
-                // A path may fail more than once (its read, then the check after):
-                // never "5 of 3".
-                let text = match failed.len() {
-                    n if n <= *paths => format!(
-                        "rollback incomplete: {n} of {paths} change(s) could not be put back to before {before}:"
-                    ),
-                    n => format!(
-                        "rollback incomplete: {n} problem(s) putting back {paths} change(s) to before {before}:"
-                    ),
-                };
+                let text = incomplete(failed.len(), *paths, before);
                 let shown = style(&text).red().bold().for_stderr().to_string();
                 self.say("error", "backstop rollback incomplete", &shown, &text);
                 for (path, why) in failed {
@@ -553,6 +557,23 @@ mod countdown_tests {
         assert_eq!(
             countdown_text(0, 4, 2, 3, "exit"),
             "attempt 2/3 · exit · next in"
+        );
+    }
+}
+
+#[cfg(test)]
+mod incomplete_tests {
+    use super::incomplete;
+
+    #[test]
+    fn a_rollback_never_says_more_changes_failed_than_it_had() {
+        assert_eq!(
+            incomplete(2, 3, "the run"),
+            "rollback incomplete: 2 of 3 change(s) could not be put back to before the run:"
+        );
+        assert_eq!(
+            incomplete(5, 3, "the run"),
+            "rollback incomplete: 5 problem(s) putting back 3 change(s) to before the run:"
         );
     }
 }

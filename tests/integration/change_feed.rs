@@ -369,20 +369,7 @@ fn a_directory_a_step_made_unreadable_stops_the_checkpoint_as_a_whole_walk_would
     large(&sb);
     // The tree and the store are `nobody`'s, and the stat cache vouches for every file
     // (chown changes their ctimes: the wait comes after it).
-    for dir in [sb.file(""), sb.file("store")] {
-        fs::create_dir_all(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let root_user = rustix::process::geteuid().is_root();
-    if root_user {
-        let owned = std::process::Command::new("chown")
-            .args(["-R", "65534:65534"])
-            .arg(&root)
-            .arg(sb.file("store"))
-            .status()
-            .unwrap();
-        assert!(owned.success(), "chown to nobody");
-    }
+    crate::put_back::give_to_nobody(&sb);
     std::thread::sleep(Duration::from_millis(2200));
     let policy = sb.policy(
         r#"version: 1
@@ -393,23 +380,7 @@ steps:
     run: ["sh", "-c", "chmod 755 pkg09/src; echo n > pkg09/src/new; echo x >> pkg09/src/t/f; chmod 000 pkg09/src; exit 1"]
 "#,
     );
-    let mut run = match root_user {
-        true => {
-            let mut c = std::process::Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-                .arg(crate::helpers::BIN);
-            c
-        }
-        false => std::process::Command::new(crate::helpers::BIN),
-    };
-    let out = run
-        .args(["run", "-q", "-y", "-p", &policy])
-        .current_dir(&root)
-        .env("BACKSTOP_HOME", sb.file("store"))
-        // As `Sandbox::command`: under CI, backstop takes no snapshot by default.
-        .env_remove("CI")
-        .env_remove("GITHUB_ACTIONS")
-        .stdin(std::process::Stdio::null())
+    let out = crate::put_back::nobody_command(&sb, &["run", "-q", "-y", "-p", &policy])
         .output()
         .unwrap();
     fs::set_permissions(root.join("pkg09/src"), fs::Permissions::from_mode(0o755)).unwrap();

@@ -312,19 +312,33 @@ fn an_after_state_too_large_to_store_still_rolls_back_and_redo_says_why_not() {
 /// Runs `backstop` as `nobody` (through `setpriv` when the tests run as root), in a
 /// sandbox that user owns: permissions are what root would ignore.
 pub(crate) fn as_nobody(sb: &Sandbox, args: &[&str]) -> std::process::Output {
-    let euid = rustix::process::geteuid().as_raw();
-    let mut cmd = if euid == 0 {
-        for dir in [sb.file(""), sb.root(), sb.file("store")] {
-            fs::create_dir_all(&dir).unwrap();
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        let status = Command::new("chown")
-            .args(["-R", "65534:65534"])
-            .arg(sb.root())
-            .arg(sb.file("store"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "chown to nobody");
+    give_to_nobody(sb);
+    nobody_command(sb, args).output().unwrap()
+}
+
+/// Makes the sandbox's tree and store `nobody`'s when the tests run as root (a chown
+/// changes every ctime: a test that wants the stat cache to vouch waits after it).
+pub(crate) fn give_to_nobody(sb: &Sandbox) {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    for dir in [sb.file(""), sb.root(), sb.file("store")] {
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let status = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(sb.root())
+        .arg(sb.file("store"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "chown to nobody");
+}
+
+/// `backstop args` as `nobody` (as the user running the tests, when that is not root),
+/// with the environment `Sandbox::command` fixes.
+pub(crate) fn nobody_command(sb: &Sandbox, args: &[&str]) -> Command {
+    let mut cmd = if rustix::process::geteuid().is_root() {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .arg(super::helpers::BIN);
@@ -339,7 +353,7 @@ pub(crate) fn as_nobody(sb: &Sandbox, args: &[&str]) -> std::process::Output {
         .env_remove("CI")
         .env_remove("GITHUB_ACTIONS")
         .stdin(std::process::Stdio::null());
-    cmd.output().unwrap()
+    cmd
 }
 
 #[test]
