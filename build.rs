@@ -1,5 +1,6 @@
 //! Sets `BACKSTOP_VERSION` for `backstop --version` (see `build/version.rs`) and
-//! the link arguments that make the binary cheaper to start (see `build/link.rs`).
+//! the link arguments and the library search directory that make the binary cheaper
+//! to start (see `build/link.rs`).
 
 #[path = "build/link.rs"]
 mod link;
@@ -17,6 +18,9 @@ fn main() {
     );
     for arg in link::args(&dir) {
         println!("cargo:rustc-link-arg-bins={arg}");
+    }
+    if let Some(search) = link::static_libgcc() {
+        println!("cargo:rustc-link-search=native={}", search.display());
     }
     // Another commit, branch, or staged change; `src` for a dirty tree's edits.
     for path in version::watched(&dir) {

@@ -10,6 +10,13 @@
 //!   plain run executes first in `.text`, so a run touches few code pages. A
 //!   symbol the binary lacks is skipped without a word; see scripts/hot-symbols.sh.
 //!
+//! and a library search directory, [`static_libgcc`]: gcc's unwinder linked in
+//! (what `gcc -static-libgcc` does) instead of loading `libgcc_s.so.1`, whose
+//! loading and start-up code (it asks the CPU what it supports, each `cpuid` a trap
+//! to the hypervisor on a virtual machine) cost every run 70–140 µs here. A probe
+//! builds and runs a program that panics and catches it, so a toolchain where that
+//! fails builds as before.
+//!
 //! std only.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -32,6 +39,39 @@ pub fn args(manifest_dir: &Path) -> Vec<String> {
         .into_iter()
         .filter(|arg| probe.links_with(arg))
         .collect()
+}
+
+/// A directory to search for libraries first, holding `libgcc_s.a`: a link to
+/// gcc's static unwinder `libgcc_eh.a`. rustc names the unwinder `-lgcc_s`; found
+/// there first, the linker takes the archive. `None` (and nothing changes) when
+/// cross-compiling, when the C library is linked statically anyway, when the C
+/// compiler does not name the archive, or when the probe program does not run.
+pub fn static_libgcc() -> Option<PathBuf> {
+    let probe = Probe::from_env()?;
+    let host = std::env::var("HOST").ok()?;
+    if probe.target != host
+        || !probe.target.ends_with("-linux-gnu")
+        || probe.rustflags.iter().any(|f| f.contains("crt-static"))
+    {
+        return None;
+    }
+    let cc = probe.linker.clone().unwrap_or_else(|| "cc".to_string());
+    let out = Command::new(&cc)
+        .arg("-print-file-name=libgcc_eh.a")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let archive = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    if !archive.is_absolute() || !archive.is_file() {
+        return None;
+    }
+    let dir = probe.dir.join("static-libgcc");
+    let link = dir.join("libgcc_s.a");
+    let _ = std::fs::remove_file(&link);
+    std::fs::create_dir_all(&dir).ok()?;
+    std::os::unix::fs::symlink(&archive, &link).ok()?;
+    probe.unwinds_with(&dir).then_some(dir)
 }
 
 /// Links an empty program the way cargo links ours: same rustc, target, linker and
@@ -80,6 +120,62 @@ impl Probe {
         let takes = self.probe(arg);
         let _ = std::fs::write(&answer, if takes { "yes" } else { "no" });
         takes
+    }
+
+    /// Whether a program linked with `-L dir` first catches a panic (its unwinder
+    /// works) and loads no `libgcc_s` (the archive was taken).
+    fn unwinds_with(&self, dir: &Path) -> bool {
+        let mut key = DefaultHasher::new();
+        (
+            &self.rustc,
+            &self.target,
+            &self.linker,
+            &self.rustflags,
+            std::fs::read_link(dir.join("libgcc_s.a")).ok(),
+        )
+            .hash(&mut key);
+        let answer = self.dir.join(format!("unwind-probe-{:016x}", key.finish()));
+        if let Ok(kept) = std::fs::read_to_string(&answer) {
+            return kept == "yes";
+        }
+        let takes = self.build_and_run_unwind_probe(dir);
+        let _ = std::fs::write(&answer, if takes { "yes" } else { "no" });
+        takes
+    }
+
+    fn build_and_run_unwind_probe(&self, dir: &Path) -> bool {
+        let source = self.dir.join("unwind-probe.rs");
+        let program = "fn main() {\n    \
+            std::panic::set_hook(Box::new(|_| {}));\n    \
+            let caught = std::panic::catch_unwind(|| panic!(\"probe\")).is_err();\n    \
+            let maps = std::fs::read_to_string(\"/proc/self/maps\").unwrap_or_default();\n    \
+            if caught && !maps.contains(\"libgcc_s\") { print!(\"static\") }\n}\n";
+        let binary = self.dir.join("unwind-probe");
+        if std::fs::write(&source, program).is_err() {
+            return false;
+        }
+        let mut rustc = Command::new(&self.rustc);
+        rustc
+            .arg(&source)
+            .args(["--crate-type=bin", "--target", &self.target])
+            .arg("-L")
+            .arg(format!("native={}", dir.display()))
+            .arg("-o")
+            .arg(&binary)
+            .args(&self.rustflags);
+        if let Some(linker) = &self.linker {
+            rustc.arg(format!("-Clinker={linker}"));
+        }
+        let built = rustc
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        built
+            && Command::new(&binary)
+                .stderr(Stdio::null())
+                .output()
+                .is_ok_and(|o| o.status.success() && o.stdout == b"static")
     }
 
     fn probe(&self, arg: &str) -> bool {

@@ -16,21 +16,19 @@ pub struct Schedule {
     backoff: Backoff,
     retries_left: u32,
     retry: u32,
-    rng: StdRng,
+    /// Made at the first jittered delay: a run whose first attempt succeeds never
+    /// needs one, and seeding it from the kernel's entropy is not free.
+    rng: Option<StdRng>,
 }
 
 impl Schedule {
     /// The delays before each retry of a link allowed `max_attempts` attempts.
     pub fn new(backoff: &Backoff, max_attempts: u32) -> Schedule {
-        let rng = match backoff.seed {
-            Some(seed) => StdRng::seed_from_u64(seed),
-            None => StdRng::from_entropy(),
-        };
         Schedule {
             backoff: backoff.clone(),
             retries_left: max_attempts.saturating_sub(1),
             retry: 0,
-            rng,
+            rng: None,
         }
     }
 }
@@ -49,7 +47,12 @@ impl Iterator for Schedule {
         let chosen = if lo == hi {
             lo
         } else {
-            let nanos = self.rng.gen_range(lo.as_nanos()..=hi.as_nanos());
+            let seed = self.backoff.seed;
+            let rng = self.rng.get_or_insert_with(|| match seed {
+                Some(seed) => StdRng::seed_from_u64(seed),
+                None => StdRng::from_entropy(),
+            });
+            let nanos = rng.gen_range(lo.as_nanos()..=hi.as_nanos());
             Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
         };
         Some(Delay {

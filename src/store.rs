@@ -143,9 +143,60 @@ pub fn read_plain(path: &Path, what: &str, max: u64) -> std::io::Result<Vec<u8>>
 
 /// A new run id: 12 random hex digits, like a short git hash.
 pub fn new_run_id() -> String {
-    use rand::Rng;
     format!(
         "{:012x}",
-        rand::thread_rng().r#gen::<u64>() & 0xffff_ffff_ffff
+        u64::from_ne_bytes(random_bytes()) & 0xffff_ffff_ffff
     )
+}
+
+/// `N` bytes from the kernel's random source (`getrandom(2)`), for ids. Asked
+/// directly, not through `rand`'s thread generator: seeding that one costs a run
+/// more than the ids it draws (a ChaCha key and a probe of the CPU's features, each
+/// `cpuid` a trap to the hypervisor on a virtual machine). Falls back to that
+/// generator where the call fails (a kernel older than 3.17, a seccomp filter).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+    if filled < N {
+        use rand::RngCore;
+        rand::thread_rng().fill_bytes(&mut bytes);
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_twelve_hex_digits_and_differ() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_run_id()).collect();
+        assert_eq!(ids.len(), 1000, "1,000 ids drawn, some alike");
+        for id in &ids {
+            assert_eq!(id.len(), 12, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        }
+    }
+
+    #[test]
+    fn random_bytes_fill_the_whole_buffer() {
+        // 1,000 draws of 300 bytes (more than getrandom(2) promises in one call):
+        // each byte position is non-zero in some draw.
+        let mut seen = [0u8; 300];
+        for _ in 0..1000 {
+            let drawn: [u8; 300] = random_bytes();
+            for (s, d) in seen.iter_mut().zip(drawn) {
+                *s |= d;
+            }
+        }
+        assert!(seen.iter().all(|&b| b != 0));
+    }
 }

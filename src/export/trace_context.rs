@@ -1,8 +1,6 @@
 //! W3C trace context: a `TRACEPARENT` a CI tool set makes the run's span its child;
 //! otherwise the run starts a trace of its own. Span ids are random.
 
-use rand::RngCore;
-
 /// The span a run was started under, from `TRACEPARENT` (and `TRACESTATE`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Parent {
@@ -64,8 +62,7 @@ impl Ids {
         let trace_id = match &parent {
             Some(p) => p.trace_id,
             None => loop {
-                let mut id = [0u8; 16];
-                rand::thread_rng().fill_bytes(&mut id);
+                let id: [u8; 16] = crate::store::random_bytes();
                 if id != [0; 16] {
                     break id;
                 }
@@ -77,8 +74,7 @@ impl Ids {
     /// A new span id (never all zeroes, which means none).
     pub fn span_id(&mut self) -> [u8; 8] {
         loop {
-            let mut id = [0u8; 8];
-            rand::thread_rng().fill_bytes(&mut id);
+            let id: [u8; 8] = crate::store::random_bytes();
             if id != [0; 8] {
                 return id;
             }
