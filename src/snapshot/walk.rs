@@ -402,6 +402,16 @@ impl Walker<'_> {
 mod tests {
     use super::*;
 
+    /// The binary links gcc's unwinder in rather than loading `libgcc_s`
+    /// (build/link.rs): a walker thread's panic must still come back from `join` as
+    /// an `Err`, which the walk turns into an error instead of losing a share.
+    #[test]
+    fn a_panicking_walker_thread_comes_back_from_join_as_an_error() {
+        let joined =
+            std::thread::scope(|s| s.spawn(|| -> usize { panic!("a walker's bug") }).join());
+        assert!(joined.is_err());
+    }
+
     fn tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         for (path, body) in [
