@@ -104,100 +104,77 @@ impl Probe {
     /// Whether the linker takes `arg`; the answer is kept in `OUT_DIR`, so the build
     /// script (which reruns on every edit of `src`) probes once per setup.
     fn links_with(&self, arg: &str) -> bool {
-        let mut key = DefaultHasher::new();
-        (
-            &self.rustc,
-            &self.target,
-            &self.linker,
-            &self.rustflags,
-            arg,
-        )
-            .hash(&mut key);
-        let answer = self.dir.join(format!("link-probe-{:016x}", key.finish()));
-        if let Ok(kept) = std::fs::read_to_string(&answer) {
-            return kept == "yes";
-        }
-        let takes = self.probe(arg);
-        let _ = std::fs::write(&answer, if takes { "yes" } else { "no" });
-        takes
+        self.kept("link-probe", arg, || {
+            let source = self.dir.join("link-probe.rs");
+            std::fs::write(&source, "fn main() {}\n").is_ok()
+                && self
+                    .rustc(&source, &self.dir.join("link-probe"))
+                    .arg(format!("-Clink-arg={arg}"))
+                    .status()
+                    .is_ok_and(|s| s.success())
+        })
     }
 
     /// Whether a program linked with `-L dir` first catches a panic (its unwinder
-    /// works) and loads no `libgcc_s` (the archive was taken).
+    /// works) and loads no `libgcc_s` (the archive was taken); kept as above.
     fn unwinds_with(&self, dir: &Path) -> bool {
+        let archive = std::fs::read_link(dir.join("libgcc_s.a")).ok();
+        self.kept("unwind-probe", archive, || {
+            let source = self.dir.join("unwind-probe.rs");
+            let binary = self.dir.join("unwind-probe");
+            let program = "fn main() {\n    \
+                std::panic::set_hook(Box::new(|_| {}));\n    \
+                let caught = std::panic::catch_unwind(|| panic!(\"probe\")).is_err();\n    \
+                let maps = std::fs::read_to_string(\"/proc/self/maps\").unwrap_or_default();\n    \
+                if caught && !maps.contains(\"libgcc_s\") { print!(\"static\") }\n}\n";
+            std::fs::write(&source, program).is_ok()
+                && self
+                    .rustc(&source, &binary)
+                    .arg("-L")
+                    .arg(format!("native={}", dir.display()))
+                    .status()
+                    .is_ok_and(|s| s.success())
+                && Command::new(&binary)
+                    .stderr(Stdio::null())
+                    .output()
+                    .is_ok_and(|o| o.status.success() && o.stdout == b"static")
+        })
+    }
+
+    /// `answer()`, kept in `OUT_DIR` under a key of this setup and `what`.
+    fn kept(&self, name: &str, what: impl Hash, answer: impl FnOnce() -> bool) -> bool {
         let mut key = DefaultHasher::new();
         (
             &self.rustc,
             &self.target,
             &self.linker,
             &self.rustflags,
-            std::fs::read_link(dir.join("libgcc_s.a")).ok(),
+            what,
         )
             .hash(&mut key);
-        let answer = self.dir.join(format!("unwind-probe-{:016x}", key.finish()));
-        if let Ok(kept) = std::fs::read_to_string(&answer) {
+        let file = self.dir.join(format!("{name}-{:016x}", key.finish()));
+        if let Ok(kept) = std::fs::read_to_string(&file) {
             return kept == "yes";
         }
-        let takes = self.build_and_run_unwind_probe(dir);
-        let _ = std::fs::write(&answer, if takes { "yes" } else { "no" });
-        takes
+        let yes = answer();
+        let _ = std::fs::write(&file, if yes { "yes" } else { "no" });
+        yes
     }
 
-    fn build_and_run_unwind_probe(&self, dir: &Path) -> bool {
-        let source = self.dir.join("unwind-probe.rs");
-        let program = "fn main() {\n    \
-            std::panic::set_hook(Box::new(|_| {}));\n    \
-            let caught = std::panic::catch_unwind(|| panic!(\"probe\")).is_err();\n    \
-            let maps = std::fs::read_to_string(\"/proc/self/maps\").unwrap_or_default();\n    \
-            if caught && !maps.contains(\"libgcc_s\") { print!(\"static\") }\n}\n";
-        let binary = self.dir.join("unwind-probe");
-        if std::fs::write(&source, program).is_err() {
-            return false;
-        }
+    /// rustc building `source` into `out` the way cargo builds ours, quiet.
+    fn rustc(&self, source: &Path, out: &Path) -> Command {
         let mut rustc = Command::new(&self.rustc);
         rustc
-            .arg(&source)
-            .args(["--crate-type=bin", "--target", &self.target])
-            .arg("-L")
-            .arg(format!("native={}", dir.display()))
-            .arg("-o")
-            .arg(&binary)
-            .args(&self.rustflags);
-        if let Some(linker) = &self.linker {
-            rustc.arg(format!("-Clinker={linker}"));
-        }
-        let built = rustc
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        built
-            && Command::new(&binary)
-                .stderr(Stdio::null())
-                .output()
-                .is_ok_and(|o| o.status.success() && o.stdout == b"static")
-    }
-
-    fn probe(&self, arg: &str) -> bool {
-        let source = self.dir.join("link-probe.rs");
-        if std::fs::write(&source, "fn main() {}\n").is_err() {
-            return false;
-        }
-        let mut rustc = Command::new(&self.rustc);
-        rustc
-            .arg(&source)
+            .arg(source)
             .args(["--crate-type=bin", "--target", &self.target])
             .arg("-o")
-            .arg(self.dir.join("link-probe"))
+            .arg(out)
             .args(&self.rustflags)
-            .arg(format!("-Clink-arg={arg}"));
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         if let Some(linker) = &self.linker {
             rustc.arg(format!("-Clinker={linker}"));
         }
         rustc
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
     }
 }
