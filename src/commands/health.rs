@@ -62,7 +62,7 @@ impl Interrupted {
     pub fn message(&self) -> String {
         match &self.plan {
             Ok(j) => format!(
-                "the {} of run {} was interrupted: {} is half-way; the next `backstop run`, `undo` or `redo` there finishes it (journal {})",
+                "the {} of run {} was interrupted: {} is half-way; `backstop snapshot` there, or the next `run`, `undo` or `redo` there, finishes it (journal {})",
                 j.action,
                 j.run_id,
                 j.root

@@ -280,6 +280,7 @@ fn protect<'a>(
 )> {
     let scope = scope_for(policy, cwd, store.dir())?;
     let region = super::lock_region(store.dir(), &scope.root, id, "run", Some(id), wait, quiet)?;
+    super::preflight::still_in(cwd)?;
     let tree = Snapshots::new(store.dir(), tree_store, scope);
     super::recover(&tree, quiet)?;
     let clock = Instant::now();

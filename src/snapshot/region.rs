@@ -156,10 +156,26 @@ pub fn lock(
                 });
             }
         }
+        let holders = match what {
+            Blocked::LockFile(_) => holders_overlapping(store, root, None),
+            Blocked::Dir(_, id, _) => holders_overlapping(store, root, Some(id)),
+        };
+        // A backstop started by the command of a run whose region overlaps this one
+        // (`backstop run` inside `backstop run`): that run holds its lock until its
+        // command ends, and its command waits for this one. Waiting would never end.
+        if let Some(outer) = holders.iter().find(|h| is_our_ancestor(h.pid)) {
+            anyhow::bail!(
+                "this backstop was started by the command of {outer}, whose region overlaps {}: \
+                 that run keeps its lock until its command ends, so waiting would never end. \
+                 Run this one outside that run, with a scope apart from it, or with \
+                 `rollback: {{ snapshot: false }}` (no lock)",
+                crate::names::quote_path(root)
+            );
+        }
         let who = match what {
-            Blocked::LockFile(_) => describe(&holders_overlapping(store, root, None)),
-            Blocked::Dir(path, id, lock_file) => {
-                match &holders_overlapping(store, root, Some(id))[..] {
+            Blocked::LockFile(_) => describe(&holders),
+            Blocked::Dir(path, _, lock_file) => {
+                match &holders[..] {
                     // Whoever holds the directory is in no registry of this store. If
                     // it holds this store's lock file too, it is one of ours that has
                     // not registered yet (its directory lock comes first); if not, it
@@ -221,6 +237,29 @@ pub fn lock(
     }
     let live = register(store, token, holder)?;
     Ok(RegionLock { _locks: held, live })
+}
+
+/// Whether process `pid` is this process's parent, its parent's parent, and so on
+/// (read from `/proc`; `false` where that cannot be read).
+fn is_our_ancestor(pid: u32) -> bool {
+    let mut at = rustix::process::getppid().map(|p| p.as_raw_pid().unsigned_abs());
+    // A chain of processes is short; the bound only stops a loop on a garbled /proc.
+    for _ in 0..256 {
+        match at {
+            Some(p) if p == pid => return true,
+            Some(p) if p > 1 => at = parent_of(p),
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The parent of process `pid`, from `/proc/PID/stat` (its fourth field, after the
+/// name in parentheses, which may itself hold spaces and parentheses).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Whether `flock` on a directory failed because its file system cannot lock one.

@@ -323,11 +323,12 @@ impl<'a> Snapshots<'a> {
             } else if self.scope.root.starts_with(&root) {
                 return Err(crate::error::UserError::Refused(format!(
                     "the {} of run {} in {}, which contains this directory, was interrupted; \
-                     run any backstop command there (`cd {} && backstop runs`) to finish it first",
+                     finish it there first: `cd {} && backstop snapshot` (or the next \
+                     `backstop run`, `undo` or `redo` there)",
                     journal.action,
                     journal.run_id,
-                    root.display(),
-                    root.display()
+                    crate::names::quote_path(&root),
+                    crate::names::quote_path(&root)
                 ))
                 .into());
             }

@@ -309,3 +309,134 @@ fn a_pending_put_back_beside_a_run_neither_blocks_it_nor_is_lost() {
         "kept\n"
     );
 }
+
+/// Another backstop's command moves the directory a waiting run started in away and
+/// makes a new one at its name. Once the lock is its, the waiting run must not run its
+/// command in the moved directory (its cwd) while its snapshot covers the new one: it
+/// would delete and write there with nothing to roll back (found by an adversarial
+/// tester: `keep.txt` lost, `junk.txt` left, "nothing to undo").
+#[test]
+fn a_run_whose_directory_is_moved_away_while_it_waits_refuses_and_runs_nothing() {
+    let t = sandbox(false);
+    let outer = spawn(
+        &t,
+        &t.path(),
+        &[],
+        "touch $OUT/outer-started; while [ ! -e $OUT/go ]; do sleep 0.05; done; sleep 1; \
+         mv sub sub.bak && mkdir sub",
+    );
+    wait_for(&t, "outer-started");
+    let inner = spawn(
+        &t,
+        &t.path().join("sub"),
+        &[],
+        "touch $OUT/inner-ran; rm -f keep.txt; echo junk > junk.txt; exit 1",
+    );
+    std::fs::write(t.out_path().join("go"), "").expect("release the outer run");
+    let (code, err) = finish(outer);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = finish(inner);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("is no longer the directory") && err.contains("sub.bak"),
+        "says where the directory went: {err}"
+    );
+    assert!(!t.exists("inner-ran"), "the command ran: {err}");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("sub.bak/keep.txt")).unwrap_or_default(),
+        "kept\n"
+    );
+    assert!(!t.path().join("sub.bak/junk.txt").exists());
+    assert!(!t.path().join("sub/junk.txt").exists());
+}
+
+/// The same with a scope root that is not the working directory: the root's name
+/// is made a symlink to another directory while the run waits. Its snapshot and its
+/// rollback would then be of that other directory, which the lock it waited for
+/// does not cover (another run may be working there).
+#[test]
+fn a_run_whose_scope_root_is_swapped_for_a_symlink_while_it_waits_refuses() {
+    let t = sandbox(false);
+    let root = t.path().join("sub");
+    let policy = t.out_path().join("abs-root.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version: 1\nretry: {{ max_attempts: 1 }}\nrollback: {{ scope: {{ root: {:?} }} }}\n",
+            root.display().to_string()
+        ),
+    )
+    .expect("write the policy");
+    let outer = spawn(
+        &t,
+        &t.path(),
+        &[],
+        "touch $OUT/outer-started; while [ ! -e $OUT/go ]; do sleep 0.05; done; sleep 1; \
+         mv sub sub.real && ln -s sub2 sub",
+    );
+    wait_for(&t, "outer-started");
+    // Started outside the tree, so only its scope root names the tree.
+    let mut cmd = t.command();
+    cmd.current_dir(t.out_path())
+        .arg("run")
+        .arg("-p")
+        .arg(&policy)
+        .args(["--", "sh", "-c"])
+        .arg(format!(
+            "touch $OUT/inner-ran; echo junk > {}/junk.txt; rm -f {}/keep.txt; exit 1",
+            root.display(),
+            root.display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let inner = cmd.spawn().expect("spawn backstop");
+    std::fs::write(t.out_path().join("go"), "").expect("release the outer run");
+    let (code, err) = finish(outer);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = finish(inner);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("is no longer the directory"), "{err}");
+    assert!(!t.exists("inner-ran"), "the command ran: {err}");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("sub2/keep.txt")).unwrap_or_default(),
+        "kept too\n"
+    );
+    assert!(!t.path().join("sub2/junk.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("sub.real/keep.txt")).unwrap_or_default(),
+        "kept\n"
+    );
+}
+
+/// `backstop run` inside a run's command, in a directory the outer run's region
+/// covers: the outer holds its lock until its command ends, and its command waits for
+/// the inner. The inner refuses at once instead of waiting forever (it did).
+#[test]
+fn a_run_started_by_the_command_of_an_overlapping_run_refuses_instead_of_waiting_forever() {
+    let t = sandbox(false);
+    let policy = t.out_path().join("policy.yaml");
+    let script = format!(
+        "echo outer > top.txt; cd sub && {} run -p {} -- sh -c 'echo inner > s.txt'; \
+         echo $? > $OUT/inner-code; exit 1",
+        crate::helpers::BIN,
+        policy.display()
+    );
+    let (code, err) = finish(spawn(&t, &t.path(), &[], &script));
+    assert_eq!(code, 1, "the outer run ends with its command: {err}");
+    assert_eq!(t.lines("inner-code"), ["125"], "{err}");
+    assert!(
+        err.contains("started by the command of") && err.contains("waiting would never end"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("waiting for another backstop"),
+        "it waited: {err}"
+    );
+    assert!(!t.path().join("sub/s.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("top.txt")).unwrap_or_default(),
+        "top\n",
+        "the outer run was rolled back"
+    );
+}

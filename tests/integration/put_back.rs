@@ -539,13 +539,31 @@ fn a_put_back_pending_in_a_containing_directory_is_finished_there_first() {
         "names where to finish it: {}",
         stderr(&out)
     );
+    assert!(
+        stderr(&out).contains("&& backstop snapshot`"),
+        "says which command finishes it: {}",
+        stderr(&out)
+    );
     assert!(!marker.exists(), "the command did not run");
     assert_eq!(oracle(&root), changed);
+    // `runs` only reads: it finishes nothing, so it is not what the message names.
     let out = sb.run(&["runs"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let out = sb.run(&["run", "--", "true"]);
+    assert_eq!(oracle(&root), changed);
+    // What the message names, where it says, finishes it.
+    let out = sb.run(&["snapshot"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(oracle(&root), before, "finished where it was started");
+    let out = sb
+        .command(&["run", "--", "touch", marker.to_str().unwrap()])
+        .current_dir(root.join("sub"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        marker.exists(),
+        "the run in sub goes ahead once it is finished"
+    );
 }
 
 #[test]
