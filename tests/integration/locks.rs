@@ -310,6 +310,21 @@ fn a_pending_put_back_beside_a_run_neither_blocks_it_nor_is_lost() {
     );
 }
 
+/// An outer run over the whole tree that, once `$OUT/go` exists and a second has
+/// passed (time for a run started meanwhile to be waiting for its lock), runs `then`.
+fn outer_then(t: &Test, then: &str) -> Child {
+    let outer = spawn(
+        t,
+        &t.path(),
+        &[],
+        &format!(
+            "touch $OUT/outer-started; while [ ! -e $OUT/go ]; do sleep 0.05; done; sleep 1; {then}"
+        ),
+    );
+    wait_for(t, "outer-started");
+    outer
+}
+
 /// Another backstop's command moves the directory a waiting run started in away and
 /// makes a new one at its name. Once the lock is its, the waiting run must not run its
 /// command in the moved directory (its cwd) while its snapshot covers the new one: it
@@ -318,14 +333,7 @@ fn a_pending_put_back_beside_a_run_neither_blocks_it_nor_is_lost() {
 #[test]
 fn a_run_whose_directory_is_moved_away_while_it_waits_refuses_and_runs_nothing() {
     let t = sandbox(false);
-    let outer = spawn(
-        &t,
-        &t.path(),
-        &[],
-        "touch $OUT/outer-started; while [ ! -e $OUT/go ]; do sleep 0.05; done; sleep 1; \
-         mv sub sub.bak && mkdir sub",
-    );
-    wait_for(&t, "outer-started");
+    let outer = outer_then(&t, "mv sub sub.bak && mkdir sub");
     let inner = spawn(
         &t,
         &t.path().join("sub"),
@@ -367,14 +375,7 @@ fn a_run_whose_scope_root_is_swapped_for_a_symlink_while_it_waits_refuses() {
         ),
     )
     .expect("write the policy");
-    let outer = spawn(
-        &t,
-        &t.path(),
-        &[],
-        "touch $OUT/outer-started; while [ ! -e $OUT/go ]; do sleep 0.05; done; sleep 1; \
-         mv sub sub.real && ln -s sub2 sub",
-    );
-    wait_for(&t, "outer-started");
+    let outer = outer_then(&t, "mv sub sub.real && ln -s sub2 sub");
     // Started outside the tree, so only its scope root names the tree.
     let mut cmd = t.command();
     cmd.current_dir(t.out_path())

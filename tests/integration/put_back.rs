@@ -527,11 +527,13 @@ fn a_put_back_pending_in_a_containing_directory_is_finished_there_first() {
     // A run in sub must neither run over the half-restored tree nor finish a put-back
     // that also writes outside its own scope.
     let marker = sb.file("ran");
-    let out = sb
-        .command(&["run", "--", "touch", marker.to_str().unwrap()])
-        .current_dir(root.join("sub"))
-        .output()
-        .unwrap();
+    let run_in_sub = || {
+        sb.command(&["run", "--", "touch", marker.to_str().unwrap()])
+            .current_dir(root.join("sub"))
+            .output()
+            .unwrap()
+    };
+    let out = run_in_sub();
     assert_eq!(code(&out), 125, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("contains this directory")
@@ -554,11 +556,7 @@ fn a_put_back_pending_in_a_containing_directory_is_finished_there_first() {
     let out = sb.run(&["snapshot"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(oracle(&root), before, "finished where it was started");
-    let out = sb
-        .command(&["run", "--", "touch", marker.to_str().unwrap()])
-        .current_dir(root.join("sub"))
-        .output()
-        .unwrap();
+    let out = run_in_sub();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         marker.exists(),
