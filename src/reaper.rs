@@ -185,6 +185,29 @@ fn descends(
     false
 }
 
+/// Whether process `pid` is this process's parent, its parent's parent, and so on
+/// (read from `/proc`; `false` where that cannot be read).
+pub fn is_our_ancestor(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    let mut at = rustix::process::getppid().map(|p| p.as_raw_pid());
+    // Bounded: a chain read from a changing /proc could, in theory, loop.
+    for _ in 0..256 {
+        match at {
+            Some(p) if p == pid => return true,
+            Some(p) if p > 1 => {
+                at = std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .and_then(|stat| state_and_parent(&stat))
+                    .map(|(_, ppid)| ppid);
+            }
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// `pid (comm) state ppid ...` → (state, ppid); comm may hold spaces and parentheses.
 fn state_and_parent(stat: &str) -> Option<(char, libc::pid_t)> {
     let rest = &stat[stat.rfind(')')? + 1..];

@@ -9,7 +9,6 @@ use anyhow::Result;
 
 use crate::snapshot::lock::{FileLock, Wait};
 use crate::snapshot::region::{self, Holder, RegionLock};
-use crate::snapshot::scope::RootId;
 use crate::snapshot::snapshots::Snapshots;
 use crate::store::RunRecords;
 
@@ -44,14 +43,7 @@ pub fn lock_region(
         root: root.to_path_buf(),
         since: SystemTime::now(),
     };
-    // The lock is keyed by the root's path, and the wait for it may be long: what
-    // that path names is checked again once the lock is held. Another backstop's
-    // command may have moved the directory away and put another in its place, or made
-    // a directory above it a symlink (the region's lock files stop at a symlink), and
-    // the work would then land on a directory this lock does not cover.
-    let what = |root: &Path| Some((RootId::of(root).ok()?, root.canonicalize().ok()?));
-    let before = what(root);
-    let lock = region::lock(store, root, token, holder, wait, |who| {
+    region::lock(store, root, token, holder, wait, |who| {
         if !quiet {
             eprintln!(
                 "backstop: waiting for another backstop working in {} ({who})…",
@@ -59,24 +51,7 @@ pub fn lock_region(
                 crate::names::quote_path(root)
             );
         }
-    })?;
-    // A root that was no directory to begin with is left to the caller (undo and redo
-    // compare it with the identity their record kept).
-    if before.is_none() || what(root) == before {
-        return Ok(lock);
-    }
-    // Where it went, when it is the working directory (the usual root).
-    let now_at = std::env::current_dir()
-        .ok()
-        .filter(|cwd| RootId::of(cwd).ok() == before.as_ref().map(|b| b.0))
-        .map(|cwd| format!(" (it is now {})", crate::names::quote_path(&cwd)))
-        .unwrap_or_default();
-    anyhow::bail!(
-        "{} is no longer the directory it was when this {action} started{now_at}: it was \
-         moved, replaced or reached through a new symlink, likely while waiting for the \
-         lock; nothing was done: start it again",
-        crate::names::quote_path(root)
-    )
+    })
 }
 
 /// Refuses to go on when the working directory is no longer at `cwd` (the path it had

@@ -49,6 +49,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::lock::{Wait, flock};
+use super::scope::RootId;
 use crate::error::UserError;
 
 /// What a holder tells a waiter about itself.
@@ -132,6 +133,7 @@ pub fn lock(
     );
     let dir = layout::region_locks_dir(store);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let before = Named::now(root);
     // `/`, `/a`, `/a/b`, … root: ancestors first, the root last.
     let mut chain: Vec<&Path> = root.ancestors().collect();
     chain.reverse();
@@ -156,41 +158,7 @@ pub fn lock(
                 });
             }
         }
-        let holders = match what {
-            Blocked::LockFile(_) => holders_overlapping(store, root, None),
-            Blocked::Dir(_, id, _) => holders_overlapping(store, root, Some(id)),
-        };
-        // A backstop started by the command of a run whose region overlaps this one
-        // (`backstop run` inside `backstop run`): that run holds its lock until its
-        // command ends, and its command waits for this one. Waiting would never end.
-        if let Some(outer) = holders.iter().find(|h| is_our_ancestor(h.pid)) {
-            anyhow::bail!(
-                "this backstop was started by the command of {outer}, whose region overlaps {}: \
-                 that run keeps its lock until its command ends, so waiting would never end. \
-                 Run this one outside that run, with a scope apart from it, or with \
-                 `rollback: {{ snapshot: false }}` (no lock)",
-                crate::names::quote_path(root)
-            );
-        }
-        let who = match what {
-            Blocked::LockFile(_) => describe(&holders),
-            Blocked::Dir(path, _, lock_file) => {
-                match &holders[..] {
-                    // Whoever holds the directory is in no registry of this store. If
-                    // it holds this store's lock file too, it is one of ours that has
-                    // not registered yet (its directory lock comes first); if not, it
-                    // uses another store.
-                    [] if held_against(lock_file, op) => {
-                        "a backstop that is just starting".to_string()
-                    }
-                    [] => format!(
-                        "another backstop (using another store) in {}",
-                        crate::names::quote_path(path)
-                    ),
-                    found => describe(found),
-                }
-            }
-        };
+        let who = blocked_by(store, root, &what, op)?;
         if wait == Wait::No {
             return Err(UserError::Locked(who).into());
         }
@@ -235,31 +203,86 @@ pub fn lock(
         take(&lock_file, op, Blocked::LockFile(path))?;
         held.push(lock_file);
     }
+    before.still(root, &holder.action)?;
     let live = register(store, token, holder)?;
     Ok(RegionLock { _locks: held, live })
 }
 
-/// Whether process `pid` is this process's parent, its parent's parent, and so on
-/// (read from `/proc`; `false` where that cannot be read).
-fn is_our_ancestor(pid: u32) -> bool {
-    let mut at = rustix::process::getppid().map(|p| p.as_raw_pid().unsigned_abs());
-    // A chain of processes is short; the bound only stops a loop on a garbled /proc.
-    for _ in 0..256 {
-        match at {
-            Some(p) if p == pid => return true,
-            Some(p) if p > 1 => at = parent_of(p),
-            _ => return false,
-        }
+/// What a root's path names: the directory (by identity) and its real path; `None`
+/// when it names no directory (undo and redo then compare the root with the identity
+/// their record kept).
+struct Named(Option<(RootId, PathBuf)>);
+
+impl Named {
+    fn now(root: &Path) -> Named {
+        let id = RootId::of(root).ok();
+        let real = id.and_then(|_| root.canonicalize().ok());
+        Named(id.zip(real))
     }
-    false
+
+    /// Refuses when `root` no longer names what it did. The locks are keyed by the
+    /// path and taken down it, and a wait for them may be long: meanwhile another
+    /// backstop's command may have moved the directory away and put another in its
+    /// place, or made a directory above it a symlink (the walk down stops at one),
+    /// and the work would land on a directory these locks do not cover.
+    fn still(&self, root: &Path, action: &str) -> Result<()> {
+        if self.0.is_none() || Named::now(root).0 == self.0 {
+            return Ok(());
+        }
+        // Where it went, when it is the working directory (the usual root).
+        let now_at = std::env::current_dir()
+            .ok()
+            .filter(|cwd| RootId::of(cwd).ok() == self.0.as_ref().map(|(id, _)| *id))
+            .map(|cwd| format!(" (it is now {})", crate::names::quote_path(&cwd)))
+            .unwrap_or_default();
+        anyhow::bail!(
+            "{} is no longer the directory it was when this {action} started{now_at}: it was \
+             moved, replaced or reached through a new symlink, likely while waiting for the \
+             lock; nothing was done: start it again",
+            crate::names::quote_path(root)
+        )
+    }
 }
 
-/// The parent of process `pid`, from `/proc/PID/stat` (its fourth field, after the
-/// name in parentheses, which may itself hold spaces and parentheses).
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(1)?.parse().ok()
+/// Who holds what keeps this from locking `what`, for a message; an error instead
+/// when that holder is this process's own caller (see below).
+fn blocked_by(store: &Path, root: &Path, what: &Blocked, op: i32) -> Result<String> {
+    let holders = match *what {
+        Blocked::LockFile(_) => holders_overlapping(store, root, None),
+        Blocked::Dir(_, id, _) => holders_overlapping(store, root, Some(id)),
+    };
+    // A backstop started by the command of a run whose region overlaps this one
+    // (`backstop run` inside `backstop run`): that run holds its lock until its
+    // command ends, and its command waits for this one. Waiting would never end.
+    if let Some(outer) = holders
+        .iter()
+        .find(|h| crate::reaper::is_our_ancestor(h.pid))
+    {
+        anyhow::bail!(
+            "this backstop was started by the command of {outer}, whose region overlaps {}: \
+             that run keeps its lock until its command ends, so waiting would never end. \
+             Run this one outside that run, with a scope apart from it, or with \
+             `rollback: {{ snapshot: false }}` (no lock)",
+            crate::names::quote_path(root)
+        );
+    }
+    Ok(match *what {
+        Blocked::LockFile(_) => describe(&holders),
+        Blocked::Dir(path, _, lock_file) => {
+            match &holders[..] {
+                // Whoever holds the directory is in no registry of this store. If
+                // it holds this store's lock file too, it is one of ours that has
+                // not registered yet (its directory lock comes first); if not, it
+                // uses another store.
+                [] if held_against(lock_file, op) => "a backstop that is just starting".to_string(),
+                [] => format!(
+                    "another backstop (using another store) in {}",
+                    crate::names::quote_path(path)
+                ),
+                found => describe(found),
+            }
+        }
+    })
 }
 
 /// Whether `flock` on a directory failed because its file system cannot lock one.
