@@ -358,14 +358,15 @@ fn a_run_whose_directory_is_moved_away_while_it_waits_refuses_and_runs_nothing()
     assert!(!t.path().join("sub/junk.txt").exists());
 }
 
-/// The same with a scope root that is not the working directory: the root's name
-/// is made a symlink to another directory while the run waits. Its snapshot and its
-/// rollback would then be of that other directory, which the lock it waited for
-/// does not cover (another run may be working there).
-#[test]
-fn a_run_whose_scope_root_is_swapped_for_a_symlink_while_it_waits_refuses() {
+/// The same with a scope root, `sub/deep`, that is not the working directory (the
+/// run starts outside the tree, so only its scope root names it): `swap` runs while
+/// it waits, and what it started with (now under `sub.real`) and `sub2` must come
+/// out untouched.
+fn scope_root_swapped_while_waiting(swap: &str) {
     let t = sandbox(false);
-    let root = t.path().join("sub");
+    std::fs::create_dir(t.path().join("sub/deep")).expect("make sub/deep");
+    std::fs::write(t.path().join("sub/deep/keep.txt"), "deep\n").expect("write");
+    let root = t.path().join("sub/deep");
     let policy = t.out_path().join("abs-root.yaml");
     std::fs::write(
         &policy,
@@ -375,8 +376,7 @@ fn a_run_whose_scope_root_is_swapped_for_a_symlink_while_it_waits_refuses() {
         ),
     )
     .expect("write the policy");
-    let outer = outer_then(&t, "mv sub sub.real && ln -s sub2 sub");
-    // Started outside the tree, so only its scope root names the tree.
+    let outer = outer_then(&t, swap);
     let mut cmd = t.command();
     cmd.current_dir(t.out_path())
         .arg("run")
@@ -396,18 +396,36 @@ fn a_run_whose_scope_root_is_swapped_for_a_symlink_while_it_waits_refuses() {
     let (code, err) = finish(outer);
     assert_eq!(code, 0, "{err}");
     let (code, err) = finish(inner);
-    assert_eq!(code, 125, "{err}");
-    assert!(err.contains("is no longer the directory"), "{err}");
-    assert!(!t.exists("inner-ran"), "the command ran: {err}");
-    assert_eq!(
-        std::fs::read_to_string(t.path().join("sub2/keep.txt")).unwrap_or_default(),
-        "kept too\n"
-    );
-    assert!(!t.path().join("sub2/junk.txt").exists());
-    assert_eq!(
-        std::fs::read_to_string(t.path().join("sub.real/keep.txt")).unwrap_or_default(),
-        "kept\n"
-    );
+    assert_eq!(code, 125, "{swap}: {err}");
+    assert!(err.contains("is no longer the directory"), "{swap}: {err}");
+    assert!(!t.exists("inner-ran"), "{swap}: the command ran: {err}");
+    for (dir, kept) in [("sub.real/deep", "deep\n"), ("sub2", "kept too\n")] {
+        assert_eq!(
+            std::fs::read_to_string(t.path().join(dir).join("keep.txt")).unwrap_or_default(),
+            kept,
+            "{swap}: {dir}"
+        );
+        assert!(
+            !t.path().join(dir).join("junk.txt").exists(),
+            "{swap}: {dir}"
+        );
+    }
+}
+
+/// The root's parent made a symlink to another directory while the run waits: its
+/// snapshot and rollback would be of that directory, which the lock it waited for
+/// does not cover (another run may be working there).
+#[test]
+fn a_run_whose_scope_root_is_swapped_for_a_symlink_while_it_waits_refuses() {
+    scope_root_swapped_while_waiting("mv sub sub.real && ln -s sub2 sub");
+}
+
+/// The root's parent moved and a symlink to it left at its name: the root is the
+/// same directory, but reached through a symlink, where the walk that locks a region
+/// stops, so another run in `sub.real/deep` would not wait for this one.
+#[test]
+fn a_run_whose_scope_root_is_reached_through_a_new_symlink_refuses() {
+    scope_root_swapped_while_waiting("mv sub sub.real && ln -s sub.real sub");
 }
 
 /// `backstop run` inside a run's command, in a directory the outer run's region
