@@ -183,6 +183,31 @@ impl Entry {
             && self.ino == other.ino
     }
 
+    /// Equal in everything but the path: `==` for two entries already known to share
+    /// their path, without comparing it again (a snapshot compares 100,000 of them).
+    pub fn equal_but_path(&self, other: &Entry) -> bool {
+        // Spelled out, so that a field added to `Entry` cannot be left out here.
+        let Entry {
+            path: _,
+            kind,
+            mode,
+            size,
+            mtime_ns,
+            ctime_ns,
+            ino,
+            content,
+            meta,
+        } = self;
+        *kind == other.kind
+            && *mode == other.mode
+            && *size == other.size
+            && *mtime_ns == other.mtime_ns
+            && *ctime_ns == other.ctime_ns
+            && *ino == other.ino
+            && *meta == other.meta
+            && *content == other.content
+    }
+
     pub fn hash(&self) -> Option<&Hash> {
         match &self.content {
             Content::Hash(h) => Some(h),
@@ -276,12 +301,6 @@ impl Manifest {
         Some(u64::from_le_bytes(head.get(16..24)?.try_into().ok()?))
     }
 
-    /// Decodes bytes already checked against their object name (a hash of every
-    /// byte, the checksum's included): the checksum is not hashed a second time.
-    pub fn decode_named(bytes: &[u8]) -> Result<Manifest> {
-        Manifest::decode_checked(bytes, false)
-    }
-
     fn decode_checked(bytes: &[u8], check_sum: bool) -> Result<Manifest> {
         ensure!(
             bytes.len() >= MAGIC.len() + 16 + 32,
@@ -292,13 +311,51 @@ impl Manifest {
             !check_sum || blake3::hash(body).as_bytes() == sum,
             "the manifest's checksum does not match"
         );
-        let mut r = Reader { bytes: body, at: 0 };
+        Manifest::decode_body(&mut Reader { bytes: body, at: 0 })
+    }
+
+    /// Decodes the manifest stored in `file` (`len` bytes long) as it is read, a
+    /// buffer at a time, rather than from its bytes read whole: a manifest of 100,000
+    /// paths is 14 MB that would be read into fresh memory only to be copied out
+    /// again. Returns the decoded manifest (or why it is not one) with the BLAKE3 of
+    /// every byte of the file, its checksum included, for the caller to check against
+    /// the object's name before trusting either; `Err` when the file cannot be read.
+    pub fn decode_stream(
+        file: &mut impl std::io::Read,
+        len: u64,
+    ) -> std::io::Result<(Result<Manifest>, Hash)> {
+        let mut stream = Stream {
+            file,
+            hasher: blake3::Hasher::new(),
+            buf: vec![0; STREAM_BUFFER],
+            start: 0,
+            end: 0,
+            at: 0,
+            limit: len.saturating_sub(32),
+            io: None,
+        };
+        let decoded = match len >= (MAGIC.len() + 16 + 32) as u64 {
+            true => Manifest::decode_body(&mut stream),
+            false => Err(anyhow::anyhow!("the manifest is truncated")),
+        };
+        // The rest (the checksum, and whatever a damaged file holds past it) is hashed
+        // too: the caller checks every byte against the name.
+        if let Some(e) = stream.io.take() {
+            return Err(e);
+        }
+        stream.drain()?;
+        Ok((decoded, *stream.hasher.finalize().as_bytes()))
+    }
+
+    fn decode_body(r: &mut impl Source) -> Result<Manifest> {
         let magic = r.take(8)?;
         let v2 = magic == MAGIC;
         ensure!(v2 || magic == MAGIC_V1, "not a backstop manifest");
         let taken_at_ns = r.i64()?;
         let count = r.u64()?;
-        let mut entries = Vec::with_capacity(count.min(1 << 24) as usize);
+        // No more than the bytes left could hold (an entry takes 42 at least): a
+        // count of billions in a small file is not allocated for.
+        let mut entries = Vec::with_capacity(count.min(r.left() / 42).min(1 << 24) as usize);
         for _ in 0..count {
             let len = r.u32()? as usize;
             let path = r.take(len)?.to_vec();
@@ -351,7 +408,7 @@ impl Manifest {
                 meta,
             });
         }
-        ensure!(r.at == body.len(), "the manifest has trailing bytes");
+        ensure!(r.done(), "the manifest has trailing bytes");
         Ok(Manifest {
             taken_at_ns,
             entries,
@@ -359,21 +416,15 @@ impl Manifest {
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self.at.checked_add(n).context("the manifest is corrupt")?;
-        let out = self
-            .bytes
-            .get(self.at..end)
-            .context("the manifest is truncated")?;
-        self.at = end;
-        Ok(out)
-    }
+/// Where a manifest's body is decoded from: its bytes in memory ([`Reader`]) or a
+/// file read as it goes ([`Stream`]).
+trait Source {
+    /// The next `n` bytes of the body; `Err` past its end.
+    fn take(&mut self, n: usize) -> Result<&[u8]>;
+    /// Whether the whole body has been taken.
+    fn done(&self) -> bool;
+    /// How many bytes of the body are left.
+    fn left(&self) -> u64;
     fn u8(&mut self) -> Result<u8> {
         Ok(self.take(1)?[0])
     }
@@ -385,6 +436,117 @@ impl Reader<'_> {
     }
     fn i64(&mut self) -> Result<i64> {
         Ok(i64::from_le_bytes(self.take(8)?.try_into()?))
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Source for Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self.at.checked_add(n).context("the manifest is corrupt")?;
+        let out = self
+            .bytes
+            .get(self.at..end)
+            .context("the manifest is truncated")?;
+        self.at = end;
+        Ok(out)
+    }
+    fn done(&self) -> bool {
+        self.at == self.bytes.len()
+    }
+    fn left(&self) -> u64 {
+        (self.bytes.len() - self.at) as u64
+    }
+}
+
+/// What [`Manifest::decode_stream`] reads at a time (it grows for a longer field).
+const STREAM_BUFFER: usize = 256 * 1024;
+
+/// A manifest's body read from a file a buffer at a time, every byte read hashed.
+struct Stream<'f, R> {
+    file: &'f mut R,
+    hasher: blake3::Hasher,
+    buf: Vec<u8>,
+    /// The bytes read and not yet taken: `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// Bytes of the body taken so far, and the body's length (the file's, less the
+    /// checksum).
+    at: u64,
+    limit: u64,
+    /// The read that failed, if one did: the file's error, not the decoder's.
+    io: Option<std::io::Error>,
+}
+
+impl<R: std::io::Read> Stream<'_, R> {
+    /// Reads (and hashes) until at least `n` bytes are buffered; false at the end of
+    /// the file.
+    fn fill(&mut self, n: usize) -> std::io::Result<bool> {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.buf.len() < n {
+            self.buf.resize(n, 0);
+        }
+        while self.end < n {
+            match self.file.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Ok(false),
+                Ok(got) => {
+                    self.hasher.update(&self.buf[self.end..self.end + got]);
+                    self.end += got;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads (and hashes) the rest of the file.
+    fn drain(&mut self) -> std::io::Result<()> {
+        self.start = 0;
+        self.end = 0;
+        while self.fill(self.buf.len())? {
+            self.end = 0;
+        }
+        Ok(())
+    }
+}
+
+impl<R: std::io::Read> Source for Stream<'_, R> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        // Checked against the file's length before anything is read or grown: a
+        // length field of 4 GB in a 14 MB manifest is refused, not allocated.
+        let end = self
+            .at
+            .checked_add(n as u64)
+            .context("the manifest is corrupt")?;
+        ensure!(end <= self.limit, "the manifest is truncated");
+        if self.end - self.start < n {
+            match self.fill(n) {
+                Ok(true) => {}
+                // Shorter than it was when its length was read.
+                Ok(false) => bail!("the manifest is truncated"),
+                Err(e) => {
+                    let message = format!("cannot read the manifest: {e}");
+                    self.io = Some(e);
+                    bail!(message);
+                }
+            }
+        }
+        let out = &self.buf[self.start..self.start + n];
+        self.start += n;
+        self.at = end;
+        Ok(out)
+    }
+    fn done(&self) -> bool {
+        self.at == self.limit
+    }
+    fn left(&self) -> u64 {
+        self.limit - self.at
     }
 }
 
@@ -403,6 +565,45 @@ pub fn parse_hex(s: &str) -> Result<Hash> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `equal_but_path` is `==` for two entries with one path: each field changed
+    /// alone (and the content to each other kind) makes them differ.
+    #[test]
+    fn equal_but_path_is_equality_for_one_path() {
+        let base = entry(b"a/b", Content::Hash([7; 32]));
+        assert!(base.equal_but_path(&base.clone()));
+        let mut other_path = base.clone();
+        other_path.path = b"elsewhere".to_vec();
+        assert!(
+            base.equal_but_path(&other_path),
+            "the path is not looked at"
+        );
+        let changes: Vec<fn(&mut Entry)> = vec![
+            |e| e.kind = Kind::Symlink,
+            |e| e.mode ^= 0o100,
+            |e| e.size += 1,
+            |e| e.mtime_ns += 1,
+            |e| e.ctime_ns += 1,
+            |e| e.ino += 1,
+            |e| e.content = Content::Hash([8; 32]),
+            |e| e.content = Content::Git([7; 20]),
+            |e| e.content = Content::Skipped,
+            |e| e.content = Content::None,
+            |e| e.content = Content::Link(b"t".to_vec()),
+            |e| e.meta.uid += 1,
+            |e| e.meta.gid += 1,
+            |e| e.meta.nlink += 1,
+            |e| e.meta.dev += 1,
+            |e| e.meta.rdev += 1,
+        ];
+        for (n, change) in changes.into_iter().enumerate() {
+            let mut changed = base.clone();
+            change(&mut changed);
+            assert_ne!(changed, base, "change {n}");
+            assert!(!base.equal_but_path(&changed), "change {n} went unseen");
+            assert!(!changed.equal_but_path(&base), "change {n} went unseen");
+        }
+    }
 
     fn entry(path: &[u8], content: Content) -> Entry {
         Entry {
@@ -454,5 +655,153 @@ mod tests {
         assert!(Manifest::decode(&bytes[..bytes.len() - 1]).is_err());
         bytes[20] ^= 1;
         assert!(Manifest::decode(&bytes).is_err());
+    }
+
+    /// A reader that hands out at most `step` bytes a time and is interrupted before
+    /// every other read, as a pipe or a signal may do.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+        interrupt: bool,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let n = self.step.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    /// What decoding a manifest's bytes in memory says, for comparing with a stream:
+    /// the manifest, or the error's words.
+    fn in_memory(bytes: &[u8]) -> std::result::Result<Manifest, String> {
+        Manifest::decode_checked(bytes, false).map_err(|e| e.to_string())
+    }
+
+    fn streamed(bytes: &[u8], step: usize) -> (std::result::Result<Manifest, String>, Hash) {
+        let mut reader = Trickle {
+            bytes,
+            step,
+            interrupt: false,
+        };
+        let (decoded, sum) =
+            Manifest::decode_stream(&mut reader, bytes.len() as u64).expect("no read fails");
+        (decoded.map_err(|e| e.to_string()), sum)
+    }
+
+    fn any_entry() -> impl proptest::strategy::Strategy<Value = Entry> {
+        use proptest::prelude::*;
+        let content = prop_oneof![
+            Just(Content::None),
+            any::<[u8; 32]>().prop_map(Content::Hash),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(Content::Link),
+            Just(Content::Skipped),
+            any::<[u8; 20]>().prop_map(Content::Git),
+        ];
+        (
+            proptest::collection::vec(any::<u8>(), 1..600),
+            content,
+            any::<(u32, u64, i64, i64, u64)>(),
+        )
+            .prop_map(|(path, content, (mode, size, mtime_ns, ctime_ns, ino))| {
+                let mut e = entry(&path, content);
+                (e.mode, e.size, e.mtime_ns, e.ctime_ns, e.ino) =
+                    (mode, size, mtime_ns, ctime_ns, ino);
+                e
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 96, ..Default::default() })]
+
+        /// A manifest read from a file as it is decoded is the one its bytes decode
+        /// to in memory, with the hash of every byte, however the reads come (one byte
+        /// at a time, interrupted, or more than the buffer holds: long paths and
+        /// targets cross the buffer's end).
+        #[test]
+        fn a_streamed_manifest_is_the_one_in_memory(
+            entries in proptest::collection::vec(any_entry(), 0..40),
+            filler in 0usize..3000,
+            step in proptest::prop_oneof![proptest::strategy::Just(1usize), 2usize..5000, proptest::strategy::Just(usize::MAX)],
+        ) {
+            let mut entries = entries;
+            // Sorted, as manifests are; one many times the buffer among them at times.
+            if filler > 2000 {
+                entries.push(entry(&vec![b'z'; STREAM_BUFFER * 2 + filler], Content::None));
+            }
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+            let m = Manifest { taken_at_ns: filler as i64, entries };
+            let bytes = m.encode();
+            let (decoded, sum) = streamed(&bytes, step);
+            proptest::prop_assert_eq!(decoded, Ok(m));
+            let whole = blake3::hash(&bytes);
+            proptest::prop_assert_eq!(&sum, whole.as_bytes());
+        }
+
+        /// A torn, grown or altered manifest streamed gives the answer its bytes give
+        /// in memory (the same manifest, or the same error), and the hash of the bytes
+        /// as they are, which a damaged object's name does not match.
+        #[test]
+        fn a_damaged_manifest_streamed_fails_as_in_memory(
+            entries in proptest::collection::vec(any_entry(), 1..12),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            flip in proptest::prelude::any::<proptest::sample::Index>(),
+            bit in 0u8..8,
+            how in 0u8..3,
+            step in 1usize..400,
+        ) {
+            let mut entries = entries;
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+            let mut bytes = Manifest { taken_at_ns: 5, entries }.encode();
+            match how {
+                0 => bytes.truncate(cut.index(bytes.len())),
+                1 => {
+                    let at = flip.index(bytes.len());
+                    bytes[at] ^= 1 << bit;
+                }
+                _ => bytes.extend_from_slice(&[bit; 17]),
+            }
+            let (decoded, sum) = streamed(&bytes, step);
+            proptest::prop_assert_eq!(decoded, in_memory(&bytes));
+            let whole = blake3::hash(&bytes);
+            proptest::prop_assert_eq!(&sum, whole.as_bytes());
+        }
+    }
+
+    /// A file shorter than the length it was opened at (cut while read): refused as
+    /// truncated, and the hash is of what was there.
+    #[test]
+    fn a_manifest_cut_while_read_is_truncated() {
+        let m = Manifest {
+            taken_at_ns: 1,
+            entries: vec![entry(b"f", Content::Hash([1; 32]))],
+        };
+        let bytes = m.encode();
+        let short = &bytes[..bytes.len() - 40];
+        let (decoded, sum) = Manifest::decode_stream(&mut &short[..], bytes.len() as u64).unwrap();
+        assert_eq!(
+            decoded.unwrap_err().to_string(),
+            "the manifest is truncated"
+        );
+        assert_eq!(&sum, blake3::hash(short).as_bytes());
+    }
+
+    /// A read that fails is the file's error, not a damaged manifest.
+    #[test]
+    fn a_read_error_is_returned_as_such() {
+        struct Failing;
+        impl std::io::Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk on fire"))
+            }
+        }
+        let e = Manifest::decode_stream(&mut Failing, 4096).unwrap_err();
+        assert_eq!(e.to_string(), "disk on fire");
     }
 }

@@ -697,9 +697,26 @@ impl Objects {
     }
 
     /// The manifest stored as `hash`, checked against its name.
+    /// Decoded as it is read (see [`super::manifest::Manifest::decode_stream`]), and
+    /// trusted only once every byte of the file matched the name, as [`Objects::read`]
+    /// does; decoding need not check the manifest's own checksum then.
     pub fn manifest(&self, hash: &Hash) -> Result<super::manifest::Manifest> {
-        // `read` checks the bytes against their name: decoding need not hash them again.
-        super::manifest::Manifest::decode_named(&self.read(hash)?)
+        let path = self.path(hash);
+        let read = open_object(&path).and_then(|mut f| {
+            let len = f.metadata()?.len();
+            super::manifest::Manifest::decode_stream(&mut f, len)
+        });
+        match read {
+            Ok((decoded, sum)) if sum == *hash => decoded,
+            Ok(_) => Err(Unusable::Damaged { hash: *hash, path }.into()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(Unusable::Missing { hash: *hash, path }.into())
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(Unusable::Damaged { hash: *hash, path }.into())
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
     }
 
     /// The first `n` bytes of an object (fewer if it is shorter), unchecked.
@@ -885,6 +902,75 @@ mod tests {
 
     fn tmp_files(objects: &Objects) -> usize {
         fs::read_dir(layout::staging_dir(&objects.dir)).map_or(0, |d| d.count())
+    }
+
+    /// A manifest is decoded as it is read, and trusted only when every byte of its
+    /// file matches its name: one altered in place (its own checksum made to hold
+    /// again), cut short, grown, missing or not a file is refused, with the reason
+    /// `read` gives.
+    #[test]
+    fn a_manifest_is_read_only_when_its_file_matches_its_name() {
+        use super::super::manifest::{Content, Entry, Kind, Manifest, Meta};
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::new(dir.path());
+        let entries = (0..3000)
+            .map(|i| Entry {
+                path: format!("dir/{i:05}").into_bytes(),
+                kind: Kind::File,
+                mode: 0o644,
+                size: i,
+                mtime_ns: 1,
+                ctime_ns: 2,
+                ino: i,
+                content: Content::Hash([3; 32]),
+                meta: Meta {
+                    uid: 0,
+                    gid: 0,
+                    nlink: 1,
+                    dev: 1,
+                    rdev: 0,
+                },
+            })
+            .collect();
+        let m = Manifest {
+            taken_at_ns: 9,
+            entries,
+        };
+        let bytes = m.encode();
+        assert!(bytes.len() > 256 * 1024, "more than one buffer");
+        let (id, staged) = objects.stage_bytes(&bytes).unwrap();
+        objects.commit(staged.into_iter().collect()).unwrap();
+        assert_eq!(objects.manifest(&id).unwrap(), m);
+
+        let path = objects.path(&id);
+        let damaged = |e: anyhow::Error| {
+            matches!(e.downcast_ref::<Unusable>(), Some(Unusable::Damaged { .. }))
+        };
+        let mut altered = bytes.clone();
+        altered[300_000] ^= 1;
+        let body = altered.len() - 32;
+        let sum = *blake3::hash(&altered[..body]).as_bytes();
+        altered[body..].copy_from_slice(&sum);
+        let cases: [(&str, Vec<u8>); 3] = [
+            ("altered", altered),
+            ("cut short", bytes[..bytes.len() - 1].to_vec()),
+            ("grown", [&bytes[..], b"x"].concat()),
+        ];
+        for (what, content) in cases {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+            fs::write(&path, content).unwrap();
+            let e = objects.manifest(&id).unwrap_err();
+            assert!(damaged(e), "{what}");
+        }
+        fs::remove_file(&path).unwrap();
+        let e = objects.manifest(&id).unwrap_err();
+        assert!(matches!(
+            e.downcast_ref::<Unusable>(),
+            Some(Unusable::Missing { .. })
+        ));
+        fs::create_dir(&path).unwrap();
+        assert!(objects.manifest(&id).is_err(), "a directory in its place");
     }
 
     #[test]

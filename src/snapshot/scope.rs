@@ -537,11 +537,24 @@ fn not_in(found: &[Seen], also: &[&[u8]]) -> Vec<Vec<u8>> {
             .map(|p| p.to_vec())
             .collect();
     }
+    // One comparison of each pair of paths: they are long and far apart in memory.
     let mut missing = Vec::new();
     let mut f = found.iter().map(|s| s.path.as_slice()).peekable();
     for p in also {
-        while f.next_if(|q| q < p).is_some() {}
-        if f.peek() != Some(p) {
+        let mut there = false;
+        while let Some(q) = f.peek() {
+            match (*q).cmp(*p) {
+                std::cmp::Ordering::Less => {
+                    f.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    there = true;
+                    break;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        if !there {
             missing.push(p.to_vec());
         }
     }

@@ -462,20 +462,29 @@ impl Plan {
         // finds each path's cached entry (a path it lacks only goes unvouched).
         let (cached_entries, cached_at) =
             cache.map_or((&[][..], 0), |m| (&m.entries[..], m.taken_at_ns));
+        // Paths are compared once each (they are where the time of this pass goes).
         let mut next = 0;
         for (i, s) in seen.into_iter().enumerate() {
-            while cached_entries.get(next).is_some_and(|e| e.path < s.path) {
-                next += 1;
+            let mut found = None;
+            while let Some(e) = cached_entries.get(next) {
+                match e.path.cmp(&s.path) {
+                    std::cmp::Ordering::Less => next += 1,
+                    std::cmp::Ordering::Equal => {
+                        found = Some(e);
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
             }
-            let cached = cached_entries
-                .get(next)
-                .filter(|e| e.path == s.path)
-                .map(|e| (e, cached_at));
+            let cached = found.map(|e| (e, cached_at));
             let mut git = |s: &Seen| checkout.get()?.clean(s, objects.git());
             let content = plan.content(scope, i, &s, cached, &mut git);
             let entry = s.into_entry(content);
-            // Compared while both are at hand, not in a pass of its own.
-            plan.as_cached &= cached_entries.get(i) == Some(&entry);
+            // Compared while both are at hand, not in a pass of its own: the `i`th
+            // cached entry, found here with this path, equal in all else. (Stricter
+            // than `cached_entries[i] == entry` only where the cached manifest is not
+            // sorted, which ours always is: never taken for unchanged when it is not.)
+            plan.as_cached &= next == i && found.is_some_and(|c| c.equal_but_path(&entry));
             plan.entries.push(entry);
         }
         plan.as_cached &= cached_entries.len() == plan.entries.len();
