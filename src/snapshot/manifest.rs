@@ -327,7 +327,13 @@ impl Manifest {
         let mut stream = Stream {
             file,
             hasher: blake3::Hasher::new(),
-            buf: vec![0; STREAM_BUFFER],
+            // No bigger than the file: a small tree's manifest costs no 256 KiB.
+            buf: vec![
+                0;
+                usize::try_from(len)
+                    .unwrap_or(usize::MAX)
+                    .clamp(64, STREAM_BUFFER)
+            ],
             start: 0,
             end: 0,
             at: 0,
@@ -511,6 +517,10 @@ impl<R: std::io::Read> Stream<'_, R> {
         self.end = 0;
         while self.fill(self.buf.len())? {
             self.end = 0;
+            // Longer than it was when its length was read: read on in big pieces.
+            if self.buf.len() < STREAM_BUFFER {
+                self.buf.resize(STREAM_BUFFER, 0);
+            }
         }
         Ok(())
     }
@@ -790,6 +800,21 @@ mod tests {
             "the manifest is truncated"
         );
         assert_eq!(&sum, blake3::hash(short).as_bytes());
+    }
+
+    /// A file longer than the length it was opened at (grown while read) is hashed
+    /// to its end, in big pieces though its buffer was sized for the short length.
+    #[test]
+    fn a_manifest_grown_while_read_is_hashed_whole() {
+        let m = Manifest {
+            taken_at_ns: 1,
+            entries: vec![entry(b"f", Content::Hash([1; 32]))],
+        };
+        let bytes = m.encode();
+        let grown = [&bytes[..], &vec![7u8; 3 * STREAM_BUFFER + 5][..]].concat();
+        let (decoded, sum) = Manifest::decode_stream(&mut &grown[..], bytes.len() as u64).unwrap();
+        assert_eq!(decoded.unwrap(), m, "the part it was opened at decodes");
+        assert_eq!(&sum, blake3::hash(&grown).as_bytes(), "every byte hashed");
     }
 
     /// A read that fails is the file's error, not a damaged manifest.
