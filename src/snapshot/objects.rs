@@ -674,40 +674,38 @@ impl Objects {
         }
     }
 
-    /// An object's bytes, checked against its name (manifests are read this way).
+    /// An object's bytes, checked against its name.
     pub fn read(&self, hash: &Hash) -> Result<Vec<u8>> {
-        let path = self.path(hash);
-        let bytes = match open_object(&path).and_then(|mut f| {
-            let mut b = Vec::new();
-            f.read_to_end(&mut b).map(|_| b)
-        }) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Unusable::Missing { hash: *hash, path }.into());
-            }
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(Unusable::Damaged { hash: *hash, path }.into());
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
-        if blake3::hash(&bytes).as_bytes() != hash {
-            return Err(Unusable::Damaged { hash: *hash, path }.into());
-        }
-        Ok(bytes)
+        self.read_named(hash, |f| {
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes)?;
+            let sum = *blake3::hash(&bytes).as_bytes();
+            Ok((bytes, sum))
+        })
     }
 
-    /// The manifest stored as `hash`, checked against its name.
-    /// Decoded as it is read (see [`super::manifest::Manifest::decode_stream`]), and
-    /// trusted only once every byte of the file matched the name, as [`Objects::read`]
-    /// does; decoding need not check the manifest's own checksum then.
+    /// The manifest stored as `hash`, decoded as it is read (see
+    /// [`super::manifest::Manifest::decode_stream`]) and trusted only once every byte
+    /// of the file matched the name; decoding need not check the manifest's own
+    /// checksum then.
     pub fn manifest(&self, hash: &Hash) -> Result<super::manifest::Manifest> {
-        let path = self.path(hash);
-        let read = open_object(&path).and_then(|mut f| {
+        self.read_named(hash, |f| {
             let len = f.metadata()?.len();
-            super::manifest::Manifest::decode_stream(&mut f, len)
-        });
-        match read {
-            Ok((decoded, sum)) if sum == *hash => decoded,
+            super::manifest::Manifest::decode_stream(f, len)
+        })?
+    }
+
+    /// What `read` makes of the object `hash`'s file, with the BLAKE3 of every byte it
+    /// read, taken only when that is the name: gone is [`Unusable::Missing`]; not a
+    /// plain file, or other bytes, [`Unusable::Damaged`].
+    fn read_named<T>(
+        &self,
+        hash: &Hash,
+        read: impl FnOnce(&mut File) -> io::Result<(T, Hash)>,
+    ) -> Result<T> {
+        let path = self.path(hash);
+        match open_object(&path).and_then(|mut f| read(&mut f)) {
+            Ok((got, sum)) if sum == *hash => Ok(got),
             Ok(_) => Err(Unusable::Damaged { hash: *hash, path }.into()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(Unusable::Missing { hash: *hash, path }.into())
