@@ -45,6 +45,27 @@ impl Kind {
         })
     }
 
+    /// The kind a directory listing gives (`d_type`); `None` when it gives none
+    /// (`DT_UNKNOWN`: some filesystems never do), or one backstop does not know.
+    pub fn of_listed(t: rustix::fs::FileType) -> Option<Kind> {
+        Kind::of_mode(t.as_raw_mode())
+    }
+
+    /// [`Kind::of`] for the type bits of an `st_mode`.
+    pub fn of_mode(mode: u32) -> Option<Kind> {
+        use rustix::fs::FileType as T;
+        Some(match T::from_raw_mode(mode) {
+            T::Symlink => Kind::Symlink,
+            T::Directory => Kind::Dir,
+            T::RegularFile => Kind::File,
+            T::Fifo => Kind::Fifo,
+            T::Socket => Kind::Socket,
+            T::CharacterDevice => Kind::CharDevice,
+            T::BlockDevice => Kind::BlockDevice,
+            T::Unknown => return None,
+        })
+    }
+
     pub fn is_special(self) -> bool {
         matches!(
             self,

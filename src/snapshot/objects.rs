@@ -95,10 +95,16 @@ impl Stamp {
     pub fn of(m: &fs::Metadata) -> Stamp {
         Stamp {
             size: m.size(),
-            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            mtime_ns: Stamp::ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: Stamp::ns(m.ctime(), m.ctime_nsec()),
             ino: m.ino(),
         }
+    }
+
+    /// A time as nanoseconds since the epoch; one past what an `i64` holds (after the
+    /// year 2262, or before 1677) saturates rather than wrapping or panicking.
+    pub fn ns(secs: i64, nsecs: i64) -> i64 {
+        secs.saturating_mul(1_000_000_000).saturating_add(nsecs)
     }
 }
 

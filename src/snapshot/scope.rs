@@ -133,6 +133,33 @@ impl Seen {
             && e.ino == self.stamp.ino
     }
 
+    /// [`Seen::of`] from a `statx(2)` (what `std` builds its metadata from): the same
+    /// fields, the same values.
+    pub(super) fn of_statx(path: Vec<u8>, s: &rustix::fs::Statx) -> Option<Seen> {
+        let mode = u32::from(s.stx_mode);
+        let ns = |t: &rustix::fs::StatxTimestamp| {
+            super::objects::Stamp::ns(t.tv_sec, i64::from(t.tv_nsec))
+        };
+        Some(Seen {
+            path,
+            kind: Kind::of_mode(mode)?,
+            mode: mode & 0o7777,
+            stamp: Stamp {
+                size: s.stx_size,
+                mtime_ns: ns(&s.stx_mtime),
+                ctime_ns: ns(&s.stx_ctime),
+                ino: s.stx_ino,
+            },
+            meta: Meta {
+                uid: s.stx_uid,
+                gid: s.stx_gid,
+                nlink: s.stx_nlink,
+                dev: rustix::fs::makedev(s.stx_dev_major, s.stx_dev_minor),
+                rdev: rustix::fs::makedev(s.stx_rdev_major, s.stx_rdev_minor),
+            },
+        })
+    }
+
     pub(super) fn of(path: Vec<u8>, m: &fs::Metadata) -> Option<Seen> {
         let ft = m.file_type();
         let kind = Kind::of(ft)?;

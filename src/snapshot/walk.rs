@@ -13,7 +13,6 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirEntryExt;
 use std::path::Path;
 use std::sync::{Condvar, Mutex};
 
@@ -56,14 +55,13 @@ pub(super) struct Since<'a> {
 
 impl Since<'_> {
     /// Whether `rel`, a directory found listing `dir`, is read too.
-    fn descends(&self, dir: &[u8], rel: &[u8], meta: &fs::Metadata) -> bool {
-        use std::os::unix::fs::MetadataExt;
+    fn descends(&self, dir: &[u8], rel: &[u8], ino: u64) -> bool {
         !self.lists.contains(dir)
             || self.deep.contains(rel)
             || !self
                 .base
                 .find(rel)
-                .is_some_and(|e| e.kind == Kind::Dir && e.ino == meta.ino())
+                .is_some_and(|e| e.kind == Kind::Dir && e.ino == ino)
     }
 }
 
@@ -124,10 +122,29 @@ impl Drop for Busy<'_, '_> {
 
 struct Walker<'a> {
     root: &'a Path,
+    /// `root`, open.
+    root_fd: std::os::fd::OwnedFd,
     filter: &'a Filter<'a>,
     strict: bool,
+    /// Trust the type the listing gives (see [`walk_with`]).
+    d_type: bool,
     queue: Mutex<Queue>,
     wake: Condvar,
+}
+
+/// One directory's kept entries: `seen[start..end]` of the thread that read it,
+/// sorted by path.
+struct Listing {
+    dir: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// What one thread read.
+#[derive(Default)]
+struct Share {
+    found: Found,
+    listings: Vec<Listing>,
 }
 
 /// Walks `root` on `threads` threads (this one among them), the others started only
@@ -140,15 +157,47 @@ pub(super) fn walk(
     grow_after: Option<usize>,
     strict: bool,
 ) -> Found {
+    walk_with(root, filter, threads, grow_after, strict, true)
+}
+
+/// [`walk`], trusting the type a directory listing gives (`d_type`) or not: a
+/// filesystem that gives none is then walked as this one would be.
+fn walk_with(
+    root: &Path,
+    filter: &Filter,
+    threads: usize,
+    grow_after: Option<usize>,
+    strict: bool,
+    d_type: bool,
+) -> Found {
     // The root itself is filtered as the walk's own entries are (a root named `.git`,
     // or the store itself, holds nothing in scope).
     if root.file_name() == Some(OsStr::new(".git")) || filter.store.as_deref() == Some(&[]) {
         return Found::default();
     }
+    // The root as given (through any symlink on its way); everything below it is then
+    // opened from it, never through a symlink.
+    use rustix::fs::{Mode, OFlags};
+    let root_fd = match rustix::fs::open(root, dir_flags() & !OFlags::NOFOLLOW, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let e = std::io::Error::from(e);
+            return Found {
+                errors: vec![anyhow!(
+                    "cannot read {}: {}",
+                    root.display(),
+                    crate::error::io_message(&e)
+                )],
+                ..Found::default()
+            };
+        }
+    };
     let walker = Walker {
         root,
+        root_fd,
         filter,
         strict,
+        d_type,
         queue: Mutex::new(Queue {
             dirs: filter
                 .since
@@ -158,77 +207,193 @@ pub(super) fn walk(
         }),
         wake: Condvar::new(),
     };
-    let mut all = Found::default();
-    let by_path = |a: &Seen, b: &Seen| a.path.cmp(&b.path);
+    let mut first = Share::default();
     if threads <= 1 {
-        walker.work(&mut all, usize::MAX);
-        all.seen.sort_unstable_by(by_path);
-        return all;
+        walker.work(&mut first, usize::MAX);
+        return walker.assemble(vec![first]);
     }
     // A tree of unknown size is walked on one thread until it has shown this many
     // entries: a small one is over before a thread would have started.
     if let Some(limit) = grow_after
-        && !walker.work(&mut all, limit)
+        && !walker.work(&mut first, limit)
     {
-        all.seen.sort_unstable_by(by_path);
-        return all;
+        return walker.assemble(vec![first]);
     }
-    std::thread::scope(|s| {
-        // Each thread sorts its own list, at the same time; the lists are then merged.
+    let shares = std::thread::scope(|s| {
         let others: Vec<_> = (1..threads)
             .map(|_| {
                 s.spawn(|| {
-                    let mut found = Found::default();
-                    walker.work(&mut found, usize::MAX);
-                    found.seen.sort_unstable_by(by_path);
-                    found
+                    let mut share = Share::default();
+                    walker.work(&mut share, usize::MAX);
+                    share
                 })
             })
             .collect();
-        walker.work(&mut all, usize::MAX);
-        all.seen.sort_unstable_by(by_path);
+        walker.work(&mut first, usize::MAX);
+        let mut shares = vec![first];
         for other in others {
             // A worker only panics on a bug; its share is then missing, so say so.
             match other.join() {
-                Ok(found) => {
-                    all.seen = merge_sorted(std::mem::take(&mut all.seen), found.seen);
-                    all.pruned.extend(found.pruned);
-                    all.errors.extend(found.errors);
-                    all.attributes |= found.attributes;
-                    all.odd_attributes |= found.odd_attributes;
-                    all.descended.extend(found.descended);
-                }
-                Err(_) => all
+                Ok(share) => shares.push(share),
+                Err(_) => shares[0]
+                    .found
                     .errors
                     .push(anyhow!("a walker thread of {} panicked", root.display())),
             }
         }
-        all
-    })
+        shares
+    });
+    walker.assemble(shares)
 }
 
-/// Two lists sorted by path, as one.
-fn merge_sorted(a: Vec<Seen>, b: Vec<Seen>) -> Vec<Seen> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
-    loop {
-        let next = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if x.path <= y.path => a.next(),
-            (Some(_), Some(_)) => b.next(),
-            (Some(_), None) => a.next(),
-            (None, Some(_)) => b.next(),
-            (None, None) => return out,
-        };
-        out.extend(next);
+/// How a directory of the tree is opened: for listing, and never through a symlink.
+fn dir_flags() -> rustix::fs::OFlags {
+    use rustix::fs::OFlags;
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+/// `openat2(2)` is missing (kernels before 5.6): directories are opened one path
+/// component at a time instead.
+static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A placeholder for an entry moved out of a thread's list.
+fn moved_out() -> Seen {
+    Seen {
+        path: Vec::new(),
+        kind: Kind::File,
+        mode: 0,
+        stamp: super::objects::Stamp {
+            size: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            ino: 0,
+        },
+        meta: super::manifest::Meta::default(),
     }
 }
 
+/// `a`, then `/` when `a_slash`, against `b` likewise, as bytes.
+fn cmp_slash(a: &[u8], a_slash: bool, b: &[u8], b_slash: bool) -> std::cmp::Ordering {
+    let n = a.len().min(b.len());
+    a[..n].cmp(&b[..n]).then_with(|| {
+        let a = a[n..].iter().chain(a_slash.then_some(&b'/'));
+        let b = b[n..].iter().chain(b_slash.then_some(&b'/'));
+        a.cmp(b)
+    })
+}
+
+/// The entries of a whole walk in path order, put together from each directory's
+/// sorted listing, starting at the root's: a directory's own entry sorts at its path
+/// and what it holds right after `path/` (`a` < `a.txt` < `a/x` < `a0`). So the
+/// whole list is never sorted, the threads' lists never merged, and a directory's
+/// entries stay side by side as they were read. `None` if some entry was not reached
+/// (no listing leads to it), which a whole walk never leaves.
+fn in_tree_order(parts: &mut [Vec<Seen>], listings: &[Vec<Listing>]) -> Option<Vec<Seen>> {
+    struct Frame {
+        part: usize,
+        at: usize,
+        end: usize,
+        /// The listed directories among `at..end`, by where their contents sort.
+        subs: Vec<usize>,
+        next_sub: usize,
+    }
+    let mut by_dir: std::collections::HashMap<&[u8], (usize, usize, usize)> =
+        std::collections::HashMap::with_capacity(listings.iter().map(Vec::len).sum());
+    for (part, ls) in listings.iter().enumerate() {
+        for l in ls {
+            by_dir.insert(&l.dir, (part, l.start, l.end));
+        }
+    }
+    let total: usize = parts.iter().map(Vec::len).sum();
+    let frame = |(part, start, end): (usize, usize, usize)| {
+        let seen: &[Seen] = &parts[part];
+        let mut subs: Vec<usize> = (start..end)
+            .filter(|&i| seen[i].kind == Kind::Dir && by_dir.contains_key(seen[i].path.as_slice()))
+            .collect();
+        subs.sort_unstable_by(|&a, &b| cmp_slash(&seen[a].path, true, &seen[b].path, true));
+        Frame {
+            part,
+            at: start,
+            end,
+            subs,
+            next_sub: 0,
+        }
+    };
+    let mut order: Vec<(usize, usize)> = Vec::with_capacity(total);
+    let mut stack: Vec<Frame> = by_dir
+        .get(&b""[..])
+        .map(|&l| frame(l))
+        .into_iter()
+        .collect();
+    while let Some(f) = stack.last_mut() {
+        let seen: &[Seen] = &parts[f.part];
+        let entry = (f.at < f.end).then_some(f.at);
+        match (entry, f.subs.get(f.next_sub).copied()) {
+            (Some(i), Some(d)) if cmp_slash(&seen[i].path, false, &seen[d].path, true).is_lt() => {
+                order.push((f.part, i));
+                f.at += 1;
+            }
+            (Some(i), None) => {
+                order.push((f.part, i));
+                f.at += 1;
+            }
+            (_, Some(d)) => {
+                f.next_sub += 1;
+                let next = frame(by_dir[seen[d].path.as_slice()]);
+                stack.push(next);
+            }
+            (None, None) => {
+                stack.pop();
+            }
+        }
+    }
+    if order.len() != total {
+        return None;
+    }
+    Some(
+        order
+            .into_iter()
+            .map(|(part, i)| std::mem::replace(&mut parts[part][i], moved_out()))
+            .collect(),
+    )
+}
+
 impl Walker<'_> {
-    /// One thread: reads directories into `found` until none are left or one failed
+    /// The threads' shares as one [`Found`], its entries sorted by path.
+    fn assemble(&self, shares: Vec<Share>) -> Found {
+        let mut all = Found::default();
+        let mut parts = Vec::with_capacity(shares.len());
+        let mut listings = Vec::with_capacity(shares.len());
+        for Share { found, listings: l } in shares {
+            parts.push(found.seen);
+            listings.push(l);
+            all.pruned.extend(found.pruned);
+            all.errors.extend(found.errors);
+            all.attributes |= found.attributes;
+            all.odd_attributes |= found.odd_attributes;
+            all.descended.extend(found.descended);
+        }
+        // A walk of what changed starts at several directories: its (few) entries are
+        // sorted whole.
+        let ordered = match self.filter.since {
+            None => in_tree_order(&mut parts, &listings),
+            Some(_) => None,
+        };
+        all.seen = ordered.unwrap_or_else(|| {
+            let mut seen: Vec<Seen> = parts.into_iter().flatten().collect();
+            seen.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+            seen
+        });
+        all
+    }
+
+    /// One thread: reads directories into `share` until none are left or one failed
     /// (`strict`), or it holds `limit` entries. Whether it stopped at the limit with
     /// directories left.
-    fn work(&self, found: &mut Found, limit: usize) -> bool {
-        while found.seen.len() < limit {
+    fn work(&self, share: &mut Share, limit: usize) -> bool {
+        // getdents(2)'s buffer, one per thread.
+        let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
+        while share.found.seen.len() < limit {
             let Some(dir) = self.next() else {
                 return false;
             };
@@ -237,7 +402,12 @@ impl Walker<'_> {
                 subdirs: Vec::new(),
                 go_on: false,
             };
-            let ok = self.read(&dir, found, &mut busy.subdirs);
+            let start = share.found.seen.len();
+            let ok = self.read(&dir, &mut share.found, &mut busy.subdirs, &mut buf);
+            let end = share.found.seen.len();
+            // Sorted by name within the directory, while its entries are at hand.
+            share.found.seen[start..].sort_unstable_by(|a, b| a.path.cmp(&b.path));
+            share.listings.push(Listing { dir, start, end });
             busy.go_on = ok || !self.strict;
         }
         true
@@ -295,93 +465,186 @@ impl Walker<'_> {
         self.strict
     }
 
+    /// The directory `dir` (relative to the root) opened for listing, from the root and
+    /// through no symlink: one swapped in for a directory since its parent was read
+    /// is refused (ELOOP), never listed as if the tree held what it points to.
+    fn open_dir(&self, dir: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
+        use rustix::fs::{Mode, ResolveFlags};
+        use std::sync::atomic::Ordering::Relaxed;
+        let path = match dir {
+            [] => OsStr::new("."),
+            _ => OsStr::from_bytes(dir),
+        };
+        if !NO_OPENAT2.load(Relaxed) {
+            let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+            // EAGAIN: a rename raced the lookup; the kernel asks to try again.
+            for _ in 0..64 {
+                match rustix::fs::openat2(&self.root_fd, path, dir_flags(), Mode::empty(), how) {
+                    Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => continue,
+                    Err(rustix::io::Errno::NOSYS) => {
+                        NO_OPENAT2.store(true, Relaxed);
+                        break;
+                    }
+                    // A sandbox that filters the call out: the other way below.
+                    Err(rustix::io::Errno::PERM) => break,
+                    r => return r.map_err(std::io::Error::from),
+                }
+            }
+        }
+        open_stepwise(&self.root_fd, dir)
+    }
+
+    /// An entry of the directory open as `fd`, stat'ed through it (not followed), as
+    /// a [`Seen`] with no path yet; `None` for a kind of file backstop does not know.
+    fn stat(
+        &self,
+        fd: &std::os::fd::OwnedFd,
+        dir_abs: &Path,
+        name: &[u8],
+    ) -> std::io::Result<Option<Seen>> {
+        use rustix::fs::{AtFlags, StatxFlags};
+        let cname = OsStr::from_bytes(name);
+        loop {
+            match rustix::fs::statx(
+                fd,
+                cname,
+                AtFlags::SYMLINK_NOFOLLOW,
+                StatxFlags::BASIC_STATS,
+            ) {
+                Ok(s) => return Ok(Seen::of_statx(Vec::new(), &s)),
+                Err(rustix::io::Errno::INTR) => continue,
+                // No statx (kernels before 4.11, some sandboxes): by the path.
+                Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
+                    return fs::symlink_metadata(dir_abs.join(cname))
+                        .map(|m| Seen::of(Vec::new(), &m));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Reads the directory `dir` (relative to the root): its kept entries into `found`,
     /// its kept directories into `subdirs`. False when something could not be read.
-    fn read(&self, dir: &[u8], found: &mut Found, subdirs: &mut Vec<Vec<u8>>) -> bool {
+    fn read(
+        &self,
+        dir: &[u8],
+        found: &mut Found,
+        subdirs: &mut Vec<Vec<u8>>,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> bool {
         let abs = self.root.join(OsStr::from_bytes(dir));
         // Watched before it is listed: a change made after its listing is reported.
         if let Some(watch) = self.filter.watch {
             watch.add(dir, &abs);
         }
-        let cannot = |found: &mut Found, path: &Path, e: &std::io::Error| {
-            found.errors.push(anyhow!(
-                "cannot read {}: {}",
-                path.display(),
-                crate::error::io_message(e)
-            ));
+        let cannot = |found: &mut Found, e: &std::io::Error| {
+            let why = match e.raw_os_error() {
+                // Opened through no symlink: one (or a file) is where a directory was.
+                Some(libc::ELOOP | libc::ENOTDIR) => {
+                    "no longer a directory (replaced while the tree was walked)".to_string()
+                }
+                _ => crate::error::io_message(e),
+            };
+            found
+                .errors
+                .push(anyhow!("cannot read {}: {why}", abs.display()));
             false
         };
-        let entries = match fs::read_dir(&abs) {
-            Ok(entries) => entries,
-            // A directory gone since its parent was read is an error too, as it was:
-            // the walk would record a directory that is not there.
-            Err(e) => return cannot(found, &abs, &e),
+        // A directory gone since its parent was read is an error too, as it was: the
+        // walk would record a directory that is not there.
+        let fd = match self.open_dir(dir) {
+            Ok(fd) => fd,
+            Err(e) => return cannot(found, &e),
         };
-        // Each name copied out once (`DirEntry::file_name` makes a new one per call).
-        let entries: Vec<(fs::DirEntry, std::ffi::OsString)> = match entries
-            .map(|e| e.map(|e| (e.file_name(), e)).map(|(n, e)| (e, n)))
-            .collect()
-        {
-            Ok(entries) => entries,
-            Err(e) => return cannot(found, &abs, &e),
-        };
+        // The names, copied out once into one buffer.
+        let mut names: Vec<u8> = Vec::new();
+        let mut entries: Vec<(usize, usize, rustix::fs::FileType, u64)> = Vec::new();
+        let mut listing = rustix::fs::RawDir::new(&fd, buf);
+        while let Some(entry) = listing.next() {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => return cannot(found, &e.into()),
+            };
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let start = names.len();
+            names.extend_from_slice(name);
+            entries.push((start, names.len(), entry.file_type(), entry.ino()));
+        }
         // The rules inside this directory, once for all its entries (its own rules were
         // settled when its parent was read, by `prepare`, or are read now: those of its
         // rule files the listing shows).
         let rules = self.filter.matcher.map(|m| {
             let mut listed = super::rules::Listed::default();
-            for (_, name) in &entries {
-                listed.note(name.as_bytes());
+            for &(start, end, _, _) in &entries {
+                listed.note(&names[start..end]);
             }
             m.in_listed_dir(dir, listed)
         });
         let mut ok = true;
-        for (entry, name) in entries {
+        for (start, end, d_type, ino) in entries {
+            let name = &names[start..end];
             let rel = match dir {
-                [] => name.as_bytes().to_vec(),
-                _ => [dir, b"/", name.as_bytes()].concat(),
+                [] => name.to_vec(),
+                _ => [dir, b"/", name].concat(),
             };
-            if name == ".git" || self.filter.store.as_deref() == Some(rel.as_slice()) {
+            if name == b".git" || self.filter.store.as_deref() == Some(rel.as_slice()) {
                 continue;
             }
-            // Kept or left out: git applies an attribute file it ignores all the same.
-            if name == ".gitattributes" {
-                found.attributes = true;
-                found.odd_attributes |= !entry.file_type().is_ok_and(|t| t.is_file());
-            }
-            // The directory entry's type (no system call), as the filters were given before.
-            let is_dir = match entry.file_type() {
-                Ok(t) => t.is_dir(),
-                Err(e) => {
-                    if self.entry_failed(found, &entry.path(), &e, &mut ok) {
-                        return false;
+            // The listing's type (no system call), as the filters were given before; a
+            // filesystem that gives none has the entry stat'ed for it.
+            let mut stat = None;
+            let kind = match Kind::of_listed(d_type) {
+                Some(kind) if self.d_type => Some(kind),
+                _ => match self.stat(&fd, &abs, name) {
+                    Ok(s) => {
+                        let kind = s.as_ref().map(|s| s.kind);
+                        stat = Some(s);
+                        kind
                     }
-                    continue;
-                }
+                    Err(e) => {
+                        let path = abs.join(OsStr::from_bytes(name));
+                        if self.entry_failed(found, &path, &e, &mut ok) {
+                            return false;
+                        }
+                        continue;
+                    }
+                },
             };
+            // Kept or left out: git applies an attribute file it ignores all the same.
+            if name == b".gitattributes" {
+                found.attributes = true;
+                found.odd_attributes |= kind != Some(Kind::File);
+            }
+            let is_dir = kind == Some(Kind::Dir);
             if self.filter.left_out(rules.as_ref(), &rel, is_dir) {
                 if self.filter.keep_pruned {
                     found.pruned.push(Pruned {
                         path: rel,
-                        ino: entry.ino(),
+                        ino,
                         dir: is_dir,
                     });
                 }
                 continue;
             }
-            let meta = match entry.metadata() {
-                Ok(m) => m,
+            let seen = match stat.map_or_else(|| self.stat(&fd, &abs, name), Ok) {
+                Ok(Some(seen)) => seen,
+                // A kind of file backstop does not know: not kept, as before.
+                Ok(None) => continue,
                 Err(e) => {
-                    if self.entry_failed(found, &entry.path(), &e, &mut ok) {
+                    let path = abs.join(OsStr::from_bytes(name));
+                    if self.entry_failed(found, &path, &e, &mut ok) {
                         return false;
                     }
                     continue;
                 }
             };
-            if meta.is_dir() {
+            if seen.kind == Kind::Dir {
                 match self.filter.since {
                     None => subdirs.push(rel.clone()),
-                    Some(since) if since.descends(dir, &rel, &meta) => {
+                    Some(since) if since.descends(dir, &rel, seen.stamp.ino) => {
                         if since.lists.contains(dir) {
                             found.descended.push(rel.clone());
                         }
@@ -390,11 +653,34 @@ impl Walker<'_> {
                     Some(_) => {}
                 }
             }
-            if let Some(seen) = Seen::of(rel, &meta) {
-                found.seen.push(seen);
-            }
+            found.seen.push(Seen { path: rel, ..seen });
         }
         ok
+    }
+}
+
+/// The directory `dir` below `root` opened one path component at a time, none of
+/// them followed (what `openat2(2)` does in one call).
+fn open_stepwise(root: &std::os::fd::OwnedFd, dir: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
+    let mut fd = openat_retrying(root, OsStr::new("."))?;
+    if !dir.is_empty() {
+        for name in dir.split(|b| *b == b'/') {
+            fd = openat_retrying(&fd, OsStr::from_bytes(name))?;
+        }
+    }
+    Ok(fd)
+}
+
+/// `openat(2)` of a directory below `at`, through no symlink, again on EINTR.
+fn openat_retrying(
+    at: &std::os::fd::OwnedFd,
+    name: &OsStr,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    loop {
+        match rustix::fs::openat(at, name, dir_flags(), rustix::fs::Mode::empty()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(std::io::Error::from),
+        }
     }
 }
 
@@ -526,5 +812,261 @@ mod tests {
         assert!(found.seen.is_empty());
         let msg = format!("{:#}", found.errors[0]);
         assert!(msg.contains(&gone.display().to_string()), "{msg}");
+    }
+
+    fn no_filter(overrides: &Override) -> Filter<'_> {
+        Filter {
+            store: None,
+            overrides,
+            matcher: None,
+            keep_pruned: false,
+            watch: None,
+            since: None,
+        }
+    }
+
+    /// Every entry below `root` by `std`'s path-based calls, sorted by path bytes.
+    fn reference(root: &Path) -> Vec<Seen> {
+        fn go(root: &Path, rel: &[u8], out: &mut Vec<Seen>) {
+            for e in fs::read_dir(root.join(OsStr::from_bytes(rel))).unwrap() {
+                let e = e.unwrap();
+                let name = e.file_name();
+                let child = match rel {
+                    [] => name.as_bytes().to_vec(),
+                    _ => [rel, b"/", name.as_bytes()].concat(),
+                };
+                let m = fs::symlink_metadata(root.join(OsStr::from_bytes(&child))).unwrap();
+                if m.is_dir() {
+                    go(root, &child, out);
+                }
+                out.extend(Seen::of(child, &m));
+            }
+        }
+        let mut out = Vec::new();
+        go(root, b"", &mut out);
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
+    fn same(a: &[Seen], b: &[Seen]) -> Result<(), String> {
+        let show = |s: &[Seen]| {
+            s.iter()
+                .map(|s| String::from_utf8_lossy(&s.path).into_owned())
+                .collect::<Vec<_>>()
+        };
+        if show(a) != show(b) {
+            return Err(format!("{:?}\n!=\n{:?}", show(a), show(b)));
+        }
+        for (x, y) in a.iter().zip(b) {
+            if (x.kind, x.mode, x.stamp, x.meta) != (y.kind, y.mode, y.stamp, y.meta) {
+                return Err(format!("{x:?} != {y:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Names whose order as paths differs from their order as names followed by `/`
+    /// (`a-` < `a/` < `a0`), and bytes that are not UTF-8.
+    const NAMES: [&[u8]; 10] = [
+        b"a", b"a-", b"a.", b"a0", b"a-b", b"ab", b"\x01", b"\xff", b"A", b" ",
+    ];
+
+    /// Makes each `(components, kind)` that fits (its parents directories or made
+    /// so; kind 0 a file, 1 a directory, 2 a symlink, 3 a FIFO).
+    fn build(root: &Path, items: &[(Vec<usize>, u8)]) {
+        for (comps, kind) in items {
+            let mut path = root.to_path_buf();
+            let mut fits = true;
+            for c in &comps[..comps.len() - 1] {
+                path.push(OsStr::from_bytes(NAMES[*c]));
+                match fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => fits = false,
+                    Err(_) => fs::create_dir(&path).unwrap(),
+                }
+                if !fits {
+                    break;
+                }
+            }
+            path.push(OsStr::from_bytes(NAMES[*comps.last().unwrap()]));
+            if !fits || fs::symlink_metadata(&path).is_ok() {
+                continue;
+            }
+            match kind {
+                0 => fs::write(&path, b"x").unwrap(),
+                1 => fs::create_dir(&path).unwrap(),
+                2 => std::os::unix::fs::symlink("a", &path).unwrap(),
+                _ => rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &path,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o644),
+                    0,
+                )
+                .unwrap(),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+        /// The walk's list, put together from each directory's listing on one thread,
+        /// on two, and stat'ing every entry for its type, is exactly a sorted walk by
+        /// path: the same paths in byte order, the same stats.
+        #[test]
+        fn a_walk_in_tree_order_is_a_walk_sorted_by_path(
+            items in proptest::collection::vec(
+                (proptest::collection::vec(0..NAMES.len(), 1..5), 0u8..4),
+                0..60,
+            )
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            build(dir.path(), &items);
+            let want = reference(dir.path());
+            let overrides = Override::empty();
+            let filter = no_filter(&overrides);
+            for (threads, grow, d_type) in [(1, None, true), (2, None, true), (2, Some(3), true), (1, None, false)] {
+                let found = walk_with(dir.path(), &filter, threads, grow, true, d_type);
+                proptest::prop_assert!(found.errors.is_empty(), "{:?}", found.errors);
+                let r = same(&found.seen, &want);
+                proptest::prop_assert!(r.is_ok(), "{} threads, d_type {}: {}", threads, d_type, r.unwrap_err());
+            }
+        }
+    }
+
+    #[test]
+    fn a_listing_that_gives_no_type_has_the_entry_stat_ed_for_it() {
+        use rustix::fs::FileType;
+        assert_eq!(Kind::of_listed(FileType::Unknown), None);
+        assert_eq!(Kind::of_listed(FileType::Directory), Some(Kind::Dir));
+        assert_eq!(Kind::of_listed(FileType::Symlink), Some(Kind::Symlink));
+    }
+
+    #[test]
+    fn contents_sort_after_the_names_they_follow_as_paths() {
+        use std::cmp::Ordering::*;
+        // `a/x` against `a-` and `a0`: '-' < '/' < '0'.
+        assert_eq!(cmp_slash(b"d/a", true, b"d/a-", false), Greater);
+        assert_eq!(cmp_slash(b"d/a", true, b"d/a0", false), Less);
+        assert_eq!(cmp_slash(b"d/a", true, b"d/a.", false), Greater);
+        assert_eq!(cmp_slash(b"d/a", false, b"d/a", true), Less);
+        // Contents against contents: `a-/` < `a/`.
+        assert_eq!(cmp_slash(b"d/a-", true, b"d/a", true), Less);
+        assert_eq!(cmp_slash(b"d/a", true, b"d/a", true), Equal);
+    }
+
+    /// A walker over `root` that reads `dirs` (as if their parents had been read).
+    fn walker_of<'a>(root: &'a Path, filter: &'a Filter<'a>, dirs: &[&[u8]]) -> Walker<'a> {
+        Walker {
+            root,
+            root_fd: rustix::fs::open(root, rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty())
+                .unwrap(),
+            filter,
+            strict: false,
+            d_type: true,
+            queue: Mutex::new(Queue {
+                dirs: dirs.iter().map(|d| d.to_vec()).collect(),
+                busy: 0,
+                quit: false,
+            }),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// A directory swapped for a symlink between its parent's listing and its own (a
+    /// race with another process) is not listed through the link: the walk would
+    /// record what lies outside the tree as if it were in it, and walk it whole.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_mid_walk_is_not_read_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("deeper")).unwrap();
+        fs::write(outside.join("secret"), "s").unwrap();
+        fs::write(outside.join("deeper/secret"), "s").unwrap();
+        fs::create_dir_all(root.join("keep")).unwrap();
+        fs::write(root.join("keep/mine"), "m").unwrap();
+        // `a` and `b/c` were directories when their parents were listed; now `a` and
+        // `b` (a component on the way to `b/c`) are symlinks out of the tree.
+        std::os::unix::fs::symlink(&outside, root.join("a")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("b")).unwrap();
+        fs::create_dir_all(outside.join("c")).unwrap();
+        let overrides = Override::empty();
+        let filter = no_filter(&overrides);
+        let walker = walker_of(&root, &filter, &[b"a", b"b/c", b"keep"]);
+        let mut share = Share::default();
+        walker.work(&mut share, usize::MAX);
+        let paths: Vec<_> = share.found.seen.iter().map(|s| s.path.clone()).collect();
+        assert_eq!(paths, [b"keep/mine".to_vec()], "nothing from outside");
+        let mut errors: Vec<String> = share
+            .found
+            .errors
+            .iter()
+            .map(|e| format!("{e:#}"))
+            .collect();
+        errors.sort();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        for (e, path) in errors.iter().zip(["a", "b/c"]) {
+            assert!(e.contains(&root.join(path).display().to_string()), "{e}");
+            assert!(e.contains("no longer a directory"), "{e}");
+        }
+        // The same by the way without openat2(2), one component at a time.
+        let root_fd =
+            rustix::fs::open(&root, rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty()).unwrap();
+        for rel in [&b"a"[..], b"b/c"] {
+            let e = open_stepwise(&root_fd, rel).unwrap_err();
+            assert!(
+                matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)),
+                "{rel:?}: {e}"
+            );
+        }
+        assert!(open_stepwise(&root_fd, b"keep").is_ok());
+    }
+
+    /// `Seen::of_statx` gives what `Seen::of` gives from `std`'s metadata, for every
+    /// kind a walk keeps.
+    #[test]
+    fn a_stat_through_the_directory_is_the_stat_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("file"), "f").unwrap();
+        fs::create_dir(root.join("dir")).unwrap();
+        std::os::unix::fs::symlink("file", root.join("link")).unwrap();
+        fs::hard_link(root.join("file"), root.join("second")).unwrap();
+        build(root, &[(vec![0], 3)]);
+        let _sock = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", root.join("null-link")).unwrap();
+        let fd =
+            rustix::fs::open(root, rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty()).unwrap();
+        let statx = |name: &str| {
+            rustix::fs::statx(
+                &fd,
+                name,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                rustix::fs::StatxFlags::BASIC_STATS,
+            )
+            .unwrap()
+        };
+        for name in ["file", "dir", "link", "second", "a", "sock", "null-link"] {
+            let by_fd = Seen::of_statx(name.into(), &statx(name)).unwrap();
+            let by_path =
+                Seen::of(name.into(), &fs::symlink_metadata(root.join(name)).unwrap()).unwrap();
+            same(&[by_fd], &[by_path]).unwrap();
+        }
+        let dev = rustix::fs::statx(
+            rustix::fs::CWD,
+            "/dev/null",
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            rustix::fs::StatxFlags::BASIC_STATS,
+        )
+        .unwrap();
+        let by_fd = Seen::of_statx(b"null".to_vec(), &dev).unwrap();
+        let by_path = Seen::of(
+            b"null".to_vec(),
+            &fs::symlink_metadata("/dev/null").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(by_fd.kind, Kind::CharDevice);
+        same(&[by_fd], &[by_path]).unwrap();
     }
 }
