@@ -294,7 +294,7 @@ impl Scope {
             (None, n) if n < SMALL_TREE => (1, None),
             (None, _) => (two(), None),
         };
-        let found = walk::walk(&self.root, &filter, threads, grow_after, strict);
+        let found = walk::walk(&self.root, &filter, threads, grow_after, strict, known);
         if strict && !found.errors.is_empty() {
             return Err(found.errors);
         }

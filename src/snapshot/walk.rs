@@ -128,6 +128,8 @@ struct Walker<'a> {
     strict: bool,
     /// Trust the type the listing gives (see [`walk_with`]).
     d_type: bool,
+    /// Entries each thread's list has room for at the start (see [`walk`]).
+    expect: usize,
     queue: Mutex<Queue>,
     wake: Condvar,
 }
@@ -150,14 +152,17 @@ struct Share {
 /// Walks `root` on `threads` threads (this one among them), the others started only
 /// once `grow_after` entries are found when it is given; `strict` stops at the first
 /// error, otherwise every readable entry is found.
+/// `expect`, how many entries the last walk found (0: none known), gives each thread
+/// room for them at the start.
 pub(super) fn walk(
     root: &Path,
     filter: &Filter,
     threads: usize,
     grow_after: Option<usize>,
     strict: bool,
+    expect: usize,
 ) -> Found {
-    walk_with(root, filter, threads, grow_after, strict, true)
+    walk_with(root, filter, threads, grow_after, strict, expect, true)
 }
 
 /// [`walk`], trusting the type a directory listing gives (`d_type`) or not: a
@@ -168,6 +173,7 @@ fn walk_with(
     threads: usize,
     grow_after: Option<usize>,
     strict: bool,
+    expect: usize,
     d_type: bool,
 ) -> Found {
     // The root itself is filtered as the walk's own entries are (a root named `.git`,
@@ -198,6 +204,11 @@ fn walk_with(
         filter,
         strict,
         d_type,
+        // A count read from the last snapshot's header: bounded, it only sizes.
+        expect: {
+            let e = expect.min(1 << 24);
+            e + e / 16
+        },
         queue: Mutex::new(Queue {
             dirs: filter
                 .since
@@ -256,22 +267,6 @@ fn dir_flags() -> rustix::fs::OFlags {
 /// component at a time instead.
 static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// A placeholder for an entry moved out of a thread's list.
-fn moved_out() -> Seen {
-    Seen {
-        path: Vec::new(),
-        kind: Kind::File,
-        mode: 0,
-        stamp: super::objects::Stamp {
-            size: 0,
-            mtime_ns: 0,
-            ctime_ns: 0,
-            ino: 0,
-        },
-        meta: super::manifest::Meta::default(),
-    }
-}
-
 /// `a`, then `/` when `a_slash`, against `b` likewise, as bytes.
 fn cmp_slash(a: &[u8], a_slash: bool, b: &[u8], b_slash: bool) -> std::cmp::Ordering {
     let n = a.len().min(b.len());
@@ -282,59 +277,53 @@ fn cmp_slash(a: &[u8], a_slash: bool, b: &[u8], b_slash: bool) -> std::cmp::Orde
     })
 }
 
-/// The entries of a whole walk in path order, put together from each directory's
+/// The order of a whole walk's entries by path, put together from each directory's
 /// sorted listing, starting at the root's: a directory's own entry sorts at its path
 /// and what it holds right after `path/` (`a` < `a.txt` < `a/x` < `a0`). So the
-/// whole list is never sorted, the threads' lists never merged, and a directory's
-/// entries stay side by side as they were read. `None` if some entry was not reached
-/// (no listing leads to it), which a whole walk never leaves.
-fn in_tree_order(parts: &mut [Vec<Seen>], listings: &[Vec<Listing>]) -> Option<Vec<Seen>> {
+/// whole list is never sorted, and a directory's entries stay side by side as they
+/// were read. `order[k]` is the index in `seen` of the `k`th entry by path; `None`
+/// if some entry was not reached (no listing leads to it), which a whole walk never
+/// leaves, or if there are more than `u32` can count.
+fn in_tree_order(seen: &[Seen], listings: &[Listing]) -> Option<Vec<u32>> {
     struct Frame {
-        part: usize,
         at: usize,
         end: usize,
         /// The listed directories among `at..end`, by where their contents sort.
         subs: Vec<usize>,
         next_sub: usize,
     }
-    let mut by_dir: std::collections::HashMap<&[u8], (usize, usize, usize)> =
-        std::collections::HashMap::with_capacity(listings.iter().map(Vec::len).sum());
-    for (part, ls) in listings.iter().enumerate() {
-        for l in ls {
-            by_dir.insert(&l.dir, (part, l.start, l.end));
-        }
-    }
-    let total: usize = parts.iter().map(Vec::len).sum();
-    let frame = |(part, start, end): (usize, usize, usize)| {
-        let seen: &[Seen] = &parts[part];
+    u32::try_from(seen.len()).ok()?;
+    let by_dir: std::collections::HashMap<&[u8], (usize, usize)> = listings
+        .iter()
+        .map(|l| (l.dir.as_slice(), (l.start, l.end)))
+        .collect();
+    let frame = |(start, end): (usize, usize)| {
         let mut subs: Vec<usize> = (start..end)
             .filter(|&i| seen[i].kind == Kind::Dir && by_dir.contains_key(seen[i].path.as_slice()))
             .collect();
         subs.sort_unstable_by(|&a, &b| cmp_slash(&seen[a].path, true, &seen[b].path, true));
         Frame {
-            part,
             at: start,
             end,
             subs,
             next_sub: 0,
         }
     };
-    let mut order: Vec<(usize, usize)> = Vec::with_capacity(total);
+    let mut order: Vec<u32> = Vec::with_capacity(seen.len());
     let mut stack: Vec<Frame> = by_dir
         .get(&b""[..])
         .map(|&l| frame(l))
         .into_iter()
         .collect();
     while let Some(f) = stack.last_mut() {
-        let seen: &[Seen] = &parts[f.part];
         let entry = (f.at < f.end).then_some(f.at);
         match (entry, f.subs.get(f.next_sub).copied()) {
             (Some(i), Some(d)) if cmp_slash(&seen[i].path, false, &seen[d].path, true).is_lt() => {
-                order.push((f.part, i));
+                order.push(i as u32);
                 f.at += 1;
             }
             (Some(i), None) => {
-                order.push((f.part, i));
+                order.push(i as u32);
                 f.at += 1;
             }
             (_, Some(d)) => {
@@ -347,26 +336,49 @@ fn in_tree_order(parts: &mut [Vec<Seen>], listings: &[Vec<Listing>]) -> Option<V
             }
         }
     }
-    if order.len() != total {
-        return None;
+    (order.len() == seen.len()).then_some(order)
+}
+
+/// Puts `v[order[k]]` at `k` for every `k`, in place: each cycle of the permutation
+/// followed once, by swaps (`order` is left as the identity).
+fn permute(v: &mut [Seen], order: &mut [u32]) {
+    for start in 0..v.len() {
+        let mut k = start;
+        loop {
+            let from = order[k] as usize;
+            order[k] = k as u32;
+            if from == start || from == k {
+                break;
+            }
+            v.swap(k, from);
+            k = from;
+        }
     }
-    Some(
-        order
-            .into_iter()
-            .map(|(part, i)| std::mem::replace(&mut parts[part][i], moved_out()))
-            .collect(),
-    )
 }
 
 impl Walker<'_> {
     /// The threads' shares as one [`Found`], its entries sorted by path.
     fn assemble(&self, shares: Vec<Share>) -> Found {
         let mut all = Found::default();
-        let mut parts = Vec::with_capacity(shares.len());
-        let mut listings = Vec::with_capacity(shares.len());
-        for Share { found, listings: l } in shares {
-            parts.push(found.seen);
-            listings.push(l);
+        let mut listings = Vec::new();
+        for Share {
+            found,
+            listings: mut l,
+        } in shares
+        {
+            // One list, in the first share's (which was given room for all).
+            let offset = all.seen.len();
+            if offset == 0 {
+                all.seen = found.seen;
+            } else {
+                let mut seen = found.seen;
+                all.seen.append(&mut seen);
+            }
+            for listing in &mut l {
+                listing.start += offset;
+                listing.end += offset;
+            }
+            listings.append(&mut l);
             all.pruned.extend(found.pruned);
             all.errors.extend(found.errors);
             all.attributes |= found.attributes;
@@ -375,15 +387,14 @@ impl Walker<'_> {
         }
         // A walk of what changed starts at several directories: its (few) entries are
         // sorted whole.
-        let ordered = match self.filter.since {
-            None => in_tree_order(&mut parts, &listings),
+        let order = match self.filter.since {
+            None => in_tree_order(&all.seen, &listings),
             Some(_) => None,
         };
-        all.seen = ordered.unwrap_or_else(|| {
-            let mut seen: Vec<Seen> = parts.into_iter().flatten().collect();
-            seen.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-            seen
-        });
+        match order {
+            Some(mut order) => permute(&mut all.seen, &mut order),
+            None => all.seen.sort_unstable_by(|a, b| a.path.cmp(&b.path)),
+        }
         all
     }
 
@@ -391,6 +402,11 @@ impl Walker<'_> {
     /// (`strict`), or it holds `limit` entries. Whether it stopped at the limit with
     /// directories left.
     fn work(&self, share: &mut Share, limit: usize) -> bool {
+        // Room for the whole walk (address space only, till it is used): the first
+        // thread's list then takes the others' without moving to new memory.
+        if share.found.seen.capacity() == 0 {
+            let _ = share.found.seen.try_reserve(self.expect);
+        }
         // getdents(2)'s buffer, one per thread.
         let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
         while share.found.seen.len() < limit {
@@ -746,10 +762,10 @@ mod tests {
             watch: None,
             since: None,
         };
-        let one = walk(dir.path(), &filter, 1, None, true);
-        let two = walk(dir.path(), &filter, 2, None, true);
+        let one = walk(dir.path(), &filter, 1, None, true, 0);
+        let two = walk(dir.path(), &filter, 2, None, true, 50);
         // One thread for the first 10 entries, then two.
-        let grown = walk(dir.path(), &filter, 2, Some(10), true);
+        let grown = walk(dir.path(), &filter, 2, Some(10), true, 0);
         assert!(one.errors.is_empty() && two.errors.is_empty() && grown.errors.is_empty());
         assert_eq!(paths(&one), paths(&two));
         assert_eq!(paths(&one), paths(&grown));
@@ -808,7 +824,7 @@ mod tests {
             watch: None,
             since: None,
         };
-        let found = walk(&gone, &filter, 2, Some(10), true);
+        let found = walk(&gone, &filter, 2, Some(10), true, 0);
         assert!(found.seen.is_empty());
         let msg = format!("{:#}", found.errors[0]);
         assert!(msg.contains(&gone.display().to_string()), "{msg}");
@@ -925,8 +941,13 @@ mod tests {
             let want = reference(dir.path());
             let overrides = Override::empty();
             let filter = no_filter(&overrides);
-            for (threads, grow, d_type) in [(1, None, true), (2, None, true), (2, Some(3), true), (1, None, false)] {
-                let found = walk_with(dir.path(), &filter, threads, grow, true, d_type);
+            for (threads, grow, expect, d_type) in [
+                (1, None, 0, true),
+                (2, None, 3, true),
+                (2, Some(3), 0, true),
+                (1, None, usize::MAX, false),
+            ] {
+                let found = walk_with(dir.path(), &filter, threads, grow, true, expect, d_type);
                 proptest::prop_assert!(found.errors.is_empty(), "{:?}", found.errors);
                 let r = same(&found.seen, &want);
                 proptest::prop_assert!(r.is_ok(), "{} threads, d_type {}: {}", threads, d_type, r.unwrap_err());
@@ -964,6 +985,7 @@ mod tests {
             filter,
             strict: false,
             d_type: true,
+            expect: 0,
             queue: Mutex::new(Queue {
                 dirs: dirs.iter().map(|d| d.to_vec()).collect(),
                 busy: 0,
