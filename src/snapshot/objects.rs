@@ -151,14 +151,17 @@ impl Objects {
         Ok(self.tmp.get_or_init(|| tmp))
     }
 
-    /// Copies the file at `path`, which the walk saw as `seen`, into the store; with
-    /// `git`, git's blob id of its content is computed in the same read.
-    pub fn put_file(&self, path: &Path, seen: Stamp, git: bool) -> Result<Put> {
-        let mut src = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+    /// Copies the file open as `src` (at `path`), which the walk saw as `seen`, into
+    /// the store; with `git`, git's blob id of its content is computed in the same
+    /// read. `now` stats the path again once it is read: the file must still be there.
+    pub fn put_file(
+        &self,
+        mut src: File,
+        path: &Path,
+        seen: Stamp,
+        git: bool,
+        now: impl FnOnce() -> Option<Stamp>,
+    ) -> Result<Put> {
         let before = Stamp::of(&src.metadata()?);
         if before != seen {
             return Ok(Put::Changed);
@@ -185,8 +188,7 @@ impl Objects {
                 .with_context(|| format!("cannot copy {} into the store", path.display()))?;
         }
         let after = Stamp::of(&src.metadata()?);
-        let now = fs::symlink_metadata(path).map(|m| Stamp::of(&m)).ok();
-        if after != before || now != Some(before) {
+        if after != before || now() != Some(before) {
             return Ok(Put::Changed);
         }
         let hash = *hasher.finalize().as_bytes();

@@ -505,17 +505,63 @@ impl Scope {
 
     /// One path, directly; `None` if it does not exist in the tree — including when a
     /// directory above it is now a symlink or a file, which lstat would follow out.
+    /// Its directory is opened from the root through no symlink and the path stat'ed
+    /// through it: a directory swapped for a symlink between a check and the stat
+    /// cannot lead it out of the tree.
     pub fn stat(&self, rel: &[u8]) -> Result<Option<Seen>> {
-        if ancestors(&self.root, rel)? != Ancestors::Real {
-            return Ok(None);
-        }
-        match fs::symlink_metadata(self.abs(rel)) {
-            Ok(m) => Ok(Seen::of(rel.to_vec(), &m)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+        let (dir, name) = split_last(rel);
+        let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY;
+        let fd = match walk::open_in_tree(&self.root, dir, flags) {
+            Ok(fd) => fd,
+            Err(e) if gone_or_blocked(&e) => return Ok(None),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", self.abs(dir).display()));
+            }
+        };
+        match walk::stat_at(&fd, &self.abs(dir), name) {
+            Ok(seen) => Ok(seen.map(|s| Seen {
+                path: rel.to_vec(),
+                ..s
+            })),
+            Err(e) if gone_or_blocked(&e) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", self.abs(rel).display())),
         }
     }
+
+    /// The file `rel` opened for reading, from the root through no symlink (see
+    /// [`Scope::stat`]); non-blocking, so a FIFO put in its place does not hang the
+    /// reader.
+    pub fn open_file(&self, rel: &[u8]) -> std::io::Result<fs::File> {
+        use rustix::fs::OFlags;
+        walk::open_in_tree(&self.root, rel, OFlags::RDONLY | OFlags::NONBLOCK).map(fs::File::from)
+    }
+
+    /// The target of the symlink `rel`, read through its directory opened from the
+    /// root through no symlink.
+    pub fn read_link(&self, rel: &[u8]) -> std::io::Result<Vec<u8>> {
+        let (dir, name) = split_last(rel);
+        let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY;
+        let fd = walk::open_in_tree(&self.root, dir, flags)?;
+        let target = rustix::fs::readlinkat(&fd, std::ffi::OsStr::from_bytes(name), Vec::new())?;
+        Ok(target.into_bytes())
+    }
+}
+
+/// A path's directory and name (the directory empty at the top of the tree).
+fn split_last(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&b""[..], rel),
+    }
+}
+
+/// Not there, or not reachable through directories alone (a file or a symlink where
+/// a directory was): either way not in the tree.
+fn gone_or_blocked(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+    )
 }
 
 /// Whether `path` is one of `dirs` or lies below one.

@@ -812,6 +812,19 @@ impl Reader<'_> {
 /// One file into the store, read again while it keeps changing. A file recorded as
 /// the git blob `was_git` whose content is still that blob's stays recorded so (the
 /// blob is in the store): a touched file is not a changed one.
+/// A path [`read_one`] could not open or read as `current`: as it is now (`Some`,
+/// another stat, to take again), gone or no longer reached through directories
+/// (`None`), or, when it has not changed, the error itself.
+fn changed(scope: &Scope, current: &Seen, e: std::io::Error) -> Result<Option<Seen>> {
+    match scope.stat(&current.path)? {
+        None => Ok(None),
+        Some(now) if now.stamp != current.stamp || now.kind != current.kind => Ok(Some(now)),
+        Some(_) => {
+            Err(e).with_context(|| format!("cannot read {}", scope.abs(&current.path).display()))
+        }
+    }
+}
+
 fn read_one(
     scope: &Scope,
     objects: &Objects,
@@ -825,15 +838,41 @@ fn read_one(
         if current.kind != Kind::File {
             // It became something else while we looked: take it as it is now.
             let content = match current.kind {
-                Kind::Symlink => {
-                    use std::os::unix::ffi::OsStrExt;
-                    Content::Link(std::fs::read_link(&path)?.as_os_str().as_bytes().to_vec())
-                }
+                Kind::Symlink => match scope.read_link(&seen.path) {
+                    Ok(target) => Content::Link(target),
+                    Err(e) => match changed(scope, &current, e)? {
+                        Some(now) => {
+                            current = now;
+                            continue;
+                        }
+                        None => return Ok(None),
+                    },
+                },
                 _ => Content::None,
             };
             return Ok(Some(current.into_entry(content)));
         }
-        match objects.put_file(&path, current.stamp, was_git.is_some())? {
+        // Opened from the root through no symlink: a directory above it swapped for
+        // one since the walk cannot make the snapshot hold a file outside the tree.
+        let src = match scope.open_file(&seen.path) {
+            Ok(src) => src,
+            Err(e) => match changed(scope, &current, e)? {
+                Some(now) => {
+                    current = now;
+                    continue;
+                }
+                None => return Ok(None),
+            },
+        };
+        let now = || {
+            scope
+                .stat(&seen.path)
+                .ok()
+                .flatten()
+                .filter(|s| s.kind == Kind::File)
+                .map(|s| s.stamp)
+        };
+        match objects.put_file(src, &path, current.stamp, was_git.is_some(), now)? {
             Put::Stored {
                 hash,
                 staged: s,
@@ -901,6 +940,69 @@ mod tests {
 
         fn objects(&self) -> Objects {
             Objects::new(self.store.path())
+        }
+    }
+
+    /// A directory swapped for a symlink out of the tree after the walk (by another
+    /// process): the file below it is not opened, stat'ed or read through the link,
+    /// so no snapshot holds what lies outside under the tree's name. (By paths, a
+    /// check of the directories above followed by an lstat raced such a swap.)
+    #[test]
+    fn nothing_is_read_through_a_directory_swapped_for_a_symlink_after_the_walk() {
+        let fx = Fixture::new(&[("sub/f", b"inside"), ("sub/l", b"x")]);
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("f"), "OUTSIDE").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", outside.path().join("l")).unwrap();
+        let scope = fx.scope(u64::MAX, u64::MAX);
+        let objects = fx.objects();
+        let walked = scope.walk(&[]).unwrap();
+        let seen = |p: &[u8]| walked.seen.iter().find(|s| s.path == p).unwrap().clone();
+        let (file, link) = (seen(b"sub/f"), seen(b"sub/l"));
+        let root = fx.tree.path();
+        fs::rename(root.join("sub"), root.join("sub.real")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("sub")).unwrap();
+
+        let e = scope.open_file(b"sub/f").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
+        assert!(scope.stat(b"sub/f").unwrap().is_none());
+        assert!(scope.read_link(b"sub/l").is_err());
+        let staged = Mutex::new(Vec::new());
+        assert_eq!(
+            read_one(&scope, &objects, &file, &staged, None).unwrap(),
+            None
+        );
+        let link = Seen {
+            kind: Kind::Symlink,
+            ..link
+        };
+        assert_eq!(
+            read_one(&scope, &objects, &link, &staged, None).unwrap(),
+            None
+        );
+        assert!(staged.lock().unwrap().is_empty(), "nothing staged");
+
+        // Through the tree's own directories, all three read as ever; a root reached
+        // through a symlink of its own is fine too.
+        fs::remove_file(root.join("sub")).unwrap();
+        fs::rename(root.join("sub.real"), root.join("sub")).unwrap();
+        let via = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(root, via.path().join("root")).unwrap();
+        for scope in [
+            scope.clone(),
+            Scope {
+                root: via.path().join("root"),
+                ..scope.clone()
+            },
+        ] {
+            let mut body = String::new();
+            std::io::Read::read_to_string(&mut scope.open_file(b"sub/f").unwrap(), &mut body)
+                .unwrap();
+            assert_eq!(body, "inside");
+            assert_eq!(scope.stat(b"sub/f").unwrap().unwrap().stamp, file.stamp);
+            let got = read_one(&scope, &objects, &file, &staged, None)
+                .unwrap()
+                .unwrap();
+            assert!(matches!(got.content, Content::Hash(_)));
         }
     }
 

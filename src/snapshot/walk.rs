@@ -293,15 +293,21 @@ fn in_tree_order(seen: &[Seen], listings: &[Listing]) -> Option<Vec<u32>> {
         next_sub: usize,
     }
     u32::try_from(seen.len()).ok()?;
-    let by_dir: std::collections::HashMap<&[u8], (usize, usize)> = listings
-        .iter()
-        .map(|l| (l.dir.as_slice(), (l.start, l.end)))
-        .collect();
+    // Each listing reached once, from its directory's one entry in its parent's: so
+    // `order` names every entry once. A directory listed twice (a name a listing gave
+    // twice, as a filesystem may while entries are renamed) is sorted whole instead.
+    let mut by_dir = std::collections::HashMap::with_capacity(listings.len());
+    for l in listings {
+        if by_dir.insert(l.dir.as_slice(), (l.start, l.end)).is_some() {
+            return None;
+        }
+    }
     let frame = |(start, end): (usize, usize)| {
         let mut subs: Vec<usize> = (start..end)
             .filter(|&i| seen[i].kind == Kind::Dir && by_dir.contains_key(seen[i].path.as_slice()))
             .collect();
         subs.sort_unstable_by(|&a, &b| cmp_slash(&seen[a].path, true, &seen[b].path, true));
+        subs.dedup_by(|a, b| seen[*a].path == seen[*b].path);
         Frame {
             at: start,
             end,
@@ -485,58 +491,7 @@ impl Walker<'_> {
     /// through no symlink: one swapped in for a directory since its parent was read
     /// is refused (ELOOP), never listed as if the tree held what it points to.
     fn open_dir(&self, dir: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
-        use rustix::fs::{Mode, ResolveFlags};
-        use std::sync::atomic::Ordering::Relaxed;
-        let path = match dir {
-            [] => OsStr::new("."),
-            _ => OsStr::from_bytes(dir),
-        };
-        if !NO_OPENAT2.load(Relaxed) {
-            let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
-            // EAGAIN: a rename raced the lookup; the kernel asks to try again.
-            for _ in 0..64 {
-                match rustix::fs::openat2(&self.root_fd, path, dir_flags(), Mode::empty(), how) {
-                    Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => continue,
-                    Err(rustix::io::Errno::NOSYS) => {
-                        NO_OPENAT2.store(true, Relaxed);
-                        break;
-                    }
-                    // A sandbox that filters the call out: the other way below.
-                    Err(rustix::io::Errno::PERM) => break,
-                    r => return r.map_err(std::io::Error::from),
-                }
-            }
-        }
-        open_stepwise(&self.root_fd, dir)
-    }
-
-    /// An entry of the directory open as `fd`, stat'ed through it (not followed), as
-    /// a [`Seen`] with no path yet; `None` for a kind of file backstop does not know.
-    fn stat(
-        &self,
-        fd: &std::os::fd::OwnedFd,
-        dir_abs: &Path,
-        name: &[u8],
-    ) -> std::io::Result<Option<Seen>> {
-        use rustix::fs::{AtFlags, StatxFlags};
-        let cname = OsStr::from_bytes(name);
-        loop {
-            match rustix::fs::statx(
-                fd,
-                cname,
-                AtFlags::SYMLINK_NOFOLLOW,
-                StatxFlags::BASIC_STATS,
-            ) {
-                Ok(s) => return Ok(Seen::of_statx(Vec::new(), &s)),
-                Err(rustix::io::Errno::INTR) => continue,
-                // No statx (kernels before 4.11, some sandboxes): by the path.
-                Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
-                    return fs::symlink_metadata(dir_abs.join(cname))
-                        .map(|m| Seen::of(Vec::new(), &m));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        open_below(&self.root_fd, dir, dir_flags())
     }
 
     /// Reads the directory `dir` (relative to the root): its kept entries into `found`,
@@ -614,7 +569,7 @@ impl Walker<'_> {
             let mut stat = None;
             let kind = match Kind::of_listed(d_type) {
                 Some(kind) if self.d_type => Some(kind),
-                _ => match self.stat(&fd, &abs, name) {
+                _ => match stat_at(&fd, &abs, name) {
                     Ok(s) => {
                         let kind = s.as_ref().map(|s| s.kind);
                         stat = Some(s);
@@ -645,7 +600,7 @@ impl Walker<'_> {
                 }
                 continue;
             }
-            let seen = match stat.map_or_else(|| self.stat(&fd, &abs, name), Ok) {
+            let seen = match stat.map_or_else(|| stat_at(&fd, &abs, name), Ok) {
                 Ok(Some(seen)) => seen,
                 // A kind of file backstop does not know: not kept, as before.
                 Ok(None) => continue,
@@ -675,25 +630,137 @@ impl Walker<'_> {
     }
 }
 
-/// The directory `dir` below `root` opened one path component at a time, none of
-/// them followed (what `openat2(2)` does in one call).
-fn open_stepwise(root: &std::os::fd::OwnedFd, dir: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
-    let mut fd = openat_retrying(root, OsStr::new("."))?;
-    if !dir.is_empty() {
-        for name in dir.split(|b| *b == b'/') {
-            fd = openat_retrying(&fd, OsStr::from_bytes(name))?;
+/// `rel` below the directory `at` opened with `flags`, through no symlink on the way
+/// or at the end (`openat2(2)` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, or one
+/// path component at a time where there is none); `rel` empty: `at` itself.
+fn open_below(
+    at: &std::os::fd::OwnedFd,
+    rel: &[u8],
+    flags: rustix::fs::OFlags,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use std::sync::atomic::Ordering::Relaxed;
+    let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let path = match rel {
+        [] => OsStr::new("."),
+        _ => OsStr::from_bytes(rel),
+    };
+    if !NO_OPENAT2.load(Relaxed) {
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+        // EAGAIN: a rename raced the lookup; the kernel asks to try again.
+        for _ in 0..64 {
+            match rustix::fs::openat2(at, path, flags, Mode::empty(), how) {
+                Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => continue,
+                Err(rustix::io::Errno::NOSYS) => {
+                    NO_OPENAT2.store(true, Relaxed);
+                    break;
+                }
+                // A sandbox that filters the call out: the other way below.
+                Err(rustix::io::Errno::PERM) => break,
+                r => return r.map_err(std::io::Error::from),
+            }
         }
     }
-    Ok(fd)
+    open_stepwise(at, rel, flags)
 }
 
-/// `openat(2)` of a directory below `at`, through no symlink, again on EINTR.
+/// [`open_below`] one path component at a time, none of them followed.
+fn open_stepwise(
+    at: &std::os::fd::OwnedFd,
+    rel: &[u8],
+    flags: rustix::fs::OFlags,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    let (dirs, last) = match rel.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None if rel.is_empty() => return openat_retrying(at, OsStr::new("."), flags),
+        None => (&b""[..], rel),
+    };
+    // Only searched, not listed: O_PATH needs no read permission, as a lookup needs none.
+    use rustix::fs::OFlags;
+    let on_the_way = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut fd = openat_retrying(at, OsStr::new("."), on_the_way)?;
+    if !dirs.is_empty() {
+        for name in dirs.split(|b| *b == b'/') {
+            fd = openat_retrying(&fd, OsStr::from_bytes(name), on_the_way)?;
+        }
+    }
+    openat_retrying(&fd, OsStr::from_bytes(last), flags)
+}
+
+/// `rel` in the tree at `root` opened with `flags`, through no symlink below the
+/// root (the root's own path may hold some): what the walk listed, never what a
+/// directory swapped for a symlink since then points to. One call where the root's
+/// path has no symlink; else the root is opened first.
+pub(super) fn open_in_tree(
+    root: &Path,
+    rel: &[u8],
+    flags: rustix::fs::OFlags,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use std::sync::atomic::Ordering::Relaxed;
+    if !NO_OPENAT2.load(Relaxed) {
+        let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let path = root.join(OsStr::from_bytes(rel));
+        loop {
+            match rustix::fs::openat2(
+                rustix::fs::CWD,
+                &path,
+                flags,
+                Mode::empty(),
+                ResolveFlags::NO_SYMLINKS,
+            ) {
+                Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => continue,
+                // A symlink on the way, perhaps in the root's own path: from the root.
+                Err(
+                    rustix::io::Errno::LOOP | rustix::io::Errno::NOSYS | rustix::io::Errno::PERM,
+                ) => {
+                    break;
+                }
+                r => return r.map_err(std::io::Error::from),
+            }
+        }
+    }
+    let at: std::os::fd::OwnedFd =
+        rustix::fs::open(root, dir_flags() & !OFlags::NOFOLLOW, Mode::empty())?;
+    open_below(&at, rel, flags)
+}
+
+/// `name` in the directory open as `fd`, stat'ed through it (not followed), as a
+/// [`Seen`] with no path yet; `None` for a kind of file backstop does not know.
+/// `dir_abs` is the directory's path, for kernels without `statx(2)`.
+pub(super) fn stat_at(
+    fd: &std::os::fd::OwnedFd,
+    dir_abs: &Path,
+    name: &[u8],
+) -> std::io::Result<Option<Seen>> {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let cname = OsStr::from_bytes(name);
+    loop {
+        match rustix::fs::statx(
+            fd,
+            cname,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        ) {
+            Ok(s) => return Ok(Seen::of_statx(Vec::new(), &s)),
+            Err(rustix::io::Errno::INTR) => continue,
+            // No statx (kernels before 4.11, some sandboxes): by the path.
+            Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
+                return fs::symlink_metadata(dir_abs.join(cname)).map(|m| Seen::of(Vec::new(), &m));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `openat(2)` of `name` in `at`, again on EINTR.
 fn openat_retrying(
     at: &std::os::fd::OwnedFd,
     name: &OsStr,
+    flags: rustix::fs::OFlags,
 ) -> std::io::Result<std::os::fd::OwnedFd> {
     loop {
-        match rustix::fs::openat(at, name, dir_flags(), rustix::fs::Mode::empty()) {
+        match rustix::fs::openat(at, name, flags, rustix::fs::Mode::empty()) {
             Err(rustix::io::Errno::INTR) => continue,
             r => return r.map_err(std::io::Error::from),
         }
@@ -963,6 +1030,51 @@ mod tests {
         assert_eq!(Kind::of_listed(FileType::Symlink), Some(Kind::Symlink));
     }
 
+    fn seen_at(path: &str, kind: Kind) -> Seen {
+        let mut s = blank_seen();
+        s.path = path.as_bytes().to_vec();
+        s.kind = kind;
+        s
+    }
+
+    fn blank_seen() -> Seen {
+        Seen::of_entry(&super::super::manifest::Entry {
+            path: Vec::new(),
+            kind: Kind::File,
+            mode: 0,
+            size: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            ino: 0,
+            content: super::super::manifest::Content::None,
+            meta: super::super::manifest::Meta::default(),
+        })
+    }
+
+    /// A listing that names a directory twice (some filesystems do while entries are
+    /// renamed) must not have its contents put in twice and another's left out: the
+    /// order falls back to a whole sort.
+    #[test]
+    fn a_directory_listed_twice_is_not_put_in_order_twice() {
+        let seen = vec![
+            seen_at("d", Kind::Dir),
+            seen_at("d", Kind::Dir),
+            seen_at("d/x", Kind::File),
+            seen_at("d/x", Kind::File),
+        ];
+        let listing = |dir: &str, start, end| Listing {
+            dir: dir.as_bytes().to_vec(),
+            start,
+            end,
+        };
+        // `d` read twice: two listings of it.
+        let twice = [listing("", 0, 2), listing("d", 2, 3), listing("d", 3, 4)];
+        assert_eq!(in_tree_order(&seen, &twice), None);
+        // `d` named twice by the root's listing but read once: its contents once.
+        let once = [listing("", 0, 2), listing("d", 2, 4)];
+        assert_eq!(in_tree_order(&seen, &once), Some(vec![0, 1, 2, 3]));
+    }
+
     #[test]
     fn contents_sort_after_the_names_they_follow_as_paths() {
         use std::cmp::Ordering::*;
@@ -1036,13 +1148,13 @@ mod tests {
         let root_fd =
             rustix::fs::open(&root, rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty()).unwrap();
         for rel in [&b"a"[..], b"b/c"] {
-            let e = open_stepwise(&root_fd, rel).unwrap_err();
+            let e = open_stepwise(&root_fd, rel, dir_flags()).unwrap_err();
             assert!(
                 matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)),
                 "{rel:?}: {e}"
             );
         }
-        assert!(open_stepwise(&root_fd, b"keep").is_ok());
+        assert!(open_stepwise(&root_fd, b"keep", dir_flags()).is_ok());
     }
 
     /// `Seen::of_statx` gives what `Seen::of` gives from `std`'s metadata, for every
