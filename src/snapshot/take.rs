@@ -814,11 +814,20 @@ impl Reader<'_> {
 /// blob is in the store): a touched file is not a changed one.
 /// A path [`read_one`] could not open or read as `current`: as it is now (`Some`,
 /// another stat, to take again), gone or no longer reached through directories
-/// (`None`), or, when it has not changed, the error itself.
+/// (`None`), or, when it has not changed, the error itself — unless the error says
+/// the path was not reached as a stat just reached it (a directory above swapped
+/// back and forth): then it is taken again too, and a path that keeps changing
+/// ends as unsettled.
 fn changed(scope: &Scope, current: &Seen, e: std::io::Error) -> Result<Option<Seen>> {
+    let raced = matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EINVAL)
+    );
     match scope.stat(&current.path)? {
         None => Ok(None),
-        Some(now) if now.stamp != current.stamp || now.kind != current.kind => Ok(Some(now)),
+        Some(now) if raced || now.stamp != current.stamp || now.kind != current.kind => {
+            Ok(Some(now))
+        }
         Some(_) => {
             Err(e).with_context(|| format!("cannot read {}", scope.abs(&current.path).display()))
         }
