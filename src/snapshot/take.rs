@@ -873,13 +873,14 @@ fn read_one(
                 None => return Ok(None),
             },
         };
+        // Still at its path once read? By the path: one lstat. That it could follow a
+        // directory swapped for a symlink does not matter here: the stamp must be the
+        // very file read (opened as above), or the file is taken again from the top.
         let now = || {
-            scope
-                .stat(&seen.path)
+            std::fs::symlink_metadata(&path)
                 .ok()
-                .flatten()
-                .filter(|s| s.kind == Kind::File)
-                .map(|s| s.stamp)
+                .filter(|m| m.is_file())
+                .map(|m| super::objects::Stamp::of(&m))
         };
         match objects.put_file(src, &path, current.stamp, was_git.is_some(), now)? {
             Put::Stored {
