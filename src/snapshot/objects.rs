@@ -906,6 +906,50 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A file dated past 2262 (ext4 keeps times to 2446) has a stamp, the same by
+    /// `statx` through its directory as by path: nanoseconds saturate, they do not
+    /// overflow (a panic in a debug build, a wrapped time in a release one).
+    #[test]
+    fn a_file_dated_past_2262_has_a_stamp_and_the_walk_sees_it_as_the_path_does() {
+        assert_eq!(Stamp::ns(i64::MAX / 1_000_000_000 + 1, 0), i64::MAX);
+        assert_eq!(Stamp::ns(i64::MIN / 1_000_000_000 - 1, 0), i64::MIN);
+        assert_eq!(Stamp::ns(1, 5), 1_000_000_005);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("far");
+        fs::write(&path, "x").unwrap();
+        let year_2400 = rustix::fs::Timespec {
+            tv_sec: 13_569_465_600,
+            tv_nsec: 0,
+        };
+        let set = rustix::fs::utimensat(
+            rustix::fs::CWD,
+            &path,
+            &rustix::fs::Timestamps {
+                last_access: year_2400,
+                last_modification: year_2400,
+            },
+            rustix::fs::AtFlags::empty(),
+        );
+        set.unwrap();
+        let m = fs::symlink_metadata(&path).unwrap();
+        let stamp = Stamp::of(&m);
+        // Clamped by the filesystem or kept: either way past what i64 ns holds, or equal.
+        assert!(
+            stamp.mtime_ns == i64::MAX || m.mtime() < 9_223_372_036,
+            "{stamp:?}"
+        );
+        let fd = rustix::fs::open(
+            dir.path(),
+            rustix::fs::OFlags::RDONLY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        let by_fd = super::super::walk::stat_at(&fd, dir.path(), b"far")
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_fd.stamp, stamp);
+    }
+
     fn tmp_files(objects: &Objects) -> usize {
         fs::read_dir(layout::staging_dir(&objects.dir)).map_or(0, |d| d.count())
     }
