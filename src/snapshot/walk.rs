@@ -5,10 +5,13 @@
 //! full path (`lstat("/root/a/b/c/name")`), so the kernel resolves every component of
 //! every path again, and it hands entries to one shared list under a lock. An
 //! unchanged tree costs a protected run two walks, and those lookups were a fifth of
-//! them. Here a directory is opened once and its entries are stat'ed through it
-//! (`std::fs::DirEntry::metadata` is `statx(dirfd, name, AT_SYMLINK_NOFOLLOW)`, as
-//! `find` does), each thread keeps its own list, and entries left out are never
-//! stat'ed (the directory entry's type decides, as before).
+//! them. Here a directory is opened once, from the root and through no symlink (a
+//! directory swapped for one mid-walk is refused, never listed through the link), its
+//! entries are read with `getdents64` into a buffer each thread keeps and stat'ed
+//! through it (`statx(dirfd, name, AT_SYMLINK_NOFOLLOW)`, as `find` does), each thread
+//! keeps its own list, and entries left out are never stat'ed (the directory entry's
+//! type decides, as before). The sorted list is put together from each directory's
+//! sorted listing ([`in_tree_order`]), never sorted whole.
 
 use std::ffi::OsStr;
 use std::fs;
