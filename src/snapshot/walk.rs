@@ -530,36 +530,22 @@ impl Walker<'_> {
             Ok(fd) => fd,
             Err(e) => return cannot(found, &e),
         };
-        // The names, copied out once into one buffer.
-        let mut names: Vec<u8> = Vec::new();
-        let mut entries: Vec<(usize, usize, rustix::fs::FileType, u64)> = Vec::new();
-        let mut listing = rustix::fs::RawDir::new(&fd, buf);
-        while let Some(entry) = listing.next() {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) => return cannot(found, &e.into()),
-            };
-            let name = entry.file_name().to_bytes();
-            if name == b"." || name == b".." {
-                continue;
-            }
-            let start = names.len();
-            names.extend_from_slice(name);
-            entries.push((start, names.len(), entry.file_type(), entry.ino()));
-        }
+        let names = match Names::list(&fd, buf) {
+            Ok(names) => names,
+            Err(e) => return cannot(found, &e),
+        };
         // The rules inside this directory, once for all its entries (its own rules were
         // settled when its parent was read, by `prepare`, or are read now: those of its
         // rule files the listing shows).
         let rules = self.filter.matcher.map(|m| {
             let mut listed = super::rules::Listed::default();
-            for &(start, end, _, _) in &entries {
-                listed.note(&names[start..end]);
+            for (name, _, _) in names.iter() {
+                listed.note(name);
             }
             m.in_listed_dir(dir, listed)
         });
         let mut ok = true;
-        for (start, end, d_type, ino) in entries {
-            let name = &names[start..end];
+        for (name, d_type, ino) in names.iter() {
             let rel = match dir {
                 [] => name.to_vec(),
                 _ => [dir, b"/", name].concat(),
@@ -630,6 +616,47 @@ impl Walker<'_> {
             found.seen.push(Seen { path: rel, ..seen });
         }
         ok
+    }
+}
+
+/// A directory's entries as `getdents64(2)` gave them (`.` and `..` left out), their
+/// names copied once into one buffer.
+struct Names {
+    bytes: Vec<u8>,
+    /// Each name's range in `bytes`, its type as listed, its inode.
+    entries: Vec<(usize, usize, rustix::fs::FileType, u64)>,
+}
+
+impl Names {
+    /// The directory open as `fd`, listed through `buf`.
+    fn list(
+        fd: &std::os::fd::OwnedFd,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> std::io::Result<Names> {
+        let mut names = Names {
+            bytes: Vec::new(),
+            entries: Vec::new(),
+        };
+        let mut listing = rustix::fs::RawDir::new(fd, buf);
+        while let Some(entry) = listing.next() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let start = names.bytes.len();
+            names.bytes.extend_from_slice(name);
+            names
+                .entries
+                .push((start, names.bytes.len(), entry.file_type(), entry.ino()));
+        }
+        Ok(names)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], rustix::fs::FileType, u64)> {
+        self.entries
+            .iter()
+            .map(|&(start, end, t, ino)| (&self.bytes[start..end], t, ino))
     }
 }
 
