@@ -750,8 +750,12 @@ pub(super) fn open_in_tree(
             }
         }
     }
-    let at: std::os::fd::OwnedFd =
-        rustix::fs::open(root, dir_flags() & !OFlags::NOFOLLOW, Mode::empty())?;
+    // O_PATH: the root is only looked up from, which needs no read permission.
+    let at = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     open_below(&at, rel, flags)
 }
 
