@@ -163,8 +163,14 @@ struct Compiled {
 
 impl Compiled {
     fn of(dir: &Path, rel: Option<&[u8]>, rules: &DirRules) -> Compiled {
+        // The rules of a directory in the tree are asked about paths relative to it
+        // (see `Matcher::ignored_in`): rooted at `.`, the matcher takes them as they
+        // are, where rooted at `dir` it would first compare its root with `.` and try
+        // to strip it from each (a component-wise comparison for every path). Rules
+        // above the tree's root are asked about absolute paths.
+        let root = if rel.is_some() { Path::new(".") } else { dir };
         let build = |bytes: &Option<Vec<u8>>, from: &str| {
-            bytes.as_ref().map(|b| compile(dir, &dir.join(from), b))
+            bytes.as_ref().map(|b| compile(root, &dir.join(from), b))
         };
         Compiled {
             ignore: build(&rules.ignore, ".ignore"),

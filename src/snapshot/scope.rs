@@ -597,20 +597,11 @@ fn mark(base: &[super::manifest::Entry], dir: &[u8], children: bool, covered: &m
 }
 
 /// The paths of `also` that `found` (sorted by path) lacks. `also` is a manifest's
-/// paths, sorted too, so one pass over both does it; any order is still answered right.
+/// paths, sorted too, so one pass over both does it, one comparison of each pair of
+/// paths (they are long and far apart in memory); a path the pass does not meet is
+/// looked up, so any order is still answered right (out of order, the pass may have
+/// gone by it) without a pass of its own to check the order.
 fn not_in(found: &[Seen], also: &[&[u8]]) -> Vec<Vec<u8>> {
-    if !also.is_sorted() {
-        return also
-            .iter()
-            .filter(|p| {
-                found
-                    .binary_search_by(|s| s.path.as_slice().cmp(**p))
-                    .is_err()
-            })
-            .map(|p| p.to_vec())
-            .collect();
-    }
-    // One comparison of each pair of paths: they are long and far apart in memory.
     let mut missing = Vec::new();
     let mut f = found.iter().map(|s| s.path.as_slice()).peekable();
     for p in also {
@@ -627,7 +618,11 @@ fn not_in(found: &[Seen], also: &[&[u8]]) -> Vec<Vec<u8>> {
                 std::cmp::Ordering::Greater => break,
             }
         }
-        if !there {
+        if !there
+            && found
+                .binary_search_by(|s| s.path.as_slice().cmp(*p))
+                .is_err()
+        {
             missing.push(p.to_vec());
         }
     }
@@ -688,4 +683,51 @@ pub fn ancestors(root: &std::path::Path, rel: &[u8]) -> Result<Ancestors> {
         }
     }
     Ok(Ancestors::Real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(path: &str) -> Seen {
+        Seen {
+            path: path.as_bytes().to_vec(),
+            kind: Kind::File,
+            mode: 0o644,
+            stamp: Stamp {
+                size: 1,
+                mtime_ns: 2,
+                ctime_ns: 3,
+                ino: 4,
+            },
+            meta: Meta {
+                uid: 0,
+                gid: 0,
+                nlink: 1,
+                dev: 5,
+                rdev: 0,
+            },
+        }
+    }
+
+    /// `not_in` answers exactly whatever the order of `also`: one pass when it is
+    /// sorted, a lookup for each path the pass did not meet otherwise.
+    #[test]
+    fn not_in_is_exact_in_any_order() {
+        let found: Vec<Seen> = ["a", "a/b", "a0", "c", "e"].map(seen).to_vec();
+        let lacks = |also: &[&str]| {
+            let also: Vec<&[u8]> = also.iter().map(|p| p.as_bytes()).collect();
+            not_in(&found, &also)
+                .into_iter()
+                .map(|p| String::from_utf8(p).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            lacks(&["a", "a/b", "b", "c", "d", "e", "f"]),
+            ["b", "d", "f"]
+        );
+        assert_eq!(lacks(&["e", "c", "a", "zz", "a/b", "0"]), ["zz", "0"]);
+        assert_eq!(lacks(&["c", "c", "b", "b"]), ["b", "b"]);
+        assert!(lacks(&[]).is_empty());
+    }
 }

@@ -346,6 +346,21 @@ fn take_walked(
         rules,
         ..
     } = walked;
+    // An unchanged tree is compared with the cached manifest, not built again.
+    if let (Some(cached), Some(id)) = (cache_arc, cache_id)
+        && stands_unchanged(scope, objects, cached, id, &seen)?
+    {
+        objects.remember_present(id, cached.entries.iter().filter_map(Entry::hash));
+        drop_aside(seen);
+        return Ok(Taken {
+            manifest: Arc::clone(cached),
+            id,
+            skipped: Vec::new(),
+            hashed: 0,
+            from_git: 0,
+            rules,
+        });
+    }
 
     // Opened when the first file is not vouched for by the stat cache: an unchanged
     // tree never reads git's index. Not with an attribute file that is not a file (a
@@ -410,6 +425,60 @@ fn take_walked(
         from_git,
         rules,
     })
+}
+
+/// Whether the cached manifest `id` stands for the tree the walk saw, as it is: the
+/// same paths, each with the stat and owner it recorded, every file's content vouched
+/// for by the stat cache (not racy), every symlink's target the same, and every object
+/// it names still in the store. Exactly when [`Plan::of`] and the steps after it would
+/// come to that manifest with nothing to read, but with nothing built: a tree of
+/// 100,000 paths is compared, not copied into a new list to be found equal. `false`
+/// (the whole way is taken) for anything else, including what the whole way would
+/// still find unchanged (a racy file clean in git, a file over the size limit).
+fn stands_unchanged(
+    scope: &Scope,
+    objects: &Objects,
+    cached: &Manifest,
+    id: Hash,
+    seen: &[Seen],
+) -> Result<bool> {
+    if cached.entries.len() != seen.len() {
+        return Ok(false);
+    }
+    let at = cached.taken_at_ns;
+    for (c, s) in cached.entries.iter().zip(seen) {
+        if c.path != s.path || c.meta != s.meta || !s.same_stat(c) {
+            return Ok(false);
+        }
+        let same = match s.kind {
+            Kind::File => cache_vouches(c, at, s) && c.content.is_kept(),
+            // Read as `Plan::content` reads it: a link whose target is another now
+            // (or that is gone) takes the whole way.
+            Kind::Symlink => std::fs::read_link(scope.abs(&s.path)).is_ok_and(|target| {
+                use std::os::unix::ffi::OsStrExt;
+                matches!(&c.content, Content::Link(l) if l.as_slice() == target.as_os_str().as_bytes())
+            }),
+            _ => c.content == Content::None,
+        };
+        if !same {
+            return Ok(false);
+        }
+    }
+    // As `Plan::reread_missing` checks the files the cache vouches for (here: all).
+    let missing = objects
+        .missing_since(Some(id), cached.entries.iter().filter_map(Entry::hash))
+        .context("cannot check the store's objects")?;
+    if !missing.is_empty()
+        || !objects
+            .git()
+            .missing(cached.entries.iter().filter_map(|e| e.content.git()))
+            .is_empty()
+    {
+        return Ok(false);
+    }
+    // What `take_walked` does before it returns the cached manifest.
+    objects.git().sync_linked()?;
+    Ok(true)
 }
 
 /// A snapshot before its files are read: one entry per path seen, built in place
@@ -1036,6 +1105,72 @@ mod tests {
         };
         let id = commit(objects, Vec::new(), &later).unwrap();
         (Arc::new(later), id)
+    }
+
+    /// The shortcut for an unchanged tree (`stands_unchanged`) takes the cached
+    /// manifest exactly when nothing changed, and leaves every change (of a file, a
+    /// mode, a link's target, a directory's listing, an object gone from the store, a
+    /// racy cache) to the whole way, which then takes a new manifest.
+    #[test]
+    fn only_an_unchanged_tree_stands_on_the_cached_manifest() {
+        type Change = fn(&std::path::Path, &Objects, &Manifest);
+        let changes: Vec<(&str, Change)> = vec![
+            ("nothing", |_, _, _| {}),
+            ("a file's content", |t, _, _| {
+                fs::write(t.join("d1/f1"), "other").unwrap()
+            }),
+            ("a file's mode", |t, _, _| {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(t.join("d2/f2"), fs::Permissions::from_mode(0o600)).unwrap()
+            }),
+            ("a link's target", |t, _, _| {
+                fs::remove_file(t.join("link")).unwrap();
+                std::os::unix::fs::symlink("d2/f2", t.join("link")).unwrap()
+            }),
+            ("a file added", |t, _, _| {
+                fs::write(t.join("d3/new"), "new").unwrap()
+            }),
+            ("a file removed", |t, _, _| {
+                fs::remove_file(t.join("d4/f4")).unwrap()
+            }),
+            ("a directory's listing", |t, _, _| {
+                fs::create_dir(t.join("d5/x")).unwrap();
+                fs::remove_dir(t.join("d5/x")).unwrap()
+            }),
+            ("an object gone from the store", |t, objects, m| {
+                let e = m.entries.iter().find(|e| e.path == b"d6/f6").unwrap();
+                objects.remove(e.hash().unwrap());
+                let _ = t;
+            }),
+        ];
+        for (what, change) in changes {
+            let fx = many();
+            let root = fx.tree.path();
+            std::os::unix::fs::symlink("d1/f1", root.join("link")).unwrap();
+            let (objects, scope) = (fx.objects(), fx.scope(u64::MAX, u64::MAX));
+            let first = take(&scope, &objects, None).unwrap();
+            let (cache, id) = dated_later(&objects, &first.manifest);
+            change(root, &objects, &cache);
+            let walked = scope.walk(&[]).unwrap();
+            let stands = stands_unchanged(&scope, &objects, &cache, id, &walked.seen).unwrap();
+            let taken = take(&scope, &objects, Some((&cache, id))).unwrap();
+            assert_eq!(stands, what == "nothing", "{what}");
+            assert_eq!(taken.id == id, stands, "{what}: the whole way agrees");
+            if stands {
+                assert_eq!(taken.hashed, 0, "{what}");
+            }
+            // What was taken names only objects the store holds.
+            let gone = objects
+                .missing(taken.manifest.entries.iter().filter_map(Entry::hash))
+                .unwrap();
+            assert!(gone.is_empty(), "{what}: {} objects missing", gone.len());
+
+            // A cache taken while the files were fresh (racy) vouches for none of them.
+            let racy = take(&scope, &objects, None).unwrap();
+            let walked = scope.walk(&[]).unwrap();
+            let fresh = stands_unchanged(&scope, &objects, &racy.manifest, racy.id, &walked.seen);
+            assert!(!fresh.unwrap(), "{what}: a racy cache");
+        }
     }
 
     #[test]
