@@ -17,6 +17,7 @@ use crate::snapshot::lock::ObjectsHold;
 use crate::snapshot::manifest::{Content, Entry, Manifest, hex};
 use crate::snapshot::scope::{RootId, Scope};
 use crate::snapshot::snapshots::{Snapshots, display_path};
+use crate::snapshot::take::Taken;
 
 /// The scope a policy gives, for a run started in `cwd` with its store at `store_dir`.
 pub fn scope_for(policy: &Policy, cwd: &Path, store_dir: &Path) -> Result<Scope> {
@@ -373,14 +374,20 @@ impl<'a> RunSnapshots<'a> {
     pub fn changes(&self) -> Result<(String, Vec<Change>)> {
         self.check_root()?;
         let after = self.tree.snapshot_after(&self.before, &self.before_id)?;
-        Ok((hex(&after.id), diff(&self.before, &after.manifest)))
+        Ok((
+            hex(&after.id),
+            changed_from(&self.before, &self.before_id, &after),
+        ))
     }
 
     /// The change set of the whole run: the tree now against its start.
     pub fn changes_since_start(&self) -> Result<(String, Vec<Change>)> {
         self.check_root()?;
         let after = self.tree.snapshot_after(&self.start, &self.start_id)?;
-        Ok((hex(&after.id), diff(&self.start, &after.manifest)))
+        Ok((
+            hex(&after.id),
+            changed_from(&self.start, &self.start_id, &after),
+        ))
     }
 
     /// What going back to the start (or to the last checkpoint) must go over. Never
@@ -703,6 +710,16 @@ pub fn change_infos(changes: &[Change]) -> Vec<ChangeInfo> {
             detail: c.detail(),
         })
         .collect()
+}
+
+/// What changed from `before` (stored as `before_id`) to `after`: nothing when the
+/// two are one manifest (a manifest's id is the hash of its bytes), without comparing
+/// 100,000 entries to find it.
+fn changed_from(before: &Manifest, before_id: &str, after: &Taken) -> Vec<Change> {
+    if hex(&after.id) == before_id {
+        return Vec::new();
+    }
+    diff(before, &after.manifest)
 }
 
 #[cfg(test)]

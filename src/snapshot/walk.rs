@@ -355,7 +355,19 @@ fn in_tree_order(seen: &[Seen], listings: &[Listing]) -> Option<Vec<u32>> {
 /// Puts `v[order[k]]` at `k` for every `k`, in place: each cycle of the permutation
 /// followed once, by swaps (`order` is left as the identity).
 fn permute(v: &mut [Seen], order: &mut [u32]) {
+    // How many steps ahead along a cycle an element is fetched. The cycles' elements
+    // lie anywhere in a list of 10 MB (100,000 paths): a swap that waits for each in
+    // turn waits on memory, one miss at a time (80% of this step's time, measured).
+    const AHEAD: usize = 4;
+    let step = |order: &[u32], i: usize| order.get(i).map_or(i, |&n| n as usize);
     for start in 0..v.len() {
+        if order[start] as usize == start {
+            continue;
+        }
+        let mut ahead = start;
+        for _ in 0..AHEAD {
+            ahead = step(order, ahead);
+        }
         let mut k = start;
         loop {
             let from = order[k] as usize;
@@ -363,10 +375,31 @@ fn permute(v: &mut [Seen], order: &mut [u32]) {
             if from == start || from == k {
                 break;
             }
+            prefetch(v.get(ahead));
+            ahead = step(order, ahead);
             v.swap(k, from);
             k = from;
         }
     }
+}
+
+/// Asks the CPU to bring `x` into its cache: a hint, which changes no result.
+#[inline]
+fn prefetch<T>(x: Option<&T>) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x) = x {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let first: *const i8 = (x as *const T).cast();
+        let last = first.wrapping_add(std::mem::size_of::<T>().saturating_sub(1));
+        // SAFETY: a prefetch reads nothing the program sees and never faults, whatever
+        // the address; these point into a live value anyway.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(first);
+            _mm_prefetch::<_MM_HINT_T0>(last);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
 }
 
 impl Walker<'_> {
