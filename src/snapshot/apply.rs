@@ -330,10 +330,13 @@ fn shield(base: &Path, ops: &[&Op], unstored: &Unstored) -> Vec<(Vec<u8>, String
         if shielded.iter().any(|(p, _)| under(&op.path, p)) {
             continue;
         }
+        // A directory is not a file moved here, nor a file a directory: the inode is
+        // another's now (a put-back's own files take the numbers a run freed).
         if let Ok(m) = fs::symlink_metadata(base.join(OsStr::from_bytes(&op.path)))
-            && let Some(what) = unstored.get(&(m.dev(), m.ino()))
+            && let Some(never) = unstored.get(&(m.dev(), m.ino()))
+            && never.dir == m.is_dir()
         {
-            shielded.push((op.path.clone(), what.clone()));
+            shielded.push((op.path.clone(), never.what.clone()));
         }
     }
     shielded
@@ -356,7 +359,15 @@ fn set_mtime(path: &Path, ns: i64) -> io::Result<()> {
 }
 
 /// Inodes (device, inode) of what the scope never stored, and what each was.
-pub type Unstored = std::collections::HashMap<(u64, u64), String>;
+pub type Unstored = std::collections::HashMap<(u64, u64), NeverStored>;
+
+/// A file or directory the scope never stored, by its inode in [`Unstored`].
+#[derive(Clone, Debug)]
+pub struct NeverStored {
+    /// Its path then and why it was not stored, for the message.
+    pub what: String,
+    pub dir: bool,
+}
 
 /// Whether `path` is `prefix` or inside it.
 fn under(path: &[u8], prefix: &[u8]) -> bool {
@@ -815,6 +826,66 @@ mod tests {
             .iter()
             .map(|(p, s)| (p.to_string(), s.to_string()))
             .collect()
+    }
+
+    /// A path whose inode is one of a file the scope never stored is left as it is (it
+    /// may be that file, moved there by the run); a directory with that number is not
+    /// that file (the number was freed and taken again, by a put-back's own mkdir),
+    /// and is put back as any path is.
+    #[test]
+    fn only_what_can_be_the_never_stored_file_is_shielded() {
+        use std::os::unix::fs::MetadataExt;
+        let fx = Fixture::new();
+        fx.write("moved.log", "the only copy");
+        fs::create_dir(fx.path("made")).unwrap();
+        let ino = |rel: &str| {
+            let m = fs::symlink_metadata(fx.path(rel)).unwrap();
+            (m.dev(), m.ino())
+        };
+        let never = |what: &str, dir: bool| NeverStored {
+            what: what.into(),
+            dir,
+        };
+        let unstored: Unstored = [
+            (
+                ino("moved.log"),
+                never("x.log (left out of the scope)", false),
+            ),
+            (ino("made"), never("y.log (left out of the scope)", false)),
+        ]
+        .into_iter()
+        .collect();
+        let report = {
+            let _one = CWD.lock().unwrap_or_else(|e| e.into_inner());
+            let ops = [gone("moved.log"), gone("made")];
+            apply(fx.tree.path(), None, &fx.objects, &ops, &[], &unstored).unwrap()
+        };
+        assert_eq!(
+            fs::read_to_string(fx.path("moved.log")).unwrap(),
+            "the only copy"
+        );
+        assert!(!fx.path("made").exists(), "{report:?}");
+        assert_eq!(report.failed.len(), 1, "{report:?}");
+
+        // A directory the scope never stored is shielded as a directory.
+        fs::create_dir(fx.path("moved-dir")).unwrap();
+        let unstored: Unstored = [(
+            ino("moved-dir"),
+            never("cache (left out of the scope)", true),
+        )]
+        .into_iter()
+        .collect();
+        let _one = CWD.lock().unwrap_or_else(|e| e.into_inner());
+        let report = apply(
+            fx.tree.path(),
+            None,
+            &fx.objects,
+            &[gone("moved-dir")],
+            &[],
+            &unstored,
+        )
+        .unwrap();
+        assert!(fx.path("moved-dir").is_dir(), "{report:?}");
     }
 
     #[test]

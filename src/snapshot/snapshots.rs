@@ -464,7 +464,10 @@ fn unstored(scope: &Scope, target: &Manifest) -> super::apply::Unstored {
             if let Some(dev) = dev {
                 out.insert(
                     (dev, e.ino),
-                    format!("{} (over max_file_size)", display_path(&e.path)),
+                    super::apply::NeverStored {
+                        what: format!("{} (over max_file_size)", display_path(&e.path)),
+                        dir: false,
+                    },
                 );
             }
         }
@@ -473,7 +476,10 @@ fn unstored(scope: &Scope, target: &Manifest) -> super::apply::Unstored {
         for p in &rules.pruned {
             out.insert(
                 (dev, p.ino),
-                format!("{} (left out of the scope)", display_path(&p.path)),
+                super::apply::NeverStored {
+                    what: format!("{} (left out of the scope)", display_path(&p.path)),
+                    dir: p.dir,
+                },
             );
         }
     }
