@@ -389,10 +389,8 @@ impl Manifest {
             // The fields of fixed size after the path, and the content's tag, taken at
             // once: one bounds check for them, not one per field (an entry's fields are
             // most of the time it takes to read a stat cache of 100,000 paths).
-            let fixed = r.take(if v2 { FIXED_V2 } else { FIXED_V1 } + 1)?;
-            let (fixed, tag) = fixed.split_at(fixed.len() - 1);
             let mut f = Reader {
-                bytes: fixed,
+                bytes: r.take(if v2 { FIXED_V2 } else { FIXED_V1 } + 1)?,
                 at: 0,
             };
             let kind = match f.u8()? {
@@ -421,8 +419,7 @@ impl Manifest {
             } else {
                 Meta::default()
             };
-            let tag = tag[0];
-            let content = match tag {
+            let content = match f.u8()? {
                 0 => Content::None,
                 1 => Content::Hash(r.take(32)?.try_into().expect("32 bytes")),
                 2 => {
@@ -649,6 +646,76 @@ mod tests {
             assert!(!base.equal_but_path(&changed), "change {n} went unseen");
             assert!(!changed.equal_but_path(&base), "change {n} went unseen");
         }
+    }
+
+    /// A manifest of backstop 0.1 (version 1: no owner, nlink, dev or rdev) is read
+    /// field for field, from memory and as a stream: its entries' fixed fields are
+    /// taken at once, by their own length.
+    #[test]
+    fn a_version_1_manifest_is_read_field_for_field() {
+        let mut body = MAGIC_V1.to_vec();
+        body.extend_from_slice(&77i64.to_le_bytes());
+        body.extend_from_slice(&2u64.to_le_bytes());
+        let fixed = |body: &mut Vec<u8>, kind: u8, n: u64| {
+            body.push(kind);
+            body.extend_from_slice(&0o640u32.to_le_bytes());
+            body.extend_from_slice(&n.to_le_bytes());
+            body.extend_from_slice(&(n as i64 * 10).to_le_bytes());
+            body.extend_from_slice(&(n as i64 * 20).to_le_bytes());
+            body.extend_from_slice(&(n * 30).to_le_bytes());
+        };
+        body.extend_from_slice(&3u32.to_le_bytes());
+        body.extend_from_slice(b"a/f");
+        fixed(&mut body, 0, 5);
+        body.push(1);
+        body.extend_from_slice(&[9; 32]);
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(b"l");
+        fixed(&mut body, 2, 6);
+        body.push(2);
+        body.extend_from_slice(&3u32.to_le_bytes());
+        body.extend_from_slice(b"a/f");
+        let mut bytes = body.clone();
+        bytes.extend_from_slice(blake3::hash(&body).as_bytes());
+
+        let want = Manifest {
+            taken_at_ns: 77,
+            entries: vec![
+                Entry {
+                    path: b"a/f".to_vec(),
+                    kind: Kind::File,
+                    mode: 0o640,
+                    size: 5,
+                    mtime_ns: 50,
+                    ctime_ns: 100,
+                    ino: 150,
+                    content: Content::Hash([9; 32]),
+                    meta: Meta::default(),
+                },
+                Entry {
+                    path: b"l".to_vec(),
+                    kind: Kind::Symlink,
+                    mode: 0o640,
+                    size: 6,
+                    mtime_ns: 60,
+                    ctime_ns: 120,
+                    ino: 180,
+                    content: Content::Link(b"a/f".to_vec()),
+                    meta: Meta::default(),
+                },
+            ],
+        };
+        assert_eq!(Manifest::decode(&bytes).unwrap(), want);
+        let len = bytes.len() as u64;
+        let (streamed, sum) = Manifest::decode_stream(&mut &bytes[..], len).unwrap();
+        assert_eq!(streamed.unwrap(), want);
+        assert_eq!(sum, *blake3::hash(&bytes).as_bytes());
+        // Cut inside an entry's fixed fields: truncated, not misread.
+        let cut = &body[..body.len() - 40];
+        let mut cut = cut.to_vec();
+        cut.extend_from_slice(blake3::hash(&cut).as_bytes());
+        let e = Manifest::decode(&cut).unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
     }
 
     fn entry(path: &[u8], content: Content) -> Entry {
