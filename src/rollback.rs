@@ -374,20 +374,14 @@ impl<'a> RunSnapshots<'a> {
     pub fn changes(&self) -> Result<(String, Vec<Change>)> {
         self.check_root()?;
         let after = self.tree.snapshot_after(&self.before, &self.before_id)?;
-        Ok((
-            hex(&after.id),
-            changed_from(&self.before, &self.before_id, &after),
-        ))
+        Ok(changed_from(&self.before, &self.before_id, &after))
     }
 
     /// The change set of the whole run: the tree now against its start.
     pub fn changes_since_start(&self) -> Result<(String, Vec<Change>)> {
         self.check_root()?;
         let after = self.tree.snapshot_after(&self.start, &self.start_id)?;
-        Ok((
-            hex(&after.id),
-            changed_from(&self.start, &self.start_id, &after),
-        ))
+        Ok(changed_from(&self.start, &self.start_id, &after))
     }
 
     /// What going back to the start (or to the last checkpoint) must go over. Never
@@ -712,14 +706,16 @@ pub fn change_infos(changes: &[Change]) -> Vec<ChangeInfo> {
         .collect()
 }
 
-/// What changed from `before` (stored as `before_id`) to `after`: nothing when the
-/// two are one manifest (a manifest's id is the hash of its bytes), without comparing
-/// 100,000 entries to find it.
-fn changed_from(before: &Manifest, before_id: &str, after: &Taken) -> Vec<Change> {
-    if hex(&after.id) == before_id {
-        return Vec::new();
-    }
-    diff(before, &after.manifest)
+/// `after`'s id, and what changed from `before` (stored as `before_id`) to it: nothing
+/// when the two are one manifest (a manifest's id is the hash of its bytes), without
+/// comparing 100,000 entries to find it.
+fn changed_from(before: &Manifest, before_id: &str, after: &Taken) -> (String, Vec<Change>) {
+    let id = hex(&after.id);
+    let changes = match id == before_id {
+        true => Vec::new(),
+        false => diff(before, &after.manifest),
+    };
+    (id, changes)
 }
 
 #[cfg(test)]
